@@ -1,0 +1,74 @@
+//! Server information: MOTD and LUSERS.
+
+use super::Ctx;
+use crate::proto::numeric::*;
+use crate::proto::Message;
+use std::sync::atomic::Ordering;
+
+/// `MOTD`.
+pub fn motd(ctx: &mut Ctx<'_>, _message: &Message<'_>) {
+    send_motd(ctx);
+}
+
+/// `LUSERS`.
+pub fn lusers(ctx: &mut Ctx<'_>, _message: &Message<'_>) {
+    send_lusers(ctx);
+}
+
+/// 375/372.../376, or 422 when no MOTD is configured.
+pub fn send_motd(ctx: &mut Ctx<'_>) {
+    let server = ctx.config().server_name.clone();
+    let Some(lines) = ctx.config().motd.clone() else {
+        let reply = ctx.numeric(ERR_NOMOTD).trailing("MOTD File is missing");
+        ctx.reply(reply);
+        return;
+    };
+    let start = ctx
+        .numeric(RPL_MOTDSTART)
+        .trailing(format!("- {server} Message of the day - "));
+    ctx.reply(start);
+    for line in lines {
+        let reply = ctx.numeric(RPL_MOTD).trailing(format!("- {line}"));
+        ctx.reply(reply);
+    }
+    let end = ctx.numeric(RPL_ENDOFMOTD).trailing("End of /MOTD command.");
+    ctx.reply(end);
+}
+
+/// 251-255 and 265/266, counting every shard.
+pub fn send_lusers(ctx: &mut Ctx<'_>) {
+    let (users, channels) = {
+        let directory = ctx.shard.shared.directory();
+        (directory.user_count(), directory.channel_count())
+    };
+    let connections = ctx.shard.shared.connections.load(Ordering::Relaxed);
+    let unregistered = connections.saturating_sub(users);
+    let max = ctx.config().max_clients;
+    let replies = [
+        ctx.numeric(RPL_LUSERCLIENT).trailing(format!(
+            "There are {users} users and 0 invisible on 1 servers"
+        )),
+        ctx.numeric(RPL_LUSEROP)
+            .arg("0")
+            .trailing("operator(s) online"),
+        ctx.numeric(RPL_LUSERUNKNOWN)
+            .arg(unregistered.to_string())
+            .trailing("unknown connection(s)"),
+        ctx.numeric(RPL_LUSERCHANNELS)
+            .arg(channels.to_string())
+            .trailing("channels formed"),
+        ctx.numeric(RPL_LUSERME)
+            .trailing(format!("I have {users} clients and 0 servers")),
+        ctx.numeric(RPL_LOCALUSERS)
+            .arg(users.to_string())
+            .arg(max.to_string())
+            .trailing(format!("Current local users {users}, max {max}")),
+        ctx.numeric(RPL_GLOBALUSERS)
+            .arg(users.to_string())
+            .arg(max.to_string())
+            .trailing(format!("Current global users {users}, max {max}")),
+    ];
+    for reply in replies {
+        ctx.reply(reply);
+    }
+}

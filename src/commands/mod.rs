@@ -1,0 +1,187 @@
+//! Command handling: one table says, for every command, how many parameters it needs
+//! and whether it is allowed before registration, so `421`, `451` and `461` are
+//! answered here once (as Ergo's `commands.go`). Handlers, one family per file, are
+//! about behaviour: they read the parsed message and push lines into outboxes through
+//! [`Ctx`]; they never see a socket.
+
+mod channel;
+mod connection;
+mod info;
+mod messaging;
+mod registration;
+
+use crate::config::Config;
+use crate::proto::numeric::*;
+use crate::proto::{LineBuilder, Message};
+use crate::shard::Shard;
+use crate::state::{Client, ClientId};
+use bytes::Bytes;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// What a handler works with: the shard, the client that sent the line, and the time.
+pub struct Ctx<'a> {
+    /// The client's shard.
+    pub shard: &'a mut Shard,
+    /// The client that sent the line.
+    pub id: ClientId,
+    /// The injected clock.
+    pub now: Instant,
+}
+
+impl Ctx<'_> {
+    /// The client that sent the line. Slots are freed only by the connection's writer
+    /// task, never while a handler runs, so the client is always there.
+    pub fn client(&self) -> &Client {
+        self.shard
+            .client(self.id)
+            .expect("a client outlives the handling of its own line")
+    }
+
+    /// The server configuration.
+    pub fn config(&self) -> &Config {
+        &self.shard.shared.config
+    }
+
+    /// A numeric reply to this client: `:server CODE nick`.
+    pub fn numeric(&self, code: &str) -> LineBuilder {
+        LineBuilder::from_source(&self.config().server_name, code).arg(self.client().nick())
+    }
+
+    /// A line from the server to this client with a non-numeric command (`PONG`, `CAP`).
+    pub fn from_server(&self, command: &str) -> LineBuilder {
+        LineBuilder::from_source(&self.config().server_name, command)
+    }
+
+    /// Queues a line for this client.
+    pub fn reply(&mut self, line: LineBuilder) {
+        self.send(line.finish());
+    }
+
+    /// Queues a built line for this client.
+    pub fn send(&mut self, line: Bytes) {
+        self.shard.send(self.id, line);
+    }
+}
+
+type Handler = fn(&mut Ctx<'_>, &Message<'_>);
+
+/// One command's metadata and handler.
+struct Command {
+    name: &'static str,
+    /// Parameters required, else `461`.
+    min_params: usize,
+    /// Usable before registration completes, else `451`.
+    before_registration: bool,
+    /// Counts as activity for WHOIS idle time (everything but PING/PONG).
+    is_activity: bool,
+    handler: Handler,
+}
+
+const fn command(name: &'static str, min_params: usize, handler: Handler) -> Command {
+    Command {
+        name,
+        min_params,
+        before_registration: false,
+        is_activity: true,
+        handler,
+    }
+}
+
+const fn early(name: &'static str, min_params: usize, handler: Handler) -> Command {
+    Command {
+        before_registration: true,
+        ..command(name, min_params, handler)
+    }
+}
+
+const fn keepalive(name: &'static str, handler: Handler) -> Command {
+    Command {
+        is_activity: false,
+        ..early(name, 0, handler)
+    }
+}
+
+/// Every command the server understands.
+static COMMANDS: &[Command] = &[
+    early("CAP", 1, registration::cap),
+    early("PASS", 1, registration::pass),
+    early("NICK", 0, registration::nick),
+    early("USER", 4, registration::user),
+    keepalive("PING", connection::ping),
+    keepalive("PONG", connection::pong),
+    early("QUIT", 0, connection::quit),
+    command("JOIN", 1, channel::join),
+    command("PART", 1, channel::part),
+    command("NAMES", 0, channel::names),
+    command("PRIVMSG", 2, messaging::privmsg),
+    command("NOTICE", 2, messaging::notice),
+    command("MOTD", 0, info::motd),
+    command("LUSERS", 0, info::lusers),
+];
+
+/// Handles one parsed line from client `id`.
+pub fn dispatch(shard: &mut Shard, id: ClientId, message: &Message<'_>, now: Instant) {
+    let mut ctx = Ctx { shard, id, now };
+    let registered = ctx.client().is_registered();
+    let Some(command) = COMMANDS
+        .iter()
+        .find(|c| c.name.eq_ignore_ascii_case(message.command))
+    else {
+        if registered {
+            let reply = ctx
+                .numeric(ERR_UNKNOWNCOMMAND)
+                .arg(message.command)
+                .trailing("Unknown command");
+            ctx.reply(reply);
+        } else {
+            not_registered(&mut ctx);
+        }
+        return;
+    };
+    if !registered && !command.before_registration {
+        not_registered(&mut ctx);
+        return;
+    }
+    if message.params().len() < command.min_params {
+        let reply = ctx
+            .numeric(ERR_NEEDMOREPARAMS)
+            .arg(command.name)
+            .trailing("Not enough parameters");
+        ctx.reply(reply);
+        return;
+    }
+    if command.is_activity {
+        if let Some(client) = ctx.shard.client_mut(id) {
+            client.last_active = now;
+        }
+    }
+    (command.handler)(&mut ctx, message);
+}
+
+fn not_registered(ctx: &mut Ctx<'_>) {
+    let reply = ctx
+        .numeric(ERR_NOTREGISTERED)
+        .trailing("You have not registered");
+    ctx.reply(reply);
+}
+
+/// Answers a line that was over the length limits (it was discarded).
+pub fn input_too_long(shard: &mut Shard, id: ClientId, now: Instant) {
+    let mut ctx = Ctx { shard, id, now };
+    let reply = ctx
+        .numeric(ERR_INPUTTOOLONG)
+        .trailing("Input line was too long");
+    ctx.reply(reply);
+}
+
+/// Seconds since the Unix epoch, for creation and topic times.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Splits a comma-separated target list, skipping empty entries.
+fn targets(list: &[u8]) -> impl Iterator<Item = &[u8]> {
+    list.split(|&b| b == b',').filter(|t| !t.is_empty())
+}

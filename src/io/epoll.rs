@@ -1,0 +1,79 @@
+//! The epoll driver (tokio, current-thread): readiness, then a non-blocking read or
+//! vectored write, adapted to the owned-buffer shape of [`Stream`] so the connection
+//! tasks are the same code as on io_uring.
+
+use super::{Listener, Stream, MAX_BATCH_LINES};
+use bytes::Bytes;
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+
+/// Builds a shard's runtime.
+pub fn runtime() -> io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+/// A listening socket on a tokio runtime.
+pub struct EpollListener(tokio::net::TcpListener);
+
+impl EpollListener {
+    /// Adopts a bound, listening, non-blocking std socket (call inside the runtime).
+    pub fn new(listener: std::net::TcpListener) -> io::Result<EpollListener> {
+        Ok(EpollListener(tokio::net::TcpListener::from_std(listener)?))
+    }
+}
+
+impl Listener for EpollListener {
+    type Stream = EpollStream;
+
+    async fn accept(&self) -> io::Result<(EpollStream, SocketAddr)> {
+        let (stream, peer) = self.0.accept().await?;
+        stream.set_nodelay(true)?;
+        Ok((EpollStream(stream), peer))
+    }
+}
+
+/// A connection on a tokio runtime.
+pub struct EpollStream(tokio::net::TcpStream);
+
+impl Stream for EpollStream {
+    async fn read(&self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        loop {
+            if let Err(error) = self.0.readable().await {
+                return (Err(error), buf);
+            }
+            match self.0.try_read_buf(&mut buf) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                result => return (result, buf),
+            }
+        }
+    }
+
+    async fn writev(&self, batch: Vec<Bytes>) -> (io::Result<usize>, Vec<Bytes>) {
+        loop {
+            if let Err(error) = self.0.writable().await {
+                return (Err(error), batch);
+            }
+            match write_vectored(&self.0, &batch) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                result => return (result, batch),
+            }
+        }
+    }
+
+    fn shutdown(&self) {
+        let _ = socket2::SockRef::from(&self.0).shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// One `writev` of up to [`MAX_BATCH_LINES`] lines; the iovec array lives on the stack
+/// of this synchronous call, not in the connection's future.
+fn write_vectored(stream: &tokio::net::TcpStream, batch: &[Bytes]) -> io::Result<usize> {
+    let mut slices = [IoSlice::new(&[]); MAX_BATCH_LINES];
+    let count = batch.len().min(MAX_BATCH_LINES);
+    for (slice, line) in slices.iter_mut().zip(batch) {
+        *slice = IoSlice::new(line);
+    }
+    stream.try_write_vectored(&slices[..count])
+}

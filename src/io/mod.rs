@@ -1,0 +1,315 @@
+//! I/O drivers: the only code that touches sockets and runtimes.
+//!
+//! A driver provides a [`Listener`] and a [`Stream`] with owned-buffer operations
+//! (the io_uring shape; epoll adapts to it), and the tasks here run every shard the
+//! same way on either driver: an accept loop, a reader and a writer per connection, a
+//! bus receiver, a hand-off flusher and a housekeeping ticker. Only the socket calls
+//! differ, so a comparison between drivers measures the drivers.
+//!
+//! Per connection: one read in flight at all times (never abandoned: a dropped
+//! tokio-uring read loses data), at most one `writev` in flight, and the shard's
+//! `RefCell` is borrowed only between awaits.
+
+pub mod epoll;
+pub mod uring;
+
+use crate::shard::Shard;
+use crate::state::ClientId;
+use bytes::{Buf, Bytes};
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tracing::{debug, info, warn, Instrument};
+
+/// Most lines carried by one vectored write (the kernel allows 1024 iovecs).
+pub const MAX_BATCH_LINES: usize = 256;
+/// A connection's read buffer starts (and shrinks back to) this size: idle clients
+/// stay small.
+pub const READ_BUFFER_MIN: usize = 512;
+/// A busy connection's read buffer grows up to this size.
+pub const READ_BUFFER_MAX: usize = 16 << 10;
+/// How often throttled input is re-examined while some client waits for tokens.
+const FLOOD_TICK: Duration = Duration::from_millis(50);
+/// How often liveness is checked and counters are published.
+const LIVENESS_TICK: Duration = Duration::from_secs(1);
+/// How long the accept loop pauses when the process is out of file descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A connected socket with owned-buffer operations.
+#[allow(async_fn_in_trait)] // single-threaded runtimes: no Send bound wanted
+pub trait Stream: 'static {
+    /// Reads into `buf`'s spare capacity (from its start; the caller clears it).
+    async fn read(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>);
+    /// Writes the lines of `batch` with one vectored write; returns how many bytes the
+    /// kernel took.
+    async fn writev(&self, batch: Vec<Bytes>) -> (io::Result<usize>, Vec<Bytes>);
+    /// Shuts both directions, so a pending read returns 0.
+    fn shutdown(&self);
+}
+
+/// A listening socket.
+#[allow(async_fn_in_trait)]
+pub trait Listener: 'static {
+    /// The connection type it yields.
+    type Stream: Stream;
+    /// Accepts one connection.
+    async fn accept(&self) -> io::Result<(Self::Stream, SocketAddr)>;
+}
+
+/// Runs one shard until shutdown completes; called inside the driver's runtime.
+pub async fn run_shard<L: Listener>(shard: Shard, listeners: Vec<L>) {
+    let id = shard.id;
+    let shared = shard.shared.clone();
+    let shard = Rc::new(RefCell::new(shard));
+    let stop_accepting = Rc::new(Notify::new());
+
+    for listener in listeners {
+        tokio::task::spawn_local(accept_loop(listener, shard.clone(), stop_accepting.clone()));
+    }
+    tokio::task::spawn_local(flush_handoffs(shard.clone()));
+    tokio::task::spawn_local(housekeeping(shard.clone()));
+
+    // The bus receiver runs here: it is also where shutdown arrives.
+    let mut inbox = Vec::new();
+    'running: loop {
+        shared.bus.receive(id, &mut inbox).await;
+        let mut shard = shard.borrow_mut();
+        for handoff in inbox.drain(..) {
+            if shard.apply(handoff) {
+                break 'running;
+            }
+        }
+    }
+    inbox.clear();
+
+    info!(shard = id, "shutting down");
+    stop_accepting.notify_waiters();
+    shard.borrow_mut().begin_shutdown();
+    let deadline = Instant::now() + shared.config.shutdown_timeout;
+    while shard.borrow().connection_count() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut shard = shard.borrow_mut();
+    shard.publish_counters();
+    shard.log_summary();
+}
+
+async fn accept_loop<L: Listener>(listener: L, shard: Rc<RefCell<Shard>>, stop: Rc<Notify>) {
+    let stopped = stop.notified();
+    tokio::pin!(stopped);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut stopped => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) if is_resource_exhaustion(&error) => {
+                warn!(%error, "accept failed: out of resources; pausing accepts");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+            Err(error) => {
+                debug!(%error, "accept failed");
+                continue;
+            }
+        };
+        let admitted = shard.borrow_mut().accept(peer, Instant::now());
+        match admitted {
+            Ok(id) => {
+                let span =
+                    tracing::debug_span!("conn", shard = id.shard, slot = id.slot.index, %peer);
+                debug!(parent: &span, "connected");
+                let stream = Rc::new(stream);
+                tokio::task::spawn_local(
+                    read_loop(stream.clone(), shard.clone(), id).instrument(span.clone()),
+                );
+                tokio::task::spawn_local(write_loop(stream, shard.clone(), id).instrument(span));
+            }
+            Err(_) => {
+                tokio::task::spawn_local(refuse(stream));
+            }
+        }
+    }
+}
+
+/// Tells a connection over `--max-clients` why it is being closed.
+async fn refuse<S: Stream>(stream: S) {
+    let error = Bytes::from_static(b"ERROR :Server is full\r\n");
+    let _ = stream.writev(vec![error]).await;
+    stream.shutdown();
+}
+
+fn is_resource_exhaustion(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// Owns the connection's only read: feeds the shard until the peer is gone.
+async fn read_loop<S: Stream>(stream: Rc<S>, shard: Rc<RefCell<Shard>>, id: ClientId) {
+    let mut buf = Vec::with_capacity(READ_BUFFER_MIN);
+    loop {
+        buf.clear();
+        let (result, returned) = stream.read(buf).await;
+        buf = returned;
+        let n = match result {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(error) => {
+                debug!(%error, "read failed");
+                break;
+            }
+        };
+        shard.borrow_mut().receive(id, &buf[..n], Instant::now());
+        let capacity = buf.capacity();
+        if n == capacity && capacity < READ_BUFFER_MAX {
+            buf = Vec::with_capacity((capacity * 4).min(READ_BUFFER_MAX));
+        } else if n <= READ_BUFFER_MIN && capacity > READ_BUFFER_MIN {
+            buf = Vec::with_capacity(READ_BUFFER_MIN);
+        }
+    }
+    shard.borrow_mut().peer_closed(id);
+}
+
+/// What the writer should do next.
+enum WriterTurn {
+    Write,
+    Finish,
+}
+
+/// Drains the outbox with one vectored write at a time; on close, flushes, shuts the
+/// socket and frees the client's slot.
+async fn write_loop<S: Stream>(stream: Rc<S>, shard: Rc<RefCell<Shard>>, id: ClientId) {
+    let mut batch: Vec<Bytes> = Vec::new();
+    loop {
+        let turn = poll_fn(|cx| {
+            let mut shard = shard.borrow_mut();
+            let Some(client) = shard.client_mut(id) else {
+                return Poll::Ready(WriterTurn::Finish);
+            };
+            if !batch.is_empty() || client.outbox.has_queued() {
+                Poll::Ready(WriterTurn::Write)
+            } else if client.closing {
+                Poll::Ready(WriterTurn::Finish)
+            } else {
+                client.outbox.park_writer(cx.waker());
+                Poll::Pending
+            }
+        })
+        .await;
+        if let WriterTurn::Finish = turn {
+            break;
+        }
+        {
+            let mut shard = shard.borrow_mut();
+            if batch.capacity() == 0 {
+                batch = shard.take_batch_vec();
+            }
+            if let Some(client) = shard.client_mut(id) {
+                client.outbox.take_batch(&mut batch, MAX_BATCH_LINES);
+            }
+        }
+        let (result, returned) = stream.writev(batch).await;
+        batch = returned;
+        let mut shard = shard.borrow_mut();
+        match result {
+            Ok(written) => {
+                consume_written(&mut batch, written);
+                if let Some(client) = shard.client_mut(id) {
+                    client.outbox.wrote(written);
+                }
+                shard.note_written(written);
+                if batch.is_empty() {
+                    shard.return_batch_vec(std::mem::take(&mut batch));
+                }
+            }
+            Err(error) => {
+                shard.write_failed(id, &error);
+                break;
+            }
+        }
+    }
+    stream.shutdown();
+    shard.borrow_mut().release(id);
+}
+
+/// Drops the fully written lines from the front of `batch` and advances into a
+/// partly written one.
+fn consume_written(batch: &mut Vec<Bytes>, mut written: usize) {
+    let mut done = 0;
+    for line in batch.iter_mut() {
+        if written >= line.len() {
+            written -= line.len();
+            done += 1;
+        } else {
+            line.advance(written);
+            break;
+        }
+    }
+    batch.drain(..done);
+}
+
+/// Sends what this shard owes other shards, once per scheduler pass.
+async fn flush_handoffs(shard: Rc<RefCell<Shard>>) {
+    loop {
+        poll_fn(|cx| {
+            let mut shard = shard.borrow_mut();
+            if shard.has_outgoing() {
+                Poll::Ready(())
+            } else {
+                shard.park_handoff_flusher(cx.waker());
+                Poll::Pending
+            }
+        })
+        .await;
+        shard.borrow_mut().flush_handoffs();
+    }
+}
+
+/// Flood-control resumption, liveness checks and counter publication.
+async fn housekeeping(shard: Rc<RefCell<Shard>>) {
+    let mut ticker = tokio::time::interval(FLOOD_TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_liveness = Instant::now();
+    loop {
+        ticker.tick().await;
+        let now = Instant::now();
+        let mut shard = shard.borrow_mut();
+        if shard.has_throttled() {
+            shard.resume_throttled(now);
+        }
+        if now.duration_since(last_liveness) >= LIVENESS_TICK {
+            last_liveness = now;
+            shard.check_liveness(now);
+            shard.publish_counters();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partial_write_keeps_the_unwritten_tail_in_order() {
+        let mut batch = vec![
+            Bytes::from_static(b"aaaa"),
+            Bytes::from_static(b"bbbb"),
+            Bytes::from_static(b"cccc"),
+        ];
+        consume_written(&mut batch, 6);
+        assert_eq!(
+            batch,
+            vec![Bytes::from_static(b"bb"), Bytes::from_static(b"cccc")]
+        );
+        consume_written(&mut batch, 6);
+        assert!(batch.is_empty());
+    }
+}

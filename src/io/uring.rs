@@ -1,0 +1,65 @@
+//! The io_uring driver (tokio-uring 0.5): completion-based accept, read and writev on
+//! owned buffers. The runtime submits all of a tick's SQEs with one `io_uring_enter`.
+
+use super::{Listener, Stream};
+use bytes::Bytes;
+use std::io;
+use std::net::SocketAddr;
+
+/// Submission queue entries per shard ring; completions get twice as many.
+const RING_ENTRIES: u32 = 4096;
+
+/// Builds a shard's runtime, or says why the kernel refused io_uring.
+pub fn runtime() -> io::Result<tokio_uring::Runtime> {
+    // COOP_TASKRUN saves an interrupt per completion; DEFER_TASKRUN hangs tokio-uring 0.5
+    // (ARCHITECTURE.md), so it is not used.
+    let mut ring = tokio_uring::uring_builder();
+    ring.setup_coop_taskrun();
+    tokio_uring::Runtime::new(
+        tokio_uring::builder()
+            .entries(RING_ENTRIES)
+            .uring_builder(&ring),
+    )
+}
+
+/// Whether this process may create an io_uring, and if not, why.
+pub fn probe() -> io::Result<()> {
+    runtime().map(drop)
+}
+
+/// A listening socket on a tokio-uring runtime.
+pub struct UringListener(tokio_uring::net::TcpListener);
+
+impl UringListener {
+    /// Adopts a bound, listening std socket (call inside the runtime).
+    pub fn new(listener: std::net::TcpListener) -> UringListener {
+        UringListener(tokio_uring::net::TcpListener::from_std(listener))
+    }
+}
+
+impl Listener for UringListener {
+    type Stream = UringStream;
+
+    async fn accept(&self) -> io::Result<(UringStream, SocketAddr)> {
+        let (stream, peer) = self.0.accept().await?;
+        stream.set_nodelay(true)?;
+        Ok((UringStream(stream), peer))
+    }
+}
+
+/// A connection on a tokio-uring runtime.
+pub struct UringStream(tokio_uring::net::TcpStream);
+
+impl Stream for UringStream {
+    async fn read(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        self.0.read(buf).await
+    }
+
+    async fn writev(&self, batch: Vec<Bytes>) -> (io::Result<usize>, Vec<Bytes>) {
+        self.0.writev(batch).await
+    }
+
+    fn shutdown(&self) {
+        let _ = self.0.shutdown(std::net::Shutdown::Both);
+    }
+}

@@ -1,0 +1,24 @@
+//! ringchat: a multi-client IRC chat server on io_uring.
+//!
+//! The map, in the order a message travels:
+//! - [`io`]: drivers, the only code touching sockets: io_uring (tokio-uring) and epoll
+//!   (tokio), running the same connection tasks.
+//! - [`proto`]: the wire format, pure: framing, parsing, serializing, names, numerics.
+//! - [`shard`]: one core's sans-IO state: its clients, local channel members, delivery
+//!   and cross-shard hand-offs.
+//! - [`commands`]: one file per command family, behind one table of metadata.
+//! - [`state`]: what a connection owns (outbox, flood bucket) and what all shards share
+//!   (the directory of nicks, users and channels).
+//! - [`server`]: binding, shard threads, shutdown. [`config`] and [`cli`]: settings.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod io;
+pub mod proto;
+pub mod server;
+pub mod shard;
+pub mod state;
+
+pub use config::{Config, IoMode};
+pub use server::Server;

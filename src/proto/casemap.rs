@@ -1,0 +1,130 @@
+//! Case-insensitive names (CASEMAPPING=ascii) that hash and compare without allocating.
+//!
+//! A map keyed by [`CaselessKey`] can be looked up with a borrowed [`Caseless`] built
+//! from any `&str`, so the message path never folds a name into a new `String`.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+/// A borrowed name compared and hashed under the `ascii` casemapping.
+#[repr(transparent)]
+pub struct Caseless(str);
+
+impl Caseless {
+    /// Views `name` as a case-insensitive name.
+    pub fn new(name: &str) -> &Caseless {
+        // SAFETY: `Caseless` is `repr(transparent)` over `str`.
+        unsafe { &*(name as *const str as *const Caseless) }
+    }
+
+    /// The name as it was written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq for Caseless {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.eq_ignore_ascii_case(&other.0)
+    }
+}
+
+impl Eq for Caseless {}
+
+impl Hash for Caseless {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        for byte in self.0.bytes() {
+            state.write_u8(byte.to_ascii_lowercase());
+        }
+        state.write_u8(0xff);
+    }
+}
+
+impl fmt::Debug for Caseless {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+/// An owned case-insensitive name, used as a map key. It keeps the spelling it was
+/// created with, so the key doubles as the display name. Hash and equality ignore
+/// case, consistently with [`Caseless`] (which `Borrow` requires).
+#[derive(Clone)]
+pub struct CaselessKey(Box<str>);
+
+impl PartialEq for CaselessKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.eq_ignore_ascii_case(&other.0)
+    }
+}
+
+impl Eq for CaselessKey {}
+
+impl Hash for CaselessKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        Caseless::new(&self.0).hash(state);
+    }
+}
+
+impl CaselessKey {
+    /// Takes ownership of `name`, keeping its spelling.
+    pub fn new(name: &str) -> CaselessKey {
+        CaselessKey(name.into())
+    }
+
+    /// The name as it was first written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<Caseless> for CaselessKey {
+    fn borrow(&self) -> &Caseless {
+        Caseless::new(&self.0)
+    }
+}
+
+impl PartialEq<Caseless> for CaselessKey {
+    fn eq(&self, other: &Caseless) -> bool {
+        self.0.eq_ignore_ascii_case(&other.0)
+    }
+}
+
+impl fmt::Debug for CaselessKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for CaselessKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn lookup_ignores_ascii_case_without_allocating_a_key() {
+        let mut map = HashMap::new();
+        map.insert(CaselessKey::new("#Rust"), 1);
+        assert_eq!(map.get(Caseless::new("#rust")), Some(&1));
+        assert_eq!(map.get(Caseless::new("#RUST")), Some(&1));
+        assert_eq!(map.get(Caseless::new("#rusty")), None);
+    }
+
+    #[test]
+    fn ascii_casemapping_does_not_fold_rfc1459_brackets() {
+        assert!(*Caseless::new("a[b]") != *Caseless::new("a{b}"));
+        assert!(*Caseless::new("Nick") == *Caseless::new("nICK"));
+    }
+
+    #[test]
+    fn key_keeps_its_spelling() {
+        assert_eq!(CaselessKey::new("#MixedCase").as_str(), "#MixedCase");
+    }
+}

@@ -1,0 +1,93 @@
+//! Serializing outgoing lines into `Bytes`, once per message.
+//!
+//! A line built here is shared by every recipient (`Bytes::clone` is a reference count
+//! increment), so the builder is the only place a message's bytes are written.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Builds one outgoing line: `[:source] COMMAND [args] [:trailing]\r\n`.
+#[must_use]
+pub struct LineBuilder {
+    buf: BytesMut,
+}
+
+impl LineBuilder {
+    /// Starts a line from `source` (a server name or `nick!user@host`).
+    pub fn from_source(source: &str, command: &str) -> LineBuilder {
+        let mut buf = BytesMut::with_capacity(64 + source.len());
+        buf.put_u8(b':');
+        buf.put_slice(source.as_bytes());
+        buf.put_u8(b' ');
+        buf.put_slice(command.as_bytes());
+        LineBuilder { buf }
+    }
+
+    /// Starts a line with no source (`PING`, `ERROR`).
+    pub fn sourceless(command: &str) -> LineBuilder {
+        let mut buf = BytesMut::with_capacity(64);
+        buf.put_slice(command.as_bytes());
+        LineBuilder { buf }
+    }
+
+    /// Appends a middle parameter; the caller guarantees it has no space and does not
+    /// start with `:` (names validated on input, numbers, fixed words).
+    pub fn arg(mut self, arg: impl AsRef<[u8]>) -> LineBuilder {
+        self.buf.put_u8(b' ');
+        self.buf.put_slice(arg.as_ref());
+        self
+    }
+
+    /// Appends the final parameter, which may hold spaces.
+    pub fn trailing(mut self, text: impl AsRef<[u8]>) -> LineBuilder {
+        self.buf.put_slice(b" :");
+        self.buf.put_slice(text.as_ref());
+        self
+    }
+
+    /// Bytes written so far (for fitting replies into 512 bytes).
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether nothing has been written (never true: a line starts with its command).
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Ends the line with CR LF and freezes it for sharing.
+    pub fn finish(mut self) -> Bytes {
+        self.buf.put_slice(b"\r\n");
+        self.buf.freeze()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numeric_reply_with_trailing_text() {
+        let line = LineBuilder::from_source("irc.test", "001")
+            .arg("alice")
+            .trailing("Welcome to IRC")
+            .finish();
+        assert_eq!(&line[..], b":irc.test 001 alice :Welcome to IRC\r\n");
+    }
+
+    #[test]
+    fn sourceless_line() {
+        let line = LineBuilder::sourceless("ERROR")
+            .trailing("Closing")
+            .finish();
+        assert_eq!(&line[..], b"ERROR :Closing\r\n");
+    }
+
+    #[test]
+    fn text_is_passed_through_as_bytes() {
+        let line = LineBuilder::from_source("a!~a@h", "PRIVMSG")
+            .arg("#c")
+            .trailing(b"\xff")
+            .finish();
+        assert_eq!(&line[..], b":a!~a@h PRIVMSG #c :\xff\r\n");
+    }
+}

@@ -1,0 +1,16 @@
+//! The IRC wire format: framing, parsing, serializing, names and numerics.
+//!
+//! Everything here is pure: no sockets, no runtime, no shared state. It is the part of
+//! the server that a hostile client talks to first, so it is table-tested on its own.
+
+pub mod casemap;
+pub mod framing;
+pub mod line;
+pub mod message;
+pub mod names;
+pub mod numeric;
+
+pub use casemap::{Caseless, CaselessKey};
+pub use framing::{Frame, LineLimits};
+pub use line::LineBuilder;
+pub use message::{Message, ParseError};

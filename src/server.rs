@@ -1,0 +1,327 @@
+//! Starting and stopping the server: bind every shard's sockets, start one thread
+//! and runtime per shard, and shut them all down together.
+//!
+//! Lifecycle: [`Server::start`] binds (so address errors surface before any thread
+//! runs), picks the driver, starts the shards and waits until each has its runtime.
+//! [`Server::shutdown`] tells every shard through the bus; each stops accepting, sends
+//! `ERROR` to its clients, flushes within `--shutdown-timeout`, and ends its thread.
+//! A shard thread that ends on its own (a panic) is reported by [`Server::wait`] as a
+//! failure of the whole server.
+
+use crate::config::{Config, IoMode};
+use crate::io::{self, epoll, uring};
+use crate::shard::handoff::Handoff;
+use crate::shard::Shard;
+use crate::state::shared::CounterSnapshot;
+use crate::state::{ShardSet, Shared};
+use anyhow::{anyhow, bail, Context};
+use socket2::{Domain, Protocol, Socket, Type};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use tracing::{info, warn};
+
+/// Backlog of each listening socket.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// A running server; dropping it shuts it down and waits for the shards.
+pub struct Server {
+    shared: Arc<Shared>,
+    local_addrs: Vec<SocketAddr>,
+    driver: IoMode,
+    threads: Vec<JoinHandle<()>>,
+    /// Each shard thread sends its number here when it ends, however it ends.
+    exits: tokio::sync::mpsc::UnboundedReceiver<u16>,
+}
+
+impl Server {
+    /// Binds, starts every shard, and returns once all are serving.
+    pub fn start(config: Config) -> anyhow::Result<Server> {
+        validate(&config)?;
+        let driver = choose_driver(config.io)?;
+        let (local_addrs, mut listeners) = bind_all(&config.listen, config.shards)?;
+        let shared = Arc::new(Shared::new(config));
+        let (exit_tx, exits) = tokio::sync::mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let mut threads = Vec::new();
+        for shard_id in (0..shared.config.shards as u16).rev() {
+            let shard_listeners = listeners.pop().unwrap_or_default();
+            let shared = shared.clone();
+            let exit_tx = exit_tx.clone();
+            let ready_tx = ready_tx.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("shard-{shard_id}"))
+                .spawn(move || {
+                    let _exit = ExitNotice(exit_tx, shard_id);
+                    run_shard_thread(
+                        Shard::new(shard_id, shared),
+                        shard_listeners,
+                        driver,
+                        ready_tx,
+                    );
+                })
+                .context("cannot start a shard thread")?;
+            threads.push(thread);
+        }
+        drop(ready_tx);
+        let mut server = Server {
+            shared,
+            local_addrs,
+            driver,
+            threads,
+            exits,
+        };
+        for _ in 0..server.threads.len() {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    server.stop_and_join();
+                    return Err(error);
+                }
+                Err(_) => {
+                    server.stop_and_join();
+                    bail!("a shard ended before it started serving");
+                }
+            }
+        }
+        info!(addrs = ?server.local_addrs, shards = server.threads.len(), driver = ?driver, "listening");
+        Ok(server)
+    }
+
+    /// The first listening address (with the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addrs[0]
+    }
+
+    /// Every listening address.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// The driver the shards run on (never `Auto`).
+    pub fn driver(&self) -> IoMode {
+        self.driver
+    }
+
+    /// Each shard's last published counters (refreshed about once a second).
+    pub fn shard_counters(&self) -> Vec<CounterSnapshot> {
+        self.shared.counters.iter().map(|c| c.snapshot()).collect()
+    }
+
+    /// Begins a graceful shutdown without waiting for it.
+    pub fn begin_shutdown(&self) {
+        if !self.shared.shutting_down.swap(true, Ordering::AcqRel) {
+            self.shared.bus.broadcast(Handoff::Shutdown);
+        }
+    }
+
+    /// Shuts down gracefully and waits for every shard.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    /// Completes when a shard thread ends: normally only after [`Server::begin_shutdown`];
+    /// an error if it ended without a shutdown having been asked for (a panic).
+    pub async fn stopped(&mut self) -> anyhow::Result<()> {
+        let shard = self
+            .exits
+            .recv()
+            .await
+            .ok_or_else(|| anyhow!("all shards are gone"))?;
+        if self.shared.shutting_down.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(anyhow!("shard {shard} stopped unexpectedly"))
+        }
+    }
+
+    fn stop_and_join(&mut self) {
+        if self.threads.is_empty() {
+            return;
+        }
+        self.begin_shutdown();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        let totals = self.shared.totals();
+        info!(
+            connections_accepted = totals.accepted,
+            deliveries = totals.deliveries,
+            "server stopped"
+        );
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+/// Sends a shard's number when its thread ends, panics included.
+struct ExitNotice(tokio::sync::mpsc::UnboundedSender<u16>, u16);
+
+impl Drop for ExitNotice {
+    fn drop(&mut self) {
+        let _ = self.0.send(self.1);
+    }
+}
+
+fn validate(config: &Config) -> anyhow::Result<()> {
+    if config.shards == 0 || config.shards > ShardSet::MAX_SHARDS {
+        bail!("--shards must be between 1 and {}", ShardSet::MAX_SHARDS);
+    }
+    if config.listen.is_empty() {
+        bail!("at least one --listen address is needed");
+    }
+    if config.max_clients == 0 {
+        bail!("--max-clients must be at least 1");
+    }
+    if config.flood_rate < 0.0 || !config.flood_rate.is_finite() {
+        bail!("--flood-rate must be 0 (off) or a positive number of lines per second");
+    }
+    Ok(())
+}
+
+/// Resolves `auto` and checks that io_uring is usable when it is asked for.
+fn choose_driver(asked: IoMode) -> anyhow::Result<IoMode> {
+    match (asked, uring::probe()) {
+        (IoMode::Epoll, _) => Ok(IoMode::Epoll),
+        (_, Ok(())) => Ok(IoMode::Uring),
+        (IoMode::Auto, Err(error)) => {
+            warn!(
+                "io_uring unavailable ({}); using epoll",
+                uring_refusal(&error)
+            );
+            Ok(IoMode::Epoll)
+        }
+        (IoMode::Uring, Err(error)) => bail!(
+            "io_uring unavailable: {}; run with --io epoll",
+            uring_refusal(&error)
+        ),
+    }
+}
+
+/// Explains why the kernel refused to create a ring.
+fn uring_refusal(error: &std::io::Error) -> String {
+    match error.raw_os_error() {
+        Some(libc::ENOSYS) => "the kernel has no io_uring (ENOSYS)".to_owned(),
+        Some(libc::EPERM) => {
+            "io_uring is disabled (EPERM: see sysctl kernel.io_uring_disabled, or a seccomp filter)"
+                .to_owned()
+        }
+        Some(libc::ENOMEM) => {
+            "not enough locked memory for the ring (ENOMEM: raise ulimit -l)".to_owned()
+        }
+        _ => error.to_string(),
+    }
+}
+
+/// Binds every address once per shard with SO_REUSEPORT; returns the real addresses
+/// and, per shard, its listeners.
+fn bind_all(
+    addrs: &[SocketAddr],
+    shards: usize,
+) -> anyhow::Result<(Vec<SocketAddr>, Vec<Vec<TcpListener>>)> {
+    let mut per_shard: Vec<Vec<TcpListener>> = (0..shards).map(|_| Vec::new()).collect();
+    let mut local_addrs = Vec::new();
+    for &addr in addrs {
+        if addr.port() != 0 {
+            // SO_REUSEPORT would let a second ringchat share this port silently; a plain
+            // bind fails if anyone listens here, as a server should.
+            bind_socket(addr, false).map_err(|error| describe_bind_error(addr, &error))?;
+        }
+        let mut bound = addr;
+        for listeners in per_shard.iter_mut() {
+            let socket =
+                bind_socket(bound, true).map_err(|error| describe_bind_error(bound, &error))?;
+            bound = socket.local_addr()?;
+            listeners.push(socket);
+        }
+        local_addrs.push(bound);
+    }
+    Ok((local_addrs, per_shard))
+}
+
+fn bind_socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+fn describe_bind_error(addr: SocketAddr, error: &std::io::Error) -> anyhow::Error {
+    match error.kind() {
+        std::io::ErrorKind::AddrInUse => anyhow!("cannot listen on {addr}: address already in use"),
+        std::io::ErrorKind::PermissionDenied => anyhow!(
+            "cannot listen on {addr}: permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+        ),
+        std::io::ErrorKind::AddrNotAvailable => {
+            anyhow!("cannot listen on {addr}: no such address on this machine")
+        }
+        _ => anyhow!("cannot listen on {addr}: {error}"),
+    }
+}
+
+/// The body of a shard thread: build the runtime, report readiness, serve.
+fn run_shard_thread(
+    shard: Shard,
+    listeners: Vec<TcpListener>,
+    driver: IoMode,
+    ready: mpsc::Sender<anyhow::Result<()>>,
+) {
+    let id = shard.id;
+    match driver {
+        IoMode::Epoll => match epoll::runtime() {
+            Ok(runtime) => {
+                let local = tokio::task::LocalSet::new();
+                local.block_on(&runtime, async move {
+                    let adopted: Result<Vec<_>, _> = listeners
+                        .into_iter()
+                        .map(epoll::EpollListener::new)
+                        .collect();
+                    match adopted {
+                        Ok(listeners) => {
+                            let _ = ready.send(Ok(()));
+                            io::run_shard(shard, listeners).await;
+                        }
+                        Err(error) => {
+                            let _ = ready
+                                .send(Err(anyhow!("shard {id}: cannot adopt listener: {error}")));
+                        }
+                    }
+                });
+            }
+            Err(error) => {
+                let _ = ready.send(Err(anyhow!(
+                    "shard {id}: cannot start the epoll runtime: {error}"
+                )));
+            }
+        },
+        IoMode::Uring | IoMode::Auto => match uring::runtime() {
+            Ok(runtime) => runtime.block_on(async move {
+                let listeners = listeners
+                    .into_iter()
+                    .map(uring::UringListener::new)
+                    .collect();
+                let _ = ready.send(Ok(()));
+                io::run_shard(shard, listeners).await;
+            }),
+            Err(error) => {
+                let _ = ready.send(Err(anyhow!(
+                    "shard {id}: io_uring unavailable: {}; run with --io epoll",
+                    uring_refusal(&error)
+                )));
+            }
+        },
+    }
+}

@@ -1,0 +1,112 @@
+//! The cross-shard bus: one inbox per shard, fed in batches.
+//!
+//! Contract:
+//! - A shard MUST hand a message to another shard at most once, however many members
+//!   live there; the receiver fans it out locally.
+//! - Hand-offs from one shard to another MUST arrive in the order sent (one FIFO inbox
+//!   per receiver, appended under its lock), which keeps per-sender order across shards.
+//! - Senders SHOULD batch: a shard collects a tick's hand-offs per destination and
+//!   appends each batch with one lock and one wake-up ([`Bus::send_batch`]).
+//! - The inbox is bounded in practice by what senders may produce: flood control and
+//!   each recipient's sendq (a receiver drops a slow consumer, never the hand-off).
+
+use crate::proto::CaselessKey;
+use crate::state::ClientId;
+use bytes::Bytes;
+use std::sync::Mutex;
+use tokio::sync::Notify;
+
+/// One unit of work for another shard.
+#[derive(Debug, Clone)]
+pub enum Handoff {
+    /// Deliver `line` to the shard's local members of `channel`, except `except`.
+    Channel {
+        /// The channel.
+        channel: CaselessKey,
+        /// The serialized line, shared with every recipient.
+        line: Bytes,
+        /// The sender, when it must not get its own message.
+        except: Option<ClientId>,
+    },
+    /// Deliver `line` once to every local member of any of `channels` (QUIT, NICK).
+    Channels {
+        /// The channels whose members see the line.
+        channels: Box<[CaselessKey]>,
+        /// The serialized line.
+        line: Bytes,
+        /// The client the line is about, who must not get it this way.
+        except: Option<ClientId>,
+    },
+    /// Deliver `line` to one client of the receiving shard.
+    Client {
+        /// The recipient.
+        to: ClientId,
+        /// The serialized line.
+        line: Bytes,
+    },
+    /// Begin a graceful shutdown.
+    Shutdown,
+}
+
+/// One shard's inbox.
+#[derive(Debug, Default)]
+struct Inbox {
+    queue: Mutex<Vec<Handoff>>,
+    ready: Notify,
+}
+
+/// Every shard's inbox; see the module contract.
+#[derive(Debug)]
+pub struct Bus {
+    inboxes: Box<[Inbox]>,
+}
+
+impl Bus {
+    /// A bus for `shards` shards.
+    pub fn new(shards: usize) -> Bus {
+        Bus {
+            inboxes: (0..shards).map(|_| Inbox::default()).collect(),
+        }
+    }
+
+    /// Appends `batch` to shard `to`'s inbox (leaving `batch` empty, capacity kept)
+    /// and wakes that shard: one lock and one wake-up per batch.
+    pub fn send_batch(&self, to: u16, batch: &mut Vec<Handoff>) {
+        let Some(inbox) = self.inboxes.get(to as usize) else {
+            return;
+        };
+        lock(&inbox.queue).append(batch);
+        inbox.ready.notify_one();
+    }
+
+    /// Sends one hand-off to every shard (shutdown).
+    pub fn broadcast(&self, handoff: Handoff) {
+        for (shard, _) in self.inboxes.iter().enumerate() {
+            self.send_batch(shard as u16, &mut vec![handoff.clone()]);
+        }
+    }
+
+    /// Waits until shard `me` has hand-offs, then swaps them into `into` (which must
+    /// be empty; its capacity is reused for the next batch).
+    pub async fn receive(&self, me: u16, into: &mut Vec<Handoff>) {
+        let Some(inbox) = self.inboxes.get(me as usize) else {
+            return;
+        };
+        loop {
+            {
+                let mut queue = lock(&inbox.queue);
+                if !queue.is_empty() {
+                    std::mem::swap(&mut *queue, into);
+                    return;
+                }
+            }
+            inbox.ready.notified().await;
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,147 @@
+//! One connection's shard-local state: everything the message path needs about a
+//! client, in one compact struct (ARCHITECTURE.md invariant 9).
+
+use super::flood::TokenBucket;
+use super::outbox::Outbox;
+use super::slab::SlotKey;
+use crate::proto::framing::Framer;
+use std::net::IpAddr;
+use std::time::Instant;
+
+/// Names a client anywhere in the server: its shard and its slot there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId {
+    /// The shard the connection lives on for its whole life.
+    pub shard: u16,
+    /// The slot in that shard's client slab; stale once the client is gone.
+    pub slot: SlotKey,
+}
+
+/// What a client has said during registration, dropped once it is registered.
+#[derive(Debug, Default)]
+pub struct Registration {
+    /// The nickname reserved for it in the directory.
+    pub nick: Option<String>,
+    /// USER's user name (sanitized) and real name.
+    pub user: Option<(String, String)>,
+    /// PASS matched the server password (or none is configured).
+    pub password_ok: bool,
+    /// `CAP LS`/`CAP REQ` was seen and `CAP END` not yet: registration waits.
+    pub negotiating_caps: bool,
+}
+
+/// Why a connection is going away, for the QUIT others see and the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client sent QUIT with this message.
+    Quit(String),
+    /// The peer closed or reset the connection.
+    ConnectionClosed,
+    /// The server decided: ping timeout, excess flood, sendq, shutdown, bad password.
+    Server(&'static str),
+}
+
+/// One connection; owned by its shard's client slab.
+#[derive(Debug)]
+pub struct Client {
+    /// This client's id; stable for the connection's life.
+    pub id: ClientId,
+    /// The peer's IP as text (no reverse DNS, so nothing blocks on lookups).
+    pub host: Box<str>,
+    /// `Some` until registration completes.
+    pub registration: Option<Box<Registration>>,
+    /// `nick!~user@host` once registered; the nickname is its first `nick_len` bytes.
+    source: Box<str>,
+    nick_len: usize,
+    /// Lines waiting to be written to this client.
+    pub outbox: Outbox,
+    /// Input not yet processed: the start of a line, or lines waiting for flood tokens.
+    /// Bounded by the recvq (flood) and the framer (one maximal line).
+    pub input: Vec<u8>,
+    /// Line splitting state for this connection's input.
+    pub framer: Framer,
+    /// Flood control budget.
+    pub flood: TokenBucket,
+    /// Lines are waiting in `input` for flood tokens.
+    pub throttled: bool,
+    /// When the client last sent anything (liveness).
+    pub last_input: Instant,
+    /// When the client last sent something other than PING/PONG (WHOIS idle time).
+    pub last_active: Instant,
+    /// When the connection was accepted.
+    pub connected_at: Instant,
+    /// The server has sent a liveness PING that is not yet answered.
+    pub ping_sent: bool,
+    /// The connection is closing: no more input is processed or output queued beyond
+    /// the final ERROR; the writer flushes, shuts the socket and frees the slot.
+    pub closing: bool,
+    /// Fan-out stamp: set to the shard's current stamp when a line was queued, so a
+    /// client sharing several channels with a quitter gets the QUIT once.
+    pub delivery_stamp: u32,
+}
+
+impl Client {
+    /// A freshly accepted, unregistered connection.
+    pub fn new(id: ClientId, ip: IpAddr, flood: TokenBucket, now: Instant) -> Client {
+        let host = match ip {
+            // A host starting with ':' would break the line format.
+            IpAddr::V6(v6) if v6.to_string().starts_with(':') => format!("0{v6}"),
+            IpAddr::V6(v6) => v6.to_string(),
+            IpAddr::V4(v4) => v4.to_string(),
+        };
+        Client {
+            id,
+            host: host.into(),
+            registration: Some(Box::default()),
+            source: "*".into(),
+            nick_len: 1,
+            outbox: Outbox::default(),
+            input: Vec::new(),
+            framer: Framer::default(),
+            flood,
+            throttled: false,
+            last_input: now,
+            last_active: now,
+            connected_at: now,
+            ping_sent: false,
+            closing: false,
+            delivery_stamp: 0,
+        }
+    }
+
+    /// Whether registration has completed.
+    pub fn is_registered(&self) -> bool {
+        self.registration.is_none()
+    }
+
+    /// The nickname, `*` before one is set (the target of early numerics).
+    pub fn nick(&self) -> &str {
+        match &self.registration {
+            Some(registration) => registration.nick.as_deref().unwrap_or("*"),
+            None => &self.source[..self.nick_len],
+        }
+    }
+
+    /// `nick!~user@host`, the source of lines this client causes.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The `~user` part of the source.
+    pub fn user(&self) -> &str {
+        let after_nick = &self.source[self.nick_len + 1..];
+        after_nick.split('@').next().unwrap_or(after_nick)
+    }
+
+    /// Sets the source from a new nickname and the user name.
+    pub fn set_identity(&mut self, nick: &str, user: &str) {
+        self.source = format!("{nick}!~{user}@{}", self.host).into();
+        self.nick_len = nick.len();
+    }
+
+    /// Changes only the nickname part of the source.
+    pub fn rename(&mut self, nick: &str) {
+        let user = self.user().trim_start_matches('~').to_owned();
+        self.set_identity(nick, &user);
+    }
+}

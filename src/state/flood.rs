@@ -1,0 +1,108 @@
+//! Flood control: a token bucket of input lines per client (PROTOCOL.md, "Keeping the
+//! server healthy"). Lines over the budget wait; they are never dropped.
+
+use std::time::{Duration, Instant};
+
+/// How fast a client may send lines.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FloodPolicy {
+    /// Lines a client may send at once after being quiet.
+    pub burst: u32,
+    /// Lines per second after the burst; 0 turns flood control off.
+    pub lines_per_second: f64,
+}
+
+impl FloodPolicy {
+    /// Whether the policy limits anything at all.
+    pub fn enabled(&self) -> bool {
+        self.lines_per_second > 0.0
+    }
+}
+
+/// One client's bucket. 12 bytes: it lives in every connection.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenBucket {
+    tokens: f32,
+    refilled_at: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    pub fn new(policy: FloodPolicy, now: Instant) -> TokenBucket {
+        TokenBucket {
+            tokens: policy.burst as f32,
+            refilled_at: now,
+        }
+    }
+
+    /// Takes one line's token if there is one.
+    pub fn try_take(&mut self, policy: FloodPolicy, now: Instant) -> bool {
+        if !policy.enabled() {
+            return true;
+        }
+        let elapsed = now
+            .saturating_duration_since(self.refilled_at)
+            .as_secs_f64();
+        self.tokens = (self.tokens as f64 + elapsed * policy.lines_per_second)
+            .min(policy.burst.max(1) as f64) as f32;
+        self.refilled_at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// When the next token will be there, for scheduling a throttled client.
+    pub fn next_token_at(&self, policy: FloodPolicy) -> Instant {
+        let missing = (1.0 - self.tokens as f64).max(0.0);
+        self.refilled_at + Duration::from_secs_f64(missing / policy.lines_per_second)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: FloodPolicy = FloodPolicy {
+        burst: 3,
+        lines_per_second: 2.0,
+    };
+
+    #[test]
+    fn burst_then_steady_rate() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(POLICY, start);
+        assert!((0..3).all(|_| bucket.try_take(POLICY, start)));
+        assert!(!bucket.try_take(POLICY, start));
+        let later = bucket.next_token_at(POLICY);
+        assert_eq!(later - start, Duration::from_millis(500));
+        assert!(bucket.try_take(POLICY, later));
+        assert!(!bucket.try_take(POLICY, later));
+    }
+
+    #[test]
+    fn a_quiet_client_refills_only_up_to_the_burst() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(POLICY, start);
+        let much_later = start + Duration::from_secs(3600);
+        assert_eq!(
+            (0..10)
+                .filter(|_| bucket.try_take(POLICY, much_later))
+                .count(),
+            3
+        );
+    }
+
+    #[test]
+    fn rate_zero_means_unlimited() {
+        let off = FloodPolicy {
+            burst: 1,
+            lines_per_second: 0.0,
+        };
+        let now = Instant::now();
+        let mut bucket = TokenBucket::new(off, now);
+        assert!((0..10_000).all(|_| bucket.try_take(off, now)));
+    }
+}

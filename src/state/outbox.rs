@@ -1,0 +1,167 @@
+//! A connection's send queue: lines waiting to be written, counted against the sendq.
+//!
+//! Contract (the rules every driver and handler relies on):
+//! - Producers MUST only [`Outbox::push`]; the only bound is `sendq` bytes, and a push
+//!   past it fails with [`SendQueueExceeded`] without queueing (the caller disconnects
+//!   that one client; nobody else waits).
+//! - Exactly one writer per connection MUST take lines with [`Outbox::take_batch`] and
+//!   report what the kernel accepted with [`Outbox::wrote`]. Bytes stay counted against
+//!   the sendq until written, so a slow reader's in-flight batch still counts.
+//! - A push MUST NOT copy or allocate per line: a line is a shared `Bytes`, and the
+//!   queue keeps a small capacity across writes so a quiet client's next line does not
+//!   allocate either.
+//! - An idle outbox MUST NOT hold more than [`IDLE_CAPACITY`] slots.
+
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::task::Waker;
+
+/// Slots kept when the queue drains: enough that low-rate traffic never allocates,
+/// small enough (4 × 32 bytes) that idle connections stay cheap.
+pub const IDLE_CAPACITY: usize = 4;
+
+/// The queue would pass the client's sendq: the client is a slow consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("SendQ exceeded")]
+pub struct SendQueueExceeded;
+
+/// Lines queued for one connection; see the module contract.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    queue: VecDeque<Bytes>,
+    /// Bytes pushed and not yet reported written (queued plus in flight).
+    unwritten: usize,
+    /// The writer task, parked until there is something to write.
+    writer: Option<Waker>,
+}
+
+impl Outbox {
+    /// Queues `line` unless that would pass `sendq` bytes unwritten; wakes the writer.
+    pub fn push(&mut self, line: Bytes, sendq: usize) -> Result<(), SendQueueExceeded> {
+        if self.unwritten + line.len() > sendq {
+            return Err(SendQueueExceeded);
+        }
+        self.unwritten += line.len();
+        self.queue.push_back(line);
+        if let Some(writer) = self.writer.take() {
+            writer.wake();
+        }
+        Ok(())
+    }
+
+    /// Moves up to `max_lines` queued lines to the end of `batch` for one vectored write.
+    pub fn take_batch(&mut self, batch: &mut Vec<Bytes>, max_lines: usize) {
+        let room = max_lines.saturating_sub(batch.len());
+        let count = room.min(self.queue.len());
+        batch.extend(self.queue.drain(..count));
+        if self.queue.is_empty() && self.queue.capacity() > IDLE_CAPACITY {
+            self.queue = VecDeque::with_capacity(IDLE_CAPACITY);
+        }
+    }
+
+    /// Records that the kernel accepted `bytes` of taken lines.
+    pub fn wrote(&mut self, bytes: usize) {
+        self.unwritten = self.unwritten.saturating_sub(bytes);
+    }
+
+    /// Whether lines are waiting to be taken.
+    pub fn has_queued(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// Bytes pushed and not yet written.
+    pub fn unwritten(&self) -> usize {
+        self.unwritten
+    }
+
+    /// Drops everything queued (a slow consumer's backlog); in-flight bytes still count
+    /// until the writer reports them.
+    pub fn discard_queued(&mut self) {
+        let dropped: usize = self.queue.iter().map(Bytes::len).sum();
+        self.unwritten -= dropped;
+        self.queue = VecDeque::new();
+    }
+
+    /// Parks the writer until the next push (or [`Outbox::wake_writer`]).
+    pub fn park_writer(&mut self, waker: &Waker) {
+        match &mut self.writer {
+            Some(parked) => parked.clone_from(waker),
+            None => self.writer = Some(waker.clone()),
+        }
+    }
+
+    /// Wakes the writer without queueing anything (the connection is closing).
+    pub fn wake_writer(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            writer.wake();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(text: &str) -> Bytes {
+        Bytes::copy_from_slice(text.as_bytes())
+    }
+
+    #[test]
+    fn a_push_past_the_sendq_fails_and_queues_nothing() {
+        let mut outbox = Outbox::default();
+        outbox.push(line("12345"), 8).expect("fits");
+        assert_eq!(outbox.push(line("6789"), 8), Err(SendQueueExceeded));
+        assert_eq!(outbox.unwritten(), 5);
+    }
+
+    #[test]
+    fn taken_bytes_count_until_written() {
+        let mut outbox = Outbox::default();
+        outbox.push(line("aaaa"), 8).expect("fits");
+        let mut batch = Vec::new();
+        outbox.take_batch(&mut batch, 16);
+        assert_eq!(batch.len(), 1);
+        assert_eq!(outbox.push(line("bbbbb"), 8), Err(SendQueueExceeded));
+        outbox.wrote(4);
+        outbox.push(line("bbbbb"), 8).expect("room after the write");
+    }
+
+    #[test]
+    fn a_batch_takes_at_most_max_lines_in_order() {
+        let mut outbox = Outbox::default();
+        for i in 0..10 {
+            outbox.push(line(&i.to_string()), 100).expect("fits");
+        }
+        let mut batch = vec![line("held")];
+        outbox.take_batch(&mut batch, 4);
+        assert_eq!(batch, vec![line("held"), line("0"), line("1"), line("2")]);
+        assert!(outbox.has_queued());
+    }
+
+    #[test]
+    fn a_drained_queue_gives_back_its_capacity() {
+        let mut outbox = Outbox::default();
+        for _ in 0..1000 {
+            outbox.push(line("x"), usize::MAX).expect("fits");
+        }
+        outbox.take_batch(&mut Vec::new(), usize::MAX);
+        assert!(outbox.queue.capacity() <= IDLE_CAPACITY);
+    }
+
+    #[test]
+    fn a_push_wakes_the_parked_writer() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        struct Flag(AtomicBool);
+        impl std::task::Wake for Flag {
+            fn wake(self: Arc<Self>) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let mut outbox = Outbox::default();
+        outbox.park_writer(&Waker::from(flag.clone()));
+        outbox.push(line("x"), 10).expect("fits");
+        assert!(flag.0.load(Ordering::SeqCst));
+    }
+}
