@@ -44,6 +44,14 @@ pub enum Handoff {
         /// The serialized line.
         line: Bytes,
     },
+    /// A local client was removed from `channel` by someone else (KICK): forget it in
+    /// the local member index. Sent after the line announcing it, in the same FIFO.
+    RemoveMember {
+        /// The channel.
+        channel: CaselessKey,
+        /// The member that is gone.
+        member: ClientId,
+    },
     /// Begin a graceful shutdown.
     Shutdown,
 }

@@ -293,6 +293,9 @@ impl Shard {
                 except,
             } => self.deliver_local_once(&channels, &line, except),
             Handoff::Client { to, line } => self.send(to, line),
+            Handoff::RemoveMember { channel, member } => {
+                self.remove_local_member(Caseless::new(channel.as_str()), member)
+            }
             Handoff::Shutdown => return true,
         }
         self.close_doomed();
@@ -393,6 +396,23 @@ impl Shard {
             if members.is_empty() {
                 self.local_members.remove(channel);
             }
+        }
+    }
+
+    /// Forgets `member`'s membership of `channel` in its own shard's index, wherever
+    /// it lives (KICK removes someone else). For a remote member the hand-off follows
+    /// any line already handed to that shard, so the member still sees the KICK.
+    pub fn remove_member_anywhere(&mut self, channel: &CaselessKey, member: ClientId) {
+        if member.shard == self.id {
+            self.remove_local_member(Caseless::new(channel.as_str()), member);
+        } else {
+            self.hand_off(
+                member.shard,
+                Handoff::RemoveMember {
+                    channel: channel.clone(),
+                    member,
+                },
+            );
         }
     }
 

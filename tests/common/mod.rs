@@ -1,0 +1,259 @@
+//! Test harness: a real server on 127.0.0.1 with an ephemeral port, and a line-based
+//! IRC client over a real TCP socket. Tests read like the conversation:
+//! `alice.send("JOIN #rust"); bob.expect(":alice!~alice@127.0.0.1 JOIN #rust")`.
+//!
+//! Timeouts here only fail a hung test; nothing measures speed. To prove that nothing
+//! arrived, [`Client::expect_nothing`] sends `PING :barrier` and requires the PONG to
+//! be the next line.
+
+#![allow(dead_code)] // each test file uses part of the harness
+
+use ringchat::{Config, IoMode, Server};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// How long a read may block before the test is declared hung.
+pub const HANG: Duration = Duration::from_secs(20);
+
+/// One point of the test matrix: which driver, how many shards.
+#[derive(Debug, Clone, Copy)]
+pub struct Setup {
+    /// The I/O driver under test.
+    pub io: IoMode,
+    /// Shards (runtimes) the server runs.
+    pub shards: usize,
+}
+
+impl Setup {
+    /// The default config for this setup: loopback, ephemeral port.
+    pub fn config(&self) -> Config {
+        Config {
+            io: self.io,
+            shards: self.shards,
+            ..Config::loopback()
+        }
+    }
+
+    /// Starts a server with the default config.
+    pub fn start(&self) -> TestServer {
+        self.start_with(|_| {})
+    }
+
+    /// Starts a server after `adjust` has changed the config.
+    pub fn start_with(&self, adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let mut config = self.config();
+        adjust(&mut config);
+        let server = Server::start(config).expect("server starts");
+        TestServer {
+            addr: server.local_addr(),
+            server: Some(server),
+        }
+    }
+}
+
+/// Runs each test body against both drivers, with 1 and with 4 shards: one `#[test]`
+/// per combination, so a failure names its setup.
+#[macro_export]
+macro_rules! e2e {
+    ($(fn $name:ident($setup:ident) $body:block)*) => {
+        $(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+                fn body($setup: $crate::common::Setup) $body
+                #[test]
+                fn uring_1_shard() {
+                    body($crate::common::Setup { io: ringchat::IoMode::Uring, shards: 1 })
+                }
+                #[test]
+                fn uring_4_shards() {
+                    body($crate::common::Setup { io: ringchat::IoMode::Uring, shards: 4 })
+                }
+                #[test]
+                fn epoll_1_shard() {
+                    body($crate::common::Setup { io: ringchat::IoMode::Epoll, shards: 1 })
+                }
+                #[test]
+                fn epoll_4_shards() {
+                    body($crate::common::Setup { io: ringchat::IoMode::Epoll, shards: 4 })
+                }
+            }
+        )*
+    };
+}
+
+/// A server running for one test; shut down when dropped.
+pub struct TestServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    server: Option<Server>,
+}
+
+impl TestServer {
+    /// Connects a raw, unregistered client.
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    /// Connects and registers `nick`, reading through the welcome burst.
+    pub fn register(&self, nick: &str) -> Client {
+        let mut client = self.connect();
+        client.send(&format!("NICK {nick}"));
+        client.send(&format!("USER {nick} 0 * :{nick} test"));
+        client.skip_until(|line| has_numeric(line, "376") || has_numeric(line, "422"));
+        client.nick = nick.to_owned();
+        client
+    }
+
+    /// The running server.
+    pub fn server(&self) -> &Server {
+        self.server.as_ref().expect("server is running")
+    }
+
+    /// Shuts the server down gracefully and waits for it.
+    pub fn shutdown(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Whether `line` is numeric `code` (`:server CODE ...`).
+pub fn has_numeric(line: &str, code: &str) -> bool {
+    line.split(' ').nth(1) == Some(code)
+}
+
+/// A test client speaking IRC lines over a real socket.
+pub struct Client {
+    /// The nickname it registered with, if any.
+    pub nick: String,
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    barriers: u32,
+}
+
+impl Client {
+    /// Opens a connection without registering.
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect to the test server");
+        stream.set_read_timeout(Some(HANG)).expect("set timeout");
+        stream.set_nodelay(true).expect("nodelay");
+        Client {
+            nick: String::new(),
+            reader: BufReader::new(stream.try_clone().expect("clone socket")),
+            writer: stream,
+            barriers: 0,
+        }
+    }
+
+    /// `nick!~nick@127.0.0.1`, the source of this client's lines.
+    pub fn source(&self) -> String {
+        format!("{0}!~{0}@127.0.0.1", self.nick)
+    }
+
+    /// Sends one line (CR LF appended).
+    pub fn send(&mut self, line: &str) {
+        self.send_raw(format!("{line}\r\n").as_bytes());
+    }
+
+    /// Sends bytes exactly as given.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).expect("send to server");
+    }
+
+    /// The next line without CR LF; panics if the connection closes or hangs.
+    pub fn line(&mut self) -> String {
+        self.try_line()
+            .unwrap_or_else(|| panic!("{}: connection closed while a line was expected", self.nick))
+    }
+
+    /// The next line, or `None` once the server closed the connection.
+    pub fn try_line(&mut self) -> Option<String> {
+        let mut bytes = Vec::new();
+        match self.reader.read_until(b'\n', &mut bytes) {
+            Ok(0) => None,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&bytes);
+                Some(text.trim_end_matches(['\r', '\n']).to_owned())
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => None,
+            Err(error) => panic!("{}: read failed (hung test?): {error}", self.nick),
+        }
+    }
+
+    /// The next line must be exactly `expected`.
+    pub fn expect(&mut self, expected: &str) {
+        let line = self.line();
+        assert_eq!(line, expected, "{}: unexpected line", self.nick);
+    }
+
+    /// The next line must be numeric `code`; returns it.
+    pub fn expect_numeric(&mut self, code: &str) -> String {
+        let line = self.line();
+        assert!(has_numeric(&line, code), "{}: expected {code}, got {line:?}", self.nick);
+        line
+    }
+
+    /// Reads lines until one satisfies `done`; returns the lines before it and it.
+    pub fn skip_until(&mut self, mut done: impl FnMut(&str) -> bool) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            let line = self.line();
+            let finished = done(&line);
+            seen.push(line);
+            if finished {
+                return seen;
+            }
+        }
+    }
+
+    /// Sends `PING` with a fresh token and returns every line that arrived before its
+    /// PONG: everything the server had queued for this client by then.
+    pub fn barrier(&mut self) -> Vec<String> {
+        self.barriers += 1;
+        let token = format!("barrier{}", self.barriers);
+        self.send(&format!("PING :{token}"));
+        let mut lines = self.skip_until(|line| line.contains(" PONG ") && line.ends_with(&token));
+        lines.pop();
+        lines
+    }
+
+    /// Nothing is pending for this client (proved with a PING barrier, not a sleep).
+    pub fn expect_nothing(&mut self) {
+        let pending = self.barrier();
+        assert!(pending.is_empty(), "{}: unexpected lines {pending:?}", self.nick);
+    }
+
+    /// Reads until the server closes the connection; returns the lines before that.
+    pub fn expect_closed(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        while let Some(line) = self.try_line() {
+            lines.push(line);
+        }
+        lines
+    }
+
+    /// Closes the socket abruptly, without QUIT.
+    pub fn vanish(self) {
+        let _ = self.writer.shutdown(Shutdown::Both);
+    }
+
+    /// Stops reading: the socket's receive buffer fills and the server's sendq grows.
+    pub fn into_raw(self) -> TcpStream {
+        self.writer
+    }
+
+    /// Reads whatever bytes arrive until close, for tests that count raw bytes.
+    pub fn read_to_end(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let _ = self.reader.read_to_end(&mut out);
+        out
+    }
+}
