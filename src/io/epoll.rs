@@ -2,10 +2,12 @@
 //! vectored write, adapted to the owned-buffer shape of [`Stream`] so the connection
 //! tasks are the same code as on io_uring.
 
+use super::shutdown_listener;
 use super::{Listener, Stream, MAX_BATCH_LINES};
 use bytes::Bytes;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 
 /// Builds a shard's runtime.
 pub fn runtime() -> io::Result<tokio::runtime::Runtime> {
@@ -31,6 +33,10 @@ impl Listener for EpollListener {
         let (stream, peer) = self.0.accept().await?;
         stream.set_nodelay(true)?;
         Ok((EpollStream(stream), peer))
+    }
+
+    fn close(&self) {
+        shutdown_listener(self.0.as_raw_fd());
     }
 }
 

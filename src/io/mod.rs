@@ -16,14 +16,13 @@ pub mod uring;
 use crate::shard::Shard;
 use crate::state::ClientId;
 use bytes::{Buf, Bytes};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
-use tokio::sync::Notify;
 use tracing::{debug, info, warn, Instrument};
 
 /// Most lines carried by one vectored write (the kernel allows 1024 iovecs).
@@ -59,6 +58,8 @@ pub trait Listener: 'static {
     type Stream: Stream;
     /// Accepts one connection.
     async fn accept(&self) -> io::Result<(Self::Stream, SocketAddr)>;
+    /// Stops listening: a pending accept fails and queued connections are reset.
+    fn close(&self);
 }
 
 /// Runs one shard until shutdown completes; called inside the driver's runtime.
@@ -66,10 +67,14 @@ pub async fn run_shard<L: Listener>(shard: Shard, listeners: Vec<L>) {
     let id = shard.id;
     let shared = shard.shared.clone();
     let shard = Rc::new(RefCell::new(shard));
-    let stop_accepting = Rc::new(Notify::new());
-
-    for listener in listeners {
-        tokio::task::spawn_local(accept_loop(listener, shard.clone(), stop_accepting.clone()));
+    let stopping = Rc::new(Cell::new(false));
+    let listeners: Vec<Rc<L>> = listeners.into_iter().map(Rc::new).collect();
+    for listener in &listeners {
+        tokio::task::spawn_local(accept_loop(
+            listener.clone(),
+            shard.clone(),
+            stopping.clone(),
+        ));
     }
     tokio::task::spawn_local(flush_handoffs(shard.clone()));
     tokio::task::spawn_local(housekeeping(shard.clone()));
@@ -88,7 +93,10 @@ pub async fn run_shard<L: Listener>(shard: Shard, listeners: Vec<L>) {
     inbox.clear();
 
     info!(shard = id, "shutting down");
-    stop_accepting.notify_waiters();
+    stopping.set(true);
+    for listener in &listeners {
+        listener.close();
+    }
     shard.borrow_mut().begin_shutdown();
     let deadline = Instant::now() + shared.config.shutdown_timeout;
     while shard.borrow().connection_count() > 0 && Instant::now() < deadline {
@@ -99,14 +107,22 @@ pub async fn run_shard<L: Listener>(shard: Shard, listeners: Vec<L>) {
     shard.log_summary();
 }
 
-async fn accept_loop<L: Listener>(listener: L, shard: Rc<RefCell<Shard>>, stop: Rc<Notify>) {
-    let stopped = stop.notified();
-    tokio::pin!(stopped);
+/// Accepts until the shard stops. The accept is never abandoned (an in-flight
+/// tokio-uring accept would keep the socket open): shutdown closes the listener, which
+/// makes the pending accept fail.
+async fn accept_loop<L: Listener>(
+    listener: Rc<L>,
+    shard: Rc<RefCell<Shard>>,
+    stopping: Rc<Cell<bool>>,
+) {
     loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = &mut stopped => return,
-        };
+        let accepted = listener.accept().await;
+        if stopping.get() {
+            if let Ok((stream, _)) = accepted {
+                tokio::task::spawn_local(refuse(stream, SHUTTING_DOWN));
+            }
+            return;
+        }
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(error) if is_resource_exhaustion(&error) => {
@@ -132,17 +148,28 @@ async fn accept_loop<L: Listener>(listener: L, shard: Rc<RefCell<Shard>>, stop: 
                 tokio::task::spawn_local(write_loop(stream, shard.clone(), id).instrument(span));
             }
             Err(_) => {
-                tokio::task::spawn_local(refuse(stream));
+                tokio::task::spawn_local(refuse(stream, SERVER_FULL));
             }
         }
     }
 }
 
-/// Tells a connection over `--max-clients` why it is being closed.
-async fn refuse<S: Stream>(stream: S) {
-    let error = Bytes::from_static(b"ERROR :Server is full\r\n");
-    let _ = stream.writev(vec![error]).await;
+const SERVER_FULL: &[u8] = b"ERROR :Server is full\r\n";
+const SHUTTING_DOWN: &[u8] = b"ERROR :Server shutting down\r\n";
+
+/// Tells a connection that is not admitted why it is being closed.
+async fn refuse<S: Stream>(stream: S, why: &'static [u8]) {
+    let _ = stream.writev(vec![Bytes::from_static(why)]).await;
     stream.shutdown();
+}
+
+/// Shuts a listening socket: wakes a pending accept with an error and resets the
+/// connections still in its backlog. The descriptor is closed when the listener drops.
+pub(crate) fn shutdown_listener(fd: std::os::fd::RawFd) {
+    // SAFETY: shutdown(2) on a descriptor the listener owns; no memory is involved.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RDWR);
+    }
 }
 
 fn is_resource_exhaustion(error: &io::Error) -> bool {

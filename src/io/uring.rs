@@ -1,10 +1,12 @@
 //! The io_uring driver (tokio-uring 0.5): completion-based accept, read and writev on
 //! owned buffers. The runtime submits all of a tick's SQEs with one `io_uring_enter`.
 
+use super::shutdown_listener;
 use super::{Listener, Stream};
 use bytes::Bytes;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 
 /// Submission queue entries per shard ring; completions get twice as many.
 const RING_ENTRIES: u32 = 4096;
@@ -44,6 +46,10 @@ impl Listener for UringListener {
         let (stream, peer) = self.0.accept().await?;
         stream.set_nodelay(true)?;
         Ok((UringStream(stream), peer))
+    }
+
+    fn close(&self) {
+        shutdown_listener(self.0.as_raw_fd());
     }
 }
 

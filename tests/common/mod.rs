@@ -125,6 +125,25 @@ impl Drop for TestServer {
     }
 }
 
+/// Has each client join `channel` in turn, and each member already there read the
+/// newcomer's JOIN, so every client's view is settled (across shards too) before the
+/// test goes on.
+pub fn join_all(channel: &str, clients: &mut [&mut Client]) {
+    for joiner in 0..clients.len() {
+        clients[joiner].send(&format!("JOIN {channel}"));
+        clients[joiner].skip_until(|line| has_numeric(line, "366"));
+        let join = format!(":{} JOIN ", clients[joiner].source());
+        for member in clients[..joiner].iter_mut() {
+            let line = member.line();
+            assert!(
+                line.starts_with(&join),
+                "{}: expected {join}..., got {line:?}",
+                member.nick
+            );
+        }
+    }
+}
+
 /// Whether `line` is numeric `code` (`:server CODE ...`).
 pub fn has_numeric(line: &str, code: &str) -> bool {
     line.split(' ').nth(1) == Some(code)
@@ -197,7 +216,11 @@ impl Client {
     /// The next line must be numeric `code`; returns it.
     pub fn expect_numeric(&mut self, code: &str) -> String {
         let line = self.line();
-        assert!(has_numeric(&line, code), "{}: expected {code}, got {line:?}", self.nick);
+        assert!(
+            has_numeric(&line, code),
+            "{}: expected {code}, got {line:?}",
+            self.nick
+        );
         line
     }
 
@@ -228,7 +251,11 @@ impl Client {
     /// Nothing is pending for this client (proved with a PING barrier, not a sleep).
     pub fn expect_nothing(&mut self) {
         let pending = self.barrier();
-        assert!(pending.is_empty(), "{}: unexpected lines {pending:?}", self.nick);
+        assert!(
+            pending.is_empty(),
+            "{}: unexpected lines {pending:?}",
+            self.nick
+        );
     }
 
     /// Reads until the server closes the connection; returns the lines before that.
@@ -248,6 +275,15 @@ impl Client {
     /// Stops reading: the socket's receive buffer fills and the server's sendq grows.
     pub fn into_raw(self) -> TcpStream {
         self.writer
+    }
+
+    /// The next line exactly as sent, CR LF included (for byte-exact checks).
+    pub fn read_line_bytes(&mut self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        self.reader
+            .read_until(b'\n', &mut bytes)
+            .expect("read a line");
+        bytes
     }
 
     /// Reads whatever bytes arrive until close, for tests that count raw bytes.

@@ -1,0 +1,170 @@
+//! The `ringchat` binary as an operator meets it: start-up errors are one clear line
+//! and a non-zero exit; SIGTERM is a graceful shutdown with exit status 0.
+
+mod common;
+
+use common::Client;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn ringchat() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ringchat"));
+    command.env_remove("RUST_LOG");
+    command
+}
+
+/// A loopback port nobody listens on right now.
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("an ephemeral port")
+}
+
+fn start(addr: SocketAddr, extra: &[&str]) -> Child {
+    let child = ringchat()
+        .args(["--listen", &addr.to_string(), "--shards", "2"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ringchat");
+    let deadline = Instant::now() + common::HANG;
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "ringchat never listened on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+fn run_to_end(args: &[&str]) -> Output {
+    ringchat().args(args).output().expect("run ringchat")
+}
+
+fn stderr_lines(output: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_port_in_use_is_one_clear_line_and_a_failure_exit() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let output = run_to_end(&["--listen", &addr]);
+    assert!(!output.status.success());
+    let lines = stderr_lines(&output);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("address already in use"), "{lines:?}");
+    assert!(lines[0].contains(&addr), "{lines:?}");
+}
+
+#[test]
+fn a_second_ringchat_on_the_same_port_fails_despite_so_reuseport() {
+    let addr = free_port();
+    let mut first = start(addr, &[]);
+    let second = run_to_end(&["--listen", &addr.to_string()]);
+    first.kill().expect("kill");
+    let _ = first.wait();
+    assert!(!second.status.success());
+    assert!(stderr_lines(&second)[0].contains("address already in use"));
+}
+
+#[test]
+fn an_unreadable_motd_file_is_a_start_up_error() {
+    let output = run_to_end(&["--listen", "127.0.0.1:0", "--motd", "/nonexistent/motd.txt"]);
+    assert!(!output.status.success());
+    let lines = stderr_lines(&output);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("cannot read MOTD file /nonexistent/motd.txt"),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_bad_address_or_flag_is_rejected() {
+    let output = run_to_end(&["--listen", "not-an-address"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--listen"));
+    let output = run_to_end(&["--shards", "0", "--listen", "127.0.0.1:0"]);
+    assert!(!output.status.success());
+    assert!(stderr_lines(&output)[0].contains("--shards must be between 1 and 64"));
+}
+
+#[test]
+fn help_shows_every_flag_with_its_default() {
+    let output = run_to_end(&["--help"]);
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for flag in [
+        "--listen",
+        "--server-name",
+        "--network",
+        "--password",
+        "--motd",
+        "--max-clients",
+        "--sendq",
+        "--recvq",
+        "--flood-burst",
+        "--flood-rate",
+        "--ping-interval",
+        "--ping-timeout",
+        "--registration-timeout",
+        "--log-format",
+        "--shards",
+        "--io",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+    assert!(help.contains("[default: 0.0.0.0:6667]"));
+    assert!(help.contains("[env: RINGCHAT_SENDQ=]"));
+}
+
+#[test]
+fn sigterm_sends_error_to_clients_and_exits_zero() {
+    let addr = free_port();
+    let mut server = start(addr, &["--io", "uring"]);
+    let mut alice = Client::connect(addr);
+    alice.nick = "alice".into();
+    alice.send("NICK alice");
+    alice.send("USER alice 0 * :A");
+    alice.skip_until(|line| common::has_numeric(line, "422"));
+    // SAFETY: signalling our own child process.
+    unsafe {
+        libc::kill(server.id() as libc::pid_t, libc::SIGTERM);
+    }
+    assert_eq!(
+        alice.expect_closed(),
+        ["ERROR :Closing Link: 127.0.0.1 (Server shutting down)"]
+    );
+    let status = server.wait().expect("wait for ringchat");
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn environment_variables_set_flags() {
+    let addr = free_port();
+    let mut server = ringchat()
+        .env("RINGCHAT_LISTEN", addr.to_string())
+        .env("RINGCHAT_SERVER_NAME", "env.example")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + common::HANG;
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut client = Client::connect(addr);
+    client.send("PING :x");
+    client.expect(":env.example PONG env.example :x");
+    server.kill().expect("kill");
+    let _ = server.wait();
+}
