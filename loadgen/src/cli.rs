@@ -1,0 +1,247 @@
+//! The command line: scenarios as subcommands, plus `compare` and `plot`.
+//!
+//! Owns: flag definitions, defaults and value parsers. Must not: run anything.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+/// Latency and throughput benchmark for any IRC server (open loop, coordinated-omission
+/// free, every delivery verified).
+#[derive(Debug, Parser)]
+#[command(name = "loadgen", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// One channel with C members; S of them send at a total rate; every other member
+    /// receives every message.
+    Fanout {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        traffic: TrafficArgs,
+        /// Number of senders (the first S clients).
+        #[arg(short, long, default_value_t = 10)]
+        senders: u32,
+    },
+    /// C clients spread over K channels; every member (or S per channel) sends.
+    Rooms {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        traffic: TrafficArgs,
+        /// Number of channels (clients are spread round robin).
+        #[arg(short = 'k', long, default_value_t = 10)]
+        channels: u32,
+        /// Senders per channel (default: every member sends).
+        #[arg(short, long)]
+        senders: Option<u32>,
+    },
+    /// Connection and registration storm: connections per second and time to 001.
+    Connect {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// C registered idle clients held for a while: server memory per connection
+    /// (needs --server-pid).
+    Idle {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// How long to hold the idle clients.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        hold: Duration,
+    },
+    /// Compare a result with a baseline; exits 1 when throughput falls or p99 rises
+    /// beyond the tolerance, or the result lost messages.
+    Compare(CompareArgs),
+    /// Plot latency by percentile of one or more result files (.json or .hgrm) as SVG.
+    Plot(PlotArgs),
+    /// Print one table of several JSON results (one row per step of each file).
+    Summary {
+        /// loadgen JSON results.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+    },
+}
+
+/// Flags every scenario has.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct CommonArgs {
+    /// Server address.
+    #[arg(short, long, default_value = "127.0.0.1:6667")]
+    pub addr: SocketAddr,
+    /// Server password (sent with PASS before registering).
+    #[arg(long)]
+    #[serde(skip)]
+    pub password: Option<String>,
+    /// Number of clients.
+    #[arg(short, long, default_value_t = 100)]
+    pub clients: u32,
+    /// Connections being set up at once (connect, register, join). Keep it below the
+    /// server's listen backlog (ngircd: 10).
+    #[arg(long, default_value_t = 8)]
+    pub connect_concurrency: u32,
+    /// Give up when a client is not registered and joined within this time.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub setup_timeout: Duration,
+    /// Loopback source addresses to spread connections over (127.0.0.1, .2, ...);
+    /// 0 = one per 25,000 clients when the server is on 127.0.0.0/8.
+    #[arg(long, default_value_t = 0)]
+    pub source_ips: u32,
+    /// Server process to sample (CPU seconds and RSS over the measured window, /proc).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Pin loadgen to this CPU core.
+    #[arg(long)]
+    pub cpu: Option<usize>,
+    /// Write all figures, the parameters and versions to this JSON file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write the HdrHistogram percentile distribution (one file per step when several:
+    /// NAME-<rate>.hgrm).
+    #[arg(long)]
+    pub hgrm: Option<PathBuf>,
+    /// Write an SVG chart of latency by percentile.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// A name for this run in reports and plots (e.g. "ringchat-uring").
+    #[arg(long)]
+    pub label: Option<String>,
+    /// No live progress line.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// Flags of the message scenarios (fanout, rooms).
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct TrafficArgs {
+    /// Total messages per second over all senders; a list steps through the rates
+    /// on the same connections: `--rate 100,200,500`.
+    #[arg(short, long, value_delimiter = ',', default_values_t = [1000.0])]
+    pub rate: Vec<f64>,
+    /// Measured time of each step.
+    #[arg(short, long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Warm-up before each step's measurement (sent and verified, not measured).
+    #[arg(short, long, default_value = "2s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// After a step's last message, wait at most this long for deliveries in flight.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub grace: Duration,
+    /// Message text length in bytes (padded; minimum is the payload, ~30 bytes).
+    #[arg(long, default_value_t = 0)]
+    pub size: usize,
+    /// Saturation search: from the first --rate, double while a step passes, then
+    /// bisect; reports the highest rate with zero loss and p99 under --p99-max.
+    #[arg(long)]
+    pub find_max: bool,
+    /// The p99 bound of --find-max.
+    #[arg(long, default_value = "10ms", value_parser = parse_duration)]
+    pub p99_max: Duration,
+    /// The most steps --find-max runs.
+    #[arg(long, default_value_t = 12)]
+    pub max_probes: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The baseline result (JSON from --json).
+    pub baseline: PathBuf,
+    /// The new result (JSON from --json).
+    pub result: PathBuf,
+    /// Tolerance: fail when throughput falls or p99 rises by more than this.
+    #[arg(long, default_value = "10%", value_parser = parse_percent)]
+    pub max_regress: f64,
+    /// Separate tolerance for p99 (latency is noisier than throughput).
+    #[arg(long, value_parser = parse_percent)]
+    pub max_p99_regress: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// The SVG file to write.
+    pub output: PathBuf,
+    /// Result files: loadgen JSON (one line per step) or .hgrm percentile distributions.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Chart title.
+    #[arg(long)]
+    pub title: Option<String>,
+}
+
+/// Parses `10s`, `500ms`, `250us`, `2m` or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("not a duration: {text:?} (try 10s, 500ms)"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1e3,
+        "us" => value / 1e6,
+        "m" | "min" => value * 60.0,
+        other => return Err(format!("unknown duration unit {other:?} (s, ms, us, m)")),
+    };
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(format!("not a duration: {text:?}"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// Parses `10%` or `10` as 0.10.
+pub fn parse_percent(text: &str) -> Result<f64, String> {
+    let number = text.trim().trim_end_matches('%');
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("not a percentage: {text:?} (try 10%)"))?;
+    if !(0.0..=1000.0).contains(&value) {
+        return Err(format!("percentage out of range: {text:?}"));
+    }
+    Ok(value / 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_durations_and_percents() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
+        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5h").is_err());
+        assert_eq!(parse_percent("10%"), Ok(0.1));
+        assert_eq!(parse_percent("2.5"), Ok(0.025));
+        assert!(parse_percent("x%").is_err());
+    }
+
+    #[test]
+    fn rate_list_steps() {
+        let cli =
+            Cli::try_parse_from(["loadgen", "fanout", "--rate", "100,200,500"]).expect("parses");
+        match cli.command {
+            Command::Fanout { traffic, .. } => assert_eq!(traffic.rate, vec![100.0, 200.0, 500.0]),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

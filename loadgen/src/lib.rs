@@ -1,0 +1,39 @@
+//! loadgen: a latency and throughput benchmark for any IRC server.
+//!
+//! It drives real IRC clients over TCP in an open loop (messages are scheduled at a
+//! fixed rate and latency is measured from each message's *scheduled* send time, as
+//! wrk2 does, so a stalled server cannot hide its stalls: coordinated-omission free),
+//! verifies every delivery (loss, duplicates, reordering) and reports percentiles,
+//! throughput and the server's CPU and memory.
+//!
+//! Map of the modules, one concern each:
+//! - [`cli`]: the command line (clap) and its value parsers (durations, rates, percents).
+//! - [`clock`]: the monotonic nanosecond clock and a timerfd timer precise to microseconds.
+//! - [`irc`]: loadgen's own small IRC line reader and the benchmark payload format. It is
+//!   not ringchat's parser on purpose, so one parser bug cannot hide on both sides.
+//! - [`stats`]: per-sender sequence tracking and the step recorder (HdrHistogram, counters).
+//! - [`conn`]: one client connection: connect, register, join, answer PING, read in
+//!   large chunks, write without blocking.
+//! - [`scenario`]: the scenarios (fanout, rooms, connect, idle), the pacer, step mode and
+//!   the saturation search.
+//! - [`procstat`]: CPU and memory of a process from /proc.
+//! - [`report`]: the result model (JSON), the terminal tables and the `.hgrm` files.
+//! - [`plot`]: latency-by-percentile SVG charts of one or several result files.
+//! - [`compare`]: `loadgen compare`, the CI regression check.
+
+pub mod cli;
+pub mod clock;
+pub mod compare;
+pub mod conn;
+pub mod irc;
+pub mod plot;
+pub mod procstat;
+pub mod report;
+pub mod scenario;
+pub mod stats;
+
+/// Exit code for a run that completed but failed verification (loss, duplicates,
+/// disconnects) or a comparison that found a regression.
+pub const EXIT_FAILED_CHECK: u8 = 1;
+/// Exit code for a run that could not be carried out (connection refused, bad input).
+pub const EXIT_ERROR: u8 = 2;

@@ -1,0 +1,99 @@
+//! The `loadgen` binary: parses the command line, runs, prints, sets the exit code
+//! (0 ok, 1 a failed check: loss, errors, regression; 2 the run could not be done).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use loadgen::cli::{Cli, Command};
+use loadgen::scenario::{self, Scenario};
+use loadgen::{compare, plot, report, EXIT_ERROR, EXIT_FAILED_CHECK};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("loadgen: error: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let (scenario, common) = match cli.command {
+        Command::Fanout {
+            common,
+            traffic,
+            senders,
+        } => (Scenario::Fanout { traffic, senders }, common),
+        Command::Rooms {
+            common,
+            traffic,
+            channels,
+            senders,
+        } => (
+            Scenario::Rooms {
+                traffic,
+                channels,
+                senders,
+            },
+            common,
+        ),
+        Command::Connect { common } => (Scenario::Connect, common),
+        Command::Idle { common, hold } => (Scenario::Idle { hold }, common),
+        Command::Compare(args) => {
+            let baseline = compare::read_report(&args.baseline)?;
+            let result = compare::read_report(&args.result)?;
+            let verdict = compare::compare(
+                &baseline,
+                &result,
+                args.max_regress,
+                args.max_p99_regress.unwrap_or(args.max_regress),
+            );
+            print!("{}", verdict.table);
+            if verdict.passed() {
+                println!("no regression beyond {:.0}%", args.max_regress * 100.0);
+                return Ok(ExitCode::SUCCESS);
+            }
+            for r in &verdict.regressions {
+                println!("REGRESSION: {r}");
+            }
+            return Ok(ExitCode::from(EXIT_FAILED_CHECK));
+        }
+        Command::Summary { inputs } => {
+            let mut reports = Vec::new();
+            for input in &inputs {
+                reports.push(compare::read_report(input)?);
+            }
+            print!("{}", report::summary_table(&reports));
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Plot(args) => {
+            let mut series = Vec::new();
+            for input in &args.inputs {
+                series.extend(plot::load_series(input)?);
+            }
+            let title = args
+                .title
+                .unwrap_or_else(|| "Latency by percentile".to_string());
+            plot::plot(&args.output, &series, &title)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    let result = scenario::run(&scenario, &common)?;
+    report::print_report(&result);
+    report::write_files(&result, common.json.as_deref(), common.hgrm.as_deref())?;
+    if let Some(path) = &common.plot {
+        let title = format!("loadgen {} - latency by percentile", result.scenario);
+        // A run without latencies (all lost) has nothing to draw; its failure is
+        // already reported, so the chart is skipped with a note rather than an error.
+        if let Err(e) = plot::plot(path, &plot::report_series(&result), &title) {
+            eprintln!("loadgen: no chart written to {}: {e:#}", path.display());
+        }
+    }
+    Ok(if result.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED_CHECK)
+    })
+}
