@@ -1,0 +1,173 @@
+//! Command-line arguments: what to connect to and as whom. Parsing only; nothing here
+//! touches the network or the terminal.
+
+use clap::Parser;
+
+/// Port used when the server argument has none: the standard IRC port.
+pub const DEFAULT_PORT: u16 = 6667;
+
+/// A terminal IRC chat client that needs no setup: start it, type, and talk.
+///
+/// A typed line goes to the current channel; /help lists the commands.
+/// When standard input is not a terminal, each input line is sent as it arrives and
+/// the client quits at end of input.
+///
+/// Exit codes: 0 normal quit, 2 bad arguments, 3 cannot connect, 4 the server closed
+/// the link, 5 nickname in use or rejected, 1 any other error.
+#[derive(Debug, Parser)]
+#[command(name = "ringchat-client", version)]
+pub struct Args {
+    /// Server to connect to: HOST, HOST:PORT or [IPv6]:PORT.
+    #[arg(value_name = "HOST[:PORT]", default_value = "127.0.0.1", value_parser = parse_server)]
+    pub server: ServerAddr,
+
+    /// Nickname; default: your login name ($USER / $LOGNAME), else "guest".
+    #[arg(long, value_name = "NAME")]
+    pub nick: Option<String>,
+
+    /// Channel to join once registered.
+    #[arg(long, value_name = "#CHANNEL", default_value = "#lobby", value_parser = parse_channel)]
+    pub channel: String,
+
+    /// Server password, sent with PASS before registering.
+    #[arg(long, value_name = "P")]
+    pub password: Option<String>,
+}
+
+/// Where to connect: a host name or address, and a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerAddr {
+    /// Host name or IP address, without IPv6 brackets.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl std::fmt::Display for ServerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Parses `HOST`, `HOST:PORT`, `[IPV6]`, `[IPV6]:PORT` or a bare IPv6 address.
+pub fn parse_server(arg: &str) -> Result<ServerAddr, String> {
+    let (host, port) = if let Some(bracketed) = arg.strip_prefix('[') {
+        let (host, after) = bracketed
+            .split_once(']')
+            .ok_or_else(|| format!("missing ']' in {arg:?}"))?;
+        match after {
+            "" => (host, None),
+            _ => match after.strip_prefix(':') {
+                Some(port) => (host, Some(port)),
+                None => return Err(format!("expected :PORT after ']' in {arg:?}")),
+            },
+        }
+    } else if arg.matches(':').count() > 1 {
+        (arg, None)
+    } else {
+        match arg.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (arg, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("missing host in {arg:?}"));
+    }
+    let port = match port {
+        Some(port) => port
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| format!("invalid port {port:?}"))?,
+        None => DEFAULT_PORT,
+    };
+    Ok(ServerAddr {
+        host: host.to_string(),
+        port,
+    })
+}
+
+/// Accepts `#name` or `name` (a `#` is added); rejects characters no channel may hold.
+pub fn parse_channel(arg: &str) -> Result<String, String> {
+    let channel = if crate::irc::is_channel(arg) {
+        arg.to_string()
+    } else {
+        format!("#{arg}")
+    };
+    if channel.len() < 2 || channel.contains([' ', ',', '\x07', '\0', '\r', '\n']) {
+        return Err(format!("invalid channel name {arg:?}"));
+    }
+    Ok(channel)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(host: &str, port: u16) -> ServerAddr {
+        ServerAddr {
+            host: host.to_string(),
+            port,
+        }
+    }
+
+    #[test]
+    fn server_forms() {
+        assert_eq!(parse_server("example.org"), Ok(addr("example.org", 6667)));
+        assert_eq!(parse_server("127.0.0.1:7000"), Ok(addr("127.0.0.1", 7000)));
+        assert_eq!(parse_server("[::1]:7000"), Ok(addr("::1", 7000)));
+        assert_eq!(parse_server("[::1]"), Ok(addr("::1", 6667)));
+        assert_eq!(parse_server("::1"), Ok(addr("::1", 6667)));
+    }
+
+    #[test]
+    fn server_errors() {
+        assert!(parse_server("host:notaport").is_err());
+        assert!(parse_server("host:0").is_err());
+        assert!(parse_server(":6667").is_err());
+        assert!(parse_server("[::1").is_err());
+        assert!(parse_server("[::1]x").is_err());
+    }
+
+    #[test]
+    fn server_display_round_trips() {
+        assert_eq!(addr("::1", 7000).to_string(), "[::1]:7000");
+        assert_eq!(addr("localhost", 6667).to_string(), "localhost:6667");
+    }
+
+    #[test]
+    fn channel_forms() {
+        assert_eq!(parse_channel("#lobby"), Ok("#lobby".to_string()));
+        assert_eq!(parse_channel("rust"), Ok("#rust".to_string()));
+        assert!(parse_channel("#").is_err());
+        assert!(parse_channel("#a b").is_err());
+        assert!(parse_channel("#a,b").is_err());
+    }
+
+    #[test]
+    fn defaults_and_flags() {
+        let args = Args::try_parse_from(["ringchat-client"]).unwrap();
+        assert_eq!(args.server, addr("127.0.0.1", 6667));
+        assert_eq!(args.channel, "#lobby");
+        assert_eq!(args.nick, None);
+        let args = Args::try_parse_from([
+            "ringchat-client",
+            "irc.test:6697",
+            "--nick",
+            "bob",
+            "--channel",
+            "dev",
+            "--password",
+            "s3cret",
+        ])
+        .unwrap();
+        assert_eq!(args.server, addr("irc.test", 6697));
+        assert_eq!(args.nick.as_deref(), Some("bob"));
+        assert_eq!(args.channel, "#dev");
+        assert_eq!(args.password.as_deref(), Some("s3cret"));
+    }
+}

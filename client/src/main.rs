@@ -1,0 +1,79 @@
+//! ringchat-client: a terminal IRC chat client that needs no setup. Start it, type, and
+//! talk to everyone in the channel; it speaks plain IRC, so any IRC server will do.
+//!
+//! Map of the modules, from the wire to the screen:
+//! - [`cli`]: command-line arguments (server, nick, channel, password).
+//! - [`irc`]: the IRC line format: parse what arrives, format what leaves. Pure.
+//! - [`nick`]: a valid nick from the login name; fallbacks after 433. Pure.
+//! - [`command`]: typed lines and `/commands` to IRC lines. Pure.
+//! - [`render`]: incoming messages to readable lines. Pure.
+//! - [`clock`]: local `HH:MM` for the time stamps.
+//! - [`session`]: the connection: register, reader thread, input handling, QUIT.
+//! - [`terminal`]: line editor or pipe in, printer or stdout out, and exiting.
+//! - [`error`]: how a session ends badly, and its exit code.
+
+mod cli;
+mod clock;
+mod command;
+mod error;
+mod irc;
+mod nick;
+mod render;
+mod session;
+mod terminal;
+
+use std::io::IsTerminal;
+
+use clap::Parser;
+
+use crate::cli::Args;
+use crate::error::ClientError;
+use crate::irc::format_line;
+use crate::session::{Flow, Identity};
+use crate::terminal::{Input, InputEvent};
+
+fn main() {
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => terminal::exit_ok(),
+        Err(err) => terminal::exit_with(err),
+    }
+}
+
+/// The whole session: connect, register, join, then relay input until the user quits
+/// or input ends. Returns after a clean QUIT; a link the server closes ends the process
+/// from the reader thread instead (see [`session::Session::start_reader`]).
+fn run(args: Args) -> Result<(), ClientError> {
+    let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let login = nick::default_nick();
+    let wanted = args.nick.clone().unwrap_or_else(|| login.clone());
+    let identity = Identity {
+        nick: &wanted,
+        user: &login,
+        password: args.password.as_deref(),
+    };
+
+    let stream = session::connect(&args.server)?;
+    let (mut input, output, reader_output) = Input::open(interactive)?;
+    let registered = session::register(stream, &identity, &output)?;
+    registered
+        .link
+        .send(&format_line("JOIN", &[&args.channel]))?;
+    let (link, closed) = registered.start_reader(reader_output)?;
+
+    let quit_line = loop {
+        let prompt = match link.state().current_channel() {
+            Some(channel) => format!("{channel}> "),
+            None => "> ".to_string(),
+        };
+        match input.next(&prompt)? {
+            InputEvent::Line(line) => match session::handle_input(&link, &output, &line)? {
+                Flow::Continue => {}
+                Flow::Quit(line) => break line,
+            },
+            InputEvent::End => break format_line("QUIT", &[command::DEFAULT_QUIT_MESSAGE]),
+        }
+    };
+    session::quit(&link, &closed, &quit_line);
+    Ok(())
+}

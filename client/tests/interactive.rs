@@ -1,0 +1,208 @@
+//! The client in a real terminal (a tmux pane): typing sends lines, a message that
+//! arrives mid-typing is printed above the prompt without garbling the half-typed
+//! line, the arrow keys recall history, and /quit exits 0. Needs the Debian package
+//! `tmux`; without it the test fails under CI (CI set) and is skipped elsewhere.
+
+mod common;
+
+use std::process::{Command, Output};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{RawPeer, TestServer, CLIENT, WAIT};
+
+/// Printed by the pane's shell before the client's exit status.
+const EXIT_MARK: &str = "[client exited with ";
+
+/// A private tmux server (its own socket) holding one session that runs the client.
+/// Dropping it kills the tmux server and everything in it.
+struct Pane {
+    socket: String,
+}
+
+impl Pane {
+    /// Starts the client with `args` in a 100x30 pane; when it exits, the shell prints
+    /// its exit status after [`EXIT_MARK`], and the pane stays so that it can be read.
+    fn start_client(args: &str) -> Pane {
+        let command = format!("'{CLIENT}' {args}; echo \"{EXIT_MARK}$?]\"");
+        let pane = Pane {
+            socket: format!("ringchat-client-test-{}", std::process::id()),
+        };
+        let started = pane.tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            "chat",
+            "-x",
+            "100",
+            "-y",
+            "30",
+            &command,
+            ";",
+            "set-option",
+            "-t",
+            "chat",
+            "remain-on-exit",
+            "on",
+        ]);
+        assert!(started.status.success(), "tmux new-session: {started:?}");
+        pane
+    }
+
+    fn tmux(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .env_remove("TMUX")
+            .output()
+            .expect("run tmux")
+    }
+
+    /// Types `text` literally, without pressing Enter.
+    fn type_text(&self, text: &str) {
+        self.tmux(&["send-keys", "-t", "chat", "-l", text]);
+    }
+
+    /// Presses a named key (`Enter`, `Up`, ...).
+    fn press(&self, key: &str) {
+        self.tmux(&["send-keys", "-t", "chat", key]);
+    }
+
+    /// The visible screen, trailing blank lines removed.
+    fn screen(&self) -> Vec<String> {
+        let output = self.tmux(&["capture-pane", "-p", "-t", "chat"]);
+        let text = String::from_utf8_lossy(&output.stdout);
+        let mut lines: Vec<String> = text.lines().map(|l| l.trim_end().to_string()).collect();
+        while lines.last().is_some_and(String::is_empty) {
+            lines.pop();
+        }
+        lines
+    }
+
+    /// Waits until `ready` holds for the screen; returns that screen.
+    fn wait_for(&self, what: &str, ready: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let screen = self.screen();
+            if ready(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "screen never showed {what}:\n{}",
+                screen.join("\n")
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until the bottom line (the prompt) reads exactly `line`.
+    fn wait_for_prompt(&self, line: &str) -> Vec<String> {
+        self.wait_for(&format!("prompt {line:?}"), |screen| {
+            screen.last().is_some_and(|last| last == line)
+        })
+    }
+
+    /// Waits for the shell line after the client to print the client's exit status
+    /// (see [`Pane::start_client`]); returns it. tmux's own `pane_dead_status` is not
+    /// used: it is sometimes never filled in when the process exits quickly.
+    fn wait_exit(&self) -> i32 {
+        let screen = self.wait_for("the client's exit status", |screen| {
+            screen.iter().any(|l| l.starts_with(EXIT_MARK))
+        });
+        screen
+            .iter()
+            .find_map(|l| l.strip_prefix(EXIT_MARK))
+            .and_then(|code| code.trim_end_matches(']').parse().ok())
+            .expect("exit status is a number")
+    }
+}
+
+impl Drop for Pane {
+    fn drop(&mut self) {
+        self.tmux(&["kill-server"]);
+    }
+}
+
+fn tmux_available() -> bool {
+    match Command::new("tmux").arg("-V").output() {
+        Ok(output) if output.status.success() => true,
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("tmux is required for the interactive test: apt-get install tmux")
+        }
+        _ => {
+            eprintln!("SKIPPED: tmux is not installed (apt-get install tmux)");
+            false
+        }
+    }
+}
+
+#[test]
+fn typing_history_and_incoming_lines_in_a_terminal() {
+    if !tmux_available() {
+        return;
+    }
+    let server = TestServer::start();
+    let mut bob = RawPeer::register(&server.addr(), "bob");
+    bob.send("JOIN #lobby");
+    bob.expect("366");
+
+    let pane = Pane::start_client(&format!("{} --nick alice", server.addr()));
+    bob.expect(":alice!");
+    pane.wait_for_prompt("#lobby>");
+    pane.wait_for("the join", |screen| {
+        screen.iter().any(|l| l == "-- alice joined #lobby")
+    });
+
+    pane.type_text("hello from a terminal");
+    pane.press("Enter");
+    bob.expect("PRIVMSG #lobby :hello from a terminal");
+    pane.wait_for("our own line", |screen| {
+        screen
+            .iter()
+            .any(|l| l.ends_with("] <alice> hello from a terminal"))
+    });
+
+    // A message arriving while a line is half typed goes above the prompt; the prompt
+    // and the half-typed text are drawn again intact below it.
+    pane.type_text("half typed");
+    pane.wait_for_prompt("#lobby> half typed");
+    bob.send("PRIVMSG #lobby :interrupting you");
+    let screen = pane.wait_for("bob's message", |screen| {
+        screen.iter().any(|l| l.ends_with("<bob> interrupting you"))
+    });
+    let incoming = screen
+        .iter()
+        .find(|l| l.ends_with("<bob> interrupting you"))
+        .expect("line is on screen");
+    assert!(incoming.starts_with('['), "garbled: {incoming:?}");
+    pane.wait_for_prompt("#lobby> half typed");
+    pane.type_text(" and finished");
+    pane.press("Enter");
+    bob.expect("PRIVMSG #lobby :half typed and finished");
+
+    // Up twice recalls the first line.
+    pane.press("Up");
+    pane.wait_for_prompt("#lobby> half typed and finished");
+    pane.press("Up");
+    pane.wait_for_prompt("#lobby> hello from a terminal");
+    pane.press("Enter");
+    bob.expect("PRIVMSG #lobby :hello from a terminal");
+
+    // Lines typed (or pasted) faster than they are handled are all sent, in order.
+    pane.tmux(&[
+        "send-keys",
+        "-t",
+        "chat",
+        "-l",
+        "pasted one\rpasted two\rpasted three\r",
+    ]);
+    bob.expect("PRIVMSG #lobby :pasted one");
+    bob.expect("PRIVMSG #lobby :pasted two");
+    bob.expect("PRIVMSG #lobby :pasted three");
+
+    pane.type_text("/quit bye from tmux");
+    pane.press("Enter");
+    bob.expect("bye from tmux");
+    assert_eq!(pane.wait_exit(), 0, "{}", pane.screen().join("\n"));
+}
