@@ -19,6 +19,7 @@ pub mod proto;
 pub mod server;
 pub mod shard;
 pub mod state;
+pub mod testing;
 
 pub use config::{Config, IoMode};
 pub use server::Server;

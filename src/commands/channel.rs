@@ -4,6 +4,8 @@ use super::{targets, unix_now, Ctx};
 use crate::proto::names::is_valid_channel;
 use crate::proto::numeric::*;
 use crate::proto::{Caseless, CaselessKey, LineBuilder, Message};
+use crate::shard::outgoing::Outgoing;
+use crate::state::caps::Cap;
 use crate::state::directory::{ChannelError, JoinError};
 
 /// `JOIN #a,#b [keys]`, or `JOIN 0` to leave every channel.
@@ -19,7 +21,9 @@ pub fn join(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         }
         return;
     }
+    let mut keys = message.param(1).unwrap_or_default().split(|&b| b == b',');
     for name in targets(list) {
+        let key = keys.next().filter(|key| !key.is_empty());
         let Some(name) = std::str::from_utf8(name)
             .ok()
             .filter(|n| is_valid_channel(n.as_bytes()))
@@ -31,24 +35,30 @@ pub fn join(ctx: &mut Ctx<'_>, message: &Message<'_>) {
             ctx.reply(reply);
             continue;
         };
-        join_one(ctx, name);
+        join_one(ctx, name, key);
     }
 }
 
-fn join_one(ctx: &mut Ctx<'_>, name: &str) {
+fn join_one(ctx: &mut Ctx<'_>, name: &str, key: Option<&[u8]>) {
     let limit = ctx.config().max_channels_per_client;
     let joined = ctx
         .shard
         .shared
         .directory()
-        .join(ctx.id, name, limit, unix_now());
+        .join(ctx.id, name, key, limit, unix_now());
     let joined = match joined {
         Ok(joined) => joined,
-        Err(JoinError::TooManyChannels) => {
-            let reply = ctx
-                .numeric(ERR_TOOMANYCHANNELS)
-                .arg(name)
-                .trailing("You have joined too many channels");
+        Err(error) => {
+            let (code, text) = match error {
+                JoinError::TooManyChannels => {
+                    (ERR_TOOMANYCHANNELS, "You have joined too many channels")
+                }
+                JoinError::ChannelFull => (ERR_CHANNELISFULL, "Cannot join channel (+l)"),
+                JoinError::InviteOnly => (ERR_INVITEONLYCHAN, "Cannot join channel (+i)"),
+                JoinError::Banned => (ERR_BANNEDFROMCHAN, "Cannot join channel (+b)"),
+                JoinError::BadKey => (ERR_BADCHANNELKEY, "Cannot join channel (+k)"),
+            };
+            let reply = ctx.numeric(code).arg(name).trailing(text);
             ctx.reply(reply);
             return;
         }
@@ -63,9 +73,12 @@ fn join_one(ctx: &mut Ctx<'_>, name: &str) {
     ctx.shard.deliver_to_channel(
         Caseless::new(joined.channel.as_str()),
         joined.shards,
-        line,
+        Outgoing::new(line),
         None,
     );
+    if let Some(topic) = &joined.topic {
+        super::channel_ops::send_topic(ctx, joined.channel.as_str(), topic);
+    }
     send_names(ctx, &joined.channel);
 }
 
@@ -97,8 +110,12 @@ fn leave(ctx: &mut Ctx<'_>, name: &str, reason: Option<&[u8]>) {
     if let Some(reason) = reason {
         line = line.trailing(reason);
     }
-    ctx.shard
-        .deliver_to_channel(Caseless::new(channel.as_str()), shards, line.finish(), None);
+    ctx.shard.deliver_to_channel(
+        Caseless::new(channel.as_str()),
+        shards,
+        Outgoing::new(line.finish()),
+        None,
+    );
     ctx.shard
         .remove_local_member(Caseless::new(channel.as_str()), ctx.id);
 }
@@ -136,12 +153,29 @@ pub fn names(ctx: &mut Ctx<'_>, message: &Message<'_>) {
 
 /// 353 lines (each within 512 bytes) and 366 for one channel.
 fn send_names(ctx: &mut Ctx<'_>, channel: &CaselessKey) {
-    let names = {
+    let caps = ctx.client().caps;
+    let names: Vec<String> = {
         let directory = ctx.shard.shared.directory();
-        match directory.channel(channel.as_str()) {
-            Some(c) => c.names(directory.users()),
-            None => Vec::new(),
-        }
+        let users = directory.users();
+        directory
+            .channel(channel.as_str())
+            .map(|c| {
+                c.members
+                    .iter()
+                    .filter_map(|(id, membership)| {
+                        let user = users.get(id)?;
+                        let prefix = match caps.has(Cap::MultiPrefix) {
+                            true => membership.all_prefixes(),
+                            false => membership.prefix(),
+                        };
+                        Some(match caps.has(Cap::UserhostInNames) {
+                            true => format!("{prefix}{}!{}@{}", user.nick, user.user, user.host),
+                            false => format!("{prefix}{}", user.nick),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     };
     let header = ctx.numeric(RPL_NAMREPLY).arg("=").arg(channel.as_str());
     let header_len = header.len() + 2;

@@ -15,6 +15,36 @@ pub fn lusers(ctx: &mut Ctx<'_>, _message: &Message<'_>) {
     send_lusers(ctx);
 }
 
+/// `STATS S`: per-shard counters (connections, lines in, deliveries, bytes out, and
+/// slow-consumer and flood disconnects): this shard's as of now, the others' as
+/// published at their last tick (about once a second).
+pub fn stats(ctx: &mut Ctx<'_>, message: &Message<'_>) {
+    let query = message.param_str(0).unwrap_or("S");
+    if query.eq_ignore_ascii_case("S") {
+        // This shard's figures are fresh; the others are as of their last tick.
+        ctx.shard.publish_counters();
+        let counters: Vec<_> = ctx
+            .shard
+            .shared
+            .counters
+            .iter()
+            .map(|c| c.snapshot())
+            .collect();
+        for (shard, c) in counters.iter().enumerate() {
+            let reply = ctx.numeric(RPL_STATSDEBUG).arg("S").trailing(format!(
+                "shard {shard} connections={} accepted={} lines_in={} deliveries={} bytes_out={} reads={} writes={} sendq_disconnects={} flood_disconnects={}",
+                c.connections, c.accepted, c.lines_in, c.deliveries, c.bytes_out, c.reads, c.writes, c.sendq_disconnects, c.flood_disconnects
+            ));
+            ctx.reply(reply);
+        }
+    }
+    let end = ctx
+        .numeric(RPL_ENDOFSTATS)
+        .arg(query)
+        .trailing("End of /STATS report");
+    ctx.reply(end);
+}
+
 /// 375/372.../376, or 422 when no MOTD is configured.
 pub fn send_motd(ctx: &mut Ctx<'_>) {
     let server = ctx.config().server_name.clone();

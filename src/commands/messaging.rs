@@ -1,41 +1,74 @@
-//! Talking: PRIVMSG and NOTICE to channels and nicknames.
+//! Talking: PRIVMSG, NOTICE and TAGMSG to channels and nicknames.
 
 use super::{targets, Ctx};
 use crate::proto::numeric::*;
-use crate::proto::{Caseless, LineBuilder, Message};
+use crate::proto::{LineBuilder, Message};
+use crate::shard::outgoing::{client_only_tags, Outgoing};
+use crate::state::caps::Cap;
 use crate::state::directory::ChannelError;
+use crate::state::ClientId;
 
 /// Most targets in one PRIVMSG or NOTICE (TARGMAX).
 pub const MAX_TARGETS: usize = 4;
 
 /// `PRIVMSG target[,target] :text`.
 pub fn privmsg(ctx: &mut Ctx<'_>, message: &Message<'_>) {
-    relay(ctx, message, "PRIVMSG");
+    relay(ctx, message, Kind::Privmsg);
 }
 
 /// `NOTICE target[,target] :text`: like PRIVMSG, but never answered with an error.
 pub fn notice(ctx: &mut Ctx<'_>, message: &Message<'_>) {
-    relay(ctx, message, "NOTICE");
+    relay(ctx, message, Kind::Notice);
 }
 
-fn relay(ctx: &mut Ctx<'_>, message: &Message<'_>, command: &str) {
-    let quiet = command == "NOTICE";
+/// `@+tag TAGMSG target`: tags only, for clients with `message-tags`.
+pub fn tagmsg(ctx: &mut Ctx<'_>, message: &Message<'_>) {
+    relay(ctx, message, Kind::Tagmsg);
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Privmsg,
+    Notice,
+    Tagmsg,
+}
+
+impl Kind {
+    fn command(self) -> &'static str {
+        match self {
+            Kind::Privmsg => "PRIVMSG",
+            Kind::Notice => "NOTICE",
+            Kind::Tagmsg => "TAGMSG",
+        }
+    }
+}
+
+fn relay(ctx: &mut Ctx<'_>, message: &Message<'_>, kind: Kind) {
+    let quiet = kind == Kind::Notice;
     let text = message.param(1).unwrap_or_default();
-    if text.is_empty() {
+    if text.is_empty() && kind != Kind::Tagmsg {
         if !quiet {
             let reply = ctx.numeric(ERR_NOTEXTTOSEND).trailing("No text to send");
             ctx.reply(reply);
         }
         return;
     }
+    let client_tags = client_only_tags(message.tags);
     for (index, target) in targets(message.param(0).unwrap_or_default()).enumerate() {
         let target = String::from_utf8_lossy(target);
         let error = if index >= MAX_TARGETS {
             Some((ERR_TOOMANYTARGETS, "Too many targets"))
-        } else if target.starts_with('#') {
-            to_channel(ctx, command, &target, text)
         } else {
-            to_nick(ctx, command, &target, text)
+            let route = Route {
+                kind,
+                text,
+                client_tags: client_tags.clone(),
+            };
+            if target.starts_with('#') {
+                to_channel(ctx, &target, route)
+            } else {
+                to_nick(ctx, &target, route)
+            }
         };
         if let Some((code, explanation)) = error.filter(|_| !quiet) {
             let reply = ctx.numeric(code).arg(target.as_ref()).trailing(explanation);
@@ -44,29 +77,49 @@ fn relay(ctx: &mut Ctx<'_>, message: &Message<'_>, command: &str) {
     }
 }
 
+/// What is being sent, independent of the target.
+struct Route<'m> {
+    kind: Kind,
+    text: &'m [u8],
+    client_tags: Option<bytes::Bytes>,
+}
+
+impl Route<'_> {
+    /// The message as recipients get it, serialized once for all of them.
+    fn outgoing(&self, source: &str, target: &str) -> Outgoing {
+        let line = LineBuilder::from_source(source, self.kind.command()).arg(target);
+        let line = match self.kind {
+            Kind::Tagmsg => line,
+            _ => line.trailing(self.text),
+        };
+        let message = Outgoing::new(line.finish()).with_client_tags(self.client_tags.clone());
+        match self.kind {
+            Kind::Tagmsg => message.requiring(Cap::MessageTags),
+            _ => message,
+        }
+    }
+}
+
 /// The hot path: one directory lookup, one serialization, then fan-out by reference.
 fn to_channel(
     ctx: &mut Ctx<'_>,
-    command: &str,
     name: &str,
-    text: &[u8],
+    route: Route<'_>,
 ) -> Option<(&'static str, &'static str)> {
     let routed = {
         let directory = ctx.shard.shared.directory();
         directory
             .message_target(ctx.id, name)
             .map(|(channel, shards)| {
-                let line = LineBuilder::from_source(ctx.client().source(), command)
-                    .arg(channel.as_str())
-                    .trailing(text)
-                    .finish();
-                (line, shards)
+                let outgoing = route.outgoing(ctx.client().source(), channel.as_str());
+                (channel.clone(), outgoing, shards)
             })
     };
     match routed {
-        Ok((line, shards)) => {
+        Ok((channel, outgoing, shards)) => {
+            echo(ctx, &outgoing);
             ctx.shard
-                .deliver_to_channel(Caseless::new(name), shards, line, Some(ctx.id));
+                .deliver_to_channel_key(&channel, shards, outgoing, Some(ctx.id));
             None
         }
         Err(ChannelError::CannotSend) => Some((ERR_CANNOTSENDTOCHAN, "Cannot send to channel")),
@@ -76,9 +129,8 @@ fn to_channel(
 
 fn to_nick(
     ctx: &mut Ctx<'_>,
-    command: &str,
     nick: &str,
-    text: &[u8],
+    route: Route<'_>,
 ) -> Option<(&'static str, &'static str)> {
     let recipient = {
         let directory = ctx.shard.shared.directory();
@@ -89,10 +141,34 @@ fn to_nick(
     let Some((recipient, nick)) = recipient else {
         return Some((ERR_NOSUCHNICK, "No such nick/channel"));
     };
-    let line = LineBuilder::from_source(ctx.client().source(), command)
-        .arg(nick.as_str())
-        .trailing(text)
-        .finish();
-    ctx.shard.send_anywhere(recipient, line);
+    let outgoing = route.outgoing(ctx.client().source(), nick.as_str());
+    echo(ctx, &outgoing);
+    ctx.shard.send_anywhere(recipient, outgoing);
+    if matches!(route.kind, Kind::Privmsg) {
+        tell_away(ctx, recipient);
+    }
     None
+}
+
+/// 301 RPL_AWAY to the sender of a PRIVMSG whose recipient is away (never for NOTICE
+/// or TAGMSG, which are not answered). A second short directory lock, taken only on
+/// the nick path.
+fn tell_away(ctx: &mut Ctx<'_>, recipient: ClientId) {
+    let away = {
+        let directory = ctx.shard.shared.directory();
+        directory
+            .user(recipient)
+            .and_then(|user| Some((user.nick.clone(), user.away.clone()?)))
+    };
+    if let Some((nick, message)) = away {
+        let reply = ctx.numeric(RPL_AWAY).arg(nick.as_str()).trailing(&message);
+        ctx.reply(reply);
+    }
+}
+
+/// With `echo-message`, the sender gets its own message as the recipients see it.
+fn echo(ctx: &mut Ctx<'_>, outgoing: &Outgoing) {
+    if ctx.client().caps.has(Cap::EchoMessage) {
+        ctx.shard.send_message(ctx.id, &mut outgoing.clone());
+    }
 }

@@ -5,10 +5,14 @@
 //! [`Ctx`]; they never see a socket.
 
 mod channel;
+mod channel_ops;
 mod connection;
 mod info;
+mod labels;
 mod messaging;
+mod query;
 mod registration;
+mod user;
 
 use crate::config::Config;
 use crate::proto::numeric::*;
@@ -115,13 +119,39 @@ static COMMANDS: &[Command] = &[
     command("NAMES", 0, channel::names),
     command("PRIVMSG", 2, messaging::privmsg),
     command("NOTICE", 2, messaging::notice),
+    command("TAGMSG", 1, messaging::tagmsg),
+    command("SETNAME", 1, registration::setname),
     command("MOTD", 0, info::motd),
     command("LUSERS", 0, info::lusers),
+    command("TOPIC", 1, channel_ops::topic),
+    command("KICK", 2, channel_ops::kick),
+    command("INVITE", 2, channel_ops::invite),
+    command("MODE", 1, channel_ops::mode),
+    command("WHO", 1, query::who),
+    command("WHOIS", 1, query::whois),
+    command("LIST", 0, query::list),
+    command("USERHOST", 1, query::userhost),
+    command("ISON", 1, query::ison),
+    command("VERSION", 0, query::version),
+    command("TIME", 0, query::time),
+    command("AWAY", 0, user::away),
+    command("STATS", 0, info::stats),
 ];
 
-/// Handles one parsed line from client `id`.
+/// Handles one parsed line from client `id`. A line with `@label=` from a client with
+/// `labeled-response` gets its replies labeled (see [`labels`]).
 pub fn dispatch(shard: &mut Shard, id: ClientId, message: &Message<'_>, now: Instant) {
-    let mut ctx = Ctx { shard, id, now };
+    let label = labels::requested(shard, id, message);
+    let mark = label.map(|_| labels::mark(shard, id));
+    run_command(Ctx { shard, id, now }, message);
+    if let (Some(label), Some(mark)) = (label, mark) {
+        labels::label_replies(shard, id, label, mark);
+    }
+}
+
+fn run_command(mut ctx: Ctx<'_>, message: &Message<'_>) {
+    let id = ctx.id;
+    let now = ctx.now;
     let registered = ctx.client().is_registered();
     let Some(command) = COMMANDS
         .iter()
@@ -152,7 +182,7 @@ pub fn dispatch(shard: &mut Shard, id: ClientId, message: &Message<'_>, now: Ins
     }
     if command.is_activity {
         if let Some(client) = ctx.shard.client_mut(id) {
-            client.last_active = now;
+            client.activity.touch(now);
         }
     }
     (command.handler)(&mut ctx, message);
@@ -184,4 +214,26 @@ pub fn unix_now() -> u64 {
 /// Splits a comma-separated target list, skipping empty entries.
 fn targets(list: &[u8]) -> impl Iterator<Item = &[u8]> {
     list.split(|&b| b == b',').filter(|t| !t.is_empty())
+}
+
+/// Longest topic kept (ISUPPORT `TOPICLEN`); a longer one is cut.
+pub const TOPICLEN: usize = 390;
+/// Longest KICK reason kept (ISUPPORT `KICKLEN`).
+pub const KICKLEN: usize = 255;
+/// Longest AWAY message kept (ISUPPORT `AWAYLEN`).
+pub const AWAYLEN: usize = 200;
+
+/// `text` cut to at most `max` bytes, backing off to a character boundary when the
+/// text is UTF-8 (text need not be UTF-8; then the cut is at `max` bytes).
+fn clip(text: &[u8], max: usize) -> &[u8] {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    if std::str::from_utf8(text).is_ok() {
+        while end > 0 && (text[end] & 0xC0) == 0x80 {
+            end -= 1;
+        }
+    }
+    &text[..end]
 }

@@ -5,57 +5,89 @@ use crate::proto::names::{is_valid_nick, sanitize_user, CHANNELLEN, NICKLEN};
 use crate::proto::numeric::*;
 use crate::proto::CaselessKey;
 use crate::proto::{LineBuilder, Message};
+use crate::shard::outgoing::Outgoing;
+use crate::state::caps::{apply_request, Cap};
 use crate::state::client::CloseReason;
 use crate::state::directory::User;
 
 /// The server's version string, as shown in 002, 004 and VERSION.
 pub const VERSION: &str = concat!("ringchat-", env!("CARGO_PKG_VERSION"));
 
-/// Capabilities offered in `CAP LS`; grows as capabilities are implemented.
-const CAPABILITIES: &[&str] = &[];
+/// Longest capability list in one `CAP LS` line before it continues on the next.
+const CAP_LS_CHUNK: usize = 400;
 
-/// `CAP LS|REQ|LIST|END`: capability negotiation (IRCv3 version 302).
+/// `CAP LS|REQ|LIST|END`: capability negotiation (IRCv3 version 302). LS and REQ
+/// before registration hold it until END.
 pub fn cap(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let subcommand = message.param_str(0).unwrap_or("").to_ascii_uppercase();
-    let negotiating = |ctx: &mut Ctx<'_>, on: bool| {
+    let negotiating = |ctx: &mut Ctx<'_>| {
         if let Some(registration) = ctx
             .shard
             .client_mut(ctx.id)
             .and_then(|c| c.registration.as_mut())
         {
-            registration.negotiating_caps = on;
+            registration.negotiating_caps = true;
         }
     };
+    let cap_line =
+        |ctx: &Ctx<'_>, sub: &str| ctx.from_server("CAP").arg(ctx.client().nick()).arg(sub);
     match subcommand.as_str() {
         "LS" => {
-            negotiating(ctx, true);
-            let reply = ctx
-                .from_server("CAP")
-                .arg(ctx.client().nick())
-                .arg("LS")
-                .trailing(CAPABILITIES.join(" "));
-            ctx.reply(reply);
+            negotiating(ctx);
+            if message.param_str(1).and_then(|v| v.parse::<u32>().ok()) >= Some(302) {
+                set_cap(ctx, Cap::CapNotify);
+            }
+            let names: Vec<&str> = Cap::ALL.iter().map(|cap| cap.name()).collect();
+            let mut lines = Vec::new();
+            let mut current = String::new();
+            for name in names {
+                if !current.is_empty() && current.len() + 1 + name.len() > CAP_LS_CHUNK {
+                    lines.push(std::mem::take(&mut current));
+                }
+                if !current.is_empty() {
+                    current.push(' ');
+                }
+                current.push_str(name);
+            }
+            let last = lines.len();
+            lines.push(current);
+            for (index, list) in lines.into_iter().enumerate() {
+                let line = cap_line(ctx, "LS");
+                let line = if index < last { line.arg("*") } else { line };
+                ctx.reply(line.trailing(list));
+            }
         }
         "LIST" => {
-            let reply = ctx
-                .from_server("CAP")
-                .arg(ctx.client().nick())
-                .arg("LIST")
-                .trailing("");
+            let enabled = ctx.client().caps.names();
+            let reply = cap_line(ctx, "LIST").trailing(enabled);
             ctx.reply(reply);
         }
         "REQ" => {
-            negotiating(ctx, true);
-            let requested = message.param(1).unwrap_or_default();
-            let reply = ctx
-                .from_server("CAP")
-                .arg(ctx.client().nick())
-                .arg("NAK")
-                .trailing(requested);
-            ctx.reply(reply);
+            negotiating(ctx);
+            let requested =
+                String::from_utf8_lossy(message.param(1).unwrap_or_default()).into_owned();
+            match apply_request(ctx.client().caps, &requested) {
+                Some(caps) => {
+                    if let Some(client) = ctx.shard.client_mut(ctx.id) {
+                        client.caps = caps;
+                    }
+                    let reply = cap_line(ctx, "ACK").trailing(requested.trim());
+                    ctx.reply(reply);
+                }
+                None => {
+                    let reply = cap_line(ctx, "NAK").trailing(requested.trim());
+                    ctx.reply(reply);
+                }
+            }
         }
         "END" => {
-            negotiating(ctx, false);
+            if let Some(registration) = ctx
+                .shard
+                .client_mut(ctx.id)
+                .and_then(|c| c.registration.as_mut())
+            {
+                registration.negotiating_caps = false;
+            }
             try_complete_registration(ctx);
         }
         _ => {
@@ -67,6 +99,40 @@ pub fn cap(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         }
     }
 }
+
+fn set_cap(ctx: &mut Ctx<'_>, cap: Cap) {
+    if let Some(client) = ctx.shard.client_mut(ctx.id) {
+        client.caps.set(cap, true);
+    }
+}
+
+/// `SETNAME :new real name` (IRCv3 `setname`): members with the capability see it.
+pub fn setname(ctx: &mut Ctx<'_>, message: &Message<'_>) {
+    let realname = message.param(0).unwrap_or_default();
+    if realname.is_empty() || realname.len() > REALNAME_LEN {
+        let reply = ctx
+            .from_server("FAIL")
+            .arg("SETNAME")
+            .arg("INVALID_REALNAME")
+            .trailing("Real name is empty or too long");
+        ctx.reply(reply);
+        return;
+    }
+    let realname = String::from_utf8_lossy(realname).into_owned();
+    let audience = ctx.shard.shared.directory().set_realname(ctx.id, &realname);
+    let line = Outgoing::new(
+        LineBuilder::from_source(ctx.client().source(), "SETNAME")
+            .trailing(&realname)
+            .finish(),
+    )
+    .requiring(Cap::Setname);
+    ctx.shard.send_message(ctx.id, &mut line.clone());
+    ctx.shard
+        .deliver_to_channels(&audience.channels, audience.shards, line, Some(ctx.id));
+}
+
+/// Longest real name SETNAME accepts.
+const REALNAME_LEN: usize = 200;
 
 /// `PASS password`: must match `--password` before registration completes.
 pub fn pass(ctx: &mut Ctx<'_>, message: &Message<'_>) {
@@ -166,19 +232,17 @@ fn change_nick(ctx: &mut Ctx<'_>, wanted: &str) {
         nick_in_use(ctx, wanted);
         return;
     };
-    let line = LineBuilder::from_source(ctx.client().source(), "NICK")
-        .trailing(wanted)
-        .finish();
+    let line = Outgoing::new(
+        LineBuilder::from_source(ctx.client().source(), "NICK")
+            .trailing(wanted)
+            .finish(),
+    );
     if let Some(client) = ctx.shard.client_mut(ctx.id) {
         client.rename(wanted);
     }
-    ctx.shard.deliver_to_channels(
-        &audience.channels,
-        audience.shards,
-        line.clone(),
-        Some(ctx.id),
-    );
-    ctx.send(line);
+    ctx.shard.send_message(ctx.id, &mut line.clone());
+    ctx.shard
+        .deliver_to_channels(&audience.channels, audience.shards, line, Some(ctx.id));
 }
 
 /// `USER user mode unused :real name`.
@@ -232,6 +296,9 @@ fn try_complete_registration(ctx: &mut Ctx<'_>) {
             host,
             realname: realname.into(),
             channels: Vec::new(),
+            away: None,
+            invisible: false,
+            activity: ctx.client().activity.clone(),
         },
     );
     if let Some(client) = ctx.shard.client_mut(ctx.id) {
@@ -246,7 +313,7 @@ fn welcome(ctx: &mut Ctx<'_>) {
     let config = ctx.config();
     let network = config.network.clone();
     let server = config.server_name.clone();
-    let created = format_time(ctx.shard.shared.started);
+    let created = crate::proto::time::human(ctx.shard.shared.started);
     let source = ctx.client().source().to_owned();
     let replies = [
         ctx.numeric(RPL_WELCOME)
@@ -259,7 +326,8 @@ fn welcome(ctx: &mut Ctx<'_>) {
             .arg(&server)
             .arg(VERSION)
             .arg("i")
-            .arg("n"),
+            .arg("biklmnotv")
+            .arg("bklov"),
     ];
     for reply in replies {
         ctx.reply(reply);
@@ -276,18 +344,20 @@ pub fn send_isupport(ctx: &mut Ctx<'_>) {
         "CASEMAPPING=ascii".to_owned(),
         "CHANTYPES=#".to_owned(),
         format!("CHANLIMIT=#:{}", config.max_channels_per_client),
-        "CHANMODES=,,,n".to_owned(),
+        "CHANMODES=b,k,l,imnt".to_owned(),
         format!("CHANNELLEN={CHANNELLEN}"),
         format!("NICKLEN={NICKLEN}"),
-        "PREFIX=(o)@".to_owned(),
+        "PREFIX=(ov)@+".to_owned(),
         format!("NETWORK={}", config.network),
         "TARGMAX=JOIN:,NAMES:1,PART:,PRIVMSG:4,NOTICE:4".to_owned(),
-        "TOPICLEN=390".to_owned(),
-        "AWAYLEN=200".to_owned(),
-        "KICKLEN=255".to_owned(),
+        format!("TOPICLEN={}", super::TOPICLEN),
+        format!("AWAYLEN={}", super::AWAYLEN),
+        format!("KICKLEN={}", super::KICKLEN),
         "LINELEN=512".to_owned(),
         "MAXTARGETS=4".to_owned(),
         "MODES=4".to_owned(),
+        "ELIST=MNU".to_owned(),
+        "WHOX".to_owned(),
     ];
     for chunk in tokens.chunks(13) {
         let reply = chunk
@@ -295,46 +365,5 @@ pub fn send_isupport(ctx: &mut Ctx<'_>) {
             .fold(ctx.numeric(RPL_ISUPPORT), |line, token| line.arg(token))
             .trailing("are supported by this server");
         ctx.reply(reply);
-    }
-}
-
-/// A time as RFC 2822-ish UTC text, without a date crate: `2026-11-25 09:00:00 UTC`.
-pub fn format_time(time: std::time::SystemTime) -> String {
-    let secs = time
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days as i64);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
-}
-
-/// Days since 1970-01-01 to a (year, month, day) date (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_are_civil_utc() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_417), (2025, 11, 25));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
     }
 }

@@ -186,6 +186,7 @@ async fn read_loop<S: Stream>(stream: Rc<S>, shard: Rc<RefCell<Shard>>, id: Clie
         buf.clear();
         let (result, returned) = stream.read(buf).await;
         buf = returned;
+        shard.borrow_mut().note_read();
         let n = match result {
             Ok(0) => break,
             Ok(n) => n,

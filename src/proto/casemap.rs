@@ -6,6 +6,7 @@
 use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 /// A borrowed name compared and hashed under the `ascii` casemapping.
 #[repr(transparent)]
@@ -49,9 +50,11 @@ impl fmt::Debug for Caseless {
 
 /// An owned case-insensitive name, used as a map key. It keeps the spelling it was
 /// created with, so the key doubles as the display name. Hash and equality ignore
-/// case, consistently with [`Caseless`] (which `Borrow` requires).
+/// case, consistently with [`Caseless`] (which `Borrow` requires). Cloning is a
+/// reference count increment, so a channel name can travel in every hand-off
+/// without an allocation.
 #[derive(Clone)]
-pub struct CaselessKey(Box<str>);
+pub struct CaselessKey(Arc<str>);
 
 impl PartialEq for CaselessKey {
     fn eq(&self, other: &Self) -> bool {

@@ -6,9 +6,11 @@
 pub mod casemap;
 pub mod framing;
 pub mod line;
+pub mod mask;
 pub mod message;
 pub mod names;
 pub mod numeric;
+pub mod time;
 
 pub use casemap::{Caseless, CaselessKey};
 pub use framing::{Frame, LineLimits};

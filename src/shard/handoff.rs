@@ -10,39 +10,39 @@
 //! - The inbox is bounded in practice by what senders may produce: flood control and
 //!   each recipient's sendq (a receiver drops a slow consumer, never the hand-off).
 
+use super::outgoing::Outgoing;
 use crate::proto::CaselessKey;
 use crate::state::ClientId;
-use bytes::Bytes;
 use std::sync::Mutex;
 use tokio::sync::Notify;
 
 /// One unit of work for another shard.
 #[derive(Debug, Clone)]
 pub enum Handoff {
-    /// Deliver `line` to the shard's local members of `channel`, except `except`.
+    /// Deliver `message` to the shard's local members of `channel`, except `except`.
     Channel {
         /// The channel.
         channel: CaselessKey,
-        /// The serialized line, shared with every recipient.
-        line: Bytes,
+        /// The message, with the variants serialized so far.
+        message: Outgoing,
         /// The sender, when it must not get its own message.
         except: Option<ClientId>,
     },
-    /// Deliver `line` once to every local member of any of `channels` (QUIT, NICK).
+    /// Deliver `message` once to every local member of any of `channels` (QUIT, NICK).
     Channels {
         /// The channels whose members see the line.
         channels: Box<[CaselessKey]>,
-        /// The serialized line.
-        line: Bytes,
+        /// The message.
+        message: Outgoing,
         /// The client the line is about, who must not get it this way.
         except: Option<ClientId>,
     },
-    /// Deliver `line` to one client of the receiving shard.
+    /// Deliver `message` to one client of the receiving shard.
     Client {
         /// The recipient.
         to: ClientId,
-        /// The serialized line.
-        line: Bytes,
+        /// The message.
+        message: Outgoing,
     },
     /// A local client was removed from `channel` by someone else (KICK): forget it in
     /// the local member index. Sent after the line announcing it, in the same FIFO.
@@ -100,16 +100,23 @@ impl Bus {
         let Some(inbox) = self.inboxes.get(me as usize) else {
             return;
         };
-        loop {
-            {
-                let mut queue = lock(&inbox.queue);
-                if !queue.is_empty() {
-                    std::mem::swap(&mut *queue, into);
-                    return;
-                }
-            }
+        while !self.try_receive(me, into) {
             inbox.ready.notified().await;
         }
+    }
+
+    /// Swaps shard `me`'s pending hand-offs into `into` without waiting; false if
+    /// there were none.
+    pub fn try_receive(&self, me: u16, into: &mut Vec<Handoff>) -> bool {
+        let Some(inbox) = self.inboxes.get(me as usize) else {
+            return false;
+        };
+        let mut queue = lock(&inbox.queue);
+        if queue.is_empty() {
+            return false;
+        }
+        std::mem::swap(&mut *queue, into);
+        true
     }
 }
 

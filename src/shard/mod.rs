@@ -15,6 +15,7 @@
 //! number of lines queued.
 
 pub mod handoff;
+pub mod outgoing;
 
 use crate::proto::framing::{Frame, LineLimits};
 use crate::proto::{Caseless, CaselessKey, LineBuilder, Message};
@@ -25,6 +26,7 @@ use crate::state::slab::Slab;
 use crate::state::{ClientId, ShardSet, Shared};
 use bytes::Bytes;
 use handoff::Handoff;
+use outgoing::Outgoing;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -172,8 +174,14 @@ impl Shard {
         self.clients.len()
     }
 
-    /// Records bytes the kernel accepted for a client.
+    /// Records a completed read.
+    pub fn note_read(&mut self) {
+        self.counts.reads += 1;
+    }
+
+    /// Records a completed vectored write and the bytes the kernel accepted.
     pub fn note_written(&mut self, bytes: usize) {
+        self.counts.writes += 1;
         self.counts.bytes_out += bytes as u64;
     }
 
@@ -284,15 +292,15 @@ impl Shard {
         match handoff {
             Handoff::Channel {
                 channel,
-                line,
+                mut message,
                 except,
-            } => self.deliver_local(Caseless::new(channel.as_str()), &line, except),
+            } => self.deliver_local(Caseless::new(channel.as_str()), &mut message, except),
             Handoff::Channels {
                 channels,
-                line,
+                mut message,
                 except,
-            } => self.deliver_local_once(&channels, &line, except),
-            Handoff::Client { to, line } => self.send(to, line),
+            } => self.deliver_local_once(&channels, &mut message, except),
+            Handoff::Client { to, mut message } => self.send_message(to, &mut message),
             Handoff::RemoveMember { channel, member } => {
                 self.remove_local_member(Caseless::new(channel.as_str()), member)
             }
@@ -317,52 +325,79 @@ impl Shard {
         );
     }
 
-    /// Queues `line` for `id`, wherever it lives.
-    pub fn send_anywhere(&mut self, id: ClientId, line: Bytes) {
-        if id.shard == self.id {
+    /// Queues `message` for local client `id` in the variant its capabilities ask for.
+    pub fn send_message(&mut self, id: ClientId, message: &mut Outgoing) {
+        let Some(caps) = self.clients.get(id.slot).map(|c| c.caps) else {
+            return;
+        };
+        if let Some(line) = message.for_recipient(caps) {
             self.send(id, line);
-        } else {
-            self.hand_off(id.shard, Handoff::Client { to: id, line });
         }
     }
 
-    /// Delivers `line` to every member of `channel` except `except`: local members
+    /// Queues `message` for `id`, wherever it lives.
+    pub fn send_anywhere(&mut self, id: ClientId, mut message: Outgoing) {
+        if id.shard == self.id {
+            self.send_message(id, &mut message);
+        } else {
+            self.hand_off(id.shard, Handoff::Client { to: id, message });
+        }
+    }
+
+    /// Delivers `message` to every member of `channel` except `except`: local members
     /// now, other shards through one hand-off each.
     pub fn deliver_to_channel(
         &mut self,
         channel: &Caseless,
         shards: ShardSet,
-        line: Bytes,
+        message: Outgoing,
         except: Option<ClientId>,
     ) {
-        self.deliver_local(channel, &line, except);
         let me = self.id;
-        let mut remote = shards.iter().filter(|&s| s != me).peekable();
-        if remote.peek().is_none() {
-            return;
+        if shards.iter().any(|s| s != me) {
+            self.deliver_to_channel_key(
+                &CaselessKey::new(channel.as_str()),
+                shards,
+                message,
+                except,
+            );
+        } else {
+            self.deliver_local(channel, &mut { message }, except);
         }
-        let channel = CaselessKey::new(channel.as_str());
-        for shard in remote {
+    }
+
+    /// [`Shard::deliver_to_channel`] for a caller that holds the channel's key (the
+    /// message hot path): the hand-offs share it instead of allocating a copy.
+    pub fn deliver_to_channel_key(
+        &mut self,
+        channel: &CaselessKey,
+        shards: ShardSet,
+        mut message: Outgoing,
+        except: Option<ClientId>,
+    ) {
+        self.deliver_local(Caseless::new(channel.as_str()), &mut message, except);
+        let me = self.id;
+        for shard in shards.iter().filter(|&s| s != me) {
             self.hand_off(
                 shard,
                 Handoff::Channel {
                     channel: channel.clone(),
-                    line: line.clone(),
+                    message: message.clone(),
                     except,
                 },
             );
         }
     }
 
-    /// Delivers `line` once to each member of any of `channels` except `except`.
+    /// Delivers `message` once to each member of any of `channels` except `except`.
     pub fn deliver_to_channels(
         &mut self,
         channels: &[CaselessKey],
         shards: ShardSet,
-        line: Bytes,
+        mut message: Outgoing,
         except: Option<ClientId>,
     ) {
-        self.deliver_local_once(channels, &line, except);
+        self.deliver_local_once(channels, &mut message, except);
         let me = self.id;
         let remote: Vec<u16> = shards.iter().filter(|&s| s != me).collect();
         if remote.is_empty() {
@@ -374,7 +409,7 @@ impl Shard {
                 shard,
                 Handoff::Channels {
                     channels: channels.clone(),
-                    line: line.clone(),
+                    message: message.clone(),
                     except,
                 },
             );
@@ -431,17 +466,19 @@ impl Shard {
             CloseReason::Server(why) => (*why).to_owned(),
         };
         if client.is_registered() {
-            let line = LineBuilder::from_source(client.source(), "QUIT")
-                .trailing(&text)
-                .finish();
+            let quit = Outgoing::new(
+                LineBuilder::from_source(client.source(), "QUIT")
+                    .trailing(&text)
+                    .finish(),
+            );
             let audience = self.shared.directory().remove_user(id);
             for channel in &audience.channels {
                 self.remove_local_member(Caseless::new(channel.as_str()), id);
             }
-            self.deliver_to_channels(&audience.channels, audience.shards, line.clone(), Some(id));
             if matches!(reason, CloseReason::Quit(_)) {
-                self.send(id, line);
+                self.send_message(id, &mut quit.clone());
             }
+            self.deliver_to_channels(&audience.channels, audience.shards, quit, Some(id));
         }
         match &reason {
             CloseReason::Server(why) => warn!(client = ?id, reason = why, "disconnecting client"),
@@ -495,19 +532,24 @@ impl Shard {
         }
     }
 
-    fn deliver_local(&mut self, channel: &Caseless, line: &Bytes, except: Option<ClientId>) {
+    fn deliver_local(
+        &mut self,
+        channel: &Caseless,
+        message: &mut Outgoing,
+        except: Option<ClientId>,
+    ) {
         let Some(members) = self.local_members.get(channel) else {
             return;
         };
         for &member in members {
             if Some(member) != except {
-                push_line(
+                deliver_one(
                     &mut self.clients,
                     &mut self.doomed,
                     &mut self.counts,
                     self.shared.config.sendq,
                     member,
-                    line.clone(),
+                    message,
                 );
             }
         }
@@ -516,7 +558,7 @@ impl Shard {
     fn deliver_local_once(
         &mut self,
         channels: &[CaselessKey],
-        line: &Bytes,
+        message: &mut Outgoing,
         except: Option<ClientId>,
     ) {
         self.stamp = self.stamp.wrapping_add(1);
@@ -536,13 +578,13 @@ impl Shard {
                     continue;
                 }
                 client.delivery_stamp = stamp;
-                push_line(
+                deliver_one(
                     &mut self.clients,
                     &mut self.doomed,
                     &mut self.counts,
                     self.shared.config.sendq,
                     member,
-                    line.clone(),
+                    message,
                 );
             }
         }
@@ -643,8 +685,25 @@ pub const SENDQ_EXCEEDED: &str = "SendQ exceeded";
 /// The QUIT reason of a client whose unprocessed input passed the recvq.
 pub const EXCESS_FLOOD: &str = "Excess Flood";
 
-/// Queues a line for one client; a free function so fan-out loops can borrow the
-/// member index and the client slab at once.
+/// Queues the variant of `message` that a client's capabilities ask for; a free
+/// function so fan-out loops can borrow the member index and the client slab at once.
+fn deliver_one(
+    clients: &mut Slab<Client>,
+    doomed: &mut Vec<(ClientId, CloseReason)>,
+    counts: &mut CounterSnapshot,
+    sendq: usize,
+    id: ClientId,
+    message: &mut Outgoing,
+) {
+    let Some(caps) = clients.get(id.slot).map(|c| c.caps) else {
+        return;
+    };
+    if let Some(line) = message.for_recipient(caps) {
+        push_line(clients, doomed, counts, sendq, id, line);
+    }
+}
+
+/// Queues a line for one client, marking a slow consumer for closing.
 fn push_line(
     clients: &mut Slab<Client>,
     doomed: &mut Vec<(ClientId, CloseReason)>,

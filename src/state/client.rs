@@ -1,12 +1,16 @@
 //! One connection's shard-local state: everything the message path needs about a
 //! client, in one compact struct (ARCHITECTURE.md invariant 9).
 
+use super::caps::Caps;
+use super::directory::Activity;
 use super::flood::TokenBucket;
 use super::outbox::Outbox;
 use super::slab::SlotKey;
 use crate::proto::framing::Framer;
+use crate::proto::time::unix_seconds;
 use std::net::IpAddr;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
 /// Names a client anywhere in the server: its shard and its slot there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -53,6 +57,8 @@ pub struct Client {
     /// `nick!~user@host` once registered; the nickname is its first `nick_len` bytes.
     source: Box<str>,
     nick_len: usize,
+    /// IRCv3 capabilities the client enabled.
+    pub caps: Caps,
     /// Lines waiting to be written to this client.
     pub outbox: Outbox,
     /// Input not yet processed: the start of a line, or lines waiting for flood tokens.
@@ -66,8 +72,10 @@ pub struct Client {
     pub throttled: bool,
     /// When the client last sent anything (liveness).
     pub last_input: Instant,
-    /// When the client last sent something other than PING/PONG (WHOIS idle time).
-    pub last_active: Instant,
+    /// Signon and last-activity times (WHOIS idle), shared with the directory's
+    /// [`User`](super::directory::User) so any shard can read them without asking this
+    /// one.
+    pub activity: Arc<Activity>,
     /// When the connection was accepted.
     pub connected_at: Instant,
     /// The server has sent a liveness PING that is not yet answered.
@@ -95,13 +103,14 @@ impl Client {
             registration: Some(Box::default()),
             source: "*".into(),
             nick_len: 1,
+            caps: Caps::NONE,
             outbox: Outbox::default(),
             input: Vec::new(),
             framer: Framer::default(),
             flood,
             throttled: false,
             last_input: now,
-            last_active: now,
+            activity: Arc::new(Activity::new(now, unix_seconds(SystemTime::now()))),
             connected_at: now,
             ping_sent: false,
             closing: false,

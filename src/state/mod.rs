@@ -2,6 +2,7 @@
 //! shard owns ([`slab`]), and the few structures every shard shares ([`directory`],
 //! [`shared`]).
 
+pub mod caps;
 pub mod client;
 pub mod directory;
 pub mod flood;

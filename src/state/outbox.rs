@@ -64,6 +64,19 @@ impl Outbox {
         self.unwritten = self.unwritten.saturating_sub(bytes);
     }
 
+    /// How many lines wait to be taken; a mark for [`Outbox::take_since`].
+    pub fn queued_lines(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Takes back the lines queued after `mark` (none were taken since: the caller
+    /// runs between two writer turns), to be rewritten and pushed again.
+    pub fn take_since(&mut self, mark: usize) -> Vec<Bytes> {
+        let taken: Vec<Bytes> = self.queue.drain(mark.min(self.queue.len())..).collect();
+        self.unwritten -= taken.iter().map(Bytes::len).sum::<usize>();
+        taken
+    }
+
     /// Whether lines are waiting to be taken.
     pub fn has_queued(&self) -> bool {
         !self.queue.is_empty()

@@ -9,71 +9,64 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
 
-/// Counters a shard publishes once a second (and at shutdown), so they can be read
-/// without stopping it. The shard counts locally; no atomic is touched per message.
-#[derive(Debug, Default)]
-pub struct ShardCounters {
-    /// Connections currently open on the shard.
-    pub connections: AtomicU64,
-    /// Connections accepted since start.
-    pub accepted: AtomicU64,
-    /// Lines read from clients.
-    pub lines_in: AtomicU64,
-    /// Lines queued for delivery to clients.
-    pub deliveries: AtomicU64,
-    /// Bytes the kernel accepted for sending.
-    pub bytes_out: AtomicU64,
-    /// Clients dropped as slow consumers.
-    pub sendq_disconnects: AtomicU64,
-    /// Clients dropped for flooding.
-    pub flood_disconnects: AtomicU64,
-}
-
-/// A point-in-time copy of [`ShardCounters`].
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct CounterSnapshot {
-    /// See [`ShardCounters::connections`].
-    pub connections: u64,
-    /// See [`ShardCounters::accepted`].
-    pub accepted: u64,
-    /// See [`ShardCounters::lines_in`].
-    pub lines_in: u64,
-    /// See [`ShardCounters::deliveries`].
-    pub deliveries: u64,
-    /// See [`ShardCounters::bytes_out`].
-    pub bytes_out: u64,
-    /// See [`ShardCounters::sendq_disconnects`].
-    pub sendq_disconnects: u64,
-    /// See [`ShardCounters::flood_disconnects`].
-    pub flood_disconnects: u64,
-}
-
-impl ShardCounters {
-    /// Publishes a shard's local counts.
-    pub fn publish(&self, counts: &CounterSnapshot) {
-        let store = |cell: &AtomicU64, value| cell.store(value, Ordering::Relaxed);
-        store(&self.connections, counts.connections);
-        store(&self.accepted, counts.accepted);
-        store(&self.lines_in, counts.lines_in);
-        store(&self.deliveries, counts.deliveries);
-        store(&self.bytes_out, counts.bytes_out);
-        store(&self.sendq_disconnects, counts.sendq_disconnects);
-        store(&self.flood_disconnects, counts.flood_disconnects);
-    }
-
-    /// Reads the last published counts.
-    pub fn snapshot(&self) -> CounterSnapshot {
-        let load = |cell: &AtomicU64| cell.load(Ordering::Relaxed);
-        CounterSnapshot {
-            connections: load(&self.connections),
-            accepted: load(&self.accepted),
-            lines_in: load(&self.lines_in),
-            deliveries: load(&self.deliveries),
-            bytes_out: load(&self.bytes_out),
-            sendq_disconnects: load(&self.sendq_disconnects),
-            flood_disconnects: load(&self.flood_disconnects),
+/// Declares the per-shard counters once: the plain snapshot a shard counts into
+/// locally, and the atomic copy it publishes for readers on other threads.
+macro_rules! counters {
+    ($($(#[doc = $doc:literal])* $name:ident,)*) => {
+        /// A shard's counts. The shard counts into its own copy (no atomic per
+        /// message) and publishes it about once a second and at shutdown.
+        #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+        pub struct CounterSnapshot {
+            $($(#[doc = $doc])* pub $name: u64,)*
         }
-    }
+
+        impl CounterSnapshot {
+            /// The sum of two snapshots (server totals).
+            pub fn plus(self, other: CounterSnapshot) -> CounterSnapshot {
+                CounterSnapshot { $($name: self.$name + other.$name,)* }
+            }
+        }
+
+        /// The published copy of a shard's [`CounterSnapshot`].
+        #[derive(Debug, Default)]
+        pub struct ShardCounters {
+            $($name: AtomicU64,)*
+        }
+
+        impl ShardCounters {
+            /// Publishes a shard's local counts.
+            pub fn publish(&self, counts: &CounterSnapshot) {
+                $(self.$name.store(counts.$name, Ordering::Relaxed);)*
+            }
+
+            /// Reads the last published counts.
+            pub fn snapshot(&self) -> CounterSnapshot {
+                CounterSnapshot { $($name: self.$name.load(Ordering::Relaxed),)* }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Connections currently open on the shard.
+    connections,
+    /// Connections accepted since start.
+    accepted,
+    /// Lines read from clients.
+    lines_in,
+    /// Lines queued for delivery to clients.
+    deliveries,
+    /// Bytes the kernel accepted for sending.
+    bytes_out,
+    /// Read operations completed (io_uring: read SQEs; epoll: read syscalls that
+    /// returned data or end of stream).
+    reads,
+    /// Vectored writes completed (io_uring: writev SQEs; epoll: writev syscalls).
+    writes,
+    /// Clients dropped as slow consumers.
+    sendq_disconnects,
+    /// Clients dropped for flooding.
+    flood_disconnects,
 }
 
 /// State shared by all shards; see the module comment.
@@ -120,17 +113,9 @@ impl Shared {
 
     /// The sum of every shard's last published counters.
     pub fn totals(&self) -> CounterSnapshot {
-        self.counters.iter().map(ShardCounters::snapshot).fold(
-            CounterSnapshot::default(),
-            |sum, c| CounterSnapshot {
-                connections: sum.connections + c.connections,
-                accepted: sum.accepted + c.accepted,
-                lines_in: sum.lines_in + c.lines_in,
-                deliveries: sum.deliveries + c.deliveries,
-                bytes_out: sum.bytes_out + c.bytes_out,
-                sendq_disconnects: sum.sendq_disconnects + c.sendq_disconnects,
-                flood_disconnects: sum.flood_disconnects + c.flood_disconnects,
-            },
-        )
+        self.counters
+            .iter()
+            .map(ShardCounters::snapshot)
+            .fold(CounterSnapshot::default(), CounterSnapshot::plus)
     }
 }

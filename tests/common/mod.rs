@@ -187,6 +187,11 @@ impl Client {
         self.writer.write_all(bytes).expect("send to server");
     }
 
+    /// Sends bytes; false if the server already closed the connection.
+    pub fn try_send_raw(&mut self, bytes: &[u8]) -> bool {
+        self.writer.write_all(bytes).is_ok()
+    }
+
     /// The next line without CR LF; panics if the connection closes or hangs.
     pub fn line(&mut self) -> String {
         self.try_line()

@@ -1,0 +1,520 @@
+//! Running a channel: TOPIC, KICK, INVITE and channel MODE (user MODE is in `user.rs`).
+//!
+//! Each handler asks the directory under one short lock, drops the guard, then delivers:
+//! the directory says who and where, the shard delivers.
+
+use super::{clip, targets, unix_now, Ctx, KICKLEN, TOPICLEN};
+use crate::proto::mask::canonical_ban_mask;
+use crate::proto::numeric::*;
+use crate::proto::{Caseless, LineBuilder, Message};
+use crate::shard::outgoing::Outgoing;
+use crate::state::directory::{ChannelError, ModeChange, ModeRefusal, Topic};
+
+/// Most mode changes with a parameter applied from one MODE line (ISUPPORT `MODES`).
+pub const MAX_PARAM_MODES: usize = 4;
+/// Longest channel key (`+k`).
+pub const KEYLEN: usize = 32;
+
+/// Answers a refused channel operation with its numeric. `channel` is the channel
+/// named by the client and `nick` the target nickname, where the error concerns one.
+pub(super) fn reply_channel_error(
+    ctx: &mut Ctx<'_>,
+    error: ChannelError,
+    channel: &str,
+    nick: &str,
+) {
+    let reply = match error {
+        ChannelError::NoSuchChannel => ctx
+            .numeric(ERR_NOSUCHCHANNEL)
+            .arg(channel)
+            .trailing("No such channel"),
+        ChannelError::NotOnChannel => ctx
+            .numeric(ERR_NOTONCHANNEL)
+            .arg(channel)
+            .trailing("You're not on that channel"),
+        ChannelError::CannotSend => ctx
+            .numeric(ERR_CANNOTSENDTOCHAN)
+            .arg(channel)
+            .trailing("Cannot send to channel"),
+        ChannelError::NotOperator => ctx
+            .numeric(ERR_CHANOPRIVSNEEDED)
+            .arg(channel)
+            .trailing("You're not channel operator"),
+        ChannelError::NoSuchNick => ctx
+            .numeric(ERR_NOSUCHNICK)
+            .arg(nick)
+            .trailing("No such nick/channel"),
+        ChannelError::UserNotInChannel => ctx
+            .numeric(ERR_USERNOTINCHANNEL)
+            .arg(nick)
+            .arg(channel)
+            .trailing("They aren't on that channel"),
+        ChannelError::UserOnChannel => ctx
+            .numeric(ERR_USERONCHANNEL)
+            .arg(nick)
+            .arg(channel)
+            .trailing("is already on channel"),
+    };
+    ctx.reply(reply);
+}
+
+/// 332 and 333 for `channel` (on TOPIC queries and after JOIN).
+pub(super) fn send_topic(ctx: &mut Ctx<'_>, channel: &str, topic: &Topic) {
+    let text = ctx.numeric(RPL_TOPIC).arg(channel).trailing(&topic.text);
+    ctx.reply(text);
+    let who = ctx
+        .numeric(RPL_TOPICWHOTIME)
+        .arg(channel)
+        .arg(&*topic.set_by)
+        .arg(topic.set_at.to_string());
+    ctx.reply(who);
+}
+
+/// `TOPIC #c` asks for the topic (331, or 332 and 333); `TOPIC #c :text` sets it
+/// (`TOPIC #c :` clears it), and every member, the setter included, sees the change.
+pub fn topic(ctx: &mut Ctx<'_>, message: &Message<'_>) {
+    let name = String::from_utf8_lossy(message.param(0).unwrap_or_default()).into_owned();
+    let Some(text) = message.param(1) else {
+        let found = ctx
+            .shard
+            .shared
+            .directory()
+            .channel(&name)
+            .map(|c| (c.name.clone(), c.topic.clone()));
+        match found {
+            None => reply_channel_error(ctx, ChannelError::NoSuchChannel, &name, ""),
+            Some((channel, Some(topic))) => send_topic(ctx, channel.as_str(), &topic),
+            Some((channel, None)) => {
+                let reply = ctx
+                    .numeric(RPL_NOTOPIC)
+                    .arg(channel.as_str())
+                    .trailing("No topic is set");
+                ctx.reply(reply);
+            }
+        }
+        return;
+    };
+    let text = clip(text, TOPICLEN);
+    let source = ctx.client().source().to_owned();
+    let changed = ctx
+        .shard
+        .shared
+        .directory()
+        .set_topic(ctx.id, &name, text, &source, unix_now());
+    match changed {
+        Ok((channel, shards)) => {
+            let line = LineBuilder::from_source(&source, "TOPIC")
+                .arg(channel.as_str())
+                .trailing(text)
+                .finish();
+            ctx.shard.deliver_to_channel(
+                Caseless::new(channel.as_str()),
+                shards,
+                Outgoing::new(line),
+                None,
+            );
+        }
+        Err(error) => reply_channel_error(ctx, error, &name, ""),
+    }
+}
+
+/// `KICK #c nick[,nick] [:reason]`: an operator removes members. Every member, the
+/// kicked one included, sees the KICK; then the member is forgotten on its own shard
+/// (the hand-off follows the KICK line there, so the order holds across shards).
+pub fn kick(ctx: &mut Ctx<'_>, message: &Message<'_>) {
+    let name = String::from_utf8_lossy(message.param(0).unwrap_or_default()).into_owned();
+    let source = ctx.client().source().to_owned();
+    let reason = match message.param(2).filter(|r| !r.is_empty()) {
+        Some(reason) => clip(reason, KICKLEN).to_vec(),
+        None => ctx.client().nick().as_bytes().to_vec(),
+    };
+    for nick in targets(message.param(1).unwrap_or_default()) {
+        let nick = String::from_utf8_lossy(nick);
+        let kicked = ctx.shard.shared.directory().kick(ctx.id, &name, &nick);
+        let kicked = match kicked {
+            Ok(kicked) => kicked,
+            Err(error @ (ChannelError::NoSuchNick | ChannelError::UserNotInChannel)) => {
+                reply_channel_error(ctx, error, &name, &nick);
+                continue;
+            }
+            Err(error) => {
+                reply_channel_error(ctx, error, &name, &nick);
+                return;
+            }
+        };
+        let line = LineBuilder::from_source(&source, "KICK")
+            .arg(kicked.channel.as_str())
+            .arg(kicked.nick.as_str())
+            .trailing(&reason)
+            .finish();
+        ctx.shard.deliver_to_channel(
+            Caseless::new(kicked.channel.as_str()),
+            kicked.shards,
+            Outgoing::new(line),
+            None,
+        );
+        ctx.shard
+            .remove_member_anywhere(&kicked.channel, kicked.member);
+    }
+}
+
+/// `INVITE nick #c`: 341 to the inviter, an INVITE line to the invitee (and 301 to the
+/// inviter if the invitee is away). The invitation lets the invitee join once past
+/// `+i` and bans.
+pub fn invite(ctx: &mut Ctx<'_>, message: &Message<'_>) {
+    let nick = String::from_utf8_lossy(message.param(0).unwrap_or_default()).into_owned();
+    let name = String::from_utf8_lossy(message.param(1).unwrap_or_default()).into_owned();
+    let invited = ctx.shard.shared.directory().invite(ctx.id, &nick, &name);
+    let invited = match invited {
+        Ok(invited) => invited,
+        Err(error) => {
+            reply_channel_error(ctx, error, &name, &nick);
+            return;
+        }
+    };
+    let inviting = ctx
+        .numeric(RPL_INVITING)
+        .arg(invited.nick.as_str())
+        .arg(invited.channel.as_str());
+    ctx.reply(inviting);
+    if let Some(away) = &invited.away {
+        let reply = ctx
+            .numeric(RPL_AWAY)
+            .arg(invited.nick.as_str())
+            .trailing(away);
+        ctx.reply(reply);
+    }
+    let line = LineBuilder::from_source(ctx.client().source(), "INVITE")
+        .arg(invited.nick.as_str())
+        .arg(invited.channel.as_str())
+        .finish();
+    ctx.shard.send_anywhere(invited.member, Outgoing::new(line));
+}
+
+/// `MODE target [modes [params]]`: channel modes here, user modes in `user.rs`.
+pub fn mode(ctx: &mut Ctx<'_>, message: &Message<'_>) {
+    let target = String::from_utf8_lossy(message.param(0).unwrap_or_default()).into_owned();
+    if target.starts_with('#') {
+        channel_mode(ctx, message, &target);
+    } else {
+        super::user::user_mode(ctx, message, &target);
+    }
+}
+
+/// What one channel MODE line asks for.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ModeRequest {
+    /// Changes to apply, in order.
+    changes: Vec<ModeChange>,
+    /// `b` without a mask: send the ban list.
+    list_bans: bool,
+    /// Letters this server does not know (472 each).
+    unknown: Vec<char>,
+    /// A parameter that cannot be used (696 each): the letter and the parameter.
+    invalid: Vec<(char, String)>,
+}
+
+/// Parses `+ov-b nick nick mask` style mode strings. At most [`MAX_PARAM_MODES`]
+/// changes that take a parameter are kept; `b` without a mask is a list request.
+fn parse_channel_modes(modes: &[u8], mut params: impl Iterator<Item = String>) -> ModeRequest {
+    let mut request = ModeRequest::default();
+    let mut add = true;
+    let mut param_modes = 0;
+    for &byte in modes {
+        let letter = char::from(byte);
+        let takes_param = matches!(letter, 'b' | 'o' | 'v' | 'k') || (letter == 'l' && add);
+        if takes_param && letter != 'b' && param_modes >= MAX_PARAM_MODES {
+            continue;
+        }
+        match letter {
+            '+' => add = true,
+            '-' => add = false,
+            'i' | 'm' | 'n' | 't' => request.changes.push(ModeChange::Flag { add, mode: letter }),
+            'b' => match params.next() {
+                None => request.list_bans = true,
+                Some(_) if param_modes >= MAX_PARAM_MODES => {}
+                Some(mask) => {
+                    param_modes += 1;
+                    match canonical_ban_mask(&mask) {
+                        Some(mask) => request.changes.push(ModeChange::Ban { add, mask }),
+                        None => request.invalid.push(('b', mask)),
+                    }
+                }
+            },
+            'o' | 'v' => {
+                if let Some(nick) = params.next() {
+                    param_modes += 1;
+                    request.changes.push(ModeChange::Member {
+                        add,
+                        mode: letter,
+                        nick,
+                    });
+                }
+            }
+            'k' if add => {
+                if let Some(key) = params.next() {
+                    param_modes += 1;
+                    if is_valid_key(&key) {
+                        request.changes.push(ModeChange::Key { add, key });
+                    } else {
+                        request.invalid.push(('k', key));
+                    }
+                }
+            }
+            'k' => {
+                // `-k` may or may not repeat the key (clients do both); it is ignored.
+                params.next();
+                param_modes += 1;
+                request.changes.push(ModeChange::Key {
+                    add,
+                    key: String::new(),
+                });
+            }
+            'l' if add => {
+                if let Some(limit) = params.next() {
+                    param_modes += 1;
+                    match limit.parse::<usize>() {
+                        Ok(n) if n > 0 => request.changes.push(ModeChange::Limit(Some(n))),
+                        _ => request.invalid.push(('l', limit)),
+                    }
+                }
+            }
+            'l' => request.changes.push(ModeChange::Limit(None)),
+            _ => request.unknown.push(letter),
+        }
+    }
+    request
+}
+
+/// A key must fit in one middle parameter and in a JOIN key list.
+fn is_valid_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= KEYLEN
+        && !key.starts_with(':')
+        && !key
+            .bytes()
+            .any(|b| b == b' ' || b == b',' || b.is_ascii_control())
+}
+
+fn channel_mode(ctx: &mut Ctx<'_>, message: &Message<'_>, name: &str) {
+    let Some(modes) = message.param(1) else {
+        send_channel_modes(ctx, name);
+        return;
+    };
+    let params = message.params()[2..]
+        .iter()
+        .map(|p| String::from_utf8_lossy(p).into_owned());
+    let request = parse_channel_modes(modes, params);
+    let channel = {
+        let directory = ctx.shard.shared.directory();
+        directory.channel(name).map(|c| c.name.clone())
+    };
+    let Some(channel) = channel else {
+        reply_channel_error(ctx, ChannelError::NoSuchChannel, name, "");
+        return;
+    };
+    let channel = channel.as_str();
+    for letter in &request.unknown {
+        let reply = ctx
+            .numeric(ERR_UNKNOWNMODE)
+            .arg(letter.to_string())
+            .trailing("is unknown mode char to me");
+        ctx.reply(reply);
+    }
+    if request.list_bans {
+        send_ban_list(ctx, channel);
+    }
+    for (letter, param) in &request.invalid {
+        let reply = ctx
+            .numeric(ERR_INVALIDMODEPARAM)
+            .arg(channel)
+            .arg(letter.to_string())
+            .arg(param)
+            .trailing("Invalid mode parameter");
+        ctx.reply(reply);
+    }
+    if request.changes.is_empty() {
+        return;
+    }
+    let source = ctx.client().source().to_owned();
+    let setter = ctx.client().nick().to_owned();
+    let changed = ctx.shard.shared.directory().change_channel_modes(
+        ctx.id,
+        channel,
+        request.changes,
+        &setter,
+        unix_now(),
+    );
+    let changed = match changed {
+        Ok(changed) => changed,
+        Err(error) => {
+            reply_channel_error(ctx, error, channel, "");
+            return;
+        }
+    };
+    for refusal in &changed.refused {
+        let error = match refusal {
+            ModeRefusal::NoSuchNick(nick) => (ChannelError::NoSuchNick, nick),
+            ModeRefusal::UserNotInChannel(nick) => (ChannelError::UserNotInChannel, nick),
+            ModeRefusal::BanListFull(mask) => {
+                let reply = ctx
+                    .numeric(ERR_BANLISTFULL)
+                    .arg(channel)
+                    .arg(mask)
+                    .trailing("Channel ban list is full");
+                ctx.reply(reply);
+                continue;
+            }
+        };
+        reply_channel_error(ctx, error.0, channel, error.1);
+    }
+    if changed.applied.is_empty() {
+        return;
+    }
+    let mut modestring = String::new();
+    let mut sign = None;
+    let mut params = Vec::new();
+    for change in &changed.applied {
+        if sign != Some(change.is_add()) {
+            sign = Some(change.is_add());
+            modestring.push(if change.is_add() { '+' } else { '-' });
+        }
+        modestring.push(change.letter());
+        params.extend(change.param());
+    }
+    let line = params.iter().fold(
+        LineBuilder::from_source(&source, "MODE")
+            .arg(changed.channel.as_str())
+            .arg(&modestring),
+        |line, param| line.arg(param),
+    );
+    ctx.shard.deliver_to_channel(
+        Caseless::new(changed.channel.as_str()),
+        changed.shards,
+        Outgoing::new(line.finish()),
+        None,
+    );
+}
+
+/// 324 and 329; the key is shown to members only.
+fn send_channel_modes(ctx: &mut Ctx<'_>, name: &str) {
+    let found = {
+        let directory = ctx.shard.shared.directory();
+        directory.channel(name).map(|c| {
+            let is_member = c.members.contains_key(&ctx.id);
+            (
+                c.name.clone(),
+                c.modes.flags(),
+                c.modes.flag_params(is_member),
+                c.created,
+            )
+        })
+    };
+    let Some((channel, flags, params, created)) = found else {
+        reply_channel_error(ctx, ChannelError::NoSuchChannel, name, "");
+        return;
+    };
+    let modes = params.iter().fold(
+        ctx.numeric(RPL_CHANNELMODEIS)
+            .arg(channel.as_str())
+            .arg(&flags),
+        |line, param| line.arg(param),
+    );
+    ctx.reply(modes);
+    let created = ctx
+        .numeric(RPL_CREATIONTIME)
+        .arg(channel.as_str())
+        .arg(created.to_string());
+    ctx.reply(created);
+}
+
+/// 367 for each ban, then 368.
+fn send_ban_list(ctx: &mut Ctx<'_>, channel: &str) {
+    let bans = ctx
+        .shard
+        .shared
+        .directory()
+        .channel(channel)
+        .map(|c| c.bans.clone())
+        .unwrap_or_default();
+    for ban in bans {
+        let reply = ctx
+            .numeric(RPL_BANLIST)
+            .arg(channel)
+            .arg(&*ban.mask)
+            .arg(&*ban.set_by)
+            .arg(ban.set_at.to_string());
+        ctx.reply(reply);
+    }
+    let end = ctx
+        .numeric(RPL_ENDOFBANLIST)
+        .arg(channel)
+        .trailing("End of channel ban list");
+    ctx.reply(end);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(modes: &str, params: &[&str]) -> ModeRequest {
+        parse_channel_modes(modes.as_bytes(), params.iter().map(|p| p.to_string()))
+    }
+
+    #[test]
+    fn signs_carry_over_and_parameters_are_taken_in_order() {
+        let request = parse("+ov-b+l", &["bob", "carol", "bad", "10"]);
+        assert_eq!(
+            request.changes,
+            vec![
+                ModeChange::Member {
+                    add: true,
+                    mode: 'o',
+                    nick: "bob".into()
+                },
+                ModeChange::Member {
+                    add: true,
+                    mode: 'v',
+                    nick: "carol".into()
+                },
+                ModeChange::Ban {
+                    add: false,
+                    mask: "bad!*@*".into()
+                },
+                ModeChange::Limit(Some(10)),
+            ]
+        );
+    }
+
+    #[test]
+    fn b_without_a_mask_lists_and_unknown_letters_are_reported() {
+        let request = parse("b", &[]);
+        assert!(request.list_bans && request.changes.is_empty());
+        let request = parse("+tXz", &[]);
+        assert_eq!(request.unknown, vec!['X', 'z']);
+        assert_eq!(
+            request.changes,
+            vec![ModeChange::Flag {
+                add: true,
+                mode: 't'
+            }]
+        );
+    }
+
+    #[test]
+    fn at_most_four_parameter_modes_per_line() {
+        let request = parse("+vvvvv", &["a", "b", "c", "d", "e"]);
+        assert_eq!(request.changes.len(), MAX_PARAM_MODES);
+    }
+
+    #[test]
+    fn bad_keys_and_limits_are_refused() {
+        let request = parse("+kl", &[":x", "zero"]);
+        assert!(request.changes.is_empty());
+        assert_eq!(
+            request.invalid,
+            vec![('k', ":x".to_owned()), ('l', "zero".to_owned())]
+        );
+        assert_eq!(parse("-k", &[]).changes.len(), 1, "-k needs no key");
+    }
+}

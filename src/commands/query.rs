@@ -1,0 +1,461 @@
+//! Questions about users, channels and the server: WHO (with WHOX), WHOIS, LIST,
+//! USERHOST, ISON, VERSION and TIME. Read-only: each takes what it needs from the
+//! directory under one lock, drops it, then formats the replies.
+
+use super::registration::{send_isupport, VERSION};
+use super::{targets, Ctx};
+use crate::proto::mask::{has_wildcards, wildcard_match};
+use crate::proto::numeric::*;
+use crate::proto::time::human;
+use crate::proto::{Caseless, Message};
+use crate::state::caps::Cap;
+use crate::state::directory::{Directory, Membership, User};
+use crate::state::ClientId;
+use std::time::{Instant, SystemTime};
+
+/// Most nicknames answered by one WHOIS, USERHOST.
+const MAX_QUERY_TARGETS: usize = 5;
+
+/// One user as a WHO reply shows it, taken from the directory under its lock.
+struct WhoRow {
+    /// The channel column: the channel asked about, or `*` for a mask query.
+    channel: String,
+    user: String,
+    host: String,
+    nick: String,
+    /// `H` or `G`, then the channel status prefix (every prefix with `multi-prefix`).
+    flags: String,
+    idle: u64,
+    realname: String,
+}
+
+impl WhoRow {
+    fn new(
+        channel: &str,
+        user: &User,
+        membership: Option<Membership>,
+        status: fn(Membership) -> &'static str,
+        now: Instant,
+    ) -> WhoRow {
+        let presence = if user.away.is_some() { "G" } else { "H" };
+        WhoRow {
+            channel: channel.to_owned(),
+            user: user.user.to_string(),
+            host: user.host.to_string(),
+            nick: user.nick.to_string(),
+            flags: format!("{presence}{}", membership.map_or("", status)),
+            idle: user.activity.idle_secs(now),
+            realname: user.realname.to_string(),
+        }
+    }
+}
+
+/// WHOX fields in their fixed reply order (ircu, Ergo): a field appears in 354 in this
+/// order whatever the order in the request.
+const WHOX_ORDER: &str = "tcuihsnfdlaor";
+
+/// `WHO #channel` or `WHO mask`, optionally `WHO target %fields[,token]` (WHOX):
+/// 352 (or 354) per user, then 315. Invisible (`+i`) users are listed only to users
+/// sharing a channel with them; a channel's members are listed to non-members minus
+/// the invisible ones.
+pub fn who(ctx: &mut Ctx<'_>, message: &Message<'_>) {
+    let mask = String::from_utf8_lossy(message.param(0).unwrap_or_default()).into_owned();
+    let whox = message
+        .param_str(1)
+        .and_then(|options| options.split_once('%'))
+        .map(|(_, fields)| match fields.split_once(',') {
+            Some((fields, token)) => (fields.to_owned(), token.to_owned()),
+            None => (fields.to_owned(), String::new()),
+        });
+    let rows = {
+        let directory = ctx.shard.shared.directory();
+        who_rows(&directory, ctx.id, &mask, status_prefix(ctx), ctx.now)
+    };
+    let server = ctx.config().server_name.clone();
+    for row in rows {
+        let reply = match &whox {
+            None => ctx
+                .numeric(RPL_WHOREPLY)
+                .arg(&row.channel)
+                .arg(&row.user)
+                .arg(&row.host)
+                .arg(&server)
+                .arg(&row.nick)
+                .arg(&row.flags)
+                .trailing(format!("0 {}", row.realname)),
+            Some((fields, token)) => {
+                let mut reply = ctx.numeric(RPL_WHOSPCRPL);
+                for field in WHOX_ORDER.chars().filter(|&f| fields.contains(f)) {
+                    reply = match field {
+                        't' if token.is_empty() => reply.arg("0"),
+                        't' => reply.arg(token),
+                        'c' => reply.arg(&row.channel),
+                        'u' => reply.arg(&row.user),
+                        'i' => reply.arg("0"),
+                        'h' => reply.arg(&row.host),
+                        's' => reply.arg(&server),
+                        'n' => reply.arg(&row.nick),
+                        'f' => reply.arg(&row.flags),
+                        'd' | 'a' => reply.arg("0"),
+                        'l' => reply.arg(row.idle.to_string()),
+                        'o' => reply.arg("*"),
+                        _ => reply.trailing(&row.realname),
+                    };
+                }
+                reply
+            }
+        };
+        ctx.reply(reply);
+    }
+    let end = ctx
+        .numeric(RPL_ENDOFWHO)
+        .arg(&mask)
+        .trailing("End of WHO list");
+    ctx.reply(end);
+}
+
+/// The users `me` may see for a WHO query, sorted by nickname.
+fn who_rows(
+    directory: &Directory,
+    me: ClientId,
+    mask: &str,
+    status: fn(Membership) -> &'static str,
+    now: Instant,
+) -> Vec<WhoRow> {
+    let users = directory.users();
+    let mut rows: Vec<WhoRow> = if mask.starts_with('#') {
+        let Some(channel) = directory.channel(mask) else {
+            return Vec::new();
+        };
+        let is_member = channel.members.contains_key(&me);
+        channel
+            .members
+            .iter()
+            .filter_map(|(id, membership)| Some((users.get(id)?, *membership)))
+            .filter(|(user, _)| is_member || !user.invisible)
+            .map(|(user, membership)| {
+                WhoRow::new(channel.name.as_str(), user, Some(membership), status, now)
+            })
+            .collect()
+    } else {
+        let everyone = mask.is_empty() || mask == "0" || mask == "*";
+        let wild = has_wildcards(mask.as_bytes());
+        users
+            .iter()
+            .filter(|(_, user)| {
+                if everyone {
+                    return true;
+                }
+                if !wild {
+                    return user.nick == *Caseless::new(mask);
+                }
+                let pattern = mask.as_bytes();
+                let full = user.mask();
+                [user.nick.as_str(), &user.host, &user.realname, &full]
+                    .iter()
+                    .any(|field| wildcard_match(pattern, field.as_bytes()))
+            })
+            .filter(|(&id, user)| {
+                !(everyone || wild)
+                    || !user.invisible
+                    || id == me
+                    || directory.share_a_channel(me, id)
+            })
+            .map(|(_, user)| WhoRow::new("*", user, None, status, now))
+            .collect()
+    };
+    rows.sort_by_key(|row| row.nick.to_ascii_lowercase());
+    rows
+}
+
+/// How a member's status is shown to this client: every prefix with `multi-prefix`,
+/// else the highest.
+fn status_prefix(ctx: &Ctx<'_>) -> fn(Membership) -> &'static str {
+    if ctx.client().caps.has(Cap::MultiPrefix) {
+        Membership::all_prefixes
+    } else {
+        Membership::prefix
+    }
+}
+
+/// What WHOIS shows about one user.
+struct WhoisInfo {
+    nick: String,
+    user: String,
+    host: String,
+    realname: String,
+    /// `@#a +#b #c`: the user's channels with its status prefix in each.
+    channels: String,
+    away: Option<Box<[u8]>>,
+    idle: u64,
+    signon: u64,
+}
+
+/// `WHOIS [server] nick[,nick]`: 311, 319, 312, 301 (if away), 317 and 318 for each
+/// nick; an unknown nick gets 401 and 318.
+pub fn whois(ctx: &mut Ctx<'_>, message: &Message<'_>) {
+    let list = message.param(1).or(message.param(0)).unwrap_or_default();
+    for nick in targets(list).take(MAX_QUERY_TARGETS) {
+        let nick = String::from_utf8_lossy(nick).into_owned();
+        whois_one(ctx, &nick);
+    }
+}
+
+fn whois_one(ctx: &mut Ctx<'_>, nick: &str) {
+    let status = status_prefix(ctx);
+    let info = {
+        let directory = ctx.shard.shared.directory();
+        directory.user_by_nick(nick).map(|(id, user)| {
+            let channels = user
+                .channels
+                .iter()
+                .filter_map(|name| {
+                    let channel = directory.channel(name.as_str())?;
+                    let prefix = status(*channel.members.get(&id)?);
+                    Some(format!("{prefix}{}", channel.name))
+                })
+                .collect::<Vec<_>>()
+                .join(" ");
+            WhoisInfo {
+                nick: user.nick.to_string(),
+                user: user.user.to_string(),
+                host: user.host.to_string(),
+                realname: user.realname.to_string(),
+                channels,
+                away: user.away.clone(),
+                idle: user.activity.idle_secs(ctx.now),
+                signon: user.activity.signon(),
+            }
+        })
+    };
+    let Some(info) = info else {
+        let reply = ctx
+            .numeric(ERR_NOSUCHNICK)
+            .arg(nick)
+            .trailing("No such nick/channel");
+        ctx.reply(reply);
+        let end = ctx
+            .numeric(RPL_ENDOFWHOIS)
+            .arg(nick)
+            .trailing("End of /WHOIS list");
+        ctx.reply(end);
+        return;
+    };
+    let server = ctx.config().server_name.clone();
+    let network = ctx.config().network.clone();
+    let mut replies = vec![ctx
+        .numeric(RPL_WHOISUSER)
+        .arg(&info.nick)
+        .arg(&info.user)
+        .arg(&info.host)
+        .arg("*")
+        .trailing(&info.realname)];
+    if !info.channels.is_empty() {
+        replies.push(
+            ctx.numeric(RPL_WHOISCHANNELS)
+                .arg(&info.nick)
+                .trailing(&info.channels),
+        );
+    }
+    replies.push(
+        ctx.numeric(RPL_WHOISSERVER)
+            .arg(&info.nick)
+            .arg(&server)
+            .trailing(&network),
+    );
+    if let Some(away) = &info.away {
+        replies.push(ctx.numeric(RPL_AWAY).arg(&info.nick).trailing(away));
+    }
+    replies.push(
+        ctx.numeric(RPL_WHOISIDLE)
+            .arg(&info.nick)
+            .arg(info.idle.to_string())
+            .arg(info.signon.to_string())
+            .trailing("seconds idle, signon time"),
+    );
+    replies.push(
+        ctx.numeric(RPL_ENDOFWHOIS)
+            .arg(&info.nick)
+            .trailing("End of /WHOIS list"),
+    );
+    for reply in replies {
+        ctx.reply(reply);
+    }
+}
+
+/// What LIST filters on (ELIST `M`, `N` and `U`): names or masks, negated masks,
+/// and member counts.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ListFilter {
+    masks: Vec<String>,
+    excluded: Vec<String>,
+    more_than: Option<usize>,
+    fewer_than: Option<usize>,
+}
+
+impl ListFilter {
+    fn parse(list: &[u8]) -> ListFilter {
+        let mut filter = ListFilter::default();
+        for item in targets(list) {
+            let item = String::from_utf8_lossy(item);
+            if let Some(n) = item.strip_prefix('>') {
+                filter.more_than = n.parse().ok().or(filter.more_than);
+            } else if let Some(n) = item.strip_prefix('<') {
+                filter.fewer_than = n.parse().ok().or(filter.fewer_than);
+            } else if let Some(mask) = item.strip_prefix('!') {
+                filter.excluded.push(mask.to_owned());
+            } else {
+                filter.masks.push(item.into_owned());
+            }
+        }
+        filter
+    }
+
+    fn accepts(&self, name: &str, members: usize) -> bool {
+        let matches = |mask: &String| wildcard_match(mask.as_bytes(), name.as_bytes());
+        (self.masks.is_empty() || self.masks.iter().any(matches))
+            && !self.excluded.iter().any(matches)
+            && self.more_than.is_none_or(|n| members > n)
+            && self.fewer_than.is_none_or(|n| members < n)
+    }
+}
+
+/// `LIST [#a,#b|mask|!mask|>n|<n]`: 321, a 322 per channel (by name), 323.
+pub fn list(ctx: &mut Ctx<'_>, message: &Message<'_>) {
+    let filter = ListFilter::parse(message.param(0).unwrap_or_default());
+    let mut channels: Vec<(String, usize, Box<[u8]>)> = {
+        let directory = ctx.shard.shared.directory();
+        directory
+            .channels()
+            .filter(|c| filter.accepts(c.name.as_str(), c.members.len()))
+            .map(|c| {
+                let topic = c.topic.as_ref().map(|t| t.text.clone()).unwrap_or_default();
+                (c.name.to_string(), c.members.len(), topic)
+            })
+            .collect()
+    };
+    channels.sort_by_key(|channel| channel.0.to_ascii_lowercase());
+    let start = ctx
+        .numeric(RPL_LISTSTART)
+        .arg("Channel")
+        .trailing("Users  Name");
+    ctx.reply(start);
+    for (name, members, topic) in channels {
+        let reply = ctx
+            .numeric(RPL_LIST)
+            .arg(&name)
+            .arg(members.to_string())
+            .trailing(&topic);
+        ctx.reply(reply);
+    }
+    let end = ctx.numeric(RPL_LISTEND).trailing("End of /LIST");
+    ctx.reply(end);
+}
+
+/// `USERHOST nick [nick...]` (at most 5): 302 with `nick=+~user@host` for each known
+/// nick (`-` when away).
+pub fn userhost(ctx: &mut Ctx<'_>, message: &Message<'_>) {
+    let replies: Vec<String> = {
+        let directory = ctx.shard.shared.directory();
+        message
+            .params()
+            .iter()
+            .take(MAX_QUERY_TARGETS)
+            .filter_map(|nick| {
+                let (_, user) = directory.user_by_nick(&String::from_utf8_lossy(nick))?;
+                let presence = if user.away.is_some() { '-' } else { '+' };
+                Some(format!(
+                    "{}={presence}{}@{}",
+                    user.nick, user.user, user.host
+                ))
+            })
+            .collect()
+    };
+    let reply = ctx.numeric(RPL_USERHOST).trailing(replies.join(" "));
+    ctx.reply(reply);
+}
+
+/// `ISON nick [nick...]` (or one parameter of space-separated nicks): 303 with those
+/// that are online, spelled as registered.
+pub fn ison(ctx: &mut Ctx<'_>, message: &Message<'_>) {
+    let online: Vec<String> = {
+        let directory = ctx.shard.shared.directory();
+        message
+            .params()
+            .iter()
+            .flat_map(|param| param.split(|&b| b == b' '))
+            .filter(|nick| !nick.is_empty())
+            .filter_map(|nick| {
+                let (_, user) = directory.user_by_nick(&String::from_utf8_lossy(nick))?;
+                Some(user.nick.to_string())
+            })
+            .collect()
+    };
+    let reply = ctx.numeric(RPL_ISON).trailing(online.join(" "));
+    ctx.reply(reply);
+}
+
+/// Whether a VERSION or TIME target names this server (or is absent); else 402.
+fn is_this_server(ctx: &mut Ctx<'_>, message: &Message<'_>) -> bool {
+    let Some(target) = message.param(0) else {
+        return true;
+    };
+    let server = ctx.config().server_name.clone();
+    if target.eq_ignore_ascii_case(server.as_bytes()) {
+        return true;
+    }
+    let reply = ctx
+        .numeric(ERR_NOSUCHSERVER)
+        .arg(target)
+        .trailing("No such server");
+    ctx.reply(reply);
+    false
+}
+
+/// `VERSION`: 351, then the ISUPPORT tokens (as Ergo and InspIRCd).
+pub fn version(ctx: &mut Ctx<'_>, message: &Message<'_>) {
+    if !is_this_server(ctx, message) {
+        return;
+    }
+    let server = ctx.config().server_name.clone();
+    let reply = ctx
+        .numeric(RPL_VERSION)
+        .arg(VERSION)
+        .arg(&server)
+        .trailing("ringchat IRC server on io_uring");
+    ctx.reply(reply);
+    send_isupport(ctx);
+}
+
+/// `TIME`: 391 with the server's UTC time.
+pub fn time(ctx: &mut Ctx<'_>, message: &Message<'_>) {
+    if !is_this_server(ctx, message) {
+        return;
+    }
+    let server = ctx.config().server_name.clone();
+    let reply = ctx
+        .numeric(RPL_TIME)
+        .arg(&server)
+        .trailing(human(SystemTime::now()));
+    ctx.reply(reply);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_filters_combine_masks_and_counts() {
+        let filter = ListFilter::parse(b">1,<4,#r*,!#rusty");
+        assert!(filter.accepts("#rust", 2));
+        assert!(!filter.accepts("#rust", 1));
+        assert!(!filter.accepts("#rust", 4));
+        assert!(!filter.accepts("#rusty", 2));
+        assert!(!filter.accepts("#go", 2));
+        assert!(ListFilter::parse(b"").accepts("#any", 0));
+        assert!(
+            ListFilter::parse(b"#RUST").accepts("#rust", 0),
+            "names ignore case"
+        );
+    }
+}

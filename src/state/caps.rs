@@ -1,0 +1,126 @@
+//! IRCv3 capabilities a client can enable with `CAP REQ`, as a compact bit set.
+
+/// One capability the server offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u16)]
+pub enum Cap {
+    /// The server may announce capability changes (implied by `CAP LS 302`).
+    CapNotify = 1 << 0,
+    /// NAMES and WHO show every prefix a member has (`@+alice`).
+    MultiPrefix = 1 << 1,
+    /// Client-only tags (`+name=value`) are relayed, and TAGMSG is understood.
+    MessageTags = 1 << 2,
+    /// Relayed lines carry `@time=` with the server's receive time.
+    ServerTime = 1 << 3,
+    /// A client gets its own PRIVMSG and NOTICE back as the others see them.
+    EchoMessage = 1 << 4,
+    /// Channel members see AWAY changes of each other.
+    AwayNotify = 1 << 5,
+    /// The SETNAME command, and members see each other's real name changes.
+    Setname = 1 << 6,
+    /// NAMES lists `nick!user@host` instead of `nick`.
+    UserhostInNames = 1 << 7,
+    /// The server may group lines in BATCHes.
+    Batch = 1 << 8,
+    /// Replies to a command sent with `@label=` carry the label.
+    LabeledResponse = 1 << 9,
+}
+
+impl Cap {
+    /// Every capability, in the order `CAP LS` lists them.
+    pub const ALL: [Cap; 10] = [
+        Cap::AwayNotify,
+        Cap::Batch,
+        Cap::CapNotify,
+        Cap::EchoMessage,
+        Cap::LabeledResponse,
+        Cap::MessageTags,
+        Cap::MultiPrefix,
+        Cap::ServerTime,
+        Cap::Setname,
+        Cap::UserhostInNames,
+    ];
+
+    /// The name used on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cap::CapNotify => "cap-notify",
+            Cap::MultiPrefix => "multi-prefix",
+            Cap::MessageTags => "message-tags",
+            Cap::ServerTime => "server-time",
+            Cap::EchoMessage => "echo-message",
+            Cap::AwayNotify => "away-notify",
+            Cap::Setname => "setname",
+            Cap::UserhostInNames => "userhost-in-names",
+            Cap::Batch => "batch",
+            Cap::LabeledResponse => "labeled-response",
+        }
+    }
+
+    /// The capability called `name`, if the server offers it.
+    pub fn from_name(name: &str) -> Option<Cap> {
+        Cap::ALL.into_iter().find(|cap| cap.name() == name)
+    }
+}
+
+/// A set of capabilities; two bytes in every connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Caps(u16);
+
+impl Caps {
+    /// The empty set.
+    pub const NONE: Caps = Caps(0);
+
+    /// Whether `cap` is in the set.
+    pub fn has(self, cap: Cap) -> bool {
+        self.0 & cap as u16 != 0
+    }
+
+    /// Adds or removes `cap`.
+    pub fn set(&mut self, cap: Cap, on: bool) {
+        if on {
+            self.0 |= cap as u16;
+        } else {
+            self.0 &= !(cap as u16);
+        }
+    }
+
+    /// The enabled capabilities' names, space-separated (`CAP LIST`).
+    pub fn names(self) -> String {
+        Cap::ALL
+            .into_iter()
+            .filter(|&cap| self.has(cap))
+            .map(Cap::name)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// Applies a `CAP REQ` list (`cap -cap ...`) to `caps`: all of it, or nothing if any
+/// name is unknown (IRCv3: the request is atomic).
+pub fn apply_request(caps: Caps, request: &str) -> Option<Caps> {
+    let mut changed = caps;
+    for item in request.split(' ').filter(|s| !s.is_empty()) {
+        let (name, on) = match item.strip_prefix('-') {
+            Some(name) => (name, false),
+            None => (item, true),
+        };
+        changed.set(Cap::from_name(name)?, on);
+    }
+    Some(changed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_applies_wholly_or_not_at_all() {
+        let caps = apply_request(Caps::NONE, "server-time echo-message").expect("known caps");
+        assert!(caps.has(Cap::ServerTime) && caps.has(Cap::EchoMessage));
+        assert_eq!(apply_request(caps, "multi-prefix bogus"), None);
+        let caps = apply_request(caps, "-echo-message").expect("known");
+        assert!(!caps.has(Cap::EchoMessage));
+        assert_eq!(caps.names(), "server-time");
+    }
+}
