@@ -86,6 +86,18 @@ impl ShardFixture {
         }
     }
 
+    /// Moves the clock forward and runs each shard's timers, as the housekeeping
+    /// ticker would.
+    pub fn advance(&mut self, by: std::time::Duration) {
+        self.now += by;
+        let now = self.now;
+        for shard in self.shards.iter_mut() {
+            shard.resume_throttled(now);
+            shard.check_liveness(now);
+        }
+        self.exchange_handoffs();
+    }
+
     /// Takes everything queued for `id`, as a writer would, and reports it written.
     pub fn drain(&mut self, id: ClientId) -> Vec<Bytes> {
         let mut lines = Vec::new();

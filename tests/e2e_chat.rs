@@ -53,6 +53,22 @@ e2e! {
         alice.expect(":ringchat.local 366 alice #a :End of /NAMES list.");
     }
 
+    fn invisible_members_are_named_only_to_fellow_members(setup) {
+        let server = setup.start();
+        let mut ghost = server.register("ghost");
+        ghost.send("MODE ghost +i");
+        ghost.line();
+        ghost.send("JOIN #haunt");
+        ghost.skip_until(|line| has_numeric(line, "366"));
+        let mut outsider = server.register("outsider");
+        outsider.send("NAMES #haunt");
+        outsider.expect(":ringchat.local 366 outsider #haunt :End of /NAMES list.");
+        outsider.send("JOIN #haunt");
+        outsider.expect(":outsider!~outsider@127.0.0.1 JOIN #haunt");
+        let names = outsider.expect_numeric("353");
+        assert!(names.contains("@ghost"), "{names}");
+    }
+
     fn a_bad_channel_name_gets_476(setup) {
         let server = setup.start();
         let mut alice = server.register("alice");

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use loadgen::cli::{Cli, Command};
+use loadgen::cli::{Cli, Command, CommonArgs};
 use loadgen::scenario::{self, Scenario};
 use loadgen::{compare, plot, report, EXIT_ERROR, EXIT_FAILED_CHECK};
 
@@ -20,27 +20,11 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let (scenario, common) = match cli.command {
-        Command::Fanout {
-            common,
-            traffic,
-            senders,
-        } => (Scenario::Fanout { traffic, senders }, common),
-        Command::Rooms {
-            common,
-            traffic,
-            channels,
-            senders,
-        } => (
-            Scenario::Rooms {
-                traffic,
-                channels,
-                senders,
-            },
-            common,
-        ),
-        Command::Connect { common } => (Scenario::Connect, common),
-        Command::Idle { common, hold } => (Scenario::Idle { hold }, common),
+    let command = match Scenario::from_command(cli.command) {
+        Ok((scenario, common)) => return run_scenario(&scenario, &common),
+        Err(command) => command,
+    };
+    match *command {
         Command::Compare(args) => {
             let baseline = compare::read_report(&args.baseline)?;
             let result = compare::read_report(&args.result)?;
@@ -58,7 +42,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for r in &verdict.regressions {
                 println!("REGRESSION: {r}");
             }
-            return Ok(ExitCode::from(EXIT_FAILED_CHECK));
+            Ok(ExitCode::from(EXIT_FAILED_CHECK))
         }
         Command::Summary { inputs } => {
             let mut reports = Vec::new();
@@ -66,7 +50,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 reports.push(compare::read_report(input)?);
             }
             print!("{}", report::summary_table(&reports));
-            return Ok(ExitCode::SUCCESS);
+            Ok(ExitCode::SUCCESS)
         }
         Command::Plot(args) => {
             let mut series = Vec::new();
@@ -77,10 +61,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .title
                 .unwrap_or_else(|| "Latency by percentile".to_string());
             plot::plot(&args.output, &series, &title)?;
-            return Ok(ExitCode::SUCCESS);
+            Ok(ExitCode::SUCCESS)
         }
-    };
-    let result = scenario::run(&scenario, &common)?;
+        Command::Fanout { .. }
+        | Command::Rooms { .. }
+        | Command::Connect { .. }
+        | Command::Idle { .. } => Err(anyhow::anyhow!(
+            "internal error: scenario command not recognized"
+        )),
+    }
+}
+
+/// Runs a scenario, prints its report, writes the requested files.
+fn run_scenario(scenario: &Scenario, common: &CommonArgs) -> anyhow::Result<ExitCode> {
+    let result = scenario::run(scenario, common)?;
     report::print_report(&result);
     report::write_files(&result, common.json.as_deref(), common.hgrm.as_deref())?;
     if let Some(path) = &common.plot {

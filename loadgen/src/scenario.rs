@@ -48,6 +48,39 @@ pub enum Scenario {
 }
 
 impl Scenario {
+    /// The scenario a command line asks for, with its common arguments; the command
+    /// itself back for those that only read result files (`compare`, `plot`, `summary`).
+    pub fn from_command(
+        command: crate::cli::Command,
+    ) -> std::result::Result<(Scenario, CommonArgs), Box<crate::cli::Command>> {
+        use crate::cli::Command;
+        Ok(match command {
+            Command::Fanout {
+                common,
+                traffic,
+                senders,
+            } => (Scenario::Fanout { traffic, senders }, common),
+            Command::Rooms {
+                common,
+                traffic,
+                channels,
+                senders,
+            } => (
+                Scenario::Rooms {
+                    traffic,
+                    channels,
+                    senders,
+                },
+                common,
+            ),
+            Command::Connect { common } => (Scenario::Connect, common),
+            Command::Idle { common, hold } => (Scenario::Idle { hold }, common),
+            other => return Err(Box::new(other)),
+        })
+    }
+}
+
+impl Scenario {
     pub fn name(&self) -> &'static str {
         match self {
             Scenario::Fanout { .. } => "fanout",

@@ -6,7 +6,7 @@ mod common;
 use std::sync::atomic::Ordering;
 
 use clap::Parser;
-use loadgen::cli::{Cli, Command, CommonArgs};
+use loadgen::cli::{Cli, CommonArgs};
 use loadgen::report::Report;
 use loadgen::scenario::{self, Scenario};
 
@@ -14,32 +14,10 @@ use loadgen::scenario::{self, Scenario};
 fn parse(args: &[&str]) -> (Scenario, CommonArgs) {
     let mut argv = vec!["loadgen"];
     argv.extend_from_slice(args);
-    match Cli::try_parse_from(argv)
+    let command = Cli::try_parse_from(argv)
         .expect("valid command line")
-        .command
-    {
-        Command::Fanout {
-            common,
-            traffic,
-            senders,
-        } => (Scenario::Fanout { traffic, senders }, common),
-        Command::Rooms {
-            common,
-            traffic,
-            channels,
-            senders,
-        } => (
-            Scenario::Rooms {
-                traffic,
-                channels,
-                senders,
-            },
-            common,
-        ),
-        Command::Connect { common } => (Scenario::Connect, common),
-        Command::Idle { common, hold } => (Scenario::Idle { hold }, common),
-        other => panic!("not a scenario: {other:?}"),
-    }
+        .command;
+    Scenario::from_command(command).unwrap_or_else(|other| panic!("not a scenario: {other:?}"))
 }
 
 fn run(args: &[&str]) -> Report {

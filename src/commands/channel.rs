@@ -160,10 +160,12 @@ fn send_names(ctx: &mut Ctx<'_>, channel: &CaselessKey) {
         directory
             .channel(channel.as_str())
             .map(|c| {
+                // Like WHO: invisible (+i) users are listed only to fellow members.
+                let asker_is_member = c.members.contains_key(&ctx.id);
                 c.members
                     .iter()
                     .filter_map(|(id, membership)| {
-                        let user = users.get(id)?;
+                        let user = users.get(id).filter(|u| asker_is_member || !u.invisible)?;
                         let prefix = match caps.has(Cap::MultiPrefix) {
                             true => membership.all_prefixes(),
                             false => membership.prefix(),

@@ -112,12 +112,9 @@ impl Shard {
 
     /// Feeds bytes read from a client's socket.
     pub fn receive(&mut self, id: ClientId, data: &[u8], now: Instant) {
-        let Some(client) = self.clients.get_mut(id.slot) else {
+        let Some(client) = live(&mut self.clients, id) else {
             return;
         };
-        if client.closing {
-            return;
-        }
         client.last_input = now;
         client.ping_sent = false;
         if client.throttled {
@@ -454,12 +451,9 @@ impl Shard {
     /// Closes a client: relays its QUIT, queues the final ERROR, and lets the writer
     /// flush and shut the socket.
     pub fn close(&mut self, id: ClientId, reason: CloseReason) {
-        let Some(client) = self.clients.get(id.slot) else {
+        let Some(client) = live(&mut self.clients, id) else {
             return;
         };
-        if client.closing {
-            return;
-        }
         let text = match &reason {
             CloseReason::Quit(message) => format!("Quit: {message}"),
             CloseReason::ConnectionClosed => "Connection closed".to_owned(),
@@ -495,12 +489,9 @@ impl Shard {
     /// Ends a connection without relaying anything: releases a registering client's
     /// nickname, queues `ERROR`, and wakes the writer to flush and shut down.
     fn close_quietly(&mut self, id: ClientId, why: &str) {
-        let Some(client) = self.clients.get_mut(id.slot) else {
+        let Some(client) = live(&mut self.clients, id) else {
             return;
         };
-        if client.closing {
-            return;
-        }
         client.closing = true;
         client.throttled = false;
         client.input = Vec::new();
@@ -596,12 +587,9 @@ impl Shard {
         let policy = self.shared.config.flood_policy();
         let mut at = 0;
         loop {
-            let Some(client) = self.clients.get_mut(id.slot) else {
+            let Some(client) = live(&mut self.clients, id) else {
                 return data.len();
             };
-            if client.closing {
-                return data.len();
-            }
             let Some((frame, used)) = client.framer.next(&data[at..], LineLimits::IRC) else {
                 return at;
             };
@@ -685,6 +673,12 @@ pub const SENDQ_EXCEEDED: &str = "SendQ exceeded";
 /// The QUIT reason of a client whose unprocessed input passed the recvq.
 pub const EXCESS_FLOOD: &str = "Excess Flood";
 
+/// A client that is connected and not closing: the only kind that takes input or
+/// output.
+fn live(clients: &mut Slab<Client>, id: ClientId) -> Option<&mut Client> {
+    clients.get_mut(id.slot).filter(|client| !client.closing)
+}
+
 /// Queues the variant of `message` that a client's capabilities ask for; a free
 /// function so fan-out loops can borrow the member index and the client slab at once.
 fn deliver_one(
@@ -712,12 +706,9 @@ fn push_line(
     id: ClientId,
     line: Bytes,
 ) {
-    let Some(client) = clients.get_mut(id.slot) else {
+    let Some(client) = live(clients, id) else {
         return;
     };
-    if client.closing {
-        return;
-    }
     match client.outbox.push(line, sendq) {
         Ok(()) => counts.deliveries += 1,
         Err(_) => {
