@@ -145,3 +145,14 @@ e2e! {
         again.expect_numeric("001");
     }
 }
+
+e2e! {
+    fn ipv6_clients_get_a_host_that_cannot_break_the_line_format(setup) {
+        let server = setup.start_with(|c| c.listen = vec!["[::1]:0".parse().expect("an IPv6 address")]);
+        let mut alice = server.connect();
+        alice.send("NICK alice");
+        alice.send("USER alice 0 * :A");
+        let welcome = alice.expect_numeric("001");
+        assert!(welcome.ends_with("alice!~alice@0::1"), "{welcome}");
+    }
+}
