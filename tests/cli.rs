@@ -168,3 +168,70 @@ fn environment_variables_set_flags() {
     server.kill().expect("kill");
     let _ = server.wait();
 }
+
+#[test]
+fn running_out_of_file_descriptors_pauses_accepting_and_recovers() {
+    use std::os::unix::process::CommandExt;
+    let addr = free_port();
+    let mut command = ringchat();
+    command
+        .args([
+            "--listen",
+            &addr.to_string(),
+            "--shards",
+            "1",
+            "--max-clients",
+            "1000",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe; it runs in the child before exec.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 64,
+                rlim_max: 64,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let mut server = command.spawn().expect("spawn ringchat");
+    let deadline = Instant::now() + common::HANG;
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // More connections than descriptors: the kernel queues them, accept fails.
+    let mut crowd: std::collections::VecDeque<Client> =
+        (0..100).map(|_| Client::connect(addr)).collect();
+    for client in crowd.iter_mut() {
+        client.send("PING :hello");
+    }
+    // The earliest were accepted and answer; closing them frees descriptors for the
+    // ones still queued, in order.
+    let mut answered = 0;
+    while let Some(mut client) = crowd.pop_front() {
+        client.expect(":ringchat.local PONG ringchat.local :hello");
+        answered += 1;
+        drop(client);
+    }
+    assert_eq!(
+        answered, 100,
+        "every queued connection was eventually served"
+    );
+    let mut late = Client::connect(addr);
+    late.send("PING :still");
+    late.expect(":ringchat.local PONG ringchat.local :still");
+    // SAFETY: signalling our own child process.
+    unsafe {
+        libc::kill(server.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let output = server.wait_with_output().expect("wait for ringchat");
+    assert!(output.status.success(), "{:?}", output.status);
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("out of resources"), "no warning logged: {log}");
+}

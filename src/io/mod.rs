@@ -115,6 +115,7 @@ async fn accept_loop<L: Listener>(
     shard: Rc<RefCell<Shard>>,
     stopping: Rc<Cell<bool>>,
 ) {
+    let mut starved = false;
     loop {
         let accepted = listener.accept().await;
         if stopping.get() {
@@ -124,9 +125,18 @@ async fn accept_loop<L: Listener>(
             return;
         }
         let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
+            Ok(accepted) => {
+                if std::mem::take(&mut starved) {
+                    info!("accepting again");
+                }
+                accepted
+            }
             Err(error) if is_resource_exhaustion(&error) => {
-                warn!(%error, "accept failed: out of resources; pausing accepts");
+                // One warning per episode, not one per retry.
+                if !starved {
+                    warn!(%error, "accept failed: out of resources; pausing accepts");
+                    starved = true;
+                }
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
