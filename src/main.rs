@@ -25,14 +25,21 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     raise_open_file_limit();
     let config = cli.into_config()?;
-    let mut server = Server::start(config)?;
+    // Watch the signals before the first client can connect, so a SIGTERM is never
+    // the default (abrupt) exit.
     let signals = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the signal runtime")?;
+    let (mut terminate, mut interrupt) = {
+        let _runtime = signals.enter();
+        (
+            signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
+            signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
+        )
+    };
+    let mut server = Server::start(config)?;
     let outcome = signals.block_on(async {
-        let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-        let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
         tokio::select! {
             _ = terminate.recv() => info!("SIGTERM: shutting down"),
             _ = interrupt.recv() => info!("SIGINT: shutting down"),
