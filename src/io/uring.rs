@@ -8,15 +8,22 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 
-/// Submission queue entries per shard ring; completions get twice as many.
-const RING_ENTRIES: u32 = 4096;
+/// Submission queue entries per shard ring. Small on purpose: tokio-uring submits
+/// when the queue is full or when the thread parks, so a small queue starts a large
+/// fan-out's writes while the rest are still being prepared. Measured (500 members,
+/// 10 senders, 1000 msg/s, loadgen fanout): p50/p99 3.1/5.6 ms with 4096 entries,
+/// 2.4/3.4 ms with 64; 16 and 32 were no better; CPU per delivery unchanged.
+const RING_ENTRIES: u32 = 64;
+/// Completion queue entries: room for every operation in flight on a busy shard
+/// (one read per connection plus writes) without relying on overflow handling.
+const RING_COMPLETIONS: u32 = 16_384;
 
 /// Builds a shard's runtime, or says why the kernel refused io_uring.
 pub fn runtime() -> io::Result<tokio_uring::Runtime> {
     // COOP_TASKRUN saves an interrupt per completion; DEFER_TASKRUN hangs tokio-uring 0.5
     // (ARCHITECTURE.md), so it is not used.
     let mut ring = tokio_uring::uring_builder();
-    ring.setup_coop_taskrun();
+    ring.setup_coop_taskrun().setup_cqsize(RING_COMPLETIONS);
     tokio_uring::Runtime::new(
         tokio_uring::builder()
             .entries(RING_ENTRIES)
