@@ -10,7 +10,6 @@
 
 use crate::config::{Config, IoMode};
 use crate::io::{self, epoll, uring};
-use crate::shard::handoff::Handoff;
 use crate::shard::Shard;
 use crate::state::shared::CounterSnapshot;
 use crate::state::{ShardSet, Shared};
@@ -55,7 +54,7 @@ impl Server {
                 .spawn(move || {
                     let _exit = ExitNotice(exit_tx, shard_id);
                     run_shard_thread(
-                        Shard::new(shard_id, shared),
+                        Shard::new(shard_id, shared, crate::commands::handle),
                         shard_listeners,
                         driver,
                         ready_tx,
@@ -112,7 +111,7 @@ impl Server {
     /// Begins a graceful shutdown without waiting for it.
     pub fn begin_shutdown(&self) {
         if !self.shared.shutting_down.swap(true, Ordering::AcqRel) {
-            self.shared.bus.broadcast(Handoff::Shutdown);
+            self.shared.bus.wake_all();
         }
     }
 

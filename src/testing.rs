@@ -20,8 +20,6 @@ pub struct ShardFixture {
     /// The injected clock.
     pub now: Instant,
     batch: Vec<Bytes>,
-    /// Reused across exchanges, as a shard's bus receiver reuses its inbox.
-    inbox: Vec<crate::shard::handoff::Handoff>,
 }
 
 impl ShardFixture {
@@ -29,14 +27,13 @@ impl ShardFixture {
     pub fn new(config: Config) -> ShardFixture {
         let shared = Arc::new(Shared::new(config));
         let shards = (0..shared.config.shards as u16)
-            .map(|id| Shard::new(id, shared.clone()))
+            .map(|id| Shard::new(id, shared.clone(), crate::commands::handle))
             .collect();
         ShardFixture {
             shards,
             shared,
             now: Instant::now(),
             batch: Vec::new(),
-            inbox: Vec::new(),
         }
     }
 
@@ -63,24 +60,18 @@ impl ShardFixture {
         self.exchange_handoffs();
     }
 
-    /// Flushes every shard's pending hand-offs and applies them, until none are left.
+    /// Sends every shard's pending hand-offs and lets each shard apply the log and
+    /// handle what it received, as their pumps would, until nothing is left.
     pub fn exchange_handoffs(&mut self) {
-        let mut inbox = std::mem::take(&mut self.inbox);
         loop {
             for shard in self.shards.iter_mut() {
                 shard.flush_handoffs();
             }
             let mut moved = false;
             for shard in self.shards.iter_mut() {
-                if self.shared.bus.try_receive(shard.id, &mut inbox) {
-                    moved = true;
-                    for handoff in inbox.drain(..) {
-                        shard.apply(handoff);
-                    }
-                }
+                moved |= shard.pump();
             }
-            if !moved {
-                self.inbox = inbox;
+            if !moved && !self.shards.iter().any(Shard::has_outgoing) {
                 return;
             }
         }

@@ -1,18 +1,18 @@
 //! Channel membership: JOIN, PART, NAMES.
 
-use super::{targets, unix_now, Ctx};
+use super::errors::reply_refusal;
+use super::{targets, Ctx};
+use crate::proto::caps::Cap;
 use crate::proto::names::is_valid_channel;
 use crate::proto::numeric::*;
-use crate::proto::{Caseless, CaselessKey, LineBuilder, Message};
-use crate::shard::outgoing::Outgoing;
-use crate::state::caps::Cap;
-use crate::state::directory::{ChannelError, JoinError};
+use crate::proto::{CaselessKey, Message};
+use crate::state::network::{Event, Membership, Outcome};
 
 /// `JOIN #a,#b [keys]`, or `JOIN 0` to leave every channel.
 pub fn join(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let list = message.param(0).unwrap_or_default();
     if list == b"0" {
-        let channels = match ctx.shard.shared.directory().user(ctx.id) {
+        let channels = match ctx.shard.network().user(ctx.id) {
             Some(user) => user.channels.clone(),
             None => return,
         };
@@ -39,47 +39,30 @@ pub fn join(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     }
 }
 
+/// Joins one channel. Applying the JOIN tells every member, the joiner included;
+/// then the joiner gets the topic and NAMES.
 fn join_one(ctx: &mut Ctx<'_>, name: &str, key: Option<&[u8]>) {
-    let limit = ctx.config().max_channels_per_client;
-    let joined = ctx
-        .shard
-        .shared
-        .directory()
-        .join(ctx.id, name, key, limit, unix_now());
-    let joined = match joined {
-        Ok(joined) => joined,
-        Err(error) => {
-            let (code, text) = match error {
-                JoinError::TooManyChannels => {
-                    (ERR_TOOMANYCHANNELS, "You have joined too many channels")
-                }
-                JoinError::ChannelFull => (ERR_CHANNELISFULL, "Cannot join channel (+l)"),
-                JoinError::InviteOnly => (ERR_INVITEONLYCHAN, "Cannot join channel (+i)"),
-                JoinError::Banned => (ERR_BANNEDFROMCHAN, "Cannot join channel (+b)"),
-                JoinError::BadKey => (ERR_BADCHANNELKEY, "Cannot join channel (+k)"),
-            };
-            let reply = ctx.numeric(code).arg(name).trailing(text);
-            ctx.reply(reply);
-            return;
+    let outcome = ctx.shard.propose(Event::Join {
+        client: ctx.id,
+        channel: name.into(),
+        key: key.map(Into::into),
+        channel_limit: ctx.config().max_channels_per_client as u32,
+    });
+    match outcome {
+        Outcome::Joined { channel } => {
+            let topic = ctx
+                .shard
+                .network()
+                .channel(channel.as_str())
+                .and_then(|c| c.topic.clone());
+            if let Some(topic) = &topic {
+                super::channel_ops::send_topic(ctx, channel.as_str(), topic);
+            }
+            send_names(ctx, &channel);
         }
-    };
-    if !joined.is_new_member {
-        return;
+        Outcome::Refused(refusal) => reply_refusal(ctx, refusal, name, ""),
+        _ => {}
     }
-    ctx.shard.add_local_member(&joined.channel, ctx.id);
-    let line = LineBuilder::from_source(ctx.client().source(), "JOIN")
-        .arg(joined.channel.as_str())
-        .finish();
-    ctx.shard.deliver_to_channel(
-        Caseless::new(joined.channel.as_str()),
-        joined.shards,
-        Outgoing::new(line),
-        None,
-    );
-    if let Some(topic) = &joined.topic {
-        super::channel_ops::send_topic(ctx, joined.channel.as_str(), topic);
-    }
-    send_names(ctx, &joined.channel);
 }
 
 /// `PART #a,#b [:reason]`.
@@ -91,33 +74,16 @@ pub fn part(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     }
 }
 
-/// Leaves one channel; every member, the leaver included, sees the PART.
+/// Leaves one channel; applying the PART tells every member, the leaver included.
 fn leave(ctx: &mut Ctx<'_>, name: &str, reason: Option<&[u8]>) {
-    let parted = ctx.shard.shared.directory().part(ctx.id, name);
-    let (channel, shards) = match parted {
-        Ok(parted) => parted,
-        Err(error) => {
-            let (code, text) = match error {
-                ChannelError::NotOnChannel => (ERR_NOTONCHANNEL, "You're not on that channel"),
-                _ => (ERR_NOSUCHCHANNEL, "No such channel"),
-            };
-            let reply = ctx.numeric(code).arg(name).trailing(text);
-            ctx.reply(reply);
-            return;
-        }
-    };
-    let mut line = LineBuilder::from_source(ctx.client().source(), "PART").arg(channel.as_str());
-    if let Some(reason) = reason {
-        line = line.trailing(reason);
+    let outcome = ctx.shard.propose(Event::Part {
+        client: ctx.id,
+        channel: name.into(),
+        reason: reason.map(Into::into),
+    });
+    if let Outcome::Refused(refusal) = outcome {
+        reply_refusal(ctx, refusal, name, "");
     }
-    ctx.shard.deliver_to_channel(
-        Caseless::new(channel.as_str()),
-        shards,
-        Outgoing::new(line.finish()),
-        None,
-    );
-    ctx.shard
-        .remove_local_member(Caseless::new(channel.as_str()), ctx.id);
 }
 
 /// `NAMES [#channel]`.
@@ -132,12 +98,7 @@ pub fn names(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     };
     for name in targets(list) {
         let name = String::from_utf8_lossy(name);
-        let channel = ctx
-            .shard
-            .shared
-            .directory()
-            .channel(&name)
-            .map(|c| c.name.clone());
+        let channel = ctx.shard.network().channel(&name).map(|c| c.name.clone());
         match channel {
             Some(channel) => send_names(ctx, &channel),
             None => {
@@ -151,25 +112,49 @@ pub fn names(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     }
 }
 
-/// 353 lines (each within 512 bytes) and 366 for one channel.
+/// Every status prefix, highest first (`multi-prefix`).
+pub(super) fn all_prefixes(membership: Membership) -> &'static str {
+    match (membership.op, membership.voice) {
+        (true, true) => "@+",
+        (true, false) => "@",
+        (false, true) => "+",
+        (false, false) => "",
+    }
+}
+
+/// The prefix of the highest status, if any.
+pub(super) fn highest_prefix(membership: Membership) -> &'static str {
+    if membership.op {
+        "@"
+    } else if membership.voice {
+        "+"
+    } else {
+        ""
+    }
+}
+
+/// 353 lines (each within 512 bytes) and 366 for one channel, read from this shard's
+/// replica: no other shard waits while a large channel is listed.
 fn send_names(ctx: &mut Ctx<'_>, channel: &CaselessKey) {
     let caps = ctx.client().caps;
+    let prefix = match caps.has(Cap::MultiPrefix) {
+        true => all_prefixes,
+        false => highest_prefix,
+    };
     let names: Vec<String> = {
-        let directory = ctx.shard.shared.directory();
-        let users = directory.users();
-        directory
+        let network = ctx.shard.network();
+        network
             .channel(channel.as_str())
             .map(|c| {
                 // Like WHO: invisible (+i) users are listed only to fellow members.
-                let asker_is_member = c.members.contains_key(&ctx.id);
+                let asker_is_member = c.members.contains(ctx.id);
                 c.members
                     .iter()
                     .filter_map(|(id, membership)| {
-                        let user = users.get(id).filter(|u| asker_is_member || !u.invisible)?;
-                        let prefix = match caps.has(Cap::MultiPrefix) {
-                            true => membership.all_prefixes(),
-                            false => membership.prefix(),
-                        };
+                        let user = network
+                            .user(id)
+                            .filter(|u| asker_is_member || !u.invisible)?;
+                        let prefix = prefix(membership);
                         Some(match caps.has(Cap::UserhostInNames) {
                             true => format!("{prefix}{}!{}@{}", user.nick, user.user, user.host),
                             false => format!("{prefix}{}", user.nick),

@@ -1,62 +1,22 @@
 //! Running a channel: TOPIC, KICK, INVITE and channel MODE (user MODE is in `user.rs`).
 //!
-//! Each handler asks the directory under one short lock, drops the guard, then delivers:
-//! the directory says who and where, the shard delivers.
+//! A change is proposed as an event; applying it tells the members (every shard for
+//! its own), and the handler answers its client from the outcome. Queries read this
+//! shard's replica.
 
-use super::{clip, targets, unix_now, Ctx, KICKLEN, TOPICLEN};
+use super::errors::reply_refusal;
+use super::{clip, targets, Ctx, KICKLEN, TOPICLEN};
 use crate::proto::mask::canonical_ban_mask;
 use crate::proto::numeric::*;
-use crate::proto::{Caseless, LineBuilder, Message};
-use crate::shard::outgoing::Outgoing;
-use crate::state::directory::{ChannelError, ModeChange, ModeRefusal, Topic};
+use crate::proto::Message;
+use crate::state::network::{
+    ChannelModes, Event, ModeChange, ModeRefusal, Outcome, Refusal, Topic,
+};
 
 /// Most mode changes with a parameter applied from one MODE line (ISUPPORT `MODES`).
 pub const MAX_PARAM_MODES: usize = 4;
 /// Longest channel key (`+k`).
 pub const KEYLEN: usize = 32;
-
-/// Answers a refused channel operation with its numeric. `channel` is the channel
-/// named by the client and `nick` the target nickname, where the error concerns one.
-pub(super) fn reply_channel_error(
-    ctx: &mut Ctx<'_>,
-    error: ChannelError,
-    channel: &str,
-    nick: &str,
-) {
-    let reply = match error {
-        ChannelError::NoSuchChannel => ctx
-            .numeric(ERR_NOSUCHCHANNEL)
-            .arg(channel)
-            .trailing("No such channel"),
-        ChannelError::NotOnChannel => ctx
-            .numeric(ERR_NOTONCHANNEL)
-            .arg(channel)
-            .trailing("You're not on that channel"),
-        ChannelError::CannotSend => ctx
-            .numeric(ERR_CANNOTSENDTOCHAN)
-            .arg(channel)
-            .trailing("Cannot send to channel"),
-        ChannelError::NotOperator => ctx
-            .numeric(ERR_CHANOPRIVSNEEDED)
-            .arg(channel)
-            .trailing("You're not channel operator"),
-        ChannelError::NoSuchNick => ctx
-            .numeric(ERR_NOSUCHNICK)
-            .arg(nick)
-            .trailing("No such nick/channel"),
-        ChannelError::UserNotInChannel => ctx
-            .numeric(ERR_USERNOTINCHANNEL)
-            .arg(nick)
-            .arg(channel)
-            .trailing("They aren't on that channel"),
-        ChannelError::UserOnChannel => ctx
-            .numeric(ERR_USERONCHANNEL)
-            .arg(nick)
-            .arg(channel)
-            .trailing("is already on channel"),
-    };
-    ctx.reply(reply);
-}
 
 /// 332 and 333 for `channel` (on TOPIC queries and after JOIN).
 pub(super) fn send_topic(ctx: &mut Ctx<'_>, channel: &str, topic: &Topic) {
@@ -77,12 +37,11 @@ pub fn topic(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let Some(text) = message.param(1) else {
         let found = ctx
             .shard
-            .shared
-            .directory()
+            .network()
             .channel(&name)
             .map(|c| (c.name.clone(), c.topic.clone()));
         match found {
-            None => reply_channel_error(ctx, ChannelError::NoSuchChannel, &name, ""),
+            None => reply_refusal(ctx, Refusal::NoSuchChannel, &name, ""),
             Some((channel, Some(topic))) => send_topic(ctx, channel.as_str(), &topic),
             Some((channel, None)) => {
                 let reply = ctx
@@ -94,67 +53,42 @@ pub fn topic(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         }
         return;
     };
-    let text = clip(text, TOPICLEN);
-    let source = ctx.client().source().to_owned();
-    let changed = ctx
-        .shard
-        .shared
-        .directory()
-        .set_topic(ctx.id, &name, text, &source, unix_now());
-    match changed {
-        Ok((channel, shards)) => {
-            let line = LineBuilder::from_source(&source, "TOPIC")
-                .arg(channel.as_str())
-                .trailing(text)
-                .finish();
-            ctx.shard.deliver_to_channel(
-                Caseless::new(channel.as_str()),
-                shards,
-                Outgoing::new(line),
-                None,
-            );
-        }
-        Err(error) => reply_channel_error(ctx, error, &name, ""),
+    let outcome = ctx.shard.propose(Event::SetTopic {
+        client: ctx.id,
+        channel: name.as_str().into(),
+        text: clip(text, TOPICLEN).into(),
+    });
+    if let Outcome::Refused(refusal) = outcome {
+        reply_refusal(ctx, refusal, &name, "");
     }
 }
 
 /// `KICK #c nick[,nick] [:reason]`: an operator removes members. Every member, the
-/// kicked one included, sees the KICK; then the member is forgotten on its own shard
-/// (the hand-off follows the KICK line there, so the order holds across shards).
+/// kicked one included, sees the KICK.
 pub fn kick(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let name = String::from_utf8_lossy(message.param(0).unwrap_or_default()).into_owned();
-    let source = ctx.client().source().to_owned();
-    let reason = match message.param(2).filter(|r| !r.is_empty()) {
-        Some(reason) => clip(reason, KICKLEN).to_vec(),
-        None => ctx.client().nick().as_bytes().to_vec(),
+    let reason: Box<[u8]> = match message.param(2).filter(|r| !r.is_empty()) {
+        Some(reason) => clip(reason, KICKLEN).into(),
+        None => ctx.client().nick().as_bytes().into(),
     };
     for nick in targets(message.param(1).unwrap_or_default()) {
         let nick = String::from_utf8_lossy(nick);
-        let kicked = ctx.shard.shared.directory().kick(ctx.id, &name, &nick);
-        let kicked = match kicked {
-            Ok(kicked) => kicked,
-            Err(error @ (ChannelError::NoSuchNick | ChannelError::UserNotInChannel)) => {
-                reply_channel_error(ctx, error, &name, &nick);
-                continue;
+        let outcome = ctx.shard.propose(Event::Kick {
+            client: ctx.id,
+            channel: name.as_str().into(),
+            target: nick.as_ref().into(),
+            reason: reason.clone(),
+        });
+        match outcome {
+            Outcome::Refused(refusal @ (Refusal::NoSuchNick | Refusal::UserNotInChannel)) => {
+                reply_refusal(ctx, refusal, &name, &nick);
             }
-            Err(error) => {
-                reply_channel_error(ctx, error, &name, &nick);
+            Outcome::Refused(refusal) => {
+                reply_refusal(ctx, refusal, &name, &nick);
                 return;
             }
-        };
-        let line = LineBuilder::from_source(&source, "KICK")
-            .arg(kicked.channel.as_str())
-            .arg(kicked.nick.as_str())
-            .trailing(&reason)
-            .finish();
-        ctx.shard.deliver_to_channel(
-            Caseless::new(kicked.channel.as_str()),
-            kicked.shards,
-            Outgoing::new(line),
-            None,
-        );
-        ctx.shard
-            .remove_member_anywhere(&kicked.channel, kicked.member);
+            _ => {}
+        }
     }
 }
 
@@ -164,31 +98,33 @@ pub fn kick(ctx: &mut Ctx<'_>, message: &Message<'_>) {
 pub fn invite(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let nick = String::from_utf8_lossy(message.param(0).unwrap_or_default()).into_owned();
     let name = String::from_utf8_lossy(message.param(1).unwrap_or_default()).into_owned();
-    let invited = ctx.shard.shared.directory().invite(ctx.id, &nick, &name);
-    let invited = match invited {
-        Ok(invited) => invited,
-        Err(error) => {
-            reply_channel_error(ctx, error, &name, &nick);
+    let outcome = ctx.shard.propose(Event::Invite {
+        client: ctx.id,
+        target: nick.as_str().into(),
+        channel: name.as_str().into(),
+    });
+    let (invitee, channel, away) = match outcome {
+        Outcome::Invited {
+            nick,
+            channel,
+            away,
+            ..
+        } => (nick, channel, away),
+        Outcome::Refused(refusal) => {
+            reply_refusal(ctx, refusal, &name, &nick);
             return;
         }
+        _ => return,
     };
     let inviting = ctx
         .numeric(RPL_INVITING)
-        .arg(invited.nick.as_str())
-        .arg(invited.channel.as_str());
+        .arg(invitee.as_str())
+        .arg(channel.as_str());
     ctx.reply(inviting);
-    if let Some(away) = &invited.away {
-        let reply = ctx
-            .numeric(RPL_AWAY)
-            .arg(invited.nick.as_str())
-            .trailing(away);
+    if let Some(away) = &away {
+        let reply = ctx.numeric(RPL_AWAY).arg(invitee.as_str()).trailing(away);
         ctx.reply(reply);
     }
-    let line = LineBuilder::from_source(ctx.client().source(), "INVITE")
-        .arg(invited.nick.as_str())
-        .arg(invited.channel.as_str())
-        .finish();
-    ctx.shard.send_anywhere(invited.member, Outgoing::new(line));
 }
 
 /// `MODE target [modes [params]]`: channel modes here, user modes in `user.rs`.
@@ -305,12 +241,8 @@ fn channel_mode(ctx: &mut Ctx<'_>, message: &Message<'_>, name: &str) {
         .iter()
         .map(|p| String::from_utf8_lossy(p).into_owned());
     let request = parse_channel_modes(modes, params);
-    let channel = {
-        let directory = ctx.shard.shared.directory();
-        directory.channel(name).map(|c| c.name.clone())
-    };
-    let Some(channel) = channel else {
-        reply_channel_error(ctx, ChannelError::NoSuchChannel, name, "");
+    let Some(channel) = ctx.shard.network().channel(name).map(|c| c.name.clone()) else {
+        reply_refusal(ctx, Refusal::NoSuchChannel, name, "");
         return;
     };
     let channel = channel.as_str();
@@ -336,82 +268,77 @@ fn channel_mode(ctx: &mut Ctx<'_>, message: &Message<'_>, name: &str) {
     if request.changes.is_empty() {
         return;
     }
-    let source = ctx.client().source().to_owned();
-    let setter = ctx.client().nick().to_owned();
-    let changed = ctx.shard.shared.directory().change_channel_modes(
-        ctx.id,
-        channel,
-        request.changes,
-        &setter,
-        unix_now(),
-    );
-    let changed = match changed {
-        Ok(changed) => changed,
-        Err(error) => {
-            reply_channel_error(ctx, error, channel, "");
+    let outcome = ctx.shard.propose(Event::ChangeModes {
+        client: ctx.id,
+        channel: channel.into(),
+        changes: request.changes,
+    });
+    let refused = match outcome {
+        Outcome::ModesChanged { refused, .. } => refused,
+        Outcome::Refused(refusal) => {
+            reply_refusal(ctx, refusal, channel, "");
             return;
         }
+        _ => return,
     };
-    for refusal in &changed.refused {
-        let error = match refusal {
-            ModeRefusal::NoSuchNick(nick) => (ChannelError::NoSuchNick, nick),
-            ModeRefusal::UserNotInChannel(nick) => (ChannelError::UserNotInChannel, nick),
+    for refusal in refused {
+        match refusal {
+            ModeRefusal::NoSuchNick(nick) => {
+                reply_refusal(ctx, Refusal::NoSuchNick, channel, &nick)
+            }
+            ModeRefusal::UserNotInChannel(nick) => {
+                reply_refusal(ctx, Refusal::UserNotInChannel, channel, &nick)
+            }
             ModeRefusal::BanListFull(mask) => {
                 let reply = ctx
                     .numeric(ERR_BANLISTFULL)
                     .arg(channel)
-                    .arg(mask)
+                    .arg(&mask)
                     .trailing("Channel ban list is full");
                 ctx.reply(reply);
-                continue;
             }
-        };
-        reply_channel_error(ctx, error.0, channel, error.1);
-    }
-    if changed.applied.is_empty() {
-        return;
-    }
-    let mut modestring = String::new();
-    let mut sign = None;
-    let mut params = Vec::new();
-    for change in &changed.applied {
-        if sign != Some(change.is_add()) {
-            sign = Some(change.is_add());
-            modestring.push(if change.is_add() { '+' } else { '-' });
         }
-        modestring.push(change.letter());
-        params.extend(change.param());
     }
-    let line = params.iter().fold(
-        LineBuilder::from_source(&source, "MODE")
-            .arg(changed.channel.as_str())
-            .arg(&modestring),
-        |line, param| line.arg(param),
-    );
-    ctx.shard.deliver_to_channel(
-        Caseless::new(changed.channel.as_str()),
-        changed.shards,
-        Outgoing::new(line.finish()),
-        None,
-    );
+}
+
+/// The `+...` string shown by MODE queries, letters in alphabetical order, and the
+/// parameters that follow it in `324`: the key (or `<key>` for non-members, as
+/// InspIRCd) and the limit.
+fn mode_flags(modes: &ChannelModes, show_key: bool) -> (String, Vec<String>) {
+    let mut flags = String::from("+");
+    for (on, letter) in [
+        (modes.invite_only, 'i'),
+        (modes.key.is_some(), 'k'),
+        (modes.limit.is_some(), 'l'),
+        (modes.moderated, 'm'),
+        (modes.no_external, 'n'),
+        (modes.topic_lock, 't'),
+    ] {
+        if on {
+            flags.push(letter);
+        }
+    }
+    let mut params = Vec::new();
+    if let Some(key) = &modes.key {
+        params.push(match show_key {
+            true => key.to_string(),
+            false => "<key>".to_owned(),
+        });
+    }
+    if let Some(limit) = modes.limit {
+        params.push(limit.to_string());
+    }
+    (flags, params)
 }
 
 /// 324 and 329; the key is shown to members only.
 fn send_channel_modes(ctx: &mut Ctx<'_>, name: &str) {
-    let found = {
-        let directory = ctx.shard.shared.directory();
-        directory.channel(name).map(|c| {
-            let is_member = c.members.contains_key(&ctx.id);
-            (
-                c.name.clone(),
-                c.modes.flags(),
-                c.modes.flag_params(is_member),
-                c.created,
-            )
-        })
-    };
+    let found = ctx.shard.network().channel(name).map(|c| {
+        let (flags, params) = mode_flags(&c.modes, c.members.contains(ctx.id));
+        (c.name.clone(), flags, params, c.created)
+    });
     let Some((channel, flags, params, created)) = found else {
-        reply_channel_error(ctx, ChannelError::NoSuchChannel, name, "");
+        reply_refusal(ctx, Refusal::NoSuchChannel, name, "");
         return;
     };
     let modes = params.iter().fold(
@@ -432,8 +359,7 @@ fn send_channel_modes(ctx: &mut Ctx<'_>, name: &str) {
 fn send_ban_list(ctx: &mut Ctx<'_>, channel: &str) {
     let bans = ctx
         .shard
-        .shared
-        .directory()
+        .network()
         .channel(channel)
         .map(|c| c.bans.clone())
         .unwrap_or_default();
@@ -505,6 +431,23 @@ mod tests {
     fn at_most_four_parameter_modes_per_line() {
         let request = parse("+vvvvv", &["a", "b", "c", "d", "e"]);
         assert_eq!(request.changes.len(), MAX_PARAM_MODES);
+    }
+
+    #[test]
+    fn mode_queries_list_flags_alphabetically_and_hide_the_key_from_outsiders() {
+        let modes = ChannelModes {
+            key: Some("sesame".into()),
+            limit: Some(10),
+            ..ChannelModes::new_channel()
+        };
+        assert_eq!(
+            mode_flags(&modes, true),
+            (
+                "+klnt".to_owned(),
+                vec!["sesame".to_owned(), "10".to_owned()]
+            )
+        );
+        assert_eq!(mode_flags(&modes, false).1[0], "<key>");
     }
 
     #[test]

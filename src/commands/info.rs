@@ -67,10 +67,8 @@ pub fn send_motd(ctx: &mut Ctx<'_>) {
 
 /// 251-255 and 265/266, counting every shard.
 pub fn send_lusers(ctx: &mut Ctx<'_>) {
-    let (users, channels) = {
-        let directory = ctx.shard.shared.directory();
-        (directory.user_count(), directory.channel_count())
-    };
+    let network = ctx.shard.network();
+    let (users, channels) = (network.user_count(), network.channel_count());
     let connections = ctx.shard.shared.connections.load(Ordering::Relaxed);
     let unregistered = connections.saturating_sub(users);
     let max = ctx.config().max_clients;

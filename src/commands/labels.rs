@@ -3,11 +3,11 @@
 //! there are several. Handlers know nothing of it: the replies are rewritten in the
 //! client's outbox after the handler returns, before any writer can take them.
 
+use crate::proto::caps::Cap;
+use crate::proto::outgoing::add_tags;
 use crate::proto::LineBuilder;
 use crate::proto::Message;
-use crate::shard::outgoing::add_tags;
 use crate::shard::Shard;
-use crate::state::caps::Cap;
 use crate::state::ClientId;
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -1,11 +1,11 @@
 //! Talking: PRIVMSG, NOTICE and TAGMSG to channels and nicknames.
 
 use super::{targets, Ctx};
+use crate::proto::caps::Cap;
 use crate::proto::numeric::*;
+use crate::proto::outgoing::{client_only_tags, Outgoing};
 use crate::proto::{LineBuilder, Message};
-use crate::shard::outgoing::{client_only_tags, Outgoing};
-use crate::state::caps::Cap;
-use crate::state::directory::ChannelError;
+use crate::state::network::Refusal;
 use crate::state::ClientId;
 
 /// Most targets in one PRIVMSG or NOTICE (TARGMAX).
@@ -85,9 +85,15 @@ struct Route<'m> {
 }
 
 impl Route<'_> {
-    /// The message as recipients get it, serialized once for all of them.
+    /// The message as recipients get it, serialized once for all of them into one
+    /// buffer sized from its parts.
     fn outgoing(&self, source: &str, target: &str) -> Outgoing {
-        let line = LineBuilder::from_source(source, self.kind.command()).arg(target);
+        let text_room = match self.kind {
+            Kind::Tagmsg => 0,
+            _ => 2 + self.text.len(),
+        };
+        let line = LineBuilder::sized(source, self.kind.command(), 1 + target.len() + text_room)
+            .arg(target);
         let line = match self.kind {
             Kind::Tagmsg => line,
             _ => line.trailing(self.text),
@@ -100,31 +106,23 @@ impl Route<'_> {
     }
 }
 
-/// The hot path: one directory lookup, one serialization, then fan-out by reference.
+/// The hot path: the permission check and routing read this shard's replica (no
+/// lock), one serialization, then fan-out by reference.
 fn to_channel(
     ctx: &mut Ctx<'_>,
     name: &str,
     route: Route<'_>,
 ) -> Option<(&'static str, &'static str)> {
-    let routed = {
-        let directory = ctx.shard.shared.directory();
-        directory
-            .message_target(ctx.id, name)
-            .map(|(channel, shards)| {
-                let outgoing = route.outgoing(ctx.client().source(), channel.as_str());
-                (channel.clone(), outgoing, shards)
-            })
+    let channel = match ctx.shard.network().can_send(ctx.id, name) {
+        Ok(channel) => channel.name.clone(),
+        Err(Refusal::CannotSend) => return Some((ERR_CANNOTSENDTOCHAN, "Cannot send to channel")),
+        Err(_) => return Some((ERR_NOSUCHCHANNEL, "No such channel")),
     };
-    match routed {
-        Ok((channel, outgoing, shards)) => {
-            echo(ctx, &outgoing);
-            ctx.shard
-                .deliver_to_channel_key(&channel, shards, outgoing, Some(ctx.id));
-            None
-        }
-        Err(ChannelError::CannotSend) => Some((ERR_CANNOTSENDTOCHAN, "Cannot send to channel")),
-        Err(_) => Some((ERR_NOSUCHCHANNEL, "No such channel")),
-    }
+    let outgoing = route.outgoing(ctx.client().source(), channel.as_str());
+    echo(ctx, &outgoing);
+    ctx.shard
+        .deliver_to_channel(&channel, outgoing, Some(ctx.id));
+    None
 }
 
 fn to_nick(
@@ -132,12 +130,11 @@ fn to_nick(
     nick: &str,
     route: Route<'_>,
 ) -> Option<(&'static str, &'static str)> {
-    let recipient = {
-        let directory = ctx.shard.shared.directory();
-        directory
-            .nick_owner(nick)
-            .and_then(|id| Some((id, directory.user(id)?.nick.clone())))
-    };
+    let recipient = ctx
+        .shard
+        .network()
+        .user_by_nick(nick)
+        .map(|(id, user)| (id, user.nick.clone()));
     let Some((recipient, nick)) = recipient else {
         return Some((ERR_NOSUCHNICK, "No such nick/channel"));
     };
@@ -151,15 +148,13 @@ fn to_nick(
 }
 
 /// 301 RPL_AWAY to the sender of a PRIVMSG whose recipient is away (never for NOTICE
-/// or TAGMSG, which are not answered). A second short directory lock, taken only on
-/// the nick path.
+/// or TAGMSG, which are not answered).
 fn tell_away(ctx: &mut Ctx<'_>, recipient: ClientId) {
-    let away = {
-        let directory = ctx.shard.shared.directory();
-        directory
-            .user(recipient)
-            .and_then(|user| Some((user.nick.clone(), user.away.clone()?)))
-    };
+    let away = ctx
+        .shard
+        .network()
+        .user(recipient)
+        .and_then(|user| Some((user.nick.clone(), user.away.clone()?)));
     if let Some((nick, message)) = away {
         let reply = ctx.numeric(RPL_AWAY).arg(nick.as_str()).trailing(&message);
         ctx.reply(reply);

@@ -7,6 +7,7 @@
 mod channel;
 mod channel_ops;
 mod connection;
+mod errors;
 mod info;
 mod labels;
 mod messaging;
@@ -17,7 +18,7 @@ mod user;
 use crate::config::Config;
 use crate::proto::numeric::*;
 use crate::proto::{LineBuilder, Message};
-use crate::shard::Shard;
+use crate::shard::{Input, Shard};
 use crate::state::{Client, ClientId};
 use bytes::Bytes;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -138,9 +139,24 @@ static COMMANDS: &[Command] = &[
     command("STATS", 0, info::stats),
 ];
 
+/// Handles one framed unit of input from client `id`: the shard's
+/// [`LineHandler`](crate::shard::LineHandler).
+pub fn handle(shard: &mut Shard, id: ClientId, input: Input<'_>, now: Instant) {
+    match input {
+        Input::Line(line) => match Message::parse(line) {
+            Ok(message) => dispatch(shard, id, &message, now),
+            Err(error) => tracing::debug!(client = ?id, %error, "unparsable line ignored"),
+        },
+        Input::TooLong => input_too_long(shard, id, now),
+    }
+}
+
 /// Handles one parsed line from client `id`. A line with `@label=` from a client with
 /// `labeled-response` gets its replies labeled (see [`labels`]).
-pub fn dispatch(shard: &mut Shard, id: ClientId, message: &Message<'_>, now: Instant) {
+fn dispatch(shard: &mut Shard, id: ClientId, message: &Message<'_>, now: Instant) {
+    // Lines other shards' events owe this client go out before the mark, so they
+    // are not taken for replies to a labeled command.
+    shard.catch_up();
     let label = labels::requested(shard, id, message);
     let mark = label.map(|_| labels::mark(shard, id));
     run_command(Ctx { shard, id, now }, message);
@@ -196,7 +212,7 @@ fn not_registered(ctx: &mut Ctx<'_>) {
 }
 
 /// Answers a line that was over the length limits (it was discarded).
-pub fn input_too_long(shard: &mut Shard, id: ClientId, now: Instant) {
+fn input_too_long(shard: &mut Shard, id: ClientId, now: Instant) {
     let mut ctx = Ctx { shard, id, now };
     let reply = ctx
         .numeric(ERR_INPUTTOOLONG)

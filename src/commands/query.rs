@@ -1,22 +1,23 @@
 //! Questions about users, channels and the server: WHO (with WHOX), WHOIS, LIST,
-//! USERHOST, ISON, VERSION and TIME. Read-only: each takes what it needs from the
-//! directory under one lock, drops it, then formats the replies.
+//! USERHOST, ISON, VERSION and TIME. Read-only: each reads this shard's replica of
+//! the network state, so however large the answer, no other shard waits for it.
 
+use super::channel::{all_prefixes, highest_prefix};
 use super::registration::{send_isupport, VERSION};
 use super::{targets, Ctx};
+use crate::proto::caps::Cap;
 use crate::proto::mask::{has_wildcards, wildcard_match};
 use crate::proto::numeric::*;
 use crate::proto::time::human;
 use crate::proto::{Caseless, Message};
-use crate::state::caps::Cap;
-use crate::state::directory::{Directory, Membership, User};
+use crate::state::network::{Membership, Network, User};
 use crate::state::ClientId;
 use std::time::{Instant, SystemTime};
 
 /// Most nicknames answered by one WHOIS, USERHOST.
 const MAX_QUERY_TARGETS: usize = 5;
 
-/// One user as a WHO reply shows it, taken from the directory under its lock.
+/// One user as a WHO reply shows it.
 struct WhoRow {
     /// The channel column: the channel asked about, or `*` for a mask query.
     channel: String,
@@ -67,10 +68,13 @@ pub fn who(ctx: &mut Ctx<'_>, message: &Message<'_>) {
             Some((fields, token)) => (fields.to_owned(), token.to_owned()),
             None => (fields.to_owned(), String::new()),
         });
-    let rows = {
-        let directory = ctx.shard.shared.directory();
-        who_rows(&directory, ctx.id, &mask, status_prefix(ctx), ctx.now)
-    };
+    let rows = who_rows(
+        ctx.shard.network(),
+        ctx.id,
+        &mask,
+        status_prefix(ctx),
+        ctx.now,
+    );
     let server = ctx.config().server_name.clone();
     for row in rows {
         let reply = match &whox {
@@ -116,22 +120,21 @@ pub fn who(ctx: &mut Ctx<'_>, message: &Message<'_>) {
 
 /// The users `me` may see for a WHO query, sorted by nickname.
 fn who_rows(
-    directory: &Directory,
+    network: &Network,
     me: ClientId,
     mask: &str,
     status: fn(Membership) -> &'static str,
     now: Instant,
 ) -> Vec<WhoRow> {
-    let users = directory.users();
     let mut rows: Vec<WhoRow> = if mask.starts_with('#') {
-        let Some(channel) = directory.channel(mask) else {
+        let Some(channel) = network.channel(mask) else {
             return Vec::new();
         };
-        let is_member = channel.members.contains_key(&me);
+        let is_member = channel.members.contains(me);
         channel
             .members
             .iter()
-            .filter_map(|(id, membership)| Some((users.get(id)?, *membership)))
+            .filter_map(|(id, membership)| Some((network.user(id)?, membership)))
             .filter(|(user, _)| is_member || !user.invisible)
             .map(|(user, membership)| {
                 WhoRow::new(channel.name.as_str(), user, Some(membership), status, now)
@@ -140,8 +143,8 @@ fn who_rows(
     } else {
         let everyone = mask.is_empty() || mask == "0" || mask == "*";
         let wild = has_wildcards(mask.as_bytes());
-        users
-            .iter()
+        network
+            .users()
             .filter(|(_, user)| {
                 if everyone {
                     return true;
@@ -150,16 +153,16 @@ fn who_rows(
                     return user.nick == *Caseless::new(mask);
                 }
                 let pattern = mask.as_bytes();
-                let full = user.mask();
+                let full = user.source();
                 [user.nick.as_str(), &user.host, &user.realname, &full]
                     .iter()
                     .any(|field| wildcard_match(pattern, field.as_bytes()))
             })
-            .filter(|(&id, user)| {
+            .filter(|&(id, user)| {
                 !(everyone || wild)
                     || !user.invisible
                     || id == me
-                    || directory.share_a_channel(me, id)
+                    || network.share_a_channel(me, id)
             })
             .map(|(_, user)| WhoRow::new("*", user, None, status, now))
             .collect()
@@ -172,9 +175,9 @@ fn who_rows(
 /// else the highest.
 fn status_prefix(ctx: &Ctx<'_>) -> fn(Membership) -> &'static str {
     if ctx.client().caps.has(Cap::MultiPrefix) {
-        Membership::all_prefixes
+        all_prefixes
     } else {
-        Membership::prefix
+        highest_prefix
     }
 }
 
@@ -204,14 +207,14 @@ pub fn whois(ctx: &mut Ctx<'_>, message: &Message<'_>) {
 fn whois_one(ctx: &mut Ctx<'_>, nick: &str) {
     let status = status_prefix(ctx);
     let info = {
-        let directory = ctx.shard.shared.directory();
-        directory.user_by_nick(nick).map(|(id, user)| {
+        let network = ctx.shard.network();
+        network.user_by_nick(nick).map(|(id, user)| {
             let channels = user
                 .channels
                 .iter()
                 .filter_map(|name| {
-                    let channel = directory.channel(name.as_str())?;
-                    let prefix = status(*channel.members.get(&id)?);
+                    let channel = network.channel(name.as_str())?;
+                    let prefix = status(channel.members.get(id)?);
                     Some(format!("{prefix}{}", channel.name))
                 })
                 .collect::<Vec<_>>()
@@ -324,8 +327,8 @@ impl ListFilter {
 pub fn list(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let filter = ListFilter::parse(message.param(0).unwrap_or_default());
     let mut channels: Vec<(String, usize, Box<[u8]>)> = {
-        let directory = ctx.shard.shared.directory();
-        directory
+        ctx.shard
+            .network()
             .channels()
             .filter(|c| filter.accepts(c.name.as_str(), c.members.len()))
             .map(|c| {
@@ -356,13 +359,13 @@ pub fn list(ctx: &mut Ctx<'_>, message: &Message<'_>) {
 /// nick (`-` when away).
 pub fn userhost(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let replies: Vec<String> = {
-        let directory = ctx.shard.shared.directory();
+        let network = ctx.shard.network();
         message
             .params()
             .iter()
             .take(MAX_QUERY_TARGETS)
             .filter_map(|nick| {
-                let (_, user) = directory.user_by_nick(&String::from_utf8_lossy(nick))?;
+                let (_, user) = network.user_by_nick(&String::from_utf8_lossy(nick))?;
                 let presence = if user.away.is_some() { '-' } else { '+' };
                 Some(format!(
                     "{}={presence}{}@{}",
@@ -379,14 +382,14 @@ pub fn userhost(ctx: &mut Ctx<'_>, message: &Message<'_>) {
 /// that are online, spelled as registered.
 pub fn ison(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let online: Vec<String> = {
-        let directory = ctx.shard.shared.directory();
+        let network = ctx.shard.network();
         message
             .params()
             .iter()
             .flat_map(|param| param.split(|&b| b == b' '))
             .filter(|nick| !nick.is_empty())
             .filter_map(|nick| {
-                let (_, user) = directory.user_by_nick(&String::from_utf8_lossy(nick))?;
+                let (_, user) = network.user_by_nick(&String::from_utf8_lossy(nick))?;
                 Some(user.nick.to_string())
             })
             .collect()

@@ -1,14 +1,12 @@
 //! Registration and identity: CAP, PASS, NICK, USER, and the welcome burst.
 
 use super::{info, Ctx};
+use crate::proto::caps::{apply_request, Cap};
 use crate::proto::names::{is_valid_nick, sanitize_user, CHANNELLEN, NICKLEN};
 use crate::proto::numeric::*;
-use crate::proto::CaselessKey;
-use crate::proto::{LineBuilder, Message};
-use crate::shard::outgoing::Outgoing;
-use crate::state::caps::{apply_request, Cap};
+use crate::proto::Message;
 use crate::state::client::CloseReason;
-use crate::state::directory::User;
+use crate::state::network::{Event, Outcome};
 
 /// The server's version string, as shown in 002, 004 and VERSION.
 pub const VERSION: &str = concat!("ringchat-", env!("CARGO_PKG_VERSION"));
@@ -118,17 +116,11 @@ pub fn setname(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         ctx.reply(reply);
         return;
     }
-    let realname = String::from_utf8_lossy(realname).into_owned();
-    let audience = ctx.shard.shared.directory().set_realname(ctx.id, &realname);
-    let line = Outgoing::new(
-        LineBuilder::from_source(ctx.client().source(), "SETNAME")
-            .trailing(&realname)
-            .finish(),
-    )
-    .requiring(Cap::Setname);
-    ctx.shard.send_message(ctx.id, &mut line.clone());
-    ctx.shard
-        .deliver_to_channels(&audience.channels, audience.shards, line, Some(ctx.id));
+    let realname = String::from_utf8_lossy(realname);
+    ctx.shard.propose(Event::SetRealname {
+        client: ctx.id,
+        realname: realname.as_ref().into(),
+    });
 }
 
 /// Longest real name SETNAME accepts.
@@ -190,17 +182,11 @@ pub fn nick(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         change_nick(ctx, wanted);
         return;
     }
-    let previous = ctx
-        .client()
-        .registration
-        .as_ref()
-        .and_then(|r| r.nick.clone());
-    let reserved = ctx
-        .shard
-        .shared
-        .directory()
-        .reserve_nick(ctx.id, wanted, previous.as_deref());
-    if reserved.is_err() {
+    let claimed = ctx.shard.propose(Event::ClaimNick {
+        client: ctx.id,
+        nick: wanted.into(),
+    });
+    if claimed != Outcome::NickClaimed {
         nick_in_use(ctx, wanted);
         return;
     }
@@ -222,27 +208,25 @@ fn nick_in_use(ctx: &mut Ctx<'_>, wanted: &str) {
     ctx.reply(reply);
 }
 
-/// A registered client renames itself: everyone sharing a channel sees it once.
+/// A registered client renames itself: it and everyone sharing a channel with it
+/// see the NICK line once (rendered as the event is applied).
 fn change_nick(ctx: &mut Ctx<'_>, wanted: &str) {
     if ctx.client().nick() == wanted {
         return;
     }
-    let changed = ctx.shard.shared.directory().change_nick(ctx.id, wanted);
-    let Ok(audience) = changed else {
-        nick_in_use(ctx, wanted);
-        return;
-    };
-    let line = Outgoing::new(
-        LineBuilder::from_source(ctx.client().source(), "NICK")
-            .trailing(wanted)
-            .finish(),
-    );
-    if let Some(client) = ctx.shard.client_mut(ctx.id) {
-        client.rename(wanted);
+    let outcome = ctx.shard.propose(Event::ChangeNick {
+        client: ctx.id,
+        nick: wanted.into(),
+    });
+    match outcome {
+        Outcome::NickChanged { .. } => {
+            if let Some(client) = ctx.shard.client_mut(ctx.id) {
+                client.rename(wanted);
+            }
+        }
+        Outcome::Refused(_) => nick_in_use(ctx, wanted),
+        _ => {}
     }
-    ctx.shard.send_message(ctx.id, &mut line.clone());
-    ctx.shard
-        .deliver_to_channels(&audience.channels, audience.shards, line, Some(ctx.id));
 }
 
 /// `USER user mode unused :real name`.
@@ -287,20 +271,16 @@ fn try_complete_registration(ctx: &mut Ctx<'_>) {
         return;
     }
     let (nick, user, realname) = (nick.clone(), user.clone(), realname.clone());
-    let host = ctx.client().host.clone();
-    ctx.shard.shared.directory().register(
-        ctx.id,
-        User {
-            nick: CaselessKey::new(&nick),
-            user: format!("~{user}").into(),
-            host,
-            realname: realname.into(),
-            channels: Vec::new(),
-            away: None,
-            invisible: false,
-            activity: ctx.client().activity.clone(),
-        },
-    );
+    let outcome = ctx.shard.propose(Event::Register {
+        client: ctx.id,
+        user: format!("~{user}").into(),
+        host: ctx.client().host.clone(),
+        realname: realname.into(),
+        activity: ctx.client().activity.clone(),
+    });
+    if outcome != Outcome::Registered {
+        return;
+    }
     if let Some(client) = ctx.shard.client_mut(ctx.id) {
         client.registration = None;
         client.set_identity(&nick, &user);

@@ -3,8 +3,7 @@
 use super::{clip, Ctx, AWAYLEN};
 use crate::proto::numeric::*;
 use crate::proto::{LineBuilder, Message};
-use crate::shard::outgoing::Outgoing;
-use crate::state::caps::Cap;
+use crate::state::network::{Event, Outcome};
 
 /// `AWAY :message` marks the user away (306); `AWAY` or `AWAY :` marks it back (305).
 /// Members of shared channels with `away-notify` see an AWAY line, once each.
@@ -18,30 +17,21 @@ pub fn away(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         ctx.numeric(RPL_UNAWAY)
             .trailing("You are no longer marked as being away")
     };
-    let audience = {
-        let mut directory = ctx.shard.shared.directory();
-        directory.set_away(ctx.id, away.clone());
-        directory.audience(ctx.id)
-    };
+    ctx.shard.propose(Event::SetAway {
+        client: ctx.id,
+        message: away,
+    });
     ctx.reply(reply);
-    let mut line = LineBuilder::from_source(ctx.client().source(), "AWAY");
-    if let Some(away) = &away {
-        line = line.trailing(away);
-    }
-    let notice = Outgoing::new(line.finish()).requiring(Cap::AwayNotify);
-    ctx.shard
-        .deliver_to_channels(&audience.channels, audience.shards, notice, Some(ctx.id));
 }
 
 /// `MODE nick [+i|-i]`: 221 answers a query; a change is echoed as a MODE line to the
 /// user. Another user's modes are neither shown nor changed (502).
 pub fn user_mode(ctx: &mut Ctx<'_>, message: &Message<'_>, target: &str) {
-    let found = {
-        let directory = ctx.shard.shared.directory();
-        directory
-            .user_by_nick(target)
-            .map(|(id, user)| (id, user.invisible))
-    };
+    let found = ctx
+        .shard
+        .network()
+        .user_by_nick(target)
+        .map(|(id, user)| (id, user.invisible));
     let Some((owner, invisible)) = found else {
         let reply = ctx
             .numeric(ERR_NOSUCHNICK)
@@ -84,12 +74,11 @@ pub fn user_mode(ctx: &mut Ctx<'_>, message: &Message<'_>, target: &str) {
     let Some(invisible) = wanted else {
         return;
     };
-    if ctx
-        .shard
-        .shared
-        .directory()
-        .set_invisible(ctx.id, invisible)
-    {
+    let outcome = ctx.shard.propose(Event::SetInvisible {
+        client: ctx.id,
+        invisible,
+    });
+    if outcome == Outcome::InvisibleChanged(invisible) {
         let line = LineBuilder::from_source(ctx.client().source(), "MODE")
             .arg(ctx.client().nick())
             .arg(if invisible { "+i" } else { "-i" })

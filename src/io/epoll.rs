@@ -3,7 +3,8 @@
 //! tasks are the same code as on io_uring.
 
 use super::shutdown_listener;
-use super::{Listener, Stream, MAX_BATCH_LINES};
+use super::{Listener, Stream};
+use crate::state::outbox::MAX_BATCH_LINES;
 use bytes::Bytes;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;

@@ -3,7 +3,8 @@
 //! A driver provides a [`Listener`] and a [`Stream`] with owned-buffer operations
 //! (the io_uring shape; epoll adapts to it), and the tasks here run every shard the
 //! same way on either driver: an accept loop, a reader and a writer per connection, a
-//! bus receiver, a hand-off flusher and a housekeeping ticker. Only the socket calls
+//! pump (woken for hand-offs and log entries from other shards), a hand-off flusher
+//! and a housekeeping ticker. Only the socket calls
 //! differ, so a comparison between drivers measures the drivers.
 //!
 //! Per connection: one read in flight at all times (never abandoned: a dropped
@@ -14,6 +15,7 @@ pub mod epoll;
 pub mod uring;
 
 use crate::shard::Shard;
+use crate::state::outbox::MAX_BATCH_LINES;
 use crate::state::ClientId;
 use bytes::{Buf, Bytes};
 use std::cell::{Cell, RefCell};
@@ -21,12 +23,11 @@ use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn, Instrument};
 
-/// Most lines carried by one vectored write (the kernel allows 1024 iovecs).
-pub const MAX_BATCH_LINES: usize = 256;
 /// A connection's read buffer starts (and shrinks back to) this size: idle clients
 /// stay small.
 pub const READ_BUFFER_MIN: usize = 512;
@@ -79,26 +80,39 @@ pub async fn run_shard<L: Listener>(shard: Shard, listeners: Vec<L>) {
     tokio::task::spawn_local(flush_handoffs(shard.clone()));
     tokio::task::spawn_local(housekeeping(shard.clone()));
 
-    // The bus receiver runs here: it is also where shutdown arrives.
-    let mut inbox = Vec::new();
-    'running: loop {
-        shared.bus.receive(id, &mut inbox).await;
-        let mut shard = shard.borrow_mut();
-        for handoff in inbox.drain(..) {
-            if shard.apply(handoff) {
-                break 'running;
-            }
-        }
+    // The pump runs here: other shards' hand-offs and log entries wake it, and so
+    // does shutdown.
+    while !shared.shutting_down.load(Ordering::Acquire) {
+        shared.bus.woken(id).await;
+        shard.borrow_mut().pump();
     }
-    inbox.clear();
 
     info!(shard = id, "shutting down");
     stopping.set(true);
     for listener in &listeners {
         listener.close();
     }
-    shard.borrow_mut().begin_shutdown();
     let deadline = Instant::now() + shared.config.shutdown_timeout;
+    // Client input stopped with the shutdown flag. Deliver what was accepted before
+    // it: send this shard's hand-offs, wait until every shard has sent its own, then
+    // take in the last of theirs, and only then say goodbye.
+    {
+        let mut shard = shard.borrow_mut();
+        shard.pump();
+        shard.flush_handoffs();
+    }
+    shared.handoffs_sealed.fetch_add(1, Ordering::AcqRel);
+    while shared.handoffs_sealed.load(Ordering::Acquire) < shared.config.shards
+        && Instant::now() < deadline
+    {
+        shard.borrow_mut().flush_handoffs();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    {
+        let mut shard = shard.borrow_mut();
+        shard.pump();
+        shard.begin_shutdown();
+    }
     while shard.borrow().connection_count() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -248,7 +262,7 @@ async fn write_loop<S: Stream>(stream: Rc<S>, shard: Rc<RefCell<Shard>>, id: Cli
         {
             let mut shard = shard.borrow_mut();
             if batch.capacity() == 0 {
-                batch = shard.take_batch_vec();
+                batch = shard.batch_pool().take();
             }
             if let Some(client) = shard.client_mut(id) {
                 client.outbox.take_batch(&mut batch, MAX_BATCH_LINES);
@@ -265,7 +279,7 @@ async fn write_loop<S: Stream>(stream: Rc<S>, shard: Rc<RefCell<Shard>>, id: Cli
                 }
                 shard.note_written(written);
                 if batch.is_empty() {
-                    shard.return_batch_vec(std::mem::take(&mut batch));
+                    shard.batch_pool().give_back(std::mem::take(&mut batch));
                 }
             }
             Err(error) => {

@@ -14,7 +14,14 @@ pub struct LineBuilder {
 impl LineBuilder {
     /// Starts a line from `source` (a server name or `nick!user@host`).
     pub fn from_source(source: &str, command: &str) -> LineBuilder {
-        let mut buf = BytesMut::with_capacity(64 + source.len());
+        LineBuilder::sized(source, command, 64)
+    }
+
+    /// Starts a line from `source` with room for `rest` more bytes of parameters
+    /// (each with its separator), so a line whose parts are known is built in one
+    /// allocation, however long its text: the message hot path.
+    pub fn sized(source: &str, command: &str, rest: usize) -> LineBuilder {
+        let mut buf = BytesMut::with_capacity(source.len() + command.len() + rest + 4);
         buf.put_u8(b':');
         buf.put_slice(source.as_bytes());
         buf.put_u8(b' ');
@@ -72,6 +79,17 @@ mod tests {
             .trailing("Welcome to IRC")
             .finish();
         assert_eq!(&line[..], b":irc.test 001 alice :Welcome to IRC\r\n");
+    }
+
+    #[test]
+    fn a_sized_line_fits_its_first_buffer() {
+        let text = [b'x'; 400];
+        let line = LineBuilder::sized("a!~a@h", "PRIVMSG", 1 + 2 + 2 + text.len())
+            .arg("#c")
+            .trailing(text);
+        let capacity = line.buf.capacity();
+        let line = line.finish();
+        assert_eq!(line.len(), capacity, "no growth, no waste");
     }
 
     #[test]

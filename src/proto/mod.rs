@@ -1,8 +1,10 @@
-//! The IRC wire format: framing, parsing, serializing, names and numerics.
+//! The IRC wire format: framing, parsing, serializing (once per message, in the
+//! variants capabilities ask for), names, numerics and capabilities.
 //!
 //! Everything here is pure: no sockets, no runtime, no shared state. It is the part of
 //! the server that a hostile client talks to first, so it is table-tested on its own.
 
+pub mod caps;
 pub mod casemap;
 pub mod framing;
 pub mod line;
@@ -10,6 +12,7 @@ pub mod mask;
 pub mod message;
 pub mod names;
 pub mod numeric;
+pub mod outgoing;
 pub mod time;
 
 pub use casemap::{Caseless, CaselessKey};

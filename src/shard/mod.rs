@@ -1,33 +1,40 @@
-//! One core's share of the server: its clients, its index of local channel members,
+//! One core's share of the server: its clients, its replica of the network state,
 //! and the hand-offs it owes other shards.
 //!
 //! [`Shard`] is the sans-IO core (ARCHITECTURE.md invariant 7): drivers feed it
-//! accepted peers, received bytes, timer ticks and hand-offs, and drain each client's
-//! [`Outbox`](crate::state::Outbox). It never touches a socket or a runtime, so the same
-//! code runs under io_uring and epoll, and tests drive it with an injected clock.
+//! accepted peers, received bytes, timer ticks and wake-ups, and drain each client's
+//! [`Outbox`](crate::state::Outbox). It never touches a socket or a runtime, so the
+//! same code runs under io_uring and epoll, and tests drive it with an injected clock.
 //!
-//! Cost of a delivered channel message (the hot path, `PRIVMSG #c`): one directory lock
-//! to check the sender and read the shard set; one allocation to serialize the line
-//! into `Bytes`; per local recipient a reference-count increment and a queue push
-//! (no allocation: outboxes keep a small capacity), and at most one writer wake-up; per
-//! other shard with members one `Handoff` pushed to a batch that is flushed once per
-//! tick. The write itself is one `writev` per connection per tick, whatever the
-//! number of lines queued.
+//! Split by concern: this file is the connection lifecycle, input framing and flood
+//! control, and delivery; [`sync`] keeps the replica in step with the event log and
+//! exchanges hand-offs with other shards; [`notify`] tells local clients what an
+//! applied event changed.
+//!
+//! Cost of a delivered channel message (the hot path, `PRIVMSG #c`): two hash lookups
+//! in this shard's own replica (the channel, the sender's membership) to check and
+//! route, no lock; one allocation to serialize the line into `Bytes`; per local
+//! recipient a reference-count increment and a queue push (no allocation: outboxes
+//! keep a small capacity) and at most one writer wake-up; per other shard with
+//! members one hand-off pushed to a batch that is sent once per scheduler pass. The
+//! write itself is one `writev` per connection per pass, whatever the number of lines.
 
-pub mod handoff;
-pub mod outgoing;
+pub mod notify;
+pub mod sync;
 
 use crate::proto::framing::{Frame, LineLimits};
-use crate::proto::{Caseless, CaselessKey, LineBuilder, Message};
+use crate::proto::outgoing::Outgoing;
+use crate::proto::{CaselessKey, LineBuilder};
+use crate::state::bus::{Batch, Handoff, Links};
 use crate::state::client::{Client, CloseReason};
 use crate::state::flood::TokenBucket;
+use crate::state::log::LogReader;
+use crate::state::network::Network;
+use crate::state::outbox::BatchPool;
 use crate::state::shared::CounterSnapshot;
 use crate::state::slab::Slab;
-use crate::state::{ClientId, ShardSet, Shared};
+use crate::state::{ClientId, Shared};
 use bytes::Bytes;
-use handoff::Handoff;
-use outgoing::Outgoing;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -40,28 +47,49 @@ use tracing::{debug, info, warn};
 #[error("server is full")]
 pub struct ServerFull;
 
+/// What a shard hands a framed input line to: the command layer (`commands::handle`).
+/// Injected at construction so the core does not depend on the commands built on it
+/// (dependencies point one way: commands use the shard, never the reverse).
+pub type LineHandler = fn(&mut Shard, ClientId, Input<'_>, Instant);
+
+/// One framed unit of client input.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    /// A complete line, without its line ending.
+    Line(&'a [u8]),
+    /// A line over the length limits, already discarded (417).
+    TooLong,
+}
+
 /// One shard's state; see the module comment.
 pub struct Shard {
     /// This shard's number.
     pub id: u16,
     /// State shared with the other shards.
     pub shared: Arc<Shared>,
+    /// Handles framed input lines; see [`LineHandler`].
+    handle_line: LineHandler,
     /// Connections living on this shard.
     clients: Slab<Client>,
-    /// For each channel with members here, those members.
-    local_members: HashMap<CaselessKey, Vec<ClientId>>,
-    /// Hand-offs owed to each other shard, flushed once per tick.
-    outgoing: Vec<Vec<Handoff>>,
-    /// The task that flushes `outgoing`, parked while there is nothing to send.
+    /// This shard's replica of the network state, changed only by applying the log.
+    network: Network,
+    /// Where this shard is in the event log.
+    log: LogReader,
+    /// This shard's ends of the links to and from every other shard.
+    links: Links,
+    /// Hand-offs owed to each other shard, sent once per scheduler pass.
+    outgoing: Vec<Batch>,
+    /// Hand-offs received from each other shard and not yet handled.
+    inbound: Vec<Batch>,
+    /// The task that sends `outgoing`, parked while there is nothing to send.
     handoff_flusher: Option<Waker>,
-    /// Clients whose input waits for flood tokens.
+    /// Clients whose input waits for flood tokens or for a congested link.
     throttled: Vec<ClientId>,
     /// Clients to close once the current handler returns (a slow consumer found
     /// during a fan-out cannot be closed in the middle of it).
     doomed: Vec<(ClientId, CloseReason)>,
-    /// Spare write batches: a writer borrows one while it has lines to write, so idle
-    /// connections hold no batch (ARCHITECTURE.md invariant 9).
-    batch_pool: Vec<Vec<Bytes>>,
+    /// Spare write batches for writers.
+    batch_pool: BatchPool,
     /// Bumped per multi-channel fan-out so each client gets such a line once.
     stamp: u32,
     /// Local counts, published to `shared.counters` by [`Shard::publish_counters`].
@@ -69,22 +97,39 @@ pub struct Shard {
 }
 
 impl Shard {
-    /// An empty shard.
-    pub fn new(id: u16, shared: Arc<Shared>) -> Shard {
+    /// An empty shard. Each shard is built once: it takes its own log reader and
+    /// links from `shared`.
+    pub fn new(id: u16, shared: Arc<Shared>, handle_line: LineHandler) -> Shard {
         let shards = shared.config.shards;
+        let log = shared
+            .take_log_reader(id)
+            .expect("each shard is built once, with a log reader of its own");
+        let links = shared
+            .bus
+            .take_links(id)
+            .expect("each shard is built once, with links of its own");
         Shard {
             id,
-            shared,
+            handle_line,
             clients: Slab::default(),
-            local_members: HashMap::new(),
-            outgoing: (0..shards).map(|_| Vec::new()).collect(),
+            network: Network::new(shards),
+            log,
+            links,
+            outgoing: (0..shards).map(|_| Batch::new()).collect(),
+            inbound: (0..shards).map(|_| Batch::new()).collect(),
             handoff_flusher: None,
             throttled: Vec::new(),
             doomed: Vec::new(),
-            batch_pool: Vec::new(),
+            batch_pool: BatchPool::default(),
             stamp: 0,
             counts: CounterSnapshot::default(),
+            shared,
         }
+    }
+
+    /// This shard's replica of the network state, for reading.
+    pub fn network(&self) -> &Network {
+        &self.network
     }
 
     // ---- driver-facing lifecycle ---------------------------------------------------
@@ -110,8 +155,12 @@ impl Shard {
         Ok(ClientId { shard, slot })
     }
 
-    /// Feeds bytes read from a client's socket.
+    /// Feeds bytes read from a client's socket. Once shutdown has begun, input is no
+    /// longer accepted: what a client sends after that is not acted on.
     pub fn receive(&mut self, id: ClientId, data: &[u8], now: Instant) {
+        if self.shared.shutting_down.load(Ordering::Acquire) {
+            return;
+        }
         let Some(client) = live(&mut self.clients, id) else {
             return;
         };
@@ -182,29 +231,23 @@ impl Shard {
         self.counts.bytes_out += bytes as u64;
     }
 
-    /// Lends a writer an empty batch vector.
-    pub fn take_batch_vec(&mut self) -> Vec<Bytes> {
-        self.batch_pool
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(crate::io::MAX_BATCH_LINES))
-    }
-
-    /// Takes back an empty batch vector (keeping at most a few spare).
-    pub fn return_batch_vec(&mut self, batch: Vec<Bytes>) {
-        if batch.is_empty() && self.batch_pool.len() < MAX_SPARE_BATCHES {
-            self.batch_pool.push(batch);
-        }
+    /// The shard's pool of write batches, for its writers.
+    pub fn batch_pool(&mut self) -> &mut BatchPool {
+        &mut self.batch_pool
     }
 
     // ---- timers --------------------------------------------------------------------
 
-    /// Whether some client waits for flood tokens (the driver then ticks often).
+    /// Whether some client's input waits (the driver then ticks often).
     pub fn has_throttled(&self) -> bool {
         !self.throttled.is_empty()
     }
 
-    /// Lets throttled clients' waiting lines through as tokens allow.
+    /// Lets waiting input through as flood tokens and link room allow.
     pub fn resume_throttled(&mut self, now: Instant) {
+        if self.links_congested() {
+            return;
+        }
         for id in std::mem::take(&mut self.throttled) {
             let Some(client) = self.clients.get_mut(id.slot) else {
                 continue;
@@ -236,7 +279,7 @@ impl Shard {
             } else if !client.ping_sent && quiet >= config.ping_interval {
                 client.ping_sent = true;
                 if client.outbox.push(ping.clone(), config.sendq).is_err() {
-                    expired.push((client.id, CloseReason::Server("SendQ exceeded")));
+                    expired.push((client.id, CloseReason::Server(SENDQ_EXCEEDED)));
                 }
             }
         }
@@ -255,56 +298,12 @@ impl Shard {
     // ---- shutdown ------------------------------------------------------------------
 
     /// Tells every client the server is going away and closes them (no QUITs are
-    /// relayed: everyone is leaving).
+    /// relayed: everyone is leaving, so the network state is left as it is).
     pub fn begin_shutdown(&mut self) {
         let ids: Vec<ClientId> = self.clients.iter().map(|c| c.id).collect();
         for id in ids {
             self.close_quietly(id, "Server shutting down");
         }
-    }
-
-    // ---- cross-shard ---------------------------------------------------------------
-
-    /// Whether hand-offs wait to be flushed.
-    pub fn has_outgoing(&self) -> bool {
-        self.outgoing.iter().any(|batch| !batch.is_empty())
-    }
-
-    /// Parks the hand-off flusher until something is owed to another shard.
-    pub fn park_handoff_flusher(&mut self, waker: &Waker) {
-        self.handoff_flusher = Some(waker.clone());
-    }
-
-    /// Sends each pending batch to its shard: one lock and one wake-up per shard.
-    pub fn flush_handoffs(&mut self) {
-        for (shard, batch) in self.outgoing.iter_mut().enumerate() {
-            if !batch.is_empty() {
-                self.shared.bus.send_batch(shard as u16, batch);
-            }
-        }
-    }
-
-    /// Applies a hand-off from another shard. Returns `true` for [`Handoff::Shutdown`].
-    pub fn apply(&mut self, handoff: Handoff) -> bool {
-        match handoff {
-            Handoff::Channel {
-                channel,
-                mut message,
-                except,
-            } => self.deliver_local(Caseless::new(channel.as_str()), &mut message, except),
-            Handoff::Channels {
-                channels,
-                mut message,
-                except,
-            } => self.deliver_local_once(&channels, &mut message, except),
-            Handoff::Client { to, mut message } => self.send_message(to, &mut message),
-            Handoff::RemoveMember { channel, member } => {
-                self.remove_local_member(Caseless::new(channel.as_str()), member)
-            }
-            Handoff::Shutdown => return true,
-        }
-        self.close_doomed();
-        false
     }
 
     // ---- delivery (handler-facing) -------------------------------------------------
@@ -324,12 +323,14 @@ impl Shard {
 
     /// Queues `message` for local client `id` in the variant its capabilities ask for.
     pub fn send_message(&mut self, id: ClientId, message: &mut Outgoing) {
-        let Some(caps) = self.clients.get(id.slot).map(|c| c.caps) else {
-            return;
-        };
-        if let Some(line) = message.for_recipient(caps) {
-            self.send(id, line);
-        }
+        deliver_one(
+            &mut self.clients,
+            &mut self.doomed,
+            &mut self.counts,
+            self.shared.config.sendq,
+            id,
+            message,
+        );
     }
 
     /// Queues `message` for `id`, wherever it lives.
@@ -341,38 +342,21 @@ impl Shard {
         }
     }
 
-    /// Delivers `message` to every member of `channel` except `except`: local members
-    /// now, other shards through one hand-off each.
+    /// Delivers a channel message to every member of `channel` but `except` (the
+    /// message hot path): local members now, straight from this shard's replica;
+    /// each other shard with members through one hand-off, which that shard fans out
+    /// to its own members.
     pub fn deliver_to_channel(
         &mut self,
-        channel: &Caseless,
-        shards: ShardSet,
-        message: Outgoing,
-        except: Option<ClientId>,
-    ) {
-        let me = self.id;
-        if shards.iter().any(|s| s != me) {
-            self.deliver_to_channel_key(
-                &CaselessKey::new(channel.as_str()),
-                shards,
-                message,
-                except,
-            );
-        } else {
-            self.deliver_local(channel, &mut { message }, except);
-        }
-    }
-
-    /// [`Shard::deliver_to_channel`] for a caller that holds the channel's key (the
-    /// message hot path): the hand-offs share it instead of allocating a copy.
-    pub fn deliver_to_channel_key(
-        &mut self,
         channel: &CaselessKey,
-        shards: ShardSet,
         mut message: Outgoing,
         except: Option<ClientId>,
     ) {
-        self.deliver_local(Caseless::new(channel.as_str()), &mut message, except);
+        self.deliver_to_local_members(channel.as_str(), &mut message, except);
+        let shards = match self.network.channel(channel.as_str()) {
+            Some(found) => found.members.shards(),
+            None => return,
+        };
         let me = self.id;
         for shard in shards.iter().filter(|&s| s != me) {
             self.hand_off(
@@ -386,153 +370,17 @@ impl Shard {
         }
     }
 
-    /// Delivers `message` once to each member of any of `channels` except `except`.
-    pub fn deliver_to_channels(
+    /// Delivers `message` to this shard's members of `channel` but `except`.
+    fn deliver_to_local_members(
         &mut self,
-        channels: &[CaselessKey],
-        shards: ShardSet,
-        mut message: Outgoing,
-        except: Option<ClientId>,
-    ) {
-        self.deliver_local_once(channels, &mut message, except);
-        let me = self.id;
-        let remote: Vec<u16> = shards.iter().filter(|&s| s != me).collect();
-        if remote.is_empty() {
-            return;
-        }
-        let channels: Box<[CaselessKey]> = channels.into();
-        for shard in remote {
-            self.hand_off(
-                shard,
-                Handoff::Channels {
-                    channels: channels.clone(),
-                    message: message.clone(),
-                    except,
-                },
-            );
-        }
-    }
-
-    /// Records that local client `id` is now a member of `channel`.
-    pub fn add_local_member(&mut self, channel: &CaselessKey, id: ClientId) {
-        self.local_members
-            .entry(channel.clone())
-            .or_default()
-            .push(id);
-    }
-
-    /// Records that local client `id` left `channel`.
-    pub fn remove_local_member(&mut self, channel: &Caseless, id: ClientId) {
-        if let Some(members) = self.local_members.get_mut(channel) {
-            members.retain(|&member| member != id);
-            if members.is_empty() {
-                self.local_members.remove(channel);
-            }
-        }
-    }
-
-    /// Forgets `member`'s membership of `channel` in its own shard's index, wherever
-    /// it lives (KICK removes someone else). For a remote member the hand-off follows
-    /// any line already handed to that shard, so the member still sees the KICK.
-    pub fn remove_member_anywhere(&mut self, channel: &CaselessKey, member: ClientId) {
-        if member.shard == self.id {
-            self.remove_local_member(Caseless::new(channel.as_str()), member);
-        } else {
-            self.hand_off(
-                member.shard,
-                Handoff::RemoveMember {
-                    channel: channel.clone(),
-                    member,
-                },
-            );
-        }
-    }
-
-    /// Closes a client: relays its QUIT, queues the final ERROR, and lets the writer
-    /// flush and shut the socket.
-    pub fn close(&mut self, id: ClientId, reason: CloseReason) {
-        let Some(client) = live(&mut self.clients, id) else {
-            return;
-        };
-        let text = match &reason {
-            CloseReason::Quit(message) => format!("Quit: {message}"),
-            CloseReason::ConnectionClosed => "Connection closed".to_owned(),
-            CloseReason::Server(why) => (*why).to_owned(),
-        };
-        if client.is_registered() {
-            let quit = Outgoing::new(
-                LineBuilder::from_source(client.source(), "QUIT")
-                    .trailing(&text)
-                    .finish(),
-            );
-            let audience = self.shared.directory().remove_user(id);
-            for channel in &audience.channels {
-                self.remove_local_member(Caseless::new(channel.as_str()), id);
-            }
-            if matches!(reason, CloseReason::Quit(_)) {
-                self.send_message(id, &mut quit.clone());
-            }
-            self.deliver_to_channels(&audience.channels, audience.shards, quit, Some(id));
-        }
-        match &reason {
-            CloseReason::Server(why) => warn!(client = ?id, reason = why, "disconnecting client"),
-            _ => debug!(client = ?id, reason = %text, "client leaving"),
-        }
-        if reason == CloseReason::Server(SENDQ_EXCEEDED) {
-            self.counts.sendq_disconnects += 1;
-        } else if reason == CloseReason::Server(EXCESS_FLOOD) {
-            self.counts.flood_disconnects += 1;
-        }
-        self.close_quietly(id, &text);
-    }
-
-    /// Ends a connection without relaying anything: releases a registering client's
-    /// nickname, queues `ERROR`, and wakes the writer to flush and shut down.
-    fn close_quietly(&mut self, id: ClientId, why: &str) {
-        let Some(client) = live(&mut self.clients, id) else {
-            return;
-        };
-        client.closing = true;
-        client.throttled = false;
-        client.input = Vec::new();
-        if let Some(nick) = client.registration.as_ref().and_then(|r| r.nick.as_deref()) {
-            self.shared.directory().release_nick(id, nick);
-        } else if client.is_registered() {
-            self.shared.directory().remove_user(id);
-        }
-        let error = LineBuilder::sourceless("ERROR")
-            .trailing(format!("Closing Link: {} ({why})", client.host))
-            .finish();
-        if why == SENDQ_EXCEEDED {
-            client.outbox.discard_queued();
-        }
-        // The final ERROR goes out even past the sendq: it is the last line.
-        let _ = client.outbox.push(error, usize::MAX);
-        client.outbox.wake_writer();
-    }
-
-    // ---- internals -----------------------------------------------------------------
-
-    fn hand_off(&mut self, shard: u16, handoff: Handoff) {
-        let Some(batch) = self.outgoing.get_mut(shard as usize) else {
-            return;
-        };
-        batch.push(handoff);
-        if let Some(flusher) = self.handoff_flusher.take() {
-            flusher.wake();
-        }
-    }
-
-    fn deliver_local(
-        &mut self,
-        channel: &Caseless,
+        channel: &str,
         message: &mut Outgoing,
         except: Option<ClientId>,
     ) {
-        let Some(members) = self.local_members.get(channel) else {
+        let Some(channel) = self.network.channel(channel) else {
             return;
         };
-        for &member in members {
+        for member in channel.members.on_shard(self.id) {
             if Some(member) != except {
                 deliver_one(
                     &mut self.clients,
@@ -546,7 +394,9 @@ impl Shard {
         }
     }
 
-    fn deliver_local_once(
+    /// Delivers `message` once to each of this shard's members of any of `channels`
+    /// but `except` (QUIT, NICK, AWAY: one line however many channels are shared).
+    fn deliver_to_local_members_once(
         &mut self,
         channels: &[CaselessKey],
         message: &mut Outgoing,
@@ -555,10 +405,10 @@ impl Shard {
         self.stamp = self.stamp.wrapping_add(1);
         let stamp = self.stamp;
         for channel in channels {
-            let Some(members) = self.local_members.get(Caseless::new(channel.as_str())) else {
+            let Some(channel) = self.network.channel(channel.as_str()) else {
                 continue;
             };
-            for &member in members {
+            for member in channel.members.on_shard(self.id) {
                 if Some(member) == except {
                     continue;
                 }
@@ -581,12 +431,82 @@ impl Shard {
         }
     }
 
+    /// Closes a client: a registered user leaves the network (every shard relays its
+    /// QUIT to the members who shared a channel with it, once each), the final ERROR
+    /// is queued, and the writer flushes and shuts the socket.
+    pub fn close(&mut self, id: ClientId, reason: CloseReason) {
+        let Some(client) = live(&mut self.clients, id) else {
+            return;
+        };
+        let text = match &reason {
+            CloseReason::Quit(message) => format!("Quit: {message}"),
+            CloseReason::ConnectionClosed => "Connection closed".to_owned(),
+            CloseReason::Server(why) => (*why).to_owned(),
+        };
+        client.closing = true;
+        if client.is_registered() {
+            if matches!(reason, CloseReason::Quit(_)) {
+                let quit = LineBuilder::from_source(client.source(), "QUIT")
+                    .trailing(&text)
+                    .finish();
+                let _ = client.outbox.push(quit, usize::MAX);
+            }
+            self.propose(crate::state::network::Event::Quit {
+                client: id,
+                reason: text.as_str().into(),
+            });
+        } else if client
+            .registration
+            .as_ref()
+            .is_some_and(|r| r.nick.is_some())
+        {
+            self.propose(crate::state::network::Event::ReleaseNick { client: id });
+        }
+        match &reason {
+            CloseReason::Server(why) => warn!(client = ?id, reason = why, "disconnecting client"),
+            _ => debug!(client = ?id, reason = %text, "client leaving"),
+        }
+        if reason == CloseReason::Server(SENDQ_EXCEEDED) {
+            self.counts.sendq_disconnects += 1;
+        } else if reason == CloseReason::Server(EXCESS_FLOOD) {
+            self.counts.flood_disconnects += 1;
+        }
+        self.close_quietly(id, &text);
+    }
+
+    /// Ends a connection without telling the network: queues `ERROR`, and wakes the
+    /// writer to flush and shut down.
+    fn close_quietly(&mut self, id: ClientId, why: &str) {
+        let Some(client) = self.clients.get_mut(id.slot) else {
+            return;
+        };
+        if client.outbox.is_finished() {
+            return;
+        }
+        client.closing = true;
+        client.throttled = false;
+        client.input = Vec::new();
+        let error = LineBuilder::sourceless("ERROR")
+            .trailing(format!("Closing Link: {} ({why})", client.host))
+            .finish();
+        if why == SENDQ_EXCEEDED {
+            client.outbox.discard_queued();
+        }
+        client.outbox.finish(error);
+    }
+
+    // ---- input ---------------------------------------------------------------------
+
     /// Frames and handles lines from `data` while flood tokens last; returns how many
     /// bytes were consumed (the rest waits in the client's input).
     fn process_lines(&mut self, id: ClientId, data: &[u8], now: Instant) -> usize {
         let policy = self.shared.config.flood_policy();
         let mut at = 0;
         loop {
+            if self.links_congested() {
+                self.throttle(id);
+                return at;
+            }
             let Some(client) = live(&mut self.clients, id) else {
                 return data.len();
             };
@@ -596,19 +516,28 @@ impl Shard {
             match frame {
                 Frame::Line(line) => {
                     if !client.flood.try_take(policy, now) {
-                        client.throttled = true;
-                        self.throttled.push(id);
+                        self.throttle(id);
                         return at;
                     }
                     at += used;
                     self.counts.lines_in += 1;
-                    self.handle_line(id, line, now);
+                    (self.handle_line)(self, id, Input::Line(line), now);
                 }
                 Frame::TooLong => {
                     at += used;
-                    crate::commands::input_too_long(self, id, now);
+                    (self.handle_line)(self, id, Input::TooLong, now);
                 }
                 Frame::Nul | Frame::Skipped => at += used,
+            }
+        }
+    }
+
+    /// Marks `id`'s input as waiting; the housekeeping tick resumes it.
+    fn throttle(&mut self, id: ClientId) {
+        if let Some(client) = self.clients.get_mut(id.slot) {
+            if !client.throttled {
+                client.throttled = true;
+                self.throttled.push(id);
             }
         }
     }
@@ -640,13 +569,6 @@ impl Shard {
         }
     }
 
-    fn handle_line(&mut self, id: ClientId, line: &[u8], now: Instant) {
-        match Message::parse(line) {
-            Ok(message) => crate::commands::dispatch(self, id, &message, now),
-            Err(error) => debug!(client = ?id, %error, "unparsable line ignored"),
-        }
-    }
-
     fn close_doomed(&mut self) {
         while let Some((id, reason)) = self.doomed.pop() {
             self.close(id, reason);
@@ -660,13 +582,11 @@ impl Shard {
             connections = self.clients.len(),
             accepted = self.counts.accepted,
             deliveries = self.counts.deliveries,
+            events_applied = self.counts.events_applied,
             "shard stopping"
         );
     }
 }
-
-/// Spare write batches a shard keeps (each 256 × 32 bytes).
-const MAX_SPARE_BATCHES: usize = 64;
 
 /// The QUIT reason of a slow consumer.
 pub const SENDQ_EXCEEDED: &str = "SendQ exceeded";
@@ -680,7 +600,7 @@ fn live(clients: &mut Slab<Client>, id: ClientId) -> Option<&mut Client> {
 }
 
 /// Queues the variant of `message` that a client's capabilities ask for; a free
-/// function so fan-out loops can borrow the member index and the client slab at once.
+/// function so fan-out loops can borrow the replica and the client slab at once.
 fn deliver_one(
     clients: &mut Slab<Client>,
     doomed: &mut Vec<(ClientId, CloseReason)>,

@@ -1,11 +1,11 @@
 //! One connection's shard-local state: everything the message path needs about a
 //! client, in one compact struct (ARCHITECTURE.md invariant 9).
 
-use super::caps::Caps;
-use super::directory::Activity;
 use super::flood::TokenBucket;
+use super::network::Activity;
 use super::outbox::Outbox;
 use super::slab::SlotKey;
+use crate::proto::caps::Caps;
 use crate::proto::framing::Framer;
 use crate::proto::time::unix_seconds;
 use std::net::IpAddr;

@@ -20,6 +20,35 @@ use std::task::Waker;
 /// small enough (4 × 32 bytes) that idle connections stay cheap.
 pub const IDLE_CAPACITY: usize = 4;
 
+/// Most lines carried by one vectored write (the kernel allows 1024 iovecs).
+pub const MAX_BATCH_LINES: usize = 256;
+/// Spare write batches a shard keeps (each 256 × 32 bytes).
+const MAX_SPARE_BATCHES: usize = 64;
+
+/// Spare write batches: a writer borrows one while it has lines to write and gives it
+/// back once everything is written, so idle connections hold no batch
+/// (ARCHITECTURE.md invariant 9). One pool per shard.
+#[derive(Debug, Default)]
+pub struct BatchPool {
+    spare: Vec<Vec<Bytes>>,
+}
+
+impl BatchPool {
+    /// An empty batch with room for [`MAX_BATCH_LINES`] lines.
+    pub fn take(&mut self) -> Vec<Bytes> {
+        self.spare
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(MAX_BATCH_LINES))
+    }
+
+    /// Takes back an empty batch, keeping at most a few spare.
+    pub fn give_back(&mut self, batch: Vec<Bytes>) {
+        if batch.is_empty() && self.spare.len() < MAX_SPARE_BATCHES {
+            self.spare.push(batch);
+        }
+    }
+}
+
 /// The queue would pass the client's sendq: the client is a slow consumer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("SendQ exceeded")]
@@ -33,6 +62,8 @@ pub struct Outbox {
     unwritten: usize,
     /// The writer task, parked until there is something to write.
     writer: Option<Waker>,
+    /// The last line (the final ERROR) is queued: the connection is closing.
+    finished: bool,
 }
 
 impl Outbox {
@@ -47,6 +78,22 @@ impl Outbox {
             writer.wake();
         }
         Ok(())
+    }
+
+    /// Queues the connection's last line (the final `ERROR`), even past the sendq, and
+    /// wakes the writer to flush and shut the socket. Only the first call counts.
+    pub fn finish(&mut self, last: Bytes) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
+        self.unwritten += last.len();
+        self.queue.push_back(last);
+        self.wake_writer();
+    }
+
+    /// Whether the last line has been queued.
+    pub fn is_finished(&self) -> bool {
+        self.finished
     }
 
     /// Moves up to `max_lines` queued lines to the end of `batch` for one vectored write.

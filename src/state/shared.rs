@@ -1,12 +1,14 @@
-//! What every shard shares: the configuration, the directory behind its lock, the
-//! cross-shard bus and the published counters. Created once by the server, handed to
-//! each shard as an `Arc`, dropped when the last shard thread ends.
+//! What every shard shares: the configuration, the event log (the one order of
+//! network-state changes), the cross-shard bus and the published counters. Created
+//! once by the server, handed to each shard as an `Arc`, dropped when the last shard
+//! thread ends. Nothing here is locked on the message path: the log's appends are the
+//! only lock, and only state changes take it.
 
-use super::directory::Directory;
+use super::bus::Bus;
+use super::log::{EventLog, LogReader};
 use crate::config::Config;
-use crate::shard::handoff::Bus;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::SystemTime;
 
 /// Declares the per-shard counters once: the plain snapshot a shard counts into
@@ -67,6 +69,14 @@ counters! {
     sendq_disconnects,
     /// Clients dropped for flooding.
     flood_disconnects,
+    /// Events this shard proposed (appends to the event log: the only lock on network
+    /// state, never taken by a channel message).
+    events_proposed,
+    /// Events this shard applied to its replica (every shard applies every event).
+    events_applied,
+    /// Hand-off batches sent to other shards: the cross-core synchronizations of the
+    /// message path, at most one per destination per scheduler pass.
+    handoff_batches,
 }
 
 /// State shared by all shards; see the module comment.
@@ -74,16 +84,22 @@ counters! {
 pub struct Shared {
     /// The configuration the server started with.
     pub config: Config,
-    /// Nicknames, users, channels. Never held across an `.await`.
-    directory: Mutex<Directory>,
-    /// Cross-shard hand-offs.
+    /// The total order of network-state changes; every shard applies it to its own
+    /// replica.
+    pub log: EventLog,
+    /// Each shard's reader of the log, taken once by the shard when it is built.
+    log_readers: Mutex<Vec<Option<LogReader>>>,
+    /// Cross-shard hand-offs and wake-ups.
     pub bus: Bus,
     /// One set of counters per shard.
     pub counters: Vec<ShardCounters>,
     /// Open connections on all shards, for `--max-clients`.
     pub connections: AtomicUsize,
-    /// Set once shutdown has begun: shards stop accepting.
+    /// Set once shutdown has begun: shards stop accepting connections and input.
     pub shutting_down: AtomicBool,
+    /// Shards that have sent every hand-off they will ever send (shutdown): once all
+    /// have, each shard takes in the last of them before closing its clients.
+    pub handoffs_sealed: AtomicUsize,
     /// For RPL_CREATED.
     pub started: SystemTime,
 }
@@ -92,23 +108,27 @@ impl Shared {
     /// Shared state for a server of `config.shards` shards.
     pub fn new(config: Config) -> Shared {
         let shards = config.shards;
+        let (log, readers) = EventLog::new(shards);
         Shared {
-            directory: Mutex::new(Directory::new(shards)),
+            log,
+            log_readers: Mutex::new(readers.into_iter().map(Some).collect()),
             bus: Bus::new(shards),
             counters: (0..shards).map(|_| ShardCounters::default()).collect(),
             connections: AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),
+            handoffs_sealed: AtomicUsize::new(0),
             started: SystemTime::now(),
             config,
         }
     }
 
-    /// Locks the directory. A panic elsewhere while it was held leaves it usable: the
-    /// directory's methods keep it consistent at every return.
-    pub fn directory(&self) -> MutexGuard<'_, Directory> {
-        self.directory
+    /// Shard `shard`'s reader of the event log; `None` if it was taken already.
+    pub fn take_log_reader(&self, shard: u16) -> Option<LogReader> {
+        self.log_readers
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get_mut(shard as usize)?
+            .take()
     }
 
     /// The sum of every shard's last published counters.

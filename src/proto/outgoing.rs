@@ -6,8 +6,8 @@
 //! first time a recipient needs it (one allocation and one copy of the line) and then
 //! shared by reference, on this shard and, through a hand-off clone, on the others.
 
+use crate::proto::caps::{Cap, Caps};
 use crate::proto::time::server_time;
-use crate::state::caps::{Cap, Caps};
 use bytes::{BufMut, Bytes, BytesMut};
 use std::time::SystemTime;
 

@@ -1,0 +1,193 @@
+//! What a shard tells its own clients when it applies an event: the JOIN, PART, KICK,
+//! QUIT, NICK, TOPIC, MODE, INVITE, AWAY and SETNAME lines that members see.
+//!
+//! Every shard renders every event for its local clients only, straight from its
+//! replica, so a state change costs no hand-off and each client hears of it exactly
+//! once, in log order. Replies meant only for the client that caused the event
+//! (numerics, the welcome burst, NAMES after JOIN) are the command handler's, from
+//! the outcome that [`Shard::propose`] returns.
+
+use super::Shard;
+use crate::proto::caps::Cap;
+use crate::proto::outgoing::Outgoing;
+use crate::proto::LineBuilder;
+use crate::state::network::{Event, Outcome, Sequenced};
+use crate::state::ClientId;
+
+impl Shard {
+    /// Renders `outcome` of the applied `entry` for this shard's clients.
+    pub(super) fn notify(&mut self, entry: &Sequenced, outcome: &Outcome) {
+        match (&entry.event, outcome) {
+            (Event::ChangeNick { client, nick }, Outcome::NickChanged { old_source }) => {
+                let line = LineBuilder::from_source(old_source, "NICK")
+                    .trailing(&**nick)
+                    .finish();
+                self.tell_user_and_peers(*client, Outgoing::new(line));
+            }
+            (Event::Join { client, .. }, Outcome::Joined { channel }) => {
+                let Some(source) = self.source_of(*client) else {
+                    return;
+                };
+                let line = LineBuilder::from_source(&source, "JOIN")
+                    .arg(channel.as_str())
+                    .finish();
+                self.deliver_to_local_members(channel.as_str(), &mut Outgoing::new(line), None);
+            }
+            (Event::Part { client, reason, .. }, Outcome::Parted { channel }) => {
+                let Some(source) = self.source_of(*client) else {
+                    return;
+                };
+                let mut line = LineBuilder::from_source(&source, "PART").arg(channel.as_str());
+                if let Some(reason) = reason {
+                    line = line.trailing(&**reason);
+                }
+                let mut message = Outgoing::new(line.finish());
+                self.deliver_to_local_members(channel.as_str(), &mut message, None);
+                self.tell_if_local(*client, &mut message);
+            }
+            (
+                Event::Kick { client, reason, .. },
+                Outcome::Kicked {
+                    channel,
+                    member,
+                    nick,
+                },
+            ) => {
+                let Some(source) = self.source_of(*client) else {
+                    return;
+                };
+                let line = LineBuilder::from_source(&source, "KICK")
+                    .arg(channel.as_str())
+                    .arg(nick.as_str())
+                    .trailing(&**reason)
+                    .finish();
+                let mut message = Outgoing::new(line);
+                self.deliver_to_local_members(channel.as_str(), &mut message, None);
+                self.tell_if_local(*member, &mut message);
+            }
+            (Event::Quit { client, reason }, Outcome::Quit { user }) => {
+                let line = LineBuilder::from_source(&user.source(), "QUIT")
+                    .trailing(&**reason)
+                    .finish();
+                self.deliver_to_local_members_once(
+                    &user.channels,
+                    &mut Outgoing::new(line),
+                    Some(*client),
+                );
+            }
+            (Event::SetTopic { client, text, .. }, Outcome::TopicChanged { channel }) => {
+                let Some(source) = self.source_of(*client) else {
+                    return;
+                };
+                let line = LineBuilder::from_source(&source, "TOPIC")
+                    .arg(channel.as_str())
+                    .trailing(&**text)
+                    .finish();
+                self.deliver_to_local_members(channel.as_str(), &mut Outgoing::new(line), None);
+            }
+            (
+                Event::Invite { client, .. },
+                Outcome::Invited {
+                    member,
+                    nick,
+                    channel,
+                    ..
+                },
+            ) => {
+                if member.shard != self.id {
+                    return;
+                }
+                let Some(source) = self.source_of(*client) else {
+                    return;
+                };
+                let line = LineBuilder::from_source(&source, "INVITE")
+                    .arg(nick.as_str())
+                    .arg(channel.as_str())
+                    .finish();
+                self.send(*member, line);
+            }
+            (
+                Event::ChangeModes { client, .. },
+                Outcome::ModesChanged {
+                    channel, applied, ..
+                },
+            ) if !applied.is_empty() => {
+                let Some(source) = self.source_of(*client) else {
+                    return;
+                };
+                let mut modestring = String::new();
+                let mut sign = None;
+                let mut params = Vec::new();
+                for change in applied {
+                    if sign != Some(change.is_add()) {
+                        sign = Some(change.is_add());
+                        modestring.push(if change.is_add() { '+' } else { '-' });
+                    }
+                    modestring.push(change.letter());
+                    params.extend(change.param());
+                }
+                let line = params.iter().fold(
+                    LineBuilder::from_source(&source, "MODE")
+                        .arg(channel.as_str())
+                        .arg(&modestring),
+                    |line, param| line.arg(param),
+                );
+                self.deliver_to_local_members(
+                    channel.as_str(),
+                    &mut Outgoing::new(line.finish()),
+                    None,
+                );
+            }
+            (Event::SetAway { client, message }, Outcome::AwayChanged) => {
+                let Some(source) = self.source_of(*client) else {
+                    return;
+                };
+                let mut line = LineBuilder::from_source(&source, "AWAY");
+                if let Some(message) = message {
+                    line = line.trailing(&**message);
+                }
+                let mut notice = Outgoing::new(line.finish()).requiring(Cap::AwayNotify);
+                let channels = self.channels_of(*client);
+                self.deliver_to_local_members_once(&channels, &mut notice, Some(*client));
+            }
+            (Event::SetRealname { client, realname }, Outcome::RealnameChanged) => {
+                let Some(source) = self.source_of(*client) else {
+                    return;
+                };
+                let line = LineBuilder::from_source(&source, "SETNAME")
+                    .trailing(&**realname)
+                    .finish();
+                self.tell_user_and_peers(*client, Outgoing::new(line).requiring(Cap::Setname));
+            }
+            _ => {}
+        }
+    }
+
+    /// `nick!~user@host` of a registered user, from the replica.
+    fn source_of(&self, id: ClientId) -> Option<String> {
+        self.network.user(id).map(|user| user.source())
+    }
+
+    /// The channels a registered user is in.
+    fn channels_of(&self, id: ClientId) -> Vec<crate::proto::CaselessKey> {
+        self.network
+            .user(id)
+            .map(|user| user.channels.clone())
+            .unwrap_or_default()
+    }
+
+    /// The user itself (if it lives here) and, once each, the local members of every
+    /// channel it is in (NICK, SETNAME).
+    fn tell_user_and_peers(&mut self, id: ClientId, mut message: Outgoing) {
+        self.tell_if_local(id, &mut message);
+        let channels = self.channels_of(id);
+        self.deliver_to_local_members_once(&channels, &mut message, Some(id));
+    }
+
+    /// `message` to `id` if it lives on this shard.
+    fn tell_if_local(&mut self, id: ClientId, message: &mut Outgoing) {
+        if id.shard == self.id {
+            self.send_message(id, message);
+        }
+    }
+}

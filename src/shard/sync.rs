@@ -1,0 +1,190 @@
+//! Keeping one shard in step with the others: applying the event log to this
+//! shard's replica, proposing events, and exchanging hand-offs.
+//!
+//! The merge rule that keeps every client's commands in order on every shard (see
+//! the contract in [`crate::state::bus`]):
+//! 1. before handling a hand-off stamped `after = m`, apply the log through `m` (the
+//!    sender had, so those entries are published: this never waits);
+//! 2. before applying an event proposed by shard `s`, handle the hand-offs from `s`
+//!    stamped before it (`s` sent them before it appended the event, so they are in
+//!    the link).
+//!
+//! So if alice sends `PRIVMSG #c` then `PART #c`, bob on another shard gets the
+//! message before the PART; if she sends `JOIN #c` then `PRIVMSG #c`, he gets the JOIN
+//! first; and once a shard has applied a KICK or PART, no later fan-out there reaches
+//! the member that left, because fan-out reads the same replica.
+
+use super::Shard;
+use crate::state::bus::{Handoff, Stamped, MAX_PENDING_HANDOFFS};
+use crate::state::network::{Event, Outcome};
+use std::task::Waker;
+
+impl Shard {
+    /// Proposes `event`, waits for its place in the log (no waiting in practice: the
+    /// append is one short lock) and applies the log through it, rendering every
+    /// event's notifications on the way. Returns `event`'s outcome, from which the
+    /// caller answers its client.
+    ///
+    /// Hand-offs made before the proposal are sent first, so other shards see this
+    /// shard's earlier messages before the event (merge rule 2).
+    pub fn propose(&mut self, event: Event) -> Outcome {
+        self.send_outgoing_before_event();
+        let now = crate::proto::time::unix_seconds(std::time::SystemTime::now());
+        let seq = self.shared.log.append(self.id, now, event);
+        self.counts.events_proposed += 1;
+        self.shared.bus.wake_others(self.id);
+        loop {
+            match self.apply_next() {
+                Some((applied, outcome)) if applied == seq => return outcome,
+                Some(_) => {}
+                None => unreachable!("the log publishes an entry before append returns"),
+            }
+        }
+    }
+
+    /// Applies every event published so far.
+    pub fn catch_up(&mut self) {
+        while self.apply_next().is_some() {}
+    }
+
+    /// Applies published events and handles received hand-offs until neither is
+    /// left, closing any client found to be a slow consumer on the way. Returns
+    /// whether anything was done.
+    pub fn pump(&mut self) -> bool {
+        let mut did_anything = false;
+        loop {
+            let mut progressed = false;
+            while self.apply_next().is_some() {
+                progressed = true;
+            }
+            for source in 0..self.inbound.len() as u16 {
+                while let Some(stamped) = self.next_inbound(source, u64::MAX) {
+                    self.catch_up_to(stamped.after);
+                    self.handle(stamped.handoff);
+                    progressed = true;
+                }
+            }
+            if !progressed {
+                break;
+            }
+            did_anything = true;
+        }
+        self.close_doomed();
+        did_anything
+    }
+
+    /// Whether hand-offs wait to be sent.
+    pub fn has_outgoing(&self) -> bool {
+        self.outgoing.iter().any(|batch| !batch.is_empty())
+    }
+
+    /// Parks the hand-off flusher until something is owed to another shard.
+    pub fn park_handoff_flusher(&mut self, waker: &Waker) {
+        self.handoff_flusher = Some(waker.clone());
+    }
+
+    /// Sends each pending batch to its shard: one push and at most one wake-up per
+    /// destination. A batch that does not fit (the receiver is far behind) stays
+    /// and is retried on the next pass.
+    pub fn flush_handoffs(&mut self) {
+        for (shard, batch) in self.outgoing.iter_mut().enumerate() {
+            if batch.is_empty() {
+                continue;
+            }
+            let Some(link) = self.links.to.get_mut(shard).and_then(Option::as_mut) else {
+                batch.clear();
+                continue;
+            };
+            if link.send(batch) {
+                self.counts.handoff_batches += 1;
+                self.shared.bus.wake(shard as u16);
+            }
+        }
+    }
+
+    /// Whether some destination owes so much that client input should wait
+    /// ([`MAX_PENDING_HANDOFFS`]): the receiving shard is far behind, and reading
+    /// more input would only grow the backlog.
+    pub(super) fn links_congested(&self) -> bool {
+        self.outgoing
+            .iter()
+            .any(|batch| batch.len() >= MAX_PENDING_HANDOFFS)
+    }
+
+    /// Queues `handoff` for `shard`, stamped with this replica's log position.
+    pub(super) fn hand_off(&mut self, shard: u16, handoff: Handoff) {
+        let after = self.network.applied();
+        let Some(batch) = self.outgoing.get_mut(shard as usize) else {
+            return;
+        };
+        batch.push_back(Stamped { after, handoff });
+        if let Some(flusher) = self.handoff_flusher.take() {
+            flusher.wake();
+        }
+    }
+
+    /// Sends every pending batch before this shard appends an event. A link that is
+    /// full is waited for: the receiver never waits for anyone, so it drains soon,
+    /// and an event must not overtake the hand-offs made before it.
+    fn send_outgoing_before_event(&mut self) {
+        self.flush_handoffs();
+        while self.has_outgoing() {
+            std::thread::yield_now();
+            self.flush_handoffs();
+        }
+    }
+
+    /// Applies the log until this replica has applied `seq`.
+    fn catch_up_to(&mut self, seq: u64) {
+        while self.network.applied() < seq {
+            if self.apply_next().is_none() {
+                break;
+            }
+        }
+    }
+
+    /// Applies the next published event, if any, after the hand-offs its proposer
+    /// made before it (merge rule 2), and renders it for local clients.
+    fn apply_next(&mut self) -> Option<(u64, Outcome)> {
+        let entry = self.log.next()?;
+        if entry.origin != self.id {
+            while let Some(stamped) = self.next_inbound(entry.origin, entry.seq) {
+                self.handle(stamped.handoff);
+            }
+        }
+        let outcome = self.network.apply(&entry);
+        self.counts.events_applied += 1;
+        self.notify(&entry, &outcome);
+        Some((entry.seq, outcome))
+    }
+
+    /// The next hand-off received from `source` if it is stamped before `before`.
+    fn next_inbound(&mut self, source: u16, before: u64) -> Option<Stamped> {
+        let index = source as usize;
+        loop {
+            let batch = self.inbound.get_mut(index)?;
+            if let Some(stamped) = batch.front() {
+                if stamped.after >= before {
+                    return None;
+                }
+                return batch.pop_front();
+            }
+            let link = self.links.from.get_mut(index)?.as_mut()?;
+            let fresh = link.receive()?;
+            let done = std::mem::replace(&mut self.inbound[index], fresh);
+            link.recycle(done);
+        }
+    }
+
+    /// Does the work of one hand-off.
+    fn handle(&mut self, handoff: Handoff) {
+        match handoff {
+            Handoff::Channel {
+                channel,
+                mut message,
+                except,
+            } => self.deliver_to_local_members(channel.as_str(), &mut message, except),
+            Handoff::Client { to, mut message } => self.send_message(to, &mut message),
+        }
+    }
+}

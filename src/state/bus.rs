@@ -1,0 +1,204 @@
+//! The cross-shard bus: a lock-free single-producer queue of hand-off batches for
+//! every ordered pair of shards, and one wake-up per shard.
+//!
+//! Contract:
+//! - A shard MUST hand a message to another shard at most once, however many members
+//!   live there; the receiver fans it out locally.
+//! - Hand-offs from one shard to another MUST arrive in the order sent (one FIFO link
+//!   per pair), which keeps per-sender order across shards.
+//! - Senders batch: a shard collects a scheduler pass's hand-offs per destination and
+//!   pushes each batch as one entry ([`Outlink::send`]: one release store) followed by
+//!   at most one wake-up. Nothing on this path takes a lock.
+//! - Every hand-off is stamped with the sender's log position when it was made
+//!   ([`Stamped::after`]); the receiver applies the log at least that far before
+//!   handling it, and handles a sender's hand-offs stamped before one of that
+//!   sender's events before applying that event. So a client's message and its own
+//!   JOIN, PART or NICK reach every other shard in the order the client sent them.
+//! - Bounds: each link holds at most [`LINK_BATCHES`] batches. A batch that does not
+//!   fit stays with the sender and is retried on its next pass (nothing is dropped);
+//!   a sender whose pending hand-offs to one shard pass
+//!   [`MAX_PENDING_HANDOFFS`] stops reading its clients' input until they drain.
+//! - Batch vectors travel back on a return link and are reused, so a steady stream
+//!   of hand-offs allocates nothing.
+
+use crate::proto::outgoing::Outgoing;
+use crate::proto::CaselessKey;
+use crate::state::ClientId;
+use rtrb::{Consumer, Producer, RingBuffer};
+use std::sync::Mutex;
+use tokio::sync::Notify;
+
+/// Batches a link holds before the sender keeps further batches itself.
+pub const LINK_BATCHES: usize = 256;
+/// Hand-offs one shard may owe another before it pauses reading client input.
+pub const MAX_PENDING_HANDOFFS: usize = 64 * 1024;
+
+/// One unit of work for another shard.
+#[derive(Debug, Clone)]
+pub enum Handoff {
+    /// Deliver `message` to the receiving shard's members of `channel`, except
+    /// `except`.
+    Channel {
+        /// The channel.
+        channel: CaselessKey,
+        /// The message, with the variants serialized so far.
+        message: Outgoing,
+        /// The sender, when it must not get its own message.
+        except: Option<ClientId>,
+    },
+    /// Deliver `message` to one client of the receiving shard.
+    Client {
+        /// The recipient.
+        to: ClientId,
+        /// The message.
+        message: Outgoing,
+    },
+}
+
+/// A hand-off and the sender's log position when it was made.
+#[derive(Debug, Clone)]
+pub struct Stamped {
+    /// The last log entry the sender had applied.
+    pub after: u64,
+    /// The work.
+    pub handoff: Handoff,
+}
+
+/// A batch of hand-offs from one shard to another, handled from the front.
+pub type Batch = std::collections::VecDeque<Stamped>;
+
+/// The sending end of one shard pair's link.
+pub struct Outlink {
+    batches: Producer<Batch>,
+    returned: Consumer<Batch>,
+}
+
+impl Outlink {
+    /// Pushes `pending` as one batch, leaving an empty (reused) vector in its place;
+    /// `false` if the link is full (then `pending` is untouched).
+    pub fn send(&mut self, pending: &mut Batch) -> bool {
+        if self.batches.is_full() {
+            return false;
+        }
+        let spare = self.returned.pop().unwrap_or_default();
+        let batch = std::mem::replace(pending, spare);
+        match self.batches.push(batch) {
+            Ok(()) => true,
+            Err(rtrb::PushError::Full(batch)) => {
+                *pending = batch;
+                false
+            }
+        }
+    }
+}
+
+/// The receiving end of one shard pair's link.
+pub struct Inlink {
+    batches: Consumer<Batch>,
+    returned: Producer<Batch>,
+}
+
+impl Inlink {
+    /// The oldest batch not yet received.
+    pub fn receive(&mut self) -> Option<Batch> {
+        self.batches.pop().ok()
+    }
+
+    /// Gives an emptied batch back to the sender for reuse.
+    pub fn recycle(&mut self, mut batch: Batch) {
+        batch.clear();
+        let _ = self.returned.push(batch);
+    }
+}
+
+/// One shard's ends of every link, indexed by the other shard's number (`None` at
+/// its own).
+pub struct Links {
+    /// To each other shard.
+    pub to: Vec<Option<Outlink>>,
+    /// From each other shard.
+    pub from: Vec<Option<Inlink>>,
+}
+
+/// Every link and every shard's wake-up; see the module contract.
+pub struct Bus {
+    wake: Box<[Notify]>,
+    /// Each shard's ends, taken once by the shard when it is built.
+    links: Mutex<Vec<Option<Links>>>,
+}
+
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bus")
+            .field("shards", &self.wake.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Bus {
+    /// Links between every pair of `shards` shards.
+    pub fn new(shards: usize) -> Bus {
+        let mut links: Vec<Links> = (0..shards)
+            .map(|_| Links {
+                to: (0..shards).map(|_| None).collect(),
+                from: (0..shards).map(|_| None).collect(),
+            })
+            .collect();
+        for from in 0..shards {
+            for to in (0..shards).filter(|&to| to != from) {
+                let (batches_in, batches_out) = RingBuffer::new(LINK_BATCHES);
+                let (returned_in, returned_out) = RingBuffer::new(LINK_BATCHES);
+                links[from].to[to] = Some(Outlink {
+                    batches: batches_in,
+                    returned: returned_out,
+                });
+                links[to].from[from] = Some(Inlink {
+                    batches: batches_out,
+                    returned: returned_in,
+                });
+            }
+        }
+        Bus {
+            wake: (0..shards).map(|_| Notify::new()).collect(),
+            links: Mutex::new(links.into_iter().map(Some).collect()),
+        }
+    }
+
+    /// Shard `shard`'s ends of its links; `None` if they were taken already.
+    pub fn take_links(&self, shard: u16) -> Option<Links> {
+        self.links
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get_mut(shard as usize)?
+            .take()
+    }
+
+    /// Wakes shard `shard` (it has hand-offs, log entries, or must shut down). Wakes
+    /// coalesce: a shard that is already awake or already woken pays nothing more.
+    pub fn wake(&self, shard: u16) {
+        if let Some(wake) = self.wake.get(shard as usize) {
+            wake.notify_one();
+        }
+    }
+
+    /// Wakes every shard but `except` (a new log entry).
+    pub fn wake_others(&self, except: u16) {
+        for shard in (0..self.wake.len() as u16).filter(|&s| s != except) {
+            self.wake(shard);
+        }
+    }
+
+    /// Wakes every shard (shutdown).
+    pub fn wake_all(&self) {
+        for shard in 0..self.wake.len() as u16 {
+            self.wake(shard);
+        }
+    }
+
+    /// Waits until shard `me` is woken.
+    pub async fn woken(&self, me: u16) {
+        if let Some(wake) = self.wake.get(me as usize) {
+            wake.notified().await;
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! The event log: the one total order of network-state changes.
+//!
+//! Contract:
+//! - Any shard MAY append ([`EventLog::append`]); appends are serialized by one short
+//!   lock (O(1): a slot write), which is what makes the order total. It is the only
+//!   lock on network state, and only state changes (NICK, JOIN, MODE, ...) take it:
+//!   channel messages and every query never do.
+//! - Readers ([`LogReader`], one per shard) MUST NOT block: they read published
+//!   entries lock-free, in order, each at their own pace.
+//! - If a reader has seen entry `n`, every other reader that learns of it through a
+//!   happens-before edge (a hand-off, say) can read entries `1..=n` at once: entries
+//!   are published in order, so "catch up to `n`" never waits.
+//! - Memory: entries live in chunks of [`CHUNK_LEN`]; a chunk is freed when the
+//!   slowest reader has moved past it. The log is bounded by how far the slowest shard
+//!   lags, and shards apply entries as soon as they are woken.
+
+use super::network::{Event, Sequenced};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Entries per chunk.
+pub const CHUNK_LEN: usize = 256;
+
+/// A run of consecutive entries.
+struct Chunk {
+    /// The sequence number of `slots[0]`.
+    first: u64,
+    slots: Box<[OnceLock<Arc<Sequenced>>]>,
+    next: OnceLock<Arc<Chunk>>,
+}
+
+impl Chunk {
+    fn new(first: u64) -> Arc<Chunk> {
+        Arc::new(Chunk {
+            first,
+            slots: (0..CHUNK_LEN).map(|_| OnceLock::new()).collect(),
+            next: OnceLock::new(),
+        })
+    }
+}
+
+/// Where the next append goes; only touched under the log's lock.
+struct Tail {
+    chunk: Arc<Chunk>,
+    next_seq: u64,
+}
+
+/// The shared log; see the module contract.
+pub struct EventLog {
+    tail: Mutex<Tail>,
+}
+
+impl std::fmt::Debug for EventLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLog").finish_non_exhaustive()
+    }
+}
+
+impl EventLog {
+    /// An empty log and `readers` readers positioned before its first entry (one per
+    /// shard). The log itself keeps only its tail, so chunks are freed as soon as
+    /// every reader has passed them.
+    pub fn new(readers: usize) -> (EventLog, Vec<LogReader>) {
+        let first = Chunk::new(1);
+        let readers = (0..readers)
+            .map(|_| LogReader {
+                chunk: first.clone(),
+                next_seq: 1,
+            })
+            .collect();
+        let log = EventLog {
+            tail: Mutex::new(Tail {
+                chunk: first,
+                next_seq: 1,
+            }),
+        };
+        (log, readers)
+    }
+
+    /// Appends `event` proposed by shard `origin` at `at_unix`; returns its sequence
+    /// number. The lock is held for one slot write (and, every [`CHUNK_LEN`] entries,
+    /// one chunk allocation).
+    pub fn append(&self, origin: u16, at_unix: u64, event: Event) -> u64 {
+        let mut tail = self
+            .tail
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let seq = tail.next_seq;
+        let mut index = (seq - tail.chunk.first) as usize;
+        if index == CHUNK_LEN {
+            let next = Chunk::new(seq);
+            let _ = tail.chunk.next.set(next.clone());
+            tail.chunk = next;
+            index = 0;
+        }
+        let entry = Arc::new(Sequenced {
+            seq,
+            origin,
+            at_unix,
+            event,
+        });
+        let _ = tail.chunk.slots[index].set(entry);
+        tail.next_seq = seq + 1;
+        seq
+    }
+}
+
+/// One shard's position in the log; see the module contract.
+pub struct LogReader {
+    chunk: Arc<Chunk>,
+    next_seq: u64,
+}
+
+impl std::fmt::Debug for LogReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogReader")
+            .field("next_seq", &self.next_seq)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Yields the published entries in order; `None` means "nothing more yet", not the
+/// end: a later call may yield more.
+impl Iterator for LogReader {
+    type Item = Arc<Sequenced>;
+
+    /// The next published entry, if any. Lock-free: one acquire load.
+    fn next(&mut self) -> Option<Arc<Sequenced>> {
+        let mut index = (self.next_seq - self.chunk.first) as usize;
+        if index == CHUNK_LEN {
+            let next = self.chunk.next.get()?.clone();
+            self.chunk = next;
+            index = 0;
+        }
+        let entry = self.chunk.slots[index].get()?.clone();
+        self.next_seq += 1;
+        Some(entry)
+    }
+}
+
+impl LogReader {
+    /// Whether an entry is ready to be read.
+    pub fn has_next(&self) -> bool {
+        let index = (self.next_seq - self.chunk.first) as usize;
+        if index == CHUNK_LEN {
+            return self
+                .chunk
+                .next
+                .get()
+                .is_some_and(|next| next.slots[0].get().is_some());
+        }
+        self.chunk.slots[index].get().is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::slab::SlotKey;
+    use crate::state::ClientId;
+
+    fn event(i: u32) -> Event {
+        Event::ReleaseNick {
+            client: ClientId {
+                shard: 0,
+                slot: SlotKey {
+                    index: i,
+                    generation: 0,
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn readers_see_every_entry_in_order_across_chunks() {
+        let (log, readers) = EventLog::new(2);
+        let mut readers = readers.into_iter();
+        let (mut early, mut late) = (readers.next().expect("one"), readers.next().expect("two"));
+        let count = CHUNK_LEN as u64 * 3 + 7;
+        for i in 0..count {
+            assert_eq!(log.append((i % 2) as u16, 0, event(i as u32)), i + 1);
+        }
+        for reader in [&mut early, &mut late] {
+            let seqs: Vec<u64> = std::iter::from_fn(|| reader.next())
+                .map(|e| e.seq)
+                .collect();
+            assert_eq!(seqs, (1..=count).collect::<Vec<_>>());
+            assert!(!reader.has_next());
+        }
+        log.append(0, 0, event(0));
+        assert!(early.has_next());
+    }
+
+    #[test]
+    fn appends_from_many_threads_form_one_gapless_order() {
+        let (log, mut readers) = EventLog::new(1);
+        let log = Arc::new(log);
+        let reader = readers.pop().expect("one reader");
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    for i in 0..500 {
+                        log.append(t, 0, event(i));
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("appender");
+        }
+        let mut per_origin = [0u32; 4];
+        for (expected_seq, entry) in (1..).zip(reader) {
+            assert_eq!(entry.seq, expected_seq);
+            let Event::ReleaseNick { client } = &entry.event else {
+                panic!("only ReleaseNick was appended");
+            };
+            assert_eq!(client.slot.index, per_origin[entry.origin as usize]);
+            per_origin[entry.origin as usize] += 1;
+        }
+        assert_eq!(
+            per_origin, [500; 4],
+            "every append, each origin in its order"
+        );
+    }
+}

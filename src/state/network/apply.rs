@@ -1,0 +1,559 @@
+//! Applying an event: the pure function from (state, event) to (new state, outcome).
+//!
+//! Deterministic: it reads nothing but the replica and the event (no clock, no
+//! shard), so every replica that applies the same log reaches the same state and
+//! the same outcome. The proposing shard answers its client from the outcome (433,
+//! 471, 482, ...); every shard renders the outcome for its own local clients.
+//!
+//! Cost: O(1) expected map operations per event, plus O(channels of the user) for
+//! QUIT and NICK (bounded by CHANLIMIT) and O(bans) for a JOIN into a channel with
+//! bans (bounded by [`MAX_BANS`](super::channel::MAX_BANS)); never O(members) or
+//! O(channels): a JOIN into a channel of 100,000 members costs what one into a
+//! channel of 10 does.
+
+use super::channel::{Channel, Membership, Topic, MAX_INVITES};
+use super::event::{Event, Sequenced};
+use super::modes::{apply_mode, ModeChange, ModeRefusal};
+use super::users::User;
+use super::Network;
+use crate::proto::{Caseless, CaselessKey};
+use crate::state::ClientId;
+
+/// Why an event (or a channel message) was refused; each maps to one numeric, in one
+/// place (`commands::errors`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The nickname is held or claimed by someone else (433).
+    #[error("nickname is already in use")]
+    NickInUse,
+    /// No such channel (403).
+    #[error("no such channel")]
+    NoSuchChannel,
+    /// The client is not a member (442).
+    #[error("not on channel")]
+    NotOnChannel,
+    /// `+n`, `+m` or a ban (404).
+    #[error("cannot send to channel")]
+    CannotSend,
+    /// The client is not a channel operator (482).
+    #[error("not a channel operator")]
+    NotOperator,
+    /// The target nickname does not exist (401).
+    #[error("no such nick")]
+    NoSuchNick,
+    /// The target is not a member (441).
+    #[error("user not in channel")]
+    UserNotInChannel,
+    /// The target is already a member (443).
+    #[error("user already on channel")]
+    UserOnChannel,
+    /// The client is in as many channels as CHANLIMIT allows (405).
+    #[error("too many channels")]
+    TooManyChannels,
+    /// `+l`: the channel is full (471).
+    #[error("channel is full")]
+    ChannelFull,
+    /// `+i` and no invitation (473).
+    #[error("invite only channel")]
+    InviteOnly,
+    /// A ban mask matches the joiner (474).
+    #[error("banned from channel")]
+    Banned,
+    /// `+k` and the wrong key or none (475).
+    #[error("bad channel key")]
+    BadKey,
+}
+
+/// What applying an event did: the proposer's reply and every shard's notifications
+/// are rendered from it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Nothing changed and nobody is told (a client that is already gone, a JOIN of a
+    /// channel the client is in, a mode it already has).
+    Unchanged,
+    /// Refused; only the proposer is told.
+    Refused(Refusal),
+    /// An unregistered client's nick claim was recorded.
+    NickClaimed,
+    /// A claim was released.
+    NickReleased,
+    /// The client is now a registered user.
+    Registered,
+    /// The user was renamed; others knew it by `old_source`.
+    NickChanged {
+        /// `oldnick!~user@host`, the source of the NICK line.
+        old_source: String,
+    },
+    /// The user joined `channel` (created it, when it was the first member).
+    Joined {
+        /// The channel as created.
+        channel: CaselessKey,
+    },
+    /// The user left `channel` (gone if it was the last member).
+    Parted {
+        /// The channel as created.
+        channel: CaselessKey,
+    },
+    /// `member` was removed from `channel`.
+    Kicked {
+        /// The channel as created.
+        channel: CaselessKey,
+        /// Who was removed.
+        member: ClientId,
+        /// The removed member's nickname as registered.
+        nick: CaselessKey,
+    },
+    /// The user is gone; `user` is its last state (its channels: who saw it).
+    Quit {
+        /// The removed user.
+        user: Box<User>,
+    },
+    /// The topic of `channel` changed.
+    TopicChanged {
+        /// The channel as created.
+        channel: CaselessKey,
+    },
+    /// `member` was invited to `channel`.
+    Invited {
+        /// The invitee.
+        member: ClientId,
+        /// Its nickname as registered.
+        nick: CaselessKey,
+        /// The channel as created.
+        channel: CaselessKey,
+        /// The invitee's AWAY message (301 to the inviter).
+        away: Option<Box<[u8]>>,
+    },
+    /// Modes of `channel` were changed.
+    ModesChanged {
+        /// The channel as created.
+        channel: CaselessKey,
+        /// The changes that changed something, in order (empty: announce nothing).
+        applied: Vec<ModeChange>,
+        /// The changes refused, each for its numeric.
+        refused: Vec<ModeRefusal>,
+    },
+    /// The user's AWAY state was set or cleared.
+    AwayChanged,
+    /// The user's `+i` changed to this value.
+    InvisibleChanged(bool),
+    /// The user's real name changed.
+    RealnameChanged,
+}
+
+impl Network {
+    /// Applies `event`, which must be the next in log order; see the module comment.
+    pub fn apply(&mut self, event: &Sequenced) -> Outcome {
+        debug_assert!(event.seq > self.applied, "events are applied in order");
+        self.applied = event.seq;
+        let now = event.at_unix;
+        match &event.event {
+            Event::ClaimNick { client, nick } => self.claim_nick(*client, nick),
+            Event::ReleaseNick { client } => self.release_claim(*client),
+            Event::Register {
+                client,
+                user,
+                host,
+                realname,
+                activity,
+            } => self.register(
+                *client,
+                User {
+                    nick: CaselessKey::new("*"),
+                    user: user.clone(),
+                    host: host.clone(),
+                    realname: realname.clone(),
+                    channels: Vec::new(),
+                    away: None,
+                    invisible: false,
+                    activity: activity.clone(),
+                },
+            ),
+            Event::ChangeNick { client, nick } => self.change_nick(*client, nick),
+            Event::Join {
+                client,
+                channel,
+                key,
+                channel_limit,
+            } => self.join(*client, channel, key.as_deref(), *channel_limit, now),
+            Event::Part {
+                client, channel, ..
+            } => self.part(*client, channel),
+            Event::Kick {
+                client,
+                channel,
+                target,
+                ..
+            } => self.kick(*client, channel, target),
+            Event::Quit { client, .. } => self.quit(*client),
+            Event::SetTopic {
+                client,
+                channel,
+                text,
+            } => self.set_topic(*client, channel, text, now),
+            Event::Invite {
+                client,
+                target,
+                channel,
+            } => self.invite(*client, target, channel),
+            Event::ChangeModes {
+                client,
+                channel,
+                changes,
+            } => self.change_modes(*client, channel, changes, now),
+            Event::SetAway { client, message } => match self.users.get_mut(client) {
+                Some(user) => {
+                    user.away = message.clone();
+                    Outcome::AwayChanged
+                }
+                None => Outcome::Unchanged,
+            },
+            Event::SetInvisible { client, invisible } => match self.users.get_mut(client) {
+                Some(user) if user.invisible != *invisible => {
+                    user.invisible = *invisible;
+                    if *invisible {
+                        self.invisible += 1;
+                    } else {
+                        self.invisible -= 1;
+                    }
+                    Outcome::InvisibleChanged(*invisible)
+                }
+                _ => Outcome::Unchanged,
+            },
+            Event::SetRealname { client, realname } => match self.users.get_mut(client) {
+                Some(user) => {
+                    user.realname = realname.clone();
+                    Outcome::RealnameChanged
+                }
+                None => Outcome::Unchanged,
+            },
+        }
+    }
+
+    fn claim_nick(&mut self, client: ClientId, nick: &str) -> Outcome {
+        if self.users.contains_key(&client) {
+            return Outcome::Unchanged;
+        }
+        match self.nick_owner(nick) {
+            Some(owner) if owner != client => return Outcome::Refused(Refusal::NickInUse),
+            _ => {}
+        }
+        if let Some(previous) = self.claims.remove(&client) {
+            self.nicks.remove(&previous);
+        }
+        let key = CaselessKey::new(nick);
+        self.nicks.insert(key.clone(), client);
+        self.claims.insert(client, key);
+        Outcome::NickClaimed
+    }
+
+    fn release_claim(&mut self, client: ClientId) -> Outcome {
+        match self.claims.remove(&client) {
+            Some(nick) => {
+                if self.nicks.get(&nick) == Some(&client) {
+                    self.nicks.remove(&nick);
+                }
+                Outcome::NickReleased
+            }
+            None => Outcome::Unchanged,
+        }
+    }
+
+    /// Registration turns the client's claim into its nick; without a claim (it was
+    /// released meanwhile) there is nothing to register.
+    fn register(&mut self, client: ClientId, mut user: User) -> Outcome {
+        let Some(nick) = self.claims.remove(&client) else {
+            return Outcome::Unchanged;
+        };
+        user.nick = nick;
+        self.users.insert(client, user);
+        Outcome::Registered
+    }
+
+    fn change_nick(&mut self, client: ClientId, nick: &str) -> Outcome {
+        let Some(user) = self.users.get(&client) else {
+            return Outcome::Unchanged;
+        };
+        if user.nick.as_str() == nick {
+            return Outcome::Unchanged;
+        }
+        match self.nicks.get(Caseless::new(nick)) {
+            Some(&owner) if owner != client => return Outcome::Refused(Refusal::NickInUse),
+            _ => {}
+        }
+        let old_source = user.source();
+        let old_nick = user.nick.clone();
+        self.nicks.remove(&old_nick);
+        let key = CaselessKey::new(nick);
+        self.nicks.insert(key.clone(), client);
+        if let Some(user) = self.users.get_mut(&client) {
+            user.nick = key;
+        }
+        Outcome::NickChanged { old_source }
+    }
+
+    /// An existing channel's `+l`, `+k`, `+i` and bans are checked in that order; an
+    /// invitation lets the joiner past `+i` and bans, and is used up.
+    fn join(
+        &mut self,
+        client: ClientId,
+        name: &str,
+        key: Option<&[u8]>,
+        channel_limit: u32,
+        now: u64,
+    ) -> Outcome {
+        let shard_count = self.shard_count;
+        let Some(user) = self.users.get_mut(&client) else {
+            return Outcome::Unchanged;
+        };
+        let existing = self.channels.get_mut(Caseless::new(name));
+        if existing
+            .as_ref()
+            .is_some_and(|c| c.members.contains(client))
+        {
+            return Outcome::Unchanged;
+        }
+        if user.channels.len() >= channel_limit as usize {
+            return Outcome::Refused(Refusal::TooManyChannels);
+        }
+        let channel = match existing {
+            Some(channel) => {
+                if let Err(refusal) = admit(channel, client, user, key) {
+                    return Outcome::Refused(refusal);
+                }
+                channel
+            }
+            None => self
+                .channels
+                .entry(CaselessKey::new(name))
+                .or_insert_with(|| Channel::new(name, now, shard_count)),
+        };
+        let membership = Membership {
+            op: channel.members.is_empty(),
+            voice: false,
+        };
+        channel.members.insert(client, membership);
+        user.channels.push(channel.name.clone());
+        Outcome::Joined {
+            channel: channel.name.clone(),
+        }
+    }
+
+    fn part(&mut self, client: ClientId, name: &str) -> Outcome {
+        let Some(channel) = self.channels.get(Caseless::new(name)) else {
+            return Outcome::Refused(Refusal::NoSuchChannel);
+        };
+        if !channel.members.contains(client) {
+            return Outcome::Refused(Refusal::NotOnChannel);
+        }
+        let channel = channel.name.clone();
+        self.leave(client, &channel);
+        Outcome::Parted { channel }
+    }
+
+    fn kick(&mut self, client: ClientId, name: &str, target: &str) -> Outcome {
+        let channel = match self.operated_channel(client, name) {
+            Ok(channel) => channel,
+            Err(refusal) => return Outcome::Refused(refusal),
+        };
+        let Some((member, user)) = self.user_by_nick(target) else {
+            return Outcome::Refused(Refusal::NoSuchNick);
+        };
+        if !channel.members.contains(member) {
+            return Outcome::Refused(Refusal::UserNotInChannel);
+        }
+        let (channel, nick) = (channel.name.clone(), user.nick.clone());
+        self.leave(member, &channel);
+        Outcome::Kicked {
+            channel,
+            member,
+            nick,
+        }
+    }
+
+    fn quit(&mut self, client: ClientId) -> Outcome {
+        let Some(user) = self.users.remove(&client) else {
+            return Outcome::Unchanged;
+        };
+        if self.nicks.get(&user.nick) == Some(&client) {
+            self.nicks.remove(&user.nick);
+        }
+        if user.invisible {
+            self.invisible -= 1;
+        }
+        for channel in &user.channels {
+            self.remove_member(channel, client);
+        }
+        Outcome::Quit {
+            user: Box::new(user),
+        }
+    }
+
+    fn set_topic(&mut self, client: ClientId, name: &str, text: &[u8], now: u64) -> Outcome {
+        let Some(setter) = self.users.get(&client).map(User::source) else {
+            return Outcome::Unchanged;
+        };
+        let Some(channel) = self.channels.get_mut(Caseless::new(name)) else {
+            return Outcome::Refused(Refusal::NoSuchChannel);
+        };
+        let Some(membership) = channel.members.get(client) else {
+            return Outcome::Refused(Refusal::NotOnChannel);
+        };
+        if channel.modes.topic_lock && !membership.op {
+            return Outcome::Refused(Refusal::NotOperator);
+        }
+        channel.topic = (!text.is_empty()).then(|| Topic {
+            text: text.into(),
+            set_by: setter.into(),
+            set_at: now,
+        });
+        Outcome::TopicChanged {
+            channel: channel.name.clone(),
+        }
+    }
+
+    /// Checks in Modern IRC's order: the invitee exists (401), the channel exists
+    /// (403), the inviter is a member (442) and, on `+i`, an operator (482), the
+    /// invitee is not a member yet (443).
+    fn invite(&mut self, client: ClientId, target: &str, name: &str) -> Outcome {
+        let Some((member, user)) = self.user_by_nick(target) else {
+            return Outcome::Refused(Refusal::NoSuchNick);
+        };
+        let (nick, away) = (user.nick.clone(), user.away.clone());
+        let Some(channel) = self.channels.get_mut(Caseless::new(name)) else {
+            return Outcome::Refused(Refusal::NoSuchChannel);
+        };
+        let Some(membership) = channel.members.get(client) else {
+            return Outcome::Refused(Refusal::NotOnChannel);
+        };
+        if channel.modes.invite_only && !membership.op {
+            return Outcome::Refused(Refusal::NotOperator);
+        }
+        if channel.members.contains(member) {
+            return Outcome::Refused(Refusal::UserOnChannel);
+        }
+        if !channel.invited.contains(&member) {
+            if channel.invited.len() >= MAX_INVITES {
+                channel.invited.remove(0);
+            }
+            channel.invited.push(member);
+        }
+        Outcome::Invited {
+            member,
+            nick,
+            channel: channel.name.clone(),
+            away,
+        }
+    }
+
+    /// Only an operator changes modes (482 for anyone else, member or not, as Ergo);
+    /// only changes that change something are announced, in order, with nicknames as
+    /// registered.
+    fn change_modes(
+        &mut self,
+        client: ClientId,
+        name: &str,
+        changes: &[ModeChange],
+        now: u64,
+    ) -> Outcome {
+        let Some(channel) = self.channel(name) else {
+            return Outcome::Refused(Refusal::NoSuchChannel);
+        };
+        if !channel.members.get(client).is_some_and(|m| m.op) {
+            return Outcome::Refused(Refusal::NotOperator);
+        }
+        let Some(setter) = self.users.get(&client).map(|user| user.nick.clone()) else {
+            return Outcome::Unchanged;
+        };
+        let mut applied = Vec::new();
+        let mut refused = Vec::new();
+        for change in changes {
+            let target = match change {
+                ModeChange::Member { nick, .. } => self
+                    .user_by_nick(nick)
+                    .map(|(id, user)| (id, user.nick.clone())),
+                _ => None,
+            };
+            let Some(channel) = self.channels.get_mut(Caseless::new(name)) else {
+                break;
+            };
+            let target = target.as_ref().map(|(id, nick)| (*id, nick.as_str()));
+            match apply_mode(channel, change, target, setter.as_str(), now) {
+                Ok(Some(change)) => applied.push(change),
+                Ok(None) => {}
+                Err(refusal) => refused.push(refusal),
+            }
+        }
+        let Some(channel) = self.channels.get(Caseless::new(name)) else {
+            return Outcome::Refused(Refusal::NoSuchChannel);
+        };
+        Outcome::ModesChanged {
+            channel: channel.name.clone(),
+            applied,
+            refused,
+        }
+    }
+
+    /// The channel `client` acts on as an operator: it must exist (403), `client`
+    /// must be a member (442) and an operator (482).
+    fn operated_channel(&self, client: ClientId, name: &str) -> Result<&Channel, Refusal> {
+        let channel = self.channel(name).ok_or(Refusal::NoSuchChannel)?;
+        match channel.members.get(client) {
+            None => Err(Refusal::NotOnChannel),
+            Some(membership) if !membership.op => Err(Refusal::NotOperator),
+            Some(_) => Ok(channel),
+        }
+    }
+
+    /// Takes `client` out of `channel` on both sides: the members and the user's list.
+    fn leave(&mut self, client: ClientId, channel: &CaselessKey) {
+        self.remove_member(channel, client);
+        if let Some(user) = self.users.get_mut(&client) {
+            user.channels.retain(|c| c != channel);
+        }
+    }
+
+    /// Drops `client` from a channel's members, and the channel once it is empty.
+    fn remove_member(&mut self, name: &CaselessKey, client: ClientId) {
+        let Some(channel) = self.channels.get_mut(name) else {
+            return;
+        };
+        channel.members.remove(client);
+        if channel.members.is_empty() {
+            self.channels.remove(name);
+        }
+    }
+}
+
+/// Whether `user` may join the existing `channel`: `+l`, `+k`, `+i`, bans, in that
+/// order; an invitation passes `+i` and bans and is used up by the join.
+fn admit(
+    channel: &mut Channel,
+    client: ClientId,
+    user: &User,
+    key: Option<&[u8]>,
+) -> Result<(), Refusal> {
+    let invitation = channel.invited.iter().position(|&i| i == client);
+    if channel
+        .modes
+        .limit
+        .is_some_and(|limit| channel.members.len() >= limit)
+    {
+        return Err(Refusal::ChannelFull);
+    }
+    if let Some(expected) = &channel.modes.key {
+        if key != Some(expected.as_bytes()) {
+            return Err(Refusal::BadKey);
+        }
+    }
+    if channel.modes.invite_only && invitation.is_none() {
+        return Err(Refusal::InviteOnly);
+    }
+    if invitation.is_none() && channel.is_banned(user) {
+        return Err(Refusal::Banned);
+    }
+    if let Some(index) = invitation {
+        channel.invited.remove(index);
+    }
+    Ok(())
+}

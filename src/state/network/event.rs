@@ -1,0 +1,154 @@
+//! Events: every change to the network state, as a plain value.
+//!
+//! A shard turns a command that changes the network (NICK, JOIN, KICK, ...) into an
+//! [`Event`] and proposes it; the [`EventLog`](crate::state::log::EventLog) gives it
+//! its place in the one total order, and every replica applies it in that order with
+//! [`Network::apply`](super::Network::apply). Whether the change is allowed (the nick
+//! is free, the joiner is not banned) is decided by applying it, so every replica
+//! reaches the same decision. Events carry everything a replica needs to render what
+//! its local clients should see (a PART reason, a QUIT message), never a reference to
+//! anything shard-local: the same values can later travel between machines.
+
+use super::modes::ModeChange;
+use super::users::Activity;
+use crate::state::ClientId;
+use std::sync::Arc;
+
+/// One change to the network state; see the module comment. `client` is always the
+/// client that caused it (whose shard proposed it).
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// An unregistered client claims `nick` (NICK during registration), releasing any
+    /// nick it claimed before.
+    ClaimNick {
+        /// The claimant.
+        client: ClientId,
+        /// The wanted nickname (already validated).
+        nick: Box<str>,
+    },
+    /// An unregistered client went away: its claim, if any, is released.
+    ReleaseNick {
+        /// The client.
+        client: ClientId,
+    },
+    /// A client completed registration with the nick it claimed.
+    Register {
+        /// The client.
+        client: ClientId,
+        /// `~user`, sanitized.
+        user: Box<str>,
+        /// The peer address as text.
+        host: Box<str>,
+        /// The real name from USER.
+        realname: Box<str>,
+        /// Signon and idle clock; see [`Activity`].
+        activity: Arc<Activity>,
+    },
+    /// A registered user changes its nick.
+    ChangeNick {
+        /// The user.
+        client: ClientId,
+        /// The new nickname (already validated).
+        nick: Box<str>,
+    },
+    /// A user joins (or creates) a channel.
+    Join {
+        /// The joiner.
+        client: ClientId,
+        /// The channel name (already validated).
+        channel: Box<str>,
+        /// The key given, for `+k`.
+        key: Option<Box<[u8]>>,
+        /// CHANLIMIT: most channels one user may be in.
+        channel_limit: u32,
+    },
+    /// A user leaves a channel.
+    Part {
+        /// The leaver.
+        client: ClientId,
+        /// The channel as named by the client.
+        channel: Box<str>,
+        /// The PART reason, if one was given.
+        reason: Option<Box<[u8]>>,
+    },
+    /// An operator removes a member.
+    Kick {
+        /// The operator.
+        client: ClientId,
+        /// The channel as named by the client.
+        channel: Box<str>,
+        /// The nickname to remove.
+        target: Box<str>,
+        /// The reason shown.
+        reason: Box<[u8]>,
+    },
+    /// A registered user leaves the network (QUIT, a closed connection, a timeout).
+    Quit {
+        /// The user.
+        client: ClientId,
+        /// The text after `QUIT :` that others see.
+        reason: Box<str>,
+    },
+    /// A member sets (or, with empty text, clears) a channel's topic.
+    SetTopic {
+        /// The setter.
+        client: ClientId,
+        /// The channel as named by the client.
+        channel: Box<str>,
+        /// The topic, already clipped to TOPICLEN.
+        text: Box<[u8]>,
+    },
+    /// A member invites a user to a channel.
+    Invite {
+        /// The inviter.
+        client: ClientId,
+        /// The invitee's nickname.
+        target: Box<str>,
+        /// The channel as named by the client.
+        channel: Box<str>,
+    },
+    /// An operator changes channel modes.
+    ChangeModes {
+        /// The operator.
+        client: ClientId,
+        /// The channel as named by the client.
+        channel: Box<str>,
+        /// The parsed changes, in order.
+        changes: Vec<ModeChange>,
+    },
+    /// A user sets (`Some`) or clears (`None`) its AWAY message.
+    SetAway {
+        /// The user.
+        client: ClientId,
+        /// The message, already clipped to AWAYLEN.
+        message: Option<Box<[u8]>>,
+    },
+    /// A user sets or clears user mode `+i`.
+    SetInvisible {
+        /// The user.
+        client: ClientId,
+        /// `+i` or `-i`.
+        invisible: bool,
+    },
+    /// A user changes its real name (SETNAME).
+    SetRealname {
+        /// The user.
+        client: ClientId,
+        /// The new real name (already validated).
+        realname: Box<str>,
+    },
+}
+
+/// An event with its place in the total order.
+#[derive(Debug, Clone)]
+pub struct Sequenced {
+    /// Position in the log, from 1, without gaps.
+    pub seq: u64,
+    /// The shard that proposed it.
+    pub origin: u16,
+    /// Wall-clock time of the proposal in Unix seconds: channel creation and topic
+    /// times come from here, so every replica records the same values.
+    pub at_unix: u64,
+    /// The change.
+    pub event: Event,
+}

@@ -1,0 +1,151 @@
+//! The network state: nicknames, registered users and channels, as one shard's
+//! replica sees them.
+//!
+//! Every shard owns a full [`Network`] in its own `RefCell`, and changes it only by
+//! applying [`Event`]s in the order of the shared
+//! [`EventLog`](crate::state::log::EventLog). Applying is a pure function of the state
+//! and the event ([`Network::apply`]), so all replicas hold the same state once they
+//! have applied the same prefix of the log. Readers (the channel-message permission
+//! check and routing, NAMES, WHO, LIST, WHOIS, ...) read their own shard's replica: no
+//! lock, no waiting for another shard, however large the answer.
+//!
+//! Layout: [`event`] (what can change), [`apply`] (how it changes), [`channel`],
+//! [`modes`] and [`users`] (the data). Rendering any of it as IRC text is done by the
+//! commands and the shard's notifications, not here.
+
+pub mod apply;
+pub mod channel;
+pub mod event;
+pub mod modes;
+pub mod users;
+
+pub use apply::{Outcome, Refusal};
+pub use channel::{Ban, Channel, Members, Membership, ShardSet, Topic};
+pub use event::{Event, Sequenced};
+pub use modes::{ChannelModes, ModeChange, ModeRefusal};
+pub use users::{Activity, User};
+
+use crate::proto::{Caseless, CaselessKey};
+use crate::state::ClientId;
+use std::collections::HashMap;
+
+/// One replica of the network state; see the module comment.
+#[derive(Debug, Clone)]
+pub struct Network {
+    /// Shards in this server: every channel partitions its members into as many.
+    shard_count: usize,
+    /// Every nickname in use or claimed by a registering client.
+    nicks: HashMap<CaselessKey, ClientId>,
+    /// What each registering client claimed, so its claim can be released.
+    claims: HashMap<ClientId, CaselessKey>,
+    /// Registered users.
+    users: HashMap<ClientId, User>,
+    /// Channels with at least one member.
+    channels: HashMap<CaselessKey, Channel>,
+    /// Registered users with `+i` (251 RPL_LUSERCLIENT).
+    invisible: usize,
+    /// Log position of the last event applied.
+    applied: u64,
+}
+
+impl Network {
+    /// An empty network for a server of `shard_count` shards.
+    pub fn new(shard_count: usize) -> Network {
+        Network {
+            shard_count,
+            nicks: HashMap::new(),
+            claims: HashMap::new(),
+            users: HashMap::new(),
+            channels: HashMap::new(),
+            invisible: 0,
+            applied: 0,
+        }
+    }
+
+    /// The log position of the last event applied to this replica.
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    /// Who holds or claims `nick`.
+    pub fn nick_owner(&self, nick: &str) -> Option<ClientId> {
+        self.nicks.get(Caseless::new(nick)).copied()
+    }
+
+    /// A registered user.
+    pub fn user(&self, id: ClientId) -> Option<&User> {
+        self.users.get(&id)
+    }
+
+    /// The registered user holding `nick`.
+    pub fn user_by_nick(&self, nick: &str) -> Option<(ClientId, &User)> {
+        let id = self.nick_owner(nick)?;
+        Some((id, self.users.get(&id)?))
+    }
+
+    /// Every registered user, in no particular order.
+    pub fn users(&self) -> impl Iterator<Item = (ClientId, &User)> {
+        self.users.iter().map(|(&id, user)| (id, user))
+    }
+
+    /// A channel by name.
+    pub fn channel(&self, name: &str) -> Option<&Channel> {
+        self.channels.get(Caseless::new(name))
+    }
+
+    /// Every channel, in no particular order.
+    pub fn channels(&self) -> impl Iterator<Item = &Channel> {
+        self.channels.values()
+    }
+
+    /// How many users completed registration.
+    pub fn user_count(&self) -> usize {
+        self.users.len()
+    }
+
+    /// How many registered users have `+i`.
+    pub fn invisible_count(&self) -> usize {
+        self.invisible
+    }
+
+    /// How many channels exist.
+    pub fn channel_count(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// Whether `a` and `b` are members of at least one common channel. O(channels of
+    /// `a`), which CHANLIMIT bounds.
+    pub fn share_a_channel(&self, a: ClientId, b: ClientId) -> bool {
+        let Some(user) = self.users.get(&a) else {
+            return false;
+        };
+        user.channels.iter().any(|name| {
+            self.channels
+                .get(name)
+                .is_some_and(|channel| channel.members.contains(b))
+        })
+    }
+
+    /// Checks that `id` may send to `name` (the message hot path): `+n` keeps
+    /// non-members out; `+m` and bans silence all but voiced members and operators.
+    /// One map lookup for the channel and one for the sender; bans cost a match only
+    /// when set.
+    pub fn can_send(&self, id: ClientId, name: &str) -> Result<&Channel, Refusal> {
+        let channel = self.channel(name).ok_or(Refusal::NoSuchChannel)?;
+        let membership = channel.members.get(id);
+        if channel.modes.no_external && membership.is_none() {
+            return Err(Refusal::CannotSend);
+        }
+        let privileged = membership.is_some_and(|m| m.op || m.voice);
+        if !privileged {
+            if channel.modes.moderated {
+                return Err(Refusal::CannotSend);
+            }
+            if !channel.bans.is_empty() && self.users.get(&id).is_some_and(|u| channel.is_banned(u))
+            {
+                return Err(Refusal::CannotSend);
+            }
+        }
+        Ok(channel)
+    }
+}

@@ -1,0 +1,107 @@
+//! Registered users as the network knows them: identity, channels, away and `+i`.
+//! Plain data; only [`super::apply`] changes it.
+
+use crate::proto::mask::wildcard_match;
+use crate::proto::CaselessKey;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+/// When a connection signed on and when it last did something other than PING/PONG.
+///
+/// Shared by the connection's [`Client`](crate::state::Client) (created at accept,
+/// stamped by the command dispatcher with one relaxed store, no lock) and every
+/// replica's [`User`] (read by WHOIS and WHOX on any shard). It is the one piece of a
+/// user that is not carried by events: activity changes with every command, and
+/// logging each one would make the event log a second message path. On one machine
+/// the registration event carries this handle; a replica on another machine (a later
+/// cluster) would not have one and reports no idle time.
+#[derive(Debug)]
+pub struct Activity {
+    /// The accept time; `last_active_ms` counts from it.
+    connected: Instant,
+    /// The accept time as Unix seconds (WHOIS signon).
+    signon_unix: u64,
+    /// Milliseconds from `connected` to the last command that counts as activity.
+    last_active_ms: AtomicU64,
+}
+
+impl Activity {
+    /// A clock for a connection accepted at `now` (`now_unix` in wall-clock seconds).
+    pub fn new(now: Instant, now_unix: u64) -> Activity {
+        Activity {
+            connected: now,
+            signon_unix: now_unix,
+            last_active_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Records activity at `now`.
+    pub fn touch(&self, now: Instant) {
+        let ms = now.saturating_duration_since(self.connected).as_millis();
+        self.last_active_ms
+            .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Whole seconds since the last activity, as seen at `now`.
+    pub fn idle_secs(&self, now: Instant) -> u64 {
+        let since_connect = now.saturating_duration_since(self.connected).as_millis();
+        let since_connect = u64::try_from(since_connect).unwrap_or(u64::MAX);
+        since_connect.saturating_sub(self.last_active_ms.load(Ordering::Relaxed)) / 1000
+    }
+
+    /// When the connection was accepted, in Unix seconds.
+    pub fn signon(&self) -> u64 {
+        self.signon_unix
+    }
+}
+
+/// A registered user as every shard's replica holds it.
+#[derive(Debug, Clone)]
+pub struct User {
+    /// The nickname, spelled as chosen.
+    pub nick: CaselessKey,
+    /// `~user` as shown in the source.
+    pub user: Box<str>,
+    /// The peer IP as text.
+    pub host: Box<str>,
+    /// USER's real name.
+    pub realname: Box<str>,
+    /// Channels the user is in, spelled as the channel was created. At most CHANLIMIT
+    /// entries, so removing one is a short scan.
+    pub channels: Vec<CaselessKey>,
+    /// The AWAY message (at most AWAYLEN bytes), `None` while present.
+    pub away: Option<Box<[u8]>>,
+    /// User mode `+i`: hidden from WHO and NAMES by users who share no channel with it.
+    pub invisible: bool,
+    /// Signon and idle times; see [`Activity`].
+    pub activity: std::sync::Arc<Activity>,
+}
+
+/// Equal when every field is, the activity clock by identity (it is shared, not
+/// copied, between replicas).
+impl PartialEq for User {
+    fn eq(&self, other: &User) -> bool {
+        self.nick.as_str() == other.nick.as_str()
+            && self.user == other.user
+            && self.host == other.host
+            && self.realname == other.realname
+            && self.channels == other.channels
+            && self.away == other.away
+            && self.invisible == other.invisible
+            && std::sync::Arc::ptr_eq(&self.activity, &other.activity)
+    }
+}
+
+impl User {
+    /// `nick!~user@host`: the source of the lines this user causes, and what ban masks
+    /// are matched against.
+    pub fn source(&self) -> String {
+        format!("{}!{}@{}", self.nick, self.user, self.host)
+    }
+
+    /// Whether a `nick!user@host` wildcard mask matches this user. Costs one small
+    /// allocation (the user's full mask).
+    pub fn matches(&self, mask: &str) -> bool {
+        wildcard_match(mask.as_bytes(), self.source().as_bytes())
+    }
+}
