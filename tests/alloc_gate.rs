@@ -1,6 +1,8 @@
 //! Regression gate on the hot path, counted rather than timed: a channel message costs
-//! two heap allocations however many members it reaches (serialize once, fan out by
-//! reference), on one shard and across shards (the hand-off shares the channel key).
+//! two heap allocations however many members it reaches and however long its text
+//! (serialize once into a buffer sized from the line's parts, fan out by reference),
+//! on one shard and across shards (the hand-off shares the channel key and travels in
+//! a recycled batch).
 
 use ringchat::testing::ShardFixture;
 use ringchat::Config;
@@ -42,9 +44,12 @@ fn allocations() -> u64 {
 
 const MESSAGES: u64 = 200;
 
-/// Allocations per channel message with `members` members spread over `shards`,
-/// counting everything from the sender's bytes to every recipient's drained outbox.
-fn allocations_per_message(shards: usize, members: usize) -> f64 {
+/// Allocations per channel message of `text_len` bytes of text with `members`
+/// members spread over `shards`, counting everything from the sender's bytes to
+/// every recipient's drained outbox.
+fn allocations_per_message(shards: usize, members: usize, text_len: usize) -> f64 {
+    let text = "x".repeat(text_len);
+    let input = format!("PRIVMSG #gate :{text}\r\n");
     let mut fixture = ShardFixture::new(Config {
         shards,
         flood_rate: 0.0,
@@ -57,7 +62,7 @@ fn allocations_per_message(shards: usize, members: usize) -> f64 {
         fixture.send(id, "JOIN #gate\r\n");
     }
     let round = |fixture: &mut ShardFixture| {
-        fixture.send(ids[0], "PRIVMSG #gate :the same bytes for everyone\r\n");
+        fixture.send(ids[0], &input);
         ids[1..]
             .iter()
             .map(|&id| fixture.drain_quietly(id))
@@ -75,7 +80,7 @@ fn allocations_per_message(shards: usize, members: usize) -> f64 {
         delivered_bytes += round(&mut fixture);
     }
     let spent = allocations() - before;
-    let line_len = ":m0!~m0@127.0.0.1 PRIVMSG #gate :the same bytes for everyone\r\n".len();
+    let line_len = format!(":m0!~m0@127.0.0.1 PRIVMSG #gate :{text}\r\n").len();
     assert_eq!(
         delivered_bytes,
         MESSAGES as usize * (members - 1) * line_len,
@@ -87,24 +92,31 @@ fn allocations_per_message(shards: usize, members: usize) -> f64 {
 /// The line's buffer, and the shared header `bytes` adds on its first clone.
 const PER_MESSAGE: f64 = 2.0;
 
+/// Texts of a typical, a longer and a near-maximal PRIVMSG.
+const TEXT_LENGTHS: [usize; 3] = [27, 100, 400];
+
 #[test]
-fn a_local_channel_message_allocates_the_same_whatever_the_audience() {
-    let small = allocations_per_message(1, 10);
-    let large = allocations_per_message(1, 500);
-    assert!(
-        small <= PER_MESSAGE,
-        "{small} allocations per message to 10 members"
-    );
-    assert_eq!(small, large, "allocations grew with the audience");
+fn a_local_channel_message_allocates_the_same_whatever_the_audience_or_length() {
+    for text_len in TEXT_LENGTHS {
+        let small = allocations_per_message(1, 10, text_len);
+        let large = allocations_per_message(1, 500, text_len);
+        assert!(
+            small <= PER_MESSAGE,
+            "{small} allocations per {text_len}-byte message to 10 members"
+        );
+        assert_eq!(small, large, "allocations grew with the audience");
+    }
 }
 
 #[test]
 fn a_cross_shard_message_allocates_per_shard_not_per_member() {
-    let small = allocations_per_message(2, 10);
-    let large = allocations_per_message(2, 500);
-    assert!(
-        small <= PER_MESSAGE,
-        "{small} allocations per message over 2 shards"
-    );
-    assert_eq!(small, large, "allocations grew with the audience");
+    for text_len in TEXT_LENGTHS {
+        let small = allocations_per_message(2, 10, text_len);
+        let large = allocations_per_message(2, 500, text_len);
+        assert!(
+            small <= PER_MESSAGE,
+            "{small} allocations per {text_len}-byte message over 2 shards"
+        );
+        assert_eq!(small, large, "allocations grew with the audience");
+    }
 }

@@ -14,6 +14,8 @@
 //! commands and the shard's notifications, not here.
 
 pub mod apply;
+#[cfg(test)]
+mod apply_tests;
 pub mod channel;
 pub mod event;
 pub mod modes;

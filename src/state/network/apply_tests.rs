@@ -1,0 +1,686 @@
+//! Table tests of [`Network::apply`]: each case is a history of events and what the
+//! last one must do. No sockets, no shards, no clock: the function is pure.
+
+use super::*;
+use crate::state::slab::SlotKey;
+use std::sync::Arc;
+use std::time::Instant;
+
+fn client(shard: u16, index: u32) -> ClientId {
+    ClientId {
+        shard,
+        slot: SlotKey {
+            index,
+            generation: 0,
+        },
+    }
+}
+
+const ALICE: ClientId = ClientId {
+    shard: 0,
+    slot: SlotKey {
+        index: 1,
+        generation: 0,
+    },
+};
+const BOB: ClientId = ClientId {
+    shard: 1,
+    slot: SlotKey {
+        index: 1,
+        generation: 0,
+    },
+};
+const CAROL: ClientId = ClientId {
+    shard: 1,
+    slot: SlotKey {
+        index: 2,
+        generation: 0,
+    },
+};
+
+/// A replica and the log position it has reached.
+struct Replica {
+    network: Network,
+    seq: u64,
+}
+
+impl Replica {
+    fn new() -> Replica {
+        Replica {
+            network: Network::new(2),
+            seq: 0,
+        }
+    }
+
+    /// Applies `event` as the next log entry.
+    fn apply(&mut self, event: Event) -> Outcome {
+        self.seq += 1;
+        self.network.apply(&Sequenced {
+            seq: self.seq,
+            origin: 0,
+            at_unix: 1_000 + self.seq,
+            event,
+        })
+    }
+
+    /// Claims `nick` and registers `id` with it.
+    fn register(&mut self, id: ClientId, nick: &str) {
+        assert_eq!(
+            self.apply(Event::ClaimNick {
+                client: id,
+                nick: nick.into()
+            }),
+            Outcome::NickClaimed
+        );
+        assert_eq!(
+            self.apply(Event::Register {
+                client: id,
+                user: "~u".into(),
+                host: "127.0.0.1".into(),
+                realname: "R".into(),
+                activity: Arc::new(Activity::new(Instant::now(), 0)),
+            }),
+            Outcome::Registered
+        );
+    }
+
+    /// alice, bob and carol registered; alice created `#c` and is its operator.
+    fn with_channel() -> Replica {
+        let mut replica = Replica::new();
+        replica.register(ALICE, "alice");
+        replica.register(BOB, "bob");
+        replica.register(CAROL, "carol");
+        replica.apply(join(ALICE, "#c"));
+        replica
+    }
+
+    fn modes(&mut self, by: ClientId, changes: Vec<ModeChange>) -> Outcome {
+        self.apply(Event::ChangeModes {
+            client: by,
+            channel: "#c".into(),
+            changes,
+        })
+    }
+}
+
+fn join(client: ClientId, channel: &str) -> Event {
+    Event::Join {
+        client,
+        channel: channel.into(),
+        key: None,
+        channel_limit: 50,
+    }
+}
+
+fn join_with_key(client: ClientId, key: &str) -> Event {
+    Event::Join {
+        client,
+        channel: "#c".into(),
+        key: Some(key.as_bytes().into()),
+        channel_limit: 50,
+    }
+}
+
+fn part(client: ClientId) -> Event {
+    Event::Part {
+        client,
+        channel: "#c".into(),
+        reason: None,
+    }
+}
+
+fn kick(client: ClientId, target: &str) -> Event {
+    Event::Kick {
+        client,
+        channel: "#c".into(),
+        target: target.into(),
+        reason: Box::new(*b"bye"),
+    }
+}
+
+fn flag(add: bool, mode: char) -> ModeChange {
+    ModeChange::Flag { add, mode }
+}
+
+fn refused(refusal: Refusal) -> Outcome {
+    Outcome::Refused(refusal)
+}
+
+fn joined() -> Outcome {
+    Outcome::Joined {
+        channel: crate::proto::CaselessKey::new("#c"),
+    }
+}
+
+#[test]
+fn nicknames_are_unique_ignoring_case_and_claims_are_released() {
+    let mut replica = Replica::new();
+    replica.register(ALICE, "Alice");
+    assert_eq!(
+        replica.apply(Event::ClaimNick {
+            client: BOB,
+            nick: "aLiCe".into()
+        }),
+        refused(Refusal::NickInUse)
+    );
+    assert_eq!(
+        replica.apply(Event::ClaimNick {
+            client: BOB,
+            nick: "b1".into()
+        }),
+        Outcome::NickClaimed
+    );
+    assert_eq!(
+        replica.apply(Event::ClaimNick {
+            client: BOB,
+            nick: "b2".into()
+        }),
+        Outcome::NickClaimed,
+        "a second claim replaces the first"
+    );
+    assert_eq!(replica.network.nick_owner("b1"), None);
+    assert_eq!(
+        replica.apply(Event::ReleaseNick { client: BOB }),
+        Outcome::NickReleased
+    );
+    assert_eq!(replica.network.nick_owner("b2"), None);
+    assert_eq!(replica.network.nick_owner("ALICE"), Some(ALICE));
+}
+
+#[test]
+fn a_nick_change_frees_the_old_nick_and_reports_the_old_source() {
+    let mut replica = Replica::new();
+    replica.register(ALICE, "alice");
+    replica.register(BOB, "bob");
+    assert_eq!(
+        replica.apply(Event::ChangeNick {
+            client: ALICE,
+            nick: "BOB".into()
+        }),
+        refused(Refusal::NickInUse)
+    );
+    assert_eq!(
+        replica.apply(Event::ChangeNick {
+            client: ALICE,
+            nick: "alicia".into()
+        }),
+        Outcome::NickChanged {
+            old_source: "alice!~u@127.0.0.1".into()
+        }
+    );
+    assert_eq!(replica.network.nick_owner("alice"), None);
+    assert_eq!(replica.network.nick_owner("alicia"), Some(ALICE));
+}
+
+#[test]
+fn first_joiner_is_operator_and_an_empty_channel_is_gone() {
+    let mut replica = Replica::new();
+    replica.register(ALICE, "alice");
+    replica.register(BOB, "bob");
+    assert_eq!(
+        replica.apply(join(ALICE, "#Rust")),
+        Outcome::Joined {
+            channel: crate::proto::CaselessKey::new("#Rust")
+        }
+    );
+    assert_eq!(replica.apply(join(ALICE, "#rust")), Outcome::Unchanged);
+    replica.apply(join(BOB, "#RUST"));
+    let channel = replica.network.channel("#rust").expect("exists");
+    assert_eq!(channel.name.as_str(), "#Rust", "spelled as created");
+    assert!(channel.members.get(ALICE).expect("member").op);
+    assert!(!channel.members.get(BOB).expect("member").op);
+    assert_eq!(channel.members.shards().iter().collect::<Vec<_>>(), [0, 1]);
+    replica.apply(Event::Part {
+        client: ALICE,
+        channel: "#rust".into(),
+        reason: None,
+    });
+    assert_eq!(
+        replica.network.channel("#rust").map(|c| c.members.len()),
+        Some(1)
+    );
+    let quit = replica.apply(Event::Quit {
+        client: BOB,
+        reason: "bye".into(),
+    });
+    let Outcome::Quit { user } = quit else {
+        panic!("bob quits: {quit:?}");
+    };
+    assert_eq!(user.channels.len(), 1, "the QUIT's audience");
+    assert!(replica.network.channel("#rust").is_none());
+    assert_eq!(replica.network.nick_owner("bob"), None);
+}
+
+/// Each row: mode changes by alice, then bob's JOIN (with a key, or invited first).
+#[test]
+fn join_checks_limit_key_invite_and_bans_in_that_order() {
+    let key = |key: &str| ModeChange::Key {
+        add: true,
+        key: key.into(),
+    };
+    let ban = ModeChange::Ban {
+        add: true,
+        mask: "b*!*@*".into(),
+    };
+    let rows: Vec<(&str, Vec<ModeChange>, Option<&str>, bool, Outcome)> = vec![
+        ("open", vec![], None, false, joined()),
+        (
+            "full",
+            vec![ModeChange::Limit(Some(1))],
+            None,
+            false,
+            refused(Refusal::ChannelFull),
+        ),
+        (
+            "no key",
+            vec![key("sesame")],
+            None,
+            false,
+            refused(Refusal::BadKey),
+        ),
+        (
+            "wrong key",
+            vec![key("sesame")],
+            Some("wrong"),
+            false,
+            refused(Refusal::BadKey),
+        ),
+        ("right key", vec![key("sesame")], Some("sesame"), false, joined()),
+        (
+            "full beats key",
+            vec![ModeChange::Limit(Some(1)), key("k")],
+            None,
+            false,
+            refused(Refusal::ChannelFull),
+        ),
+        (
+            "invite only",
+            vec![flag(true, 'i')],
+            None,
+            false,
+            refused(Refusal::InviteOnly),
+        ),
+        (
+            "invite beats banned",
+            vec![ban.clone(), flag(true, 'i')],
+            None,
+            false,
+            refused(Refusal::InviteOnly),
+        ),
+        (
+            "banned",
+            vec![ban.clone()],
+            None,
+            false,
+            refused(Refusal::Banned),
+        ),
+        (
+            "invited past +i and bans",
+            vec![ban, flag(true, 'i')],
+            None,
+            true,
+            joined(),
+        ),
+    ];
+    for (name, changes, key, invited, expected) in rows {
+        let mut replica = Replica::with_channel();
+        replica.modes(ALICE, changes);
+        if invited {
+            replica.apply(Event::Invite {
+                client: ALICE,
+                target: "bob".into(),
+                channel: "#c".into(),
+            });
+        }
+        let event = match key {
+            Some(key) => join_with_key(BOB, key),
+            None => join(BOB, "#c"),
+        };
+        assert_eq!(replica.apply(event), expected, "{name}");
+    }
+}
+
+#[test]
+fn an_invitation_is_used_up_by_the_join() {
+    let mut replica = Replica::with_channel();
+    replica.modes(ALICE, vec![flag(true, 'i')]);
+    replica.apply(Event::Invite {
+        client: ALICE,
+        target: "BOB".into(),
+        channel: "#c".into(),
+    });
+    assert_eq!(replica.apply(join(BOB, "#c")), joined());
+    replica.apply(part(BOB));
+    assert_eq!(
+        replica.apply(join(BOB, "#c")),
+        refused(Refusal::InviteOnly)
+    );
+}
+
+#[test]
+fn the_channel_limit_is_enforced_without_leaving_an_empty_channel() {
+    let mut replica = Replica::new();
+    replica.register(ALICE, "alice");
+    let limited = |channel: &str| Event::Join {
+        client: ALICE,
+        channel: channel.into(),
+        key: None,
+        channel_limit: 1,
+    };
+    assert!(matches!(replica.apply(limited("#one")), Outcome::Joined { .. }));
+    assert_eq!(
+        replica.apply(limited("#two")),
+        refused(Refusal::TooManyChannels)
+    );
+    assert!(replica.network.channel("#two").is_none());
+}
+
+/// Each row: who sends to `#c` after which modes; whether the permission check of
+/// the message path lets it through.
+#[test]
+fn who_may_speak_in_a_channel() {
+    let voice_bob = ModeChange::Member {
+        add: true,
+        mode: 'v',
+        nick: "bob".into(),
+    };
+    let ban_bob = ModeChange::Ban {
+        add: true,
+        mask: "*!*@127.0.0.*".into(),
+    };
+    let rows: Vec<(&str, Vec<ModeChange>, bool, ClientId, Result<(), Refusal>)> = vec![
+        ("a member", vec![], true, BOB, Ok(())),
+        ("an outsider under +n", vec![], false, BOB, Err(Refusal::CannotSend)),
+        ("an outsider under -n", vec![flag(false, 'n')], false, BOB, Ok(())),
+        ("a member under +m", vec![flag(true, 'm')], true, BOB, Err(Refusal::CannotSend)),
+        ("the operator under +m", vec![flag(true, 'm')], true, ALICE, Ok(())),
+        (
+            "a voiced member under +m",
+            vec![flag(true, 'm'), voice_bob.clone()],
+            true,
+            BOB,
+            Ok(()),
+        ),
+        ("a banned member", vec![ban_bob.clone()], true, BOB, Err(Refusal::CannotSend)),
+        ("a banned, voiced member", vec![ban_bob, voice_bob], true, BOB, Ok(())),
+    ];
+    for (name, changes, bob_joins, sender, expected) in rows {
+        let mut replica = Replica::with_channel();
+        if bob_joins {
+            replica.apply(join(BOB, "#c"));
+        }
+        replica.modes(ALICE, changes);
+        assert_eq!(
+            replica.network.can_send(sender, "#c").map(|_| ()),
+            expected,
+            "{name}"
+        );
+    }
+    assert_eq!(
+        Replica::with_channel()
+            .network
+            .can_send(BOB, "#none")
+            .map(|_| ()),
+        Err(Refusal::NoSuchChannel)
+    );
+}
+
+/// Each row: an operation on `#c` by bob (a plain member unless noted) and its
+/// refusal, in Modern IRC's order of checks.
+#[test]
+fn channel_operations_are_refused_with_the_right_reason() {
+    let rows: Vec<(&str, bool, Event, Outcome)> = vec![
+        ("kick by a non-member", false, kick(BOB, "alice"), refused(Refusal::NotOnChannel)),
+        ("kick by a non-operator", true, kick(BOB, "alice"), refused(Refusal::NotOperator)),
+        ("kick of nobody", true, kick(ALICE, "nobody"), refused(Refusal::NoSuchNick)),
+        ("kick of a non-member", true, kick(ALICE, "carol"), refused(Refusal::UserNotInChannel)),
+        (
+            "topic by a non-member",
+            false,
+            Event::SetTopic {
+                client: BOB,
+                channel: "#c".into(),
+                text: Box::new(*b"hi"),
+            },
+            refused(Refusal::NotOnChannel),
+        ),
+        (
+            "topic by a non-operator under +t",
+            true,
+            Event::SetTopic {
+                client: BOB,
+                channel: "#c".into(),
+                text: Box::new(*b"hi"),
+            },
+            refused(Refusal::NotOperator),
+        ),
+        (
+            "invite of nobody",
+            true,
+            Event::Invite {
+                client: ALICE,
+                target: "nobody".into(),
+                channel: "#c".into(),
+            },
+            refused(Refusal::NoSuchNick),
+        ),
+        (
+            "invite to no channel",
+            true,
+            Event::Invite {
+                client: ALICE,
+                target: "carol".into(),
+                channel: "#none".into(),
+            },
+            refused(Refusal::NoSuchChannel),
+        ),
+        (
+            "invite by a non-member",
+            false,
+            Event::Invite {
+                client: BOB,
+                target: "carol".into(),
+                channel: "#c".into(),
+            },
+            refused(Refusal::NotOnChannel),
+        ),
+        (
+            "invite of a member",
+            true,
+            Event::Invite {
+                client: ALICE,
+                target: "bob".into(),
+                channel: "#c".into(),
+            },
+            refused(Refusal::UserOnChannel),
+        ),
+        (
+            "modes by a non-member",
+            false,
+            Event::ChangeModes {
+                client: BOB,
+                channel: "#c".into(),
+                changes: vec![],
+            },
+            refused(Refusal::NotOperator),
+        ),
+        ("part by a non-member", false, part(BOB), refused(Refusal::NotOnChannel)),
+        (
+            "part of no channel",
+            false,
+            Event::Part {
+                client: BOB,
+                channel: "#none".into(),
+                reason: None,
+            },
+            refused(Refusal::NoSuchChannel),
+        ),
+    ];
+    for (name, bob_joins, event, expected) in rows {
+        let mut replica = Replica::with_channel();
+        if bob_joins {
+            replica.apply(join(BOB, "#c"));
+        }
+        assert_eq!(replica.apply(event), expected, "{name}");
+    }
+}
+
+#[test]
+fn a_kick_removes_the_member_on_both_sides() {
+    let mut replica = Replica::with_channel();
+    replica.apply(join(BOB, "#c"));
+    assert_eq!(
+        replica.apply(kick(ALICE, "BOB")),
+        Outcome::Kicked {
+            channel: crate::proto::CaselessKey::new("#c"),
+            member: BOB,
+            nick: crate::proto::CaselessKey::new("bob"),
+        }
+    );
+    assert!(replica.network.user(BOB).expect("registered").channels.is_empty());
+    let channel = replica.network.channel("#c").expect("alice stays");
+    assert_eq!(channel.members.len(), 1);
+    assert_eq!(channel.members.on_shard(1).count(), 0, "bob's shard has none");
+}
+
+#[test]
+fn topics_record_setter_and_time_from_the_event_and_empty_clears() {
+    let mut replica = Replica::with_channel();
+    replica.apply(Event::SetTopic {
+        client: ALICE,
+        channel: "#C".into(),
+        text: Box::new(*b"hello"),
+    });
+    let topic = replica
+        .network
+        .channel("#c")
+        .and_then(|c| c.topic.clone())
+        .expect("set");
+    assert_eq!(
+        (&*topic.text, &*topic.set_by, topic.set_at),
+        (&b"hello"[..], "alice!~u@127.0.0.1", 1_000 + replica.seq)
+    );
+    replica.apply(Event::SetTopic {
+        client: ALICE,
+        channel: "#c".into(),
+        text: Box::new([]),
+    });
+    assert!(replica.network.channel("#c").expect("exists").topic.is_none());
+}
+
+#[test]
+fn mode_changes_report_what_changed_and_what_was_refused() {
+    let mut replica = Replica::with_channel();
+    replica.apply(join(BOB, "#c"));
+    let voice = |nick: &str| ModeChange::Member {
+        add: true,
+        mode: 'v',
+        nick: nick.into(),
+    };
+    assert_eq!(
+        replica.modes(
+            ALICE,
+            vec![flag(true, 'n'), flag(true, 'm'), voice("BOB"), voice("carol"), voice("zed")]
+        ),
+        Outcome::ModesChanged {
+            channel: crate::proto::CaselessKey::new("#c"),
+            applied: vec![flag(true, 'm'), voice("bob")],
+            refused: vec![
+                ModeRefusal::UserNotInChannel("carol".into()),
+                ModeRefusal::NoSuchNick("zed".into())
+            ],
+        }
+    );
+}
+
+#[test]
+fn user_state_changes_and_lusers_counts() {
+    let mut replica = Replica::new();
+    replica.register(ALICE, "alice");
+    let invisible = |on| Event::SetInvisible {
+        client: ALICE,
+        invisible: on,
+    };
+    assert_eq!(replica.apply(invisible(true)), Outcome::InvisibleChanged(true));
+    assert_eq!(replica.apply(invisible(true)), Outcome::Unchanged);
+    assert_eq!(replica.network.invisible_count(), 1);
+    replica.apply(Event::SetAway {
+        client: ALICE,
+        message: Some(Box::new(*b"lunch")),
+    });
+    replica.apply(Event::SetRealname {
+        client: ALICE,
+        realname: "Alice L.".into(),
+    });
+    let user = replica.network.user(ALICE).expect("registered");
+    assert_eq!(
+        (user.away.as_deref(), &*user.realname),
+        (Some(&b"lunch"[..]), "Alice L.")
+    );
+    replica.apply(Event::Quit {
+        client: ALICE,
+        reason: "bye".into(),
+    });
+    assert_eq!(
+        (replica.network.user_count(), replica.network.invisible_count()),
+        (0, 0)
+    );
+}
+
+#[test]
+fn events_about_clients_that_are_gone_change_nothing() {
+    let mut replica = Replica::with_channel();
+    let ghost = client(0, 99);
+    for event in [
+        join(ghost, "#c"),
+        Event::Quit {
+            client: ghost,
+            reason: "x".into(),
+        },
+        Event::ChangeNick {
+            client: ghost,
+            nick: "g".into(),
+        },
+        Event::SetAway {
+            client: ghost,
+            message: None,
+        },
+        Event::Register {
+            client: ghost,
+            user: "~g".into(),
+            host: "h".into(),
+            realname: "g".into(),
+            activity: Arc::new(Activity::new(Instant::now(), 0)),
+        },
+    ] {
+        assert_eq!(replica.apply(event), Outcome::Unchanged);
+    }
+    assert_eq!(replica.network.user_count(), 3);
+}
+
+/// Two replicas that apply the same log hold the same state: the property the
+/// shards (and, later, machines) rely on.
+#[test]
+fn replicas_applying_the_same_log_agree() {
+    let mut first = Replica::with_channel();
+    let mut second = Replica::with_channel();
+    let history = [
+        join(BOB, "#c"),
+        join(CAROL, "#d"),
+        kick(ALICE, "bob"),
+        join(BOB, "#c"),
+        Event::ChangeNick {
+            client: CAROL,
+            nick: "caz".into(),
+        },
+        part(ALICE),
+    ];
+    for event in history {
+        assert_eq!(first.apply(event.clone()), second.apply(event));
+    }
+    for replica in [&first, &second] {
+        let channel = replica.network.channel("#c").expect("bob stays");
+        assert_eq!(channel.members.iter().collect::<Vec<_>>().len(), 1);
+        assert!(channel.members.contains(BOB));
+    }
+}
