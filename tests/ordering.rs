@@ -25,13 +25,16 @@ fn read_until_private(client: &mut Client, from: &Client, token: &str) -> Vec<St
 fn names_list(asker: &mut Client, channel: &str, nick: &str) -> bool {
     asker.send(&format!("NAMES {channel}"));
     let lines = asker.skip_until(|line| has_numeric(line, "366"));
-    lines.iter().filter(|line| has_numeric(line, "353")).any(|line| {
-        line.rsplit(" :")
-            .next()
-            .unwrap_or_default()
-            .split(' ')
-            .any(|name| name.trim_start_matches(['@', '+']) == nick)
-    })
+    lines
+        .iter()
+        .filter(|line| has_numeric(line, "353"))
+        .any(|line| {
+            line.rsplit(" :")
+                .next()
+                .unwrap_or_default()
+                .split(' ')
+                .any(|name| name.trim_start_matches(['@', '+']) == nick)
+        })
 }
 
 e2e! {
@@ -125,7 +128,9 @@ fn kick_and_rejoin_races(setup: common::Setup) {
             op.send(&format!("PRIVMSG {channel} :{probe}"));
             op.send(&format!("PRIVMSG {} :sync {round}", victim.nick));
             let seen = read_until_private(victim, op, &format!("sync {round}"));
-            let got_probe = seen.iter().any(|line| line.ends_with(&format!(" :{probe}")));
+            let got_probe = seen
+                .iter()
+                .any(|line| line.ends_with(&format!(" :{probe}")));
             assert_eq!(
                 got_probe, listed,
                 "round {round}, pair {p}: NAMES lists the victim: {listed}, it got the message: {got_probe}; it saw {seen:?}"
@@ -143,7 +148,10 @@ fn kick_and_rejoin_races(setup: common::Setup) {
             }
         }
     }
-    println!("{listed_rounds} of {} races ended with the victim back in", PAIRS * ROUNDS);
+    println!(
+        "{listed_rounds} of {} races ended with the victim back in",
+        PAIRS * ROUNDS
+    );
 }
 
 #[test]

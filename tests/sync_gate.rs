@@ -36,7 +36,12 @@ fn counters(fixture: &mut ShardFixture) -> Vec<CounterSnapshot> {
     for shard in fixture.shards.iter_mut() {
         shard.publish_counters();
     }
-    fixture.shared.counters.iter().map(|c| c.snapshot()).collect()
+    fixture
+        .shared
+        .counters
+        .iter()
+        .map(|c| c.snapshot())
+        .collect()
 }
 
 #[test]
@@ -53,7 +58,10 @@ fn a_pass_of_channel_messages_takes_no_state_lock_and_one_handoff_per_shard() {
     let proposed: u64 = (0..2)
         .map(|s| after[s].events_proposed - before[s].events_proposed)
         .sum();
-    assert_eq!(proposed, 0, "a channel message appends nothing to the event log");
+    assert_eq!(
+        proposed, 0,
+        "a channel message appends nothing to the event log"
+    );
     assert_eq!(
         after[0].handoff_batches - before[0].handoff_batches,
         1,

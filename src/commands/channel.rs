@@ -1,7 +1,7 @@
 //! Channel membership: JOIN, PART, NAMES.
 
 use super::errors::reply_refusal;
-use super::{targets, Ctx};
+use super::{clip, targets, Ctx, KICKLEN};
 use crate::proto::caps::Cap;
 use crate::proto::names::is_valid_channel;
 use crate::proto::numeric::*;
@@ -67,7 +67,7 @@ fn join_one(ctx: &mut Ctx<'_>, name: &str, key: Option<&[u8]>) {
 
 /// `PART #a,#b [:reason]`.
 pub fn part(ctx: &mut Ctx<'_>, message: &Message<'_>) {
-    let reason = message.param(1);
+    let reason = message.param(1).map(|reason| clip(reason, KICKLEN));
     for name in targets(message.param(0).unwrap_or_default()) {
         let name = String::from_utf8_lossy(name);
         leave(ctx, &name, reason);
@@ -86,7 +86,8 @@ fn leave(ctx: &mut Ctx<'_>, name: &str, reason: Option<&[u8]>) {
     }
 }
 
-/// `NAMES [#channel]`.
+/// `NAMES [#channel]`: one channel per command (ISUPPORT `TARGMAX=NAMES:1`); a
+/// further target is answered `407 ERR_TOOMANYTARGETS` and not looked at.
 pub fn names(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let Some(list) = message.param(0) else {
         let reply = ctx
@@ -96,7 +97,11 @@ pub fn names(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         ctx.reply(reply);
         return;
     };
-    for name in targets(list) {
+    let mut names = targets(list);
+    if let Some(extra) = names.clone().nth(1) {
+        super::too_many_targets(ctx, extra);
+    }
+    if let Some(name) = names.next() {
         let name = String::from_utf8_lossy(name);
         let channel = ctx.shard.network().channel(&name).map(|c| c.name.clone());
         match channel {
@@ -133,7 +138,7 @@ pub(super) fn highest_prefix(membership: Membership) -> &'static str {
     }
 }
 
-/// 353 lines (each within 512 bytes) and 366 for one channel, read from this shard's
+/// 353 lines (each within LINELEN) and 366 for one channel, read from this shard's
 /// replica: no other shard waits while a large channel is listed.
 fn send_names(ctx: &mut Ctx<'_>, channel: &CaselessKey) {
     let caps = ctx.client().caps;
@@ -164,28 +169,11 @@ fn send_names(ctx: &mut Ctx<'_>, channel: &CaselessKey) {
             })
             .unwrap_or_default()
     };
-    let header = ctx.numeric(RPL_NAMREPLY).arg("=").arg(channel.as_str());
-    let header_len = header.len() + 2;
-    let mut batch = String::new();
-    for name in names {
-        if !batch.is_empty() && header_len + batch.len() + 1 + name.len() + 2 > 512 {
-            let reply = ctx
-                .numeric(RPL_NAMREPLY)
-                .arg("=")
-                .arg(channel.as_str())
-                .trailing(&batch);
-            ctx.reply(reply);
-            batch.clear();
-        }
-        if !batch.is_empty() {
-            batch.push(' ');
-        }
-        batch.push_str(&name);
-    }
-    if !batch.is_empty() {
-        let reply = header.trailing(&batch);
-        ctx.reply(reply);
-    }
+    super::reply_in_lines(
+        ctx,
+        |ctx| ctx.numeric(RPL_NAMREPLY).arg("=").arg(channel.as_str()),
+        names,
+    );
     let end = ctx
         .numeric(RPL_ENDOFNAMES)
         .arg(channel.as_str())

@@ -22,6 +22,7 @@ pub fn pong(_ctx: &mut Ctx<'_>, _message: &Message<'_>) {}
 
 /// `QUIT [:message]`: everyone sharing a channel sees the QUIT, once.
 pub fn quit(ctx: &mut Ctx<'_>, message: &Message<'_>) {
-    let text = String::from_utf8_lossy(message.param(0).unwrap_or(b"Client Quit")).into_owned();
+    let reason = message.param(0).unwrap_or(b"Client Quit");
+    let text = String::from_utf8_lossy(super::clip(reason, super::KICKLEN)).into_owned();
     ctx.shard.close(ctx.id, CloseReason::Quit(text));
 }

@@ -35,6 +35,7 @@ pub fn mark(shard: &Shard, id: ClientId) -> usize {
 /// Rewrites the replies queued since `mark` to carry `label`.
 pub fn label_replies(shard: &mut Shard, id: ClientId, label: &[u8], mark: usize) {
     let server = shard.shared.config.server_name.clone();
+    let sendq = shard.shared.config.sendq;
     let Some(client) = shard.client_mut(id) else {
         return;
     };
@@ -72,8 +73,15 @@ pub fn label_replies(shard: &mut Shard, id: ClientId, label: &[u8], mark: usize)
         }
         _ => replies,
     };
-    for line in labeled {
-        // These bytes were already accepted into the queue; relabeling adds a few.
-        let _ = client.outbox.push(line, usize::MAX);
+    // The labels add a few bytes to each reply: the sendq still holds.
+    let overflowed = labeled
+        .into_iter()
+        .any(|line| client.outbox.push(line, sendq).is_err());
+    if overflowed {
+        client.outbox.discard_queued();
+        shard.close(
+            id,
+            crate::state::client::CloseReason::Server(crate::shard::SENDQ_EXCEEDED),
+        );
     }
 }

@@ -159,9 +159,47 @@ fn dispatch(shard: &mut Shard, id: ClientId, message: &Message<'_>, now: Instant
     shard.catch_up();
     let label = labels::requested(shard, id, message);
     let mark = label.map(|_| labels::mark(shard, id));
+    let before = Work::measure(shard, id);
     run_command(Ctx { shard, id, now }, message);
     if let (Some(label), Some(mark)) = (label, mark) {
         labels::label_replies(shard, id, label, mark);
+    }
+    charge_for_work(shard, id, before, now);
+}
+
+/// What a command has cost so far: its client's queued reply bytes, and the events
+/// its shard proposed.
+#[derive(Clone, Copy)]
+struct Work {
+    reply_bytes: usize,
+    events: u64,
+}
+
+impl Work {
+    fn measure(shard: &Shard, id: ClientId) -> Work {
+        Work {
+            reply_bytes: shard.client(id).map_or(0, |c| c.outbox.unwritten()),
+            events: shard.events_proposed(),
+        }
+    }
+}
+
+/// Fake lag, as Ergo's and InspIRCd's penalties: a line costs one flood token when it
+/// is read; a command that changed the network state or queued a large reply costs
+/// more, one token per event and one per [`REPLY_BYTES_PER_TOKEN`] of reply, so a
+/// client that asks for huge answers (NAMES of a big channel, LIST, WHO *) or floods
+/// state changes slows only itself.
+fn charge_for_work(shard: &mut Shard, id: ClientId, before: Work, now: Instant) {
+    let after = Work::measure(shard, id);
+    let events = after.events.saturating_sub(before.events).saturating_sub(1);
+    let replies = after.reply_bytes.saturating_sub(before.reply_bytes) / REPLY_BYTES_PER_TOKEN;
+    let cost = events as usize + replies;
+    if cost == 0 {
+        return;
+    }
+    let policy = shard.shared.config.flood_policy();
+    if let Some(client) = shard.client_mut(id) {
+        client.flood.charge(policy, cost as f32, now);
     }
 }
 
@@ -227,17 +265,72 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// The longest line the server sends, CR LF included (LINELEN).
+pub const LINELEN: usize = 512;
+
+/// Sends `items`, space-separated, as the trailing parameter of as many lines as it
+/// takes to keep each within [`LINELEN`] (353 NAMES, 319 WHOIS channels). `header`
+/// builds a line up to its trailing parameter.
+fn reply_in_lines<I: AsRef<str>>(
+    ctx: &mut Ctx<'_>,
+    header: impl Fn(&Ctx<'_>) -> LineBuilder,
+    items: impl IntoIterator<Item = I>,
+) {
+    let room = LINELEN.saturating_sub(header(ctx).len() + 4);
+    let mut batch = String::new();
+    for item in items {
+        let item = item.as_ref();
+        if !batch.is_empty() && batch.len() + 1 + item.len() > room {
+            let line = header(ctx).trailing(&batch);
+            ctx.reply(line);
+            batch.clear();
+        }
+        if !batch.is_empty() {
+            batch.push(' ');
+        }
+        batch.push_str(item);
+    }
+    if !batch.is_empty() {
+        let line = header(ctx).trailing(&batch);
+        ctx.reply(line);
+    }
+}
+
+/// `407 ERR_TOOMANYTARGETS` for the first target past a command's TARGMAX.
+fn too_many_targets(ctx: &mut Ctx<'_>, target: &[u8]) {
+    let reply = ctx
+        .numeric(ERR_TOOMANYTARGETS)
+        .arg(target)
+        .trailing("Too many targets");
+    ctx.reply(reply);
+}
+
 /// Splits a comma-separated target list, skipping empty entries.
-fn targets(list: &[u8]) -> impl Iterator<Item = &[u8]> {
+fn targets(list: &[u8]) -> impl Iterator<Item = &[u8]> + Clone {
     list.split(|&b| b == b',').filter(|t| !t.is_empty())
 }
 
 /// Longest topic kept (ISUPPORT `TOPICLEN`); a longer one is cut.
 pub const TOPICLEN: usize = 390;
-/// Longest KICK reason kept (ISUPPORT `KICKLEN`).
+/// Longest KICK reason kept (ISUPPORT `KICKLEN`); PART and QUIT reasons too.
 pub const KICKLEN: usize = 255;
 /// Longest AWAY message kept (ISUPPORT `AWAYLEN`).
 pub const AWAYLEN: usize = 200;
+/// Longest real name (USER, SETNAME; ISUPPORT `NAMELEN`, as InspIRCd names it); a
+/// longer one is cut at USER and refused by SETNAME.
+pub const NAMELEN: usize = 200;
+/// Most targets of a WHOIS (ISUPPORT `TARGMAX=WHOIS:5`) and of a USERHOST.
+pub const MAX_QUERY_TARGETS: usize = 5;
+/// Most masks in one LIST, and the longest: matching costs masks x channels x mask
+/// length, so both are bounded.
+pub const MAX_LIST_MASKS: usize = 8;
+/// Longest LIST mask (a channel name is at most CHANNELLEN).
+pub const MAX_LIST_MASK_LEN: usize = 64;
+/// Longest WHO mask: longer than any `nick!user@host` a user can have.
+pub const MAX_WHO_MASK_LEN: usize = 128;
+/// Reply bytes a command may queue for its own client before each further
+/// [`REPLY_BYTES_PER_TOKEN`] cost it one more flood token.
+pub const REPLY_BYTES_PER_TOKEN: usize = 4096;
 
 /// `text` cut to at most `max` bytes, backing off to a character boundary when the
 /// text is UTF-8 (text need not be UTF-8; then the cut is at `max` bytes).

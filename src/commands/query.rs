@@ -4,7 +4,7 @@
 
 use super::channel::{all_prefixes, highest_prefix};
 use super::registration::{send_isupport, VERSION};
-use super::{targets, Ctx};
+use super::{targets, Ctx, MAX_LIST_MASKS, MAX_LIST_MASK_LEN, MAX_QUERY_TARGETS, MAX_WHO_MASK_LEN};
 use crate::proto::caps::Cap;
 use crate::proto::mask::{has_wildcards, wildcard_match};
 use crate::proto::numeric::*;
@@ -13,9 +13,6 @@ use crate::proto::{Caseless, Message};
 use crate::state::network::{Membership, Network, User};
 use crate::state::ClientId;
 use std::time::{Instant, SystemTime};
-
-/// Most nicknames answered by one WHOIS, USERHOST.
-const MAX_QUERY_TARGETS: usize = 5;
 
 /// One user as a WHO reply shows it.
 struct WhoRow {
@@ -68,13 +65,18 @@ pub fn who(ctx: &mut Ctx<'_>, message: &Message<'_>) {
             Some((fields, token)) => (fields.to_owned(), token.to_owned()),
             None => (fields.to_owned(), String::new()),
         });
-    let rows = who_rows(
-        ctx.shard.network(),
-        ctx.id,
-        &mask,
-        status_prefix(ctx),
-        ctx.now,
-    );
+    // A longer mask could only be a costly way to match everyone or no one.
+    let rows = if mask.len() > MAX_WHO_MASK_LEN {
+        Vec::new()
+    } else {
+        who_rows(
+            ctx.shard.network(),
+            ctx.id,
+            &mask,
+            status_prefix(ctx),
+            ctx.now,
+        )
+    };
     let server = ctx.config().server_name.clone();
     for row in rows {
         let reply = match &whox {
@@ -187,8 +189,8 @@ struct WhoisInfo {
     user: String,
     host: String,
     realname: String,
-    /// `@#a +#b #c`: the user's channels with its status prefix in each.
-    channels: String,
+    /// `@#a`, `+#b`, `#c`: the user's channels with its status prefix in each.
+    channels: Vec<String>,
     away: Option<Box<[u8]>>,
     idle: u64,
     signon: u64,
@@ -198,7 +200,11 @@ struct WhoisInfo {
 /// nick; an unknown nick gets 401 and 318.
 pub fn whois(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let list = message.param(1).or(message.param(0)).unwrap_or_default();
-    for nick in targets(list).take(MAX_QUERY_TARGETS) {
+    for (index, nick) in targets(list).enumerate() {
+        if index == MAX_QUERY_TARGETS {
+            super::too_many_targets(ctx, nick);
+            break;
+        }
         let nick = String::from_utf8_lossy(nick).into_owned();
         whois_one(ctx, &nick);
     }
@@ -217,8 +223,7 @@ fn whois_one(ctx: &mut Ctx<'_>, nick: &str) {
                     let prefix = status(channel.members.get(id)?);
                     Some(format!("{prefix}{}", channel.name))
                 })
-                .collect::<Vec<_>>()
-                .join(" ");
+                .collect();
             WhoisInfo {
                 nick: user.nick.to_string(),
                 user: user.user.to_string(),
@@ -253,13 +258,12 @@ fn whois_one(ctx: &mut Ctx<'_>, nick: &str) {
         .arg(&info.host)
         .arg("*")
         .trailing(&info.realname)];
-    if !info.channels.is_empty() {
-        replies.push(
-            ctx.numeric(RPL_WHOISCHANNELS)
-                .arg(&info.nick)
-                .trailing(&info.channels),
-        );
-    }
+    ctx.reply(replies.remove(0));
+    super::reply_in_lines(
+        ctx,
+        |ctx| ctx.numeric(RPL_WHOISCHANNELS).arg(&info.nick),
+        &info.channels,
+    );
     replies.push(
         ctx.numeric(RPL_WHOISSERVER)
             .arg(&info.nick)
@@ -297,8 +301,15 @@ struct ListFilter {
 }
 
 impl ListFilter {
-    fn parse(list: &[u8]) -> ListFilter {
+    /// The filter, or `None` when it has more than [`MAX_LIST_MASKS`] items or a
+    /// mask longer than [`MAX_LIST_MASK_LEN`].
+    fn parse(list: &[u8]) -> Option<ListFilter> {
         let mut filter = ListFilter::default();
+        if targets(list).count() > MAX_LIST_MASKS
+            || targets(list).any(|item| item.len() > MAX_LIST_MASK_LEN + 1)
+        {
+            return None;
+        }
         for item in targets(list) {
             let item = String::from_utf8_lossy(item);
             if let Some(n) = item.strip_prefix('>') {
@@ -311,7 +322,7 @@ impl ListFilter {
                 filter.masks.push(item.into_owned());
             }
         }
-        filter
+        Some(filter)
     }
 
     fn accepts(&self, name: &str, members: usize) -> bool {
@@ -325,7 +336,17 @@ impl ListFilter {
 
 /// `LIST [#a,#b|mask|!mask|>n|<n]`: 321, a 322 per channel (by name), 323.
 pub fn list(ctx: &mut Ctx<'_>, message: &Message<'_>) {
-    let filter = ListFilter::parse(message.param(0).unwrap_or_default());
+    let Some(filter) = ListFilter::parse(message.param(0).unwrap_or_default()) else {
+        let reply = ctx
+            .from_server("FAIL")
+            .arg("LIST")
+            .arg("INVALID_PARAMS")
+            .trailing(format!(
+                "At most {MAX_LIST_MASKS} masks of at most {MAX_LIST_MASK_LEN} bytes"
+            ));
+        ctx.reply(reply);
+        return;
+    };
     let mut channels: Vec<(String, usize, Box<[u8]>)> = {
         ctx.shard
             .network()
@@ -394,8 +415,21 @@ pub fn ison(ctx: &mut Ctx<'_>, message: &Message<'_>) {
             })
             .collect()
     };
-    let reply = ctx.numeric(RPL_ISON).trailing(online.join(" "));
-    ctx.reply(reply);
+    // One 303 line, as clients expect: nicks that would not fit are left out (the
+    // request itself was one line, so only a long nickname of ours can overflow it).
+    let header = ctx.numeric(RPL_ISON);
+    let room = super::LINELEN.saturating_sub(header.len() + 4);
+    let mut fitting = String::new();
+    for nick in online {
+        if fitting.len() + usize::from(!fitting.is_empty()) + nick.len() > room {
+            break;
+        }
+        if !fitting.is_empty() {
+            fitting.push(' ');
+        }
+        fitting.push_str(&nick);
+    }
+    ctx.reply(header.trailing(fitting));
 }
 
 /// Whether a VERSION or TIME target names this server (or is absent); else 402.
@@ -449,16 +483,26 @@ mod tests {
 
     #[test]
     fn list_filters_combine_masks_and_counts() {
-        let filter = ListFilter::parse(b">1,<4,#r*,!#rusty");
+        let filter = ListFilter::parse(b">1,<4,#r*,!#rusty").expect("valid");
         assert!(filter.accepts("#rust", 2));
         assert!(!filter.accepts("#rust", 1));
         assert!(!filter.accepts("#rust", 4));
         assert!(!filter.accepts("#rusty", 2));
         assert!(!filter.accepts("#go", 2));
-        assert!(ListFilter::parse(b"").accepts("#any", 0));
+        assert!(ListFilter::parse(b"").expect("valid").accepts("#any", 0));
         assert!(
-            ListFilter::parse(b"#RUST").accepts("#rust", 0),
+            ListFilter::parse(b"#RUST")
+                .expect("valid")
+                .accepts("#rust", 0),
             "names ignore case"
         );
+    }
+
+    #[test]
+    fn list_filters_are_bounded_in_count_and_length() {
+        let nine = ["#a"; MAX_LIST_MASKS + 1].join(",");
+        assert_eq!(ListFilter::parse(nine.as_bytes()), None);
+        let long = format!("#{}", "*".repeat(MAX_LIST_MASK_LEN + 1));
+        assert_eq!(ListFilter::parse(long.as_bytes()), None);
     }
 }

@@ -1,8 +1,8 @@
 //! Registration and identity: CAP, PASS, NICK, USER, and the welcome burst.
 
-use super::{info, Ctx};
+use super::{clip, info, Ctx, NAMELEN};
 use crate::proto::caps::{apply_request, Cap};
-use crate::proto::names::{is_valid_nick, sanitize_user, CHANNELLEN, NICKLEN};
+use crate::proto::names::{is_valid_nick, sanitize_user, CHANNELLEN, NICKLEN, USERLEN};
 use crate::proto::numeric::*;
 use crate::proto::Message;
 use crate::state::client::CloseReason;
@@ -107,7 +107,7 @@ fn set_cap(ctx: &mut Ctx<'_>, cap: Cap) {
 /// `SETNAME :new real name` (IRCv3 `setname`): members with the capability see it.
 pub fn setname(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let realname = message.param(0).unwrap_or_default();
-    if realname.is_empty() || realname.len() > REALNAME_LEN {
+    if realname.is_empty() || realname.len() > NAMELEN {
         let reply = ctx
             .from_server("FAIL")
             .arg("SETNAME")
@@ -122,9 +122,6 @@ pub fn setname(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         realname: realname.as_ref().into(),
     });
 }
-
-/// Longest real name SETNAME accepts.
-const REALNAME_LEN: usize = 200;
 
 /// `PASS password`: must match `--password` before registration completes.
 pub fn pass(ctx: &mut Ctx<'_>, message: &Message<'_>) {
@@ -235,8 +232,18 @@ pub fn user(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         already_registered(ctx);
         return;
     }
+    // Modern IRC: the real name "SHOULD NOT be empty"; an empty one is answered like a
+    // missing parameter (as Ergo does), and a long one is cut to NAMELEN.
+    let Some(realname) = message.param(3).filter(|r| !r.is_empty()) else {
+        let reply = ctx
+            .numeric(ERR_NEEDMOREPARAMS)
+            .arg("USER")
+            .trailing("Not enough parameters");
+        ctx.reply(reply);
+        return;
+    };
     let user = sanitize_user(message.param(0).unwrap_or_default());
-    let realname = String::from_utf8_lossy(message.param(3).unwrap_or_default()).into_owned();
+    let realname = String::from_utf8_lossy(clip(realname, NAMELEN)).into_owned();
     if let Some(registration) = ctx
         .shard
         .client_mut(ctx.id)
@@ -329,10 +336,12 @@ pub fn send_isupport(ctx: &mut Ctx<'_>) {
         format!("NICKLEN={NICKLEN}"),
         "PREFIX=(ov)@+".to_owned(),
         format!("NETWORK={}", config.network),
-        "TARGMAX=JOIN:,NAMES:1,PART:,PRIVMSG:4,NOTICE:4".to_owned(),
+        "TARGMAX=JOIN:,NAMES:1,PART:,PRIVMSG:4,NOTICE:4,WHOIS:5".to_owned(),
         format!("TOPICLEN={}", super::TOPICLEN),
         format!("AWAYLEN={}", super::AWAYLEN),
         format!("KICKLEN={}", super::KICKLEN),
+        format!("NAMELEN={NAMELEN}"),
+        format!("USERLEN={USERLEN}"),
         "LINELEN=512".to_owned(),
         "MAXTARGETS=4".to_owned(),
         "MODES=4".to_owned(),

@@ -4,6 +4,14 @@
 //! consumed. It remembers one bit between calls (whether it is discarding the rest of
 //! an overlong line), so a client cannot make the server hold more than one maximal
 //! line of unterminated input.
+//!
+//! A line ends at CR LF, at a bare LF, or at a bare CR: RFC 2812 section 2.3.1
+//! designates "two characters, CR and LF, as message separators", and Modern IRC's
+//! "Messages" section keeps that framing. Ending a line at a bare CR (rather than
+//! passing it through) means no byte a client sends can become a line boundary in
+//! what another client receives: a CR inside a PRIVMSG, topic, real name, away
+//! message, reason or tag value cannot smuggle in a forged line for clients that end
+//! lines at CR. Empty lines are ignored, and consumed even at the end of a read.
 
 /// Size limits on one line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,13 +39,14 @@ impl LineLimits {
 /// What the framer found at the front of the input.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Frame<'a> {
-    /// A complete line without its CR LF; never empty.
+    /// A complete line without its line ending; never empty, never with CR or LF.
     Line(&'a [u8]),
     /// A line over the limits ended here; it was discarded (reply `417`).
     TooLong,
     /// A line containing a NUL byte was discarded.
     Nul,
-    /// Bytes of an overlong line were discarded; its end has not arrived yet.
+    /// Bytes were discarded: the start of an overlong line whose end has not
+    /// arrived yet, or empty lines.
     Skipped,
 }
 
@@ -55,7 +64,7 @@ impl Framer {
         let mut start = 0;
         loop {
             let rest = &input[start..];
-            let Some(newline) = rest.iter().position(|&b| b == b'\n') else {
+            let Some(end) = rest.iter().position(|&b| b == b'\n' || b == b'\r') else {
                 if self.discarding && !rest.is_empty() {
                     return Some((Frame::Skipped, input.len()));
                 }
@@ -63,15 +72,16 @@ impl Framer {
                     self.discarding = true;
                     return Some((Frame::Skipped, input.len()));
                 }
-                return None;
+                // Empty lines before an incomplete one are consumed, so they never
+                // pile up in the client's input.
+                return (start > 0).then_some((Frame::Skipped, start));
             };
-            let consumed = start + newline + 1;
+            let crlf = rest[end] == b'\r' && rest.get(end + 1) == Some(&b'\n');
+            let consumed = start + end + 1 + usize::from(crlf);
             if std::mem::take(&mut self.discarding) {
                 return Some((Frame::TooLong, consumed));
             }
-            let line = rest[..newline]
-                .strip_suffix(b"\r")
-                .unwrap_or(&rest[..newline]);
+            let line = &rest[..end];
             if line.is_empty() {
                 start = consumed;
                 continue;
@@ -128,6 +138,41 @@ mod tests {
         assert_eq!(
             frames(b"\r\n\n\r\nPING x\r\n"),
             vec![Frame::Line(b"PING x")]
+        );
+    }
+
+    #[test]
+    fn empty_lines_at_the_end_of_a_read_are_consumed() {
+        let mut framer = Framer::default();
+        let blank = b"\r\n".repeat(5_000);
+        assert_eq!(
+            framer.next(&blank, LineLimits::IRC),
+            Some((Frame::Skipped, blank.len()))
+        );
+        assert_eq!(
+            framer.next(b"\r\nPING", LineLimits::IRC),
+            Some((Frame::Skipped, 2))
+        );
+    }
+
+    #[test]
+    fn a_bare_cr_ends_a_line_so_it_can_never_be_relayed() {
+        assert_eq!(
+            frames(b"PRIVMSG #c :hi\r:admin!a@b PRIVMSG #c :forged\r\n"),
+            vec![
+                Frame::Line(b"PRIVMSG #c :hi"),
+                Frame::Line(b":admin!a@b PRIVMSG #c :forged")
+            ]
+        );
+        let mut framer = Framer::default();
+        assert_eq!(
+            framer.next(b"PING a\r", LineLimits::IRC),
+            Some((Frame::Line(b"PING a"), 7)),
+            "a CR at the end of a read ends the line; its LF is an empty line later"
+        );
+        assert_eq!(
+            framer.next(b"\n", LineLimits::IRC),
+            Some((Frame::Skipped, 1))
         );
     }
 

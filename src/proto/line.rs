@@ -36,11 +36,18 @@ impl LineBuilder {
         LineBuilder { buf }
     }
 
-    /// Appends a middle parameter; the caller guarantees it has no space and does not
-    /// start with `:` (names validated on input, numbers, fixed words).
+    /// Appends a middle parameter. One that cannot be one (empty, with a space or a
+    /// line ending, or starting with `:`: a rejected value a client sent, echoed in
+    /// an error) is written as `*`, as Modern IRC's 696 ERR_INVALIDMODEPARAM does, so
+    /// no reply ever has its parameters shifted. Costs one scan of the argument.
     pub fn arg(mut self, arg: impl AsRef<[u8]>) -> LineBuilder {
+        let arg = arg.as_ref();
         self.buf.put_u8(b' ');
-        self.buf.put_slice(arg.as_ref());
+        if is_middle_param(arg) {
+            self.buf.put_slice(arg);
+        } else {
+            self.buf.put_u8(b'*');
+        }
         self
     }
 
@@ -68,6 +75,15 @@ impl LineBuilder {
     }
 }
 
+/// Whether `arg` can stand as a middle parameter of a line.
+pub fn is_middle_param(arg: &[u8]) -> bool {
+    !arg.is_empty()
+        && arg[0] != b':'
+        && !arg
+            .iter()
+            .any(|&b| matches!(b, b' ' | b'\r' | b'\n' | b'\0'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +106,30 @@ mod tests {
         let capacity = line.buf.capacity();
         let line = line.finish();
         assert_eq!(line.len(), capacity, "no growth, no waste");
+    }
+
+    /// Each row: a value a client sent that a reply echoes as a middle parameter,
+    /// and what the reply carries.
+    #[test]
+    fn echoed_values_that_cannot_be_middle_parameters_become_a_star() {
+        for (echoed, shown) in [
+            (&b"bob"[..], &b"bob"[..]),
+            (b"", b"*"),
+            (b"x y", b"*"),
+            (b":sneaky", b"*"),
+            (b"a\rb", b"*"),
+            (b"#c:d", b"#c:d"),
+        ] {
+            let line = LineBuilder::from_source("srv", "401")
+                .arg("me")
+                .arg(echoed)
+                .trailing("No such nick/channel")
+                .finish();
+            let mut expected = b":srv 401 me ".to_vec();
+            expected.extend_from_slice(shown);
+            expected.extend_from_slice(b" :No such nick/channel\r\n");
+            assert_eq!(line, expected, "{:?}", String::from_utf8_lossy(echoed));
+        }
     }
 
     #[test]

@@ -231,6 +231,11 @@ impl Shard {
         self.counts.bytes_out += bytes as u64;
     }
 
+    /// Events this shard has proposed so far (the command layer charges for them).
+    pub fn events_proposed(&self) -> u64 {
+        self.counts.events_proposed
+    }
+
     /// The shard's pool of write batches, for its writers.
     pub fn batch_pool(&mut self) -> &mut BatchPool {
         &mut self.batch_pool

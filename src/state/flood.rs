@@ -19,6 +19,10 @@ impl FloodPolicy {
     }
 }
 
+/// The longest fake lag one command can run up: a client in debt waits at most this
+/// many seconds of tokens before its next line is read.
+pub const MAX_DEBT_SECONDS: f64 = 60.0;
+
 /// One client's bucket. 12 bytes: it lives in every connection.
 #[derive(Debug, Clone, Copy)]
 pub struct TokenBucket {
@@ -35,23 +39,39 @@ impl TokenBucket {
         }
     }
 
-    /// Takes one line's token if there is one.
-    pub fn try_take(&mut self, policy: FloodPolicy, now: Instant) -> bool {
-        if !policy.enabled() {
-            return true;
-        }
+    fn refill(&mut self, policy: FloodPolicy, now: Instant) {
         let elapsed = now
             .saturating_duration_since(self.refilled_at)
             .as_secs_f64();
         self.tokens = (self.tokens as f64 + elapsed * policy.lines_per_second)
             .min(policy.burst.max(1) as f64) as f32;
         self.refilled_at = now;
+    }
+
+    /// Takes one line's token if there is one.
+    pub fn try_take(&mut self, policy: FloodPolicy, now: Instant) -> bool {
+        if !policy.enabled() {
+            return true;
+        }
+        self.refill(policy, now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
         } else {
             false
         }
+    }
+
+    /// Takes `cost` more tokens for work a line caused beyond being read (fake lag).
+    /// The bucket may go into debt, down to [`MAX_DEBT_SECONDS`] worth of tokens;
+    /// lines wait until it is paid back.
+    pub fn charge(&mut self, policy: FloodPolicy, cost: f32, now: Instant) {
+        if !policy.enabled() {
+            return;
+        }
+        self.refill(policy, now);
+        let floor = -(policy.lines_per_second * MAX_DEBT_SECONDS) as f32;
+        self.tokens = (self.tokens - cost).max(floor);
     }
 
     /// When the next token will be there, for scheduling a throttled client.
@@ -93,6 +113,18 @@ mod tests {
                 .count(),
             3
         );
+    }
+
+    #[test]
+    fn expensive_work_puts_the_bucket_in_bounded_debt() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(POLICY, start);
+        bucket.charge(POLICY, 1_000.0, start);
+        assert!(!bucket.try_take(POLICY, start));
+        let floor = POLICY.lines_per_second * MAX_DEBT_SECONDS;
+        let paid_back = start + Duration::from_secs_f64((floor + 1.0) / POLICY.lines_per_second);
+        assert!(!bucket.try_take(POLICY, paid_back - Duration::from_millis(10)));
+        assert!(bucket.try_take(POLICY, paid_back), "the debt is capped");
     }
 
     #[test]

@@ -262,7 +262,8 @@ fn join_checks_limit_key_invite_and_bans_in_that_order() {
         add: true,
         mask: "b*!*@*".into(),
     };
-    let rows: Vec<(&str, Vec<ModeChange>, Option<&str>, bool, Outcome)> = vec![
+    type Row<'a> = (&'a str, Vec<ModeChange>, Option<&'a str>, bool, Outcome);
+    let rows: Vec<Row> = vec![
         ("open", vec![], None, false, joined()),
         (
             "full",
@@ -285,7 +286,13 @@ fn join_checks_limit_key_invite_and_bans_in_that_order() {
             false,
             refused(Refusal::BadKey),
         ),
-        ("right key", vec![key("sesame")], Some("sesame"), false, joined()),
+        (
+            "right key",
+            vec![key("sesame")],
+            Some("sesame"),
+            false,
+            joined(),
+        ),
         (
             "full beats key",
             vec![ModeChange::Limit(Some(1)), key("k")],
@@ -351,10 +358,7 @@ fn an_invitation_is_used_up_by_the_join() {
     });
     assert_eq!(replica.apply(join(BOB, "#c")), joined());
     replica.apply(part(BOB));
-    assert_eq!(
-        replica.apply(join(BOB, "#c")),
-        refused(Refusal::InviteOnly)
-    );
+    assert_eq!(replica.apply(join(BOB, "#c")), refused(Refusal::InviteOnly));
 }
 
 #[test]
@@ -367,7 +371,10 @@ fn the_channel_limit_is_enforced_without_leaving_an_empty_channel() {
         key: None,
         channel_limit: 1,
     };
-    assert!(matches!(replica.apply(limited("#one")), Outcome::Joined { .. }));
+    assert!(matches!(
+        replica.apply(limited("#one")),
+        Outcome::Joined { .. }
+    ));
     assert_eq!(
         replica.apply(limited("#two")),
         refused(Refusal::TooManyChannels)
@@ -388,12 +395,43 @@ fn who_may_speak_in_a_channel() {
         add: true,
         mask: "*!*@127.0.0.*".into(),
     };
-    let rows: Vec<(&str, Vec<ModeChange>, bool, ClientId, Result<(), Refusal>)> = vec![
+    type Row<'a> = (
+        &'a str,
+        Vec<ModeChange>,
+        bool,
+        ClientId,
+        Result<(), Refusal>,
+    );
+    let rows: Vec<Row> = vec![
         ("a member", vec![], true, BOB, Ok(())),
-        ("an outsider under +n", vec![], false, BOB, Err(Refusal::CannotSend)),
-        ("an outsider under -n", vec![flag(false, 'n')], false, BOB, Ok(())),
-        ("a member under +m", vec![flag(true, 'm')], true, BOB, Err(Refusal::CannotSend)),
-        ("the operator under +m", vec![flag(true, 'm')], true, ALICE, Ok(())),
+        (
+            "an outsider under +n",
+            vec![],
+            false,
+            BOB,
+            Err(Refusal::CannotSend),
+        ),
+        (
+            "an outsider under -n",
+            vec![flag(false, 'n')],
+            false,
+            BOB,
+            Ok(()),
+        ),
+        (
+            "a member under +m",
+            vec![flag(true, 'm')],
+            true,
+            BOB,
+            Err(Refusal::CannotSend),
+        ),
+        (
+            "the operator under +m",
+            vec![flag(true, 'm')],
+            true,
+            ALICE,
+            Ok(()),
+        ),
         (
             "a voiced member under +m",
             vec![flag(true, 'm'), voice_bob.clone()],
@@ -401,8 +439,20 @@ fn who_may_speak_in_a_channel() {
             BOB,
             Ok(()),
         ),
-        ("a banned member", vec![ban_bob.clone()], true, BOB, Err(Refusal::CannotSend)),
-        ("a banned, voiced member", vec![ban_bob, voice_bob], true, BOB, Ok(())),
+        (
+            "a banned member",
+            vec![ban_bob.clone()],
+            true,
+            BOB,
+            Err(Refusal::CannotSend),
+        ),
+        (
+            "a banned, voiced member",
+            vec![ban_bob, voice_bob],
+            true,
+            BOB,
+            Ok(()),
+        ),
     ];
     for (name, changes, bob_joins, sender, expected) in rows {
         let mut replica = Replica::with_channel();
@@ -430,10 +480,30 @@ fn who_may_speak_in_a_channel() {
 #[test]
 fn channel_operations_are_refused_with_the_right_reason() {
     let rows: Vec<(&str, bool, Event, Outcome)> = vec![
-        ("kick by a non-member", false, kick(BOB, "alice"), refused(Refusal::NotOnChannel)),
-        ("kick by a non-operator", true, kick(BOB, "alice"), refused(Refusal::NotOperator)),
-        ("kick of nobody", true, kick(ALICE, "nobody"), refused(Refusal::NoSuchNick)),
-        ("kick of a non-member", true, kick(ALICE, "carol"), refused(Refusal::UserNotInChannel)),
+        (
+            "kick by a non-member",
+            false,
+            kick(BOB, "alice"),
+            refused(Refusal::NotOnChannel),
+        ),
+        (
+            "kick by a non-operator",
+            true,
+            kick(BOB, "alice"),
+            refused(Refusal::NotOperator),
+        ),
+        (
+            "kick of nobody",
+            true,
+            kick(ALICE, "nobody"),
+            refused(Refusal::NoSuchNick),
+        ),
+        (
+            "kick of a non-member",
+            true,
+            kick(ALICE, "carol"),
+            refused(Refusal::UserNotInChannel),
+        ),
         (
             "topic by a non-member",
             false,
@@ -504,7 +574,12 @@ fn channel_operations_are_refused_with_the_right_reason() {
             },
             refused(Refusal::NotOperator),
         ),
-        ("part by a non-member", false, part(BOB), refused(Refusal::NotOnChannel)),
+        (
+            "part by a non-member",
+            false,
+            part(BOB),
+            refused(Refusal::NotOnChannel),
+        ),
         (
             "part of no channel",
             false,
@@ -537,10 +612,19 @@ fn a_kick_removes_the_member_on_both_sides() {
             nick: crate::proto::CaselessKey::new("bob"),
         }
     );
-    assert!(replica.network.user(BOB).expect("registered").channels.is_empty());
+    assert!(replica
+        .network
+        .user(BOB)
+        .expect("registered")
+        .channels
+        .is_empty());
     let channel = replica.network.channel("#c").expect("alice stays");
     assert_eq!(channel.members.len(), 1);
-    assert_eq!(channel.members.on_shard(1).count(), 0, "bob's shard has none");
+    assert_eq!(
+        channel.members.on_shard(1).count(),
+        0,
+        "bob's shard has none"
+    );
 }
 
 #[test]
@@ -565,7 +649,12 @@ fn topics_record_setter_and_time_from_the_event_and_empty_clears() {
         channel: "#c".into(),
         text: Box::new([]),
     });
-    assert!(replica.network.channel("#c").expect("exists").topic.is_none());
+    assert!(replica
+        .network
+        .channel("#c")
+        .expect("exists")
+        .topic
+        .is_none());
 }
 
 #[test]
@@ -580,7 +669,13 @@ fn mode_changes_report_what_changed_and_what_was_refused() {
     assert_eq!(
         replica.modes(
             ALICE,
-            vec![flag(true, 'n'), flag(true, 'm'), voice("BOB"), voice("carol"), voice("zed")]
+            vec![
+                flag(true, 'n'),
+                flag(true, 'm'),
+                voice("BOB"),
+                voice("carol"),
+                voice("zed")
+            ]
         ),
         Outcome::ModesChanged {
             channel: crate::proto::CaselessKey::new("#c"),
@@ -601,7 +696,10 @@ fn user_state_changes_and_lusers_counts() {
         client: ALICE,
         invisible: on,
     };
-    assert_eq!(replica.apply(invisible(true)), Outcome::InvisibleChanged(true));
+    assert_eq!(
+        replica.apply(invisible(true)),
+        Outcome::InvisibleChanged(true)
+    );
     assert_eq!(replica.apply(invisible(true)), Outcome::Unchanged);
     assert_eq!(replica.network.invisible_count(), 1);
     replica.apply(Event::SetAway {
@@ -622,7 +720,10 @@ fn user_state_changes_and_lusers_counts() {
         reason: "bye".into(),
     });
     assert_eq!(
-        (replica.network.user_count(), replica.network.invisible_count()),
+        (
+            replica.network.user_count(),
+            replica.network.invisible_count()
+        ),
         (0, 0)
     );
 }
