@@ -1,6 +1,7 @@
 //! The command line: every flag, its default, and its `RINGCHAT_*` variable.
 
 use crate::config::{available_cores, default_max_clients, Config, IoMode};
+use crate::state::sources::SourceLimits;
 use anyhow::Context;
 use clap::Parser;
 use std::net::SocketAddr;
@@ -67,6 +68,43 @@ pub struct Cli {
     /// Seconds a graceful shutdown waits for queued output to flush.
     #[arg(long, env = "RINGCHAT_SHUTDOWN_TIMEOUT", default_value_t = 5)]
     pub shutdown_timeout: u64,
+    /// Seconds queued output may make no progress (the peer stopped reading) before
+    /// the connection is closed and reset.
+    #[arg(long, env = "RINGCHAT_WRITE_TIMEOUT", default_value_t = 30)]
+    pub write_timeout: u64,
+    /// Most connections open at once from one source (an IPv4 address or an IPv6
+    /// prefix).
+    #[arg(long, env = "RINGCHAT_MAX_PER_SOURCE", default_value_t = 16)]
+    pub max_per_source: u32,
+    /// Connections one source may open at once before its connect rate applies.
+    #[arg(long, env = "RINGCHAT_SOURCE_CONNECT_BURST", default_value_t = 16)]
+    pub source_connect_burst: u32,
+    /// Connections per second one source may open after the burst.
+    #[arg(long, env = "RINGCHAT_SOURCE_CONNECT_RATE", default_value_t = 0.5)]
+    pub source_connect_rate: f64,
+    /// Most unregistered connections from one source.
+    #[arg(
+        long,
+        env = "RINGCHAT_MAX_UNREGISTERED_PER_SOURCE",
+        default_value_t = 8
+    )]
+    pub max_unregistered_per_source: u32,
+    /// Most unregistered connections from all sources together.
+    #[arg(long, env = "RINGCHAT_MAX_UNREGISTERED", default_value_t = 4096)]
+    pub max_unregistered: usize,
+    /// Networks exempt from the per-source limits (comma list of CIDRs; empty for
+    /// none).
+    #[arg(
+        long,
+        env = "RINGCHAT_EXEMPT",
+        value_delimiter = ',',
+        default_value = "127.0.0.0/8,::1/128"
+    )]
+    pub exempt: Vec<String>,
+    /// Prefix length that makes one IPv6 source.
+    #[arg(long, env = "RINGCHAT_IPV6_SOURCE_PREFIX", default_value_t = 64,
+          value_parser = clap::value_parser!(u8).range(1..=128))]
+    pub ipv6_source_prefix: u8,
     /// Most channels one client may join.
     #[arg(long, env = "RINGCHAT_MAX_CHANNELS", default_value_t = 50)]
     pub max_channels: usize,
@@ -107,9 +145,35 @@ impl Cli {
             ping_timeout: Duration::from_secs(self.ping_timeout),
             registration_timeout: Duration::from_secs(self.registration_timeout),
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout),
+            write_timeout: Duration::from_secs(self.write_timeout),
+            sources: SourceLimits {
+                max_connections: self.max_per_source,
+                connect_burst: self.source_connect_burst,
+                connect_rate: self.source_connect_rate,
+                max_unregistered: self.max_unregistered_per_source,
+                max_unregistered_total: self.max_unregistered,
+                exempt: parse_networks(&self.exempt)?,
+                ipv6_prefix: self.ipv6_source_prefix,
+            },
             max_channels_per_client: self.max_channels,
             shards: self.shards.unwrap_or_else(available_cores),
             io: self.io,
         })
     }
+}
+
+/// Parses `--exempt`'s networks; an empty item (`--exempt ''`) means none.
+fn parse_networks(items: &[String]) -> anyhow::Result<Vec<ipnet::IpNet>> {
+    items
+        .iter()
+        .map(|item| item.trim())
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            item.parse::<ipnet::IpNet>()
+                .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    anyhow::anyhow!("--exempt: {item:?} is not a network (e.g. 10.0.0.0/8)")
+                })
+        })
+        .collect()
 }

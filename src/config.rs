@@ -4,6 +4,7 @@
 //! reads it. Defaults protect a public server; benchmarks turn flood control off.
 
 use crate::state::flood::FloodPolicy;
+use crate::state::sources::SourceLimits;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -50,6 +51,11 @@ pub struct Config {
     pub registration_timeout: Duration,
     /// Longest a graceful shutdown waits for queued output to flush.
     pub shutdown_timeout: Duration,
+    /// Longest queued output may make no progress (the peer stopped reading) before
+    /// the connection is closed and reset, live or already closing.
+    pub write_timeout: Duration,
+    /// Per-source connection limits and their exemptions.
+    pub sources: SourceLimits,
     /// Most channels one client may be in (CHANLIMIT).
     pub max_channels_per_client: usize,
     /// Runtimes (threads), one per core.
@@ -94,6 +100,8 @@ impl Default for Config {
             ping_timeout: Duration::from_secs(60),
             registration_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(30),
+            sources: SourceLimits::default(),
             max_channels_per_client: 50,
             shards: available_cores(),
             io: IoMode::Auto,

@@ -166,7 +166,10 @@ e2e! {
         let _bob = server.register("bob");
         let _carol = server.register("carol");
         let mut extra = server.connect();
-        assert_eq!(extra.expect_closed(), ["ERROR :Server is full"]);
+        assert_eq!(
+            extra.expect_closed(),
+            ["ERROR :Closing Link: 127.0.0.1 (Server is full)"]
+        );
         alice.vanish();
         // The slot frees once the server has seen alice go; until then a newcomer is
         // still refused (and may find its socket closed before it can register).

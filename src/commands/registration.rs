@@ -288,6 +288,7 @@ fn try_complete_registration(ctx: &mut Ctx<'_>) {
     if outcome != Outcome::Registered {
         return;
     }
+    ctx.shard.mark_registered(ctx.id);
     if let Some(client) = ctx.shard.client_mut(ctx.id) {
         client.registration = None;
         client.set_identity(&nick, &user);

@@ -72,6 +72,10 @@ impl Stream for EpollStream {
     fn shutdown(&self) {
         let _ = socket2::SockRef::from(&self.0).shutdown(std::net::Shutdown::Both);
     }
+
+    fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.as_raw_fd()
+    }
 }
 
 /// One `writev` of up to [`MAX_BATCH_LINES`] lines; the iovec array lives on the stack

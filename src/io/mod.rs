@@ -50,6 +50,9 @@ pub trait Stream: 'static {
     async fn writev(&self, batch: Vec<Bytes>) -> (io::Result<usize>, Vec<Bytes>);
     /// Shuts both directions, so a pending read returns 0.
     fn shutdown(&self);
+    /// The socket's descriptor, which the shard keeps as an opaque handle so a
+    /// connection whose peer stopped reading can be reset ([`reset_stalled`]).
+    fn raw_fd(&self) -> std::os::fd::RawFd;
 }
 
 /// A listening socket.
@@ -134,7 +137,7 @@ async fn accept_loop<L: Listener>(
         let accepted = listener.accept().await;
         if stopping.get() {
             if let Ok((stream, _)) = accepted {
-                tokio::task::spawn_local(refuse(stream, SHUTTING_DOWN));
+                tokio::task::spawn_local(refuse(stream, Bytes::from_static(SHUTTING_DOWN)));
             }
             return;
         }
@@ -166,24 +169,26 @@ async fn accept_loop<L: Listener>(
                     tracing::debug_span!("conn", shard = id.shard, slot = id.slot.index, %peer);
                 debug!(parent: &span, "connected");
                 let stream = Rc::new(stream);
+                shard.borrow_mut().set_socket(id, stream.raw_fd());
                 tokio::task::spawn_local(
                     read_loop(stream.clone(), shard.clone(), id).instrument(span.clone()),
                 );
                 tokio::task::spawn_local(write_loop(stream, shard.clone(), id).instrument(span));
             }
-            Err(_) => {
-                tokio::task::spawn_local(refuse(stream, SERVER_FULL));
+            Err(refused) => {
+                debug!(%peer, %refused, "connection refused");
+                let line = format!("ERROR :Closing Link: {} ({refused})\r\n", peer.ip());
+                tokio::task::spawn_local(refuse(stream, Bytes::from(line)));
             }
         }
     }
 }
 
-const SERVER_FULL: &[u8] = b"ERROR :Server is full\r\n";
 const SHUTTING_DOWN: &[u8] = b"ERROR :Server shutting down\r\n";
 
 /// Tells a connection that is not admitted why it is being closed.
-async fn refuse<S: Stream>(stream: S, why: &'static [u8]) {
-    let _ = stream.writev(vec![Bytes::from_static(why)]).await;
+async fn refuse<S: Stream>(stream: S, why: Bytes) {
+    let _ = stream.writev(vec![why]).await;
     stream.shutdown();
 }
 
@@ -193,6 +198,33 @@ pub(crate) fn shutdown_listener(fd: std::os::fd::RawFd) {
     // SAFETY: shutdown(2) on a descriptor the listener owns; no memory is involved.
     unsafe {
         libc::shutdown(fd, libc::SHUT_RDWR);
+    }
+}
+
+/// Resets the connections the shard found stalled (a peer that stopped reading while
+/// output was queued, past `--write-timeout`): `SO_LINGER` 0, then shut both ways.
+/// The pending write fails and the pending read returns, so both tasks end, the slot
+/// is freed, and closing the descriptor sends RST and drops whatever the kernel still
+/// held for it.
+fn reset_stalled(shard: &mut Shard) {
+    for fd in shard.take_stalled_sockets() {
+        // SAFETY: setsockopt and shutdown on a descriptor owned by a connection whose
+        // slot still exists: its writer task holds the stream (and so the descriptor
+        // open) until it frees the slot, which cannot happen during this call.
+        unsafe {
+            let linger = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            );
+            libc::shutdown(fd, libc::SHUT_RDWR);
+        }
     }
 }
 
@@ -274,10 +306,7 @@ async fn write_loop<S: Stream>(stream: Rc<S>, shard: Rc<RefCell<Shard>>, id: Cli
         match result {
             Ok(written) => {
                 consume_written(&mut batch, written);
-                if let Some(client) = shard.client_mut(id) {
-                    client.outbox.wrote(written);
-                }
-                shard.note_written(written);
+                shard.note_written(id, written);
                 if batch.is_empty() {
                     shard.batch_pool().give_back(std::mem::take(&mut batch));
                 }
@@ -330,6 +359,7 @@ async fn housekeeping(shard: Rc<RefCell<Shard>>) {
     let mut ticker = tokio::time::interval(FLOOD_TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_liveness = Instant::now();
+    let mut sweep_turn = 0;
     loop {
         ticker.tick().await;
         let now = Instant::now();
@@ -340,6 +370,13 @@ async fn housekeeping(shard: Rc<RefCell<Shard>>) {
         if now.duration_since(last_liveness) >= LIVENESS_TICK {
             last_liveness = now;
             shard.check_liveness(now);
+            reset_stalled(&mut shard);
+            sweep_turn += 1;
+            let shards = shard.shared.config.shards;
+            shard
+                .shared
+                .sources
+                .sweep(sweep_turn * shards + shard.id as usize, now);
             shard.publish_counters();
         }
     }

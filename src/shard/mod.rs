@@ -33,6 +33,7 @@ use crate::state::network::Network;
 use crate::state::outbox::BatchPool;
 use crate::state::shared::CounterSnapshot;
 use crate::state::slab::Slab;
+use crate::state::sources::SourceRefusal;
 use crate::state::{ClientId, Shared};
 use bytes::Bytes;
 use std::net::SocketAddr;
@@ -42,10 +43,16 @@ use std::task::Waker;
 use std::time::Instant;
 use tracing::{debug, info, warn};
 
-/// The server refused a connection because `--max-clients` are connected.
+/// Why a connection was not admitted; the text is what its `ERROR` line says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("server is full")]
-pub struct ServerFull;
+pub enum Refused {
+    /// `--max-clients` are connected.
+    #[error("Server is full")]
+    ServerFull,
+    /// A per-source limit.
+    #[error(transparent)]
+    Source(#[from] SourceRefusal),
+}
 
 /// What a shard hands a framed input line to: the command layer (`commands::handle`).
 /// Injected at construction so the core does not depend on the commands built on it
@@ -90,6 +97,8 @@ pub struct Shard {
     doomed: Vec<(ClientId, CloseReason)>,
     /// Spare write batches for writers.
     batch_pool: BatchPool,
+    /// Sockets of stalled connections, for the driver to reset.
+    stalled: Vec<std::os::fd::RawFd>,
     /// Bumped per multi-channel fan-out so each client gets such a line once.
     stamp: u32,
     /// Local counts, published to `shared.counters` by [`Shard::publish_counters`].
@@ -121,6 +130,7 @@ impl Shard {
             throttled: Vec::new(),
             doomed: Vec::new(),
             batch_pool: BatchPool::default(),
+            stalled: Vec::new(),
             stamp: 0,
             counts: CounterSnapshot::default(),
             shared,
@@ -134,8 +144,9 @@ impl Shard {
 
     // ---- driver-facing lifecycle ---------------------------------------------------
 
-    /// Admits a new connection, or refuses it when the server is full.
-    pub fn accept(&mut self, peer: SocketAddr, now: Instant) -> Result<ClientId, ServerFull> {
+    /// Admits a new connection, or says why not (`--max-clients`, per-source limits);
+    /// each refusal is counted by cause.
+    pub fn accept(&mut self, peer: SocketAddr, now: Instant) -> Result<ClientId, Refused> {
         let max = self.shared.config.max_clients;
         let admitted =
             self.shared
@@ -144,15 +155,38 @@ impl Shard {
                     (open < max).then_some(open + 1)
                 });
         if admitted.is_err() {
-            return Err(ServerFull);
+            self.counts.refused_full += 1;
+            return Err(Refused::ServerFull);
         }
+        let admission = match self.shared.sources.admit(peer.ip(), now) {
+            Ok(admission) => admission,
+            Err(refusal) => {
+                self.shared.connections.fetch_sub(1, Ordering::AcqRel);
+                match refusal {
+                    SourceRefusal::TooManyConnections => self.counts.refused_per_source += 1,
+                    SourceRefusal::TooFast => self.counts.refused_too_fast += 1,
+                    SourceRefusal::TooManyUnregistered | SourceRefusal::ServerBusy => {
+                        self.counts.refused_unregistered += 1
+                    }
+                }
+                return Err(refusal.into());
+            }
+        };
         let shard = self.id;
         let bucket = TokenBucket::new(self.shared.config.flood_policy(), now);
-        let slot = self
-            .clients
-            .insert_with(|slot| Client::new(ClientId { shard, slot }, peer.ip(), bucket, now));
+        let slot = self.clients.insert_with(|slot| {
+            Client::new(ClientId { shard, slot }, peer.ip(), admission, bucket, now)
+        });
         self.counts.accepted += 1;
         Ok(ClientId { shard, slot })
+    }
+
+    /// `id` completed registration: it no longer counts as unregistered against its
+    /// source.
+    pub fn mark_registered(&mut self, id: ClientId) {
+        if let Some(client) = self.clients.get_mut(id.slot) {
+            self.shared.sources.registered(&mut client.admission);
+        }
     }
 
     /// Feeds bytes read from a client's socket. Once shutdown has begun, input is no
@@ -200,8 +234,11 @@ impl Shard {
 
     /// The writer finished: the connection is gone and its slot is freed.
     pub fn release(&mut self, id: ClientId) {
-        if self.clients.remove(id.slot).is_some() {
+        if let Some(client) = self.clients.remove(id.slot) {
             self.shared.connections.fetch_sub(1, Ordering::AcqRel);
+            self.shared
+                .sources
+                .release(client.admission, Instant::now());
         }
     }
 
@@ -225,10 +262,31 @@ impl Shard {
         self.counts.reads += 1;
     }
 
-    /// Records a completed vectored write and the bytes the kernel accepted.
-    pub fn note_written(&mut self, bytes: usize) {
+    /// Records a completed vectored write to `id` and the bytes the kernel accepted:
+    /// the connection's output is flowing.
+    pub fn note_written(&mut self, id: ClientId, bytes: usize) {
         self.counts.writes += 1;
         self.counts.bytes_out += bytes as u64;
+        if let Some(client) = self.clients.get_mut(id.slot) {
+            client.outbox.wrote(bytes);
+            if bytes > 0 {
+                client.stalled_since = None;
+            }
+        }
+    }
+
+    /// Records the socket of a newly accepted connection (see [`Client::socket`]).
+    pub fn set_socket(&mut self, id: ClientId, socket: std::os::fd::RawFd) {
+        if let Some(client) = self.clients.get_mut(id.slot) {
+            client.socket = Some(socket);
+        }
+    }
+
+    /// The sockets of connections found stalled since the last call, for the driver
+    /// to reset. Only connections whose slot still exists are listed, so each
+    /// descriptor is still theirs.
+    pub fn take_stalled_sockets(&mut self) -> Vec<std::os::fd::RawFd> {
+        std::mem::take(&mut self.stalled)
     }
 
     /// Events this shard has proposed so far (the command layer charges for them).
@@ -263,10 +321,38 @@ impl Shard {
         self.close_doomed();
     }
 
-    /// Registration timeouts, liveness PINGs and ping timeouts; run about once a second.
+    /// Registration timeouts, liveness PINGs, ping timeouts and stalled output; run
+    /// about once a second.
+    ///
+    /// Every connection ends in bounded time: one whose queued output has made no
+    /// progress for `--write-timeout` (its peer stopped reading) is closed, and its
+    /// socket handed to the driver to reset, whether it was live or already closing
+    /// (a client cut off for its sendq whose socket is full would otherwise hold its
+    /// slot and kernel buffers for ever).
     pub fn check_liveness(&mut self, now: Instant) {
         let config = &self.shared.config;
         let mut expired = Vec::new();
+        let mut stalled = Vec::new();
+        for client in self.clients.iter_mut() {
+            if client.outbox.unwritten() == 0 {
+                client.stalled_since = None;
+                continue;
+            }
+            let since = *client.stalled_since.get_or_insert(now);
+            if now.saturating_duration_since(since) >= config.write_timeout {
+                if let Some(socket) = client.socket.take() {
+                    stalled.push((client.id, client.closing, socket));
+                }
+            }
+        }
+        for (id, closing, socket) in stalled {
+            if !closing {
+                self.close(id, CloseReason::Server(WRITE_TIMEOUT));
+            }
+            self.stalled.push(socket);
+            self.counts.write_timeouts += 1;
+        }
+        let config = &self.shared.config;
         let ping = LineBuilder::sourceless("PING")
             .trailing(&config.server_name)
             .finish();
@@ -597,6 +683,8 @@ impl Shard {
 pub const SENDQ_EXCEEDED: &str = "SendQ exceeded";
 /// The QUIT reason of a client whose unprocessed input passed the recvq.
 pub const EXCESS_FLOOD: &str = "Excess Flood";
+/// The QUIT reason of a client whose output made no progress for `--write-timeout`.
+pub const WRITE_TIMEOUT: &str = "Write timeout";
 
 /// A client that is connected and not closing: the only kind that takes input or
 /// output.

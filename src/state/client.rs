@@ -80,6 +80,15 @@ pub struct Client {
     pub connected_at: Instant,
     /// The server has sent a liveness PING that is not yet answered.
     pub ping_sent: bool,
+    /// Which source this connection counts against, and whether it still counts as
+    /// unregistered ([`Sources`](super::sources::Sources)).
+    pub admission: super::sources::Admission,
+    /// The socket's descriptor, an opaque handle the driver sets at accept and uses
+    /// to reset a stalled connection; `None` once handed out for that.
+    pub socket: Option<std::os::fd::RawFd>,
+    /// Since when output has been queued without the writer making progress (the
+    /// peer stopped reading); `None` while output flows or nothing is queued.
+    pub stalled_since: Option<Instant>,
     /// The connection is closing: no more input is processed or output queued beyond
     /// the final ERROR; the writer flushes, shuts the socket and frees the slot.
     pub closing: bool,
@@ -90,7 +99,13 @@ pub struct Client {
 
 impl Client {
     /// A freshly accepted, unregistered connection.
-    pub fn new(id: ClientId, ip: IpAddr, flood: TokenBucket, now: Instant) -> Client {
+    pub fn new(
+        id: ClientId,
+        ip: IpAddr,
+        admission: super::sources::Admission,
+        flood: TokenBucket,
+        now: Instant,
+    ) -> Client {
         let host = match ip {
             // A host starting with ':' would break the line format.
             IpAddr::V6(v6) if v6.to_string().starts_with(':') => format!("0{v6}"),
@@ -113,6 +128,9 @@ impl Client {
             activity: Arc::new(Activity::new(now, unix_seconds(SystemTime::now()))),
             connected_at: now,
             ping_sent: false,
+            admission,
+            socket: None,
+            stalled_since: None,
             closing: false,
             delivery_stamp: 0,
         }

@@ -11,6 +11,7 @@ pub mod network;
 pub mod outbox;
 pub mod shared;
 pub mod slab;
+pub mod sources;
 
 pub use client::{Client, ClientId};
 pub use network::{Network, ShardSet};

@@ -6,6 +6,7 @@
 
 use super::bus::Bus;
 use super::log::{EventLog, LogReader};
+use super::sources::Sources;
 use crate::config::Config;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -69,6 +70,16 @@ counters! {
     sendq_disconnects,
     /// Clients dropped for flooding.
     flood_disconnects,
+    /// Connections reset because their output made no progress for `--write-timeout`.
+    write_timeouts,
+    /// Connections refused: `--max-clients` reached.
+    refused_full,
+    /// Connections refused: the source held `--max-per-source` connections.
+    refused_per_source,
+    /// Connections refused: the source connected faster than its rate.
+    refused_too_fast,
+    /// Connections refused: too many unregistered connections (per source or in all).
+    refused_unregistered,
     /// Events this shard proposed (appends to the event log: the only lock on network
     /// state, never taken by a channel message).
     events_proposed,
@@ -93,6 +104,8 @@ pub struct Shared {
     pub bus: Bus,
     /// One set of counters per shard.
     pub counters: Vec<ShardCounters>,
+    /// Per-source connection limits, checked at accept and registration.
+    pub sources: Sources,
     /// Open connections on all shards, for `--max-clients`.
     pub connections: AtomicUsize,
     /// Set once shutdown has begun: shards stop accepting connections and input.
@@ -113,6 +126,7 @@ impl Shared {
             log,
             log_readers: Mutex::new(readers.into_iter().map(Some).collect()),
             bus: Bus::new(shards),
+            sources: Sources::new(config.sources.clone()),
             counters: (0..shards).map(|_| ShardCounters::default()).collect(),
             connections: AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),

@@ -161,7 +161,23 @@ pub struct Client {
 impl Client {
     /// Opens a connection without registering.
     pub fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).expect("connect to the test server");
+        Client::from_stream(TcpStream::connect(addr).expect("connect to the test server"))
+    }
+
+    /// Opens a connection whose receive buffer is as small as the kernel allows, so
+    /// a client that stops reading fills the server's side quickly.
+    pub fn connect_with_tiny_receive_buffer(addr: SocketAddr) -> Client {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        socket.set_recv_buffer_size(1024).expect("SO_RCVBUF");
+        socket
+            .connect(&addr.into())
+            .expect("connect to the test server");
+        Client::from_stream(socket.into())
+    }
+
+    /// Wraps a connected socket.
+    pub fn from_stream(stream: TcpStream) -> Client {
         stream.set_read_timeout(Some(HANG)).expect("set timeout");
         stream.set_nodelay(true).expect("nodelay");
         Client {
