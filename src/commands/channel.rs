@@ -40,7 +40,7 @@ pub fn join(ctx: &mut Ctx<'_>, message: &Message<'_>) {
 }
 
 fn join_one(ctx: &mut Ctx<'_>, name: &str, key: Option<&[u8]>) {
-    let limit = ctx.config().max_channels_per_client;
+    let limit = ctx.shard.shared.live.max_channels_per_client();
     let joined = ctx
         .shard
         .shared

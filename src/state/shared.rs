@@ -4,6 +4,7 @@
 
 use super::directory::Directory;
 use crate::config::Config;
+use crate::live::LiveSettings;
 use crate::shard::handoff::Bus;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -74,6 +75,8 @@ counters! {
 pub struct Shared {
     /// The configuration the server started with.
     pub config: Config,
+    /// The MOTD and limits as of the last reload; read these, not `config`, for them.
+    pub live: LiveSettings,
     /// Nicknames, users, channels. Never held across an `.await`.
     directory: Mutex<Directory>,
     /// Cross-shard hand-offs.
@@ -99,6 +102,7 @@ impl Shared {
             connections: AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),
             started: SystemTime::now(),
+            live: LiveSettings::new(&config),
             config,
         }
     }
