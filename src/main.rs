@@ -151,12 +151,12 @@ fn on_hangup(
     log_file: Option<&LogFile>,
 ) {
     info!("SIGHUP: reloading");
-    let _ = reload::reload(cli, matches, settings, &server.shared().live);
     if let Some(log_file) = log_file {
         if let Err(error) = log_file.reopen() {
             warn!("{error:#}; still writing to the old file");
         }
     }
+    let _ = reload::reload(cli, matches, settings, &server.shared().live);
 }
 
 /// `STATUS=` for the service manager: open connections, in all and per shard.
