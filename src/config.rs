@@ -1,7 +1,10 @@
 //! Server configuration: every limit of PROTOCOL.md with its default.
 //!
-//! `Config` is plain data built by the CLI (`crate::cli`) or by tests; the server only
-//! reads it. Defaults protect a public server; benchmarks turn flood control off.
+//! `Config` is plain data built from flags, environment and config file
+//! (`crate::settings`) or by tests; the server only reads it. It holds the values the
+//! server started with: the MOTD and the limits a reload may change are read from
+//! `crate::live` instead. Defaults protect a public server; benchmarks turn flood
+//! control off.
 
 use crate::state::ShardSet;
 use std::net::SocketAddr;
