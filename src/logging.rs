@@ -1,6 +1,8 @@
 //! Where the logs go and how they look: stderr, or `--log-file` (reopened on SIGHUP so
 //! logrotate can move it away); text or JSON; ANSI colour only when stderr is a
-//! terminal and `NO_COLOR` is unset. Filtering is `RUST_LOG`'s (default `info`).
+//! terminal and `NO_COLOR` is unset; no timestamp of our own when stderr is the
+//! systemd journal, which stamps lines itself. Filtering is `RUST_LOG`'s (default
+//! `info`).
 
 use anyhow::Context;
 use std::fs::{File, OpenOptions};
@@ -86,11 +88,31 @@ pub fn init(format: LogFormat, log_file: Option<&Path>) -> anyhow::Result<Option
         .with_env_filter(filter)
         .with_ansi(ansi)
         .with_writer(writer);
+    let journal_stamps_lines = file.is_none() && stderr_is_the_journal();
     match format {
+        LogFormat::Text if journal_stamps_lines => builder.without_time().init(),
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
     Ok(file)
+}
+
+/// Whether stderr is systemd's journal stream (`JOURNAL_STREAM` names its device and
+/// inode, sd_journal_stream_fd(3)): the journal timestamps every line itself, so text
+/// lines leave their own timestamp out.
+fn stderr_is_the_journal() -> bool {
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((device, inode)) = stream.to_str().and_then(|s| s.split_once(':')) else {
+        return false;
+    };
+    // SAFETY: fstat writes into the struct we own.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(libc::STDERR_FILENO, &mut stat) } != 0 {
+        return false;
+    }
+    device.parse() == Ok(stat.st_dev) && inode.parse() == Ok(stat.st_ino)
 }
 
 /// Colour only for a person watching a terminal who has not asked for none

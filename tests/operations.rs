@@ -341,7 +341,41 @@ fn the_start_line_says_what_runs_without_colour_codes() {
         assert!(start.contains(field), "{field} missing: {start}");
     }
     assert!(!start.contains('\u{1b}'), "ANSI codes on a pipe: {start:?}");
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        server.log_containing("running as root");
+    }
     server.stop();
+}
+
+#[test]
+fn under_the_journal_lines_leave_the_timestamp_to_it() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = scratch("journal");
+    let addr = free_port();
+    let journal = dir.join("journal");
+    let stderr = std::fs::File::create(&journal).expect("journal file");
+    let meta = stderr.metadata().expect("stat");
+    let mut server = ringchat()
+        .args(["--listen", &addr.to_string(), "--shards", "1"])
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn ringchat");
+    wait_listening(addr);
+    wait_for_text(&journal, "ringchat started");
+    // SAFETY: signalling our own child process.
+    unsafe {
+        libc::kill(server.id() as libc::pid_t, libc::SIGTERM);
+    }
+    assert!(server.wait().expect("wait").success());
+    let text = std::fs::read_to_string(&journal).expect("read journal");
+    let start = text
+        .lines()
+        .find(|l| l.contains("ringchat started"))
+        .expect("start line");
+    assert!(start.trim_start().starts_with("INFO "), "{start}");
 }
 
 #[test]
