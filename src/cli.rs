@@ -1,34 +1,29 @@
 //! The command line: every flag, its default, and its `RINGCHAT_*` variable.
 
-use crate::config::{available_cores, default_max_clients, Config, IoMode};
-use crate::state::sources::SourceLimits;
-use anyhow::Context;
+use crate::config::IoMode;
+use crate::logging::LogFormat;
 use clap::Parser;
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
 
 /// ringchat: a multi-client IRC chat server on io_uring.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
 pub struct Cli {
-    /// Address to listen on (repeat for several; IPv4 or IPv6, e.g. [::]:6667).
+    /// Read settings from this TOML file; flags and environment override it.
+    #[arg(long, env = "RINGCHAT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Check a configuration file as a start would, say whether it is valid, and exit.
+    #[arg(long, value_name = "FILE")]
+    pub check_config: Option<PathBuf>,
+    /// Address to listen on (repeat for several; IPv4, IPv6 as [::]:6667, or a host
+    /// name, which listens on every address it resolves to at start).
     #[arg(
         long,
         env = "RINGCHAT_LISTEN",
         default_value = "0.0.0.0:6667",
         value_delimiter = ','
     )]
-    pub listen: Vec<SocketAddr>,
+    pub listen: Vec<String>,
     /// Server name shown as the source of server replies.
     #[arg(long, env = "RINGCHAT_SERVER_NAME", default_value = "ringchat.local")]
     pub server_name: String,
@@ -92,8 +87,7 @@ pub struct Cli {
     /// Most unregistered connections from all sources together.
     #[arg(long, env = "RINGCHAT_MAX_UNREGISTERED", default_value_t = 4096)]
     pub max_unregistered: usize,
-    /// Networks exempt from the per-source limits (comma list of CIDRs; empty for
-    /// none).
+    /// Networks exempt from the per-source limits (comma list of CIDRs; '' for none).
     #[arg(
         long,
         env = "RINGCHAT_EXEMPT",
@@ -102,8 +96,7 @@ pub struct Cli {
     )]
     pub exempt: Vec<String>,
     /// Prefix length that makes one IPv6 source.
-    #[arg(long, env = "RINGCHAT_IPV6_SOURCE_PREFIX", default_value_t = 64,
-          value_parser = clap::value_parser!(u8).range(1..=128))]
+    #[arg(long, env = "RINGCHAT_IPV6_SOURCE_PREFIX", default_value_t = 64)]
     pub ipv6_source_prefix: u8,
     /// Most channels one client may join.
     #[arg(long, env = "RINGCHAT_MAX_CHANNELS", default_value_t = 50)]
@@ -117,63 +110,10 @@ pub struct Cli {
     /// Log format (filter with RUST_LOG, e.g. RUST_LOG=ringchat=debug).
     #[arg(long, env = "RINGCHAT_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
-}
-
-impl Cli {
-    /// Builds the server configuration, reading the MOTD file.
-    pub fn into_config(self) -> anyhow::Result<Config> {
-        let motd = match &self.motd {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read MOTD file {}", path.display()))?;
-                Some(text.lines().map(str::to_owned).collect())
-            }
-            None => None,
-        };
-        Ok(Config {
-            listen: self.listen,
-            server_name: self.server_name,
-            network: self.network,
-            password: self.password,
-            motd,
-            max_clients: self.max_clients.unwrap_or_else(default_max_clients),
-            sendq: self.sendq,
-            recvq: self.recvq,
-            flood_burst: self.flood_burst,
-            flood_rate: self.flood_rate,
-            ping_interval: Duration::from_secs(self.ping_interval),
-            ping_timeout: Duration::from_secs(self.ping_timeout),
-            registration_timeout: Duration::from_secs(self.registration_timeout),
-            shutdown_timeout: Duration::from_secs(self.shutdown_timeout),
-            write_timeout: Duration::from_secs(self.write_timeout),
-            sources: SourceLimits {
-                max_connections: self.max_per_source,
-                connect_burst: self.source_connect_burst,
-                connect_rate: self.source_connect_rate,
-                max_unregistered: self.max_unregistered_per_source,
-                max_unregistered_total: self.max_unregistered,
-                exempt: parse_networks(&self.exempt)?,
-                ipv6_prefix: self.ipv6_source_prefix,
-            },
-            max_channels_per_client: self.max_channels,
-            shards: self.shards.unwrap_or_else(available_cores),
-            io: self.io,
-        })
-    }
-}
-
-/// Parses `--exempt`'s networks; an empty item (`--exempt ''`) means none.
-fn parse_networks(items: &[String]) -> anyhow::Result<Vec<ipnet::IpNet>> {
-    items
-        .iter()
-        .map(|item| item.trim())
-        .filter(|item| !item.is_empty())
-        .map(|item| {
-            item.parse::<ipnet::IpNet>()
-                .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .map_err(|_| {
-                    anyhow::anyhow!("--exempt: {item:?} is not a network (e.g. 10.0.0.0/8)")
-                })
-        })
-        .collect()
+    /// Append logs to this file instead of stderr; reopened on SIGHUP (logrotate).
+    #[arg(long, env = "RINGCHAT_LOG_FILE", value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+    /// Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9100) [default: off].
+    #[arg(long, env = "RINGCHAT_METRICS", value_name = "ADDR")]
+    pub metrics: Option<String>,
 }

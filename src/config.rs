@@ -1,15 +1,19 @@
 //! Server configuration: every limit of PROTOCOL.md with its default.
 //!
-//! `Config` is plain data built by the CLI (`crate::cli`) or by tests; the server only
-//! reads it. Defaults protect a public server; benchmarks turn flood control off.
+//! `Config` is plain data built from flags, environment and config file
+//! (`crate::settings`) or by tests; the server only reads it. It holds the values the
+//! server started with: the MOTD and the limits a reload may change are read from
+//! `crate::live` instead. Defaults protect a public server; benchmarks turn flood
+//! control off.
 
-use crate::state::flood::FloodPolicy;
 use crate::state::sources::SourceLimits;
+use crate::state::ShardSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Which I/O driver the shards run on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum IoMode {
     /// io_uring when the kernel allows it, else epoll with a warning.
     #[default]
@@ -20,8 +24,18 @@ pub enum IoMode {
     Epoll,
 }
 
+/// A value [`Config::check`] refuses: which setting, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key} {problem}")]
+pub struct InvalidSetting {
+    /// The setting's config-file key; its flag is `--` and the same name.
+    pub key: &'static str,
+    /// What is wrong, as the end of a sentence ("must be at least 1").
+    pub problem: String,
+}
+
 /// Everything the server needs to know at start.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Addresses to listen on (each shard binds every one with SO_REUSEPORT).
     pub listen: Vec<SocketAddr>,
@@ -65,12 +79,29 @@ pub struct Config {
 }
 
 impl Config {
-    /// The flood policy built from the two flood settings.
-    pub fn flood_policy(&self) -> FloodPolicy {
-        FloodPolicy {
-            burst: self.flood_burst,
-            lines_per_second: self.flood_rate,
+    /// Checks the values no type can rule out; the error names the setting by its
+    /// config-file key (`shards`), which the caller turns into a flag or a position.
+    pub fn check(&self) -> Result<(), InvalidSetting> {
+        let invalid = |key, problem: String| Err(InvalidSetting { key, problem });
+        if self.shards == 0 || self.shards > ShardSet::MAX_SHARDS {
+            return invalid(
+                "shards",
+                format!("must be between 1 and {}", ShardSet::MAX_SHARDS),
+            );
         }
+        if self.listen.is_empty() {
+            return invalid("listen", "needs at least one address".to_owned());
+        }
+        if self.max_clients == 0 {
+            return invalid("max-clients", "must be at least 1".to_owned());
+        }
+        if self.flood_rate < 0.0 || !self.flood_rate.is_finite() {
+            return invalid(
+                "flood-rate",
+                "must be 0 (off) or a positive number of lines per second".to_owned(),
+            );
+        }
+        Ok(())
     }
 
     /// A config for tests and embedding: loopback, ephemeral port, one shard.
@@ -110,18 +141,26 @@ impl Default for Config {
 }
 
 /// File descriptors kept back from clients: listeners, the rings, log files.
-const RESERVED_FDS: u64 = 64;
+pub const RESERVED_FDS: u64 = 64;
 
 /// What the open-file limit allows, less a reserve: one descriptor per client.
 pub fn default_max_clients() -> usize {
+    open_file_limit().saturating_sub(RESERVED_FDS).max(1) as usize
+}
+
+/// The soft open-file limit (1024 if it cannot be read).
+pub fn open_file_limit() -> u64 {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes into the struct we own.
     let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
-    let soft = if ok { limit.rlim_cur } else { 1024 };
-    soft.saturating_sub(RESERVED_FDS).max(1) as usize
+    if ok {
+        limit.rlim_cur
+    } else {
+        1024
+    }
 }
 
 /// The cores this process may run on.

@@ -9,16 +9,27 @@
 //! - [`commands`]: one file per command family, behind one table of metadata.
 //! - [`state`]: what a connection owns (outbox, flood bucket) and what all shards share
 //!   (the directory of nicks, users and channels).
-//! - [`server`]: binding, shard threads, shutdown. [`config`] and [`cli`]: settings.
+//! - [`server`]: binding, shard threads, shutdown.
+//! - Settings: [`config`] (what the server runs with), [`cli`] (flags),
+//!   [`config_file`] (the TOML file), [`settings`] (flags over file over defaults),
+//!   [`live`] (what a reload changes), [`reload`] (SIGHUP).
+//! - Running it for real: [`logging`], [`metrics`] (Prometheus), [`systemd`].
 
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod config_file;
 pub mod io;
+pub mod live;
+pub mod logging;
+pub mod metrics;
 pub mod proto;
+pub mod reload;
 pub mod server;
+pub mod settings;
 pub mod shard;
 pub mod state;
+pub mod systemd;
 pub mod testing;
 
 pub use config::{Config, IoMode};

@@ -1,64 +1,208 @@
-//! The `ringchat` binary: parse flags, start the server, stop on SIGINT/SIGTERM.
-//! A start-up failure is one line on stderr and exit status 1.
+//! The `ringchat` binary: settings, logging, the server, metrics and systemd
+//! notifications; SIGHUP reloads, SIGINT/SIGTERM stop. A start-up failure (a bad flag
+//! or config file included) is one line on stderr and exit status 1.
 
 use anyhow::Context;
-use clap::Parser;
-use ringchat::cli::{Cli, LogFormat};
-use ringchat::Server;
+use clap::{CommandFactory, FromArgMatches};
+use ringchat::cli::Cli;
+use ringchat::config::{open_file_limit, RESERVED_FDS};
+use ringchat::logging::{self, LogFile};
+use ringchat::settings::Settings;
+use ringchat::systemd::{self, Notifier};
+use ringchat::{metrics, reload, Server};
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
-use tracing::info;
-use tracing_subscriber::EnvFilter;
+use tracing::{info, warn};
+
+/// How often the service manager's `STATUS=` line is refreshed.
+const STATUS_EVERY: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging(cli.log_format);
-    match run(cli) {
+    let (cli, matches) = match parse_command_line() {
+        Ok(parsed) => parsed,
+        Err(code) => return code,
+    };
+    raise_open_file_limit();
+    if let Some(path) = &cli.check_config {
+        return match Settings::load(&cli, &matches, Some(path)) {
+            Ok(_) => {
+                println!("ringchat: {} is valid", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(error) => fail(error),
+        };
+    }
+    let settings = match Settings::load(&cli, &matches, cli.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(error) => return fail(error),
+    };
+    let log_file = match logging::init(settings.log_format, settings.log_file.as_deref()) {
+        Ok(log_file) => log_file,
+        Err(error) => return fail(error),
+    };
+    match run(&cli, &matches, &settings, log_file) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("ringchat: {error:#}");
-            ExitCode::FAILURE
-        }
+        Err(error) => fail(error),
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
-    raise_open_file_limit();
-    let config = cli.into_config()?;
+fn fail(error: anyhow::Error) -> ExitCode {
+    eprintln!("ringchat: {error:#}");
+    ExitCode::FAILURE
+}
+
+/// Parses flags and environment. `--help` and `--version` print and exit 0; any
+/// other problem is clap's first line (the one that says what is wrong) and exit 1.
+fn parse_command_line() -> Result<(Cli, clap::ArgMatches), ExitCode> {
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, matches)));
+    parsed.map_err(|error| {
+        if matches!(
+            error.kind(),
+            clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+        ) {
+            let _ = error.print();
+            return ExitCode::SUCCESS;
+        }
+        let text = error.render().to_string();
+        let first = text.lines().next().unwrap_or("invalid command line");
+        eprintln!(
+            "ringchat: {} (see --help)",
+            first.trim_start_matches("error: ")
+        );
+        ExitCode::FAILURE
+    })
+}
+
+fn run(
+    cli: &Cli,
+    matches: &clap::ArgMatches,
+    settings: &Settings,
+    log_file: Option<Arc<LogFile>>,
+) -> anyhow::Result<()> {
     // Watch the signals before the first client can connect, so a SIGTERM is never
-    // the default (abrupt) exit.
+    // the default (abrupt) exit and a SIGHUP never kills the server.
     let signals = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the signal runtime")?;
-    let (mut terminate, mut interrupt) = {
+    let (mut terminate, mut interrupt, mut hangup) = {
         let _runtime = signals.enter();
         (
             signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
             signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
+            signal(SignalKind::hangup()).context("cannot watch SIGHUP")?,
         )
     };
-    let mut server = Server::start(config)?;
-    let outcome = signals.block_on(async {
-        tokio::select! {
-            _ = terminate.recv() => info!("SIGTERM: shutting down"),
-            _ = interrupt.recv() => info!("SIGINT: shutting down"),
-            stopped = server.stopped() => return stopped,
+    let notifier = Notifier::from_env()?;
+    let inherited = systemd::listen_fds()?;
+    let socket_activated = !inherited.is_empty();
+    let mut server = Server::start_on(settings.config.clone(), inherited)?;
+    log_start(&server, settings, socket_activated);
+    if let Some(addr) = settings.metrics {
+        metrics::serve(addr, server.shared().clone(), server.driver())?;
+    }
+    let notify = |state: &str| {
+        if let Some(notifier) = &notifier {
+            notifier.notify(state);
         }
-        Ok(())
+    };
+    notify(&format!("READY=1\n{}", status_line(&server)));
+    let watchdog = systemd::watchdog_interval();
+    let outcome = signals.block_on(async {
+        let mut tick =
+            tokio::time::interval(watchdog.map_or(STATUS_EVERY, |w| w.min(STATUS_EVERY)));
+        loop {
+            tokio::select! {
+                _ = terminate.recv() => info!("SIGTERM: shutting down"),
+                _ = interrupt.recv() => info!("SIGINT: shutting down"),
+                _ = hangup.recv() => {
+                    notify(&systemd::reloading_message());
+                    on_hangup(cli, matches, settings, &server, log_file.as_deref());
+                    notify(&format!("READY=1\n{}", status_line(&server)));
+                    continue;
+                }
+                _ = tick.tick() => {
+                    let watchdog_ping = if watchdog.is_some() { "WATCHDOG=1\n" } else { "" };
+                    notify(&format!("{watchdog_ping}{}", status_line(&server)));
+                    continue;
+                }
+                stopped = server.stopped() => return stopped,
+            }
+            return Ok(());
+        }
     });
+    notify("STOPPING=1");
     server.shutdown();
     outcome
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+/// SIGHUP: reload the settings (the config file, or the files flags name) and reopen
+/// the log file for logrotate. Failures are logged; the server keeps running.
+fn on_hangup(
+    cli: &Cli,
+    matches: &clap::ArgMatches,
+    settings: &Settings,
+    server: &Server,
+    log_file: Option<&LogFile>,
+) {
+    info!("SIGHUP: reloading");
+    if let Some(log_file) = log_file {
+        if let Err(error) = log_file.reopen() {
+            warn!("{error:#}; still writing to the old file");
+        }
+    }
+    let _ = reload::reload(cli, matches, settings, &server.shared().live);
+}
+
+/// `STATUS=` for the service manager: open connections, in all and per shard.
+fn status_line(server: &Server) -> String {
+    let per_shard: Vec<String> = server
+        .shard_counters()
+        .iter()
+        .map(|c| c.connections.to_string())
+        .collect();
+    format!(
+        "STATUS={} connections (per shard: {})",
+        server.shared().connections.load(Ordering::Relaxed),
+        per_shard.join(" ")
+    )
+}
+
+/// The start line an operator looks for, and warnings about limits and privileges.
+fn log_start(server: &Server, settings: &Settings, socket_activated: bool) {
+    let open_files = open_file_limit();
+    let max_clients = settings.config.max_clients;
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        driver = ?server.driver(),
+        shards = settings.config.shards,
+        listen = ?server.local_addrs(),
+        socket_activated,
+        open_files,
+        max_clients,
+        "ringchat started"
+    );
+    if open_files < max_clients as u64 + RESERVED_FDS {
+        warn!(
+            open_files,
+            max_clients,
+            "the open-file limit is too low for max-clients: connections past {} fail to be accepted; raise it (ulimit -n, LimitNOFILE=)",
+            open_files.saturating_sub(RESERVED_FDS)
+        );
+    }
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let binds_privileged_port =
+        !socket_activated && server.local_addrs().iter().any(|a| a.port() < 1024);
+    if root && !binds_privileged_port {
+        warn!("running as root, which ringchat does not need: run it as an unprivileged user");
+    } else if root {
+        warn!("running as root to bind a port below 1024: CAP_NET_BIND_SERVICE or socket activation (contrib/ringchat.socket) does it without root");
     }
 }
 

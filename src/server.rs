@@ -12,7 +12,7 @@ use crate::config::{Config, IoMode};
 use crate::io::{self, epoll, uring};
 use crate::shard::Shard;
 use crate::state::shared::CounterSnapshot;
-use crate::state::{ShardSet, Shared};
+use crate::state::Shared;
 use anyhow::{anyhow, bail, Context};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::{SocketAddr, TcpListener};
@@ -37,9 +37,24 @@ pub struct Server {
 impl Server {
     /// Binds, starts every shard, and returns once all are serving.
     pub fn start(config: Config) -> anyhow::Result<Server> {
-        validate(&config)?;
+        Server::start_on(config, Vec::new())
+    }
+
+    /// Starts every shard on `inherited` listening sockets (socket activation) instead
+    /// of binding `config.listen`; binds as [`Server::start`] does when it is empty.
+    ///
+    /// Each shard accepts from its own duplicate of each inherited socket: every
+    /// duplicate shares the one accept queue, so whichever shard is free takes the next
+    /// connection. Binding fresh `SO_REUSEPORT` sockets beside it instead would need
+    /// the privilege to bind the port, which socket activation exists to avoid.
+    pub fn start_on(config: Config, inherited: Vec<TcpListener>) -> anyhow::Result<Server> {
+        config.check().map_err(|invalid| anyhow!("--{invalid}"))?;
         let driver = choose_driver(config.io)?;
-        let (local_addrs, mut listeners) = bind_all(&config.listen, config.shards)?;
+        let (local_addrs, mut listeners) = if inherited.is_empty() {
+            bind_all(&config.listen, config.shards)?
+        } else {
+            share_inherited(inherited, config.shards)?
+        };
         let shared = Arc::new(Shared::new(config));
         let (exit_tx, exits) = tokio::sync::mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -84,7 +99,6 @@ impl Server {
                 }
             }
         }
-        info!(addrs = ?server.local_addrs, shards = server.threads.len(), driver = ?driver, "listening");
         Ok(server)
     }
 
@@ -101,6 +115,11 @@ impl Server {
     /// The driver the shards run on (never `Auto`).
     pub fn driver(&self) -> IoMode {
         self.driver
+    }
+
+    /// The state every shard shares: counters, live settings (for reload and metrics).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// Each shard's last published counters (refreshed about once a second).
@@ -167,22 +186,6 @@ impl Drop for ExitNotice {
     }
 }
 
-fn validate(config: &Config) -> anyhow::Result<()> {
-    if config.shards == 0 || config.shards > ShardSet::MAX_SHARDS {
-        bail!("--shards must be between 1 and {}", ShardSet::MAX_SHARDS);
-    }
-    if config.listen.is_empty() {
-        bail!("at least one --listen address is needed");
-    }
-    if config.max_clients == 0 {
-        bail!("--max-clients must be at least 1");
-    }
-    if config.flood_rate < 0.0 || !config.flood_rate.is_finite() {
-        bail!("--flood-rate must be 0 (off) or a positive number of lines per second");
-    }
-    Ok(())
-}
-
 /// Resolves `auto` and checks that io_uring is usable when it is asked for.
 fn choose_driver(asked: IoMode) -> anyhow::Result<IoMode> {
     match (asked, uring::probe()) {
@@ -239,6 +242,27 @@ fn bind_all(
             listeners.push(socket);
         }
         local_addrs.push(bound);
+    }
+    Ok((local_addrs, per_shard))
+}
+
+/// One duplicate of every inherited listener per shard, all sharing its accept queue.
+fn share_inherited(
+    inherited: Vec<TcpListener>,
+    shards: usize,
+) -> anyhow::Result<(Vec<SocketAddr>, Vec<Vec<TcpListener>>)> {
+    let mut per_shard: Vec<Vec<TcpListener>> = (0..shards).map(|_| Vec::new()).collect();
+    let mut local_addrs = Vec::new();
+    for listener in inherited {
+        local_addrs.push(listener.local_addr()?);
+        for listeners in per_shard.iter_mut().skip(1) {
+            listeners.push(
+                listener
+                    .try_clone()
+                    .context("cannot duplicate an inherited listener")?,
+            );
+        }
+        per_shard[0].push(listener);
     }
     Ok((local_addrs, per_shard))
 }

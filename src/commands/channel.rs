@@ -46,7 +46,7 @@ fn join_one(ctx: &mut Ctx<'_>, name: &str, key: Option<&[u8]>) {
         client: ctx.id,
         channel: name.into(),
         key: key.map(Into::into),
-        channel_limit: ctx.config().max_channels_per_client as u32,
+        channel_limit: ctx.shard.shared.live.max_channels_per_client() as u32,
     });
     match outcome {
         Outcome::Joined { channel } => {

@@ -48,7 +48,7 @@ pub fn stats(ctx: &mut Ctx<'_>, message: &Message<'_>) {
 /// 375/372.../376, or 422 when no MOTD is configured.
 pub fn send_motd(ctx: &mut Ctx<'_>) {
     let server = ctx.config().server_name.clone();
-    let Some(lines) = ctx.config().motd.clone() else {
+    let Some(lines) = ctx.shard.shared.live.motd() else {
         let reply = ctx.numeric(ERR_NOMOTD).trailing("MOTD File is missing");
         ctx.reply(reply);
         return;
@@ -57,7 +57,7 @@ pub fn send_motd(ctx: &mut Ctx<'_>) {
         .numeric(RPL_MOTDSTART)
         .trailing(format!("- {server} Message of the day - "));
     ctx.reply(start);
-    for line in lines {
+    for line in lines.iter() {
         let reply = ctx.numeric(RPL_MOTD).trailing(format!("- {line}"));
         ctx.reply(reply);
     }
@@ -71,7 +71,7 @@ pub fn send_lusers(ctx: &mut Ctx<'_>) {
     let (users, channels) = (network.user_count(), network.channel_count());
     let connections = ctx.shard.shared.connections.load(Ordering::Relaxed);
     let unregistered = connections.saturating_sub(users);
-    let max = ctx.config().max_clients;
+    let max = ctx.shard.shared.live.max_clients();
     let replies = [
         ctx.numeric(RPL_LUSERCLIENT).trailing(format!(
             "There are {users} users and 0 invisible on 1 servers"

@@ -35,7 +35,7 @@ pub fn mark(shard: &Shard, id: ClientId) -> usize {
 /// Rewrites the replies queued since `mark` to carry `label`.
 pub fn label_replies(shard: &mut Shard, id: ClientId, label: &[u8], mark: usize) {
     let server = shard.shared.config.server_name.clone();
-    let sendq = shard.shared.config.sendq;
+    let sendq = shard.shared.live.sendq();
     let Some(client) = shard.client_mut(id) else {
         return;
     };

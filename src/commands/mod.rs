@@ -197,7 +197,7 @@ fn charge_for_work(shard: &mut Shard, id: ClientId, before: Work, now: Instant) 
     if cost == 0 {
         return;
     }
-    let policy = shard.shared.config.flood_policy();
+    let policy = shard.shared.live.flood_policy();
     if let Some(client) = shard.client_mut(id) {
         client.flood.charge(policy, cost as f32, now);
     }

@@ -331,7 +331,10 @@ pub fn send_isupport(ctx: &mut Ctx<'_>) {
     let tokens = [
         "CASEMAPPING=ascii".to_owned(),
         "CHANTYPES=#".to_owned(),
-        format!("CHANLIMIT=#:{}", config.max_channels_per_client),
+        format!(
+            "CHANLIMIT=#:{}",
+            ctx.shard.shared.live.max_channels_per_client()
+        ),
         "CHANMODES=b,k,l,imnt".to_owned(),
         format!("CHANNELLEN={CHANNELLEN}"),
         format!("NICKLEN={NICKLEN}"),

@@ -147,7 +147,7 @@ impl Shard {
     /// Admits a new connection, or says why not (`--max-clients`, per-source limits);
     /// each refusal is counted by cause.
     pub fn accept(&mut self, peer: SocketAddr, now: Instant) -> Result<ClientId, Refused> {
-        let max = self.shared.config.max_clients;
+        let max = self.shared.live.max_clients();
         let admitted =
             self.shared
                 .connections
@@ -173,7 +173,7 @@ impl Shard {
             }
         };
         let shard = self.id;
-        let bucket = TokenBucket::new(self.shared.config.flood_policy(), now);
+        let bucket = TokenBucket::new(self.shared.live.flood_policy(), now);
         let slot = self.clients.insert_with(|slot| {
             Client::new(ClientId { shard, slot }, peer.ip(), admission, bucket, now)
         });
@@ -331,6 +331,10 @@ impl Shard {
     /// slot and kernel buffers for ever).
     pub fn check_liveness(&mut self, now: Instant) {
         let config = &self.shared.config;
+        let live = &self.shared.live;
+        let (registration_timeout, ping_interval) =
+            (live.registration_timeout(), live.ping_interval());
+        let (ping_timeout, sendq) = (live.ping_timeout(), live.sendq());
         let mut expired = Vec::new();
         let mut stalled = Vec::new();
         for client in self.clients.iter_mut() {
@@ -358,18 +362,17 @@ impl Shard {
             .finish();
         for client in self.clients.iter_mut().filter(|c| !c.closing) {
             if !client.is_registered() {
-                if now.saturating_duration_since(client.connected_at) >= config.registration_timeout
-                {
+                if now.saturating_duration_since(client.connected_at) >= registration_timeout {
                     expired.push((client.id, CloseReason::Server("Registration timed out")));
                 }
                 continue;
             }
             let quiet = now.saturating_duration_since(client.last_input);
-            if client.ping_sent && quiet >= config.ping_interval + config.ping_timeout {
+            if client.ping_sent && quiet >= ping_interval + ping_timeout {
                 expired.push((client.id, CloseReason::Server("Ping timeout")));
-            } else if !client.ping_sent && quiet >= config.ping_interval {
+            } else if !client.ping_sent && quiet >= ping_interval {
                 client.ping_sent = true;
-                if client.outbox.push(ping.clone(), config.sendq).is_err() {
+                if client.outbox.push(ping.clone(), sendq).is_err() {
                     expired.push((client.id, CloseReason::Server(SENDQ_EXCEEDED)));
                 }
             }
@@ -384,6 +387,8 @@ impl Shard {
         if let Some(counters) = self.shared.counters.get(self.id as usize) {
             counters.publish(&self.counts);
         }
+        self.shared
+            .publish_population(self.network.user_count(), self.network.channel_count());
     }
 
     // ---- shutdown ------------------------------------------------------------------
@@ -406,7 +411,7 @@ impl Shard {
             &mut self.clients,
             &mut self.doomed,
             &mut self.counts,
-            self.shared.config.sendq,
+            self.shared.live.sendq(),
             id,
             line,
         );
@@ -418,7 +423,7 @@ impl Shard {
             &mut self.clients,
             &mut self.doomed,
             &mut self.counts,
-            self.shared.config.sendq,
+            self.shared.live.sendq(),
             id,
             message,
         );
@@ -477,7 +482,7 @@ impl Shard {
                     &mut self.clients,
                     &mut self.doomed,
                     &mut self.counts,
-                    self.shared.config.sendq,
+                    self.shared.live.sendq(),
                     member,
                     message,
                 );
@@ -514,7 +519,7 @@ impl Shard {
                     &mut self.clients,
                     &mut self.doomed,
                     &mut self.counts,
-                    self.shared.config.sendq,
+                    self.shared.live.sendq(),
                     member,
                     message,
                 );
@@ -591,7 +596,7 @@ impl Shard {
     /// Frames and handles lines from `data` while flood tokens last; returns how many
     /// bytes were consumed (the rest waits in the client's input).
     fn process_lines(&mut self, id: ClientId, data: &[u8], now: Instant) -> usize {
-        let policy = self.shared.config.flood_policy();
+        let policy = self.shared.live.flood_policy();
         let mut at = 0;
         loop {
             if self.links_congested() {
@@ -652,7 +657,7 @@ impl Shard {
     }
 
     fn check_recvq(&mut self, id: ClientId) {
-        let recvq = self.shared.config.recvq;
+        let recvq = self.shared.live.recvq();
         if let Some(client) = self.clients.get(id.slot) {
             if !client.closing && client.input.len() > recvq {
                 self.doomed.push((id, CloseReason::Server(EXCESS_FLOOD)));

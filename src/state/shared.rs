@@ -8,6 +8,7 @@ use super::bus::Bus;
 use super::log::{EventLog, LogReader};
 use super::sources::Sources;
 use crate::config::Config;
+use crate::live::LiveSettings;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::SystemTime;
@@ -95,6 +96,8 @@ counters! {
 pub struct Shared {
     /// The configuration the server started with.
     pub config: Config,
+    /// The MOTD and limits as of the last reload; read these, not `config`, for them.
+    pub live: LiveSettings,
     /// The total order of network-state changes; every shard applies it to its own
     /// replica.
     pub log: EventLog,
@@ -115,6 +118,11 @@ pub struct Shared {
     pub handoffs_sealed: AtomicUsize,
     /// For RPL_CREATED.
     pub started: SystemTime,
+    /// Registered users and channels as the last shard to publish its replica saw
+    /// them (every replica converges on the same figures), for readers off the shards
+    /// such as metrics.
+    users: AtomicUsize,
+    channels: AtomicUsize,
 }
 
 impl Shared {
@@ -132,6 +140,9 @@ impl Shared {
             shutting_down: AtomicBool::new(false),
             handoffs_sealed: AtomicUsize::new(0),
             started: SystemTime::now(),
+            users: AtomicUsize::new(0),
+            channels: AtomicUsize::new(0),
+            live: LiveSettings::new(&config),
             config,
         }
     }
@@ -143,6 +154,20 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .get_mut(shard as usize)?
             .take()
+    }
+
+    /// Publishes a replica's user and channel counts.
+    pub fn publish_population(&self, users: usize, channels: usize) {
+        self.users.store(users, Ordering::Relaxed);
+        self.channels.store(channels, Ordering::Relaxed);
+    }
+
+    /// Registered users and channels, as last published (about once a second).
+    pub fn population(&self) -> (usize, usize) {
+        (
+            self.users.load(Ordering::Relaxed),
+            self.channels.load(Ordering::Relaxed),
+        )
     }
 
     /// The sum of every shard's last published counters.
