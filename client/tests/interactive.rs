@@ -138,6 +138,10 @@ fn tmux_available() -> bool {
 }
 
 #[test]
+#[cfg_attr(
+    not(has_tmux),
+    ignore = "needs tmux on PATH: apt-get install -y tmux (.ci/run installs it)"
+)]
 fn typing_history_and_incoming_lines_in_a_terminal() {
     if !tmux_available() {
         return;
