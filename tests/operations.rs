@@ -549,15 +549,9 @@ fn promtool_available() -> bool {
     found
 }
 
-#[test]
-#[cfg_attr(
-    not(has_promtool),
-    ignore = "needs promtool on PATH: apt-get install -y prometheus (.ci/run installs it)"
-)]
-fn promtool_finds_nothing_to_fix_in_the_metrics() {
-    if !promtool_available() {
-        return;
-    }
+/// A 2-shard server with `/metrics` on a port of its own, once it serves them:
+/// (client address, metrics address, server).
+fn start_with_metrics() -> (SocketAddr, SocketAddr, Running) {
     let (addr, metrics) = (free_port(), free_port());
     let mut server = Running::start(
         addr,
@@ -571,6 +565,19 @@ fn promtool_finds_nothing_to_fix_in_the_metrics() {
         ],
     );
     server.log_containing("metrics on http://");
+    (addr, metrics, server)
+}
+
+#[test]
+#[cfg_attr(
+    not(has_promtool),
+    ignore = "needs promtool on PATH: apt-get install -y prometheus (.ci/run installs it)"
+)]
+fn promtool_finds_nothing_to_fix_in_the_metrics() {
+    if !promtool_available() {
+        return;
+    }
+    let (_, metrics, server) = start_with_metrics();
     let (status, body) = http_get(metrics, "/metrics");
     assert_eq!(status, "HTTP/1.1 200 OK");
     let mut check = Command::new("promtool")
@@ -598,19 +605,7 @@ fn promtool_finds_nothing_to_fix_in_the_metrics() {
 
 #[test]
 fn metrics_are_served_in_prometheus_text_format() {
-    let (addr, metrics) = (free_port(), free_port());
-    let mut server = Running::start(
-        addr,
-        &[
-            "--listen",
-            &addr.to_string(),
-            "--shards",
-            "2",
-            "--metrics",
-            &metrics.to_string(),
-        ],
-    );
-    server.log_containing("metrics on http://");
+    let (addr, metrics, server) = start_with_metrics();
     let (mut erin, _) = register(addr, "erin");
     let (mut frank, _) = register(addr, "frank");
     erin.send("JOIN #metrics");
