@@ -100,3 +100,45 @@ fn a_join_is_one_event_applied_once_by_every_shard() {
         );
     }
 }
+
+#[test]
+fn a_shard_that_owes_too_many_handoffs_stops_reading_input_until_they_drain() {
+    use ringchat::state::bus::MAX_PENDING_HANDOFFS;
+    let mut fixture = ShardFixture::new(Config {
+        shards: 2,
+        flood_rate: 0.0,
+        recvq: 64 << 20,
+        sendq: 64 << 20,
+        ..Config::loopback()
+    });
+    let sender = fixture.register(0, "sender");
+    let listener = fixture.register(1, "listener");
+    fixture.send(sender, "JOIN #pair\r\n");
+    fixture.send(listener, "JOIN #pair\r\n");
+    fixture.drain(listener);
+    // Shard 1 never runs meanwhile: shard 0's hand-offs pile up (its flusher would
+    // send them, but the link's receiver does not take them).
+    let lines = MAX_PENDING_HANDOFFS + 1_000;
+    let burst = "PRIVMSG #pair :x\r\n".repeat(lines);
+    let now = fixture.now;
+    fixture.shards[0].receive(sender, burst.as_bytes(), now);
+    assert!(
+        fixture.shards[0]
+            .client(sender)
+            .is_some_and(|c| c.throttled),
+        "the sender's input waits"
+    );
+    assert!(fixture.shards[0].has_outgoing());
+    // Once the other shard catches up, everything arrives, in order, nothing lost.
+    for _ in 0..100 {
+        fixture.advance(std::time::Duration::from_millis(50));
+        if !fixture.shards[0]
+            .client(sender)
+            .is_some_and(|c| c.throttled || !c.input.is_empty())
+        {
+            break;
+        }
+    }
+    let received = fixture.drain_text(listener);
+    assert_eq!(received.len(), lines, "every message, none dropped");
+}
