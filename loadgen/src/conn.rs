@@ -1,25 +1,28 @@
 //! One benchmark client: connect, register, join, then read and verify forever.
 //!
 //! Owns: the client's socket ([`Conn`]), its setup conversation and its read loop.
-//! The read loop answers PING at all times, records every benchmark delivery into the
-//! run's [`Recorder`] and never allocates per message: it reads into one large buffer
-//! shared by all clients of the (single-threaded) runtime and keeps only an incomplete
-//! line of its own. Must not: hold a `RefCell` borrow across an `.await`, or block.
+//! The read loop answers PING at all times, records every benchmark delivery into its
+//! thread's [`Recorder`] and never allocates per message: it reads into one large
+//! buffer shared by all clients of the thread's (single-threaded) runtime and keeps
+//! only an incomplete line of its own. Must not: hold a `RefCell` borrow across an `.await`, or block.
 
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 
 use crate::clock::now_ns;
 use crate::irc::{classify, Line, LineSplitter};
+use crate::procstat::ProcUsage;
 use crate::stats::{Recorder, SenderTrack};
+use crate::team::Team;
 
 /// Size of the read buffer shared by all clients: one read takes everything the
 /// kernel holds for a client, up to this.
@@ -32,11 +35,16 @@ pub const MAX_UNSENT: usize = 16 * 1024 * 1024;
 /// Errors kept verbatim in the report; later ones are only counted.
 const MAX_KEPT_ERRORS: usize = 20;
 
-/// State shared by every task of one run. Lives in an `Rc` on the run's single
-/// thread; dropped when the run returns.
+/// State shared by every task of one thread of a run. Lives in an `Rc` on that
+/// thread; dropped when the thread's part of the run returns.
 pub struct RunShared {
-    /// The run's time origin (CLOCK_MONOTONIC ns); payload times are relative to it.
+    /// The run's time origin (CLOCK_MONOTONIC ns), the team's: payload times are
+    /// relative to it on every thread.
     pub start_ns: u64,
+    /// What the run's threads share (barrier, plan, published counters).
+    pub team: Arc<Team>,
+    /// This thread's number in the team (0 is the one that decides and reports).
+    pub thread: usize,
     /// What receivers record for the current step.
     pub recorder: RefCell<Recorder>,
     /// The read buffer every client reads into, one at a time ([`READ_BUF`] bytes).
@@ -51,12 +59,17 @@ pub struct RunShared {
     pub live_clients: Cell<usize>,
     /// The server's version from `004 RPL_MYINFO`, seen by the first client.
     pub server_version: RefCell<Option<String>>,
+    /// The first thread's sample of the server's and loadgen's usage over the last
+    /// step's measured window, taken when the step's figures are merged.
+    pub window_usage: Cell<Option<(Option<ProcUsage>, ProcUsage)>>,
 }
 
 impl RunShared {
-    pub fn new() -> Self {
+    pub fn new(team: Arc<Team>, thread: usize) -> Self {
         Self {
-            start_ns: now_ns(),
+            start_ns: team.start_ns,
+            team,
+            thread,
             recorder: RefCell::new(Recorder::default()),
             read_buf: RefCell::new(vec![0u8; READ_BUF].into_boxed_slice()),
             errors: RefCell::new(Vec::new()),
@@ -64,12 +77,19 @@ impl RunShared {
             stopping: Cell::new(false),
             live_clients: Cell::new(0),
             server_version: RefCell::new(None),
+            window_usage: Cell::new(None),
         }
     }
 
     /// Nanoseconds since the run's start.
     pub fn now_rel(&self) -> u64 {
         now_ns().saturating_sub(self.start_ns)
+    }
+
+    /// Publishes this thread's counters for the team (progress, grace).
+    pub fn publish(&self, recorder: &Recorder) {
+        self.team
+            .publish(self.thread, &recorder.counts, recorder.late_total);
     }
 
     /// Records an error for the report.
@@ -79,12 +99,6 @@ impl RunShared {
         if errors.len() < MAX_KEPT_ERRORS {
             errors.push(message);
         }
-    }
-}
-
-impl Default for RunShared {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -212,8 +226,6 @@ pub struct ClientPlan {
 pub struct SetupConfig {
     pub addr: SocketAddr,
     pub password: Option<String>,
-    /// Bounds the clients in setup at once (connect, register, join).
-    pub gate: Semaphore,
     /// Longest setup of one client, gate wait excluded.
     pub timeout: Duration,
 }
@@ -244,7 +256,7 @@ pub async fn run_client(
 ) {
     let index = plan.index;
     let mut reader = Reader::new(&plan);
-    let permit = match setup.gate.acquire().await {
+    let permit = match shared.team.setup_gate.acquire().await {
         Ok(permit) => permit,
         Err(_) => return,
     };
@@ -443,6 +455,7 @@ impl Reader {
         self.splitter.feed(&buf[..n], |line| {
             state.handle(line, now_rel, conn, shared, &mut recorder)
         });
+        shared.publish(&recorder);
         Ok(())
     }
 }

@@ -14,12 +14,17 @@
 //! - [`stats`]: per-sender sequence tracking and the step recorder (HdrHistogram, counters).
 //! - [`conn`]: one client connection: connect, register, join, answer PING, read in
 //!   large chunks, write without blocking.
-//! - [`scenario`]: the scenarios (fanout, rooms, connect, idle), the pacer, step mode and
-//!   the saturation search.
+//! - [`scenario`]: the scenarios (fanout, rooms, connect, idle), the threads of a run,
+//!   the pacer, step mode, repeats and the saturation search.
+//! - [`team`]: what the threads of one run share (barrier, step plan, published
+//!   counters, step figures handed over to be merged).
 //! - [`procstat`]: CPU and memory of a process from /proc.
 //! - [`report`]: the result model (JSON), the terminal tables and the `.hgrm` files.
 //! - [`plot`]: latency-by-percentile SVG charts of one or several result files.
-//! - [`compare`]: `loadgen compare`, the CI regression check.
+//! - [`compare`]: `loadgen compare`, the CI regression check: like with like, one
+//!   verdict per figure from the repeated runs.
+//! - [`significance`]: the statistics `compare` decides with (Mann-Whitney U, bootstrap
+//!   confidence interval of the change of medians).
 
 pub mod cli;
 pub mod clock;
@@ -30,7 +35,9 @@ pub mod plot;
 pub mod procstat;
 pub mod report;
 pub mod scenario;
+pub mod significance;
 pub mod stats;
+pub mod team;
 
 /// Exit code for a run that completed but failed verification (loss, duplicates,
 /// disconnects) or a comparison that found a regression.

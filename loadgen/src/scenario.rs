@@ -1,17 +1,20 @@
 //! The scenarios: who connects, who joins what, who sends at what rate, and what is
 //! measured. Also the open-loop pacer, step mode and the saturation search.
 //!
-//! Everything runs on one thread (a current-thread tokio runtime, optionally pinned to
-//! a core): one task per client reads, one pacer task sends for every sender. Must not:
-//! let the pacer wait for a server (open loop: a late message is sent late and its
-//! latency counts from when it was due), or start a step before every client is in.
+//! Each of `--threads` threads runs a current-thread tokio runtime (optionally pinned
+//! to a core) with its share of the clients: one task per client reads, one pacer per
+//! thread sends for that thread's senders; the threads meet at a barrier before and
+//! after each step ([`crate::team`]). Must not: let a pacer wait for a server (open
+//! loop: a late message is sent late and its latency counts from when it was due),
+//! or start a step before every client of every thread is in.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
-use tokio::sync::{mpsc, Semaphore};
+use anyhow::{anyhow, bail, Context, Result};
+use tokio::sync::mpsc;
 
 use crate::cli::{CommonArgs, TrafficArgs};
 use crate::clock::PreciseTimer;
@@ -19,7 +22,8 @@ use crate::conn::{run_client, ClientPlan, Conn, Ready, RunShared, SetupConfig};
 use crate::irc::{write_privmsg, Payload};
 use crate::procstat::{self, ProcSample, ProcUsage};
 use crate::report::{self, IdleResult, Report, StepResult};
-use crate::stats::new_histogram;
+use crate::stats::{new_histogram, Recorder};
+use crate::team::{StepPlan, StepShare, Team, ThreadEnd};
 
 /// Loopback clients per source address: below the ~28,000 ephemeral ports of one.
 const CLIENTS_PER_SOURCE_IP: u32 = 25_000;
@@ -81,6 +85,14 @@ impl Scenario {
 }
 
 impl Scenario {
+    /// The traffic flags of a message scenario (fanout, rooms).
+    pub fn traffic(&self) -> Option<&TrafficArgs> {
+        match self {
+            Scenario::Fanout { traffic, .. } | Scenario::Rooms { traffic, .. } => Some(traffic),
+            Scenario::Connect | Scenario::Idle { .. } => None,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Scenario::Fanout { .. } => "fanout",
@@ -91,86 +103,333 @@ impl Scenario {
     }
 }
 
-/// Runs a scenario to completion on a fresh single-threaded runtime. Err only when the
-/// run could not be carried out (refused connection, setup failure); failed checks
-/// (loss, disconnects) are in the report with `ok == false`.
+/// Runs a scenario to completion: one thread per `--threads` (the calling thread is
+/// the first), each with its own current-thread runtime and its share of the clients.
+/// Err only when the run could not be carried out (refused connection, setup failure,
+/// bad flags); failed checks (loss, disconnects) are in the report with `ok == false`.
 pub fn run(scenario: &Scenario, common: &CommonArgs) -> Result<Report> {
-    if let Some(cpu) = common.cpu {
-        pin_to_cpu(cpu)?;
+    let layout = Layout::new(scenario, common);
+    let threads = (common.threads.max(1) as usize).min(layout.clients.len().max(1));
+    match scenario.traffic() {
+        Some(traffic) if traffic.find_max && traffic.repeat > 1 => {
+            bail!("--repeat cannot be combined with --find-max (a search decides its own steps)")
+        }
+        None if threads > 1 => {
+            bail!("--threads applies to fanout and rooms; connect and idle run on one thread")
+        }
+        _ => {}
     }
     raise_fd_limit(common.clients as u64 + 64);
+    let team = Team::new(
+        threads,
+        crate::clock::now_ns(),
+        common.connect_concurrency as usize,
+    );
+    std::thread::scope(|scope| {
+        let others: Vec<_> = (1..threads)
+            .map(|thread| {
+                let team = team.clone();
+                let layout = &layout;
+                std::thread::Builder::new()
+                    .name(format!("loadgen-{thread}"))
+                    .spawn_scoped(scope, move || {
+                        run_thread(scenario, common, layout, team, thread)
+                    })
+                    .context("cannot start a loadgen thread")
+            })
+            .collect::<Result<_>>()?;
+        let report = run_thread(scenario, common, &layout, team.clone(), 0);
+        for other in others {
+            match other.join() {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => bail!("a loadgen thread panicked"),
+            }
+        }
+        report?.context("internal error: the first thread made no report")
+    })
+}
+
+/// One thread's part of the run on its own runtime; the first thread (0) returns the
+/// report, the others None.
+fn run_thread(
+    scenario: &Scenario,
+    common: &CommonArgs,
+    layout: &Layout,
+    team: Arc<Team>,
+    thread: usize,
+) -> Result<Option<Report>> {
+    if let Some(cpu) = common.cpu {
+        pin_to_cpu(cpu + thread)?;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
     let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, run_async(scenario, common))
+    local.block_on(&runtime, run_async(scenario, common, layout, team, thread))
 }
 
-async fn run_async(scenario: &Scenario, common: &CommonArgs) -> Result<Report> {
-    let shared = Rc::new(RunShared::new());
-    let layout = Layout::new(scenario, common);
-    let mut report = Report::new(scenario, common);
+async fn run_async(
+    scenario: &Scenario,
+    common: &CommonArgs,
+    layout: &Layout,
+    team: Arc<Team>,
+    thread: usize,
+) -> Result<Option<Report>> {
+    let shared = Rc::new(RunShared::new(team.clone(), thread));
+    let leader = thread == 0;
+    let plans: Vec<&ClientPlan> = layout
+        .clients
+        .iter()
+        .filter(|plan| plan.index % team.threads == thread)
+        .collect();
 
-    let server_before = sample_server(common.server_pid)?;
-    let setup = connect_all(&shared, common, &layout).await;
-    let setup = match setup {
-        Ok(setup) => setup,
+    let server_before = if leader {
+        sample_server(common.server_pid)?
+    } else {
+        None
+    };
+    let mut pacer = None;
+    let setup = match connect_all(&shared, common, layout, &plans).await {
+        Ok(setup) => {
+            if let Some(traffic) = scenario.traffic() {
+                match Pacer::new(layout, &setup.conns, traffic, team.threads, thread) {
+                    Ok(p) => pacer = Some(p),
+                    Err(e) => team.fail(format!("{e:#}")),
+                }
+            }
+            Some(setup)
+        }
         Err(e) => {
-            shared.stopping.set(true);
-            return Err(e);
+            team.fail(format!("{e:#}"));
+            None
         }
     };
-    report.server_version = shared.server_version.borrow().clone();
-
-    match scenario {
-        Scenario::Fanout { traffic, .. } | Scenario::Rooms { traffic, .. } => {
-            let mut pacer = Pacer::new(&layout, &setup.conns, traffic)?;
-            if traffic.find_max {
-                let mut search = RateSearch::new(traffic.rate[0], traffic.max_probes);
-                let mut rate = Some(traffic.rate[0]);
-                while let Some(r) = rate {
-                    let step = pacer.run_step(&shared, common, r).await?;
-                    let passed =
-                        step.passed && step.latency.p99_us <= traffic.p99_max.as_secs_f64() * 1e6;
-                    report::print_step_line(&step, passed);
-                    report.steps.push(step);
-                    rate = search.next(r, passed);
-                }
-                report.max_rate = Some(search.best());
+    team.note_server_version(shared.server_version.borrow().clone());
+    team.sync().await; // every thread set up, or one failed
+    if leader && !common.quiet && team.failure().is_none() {
+        eprintln!(
+            "{} clients registered{} in {:.2}s{}",
+            layout.clients.len(),
+            if layout.channels.is_empty() {
+                ""
             } else {
-                for &r in &traffic.rate {
-                    let step = pacer.run_step(&shared, common, r).await?;
-                    report::print_step_line(&step, step.passed);
-                    report.steps.push(step);
+                " and joined"
+            },
+            shared.now_rel() as f64 / 1e9,
+            if team.threads > 1 {
+                format!(" over {} threads", team.threads)
+            } else {
+                String::new()
+            }
+        );
+    }
+    if let Some(reason) = team.failure() {
+        if let Some(setup) = &setup {
+            close_all(&shared, &setup.conns).await;
+        }
+        shared.stopping.set(true);
+        return if leader {
+            Err(anyhow!(reason))
+        } else {
+            Ok(None)
+        };
+    }
+    let Some(setup) = setup else {
+        bail!("internal error: no setup and no failure");
+    };
+
+    let mut report = leader.then(|| {
+        let mut report = Report::new(scenario, common);
+        report.server_version = team.server_version();
+        report
+    });
+    if let Some(mut pacer) = pacer {
+        let traffic = &pacer.traffic.clone();
+        let mut schedule = StepSchedule::new(traffic);
+        loop {
+            if leader {
+                let plan = match schedule.next_rate() {
+                    Some(rate) => StepPlan::Run {
+                        step: pacer.step + 1,
+                        rate,
+                        t0: shared.now_rel() + STEP_START_DELAY_NS,
+                    },
+                    None => StepPlan::Stop,
+                };
+                team.set_plan(plan);
+            }
+            team.sync().await;
+            let StepPlan::Run { step, rate, t0 } = team.plan() else {
+                break;
+            };
+            pacer.run_step(&shared, common, step, rate, t0).await;
+            team.sync().await; // every share handed over
+            if let Some(report) = report.as_mut() {
+                let step = merge_step(&shared, &pacer.traffic, rate, &team.take_shares());
+                let passed = schedule.judge(&step);
+                report.push_step(step);
+                if let Some(step) = report.steps.last() {
+                    report::print_step_line(step, passed);
                 }
             }
         }
-        Scenario::Connect => {
-            report
-                .steps
-                .push(setup.connect_step(&server_before, common.server_pid)?);
+        if let Some(report) = report.as_mut() {
+            report.max_rate = schedule.max_rate();
+            wait_for_late(&shared, report, traffic.grace).await;
         }
-        Scenario::Idle { hold } => {
-            let loaded = sample_server(common.server_pid)?;
-            let own_before = procstat::sample(None)?;
-            tokio::time::sleep(*hold).await;
-            let held = sample_server(common.server_pid)?;
-            let own_after = procstat::sample(None)?;
-            report.idle = Some(IdleResult::new(
-                common.clients,
-                hold.as_secs_f64(),
-                server_before.as_ref(),
-                loaded.as_ref(),
-                held.as_ref(),
-                ProcUsage::between(&own_before, &own_after, hold.as_secs_f64()),
-            ));
+    } else if let Some(report) = report.as_mut() {
+        match scenario {
+            Scenario::Connect => {
+                report
+                    .steps
+                    .push(setup.connect_step(&server_before, common.server_pid)?);
+            }
+            Scenario::Idle { hold } => {
+                let loaded = sample_server(common.server_pid)?;
+                let own_before = procstat::sample(None)?;
+                tokio::time::sleep(*hold).await;
+                let held = sample_server(common.server_pid)?;
+                let own_after = procstat::sample(None)?;
+                report.idle = Some(IdleResult::new(
+                    common.clients,
+                    hold.as_secs_f64(),
+                    server_before.as_ref(),
+                    loaded.as_ref(),
+                    held.as_ref(),
+                    ProcUsage::between(&own_before, &own_after, hold.as_secs_f64()),
+                ));
+            }
+            Scenario::Fanout { .. } | Scenario::Rooms { .. } => {}
         }
     }
 
+    team.sync().await; // the late tail is over: close
     close_all(&shared, &setup.conns).await;
-    report.finish(&shared);
+    team.finish(ThreadEnd {
+        errors: shared.errors.borrow().clone(),
+        error_count: shared.error_count.get(),
+        late_by_step: shared.recorder.borrow().late_by_step.clone(),
+    });
+    team.sync().await; // every thread's end handed over
+    if let Some(report) = report.as_mut() {
+        report.finish(&team.take_ends());
+    }
     Ok(report)
+}
+
+/// Time between deciding a step and its first message: every thread wakes from the
+/// barrier and arms its pacer before it.
+const STEP_START_DELAY_NS: u64 = 50_000_000;
+
+/// The steps to run: each rate of `--rate`, the list `--repeat` times over (round
+/// robin, so a drift of the machine spreads over every rate), or the saturation search.
+struct StepSchedule {
+    rates: Vec<f64>,
+    next: usize,
+    search: Option<(RateSearch, Option<f64>, f64)>,
+}
+
+impl StepSchedule {
+    fn new(traffic: &TrafficArgs) -> Self {
+        let search = traffic.find_max.then(|| {
+            (
+                RateSearch::new(traffic.rate[0], traffic.max_probes),
+                Some(traffic.rate[0]),
+                traffic.p99_max.as_secs_f64() * 1e6,
+            )
+        });
+        let repeat = traffic.repeat.max(1) as usize;
+        Self {
+            rates: traffic.rate.repeat(repeat),
+            next: 0,
+            search,
+        }
+    }
+
+    fn next_rate(&mut self) -> Option<f64> {
+        match &self.search {
+            Some((_, next, _)) => *next,
+            None => {
+                let rate = self.rates.get(self.next).copied();
+                self.next += 1;
+                rate
+            }
+        }
+    }
+
+    /// Whether a finished step passed (for the search: also p99 under its bound);
+    /// feeds the search its outcome.
+    fn judge(&mut self, step: &StepResult) -> bool {
+        match &mut self.search {
+            Some((search, next, p99_max_us)) => {
+                let passed = step.passed && step.latency.p99_us <= *p99_max_us;
+                *next = search.next(step.target_rate, passed);
+                passed
+            }
+            None => step.passed,
+        }
+    }
+
+    fn max_rate(&self) -> Option<f64> {
+        self.search.as_ref().map(|(search, _, _)| search.best())
+    }
+}
+
+/// Merges every thread's share of a step into its figures: histograms added exactly,
+/// counters summed. Runs on the first thread after the step's last barrier.
+fn merge_step(
+    shared: &RunShared,
+    traffic: &TrafficArgs,
+    rate: f64,
+    shares: &[StepShare],
+) -> StepResult {
+    let mut merged = Recorder::default();
+    let mut send_failures = 0;
+    let mut errors = 0;
+    for share in shares {
+        let added = merged
+            .latency
+            .add(&share.latency)
+            .and(merged.send_lag.add(&share.send_lag));
+        if let Err(e) = added {
+            shared.error(format!("cannot merge a thread's histogram: {e:?}"));
+        }
+        let c = &mut merged.counts;
+        let s = &share.counts;
+        c.sent += s.sent;
+        c.sent_measured += s.sent_measured;
+        c.expected += s.expected;
+        c.delivered += s.delivered;
+        c.delivered_measured += s.delivered_measured;
+        c.duplicates += s.duplicates;
+        c.reordered += s.reordered;
+        c.stale += s.stale;
+        merged.backlog.add(&share.backlog);
+        send_failures += share.send_failures;
+        errors += share.errors;
+    }
+    let (server, own) = shared.window_usage.take().unwrap_or_default();
+    StepResult::messages(
+        rate,
+        traffic.duration.as_nanos().max(1) as f64 / 1e9,
+        &merged,
+        server,
+        own,
+        send_failures,
+        errors,
+    )
+}
+
+/// After the last step: deliveries still missing may yet arrive late (delayed, not
+/// lost). Waits at most `grace` for them, ending as soon as every missing one came.
+async fn wait_for_late(shared: &RunShared, report: &Report, grace: Duration) {
+    let missing: u64 = report.steps.iter().map(|s| s.lost).sum();
+    let end = shared.now_rel() + grace.as_nanos() as u64;
+    while shared.team.counts().late_total < missing && shared.now_rel() < end {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// Who is where: channels, their members and senders, and each client's plan.
@@ -325,22 +584,23 @@ impl Setup {
     }
 }
 
-/// Starts every client's task and waits until all are in (or one fails).
+/// Starts the clients of `plans` (this thread's share) and waits until all are in
+/// (or one fails).
 async fn connect_all(
     shared: &Rc<RunShared>,
     common: &CommonArgs,
     layout: &Layout,
+    plans: &[&ClientPlan],
 ) -> Result<Setup> {
     let setup = Rc::new(SetupConfig {
         addr: common.addr,
         password: common.password.clone(),
-        gate: Semaphore::new(common.connect_concurrency.max(1) as usize),
         timeout: common.setup_timeout,
     });
     let own_before = procstat::sample(None)?;
     let started = shared.now_rel();
     let (tx, mut rx) = mpsc::unbounded_channel();
-    for plan in &layout.clients {
+    for &plan in plans {
         tokio::task::spawn_local(run_client(
             shared.clone(),
             setup.clone(),
@@ -349,8 +609,8 @@ async fn connect_all(
         ));
     }
     drop(tx);
-    let total = layout.clients.len();
-    let mut readies: Vec<Option<Ready>> = (0..total).map(|_| None).collect();
+    let total = plans.len();
+    let mut readies: Vec<Option<Ready>> = (0..layout.clients.len()).map(|_| None).collect();
     let mut done = 0;
     let mut last_print = started;
     while done < total {
@@ -363,8 +623,8 @@ async fn connect_all(
         }
         done += 1;
         let now = shared.now_rel();
-        if !common.quiet && now - last_print > 1_000_000_000 {
-            eprintln!("connected {done}/{total}");
+        if !common.quiet && shared.thread == 0 && now - last_print > 1_000_000_000 {
+            eprintln!("connected {done}/{total} (thread 0)");
             last_print = now;
         }
     }
@@ -373,17 +633,6 @@ async fn connect_all(
     let finished = readies.iter().map(|r| r.done_at).max().unwrap_or(started);
     let own_after = procstat::sample(None)?;
     let own_usage = ProcUsage::between(&own_before, &own_after, (finished - started) as f64 / 1e9);
-    if !common.quiet {
-        eprintln!(
-            "{total} clients registered{} in {:.2}s",
-            if layout.channels.is_empty() {
-                ""
-            } else {
-                " and joined"
-            },
-            (finished - started) as f64 / 1e9
-        );
-    }
     Ok(Setup {
         conns: readies.iter().map(|r| r.conn.clone()).collect(),
         readies,
@@ -416,27 +665,41 @@ fn sample_server(pid: Option<u32>) -> Result<Option<ProcSample>> {
 
 /// One sender: where it sends and its next sequence number (kept across steps).
 struct SenderState {
+    /// Its position in the run's sender list: message k is sent by sender k mod S.
+    order: usize,
     client: usize,
     channel: usize,
     slot: u32,
     next_seq: u64,
 }
 
-/// The open-loop pacer: message k of a step is due at `t0 + k / rate`, from sender
-/// `k mod S`, whatever happened to earlier messages.
-struct Pacer<'a> {
+/// The open-loop pacer of one thread: message k of a step is due at `t0 + k / rate`,
+/// from sender `k mod S` of the run's S senders, whatever happened to earlier
+/// messages. Each thread sends only its own senders' messages, on the same global
+/// schedule, so N threads together send exactly what one would.
+struct Pacer {
     layout_channels: Vec<(String, u32)>,
-    conns: &'a [Rc<Conn>],
+    /// This thread's connections by client number (None: another thread's client).
+    conns: Vec<Option<Rc<Conn>>>,
+    /// The run's number of senders, over every thread.
+    all_senders: usize,
+    /// This thread's senders, by `order`.
     senders: Vec<SenderState>,
     traffic: TrafficArgs,
     timer: PreciseTimer,
     step: u32,
 }
 
-impl<'a> Pacer<'a> {
-    fn new(layout: &Layout, conns: &'a [Rc<Conn>], traffic: &TrafficArgs) -> Result<Self> {
+impl Pacer {
+    fn new(
+        layout: &Layout,
+        conns: &[Rc<Conn>],
+        traffic: &TrafficArgs,
+        threads: usize,
+        thread: usize,
+    ) -> Result<Self> {
         // Interleave channels so consecutive messages go to different channels.
-        let mut senders = Vec::new();
+        let mut all = Vec::new();
         let most = layout
             .channels
             .iter()
@@ -446,25 +709,38 @@ impl<'a> Pacer<'a> {
         for slot in 0..most {
             for (k, ch) in layout.channels.iter().enumerate() {
                 if let Some(&client) = ch.senders.get(slot) {
-                    senders.push(SenderState {
-                        client,
-                        channel: k,
-                        slot: slot as u32,
-                        next_seq: 0,
-                    });
+                    all.push((client, k, slot as u32));
                 }
             }
         }
-        if senders.is_empty() {
+        if all.is_empty() {
             bail!("no senders");
         }
+        let mut by_client: Vec<Option<Rc<Conn>>> = vec![None; layout.clients.len()];
+        for conn in conns {
+            by_client[conn.index] = Some(conn.clone());
+        }
+        let all_senders = all.len();
+        let senders = all
+            .into_iter()
+            .enumerate()
+            .filter(|(_, (client, _, _))| client % threads == thread)
+            .map(|(order, (client, channel, slot))| SenderState {
+                order,
+                client,
+                channel,
+                slot,
+                next_seq: 0,
+            })
+            .collect();
         Ok(Self {
             layout_channels: layout
                 .channels
                 .iter()
                 .map(|c| (c.name.clone(), c.members))
                 .collect(),
-            conns,
+            conns: by_client,
+            all_senders,
             senders,
             traffic: traffic.clone(),
             timer: PreciseTimer::new().context("cannot create a timerfd")?,
@@ -472,67 +748,132 @@ impl<'a> Pacer<'a> {
         })
     }
 
-    /// Runs one step at `rate` messages/s: warm-up, measured window, grace for
-    /// deliveries in flight; returns its figures.
+    /// Runs this thread's part of step `step` at `rate` messages/s from `t0`: warm-up,
+    /// measured window, grace for deliveries in flight (over every thread); hands its
+    /// figures to the team. The first thread also samples the server and shows progress.
     async fn run_step(
         &mut self,
         shared: &Rc<RunShared>,
         common: &CommonArgs,
+        step: u32,
         rate: f64,
-    ) -> Result<StepResult> {
-        if !(rate.is_finite() && rate > 0.0) {
-            bail!("rate must be a positive number of messages per second, got {rate}");
-        }
-        self.step += 1;
-        let step = self.step;
+        t0: u64,
+    ) {
+        self.step = step;
+        let leader = shared.thread == 0;
         let warmup = self.traffic.warmup.as_nanos() as u64;
         let duration = self.traffic.duration.as_nanos().max(1) as u64;
-        let t0 = shared.now_rel() + 20_000_000;
         let window = (t0 + warmup, t0 + warmup + duration);
+        let grace_end = window.1 + self.traffic.grace.as_nanos() as u64;
         let errors_before = shared.error_count.get();
         shared.recorder.borrow_mut().begin_step(step, window);
+        shared.publish(&shared.recorder.borrow());
 
-        let sampler =
-            tokio::task::spawn_local(sample_window(shared.clone(), window, common.server_pid));
-        let progress = (!common.quiet)
-            .then(|| tokio::task::spawn_local(show_progress(shared.clone(), rate, window)));
+        let sampler = leader.then(|| {
+            tokio::task::spawn_local(sample_window(shared.clone(), window, common.server_pid))
+        });
+        let progress = (leader && !common.quiet).then(|| {
+            tokio::task::spawn_local(show_progress(shared.clone(), rate, t0, window, grace_end))
+        });
 
+        let send_failures = self.send_all(shared, rate, t0, window).await;
+        shared.publish(&shared.recorder.borrow());
+        shared.team.sync().await; // every thread sent its last message
+
+        // Grace: wait for deliveries in flight on every thread, ending when all are in.
+        loop {
+            let counts = shared.team.counts();
+            if counts.delivered >= counts.expected || shared.now_rel() >= grace_end {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        shared.recorder.borrow_mut().end_step();
+        if let Some(progress) = progress {
+            progress.abort();
+        }
+        if let Some(sampler) = sampler {
+            match sampler.await {
+                Ok(usage) => shared.window_usage.set(Some(usage)),
+                Err(e) => shared.error(format!("the /proc sampler failed: {e}")),
+            }
+        }
+        if send_failures > 0 {
+            shared.error(format!("step at {rate}/s: {send_failures} messages could not be sent (connection broken or not reading)"));
+        }
+        let recorder = shared.recorder.borrow();
+        shared.team.hand_over(StepShare {
+            latency: recorder.latency.clone(),
+            send_lag: recorder.send_lag.clone(),
+            counts: recorder.counts,
+            backlog: recorder.backlog,
+            send_failures,
+            errors: shared.error_count.get() - errors_before,
+        });
+    }
+
+    /// Sends this thread's messages of the step on schedule; the number that could
+    /// not be sent (broken connections).
+    async fn send_all(
+        &mut self,
+        shared: &RunShared,
+        rate: f64,
+        t0: u64,
+        window: (u64, u64),
+    ) -> u64 {
         let interval = 1e9 / rate;
         let due = |k: u64| t0 + (k as f64 * interval) as u64;
-        let mut k: u64 = 0;
+        let all = self.all_senders as u64;
+        // Message k = round * S + order: this thread's senders in order, round by round.
+        let (mut round, mut next) = (0u64, 0usize);
+        let k_of = |round: u64, next: usize, senders: &[SenderState]| {
+            round * all + senders.get(next).map_or(0, |s| s.order as u64)
+        };
         let mut send_failures = 0u64;
         let mut line = Vec::with_capacity(600);
         let mut dirty: Vec<usize> = Vec::new();
         let start_ns = shared.start_ns;
-        while due(k) < window.1 {
+        if self.senders.is_empty() {
+            sleep_until_rel(shared, window.1).await;
+            return 0;
+        }
+        while due(k_of(round, next, &self.senders)) < window.1 {
             let now = shared.now_rel();
-            if due(k) > now {
-                self.timer
-                    .sleep_until(start_ns + due(k))
-                    .await
-                    .context("timerfd wait failed")?;
+            let first = due(k_of(round, next, &self.senders));
+            if first > now {
+                if let Err(e) = self.timer.sleep_until(start_ns + first).await {
+                    shared.error(format!("timerfd wait failed, step cut short: {e}"));
+                    break;
+                }
                 continue;
             }
             {
                 let mut recorder = shared.recorder.borrow_mut();
                 // Everything due now, in one batch (bounded, so receivers get a turn).
                 for _ in 0..4096 {
-                    let sched = due(k);
+                    let sched = due(k_of(round, next, &self.senders));
                     if sched > now || sched >= window.1 {
                         break;
                     }
-                    let sender_index = (k % self.senders.len() as u64) as usize;
-                    let sender = &mut self.senders[sender_index];
+                    let own_senders = self.senders.len();
+                    let sender = &mut self.senders[next];
+                    next += 1;
+                    if next == own_senders {
+                        next = 0;
+                        round += 1;
+                    }
                     let (channel, members) = &self.layout_channels[sender.channel];
                     let payload = Payload {
-                        step,
+                        step: self.step,
                         slot: sender.slot,
                         seq: sender.next_seq,
                         sched_ns: sched,
                     };
                     line.clear();
                     write_privmsg(&mut line, channel, &payload, self.traffic.size);
-                    let conn = &self.conns[sender.client];
+                    let Some(conn) = &self.conns[sender.client] else {
+                        continue;
+                    };
                     if conn.queue(&line) {
                         sender.next_seq += 1;
                         let counts = &mut recorder.counts;
@@ -548,66 +889,46 @@ impl<'a> Pacer<'a> {
                     } else {
                         send_failures += 1;
                     }
-                    k += 1;
                 }
+                shared.publish(&recorder);
             }
             for client in dirty.drain(..) {
-                let conn = &self.conns[client];
-                conn.dirty.set(false);
-                conn.flush();
+                if let Some(conn) = &self.conns[client] {
+                    conn.dirty.set(false);
+                    conn.flush();
+                }
             }
             tokio::task::yield_now().await;
         }
-
-        // Grace: wait for deliveries in flight, ending as soon as all are in.
-        let grace_end = shared.now_rel() + self.traffic.grace.as_nanos() as u64;
-        loop {
-            let counts = shared.recorder.borrow().counts;
-            if counts.delivered >= counts.expected || shared.now_rel() >= grace_end {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        if let Some(progress) = progress {
-            progress.abort();
-        }
-        let (server, own) = sampler.await.context("sampler task failed")??;
-        let recorder = shared.recorder.borrow();
-        let new_errors = shared.error_count.get() - errors_before;
-        if send_failures > 0 {
-            shared.error(format!("step at {rate}/s: {send_failures} messages could not be sent (connection broken or not reading)"));
-        }
-        Ok(StepResult::messages(
-            rate,
-            duration as f64 / 1e9,
-            &recorder,
-            server,
-            own,
-            send_failures,
-            new_errors,
-        ))
+        send_failures
     }
 }
 
 /// Samples the server and loadgen at the start and end of the measured window.
+/// A server that cannot be read (it exited) is an error in the report, not a stop.
 async fn sample_window(
     shared: Rc<RunShared>,
     window: (u64, u64),
     pid: Option<u32>,
-) -> Result<(Option<ProcUsage>, ProcUsage)> {
+) -> (Option<ProcUsage>, ProcUsage) {
+    let sample = |shared: &RunShared| {
+        let server = sample_server(pid).unwrap_or_else(|e| {
+            shared.error(format!("{e:#}"));
+            None
+        });
+        (server, procstat::sample(None).unwrap_or_default())
+    };
     sleep_until_rel(&shared, window.0).await;
-    let server_start = sample_server(pid)?;
-    let own_start = procstat::sample(None)?;
+    let (server_start, own_start) = sample(&shared);
     let started = shared.now_rel();
     sleep_until_rel(&shared, window.1).await;
-    let server_end = sample_server(pid)?;
-    let own_end = procstat::sample(None)?;
+    let (server_end, own_end) = sample(&shared);
     let wall_s = (shared.now_rel() - started) as f64 / 1e9;
     let server = match (server_start, server_end) {
         (Some(a), Some(b)) => Some(ProcUsage::between(&a, &b, wall_s)),
         _ => None,
     };
-    Ok((server, ProcUsage::between(&own_start, &own_end, wall_s)))
+    (server, ProcUsage::between(&own_start, &own_end, wall_s))
 }
 
 async fn sleep_until_rel(shared: &RunShared, at_rel_ns: u64) {
@@ -617,27 +938,45 @@ async fn sleep_until_rel(shared: &RunShared, at_rel_ns: u64) {
     }
 }
 
-/// Prints a progress line every second: sent/s, delivered/s, p99 so far.
-async fn show_progress(shared: Rc<RunShared>, rate: f64, window: (u64, u64)) {
-    let mut last = shared.recorder.borrow().counts;
+/// Prints a progress line every second: sent/s, delivered/s (over every thread), p99
+/// so far (of the first thread's receivers), deliveries in flight. The time shown
+/// never runs past its phase: warm-up counts up to the measured window, `measure`
+/// up to the step's duration, then `grace` up to the grace period.
+async fn show_progress(
+    shared: Rc<RunShared>,
+    rate: f64,
+    t0: u64,
+    window: (u64, u64),
+    grace_end: u64,
+) {
+    let mut last = shared.team.counts();
     let mut last_at = shared.now_rel();
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let now = shared.now_rel();
-        let recorder = shared.recorder.borrow();
-        let counts = recorder.counts;
+        let counts = shared.team.counts();
         let secs = (now - last_at) as f64 / 1e9;
-        let phase = if now < window.0 { "warm-up" } else { "measure" };
-        let p99 = if recorder.latency.is_empty() {
-            "-".to_string()
+        let (phase, at, of) = if now < window.0 {
+            ("warm-up", now.saturating_sub(t0), window.0 - t0)
+        } else if now < window.1 {
+            ("measure", now - window.0, window.1 - window.0)
         } else {
-            report::format_us(recorder.latency.value_at_quantile(0.99) as f64 / 1000.0)
+            ("grace", now.min(grace_end) - window.1, grace_end - window.1)
+        };
+        let p99 = {
+            let recorder = shared.recorder.borrow();
+            if recorder.latency.is_empty() {
+                "-".to_string()
+            } else {
+                report::format_us(recorder.latency.value_at_quantile(0.99) as f64 / 1000.0)
+            }
         };
         eprintln!(
-            "[{rate}/s {phase} {:>5.1}s] sent {:>9.0}/s  delivered {:>10.0}/s  p99 {p99}  in flight {}  errors {}",
-            (now as f64 - window.0 as f64) / 1e9,
-            (counts.sent - last.sent) as f64 / secs,
-            (counts.delivered - last.delivered) as f64 / secs,
+            "[{rate}/s {phase} {:.1}/{:.1}s] sent {:>9.0}/s  delivered {:>10.0}/s  p99 {p99}  in flight {}  errors {}",
+            at as f64 / 1e9,
+            of as f64 / 1e9,
+            counts.sent.saturating_sub(last.sent) as f64 / secs,
+            counts.delivered.saturating_sub(last.delivered) as f64 / secs,
             counts.expected.saturating_sub(counts.delivered),
             shared.error_count.get(),
         );
