@@ -266,6 +266,9 @@ fn judge(
         ));
         return "undecided (too few runs)".to_string();
     }
+    if median(a) <= 0.0 {
+        return "no baseline figure (median 0)".to_string();
+    }
     let p = mann_whitney_p(a, b);
     let change = median_change(a, b);
     let tolerance = if figure.latency {
