@@ -122,6 +122,27 @@ pub struct CommonArgs {
     /// No live progress line.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Connect over TLS, verifying the server against the system's CA certificates
+    /// (or --tls-ca, or not at all with --tls-insecure).
+    #[arg(long)]
+    pub tls: bool,
+    /// With --tls: accept any server certificate (self-signed test servers).
+    #[arg(long, requires = "tls")]
+    pub tls_insecure: bool,
+    /// With --tls: trust the certificates in this PEM file instead of the system's.
+    #[arg(long, requires = "tls", conflicts_with = "tls_insecure")]
+    pub tls_ca: Option<PathBuf>,
+    /// With --tls: the name the server's certificate must carry (default: the
+    /// address's IP).
+    #[arg(long, requires = "tls")]
+    pub tls_server_name: Option<String>,
+}
+
+impl CommonArgs {
+    /// True when the clients connect over TLS.
+    pub fn tls_wanted(&self) -> bool {
+        self.tls
+    }
 }
 
 /// Flags of the message scenarios (fanout, rooms).

@@ -63,6 +63,9 @@ const NOT_SCENARIO_PARAMS: &[&str] = &[
     "quiet",
     "setup_timeout",
     "source_ips",
+    "tls_insecure",
+    "tls_ca",
+    "tls_server_name",
     "traffic.repeat",
 ];
 

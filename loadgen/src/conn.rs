@@ -13,16 +13,21 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, ReadBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
+use tokio_rustls::client::TlsStream;
 
 use crate::clock::now_ns;
 use crate::irc::{classify, Line, LineSplitter};
 use crate::procstat::ProcUsage;
 use crate::stats::{Recorder, SenderTrack};
 use crate::team::Team;
+use crate::tls::TlsClient;
 
 /// Size of the read buffer shared by all clients: one read takes everything the
 /// kernel holds for a client, up to this.
@@ -111,7 +116,7 @@ pub struct Conn {
     /// The client's number (0..C).
     pub index: usize,
     /// The socket's write side; the read side belongs to the client's read loop.
-    stream: OwnedWriteHalf,
+    stream: WriteSide,
     /// Bytes queued and not yet written, bounded by [`MAX_UNSENT`].
     unsent: RefCell<Vec<u8>>,
     /// True while a flush task waits for writability; it owns draining `unsent`.
@@ -123,7 +128,7 @@ pub struct Conn {
 }
 
 impl Conn {
-    fn new(index: usize, stream: OwnedWriteHalf) -> Self {
+    fn new(index: usize, stream: WriteSide) -> Self {
         Self {
             index,
             stream,
@@ -155,7 +160,7 @@ impl Conn {
         if self.flushing.get() || self.broken.get() {
             return;
         }
-        match self.write_unsent() {
+        match self.write_unsent(None) {
             Ok(true) => {}
             Ok(false) => {
                 self.flushing.set(true);
@@ -172,37 +177,105 @@ impl Conn {
         queued
     }
 
-    /// Writes as much of `unsent` as the kernel takes. Ok(true) when all is written.
-    fn write_unsent(&self) -> io::Result<bool> {
+    /// Writes as much of `unsent` as the socket takes. Ok(true) when all is written
+    /// (and, over TLS, flushed out of the TLS session). A TLS write that cannot go on
+    /// registers `cx`'s waker when given one (the flush task's), none otherwise.
+    fn write_unsent(&self, cx: Option<&mut Context<'_>>) -> io::Result<bool> {
         let mut unsent = self.unsent.borrow_mut();
         let mut written = 0;
-        while written < unsent.len() {
-            match self.stream.try_write(&unsent[written..]) {
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e),
+        let all_out = match &self.stream {
+            WriteSide::Plain(stream) => {
+                while written < unsent.len() {
+                    match stream.try_write(&unsent[written..]) {
+                        Ok(n) => written += n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(e),
+                    }
+                }
+                written == unsent.len()
             }
-        }
+            WriteSide::Tls(stream) => {
+                let mut noop = Context::from_waker(std::task::Waker::noop());
+                let cx = cx.unwrap_or(&mut noop);
+                let mut stream = stream.borrow_mut();
+                let mut stream = Pin::new(&mut *stream);
+                let mut blocked = false;
+                while written < unsent.len() {
+                    match stream.as_mut().poll_write(cx, &unsent[written..]) {
+                        Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                        Poll::Ready(Ok(n)) => written += n,
+                        Poll::Ready(Err(e)) => return Err(e),
+                        Poll::Pending => {
+                            blocked = true;
+                            break;
+                        }
+                    }
+                }
+                // Records the TLS session still holds must reach the socket too.
+                !blocked
+                    && match stream.as_mut().poll_flush(cx) {
+                        Poll::Ready(Ok(())) => true,
+                        Poll::Ready(Err(e)) => return Err(e),
+                        Poll::Pending => false,
+                    }
+            }
+        };
         unsent.drain(..written);
-        Ok(unsent.is_empty())
+        Ok(all_out && unsent.is_empty())
+    }
+}
+
+/// A connection's write side: plain TCP, written with `try_write`; or TLS, through
+/// tokio-rustls' `poll_write` and `poll_flush` (a `RefCell` because they need `&mut`;
+/// borrowed only inside [`Conn::write_unsent`]).
+pub enum WriteSide {
+    Plain(OwnedWriteHalf),
+    Tls(RefCell<WriteHalf<TlsStream<TcpStream>>>),
+}
+
+/// A connection's read side, owned by its read loop: plain TCP or TLS.
+pub enum ReadSide {
+    Plain(OwnedReadHalf),
+    Tls(ReadHalf<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for ReadSide {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ReadSide::Plain(read) => Pin::new(read).poll_read(cx, buf),
+            ReadSide::Tls(read) => Pin::new(read).poll_read(cx, buf),
+        }
     }
 }
 
 /// Finishes writing a connection's unsent bytes as the socket drains.
 async fn flush_when_writable(conn: Rc<Conn>) {
-    loop {
-        if conn.stream.writable().await.is_err() {
-            conn.broken.set(true);
-            break;
-        }
-        match conn.write_unsent() {
-            Ok(true) => break,
-            Ok(false) => continue,
-            Err(_) => {
-                conn.broken.set(true);
-                break;
+    let finished = match &conn.stream {
+        WriteSide::Plain(stream) => loop {
+            if let Err(e) = stream.writable().await {
+                break Err(e);
             }
+            match conn.write_unsent(None) {
+                Ok(true) => break Ok(()),
+                Ok(false) => continue,
+                Err(e) => break Err(e),
+            }
+        },
+        WriteSide::Tls(_) => {
+            std::future::poll_fn(|cx| match conn.write_unsent(Some(cx)) {
+                Ok(true) => Poll::Ready(Ok(())),
+                Ok(false) => Poll::Pending,
+                Err(e) => Poll::Ready(Err(e)),
+            })
+            .await
         }
+    };
+    if finished.is_err() {
+        conn.broken.set(true);
     }
     conn.flushing.set(false);
 }
@@ -226,6 +299,8 @@ pub struct ClientPlan {
 pub struct SetupConfig {
     pub addr: SocketAddr,
     pub password: Option<String>,
+    /// Connect over TLS with these settings (`--tls`).
+    pub tls: Option<TlsClient>,
     /// Longest setup of one client, gate wait excluded.
     pub timeout: Duration,
 }
@@ -326,11 +401,25 @@ async fn set_up(
     setup: &SetupConfig,
     plan: &ClientPlan,
     reader: &mut Reader,
-) -> Result<(Rc<Conn>, OwnedReadHalf), String> {
+) -> Result<(Rc<Conn>, ReadSide), String> {
     let stream = connect(setup.addr, plan.source_ip)
         .await
         .map_err(|e| format!("cannot connect to {}: {e}", setup.addr))?;
-    let (mut socket, write) = stream.into_split();
+    let (mut socket, write) = match &setup.tls {
+        None => {
+            let (read, write) = stream.into_split();
+            (ReadSide::Plain(read), WriteSide::Plain(write))
+        }
+        Some(tls) => {
+            let stream = tls
+                .connector
+                .connect(tls.server_name.clone(), stream)
+                .await
+                .map_err(|e| format!("TLS handshake with {} failed: {e}", setup.addr))?;
+            let (read, write) = tokio::io::split(stream);
+            (ReadSide::Tls(read), WriteSide::Tls(RefCell::new(write)))
+        }
+    };
     let conn = Rc::new(Conn::new(plan.index, write));
     let mut hello = String::new();
     if let Some(password) = &setup.password {
@@ -429,7 +518,7 @@ impl Reader {
     /// `.await` between them, so no other client can overwrite it meanwhile.
     async fn read_some(
         &mut self,
-        socket: &mut OwnedReadHalf,
+        socket: &mut ReadSide,
         conn: &Rc<Conn>,
         shared: &RunShared,
     ) -> Result<(), String> {

@@ -12,8 +12,9 @@
 //! - [`irc`]: loadgen's own small IRC line reader and the benchmark payload format. It is
 //!   not ringchat's parser on purpose, so one parser bug cannot hide on both sides.
 //! - [`stats`]: per-sender sequence tracking and the step recorder (HdrHistogram, counters).
-//! - [`conn`]: one client connection: connect, register, join, answer PING, read in
-//!   large chunks, write without blocking.
+//! - [`conn`]: one client connection: connect (TCP or TLS), register, join, answer
+//!   PING, read in large chunks, write without blocking.
+//! - [`tls`]: the rustls client configuration of `--tls` (trust roots, server name).
 //! - [`scenario`]: the scenarios (fanout, rooms, connect, idle), the threads of a run,
 //!   the pacer, step mode, repeats and the saturation search.
 //! - [`team`]: what the threads of one run share (barrier, step plan, published
@@ -38,6 +39,7 @@ pub mod scenario;
 pub mod significance;
 pub mod stats;
 pub mod team;
+pub mod tls;
 
 /// Exit code for a run that completed but failed verification (loss, duplicates,
 /// disconnects) or a comparison that found a regression.

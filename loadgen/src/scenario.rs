@@ -24,6 +24,7 @@ use crate::procstat::{self, ProcSample, ProcUsage};
 use crate::report::{self, IdleResult, Report, StepResult};
 use crate::stats::{new_histogram, Recorder};
 use crate::team::{StepPlan, StepShare, Team, ThreadEnd};
+use crate::tls::TlsClient;
 
 /// Loopback clients per source address: below the ~28,000 ephemeral ports of one.
 const CLIENTS_PER_SOURCE_IP: u32 = 25_000;
@@ -120,6 +121,8 @@ pub fn run(scenario: &Scenario, common: &CommonArgs) -> Result<Report> {
         _ => {}
     }
     raise_fd_limit(common.clients as u64 + 64);
+    let tls = TlsClient::from_args(common)?;
+    let tls = tls.as_ref();
     let team = Team::new(
         threads,
         crate::clock::now_ns(),
@@ -133,12 +136,12 @@ pub fn run(scenario: &Scenario, common: &CommonArgs) -> Result<Report> {
                 std::thread::Builder::new()
                     .name(format!("loadgen-{thread}"))
                     .spawn_scoped(scope, move || {
-                        run_thread(scenario, common, layout, team, thread)
+                        run_thread(scenario, common, layout, tls, team, thread)
                     })
                     .context("cannot start a loadgen thread")
             })
             .collect::<Result<_>>()?;
-        let report = run_thread(scenario, common, &layout, team.clone(), 0);
+        let report = run_thread(scenario, common, &layout, tls, team.clone(), 0);
         for other in others {
             match other.join() {
                 Ok(Ok(_)) => {}
@@ -156,6 +159,7 @@ fn run_thread(
     scenario: &Scenario,
     common: &CommonArgs,
     layout: &Layout,
+    tls: Option<&TlsClient>,
     team: Arc<Team>,
     thread: usize,
 ) -> Result<Option<Report>> {
@@ -167,13 +171,17 @@ fn run_thread(
         .build()
         .context("cannot start the tokio runtime")?;
     let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, run_async(scenario, common, layout, team, thread))
+    local.block_on(
+        &runtime,
+        run_async(scenario, common, layout, tls, team, thread),
+    )
 }
 
 async fn run_async(
     scenario: &Scenario,
     common: &CommonArgs,
     layout: &Layout,
+    tls: Option<&TlsClient>,
     team: Arc<Team>,
     thread: usize,
 ) -> Result<Option<Report>> {
@@ -191,7 +199,7 @@ async fn run_async(
         None
     };
     let mut pacer = None;
-    let setup = match connect_all(&shared, common, layout, &plans).await {
+    let setup = match connect_all(&shared, common, layout, tls, &plans).await {
         Ok(setup) => {
             if let Some(traffic) = scenario.traffic() {
                 match Pacer::new(layout, &setup.conns, traffic, team.threads, thread) {
@@ -590,11 +598,13 @@ async fn connect_all(
     shared: &Rc<RunShared>,
     common: &CommonArgs,
     layout: &Layout,
+    tls: Option<&TlsClient>,
     plans: &[&ClientPlan],
 ) -> Result<Setup> {
     let setup = Rc::new(SetupConfig {
         addr: common.addr,
         password: common.password.clone(),
+        tls: tls.cloned(),
         timeout: common.setup_timeout,
     });
     let own_before = procstat::sample(None)?;
