@@ -194,6 +194,8 @@ struct Options {
     tolerance: f64,
     /// Internal: run this one scenario (the binary under callgrind).
     measure: Option<String>,
+    /// Only the scenarios whose names contain one of these (as `cargo bench NAME`).
+    filters: Vec<String>,
 }
 
 fn parse_options(args: Vec<String>) -> Result<Options, String> {
@@ -201,6 +203,7 @@ fn parse_options(args: Vec<String>) -> Result<Options, String> {
         bless: false,
         tolerance: DEFAULT_TOLERANCE,
         measure: None,
+        filters: Vec::new(),
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -215,8 +218,9 @@ fn parse_options(args: Vec<String>) -> Result<Options, String> {
                 options.tolerance = number / 100.0;
             }
             "--measure" => options.measure = Some(args.next().ok_or("--measure needs a name")?),
-            // Cargo passes --bench to every bench binary; filters are not supported.
+            // Cargo passes --bench to every bench binary.
             "--bench" => {}
+            filter if !filter.starts_with('-') => options.filters.push(filter.to_string()),
             other => {
                 return Err(format!(
                     "unknown argument {other:?} (try --bless, --tolerance 5%)"
@@ -246,8 +250,15 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
+    if options.bless && !options.filters.is_empty() {
+        return Err("--bless rewrites the whole baseline: run it without a filter".to_string());
+    }
     let measured: Vec<(&Scenario, u64)> = SCENARIOS
         .iter()
+        .filter(|s| {
+            options.filters.is_empty()
+                || options.filters.iter().any(|f| s.name.contains(f.as_str()))
+        })
         .map(|s| count_instructions(&exe, s.name).map(|n| (s, n)))
         .collect::<Result<_, _>>()?;
     let baseline_path = Path::new(env!("CARGO_MANIFEST_DIR")).join(BASELINE);
