@@ -38,7 +38,7 @@ pub const READ_BUF: usize = 256 * 1024;
 pub const MAX_UNSENT: usize = 16 * 1024 * 1024;
 
 /// Errors kept verbatim in the report; later ones are only counted.
-const MAX_KEPT_ERRORS: usize = 20;
+pub const MAX_KEPT_ERRORS: usize = 20;
 
 /// State shared by every task of one thread of a run. Lives in an `Rc` on that
 /// thread; dropped when the thread's part of the run returns.

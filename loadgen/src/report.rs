@@ -304,7 +304,7 @@ impl Report {
         for end in ends {
             self.error_count += end.error_count;
             for e in &end.errors {
-                if self.errors.len() < 20 {
+                if self.errors.len() < crate::conn::MAX_KEPT_ERRORS {
                     self.errors.push(e.clone());
                 }
             }

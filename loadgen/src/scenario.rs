@@ -120,8 +120,30 @@ pub fn run(scenario: &Scenario, common: &CommonArgs) -> Result<Report> {
         }
         _ => {}
     }
+    if let Some(cpu) = common.cpu {
+        for thread in 0..threads {
+            if !core_available(cpu + thread) {
+                bail!(
+                    "--cpu {cpu}: core {} (for thread {thread} of --threads {threads}) is not available",
+                    cpu + thread
+                );
+            }
+        }
+    }
     raise_fd_limit(common.clients as u64 + 64);
     let tls = TlsClient::from_args(common)?;
+    // Every runtime is built before any thread starts: a thread that failed before
+    // reaching the team's first barrier would leave the others waiting at it.
+    let mut runtimes = (0..threads)
+        .map(|_| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start a tokio runtime")
+        })
+        .collect::<Result<Vec<_>>>()?
+        .into_iter();
+    let first_runtime = runtimes.next().context("no runtime")?;
     let tls = tls.as_ref();
     let team = Team::new(
         threads,
@@ -129,19 +151,45 @@ pub fn run(scenario: &Scenario, common: &CommonArgs) -> Result<Report> {
         common.connect_concurrency as usize,
     );
     std::thread::scope(|scope| {
-        let others: Vec<_> = (1..threads)
-            .map(|thread| {
-                let team = team.clone();
-                let layout = &layout;
-                std::thread::Builder::new()
-                    .name(format!("loadgen-{thread}"))
-                    .spawn_scoped(scope, move || {
-                        run_thread(scenario, common, layout, tls, team, thread)
-                    })
-                    .context("cannot start a loadgen thread")
-            })
-            .collect::<Result<_>>()?;
-        let report = run_thread(scenario, common, &layout, tls, team.clone(), 0);
+        // Every thread waits for a go before it joins the team, so a thread that
+        // cannot be started leaves none waiting at the team's barrier.
+        let mut others = Vec::new();
+        let mut go = Vec::new();
+        for (thread, runtime) in (1..threads).zip(runtimes) {
+            let team = team.clone();
+            let layout = &layout;
+            let (start, wait_for_start) = std::sync::mpsc::channel::<()>();
+            let spawned = std::thread::Builder::new()
+                .name(format!("loadgen-{thread}"))
+                .spawn_scoped(scope, move || {
+                    if wait_for_start.recv().is_err() {
+                        return Ok(None);
+                    }
+                    run_thread(scenario, common, layout, tls, runtime, team, thread)
+                });
+            match spawned {
+                Ok(handle) => {
+                    others.push(handle);
+                    go.push(start);
+                }
+                Err(e) => {
+                    drop(go);
+                    bail!("cannot start loadgen thread {thread}: {e}");
+                }
+            }
+        }
+        for start in go {
+            let _ = start.send(());
+        }
+        let report = run_thread(
+            scenario,
+            common,
+            &layout,
+            tls,
+            first_runtime,
+            team.clone(),
+            0,
+        );
         for other in others {
             match other.join() {
                 Ok(Ok(_)) => {}
@@ -160,16 +208,16 @@ fn run_thread(
     common: &CommonArgs,
     layout: &Layout,
     tls: Option<&TlsClient>,
+    runtime: tokio::runtime::Runtime,
     team: Arc<Team>,
     thread: usize,
 ) -> Result<Option<Report>> {
     if let Some(cpu) = common.cpu {
-        pin_to_cpu(cpu + thread)?;
+        // A failure goes to the team: returning here would strand the other threads.
+        if let Err(e) = pin_to_cpu(cpu + thread) {
+            team.fail(format!("{e:#}"));
+        }
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")?;
     let local = tokio::task::LocalSet::new();
     local.block_on(
         &runtime,
@@ -1041,6 +1089,20 @@ impl RateSearch {
     /// The highest rate that passed (0 if none).
     pub fn best(&self) -> f64 {
         self.best.unwrap_or(0.0)
+    }
+}
+
+/// True when this process may run on core `cpu` (its affinity mask has it).
+fn core_available(cpu: usize) -> bool {
+    if cpu >= 8 * std::mem::size_of::<libc::cpu_set_t>() {
+        return false;
+    }
+    // SAFETY: cpu_set_t is plain data filled in by sched_getaffinity; CPU_ISSET is
+    // bounds-checked above.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0
+            && libc::CPU_ISSET(cpu, &set)
     }
 }
 

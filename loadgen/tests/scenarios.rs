@@ -375,3 +375,22 @@ fn throttled_deliveries_are_late_not_lost_and_the_backlog_is_recognised() {
         "every expected delivery is on time, late or lost"
     );
 }
+
+#[test]
+fn a_refused_connection_with_two_threads_is_one_error_not_a_hang() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    drop(listener);
+    let (scenario, common) = parse(&[
+        "fanout",
+        "--addr",
+        &addr,
+        "--clients",
+        "4",
+        "--threads",
+        "2",
+        "--quiet",
+    ]);
+    let e = scenario::run(&scenario, &common).expect_err("refused");
+    assert!(e.to_string().contains("could not be set up"), "{e}");
+}
