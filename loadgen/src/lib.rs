@@ -15,8 +15,11 @@
 //! - [`conn`]: one client connection: connect (TCP or TLS), register, join, answer
 //!   PING, read in large chunks, write without blocking.
 //! - [`tls`]: the rustls client configuration of `--tls` (trust roots, server name).
-//! - [`scenario`]: the scenarios (fanout, rooms, connect, idle), the threads of a run,
-//!   the pacer, step mode, repeats and the saturation search.
+//! - [`layout`]: who is where: channels, members, senders, nicks, source addresses.
+//! - [`scenario`]: the scenarios (fanout, rooms, connect, idle) and the run: threads,
+//!   setup, steps, merging, closing.
+//! - [`schedule`]: which steps a run takes (rates, repeats, the saturation search).
+//! - [`pacer`]: one thread's open-loop pacer and a step's life on that thread.
 //! - [`team`]: what the threads of one run share (barrier, step plan, published
 //!   counters, step figures handed over to be merged).
 //! - [`procstat`]: CPU and memory of a process from /proc.
@@ -32,10 +35,13 @@ pub mod clock;
 pub mod compare;
 pub mod conn;
 pub mod irc;
+pub mod layout;
+pub mod pacer;
 pub mod plot;
 pub mod procstat;
 pub mod report;
 pub mod scenario;
+pub mod schedule;
 pub mod significance;
 pub mod stats;
 pub mod team;

@@ -1,5 +1,6 @@
-//! The scenarios: who connects, who joins what, who sends at what rate, and what is
-//! measured. Also the open-loop pacer, step mode and the saturation search.
+//! The scenarios and the run: the threads, setting every client up, the steps one
+//! after another (their order in [`crate::schedule`], each thread's sending in
+//! [`crate::pacer`]), merging each step's figures, the late tail and closing.
 //!
 //! Each of `--threads` threads runs a current-thread tokio runtime (optionally pinned
 //! to a core) with its share of the clients: one task per client reads, one pacer per
@@ -8,7 +9,6 @@
 //! loop: a late message is sent late and its latency counts from when it was due),
 //! or start a step before every client of every thread is in.
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,17 +17,15 @@ use anyhow::{anyhow, bail, Context, Result};
 use tokio::sync::mpsc;
 
 use crate::cli::{CommonArgs, TrafficArgs};
-use crate::clock::PreciseTimer;
 use crate::conn::{run_client, ClientPlan, Conn, Ready, RunShared, SetupConfig};
-use crate::irc::{write_privmsg, Payload};
+use crate::layout::Layout;
+use crate::pacer::Pacer;
 use crate::procstat::{self, ProcSample, ProcUsage};
 use crate::report::{self, IdleResult, Report, StepResult};
+use crate::schedule::StepSchedule;
 use crate::stats::{new_histogram, Recorder};
 use crate::team::{StepPlan, StepShare, Team, ThreadEnd};
 use crate::tls::TlsClient;
-
-/// Loopback clients per source address: below the ~28,000 ephemeral ports of one.
-const CLIENTS_PER_SOURCE_IP: u32 = 25_000;
 
 /// Loadgen's own CPU use (cores) above which its figures may measure loadgen itself.
 pub const SATURATION_CORES: f64 = 0.85;
@@ -242,7 +240,7 @@ async fn run_async(
         .collect();
 
     let server_before = if leader {
-        sample_server(common.server_pid)?
+        procstat::sample_server(common.server_pid)?
     } else {
         None
     };
@@ -343,10 +341,10 @@ async fn run_async(
                     .push(setup.connect_step(&server_before, common.server_pid)?);
             }
             Scenario::Idle { hold } => {
-                let loaded = sample_server(common.server_pid)?;
+                let loaded = procstat::sample_server(common.server_pid)?;
                 let own_before = procstat::sample(None)?;
                 tokio::time::sleep(*hold).await;
-                let held = sample_server(common.server_pid)?;
+                let held = procstat::sample_server(common.server_pid)?;
                 let own_after = procstat::sample(None)?;
                 report.idle = Some(IdleResult::new(
                     common.clients,
@@ -378,60 +376,6 @@ async fn run_async(
 /// Time between deciding a step and its first message: every thread wakes from the
 /// barrier and arms its pacer before it.
 const STEP_START_DELAY_NS: u64 = 50_000_000;
-
-/// The steps to run: each rate of `--rate`, the list `--repeat` times over (round
-/// robin, so a drift of the machine spreads over every rate), or the saturation search.
-struct StepSchedule {
-    rates: Vec<f64>,
-    next: usize,
-    search: Option<(RateSearch, Option<f64>, f64)>,
-}
-
-impl StepSchedule {
-    fn new(traffic: &TrafficArgs) -> Self {
-        let search = traffic.find_max.then(|| {
-            (
-                RateSearch::new(traffic.rate[0], traffic.max_probes),
-                Some(traffic.rate[0]),
-                traffic.p99_max.as_secs_f64() * 1e6,
-            )
-        });
-        let repeat = traffic.repeat.max(1) as usize;
-        Self {
-            rates: traffic.rate.repeat(repeat),
-            next: 0,
-            search,
-        }
-    }
-
-    fn next_rate(&mut self) -> Option<f64> {
-        match &self.search {
-            Some((_, next, _)) => *next,
-            None => {
-                let rate = self.rates.get(self.next).copied();
-                self.next += 1;
-                rate
-            }
-        }
-    }
-
-    /// Whether a finished step passed (for the search: also p99 under its bound);
-    /// feeds the search its outcome.
-    fn judge(&mut self, step: &StepResult) -> bool {
-        match &mut self.search {
-            Some((search, next, p99_max_us)) => {
-                let passed = step.passed && step.latency.p99_us <= *p99_max_us;
-                *next = search.next(step.target_rate, passed);
-                passed
-            }
-            None => step.passed,
-        }
-    }
-
-    fn max_rate(&self) -> Option<f64> {
-        self.search.as_ref().map(|(search, _, _)| search.best())
-    }
-}
 
 /// Merges every thread's share of a step into its figures: histograms added exactly,
 /// counters summed. Runs on the first thread after the step's last barrier.
@@ -486,120 +430,6 @@ async fn wait_for_late(shared: &RunShared, report: &Report, grace: Duration) {
     while shared.team.counts().late_total < missing && shared.now_rel() < end {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-}
-
-/// Who is where: channels, their members and senders, and each client's plan.
-struct Layout {
-    channels: Vec<ChannelPlan>,
-    clients: Vec<ClientPlan>,
-}
-
-struct ChannelPlan {
-    name: String,
-    /// Number of members (every client joined to it).
-    members: u32,
-    /// The senders' client numbers; a sender's slot is its position here.
-    senders: Vec<usize>,
-}
-
-impl Layout {
-    fn new(scenario: &Scenario, common: &CommonArgs) -> Self {
-        let run_id = run_id();
-        let clients = common.clients.max(1) as usize;
-        let (channel_count, senders_per_channel) = match scenario {
-            Scenario::Fanout { senders, .. } => (1, Some((*senders).clamp(1, clients as u32))),
-            Scenario::Rooms {
-                channels, senders, ..
-            } => ((*channels).clamp(1, clients as u32) as usize, *senders),
-            Scenario::Connect | Scenario::Idle { .. } => (0, None),
-        };
-        let mut channels: Vec<ChannelPlan> = (0..channel_count)
-            .map(|k| ChannelPlan {
-                name: if channel_count == 1 {
-                    format!("#lg{run_id}")
-                } else {
-                    format!("#lg{run_id}-{k}")
-                },
-                members: 0,
-                senders: Vec::new(),
-            })
-            .collect();
-        let source_ips = source_ips(common);
-        let mut plans = Vec::with_capacity(clients);
-        for index in 0..clients {
-            let channel = (channel_count > 0).then(|| index % channel_count);
-            if let Some(k) = channel {
-                let member_number = index / channel_count;
-                let ch = &mut channels[k];
-                ch.members += 1;
-                if senders_per_channel.is_none_or(|s| member_number < s as usize) {
-                    ch.senders.push(index);
-                }
-            }
-            plans.push(ClientPlan {
-                index,
-                nick: format!("lg{run_id}{}", base36(index as u64)),
-                channel: channel.map(|k| channels[k].name.clone()),
-                senders_in_channel: 0,
-                source_ip: source_ips
-                    .get(index / CLIENTS_PER_SOURCE_IP as usize % source_ips.len().max(1))
-                    .copied(),
-            });
-        }
-        for plan in &mut plans {
-            if let Some(name) = &plan.channel {
-                if let Some(ch) = channels.iter().find(|c| &c.name == name) {
-                    plan.senders_in_channel = ch.senders.len() as u32;
-                }
-            }
-        }
-        Self {
-            channels,
-            clients: plans,
-        }
-    }
-}
-
-/// Source addresses for the clients: none (the kernel's choice) unless asked or unless
-/// there are more loopback clients than one address has ports.
-fn source_ips(common: &CommonArgs) -> Vec<IpAddr> {
-    let loopback_v4 = matches!(common.addr.ip(), IpAddr::V4(ip) if ip.is_loopback());
-    let wanted = if common.source_ips > 0 {
-        common.source_ips
-    } else if loopback_v4 && common.clients > CLIENTS_PER_SOURCE_IP {
-        common.clients.div_ceil(CLIENTS_PER_SOURCE_IP)
-    } else {
-        0
-    };
-    if !loopback_v4 {
-        return Vec::new();
-    }
-    (0..wanted.min(250))
-        .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + i as u8)))
-        .collect()
-}
-
-/// A short id that makes this run's nicks and channels unique (2 base-36 characters,
-/// so nicks fit a NICKLEN of 9 up to 46,656 clients).
-fn run_id() -> String {
-    let seed =
-        (std::process::id() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ crate::clock::now_ns();
-    let id = base36(seed % (36 * 36));
-    format!("{id:0>2}")
-}
-
-fn base36(mut n: u64) -> String {
-    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut out = Vec::new();
-    loop {
-        out.push(DIGITS[(n % 36) as usize]);
-        n /= 36;
-        if n == 0 {
-            break;
-        }
-    }
-    out.reverse();
-    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Every client, set up.
@@ -686,7 +516,7 @@ async fn connect_all(
             last_print = now;
         }
     }
-    let server_after = sample_server(common.server_pid)?;
+    let server_after = procstat::sample_server(common.server_pid)?;
     let readies: Vec<Ready> = readies.into_iter().flatten().collect();
     let finished = readies.iter().map(|r| r.done_at).max().unwrap_or(started);
     let own_after = procstat::sample(None)?;
@@ -709,386 +539,6 @@ async fn close_all(shared: &RunShared, conns: &[Rc<Conn>]) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     while shared.live_clients.get() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-fn sample_server(pid: Option<u32>) -> Result<Option<ProcSample>> {
-    match pid {
-        Some(pid) => Ok(Some(procstat::sample(Some(pid)).with_context(|| {
-            format!("cannot read /proc/{pid}/stat (--server-pid)")
-        })?)),
-        None => Ok(None),
-    }
-}
-
-/// One sender: where it sends and its next sequence number (kept across steps).
-struct SenderState {
-    /// Its position in the run's sender list: message k is sent by sender k mod S.
-    order: usize,
-    client: usize,
-    channel: usize,
-    slot: u32,
-    next_seq: u64,
-}
-
-/// The open-loop pacer of one thread: message k of a step is due at `t0 + k / rate`,
-/// from sender `k mod S` of the run's S senders, whatever happened to earlier
-/// messages. Each thread sends only its own senders' messages, on the same global
-/// schedule, so N threads together send exactly what one would.
-struct Pacer {
-    layout_channels: Vec<(String, u32)>,
-    /// This thread's connections by client number (None: another thread's client).
-    conns: Vec<Option<Rc<Conn>>>,
-    /// The run's number of senders, over every thread.
-    all_senders: usize,
-    /// This thread's senders, by `order`.
-    senders: Vec<SenderState>,
-    traffic: TrafficArgs,
-    timer: PreciseTimer,
-    step: u32,
-}
-
-impl Pacer {
-    fn new(
-        layout: &Layout,
-        conns: &[Rc<Conn>],
-        traffic: &TrafficArgs,
-        threads: usize,
-        thread: usize,
-    ) -> Result<Self> {
-        // Interleave channels so consecutive messages go to different channels.
-        let mut all = Vec::new();
-        let most = layout
-            .channels
-            .iter()
-            .map(|c| c.senders.len())
-            .max()
-            .unwrap_or(0);
-        for slot in 0..most {
-            for (k, ch) in layout.channels.iter().enumerate() {
-                if let Some(&client) = ch.senders.get(slot) {
-                    all.push((client, k, slot as u32));
-                }
-            }
-        }
-        if all.is_empty() {
-            bail!("no senders");
-        }
-        let mut by_client: Vec<Option<Rc<Conn>>> = vec![None; layout.clients.len()];
-        for conn in conns {
-            by_client[conn.index] = Some(conn.clone());
-        }
-        let all_senders = all.len();
-        let senders = all
-            .into_iter()
-            .enumerate()
-            .filter(|(_, (client, _, _))| client % threads == thread)
-            .map(|(order, (client, channel, slot))| SenderState {
-                order,
-                client,
-                channel,
-                slot,
-                next_seq: 0,
-            })
-            .collect();
-        Ok(Self {
-            layout_channels: layout
-                .channels
-                .iter()
-                .map(|c| (c.name.clone(), c.members))
-                .collect(),
-            conns: by_client,
-            all_senders,
-            senders,
-            traffic: traffic.clone(),
-            timer: PreciseTimer::new().context("cannot create a timerfd")?,
-            step: 0,
-        })
-    }
-
-    /// Runs this thread's part of step `step` at `rate` messages/s from `t0`: warm-up,
-    /// measured window, grace for deliveries in flight (over every thread); hands its
-    /// figures to the team. The first thread also samples the server and shows progress.
-    async fn run_step(
-        &mut self,
-        shared: &Rc<RunShared>,
-        common: &CommonArgs,
-        step: u32,
-        rate: f64,
-        t0: u64,
-    ) {
-        self.step = step;
-        let leader = shared.thread == 0;
-        let warmup = self.traffic.warmup.as_nanos() as u64;
-        let duration = self.traffic.duration.as_nanos().max(1) as u64;
-        let window = (t0 + warmup, t0 + warmup + duration);
-        let grace_end = window.1 + self.traffic.grace.as_nanos() as u64;
-        let errors_before = shared.error_count.get();
-        shared.recorder.borrow_mut().begin_step(step, window);
-        shared.publish(&shared.recorder.borrow());
-
-        let sampler = leader.then(|| {
-            tokio::task::spawn_local(sample_window(shared.clone(), window, common.server_pid))
-        });
-        let progress = (leader && !common.quiet).then(|| {
-            tokio::task::spawn_local(show_progress(shared.clone(), rate, t0, window, grace_end))
-        });
-
-        let send_failures = self.send_all(shared, rate, t0, window).await;
-        shared.publish(&shared.recorder.borrow());
-        shared.team.sync().await; // every thread sent its last message
-
-        // Grace: wait for deliveries in flight on every thread, ending when all are in.
-        loop {
-            let counts = shared.team.counts();
-            if counts.delivered >= counts.expected || shared.now_rel() >= grace_end {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        shared.recorder.borrow_mut().end_step();
-        if let Some(progress) = progress {
-            progress.abort();
-        }
-        if let Some(sampler) = sampler {
-            match sampler.await {
-                Ok(usage) => shared.window_usage.set(Some(usage)),
-                Err(e) => shared.error(format!("the /proc sampler failed: {e}")),
-            }
-        }
-        if send_failures > 0 {
-            shared.error(format!("step at {rate}/s: {send_failures} messages could not be sent (connection broken or not reading)"));
-        }
-        let recorder = shared.recorder.borrow();
-        shared.team.hand_over(StepShare {
-            latency: recorder.latency.clone(),
-            send_lag: recorder.send_lag.clone(),
-            counts: recorder.counts,
-            backlog: recorder.backlog,
-            send_failures,
-            errors: shared.error_count.get() - errors_before,
-        });
-    }
-
-    /// Sends this thread's messages of the step on schedule; the number that could
-    /// not be sent (broken connections).
-    async fn send_all(
-        &mut self,
-        shared: &RunShared,
-        rate: f64,
-        t0: u64,
-        window: (u64, u64),
-    ) -> u64 {
-        let interval = 1e9 / rate;
-        let due = |k: u64| t0 + (k as f64 * interval) as u64;
-        let all = self.all_senders as u64;
-        // Message k = round * S + order: this thread's senders in order, round by round.
-        let (mut round, mut next) = (0u64, 0usize);
-        let k_of = |round: u64, next: usize, senders: &[SenderState]| {
-            round * all + senders.get(next).map_or(0, |s| s.order as u64)
-        };
-        let mut send_failures = 0u64;
-        let mut line = Vec::with_capacity(600);
-        let mut dirty: Vec<usize> = Vec::new();
-        let start_ns = shared.start_ns;
-        if self.senders.is_empty() {
-            sleep_until_rel(shared, window.1).await;
-            return 0;
-        }
-        while due(k_of(round, next, &self.senders)) < window.1 {
-            let now = shared.now_rel();
-            let first = due(k_of(round, next, &self.senders));
-            if first > now {
-                if let Err(e) = self.timer.sleep_until(start_ns + first).await {
-                    shared.error(format!("timerfd wait failed, step cut short: {e}"));
-                    break;
-                }
-                continue;
-            }
-            {
-                let mut recorder = shared.recorder.borrow_mut();
-                // Everything due now, in one batch (bounded, so receivers get a turn).
-                for _ in 0..4096 {
-                    let sched = due(k_of(round, next, &self.senders));
-                    if sched > now || sched >= window.1 {
-                        break;
-                    }
-                    let own_senders = self.senders.len();
-                    let sender = &mut self.senders[next];
-                    next += 1;
-                    if next == own_senders {
-                        next = 0;
-                        round += 1;
-                    }
-                    let (channel, members) = &self.layout_channels[sender.channel];
-                    let payload = Payload {
-                        step: self.step,
-                        slot: sender.slot,
-                        seq: sender.next_seq,
-                        sched_ns: sched,
-                    };
-                    line.clear();
-                    write_privmsg(&mut line, channel, &payload, self.traffic.size);
-                    let Some(conn) = &self.conns[sender.client] else {
-                        continue;
-                    };
-                    if conn.queue(&line) {
-                        sender.next_seq += 1;
-                        let counts = &mut recorder.counts;
-                        counts.sent += 1;
-                        counts.expected += (*members as u64).saturating_sub(1);
-                        if sched >= window.0 {
-                            counts.sent_measured += 1;
-                        }
-                        recorder.send_lag.saturating_record((now - sched).max(1));
-                        if !conn.dirty.replace(true) {
-                            dirty.push(sender.client);
-                        }
-                    } else {
-                        send_failures += 1;
-                    }
-                }
-                shared.publish(&recorder);
-            }
-            for client in dirty.drain(..) {
-                if let Some(conn) = &self.conns[client] {
-                    conn.dirty.set(false);
-                    conn.flush();
-                }
-            }
-            tokio::task::yield_now().await;
-        }
-        send_failures
-    }
-}
-
-/// Samples the server and loadgen at the start and end of the measured window.
-/// A server that cannot be read (it exited) is an error in the report, not a stop.
-async fn sample_window(
-    shared: Rc<RunShared>,
-    window: (u64, u64),
-    pid: Option<u32>,
-) -> (Option<ProcUsage>, ProcUsage) {
-    let sample = |shared: &RunShared| {
-        let server = sample_server(pid).unwrap_or_else(|e| {
-            shared.error(format!("{e:#}"));
-            None
-        });
-        (server, procstat::sample(None).unwrap_or_default())
-    };
-    sleep_until_rel(&shared, window.0).await;
-    let (server_start, own_start) = sample(&shared);
-    let started = shared.now_rel();
-    sleep_until_rel(&shared, window.1).await;
-    let (server_end, own_end) = sample(&shared);
-    let wall_s = (shared.now_rel() - started) as f64 / 1e9;
-    let server = match (server_start, server_end) {
-        (Some(a), Some(b)) => Some(ProcUsage::between(&a, &b, wall_s)),
-        _ => None,
-    };
-    (server, ProcUsage::between(&own_start, &own_end, wall_s))
-}
-
-async fn sleep_until_rel(shared: &RunShared, at_rel_ns: u64) {
-    let now = shared.now_rel();
-    if at_rel_ns > now {
-        tokio::time::sleep(Duration::from_nanos(at_rel_ns - now)).await;
-    }
-}
-
-/// Prints a progress line every second: sent/s, delivered/s (over every thread), p99
-/// so far (of the first thread's receivers), deliveries in flight. The time shown
-/// never runs past its phase: warm-up counts up to the measured window, `measure`
-/// up to the step's duration, then `grace` up to the grace period.
-async fn show_progress(
-    shared: Rc<RunShared>,
-    rate: f64,
-    t0: u64,
-    window: (u64, u64),
-    grace_end: u64,
-) {
-    let mut last = shared.team.counts();
-    let mut last_at = shared.now_rel();
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = shared.now_rel();
-        let counts = shared.team.counts();
-        let secs = (now - last_at) as f64 / 1e9;
-        let (phase, at, of) = if now < window.0 {
-            ("warm-up", now.saturating_sub(t0), window.0 - t0)
-        } else if now < window.1 {
-            ("measure", now - window.0, window.1 - window.0)
-        } else {
-            ("grace", now.min(grace_end) - window.1, grace_end - window.1)
-        };
-        let p99 = {
-            let recorder = shared.recorder.borrow();
-            if recorder.latency.is_empty() {
-                "-".to_string()
-            } else {
-                report::format_us(recorder.latency.value_at_quantile(0.99) as f64 / 1000.0)
-            }
-        };
-        eprintln!(
-            "[{rate}/s {phase} {:.1}/{:.1}s] sent {:>9.0}/s  delivered {:>10.0}/s  p99 {p99}  in flight {}  errors {}",
-            at as f64 / 1e9,
-            of as f64 / 1e9,
-            counts.sent.saturating_sub(last.sent) as f64 / secs,
-            counts.delivered.saturating_sub(last.delivered) as f64 / secs,
-            counts.expected.saturating_sub(counts.delivered),
-            shared.error_count.get(),
-        );
-        last = counts;
-        last_at = now;
-    }
-}
-
-/// The saturation search: double from the start rate while steps pass, then bisect
-/// between the best pass and the first failure until they are within 5% (or the
-/// probe budget runs out).
-#[derive(Debug)]
-pub struct RateSearch {
-    /// Highest passing rate so far.
-    best: Option<f64>,
-    /// Lowest failing rate so far.
-    failed: Option<f64>,
-    probes_left: u32,
-}
-
-impl RateSearch {
-    pub fn new(_start: f64, max_probes: u32) -> Self {
-        Self {
-            best: None,
-            failed: None,
-            probes_left: max_probes.max(1),
-        }
-    }
-
-    /// Given the outcome of a probe at `rate`, the next rate to probe (None: done).
-    pub fn next(&mut self, rate: f64, passed: bool) -> Option<f64> {
-        self.probes_left = self.probes_left.saturating_sub(1);
-        if passed {
-            self.best = Some(self.best.map_or(rate, |b| b.max(rate)));
-        } else {
-            self.failed = Some(self.failed.map_or(rate, |f| f.min(rate)));
-        }
-        if self.probes_left == 0 {
-            return None;
-        }
-        match (self.best, self.failed) {
-            (Some(best), None) => Some(best * 2.0),
-            (None, Some(failed)) if failed > 2.0 => Some((failed / 2.0).floor()),
-            (None, Some(_)) => None,
-            (Some(best), Some(failed)) if (failed - best) / best > 0.05 => {
-                Some(((best + failed) / 2.0).round())
-            }
-            _ => None,
-        }
-    }
-
-    /// The highest rate that passed (0 if none).
-    pub fn best(&self) -> f64 {
-        self.best.unwrap_or(0.0)
     }
 }
 
@@ -1134,105 +584,5 @@ fn raise_fd_limit(wanted: u64) {
             limit.rlim_cur = wanted.min(limit.rlim_max);
             libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    fn common(args: &[&str]) -> CommonArgs {
-        #[derive(Parser)]
-        struct Wrapper {
-            #[command(flatten)]
-            common: CommonArgs,
-        }
-        let mut argv = vec!["x"];
-        argv.extend_from_slice(args);
-        Wrapper::try_parse_from(argv).expect("parses").common
-    }
-
-    fn traffic() -> TrafficArgs {
-        #[derive(Parser)]
-        struct Wrapper {
-            #[command(flatten)]
-            traffic: TrafficArgs,
-        }
-        Wrapper::try_parse_from(["x"]).expect("parses").traffic
-    }
-
-    #[test]
-    fn fanout_layout_has_one_channel_and_s_senders() {
-        let scenario = Scenario::Fanout {
-            traffic: traffic(),
-            senders: 3,
-        };
-        let layout = Layout::new(&scenario, &common(&["--clients", "10"]));
-        assert_eq!(layout.channels.len(), 1);
-        assert_eq!(layout.channels[0].members, 10);
-        assert_eq!(layout.channels[0].senders, vec![0, 1, 2]);
-        assert!(layout.clients.iter().all(|c| c.senders_in_channel == 3));
-        let nicks: std::collections::HashSet<_> =
-            layout.clients.iter().map(|c| c.nick.clone()).collect();
-        assert_eq!(nicks.len(), 10);
-        assert!(layout.clients.iter().all(|c| c.nick.len() <= 9));
-    }
-
-    #[test]
-    fn rooms_layout_spreads_clients_and_senders() {
-        let scenario = Scenario::Rooms {
-            traffic: traffic(),
-            channels: 3,
-            senders: Some(2),
-        };
-        let layout = Layout::new(&scenario, &common(&["--clients", "10"]));
-        let members: Vec<u32> = layout.channels.iter().map(|c| c.members).collect();
-        assert_eq!(members, vec![4, 3, 3]);
-        assert_eq!(layout.channels[0].senders, vec![0, 3]);
-        assert_eq!(layout.channels[2].senders, vec![2, 5]);
-        let all = Scenario::Rooms {
-            traffic: traffic(),
-            channels: 3,
-            senders: None,
-        };
-        let layout = Layout::new(&all, &common(&["--clients", "10"]));
-        assert_eq!(layout.channels[0].senders.len(), 4);
-    }
-
-    #[test]
-    fn many_loopback_clients_get_several_source_addresses() {
-        assert!(source_ips(&common(&["--clients", "1000"])).is_empty());
-        let ips = source_ips(&common(&["--clients", "60000"]));
-        assert_eq!(ips.len(), 3);
-        assert_eq!(ips[2], IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)));
-    }
-
-    #[test]
-    fn search_doubles_then_bisects() {
-        let capacity = 5000.0;
-        let mut search = RateSearch::new(1000.0, 20);
-        let mut rate = Some(1000.0);
-        let mut probed = Vec::new();
-        while let Some(r) = rate {
-            probed.push(r);
-            rate = search.next(r, r <= capacity);
-        }
-        assert_eq!(&probed[..4], &[1000.0, 2000.0, 4000.0, 8000.0]);
-        assert!(
-            search.best() <= capacity && search.best() >= capacity * 0.95,
-            "{}",
-            search.best()
-        );
-        assert!(probed.len() < 12);
-    }
-
-    #[test]
-    fn search_goes_down_when_the_start_fails_and_respects_budget() {
-        let mut search = RateSearch::new(1000.0, 3);
-        assert_eq!(search.next(1000.0, false), Some(500.0));
-        assert_eq!(search.next(500.0, true), Some(750.0));
-        assert_eq!(search.next(750.0, true), None);
-        assert_eq!(search.best(), 750.0);
     }
 }
