@@ -411,7 +411,7 @@ fn merge_step(
         errors += share.errors;
     }
     let (server, own) = shared.window_usage.take().unwrap_or_default();
-    StepResult::messages(
+    let mut step = StepResult::messages(
         rate,
         traffic.duration.as_nanos().max(1) as f64 / 1e9,
         &merged,
@@ -419,7 +419,11 @@ fn merge_step(
         own,
         send_failures,
         errors,
-    )
+    );
+    // loadgen's CPU is the whole process's: N threads saturate at N cores.
+    step.loadgen_saturated = own.cores > SATURATION_CORES * shared.team.threads as f64
+        || step.send_lag_p99_us > SATURATION_SEND_LAG_US;
+    step
 }
 
 /// After the last step: deliveries still missing may yet arrive late (delayed, not
@@ -512,7 +516,12 @@ async fn connect_all(
         done += 1;
         let now = shared.now_rel();
         if !common.quiet && shared.thread == 0 && now - last_print > 1_000_000_000 {
-            eprintln!("connected {done}/{total} (thread 0)");
+            let whose = if shared.team.threads > 1 {
+                " (thread 0)"
+            } else {
+                ""
+            };
+            eprintln!("connected {done}/{total}{whose}");
             last_print = now;
         }
     }
