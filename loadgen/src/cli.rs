@@ -58,8 +58,9 @@ pub enum Command {
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
         hold: Duration,
     },
-    /// Compare a result with a baseline; exits 1 when throughput falls or p99 rises
-    /// beyond the tolerance, or the result lost messages.
+    /// Compare a result with a baseline, both made with --repeat: exits 1 when a figure
+    /// is significantly slower beyond its tolerance or the result lost messages, 2 when
+    /// the scenario parameters differ or there are too few runs to decide.
     Compare(CompareArgs),
     /// Plot latency by percentile of one or more result files (.json or .hgrm) as SVG.
     Plot(PlotArgs),
@@ -98,9 +99,13 @@ pub struct CommonArgs {
     /// Server process to sample (CPU seconds and RSS over the measured window, /proc).
     #[arg(long)]
     pub server_pid: Option<u32>,
-    /// Pin loadgen to this CPU core.
+    /// Pin loadgen to this CPU core (with --threads N: thread i to core CPU+i).
     #[arg(long)]
     pub cpu: Option<usize>,
+    /// Threads of load (fanout, rooms): clients spread round robin over N threads,
+    /// each its own single-threaded runtime and pacer; figures merged exactly.
+    #[arg(long, default_value_t = 1)]
+    pub threads: u32,
     /// Write all figures, the parameters and versions to this JSON file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -117,6 +122,27 @@ pub struct CommonArgs {
     /// No live progress line.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Connect over TLS, verifying the server against the system's CA certificates
+    /// (or --tls-ca, or not at all with --tls-insecure).
+    #[arg(long)]
+    pub tls: bool,
+    /// With --tls: accept any server certificate (self-signed test servers).
+    #[arg(long, requires = "tls")]
+    pub tls_insecure: bool,
+    /// With --tls: trust the certificates in this PEM file instead of the system's.
+    #[arg(long, requires = "tls", conflicts_with = "tls_insecure")]
+    pub tls_ca: Option<PathBuf>,
+    /// With --tls: the name the server's certificate must carry (default: the
+    /// address's IP).
+    #[arg(long, requires = "tls")]
+    pub tls_server_name: Option<String>,
+}
+
+impl CommonArgs {
+    /// True when the clients connect over TLS.
+    pub fn tls_wanted(&self) -> bool {
+        self.tls
+    }
 }
 
 /// Flags of the message scenarios (fanout, rooms).
@@ -148,20 +174,32 @@ pub struct TrafficArgs {
     /// The most steps --find-max runs.
     #[arg(long, default_value_t = 12)]
     pub max_probes: u32,
+    /// Run every step N times (the rate list N times over, round robin) on the same
+    /// connections, each with its own warm-up: `compare` judges the spread of the N runs.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: u32,
 }
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// The baseline result (JSON from --json).
+    /// The baseline result (JSON from --json, made with --repeat N).
     pub baseline: PathBuf,
-    /// The new result (JSON from --json).
+    /// The new result (JSON from --json, made with --repeat N).
     pub result: PathBuf,
-    /// Tolerance: fail when throughput falls or p99 rises by more than this.
-    #[arg(long, default_value = "10%", value_parser = parse_percent)]
+    /// Smallest change of throughput or server CPU per delivery that counts as a
+    /// change (when it is also significant).
+    #[arg(long, default_value = "5%", value_parser = parse_percent)]
     pub max_regress: f64,
-    /// Separate tolerance for p99 (latency is noisier than throughput).
-    #[arg(long, value_parser = parse_percent)]
-    pub max_p99_regress: Option<f64>,
+    /// Smallest change of p50 or p99 that counts (latency is noisier than throughput).
+    #[arg(long, default_value = "10%", value_parser = parse_percent)]
+    pub max_p99_regress: f64,
+    /// Significance level: a change counts only when the Mann-Whitney test gives p
+    /// below it (0.01 needs at least 5 runs per side).
+    #[arg(long, default_value_t = 0.01)]
+    pub alpha: f64,
+    /// Compare results whose scenario parameters differ (refused by default).
+    #[arg(long)]
+    pub allow_param_diff: bool,
 }
 
 #[derive(Debug, Args)]
@@ -174,6 +212,9 @@ pub struct PlotArgs {
     /// Chart title.
     #[arg(long)]
     pub title: Option<String>,
+    /// A linear latency axis even when latencies span more than 20x (log by default then).
+    #[arg(long)]
+    pub linear: bool,
 }
 
 /// Parses `10s`, `500ms`, `250us`, `2m` or a plain number of seconds.

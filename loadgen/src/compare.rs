@@ -1,30 +1,73 @@
-//! `loadgen compare BASELINE.json RESULT.json`: the CI performance-regression check.
+//! `loadgen compare BASELINE.json RESULT.json`: the CI performance-regression check,
+//! deciding from repeated runs (`--repeat N`) rather than from one run per side.
 //!
-//! Steps are paired by label (`rate=1000`, `connect`). A pair regresses when the
-//! result's throughput is lower than the baseline's by more than the tolerance, or its
-//! p99 is higher by more than the (p99) tolerance. A result that lost messages or had
-//! errors fails whatever its speed; an idle result regresses when memory per client
-//! grows beyond the tolerance. Must not: run anything.
+//! Like with like: results whose scenario parameters differ are refused (unless
+//! `--allow-param-diff`), naming the parameters. Then steps are paired by label
+//! (`rate=1000`), and each figure (throughput, p50, p99, server CPU per delivery) is
+//! judged on its own from the per-run values of each side: a Mann-Whitney U test says
+//! whether the sides differ, the change of medians with a bootstrap interval says by
+//! how much, and a change counts only when it is both significant and larger than the
+//! figure's tolerance. A result that lost messages or had errors fails whatever its
+//! speed. Both sides' figures are always printed. Must not: run anything.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::report::{format_bytes, format_us, Report};
+use crate::report::{format_bytes, format_us, Report, StepResult};
+use crate::significance::{
+    bootstrap_change_interval, mann_whitney_p, median, median_change, smallest_p,
+};
+
+/// How strict the comparison is.
+#[derive(Debug, Clone, Copy)]
+pub struct Thresholds {
+    /// Smallest change of throughput or server CPU per delivery that counts (0.05 = 5%).
+    pub throughput: f64,
+    /// Smallest change of p50 or p99 that counts (latency is noisier).
+    pub latency: f64,
+    /// Significance level of the test: a change counts only with p below it.
+    pub alpha: f64,
+    /// Compare results whose scenario parameters differ.
+    pub allow_param_diff: bool,
+}
+
+/// Confidence of the printed interval of each change.
+const INTERVAL_CONFIDENCE: f64 = 0.95;
 
 /// The verdict and the table to print.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Comparison {
+    /// Both sides' figures and each figure's verdict.
     pub table: String,
+    /// Scenario parameters that differ, as one line (`clients 100 vs 20, ...`).
+    pub param_diff: Option<String>,
+    /// Figures that got slower, and failed checks of the result.
     pub regressions: Vec<String>,
+    /// Why some figure could not be decided (too few runs for the significance level).
+    pub undecided: Vec<String>,
 }
 
-impl Comparison {
-    pub fn passed(&self) -> bool {
-        self.regressions.is_empty()
-    }
-}
+/// Parameters that do not change what is measured: where the server is, where files
+/// go, how the run is shown, how often it is repeated.
+const NOT_SCENARIO_PARAMS: &[&str] = &[
+    "addr",
+    "server_pid",
+    "cpu",
+    "json",
+    "hgrm",
+    "plot",
+    "label",
+    "quiet",
+    "setup_timeout",
+    "source_ips",
+    "tls_insecure",
+    "tls_ca",
+    "tls_server_name",
+    "traffic.repeat",
+];
 
 /// Reads a loadgen JSON result.
 pub fn read_report(path: &Path) -> Result<Report> {
@@ -34,88 +77,271 @@ pub fn read_report(path: &Path) -> Result<Report> {
         .with_context(|| format!("{} is not a loadgen JSON result", path.display()))
 }
 
+/// The parameters that define a run's scenario, flattened (`traffic.rate`).
+fn scenario_params(report: &Report) -> BTreeMap<String, String> {
+    fn flatten(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    flatten(&key, v, out);
+                }
+            }
+            other => {
+                out.insert(prefix.to_string(), other.to_string());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    flatten("", &report.params, &mut out);
+    out.retain(|k, _| !NOT_SCENARIO_PARAMS.contains(&k.as_str()));
+    out.insert("scenario".to_string(), report.scenario.clone());
+    out
+}
+
+/// The scenario parameters that differ, as `name base vs new` items.
+fn differing_params(baseline: &Report, result: &Report) -> Vec<String> {
+    let (a, b) = (scenario_params(baseline), scenario_params(result));
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| {
+            let show = |v: Option<&String>| v.cloned().unwrap_or_else(|| "(unset)".into());
+            format!("{k} {} vs {}", show(a.get(k)), show(b.get(k)))
+        })
+        .collect()
+}
+
+/// One figure of a step, and which way is better.
+struct Figure {
+    name: &'static str,
+    value: fn(&StepResult) -> Option<f64>,
+    format: fn(f64) -> String,
+    higher_is_better: bool,
+    latency: bool,
+}
+
+const FIGURES: &[Figure] = &[
+    Figure {
+        name: "throughput/s",
+        value: |s| Some(s.throughput_per_s),
+        format: |v| format!("{v:.0}"),
+        higher_is_better: true,
+        latency: false,
+    },
+    Figure {
+        name: "p50",
+        value: |s| (s.latency.count > 0).then_some(s.latency.p50_us),
+        format: format_us,
+        higher_is_better: false,
+        latency: true,
+    },
+    Figure {
+        name: "p99",
+        value: |s| (s.latency.count > 0).then_some(s.latency.p99_us),
+        format: format_us,
+        higher_is_better: false,
+        latency: true,
+    },
+    Figure {
+        name: "srv us/delivery",
+        value: |s| s.server_cpu_us_per_delivery,
+        format: |v| format!("{v:.3}"),
+        higher_is_better: false,
+        latency: false,
+    },
+];
+
 /// Compares `result` with `baseline`.
-pub fn compare(
-    baseline: &Report,
-    result: &Report,
-    max_regress: f64,
-    max_p99_regress: f64,
-) -> Comparison {
-    let mut table = String::new();
-    let mut regressions = Vec::new();
+pub fn compare(baseline: &Report, result: &Report, thresholds: &Thresholds) -> Comparison {
+    let mut c = Comparison::default();
+    let differing = differing_params(baseline, result);
+    if !differing.is_empty() {
+        c.param_diff = Some(differing.join(", "));
+    }
     let _ = writeln!(
-        table,
-        "{:<14} {:<12} {:>14} {:>14} {:>9}  verdict",
-        "step", "metric", "baseline", "result", "change"
+        c.table,
+        "{:<14} {:<15} {:>26} {:>26} {:>8}  verdict",
+        "step", "figure", "baseline median [range] n", "result median [range] n", "change"
     );
-    let mut row = |step: &str, metric: &str, base: String, new: String, change: f64, bad: bool| {
-        let _ = writeln!(
-            table,
-            "{:<14} {:<12} {:>14} {:>14} {:>+8.1}%  {}",
-            step,
-            metric,
-            base,
-            new,
-            change * 100.0,
-            if bad { "REGRESSION" } else { "ok" }
-        );
-    };
-    for base in &baseline.steps {
-        let Some(new) = result.steps.iter().find(|s| s.label == base.label) else {
-            regressions.push(format!("{}: missing from the result", base.label));
-            continue;
-        };
-        let change = relative(base.throughput_per_s, new.throughput_per_s);
-        let bad = change < -max_regress;
-        row(
-            &base.label,
-            "throughput/s",
-            format!("{:.0}", base.throughput_per_s),
-            format!("{:.0}", new.throughput_per_s),
-            change,
-            bad,
-        );
-        if bad {
-            regressions.push(format!(
-                "{}: throughput fell {:.1}%",
-                base.label,
-                -change * 100.0
-            ));
+    let labels = step_labels(baseline, result);
+    for label in &labels {
+        let base: Vec<&StepResult> = baseline
+            .steps
+            .iter()
+            .filter(|s| &s.label == label)
+            .collect();
+        let new: Vec<&StepResult> = result.steps.iter().filter(|s| &s.label == label).collect();
+        if new.is_empty() {
+            c.regressions
+                .push(format!("{label}: missing from the result"));
         }
-        let change = relative(base.latency.p99_us, new.latency.p99_us);
-        let bad = change > max_p99_regress;
-        row(
-            &base.label,
-            "p99",
-            format_us(base.latency.p99_us),
-            format_us(new.latency.p99_us),
-            change,
-            bad,
-        );
-        if bad {
-            regressions.push(format!("{}: p99 rose {:.1}%", base.label, change * 100.0));
+        for figure in FIGURES {
+            let a: Vec<f64> = base.iter().filter_map(|s| (figure.value)(s)).collect();
+            let b: Vec<f64> = new.iter().filter_map(|s| (figure.value)(s)).collect();
+            if a.is_empty() && b.is_empty() {
+                continue;
+            }
+            let verdict = judge(label, figure, &a, &b, thresholds, &mut c);
+            let _ = writeln!(
+                c.table,
+                "{:<14} {:<15} {:>26} {:>26} {:>8}  {verdict}",
+                label,
+                figure.name,
+                side(&a, figure.format),
+                side(&b, figure.format),
+                if a.is_empty() || b.is_empty() {
+                    "-".to_string()
+                } else {
+                    format!("{:+.1}%", median_change(&a, &b) * 100.0)
+                },
+            );
         }
-        if !new.passed {
-            regressions.push(format!(
-                "{}: result did not verify (lost {}, duplicates {}, errors {})",
-                new.label, new.lost, new.counts.duplicates, new.errors
+        for s in new.iter().filter(|s| !s.passed) {
+            c.regressions.push(format!(
+                "{label} run {}: result did not verify (lost {}, late {}, duplicates {}, errors {})",
+                s.repeat, s.lost, s.late, s.counts.duplicates, s.errors
             ));
         }
     }
+    compare_single_figures(baseline, result, thresholds, &mut c);
+    c
+}
+
+/// Step labels of both sides, the baseline's order first.
+fn step_labels(baseline: &Report, result: &Report) -> Vec<String> {
+    let mut labels: Vec<String> = Vec::new();
+    for s in baseline.steps.iter().chain(&result.steps) {
+        if !labels.contains(&s.label) {
+            labels.push(s.label.clone());
+        }
+    }
+    labels
+}
+
+/// `1.23ms [1.10ms..1.40ms] 5` : median, range and number of runs of one side.
+fn side(values: &[f64], format: fn(f64) -> String) -> String {
+    if values.is_empty() {
+        return "-".to_string();
+    }
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if values.len() == 1 {
+        format!("{} 1", format(values[0]))
+    } else {
+        format!(
+            "{} [{}..{}] {}",
+            format(median(values)),
+            format(min),
+            format(max),
+            values.len()
+        )
+    }
+}
+
+/// One figure's verdict: "no change", "faster by X% (...)" or "slower by X% (...)".
+fn judge(
+    label: &str,
+    figure: &Figure,
+    a: &[f64],
+    b: &[f64],
+    thresholds: &Thresholds,
+    c: &mut Comparison,
+) -> String {
+    if a.is_empty() || b.is_empty() {
+        return "only on one side".to_string();
+    }
+    let floor = smallest_p(a.len(), b.len());
+    if floor >= thresholds.alpha {
+        c.undecided.push(format!(
+            "{label} {}: {} run(s) against {} cannot reach significance {} (the smallest possible p is {:.3}); record both sides with --repeat 5 or more",
+            figure.name,
+            a.len(),
+            b.len(),
+            thresholds.alpha,
+            floor
+        ));
+        return "undecided (too few runs)".to_string();
+    }
+    if median(a) <= 0.0 {
+        return "no baseline figure (median 0)".to_string();
+    }
+    let p = mann_whitney_p(a, b);
+    let change = median_change(a, b);
+    let tolerance = if figure.latency {
+        thresholds.latency
+    } else {
+        thresholds.throughput
+    };
+    if p >= thresholds.alpha {
+        return format!("no change (p={p:.2})");
+    }
+    if change.abs() <= tolerance {
+        return format!(
+            "no change ({:+.1}% is within {:.0}%, p={p:.3})",
+            change * 100.0,
+            tolerance * 100.0
+        );
+    }
+    let (low, high) = bootstrap_change_interval(a, b, INTERVAL_CONFIDENCE);
+    let worse = (change < 0.0) == figure.higher_is_better;
+    let evidence = format!(
+        "p={p:.3}, {:.0}% CI {:+.1}%..{:+.1}%",
+        INTERVAL_CONFIDENCE * 100.0,
+        low * 100.0,
+        high * 100.0
+    );
+    if worse {
+        c.regressions.push(format!(
+            "{label}: {} slower by {:.1}% ({evidence})",
+            figure.name,
+            change.abs() * 100.0
+        ));
+        format!("SLOWER by {:.1}% ({evidence})", change.abs() * 100.0)
+    } else {
+        format!("faster by {:.1}% ({evidence})", change.abs() * 100.0)
+    }
+}
+
+/// Figures a run has once (idle memory per client, the saturation search's rate),
+/// judged against the tolerance alone: one value per side has no spread to test.
+fn compare_single_figures(
+    baseline: &Report,
+    result: &Report,
+    thresholds: &Thresholds,
+    c: &mut Comparison,
+) {
+    let mut row = |what: &str, base: String, new: String, change: f64, bad: bool| {
+        let _ = writeln!(
+            c.table,
+            "{:<14} {:<15} {:>26} {:>26} {:>+7.1}%  {}",
+            what,
+            "",
+            base,
+            new,
+            change * 100.0,
+            if bad { "WORSE beyond tolerance" } else { "ok" }
+        );
+    };
     if let (Some(base), Some(new)) = (&baseline.idle, &result.idle) {
         if let (Some(b), Some(n)) = (base.server_bytes_per_client, new.server_bytes_per_client) {
             let change = relative(b, n);
-            let bad = change > max_regress;
+            let bad = change > thresholds.throughput;
             row(
-                "idle",
-                "bytes/client",
+                "idle bytes/client",
                 format_bytes(b),
                 format_bytes(n),
                 change,
                 bad,
             );
             if bad {
-                regressions.push(format!(
+                c.regressions.push(format!(
                     "idle: memory per client rose {:.1}%",
                     change * 100.0
                 ));
@@ -124,9 +350,8 @@ pub fn compare(
     }
     if let (Some(b), Some(n)) = (baseline.max_rate, result.max_rate) {
         let change = relative(b, n);
-        let bad = change < -max_regress;
+        let bad = change < -thresholds.throughput;
         row(
-            "search",
             "max rate/s",
             format!("{b:.0}"),
             format!("{n:.0}"),
@@ -134,15 +359,15 @@ pub fn compare(
             bad,
         );
         if bad {
-            regressions.push(format!("saturation rate fell {:.1}%", -change * 100.0));
+            c.regressions
+                .push(format!("saturation rate fell {:.1}%", -change * 100.0));
         }
-    } else if result.max_rate.is_none() && !result.ok {
-        regressions.push(format!(
+    } else if result.max_rate.is_none() && !result.ok && c.regressions.is_empty() {
+        c.regressions.push(format!(
             "result failed its checks ({} errors)",
             result.error_count
         ));
     }
-    Comparison { table, regressions }
 }
 
 /// (new - base) / base; 0 when the baseline is 0.
@@ -158,46 +383,141 @@ fn relative(base: f64, new: f64) -> f64 {
 mod tests {
     use super::*;
     use crate::procstat::ProcUsage;
-    use crate::report::StepResult;
     use crate::stats::Recorder;
 
-    fn report(steps: &[(f64, f64, u64)]) -> Report {
+    const STRICT: Thresholds = Thresholds {
+        throughput: 0.05,
+        latency: 0.10,
+        alpha: 0.01,
+        allow_param_diff: false,
+    };
+
+    /// A report with one run per `(rate, throughput, p99 ns)`.
+    fn report(runs: &[(f64, f64, u64)]) -> Report {
         let mut report: Report = serde_json::from_value(serde_json::json!({
-            "tool": "loadgen test", "label": null, "scenario": "fanout", "params": {},
+            "tool": "loadgen test", "label": null, "scenario": "fanout",
+            "params": { "clients": 100, "addr": "127.0.0.1:1", "traffic": { "rate": [1000.0], "repeat": 5 } },
             "server_version": null, "kernel": "", "started_unix_s": 0, "steps": [],
             "idle": null, "max_rate": null, "errors": [], "error_count": 0, "ok": true
         }))
         .expect("valid report");
-        for &(rate, throughput, p99_ns) in steps {
+        for &(rate, throughput, p99_ns) in runs {
             let mut r = Recorder::default();
             r.begin_step(1, (0, u64::MAX));
             r.latency.record(p99_ns).expect("in range");
             let mut step = StepResult::messages(rate, 1.0, &r, None, ProcUsage::default(), 0, 0);
             step.throughput_per_s = throughput;
-            report.steps.push(step);
+            report.push_step(step);
         }
         report
     }
 
-    #[test]
-    fn within_tolerance_passes() {
-        let base = report(&[(1000.0, 100_000.0, 200_000), (2000.0, 200_000.0, 300_000)]);
-        let new = report(&[(1000.0, 95_000.0, 215_000), (2000.0, 210_000.0, 250_000)]);
-        let c = compare(&base, &new, 0.10, 0.10);
-        assert!(c.passed(), "{:?}\n{}", c.regressions, c.table);
-        assert!(c.table.contains("rate=2000"));
+    fn five(throughputs: [f64; 5], p99s_ns: [u64; 5]) -> Report {
+        let runs: Vec<_> = throughputs
+            .iter()
+            .zip(p99s_ns)
+            .map(|(&t, p)| (1000.0, t, p))
+            .collect();
+        report(&runs)
     }
 
     #[test]
-    fn throughput_drop_or_p99_rise_fails() {
+    fn identical_samples_are_no_change() {
+        let base = five(
+            [100_000.0; 5],
+            [200_000, 210_000, 190_000, 205_000, 195_000],
+        );
+        let c = compare(&base, &base, &STRICT);
+        assert!(c.regressions.is_empty(), "{:?}\n{}", c.regressions, c.table);
+        assert!(c.undecided.is_empty(), "{:?}", c.undecided);
+        assert!(c.param_diff.is_none());
+        assert!(c.table.contains("no change"), "{}", c.table);
+        assert!(!c.table.contains("SLOWER"));
+    }
+
+    #[test]
+    fn noisy_overlapping_runs_are_no_change_even_with_a_big_single_outlier() {
+        let base = five(
+            [100_000.0; 5],
+            [200_000, 260_000, 190_000, 205_000, 195_000],
+        );
+        let new = five(
+            [100_000.0; 5],
+            [210_000, 198_000, 900_000, 202_000, 193_000],
+        );
+        let c = compare(&base, &new, &STRICT);
+        assert!(c.regressions.is_empty(), "{:?}\n{}", c.regressions, c.table);
+    }
+
+    #[test]
+    fn shifted_samples_are_slower() {
+        let base = five(
+            [100_000.0; 5],
+            [200_000, 210_000, 190_000, 205_000, 195_000],
+        );
+        let new = five(
+            [80_000.0, 81_000.0, 79_000.0, 80_500.0, 79_500.0],
+            [300_000, 310_000, 290_000, 305_000, 295_000],
+        );
+        let c = compare(&base, &new, &STRICT);
+        // Throughput, and p50 and p99 (one latency per run here, so they are equal).
+        assert_eq!(c.regressions.len(), 3, "{:?}\n{}", c.regressions, c.table);
+        assert!(
+            c.regressions[0].contains("throughput/s slower by 20.0%"),
+            "{:?}",
+            c.regressions
+        );
+        assert!(
+            c.regressions[2].contains("p99 slower by 50.0%"),
+            "{:?}",
+            c.regressions
+        );
+        assert!(c.table.contains("SLOWER by"));
+        // The other way round it is faster, which is no regression.
+        let c = compare(&new, &base, &STRICT);
+        assert!(c.regressions.is_empty(), "{:?}", c.regressions);
+        assert!(c.table.contains("faster by"));
+    }
+
+    #[test]
+    fn a_significant_change_within_the_tolerance_is_no_change() {
+        let base = five(
+            [100_000.0, 100_100.0, 100_200.0, 100_300.0, 100_400.0],
+            [200_000; 5],
+        );
+        let new = five(
+            [98_000.0, 98_100.0, 98_200.0, 98_300.0, 98_400.0],
+            [200_000; 5],
+        );
+        let c = compare(&base, &new, &STRICT);
+        assert!(c.regressions.is_empty(), "{:?}\n{}", c.regressions, c.table);
+        assert!(c.table.contains("within 5%"), "{}", c.table);
+    }
+
+    #[test]
+    fn one_run_per_side_is_undecided() {
         let base = report(&[(1000.0, 100_000.0, 200_000)]);
-        let slower = report(&[(1000.0, 80_000.0, 200_000)]);
-        let c = compare(&base, &slower, 0.10, 0.10);
-        assert_eq!(c.regressions.len(), 1, "{:?}", c.regressions);
-        assert!(c.table.contains("REGRESSION"));
-        let laggier = report(&[(1000.0, 100_000.0, 400_000)]);
-        assert!(!compare(&base, &laggier, 0.10, 0.10).passed());
-        assert!(compare(&base, &laggier, 0.10, 1.5).passed());
+        let new = report(&[(1000.0, 50_000.0, 900_000)]);
+        let c = compare(&base, &new, &STRICT);
+        assert!(!c.undecided.is_empty());
+        assert!(c.regressions.is_empty());
+        assert!(c.table.contains("undecided"));
+    }
+
+    #[test]
+    fn differing_parameters_are_named_and_both_sides_printed() {
+        let base = five([100_000.0; 5], [200_000; 5]);
+        let mut new = five([20_000.0; 5], [200_000; 5]);
+        new.params["clients"] = serde_json::json!(20);
+        new.params["addr"] = serde_json::json!("127.0.0.1:2");
+        new.params["traffic"]["repeat"] = serde_json::json!(3);
+        let c = compare(&base, &new, &STRICT);
+        assert_eq!(c.param_diff.as_deref(), Some("clients 100 vs 20"));
+        assert!(
+            c.table.contains("100000") && c.table.contains("20000"),
+            "{}",
+            c.table
+        );
     }
 
     #[test]
@@ -206,7 +526,7 @@ mod tests {
         let mut new = report(&[(1000.0, 100_000.0, 200_000)]);
         new.steps[0].passed = false;
         new.steps[0].lost = 5;
-        let c = compare(&base, &new, 0.10, 0.10);
+        let c = compare(&base, &new, &STRICT);
         assert_eq!(c.regressions.len(), 2, "{:?}", c.regressions);
     }
 }

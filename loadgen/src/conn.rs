@@ -1,25 +1,33 @@
 //! One benchmark client: connect, register, join, then read and verify forever.
 //!
 //! Owns: the client's socket ([`Conn`]), its setup conversation and its read loop.
-//! The read loop answers PING at all times, records every benchmark delivery into the
-//! run's [`Recorder`] and never allocates per message: it reads into one large buffer
-//! shared by all clients of the (single-threaded) runtime and keeps only an incomplete
-//! line of its own. Must not: hold a `RefCell` borrow across an `.await`, or block.
+//! The read loop answers PING at all times, records every benchmark delivery into its
+//! thread's [`Recorder`] and never allocates per message: it reads into one large
+//! buffer shared by all clients of the thread's (single-threaded) runtime and keeps
+//! only an incomplete line of its own. Must not: hold a `RefCell` borrow across an `.await`, or block.
 
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, ReadBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
+use tokio_rustls::client::TlsStream;
 
 use crate::clock::now_ns;
 use crate::irc::{classify, Line, LineSplitter};
+use crate::procstat::ProcUsage;
 use crate::stats::{Recorder, SenderTrack};
+use crate::team::Team;
+use crate::tls::TlsClient;
 
 /// Size of the read buffer shared by all clients: one read takes everything the
 /// kernel holds for a client, up to this.
@@ -30,13 +38,18 @@ pub const READ_BUF: usize = 256 * 1024;
 pub const MAX_UNSENT: usize = 16 * 1024 * 1024;
 
 /// Errors kept verbatim in the report; later ones are only counted.
-const MAX_KEPT_ERRORS: usize = 20;
+pub const MAX_KEPT_ERRORS: usize = 20;
 
-/// State shared by every task of one run. Lives in an `Rc` on the run's single
-/// thread; dropped when the run returns.
+/// State shared by every task of one thread of a run. Lives in an `Rc` on that
+/// thread; dropped when the thread's part of the run returns.
 pub struct RunShared {
-    /// The run's time origin (CLOCK_MONOTONIC ns); payload times are relative to it.
+    /// The run's time origin (CLOCK_MONOTONIC ns), the team's: payload times are
+    /// relative to it on every thread.
     pub start_ns: u64,
+    /// What the run's threads share (barrier, plan, published counters).
+    pub team: Arc<Team>,
+    /// This thread's number in the team (0 is the one that decides and reports).
+    pub thread: usize,
     /// What receivers record for the current step.
     pub recorder: RefCell<Recorder>,
     /// The read buffer every client reads into, one at a time ([`READ_BUF`] bytes).
@@ -51,12 +64,17 @@ pub struct RunShared {
     pub live_clients: Cell<usize>,
     /// The server's version from `004 RPL_MYINFO`, seen by the first client.
     pub server_version: RefCell<Option<String>>,
+    /// The first thread's sample of the server's and loadgen's usage over the last
+    /// step's measured window, taken when the step's figures are merged.
+    pub window_usage: Cell<Option<(Option<ProcUsage>, ProcUsage)>>,
 }
 
 impl RunShared {
-    pub fn new() -> Self {
+    pub fn new(team: Arc<Team>, thread: usize) -> Self {
         Self {
-            start_ns: now_ns(),
+            start_ns: team.start_ns,
+            team,
+            thread,
             recorder: RefCell::new(Recorder::default()),
             read_buf: RefCell::new(vec![0u8; READ_BUF].into_boxed_slice()),
             errors: RefCell::new(Vec::new()),
@@ -64,12 +82,19 @@ impl RunShared {
             stopping: Cell::new(false),
             live_clients: Cell::new(0),
             server_version: RefCell::new(None),
+            window_usage: Cell::new(None),
         }
     }
 
     /// Nanoseconds since the run's start.
     pub fn now_rel(&self) -> u64 {
         now_ns().saturating_sub(self.start_ns)
+    }
+
+    /// Publishes this thread's counters for the team (progress, grace).
+    pub fn publish(&self, recorder: &Recorder) {
+        self.team
+            .publish(self.thread, &recorder.counts, recorder.late_total);
     }
 
     /// Records an error for the report.
@@ -82,12 +107,6 @@ impl RunShared {
     }
 }
 
-impl Default for RunShared {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// A client's socket and its unsent output.
 ///
 /// Written by the pacer (benchmark messages) and by the client's own read loop (PONG,
@@ -97,7 +116,7 @@ pub struct Conn {
     /// The client's number (0..C).
     pub index: usize,
     /// The socket's write side; the read side belongs to the client's read loop.
-    stream: OwnedWriteHalf,
+    stream: WriteSide,
     /// Bytes queued and not yet written, bounded by [`MAX_UNSENT`].
     unsent: RefCell<Vec<u8>>,
     /// True while a flush task waits for writability; it owns draining `unsent`.
@@ -109,7 +128,7 @@ pub struct Conn {
 }
 
 impl Conn {
-    fn new(index: usize, stream: OwnedWriteHalf) -> Self {
+    fn new(index: usize, stream: WriteSide) -> Self {
         Self {
             index,
             stream,
@@ -141,7 +160,7 @@ impl Conn {
         if self.flushing.get() || self.broken.get() {
             return;
         }
-        match self.write_unsent() {
+        match self.write_unsent(None) {
             Ok(true) => {}
             Ok(false) => {
                 self.flushing.set(true);
@@ -158,37 +177,105 @@ impl Conn {
         queued
     }
 
-    /// Writes as much of `unsent` as the kernel takes. Ok(true) when all is written.
-    fn write_unsent(&self) -> io::Result<bool> {
+    /// Writes as much of `unsent` as the socket takes. Ok(true) when all is written
+    /// (and, over TLS, flushed out of the TLS session). A TLS write that cannot go on
+    /// registers `cx`'s waker when given one (the flush task's), none otherwise.
+    fn write_unsent(&self, cx: Option<&mut Context<'_>>) -> io::Result<bool> {
         let mut unsent = self.unsent.borrow_mut();
         let mut written = 0;
-        while written < unsent.len() {
-            match self.stream.try_write(&unsent[written..]) {
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e),
+        let all_out = match &self.stream {
+            WriteSide::Plain(stream) => {
+                while written < unsent.len() {
+                    match stream.try_write(&unsent[written..]) {
+                        Ok(n) => written += n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(e),
+                    }
+                }
+                written == unsent.len()
             }
-        }
+            WriteSide::Tls(stream) => {
+                let mut noop = Context::from_waker(std::task::Waker::noop());
+                let cx = cx.unwrap_or(&mut noop);
+                let mut stream = stream.borrow_mut();
+                let mut stream = Pin::new(&mut *stream);
+                let mut blocked = false;
+                while written < unsent.len() {
+                    match stream.as_mut().poll_write(cx, &unsent[written..]) {
+                        Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                        Poll::Ready(Ok(n)) => written += n,
+                        Poll::Ready(Err(e)) => return Err(e),
+                        Poll::Pending => {
+                            blocked = true;
+                            break;
+                        }
+                    }
+                }
+                // Records the TLS session still holds must reach the socket too.
+                !blocked
+                    && match stream.as_mut().poll_flush(cx) {
+                        Poll::Ready(Ok(())) => true,
+                        Poll::Ready(Err(e)) => return Err(e),
+                        Poll::Pending => false,
+                    }
+            }
+        };
         unsent.drain(..written);
-        Ok(unsent.is_empty())
+        Ok(all_out && unsent.is_empty())
+    }
+}
+
+/// A connection's write side: plain TCP, written with `try_write`; or TLS, through
+/// tokio-rustls' `poll_write` and `poll_flush` (a `RefCell` because they need `&mut`;
+/// borrowed only inside [`Conn::write_unsent`]).
+pub enum WriteSide {
+    Plain(OwnedWriteHalf),
+    Tls(RefCell<WriteHalf<TlsStream<TcpStream>>>),
+}
+
+/// A connection's read side, owned by its read loop: plain TCP or TLS.
+pub enum ReadSide {
+    Plain(OwnedReadHalf),
+    Tls(ReadHalf<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for ReadSide {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ReadSide::Plain(read) => Pin::new(read).poll_read(cx, buf),
+            ReadSide::Tls(read) => Pin::new(read).poll_read(cx, buf),
+        }
     }
 }
 
 /// Finishes writing a connection's unsent bytes as the socket drains.
 async fn flush_when_writable(conn: Rc<Conn>) {
-    loop {
-        if conn.stream.writable().await.is_err() {
-            conn.broken.set(true);
-            break;
-        }
-        match conn.write_unsent() {
-            Ok(true) => break,
-            Ok(false) => continue,
-            Err(_) => {
-                conn.broken.set(true);
-                break;
+    let finished = match &conn.stream {
+        WriteSide::Plain(stream) => loop {
+            if let Err(e) = stream.writable().await {
+                break Err(e);
             }
+            match conn.write_unsent(None) {
+                Ok(true) => break Ok(()),
+                Ok(false) => continue,
+                Err(e) => break Err(e),
+            }
+        },
+        WriteSide::Tls(_) => {
+            std::future::poll_fn(|cx| match conn.write_unsent(Some(cx)) {
+                Ok(true) => Poll::Ready(Ok(())),
+                Ok(false) => Poll::Pending,
+                Err(e) => Poll::Ready(Err(e)),
+            })
+            .await
         }
+    };
+    if finished.is_err() {
+        conn.broken.set(true);
     }
     conn.flushing.set(false);
 }
@@ -212,8 +299,8 @@ pub struct ClientPlan {
 pub struct SetupConfig {
     pub addr: SocketAddr,
     pub password: Option<String>,
-    /// Bounds the clients in setup at once (connect, register, join).
-    pub gate: Semaphore,
+    /// Connect over TLS with these settings (`--tls`).
+    pub tls: Option<TlsClient>,
     /// Longest setup of one client, gate wait excluded.
     pub timeout: Duration,
 }
@@ -244,7 +331,7 @@ pub async fn run_client(
 ) {
     let index = plan.index;
     let mut reader = Reader::new(&plan);
-    let permit = match setup.gate.acquire().await {
+    let permit = match shared.team.setup_gate.acquire().await {
         Ok(permit) => permit,
         Err(_) => return,
     };
@@ -314,11 +401,25 @@ async fn set_up(
     setup: &SetupConfig,
     plan: &ClientPlan,
     reader: &mut Reader,
-) -> Result<(Rc<Conn>, OwnedReadHalf), String> {
+) -> Result<(Rc<Conn>, ReadSide), String> {
     let stream = connect(setup.addr, plan.source_ip)
         .await
         .map_err(|e| format!("cannot connect to {}: {e}", setup.addr))?;
-    let (mut socket, write) = stream.into_split();
+    let (mut socket, write) = match &setup.tls {
+        None => {
+            let (read, write) = stream.into_split();
+            (ReadSide::Plain(read), WriteSide::Plain(write))
+        }
+        Some(tls) => {
+            let stream = tls
+                .connector
+                .connect(tls.server_name.clone(), stream)
+                .await
+                .map_err(|e| format!("TLS handshake with {} failed: {e}", setup.addr))?;
+            let (read, write) = tokio::io::split(stream);
+            (ReadSide::Tls(read), WriteSide::Tls(RefCell::new(write)))
+        }
+    };
     let conn = Rc::new(Conn::new(plan.index, write));
     let mut hello = String::new();
     if let Some(password) = &setup.password {
@@ -417,7 +518,7 @@ impl Reader {
     /// `.await` between them, so no other client can overwrite it meanwhile.
     async fn read_some(
         &mut self,
-        socket: &mut OwnedReadHalf,
+        socket: &mut ReadSide,
         conn: &Rc<Conn>,
         shared: &RunShared,
     ) -> Result<(), String> {
@@ -443,6 +544,7 @@ impl Reader {
         self.splitter.feed(&buf[..n], |line| {
             state.handle(line, now_rel, conn, shared, &mut recorder)
         });
+        shared.publish(&recorder);
         Ok(())
     }
 }

@@ -12,25 +12,40 @@
 //! - [`irc`]: loadgen's own small IRC line reader and the benchmark payload format. It is
 //!   not ringchat's parser on purpose, so one parser bug cannot hide on both sides.
 //! - [`stats`]: per-sender sequence tracking and the step recorder (HdrHistogram, counters).
-//! - [`conn`]: one client connection: connect, register, join, answer PING, read in
-//!   large chunks, write without blocking.
-//! - [`scenario`]: the scenarios (fanout, rooms, connect, idle), the pacer, step mode and
-//!   the saturation search.
+//! - [`conn`]: one client connection: connect (TCP or TLS), register, join, answer
+//!   PING, read in large chunks, write without blocking.
+//! - [`tls`]: the rustls client configuration of `--tls` (trust roots, server name).
+//! - [`layout`]: who is where: channels, members, senders, nicks, source addresses.
+//! - [`scenario`]: the scenarios (fanout, rooms, connect, idle) and the run: threads,
+//!   setup, steps, merging, closing.
+//! - [`schedule`]: which steps a run takes (rates, repeats, the saturation search).
+//! - [`pacer`]: one thread's open-loop pacer and a step's life on that thread.
+//! - [`team`]: what the threads of one run share (barrier, step plan, published
+//!   counters, step figures handed over to be merged).
 //! - [`procstat`]: CPU and memory of a process from /proc.
 //! - [`report`]: the result model (JSON), the terminal tables and the `.hgrm` files.
 //! - [`plot`]: latency-by-percentile SVG charts of one or several result files.
-//! - [`compare`]: `loadgen compare`, the CI regression check.
+//! - [`compare`]: `loadgen compare`, the CI regression check: like with like, one
+//!   verdict per figure from the repeated runs.
+//! - [`significance`]: the statistics `compare` decides with (Mann-Whitney U, bootstrap
+//!   confidence interval of the change of medians).
 
 pub mod cli;
 pub mod clock;
 pub mod compare;
 pub mod conn;
 pub mod irc;
+pub mod layout;
+pub mod pacer;
 pub mod plot;
 pub mod procstat;
 pub mod report;
 pub mod scenario;
+pub mod schedule;
+pub mod significance;
 pub mod stats;
+pub mod team;
+pub mod tls;
 
 /// Exit code for a run that completed but failed verification (loss, duplicates,
 /// disconnects) or a comparison that found a regression.

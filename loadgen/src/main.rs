@@ -28,26 +28,52 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Compare(args) => {
             let baseline = compare::read_report(&args.baseline)?;
             let result = compare::read_report(&args.result)?;
-            let verdict = compare::compare(
-                &baseline,
-                &result,
-                args.max_regress,
-                args.max_p99_regress.unwrap_or(args.max_regress),
+            let thresholds = compare::Thresholds {
+                throughput: args.max_regress,
+                latency: args.max_p99_regress,
+                alpha: args.alpha,
+                allow_param_diff: args.allow_param_diff,
+            };
+            let verdict = compare::compare(&baseline, &result, &thresholds);
+            println!(
+                "baseline: {} ({})\nresult:   {} ({})",
+                args.baseline.display(),
+                baseline.name(Some(&args.baseline)),
+                args.result.display(),
+                result.name(Some(&args.result))
             );
             print!("{}", verdict.table);
-            if verdict.passed() {
-                println!("no regression beyond {:.0}%", args.max_regress * 100.0);
-                return Ok(ExitCode::SUCCESS);
+            if let Some(diff) = &verdict.param_diff {
+                if !args.allow_param_diff {
+                    eprintln!("loadgen: error: scenario parameters differ: {diff} (compare like with like, or pass --allow-param-diff)");
+                    return Ok(ExitCode::from(EXIT_ERROR));
+                }
+                println!("note: scenario parameters differ: {diff}");
             }
             for r in &verdict.regressions {
                 println!("REGRESSION: {r}");
             }
-            Ok(ExitCode::from(EXIT_FAILED_CHECK))
+            if !verdict.regressions.is_empty() {
+                return Ok(ExitCode::from(EXIT_FAILED_CHECK));
+            }
+            if !verdict.undecided.is_empty() {
+                for u in &verdict.undecided {
+                    println!("UNDECIDED: {u}");
+                }
+                return Ok(ExitCode::from(EXIT_ERROR));
+            }
+            println!(
+                "no regression: nothing significantly slower (alpha {}) beyond {:.0}% (throughput, CPU) or {:.0}% (latency)",
+                args.alpha,
+                args.max_regress * 100.0,
+                args.max_p99_regress * 100.0
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Summary { inputs } => {
             let mut reports = Vec::new();
             for input in &inputs {
-                reports.push(compare::read_report(input)?);
+                reports.push((input.clone(), compare::read_report(input)?));
             }
             print!("{}", report::summary_table(&reports));
             Ok(ExitCode::SUCCESS)
@@ -60,7 +86,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let title = args
                 .title
                 .unwrap_or_else(|| "Latency by percentile".to_string());
-            plot::plot(&args.output, &series, &title)?;
+            plot::plot(&args.output, &series, &title, args.linear)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Fanout { .. }
@@ -81,7 +107,8 @@ fn run_scenario(scenario: &Scenario, common: &CommonArgs) -> anyhow::Result<Exit
         let title = format!("loadgen {} - latency by percentile", result.scenario);
         // A run without latencies (all lost) has nothing to draw; its failure is
         // already reported, so the chart is skipped with a note rather than an error.
-        if let Err(e) = plot::plot(path, &plot::report_series(&result), &title) {
+        let series = plot::report_series(&result, None);
+        if let Err(e) = plot::plot(path, &series, &title, false) {
             eprintln!("loadgen: no chart written to {}: {e:#}", path.display());
         }
     }

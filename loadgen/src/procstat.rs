@@ -5,6 +5,8 @@
 
 use std::io;
 
+use anyhow::Context;
+
 use serde::{Deserialize, Serialize};
 
 /// One reading of a process's counters.
@@ -48,6 +50,16 @@ fn parse_stat(text: &str) -> Option<ProcSample> {
         cpu_s: (utime + stime) as f64 / ticks,
         rss_bytes: rss_pages * page,
     })
+}
+
+/// Samples the server process of `--server-pid`, if any, with the error naming the flag.
+pub fn sample_server(pid: Option<u32>) -> anyhow::Result<Option<ProcSample>> {
+    match pid {
+        Some(pid) => Ok(Some(sample(Some(pid)).with_context(|| {
+            format!("cannot read /proc/{pid}/stat (--server-pid)")
+        })?)),
+        None => Ok(None),
+    }
 }
 
 /// What a process used between two samples `wall_s` seconds apart.

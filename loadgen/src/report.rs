@@ -11,10 +11,10 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::CommonArgs;
-use crate::conn::RunShared;
 use crate::procstat::{ProcSample, ProcUsage};
 use crate::scenario::{Scenario, SATURATION_CORES, SATURATION_SEND_LAG_US};
 use crate::stats::{Counts, LatencySummary, Recorder};
+use crate::team::ThreadEnd;
 
 /// Everything a run produced: what `--json` writes and `compare`/`plot` read.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -62,8 +62,23 @@ pub struct StepResult {
     pub throughput_per_s: f64,
     /// Delivery counters (the whole step, warm-up included).
     pub counts: Counts,
-    /// Expected deliveries that never arrived.
+    /// Which run of this step (1..=--repeat) this is.
+    #[serde(default = "first_run")]
+    pub repeat: u32,
+    /// Expected deliveries that never arrived (by the end of the run).
     pub lost: u64,
+    /// Deliveries that arrived after the step's grace period: delayed, not lost.
+    #[serde(default)]
+    pub late: u64,
+    /// Mean latency of messages scheduled in the first and the last quarter of the
+    /// measured window, µs: far apart when deliveries fell steadily behind.
+    #[serde(default)]
+    pub backlog_early_mean_us: f64,
+    #[serde(default)]
+    pub backlog_late_mean_us: f64,
+    /// Deliveries fell behind the schedule at a steady pace (see `Backlog`).
+    #[serde(default)]
+    pub fell_behind_steadily: bool,
     /// Messages that could not be sent (broken connection).
     pub send_failures: u64,
     /// Errors (disconnects) during the step.
@@ -111,8 +126,14 @@ impl StepResult {
             }
         };
         let send_lag_p99_us = recorder.send_lag.value_at_quantile(0.99) as f64 / 1000.0;
+        let (backlog_early_mean_us, backlog_late_mean_us) = recorder.backlog.means_us();
         Self {
             label: format!("rate={rate}"),
+            repeat: 1,
+            late: 0,
+            backlog_early_mean_us,
+            backlog_late_mean_us,
+            fell_behind_steadily: recorder.backlog.grows_steadily(),
             target_rate: rate,
             duration_s,
             sent_per_s: counts.sent_measured as f64 / duration_s,
@@ -152,6 +173,11 @@ impl StepResult {
         };
         Self {
             label: "connect".to_string(),
+            repeat: 1,
+            late: 0,
+            backlog_early_mean_us: 0.0,
+            backlog_late_mean_us: 0.0,
+            fell_behind_steadily: false,
             target_rate: 0.0,
             duration_s: wall_s,
             sent_per_s: 0.0,
@@ -172,6 +198,10 @@ impl StepResult {
             hgrm: hgrm_text(welcome),
         }
     }
+}
+
+fn first_run() -> u32 {
+    1
 }
 
 /// The idle scenario's figures.
@@ -262,10 +292,29 @@ impl Report {
         }
     }
 
-    /// Takes the run's errors and decides `ok`.
-    pub fn finish(&mut self, shared: &RunShared) {
-        self.errors = shared.errors.borrow().clone();
-        self.error_count = shared.error_count.get();
+    /// Adds a finished step, numbering its run among the steps with its label.
+    pub fn push_step(&mut self, mut step: StepResult) {
+        step.repeat = 1 + self.steps.iter().filter(|s| s.label == step.label).count() as u32;
+        self.steps.push(step);
+    }
+
+    /// Takes every thread's errors and late deliveries (late ones leave `lost`: they
+    /// were delayed, not lost), and decides `ok`.
+    pub fn finish(&mut self, ends: &[ThreadEnd]) {
+        for end in ends {
+            self.error_count += end.error_count;
+            for e in &end.errors {
+                if self.errors.len() < crate::conn::MAX_KEPT_ERRORS {
+                    self.errors.push(e.clone());
+                }
+            }
+            for (step, late) in self.steps.iter_mut().zip(&end.late_by_step) {
+                step.late += late;
+            }
+        }
+        for step in &mut self.steps {
+            step.lost = step.lost.saturating_sub(step.late);
+        }
         let steps_ok = if self.max_rate.is_some() {
             // A search probes past the limit on purpose; its failing steps are expected.
             true
@@ -275,9 +324,15 @@ impl Report {
         self.ok = self.error_count == 0 && steps_ok;
     }
 
-    /// A name for plots and tables.
-    pub fn name(&self) -> String {
-        self.label.clone().unwrap_or_else(|| self.scenario.clone())
+    /// A name for plots and tables: the `--label`, else the file it was read from
+    /// (`origin`), else the scenario.
+    pub fn name(&self, origin: Option<&Path>) -> String {
+        self.label.clone().unwrap_or_else(|| {
+            origin
+                .and_then(|p| p.file_stem())
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| self.scenario.clone())
+        })
     }
 }
 
@@ -314,8 +369,9 @@ pub fn format_us(us: f64) -> String {
 /// One line after each step, so a long step run shows its progress.
 pub fn print_step_line(step: &StepResult, passed: bool) {
     eprintln!(
-        "step {}: sent {:.0}/s, delivered {:.0}/s, p50 {}, p99 {}, max {}, lost {} -> {}",
+        "step {} (run {}): sent {:.0}/s, delivered {:.0}/s, p50 {}, p99 {}, max {}, missing {} -> {}",
         step.label,
+        step.repeat,
         step.sent_per_s,
         step.throughput_per_s,
         format_us(step.latency.p50_us),
@@ -387,7 +443,7 @@ pub fn print_report(report: &Report) {
         );
         let _ = writeln!(
             out,
-            "{:<14} {:>10} {:>12} {:>9} {:>9} {:>9} {:>9} {:>8} {:>5} {:>5} {:>10} {:>10} {:>8}",
+            "{:<17} {:>10} {:>12} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>5} {:>5} {:>10} {:>10} {:>8}",
             "step",
             "sent/s",
             "thrpt/s",
@@ -396,6 +452,7 @@ pub fn print_report(report: &Report) {
             "p99.9",
             "max",
             "lost",
+            "late",
             "dup",
             "reord",
             "srv us/dl",
@@ -405,8 +462,8 @@ pub fn print_report(report: &Report) {
         for s in &report.steps {
             let _ = writeln!(
             out,
-            "{:<14} {:>10.0} {:>12.0} {:>9} {:>9} {:>9} {:>9} {:>8} {:>5} {:>5} {:>10} {:>10} {:>8.2}{}",
-            s.label,
+            "{:<17} {:>10.0} {:>12.0} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>5} {:>5} {:>10} {:>10} {:>8.2}{}",
+            step_name(report, s),
             s.sent_per_s,
             s.throughput_per_s,
             format_us(s.latency.p50_us),
@@ -414,6 +471,7 @@ pub fn print_report(report: &Report) {
             format_us(s.latency.p999_us),
             format_us(s.latency.max_us),
             s.lost,
+            s.late,
             s.counts.duplicates,
             s.counts.reordered,
             s.server_cpu_us_per_delivery.map_or("-".to_string(), |v| format!("{v:.2}")),
@@ -467,6 +525,26 @@ pub fn print_report(report: &Report) {
                 s.counts.unexpected()
             );
         }
+        if s.late > 0 {
+            let _ = writeln!(
+                out,
+                "\n!!! {}: LATE {} of {} expected deliveries arrived after the grace period (delayed, not lost) !!!",
+                s.label, s.late, s.counts.expected
+            );
+        }
+        if s.fell_behind_steadily {
+            let _ = writeln!(
+                out,
+                "HINT: {}: deliveries fell behind the schedule at a steady pace (mean latency {} early in the measured window, {} at its end): the server appears to rate-limit senders (flood control). Turn it off for a benchmark: ringchat --flood-rate 0; ngircd MaxPenaltyTime = 0; InspIRCd <connect commandrate=... fakelag=\"off\">. (Or the server is saturated: check its CPU with --server-pid.)",
+                s.label,
+                format_us(s.backlog_early_mean_us),
+                if s.backlog_late_mean_us > 0.0 {
+                    format_us(s.backlog_late_mean_us)
+                } else {
+                    "none arrived within the grace period".to_string()
+                }
+            );
+        }
         if s.loadgen_saturated {
             let _ = writeln!(
                 out,
@@ -495,12 +573,22 @@ pub fn print_report(report: &Report) {
     print!("{out}");
 }
 
-/// One row per step of each report: the comparison script's table.
-pub fn summary_table(reports: &[Report]) -> String {
+/// A step's label, with its run number when the report repeats steps.
+fn step_name(report: &Report, step: &StepResult) -> String {
+    if report.steps.iter().any(|s| s.repeat > 1) {
+        format!("{} #{}", step.label, step.repeat)
+    } else {
+        step.label.clone()
+    }
+}
+
+/// One row per step of each report: the comparison script's table. Rows are named
+/// by each report's label, else the file it came from (the paths beside `reports`).
+pub fn summary_table(reports: &[(PathBuf, Report)]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<18} {:<12} {:>12} {:>9} {:>9} {:>9} {:>9} {:>8} {:>10} {:>9} {:>8}",
+        "{:<18} {:<17} {:>12} {:>9} {:>9} {:>9} {:>9} {:>8} {:>10} {:>9} {:>8}",
         "run",
         "step",
         "thrpt/s",
@@ -513,13 +601,14 @@ pub fn summary_table(reports: &[Report]) -> String {
         "srv cores",
         "lg cores"
     );
-    for r in reports {
+    for (path, r) in reports {
+        let name = r.name(Some(path));
         for s in &r.steps {
             let _ = writeln!(
                 out,
-                "{:<18} {:<12} {:>12.0} {:>9} {:>9} {:>9} {:>9} {:>8} {:>10} {:>9} {:>8.2}{}",
-                r.name(),
-                s.label,
+                "{:<18} {:<17} {:>12.0} {:>9} {:>9} {:>9} {:>9} {:>8} {:>10} {:>9} {:>8.2}{}",
+                name,
+                step_name(r, s),
                 s.throughput_per_s,
                 format_us(s.latency.p50_us),
                 format_us(s.latency.p99_us),
@@ -537,8 +626,8 @@ pub fn summary_table(reports: &[Report]) -> String {
         if let Some(idle) = &r.idle {
             let _ = writeln!(
                 out,
-                "{:<18} {:<12} {:>12} per idle client: {}",
-                r.name(),
+                "{:<18} {:<17} {:>12} per idle client: {}",
+                name,
                 "idle",
                 idle.clients,
                 idle.server_bytes_per_client

@@ -84,7 +84,9 @@ pub struct Counts {
     pub duplicates: u64,
     /// Deliveries that came after a later message from the same sender.
     pub reordered: u64,
-    /// Deliveries of messages from an earlier step (after its grace period ran out).
+    /// Deliveries stamped with a step this run never had (another loadgen's, or a
+    /// corrupted payload). A message of an earlier step arriving after its grace period
+    /// is *late* instead, counted with that step ([`Recorder::late_by_step`]).
     pub stale: u64,
 }
 
@@ -121,6 +123,63 @@ pub struct Recorder {
     pub send_lag: Histogram<u64>,
     /// Delivery counters.
     pub counts: Counts,
+    /// Set when the step's grace period is over: from then on its deliveries are late.
+    grace_over: bool,
+    /// Deliveries that arrived after their step's grace period, indexed by step - 1:
+    /// they were delayed, not lost. Kept across steps (one entry per step so far).
+    pub late_by_step: Vec<u64>,
+    /// The sum of `late_by_step`.
+    pub late_total: u64,
+    /// Mean latency early and late in the measured window: a backlog that grows
+    /// steadily is the signature of a server throttling each sender.
+    pub backlog: Backlog,
+}
+
+/// Latency sums of the first and last quarter of a step's measured window (by
+/// scheduled time), for [`Backlog::grows_steadily`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Backlog {
+    pub early_sum_ns: u64,
+    pub early_count: u64,
+    pub late_sum_ns: u64,
+    pub late_count: u64,
+}
+
+impl Backlog {
+    /// Adds another thread's sums.
+    pub fn add(&mut self, other: &Backlog) {
+        self.early_sum_ns += other.early_sum_ns;
+        self.early_count += other.early_count;
+        self.late_sum_ns += other.late_sum_ns;
+        self.late_count += other.late_count;
+    }
+
+    /// Mean latency (µs) of the first and the last quarter of the window.
+    pub fn means_us(&self) -> (f64, f64) {
+        let mean = |sum: u64, n: u64| {
+            if n > 0 {
+                sum as f64 / n as f64 / 1000.0
+            } else {
+                0.0
+            }
+        };
+        (
+            mean(self.early_sum_ns, self.early_count),
+            mean(self.late_sum_ns, self.late_count),
+        )
+    }
+
+    /// True when deliveries fell behind the schedule at a steady pace instead of
+    /// jittering around it: messages scheduled late in the window waited far longer
+    /// than those scheduled early (4x, and by over 100 ms), or the early ones already
+    /// waited over 100 ms and most late ones did not arrive within the grace period
+    /// at all (the backlog outgrew it).
+    pub fn grows_steadily(&self) -> bool {
+        let (early, late) = self.means_us();
+        let grew = self.late_count > 0 && late > 4.0 * early && late - early > 100_000.0;
+        let outgrew_grace = early > 100_000.0 && self.late_count * 2 < self.early_count;
+        grew || outgrew_grace
+    }
 }
 
 impl Default for Recorder {
@@ -131,6 +190,10 @@ impl Default for Recorder {
             latency: new_histogram(),
             send_lag: new_histogram(),
             counts: Counts::default(),
+            grace_over: false,
+            late_by_step: Vec::new(),
+            late_total: 0,
+            backlog: Backlog::default(),
         }
     }
 }
@@ -143,14 +206,31 @@ impl Recorder {
         self.latency.reset();
         self.send_lag.reset();
         self.counts = Counts::default();
+        self.backlog = Backlog::default();
+        self.grace_over = false;
+        if self.late_by_step.len() < step as usize {
+            self.late_by_step.resize(step as usize, 0);
+        }
+    }
+
+    /// Ends the step's grace period: its counters are final, and its deliveries that
+    /// still arrive are late.
+    pub fn end_step(&mut self) {
+        self.grace_over = true;
     }
 
     /// Records one delivery received at `now_rel_ns` (ns since the run's start) by a
     /// receiver whose knowledge of this sender is `track`.
     #[inline]
     pub fn record(&mut self, track: &mut SenderTrack, p: &Payload, now_rel_ns: u64) {
-        if p.step != self.step {
-            self.counts.stale += 1;
+        if p.step != self.step || self.grace_over {
+            match self.late_by_step.get_mut((p.step as usize).wrapping_sub(1)) {
+                Some(late) if p.step <= self.step => {
+                    *late += 1;
+                    self.late_total += 1;
+                }
+                _ => self.counts.stale += 1,
+            }
             return;
         }
         match track.observe(p.step, p.seq) {
@@ -164,8 +244,16 @@ impl Recorder {
         self.counts.delivered += 1;
         if p.sched_ns >= self.window.0 && p.sched_ns < self.window.1 {
             self.counts.delivered_measured += 1;
-            self.latency
-                .saturating_record(now_rel_ns.saturating_sub(p.sched_ns).max(1));
+            let latency = now_rel_ns.saturating_sub(p.sched_ns).max(1);
+            self.latency.saturating_record(latency);
+            let quarter = (self.window.1 - self.window.0) / 4;
+            if p.sched_ns < self.window.0 + quarter {
+                self.backlog.early_sum_ns += latency;
+                self.backlog.early_count += 1;
+            } else if p.sched_ns >= self.window.1 - quarter {
+                self.backlog.late_sum_ns += latency;
+                self.backlog.late_count += 1;
+            }
         }
     }
 }
@@ -273,12 +361,15 @@ mod tests {
             r.record(&mut b, &payload(3, seq, sched), sched + 250);
         }
         r.record(&mut b, &payload(2, 77, 0), 9_000);
+        r.record(&mut b, &payload(9, 1, 0), 9_000);
 
         assert_eq!(r.counts.delivered, 8);
         assert_eq!(r.counts.lost(), 2);
         assert_eq!(r.counts.duplicates, 1);
         assert_eq!(r.counts.reordered, 1);
-        assert_eq!(r.counts.stale, 1);
+        assert_eq!(r.counts.stale, 1, "step 9 never ran");
+        assert_eq!(r.late_by_step, vec![0, 1, 0], "step 2's message came late");
+        assert_eq!(r.late_total, 1);
         assert!(!r.counts.verified());
         // Warm-up deliveries (sched 500) are counted but not measured.
         assert_eq!(r.counts.delivered_measured, 6);
@@ -289,6 +380,48 @@ mod tests {
         r.begin_step(4, (0, u64::MAX));
         assert_eq!(r.counts, Counts::default());
         assert!(r.latency.is_empty());
+        assert_eq!(r.late_total, 1, "late counts outlive their step");
+    }
+
+    #[test]
+    fn a_steadily_growing_backlog_is_recognised() {
+        let mut r = Recorder::default();
+        r.begin_step(1, (0, 4_000_000_000));
+        let mut track = SenderTrack::default();
+        // Throttled: each message waits 100 ms longer than the one before.
+        for k in 0..40u64 {
+            let sched = k * 100_000_000;
+            r.record(
+                &mut track,
+                &payload(1, k, sched),
+                sched + 1_000_000 + k * 100_000_000,
+            );
+        }
+        assert!(r.backlog.grows_steadily(), "{:?}", r.backlog);
+        // The same, with the last quarter's messages still queued when the grace ended.
+        r.begin_step(2, (0, 4_000_000_000));
+        let mut track = SenderTrack::default();
+        for k in 0..30u64 {
+            let sched = k * 100_000_000;
+            r.record(
+                &mut track,
+                &payload(2, k, sched),
+                sched + 200_000_000 + k * 100_000_000,
+            );
+        }
+        assert!(r.backlog.grows_steadily(), "{:?}", r.backlog);
+        // Jitter around a steady latency is not a backlog.
+        r.begin_step(3, (0, 4_000_000_000));
+        let mut track = SenderTrack::default();
+        for k in 0..40u64 {
+            let sched = k * 100_000_000;
+            r.record(
+                &mut track,
+                &payload(3, k, sched),
+                sched + 1_000_000 + (k % 3) * 400_000,
+            );
+        }
+        assert!(!r.backlog.grows_steadily(), "{:?}", r.backlog);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! A short real run against an in-process ringchat server (each I/O driver): loadgen
-//! and ringchat agree on every delivery. Bounded: 16 clients, about 2 s per driver.
+//! and ringchat agree on every delivery, from one loadgen thread or two. Bounded: 16
+//! clients, about 2 s per run.
 
 use clap::Parser;
 use loadgen::cli::{Cli, Command};
@@ -12,7 +13,7 @@ fn start_ringchat(io: ringchat::IoMode) -> ringchat::Server {
     ringchat::Server::start(config).expect("ringchat starts")
 }
 
-fn run_fanout(addr: std::net::SocketAddr) -> loadgen::report::Report {
+fn run_fanout(addr: std::net::SocketAddr, threads: &str) -> loadgen::report::Report {
     let addr = addr.to_string();
     let cli = Cli::try_parse_from([
         "loadgen",
@@ -31,6 +32,8 @@ fn run_fanout(addr: std::net::SocketAddr) -> loadgen::report::Report {
         "500ms",
         "--grace",
         "3s",
+        "--threads",
+        threads,
         "--quiet",
     ])
     .expect("valid command line");
@@ -45,9 +48,9 @@ fn run_fanout(addr: std::net::SocketAddr) -> loadgen::report::Report {
     scenario::run(&Scenario::Fanout { traffic, senders }, &common).expect("run completes")
 }
 
-fn check(io: ringchat::IoMode) {
+fn check(io: ringchat::IoMode, threads: &str) {
     let server = start_ringchat(io);
-    let report = run_fanout(server.local_addr());
+    let report = run_fanout(server.local_addr(), threads);
     assert!(report.ok, "{io:?}: errors {:?}", report.errors);
     assert!(report
         .server_version
@@ -65,11 +68,16 @@ fn check(io: ringchat::IoMode) {
 
 #[test]
 fn fanout_against_ringchat_epoll() {
-    check(ringchat::IoMode::Epoll);
+    check(ringchat::IoMode::Epoll, "1");
 }
 
 #[test]
 fn fanout_against_ringchat_auto_driver() {
     // io_uring where the kernel allows it, else epoll.
-    check(ringchat::IoMode::Auto);
+    check(ringchat::IoMode::Auto, "1");
+}
+
+#[test]
+fn fanout_against_ringchat_from_two_threads() {
+    check(ringchat::IoMode::Auto, "2");
 }

@@ -258,3 +258,139 @@ fn saturation_search_finds_a_passing_rate() {
     assert_eq!(report.max_rate, Some(400.0));
     assert!(report.ok);
 }
+
+#[test]
+fn two_threads_send_the_same_schedule_and_merge_every_figure() {
+    let (addr, mock) = common::start(common::Faults::default());
+    let report = run_with(
+        addr,
+        &[
+            "fanout",
+            "--clients",
+            "12",
+            "--senders",
+            "3",
+            "--rate",
+            "300",
+            "--threads",
+            "2",
+        ],
+    );
+    assert!(report.ok, "errors: {:?}", report.errors);
+    let step = &report.steps[0];
+    // One thread or two, the schedule is the same: rate x measured duration.
+    assert_eq!(step.counts.sent_measured, 150);
+    assert_eq!(step.counts.expected, step.counts.sent * 11);
+    assert_eq!(step.counts.delivered, step.counts.expected);
+    assert_eq!(
+        step.counts.delivered,
+        mock.deliveries.load(Ordering::Relaxed)
+    );
+    assert_eq!(step.latency.count, step.counts.delivered_measured);
+    assert_eq!(step.lost, 0);
+    assert_eq!(mock.pongs.load(Ordering::Relaxed), 12);
+}
+
+#[test]
+fn repeat_runs_the_rate_list_round_robin() {
+    let (addr, _mock) = common::start(common::Faults::default());
+    let report = run_with(
+        addr,
+        &[
+            "fanout",
+            "--clients",
+            "4",
+            "--senders",
+            "2",
+            "--rate",
+            "100,200",
+            "--repeat",
+            "3",
+        ],
+    );
+    assert!(report.ok, "errors: {:?}", report.errors);
+    let order: Vec<(String, u32)> = report
+        .steps
+        .iter()
+        .map(|s| (s.label.clone(), s.repeat))
+        .collect();
+    let expected: Vec<(String, u32)> = (1..=3)
+        .flat_map(|run| [("rate=100".to_string(), run), ("rate=200".to_string(), run)])
+        .collect();
+    assert_eq!(order, expected);
+    assert!(report.steps.iter().all(|s| s.passed && s.lost == 0));
+}
+
+#[test]
+fn repeat_with_find_max_or_threads_with_connect_is_refused() {
+    let (scenario, common) = parse(&[
+        "fanout",
+        "--find-max",
+        "--repeat",
+        "3",
+        "--addr",
+        "127.0.0.1:1",
+    ]);
+    let e = scenario::run(&scenario, &common).expect_err("refused");
+    assert!(e.to_string().contains("--repeat"), "{e}");
+    let (scenario, common) = parse(&["connect", "--threads", "2", "--addr", "127.0.0.1:1"]);
+    let e = scenario::run(&scenario, &common).expect_err("refused");
+    assert!(e.to_string().contains("--threads"), "{e}");
+}
+
+#[test]
+fn throttled_deliveries_are_late_not_lost_and_the_backlog_is_recognised() {
+    // 2 senders at 50 messages/s each against a server that takes 25/s from each:
+    // every sender falls 25 messages/s further behind, as under flood control.
+    let faults = common::Faults {
+        throttle: std::time::Duration::from_millis(40),
+        ..Default::default()
+    };
+    let (addr, _mock) = common::start(faults);
+    let report = run(&[
+        "fanout",
+        "--addr",
+        &addr.to_string(),
+        "--clients",
+        "4",
+        "--senders",
+        "2",
+        "--rate",
+        "100",
+        "--warmup",
+        "200ms",
+        "--duration",
+        "1s",
+        "--grace",
+        "400ms",
+        "--quiet",
+    ]);
+    assert!(!report.ok, "delayed deliveries fail the run");
+    let step = &report.steps[0];
+    assert!(step.fell_behind_steadily, "{step:?}");
+    assert!(step.late > 0, "the backlog drains after the grace period");
+    assert_eq!(
+        step.counts.delivered + step.late + step.lost,
+        step.counts.expected,
+        "every expected delivery is on time, late or lost"
+    );
+}
+
+#[test]
+fn a_refused_connection_with_two_threads_is_one_error_not_a_hang() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    drop(listener);
+    let (scenario, common) = parse(&[
+        "fanout",
+        "--addr",
+        &addr,
+        "--clients",
+        "4",
+        "--threads",
+        "2",
+        "--quiet",
+    ]);
+    let e = scenario::run(&scenario, &common).expect_err("refused");
+    assert!(e.to_string().contains("could not be set up"), "{e}");
+}

@@ -20,6 +20,10 @@ pub struct Faults {
     pub drop_every: u64,
     /// Deliver every Nth channel delivery twice (0: never).
     pub duplicate_every: u64,
+    /// Handle at most one PRIVMSG per this interval from each client, later ones
+    /// waiting their turn (zero: no limit): per-sender flood control, as IRC servers
+    /// have by default.
+    pub throttle: std::time::Duration,
 }
 
 /// What the mock saw, for assertions.
@@ -98,6 +102,7 @@ async fn serve(
     });
     let mut lines = BufReader::new(read).lines();
     let mut nick = String::from("*");
+    let mut next_allowed = tokio::time::Instant::now();
     while let Ok(Some(line)) = lines.next_line().await {
         let mut words = line.splitn(3, ' ');
         let command = words.next().unwrap_or("");
@@ -125,6 +130,10 @@ async fn serve(
                 let _ = tx.send(format!(":mock 366 {nick} {arg} :End of NAMES list\r\n"));
             }
             "PRIVMSG" => {
+                if !faults.throttle.is_zero() {
+                    tokio::time::sleep_until(next_allowed).await;
+                    next_allowed = next_allowed.max(tokio::time::Instant::now()) + faults.throttle;
+                }
                 let text = words.next().unwrap_or("");
                 let out_line = format!(":{nick}!~u@127.0.0.1 PRIVMSG {arg} {text}\r\n");
                 let st = state.lock().expect("lock");
