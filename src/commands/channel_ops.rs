@@ -165,7 +165,9 @@ fn parse_channel_modes(modes: &[u8], mut params: impl Iterator<Item = String>) -
         match letter {
             '+' => add = true,
             '-' => add = false,
-            'i' | 'm' | 'n' | 't' => request.changes.push(ModeChange::Flag { add, mode: letter }),
+            'i' | 'm' | 'n' | 's' | 't' => {
+                request.changes.push(ModeChange::Flag { add, mode: letter })
+            }
             'b' => match params.next() {
                 None => request.list_bans = true,
                 Some(_) if param_modes >= MAX_PARAM_MODES => {}
@@ -312,6 +314,7 @@ fn mode_flags(modes: &ChannelModes, show_key: bool) -> (String, Vec<String>) {
         (modes.limit.is_some(), 'l'),
         (modes.moderated, 'm'),
         (modes.no_external, 'n'),
+        (modes.secret, 's'),
         (modes.topic_lock, 't'),
     ] {
         if on {

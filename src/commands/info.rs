@@ -69,12 +69,16 @@ pub fn send_motd(ctx: &mut Ctx<'_>) {
 pub fn send_lusers(ctx: &mut Ctx<'_>) {
     let network = ctx.shard.network();
     let (users, channels) = (network.user_count(), network.channel_count());
+    let (invisible, max) = (network.invisible_count(), network.peak_user_count());
+    let visible = users.saturating_sub(invisible);
     let connections = ctx.shard.shared.connections.load(Ordering::Relaxed);
     let unregistered = connections.saturating_sub(users);
-    let max = ctx.shard.shared.live.max_clients();
+    // Modern IRC: 251 counts the users that are not invisible and, apart, the
+    // invisible ones; 265/266's "max" is the peak since start. Every shard serves one
+    // server, so the local and global counts are the same.
     let replies = [
         ctx.numeric(RPL_LUSERCLIENT).trailing(format!(
-            "There are {users} users and 0 invisible on 1 servers"
+            "There are {visible} users and {invisible} invisible on 1 servers"
         )),
         ctx.numeric(RPL_LUSEROP)
             .arg("0")

@@ -3,7 +3,7 @@
 use super::{targets, Ctx};
 use crate::proto::caps::Cap;
 use crate::proto::numeric::*;
-use crate::proto::outgoing::{client_only_tags, Outgoing};
+use crate::proto::outgoing::{client_only_tags, MsgId, Outgoing};
 use crate::proto::{LineBuilder, Message};
 use crate::state::network::Refusal;
 use crate::state::ClientId;
@@ -87,7 +87,7 @@ struct Route<'m> {
 impl Route<'_> {
     /// The message as recipients get it, serialized once for all of them into one
     /// buffer sized from its parts.
-    fn outgoing(&self, source: &str, target: &str) -> Outgoing {
+    fn outgoing(&self, source: &str, target: &str, msgid: MsgId) -> Outgoing {
         let text_room = match self.kind {
             Kind::Tagmsg => 0,
             _ => 2 + self.text.len(),
@@ -98,7 +98,9 @@ impl Route<'_> {
             Kind::Tagmsg => line,
             _ => line.trailing(self.text),
         };
-        let message = Outgoing::new(line.finish()).with_client_tags(self.client_tags.clone());
+        let message = Outgoing::new(line.finish())
+            .with_client_tags(self.client_tags.clone())
+            .with_msgid(msgid);
         match self.kind {
             Kind::Tagmsg => message.requiring(Cap::MessageTags),
             _ => message,
@@ -118,7 +120,8 @@ fn to_channel(
         Err(Refusal::CannotSend) => return Some((ERR_CANNOTSENDTOCHAN, "Cannot send to channel")),
         Err(_) => return Some((ERR_NOSUCHCHANNEL, "No such channel")),
     };
-    let outgoing = route.outgoing(ctx.client().source(), channel.as_str());
+    let msgid = ctx.shard.next_msgid();
+    let outgoing = route.outgoing(ctx.client().source(), channel.as_str(), msgid);
     echo(ctx, &outgoing);
     ctx.shard
         .deliver_to_channel(&channel, outgoing, Some(ctx.id));
@@ -138,7 +141,8 @@ fn to_nick(
     let Some((recipient, nick)) = recipient else {
         return Some((ERR_NOSUCHNICK, "No such nick/channel"));
     };
-    let outgoing = route.outgoing(ctx.client().source(), nick.as_str());
+    let msgid = ctx.shard.next_msgid();
+    let outgoing = route.outgoing(ctx.client().source(), nick.as_str(), msgid);
     echo(ctx, &outgoing);
     ctx.shard.send_anywhere(recipient, outgoing);
     if matches!(route.kind, Kind::Privmsg) {

@@ -129,7 +129,7 @@ fn who_rows(
     now: Instant,
 ) -> Vec<WhoRow> {
     let mut rows: Vec<WhoRow> = if mask.starts_with('#') {
-        let Some(channel) = network.channel(mask) else {
+        let Some(channel) = network.channel(mask).filter(|c| c.is_visible_to(me)) else {
             return Vec::new();
         };
         let is_member = channel.members.contains(me);
@@ -219,7 +219,9 @@ fn whois_one(ctx: &mut Ctx<'_>, nick: &str) {
                 .channels
                 .iter()
                 .filter_map(|name| {
-                    let channel = network.channel(name.as_str())?;
+                    let channel = network
+                        .channel(name.as_str())
+                        .filter(|c| id == ctx.id || c.is_visible_to(ctx.id))?;
                     let prefix = status(channel.members.get(id)?);
                     Some(format!("{prefix}{}", channel.name))
                 })
@@ -351,6 +353,7 @@ pub fn list(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         ctx.shard
             .network()
             .channels()
+            .filter(|c| c.is_visible_to(ctx.id))
             .filter(|c| filter.accepts(c.name.as_str(), c.members.len()))
             .map(|c| {
                 let topic = c.topic.as_ref().map(|t| t.text.clone()).unwrap_or_default();

@@ -23,7 +23,7 @@ pub mod notify;
 pub mod sync;
 
 use crate::proto::framing::{Frame, LineLimits};
-use crate::proto::outgoing::Outgoing;
+use crate::proto::outgoing::{MsgId, Outgoing};
 use crate::proto::{CaselessKey, LineBuilder};
 use crate::state::bus::{Batch, Handoff, Links};
 use crate::state::client::{Client, CloseReason};
@@ -101,6 +101,8 @@ pub struct Shard {
     stalled: Vec<std::os::fd::RawFd>,
     /// Bumped per multi-channel fan-out so each client gets such a line once.
     stamp: u32,
+    /// Messages this shard has given an id ([`Shard::next_msgid`]).
+    msgids_issued: u64,
     /// Local counts, published to `shared.counters` by [`Shard::publish_counters`].
     counts: CounterSnapshot,
 }
@@ -132,6 +134,7 @@ impl Shard {
             batch_pool: BatchPool::default(),
             stalled: Vec::new(),
             stamp: 0,
+            msgids_issued: 0,
             counts: CounterSnapshot::default(),
             shared,
         }
@@ -140,6 +143,19 @@ impl Shard {
     /// This shard's replica of the network state, for reading.
     pub fn network(&self) -> &Network {
         &self.network
+    }
+
+    /// A fresh message id (IRCv3 `message-ids`) for a message this shard relays: the
+    /// shard and its own counter make it unique in the process without any shared
+    /// counter, and the server's start time makes it unique across restarts.
+    pub fn next_msgid(&mut self) -> MsgId {
+        self.msgids_issued += 1;
+        let started = self
+            .shared
+            .started
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        MsgId::new(started, self.id, self.msgids_issued)
     }
 
     // ---- driver-facing lifecycle ---------------------------------------------------

@@ -267,6 +267,7 @@ impl Network {
         };
         user.nick = nick;
         self.users.insert(client, user);
+        self.peak_users = self.peak_users.max(self.users.len());
         Outcome::Registered
     }
 

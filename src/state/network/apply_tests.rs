@@ -785,3 +785,28 @@ fn replicas_applying_the_same_log_agree() {
         assert!(channel.members.contains(BOB));
     }
 }
+
+#[test]
+fn the_user_peak_is_the_most_users_at_once() {
+    let mut replica = Replica::new();
+    replica.register(ALICE, "alice");
+    replica.register(BOB, "bob");
+    replica.apply(Event::Quit {
+        client: BOB,
+        reason: "bye".into(),
+    });
+    assert_eq!(replica.network.user_count(), 1);
+    assert_eq!(replica.network.peak_user_count(), 2);
+    replica.register(CAROL, "carol");
+    assert_eq!(replica.network.peak_user_count(), 2, "two again is no new peak");
+}
+
+#[test]
+fn secret_channels_show_to_members_only() {
+    let mut replica = Replica::with_channel();
+    assert!(replica.network.channel("#c").expect("exists").is_visible_to(BOB));
+    replica.modes(ALICE, vec![flag(true, 's')]);
+    let channel = replica.network.channel("#c").expect("exists");
+    assert!(channel.modes.secret);
+    assert!(channel.is_visible_to(ALICE) && !channel.is_visible_to(BOB));
+}

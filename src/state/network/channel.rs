@@ -212,6 +212,12 @@ impl Channel {
         }
     }
 
+    /// Whether `asker` may see this channel in LIST, NAMES, WHO and WHOIS: a secret
+    /// (`+s`) channel shows only to its members.
+    pub fn is_visible_to(&self, asker: ClientId) -> bool {
+        !self.modes.secret || self.members.contains(asker)
+    }
+
     /// Whether a ban mask matches `user`. Costs a match only when bans are set.
     pub fn is_banned(&self, user: &User) -> bool {
         !self.bans.is_empty() && self.bans.iter().any(|ban| user.matches(&ban.mask))

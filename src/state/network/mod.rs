@@ -46,6 +46,8 @@ pub struct Network {
     channels: HashMap<CaselessKey, Channel>,
     /// Registered users with `+i` (251 RPL_LUSERCLIENT).
     invisible: usize,
+    /// The most registered users there have been at once (265/266 "max").
+    peak_users: usize,
     /// Log position of the last event applied.
     applied: u64,
 }
@@ -60,6 +62,7 @@ impl Network {
             users: HashMap::new(),
             channels: HashMap::new(),
             invisible: 0,
+            peak_users: 0,
             applied: 0,
         }
     }
@@ -108,6 +111,12 @@ impl Network {
     /// How many registered users have `+i`.
     pub fn invisible_count(&self) -> usize {
         self.invisible
+    }
+
+    /// The most users that have been registered at once since the server started
+    /// (Modern IRC's 265/266 "max").
+    pub fn peak_user_count(&self) -> usize {
+        self.peak_users
     }
 
     /// How many channels exist.

@@ -15,6 +15,9 @@ pub struct ChannelModes {
     pub moderated: bool,
     /// `+i`: JOIN needs an INVITE.
     pub invite_only: bool,
+    /// `+s`: hidden from LIST, NAMES, WHO and WHOIS for non-members (Modern IRC
+    /// "Secret Channel Mode").
+    pub secret: bool,
     /// `+k`: JOIN needs this key.
     pub key: Option<Box<str>>,
     /// `+l`: JOIN is refused once the channel has this many members.
@@ -39,7 +42,7 @@ pub enum ModeChange {
     Flag {
         /// Set (`+`) or unset (`-`).
         add: bool,
-        /// One of `imnt`.
+        /// One of `imnst`.
         mode: char,
     },
     /// `+k key` or `-k`.
@@ -132,6 +135,7 @@ pub fn apply_mode(
                 'i' => &mut modes.invite_only,
                 'm' => &mut modes.moderated,
                 'n' => &mut modes.no_external,
+                's' => &mut modes.secret,
                 't' => &mut modes.topic_lock,
                 _ => return Ok(None),
             };

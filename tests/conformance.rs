@@ -1,0 +1,151 @@
+//! Modern IRC and IRCv3 details a modern client relies on: LUSERS counts, secret
+//! channels, message ids, bot mode, STATUSMSG, UTF8ONLY, WHOWAS, HELP, INFO and
+//! LINKS, each as the exchange in the specification.
+
+mod common;
+
+use common::{has_numeric, join_all, Client, TestServer};
+
+/// The server's own prefix in replies.
+const S: &str = ":ringchat.local";
+
+/// Registers `nick` after requesting `caps` (space-separated).
+fn register_with_caps(server: &TestServer, nick: &str, caps: &str) -> Client {
+    let mut client = server.connect();
+    client.nick = nick.to_owned();
+    client.send("CAP LS 302");
+    client.send(&format!("NICK {nick}"));
+    client.send(&format!("USER {nick} 0 * :{nick}"));
+    client.skip_until(|line| line.starts_with(":ringchat.local CAP * LS :"));
+    client.send(&format!("CAP REQ :{caps}"));
+    client.expect(&format!(":ringchat.local CAP {nick} ACK :{caps}"));
+    client.send("CAP END");
+    client.skip_until(|line| has_numeric(line, "422"));
+    client
+}
+
+/// The value of tag `name` in `line`'s tag section.
+fn tag<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let tags = line.strip_prefix('@')?.split(' ').next()?;
+    tags.split(';').find_map(|tag| match tag.split_once('=') {
+        Some((key, value)) if key == name => Some(value),
+        None if tag == name => Some(""),
+        _ => None,
+    })
+}
+
+/// `line` without its tag section.
+fn untagged(line: &str) -> &str {
+    match line.strip_prefix('@') {
+        Some(rest) => rest.split_once(' ').map_or("", |(_, line)| line),
+        None => line,
+    }
+}
+
+e2e! {
+    // ---- LUSERS ----------------------------------------------------------------------
+
+    fn lusers_counts_invisible_users_and_the_peak(setup) {
+        let server = setup.start();
+        let mut alice = server.register("alice");
+        let _bob = server.register("bob");
+        let mut carol = server.register("carol");
+        carol.send("QUIT :bye");
+        carol.expect_closed();
+        alice.send("MODE alice +i");
+        alice.expect(":alice!~alice@127.0.0.1 MODE alice +i");
+        alice.send("LUSERS");
+        alice.expect(&format!("{S} 251 alice :There are 1 users and 1 invisible on 1 servers"));
+        alice.expect_numeric("252");
+        alice.expect_numeric("253");
+        alice.expect_numeric("254");
+        alice.expect(&format!("{S} 255 alice :I have 2 clients and 0 servers"));
+        alice.expect(&format!("{S} 265 alice 2 3 :Current local users 2, max 3"));
+        alice.expect(&format!("{S} 266 alice 2 3 :Current global users 2, max 3"));
+    }
+
+    // ---- secret channels -------------------------------------------------------------
+
+    fn a_secret_channel_is_hidden_from_non_members(setup) {
+        let server = setup.start();
+        let mut alice = server.register("alice");
+        let mut bob = server.register("bob");
+        alice.send("JOIN #hidden");
+        alice.skip_until(|line| has_numeric(line, "366"));
+        alice.send("MODE #hidden +s");
+        alice.expect(":alice!~alice@127.0.0.1 MODE #hidden +s");
+        alice.send("NAMES #hidden");
+        alice.expect(&format!("{S} 353 alice @ #hidden :@alice"));
+        alice.expect(&format!("{S} 366 alice #hidden :End of /NAMES list."));
+        alice.send("MODE #hidden");
+        alice.expect(&format!("{S} 324 alice #hidden +nst"));
+        alice.expect_numeric("329");
+
+        bob.send("LIST");
+        bob.expect(&format!("{S} 321 bob Channel :Users  Name"));
+        bob.expect(&format!("{S} 323 bob :End of /LIST"));
+        bob.send("NAMES #hidden");
+        bob.expect(&format!("{S} 366 bob #hidden :End of /NAMES list."));
+        bob.send("WHO #hidden");
+        bob.expect(&format!("{S} 315 bob #hidden :End of WHO list"));
+        bob.send("WHOIS alice");
+        bob.expect_numeric("311");
+        bob.expect_numeric("312");
+        bob.expect_numeric("317");
+        bob.expect_numeric("318");
+        alice.send("WHOIS alice");
+        alice.expect_numeric("311");
+        alice.expect(&format!("{S} 319 alice alice :@#hidden"));
+        alice.skip_until(|line| has_numeric(line, "318"));
+
+        alice.send("INVITE bob #hidden");
+        alice.expect_numeric("341");
+        bob.expect(":alice!~alice@127.0.0.1 INVITE bob #hidden");
+        bob.send("JOIN #hidden");
+        bob.skip_until(|line| has_numeric(line, "366"));
+        alice.expect(":bob!~bob@127.0.0.1 JOIN #hidden");
+        bob.send("LIST");
+        bob.expect_numeric("321");
+        bob.expect(&format!("{S} 322 bob #hidden 2 :"));
+        bob.expect_numeric("323");
+    }
+
+    // ---- message ids -----------------------------------------------------------------
+
+    fn every_relayed_message_carries_one_msgid_shared_by_echo_and_recipients(setup) {
+        let server = setup.start();
+        let mut alice = register_with_caps(&server, "alice", "message-tags echo-message");
+        let mut bob = register_with_caps(&server, "bob", "message-tags");
+        let mut carol = register_with_caps(&server, "carol", "message-tags server-time");
+        let mut dave = server.register("dave");
+        // carol (server-time) joins last: join_all reads the others' JOINs untagged.
+        join_all("#ids", &mut [&mut alice, &mut bob, &mut dave, &mut carol]);
+
+        alice.send("PRIVMSG #ids :first");
+        let echo = alice.line();
+        let (to_bob, to_carol) = (bob.line(), carol.line());
+        dave.expect(":alice!~alice@127.0.0.1 PRIVMSG #ids :first");
+        let id = tag(&echo, "msgid").expect("the echo has a msgid").to_owned();
+        assert!(!id.is_empty(), "{echo}");
+        assert_eq!(untagged(&echo), ":alice!~alice@127.0.0.1 PRIVMSG #ids :first");
+        assert_eq!(tag(&to_bob, "msgid"), Some(id.as_str()), "{to_bob}");
+        assert_eq!(tag(&to_carol, "msgid"), Some(id.as_str()), "{to_carol}");
+        assert!(tag(&to_carol, "time").is_some(), "{to_carol}");
+
+        alice.send("NOTICE bob :second");
+        let echo = alice.line();
+        let to_bob = bob.line();
+        assert_eq!(untagged(&to_bob), ":alice!~alice@127.0.0.1 NOTICE bob :second");
+        let second = tag(&echo, "msgid").expect("a msgid");
+        assert_eq!(tag(&to_bob, "msgid"), Some(second));
+        assert_ne!(second, id, "each message has its own id");
+
+        alice.send("@+typing=active TAGMSG #ids");
+        let echo = alice.line();
+        let to_bob = bob.line();
+        assert!(tag(&echo, "msgid").is_some_and(|third| third != id && third != second), "{echo}");
+        assert_eq!(tag(&to_bob, "msgid"), tag(&echo, "msgid"));
+        assert_eq!(tag(&to_bob, "+typing"), Some("active"));
+        dave.expect_nothing();
+    }
+}
