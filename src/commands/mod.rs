@@ -11,6 +11,7 @@ mod errors;
 mod info;
 mod labels;
 mod messaging;
+mod monitor;
 mod query;
 mod registration;
 mod user;
@@ -137,6 +138,7 @@ static COMMANDS: &[Command] = &[
     command("TIME", 0, query::time),
     command("AWAY", 0, user::away),
     command("STATS", 0, info::stats),
+    command("MONITOR", 1, monitor::monitor),
 ];
 
 /// Handles one framed unit of input from client `id`: the shard's

@@ -351,6 +351,10 @@ pub fn send_isupport(ctx: &mut Ctx<'_>) {
         "MODES=4".to_owned(),
         "ELIST=MNU".to_owned(),
         "WHOX".to_owned(),
+        format!(
+            "MONITOR={}",
+            crate::shard::monitor::MONITOR_LIMIT
+        ),
     ];
     for chunk in tokens.chunks(13) {
         let reply = chunk

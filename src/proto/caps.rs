@@ -24,15 +24,22 @@ pub enum Cap {
     Batch = 1 << 8,
     /// Replies to a command sent with `@label=` carry the label.
     LabeledResponse = 1 << 9,
+    /// MONITOR watchers also get the AWAY and SETNAME lines (with `away-notify`,
+    /// `setname`) of the nicks they watch, as if they shared a channel.
+    ExtendedMonitor = 1 << 10,
+    /// INVITE lines reach the channel's other operators too.
+    InviteNotify = 1 << 11,
 }
 
 impl Cap {
     /// Every capability, in the order `CAP LS` lists them.
-    pub const ALL: [Cap; 10] = [
+    pub const ALL: [Cap; 12] = [
         Cap::AwayNotify,
         Cap::Batch,
         Cap::CapNotify,
         Cap::EchoMessage,
+        Cap::ExtendedMonitor,
+        Cap::InviteNotify,
         Cap::LabeledResponse,
         Cap::MessageTags,
         Cap::MultiPrefix,
@@ -54,6 +61,8 @@ impl Cap {
             Cap::UserhostInNames => "userhost-in-names",
             Cap::Batch => "batch",
             Cap::LabeledResponse => "labeled-response",
+            Cap::ExtendedMonitor => "extended-monitor",
+            Cap::InviteNotify => "invite-notify",
         }
     }
 

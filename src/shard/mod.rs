@@ -19,6 +19,7 @@
 //! members one hand-off pushed to a batch that is sent once per scheduler pass. The
 //! write itself is one `writev` per connection per pass, whatever the number of lines.
 
+pub mod monitor;
 pub mod notify;
 pub mod sync;
 
@@ -103,6 +104,8 @@ pub struct Shard {
     stamp: u32,
     /// Messages this shard has given an id ([`Shard::next_msgid`]).
     msgids_issued: u64,
+    /// Which local clients MONITOR each nickname; see [`monitor`].
+    monitors: monitor::Watchers,
     /// Local counts, published to `shared.counters` by [`Shard::publish_counters`].
     counts: CounterSnapshot,
 }
@@ -135,6 +138,7 @@ impl Shard {
             stalled: Vec::new(),
             stamp: 0,
             msgids_issued: 0,
+            monitors: monitor::Watchers::default(),
             counts: CounterSnapshot::default(),
             shared,
         }
@@ -598,6 +602,7 @@ impl Shard {
         client.closing = true;
         client.throttled = false;
         client.input = Vec::new();
+        let monitoring = std::mem::take(&mut client.monitoring);
         let error = LineBuilder::sourceless("ERROR")
             .trailing(format!("Closing Link: {} ({why})", client.host))
             .finish();
@@ -605,6 +610,7 @@ impl Shard {
             client.outbox.discard_queued();
         }
         client.outbox.finish(error);
+        self.monitors.forget(id, &monitoring);
     }
 
     // ---- input ---------------------------------------------------------------------

@@ -1,5 +1,6 @@
 //! What a shard tells its own clients when it applies an event: the JOIN, PART, KICK,
-//! QUIT, NICK, TOPIC, MODE, INVITE, AWAY and SETNAME lines that members see.
+//! QUIT, NICK, TOPIC, MODE, INVITE, AWAY and SETNAME lines that members see, and the
+//! MONITOR notifications of watchers ([`super::monitor`]).
 //!
 //! Every shard renders every event for its local clients only, straight from its
 //! replica, so a state change costs no hand-off and each client hears of it exactly
@@ -22,7 +23,18 @@ impl Shard {
                 let line = LineBuilder::from_source(old_source, "NICK")
                     .trailing(&**nick)
                     .finish();
-                self.tell_user_and_peers(*client, Outgoing::new(line));
+                self.tell_user_and_peers(*client, &mut Outgoing::new(line));
+                let old_nick = old_source.split('!').next().unwrap_or_default();
+                self.tell_watchers_offline(old_nick);
+                if let Some(source) = self.source_of(*client) {
+                    self.tell_watchers_online(nick, &source);
+                }
+            }
+            (Event::Register { client, .. }, Outcome::Registered) => {
+                if let Some(user) = self.network.user(*client) {
+                    let (nick, source) = (user.nick.clone(), user.source());
+                    self.tell_watchers_online(nick.as_str(), &source);
+                }
             }
             (Event::Join { client, .. }, Outcome::Joined { channel }) => {
                 let Some(source) = self.source_of(*client) else {
@@ -74,6 +86,7 @@ impl Shard {
                     &mut Outgoing::new(line),
                     Some(*client),
                 );
+                self.tell_watchers_offline(user.nick.as_str());
             }
             (Event::SetTopic { client, text, .. }, Outcome::TopicChanged { channel }) => {
                 let Some(source) = self.source_of(*client) else {
@@ -149,6 +162,7 @@ impl Shard {
                 let mut notice = Outgoing::new(line.finish()).requiring(Cap::AwayNotify);
                 let channels = self.channels_of(*client);
                 self.deliver_to_local_members_once(&channels, &mut notice, Some(*client));
+                self.tell_extended_watchers_of(*client, &mut notice);
             }
             (Event::SetRealname { client, realname }, Outcome::RealnameChanged) => {
                 let Some(source) = self.source_of(*client) else {
@@ -157,7 +171,9 @@ impl Shard {
                 let line = LineBuilder::from_source(&source, "SETNAME")
                     .trailing(&**realname)
                     .finish();
-                self.tell_user_and_peers(*client, Outgoing::new(line).requiring(Cap::Setname));
+                let mut message = Outgoing::new(line).requiring(Cap::Setname);
+                self.tell_user_and_peers(*client, &mut message);
+                self.tell_extended_watchers_of(*client, &mut message);
             }
             _ => {}
         }
@@ -178,10 +194,18 @@ impl Shard {
 
     /// The user itself (if it lives here) and, once each, the local members of every
     /// channel it is in (NICK, SETNAME).
-    fn tell_user_and_peers(&mut self, id: ClientId, mut message: Outgoing) {
-        self.tell_if_local(id, &mut message);
+    fn tell_user_and_peers(&mut self, id: ClientId, message: &mut Outgoing) {
+        self.tell_if_local(id, message);
         let channels = self.channels_of(id);
-        self.deliver_to_local_members_once(&channels, &mut message, Some(id));
+        self.deliver_to_local_members_once(&channels, message, Some(id));
+    }
+
+    /// `extended-monitor`: `message` to the local watchers of `id`'s nick that the
+    /// channel fan-out just before did not reach.
+    fn tell_extended_watchers_of(&mut self, id: ClientId, message: &mut Outgoing) {
+        if let Some(nick) = self.network.user(id).map(|user| user.nick.clone()) {
+            self.tell_extended_watchers(nick.as_str(), message, id);
+        }
     }
 
     /// `message` to `id` if it lives on this shard.

@@ -95,6 +95,10 @@ pub struct Client {
     /// Fan-out stamp: set to the shard's current stamp when a line was queued, so a
     /// client sharing several channels with a quitter gets the QUIT once.
     pub delivery_stamp: u32,
+    /// Nicknames on this client's MONITOR list, as given; at most
+    /// [`MONITOR_LIMIT`](crate::shard::monitor::MONITOR_LIMIT). The shard's index of
+    /// watchers mirrors it and is cleared from it when the client closes.
+    pub monitoring: Vec<crate::proto::CaselessKey>,
 }
 
 impl Client {
@@ -133,6 +137,7 @@ impl Client {
             stalled_since: None,
             closing: false,
             delivery_stamp: 0,
+            monitoring: Vec::new(),
         }
     }
 
