@@ -148,4 +148,42 @@ e2e! {
         assert_eq!(tag(&to_bob, "+typing"), Some("active"));
         dave.expect_nothing();
     }
+
+    // ---- bot mode --------------------------------------------------------------------
+
+    fn bot_mode_marks_whois_who_and_messages(setup) {
+        let server = setup.start();
+        let mut robot = server.connect();
+        robot.nick = "robot".to_owned();
+        robot.send("NICK robot");
+        robot.send("USER robot 0 * :robot test");
+        let burst = robot.skip_until(|line| has_numeric(line, "422"));
+        assert!(burst.iter().any(|line| line.contains(" BOT=B ")), "{burst:?}");
+        let mut bob = register_with_caps(&server, "bob", "message-tags");
+        robot.send("MODE robot +B");
+        robot.expect(":robot!~robot@127.0.0.1 MODE robot +B");
+        robot.send("MODE robot +iB");
+        robot.expect(":robot!~robot@127.0.0.1 MODE robot +i");
+        robot.send("MODE robot");
+        robot.expect(&format!("{S} 221 robot +Bi"));
+
+        robot.send("PRIVMSG bob :beep");
+        let line = bob.line();
+        assert_eq!(tag(&line, "bot"), Some(""), "{line}");
+        assert!(tag(&line, "msgid").is_some(), "{line}");
+        assert_eq!(untagged(&line), ":robot!~robot@127.0.0.1 PRIVMSG bob :beep");
+
+        bob.send("WHOIS robot");
+        let whois = bob.skip_until(|line| has_numeric(line, "318"));
+        assert!(whois.contains(&format!("{S} 335 bob robot :is a bot on ringchat")), "{whois:?}");
+        bob.send("WHO robot");
+        bob.expect(&format!("{S} 352 bob * ~robot 127.0.0.1 ringchat.local robot HB :0 robot test"));
+        bob.expect_numeric("315");
+
+        robot.send("MODE robot -B");
+        robot.expect(":robot!~robot@127.0.0.1 MODE robot -B");
+        robot.send("PRIVMSG bob :human now");
+        let line = bob.line();
+        assert_eq!(tag(&line, "bot"), None, "{line}");
+    }
 }

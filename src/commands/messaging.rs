@@ -87,7 +87,7 @@ struct Route<'m> {
 impl Route<'_> {
     /// The message as recipients get it, serialized once for all of them into one
     /// buffer sized from its parts.
-    fn outgoing(&self, source: &str, target: &str, msgid: MsgId) -> Outgoing {
+    fn outgoing(&self, source: &str, target: &str, msgid: MsgId, from_bot: bool) -> Outgoing {
         let text_room = match self.kind {
             Kind::Tagmsg => 0,
             _ => 2 + self.text.len(),
@@ -100,7 +100,8 @@ impl Route<'_> {
         };
         let message = Outgoing::new(line.finish())
             .with_client_tags(self.client_tags.clone())
-            .with_msgid(msgid);
+            .with_msgid(msgid)
+            .from_bot(from_bot);
         match self.kind {
             Kind::Tagmsg => message.requiring(Cap::MessageTags),
             _ => message,
@@ -121,7 +122,8 @@ fn to_channel(
         Err(_) => return Some((ERR_NOSUCHCHANNEL, "No such channel")),
     };
     let msgid = ctx.shard.next_msgid();
-    let outgoing = route.outgoing(ctx.client().source(), channel.as_str(), msgid);
+    let sender = ctx.client();
+    let outgoing = route.outgoing(sender.source(), channel.as_str(), msgid, sender.bot);
     echo(ctx, &outgoing);
     ctx.shard
         .deliver_to_channel(&channel, outgoing, Some(ctx.id));
@@ -142,7 +144,8 @@ fn to_nick(
         return Some((ERR_NOSUCHNICK, "No such nick/channel"));
     };
     let msgid = ctx.shard.next_msgid();
-    let outgoing = route.outgoing(ctx.client().source(), nick.as_str(), msgid);
+    let sender = ctx.client();
+    let outgoing = route.outgoing(sender.source(), nick.as_str(), msgid, sender.bot);
     echo(ctx, &outgoing);
     ctx.shard.send_anywhere(recipient, outgoing);
     if matches!(route.kind, Kind::Privmsg) {

@@ -127,7 +127,7 @@ static COMMANDS: &[Command] = &[
     command("LUSERS", 0, info::lusers),
     command("TOPIC", 1, channel_ops::topic),
     command("KICK", 2, channel_ops::kick),
-    command("INVITE", 2, channel_ops::invite),
+    command("INVITE", 0, channel_ops::invite),
     command("MODE", 1, channel_ops::mode),
     command("WHO", 1, query::who),
     command("WHOIS", 1, query::whois),

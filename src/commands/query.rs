@@ -21,7 +21,8 @@ struct WhoRow {
     user: String,
     host: String,
     nick: String,
-    /// `H` or `G`, then the channel status prefix (every prefix with `multi-prefix`).
+    /// `H` or `G`, then the channel status prefix (every prefix with `multi-prefix`),
+    /// then `B` for a bot (IRCv3 bot mode).
     flags: String,
     idle: u64,
     realname: String,
@@ -36,12 +37,13 @@ impl WhoRow {
         now: Instant,
     ) -> WhoRow {
         let presence = if user.away.is_some() { "G" } else { "H" };
+        let bot = if user.bot { "B" } else { "" };
         WhoRow {
             channel: channel.to_owned(),
             user: user.user.to_string(),
             host: user.host.to_string(),
             nick: user.nick.to_string(),
-            flags: format!("{presence}{}", membership.map_or("", status)),
+            flags: format!("{presence}{}{bot}", membership.map_or("", status)),
             idle: user.activity.idle_secs(now),
             realname: user.realname.to_string(),
         }
@@ -192,12 +194,13 @@ struct WhoisInfo {
     /// `@#a`, `+#b`, `#c`: the user's channels with its status prefix in each.
     channels: Vec<String>,
     away: Option<Box<[u8]>>,
+    bot: bool,
     idle: u64,
     signon: u64,
 }
 
-/// `WHOIS [server] nick[,nick]`: 311, 319, 312, 301 (if away), 317 and 318 for each
-/// nick; an unknown nick gets 401 and 318.
+/// `WHOIS [server] nick[,nick]`: 311, 319, 312, 301 (if away), 335 (if a bot), 317
+/// and 318 for each nick; an unknown nick gets 401 and 318.
 pub fn whois(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let list = message.param(1).or(message.param(0)).unwrap_or_default();
     for (index, nick) in targets(list).enumerate() {
@@ -233,6 +236,7 @@ fn whois_one(ctx: &mut Ctx<'_>, nick: &str) {
                 realname: user.realname.to_string(),
                 channels,
                 away: user.away.clone(),
+                bot: user.bot,
                 idle: user.activity.idle_secs(ctx.now),
                 signon: user.activity.signon(),
             }
@@ -274,6 +278,13 @@ fn whois_one(ctx: &mut Ctx<'_>, nick: &str) {
     );
     if let Some(away) = &info.away {
         replies.push(ctx.numeric(RPL_AWAY).arg(&info.nick).trailing(away));
+    }
+    if info.bot {
+        replies.push(
+            ctx.numeric(RPL_WHOISBOT)
+                .arg(&info.nick)
+                .trailing(format!("is a bot on {network}")),
+        );
     }
     replies.push(
         ctx.numeric(RPL_WHOISIDLE)

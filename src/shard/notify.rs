@@ -107,9 +107,6 @@ impl Shard {
                     ..
                 },
             ) => {
-                if member.shard != self.id {
-                    return;
-                }
                 let Some(source) = self.source_of(*client) else {
                     return;
                 };
@@ -117,7 +114,9 @@ impl Shard {
                     .arg(nick.as_str())
                     .arg(channel.as_str())
                     .finish();
-                self.send(*member, line);
+                let mut message = Outgoing::new(line);
+                self.tell_if_local(*member, &mut message);
+                self.tell_invite_notify(channel.as_str(), *client, &mut message);
             }
             (
                 Event::ChangeModes { client, .. },
@@ -205,6 +204,28 @@ impl Shard {
     fn tell_extended_watchers_of(&mut self, id: ClientId, message: &mut Outgoing) {
         if let Some(nick) = self.network.user(id).map(|user| user.nick.clone()) {
             self.tell_extended_watchers(nick.as_str(), message, id);
+        }
+    }
+
+    /// IRCv3 `invite-notify`: the INVITE line to this shard's members of `channel`
+    /// with the capability who could have sent the invitation themselves (every
+    /// member, or on a `+i` channel its operators), except the inviter.
+    fn tell_invite_notify(&mut self, channel: &str, inviter: ClientId, message: &mut Outgoing) {
+        let Some(found) = self.network.channel(channel) else {
+            return;
+        };
+        let operators_only = found.modes.invite_only;
+        let told: Vec<ClientId> = found
+            .members
+            .iter()
+            .filter(|&(id, membership)| {
+                id.shard == self.id && id != inviter && (membership.op || !operators_only)
+            })
+            .map(|(id, _)| id)
+            .collect();
+        let mut notice = message.clone().requiring(Cap::InviteNotify);
+        for id in told {
+            self.send_message(id, &mut notice);
         }
     }
 

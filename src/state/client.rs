@@ -99,6 +99,9 @@ pub struct Client {
     /// [`MONITOR_LIMIT`](crate::shard::monitor::MONITOR_LIMIT). The shard's index of
     /// watchers mirrors it and is cleared from it when the client closes.
     pub monitoring: Vec<crate::proto::CaselessKey>,
+    /// User mode `+B`, mirrored from the network state when the client's own MODE
+    /// is applied, so the message path tags its messages `bot` without a lookup.
+    pub bot: bool,
 }
 
 impl Client {
@@ -138,6 +141,7 @@ impl Client {
             closing: false,
             delivery_stamp: 0,
             monitoring: Vec::new(),
+            bot: false,
         }
     }
 

@@ -137,6 +137,8 @@ pub enum Outcome {
     AwayChanged,
     /// The user's `+i` changed to this value.
     InvisibleChanged(bool),
+    /// The user's `+B` changed to this value.
+    BotChanged(bool),
     /// The user's real name changed.
     RealnameChanged,
 }
@@ -166,6 +168,7 @@ impl Network {
                     channels: Vec::new(),
                     away: None,
                     invisible: false,
+                    bot: false,
                     activity: activity.clone(),
                 },
             ),
@@ -217,6 +220,13 @@ impl Network {
                         self.invisible -= 1;
                     }
                     Outcome::InvisibleChanged(*invisible)
+                }
+                _ => Outcome::Unchanged,
+            },
+            Event::SetBot { client, bot } => match self.users.get_mut(client) {
+                Some(user) if user.bot != *bot => {
+                    user.bot = *bot;
+                    Outcome::BotChanged(*bot)
                 }
                 _ => Outcome::Unchanged,
             },
@@ -527,7 +537,8 @@ impl Network {
 }
 
 /// Whether `user` may join the existing `channel`: `+l`, `+k`, `+i`, bans, in that
-/// order; an invitation passes `+i` and bans and is used up by the join.
+/// order; an invitation passes `+i` and bans and is used up by the join, an invite
+/// exception (`+I`) passes `+i`, a ban exception (`+e`) passes bans.
 fn admit(
     channel: &mut Channel,
     client: ClientId,
@@ -547,7 +558,7 @@ fn admit(
             return Err(Refusal::BadKey);
         }
     }
-    if channel.modes.invite_only && invitation.is_none() {
+    if channel.modes.invite_only && invitation.is_none() && !channel.is_invite_exempt(user) {
         return Err(Refusal::InviteOnly);
     }
     if invitation.is_none() && channel.is_banned(user) {

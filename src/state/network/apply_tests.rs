@@ -258,7 +258,8 @@ fn join_checks_limit_key_invite_and_bans_in_that_order() {
         add: true,
         key: key.into(),
     };
-    let ban = ModeChange::Ban {
+    let ban = ModeChange::Mask {
+        list: MaskList::Ban,
         add: true,
         mask: "b*!*@*".into(),
     };
@@ -391,7 +392,8 @@ fn who_may_speak_in_a_channel() {
         mode: 'v',
         nick: "bob".into(),
     };
-    let ban_bob = ModeChange::Ban {
+    let ban_bob = ModeChange::Mask {
+        list: MaskList::Ban,
         add: true,
         mask: "*!*@127.0.0.*".into(),
     };
@@ -809,4 +811,96 @@ fn secret_channels_show_to_members_only() {
     let channel = replica.network.channel("#c").expect("exists");
     assert!(channel.modes.secret);
     assert!(channel.is_visible_to(ALICE) && !channel.is_visible_to(BOB));
+}
+
+#[test]
+fn exceptions_pass_bans_and_invite_exceptions_pass_invite_only() {
+    let mask = |list, mask: &str| ModeChange::Mask {
+        list,
+        add: true,
+        mask: mask.into(),
+    };
+    type Row<'a> = (&'a str, Vec<ModeChange>, Outcome);
+    let rows: Vec<Row> = vec![
+        (
+            "banned",
+            vec![mask(MaskList::Ban, "*!*@127.0.0.1")],
+            refused(Refusal::Banned),
+        ),
+        (
+            "banned but excepted",
+            vec![
+                mask(MaskList::Ban, "*!*@127.0.0.1"),
+                mask(MaskList::Except, "bob!*@*"),
+            ],
+            joined(),
+        ),
+        (
+            "an exception for someone else",
+            vec![
+                mask(MaskList::Ban, "*!*@127.0.0.1"),
+                mask(MaskList::Except, "carol!*@*"),
+            ],
+            refused(Refusal::Banned),
+        ),
+        (
+            "invite only",
+            vec![flag(true, 'i')],
+            refused(Refusal::InviteOnly),
+        ),
+        (
+            "invite only with an invite exception",
+            vec![flag(true, 'i'), mask(MaskList::InviteException, "b*!*@*")],
+            joined(),
+        ),
+        (
+            "an invite exception does not pass a ban",
+            vec![
+                flag(true, 'i'),
+                mask(MaskList::InviteException, "b*!*@*"),
+                mask(MaskList::Ban, "bob!*@*"),
+            ],
+            refused(Refusal::Banned),
+        ),
+    ];
+    for (case, changes, expected) in rows {
+        let mut replica = Replica::with_channel();
+        replica.modes(ALICE, changes);
+        assert_eq!(replica.apply(join(BOB, "#c")), expected, "{case}");
+    }
+}
+
+#[test]
+fn invitations_are_listed_until_used() {
+    let mut replica = Replica::with_channel();
+    replica.apply(Event::Invite {
+        client: ALICE,
+        target: "bob".into(),
+        channel: "#c".into(),
+    });
+    assert!(replica.network.channel("#c").expect("exists").has_invited(BOB));
+    replica.apply(join(BOB, "#c"));
+    assert!(!replica.network.channel("#c").expect("exists").has_invited(BOB));
+}
+
+#[test]
+fn bot_mode_is_set_once_and_cleared() {
+    let mut replica = Replica::new();
+    replica.register(ALICE, "alice");
+    let bot = |on| Event::SetBot {
+        client: ALICE,
+        bot: on,
+    };
+    assert_eq!(replica.apply(bot(true)), Outcome::BotChanged(true));
+    assert_eq!(replica.apply(bot(true)), Outcome::Unchanged);
+    assert!(replica.network.user(ALICE).expect("registered").bot);
+    assert_eq!(replica.apply(bot(false)), Outcome::BotChanged(false));
+    assert_eq!(
+        replica.apply(Event::SetBot {
+            client: BOB,
+            bot: true
+        }),
+        Outcome::Unchanged,
+        "nobody to change"
+    );
 }

@@ -24,7 +24,7 @@ pub mod users;
 pub use apply::{Outcome, Refusal};
 pub use channel::{Ban, Channel, Members, Membership, ShardSet, Topic};
 pub use event::{Event, Sequenced};
-pub use modes::{ChannelModes, ModeChange, ModeRefusal};
+pub use modes::{ChannelModes, MaskList, ModeChange, ModeRefusal};
 pub use users::{Activity, User};
 
 use crate::proto::{Caseless, CaselessKey};
