@@ -186,4 +186,34 @@ e2e! {
         let line = bob.line();
         assert_eq!(tag(&line, "bot"), None, "{line}");
     }
+
+    // ---- STATUSMSG -------------------------------------------------------------------
+
+    fn statusmsg_reaches_only_members_with_that_status(setup) {
+        let server = setup.start();
+        let mut alice = server.register("alice");
+        let mut bob = server.register("bob");
+        let mut carol = server.register("carol");
+        let mut dave = server.register("dave");
+        join_all("#c", &mut [&mut alice, &mut bob, &mut carol]);
+        alice.send("MODE #c +v bob");
+        let voice = ":alice!~alice@127.0.0.1 MODE #c +v bob";
+        alice.expect(voice);
+        bob.expect(voice);
+        carol.expect(voice);
+
+        carol.send("PRIVMSG @#c :ops only");
+        alice.expect(":carol!~carol@127.0.0.1 PRIVMSG @#c :ops only");
+        carol.send("NOTICE +#c :voiced and up");
+        alice.expect(":carol!~carol@127.0.0.1 NOTICE +#c :voiced and up");
+        bob.expect(":carol!~carol@127.0.0.1 NOTICE +#c :voiced and up");
+        bob.expect_nothing();
+        carol.expect_nothing();
+
+        dave.send("PRIVMSG @#c :from outside");
+        dave.expect(&format!("{S} 404 dave @#c :Cannot send to channel"));
+        dave.send("PRIVMSG @#nowhere :hello");
+        dave.expect(&format!("{S} 403 dave @#nowhere :No such channel"));
+        alice.expect_nothing();
+    }
 }

@@ -1,9 +1,10 @@
-//! Talking: PRIVMSG, NOTICE and TAGMSG to channels and nicknames.
+//! Talking: PRIVMSG, NOTICE and TAGMSG to channels (also to a channel's operators or
+//! voiced members, STATUSMSG `@#c`/`+#c`) and nicknames.
 
 use super::{targets, Ctx};
 use crate::proto::caps::Cap;
 use crate::proto::numeric::*;
-use crate::proto::outgoing::{client_only_tags, MsgId, Outgoing};
+use crate::proto::outgoing::{client_only_tags, MsgId, Outgoing, StatusTarget};
 use crate::proto::{LineBuilder, Message};
 use crate::state::network::Refusal;
 use crate::state::ClientId;
@@ -65,7 +66,11 @@ fn relay(ctx: &mut Ctx<'_>, message: &Message<'_>, kind: Kind) {
                 client_tags: client_tags.clone(),
             };
             if target.starts_with('#') {
-                to_channel(ctx, &target, route)
+                to_channel(ctx, &target, route, None)
+            } else if let Some((status, channel)) =
+                StatusTarget::split(&target).filter(|(_, channel)| channel.starts_with('#'))
+            {
+                to_channel(ctx, channel, route, Some(status))
             } else {
                 to_nick(ctx, &target, route)
             }
@@ -111,10 +116,15 @@ impl Route<'_> {
 
 /// The hot path: the permission check and routing read this shard's replica (no
 /// lock), one serialization, then fan-out by reference.
+///
+/// With a `status` (STATUSMSG, `PRIVMSG @#c`), the line names the channel with its
+/// prefix and reaches only members with that status or higher; whoever may send to
+/// the channel may send to its operators.
 fn to_channel(
     ctx: &mut Ctx<'_>,
     name: &str,
     route: Route<'_>,
+    status: Option<StatusTarget>,
 ) -> Option<(&'static str, &'static str)> {
     let channel = match ctx.shard.network().can_send(ctx.id, name) {
         Ok(channel) => channel.name.clone(),
@@ -123,7 +133,19 @@ fn to_channel(
     };
     let msgid = ctx.shard.next_msgid();
     let sender = ctx.client();
-    let outgoing = route.outgoing(sender.source(), channel.as_str(), msgid, sender.bot);
+    let outgoing = match status {
+        None => route.outgoing(sender.source(), channel.as_str(), msgid, sender.bot),
+        Some(status) => {
+            let prefix = match status {
+                StatusTarget::Operators => '@',
+                StatusTarget::Voiced => '+',
+            };
+            let target = format!("{prefix}{channel}");
+            route
+                .outgoing(sender.source(), &target, msgid, sender.bot)
+                .to_status(status)
+        }
+    };
     echo(ctx, &outgoing);
     ctx.shard
         .deliver_to_channel(&channel, outgoing, Some(ctx.id));

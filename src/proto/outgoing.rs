@@ -54,6 +54,37 @@ impl std::fmt::Debug for MsgId {
     }
 }
 
+/// The members a STATUSMSG (ISUPPORT `STATUSMSG=@+`) is for: `@#c` reaches
+/// operators, `+#c` voiced members and operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusTarget {
+    /// `+`: voiced members and operators.
+    Voiced,
+    /// `@`: operators.
+    Operators,
+}
+
+impl StatusTarget {
+    /// The target for a channel name with a status prefix (`@#c`, `+#c`), and the
+    /// channel name without it.
+    pub fn split(target: &str) -> Option<(StatusTarget, &str)> {
+        let status = match target.as_bytes().first()? {
+            b'@' => StatusTarget::Operators,
+            b'+' => StatusTarget::Voiced,
+            _ => return None,
+        };
+        Some((status, &target[1..]))
+    }
+
+    /// Whether a member that is an operator (`op`) or voiced (`voice`) is reached.
+    pub fn reaches(self, op: bool, voice: bool) -> bool {
+        match self {
+            StatusTarget::Operators => op,
+            StatusTarget::Voiced => op || voice,
+        }
+    }
+}
+
 /// See the module comment.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
@@ -67,6 +98,8 @@ pub struct Outgoing {
     from_bot: bool,
     /// Only recipients with this capability get the message at all.
     required: Option<Cap>,
+    /// STATUSMSG (`PRIVMSG @#c`): only channel members with this status or higher.
+    status: Option<StatusTarget>,
     /// Tagged variants built so far, indexed by [`variant_index`] less one.
     variants: [Option<Bytes>; 3],
 }
@@ -81,6 +114,7 @@ impl Outgoing {
             msgid: None,
             from_bot: false,
             required: None,
+            status: None,
             variants: [None, None, None],
         }
     }
@@ -101,6 +135,17 @@ impl Outgoing {
     pub fn from_bot(mut self, bot: bool) -> Outgoing {
         self.from_bot = bot;
         self
+    }
+
+    /// Restricts a channel delivery to members with `status` or higher (STATUSMSG).
+    pub fn to_status(mut self, status: StatusTarget) -> Outgoing {
+        self.status = Some(status);
+        self
+    }
+
+    /// The lowest channel status a member needs to get this message, if any.
+    pub fn status_target(&self) -> Option<StatusTarget> {
+        self.status
     }
 
     /// Restricts delivery to recipients that enabled `cap`.

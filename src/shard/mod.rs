@@ -486,7 +486,8 @@ impl Shard {
         }
     }
 
-    /// Delivers `message` to this shard's members of `channel` but `except`.
+    /// Delivers `message` to this shard's members of `channel` but `except` (only
+    /// to those with the status a STATUSMSG asks for).
     fn deliver_to_local_members(
         &mut self,
         channel: &str,
@@ -496,6 +497,21 @@ impl Shard {
         let Some(channel) = self.network.channel(channel) else {
             return;
         };
+        if let Some(status) = message.status_target() {
+            for (member, membership) in channel.members.on_shard_with_status(self.id) {
+                if Some(member) != except && status.reaches(membership.op, membership.voice) {
+                    deliver_one(
+                        &mut self.clients,
+                        &mut self.doomed,
+                        &mut self.counts,
+                        self.shared.live.sendq(),
+                        member,
+                        message,
+                    );
+                }
+            }
+            return;
+        }
         for member in channel.members.on_shard(self.id) {
             if Some(member) != except {
                 deliver_one(

@@ -124,6 +124,17 @@ impl Members {
             .flat_map(|members| members.keys().copied())
     }
 
+    /// The members living on `shard` with their status (a STATUSMSG fan-out).
+    pub fn on_shard_with_status(
+        &self,
+        shard: u16,
+    ) -> impl Iterator<Item = (ClientId, Membership)> + '_ {
+        self.by_shard
+            .get(shard as usize)
+            .into_iter()
+            .flat_map(|members| members.iter().map(|(&id, &m)| (id, m)))
+    }
+
     /// Every member with its status, shard by shard.
     pub fn iter(&self) -> impl Iterator<Item = (ClientId, Membership)> + '_ {
         self.by_shard
