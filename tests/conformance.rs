@@ -216,4 +216,36 @@ e2e! {
         dave.expect(&format!("{S} 403 dave @#nowhere :No such channel"));
         alice.expect_nothing();
     }
+
+    // ---- UTF8ONLY --------------------------------------------------------------------
+
+    fn utf8only_refuses_invalid_text_when_enabled(setup) {
+        let server = setup.start_with(|config| config.utf8_only = true);
+        let mut alice = server.connect();
+        alice.nick = "alice".to_owned();
+        alice.send("NICK alice");
+        alice.send("USER alice 0 * :alice test");
+        let burst = alice.skip_until(|line| has_numeric(line, "422"));
+        assert!(burst.iter().any(|line| line.contains(" UTF8ONLY ")), "{burst:?}");
+        let mut bob = server.register("bob");
+        alice.send_raw(b"PRIVMSG bob :caf\xe9\r\n");
+        alice.expect(&format!("{S} FAIL PRIVMSG INVALID_UTF8 :Message rejected, it is not valid UTF-8"));
+        alice.send_raw(b"JOIN #caf\xe9\r\n");
+        alice.expect(&format!("{S} FAIL JOIN INVALID_UTF8 :Message rejected, it is not valid UTF-8"));
+        alice.send("PRIVMSG bob :caf\u{e9}");
+        bob.expect(":alice!~alice@127.0.0.1 PRIVMSG bob :caf\u{e9}");
+        bob.expect_nothing();
+    }
+
+    fn without_utf8only_text_is_relayed_as_sent(setup) {
+        let server = setup.start();
+        let mut alice = server.connect();
+        alice.send("NICK alice");
+        alice.send("USER alice 0 * :alice test");
+        let burst = alice.skip_until(|line| has_numeric(line, "422"));
+        assert!(!burst.iter().any(|line| line.contains("UTF8ONLY")), "{burst:?}");
+        let mut bob = server.register("bob");
+        alice.send_raw(b"PRIVMSG bob :caf\xe9\r\n");
+        assert_eq!(bob.read_line_bytes(), b":alice!~alice@127.0.0.1 PRIVMSG bob :caf\xe9\r\n");
+    }
 }

@@ -236,12 +236,31 @@ fn run_command(mut ctx: Ctx<'_>, message: &Message<'_>) {
         ctx.reply(reply);
         return;
     }
+    if ctx.config().utf8_only && !is_utf8(message) {
+        let reply = ctx
+            .from_server("FAIL")
+            .arg(command.name)
+            .arg("INVALID_UTF8")
+            .trailing("Message rejected, it is not valid UTF-8");
+        ctx.reply(reply);
+        return;
+    }
     if command.is_activity {
         if let Some(client) = ctx.shard.client_mut(id) {
             client.activity.touch(now);
         }
     }
     (command.handler)(&mut ctx, message);
+}
+
+/// Whether every part of `message` is UTF-8 (`--utf8-only`, ISUPPORT `UTF8ONLY`: the
+/// server then relays no other text). The command is text already.
+fn is_utf8(message: &Message<'_>) -> bool {
+    message
+        .tags
+        .into_iter()
+        .chain(message.params().iter().copied())
+        .all(|part| std::str::from_utf8(part).is_ok())
 }
 
 fn not_registered(ctx: &mut Ctx<'_>) {

@@ -328,7 +328,7 @@ fn welcome(ctx: &mut Ctx<'_>) {
 /// The ISUPPORT tokens, at most 13 to a 005 line.
 pub fn send_isupport(ctx: &mut Ctx<'_>) {
     let config = ctx.config();
-    let tokens = [
+    let mut tokens = vec![
         "CASEMAPPING=ascii".to_owned(),
         "CHANTYPES=#".to_owned(),
         format!(
@@ -357,6 +357,10 @@ pub fn send_isupport(ctx: &mut Ctx<'_>) {
         format!("MONITOR={}", crate::shard::monitor::MONITOR_LIMIT),
         "WHOX".to_owned(),
     ];
+    if config.utf8_only {
+        // Before WHOX, which stays the last token.
+        tokens.insert(tokens.len() - 1, "UTF8ONLY".to_owned());
+    }
     for chunk in tokens.chunks(13) {
         let reply = chunk
             .iter()
