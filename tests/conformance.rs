@@ -248,4 +248,47 @@ e2e! {
         alice.send_raw(b"PRIVMSG bob :caf\xe9\r\n");
         assert_eq!(bob.read_line_bytes(), b":alice!~alice@127.0.0.1 PRIVMSG bob :caf\xe9\r\n");
     }
+
+    // ---- WHOWAS ----------------------------------------------------------------------
+
+    fn whowas_remembers_former_holders_of_a_nick_newest_first(setup) {
+        let server = setup.start();
+        let mut bob = server.register("bob");
+        let mut alice = server.register("alice");
+        alice.send("NICK alicia");
+        alice.expect(":alice!~alice@127.0.0.1 NICK :alicia");
+        alice.send("QUIT :bye");
+        alice.expect_closed();
+        let mut again = server.connect();
+        again.send("NICK Alice");
+        again.send("USER second 0 * :Second Alice");
+        again.skip_until(|line| has_numeric(line, "422"));
+        again.send("QUIT");
+        again.expect_closed();
+
+        bob.send("WHOWAS alice");
+        bob.expect(&format!("{S} 314 bob Alice ~second 127.0.0.1 * :Second Alice"));
+        let server_line = bob.expect_numeric("312");
+        assert!(server_line.starts_with(&format!("{S} 312 bob Alice ringchat.local :")), "{server_line}");
+        assert!(server_line.ends_with(" UTC"), "{server_line}");
+        bob.expect(&format!("{S} 314 bob alice ~alice 127.0.0.1 * :alice test"));
+        bob.expect_numeric("312");
+        bob.expect(&format!("{S} 369 bob alice :End of WHOWAS"));
+
+        bob.send("WHOWAS ALICE 1");
+        bob.expect(&format!("{S} 314 bob Alice ~second 127.0.0.1 * :Second Alice"));
+        bob.expect_numeric("312");
+        bob.expect(&format!("{S} 369 bob ALICE :End of WHOWAS"));
+
+        bob.send("WHOWAS alicia");
+        bob.expect(&format!("{S} 314 bob alicia ~alice 127.0.0.1 * :alice test"));
+        bob.expect_numeric("312");
+        bob.expect_numeric("369");
+
+        bob.send("WHOWAS nobody");
+        bob.expect(&format!("{S} 406 bob nobody :There was no such nickname"));
+        bob.expect(&format!("{S} 369 bob nobody :End of WHOWAS"));
+        bob.send("WHOWAS");
+        bob.expect(&format!("{S} 431 bob :No nickname given"));
+    }
 }

@@ -15,6 +15,7 @@ mod monitor;
 mod query;
 mod registration;
 mod user;
+mod whowas;
 
 use crate::config::Config;
 use crate::proto::numeric::*;
@@ -139,6 +140,7 @@ static COMMANDS: &[Command] = &[
     command("AWAY", 0, user::away),
     command("STATS", 0, info::stats),
     command("MONITOR", 1, monitor::monitor),
+    command("WHOWAS", 0, whowas::whowas),
 ];
 
 /// Handles one framed unit of input from client `id`: the shard's

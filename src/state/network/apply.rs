@@ -5,7 +5,8 @@
 //! the same outcome. The proposing shard answers its client from the outcome (433,
 //! 471, 482, ...); every shard renders the outcome for its own local clients.
 //!
-//! Cost: O(1) expected map operations per event, plus O(channels of the user) for
+//! Cost: O(1) expected map operations per event (a QUIT or NICK also records one
+//! bounded WHOWAS entry), plus O(channels of the user) for
 //! QUIT and NICK (bounded by CHANLIMIT) and O(bans) for a JOIN into a channel with
 //! bans (bounded by [`MAX_BANS`](super::channel::MAX_BANS)); never O(members) or
 //! O(channels): a JOIN into a channel of 100,000 members costs what one into a
@@ -172,7 +173,7 @@ impl Network {
                     activity: activity.clone(),
                 },
             ),
-            Event::ChangeNick { client, nick } => self.change_nick(*client, nick),
+            Event::ChangeNick { client, nick } => self.change_nick(*client, nick, now),
             Event::Join {
                 client,
                 channel,
@@ -188,7 +189,7 @@ impl Network {
                 target,
                 ..
             } => self.kick(*client, channel, target),
-            Event::Quit { client, .. } => self.quit(*client),
+            Event::Quit { client, .. } => self.quit(*client, now),
             Event::SetTopic {
                 client,
                 channel,
@@ -281,7 +282,7 @@ impl Network {
         Outcome::Registered
     }
 
-    fn change_nick(&mut self, client: ClientId, nick: &str) -> Outcome {
+    fn change_nick(&mut self, client: ClientId, nick: &str, now: u64) -> Outcome {
         let Some(user) = self.users.get(&client) else {
             return Outcome::Unchanged;
         };
@@ -294,6 +295,8 @@ impl Network {
         }
         let old_source = user.source();
         let old_nick = user.nick.clone();
+        self.whowas
+            .record(&old_nick, &user.user, &user.host, &user.realname, now);
         self.nicks.remove(&old_nick);
         let key = CaselessKey::new(nick);
         self.nicks.insert(key.clone(), client);
@@ -382,10 +385,12 @@ impl Network {
         }
     }
 
-    fn quit(&mut self, client: ClientId) -> Outcome {
+    fn quit(&mut self, client: ClientId, now: u64) -> Outcome {
         let Some(user) = self.users.remove(&client) else {
             return Outcome::Unchanged;
         };
+        self.whowas
+            .record(&user.nick, &user.user, &user.host, &user.realname, now);
         if self.nicks.get(&user.nick) == Some(&client) {
             self.nicks.remove(&user.nick);
         }

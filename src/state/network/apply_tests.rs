@@ -904,3 +904,23 @@ fn bot_mode_is_set_once_and_cleared() {
         "nobody to change"
     );
 }
+
+#[test]
+fn quits_and_nick_changes_are_remembered_for_whowas() {
+    let mut replica = Replica::new();
+    replica.register(ALICE, "alice");
+    replica.apply(Event::ChangeNick {
+        client: ALICE,
+        nick: "alicia".into(),
+    });
+    replica.apply(Event::Quit {
+        client: ALICE,
+        reason: "bye".into(),
+    });
+    let history = replica.network.whowas();
+    let alice: Vec<_> = history.lookup("ALICE").collect();
+    assert_eq!(alice.len(), 1);
+    assert_eq!((alice[0].nick.as_str(), &*alice[0].user), ("alice", "~u"));
+    let alicia: Vec<u64> = history.lookup("alicia").map(|e| e.left_at).collect();
+    assert_eq!(alicia, [1_000 + 4], "the time comes from the quit's log entry");
+}

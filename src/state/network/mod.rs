@@ -10,7 +10,7 @@
 //! lock, no waiting for another shard, however large the answer.
 //!
 //! Layout: [`event`] (what can change), [`apply`] (how it changes), [`channel`],
-//! [`modes`] and [`users`] (the data). Rendering any of it as IRC text is done by the
+//! [`modes`], [`users`] and [`whowas`] (the data). Rendering any of it as IRC text is done by the
 //! commands and the shard's notifications, not here.
 
 pub mod apply;
@@ -20,12 +20,14 @@ pub mod channel;
 pub mod event;
 pub mod modes;
 pub mod users;
+pub mod whowas;
 
 pub use apply::{Outcome, Refusal};
 pub use channel::{Ban, Channel, Members, Membership, ShardSet, Topic};
 pub use event::{Event, Sequenced};
 pub use modes::{ChannelModes, MaskList, ModeChange, ModeRefusal};
 pub use users::{Activity, User};
+pub use whowas::{Whowas, WhowasEntry};
 
 use crate::proto::{Caseless, CaselessKey};
 use crate::state::ClientId;
@@ -48,6 +50,8 @@ pub struct Network {
     invisible: usize,
     /// The most registered users there have been at once (265/266 "max").
     peak_users: usize,
+    /// Who held which nickname before (WHOWAS), bounded.
+    whowas: Whowas,
     /// Log position of the last event applied.
     applied: u64,
 }
@@ -63,6 +67,7 @@ impl Network {
             channels: HashMap::new(),
             invisible: 0,
             peak_users: 0,
+            whowas: Whowas::default(),
             applied: 0,
         }
     }
@@ -117,6 +122,11 @@ impl Network {
     /// (Modern IRC's 265/266 "max").
     pub fn peak_user_count(&self) -> usize {
         self.peak_users
+    }
+
+    /// Who held nicknames before (WHOWAS).
+    pub fn whowas(&self) -> &Whowas {
+        &self.whowas
     }
 
     /// How many channels exist.
