@@ -291,4 +291,62 @@ e2e! {
         bob.send("WHOWAS");
         bob.expect(&format!("{S} 431 bob :No nickname given"));
     }
+
+    // ---- HELP, INFO, LINKS -----------------------------------------------------------
+
+    fn help_answers_with_the_help_numerics(setup) {
+        let server = setup.start();
+        let mut alice = server.register("alice");
+        alice.send("HELP");
+        alice.expect(&format!("{S} 704 alice * :ringchat help"));
+        let rest = alice.skip_until(|line| has_numeric(line, "706"));
+        assert!(rest[..rest.len() - 1].iter().all(|line| has_numeric(line, "705")), "{rest:?}");
+        assert!(rest.iter().any(|line| line.contains("MONITOR MOTD")), "{rest:?}");
+        alice.send("HELPOP privmsg");
+        alice.expect(&format!("{S} 704 alice privmsg :PRIVMSG <target>[,target] :text"));
+        alice.expect_numeric("705");
+        alice.expect(&format!("{S} 706 alice privmsg :+#channel its voiced members and operators."));
+        alice.send("HELP FROBNICATE");
+        alice.expect(&format!("{S} 524 alice FROBNICATE :No help available on this topic"));
+    }
+
+    fn info_and_links_describe_this_one_server(setup) {
+        let server = setup.start();
+        let mut alice = server.register("alice");
+        alice.send("INFO");
+        let info = alice.skip_until(|line| has_numeric(line, "374"));
+        assert!(info.len() > 1 && info[..info.len() - 1].iter().all(|line| has_numeric(line, "371")), "{info:?}");
+        assert_eq!(info[info.len() - 1], format!("{S} 374 alice :End of INFO list"));
+        alice.send("INFO elsewhere.example");
+        alice.expect(&format!("{S} 402 alice elsewhere.example :No such server"));
+        alice.send("LINKS");
+        alice.expect(&format!("{S} 364 alice * ringchat.local :0 ringchat IRC server"));
+        alice.expect(&format!("{S} 365 alice * :End of /LINKS list"));
+    }
+
+    // ---- what is advertised ----------------------------------------------------------
+
+    fn isupport_and_cap_ls_advertise_what_is_implemented(setup) {
+        let server = setup.start();
+        let mut alice = server.connect();
+        alice.send("CAP LS 302");
+        let ls = alice.line();
+        let caps: Vec<&str> = ls.rsplit(" :").next().unwrap_or("").split(' ').collect();
+        assert_eq!(caps, ["away-notify", "batch", "cap-notify", "echo-message", "extended-monitor",
+            "invite-notify", "labeled-response", "message-tags", "multi-prefix", "server-time",
+            "setname", "userhost-in-names"]);
+        alice.send("NICK alice");
+        alice.send("USER alice 0 * :alice");
+        alice.send("CAP END");
+        let burst = alice.skip_until(|line| has_numeric(line, "422"));
+        let tokens: Vec<&str> = burst
+            .iter()
+            .filter(|line| has_numeric(line, "005"))
+            .flat_map(|line| line.split(" :").next().unwrap_or("").split(' ').skip(3))
+            .collect();
+        for token in ["CHANMODES=beI,k,l,imnst", "EXCEPTS=e", "INVEX=I", "BOT=B", "STATUSMSG=@+", "MONITOR=100"] {
+            assert!(tokens.contains(&token), "{token} in {tokens:?}");
+        }
+        assert!(!tokens.contains(&"UTF8ONLY"), "UTF8ONLY is off by default");
+    }
 }

@@ -1,4 +1,4 @@
-//! Server information: MOTD and LUSERS.
+//! Server information: MOTD, LUSERS, STATS, INFO and LINKS.
 
 use super::Ctx;
 use crate::proto::numeric::*;
@@ -103,4 +103,42 @@ pub fn send_lusers(ctx: &mut Ctx<'_>) {
     for reply in replies {
         ctx.reply(reply);
     }
+}
+
+/// `INFO`: 371 lines saying what this server is, then 374.
+pub fn info(ctx: &mut Ctx<'_>, message: &Message<'_>) {
+    if !super::query::is_this_server(ctx, message) {
+        return;
+    }
+    let started = crate::proto::time::human(ctx.shard.shared.started);
+    let shards = ctx.config().shards;
+    let lines = [
+        format!("{} (ringchat)", super::registration::VERSION),
+        "A multi-client IRC server for Linux, in Rust, on io_uring or epoll.".to_owned(),
+        format!("Running {shards} shard(s), one network-state replica each."),
+        format!("Up since {started}."),
+    ];
+    for line in lines {
+        let reply = ctx.numeric(RPL_INFO).trailing(line);
+        ctx.reply(reply);
+    }
+    let end = ctx.numeric(RPL_ENDOFINFO).trailing("End of INFO list");
+    ctx.reply(end);
+}
+
+/// `LINKS`: this server is the whole network, so one 364 (hop count 0), then 365.
+pub fn links(ctx: &mut Ctx<'_>, _message: &Message<'_>) {
+    let server = ctx.config().server_name.clone();
+    let network = ctx.config().network.clone();
+    let link = ctx
+        .numeric(RPL_LINKS)
+        .arg("*")
+        .arg(&server)
+        .trailing(format!("0 {network} IRC server"));
+    ctx.reply(link);
+    let end = ctx
+        .numeric(RPL_ENDOFLINKS)
+        .arg("*")
+        .trailing("End of /LINKS list");
+    ctx.reply(end);
 }

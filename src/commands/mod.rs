@@ -8,6 +8,7 @@ mod channel;
 mod channel_ops;
 mod connection;
 mod errors;
+mod help;
 mod info;
 mod labels;
 mod messaging;
@@ -141,7 +142,17 @@ static COMMANDS: &[Command] = &[
     command("STATS", 0, info::stats),
     command("MONITOR", 1, monitor::monitor),
     command("WHOWAS", 0, whowas::whowas),
+    command("HELP", 0, help::help),
+    command("HELPOP", 0, help::help),
+    command("INFO", 0, info::info),
+    command("LINKS", 0, info::links),
 ];
+
+/// The name of every command in the table (HELP covers each).
+#[cfg(test)]
+fn command_names() -> impl Iterator<Item = &'static str> {
+    COMMANDS.iter().map(|command| command.name)
+}
 
 /// Handles one framed unit of input from client `id`: the shard's
 /// [`LineHandler`](crate::shard::LineHandler).

@@ -446,8 +446,8 @@ pub fn ison(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     ctx.reply(header.trailing(fitting));
 }
 
-/// Whether a VERSION or TIME target names this server (or is absent); else 402.
-fn is_this_server(ctx: &mut Ctx<'_>, message: &Message<'_>) -> bool {
+/// Whether a VERSION, TIME or INFO target names this server (or is absent); else 402.
+pub(super) fn is_this_server(ctx: &mut Ctx<'_>, message: &Message<'_>) -> bool {
     let Some(target) = message.param(0) else {
         return true;
     };
