@@ -334,7 +334,7 @@ e2e! {
         let caps: Vec<&str> = ls.rsplit(" :").next().unwrap_or("").split(' ').collect();
         assert_eq!(caps, ["away-notify", "batch", "cap-notify", "echo-message", "extended-monitor",
             "invite-notify", "labeled-response", "message-tags", "multi-prefix", "server-time",
-            "setname", "userhost-in-names"]);
+            "setname", "standard-replies", "userhost-in-names"]);
         alice.send("NICK alice");
         alice.send("USER alice 0 * :alice");
         alice.send("CAP END");
@@ -348,5 +348,22 @@ e2e! {
             assert!(tokens.contains(&token), "{token} in {tokens:?}");
         }
         assert!(!tokens.contains(&"UTF8ONLY"), "UTF8ONLY is off by default");
+    }
+
+    // ---- standard replies ------------------------------------------------------------
+
+    fn failures_without_a_numeric_are_fail_lines_for_standard_replies_clients(setup) {
+        let server = setup.start();
+        let mut modern = register_with_caps(&server, "modern", "standard-replies");
+        let mut plain = server.register("plain");
+        let masks = ["#a*"; 9].join(",");
+        modern.send(&format!("LIST {masks}"));
+        modern.expect(&format!("{S} FAIL LIST INVALID_PARAMS :At most 8 masks of at most 64 bytes"));
+        plain.send(&format!("LIST {masks}"));
+        plain.expect(&format!("{S} NOTICE plain :LIST: At most 8 masks of at most 64 bytes"));
+        modern.send("MONITOR ?");
+        modern.expect(&format!("{S} FAIL MONITOR INVALID_PARAMS :MONITOR takes +, -, C, L or S"));
+        plain.send("SETNAME :");
+        plain.expect(&format!("{S} FAIL SETNAME INVALID_REALNAME :Real name is empty or too long"));
     }
 }

@@ -82,7 +82,7 @@ e2e! {
         alice.send("MONITOR +");
         alice.expect(&format!("{S} 461 alice MONITOR :Not enough parameters"));
         alice.send("MONITOR X");
-        alice.expect(&format!("{S} FAIL MONITOR INVALID_PARAMS :MONITOR takes +, -, C, L or S"));
+        alice.expect(&format!("{S} NOTICE alice :MONITOR: MONITOR takes +, -, C, L or S"));
         let _dave = server.register("dave");
         alice.expect_nothing();
     }

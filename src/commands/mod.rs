@@ -19,6 +19,7 @@ mod user;
 mod whowas;
 
 use crate::config::Config;
+use crate::proto::caps::Cap;
 use crate::proto::numeric::*;
 use crate::proto::{LineBuilder, Message};
 use crate::shard::{Input, Shard};
@@ -58,6 +59,24 @@ impl Ctx<'_> {
     /// A line from the server to this client with a non-numeric command (`PONG`, `CAP`).
     pub fn from_server(&self, command: &str) -> LineBuilder {
         LineBuilder::from_source(&self.config().server_name, command)
+    }
+
+    /// A failure no specification has a reply for (IRCv3 `standard-replies`):
+    /// `FAIL <command> <code> :<description>` to a client with the capability, a
+    /// server NOTICE with the description to any other, which may not understand an
+    /// unexpected FAIL.
+    pub fn fail_nonstandard(&mut self, command: &str, code: &str, description: &str) {
+        let reply = if self.client().caps.has(Cap::StandardReplies) {
+            self.from_server("FAIL")
+                .arg(command)
+                .arg(code)
+                .trailing(description)
+        } else {
+            self.from_server("NOTICE")
+                .arg(self.client().nick())
+                .trailing(format!("{command}: {description}"))
+        };
+        self.reply(reply);
     }
 
     /// Queues a line for this client.

@@ -52,14 +52,7 @@ pub fn monitor(ctx: &mut Ctx<'_>, message: &Message<'_>) {
                 .collect();
             send_status(ctx, &nicks);
         }
-        _ => {
-            let reply = ctx
-                .from_server("FAIL")
-                .arg("MONITOR")
-                .arg("INVALID_PARAMS")
-                .trailing("MONITOR takes +, -, C, L or S");
-            ctx.reply(reply);
-        }
+        _ => ctx.fail_nonstandard("MONITOR", "INVALID_PARAMS", "MONITOR takes +, -, C, L or S"),
     }
 }
 

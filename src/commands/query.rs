@@ -350,14 +350,9 @@ impl ListFilter {
 /// `LIST [#a,#b|mask|!mask|>n|<n]`: 321, a 322 per channel (by name), 323.
 pub fn list(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let Some(filter) = ListFilter::parse(message.param(0).unwrap_or_default()) else {
-        let reply = ctx
-            .from_server("FAIL")
-            .arg("LIST")
-            .arg("INVALID_PARAMS")
-            .trailing(format!(
-                "At most {MAX_LIST_MASKS} masks of at most {MAX_LIST_MASK_LEN} bytes"
-            ));
-        ctx.reply(reply);
+        let description =
+            format!("At most {MAX_LIST_MASKS} masks of at most {MAX_LIST_MASK_LEN} bytes");
+        ctx.fail_nonstandard("LIST", "INVALID_PARAMS", &description);
         return;
     };
     let mut channels: Vec<(String, usize, Box<[u8]>)> = {

@@ -27,13 +27,16 @@ pub enum Cap {
     /// MONITOR watchers also get the AWAY and SETNAME lines (with `away-notify`,
     /// `setname`) of the nicks they watch, as if they shared a channel.
     ExtendedMonitor = 1 << 10,
-    /// INVITE lines reach the channel's other operators too.
+    /// INVITE lines reach the channel members who could have invited too.
     InviteNotify = 1 << 11,
+    /// The client understands any FAIL/WARN/NOTE, also where no specification calls
+    /// for one (else it gets a server NOTICE there).
+    StandardReplies = 1 << 12,
 }
 
 impl Cap {
     /// Every capability, in the order `CAP LS` lists them.
-    pub const ALL: [Cap; 12] = [
+    pub const ALL: [Cap; 13] = [
         Cap::AwayNotify,
         Cap::Batch,
         Cap::CapNotify,
@@ -45,6 +48,7 @@ impl Cap {
         Cap::MultiPrefix,
         Cap::ServerTime,
         Cap::Setname,
+        Cap::StandardReplies,
         Cap::UserhostInNames,
     ];
 
@@ -63,6 +67,7 @@ impl Cap {
             Cap::LabeledResponse => "labeled-response",
             Cap::ExtendedMonitor => "extended-monitor",
             Cap::InviteNotify => "invite-notify",
+            Cap::StandardReplies => "standard-replies",
         }
     }
 
