@@ -19,9 +19,24 @@ const INDEX: &[&str] = &[
 
 /// Each command's help: its syntax first, then what it does.
 const TOPICS: &[(&str, &[&str])] = &[
-    ("AWAY", &["AWAY [:message]", "Marks you away with a message, or back without one."]),
-    ("CAP", &["CAP LS|LIST|REQ|END", "Negotiates IRCv3 capabilities."]),
-    ("HELP", &["HELP [command]", "Shows the command list, or help on one command."]),
+    (
+        "AWAY",
+        &[
+            "AWAY [:message]",
+            "Marks you away with a message, or back without one.",
+        ],
+    ),
+    (
+        "CAP",
+        &["CAP LS|LIST|REQ|END", "Negotiates IRCv3 capabilities."],
+    ),
+    (
+        "HELP",
+        &[
+            "HELP [command]",
+            "Shows the command list, or help on one command.",
+        ],
+    ),
     ("HELPOP", &["HELPOP [command]", "The same as HELP."]),
     ("INFO", &["INFO", "Shows what this server is."]),
     (
@@ -31,12 +46,45 @@ const TOPICS: &[(&str, &[&str])] = &[
             "Invites a user to a channel; INVITE alone lists your invitations.",
         ],
     ),
-    ("ISON", &["ISON <nick> [nick...]", "Says which of the nicks are online."]),
-    ("JOIN", &["JOIN <#channel>[,#channel] [key,key]", "Joins channels; JOIN 0 leaves them all."]),
-    ("KICK", &["KICK <#channel> <nick>[,nick] [:reason]", "Removes members (operators only)."]),
-    ("LINKS", &["LINKS", "Lists the servers of the network: this one."]),
-    ("LIST", &["LIST [#channel|mask|>n|<n]", "Lists channels with their members and topic."]),
-    ("LUSERS", &["LUSERS", "Counts users, invisible users, channels and the peak."]),
+    (
+        "ISON",
+        &[
+            "ISON <nick> [nick...]",
+            "Says which of the nicks are online.",
+        ],
+    ),
+    (
+        "JOIN",
+        &[
+            "JOIN <#channel>[,#channel] [key,key]",
+            "Joins channels; JOIN 0 leaves them all.",
+        ],
+    ),
+    (
+        "KICK",
+        &[
+            "KICK <#channel> <nick>[,nick] [:reason]",
+            "Removes members (operators only).",
+        ],
+    ),
+    (
+        "LINKS",
+        &["LINKS", "Lists the servers of the network: this one."],
+    ),
+    (
+        "LIST",
+        &[
+            "LIST [#channel|mask|>n|<n]",
+            "Lists channels with their members and topic.",
+        ],
+    ),
+    (
+        "LUSERS",
+        &[
+            "LUSERS",
+            "Counts users, invisible users, channels and the peak.",
+        ],
+    ),
     (
         "MODE",
         &[
@@ -53,11 +101,32 @@ const TOPICS: &[(&str, &[&str])] = &[
     ),
     ("MOTD", &["MOTD", "Shows the message of the day."]),
     ("NAMES", &["NAMES <#channel>", "Lists a channel's members."]),
-    ("NICK", &["NICK <nick>", "Chooses or changes your nickname."]),
-    ("NOTICE", &["NOTICE <target>[,target] :text", "Like PRIVMSG, but never answered."]),
-    ("PART", &["PART <#channel>[,#channel] [:reason]", "Leaves channels."]),
-    ("PASS", &["PASS <password>", "Gives the server password before registering."]),
-    ("PING", &["PING <token>", "The server answers PONG with the token."]),
+    (
+        "NICK",
+        &["NICK <nick>", "Chooses or changes your nickname."],
+    ),
+    (
+        "NOTICE",
+        &[
+            "NOTICE <target>[,target] :text",
+            "Like PRIVMSG, but never answered.",
+        ],
+    ),
+    (
+        "PART",
+        &["PART <#channel>[,#channel] [:reason]", "Leaves channels."],
+    ),
+    (
+        "PASS",
+        &[
+            "PASS <password>",
+            "Gives the server password before registering.",
+        ],
+    ),
+    (
+        "PING",
+        &["PING <token>", "The server answers PONG with the token."],
+    ),
     ("PONG", &["PONG <token>", "Answers the server's PING."]),
     (
         "PRIVMSG",
@@ -68,17 +137,56 @@ const TOPICS: &[(&str, &[&str])] = &[
         ],
     ),
     ("QUIT", &["QUIT [:reason]", "Leaves the server."]),
-    ("SETNAME", &["SETNAME :real name", "Changes your real name."]),
+    (
+        "SETNAME",
+        &["SETNAME :real name", "Changes your real name."],
+    ),
     ("STATS", &["STATS S", "Shows per-shard counters."]),
-    ("TAGMSG", &["@+tag TAGMSG <target>", "Sends tags only (message-tags)."]),
+    (
+        "TAGMSG",
+        &["@+tag TAGMSG <target>", "Sends tags only (message-tags)."],
+    ),
     ("TIME", &["TIME", "Shows the server's time."]),
-    ("TOPIC", &["TOPIC <#channel> [:topic]", "Shows or sets a channel's topic."]),
-    ("USER", &["USER <user> 0 * :real name", "Gives your user name and real name."]),
-    ("USERHOST", &["USERHOST <nick> [nick...]", "Shows user@host of up to five nicks."]),
-    ("VERSION", &["VERSION", "Shows the server version and its ISUPPORT tokens."]),
-    ("WHO", &["WHO <#channel|mask> [%fields[,token]]", "Lists users, with WHOX fields."]),
+    (
+        "TOPIC",
+        &[
+            "TOPIC <#channel> [:topic]",
+            "Shows or sets a channel's topic.",
+        ],
+    ),
+    (
+        "USER",
+        &[
+            "USER <user> 0 * :real name",
+            "Gives your user name and real name.",
+        ],
+    ),
+    (
+        "USERHOST",
+        &[
+            "USERHOST <nick> [nick...]",
+            "Shows user@host of up to five nicks.",
+        ],
+    ),
+    (
+        "VERSION",
+        &[
+            "VERSION",
+            "Shows the server version and its ISUPPORT tokens.",
+        ],
+    ),
+    (
+        "WHO",
+        &[
+            "WHO <#channel|mask> [%fields[,token]]",
+            "Lists users, with WHOX fields.",
+        ],
+    ),
     ("WHOIS", &["WHOIS <nick>[,nick]", "Shows who a user is."]),
-    ("WHOWAS", &["WHOWAS <nick> [count]", "Shows who held a nickname before."]),
+    (
+        "WHOWAS",
+        &["WHOWAS <nick> [count]", "Shows who held a nickname before."],
+    ),
 ];
 
 /// `HELP [subject]` and `HELPOP [subject]`. Every text has at least two lines (the

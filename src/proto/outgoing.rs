@@ -305,7 +305,7 @@ mod tests {
     #[test]
     fn the_msgid_and_bot_tags_go_to_message_tags_recipients_only() {
         let msgid = MsgId::new(0x1234, 3, 0xff);
-        assert_eq!(&msgid.as_bytes()[..], b"1234-3-ff");
+        assert_eq!(msgid.as_bytes(), b"1234-3-ff");
         let mut message = Outgoing::new(Bytes::from_static(b":a PRIVMSG #c :hi\r\n"))
             .with_msgid(msgid)
             .from_bot(true)
@@ -320,7 +320,9 @@ mod tests {
                 .expect("delivered")[..],
             b"@msgid=1234-3-ff;bot;+x :a PRIVMSG #c :hi\r\n"
         );
-        let timed = message.for_recipient(caps(&[Cap::ServerTime])).expect("delivered");
+        let timed = message
+            .for_recipient(caps(&[Cap::ServerTime]))
+            .expect("delivered");
         assert!(!timed.windows(5).any(|w| w == b"msgid"), "{timed:?}");
     }
 

@@ -800,13 +800,21 @@ fn the_user_peak_is_the_most_users_at_once() {
     assert_eq!(replica.network.user_count(), 1);
     assert_eq!(replica.network.peak_user_count(), 2);
     replica.register(CAROL, "carol");
-    assert_eq!(replica.network.peak_user_count(), 2, "two again is no new peak");
+    assert_eq!(
+        replica.network.peak_user_count(),
+        2,
+        "two again is no new peak"
+    );
 }
 
 #[test]
 fn secret_channels_show_to_members_only() {
     let mut replica = Replica::with_channel();
-    assert!(replica.network.channel("#c").expect("exists").is_visible_to(BOB));
+    assert!(replica
+        .network
+        .channel("#c")
+        .expect("exists")
+        .is_visible_to(BOB));
     replica.modes(ALICE, vec![flag(true, 's')]);
     let channel = replica.network.channel("#c").expect("exists");
     assert!(channel.modes.secret);
@@ -878,9 +886,17 @@ fn invitations_are_listed_until_used() {
         target: "bob".into(),
         channel: "#c".into(),
     });
-    assert!(replica.network.channel("#c").expect("exists").has_invited(BOB));
+    assert!(replica
+        .network
+        .channel("#c")
+        .expect("exists")
+        .has_invited(BOB));
     replica.apply(join(BOB, "#c"));
-    assert!(!replica.network.channel("#c").expect("exists").has_invited(BOB));
+    assert!(!replica
+        .network
+        .channel("#c")
+        .expect("exists")
+        .has_invited(BOB));
 }
 
 #[test]
@@ -922,5 +938,9 @@ fn quits_and_nick_changes_are_remembered_for_whowas() {
     assert_eq!(alice.len(), 1);
     assert_eq!((alice[0].nick.as_str(), &*alice[0].user), ("alice", "~u"));
     let alicia: Vec<u64> = history.lookup("alicia").map(|e| e.left_at).collect();
-    assert_eq!(alicia, [1_000 + 4], "the time comes from the quit's log entry");
+    assert_eq!(
+        alicia,
+        [1_000 + 4],
+        "the time comes from the quit's log entry"
+    );
 }

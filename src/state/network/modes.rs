@@ -61,7 +61,9 @@ impl MaskList {
 
     /// The list with mode letter `letter`.
     pub fn from_letter(letter: char) -> Option<MaskList> {
-        MaskList::ALL.into_iter().find(|list| list.letter() == letter)
+        MaskList::ALL
+            .into_iter()
+            .find(|list| list.letter() == letter)
     }
 }
 

@@ -119,7 +119,10 @@ mod tests {
         let newest = WHOWAS_PER_NICK as u64 + 2;
         assert_eq!(times.len(), WHOWAS_PER_NICK);
         assert_eq!(times[0], newest);
-        assert_eq!(times[WHOWAS_PER_NICK - 1], newest + 1 - WHOWAS_PER_NICK as u64);
+        assert_eq!(
+            times[WHOWAS_PER_NICK - 1],
+            newest + 1 - WHOWAS_PER_NICK as u64
+        );
         assert_eq!(history.lookup("bob").count(), 0);
     }
 
@@ -133,8 +136,15 @@ mod tests {
         }
         record(&mut history, "late", 9);
         assert_eq!(history.len(), WHOWAS_LIMIT);
-        assert_eq!(history.lookup("n0").count(), 0, "the oldest entry went first");
-        assert_eq!(history.lookup("n1").map(|e| e.left_at).collect::<Vec<_>>(), [2]);
+        assert_eq!(
+            history.lookup("n0").count(),
+            0,
+            "the oldest entry went first"
+        );
+        assert_eq!(
+            history.lookup("n1").map(|e| e.left_at).collect::<Vec<_>>(),
+            [2]
+        );
         assert_eq!(history.lookup("late").count(), 1);
         for _ in 0..10 * WHOWAS_LIMIT {
             record(&mut history, "same", 1);
