@@ -366,4 +366,18 @@ e2e! {
         plain.send("SETNAME :");
         plain.expect(&format!("{S} FAIL SETNAME INVALID_REALNAME :Real name is empty or too long"));
     }
+
+    fn whowas_answers_the_same_on_every_shard(setup) {
+        let server = setup.start();
+        let mut askers: Vec<Client> = (0..12).map(|i| server.register(&format!("a{i}"))).collect();
+        let mut gone = server.register("gone");
+        gone.send("QUIT");
+        gone.expect_closed();
+        for asker in &mut askers {
+            asker.send("WHOWAS gone");
+            asker.expect(&format!("{S} 314 {} gone ~gone 127.0.0.1 * :gone test", asker.nick));
+            asker.expect_numeric("312");
+            asker.expect(&format!("{S} 369 {} gone :End of WHOWAS", asker.nick));
+        }
+    }
 }

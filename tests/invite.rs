@@ -128,4 +128,22 @@ e2e! {
         bob.send("PRIVMSG #c :now banned");
         bob.expect(&format!("{S} 404 bob #c :Cannot send to channel"));
     }
+
+    fn invite_notify_reaches_members_on_every_shard(setup) {
+        let server = setup.start();
+        let mut alice = server.register("alice");
+        let mut members: Vec<Client> = (0..12)
+            .map(|i| register_with_caps(&server, &format!("m{i}"), "invite-notify"))
+            .collect();
+        let mut everyone: Vec<&mut Client> = vec![&mut alice];
+        everyone.extend(members.iter_mut());
+        join_all("#wide", &mut everyone);
+        let mut dave = server.register("dave");
+        alice.send("INVITE dave #wide");
+        alice.expect_numeric("341");
+        dave.expect(":alice!~alice@127.0.0.1 INVITE dave #wide");
+        for member in &mut members {
+            member.expect(":alice!~alice@127.0.0.1 INVITE dave #wide");
+        }
+    }
 }

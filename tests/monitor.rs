@@ -123,4 +123,25 @@ e2e! {
         watcher.expect(":bob!~bob@127.0.0.1 AWAY");
         watcher.expect_nothing();
     }
+
+    fn watchers_on_every_shard_hear_the_same(setup) {
+        let server = setup.start();
+        // Sixteen watchers spread over the shards (with 4, every shard all but surely
+        // holds some), and the watched nick lives on whichever shard it lands on.
+        let mut watchers: Vec<Client> = (0..16).map(|i| server.register(&format!("w{i}"))).collect();
+        for watcher in &mut watchers {
+            watcher.send("MONITOR + target");
+            watcher.expect(&format!("{S} 731 {} :target", watcher.nick));
+        }
+        let mut target = server.register("target");
+        for watcher in &mut watchers {
+            watcher.expect(&format!("{S} 730 {} :target!~target@127.0.0.1", watcher.nick));
+        }
+        target.send("QUIT");
+        target.expect_closed();
+        for watcher in &mut watchers {
+            watcher.expect(&format!("{S} 731 {} :target", watcher.nick));
+            watcher.expect_nothing();
+        }
+    }
 }
