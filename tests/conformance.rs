@@ -180,6 +180,12 @@ e2e! {
         bob.expect(&format!("{S} 352 bob * ~robot 127.0.0.1 ringchat.local robot HB :0 robot test"));
         bob.expect_numeric("315");
 
+        bob.send("JOIN #b");
+        bob.skip_until(|line| has_numeric(line, "366"));
+        robot.send("JOIN #b");
+        bob.expect("@bot :robot!~robot@127.0.0.1 JOIN #b");
+        robot.skip_until(|line| has_numeric(line, "366"));
+
         robot.send("MODE robot -B");
         robot.expect(":robot!~robot@127.0.0.1 MODE robot -B");
         robot.send("PRIVMSG bob :human now");

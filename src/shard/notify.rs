@@ -14,6 +14,7 @@ use crate::proto::outgoing::Outgoing;
 use crate::proto::LineBuilder;
 use crate::state::network::{Event, Outcome, Sequenced};
 use crate::state::ClientId;
+use bytes::Bytes;
 
 impl Shard {
     /// Renders `outcome` of the applied `entry` for this shard's clients.
@@ -23,7 +24,8 @@ impl Shard {
                 let line = LineBuilder::from_source(old_source, "NICK")
                     .trailing(&**nick)
                     .finish();
-                self.tell_user_and_peers(*client, &mut Outgoing::new(line));
+                let mut message = self.caused_by(*client, line);
+                self.tell_user_and_peers(*client, &mut message);
                 let old_nick = old_source.split('!').next().unwrap_or_default();
                 self.tell_watchers_offline(old_nick);
                 if let Some(source) = self.source_of(*client) {
@@ -43,7 +45,8 @@ impl Shard {
                 let line = LineBuilder::from_source(&source, "JOIN")
                     .arg(channel.as_str())
                     .finish();
-                self.deliver_to_local_members(channel.as_str(), &mut Outgoing::new(line), None);
+                let mut message = self.caused_by(*client, line);
+                self.deliver_to_local_members(channel.as_str(), &mut message, None);
             }
             (Event::Part { client, reason, .. }, Outcome::Parted { channel }) => {
                 let Some(source) = self.source_of(*client) else {
@@ -53,7 +56,7 @@ impl Shard {
                 if let Some(reason) = reason {
                     line = line.trailing(&**reason);
                 }
-                let mut message = Outgoing::new(line.finish());
+                let mut message = self.caused_by(*client, line.finish());
                 self.deliver_to_local_members(channel.as_str(), &mut message, None);
                 self.tell_if_local(*client, &mut message);
             }
@@ -73,7 +76,7 @@ impl Shard {
                     .arg(nick.as_str())
                     .trailing(&**reason)
                     .finish();
-                let mut message = Outgoing::new(line);
+                let mut message = self.caused_by(*client, line);
                 self.deliver_to_local_members(channel.as_str(), &mut message, None);
                 self.tell_if_local(*member, &mut message);
             }
@@ -83,7 +86,7 @@ impl Shard {
                     .finish();
                 self.deliver_to_local_members_once(
                     &user.channels,
-                    &mut Outgoing::new(line),
+                    &mut Outgoing::new(line).from_bot(user.bot),
                     Some(*client),
                 );
                 self.tell_watchers_offline(user.nick.as_str());
@@ -96,7 +99,8 @@ impl Shard {
                     .arg(channel.as_str())
                     .trailing(&**text)
                     .finish();
-                self.deliver_to_local_members(channel.as_str(), &mut Outgoing::new(line), None);
+                let mut message = self.caused_by(*client, line);
+                self.deliver_to_local_members(channel.as_str(), &mut message, None);
             }
             (
                 Event::Invite { client, .. },
@@ -114,7 +118,7 @@ impl Shard {
                     .arg(nick.as_str())
                     .arg(channel.as_str())
                     .finish();
-                let mut message = Outgoing::new(line);
+                let mut message = self.caused_by(*client, line);
                 self.tell_if_local(*member, &mut message);
                 self.tell_invite_notify(channel.as_str(), *client, &mut message);
             }
@@ -144,11 +148,8 @@ impl Shard {
                         .arg(&modestring),
                     |line, param| line.arg(param),
                 );
-                self.deliver_to_local_members(
-                    channel.as_str(),
-                    &mut Outgoing::new(line.finish()),
-                    None,
-                );
+                let mut message = self.caused_by(*client, line.finish());
+                self.deliver_to_local_members(channel.as_str(), &mut message, None);
             }
             (Event::SetAway { client, message }, Outcome::AwayChanged) => {
                 let Some(source) = self.source_of(*client) else {
@@ -158,7 +159,9 @@ impl Shard {
                 if let Some(message) = message {
                     line = line.trailing(&**message);
                 }
-                let mut notice = Outgoing::new(line.finish()).requiring(Cap::AwayNotify);
+                let mut notice = self
+                    .caused_by(*client, line.finish())
+                    .requiring(Cap::AwayNotify);
                 let channels = self.channels_of(*client);
                 self.deliver_to_local_members_once(&channels, &mut notice, Some(*client));
                 self.tell_extended_watchers_of(*client, &mut notice);
@@ -170,12 +173,19 @@ impl Shard {
                 let line = LineBuilder::from_source(&source, "SETNAME")
                     .trailing(&**realname)
                     .finish();
-                let mut message = Outgoing::new(line).requiring(Cap::Setname);
+                let mut message = self.caused_by(*client, line).requiring(Cap::Setname);
                 self.tell_user_and_peers(*client, &mut message);
                 self.tell_extended_watchers_of(*client, &mut message);
             }
             _ => {}
         }
+    }
+
+    /// A line caused by `id`, tagged `bot` for `message-tags` recipients when `id`
+    /// has `+B` (IRCv3 bot mode: servers SHOULD tag everything a bot causes).
+    fn caused_by(&self, id: ClientId, line: Bytes) -> Outgoing {
+        let bot = self.network.user(id).is_some_and(|user| user.bot);
+        Outgoing::new(line).from_bot(bot)
     }
 
     /// `nick!~user@host` of a registered user, from the replica.
