@@ -53,6 +53,9 @@ e2e! {
         carol.send("NICK Carol");
         carol.expect(":carla!~carol@127.0.0.1 NICK :Carol");
         alice.expect(&format!("{S} 730 alice :Carol!~carol@127.0.0.1"));
+        carol.send("NICK CAROL");
+        carol.expect(":Carol!~carol@127.0.0.1 NICK :CAROL");
+        alice.expect_nothing();
         bob.send("QUIT :gone");
         bob.expect_closed();
         alice.expect(&format!("{S} 731 alice :bob"));

@@ -26,10 +26,13 @@ impl Shard {
                     .finish();
                 let mut message = self.caused_by(*client, line);
                 self.tell_user_and_peers(*client, &mut message);
+                // A change of case only keeps the user online under the same nick.
                 let old_nick = old_source.split('!').next().unwrap_or_default();
-                self.tell_watchers_offline(old_nick);
-                if let Some(source) = self.source_of(*client) {
-                    self.tell_watchers_online(nick, &source);
+                if !old_nick.eq_ignore_ascii_case(nick) {
+                    self.tell_watchers_offline(old_nick);
+                    if let Some(source) = self.source_of(*client) {
+                        self.tell_watchers_online(nick, &source);
+                    }
                 }
             }
             (Event::Register { client, .. }, Outcome::Registered) => {
