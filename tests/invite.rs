@@ -146,4 +146,20 @@ e2e! {
             member.expect(":alice!~alice@127.0.0.1 INVITE dave #wide");
         }
     }
+
+    fn a_full_exception_list_answers_478_with_its_letter(setup) {
+        let server = setup.start_with(|config| config.flood_rate = 0.0);
+        let mut alice = server.register("alice");
+        alice.send("JOIN #c");
+        alice.skip_until(|line| has_numeric(line, "366"));
+        for batch in 0..25 {
+            let masks: Vec<String> = (0..4).map(|i| format!("n{}!*@*", batch * 4 + i)).collect();
+            alice.send(&format!("MODE #c +eeee {}", masks.join(" ")));
+            alice.expect(&format!(":alice!~alice@127.0.0.1 MODE #c +eeee {}", masks.join(" ")));
+        }
+        alice.send("MODE #c +e late!*@*");
+        alice.expect(&format!("{S} 478 alice #c e :Channel list is full"));
+        alice.send("MODE #c +I late!*@*");
+        alice.expect(":alice!~alice@127.0.0.1 MODE #c +I late!*@*");
+    }
 }

@@ -328,12 +328,13 @@ fn channel_mode(ctx: &mut Ctx<'_>, message: &Message<'_>, name: &str) {
             ModeRefusal::UserNotInChannel(nick) => {
                 reply_refusal(ctx, Refusal::UserNotInChannel, channel, &nick)
             }
-            ModeRefusal::BanListFull(mask) => {
+            ModeRefusal::ListFull(list) => {
+                // Modern IRC: `478 <client> <channel> <char> :Channel list is full`.
                 let reply = ctx
                     .numeric(ERR_BANLISTFULL)
                     .arg(channel)
-                    .arg(&mask)
-                    .trailing("Channel ban list is full");
+                    .arg(list.letter().to_string())
+                    .trailing("Channel list is full");
                 ctx.reply(reply);
             }
         }

@@ -149,7 +149,7 @@ pub enum ModeRefusal {
     /// `+o`/`+v` for someone not on the channel (441).
     UserNotInChannel(String),
     /// `+b`, `+e` or `+I` past [`MAX_BANS`] entries (478).
-    BanListFull(String),
+    ListFull(MaskList),
 }
 
 /// Applies one change to `channel`: `Ok(Some(change))` as it should be announced,
@@ -193,7 +193,7 @@ pub fn apply_mode(
             {
                 false
             } else if entries.len() >= MAX_BANS {
-                return Err(ModeRefusal::BanListFull(mask.clone()));
+                return Err(ModeRefusal::ListFull(*list));
             } else {
                 entries.push(Ban {
                     mask: mask.as_str().into(),
@@ -390,7 +390,7 @@ mod tests {
         }
         assert_eq!(
             apply_mode(&mut channel, &ban(true, "full!*@*"), None, "op", 0),
-            Err(ModeRefusal::BanListFull("full!*@*".into()))
+            Err(ModeRefusal::ListFull(MaskList::Ban))
         );
     }
 }
