@@ -101,8 +101,8 @@ pub struct Cli {
     /// Most channels one client may join.
     #[arg(long, env = "RINGCHAT_MAX_CHANNELS", default_value_t = 50)]
     pub max_channels: usize,
-    /// Refuse PRIVMSG, NOTICE and every other command whose line is not valid UTF-8
-    /// (FAIL <command> INVALID_UTF8), and advertise UTF8ONLY.
+    /// Refuse every command whose line is not valid UTF-8 (a FAIL reply with code
+    /// INVALID_UTF8), and advertise UTF8ONLY.
     #[arg(long, env = "RINGCHAT_UTF8_ONLY")]
     pub utf8_only: bool,
     /// Runtimes (threads), one per core [default: available cores].
