@@ -101,6 +101,10 @@ pub struct Cli {
     /// Most channels one client may join.
     #[arg(long, env = "RINGCHAT_MAX_CHANNELS", default_value_t = 50)]
     pub max_channels: usize,
+    /// Refuse every command whose line is not valid UTF-8 (a FAIL reply with code
+    /// INVALID_UTF8), and advertise UTF8ONLY.
+    #[arg(long, env = "RINGCHAT_UTF8_ONLY")]
+    pub utf8_only: bool,
     /// Runtimes (threads), one per core [default: available cores].
     #[arg(long, env = "RINGCHAT_SHARDS")]
     pub shards: Option<usize>,

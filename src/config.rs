@@ -72,6 +72,8 @@ pub struct Config {
     pub sources: SourceLimits,
     /// Most channels one client may be in (CHANLIMIT).
     pub max_channels_per_client: usize,
+    /// Lines that are not valid UTF-8 are refused (ISUPPORT `UTF8ONLY`).
+    pub utf8_only: bool,
     /// Runtimes (threads), one per core.
     pub shards: usize,
     /// The I/O driver.
@@ -134,6 +136,7 @@ impl Default for Config {
             write_timeout: Duration::from_secs(30),
             sources: SourceLimits::default(),
             max_channels_per_client: 50,
+            utf8_only: false,
             shards: available_cores(),
             io: IoMode::Auto,
         }

@@ -43,6 +43,7 @@ pub struct FileSettings {
     pub exempt: Option<Vec<String>>,
     pub ipv6_source_prefix: Option<u8>,
     pub max_channels: Option<usize>,
+    pub utf8_only: Option<bool>,
     pub shards: Option<usize>,
     pub io: Option<IoMode>,
     pub log_format: Option<LogFormat>,

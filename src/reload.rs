@@ -46,6 +46,7 @@ fn needing_restart(running: &Settings, fresh: &Settings) -> Vec<&'static str> {
         ("server-name", old.server_name != new.server_name),
         ("network", old.network != new.network),
         ("password", old.password != new.password),
+        ("utf8-only", old.utf8_only != new.utf8_only),
         (
             "shutdown-timeout",
             old.shutdown_timeout != new.shutdown_timeout,

@@ -139,6 +139,7 @@ impl Settings {
                 ),
             },
             max_channels_per_client: merge.value("max-channels", &cli.max_channels, f.max_channels),
+            utf8_only: merge.value("utf8-only", &cli.utf8_only, f.utf8_only),
             shards: merge
                 .option("shards", &cli.shards, f.shards)
                 .unwrap_or_else(available_cores),

@@ -234,7 +234,7 @@ e2e! {
         assert!(reply.starts_with(&format!("{S} 351 alice {version} ringchat.local :")), "{reply}");
         let isupport = alice.skip_until(|line| !line.contains(" 005 ") || line.contains("WHOX"));
         let tokens = isupport.join(" ");
-        for token in ["CHANMODES=b,k,l,imnt", "PREFIX=(ov)@+", "MODES=4", "WHOX"] {
+        for token in ["CHANMODES=beI,k,l,imnst", "PREFIX=(ov)@+", "MODES=4", "WHOX"] {
             assert!(tokens.contains(&format!(" {token} ")), "{token} in {tokens}");
         }
         alice.send("VERSION elsewhere.example");
@@ -249,7 +249,7 @@ e2e! {
         let burst = alice.skip_until(|line| has_numeric(line, "376") || has_numeric(line, "422"));
         let myinfo = burst.iter().find(|line| has_numeric(line, "004")).expect("004");
         let version = format!("ringchat-{}", env!("CARGO_PKG_VERSION"));
-        assert_eq!(myinfo, &format!("{S} 004 alice ringchat.local {version} i biklmnotv bklov"));
+        assert_eq!(myinfo, &format!("{S} 004 alice ringchat.local {version} Bi beiIklmnostv beIklov"));
     }
 
     fn time_is_the_servers_utc_time(setup) {

@@ -103,7 +103,12 @@ pub fn names(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     }
     if let Some(name) = names.next() {
         let name = String::from_utf8_lossy(name);
-        let channel = ctx.shard.network().channel(&name).map(|c| c.name.clone());
+        let channel = ctx
+            .shard
+            .network()
+            .channel(&name)
+            .filter(|c| c.is_visible_to(ctx.id))
+            .map(|c| c.name.clone());
         match channel {
             Some(channel) => send_names(ctx, &channel),
             None => {
@@ -146,11 +151,16 @@ fn send_names(ctx: &mut Ctx<'_>, channel: &CaselessKey) {
         true => all_prefixes,
         false => highest_prefix,
     };
+    let mut symbol = "=";
     let names: Vec<String> = {
         let network = ctx.shard.network();
         network
             .channel(channel.as_str())
             .map(|c| {
+                // Modern IRC RPL_NAMREPLY: `@` marks a secret channel.
+                if c.modes.secret {
+                    symbol = "@";
+                }
                 // Like WHO: invisible (+i) users are listed only to fellow members.
                 let asker_is_member = c.members.contains(ctx.id);
                 c.members
@@ -171,7 +181,7 @@ fn send_names(ctx: &mut Ctx<'_>, channel: &CaselessKey) {
     };
     super::reply_in_lines(
         ctx,
-        |ctx| ctx.numeric(RPL_NAMREPLY).arg("=").arg(channel.as_str()),
+        |ctx| ctx.numeric(RPL_NAMREPLY).arg(symbol).arg(channel.as_str()),
         names,
     );
     let end = ctx

@@ -10,7 +10,7 @@ use crate::proto::mask::canonical_ban_mask;
 use crate::proto::numeric::*;
 use crate::proto::Message;
 use crate::state::network::{
-    ChannelModes, Event, ModeChange, ModeRefusal, Outcome, Refusal, Topic,
+    ChannelModes, Event, MaskList, ModeChange, ModeRefusal, Outcome, Refusal, Topic,
 };
 
 /// Most mode changes with a parameter applied from one MODE line (ISUPPORT `MODES`).
@@ -93,9 +93,21 @@ pub fn kick(ctx: &mut Ctx<'_>, message: &Message<'_>) {
 }
 
 /// `INVITE nick #c`: 341 to the inviter, an INVITE line to the invitee (and 301 to the
-/// inviter if the invitee is away). The invitation lets the invitee join once past
-/// `+i` and bans.
+/// inviter if the invitee is away), and to members with `invite-notify`. The
+/// invitation lets the invitee join once past `+i` and bans. `INVITE` alone lists
+/// the client's pending invitations.
 pub fn invite(ctx: &mut Ctx<'_>, message: &Message<'_>) {
+    match message.params().len() {
+        0 => return send_invite_list(ctx),
+        1 => {
+            let reply = ctx
+                .numeric(ERR_NEEDMOREPARAMS)
+                .arg("INVITE")
+                .trailing("Not enough parameters");
+            return ctx.reply(reply);
+        }
+        _ => {}
+    }
     let nick = String::from_utf8_lossy(message.param(0).unwrap_or_default()).into_owned();
     let name = String::from_utf8_lossy(message.param(1).unwrap_or_default()).into_owned();
     let outcome = ctx.shard.propose(Event::Invite {
@@ -127,6 +139,28 @@ pub fn invite(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     }
 }
 
+/// 336 for each channel the client is invited to and has not joined, then 337
+/// (Modern IRC, INVITE without parameters). Reads every channel of this shard's
+/// replica, as LIST does.
+fn send_invite_list(ctx: &mut Ctx<'_>) {
+    let mut channels: Vec<String> = ctx
+        .shard
+        .network()
+        .channels()
+        .filter(|channel| channel.has_invited(ctx.id))
+        .map(|channel| channel.name.to_string())
+        .collect();
+    channels.sort_by_key(|name| name.to_ascii_lowercase());
+    for channel in channels {
+        let reply = ctx.numeric(RPL_INVITELIST).arg(&channel);
+        ctx.reply(reply);
+    }
+    let end = ctx
+        .numeric(RPL_ENDOFINVITELIST)
+        .trailing("End of /INVITE list");
+    ctx.reply(end);
+}
+
 /// `MODE target [modes [params]]`: channel modes here, user modes in `user.rs`.
 pub fn mode(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let target = String::from_utf8_lossy(message.param(0).unwrap_or_default()).into_owned();
@@ -142,8 +176,8 @@ pub fn mode(ctx: &mut Ctx<'_>, message: &Message<'_>) {
 struct ModeRequest {
     /// Changes to apply, in order.
     changes: Vec<ModeChange>,
-    /// `b` without a mask: send the ban list.
-    list_bans: bool,
+    /// `b`, `e` or `I` without a mask: send that list.
+    lists: Vec<MaskList>,
     /// Letters this server does not know (472 each).
     unknown: Vec<char>,
     /// A parameter that cannot be used (696 each): the letter and the parameter.
@@ -151,31 +185,36 @@ struct ModeRequest {
 }
 
 /// Parses `+ov-b nick nick mask` style mode strings. At most [`MAX_PARAM_MODES`]
-/// changes that take a parameter are kept; `b` without a mask is a list request.
+/// changes that take a parameter are kept; `b`, `e` or `I` without a mask is a list
+/// request.
 fn parse_channel_modes(modes: &[u8], mut params: impl Iterator<Item = String>) -> ModeRequest {
     let mut request = ModeRequest::default();
     let mut add = true;
     let mut param_modes = 0;
     for &byte in modes {
         let letter = char::from(byte);
-        let takes_param = matches!(letter, 'b' | 'o' | 'v' | 'k') || (letter == 'l' && add);
-        if takes_param && letter != 'b' && param_modes >= MAX_PARAM_MODES {
+        let mask_list = MaskList::from_letter(letter);
+        let takes_param = matches!(letter, 'o' | 'v' | 'k') || (letter == 'l' && add);
+        if takes_param && param_modes >= MAX_PARAM_MODES {
             continue;
         }
         match letter {
             '+' => add = true,
             '-' => add = false,
-            'i' | 'm' | 'n' | 't' => request.changes.push(ModeChange::Flag { add, mode: letter }),
-            'b' => match params.next() {
-                None => request.list_bans = true,
-                Some(_) if param_modes >= MAX_PARAM_MODES => {}
-                Some(mask) => {
+            'i' | 'm' | 'n' | 's' | 't' => {
+                request.changes.push(ModeChange::Flag { add, mode: letter })
+            }
+            'b' | 'e' | 'I' => match (params.next(), mask_list) {
+                (None, Some(list)) => request.lists.push(list),
+                (Some(_), _) if param_modes >= MAX_PARAM_MODES => {}
+                (Some(mask), Some(list)) => {
                     param_modes += 1;
                     match canonical_ban_mask(&mask) {
-                        Some(mask) => request.changes.push(ModeChange::Ban { add, mask }),
-                        None => request.invalid.push(('b', mask)),
+                        Some(mask) => request.changes.push(ModeChange::Mask { list, add, mask }),
+                        None => request.invalid.push((letter, mask)),
                     }
                 }
+                (_, None) => {}
             },
             'o' | 'v' => {
                 if let Some(nick) = params.next() {
@@ -253,8 +292,8 @@ fn channel_mode(ctx: &mut Ctx<'_>, message: &Message<'_>, name: &str) {
             .trailing("is unknown mode char to me");
         ctx.reply(reply);
     }
-    if request.list_bans {
-        send_ban_list(ctx, channel);
+    for list in request.lists {
+        send_mask_list(ctx, channel, list);
     }
     for (letter, param) in &request.invalid {
         let reply = ctx
@@ -289,12 +328,13 @@ fn channel_mode(ctx: &mut Ctx<'_>, message: &Message<'_>, name: &str) {
             ModeRefusal::UserNotInChannel(nick) => {
                 reply_refusal(ctx, Refusal::UserNotInChannel, channel, &nick)
             }
-            ModeRefusal::BanListFull(mask) => {
+            ModeRefusal::ListFull(list) => {
+                // Modern IRC: `478 <client> <channel> <char> :Channel list is full`.
                 let reply = ctx
                     .numeric(ERR_BANLISTFULL)
                     .arg(channel)
-                    .arg(&mask)
-                    .trailing("Channel ban list is full");
+                    .arg(list.letter().to_string())
+                    .trailing("Channel list is full");
                 ctx.reply(reply);
             }
         }
@@ -312,6 +352,7 @@ fn mode_flags(modes: &ChannelModes, show_key: bool) -> (String, Vec<String>) {
         (modes.limit.is_some(), 'l'),
         (modes.moderated, 'm'),
         (modes.no_external, 'n'),
+        (modes.secret, 's'),
         (modes.topic_lock, 't'),
     ] {
         if on {
@@ -355,27 +396,39 @@ fn send_channel_modes(ctx: &mut Ctx<'_>, name: &str) {
     ctx.reply(created);
 }
 
-/// 367 for each ban, then 368.
-fn send_ban_list(ctx: &mut Ctx<'_>, channel: &str) {
-    let bans = ctx
+/// One entry per line, then the end: 367/368 for bans, 348/349 for ban exceptions,
+/// 346/347 for invite exceptions. Anyone may ask, as for bans (the masks say no more
+/// than the bans already do).
+fn send_mask_list(ctx: &mut Ctx<'_>, channel: &str, list: MaskList) {
+    let (entry_code, end_code, end_text) = match list {
+        MaskList::Ban => (RPL_BANLIST, RPL_ENDOFBANLIST, "End of channel ban list"),
+        MaskList::Except => (
+            RPL_EXCEPTLIST,
+            RPL_ENDOFEXCEPTLIST,
+            "End of channel exception list",
+        ),
+        MaskList::InviteException => (
+            RPL_INVEXLIST,
+            RPL_ENDOFINVEXLIST,
+            "End of channel invite exception list",
+        ),
+    };
+    let entries = ctx
         .shard
         .network()
         .channel(channel)
-        .map(|c| c.bans.clone())
+        .map(|c| c.list(list).to_vec())
         .unwrap_or_default();
-    for ban in bans {
+    for entry in entries {
         let reply = ctx
-            .numeric(RPL_BANLIST)
+            .numeric(entry_code)
             .arg(channel)
-            .arg(&*ban.mask)
-            .arg(&*ban.set_by)
-            .arg(ban.set_at.to_string());
+            .arg(&*entry.mask)
+            .arg(&*entry.set_by)
+            .arg(entry.set_at.to_string());
         ctx.reply(reply);
     }
-    let end = ctx
-        .numeric(RPL_ENDOFBANLIST)
-        .arg(channel)
-        .trailing("End of channel ban list");
+    let end = ctx.numeric(end_code).arg(channel).trailing(end_text);
     ctx.reply(end);
 }
 
@@ -403,7 +456,8 @@ mod tests {
                     mode: 'v',
                     nick: "carol".into()
                 },
-                ModeChange::Ban {
+                ModeChange::Mask {
+                    list: MaskList::Ban,
                     add: false,
                     mask: "bad!*@*".into()
                 },
@@ -415,7 +469,9 @@ mod tests {
     #[test]
     fn b_without_a_mask_lists_and_unknown_letters_are_reported() {
         let request = parse("b", &[]);
-        assert!(request.list_bans && request.changes.is_empty());
+        assert!(request.lists == [MaskList::Ban] && request.changes.is_empty());
+        let request = parse("eI", &[]);
+        assert_eq!(request.lists, [MaskList::Except, MaskList::InviteException]);
         let request = parse("+tXz", &[]);
         assert_eq!(request.unknown, vec!['X', 'z']);
         assert_eq!(

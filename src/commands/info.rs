@@ -1,4 +1,4 @@
-//! Server information: MOTD and LUSERS.
+//! Server information: MOTD, LUSERS, STATS, INFO and LINKS.
 
 use super::Ctx;
 use crate::proto::numeric::*;
@@ -69,12 +69,16 @@ pub fn send_motd(ctx: &mut Ctx<'_>) {
 pub fn send_lusers(ctx: &mut Ctx<'_>) {
     let network = ctx.shard.network();
     let (users, channels) = (network.user_count(), network.channel_count());
+    let (invisible, max) = (network.invisible_count(), network.peak_user_count());
+    let visible = users.saturating_sub(invisible);
     let connections = ctx.shard.shared.connections.load(Ordering::Relaxed);
     let unregistered = connections.saturating_sub(users);
-    let max = ctx.shard.shared.live.max_clients();
+    // Modern IRC: 251 counts the users that are not invisible and, apart, the
+    // invisible ones; 265/266's "max" is the peak since start. Every shard serves one
+    // server, so the local and global counts are the same.
     let replies = [
         ctx.numeric(RPL_LUSERCLIENT).trailing(format!(
-            "There are {users} users and 0 invisible on 1 servers"
+            "There are {visible} users and {invisible} invisible on 1 servers"
         )),
         ctx.numeric(RPL_LUSEROP)
             .arg("0")
@@ -99,4 +103,42 @@ pub fn send_lusers(ctx: &mut Ctx<'_>) {
     for reply in replies {
         ctx.reply(reply);
     }
+}
+
+/// `INFO`: 371 lines saying what this server is, then 374.
+pub fn info(ctx: &mut Ctx<'_>, message: &Message<'_>) {
+    if !super::query::is_this_server(ctx, message) {
+        return;
+    }
+    let started = crate::proto::time::human(ctx.shard.shared.started);
+    let shards = ctx.config().shards;
+    let lines = [
+        format!("{} (ringchat)", super::registration::VERSION),
+        "A multi-client IRC server for Linux, in Rust, on io_uring or epoll.".to_owned(),
+        format!("Running {shards} shard(s), one network-state replica each."),
+        format!("Up since {started}."),
+    ];
+    for line in lines {
+        let reply = ctx.numeric(RPL_INFO).trailing(line);
+        ctx.reply(reply);
+    }
+    let end = ctx.numeric(RPL_ENDOFINFO).trailing("End of INFO list");
+    ctx.reply(end);
+}
+
+/// `LINKS`: this server is the whole network, so one 364 (hop count 0), then 365.
+pub fn links(ctx: &mut Ctx<'_>, _message: &Message<'_>) {
+    let server = ctx.config().server_name.clone();
+    let network = ctx.config().network.clone();
+    let link = ctx
+        .numeric(RPL_LINKS)
+        .arg("*")
+        .arg(&server)
+        .trailing(format!("0 {network} IRC server"));
+    ctx.reply(link);
+    let end = ctx
+        .numeric(RPL_ENDOFLINKS)
+        .arg("*")
+        .trailing("End of /LINKS list");
+    ctx.reply(end);
 }

@@ -1,9 +1,10 @@
-//! Talking: PRIVMSG, NOTICE and TAGMSG to channels and nicknames.
+//! Talking: PRIVMSG, NOTICE and TAGMSG to channels (also to a channel's operators or
+//! voiced members, STATUSMSG `@#c`/`+#c`) and nicknames.
 
 use super::{targets, Ctx};
 use crate::proto::caps::Cap;
 use crate::proto::numeric::*;
-use crate::proto::outgoing::{client_only_tags, Outgoing};
+use crate::proto::outgoing::{client_only_tags, MsgId, Outgoing, StatusTarget};
 use crate::proto::{LineBuilder, Message};
 use crate::state::network::Refusal;
 use crate::state::ClientId;
@@ -65,7 +66,11 @@ fn relay(ctx: &mut Ctx<'_>, message: &Message<'_>, kind: Kind) {
                 client_tags: client_tags.clone(),
             };
             if target.starts_with('#') {
-                to_channel(ctx, &target, route)
+                to_channel(ctx, &target, route, None)
+            } else if let Some((status, channel)) =
+                StatusTarget::split(&target).filter(|(_, channel)| channel.starts_with('#'))
+            {
+                to_channel(ctx, channel, route, Some(status))
             } else {
                 to_nick(ctx, &target, route)
             }
@@ -87,7 +92,7 @@ struct Route<'m> {
 impl Route<'_> {
     /// The message as recipients get it, serialized once for all of them into one
     /// buffer sized from its parts.
-    fn outgoing(&self, source: &str, target: &str) -> Outgoing {
+    fn outgoing(&self, source: &str, target: &str, msgid: MsgId, from_bot: bool) -> Outgoing {
         let text_room = match self.kind {
             Kind::Tagmsg => 0,
             _ => 2 + self.text.len(),
@@ -98,7 +103,10 @@ impl Route<'_> {
             Kind::Tagmsg => line,
             _ => line.trailing(self.text),
         };
-        let message = Outgoing::new(line.finish()).with_client_tags(self.client_tags.clone());
+        let message = Outgoing::new(line.finish())
+            .with_client_tags(self.client_tags.clone())
+            .with_msgid(msgid)
+            .from_bot(from_bot);
         match self.kind {
             Kind::Tagmsg => message.requiring(Cap::MessageTags),
             _ => message,
@@ -108,17 +116,36 @@ impl Route<'_> {
 
 /// The hot path: the permission check and routing read this shard's replica (no
 /// lock), one serialization, then fan-out by reference.
+///
+/// With a `status` (STATUSMSG, `PRIVMSG @#c`), the line names the channel with its
+/// prefix and reaches only members with that status or higher; whoever may send to
+/// the channel may send to its operators.
 fn to_channel(
     ctx: &mut Ctx<'_>,
     name: &str,
     route: Route<'_>,
+    status: Option<StatusTarget>,
 ) -> Option<(&'static str, &'static str)> {
     let channel = match ctx.shard.network().can_send(ctx.id, name) {
         Ok(channel) => channel.name.clone(),
         Err(Refusal::CannotSend) => return Some((ERR_CANNOTSENDTOCHAN, "Cannot send to channel")),
         Err(_) => return Some((ERR_NOSUCHCHANNEL, "No such channel")),
     };
-    let outgoing = route.outgoing(ctx.client().source(), channel.as_str());
+    let msgid = ctx.shard.next_msgid();
+    let sender = ctx.client();
+    let outgoing = match status {
+        None => route.outgoing(sender.source(), channel.as_str(), msgid, sender.bot),
+        Some(status) => {
+            let prefix = match status {
+                StatusTarget::Operators => '@',
+                StatusTarget::Voiced => '+',
+            };
+            let target = format!("{prefix}{channel}");
+            route
+                .outgoing(sender.source(), &target, msgid, sender.bot)
+                .to_status(status)
+        }
+    };
     echo(ctx, &outgoing);
     ctx.shard
         .deliver_to_channel(&channel, outgoing, Some(ctx.id));
@@ -138,7 +165,9 @@ fn to_nick(
     let Some((recipient, nick)) = recipient else {
         return Some((ERR_NOSUCHNICK, "No such nick/channel"));
     };
-    let outgoing = route.outgoing(ctx.client().source(), nick.as_str());
+    let msgid = ctx.shard.next_msgid();
+    let sender = ctx.client();
+    let outgoing = route.outgoing(sender.source(), nick.as_str(), msgid, sender.bot);
     echo(ctx, &outgoing);
     ctx.shard.send_anywhere(recipient, outgoing);
     if matches!(route.kind, Kind::Privmsg) {

@@ -8,14 +8,18 @@ mod channel;
 mod channel_ops;
 mod connection;
 mod errors;
+mod help;
 mod info;
 mod labels;
 mod messaging;
+mod monitor;
 mod query;
 mod registration;
 mod user;
+mod whowas;
 
 use crate::config::Config;
+use crate::proto::caps::Cap;
 use crate::proto::numeric::*;
 use crate::proto::{LineBuilder, Message};
 use crate::shard::{Input, Shard};
@@ -55,6 +59,24 @@ impl Ctx<'_> {
     /// A line from the server to this client with a non-numeric command (`PONG`, `CAP`).
     pub fn from_server(&self, command: &str) -> LineBuilder {
         LineBuilder::from_source(&self.config().server_name, command)
+    }
+
+    /// A failure no specification has a reply for (IRCv3 `standard-replies`):
+    /// `FAIL <command> <code> :<description>` to a client with the capability, a
+    /// server NOTICE with the description to any other, which may not understand an
+    /// unexpected FAIL.
+    pub fn fail_nonstandard(&mut self, command: &str, code: &str, description: &str) {
+        let reply = if self.client().caps.has(Cap::StandardReplies) {
+            self.from_server("FAIL")
+                .arg(command)
+                .arg(code)
+                .trailing(description)
+        } else {
+            self.from_server("NOTICE")
+                .arg(self.client().nick())
+                .trailing(format!("{command}: {description}"))
+        };
+        self.reply(reply);
     }
 
     /// Queues a line for this client.
@@ -126,7 +148,7 @@ static COMMANDS: &[Command] = &[
     command("LUSERS", 0, info::lusers),
     command("TOPIC", 1, channel_ops::topic),
     command("KICK", 2, channel_ops::kick),
-    command("INVITE", 2, channel_ops::invite),
+    command("INVITE", 0, channel_ops::invite),
     command("MODE", 1, channel_ops::mode),
     command("WHO", 1, query::who),
     command("WHOIS", 1, query::whois),
@@ -137,7 +159,19 @@ static COMMANDS: &[Command] = &[
     command("TIME", 0, query::time),
     command("AWAY", 0, user::away),
     command("STATS", 0, info::stats),
+    command("MONITOR", 1, monitor::monitor),
+    command("WHOWAS", 0, whowas::whowas),
+    command("HELP", 0, help::help),
+    command("HELPOP", 0, help::help),
+    command("INFO", 0, info::info),
+    command("LINKS", 0, info::links),
 ];
+
+/// The name of every command in the table (HELP covers each).
+#[cfg(test)]
+fn command_names() -> impl Iterator<Item = &'static str> {
+    COMMANDS.iter().map(|command| command.name)
+}
 
 /// Handles one framed unit of input from client `id`: the shard's
 /// [`LineHandler`](crate::shard::LineHandler).
@@ -234,12 +268,31 @@ fn run_command(mut ctx: Ctx<'_>, message: &Message<'_>) {
         ctx.reply(reply);
         return;
     }
+    if ctx.config().utf8_only && !is_utf8(message) {
+        let reply = ctx
+            .from_server("FAIL")
+            .arg(command.name)
+            .arg("INVALID_UTF8")
+            .trailing("Message rejected, it is not valid UTF-8");
+        ctx.reply(reply);
+        return;
+    }
     if command.is_activity {
         if let Some(client) = ctx.shard.client_mut(id) {
             client.activity.touch(now);
         }
     }
     (command.handler)(&mut ctx, message);
+}
+
+/// Whether every part of `message` is UTF-8 (`--utf8-only`, ISUPPORT `UTF8ONLY`: the
+/// server then relays no other text). The command is text already.
+fn is_utf8(message: &Message<'_>) -> bool {
+    message
+        .tags
+        .into_iter()
+        .chain(message.params().iter().copied())
+        .all(|part| std::str::from_utf8(part).is_ok())
 }
 
 fn not_registered(ctx: &mut Ctx<'_>) {

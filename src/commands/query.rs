@@ -21,7 +21,8 @@ struct WhoRow {
     user: String,
     host: String,
     nick: String,
-    /// `H` or `G`, then the channel status prefix (every prefix with `multi-prefix`).
+    /// `H` or `G`, then the channel status prefix (every prefix with `multi-prefix`),
+    /// then `B` for a bot (IRCv3 bot mode).
     flags: String,
     idle: u64,
     realname: String,
@@ -36,12 +37,13 @@ impl WhoRow {
         now: Instant,
     ) -> WhoRow {
         let presence = if user.away.is_some() { "G" } else { "H" };
+        let bot = if user.bot { "B" } else { "" };
         WhoRow {
             channel: channel.to_owned(),
             user: user.user.to_string(),
             host: user.host.to_string(),
             nick: user.nick.to_string(),
-            flags: format!("{presence}{}", membership.map_or("", status)),
+            flags: format!("{presence}{}{bot}", membership.map_or("", status)),
             idle: user.activity.idle_secs(now),
             realname: user.realname.to_string(),
         }
@@ -129,7 +131,7 @@ fn who_rows(
     now: Instant,
 ) -> Vec<WhoRow> {
     let mut rows: Vec<WhoRow> = if mask.starts_with('#') {
-        let Some(channel) = network.channel(mask) else {
+        let Some(channel) = network.channel(mask).filter(|c| c.is_visible_to(me)) else {
             return Vec::new();
         };
         let is_member = channel.members.contains(me);
@@ -192,12 +194,13 @@ struct WhoisInfo {
     /// `@#a`, `+#b`, `#c`: the user's channels with its status prefix in each.
     channels: Vec<String>,
     away: Option<Box<[u8]>>,
+    bot: bool,
     idle: u64,
     signon: u64,
 }
 
-/// `WHOIS [server] nick[,nick]`: 311, 319, 312, 301 (if away), 317 and 318 for each
-/// nick; an unknown nick gets 401 and 318.
+/// `WHOIS [server] nick[,nick]`: 311, 319, 312, 301 (if away), 335 (if a bot), 317
+/// and 318 for each nick; an unknown nick gets 401 and 318.
 pub fn whois(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let list = message.param(1).or(message.param(0)).unwrap_or_default();
     for (index, nick) in targets(list).enumerate() {
@@ -219,7 +222,9 @@ fn whois_one(ctx: &mut Ctx<'_>, nick: &str) {
                 .channels
                 .iter()
                 .filter_map(|name| {
-                    let channel = network.channel(name.as_str())?;
+                    let channel = network
+                        .channel(name.as_str())
+                        .filter(|c| id == ctx.id || c.is_visible_to(ctx.id))?;
                     let prefix = status(channel.members.get(id)?);
                     Some(format!("{prefix}{}", channel.name))
                 })
@@ -231,6 +236,7 @@ fn whois_one(ctx: &mut Ctx<'_>, nick: &str) {
                 realname: user.realname.to_string(),
                 channels,
                 away: user.away.clone(),
+                bot: user.bot,
                 idle: user.activity.idle_secs(ctx.now),
                 signon: user.activity.signon(),
             }
@@ -272,6 +278,13 @@ fn whois_one(ctx: &mut Ctx<'_>, nick: &str) {
     );
     if let Some(away) = &info.away {
         replies.push(ctx.numeric(RPL_AWAY).arg(&info.nick).trailing(away));
+    }
+    if info.bot {
+        replies.push(
+            ctx.numeric(RPL_WHOISBOT)
+                .arg(&info.nick)
+                .trailing(format!("is a bot on {network}")),
+        );
     }
     replies.push(
         ctx.numeric(RPL_WHOISIDLE)
@@ -337,20 +350,16 @@ impl ListFilter {
 /// `LIST [#a,#b|mask|!mask|>n|<n]`: 321, a 322 per channel (by name), 323.
 pub fn list(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let Some(filter) = ListFilter::parse(message.param(0).unwrap_or_default()) else {
-        let reply = ctx
-            .from_server("FAIL")
-            .arg("LIST")
-            .arg("INVALID_PARAMS")
-            .trailing(format!(
-                "At most {MAX_LIST_MASKS} masks of at most {MAX_LIST_MASK_LEN} bytes"
-            ));
-        ctx.reply(reply);
+        let description =
+            format!("At most {MAX_LIST_MASKS} masks of at most {MAX_LIST_MASK_LEN} bytes");
+        ctx.fail_nonstandard("LIST", "INVALID_PARAMS", &description);
         return;
     };
     let mut channels: Vec<(String, usize, Box<[u8]>)> = {
         ctx.shard
             .network()
             .channels()
+            .filter(|c| c.is_visible_to(ctx.id))
             .filter(|c| filter.accepts(c.name.as_str(), c.members.len()))
             .map(|c| {
                 let topic = c.topic.as_ref().map(|t| t.text.clone()).unwrap_or_default();
@@ -432,8 +441,8 @@ pub fn ison(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     ctx.reply(header.trailing(fitting));
 }
 
-/// Whether a VERSION or TIME target names this server (or is absent); else 402.
-fn is_this_server(ctx: &mut Ctx<'_>, message: &Message<'_>) -> bool {
+/// Whether a VERSION, TIME or INFO target names this server (or is absent); else 402.
+pub(super) fn is_this_server(ctx: &mut Ctx<'_>, message: &Message<'_>) -> bool {
     let Some(target) = message.param(0) else {
         return true;
     };

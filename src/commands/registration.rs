@@ -313,9 +313,9 @@ fn welcome(ctx: &mut Ctx<'_>) {
         ctx.numeric(RPL_MYINFO)
             .arg(&server)
             .arg(VERSION)
-            .arg("i")
-            .arg("biklmnotv")
-            .arg("bklov"),
+            .arg("Bi")
+            .arg("beiIklmnostv")
+            .arg("beIklov"),
     ];
     for reply in replies {
         ctx.reply(reply);
@@ -328,14 +328,18 @@ fn welcome(ctx: &mut Ctx<'_>) {
 /// The ISUPPORT tokens, at most 13 to a 005 line.
 pub fn send_isupport(ctx: &mut Ctx<'_>) {
     let config = ctx.config();
-    let tokens = [
+    let mut tokens = vec![
         "CASEMAPPING=ascii".to_owned(),
         "CHANTYPES=#".to_owned(),
         format!(
             "CHANLIMIT=#:{}",
             ctx.shard.shared.live.max_channels_per_client()
         ),
-        "CHANMODES=b,k,l,imnt".to_owned(),
+        "CHANMODES=beI,k,l,imnst".to_owned(),
+        "EXCEPTS=e".to_owned(),
+        "BOT=B".to_owned(),
+        "STATUSMSG=@+".to_owned(),
+        "INVEX=I".to_owned(),
         format!("CHANNELLEN={CHANNELLEN}"),
         format!("NICKLEN={NICKLEN}"),
         "PREFIX=(ov)@+".to_owned(),
@@ -350,8 +354,13 @@ pub fn send_isupport(ctx: &mut Ctx<'_>) {
         "MAXTARGETS=4".to_owned(),
         "MODES=4".to_owned(),
         "ELIST=MNU".to_owned(),
+        format!("MONITOR={}", crate::shard::monitor::MONITOR_LIMIT),
         "WHOX".to_owned(),
     ];
+    if config.utf8_only {
+        // Before WHOX, which stays the last token.
+        tokens.insert(tokens.len() - 1, "UTF8ONLY".to_owned());
+    }
     for chunk in tokens.chunks(13) {
         let reply = chunk
             .iter()

@@ -1,4 +1,4 @@
-//! A user's own state: AWAY and user MODE (`+i`, the one user mode this server has).
+//! A user's own state: AWAY and user MODE (`+i` invisible, `+B` bot).
 
 use super::{clip, Ctx, AWAYLEN};
 use crate::proto::numeric::*;
@@ -24,15 +24,15 @@ pub fn away(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     ctx.reply(reply);
 }
 
-/// `MODE nick [+i|-i]`: 221 answers a query; a change is echoed as a MODE line to the
-/// user. Another user's modes are neither shown nor changed (502).
+/// `MODE nick [+i|-i|+B|-B]`: 221 answers a query; a change is echoed as a MODE line
+/// to the user. Another user's modes are neither shown nor changed (502).
 pub fn user_mode(ctx: &mut Ctx<'_>, message: &Message<'_>, target: &str) {
     let found = ctx
         .shard
         .network()
         .user_by_nick(target)
-        .map(|(id, user)| (id, user.invisible));
-    let Some((owner, invisible)) = found else {
+        .map(|(id, user)| (id, user.invisible, user.bot));
+    let Some((owner, invisible, bot)) = found else {
         let reply = ctx
             .numeric(ERR_NOSUCHNICK)
             .arg(target)
@@ -48,20 +48,27 @@ pub fn user_mode(ctx: &mut Ctx<'_>, message: &Message<'_>, target: &str) {
         return;
     }
     let Some(modes) = message.param(1) else {
-        let reply = ctx
-            .numeric(RPL_UMODEIS)
-            .arg(if invisible { "+i" } else { "+" });
+        let mut shown = String::from("+");
+        if bot {
+            shown.push('B');
+        }
+        if invisible {
+            shown.push('i');
+        }
+        let reply = ctx.numeric(RPL_UMODEIS).arg(&shown);
         ctx.reply(reply);
         return;
     };
     let mut add = true;
-    let mut wanted = None;
+    let mut wanted_invisible = None;
+    let mut wanted_bot = None;
     let mut unknown = false;
     for &byte in modes {
         match byte {
             b'+' => add = true,
             b'-' => add = false,
-            b'i' => wanted = Some(add),
+            b'i' => wanted_invisible = Some(add),
+            b'B' => wanted_bot = Some(add),
             _ => unknown = true,
         }
     }
@@ -71,18 +78,43 @@ pub fn user_mode(ctx: &mut Ctx<'_>, message: &Message<'_>, target: &str) {
             .trailing("Unknown MODE flag");
         ctx.reply(reply);
     }
-    let Some(invisible) = wanted else {
-        return;
-    };
-    let outcome = ctx.shard.propose(Event::SetInvisible {
-        client: ctx.id,
-        invisible,
-    });
-    if outcome == Outcome::InvisibleChanged(invisible) {
-        let line = LineBuilder::from_source(ctx.client().source(), "MODE")
-            .arg(ctx.client().nick())
-            .arg(if invisible { "+i" } else { "-i" })
-            .finish();
-        ctx.send(line);
+    let mut changed = Vec::new();
+    if let Some(invisible) = wanted_invisible {
+        let outcome = ctx.shard.propose(Event::SetInvisible {
+            client: ctx.id,
+            invisible,
+        });
+        if outcome == Outcome::InvisibleChanged(invisible) {
+            changed.push((invisible, 'i'));
+        }
     }
+    if let Some(bot) = wanted_bot {
+        let outcome = ctx.shard.propose(Event::SetBot {
+            client: ctx.id,
+            bot,
+        });
+        if outcome == Outcome::BotChanged(bot) {
+            if let Some(client) = ctx.shard.client_mut(ctx.id) {
+                client.bot = bot;
+            }
+            changed.push((bot, 'B'));
+        }
+    }
+    if changed.is_empty() {
+        return;
+    }
+    let mut modestring = String::new();
+    let mut sign = None;
+    for (add, letter) in changed {
+        if sign != Some(add) {
+            sign = Some(add);
+            modestring.push(if add { '+' } else { '-' });
+        }
+        modestring.push(letter);
+    }
+    let line = LineBuilder::from_source(ctx.client().source(), "MODE")
+        .arg(ctx.client().nick())
+        .arg(&modestring)
+        .finish();
+    ctx.send(line);
 }

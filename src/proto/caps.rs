@@ -24,20 +24,31 @@ pub enum Cap {
     Batch = 1 << 8,
     /// Replies to a command sent with `@label=` carry the label.
     LabeledResponse = 1 << 9,
+    /// MONITOR watchers also get the AWAY and SETNAME lines (with `away-notify`,
+    /// `setname`) of the nicks they watch, as if they shared a channel.
+    ExtendedMonitor = 1 << 10,
+    /// INVITE lines reach the channel members who could have invited too.
+    InviteNotify = 1 << 11,
+    /// The client understands any FAIL/WARN/NOTE, also where no specification calls
+    /// for one (else it gets a server NOTICE there).
+    StandardReplies = 1 << 12,
 }
 
 impl Cap {
     /// Every capability, in the order `CAP LS` lists them.
-    pub const ALL: [Cap; 10] = [
+    pub const ALL: [Cap; 13] = [
         Cap::AwayNotify,
         Cap::Batch,
         Cap::CapNotify,
         Cap::EchoMessage,
+        Cap::ExtendedMonitor,
+        Cap::InviteNotify,
         Cap::LabeledResponse,
         Cap::MessageTags,
         Cap::MultiPrefix,
         Cap::ServerTime,
         Cap::Setname,
+        Cap::StandardReplies,
         Cap::UserhostInNames,
     ];
 
@@ -54,6 +65,9 @@ impl Cap {
             Cap::UserhostInNames => "userhost-in-names",
             Cap::Batch => "batch",
             Cap::LabeledResponse => "labeled-response",
+            Cap::ExtendedMonitor => "extended-monitor",
+            Cap::InviteNotify => "invite-notify",
+            Cap::StandardReplies => "standard-replies",
         }
     }
 

@@ -5,11 +5,98 @@
 //! Cost: the plain line is built once by the handler. A tagged variant is built the
 //! first time a recipient needs it (one allocation and one copy of the line) and then
 //! shared by reference, on this shard and, through a hand-off clone, on the others.
+//! The message id ([`MsgId`]) and the `bot` tag live inline in the value and are
+//! written only into the tagged variants, so they cost no allocation per recipient.
 
 use crate::proto::caps::{Cap, Caps};
 use crate::proto::time::server_time;
 use bytes::{BufMut, Bytes, BytesMut};
 use std::time::SystemTime;
+
+/// Longest message id: a 13-digit hex start time, the shard, a 16-digit hex counter.
+const MSGID_CAPACITY: usize = 40;
+
+/// A server-generated message id (IRCv3 `message-ids`), kept inline so carrying it
+/// to every recipient costs nothing. Unique in the process (shard number and a
+/// per-shard counter) and across restarts (the server's start time in microseconds).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct MsgId {
+    bytes: [u8; MSGID_CAPACITY],
+    len: u8,
+}
+
+impl MsgId {
+    /// The id of message number `counter` sent by `shard` of a server started at
+    /// `started_micros` (Unix microseconds). Only `[0-9a-z-]`, so it needs no tag
+    /// value escaping.
+    pub fn new(started_micros: u64, shard: u16, counter: u64) -> MsgId {
+        let mut id = MsgId {
+            bytes: [0; MSGID_CAPACITY],
+            len: 0,
+        };
+        // At most 16 + 1 + 4 + 1 + 16 hex digits: it fits. Written by hand, not with
+        // `write!`: this runs once per message on the hot path.
+        id.push_hex(started_micros);
+        id.bytes[id.len as usize] = b'-';
+        id.len += 1;
+        id.push_hex(u64::from(shard));
+        id.bytes[id.len as usize] = b'-';
+        id.len += 1;
+        id.push_hex(counter);
+        id
+    }
+
+    fn push_hex(&mut self, value: u64) {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let digits = ((64 - value.leading_zeros() as usize).div_ceil(4)).max(1);
+        for place in (0..digits).rev() {
+            self.bytes[self.len as usize] = DIGITS[((value >> (place * 4)) & 0xf) as usize];
+            self.len += 1;
+        }
+    }
+
+    /// The id as text.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+}
+
+impl std::fmt::Debug for MsgId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
+/// The members a STATUSMSG (ISUPPORT `STATUSMSG=@+`) is for: `@#c` reaches
+/// operators, `+#c` voiced members and operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusTarget {
+    /// `+`: voiced members and operators.
+    Voiced,
+    /// `@`: operators.
+    Operators,
+}
+
+impl StatusTarget {
+    /// The target for a channel name with a status prefix (`@#c`, `+#c`), and the
+    /// channel name without it.
+    pub fn split(target: &str) -> Option<(StatusTarget, &str)> {
+        let status = match target.as_bytes().first()? {
+            b'@' => StatusTarget::Operators,
+            b'+' => StatusTarget::Voiced,
+            _ => return None,
+        };
+        Some((status, &target[1..]))
+    }
+
+    /// Whether a member that is an operator (`op`) or voiced (`voice`) is reached.
+    pub fn reaches(self, op: bool, voice: bool) -> bool {
+        match self {
+            StatusTarget::Operators => op,
+            StatusTarget::Voiced => op || voice,
+        }
+    }
+}
 
 /// See the module comment.
 #[derive(Debug, Clone)]
@@ -18,8 +105,14 @@ pub struct Outgoing {
     time: SystemTime,
     /// The sender's client-only tags (`+a=b;+c`), relayed to `message-tags` clients.
     client_tags: Option<Bytes>,
+    /// The message's id, shown to `message-tags` clients as `msgid=`.
+    msgid: Option<MsgId>,
+    /// The sender has user mode `+B`: `message-tags` clients see the `bot` tag.
+    from_bot: bool,
     /// Only recipients with this capability get the message at all.
     required: Option<Cap>,
+    /// STATUSMSG (`PRIVMSG @#c`): only channel members with this status or higher.
+    status: Option<StatusTarget>,
     /// Tagged variants built so far, indexed by [`variant_index`] less one.
     variants: [Option<Bytes>; 3],
 }
@@ -31,7 +124,10 @@ impl Outgoing {
             plain,
             time: SystemTime::now(),
             client_tags: None,
+            msgid: None,
+            from_bot: false,
             required: None,
+            status: None,
             variants: [None, None, None],
         }
     }
@@ -40,6 +136,34 @@ impl Outgoing {
     pub fn with_client_tags(mut self, tags: Option<Bytes>) -> Outgoing {
         self.client_tags = tags;
         self
+    }
+
+    /// Gives the message its id (PRIVMSG, NOTICE, TAGMSG).
+    pub fn with_msgid(mut self, msgid: MsgId) -> Outgoing {
+        self.msgid = Some(msgid);
+        self
+    }
+
+    /// Marks the message as sent by a bot (`+B`).
+    pub fn from_bot(mut self, bot: bool) -> Outgoing {
+        self.from_bot = bot;
+        self
+    }
+
+    /// Restricts a channel delivery to members with `status` or higher (STATUSMSG).
+    pub fn to_status(mut self, status: StatusTarget) -> Outgoing {
+        self.status = Some(status);
+        self
+    }
+
+    /// Whether `message-tags` recipients get tags beyond `time`.
+    fn has_tags(&self) -> bool {
+        self.msgid.is_some() || self.client_tags.is_some() || self.from_bot
+    }
+
+    /// The lowest channel status a member needs to get this message, if any.
+    pub fn status_target(&self) -> Option<StatusTarget> {
+        self.status
     }
 
     /// Restricts delivery to recipients that enabled `cap`.
@@ -53,7 +177,7 @@ impl Outgoing {
         if self.required.is_some_and(|cap| !caps.has(cap)) {
             return None;
         }
-        let index = variant_index(caps, self.client_tags.is_some());
+        let index = variant_index(caps, self.has_tags());
         if index == 0 {
             return Some(self.plain.clone());
         }
@@ -61,37 +185,62 @@ impl Outgoing {
         if slot.is_none() {
             let with_time = index & 1 != 0;
             let with_tags = index & 2 != 0;
-            *slot = Some(tagged(
-                &self.plain,
-                with_time.then(|| server_time(self.time)).as_deref(),
-                self.client_tags.as_deref().filter(|_| with_tags),
-            ));
+            let tags = MessageTags {
+                time: with_time.then(|| server_time(self.time)),
+                msgid: self.msgid.filter(|_| with_tags),
+                bot: self.from_bot && with_tags,
+                client_tags: self.client_tags.as_deref().filter(|_| with_tags),
+            };
+            *slot = Some(tags.prepend_to(&self.plain));
         }
         slot.clone()
     }
 }
 
-/// 0: plain; bit 0: with `time=`; bit 1: with client tags.
-fn variant_index(caps: Caps, has_client_tags: bool) -> usize {
+/// 0: plain; bit 0: with `time=`; bit 1: with the message tags (`msgid`, `bot`, the
+/// sender's client-only tags).
+fn variant_index(caps: Caps, has_tags: bool) -> usize {
     let time = caps.has(Cap::ServerTime) as usize;
-    let tags = (has_client_tags && caps.has(Cap::MessageTags)) as usize;
+    let tags = (has_tags && caps.has(Cap::MessageTags)) as usize;
     time | tags << 1
 }
 
-/// `@time=..;client-tags <line>`.
-fn tagged(line: &[u8], time: Option<&str>, client_tags: Option<&[u8]>) -> Bytes {
-    let mut tags = BytesMut::with_capacity(line.len() + 64);
-    if let Some(time) = time {
-        tags.put_slice(b"time=");
-        tags.put_slice(time.as_bytes());
-    }
-    if let Some(client_tags) = client_tags {
-        if !tags.is_empty() {
-            tags.put_u8(b';');
+/// The tags of one tagged variant, in the order they are written.
+struct MessageTags<'a> {
+    time: Option<String>,
+    msgid: Option<MsgId>,
+    bot: bool,
+    client_tags: Option<&'a [u8]>,
+}
+
+impl MessageTags<'_> {
+    /// `@time=..;msgid=..;bot;client-tags <line>`.
+    fn prepend_to(&self, line: &[u8]) -> Bytes {
+        let mut tags = BytesMut::with_capacity(line.len() + 96);
+        let separate = |tags: &mut BytesMut| {
+            if !tags.is_empty() {
+                tags.put_u8(b';');
+            }
+        };
+        if let Some(time) = &self.time {
+            tags.put_slice(b"time=");
+            tags.put_slice(time.as_bytes());
         }
-        tags.put_slice(client_tags);
+        if let Some(msgid) = &self.msgid {
+            separate(&mut tags);
+            tags.put_slice(b"msgid=");
+            tags.put_slice(msgid.as_bytes());
+        }
+        if self.bot {
+            separate(&mut tags);
+            tags.put_slice(b"bot");
+        }
+        if let Some(client_tags) = self.client_tags {
+            separate(&mut tags);
+            tags.put_slice(client_tags);
+        }
+        add_tags(line, &tags)
     }
-    add_tags(line, &tags)
 }
 
 /// Prepends `tags` (without `@`) to `line`, merging with tags it already has.
@@ -168,6 +317,34 @@ mod tests {
             again.as_ptr(),
             "the variant is shared, not rebuilt"
         );
+    }
+
+    #[test]
+    fn the_msgid_and_bot_tags_go_to_message_tags_recipients_only() {
+        let msgid = MsgId::new(0x1234, 3, 0xff);
+        assert_eq!(msgid.as_bytes(), b"1234-3-ff");
+        assert_eq!(
+            MsgId::new(0, 0, u64::MAX).as_bytes(),
+            b"0-0-ffffffffffffffff"
+        );
+        let mut message = Outgoing::new(Bytes::from_static(b":a PRIVMSG #c :hi\r\n"))
+            .with_msgid(msgid)
+            .from_bot(true)
+            .with_client_tags(client_only_tags(Some(b"+x")));
+        assert_eq!(
+            &message.for_recipient(Caps::NONE).expect("delivered")[..],
+            b":a PRIVMSG #c :hi\r\n"
+        );
+        assert_eq!(
+            &message
+                .for_recipient(caps(&[Cap::MessageTags]))
+                .expect("delivered")[..],
+            b"@msgid=1234-3-ff;bot;+x :a PRIVMSG #c :hi\r\n"
+        );
+        let timed = message
+            .for_recipient(caps(&[Cap::ServerTime]))
+            .expect("delivered");
+        assert!(!timed.windows(5).any(|w| w == b"msgid"), "{timed:?}");
     }
 
     #[test]

@@ -19,11 +19,12 @@
 //! members one hand-off pushed to a batch that is sent once per scheduler pass. The
 //! write itself is one `writev` per connection per pass, whatever the number of lines.
 
+pub mod monitor;
 pub mod notify;
 pub mod sync;
 
 use crate::proto::framing::{Frame, LineLimits};
-use crate::proto::outgoing::Outgoing;
+use crate::proto::outgoing::{MsgId, Outgoing};
 use crate::proto::{CaselessKey, LineBuilder};
 use crate::state::bus::{Batch, Handoff, Links};
 use crate::state::client::{Client, CloseReason};
@@ -101,6 +102,12 @@ pub struct Shard {
     stalled: Vec<std::os::fd::RawFd>,
     /// Bumped per multi-channel fan-out so each client gets such a line once.
     stamp: u32,
+    /// Messages this shard has given an id ([`Shard::next_msgid`]).
+    msgids_issued: u64,
+    /// The server's start time in Unix microseconds, the first part of every msgid.
+    started_micros: u64,
+    /// Which local clients MONITOR each nickname; see [`monitor`].
+    monitors: monitor::Watchers,
     /// Local counts, published to `shared.counters` by [`Shard::publish_counters`].
     counts: CounterSnapshot,
 }
@@ -132,6 +139,12 @@ impl Shard {
             batch_pool: BatchPool::default(),
             stalled: Vec::new(),
             stamp: 0,
+            msgids_issued: 0,
+            started_micros: shared
+                .started
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64),
+            monitors: monitor::Watchers::default(),
             counts: CounterSnapshot::default(),
             shared,
         }
@@ -140,6 +153,14 @@ impl Shard {
     /// This shard's replica of the network state, for reading.
     pub fn network(&self) -> &Network {
         &self.network
+    }
+
+    /// A fresh message id (IRCv3 `message-ids`) for a message this shard relays: the
+    /// shard and its own counter make it unique in the process without any shared
+    /// counter, and the server's start time makes it unique across restarts.
+    pub fn next_msgid(&mut self) -> MsgId {
+        self.msgids_issued += 1;
+        MsgId::new(self.started_micros, self.id, self.msgids_issued)
     }
 
     // ---- driver-facing lifecycle ---------------------------------------------------
@@ -466,7 +487,8 @@ impl Shard {
         }
     }
 
-    /// Delivers `message` to this shard's members of `channel` but `except`.
+    /// Delivers `message` to this shard's members of `channel` but `except` (only
+    /// to those with the status a STATUSMSG asks for).
     fn deliver_to_local_members(
         &mut self,
         channel: &str,
@@ -476,6 +498,21 @@ impl Shard {
         let Some(channel) = self.network.channel(channel) else {
             return;
         };
+        if let Some(status) = message.status_target() {
+            for (member, membership) in channel.members.on_shard_with_status(self.id) {
+                if Some(member) != except && status.reaches(membership.op, membership.voice) {
+                    deliver_one(
+                        &mut self.clients,
+                        &mut self.doomed,
+                        &mut self.counts,
+                        self.shared.live.sendq(),
+                        member,
+                        message,
+                    );
+                }
+            }
+            return;
+        }
         for member in channel.members.on_shard(self.id) {
             if Some(member) != except {
                 deliver_one(
@@ -582,6 +619,7 @@ impl Shard {
         client.closing = true;
         client.throttled = false;
         client.input = Vec::new();
+        let monitoring = std::mem::take(&mut client.monitoring);
         let error = LineBuilder::sourceless("ERROR")
             .trailing(format!("Closing Link: {} ({why})", client.host))
             .finish();
@@ -589,6 +627,7 @@ impl Shard {
             client.outbox.discard_queued();
         }
         client.outbox.finish(error);
+        self.monitors.forget(id, &monitoring);
     }
 
     // ---- input ---------------------------------------------------------------------

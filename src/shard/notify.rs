@@ -1,5 +1,6 @@
 //! What a shard tells its own clients when it applies an event: the JOIN, PART, KICK,
-//! QUIT, NICK, TOPIC, MODE, INVITE, AWAY and SETNAME lines that members see.
+//! QUIT, NICK, TOPIC, MODE, INVITE, AWAY and SETNAME lines that members see, and the
+//! MONITOR notifications of watchers ([`super::monitor`]).
 //!
 //! Every shard renders every event for its local clients only, straight from its
 //! replica, so a state change costs no hand-off and each client hears of it exactly
@@ -13,6 +14,7 @@ use crate::proto::outgoing::Outgoing;
 use crate::proto::LineBuilder;
 use crate::state::network::{Event, Outcome, Sequenced};
 use crate::state::ClientId;
+use bytes::Bytes;
 
 impl Shard {
     /// Renders `outcome` of the applied `entry` for this shard's clients.
@@ -22,7 +24,22 @@ impl Shard {
                 let line = LineBuilder::from_source(old_source, "NICK")
                     .trailing(&**nick)
                     .finish();
-                self.tell_user_and_peers(*client, Outgoing::new(line));
+                let mut message = self.caused_by(*client, line);
+                self.tell_user_and_peers(*client, &mut message);
+                // A change of case only keeps the user online under the same nick.
+                let old_nick = old_source.split('!').next().unwrap_or_default();
+                if !old_nick.eq_ignore_ascii_case(nick) {
+                    self.tell_watchers_offline(old_nick);
+                    if let Some(source) = self.source_of(*client) {
+                        self.tell_watchers_online(nick, &source);
+                    }
+                }
+            }
+            (Event::Register { client, .. }, Outcome::Registered) => {
+                if let Some(user) = self.network.user(*client) {
+                    let (nick, source) = (user.nick.clone(), user.source());
+                    self.tell_watchers_online(nick.as_str(), &source);
+                }
             }
             (Event::Join { client, .. }, Outcome::Joined { channel }) => {
                 let Some(source) = self.source_of(*client) else {
@@ -31,7 +48,8 @@ impl Shard {
                 let line = LineBuilder::from_source(&source, "JOIN")
                     .arg(channel.as_str())
                     .finish();
-                self.deliver_to_local_members(channel.as_str(), &mut Outgoing::new(line), None);
+                let mut message = self.caused_by(*client, line);
+                self.deliver_to_local_members(channel.as_str(), &mut message, None);
             }
             (Event::Part { client, reason, .. }, Outcome::Parted { channel }) => {
                 let Some(source) = self.source_of(*client) else {
@@ -41,7 +59,7 @@ impl Shard {
                 if let Some(reason) = reason {
                     line = line.trailing(&**reason);
                 }
-                let mut message = Outgoing::new(line.finish());
+                let mut message = self.caused_by(*client, line.finish());
                 self.deliver_to_local_members(channel.as_str(), &mut message, None);
                 self.tell_if_local(*client, &mut message);
             }
@@ -61,7 +79,7 @@ impl Shard {
                     .arg(nick.as_str())
                     .trailing(&**reason)
                     .finish();
-                let mut message = Outgoing::new(line);
+                let mut message = self.caused_by(*client, line);
                 self.deliver_to_local_members(channel.as_str(), &mut message, None);
                 self.tell_if_local(*member, &mut message);
             }
@@ -71,9 +89,10 @@ impl Shard {
                     .finish();
                 self.deliver_to_local_members_once(
                     &user.channels,
-                    &mut Outgoing::new(line),
+                    &mut Outgoing::new(line).from_bot(user.bot),
                     Some(*client),
                 );
+                self.tell_watchers_offline(user.nick.as_str());
             }
             (Event::SetTopic { client, text, .. }, Outcome::TopicChanged { channel }) => {
                 let Some(source) = self.source_of(*client) else {
@@ -83,7 +102,8 @@ impl Shard {
                     .arg(channel.as_str())
                     .trailing(&**text)
                     .finish();
-                self.deliver_to_local_members(channel.as_str(), &mut Outgoing::new(line), None);
+                let mut message = self.caused_by(*client, line);
+                self.deliver_to_local_members(channel.as_str(), &mut message, None);
             }
             (
                 Event::Invite { client, .. },
@@ -94,9 +114,6 @@ impl Shard {
                     ..
                 },
             ) => {
-                if member.shard != self.id {
-                    return;
-                }
                 let Some(source) = self.source_of(*client) else {
                     return;
                 };
@@ -104,7 +121,9 @@ impl Shard {
                     .arg(nick.as_str())
                     .arg(channel.as_str())
                     .finish();
-                self.send(*member, line);
+                let mut message = self.caused_by(*client, line);
+                self.tell_if_local(*member, &mut message);
+                self.tell_invite_notify(channel.as_str(), *client, &mut message);
             }
             (
                 Event::ChangeModes { client, .. },
@@ -132,11 +151,8 @@ impl Shard {
                         .arg(&modestring),
                     |line, param| line.arg(param),
                 );
-                self.deliver_to_local_members(
-                    channel.as_str(),
-                    &mut Outgoing::new(line.finish()),
-                    None,
-                );
+                let mut message = self.caused_by(*client, line.finish());
+                self.deliver_to_local_members(channel.as_str(), &mut message, None);
             }
             (Event::SetAway { client, message }, Outcome::AwayChanged) => {
                 let Some(source) = self.source_of(*client) else {
@@ -146,9 +162,12 @@ impl Shard {
                 if let Some(message) = message {
                     line = line.trailing(&**message);
                 }
-                let mut notice = Outgoing::new(line.finish()).requiring(Cap::AwayNotify);
+                let mut notice = self
+                    .caused_by(*client, line.finish())
+                    .requiring(Cap::AwayNotify);
                 let channels = self.channels_of(*client);
                 self.deliver_to_local_members_once(&channels, &mut notice, Some(*client));
+                self.tell_extended_watchers_of(*client, &mut notice);
             }
             (Event::SetRealname { client, realname }, Outcome::RealnameChanged) => {
                 let Some(source) = self.source_of(*client) else {
@@ -157,10 +176,19 @@ impl Shard {
                 let line = LineBuilder::from_source(&source, "SETNAME")
                     .trailing(&**realname)
                     .finish();
-                self.tell_user_and_peers(*client, Outgoing::new(line).requiring(Cap::Setname));
+                let mut message = self.caused_by(*client, line).requiring(Cap::Setname);
+                self.tell_user_and_peers(*client, &mut message);
+                self.tell_extended_watchers_of(*client, &mut message);
             }
             _ => {}
         }
+    }
+
+    /// A line caused by `id`, tagged `bot` for `message-tags` recipients when `id`
+    /// has `+B` (IRCv3 bot mode: servers SHOULD tag everything a bot causes).
+    fn caused_by(&self, id: ClientId, line: Bytes) -> Outgoing {
+        let bot = self.network.user(id).is_some_and(|user| user.bot);
+        Outgoing::new(line).from_bot(bot)
     }
 
     /// `nick!~user@host` of a registered user, from the replica.
@@ -178,10 +206,40 @@ impl Shard {
 
     /// The user itself (if it lives here) and, once each, the local members of every
     /// channel it is in (NICK, SETNAME).
-    fn tell_user_and_peers(&mut self, id: ClientId, mut message: Outgoing) {
-        self.tell_if_local(id, &mut message);
+    fn tell_user_and_peers(&mut self, id: ClientId, message: &mut Outgoing) {
+        self.tell_if_local(id, message);
         let channels = self.channels_of(id);
-        self.deliver_to_local_members_once(&channels, &mut message, Some(id));
+        self.deliver_to_local_members_once(&channels, message, Some(id));
+    }
+
+    /// `extended-monitor`: `message` to the local watchers of `id`'s nick that the
+    /// channel fan-out just before did not reach.
+    fn tell_extended_watchers_of(&mut self, id: ClientId, message: &mut Outgoing) {
+        if let Some(nick) = self.network.user(id).map(|user| user.nick.clone()) {
+            self.tell_extended_watchers(nick.as_str(), message, id);
+        }
+    }
+
+    /// IRCv3 `invite-notify`: the INVITE line to this shard's members of `channel`
+    /// with the capability who could have sent the invitation themselves (every
+    /// member, or on a `+i` channel its operators), except the inviter.
+    fn tell_invite_notify(&mut self, channel: &str, inviter: ClientId, message: &mut Outgoing) {
+        let Some(found) = self.network.channel(channel) else {
+            return;
+        };
+        let operators_only = found.modes.invite_only;
+        let told: Vec<ClientId> = found
+            .members
+            .iter()
+            .filter(|&(id, membership)| {
+                id.shard == self.id && id != inviter && (membership.op || !operators_only)
+            })
+            .map(|(id, _)| id)
+            .collect();
+        let mut notice = message.clone().requiring(Cap::InviteNotify);
+        for id in told {
+            self.send_message(id, &mut notice);
+        }
     }
 
     /// `message` to `id` if it lives on this shard.

@@ -95,6 +95,13 @@ pub struct Client {
     /// Fan-out stamp: set to the shard's current stamp when a line was queued, so a
     /// client sharing several channels with a quitter gets the QUIT once.
     pub delivery_stamp: u32,
+    /// Nicknames on this client's MONITOR list, as given; at most
+    /// [`MONITOR_LIMIT`](crate::shard::monitor::MONITOR_LIMIT). The shard's index of
+    /// watchers mirrors it and is cleared from it when the client closes.
+    pub monitoring: Vec<crate::proto::CaselessKey>,
+    /// User mode `+B`, mirrored from the network state when the client's own MODE
+    /// is applied, so the message path tags its messages `bot` without a lookup.
+    pub bot: bool,
 }
 
 impl Client {
@@ -133,6 +140,8 @@ impl Client {
             stalled_since: None,
             closing: false,
             delivery_stamp: 0,
+            monitoring: Vec::new(),
+            bot: false,
         }
     }
 

@@ -5,7 +5,8 @@
 //! the same outcome. The proposing shard answers its client from the outcome (433,
 //! 471, 482, ...); every shard renders the outcome for its own local clients.
 //!
-//! Cost: O(1) expected map operations per event, plus O(channels of the user) for
+//! Cost: O(1) expected map operations per event (a QUIT or NICK also records one
+//! bounded WHOWAS entry), plus O(channels of the user) for
 //! QUIT and NICK (bounded by CHANLIMIT) and O(bans) for a JOIN into a channel with
 //! bans (bounded by [`MAX_BANS`](super::channel::MAX_BANS)); never O(members) or
 //! O(channels): a JOIN into a channel of 100,000 members costs what one into a
@@ -137,6 +138,8 @@ pub enum Outcome {
     AwayChanged,
     /// The user's `+i` changed to this value.
     InvisibleChanged(bool),
+    /// The user's `+B` changed to this value.
+    BotChanged(bool),
     /// The user's real name changed.
     RealnameChanged,
 }
@@ -166,10 +169,11 @@ impl Network {
                     channels: Vec::new(),
                     away: None,
                     invisible: false,
+                    bot: false,
                     activity: activity.clone(),
                 },
             ),
-            Event::ChangeNick { client, nick } => self.change_nick(*client, nick),
+            Event::ChangeNick { client, nick } => self.change_nick(*client, nick, now),
             Event::Join {
                 client,
                 channel,
@@ -185,7 +189,7 @@ impl Network {
                 target,
                 ..
             } => self.kick(*client, channel, target),
-            Event::Quit { client, .. } => self.quit(*client),
+            Event::Quit { client, .. } => self.quit(*client, now),
             Event::SetTopic {
                 client,
                 channel,
@@ -217,6 +221,13 @@ impl Network {
                         self.invisible -= 1;
                     }
                     Outcome::InvisibleChanged(*invisible)
+                }
+                _ => Outcome::Unchanged,
+            },
+            Event::SetBot { client, bot } => match self.users.get_mut(client) {
+                Some(user) if user.bot != *bot => {
+                    user.bot = *bot;
+                    Outcome::BotChanged(*bot)
                 }
                 _ => Outcome::Unchanged,
             },
@@ -267,10 +278,11 @@ impl Network {
         };
         user.nick = nick;
         self.users.insert(client, user);
+        self.peak_users = self.peak_users.max(self.users.len());
         Outcome::Registered
     }
 
-    fn change_nick(&mut self, client: ClientId, nick: &str) -> Outcome {
+    fn change_nick(&mut self, client: ClientId, nick: &str, now: u64) -> Outcome {
         let Some(user) = self.users.get(&client) else {
             return Outcome::Unchanged;
         };
@@ -283,6 +295,8 @@ impl Network {
         }
         let old_source = user.source();
         let old_nick = user.nick.clone();
+        self.whowas
+            .record(&old_nick, &user.user, &user.host, &user.realname, now);
         self.nicks.remove(&old_nick);
         let key = CaselessKey::new(nick);
         self.nicks.insert(key.clone(), client);
@@ -371,10 +385,12 @@ impl Network {
         }
     }
 
-    fn quit(&mut self, client: ClientId) -> Outcome {
+    fn quit(&mut self, client: ClientId, now: u64) -> Outcome {
         let Some(user) = self.users.remove(&client) else {
             return Outcome::Unchanged;
         };
+        self.whowas
+            .record(&user.nick, &user.user, &user.host, &user.realname, now);
         if self.nicks.get(&user.nick) == Some(&client) {
             self.nicks.remove(&user.nick);
         }
@@ -526,7 +542,8 @@ impl Network {
 }
 
 /// Whether `user` may join the existing `channel`: `+l`, `+k`, `+i`, bans, in that
-/// order; an invitation passes `+i` and bans and is used up by the join.
+/// order; an invitation passes `+i` and bans and is used up by the join, an invite
+/// exception (`+I`) passes `+i`, a ban exception (`+e`) passes bans.
 fn admit(
     channel: &mut Channel,
     client: ClientId,
@@ -546,7 +563,7 @@ fn admit(
             return Err(Refusal::BadKey);
         }
     }
-    if channel.modes.invite_only && invitation.is_none() {
+    if channel.modes.invite_only && invitation.is_none() && !channel.is_invite_exempt(user) {
         return Err(Refusal::InviteOnly);
     }
     if invitation.is_none() && channel.is_banned(user) {

@@ -258,7 +258,8 @@ fn join_checks_limit_key_invite_and_bans_in_that_order() {
         add: true,
         key: key.into(),
     };
-    let ban = ModeChange::Ban {
+    let ban = ModeChange::Mask {
+        list: MaskList::Ban,
         add: true,
         mask: "b*!*@*".into(),
     };
@@ -391,7 +392,8 @@ fn who_may_speak_in_a_channel() {
         mode: 'v',
         nick: "bob".into(),
     };
-    let ban_bob = ModeChange::Ban {
+    let ban_bob = ModeChange::Mask {
+        list: MaskList::Ban,
         add: true,
         mask: "*!*@127.0.0.*".into(),
     };
@@ -784,4 +786,161 @@ fn replicas_applying_the_same_log_agree() {
         assert_eq!(channel.members.iter().collect::<Vec<_>>().len(), 1);
         assert!(channel.members.contains(BOB));
     }
+}
+
+#[test]
+fn the_user_peak_is_the_most_users_at_once() {
+    let mut replica = Replica::new();
+    replica.register(ALICE, "alice");
+    replica.register(BOB, "bob");
+    replica.apply(Event::Quit {
+        client: BOB,
+        reason: "bye".into(),
+    });
+    assert_eq!(replica.network.user_count(), 1);
+    assert_eq!(replica.network.peak_user_count(), 2);
+    replica.register(CAROL, "carol");
+    assert_eq!(
+        replica.network.peak_user_count(),
+        2,
+        "two again is no new peak"
+    );
+}
+
+#[test]
+fn secret_channels_show_to_members_only() {
+    let mut replica = Replica::with_channel();
+    assert!(replica
+        .network
+        .channel("#c")
+        .expect("exists")
+        .is_visible_to(BOB));
+    replica.modes(ALICE, vec![flag(true, 's')]);
+    let channel = replica.network.channel("#c").expect("exists");
+    assert!(channel.modes.secret);
+    assert!(channel.is_visible_to(ALICE) && !channel.is_visible_to(BOB));
+}
+
+#[test]
+fn exceptions_pass_bans_and_invite_exceptions_pass_invite_only() {
+    let mask = |list, mask: &str| ModeChange::Mask {
+        list,
+        add: true,
+        mask: mask.into(),
+    };
+    type Row<'a> = (&'a str, Vec<ModeChange>, Outcome);
+    let rows: Vec<Row> = vec![
+        (
+            "banned",
+            vec![mask(MaskList::Ban, "*!*@127.0.0.1")],
+            refused(Refusal::Banned),
+        ),
+        (
+            "banned but excepted",
+            vec![
+                mask(MaskList::Ban, "*!*@127.0.0.1"),
+                mask(MaskList::Except, "bob!*@*"),
+            ],
+            joined(),
+        ),
+        (
+            "an exception for someone else",
+            vec![
+                mask(MaskList::Ban, "*!*@127.0.0.1"),
+                mask(MaskList::Except, "carol!*@*"),
+            ],
+            refused(Refusal::Banned),
+        ),
+        (
+            "invite only",
+            vec![flag(true, 'i')],
+            refused(Refusal::InviteOnly),
+        ),
+        (
+            "invite only with an invite exception",
+            vec![flag(true, 'i'), mask(MaskList::InviteException, "b*!*@*")],
+            joined(),
+        ),
+        (
+            "an invite exception does not pass a ban",
+            vec![
+                flag(true, 'i'),
+                mask(MaskList::InviteException, "b*!*@*"),
+                mask(MaskList::Ban, "bob!*@*"),
+            ],
+            refused(Refusal::Banned),
+        ),
+    ];
+    for (case, changes, expected) in rows {
+        let mut replica = Replica::with_channel();
+        replica.modes(ALICE, changes);
+        assert_eq!(replica.apply(join(BOB, "#c")), expected, "{case}");
+    }
+}
+
+#[test]
+fn invitations_are_listed_until_used() {
+    let mut replica = Replica::with_channel();
+    replica.apply(Event::Invite {
+        client: ALICE,
+        target: "bob".into(),
+        channel: "#c".into(),
+    });
+    assert!(replica
+        .network
+        .channel("#c")
+        .expect("exists")
+        .has_invited(BOB));
+    replica.apply(join(BOB, "#c"));
+    assert!(!replica
+        .network
+        .channel("#c")
+        .expect("exists")
+        .has_invited(BOB));
+}
+
+#[test]
+fn bot_mode_is_set_once_and_cleared() {
+    let mut replica = Replica::new();
+    replica.register(ALICE, "alice");
+    let bot = |on| Event::SetBot {
+        client: ALICE,
+        bot: on,
+    };
+    assert_eq!(replica.apply(bot(true)), Outcome::BotChanged(true));
+    assert_eq!(replica.apply(bot(true)), Outcome::Unchanged);
+    assert!(replica.network.user(ALICE).expect("registered").bot);
+    assert_eq!(replica.apply(bot(false)), Outcome::BotChanged(false));
+    assert_eq!(
+        replica.apply(Event::SetBot {
+            client: BOB,
+            bot: true
+        }),
+        Outcome::Unchanged,
+        "nobody to change"
+    );
+}
+
+#[test]
+fn quits_and_nick_changes_are_remembered_for_whowas() {
+    let mut replica = Replica::new();
+    replica.register(ALICE, "alice");
+    replica.apply(Event::ChangeNick {
+        client: ALICE,
+        nick: "alicia".into(),
+    });
+    replica.apply(Event::Quit {
+        client: ALICE,
+        reason: "bye".into(),
+    });
+    let history = replica.network.whowas();
+    let alice: Vec<_> = history.lookup("ALICE").collect();
+    assert_eq!(alice.len(), 1);
+    assert_eq!((alice[0].nick.as_str(), &*alice[0].user), ("alice", "~u"));
+    let alicia: Vec<u64> = history.lookup("alicia").map(|e| e.left_at).collect();
+    assert_eq!(
+        alicia,
+        [1_000 + 4],
+        "the time comes from the quit's log entry"
+    );
 }

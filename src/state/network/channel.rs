@@ -4,13 +4,14 @@
 //! Members are kept per shard ([`Members`]), so the fan-out on one shard iterates a
 //! dense array of exactly its own members, and every membership change is O(1).
 
-use super::modes::ChannelModes;
+use super::modes::{ChannelModes, MaskList};
 use super::users::User;
 use crate::proto::CaselessKey;
 use crate::state::ClientId;
 use indexmap::IndexMap;
 
-/// Most bans a channel holds (`478 ERR_BANLISTFULL` past it).
+/// Most entries in each of a channel's mask lists (bans, ban exceptions, invite
+/// exceptions; `478 ERR_BANLISTFULL` past it).
 pub const MAX_BANS: usize = 100;
 /// Most pending invitations a channel remembers; the oldest is forgotten first, so a
 /// flood of INVITEs cannot grow a channel without bound.
@@ -123,6 +124,17 @@ impl Members {
             .flat_map(|members| members.keys().copied())
     }
 
+    /// The members living on `shard` with their status (a STATUSMSG fan-out).
+    pub fn on_shard_with_status(
+        &self,
+        shard: u16,
+    ) -> impl Iterator<Item = (ClientId, Membership)> + '_ {
+        self.by_shard
+            .get(shard as usize)
+            .into_iter()
+            .flat_map(|members| members.iter().map(|(&id, &m)| (id, m)))
+    }
+
     /// Every member with its status, shard by shard.
     pub fn iter(&self) -> impl Iterator<Item = (ClientId, Membership)> + '_ {
         self.by_shard
@@ -167,7 +179,7 @@ pub struct Topic {
     pub set_at: u64,
 }
 
-/// One entry of a channel's ban list.
+/// One entry of a channel's ban, ban-exception or invite-exception list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ban {
     /// A `nick!user@host` mask with `*`/`?` wildcards, spelled as set.
@@ -191,6 +203,10 @@ pub struct Channel {
     pub topic: Option<Topic>,
     /// Ban masks (`+b`), at most [`MAX_BANS`].
     pub bans: Vec<Ban>,
+    /// Ban exception masks (`+e`), at most [`MAX_BANS`].
+    pub excepts: Vec<Ban>,
+    /// Invite exception masks (`+I`), at most [`MAX_BANS`].
+    pub invite_exceptions: Vec<Ban>,
     /// Every member, with status.
     pub members: Members,
     /// Clients invited and not yet joined, at most [`MAX_INVITES`]; an invitation lets
@@ -207,14 +223,55 @@ impl Channel {
             modes: ChannelModes::new_channel(),
             topic: None,
             bans: Vec::new(),
+            excepts: Vec::new(),
+            invite_exceptions: Vec::new(),
             members: Members::new(shard_count),
             invited: Vec::new(),
         }
     }
 
-    /// Whether a ban mask matches `user`. Costs a match only when bans are set.
+    /// Whether `asker` may see this channel in LIST, NAMES, WHO and WHOIS: a secret
+    /// (`+s`) channel shows only to its members.
+    pub fn is_visible_to(&self, asker: ClientId) -> bool {
+        !self.modes.secret || self.members.contains(asker)
+    }
+
+    /// One of the mask lists.
+    pub fn list(&self, list: MaskList) -> &[Ban] {
+        match list {
+            MaskList::Ban => &self.bans,
+            MaskList::Except => &self.excepts,
+            MaskList::InviteException => &self.invite_exceptions,
+        }
+    }
+
+    /// One of the mask lists, for changing.
+    pub(super) fn list_mut(&mut self, list: MaskList) -> &mut Vec<Ban> {
+        match list {
+            MaskList::Ban => &mut self.bans,
+            MaskList::Except => &mut self.excepts,
+            MaskList::InviteException => &mut self.invite_exceptions,
+        }
+    }
+
+    /// Whether a ban mask matches `user` and no ban exception (`+e`) does. Costs a
+    /// match only when bans are set.
     pub fn is_banned(&self, user: &User) -> bool {
-        !self.bans.is_empty() && self.bans.iter().any(|ban| user.matches(&ban.mask))
+        !self.bans.is_empty()
+            && self.bans.iter().any(|ban| user.matches(&ban.mask))
+            && !self.excepts.iter().any(|except| user.matches(&except.mask))
+    }
+
+    /// Whether an invite exception (`+I`) lets `user` into this `+i` channel.
+    pub fn is_invite_exempt(&self, user: &User) -> bool {
+        self.invite_exceptions
+            .iter()
+            .any(|entry| user.matches(&entry.mask))
+    }
+
+    /// Whether `id` holds an invitation it has not used yet (the invite list).
+    pub fn has_invited(&self, id: ClientId) -> bool {
+        self.invited.contains(&id)
     }
 }
 

@@ -130,6 +130,13 @@ pub enum Event {
         /// `+i` or `-i`.
         invisible: bool,
     },
+    /// A user sets or clears user mode `+B` (IRCv3 bot mode).
+    SetBot {
+        /// The user.
+        client: ClientId,
+        /// `+B` or `-B`.
+        bot: bool,
+    },
     /// A user changes its real name (SETNAME).
     SetRealname {
         /// The user.

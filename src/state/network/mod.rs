@@ -10,7 +10,7 @@
 //! lock, no waiting for another shard, however large the answer.
 //!
 //! Layout: [`event`] (what can change), [`apply`] (how it changes), [`channel`],
-//! [`modes`] and [`users`] (the data). Rendering any of it as IRC text is done by the
+//! [`modes`], [`users`] and [`whowas`] (the data). Rendering any of it as IRC text is done by the
 //! commands and the shard's notifications, not here.
 
 pub mod apply;
@@ -20,12 +20,14 @@ pub mod channel;
 pub mod event;
 pub mod modes;
 pub mod users;
+pub mod whowas;
 
 pub use apply::{Outcome, Refusal};
 pub use channel::{Ban, Channel, Members, Membership, ShardSet, Topic};
 pub use event::{Event, Sequenced};
-pub use modes::{ChannelModes, ModeChange, ModeRefusal};
+pub use modes::{ChannelModes, MaskList, ModeChange, ModeRefusal};
 pub use users::{Activity, User};
+pub use whowas::{Whowas, WhowasEntry};
 
 use crate::proto::{Caseless, CaselessKey};
 use crate::state::ClientId;
@@ -46,6 +48,10 @@ pub struct Network {
     channels: HashMap<CaselessKey, Channel>,
     /// Registered users with `+i` (251 RPL_LUSERCLIENT).
     invisible: usize,
+    /// The most registered users there have been at once (265/266 "max").
+    peak_users: usize,
+    /// Who held which nickname before (WHOWAS), bounded.
+    whowas: Whowas,
     /// Log position of the last event applied.
     applied: u64,
 }
@@ -60,6 +66,8 @@ impl Network {
             users: HashMap::new(),
             channels: HashMap::new(),
             invisible: 0,
+            peak_users: 0,
+            whowas: Whowas::default(),
             applied: 0,
         }
     }
@@ -108,6 +116,17 @@ impl Network {
     /// How many registered users have `+i`.
     pub fn invisible_count(&self) -> usize {
         self.invisible
+    }
+
+    /// The most users that have been registered at once since the server started
+    /// (Modern IRC's 265/266 "max").
+    pub fn peak_user_count(&self) -> usize {
+        self.peak_users
+    }
+
+    /// Who held nicknames before (WHOWAS).
+    pub fn whowas(&self) -> &Whowas {
+        &self.whowas
     }
 
     /// How many channels exist.

@@ -15,6 +15,9 @@ pub struct ChannelModes {
     pub moderated: bool,
     /// `+i`: JOIN needs an INVITE.
     pub invite_only: bool,
+    /// `+s`: hidden from LIST, NAMES, WHO and WHOIS for non-members (Modern IRC
+    /// "Secret Channel Mode").
+    pub secret: bool,
     /// `+k`: JOIN needs this key.
     pub key: Option<Box<str>>,
     /// `+l`: JOIN is refused once the channel has this many members.
@@ -32,6 +35,38 @@ impl ChannelModes {
     }
 }
 
+/// A channel's lists of `nick!user@host` masks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaskList {
+    /// `+b`: matching users may not join, nor speak unless voiced.
+    Ban,
+    /// `+e` (ISUPPORT `EXCEPTS`): matching users are exempt from bans.
+    Except,
+    /// `+I` (ISUPPORT `INVEX`): matching users may join a `+i` channel uninvited.
+    InviteException,
+}
+
+impl MaskList {
+    /// Every list, in the order of ISUPPORT `CHANMODES`.
+    pub const ALL: [MaskList; 3] = [MaskList::Ban, MaskList::Except, MaskList::InviteException];
+
+    /// The mode letter.
+    pub fn letter(self) -> char {
+        match self {
+            MaskList::Ban => 'b',
+            MaskList::Except => 'e',
+            MaskList::InviteException => 'I',
+        }
+    }
+
+    /// The list with mode letter `letter`.
+    pub fn from_letter(letter: char) -> Option<MaskList> {
+        MaskList::ALL
+            .into_iter()
+            .find(|list| list.letter() == letter)
+    }
+}
+
 /// One requested channel mode change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModeChange {
@@ -39,7 +74,7 @@ pub enum ModeChange {
     Flag {
         /// Set (`+`) or unset (`-`).
         add: bool,
-        /// One of `imnt`.
+        /// One of `imnst`.
         mode: char,
     },
     /// `+k key` or `-k`.
@@ -51,8 +86,10 @@ pub enum ModeChange {
     },
     /// `+l n` (`Some`) or `-l` (`None`).
     Limit(Option<usize>),
-    /// `+b mask` or `-b mask`.
-    Ban {
+    /// `+b mask`, `-e mask`, `+I mask`, ...: a change to one of the mask lists.
+    Mask {
+        /// Which list.
+        list: MaskList,
         /// Add or remove.
         add: bool,
         /// The canonical `nick!user@host` mask.
@@ -75,7 +112,7 @@ impl ModeChange {
         match self {
             ModeChange::Flag { add, .. }
             | ModeChange::Key { add, .. }
-            | ModeChange::Ban { add, .. }
+            | ModeChange::Mask { add, .. }
             | ModeChange::Member { add, .. } => *add,
             ModeChange::Limit(limit) => limit.is_some(),
         }
@@ -87,7 +124,7 @@ impl ModeChange {
             ModeChange::Flag { mode, .. } | ModeChange::Member { mode, .. } => *mode,
             ModeChange::Key { .. } => 'k',
             ModeChange::Limit(_) => 'l',
-            ModeChange::Ban { .. } => 'b',
+            ModeChange::Mask { list, .. } => list.letter(),
         }
     }
 
@@ -98,7 +135,7 @@ impl ModeChange {
             ModeChange::Key { add: true, key } => Some(key.clone()),
             ModeChange::Key { add: false, .. } => Some("*".to_owned()),
             ModeChange::Limit(Some(limit)) => Some(limit.to_string()),
-            ModeChange::Ban { mask, .. } => Some(mask.clone()),
+            ModeChange::Mask { mask, .. } => Some(mask.clone()),
             ModeChange::Member { nick, .. } => Some(nick.clone()),
         }
     }
@@ -111,8 +148,8 @@ pub enum ModeRefusal {
     NoSuchNick(String),
     /// `+o`/`+v` for someone not on the channel (441).
     UserNotInChannel(String),
-    /// `+b` past [`MAX_BANS`] (478).
-    BanListFull(String),
+    /// `+b`, `+e` or `+I` past [`MAX_BANS`] entries (478).
+    ListFull(MaskList),
 }
 
 /// Applies one change to `channel`: `Ok(Some(change))` as it should be announced,
@@ -132,6 +169,7 @@ pub fn apply_mode(
                 'i' => &mut modes.invite_only,
                 'm' => &mut modes.moderated,
                 'n' => &mut modes.no_external,
+                's' => &mut modes.secret,
                 't' => &mut modes.topic_lock,
                 _ => return Ok(None),
             };
@@ -143,17 +181,21 @@ pub fn apply_mode(
         }
         ModeChange::Key { add: false, .. } => modes.key.take().is_some(),
         ModeChange::Limit(limit) => std::mem::replace(&mut modes.limit, *limit) != *limit,
-        ModeChange::Ban { add: true, mask } => {
-            if channel
-                .bans
+        ModeChange::Mask {
+            list,
+            add: true,
+            mask,
+        } => {
+            let entries = channel.list_mut(*list);
+            if entries
                 .iter()
-                .any(|ban| ban.mask.eq_ignore_ascii_case(mask))
+                .any(|entry| entry.mask.eq_ignore_ascii_case(mask))
             {
                 false
-            } else if channel.bans.len() >= MAX_BANS {
-                return Err(ModeRefusal::BanListFull(mask.clone()));
+            } else if entries.len() >= MAX_BANS {
+                return Err(ModeRefusal::ListFull(*list));
             } else {
-                channel.bans.push(Ban {
+                entries.push(Ban {
                     mask: mask.as_str().into(),
                     set_by: set_by.into(),
                     set_at: now_unix,
@@ -161,16 +203,21 @@ pub fn apply_mode(
                 true
             }
         }
-        ModeChange::Ban { add: false, mask } => {
-            let Some(index) = channel
-                .bans
+        ModeChange::Mask {
+            list,
+            add: false,
+            mask,
+        } => {
+            let entries = channel.list_mut(*list);
+            let Some(index) = entries
                 .iter()
-                .position(|ban| ban.mask.eq_ignore_ascii_case(mask))
+                .position(|entry| entry.mask.eq_ignore_ascii_case(mask))
             else {
                 return Ok(None);
             };
-            let removed = channel.bans.remove(index);
-            return Ok(Some(ModeChange::Ban {
+            let removed = entries.remove(index);
+            return Ok(Some(ModeChange::Mask {
+                list: *list,
                 add: false,
                 mask: removed.mask.into(),
             }));
@@ -227,7 +274,8 @@ mod tests {
     }
 
     fn ban(add: bool, mask: &str) -> ModeChange {
-        ModeChange::Ban {
+        ModeChange::Mask {
+            list: MaskList::Ban,
             add,
             mask: mask.into(),
         }
@@ -342,7 +390,7 @@ mod tests {
         }
         assert_eq!(
             apply_mode(&mut channel, &ban(true, "full!*@*"), None, "op", 0),
-            Err(ModeRefusal::BanListFull("full!*@*".into()))
+            Err(ModeRefusal::ListFull(MaskList::Ban))
         );
     }
 }

@@ -1,4 +1,5 @@
-//! Registered users as the network knows them: identity, channels, away and `+i`.
+//! Registered users as the network knows them: identity, channels, away, `+i` and
+//! `+B`.
 //! Plain data; only [`super::apply`] changes it.
 
 use crate::proto::mask::wildcard_match;
@@ -73,6 +74,8 @@ pub struct User {
     pub away: Option<Box<[u8]>>,
     /// User mode `+i`: hidden from WHO and NAMES by users who share no channel with it.
     pub invisible: bool,
+    /// User mode `+B` (IRCv3 bot mode): marked in WHOIS (335) and WHO (`B`).
+    pub bot: bool,
     /// Signon and idle times; see [`Activity`].
     pub activity: std::sync::Arc<Activity>,
 }
@@ -88,6 +91,7 @@ impl PartialEq for User {
             && self.channels == other.channels
             && self.away == other.away
             && self.invisible == other.invisible
+            && self.bot == other.bot
             && std::sync::Arc::ptr_eq(&self.activity, &other.activity)
     }
 }
