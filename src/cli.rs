@@ -1,7 +1,8 @@
 //! The command line: every flag, its default, and its `RINGCHAT_*` variable.
 
-use crate::config::{available_cores, default_max_clients, Config, IoMode};
-use anyhow::Context;
+use crate::config::{available_cores, default_max_clients, Config, IoMode, StsPolicy};
+use crate::tls::TlsFiles;
+use anyhow::{bail, Context};
 use clap::Parser;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,6 +29,22 @@ pub struct Cli {
         value_delimiter = ','
     )]
     pub listen: Vec<SocketAddr>,
+    /// Address to listen on with TLS (repeat for several), e.g. 0.0.0.0:6697; needs
+    /// --tls-cert and --tls-key.
+    #[arg(long, env = "RINGCHAT_TLS_LISTEN", value_delimiter = ',')]
+    pub tls_listen: Vec<SocketAddr>,
+    /// TLS certificate chain, PEM, leaf first (re-read on SIGHUP).
+    #[arg(long, env = "RINGCHAT_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key, PEM (re-read on SIGHUP).
+    #[arg(long, env = "RINGCHAT_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Advertise IRCv3 STS: send plaintext clients to this TLS port [default: off].
+    #[arg(long, env = "RINGCHAT_STS_PORT")]
+    pub sts_port: Option<u16>,
+    /// Seconds an STS client keeps to TLS after seeing the policy (with --sts-port).
+    #[arg(long, env = "RINGCHAT_STS_DURATION", default_value_t = 86_400)]
+    pub sts_duration: u64,
     /// Server name shown as the source of server replies.
     #[arg(long, env = "RINGCHAT_SERVER_NAME", default_value = "ringchat.local")]
     pub server_name: String,
@@ -92,8 +109,19 @@ impl Cli {
             }
             None => None,
         };
+        let tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => bail!("--tls-cert and --tls-key go together"),
+        };
         Ok(Config {
             listen: self.listen,
+            tls_listen: self.tls_listen,
+            tls,
+            sts: self.sts_port.map(|port| StsPolicy {
+                port,
+                duration: Duration::from_secs(self.sts_duration),
+            }),
             server_name: self.server_name,
             network: self.network,
             password: self.password,

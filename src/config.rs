@@ -4,6 +4,7 @@
 //! reads it. Defaults protect a public server; benchmarks turn flood control off.
 
 use crate::state::flood::FloodPolicy;
+use crate::tls::TlsFiles;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -19,11 +20,28 @@ pub enum IoMode {
     Epoll,
 }
 
+/// IRCv3 Strict Transport Security: plaintext clients that understand `sts` are told
+/// to reconnect with TLS, and TLS clients to keep doing so for `duration`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StsPolicy {
+    /// The TLS port plaintext clients are sent to (`sts=port=`).
+    pub port: u16,
+    /// How long a client remembers to use TLS (`sts=duration=`, whole seconds).
+    pub duration: Duration,
+}
+
 /// Everything the server needs to know at start.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Addresses to listen on (each shard binds every one with SO_REUSEPORT).
     pub listen: Vec<SocketAddr>,
+    /// Addresses to listen on with TLS, bound by every shard like `listen`.
+    pub tls_listen: Vec<SocketAddr>,
+    /// The certificate chain and key the TLS listeners present; needed with
+    /// `tls_listen`, re-read on reload.
+    pub tls: Option<TlsFiles>,
+    /// The STS policy advertised in `CAP LS`; `None` (the default) advertises none.
+    pub sts: Option<StsPolicy>,
     /// The server's name, the source of numerics.
     pub server_name: String,
     /// The network name in 001 and ISUPPORT.
@@ -81,6 +99,9 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: vec![SocketAddr::from(([0, 0, 0, 0], 6667))],
+            tls_listen: Vec::new(),
+            tls: None,
+            sts: None,
             server_name: "ringchat.local".to_owned(),
             network: "ringchat".to_owned(),
             password: None,

@@ -10,6 +10,8 @@
 //! - [`state`]: what a connection owns (outbox, flood bucket) and what all shards share
 //!   (the directory of nicks, users and channels).
 //! - [`server`]: binding, shard threads, shutdown. [`config`] and [`cli`]: settings.
+//! - [`tls`]: the certificate and key, their reload, client certificate fingerprints
+//!   (driving a connection's TLS session is in [`io`]).
 
 pub mod cli;
 pub mod commands;
@@ -20,6 +22,7 @@ pub mod server;
 pub mod shard;
 pub mod state;
 pub mod testing;
+pub mod tls;
 
 pub use config::{Config, IoMode};
 pub use server::Server;

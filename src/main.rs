@@ -1,5 +1,6 @@
-//! The `ringchat` binary: parse flags, start the server, stop on SIGINT/SIGTERM.
-//! A start-up failure is one line on stderr and exit status 1.
+//! The `ringchat` binary: parse flags, start the server, reload the TLS certificate
+//! on SIGHUP, stop on SIGINT/SIGTERM. A start-up failure is one line on stderr and
+//! exit status 1.
 
 use anyhow::Context;
 use clap::Parser;
@@ -7,7 +8,7 @@ use ringchat::cli::{Cli, LogFormat};
 use ringchat::Server;
 use std::process::ExitCode;
 use tokio::signal::unix::{signal, SignalKind};
-use tracing::info;
+use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -31,24 +32,41 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the signal runtime")?;
-    let (mut terminate, mut interrupt) = {
+    let (mut terminate, mut interrupt, mut hangup) = {
         let _runtime = signals.enter();
         (
             signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
             signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
+            signal(SignalKind::hangup()).context("cannot watch SIGHUP")?,
         )
     };
     let mut server = Server::start(config)?;
     let outcome = signals.block_on(async {
-        tokio::select! {
-            _ = terminate.recv() => info!("SIGTERM: shutting down"),
-            _ = interrupt.recv() => info!("SIGINT: shutting down"),
-            stopped = server.stopped() => return stopped,
+        loop {
+            tokio::select! {
+                _ = terminate.recv() => info!("SIGTERM: shutting down"),
+                _ = interrupt.recv() => info!("SIGINT: shutting down"),
+                _ = hangup.recv() => {
+                    reload_tls(&server);
+                    continue;
+                }
+                stopped = server.stopped() => return stopped,
+            }
+            return Ok(());
         }
-        Ok(())
     });
     server.shutdown();
     outcome
+}
+
+/// SIGHUP: re-read the TLS certificate and key. New handshakes use them; existing
+/// connections continue; a bad file keeps the old certificate, and the log says why.
+fn reload_tls(server: &Server) {
+    match server.reload_tls() {
+        Ok(true) => info!("SIGHUP: TLS certificate reloaded"),
+        Ok(false) => info!("SIGHUP: no TLS listener, nothing to reload"),
+        Err(error) => warn!("SIGHUP: keeping the old TLS certificate: {error:#}"),
+    }
 }
 
 fn init_logging(format: LogFormat) {

@@ -14,6 +14,7 @@ use crate::shard::handoff::Handoff;
 use crate::shard::Shard;
 use crate::state::shared::CounterSnapshot;
 use crate::state::{ShardSet, Shared};
+use crate::tls::TlsAcceptor;
 use anyhow::{anyhow, bail, Context};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::{SocketAddr, TcpListener};
@@ -29,6 +30,9 @@ const LISTEN_BACKLOG: i32 = 4096;
 pub struct Server {
     shared: Arc<Shared>,
     local_addrs: Vec<SocketAddr>,
+    tls_local_addrs: Vec<SocketAddr>,
+    /// The TLS listeners' certificate, shared with every shard; `None` without them.
+    tls: Option<Arc<TlsAcceptor>>,
     driver: IoMode,
     threads: Vec<JoinHandle<()>>,
     /// Each shard thread sends its number here when it ends, however it ends.
@@ -40,7 +44,27 @@ impl Server {
     pub fn start(config: Config) -> anyhow::Result<Server> {
         validate(&config)?;
         let driver = choose_driver(config.io)?;
-        let (local_addrs, mut listeners) = bind_all(&config.listen, config.shards)?;
+        let tls = match &config.tls {
+            Some(files) if !config.tls_listen.is_empty() => {
+                Some(Arc::new(TlsAcceptor::load(files.clone())?))
+            }
+            Some(_) => {
+                warn!("--tls-cert and --tls-key are set but no --tls-listen address: no TLS");
+                None
+            }
+            None => None,
+        };
+        let (local_addrs, plain) = bind_all(&config.listen, config.shards)?;
+        let (tls_local_addrs, secure) = bind_all(&config.tls_listen, config.shards)?;
+        let mut listeners: Vec<Vec<(TcpListener, Option<Arc<TlsAcceptor>>)>> = plain
+            .into_iter()
+            .zip(secure)
+            .map(|(plain, secure)| {
+                let plain = plain.into_iter().map(|socket| (socket, None));
+                let secure = secure.into_iter().map(|socket| (socket, tls.clone()));
+                plain.chain(secure).collect()
+            })
+            .collect();
         let shared = Arc::new(Shared::new(config));
         let (exit_tx, exits) = tokio::sync::mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -68,6 +92,8 @@ impl Server {
         let mut server = Server {
             shared,
             local_addrs,
+            tls_local_addrs,
+            tls,
             driver,
             threads,
             exits,
@@ -85,7 +111,7 @@ impl Server {
                 }
             }
         }
-        info!(addrs = ?server.local_addrs, shards = server.threads.len(), driver = ?driver, "listening");
+        info!(addrs = ?server.local_addrs, tls_addrs = ?server.tls_local_addrs, shards = server.threads.len(), driver = ?driver, "listening");
         Ok(server)
     }
 
@@ -97,6 +123,22 @@ impl Server {
     /// Every listening address.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
+    }
+
+    /// Every TLS listening address (with the real port when 0 was asked for).
+    pub fn tls_local_addrs(&self) -> &[SocketAddr] {
+        &self.tls_local_addrs
+    }
+
+    /// Re-reads the TLS certificate and key: new handshakes use them, existing
+    /// connections keep theirs. Returns `Ok(false)` when there is no TLS listener; an
+    /// error (a missing, unreadable or mismatched file) leaves the old certificate in
+    /// use.
+    pub fn reload_tls(&self) -> anyhow::Result<bool> {
+        match &self.tls {
+            Some(tls) => tls.reload().map(|()| true),
+            None => Ok(false),
+        }
     }
 
     /// The driver the shards run on (never `Auto`).
@@ -180,6 +222,12 @@ fn validate(config: &Config) -> anyhow::Result<()> {
     }
     if config.flood_rate < 0.0 || !config.flood_rate.is_finite() {
         bail!("--flood-rate must be 0 (off) or a positive number of lines per second");
+    }
+    if !config.tls_listen.is_empty() && config.tls.is_none() {
+        bail!("--tls-listen needs --tls-cert and --tls-key");
+    }
+    if config.sts.is_some() && config.tls_listen.is_empty() {
+        bail!("--sts-port needs a --tls-listen address to send clients to");
     }
     Ok(())
 }
@@ -275,7 +323,7 @@ fn describe_bind_error(addr: SocketAddr, error: &std::io::Error) -> anyhow::Erro
 /// The body of a shard thread: build the runtime, report readiness, serve.
 fn run_shard_thread(
     shard: Shard,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<(TcpListener, Option<Arc<TlsAcceptor>>)>,
     driver: IoMode,
     ready: mpsc::Sender<anyhow::Result<()>>,
 ) {
@@ -285,9 +333,14 @@ fn run_shard_thread(
             Ok(runtime) => {
                 let local = tokio::task::LocalSet::new();
                 local.block_on(&runtime, async move {
-                    let adopted: Result<Vec<_>, _> = listeners
+                    let adopted: Result<Vec<_>, std::io::Error> = listeners
                         .into_iter()
-                        .map(epoll::EpollListener::new)
+                        .map(|(socket, tls)| {
+                            Ok(io::ShardListener {
+                                listener: epoll::EpollListener::new(socket)?,
+                                tls,
+                            })
+                        })
                         .collect();
                     match adopted {
                         Ok(listeners) => {
@@ -311,7 +364,10 @@ fn run_shard_thread(
             Ok(runtime) => runtime.block_on(async move {
                 let listeners = listeners
                     .into_iter()
-                    .map(uring::UringListener::new)
+                    .map(|(socket, tls)| io::ShardListener {
+                        listener: uring::UringListener::new(socket),
+                        tls,
+                    })
                     .collect();
                 let _ = ready.send(Ok(()));
                 io::run_shard(shard, listeners).await;

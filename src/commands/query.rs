@@ -180,6 +180,8 @@ fn status_prefix(ctx: &Ctx<'_>) -> fn(Membership) -> &'static str {
 
 /// What WHOIS shows about one user.
 struct WhoisInfo {
+    /// The asker asked about themself (and may see their certificate fingerprint).
+    is_self: bool,
     nick: String,
     user: String,
     host: String,
@@ -191,7 +193,8 @@ struct WhoisInfo {
     signon: u64,
 }
 
-/// `WHOIS [server] nick[,nick]`: 311, 319, 312, 301 (if away), 317 and 318 for each
+/// `WHOIS [server] nick[,nick]`: 311, 319, 312, 301 (if away), 276 (one's own TLS
+/// client certificate), 317 and 318 for each
 /// nick; an unknown nick gets 401 and 318.
 pub fn whois(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let list = message.param(1).or(message.param(0)).unwrap_or_default();
@@ -217,6 +220,7 @@ fn whois_one(ctx: &mut Ctx<'_>, nick: &str) {
                 .collect::<Vec<_>>()
                 .join(" ");
             WhoisInfo {
+                is_self: id == ctx.id,
                 nick: user.nick.to_string(),
                 user: user.user.to_string(),
                 host: user.host.to_string(),
@@ -265,6 +269,15 @@ fn whois_one(ctx: &mut Ctx<'_>, nick: &str) {
     );
     if let Some(away) = &info.away {
         replies.push(ctx.numeric(RPL_AWAY).arg(&info.nick).trailing(away));
+    }
+    // Only the user sees their own fingerprint: there are no opers yet, and the
+    // fingerprint lives on the shard-local client, not in the shared user record.
+    if let Some(certfp) = info.is_self.then(|| ctx.client().certfp.clone()).flatten() {
+        replies.push(
+            ctx.numeric(RPL_WHOISCERTFP)
+                .arg(&info.nick)
+                .trailing(format!("has client certificate fingerprint {certfp}")),
+        );
     }
     replies.push(
         ctx.numeric(RPL_WHOISIDLE)

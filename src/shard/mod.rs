@@ -176,6 +176,11 @@ impl Shard {
         self.counts.reads += 1;
     }
 
+    /// Records a TLS connection whose handshake failed.
+    pub fn note_tls_handshake_failure(&mut self) {
+        self.counts.tls_handshake_failures += 1;
+    }
+
     /// Records a completed vectored write and the bytes the kernel accepted.
     pub fn note_written(&mut self, bytes: usize) {
         self.counts.writes += 1;

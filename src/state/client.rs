@@ -86,6 +86,11 @@ pub struct Client {
     /// Fan-out stamp: set to the shard's current stamp when a line was queued, so a
     /// client sharing several channels with a quitter gets the QUIT once.
     pub delivery_stamp: u32,
+    /// The connection came in on a TLS listener (set by the driver at accept).
+    pub secure: bool,
+    /// SHA-256 of the TLS client certificate, lowercase hex, if the client presented
+    /// one; set by the driver when the handshake completes, before any input.
+    pub certfp: Option<Box<str>>,
 }
 
 impl Client {
@@ -115,6 +120,8 @@ impl Client {
             ping_sent: false,
             closing: false,
             delivery_stamp: 0,
+            secure: false,
+            certfp: None,
         }
     }
 

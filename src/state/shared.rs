@@ -67,6 +67,8 @@ counters! {
     sendq_disconnects,
     /// Clients dropped for flooding.
     flood_disconnects,
+    /// TLS connections closed because their handshake failed.
+    tls_handshake_failures,
 }
 
 /// State shared by all shards; see the module comment.
