@@ -1,0 +1,222 @@
+//! TLS as clients see it, on both drivers and with 1 and 4 shards: registration and
+//! chat over TLS 1.3 and 1.2, channels mixing TLS and plaintext members, certificate
+//! reload, client certificate fingerprints in WHOIS, STS, and a garbage handshake that
+//! closes only its own connection. Certificates are made by the tests (rcgen).
+
+mod common;
+
+use common::tls::TestPki;
+use common::{has_numeric, join_all, Client, HANG};
+use std::time::Instant;
+
+e2e! {
+    fn registration_and_chat_work_over_tls(setup) {
+        let pki = TestPki::new();
+        let server = setup.start_tls(&pki, |_| {});
+        let mut alice = server.register_tls("alice", pki.client_config());
+        let mut bob = server.register_tls("bob", pki.client_config_tls12());
+        join_all("#secure", &mut [&mut alice, &mut bob]);
+        alice.send("PRIVMSG #secure :over TLS 1.3");
+        bob.expect(":alice!~alice@127.0.0.1 PRIVMSG #secure :over TLS 1.3");
+        bob.send("PRIVMSG alice :and back over TLS 1.2");
+        alice.expect(":bob!~bob@127.0.0.1 PRIVMSG alice :and back over TLS 1.2");
+        alice.expect_nothing();
+        bob.send("QUIT :done");
+        assert_eq!(
+            bob.expect_closed(),
+            [
+                ":bob!~bob@127.0.0.1 QUIT :Quit: done",
+                "ERROR :Closing Link: 127.0.0.1 (Quit: done)"
+            ]
+        );
+        alice.expect(":bob!~bob@127.0.0.1 QUIT :Quit: done");
+    }
+
+    fn tls_and_plaintext_members_share_a_channel(setup) {
+        let pki = TestPki::new();
+        let server = setup.start_tls(&pki, |_| {});
+        let mut secure = server.register_tls("secure", pki.client_config());
+        let mut plain = server.register("plain");
+        let mut old = server.register_tls("old", pki.client_config_tls12());
+        join_all("#mixed", &mut [&mut secure, &mut plain, &mut old]);
+        for sender in 0..3 {
+            let mut members = [&mut secure, &mut plain, &mut old];
+            let text = format!("line from {}", members[sender].nick);
+            members[sender].send(&format!("PRIVMSG #mixed :{text}"));
+            let source = members[sender].source();
+            for (index, member) in members.iter_mut().enumerate() {
+                if index != sender {
+                    member.expect(&format!(":{source} PRIVMSG #mixed :{text}"));
+                }
+            }
+        }
+        for member in [&mut secure, &mut plain, &mut old] {
+            member.expect_nothing();
+        }
+    }
+
+    fn a_burst_larger_than_the_tls_buffer_arrives_whole_and_in_order(setup) {
+        let pki = TestPki::new();
+        let server = setup.start_tls(&pki, |config| config.flood_rate = 0.0);
+        let mut sender = server.register("sender");
+        let mut reader = server.register_tls("reader", pki.client_config());
+        join_all("#burst", &mut [&mut sender, &mut reader]);
+        // 600 lines of about 450 bytes: several times rustls' 64 KiB send buffer and
+        // more lines than one writer turn takes, so partial encryption is exercised.
+        let padding = "x".repeat(400);
+        let burst: String = (0..600)
+            .map(|i| format!("PRIVMSG #burst :{i:04} {padding}\r\n"))
+            .collect();
+        sender.send_raw(burst.as_bytes());
+        for i in 0..600 {
+            reader.expect(&format!(
+                ":sender!~sender@127.0.0.1 PRIVMSG #burst :{i:04} {padding}"
+            ));
+        }
+        reader.expect_nothing();
+    }
+
+    fn a_reload_serves_the_new_certificate_and_keeps_old_connections(setup) {
+        let pki = TestPki::new();
+        let first = pki.server_files();
+        let server = setup.start_tls(&pki, |_| {});
+        let mut early = server.connect_tls(pki.client_config());
+        let early_cert = early.server_certificates().remove(0);
+        let mut early = Client::register(early, "early");
+
+        let renewed = pki.issue_server_certificate();
+        assert!(server.server().reload_tls().expect("the reload succeeds"));
+        let mut late = server.connect_tls(pki.client_config());
+        assert_eq!(late.server_certificates()[0], renewed, "a new handshake sees the new certificate");
+        assert_ne!(early_cert, renewed);
+        let mut late = Client::register(late, "late");
+
+        join_all("#renewal", &mut [&mut early, &mut late]);
+        early.send("PRIVMSG #renewal :still here");
+        late.expect(":early!~early@127.0.0.1 PRIVMSG #renewal :still here");
+
+        // A broken file is refused and the renewed certificate stays in use.
+        std::fs::write(&first.cert, b"not a certificate").expect("write garbage");
+        let error = server.server().reload_tls().expect_err("a bad file is refused");
+        assert!(error.to_string().contains("server.crt"), "{error:#}");
+        let mut after = server.connect_tls(pki.client_config());
+        assert_eq!(after.server_certificates()[0], renewed);
+        let mut after = Client::register(after, "after");
+        after.expect_nothing();
+        early.expect_nothing();
+    }
+
+    fn whois_shows_ones_own_client_certificate_fingerprint(setup) {
+        let pki = TestPki::new();
+        let identity = pki.client_identity();
+        let server = setup.start_tls(&pki, |_| {});
+        let mut alice = server.register_tls("alice", pki.client_config_with(&identity));
+        let mut bob = server.register_tls("bob", pki.client_config());
+        alice.send("WHOIS alice");
+        let reply = alice.skip_until(|line| has_numeric(line, "318"));
+        let certfp: Vec<&String> = reply.iter().filter(|line| has_numeric(line, "276")).collect();
+        assert_eq!(
+            certfp,
+            [&format!(
+                ":ringchat.local 276 alice alice :has client certificate fingerprint {}",
+                identity.fingerprint
+            )]
+        );
+        // Others do not see it (there are no opers yet); no certificate, no 276.
+        bob.send("WHOIS alice");
+        let reply = bob.skip_until(|line| has_numeric(line, "318"));
+        assert!(!reply.iter().any(|line| has_numeric(line, "276")), "{reply:?}");
+        bob.send("WHOIS bob");
+        let reply = bob.skip_until(|line| has_numeric(line, "318"));
+        assert!(!reply.iter().any(|line| has_numeric(line, "276")), "{reply:?}");
+    }
+
+    fn a_garbage_handshake_closes_only_that_connection(setup) {
+        let pki = TestPki::new();
+        let server = setup.start_tls(&pki, |_| {});
+        let mut plain = server.register("plain");
+        let mut secure = server.register_tls("secure", pki.client_config());
+        join_all("#calm", &mut [&mut plain, &mut secure]);
+
+        // Plaintext IRC sent to the TLS port is not a handshake.
+        let mut confused = Client::connect(server.tls_addr.expect("TLS listener"));
+        confused.send_raw(b"NICK confused\r\nUSER c 0 * :C\r\n");
+        let answer = confused.read_to_end();
+        assert!(
+            !String::from_utf8_lossy(&answer).contains("001"),
+            "no IRC without a handshake: {answer:?}"
+        );
+        // Random bytes too.
+        let mut noisy = Client::connect(server.tls_addr.expect("TLS listener"));
+        noisy.send_raw(&[0x16, 0x03, 0x01, 0x00, 0x05, 0xde, 0xad, 0xbe, 0xef, 0x00]);
+        noisy.read_to_end();
+
+        plain.send("PRIVMSG #calm :unaffected");
+        secure.expect(":plain!~plain@127.0.0.1 PRIVMSG #calm :unaffected");
+        let mut newcomer = server.register_tls("newcomer", pki.client_config());
+        newcomer.expect_nothing();
+        plain.expect_nothing();
+
+        // Both failures are counted (counters are published about once a second).
+        let deadline = Instant::now() + HANG;
+        loop {
+            let failures: u64 = server
+                .server()
+                .shard_counters()
+                .iter()
+                .map(|c| c.tls_handshake_failures)
+                .sum();
+            if failures == 2 {
+                break;
+            }
+            assert!(failures < 2 && Instant::now() < deadline, "{failures} failures counted");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    fn sts_sends_plaintext_clients_to_tls_and_tells_tls_clients_how_long(setup) {
+        let pki = TestPki::new();
+        let server = setup.start_tls(&pki, |config| {
+            config.sts = Some(ringchat::config::StsPolicy {
+                port: 6697,
+                duration: std::time::Duration::from_secs(3600),
+            });
+        });
+        let mut plain = server.connect();
+        plain.send("CAP LS 302");
+        let offer = plain.line();
+        assert!(offer.ends_with(" sts=port=6697"), "{offer}");
+        let mut secure = server.connect_tls(pki.client_config());
+        secure.send("CAP LS 302");
+        let offer = secure.line();
+        assert!(offer.ends_with(" sts=duration=3600"), "{offer}");
+        // Values are for CAP LS 302 only; STS cannot be requested.
+        let mut old = server.connect();
+        old.send("CAP LS");
+        let offer = old.line();
+        assert!(!offer.contains("sts"), "{offer}");
+        old.send("CAP REQ sts");
+        old.expect(":ringchat.local CAP * NAK :sts");
+    }
+
+    fn without_a_policy_there_is_no_sts(setup) {
+        let pki = TestPki::new();
+        let server = setup.start_tls(&pki, |_| {});
+        let mut plain = server.connect();
+        plain.send("CAP LS 302");
+        let offer = plain.line();
+        assert!(!offer.contains("sts"), "{offer}");
+    }
+
+    fn shutdown_tells_tls_clients_and_closes_cleanly(setup) {
+        let pki = TestPki::new();
+        let mut server = setup.start_tls(&pki, |_| {});
+        let mut alice = server.register_tls("alice", pki.client_config());
+        alice.expect_nothing();
+        server.shutdown();
+        assert_eq!(
+            alice.expect_closed(),
+            ["ERROR :Closing Link: 127.0.0.1 (Server shutting down)"]
+        );
+    }
+}
