@@ -101,8 +101,14 @@ fn server_config(files: &TlsFiles) -> anyhow::Result<ServerConfig> {
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
         .map_err(|error| {
+            let why = match error {
+                rustls::Error::InconsistentKeys(_) => {
+                    "the key does not belong to the certificate".to_owned()
+                }
+                other => other.to_string(),
+            };
             anyhow!(
-                "TLS certificate {} and key {} do not go together: {error}",
+                "TLS certificate {} and key {} do not go together: {why}",
                 files.cert.display(),
                 files.key.display()
             )

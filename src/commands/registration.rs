@@ -34,8 +34,7 @@ pub fn cap(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     match subcommand.as_str() {
         "LS" => {
             negotiating(ctx);
-            let version_302 =
-                message.param_str(1).and_then(|v| v.parse::<u32>().ok()) >= Some(302);
+            let version_302 = message.param_str(1).and_then(|v| v.parse::<u32>().ok()) >= Some(302);
             if version_302 {
                 set_cap(ctx, Cap::CapNotify);
             }

@@ -22,16 +22,16 @@ pub mod uring;
 use crate::shard::Shard;
 use crate::state::ClientId;
 use crate::tls::TlsAcceptor;
-use std::sync::Arc;
-use tls::{Received, TlsFailure, TlsSession};
 use bytes::{Buf, Bytes};
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
+use tls::{Received, TlsFailure, TlsSession};
 use tracing::{debug, info, warn, Instrument};
 
 /// Most lines carried by one vectored write (the kernel allows 1024 iovecs).
@@ -175,8 +175,7 @@ async fn accept_loop<L: Listener>(
         let admitted = shard.borrow_mut().accept(peer, Instant::now());
         match admitted {
             Ok(id) => {
-                let span =
-                    tracing::debug_span!("conn", shard = id.shard, slot = id.slot.index, %peer, tls = session.is_some());
+                let span = tracing::debug_span!("conn", shard = id.shard, slot = id.slot.index, %peer, tls = session.is_some());
                 debug!(parent: &span, "connected");
                 if session.is_some() {
                     if let Some(client) = shard.borrow_mut().client_mut(id) {

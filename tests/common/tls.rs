@@ -3,7 +3,9 @@
 //! certificates, and rustls client configurations that trust the authority (so the
 //! tests verify the server's certificate as a real client would).
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, IsCa, KeyPair,
+};
 use ringchat::tls::TlsFiles;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::{ClientConfig, RootCertStore};
@@ -38,6 +40,10 @@ impl TestPki {
         std::fs::create_dir_all(&dir).expect("create the test certificate directory");
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        // Distinct names: a leaf named like its issuer looks self-signed to OpenSSL.
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "ringchat test authority");
         let authority = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key"))
             .expect("a self-signed CA");
         let pki = TestPki { dir, authority };
@@ -57,7 +63,11 @@ impl TestPki {
     /// (as a renewal would); returns the new certificate.
     pub fn issue_server_certificate(&self) -> CertificateDer<'static> {
         let key = KeyPair::generate().expect("key");
-        let params = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
         let cert = params
             .signed_by(&key, &self.authority)
             .expect("a server certificate");
