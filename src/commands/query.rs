@@ -272,7 +272,8 @@ fn whois_one(ctx: &mut Ctx<'_>, nick: &str) {
     }
     // Only the user sees their own fingerprint: there are no opers yet, and the
     // fingerprint lives on the shard-local client, not in the shared user record.
-    if let Some(certfp) = info.is_self.then(|| ctx.client().certfp.clone()).flatten() {
+    let own_certfp = ctx.client().tls.as_ref().and_then(|tls| tls.certfp.clone());
+    if let Some(certfp) = own_certfp.filter(|_| info.is_self) {
         replies.push(
             ctx.numeric(RPL_WHOISCERTFP)
                 .arg(&info.nick)

@@ -113,7 +113,7 @@ pub fn cap(ctx: &mut Ctx<'_>, message: &Message<'_>) {
 /// long to keep using TLS (the spec forbids the other key on each).
 fn sts_token(ctx: &Ctx<'_>) -> Option<String> {
     let policy = ctx.config().sts?;
-    Some(if ctx.client().secure {
+    Some(if ctx.client().tls.is_some() {
         format!("sts=duration={}", policy.duration.as_secs())
     } else {
         format!("sts=port={}", policy.port)

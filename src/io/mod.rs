@@ -179,7 +179,7 @@ async fn accept_loop<L: Listener>(
                 debug!(parent: &span, "connected");
                 if session.is_some() {
                     if let Some(client) = shard.borrow_mut().client_mut(id) {
-                        client.secure = true;
+                        client.tls = Some(Box::default());
                     }
                 }
                 let stream = Rc::new(stream);
@@ -308,10 +308,10 @@ async fn write_loop<S: Stream>(
     id: ClientId,
     tls: Option<Rc<TlsSession>>,
 ) {
-    // Plaintext lines taken from the outbox and not yet written (plaintext) or not yet
-    // encrypted (TLS). Borrowed from the shard's pool only while non-empty.
+    // Lines taken from the outbox and not yet written (plaintext) or not yet encrypted
+    // (TLS). Borrowed from the shard's pool only while non-empty.
     let mut batch: Vec<Bytes> = Vec::new();
-    // TLS only: records not yet accepted by the kernel (at most one buffer).
+    // TLS only: records not yet accepted by the kernel (one buffer), pooled the same way.
     let mut ciphertext: Vec<Bytes> = Vec::new();
     let mut close_notified = false;
     loop {
@@ -349,38 +349,23 @@ async fn write_loop<S: Stream>(
                 _ => break,
             }
         }
-        {
+        let output = {
             let mut shard = shard.borrow_mut();
-            let encrypting = tls.as_ref().map(|tls| tls.is_established());
-            if ciphertext.is_empty() && encrypting != Some(false) {
-                if batch.capacity() == 0 {
-                    batch = shard.take_batch_vec();
+            match &tls {
+                None => {
+                    take_lines(&mut shard, id, &mut batch);
+                    std::mem::take(&mut batch)
                 }
-                if let Some(client) = shard.client_mut(id) {
-                    client.outbox.take_batch(&mut batch, MAX_BATCH_LINES);
-                }
-            }
-            if let Some(tls) = &tls {
-                if ciphertext.is_empty() {
-                    if tls.is_established() {
-                        let encrypted = tls.encrypt(&mut batch);
-                        if let Some(client) = shard.client_mut(id) {
-                            client.outbox.wrote(encrypted);
-                        }
+                Some(tls) => {
+                    if ciphertext.is_empty() {
+                        encrypt_queued(tls, &mut shard, id, &mut batch, &mut ciphertext);
                     }
-                    ciphertext.extend(tls.take_ciphertext());
-                }
-                if batch.is_empty() && batch.capacity() > 0 {
-                    shard.return_batch_vec(std::mem::take(&mut batch));
-                }
-                if ciphertext.is_empty() {
-                    continue;
+                    if ciphertext.is_empty() {
+                        continue;
+                    }
+                    std::mem::take(&mut ciphertext)
                 }
             }
-        }
-        let output = match &tls {
-            None => std::mem::take(&mut batch),
-            Some(_) => std::mem::take(&mut ciphertext),
         };
         let (result, mut output) = stream.writev(output).await;
         let mut shard = shard.borrow_mut();
@@ -388,16 +373,19 @@ async fn write_loop<S: Stream>(
             Ok(written) => {
                 consume_written(&mut output, written);
                 shard.note_written(written);
-                if tls.is_some() {
-                    ciphertext = output;
-                } else {
-                    if let Some(client) = shard.client_mut(id) {
-                        client.outbox.wrote(written);
+                let unwritten = match &tls {
+                    None => {
+                        if let Some(client) = shard.client_mut(id) {
+                            client.outbox.wrote(written);
+                        }
+                        &mut batch
                     }
-                    batch = output;
-                    if batch.is_empty() {
-                        shard.return_batch_vec(std::mem::take(&mut batch));
-                    }
+                    // The outbox was told when the lines were encrypted.
+                    Some(_) => &mut ciphertext,
+                };
+                *unwritten = output;
+                if unwritten.is_empty() {
+                    shard.return_batch_vec(std::mem::take(unwritten));
                 }
             }
             Err(error) => {
@@ -408,6 +396,47 @@ async fn write_loop<S: Stream>(
     }
     stream.shutdown();
     shard.borrow_mut().release(id);
+}
+
+/// Moves queued lines behind whatever `batch` still holds, borrowing a batch vector
+/// from the shard's pool if `batch` has none.
+fn take_lines(shard: &mut Shard, id: ClientId, batch: &mut Vec<Bytes>) {
+    if batch.capacity() == 0 {
+        *batch = shard.take_batch_vec();
+    }
+    if let Some(client) = shard.client_mut(id) {
+        client.outbox.take_batch(batch, MAX_BATCH_LINES);
+    }
+}
+
+/// TLS: once the handshake is done, encrypts what is queued with one vectored write
+/// into rustls (lines share records; what rustls' buffer limit leaves waits in
+/// `batch`), then moves every pending record (and any handshake message or alert) into
+/// `ciphertext` as one buffer for one writev. Before the handshake completes, queued
+/// lines stay in the outbox.
+fn encrypt_queued(
+    tls: &TlsSession,
+    shard: &mut Shard,
+    id: ClientId,
+    batch: &mut Vec<Bytes>,
+    ciphertext: &mut Vec<Bytes>,
+) {
+    if tls.is_established() {
+        take_lines(shard, id, batch);
+        let encrypted = tls.encrypt(batch);
+        if let Some(client) = shard.client_mut(id) {
+            client.outbox.wrote(encrypted);
+        }
+        if batch.is_empty() {
+            shard.return_batch_vec(std::mem::take(batch));
+        }
+    }
+    if let Some(records) = tls.take_ciphertext() {
+        if ciphertext.capacity() == 0 {
+            *ciphertext = shard.take_batch_vec();
+        }
+        ciphertext.push(records);
+    }
 }
 
 /// Drops the fully written lines from the front of `batch` and advances into a

@@ -175,8 +175,8 @@ impl TlsSession {
             certfp = fingerprint.as_deref().unwrap_or("none"),
             "TLS handshake complete"
         );
-        if let Some(client) = shard.client_mut(id) {
-            client.certfp = fingerprint.map(String::into_boxed_str);
+        if let Some(peer) = shard.client_mut(id).and_then(|c| c.tls.as_mut()) {
+            peer.certfp = fingerprint.map(String::into_boxed_str);
         }
     }
 }

@@ -86,10 +86,16 @@ pub struct Client {
     /// Fan-out stamp: set to the shard's current stamp when a line was queued, so a
     /// client sharing several channels with a quitter gets the QUIT once.
     pub delivery_stamp: u32,
-    /// The connection came in on a TLS listener (set by the driver at accept).
-    pub secure: bool,
-    /// SHA-256 of the TLS client certificate, lowercase hex, if the client presented
-    /// one; set by the driver when the handshake completes, before any input.
+    /// `Some` for a connection that came in on a TLS listener (set by the driver at
+    /// accept); boxed so a plaintext client pays one pointer for it.
+    pub tls: Option<Box<TlsPeer>>,
+}
+
+/// What a TLS connection's handshake told the server about the client.
+#[derive(Debug, Default)]
+pub struct TlsPeer {
+    /// SHA-256 of the client certificate, lowercase hex, if the client presented one;
+    /// set by the driver when the handshake completes, before any input is processed.
     pub certfp: Option<Box<str>>,
 }
 
@@ -120,8 +126,7 @@ impl Client {
             ping_sent: false,
             closing: false,
             delivery_stamp: 0,
-            secure: false,
-            certfp: None,
+            tls: None,
         }
     }
 
