@@ -13,7 +13,8 @@ use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, ServerConnection};
+use rustls::server::UnbufferedServerConnection;
+use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -61,13 +62,13 @@ impl TlsAcceptor {
     }
 
     /// A server-side session for a newly accepted connection.
-    pub fn session(&self) -> Result<ServerConnection, rustls::Error> {
+    pub fn session(&self) -> Result<UnbufferedServerConnection, rustls::Error> {
         let config = self
             .current
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone();
-        ServerConnection::new(config)
+        UnbufferedServerConnection::new(config)
     }
 }
 

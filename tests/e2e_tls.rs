@@ -7,7 +7,31 @@ mod common;
 
 use common::tls::TestPki;
 use common::{has_numeric, join_all, Client, HANG};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::time::Instant;
+
+/// A socket whose writes go out 3 bytes per system call.
+struct Trickle(TcpStream);
+
+impl Read for Trickle {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Write for Trickle {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for chunk in buf.chunks(3) {
+            self.0.write_all(chunk)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
 
 e2e! {
     fn registration_and_chat_work_over_tls(setup) {
@@ -115,6 +139,30 @@ e2e! {
         }
         bob.expect_nothing();
         drop(slow);
+    }
+
+    fn tls_trickled_a_few_bytes_at_a_time_still_makes_lines(setup) {
+        let pki = TestPki::new();
+        let server = setup.start_tls(&pki, |_| {});
+        let mut alice = server.register("alice");
+        let socket = TcpStream::connect(server.tls_addr.expect("TLS listener")).expect("connect");
+        socket.set_read_timeout(Some(HANG)).expect("timeout");
+        socket.set_nodelay(true).expect("nodelay");
+        let session = rustls::ClientConnection::new(
+            pki.client_config(),
+            "localhost".try_into().expect("name"),
+        )
+        .expect("session");
+        // Every record, the handshake included, reaches the server in 3-byte writes, so
+        // it arrives split across many reads.
+        let mut trickler = rustls::StreamOwned::new(session, Trickle(socket));
+        trickler
+            .write_all(b"NICK trickle\r\nUSER t 0 * :t\r\nPRIVMSG alice :one byte at a time\r\n")
+            .expect("send");
+        alice.expect(":trickle!~t@127.0.0.1 PRIVMSG alice :one byte at a time");
+        let mut welcome = String::new();
+        BufReader::new(&mut trickler).read_line(&mut welcome).expect("read");
+        assert!(welcome.contains(" 001 trickle "), "{welcome}");
     }
 
     fn a_reload_serves_the_new_certificate_and_keeps_old_connections(setup) {

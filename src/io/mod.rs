@@ -250,7 +250,7 @@ async fn read_loop<S: Stream>(
         match &tls {
             None => shard.borrow_mut().receive(id, &buf[..n], Instant::now()),
             Some(tls) => {
-                if !receive_tls(tls, &buf[..n], &mut shard.borrow_mut(), id) {
+                if !receive_tls(tls, &mut buf[..n], &mut shard.borrow_mut(), id) {
                     break;
                 }
             }
@@ -268,7 +268,7 @@ async fn read_loop<S: Stream>(
 /// Feeds ciphertext to a TLS session; returns whether the connection stays open.
 /// Wakes the writer when the session has something to send (handshake messages,
 /// alerts) or just became able to encrypt what is queued.
-fn receive_tls(tls: &TlsSession, ciphertext: &[u8], shard: &mut Shard, id: ClientId) -> bool {
+fn receive_tls(tls: &TlsSession, ciphertext: &mut [u8], shard: &mut Shard, id: ClientId) -> bool {
     let was_established = tls.is_established();
     let outcome = tls.receive(ciphertext, shard, id, Instant::now());
     if tls.wants_write() || tls.is_established() != was_established {
@@ -358,7 +358,12 @@ async fn write_loop<S: Stream>(
                 }
                 Some(tls) => {
                     if ciphertext.is_empty() {
-                        encrypt_queued(tls, &mut shard, id, &mut batch, &mut ciphertext);
+                        if let Err(failure) =
+                            encrypt_queued(tls, &mut shard, id, &mut batch, &mut ciphertext)
+                        {
+                            shard.write_failed(id, &std::io::Error::other(failure));
+                            break;
+                        }
                     }
                     if ciphertext.is_empty() {
                         continue;
@@ -409,21 +414,20 @@ fn take_lines(shard: &mut Shard, id: ClientId, batch: &mut Vec<Bytes>) {
     }
 }
 
-/// TLS: once the handshake is done, encrypts what is queued with one vectored write
-/// into rustls (lines share records; what rustls' buffer limit leaves waits in
-/// `batch`), then moves every pending record (and any handshake message or alert) into
-/// `ciphertext` as one buffer for one writev. Before the handshake completes, queued
-/// lines stay in the outbox.
+/// TLS: once the handshake is done, encrypts what is queued into shared records (up
+/// to 64 KiB a turn; the rest waits in `batch`), then moves every pending record (and
+/// any handshake message or alert) into `ciphertext` as one buffer for one writev.
+/// Before the handshake completes, queued lines stay in the outbox.
 fn encrypt_queued(
     tls: &TlsSession,
     shard: &mut Shard,
     id: ClientId,
     batch: &mut Vec<Bytes>,
     ciphertext: &mut Vec<Bytes>,
-) {
+) -> Result<(), TlsFailure> {
     if tls.is_established() {
         take_lines(shard, id, batch);
-        let encrypted = tls.encrypt(batch);
+        let encrypted = tls.encrypt(batch)?;
         if let Some(client) = shard.client_mut(id) {
             client.outbox.wrote(encrypted);
         }
@@ -437,6 +441,7 @@ fn encrypt_queued(
         }
         ciphertext.push(records);
     }
+    Ok(())
 }
 
 /// Drops the fully written lines from the front of `batch` and advances into a
