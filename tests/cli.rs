@@ -379,3 +379,33 @@ fn sighup_without_tls_does_not_stop_the_server() {
     server.kill().expect("kill");
     let _ = server.wait();
 }
+
+#[test]
+fn a_second_ringchat_on_the_same_tls_port_fails_despite_so_reuseport() {
+    let pki = TestPki::new();
+    let files = pki.server_files();
+    let (cert, key) = (
+        files.cert.to_string_lossy().into_owned(),
+        files.key.to_string_lossy().into_owned(),
+    );
+    let tls_addr = free_port().to_string();
+    let tls_flags = [
+        "--tls-listen",
+        &tls_addr,
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+    ];
+    let mut first = start(free_port(), &tls_flags);
+    let mut args = vec!["--listen", "127.0.0.1:0"];
+    args.extend_from_slice(&tls_flags);
+    let second = run_to_end(&args);
+    first.kill().expect("kill");
+    let _ = first.wait();
+    assert_eq!(second.status.code(), Some(1));
+    let lines = stderr_lines(&second);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("address already in use"), "{lines:?}");
+    assert!(lines[0].contains(&tls_addr), "{lines:?}");
+}
