@@ -165,6 +165,21 @@ e2e! {
         assert!(welcome.contains(" 001 trickle "), "{welcome}");
     }
 
+    fn chat_continues_across_a_tls_key_update(setup) {
+        let pki = TestPki::new();
+        let server = setup.start_tls(&pki, |_| {});
+        let mut alice = server.register_tls("alice", pki.client_config());
+        let mut bob = server.register("bob");
+        alice.send("PRIVMSG bob :before");
+        bob.expect(":alice!~alice@127.0.0.1 PRIVMSG bob :before");
+        alice.update_tls_keys();
+        alice.send("PRIVMSG bob :after new keys");
+        bob.expect(":alice!~alice@127.0.0.1 PRIVMSG bob :after new keys");
+        bob.send("PRIVMSG alice :still readable");
+        alice.expect(":bob!~bob@127.0.0.1 PRIVMSG alice :still readable");
+        alice.expect_nothing();
+    }
+
     fn a_reload_serves_the_new_certificate_and_keeps_old_connections(setup) {
         let pki = TestPki::new();
         let first = pki.server_files();

@@ -256,6 +256,18 @@ impl Client {
         }
     }
 
+    /// Sends a TLS 1.3 KeyUpdate: from now on this client encrypts with new keys
+    /// (TLS only).
+    pub fn update_tls_keys(&mut self) {
+        let Transport::Tls(stream) = self.reader.get_mut() else {
+            panic!("not a TLS connection");
+        };
+        stream
+            .conn
+            .refresh_traffic_keys()
+            .expect("a TLS 1.3 key update");
+    }
+
     /// The certificate chain the server presented (TLS only; completes the handshake).
     pub fn server_certificates(&mut self) -> Vec<rustls::pki_types::CertificateDer<'static>> {
         let Transport::Tls(stream) = self.reader.get_mut() else {
