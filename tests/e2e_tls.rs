@@ -165,6 +165,52 @@ e2e! {
         assert!(welcome.contains(" 001 trickle "), "{welcome}");
     }
 
+    fn corrupted_handshakes_panic_nothing_and_close_only_themselves(setup) {
+        let pki = TestPki::new();
+        let server = setup.start_tls(&pki, |_| {});
+        let tls_addr = server.tls_addr.expect("TLS listener");
+        let mut plain = server.register("plain");
+        let mut hello = Vec::new();
+        rustls::ClientConnection::new(pki.client_config(), "localhost".try_into().expect("name"))
+            .expect("session")
+            .write_tls(&mut hello)
+            .expect("a ClientHello");
+        // xorshift64*, fixed seed: a failure is reproducible.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut random = move |n: usize| {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            (state.wrapping_mul(0x2545_f491_4f6c_dd1d) % n as u64) as usize
+        };
+        for round in 0..120 {
+            let mut bytes = hello.clone();
+            for _ in 0..1 + random(8) {
+                let at = random(bytes.len());
+                bytes[at] ^= 1 << random(8);
+            }
+            match round % 4 {
+                0 => bytes.truncate(random(bytes.len())),
+                1 => bytes.extend((0..random(300)).map(|_| random(256) as u8)),
+                _ => {}
+            }
+            let mut socket = TcpStream::connect(tls_addr).expect("connect");
+            socket.set_read_timeout(Some(HANG)).expect("timeout");
+            let _ = socket.write_all(&bytes);
+            let _ = socket.shutdown(std::net::Shutdown::Write);
+            // Whatever the server answers (an alert, a ServerHello), it closes. (A panic
+            // in a connection task would leave the connection open: the read times out.)
+            match socket.read_to_end(&mut Vec::new()) {
+                Ok(_) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => {}
+                Err(error) => panic!("round {round}: the server did not close: {error}"),
+            }
+        }
+        plain.expect_nothing();
+        let mut secure = server.register_tls("secure", pki.client_config());
+        secure.expect_nothing();
+    }
+
     fn chat_continues_across_a_tls_key_update(setup) {
         let pki = TestPki::new();
         let server = setup.start_tls(&pki, |_| {});
