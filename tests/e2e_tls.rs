@@ -85,8 +85,8 @@ e2e! {
         let mut sender = server.register("sender");
         let mut reader = server.register_tls("reader", pki.client_config());
         join_all("#burst", &mut [&mut sender, &mut reader]);
-        // 600 lines of about 450 bytes: several times rustls' 64 KiB send buffer and
-        // more lines than one writer turn takes, so partial encryption is exercised.
+        // 600 lines of about 450 bytes: several times the 64 KiB one writer turn
+        // encrypts, and more lines than one turn takes, so the rest waits its turn.
         let padding = "x".repeat(400);
         let burst: String = (0..600)
             .map(|i| format!("PRIVMSG #burst :{i:04} {padding}\r\n"))
