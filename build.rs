@@ -1,4 +1,4 @@
-//! Finds the outside programs some tests drive (irssi, tmux, promtool) when the tests
+//! Finds the outside programs some tests drive (irssi, tmux, openssl, promtool) when the tests
 //! are built, so that a test whose program is missing shows as ignored with its
 //! reason instead of passing. `.ci/run` installs them before building. After
 //! installing one by hand, `touch build.rs` (or change PATH) to look again.
@@ -14,6 +14,7 @@ fn main() {
             &[("irssi", "--version"), ("tmux", "-V")][..],
         ),
         ("has_promtool", &[("promtool", "--version")][..]),
+        ("has_openssl", &[("openssl", "version")][..]),
     ] {
         println!("cargo::rustc-check-cfg=cfg({cfg})");
         let found = tools.iter().all(|(tool, flag)| {

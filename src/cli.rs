@@ -24,6 +24,22 @@ pub struct Cli {
         value_delimiter = ','
     )]
     pub listen: Vec<String>,
+    /// Address to listen on with TLS (repeat for several), e.g. 0.0.0.0:6697; needs
+    /// --tls-cert and --tls-key.
+    #[arg(long, env = "RINGCHAT_TLS_LISTEN", value_delimiter = ',')]
+    pub tls_listen: Vec<String>,
+    /// TLS certificate chain, PEM, leaf first (re-read on SIGHUP).
+    #[arg(long, env = "RINGCHAT_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key, PEM (re-read on SIGHUP).
+    #[arg(long, env = "RINGCHAT_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Advertise IRCv3 STS: send plaintext clients to this TLS port [default: off].
+    #[arg(long, env = "RINGCHAT_STS_PORT")]
+    pub sts_port: Option<u16>,
+    /// Seconds an STS client keeps to TLS after seeing the policy (with --sts-port).
+    #[arg(long, env = "RINGCHAT_STS_DURATION", default_value_t = 86_400)]
+    pub sts_duration: u64,
     /// Server name shown as the source of server replies.
     #[arg(long, env = "RINGCHAT_SERVER_NAME", default_value = "ringchat.local")]
     pub server_name: String,

@@ -8,6 +8,7 @@
 
 use crate::state::sources::SourceLimits;
 use crate::state::ShardSet;
+use crate::tls::TlsFiles;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -34,11 +35,28 @@ pub struct InvalidSetting {
     pub problem: String,
 }
 
+/// IRCv3 Strict Transport Security: plaintext clients that understand `sts` are told
+/// to reconnect with TLS, and TLS clients to keep doing so for `duration`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StsPolicy {
+    /// The TLS port plaintext clients are sent to (`sts=port=`).
+    pub port: u16,
+    /// How long a client remembers to use TLS (`sts=duration=`, whole seconds).
+    pub duration: Duration,
+}
+
 /// Everything the server needs to know at start.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Addresses to listen on (each shard binds every one with SO_REUSEPORT).
     pub listen: Vec<SocketAddr>,
+    /// Addresses to listen on with TLS, bound by every shard like `listen`.
+    pub tls_listen: Vec<SocketAddr>,
+    /// The certificate chain and key the TLS listeners present; needed with
+    /// `tls_listen`, re-read on reload.
+    pub tls: Option<TlsFiles>,
+    /// The STS policy advertised in `CAP LS`; `None` (the default) advertises none.
+    pub sts: Option<StsPolicy>,
     /// The server's name, the source of numerics.
     pub server_name: String,
     /// The network name in 001 and ISUPPORT.
@@ -103,6 +121,15 @@ impl Config {
                 "must be 0 (off) or a positive number of lines per second".to_owned(),
             );
         }
+        if !self.tls_listen.is_empty() && self.tls.is_none() {
+            return invalid("tls-listen", "needs --tls-cert and --tls-key".to_owned());
+        }
+        if self.sts.is_some() && self.tls_listen.is_empty() {
+            return invalid(
+                "sts-port",
+                "needs a --tls-listen address to send clients to".to_owned(),
+            );
+        }
         Ok(())
     }
 
@@ -120,6 +147,9 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: vec![SocketAddr::from(([0, 0, 0, 0], 6667))],
+            tls_listen: Vec::new(),
+            tls: None,
+            sts: None,
             server_name: "ringchat.local".to_owned(),
             network: "ringchat".to_owned(),
             password: None,

@@ -20,6 +20,11 @@ use std::path::{Path, PathBuf};
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct FileSettings {
     pub listen: Option<Vec<String>>,
+    pub tls_listen: Option<Vec<String>>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub sts_port: Option<u16>,
+    pub sts_duration: Option<u64>,
     pub server_name: Option<String>,
     pub network: Option<String>,
     pub password: Option<String>,

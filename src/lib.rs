@@ -14,6 +14,8 @@
 //!   [`config_file`] (the TOML file), [`settings`] (flags over file over defaults),
 //!   [`live`] (what a reload changes), [`reload`] (SIGHUP).
 //! - Running it for real: [`logging`], [`metrics`] (Prometheus), [`systemd`].
+//! - [`tls`]: the certificate and key, their reload, client certificate fingerprints
+//!   (driving a connection's TLS session is in [`io`]).
 
 pub mod cli;
 pub mod commands;
@@ -31,6 +33,7 @@ pub mod shard;
 pub mod state;
 pub mod systemd;
 pub mod testing;
+pub mod tls;
 
 pub use config::{Config, IoMode};
 pub use server::Server;

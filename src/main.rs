@@ -1,6 +1,7 @@
 //! The `ringchat` binary: settings, logging, the server, metrics and systemd
-//! notifications; SIGHUP reloads, SIGINT/SIGTERM stop. A start-up failure (a bad flag
-//! or config file included) is one line on stderr and exit status 1.
+//! notifications; SIGHUP reloads (settings, TLS certificate, log file), SIGINT/SIGTERM
+//! stop. A start-up failure (a bad flag or config file included) is one line on stderr
+//! and exit status 1.
 
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches};
@@ -157,6 +158,17 @@ fn on_hangup(
         }
     }
     let _ = reload::reload(cli, matches, settings, &server.shared().live);
+    reload_tls(server);
+}
+
+/// Re-reads the TLS certificate and key. New handshakes use them; existing
+/// connections continue; a bad file keeps the old certificate, and the log says why.
+fn reload_tls(server: &Server) {
+    match server.reload_tls() {
+        Ok(true) => info!("SIGHUP: TLS certificate reloaded"),
+        Ok(false) => {}
+        Err(error) => warn!("SIGHUP: keeping the old TLS certificate: {error:#}"),
+    }
 }
 
 /// `STATUS=` for the service manager: open connections, in all and per shard.

@@ -43,6 +43,9 @@ fn needing_restart(running: &Settings, fresh: &Settings) -> Vec<&'static str> {
     let (old, new) = (&running.config, &fresh.config);
     [
         ("listen", old.listen != new.listen),
+        ("tls-listen", old.tls_listen != new.tls_listen),
+        ("tls-cert", old.tls != new.tls),
+        ("sts-port", old.sts != new.sts),
         ("server-name", old.server_name != new.server_name),
         ("network", old.network != new.network),
         ("password", old.password != new.password),

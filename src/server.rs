@@ -13,6 +13,7 @@ use crate::io::{self, epoll, uring};
 use crate::shard::Shard;
 use crate::state::shared::CounterSnapshot;
 use crate::state::Shared;
+use crate::tls::TlsAcceptor;
 use anyhow::{anyhow, bail, Context};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::{SocketAddr, TcpListener};
@@ -28,6 +29,9 @@ const LISTEN_BACKLOG: i32 = 4096;
 pub struct Server {
     shared: Arc<Shared>,
     local_addrs: Vec<SocketAddr>,
+    tls_local_addrs: Vec<SocketAddr>,
+    /// The TLS listeners' certificate, shared with every shard; `None` without them.
+    tls: Option<Arc<TlsAcceptor>>,
     driver: IoMode,
     threads: Vec<JoinHandle<()>>,
     /// Each shard thread sends its number here when it ends, however it ends.
@@ -50,11 +54,31 @@ impl Server {
     pub fn start_on(config: Config, inherited: Vec<TcpListener>) -> anyhow::Result<Server> {
         config.check().map_err(|invalid| anyhow!("--{invalid}"))?;
         let driver = choose_driver(config.io)?;
-        let (local_addrs, mut listeners) = if inherited.is_empty() {
+        let tls = match &config.tls {
+            Some(files) if !config.tls_listen.is_empty() => {
+                Some(Arc::new(TlsAcceptor::load(files.clone())?))
+            }
+            Some(_) => {
+                warn!("--tls-cert and --tls-key are set but no --tls-listen address: no TLS");
+                None
+            }
+            None => None,
+        };
+        let (local_addrs, plain) = if inherited.is_empty() {
             bind_all(&config.listen, config.shards)?
         } else {
             share_inherited(inherited, config.shards)?
         };
+        let (tls_local_addrs, secure) = bind_all(&config.tls_listen, config.shards)?;
+        let mut listeners: Vec<Vec<(TcpListener, Option<Arc<TlsAcceptor>>)>> = plain
+            .into_iter()
+            .zip(secure)
+            .map(|(plain, secure)| {
+                let plain = plain.into_iter().map(|socket| (socket, None));
+                let secure = secure.into_iter().map(|socket| (socket, tls.clone()));
+                plain.chain(secure).collect()
+            })
+            .collect();
         let shared = Arc::new(Shared::new(config));
         let (exit_tx, exits) = tokio::sync::mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -82,6 +106,8 @@ impl Server {
         let mut server = Server {
             shared,
             local_addrs,
+            tls_local_addrs,
+            tls,
             driver,
             threads,
             exits,
@@ -110,6 +136,22 @@ impl Server {
     /// Every listening address.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
+    }
+
+    /// Every TLS listening address (with the real port when 0 was asked for).
+    pub fn tls_local_addrs(&self) -> &[SocketAddr] {
+        &self.tls_local_addrs
+    }
+
+    /// Re-reads the TLS certificate and key: new handshakes use them, existing
+    /// connections keep theirs. Returns `Ok(false)` when there is no TLS listener; an
+    /// error (a missing, unreadable or mismatched file) leaves the old certificate in
+    /// use.
+    pub fn reload_tls(&self) -> anyhow::Result<bool> {
+        match &self.tls {
+            Some(tls) => tls.reload().map(|()| true),
+            None => Ok(false),
+        }
     }
 
     /// The driver the shards run on (never `Auto`).
@@ -298,7 +340,7 @@ fn describe_bind_error(addr: SocketAddr, error: &std::io::Error) -> anyhow::Erro
 /// The body of a shard thread: build the runtime, report readiness, serve.
 fn run_shard_thread(
     shard: Shard,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<(TcpListener, Option<Arc<TlsAcceptor>>)>,
     driver: IoMode,
     ready: mpsc::Sender<anyhow::Result<()>>,
 ) {
@@ -308,9 +350,14 @@ fn run_shard_thread(
             Ok(runtime) => {
                 let local = tokio::task::LocalSet::new();
                 local.block_on(&runtime, async move {
-                    let adopted: Result<Vec<_>, _> = listeners
+                    let adopted: Result<Vec<_>, std::io::Error> = listeners
                         .into_iter()
-                        .map(epoll::EpollListener::new)
+                        .map(|(socket, tls)| {
+                            Ok(io::ShardListener {
+                                listener: epoll::EpollListener::new(socket)?,
+                                tls,
+                            })
+                        })
                         .collect();
                     match adopted {
                         Ok(listeners) => {
@@ -334,7 +381,10 @@ fn run_shard_thread(
             Ok(runtime) => runtime.block_on(async move {
                 let listeners = listeners
                     .into_iter()
-                    .map(uring::UringListener::new)
+                    .map(|(socket, tls)| io::ShardListener {
+                        listener: uring::UringListener::new(socket),
+                        tls,
+                    })
                     .collect();
                 let _ = ready.send(Ok(()));
                 io::run_shard(shard, listeners).await;

@@ -8,10 +8,11 @@
 //! a flag with a key is a field in `Cli`, one in `FileSettings`, and one line below.
 
 use crate::cli::Cli;
-use crate::config::{available_cores, default_max_clients, Config};
+use crate::config::{available_cores, default_max_clients, Config, StsPolicy};
 use crate::config_file::ConfigFile;
 use crate::logging::LogFormat;
 use crate::state::sources::SourceLimits;
+use crate::tls::TlsFiles;
 use anyhow::{anyhow, Context};
 use clap::parser::ValueSource;
 use clap::ArgMatches;
@@ -58,6 +59,24 @@ impl Settings {
 
         let listen = merge.value("listen", &cli.listen, f.listen);
         let listen = resolve_all(&listen).map_err(|problem| merge.error("listen", problem))?;
+        let tls_listen = merge.value("tls-listen", &cli.tls_listen, f.tls_listen);
+        let tls_listen =
+            resolve_all(&tls_listen).map_err(|problem| merge.error("tls-listen", problem))?;
+        let tls_cert = merge.path("tls-cert", &cli.tls_cert, f.tls_cert);
+        let tls_key = merge.path("tls-key", &cli.tls_key, f.tls_key);
+        let tls = match (tls_cert, tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => return Err(merge.error("tls-cert", "and --tls-key go together")),
+            (None, Some(_)) => return Err(merge.error("tls-key", "and --tls-cert go together")),
+        };
+        let sts_duration = merge.value("sts-duration", &cli.sts_duration, f.sts_duration);
+        let sts = merge
+            .option("sts-port", &cli.sts_port, f.sts_port)
+            .map(|port| StsPolicy {
+                port,
+                duration: seconds(sts_duration),
+            });
         let motd_path = merge.path("motd", &cli.motd, f.motd);
         let motd = motd_path
             .as_deref()
@@ -73,6 +92,9 @@ impl Settings {
             .map_err(|problem| merge.error("metrics", problem))?;
         let config = Config {
             listen,
+            tls_listen,
+            tls,
+            sts,
             server_name: merge.value("server-name", &cli.server_name, f.server_name),
             network: merge.value("network", &cli.network, f.network),
             password: merge.option("password", &cli.password, f.password),

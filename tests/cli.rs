@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::tls::TestPki;
 use common::Client;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Output, Stdio};
@@ -119,6 +120,11 @@ fn help_shows_every_flag_with_its_default() {
         "--log-format",
         "--shards",
         "--io",
+        "--tls-listen",
+        "--tls-cert",
+        "--tls-key",
+        "--sts-port",
+        "--sts-duration",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
@@ -254,4 +260,152 @@ fn running_out_of_file_descriptors_pauses_accepting_and_recovers_on_epoll() {
 #[test]
 fn running_out_of_file_descriptors_pauses_accepting_and_recovers_on_io_uring() {
     serve_past_the_descriptor_limit("uring");
+}
+
+#[test]
+fn a_missing_or_mismatched_certificate_or_key_is_one_line_and_exit_1() {
+    let pki = TestPki::new();
+    let files = pki.server_files();
+    let cert = files.cert.to_string_lossy().into_owned();
+    let key = files.key.to_string_lossy().into_owned();
+    let other = TestPki::new();
+    let other_key = other.server_files().key.to_string_lossy().into_owned();
+    let missing = pki.dir().join("missing.pem").to_string_lossy().into_owned();
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["--tls-cert", &missing, "--tls-key", &key],
+            "cannot read TLS certificate",
+        ),
+        (
+            &["--tls-cert", &cert, "--tls-key", &missing],
+            "cannot read TLS key",
+        ),
+        (
+            &["--tls-cert", &key, "--tls-key", &key],
+            "no certificate in it",
+        ),
+        (
+            &["--tls-cert", &cert, "--tls-key", &other_key],
+            "do not go together",
+        ),
+        (
+            &["--tls-cert", &cert],
+            "--tls-cert and --tls-key go together",
+        ),
+    ];
+    for (flags, expected) in cases {
+        let mut args = vec!["--listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0"];
+        args.extend_from_slice(flags);
+        let output = run_to_end(&args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        let lines = stderr_lines(&output);
+        assert_eq!(lines.len(), 1, "{args:?}: {lines:?}");
+        assert!(lines[0].contains(expected), "{args:?}: {lines:?}");
+    }
+    let output = run_to_end(&["--listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr_lines(&output),
+        ["ringchat: --tls-listen needs --tls-cert and --tls-key"]
+    );
+}
+
+#[test]
+fn sighup_reloads_the_certificate_and_the_server_keeps_serving() {
+    let pki = TestPki::new();
+    let files = pki.server_files();
+    let (addr, tls_addr) = (free_port(), free_port());
+    let mut server = start(
+        addr,
+        &[
+            "--tls-listen",
+            &tls_addr.to_string(),
+            "--tls-cert",
+            &files.cert.to_string_lossy(),
+            "--tls-key",
+            &files.key.to_string_lossy(),
+        ],
+    );
+    let mut early = Client::connect_tls(tls_addr, pki.client_config());
+    let first = early.server_certificates().remove(0);
+    let mut early = Client::register(early, "early");
+
+    let renewed = pki.issue_server_certificate();
+    // SAFETY: signalling our own child process.
+    unsafe {
+        libc::kill(server.id() as libc::pid_t, libc::SIGHUP);
+    }
+    // The signal is handled asynchronously: new handshakes see the new certificate
+    // once it has been.
+    let deadline = Instant::now() + common::HANG;
+    loop {
+        let mut probe = Client::connect_tls(tls_addr, pki.client_config());
+        let presented = probe.server_certificates().remove(0);
+        if presented == renewed {
+            break;
+        }
+        assert_eq!(presented, first);
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP never reloaded the certificate"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    early.expect_nothing();
+    let mut plain = Client::connect(addr);
+    plain.send("PING :alive");
+    plain.expect(":ringchat.local PONG ringchat.local :alive");
+
+    // SAFETY: as above.
+    unsafe {
+        libc::kill(server.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let status = server.wait().expect("wait for ringchat");
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn sighup_without_tls_does_not_stop_the_server() {
+    let addr = free_port();
+    let mut server = start(addr, &[]);
+    // SAFETY: signalling our own child process.
+    unsafe {
+        libc::kill(server.id() as libc::pid_t, libc::SIGHUP);
+    }
+    let mut client = Client::connect(addr);
+    client.send("PING :alive");
+    client.expect(":ringchat.local PONG ringchat.local :alive");
+    assert!(server.try_wait().expect("poll ringchat").is_none());
+    server.kill().expect("kill");
+    let _ = server.wait();
+}
+
+#[test]
+fn a_second_ringchat_on_the_same_tls_port_fails_despite_so_reuseport() {
+    let pki = TestPki::new();
+    let files = pki.server_files();
+    let (cert, key) = (
+        files.cert.to_string_lossy().into_owned(),
+        files.key.to_string_lossy().into_owned(),
+    );
+    let tls_addr = free_port().to_string();
+    let tls_flags = [
+        "--tls-listen",
+        &tls_addr,
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+    ];
+    let mut first = start(free_port(), &tls_flags);
+    let mut args = vec!["--listen", "127.0.0.1:0"];
+    args.extend_from_slice(&tls_flags);
+    let second = run_to_end(&args);
+    first.kill().expect("kill");
+    let _ = first.wait();
+    assert_eq!(second.status.code(), Some(1));
+    let lines = stderr_lines(&second);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("address already in use"), "{lines:?}");
+    assert!(lines[0].contains(&tls_addr), "{lines:?}");
 }

@@ -5,14 +5,20 @@
 //!
 //! Needs `irssi` and `tmux` on PATH (Debian/Ubuntu: `apt-get install -y irssi tmux`);
 //! without them the test fails with a message saying so.
+//!
+//! Over TLS, `openssl s_client` (Debian package openssl) verifies ringchat's
+//! certificate against a test authority, registers and chats.
 
 mod common;
 
+use common::tls::TestPki;
 use common::{has_numeric, Setup};
 use ringchat::IoMode;
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// How long irssi may take to show something before the test is declared failed.
@@ -119,22 +125,26 @@ impl Drop for Irssi {
 /// ignored where they were missing at build time; this catches one removed since.
 /// Under CI (`CI` set, where `.ci/run` installs them) a missing tool fails the test.
 fn tools_available() -> bool {
-    for (tool, flag) in [("irssi", "--version"), ("tmux", "-V")] {
-        let found = Command::new(tool)
-            .arg(flag)
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
-            let advice = format!(
-                "the real-client test needs `{tool}` on PATH; install it with \
-                 `apt-get install -y irssi tmux` (Debian/Ubuntu packages irssi and tmux)"
-            );
-            assert!(std::env::var_os("CI").is_none(), "{advice}");
-            eprintln!("SKIPPED: {advice}");
-            return false;
-        }
+    [("irssi", "--version"), ("tmux", "-V")]
+        .into_iter()
+        .all(|(tool, flag)| tool_available(tool, flag))
+}
+
+/// Whether `tool` runs; see [`tools_available`] for what happens when it does not.
+fn tool_available(tool: &str, flag: &str) -> bool {
+    let found = Command::new(tool)
+        .arg(flag)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        let advice = format!(
+            "the real-client test needs `{tool}` on PATH; install it with \
+             `apt-get install -y {tool}` (the Debian/Ubuntu package of that name)"
+        );
+        assert!(std::env::var_os("CI").is_none(), "{advice}");
+        eprintln!("SKIPPED: {advice}");
     }
-    true
+    found
 }
 
 /// The conversation, from the harness client `bob`'s side and from irssi's screen.
@@ -195,6 +205,101 @@ fn irssi_over_io_uring_with_4_shards() {
 )]
 fn irssi_over_epoll_with_1_shard() {
     irssi_chats_joins_renames_and_parts(Setup {
+        io: IoMode::Epoll,
+        shards: 1,
+    });
+}
+
+/// `openssl s_client` verifies the server certificate against the test authority,
+/// registers, joins a channel and chats with a harness client both ways.
+fn openssl_registers_and_chats_over_tls(setup: Setup) {
+    if !tool_available("openssl", "version") {
+        return;
+    }
+    let pki = TestPki::new();
+    let authority = pki.dir().join("ca.pem");
+    std::fs::write(&authority, pki.authority_pem()).expect("write the CA certificate");
+    let server = setup.start_tls(&pki, |_| {});
+    let mut bob = server.register("bob");
+    bob.send("JOIN #ringchat");
+    bob.skip_until(|line| has_numeric(line, "366"));
+
+    let port = server.tls_addr.expect("a TLS listener").port();
+    let mut openssl = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args(["-servername", "localhost", "-verify_hostname", "localhost"])
+        .arg("-CAfile")
+        .arg(&authority)
+        .args(["-verify_return_error", "-quiet"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start openssl s_client");
+    let mut input = openssl.stdin.take().expect("openssl stdin");
+    let output = BufReader::new(openssl.stdout.take().expect("openssl stdout"));
+    let (lines_tx, lines) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in output.lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_for = |wanted: &str| {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) if line.trim_end() == wanted => return,
+                Ok(_) => {}
+                Err(_) => panic!("openssl s_client did not show {wanted:?} within {DEADLINE:?}"),
+            }
+        }
+    };
+    let mut say = |line: &str| {
+        input
+            .write_all(format!("{line}\r\n").as_bytes())
+            .expect("write to openssl s_client");
+    };
+
+    say("NICK tlsfan");
+    say("USER tester 0 * :openssl tester");
+    wait_for(":ringchat.local 422 tlsfan :MOTD File is missing");
+    say("JOIN #ringchat");
+    bob.expect(":tlsfan!~tester@127.0.0.1 JOIN #ringchat");
+    say("PRIVMSG #ringchat :hello through openssl");
+    bob.expect(":tlsfan!~tester@127.0.0.1 PRIVMSG #ringchat :hello through openssl");
+    bob.send("PRIVMSG #ringchat :hello back");
+    wait_for(":bob!~bob@127.0.0.1 PRIVMSG #ringchat :hello back");
+    say("QUIT :bye");
+    bob.expect(":tlsfan!~tester@127.0.0.1 QUIT :Quit: bye");
+    wait_for("ERROR :Closing Link: 127.0.0.1 (Quit: bye)");
+    drop(input);
+    let _ = openssl.kill();
+    let _ = openssl.wait();
+    reader.join().expect("the openssl reader thread");
+}
+
+#[test]
+#[cfg_attr(
+    not(has_openssl),
+    ignore = "needs openssl on PATH: apt-get install -y openssl (.ci/run installs it)"
+)]
+fn openssl_s_client_over_io_uring_with_4_shards() {
+    openssl_registers_and_chats_over_tls(Setup {
+        io: IoMode::Uring,
+        shards: 4,
+    });
+}
+
+#[test]
+#[cfg_attr(
+    not(has_openssl),
+    ignore = "needs openssl on PATH: apt-get install -y openssl (.ci/run installs it)"
+)]
+fn openssl_s_client_over_epoll_with_1_shard() {
+    openssl_registers_and_chats_over_tls(Setup {
         io: IoMode::Epoll,
         shards: 1,
     });

@@ -5,6 +5,8 @@ use clap::Parser;
 
 /// Port used when the server argument has none: the standard IRC port.
 pub const DEFAULT_PORT: u16 = 6667;
+/// Port used with `--tls` when the server argument has none: the standard IRC TLS port.
+pub const DEFAULT_TLS_PORT: u16 = 6697;
 
 /// A terminal IRC chat client that needs no setup: start it, type, and talk.
 ///
@@ -17,9 +19,9 @@ pub const DEFAULT_PORT: u16 = 6667;
 #[derive(Debug, Parser)]
 #[command(name = "ringchat-client", version)]
 pub struct Args {
-    /// Server to connect to: HOST, HOST:PORT or [IPv6]:PORT.
+    /// Server to connect to: HOST, HOST:PORT or [IPv6]:PORT (port 6667, or 6697 with --tls).
     #[arg(value_name = "HOST[:PORT]", default_value = "127.0.0.1", value_parser = parse_server)]
-    pub server: ServerAddr,
+    pub server: ServerArg,
 
     /// Nickname; default: your login name ($USER / $LOGNAME), else "guest".
     #[arg(long, value_name = "NAME")]
@@ -32,6 +34,57 @@ pub struct Args {
     /// Server password, sent with PASS before registering.
     #[arg(long, value_name = "P")]
     pub password: Option<String>,
+
+    /// Connect with TLS, verifying the server's certificate against the system's
+    /// trusted authorities (SSL_CERT_FILE / SSL_CERT_DIR override them).
+    #[arg(long)]
+    pub tls: bool,
+
+    /// With TLS, accept any server certificate (self-signed test servers). The link
+    /// is encrypted but the server is not authenticated. Implies --tls.
+    #[arg(long)]
+    pub tls_insecure: bool,
+}
+
+impl Args {
+    /// Whether to connect with TLS, and if so whether to check the certificate.
+    pub fn tls(&self) -> Option<TlsMode> {
+        match (self.tls, self.tls_insecure) {
+            (_, true) => Some(TlsMode::Insecure),
+            (true, false) => Some(TlsMode::Verified),
+            (false, false) => None,
+        }
+    }
+
+    /// Where to connect: the server argument, with the default port for the transport.
+    pub fn server_addr(&self) -> ServerAddr {
+        let default = match self.tls() {
+            Some(_) => DEFAULT_TLS_PORT,
+            None => DEFAULT_PORT,
+        };
+        ServerAddr {
+            host: self.server.host.clone(),
+            port: self.server.port.unwrap_or(default),
+        }
+    }
+}
+
+/// How a TLS connection treats the server's certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Verified against trusted authorities and the host name.
+    Verified,
+    /// Accepted whatever it is (`--tls-insecure`).
+    Insecure,
+}
+
+/// The server argument as typed: a host and perhaps a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerArg {
+    /// Host name or IP address, without IPv6 brackets.
+    pub host: String,
+    /// The port, if one was given.
+    pub port: Option<u16>,
 }
 
 /// Where to connect: a host name or address, and a port.
@@ -54,7 +107,7 @@ impl std::fmt::Display for ServerAddr {
 }
 
 /// Parses `HOST`, `HOST:PORT`, `[IPV6]`, `[IPV6]:PORT` or a bare IPv6 address.
-pub fn parse_server(arg: &str) -> Result<ServerAddr, String> {
+pub fn parse_server(arg: &str) -> Result<ServerArg, String> {
     let (host, port) = if let Some(bracketed) = arg.strip_prefix('[') {
         let (host, after) = bracketed
             .split_once(']')
@@ -78,14 +131,15 @@ pub fn parse_server(arg: &str) -> Result<ServerAddr, String> {
         return Err(format!("missing host in {arg:?}"));
     }
     let port = match port {
-        Some(port) => port
-            .parse::<u16>()
-            .ok()
-            .filter(|&p| p != 0)
-            .ok_or_else(|| format!("invalid port {port:?}"))?,
-        None => DEFAULT_PORT,
+        Some(port) => Some(
+            port.parse::<u16>()
+                .ok()
+                .filter(|&p| p != 0)
+                .ok_or_else(|| format!("invalid port {port:?}"))?,
+        ),
+        None => None,
     };
-    Ok(ServerAddr {
+    Ok(ServerArg {
         host: host.to_string(),
         port,
     })
@@ -115,13 +169,36 @@ mod tests {
         }
     }
 
+    fn arg(host: &str, port: Option<u16>) -> ServerArg {
+        ServerArg {
+            host: host.to_string(),
+            port,
+        }
+    }
+
     #[test]
     fn server_forms() {
-        assert_eq!(parse_server("example.org"), Ok(addr("example.org", 6667)));
-        assert_eq!(parse_server("127.0.0.1:7000"), Ok(addr("127.0.0.1", 7000)));
-        assert_eq!(parse_server("[::1]:7000"), Ok(addr("::1", 7000)));
-        assert_eq!(parse_server("[::1]"), Ok(addr("::1", 6667)));
-        assert_eq!(parse_server("::1"), Ok(addr("::1", 6667)));
+        assert_eq!(parse_server("example.org"), Ok(arg("example.org", None)));
+        assert_eq!(
+            parse_server("127.0.0.1:7000"),
+            Ok(arg("127.0.0.1", Some(7000)))
+        );
+        assert_eq!(parse_server("[::1]:7000"), Ok(arg("::1", Some(7000))));
+        assert_eq!(parse_server("[::1]"), Ok(arg("::1", None)));
+        assert_eq!(parse_server("::1"), Ok(arg("::1", None)));
+    }
+
+    #[test]
+    fn tls_changes_the_default_port_only() {
+        let args = Args::try_parse_from(["ringchat-client", "--tls", "irc.test"]).unwrap();
+        assert_eq!(args.server_addr(), addr("irc.test", 6697));
+        assert_eq!(args.tls(), Some(TlsMode::Verified));
+        let args =
+            Args::try_parse_from(["ringchat-client", "--tls-insecure", "irc.test:6667"]).unwrap();
+        assert_eq!(args.server_addr(), addr("irc.test", 6667));
+        assert_eq!(args.tls(), Some(TlsMode::Insecure));
+        let args = Args::try_parse_from(["ringchat-client", "irc.test"]).unwrap();
+        assert_eq!(args.tls(), None);
     }
 
     #[test]
@@ -151,7 +228,7 @@ mod tests {
     #[test]
     fn defaults_and_flags() {
         let args = Args::try_parse_from(["ringchat-client"]).unwrap();
-        assert_eq!(args.server, addr("127.0.0.1", 6667));
+        assert_eq!(args.server_addr(), addr("127.0.0.1", 6667));
         assert_eq!(args.channel, "#lobby");
         assert_eq!(args.nick, None);
         let args = Args::try_parse_from([
@@ -165,7 +242,7 @@ mod tests {
             "s3cret",
         ])
         .unwrap();
-        assert_eq!(args.server, addr("irc.test", 6697));
+        assert_eq!(args.server_addr(), addr("irc.test", 6697));
         assert_eq!(args.nick.as_deref(), Some("bob"));
         assert_eq!(args.channel, "#dev");
         assert_eq!(args.password.as_deref(), Some("s3cret"));

@@ -2,13 +2,14 @@
 //! talk to everyone in the channel; it speaks plain IRC, so any IRC server will do.
 //!
 //! Map of the modules, from the wire to the screen:
-//! - [`cli`]: command-line arguments (server, nick, channel, password).
+//! - [`cli`]: command-line arguments (server, nick, channel, password, TLS).
 //! - [`irc`]: the IRC line format: parse what arrives, format what leaves. Pure.
 //! - [`nick`]: a valid nick from the login name; fallbacks after 433. Pure.
 //! - [`command`]: typed lines and `/commands` to IRC lines. Pure.
 //! - [`render`]: incoming messages to readable lines. Pure.
 //! - [`clock`]: local `HH:MM` for the time stamps.
 //! - [`session`]: the connection: register, reader thread, input handling, QUIT.
+//! - [`transport`]: plain TCP or TLS, split into a read and a write half.
 //! - [`terminal`]: line editor or pipe in, printer or stdout out, and exiting.
 //! - [`error`]: how a session ends badly, and its exit code.
 
@@ -21,6 +22,7 @@ mod nick;
 mod render;
 mod session;
 mod terminal;
+mod transport;
 
 use std::io::IsTerminal;
 
@@ -53,7 +55,7 @@ fn run(args: Args) -> Result<(), ClientError> {
         password: args.password.as_deref(),
     };
 
-    let stream = session::connect(&args.server)?;
+    let stream = session::connect(&args.server_addr(), args.tls())?;
     let (mut input, output, reader_output) = Input::open(interactive)?;
     let registered = session::register(stream, &identity, &output)?;
     registered

@@ -2,7 +2,8 @@
 //! the reader thread that shows incoming traffic and answers PING, typed lines turned
 //! into IRC lines, and a clean QUIT.
 //!
-//! Concurrency: plain std threads and a blocking `TcpStream`, no async runtime. A chat
+//! Concurrency: plain std threads and a blocking `TcpStream` (under TLS when asked,
+//! see [`crate::transport`]), no async runtime. A chat
 //! client has exactly two things to wait on, the keyboard and the socket, and each
 //! gets a thread that simply blocks: the main thread reads input (rustyline's
 //! `readline` is blocking anyway), the reader thread reads the socket. They share a
@@ -16,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::cli::ServerAddr;
+use crate::cli::{ServerAddr, TlsMode};
 use crate::clock;
 use crate::command::{translate, Action};
 use crate::error::ClientError;
@@ -24,6 +25,7 @@ use crate::irc::{format_line, numeric, Message};
 use crate::nick;
 use crate::render::{render, View};
 use crate::terminal::{exit_with, Output};
+use crate::transport::{self, ReadHalf, WriteHalf};
 
 /// How long one connection attempt may take before we try the next address or fail.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,7 +48,7 @@ const REALNAME: &str = "ringchat-client";
 pub struct Link {
     /// The socket's write side. Whole lines are written under the lock, so the PONGs
     /// of the reader thread never interleave with the user's lines.
-    writer: Mutex<TcpStream>,
+    writer: Mutex<WriteHalf>,
     /// Who we are and where typed lines go; updated from the server's replies.
     state: Mutex<ChatState>,
     /// Set just before QUIT is sent: from then on, the server closing the link is the
@@ -152,8 +154,23 @@ impl ChatState {
     }
 }
 
+/// Opens the connection, trying each address the host resolves to, and with `tls`
+/// completes the TLS handshake; a refused certificate is a connection failure.
+pub fn connect(
+    server: &ServerAddr,
+    tls: Option<TlsMode>,
+) -> Result<(ReadHalf, WriteHalf), ClientError> {
+    let name = server.to_string();
+    let stream = connect_tcp(server)?;
+    let halves = match tls {
+        None => transport::plain(stream),
+        Some(mode) => transport::tls(stream, &server.host, mode, CONNECT_TIMEOUT),
+    };
+    halves.map_err(|err| ClientError::connect(&name, &err))
+}
+
 /// Opens the TCP connection, trying each address the host resolves to.
-pub fn connect(server: &ServerAddr) -> Result<TcpStream, ClientError> {
+fn connect_tcp(server: &ServerAddr) -> Result<TcpStream, ClientError> {
     let name = server.to_string();
     let addrs = (server.host.as_str(), server.port)
         .to_socket_addrs()
@@ -186,15 +203,19 @@ pub struct Session {
     /// Shared with the reader thread once it starts.
     pub link: Arc<Link>,
     /// The read side; buffered bytes read during registration are kept.
-    reader: BufReader<TcpStream>,
+    reader: BufReader<ReadHalf>,
 }
 
 /// Registers on `stream`: PASS, NICK, USER, then waits for 001, answering PING, trying
 /// the next fallback nick on 433 and showing everything else the server says.
-pub fn register(stream: TcpStream, me: &Identity, output: &Output) -> Result<Session, ClientError> {
-    let mut reader = BufReader::new(stream.try_clone()?);
+pub fn register(
+    (read, write): (ReadHalf, WriteHalf),
+    me: &Identity,
+    output: &Output,
+) -> Result<Session, ClientError> {
+    let mut reader = BufReader::new(read);
     let link = Arc::new(Link {
-        writer: Mutex::new(stream),
+        writer: Mutex::new(write),
         state: Mutex::new(ChatState::new(me.nick)),
         quitting: AtomicBool::new(false),
     });

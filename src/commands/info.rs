@@ -15,8 +15,8 @@ pub fn lusers(ctx: &mut Ctx<'_>, _message: &Message<'_>) {
     send_lusers(ctx);
 }
 
-/// `STATS S`: per-shard counters (connections, lines in, deliveries, bytes out, and
-/// slow-consumer and flood disconnects): this shard's as of now, the others' as
+/// `STATS S`: per-shard counters (connections, lines in, deliveries, bytes out,
+/// slow-consumer and flood disconnects, failed TLS handshakes): this shard's as of now, the others' as
 /// published at their last tick (about once a second).
 pub fn stats(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let query = message.param_str(0).unwrap_or("S");
@@ -32,8 +32,8 @@ pub fn stats(ctx: &mut Ctx<'_>, message: &Message<'_>) {
             .collect();
         for (shard, c) in counters.iter().enumerate() {
             let reply = ctx.numeric(RPL_STATSDEBUG).arg("S").trailing(format!(
-                "shard {shard} connections={} accepted={} lines_in={} deliveries={} bytes_out={} reads={} writes={} sendq_disconnects={} flood_disconnects={}",
-                c.connections, c.accepted, c.lines_in, c.deliveries, c.bytes_out, c.reads, c.writes, c.sendq_disconnects, c.flood_disconnects
+                "shard {shard} connections={} accepted={} lines_in={} deliveries={} bytes_out={} reads={} writes={} sendq_disconnects={} flood_disconnects={} tls_handshake_failures={}",
+                c.connections, c.accepted, c.lines_in, c.deliveries, c.bytes_out, c.reads, c.writes, c.sendq_disconnects, c.flood_disconnects, c.tls_handshake_failures
             ));
             ctx.reply(reply);
         }

@@ -187,6 +187,8 @@ fn status_prefix(ctx: &Ctx<'_>) -> fn(Membership) -> &'static str {
 
 /// What WHOIS shows about one user.
 struct WhoisInfo {
+    /// The asker asked about themself (and may see their certificate fingerprint).
+    is_self: bool,
     nick: String,
     user: String,
     host: String,
@@ -199,8 +201,9 @@ struct WhoisInfo {
     signon: u64,
 }
 
-/// `WHOIS [server] nick[,nick]`: 311, 319, 312, 301 (if away), 335 (if a bot), 317
-/// and 318 for each nick; an unknown nick gets 401 and 318.
+/// `WHOIS [server] nick[,nick]`: 311, 319, 312, 301 (if away), 335 (if a bot), 276
+/// (one's own TLS client certificate), 317 and 318 for each nick; an unknown nick gets
+/// 401 and 318.
 pub fn whois(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let list = message.param(1).or(message.param(0)).unwrap_or_default();
     for (index, nick) in targets(list).enumerate() {
@@ -230,6 +233,7 @@ fn whois_one(ctx: &mut Ctx<'_>, nick: &str) {
                 })
                 .collect();
             WhoisInfo {
+                is_self: id == ctx.id,
                 nick: user.nick.to_string(),
                 user: user.user.to_string(),
                 host: user.host.to_string(),
@@ -284,6 +288,16 @@ fn whois_one(ctx: &mut Ctx<'_>, nick: &str) {
             ctx.numeric(RPL_WHOISBOT)
                 .arg(&info.nick)
                 .trailing(format!("is a bot on {network}")),
+        );
+    }
+    // Only the user sees their own fingerprint: there are no opers yet, and the
+    // fingerprint lives on the shard-local client, not in the shared user record.
+    let own_certfp = ctx.client().tls.as_ref().and_then(|tls| tls.certfp.clone());
+    if let Some(certfp) = own_certfp.filter(|_| info.is_self) {
+        replies.push(
+            ctx.numeric(RPL_WHOISCERTFP)
+                .arg(&info.nick)
+                .trailing(format!("has client certificate fingerprint {certfp}")),
         );
     }
     replies.push(

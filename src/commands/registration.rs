@@ -32,10 +32,18 @@ pub fn cap(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     match subcommand.as_str() {
         "LS" => {
             negotiating(ctx);
-            if message.param_str(1).and_then(|v| v.parse::<u32>().ok()) >= Some(302) {
+            let version_302 = message.param_str(1).and_then(|v| v.parse::<u32>().ok()) >= Some(302);
+            if version_302 {
                 set_cap(ctx, Cap::CapNotify);
             }
-            let names: Vec<&str> = Cap::ALL.iter().map(|cap| cap.name()).collect();
+            // Capability values (and so STS, which is nothing without them) are for
+            // CAP LS 302 clients only.
+            let sts = sts_token(ctx).filter(|_| version_302);
+            let names: Vec<&str> = Cap::ALL
+                .iter()
+                .map(|cap| cap.name())
+                .chain(sts.as_deref())
+                .collect();
             let mut lines = Vec::new();
             let mut current = String::new();
             for name in names {
@@ -96,6 +104,18 @@ pub fn cap(ctx: &mut Ctx<'_>, message: &Message<'_>) {
             ctx.reply(reply);
         }
     }
+}
+
+/// The IRCv3 `sts` capability with its value, when a policy is configured: a
+/// plaintext connection is told which TLS port to reconnect to, a TLS connection how
+/// long to keep using TLS (the spec forbids the other key on each).
+fn sts_token(ctx: &Ctx<'_>) -> Option<String> {
+    let policy = ctx.config().sts?;
+    Some(if ctx.client().tls.is_some() {
+        format!("sts=duration={}", policy.duration.as_secs())
+    } else {
+        format!("sts=port={}", policy.port)
+    })
 }
 
 fn set_cap(ctx: &mut Ctx<'_>, cap: Cap) {

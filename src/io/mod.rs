@@ -10,13 +10,20 @@
 //! Per connection: one read in flight at all times (never abandoned: a dropped
 //! tokio-uring read loses data), at most one `writev` in flight, and the shard's
 //! `RefCell` is borrowed only between awaits.
+//!
+//! TLS rides on the same tasks: a connection accepted on a TLS listener carries a
+//! [`TlsSession`] that its reader feeds ciphertext and its writer takes ciphertext
+//! from (see [`tls`]). A plaintext connection carries `None`, so all it pays for TLS
+//! existing is a branch per read and per write.
 
 pub mod epoll;
+pub mod tls;
 pub mod uring;
 
 use crate::shard::Shard;
 use crate::state::outbox::MAX_BATCH_LINES;
 use crate::state::ClientId;
+use crate::tls::TlsAcceptor;
 use bytes::{Buf, Bytes};
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
@@ -24,8 +31,10 @@ use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
+use tls::{Received, TlsFailure, TlsSession};
 use tracing::{debug, info, warn, Instrument};
 
 /// A connection's read buffer starts (and shrinks back to) this size: idle clients
@@ -66,19 +75,26 @@ pub trait Listener: 'static {
     fn close(&self);
 }
 
+/// One of a shard's listening sockets and whether it speaks TLS.
+pub struct ShardListener<L> {
+    /// The socket, adopted by the shard's driver.
+    pub listener: L,
+    /// `Some` on a `--tls-listen` address: every connection accepted here starts a
+    /// session from this acceptor's current certificate.
+    pub tls: Option<Arc<TlsAcceptor>>,
+}
+
 /// Runs one shard until shutdown completes; called inside the driver's runtime.
-pub async fn run_shard<L: Listener>(shard: Shard, listeners: Vec<L>) {
+pub async fn run_shard<L: Listener>(shard: Shard, listeners: Vec<ShardListener<L>>) {
     let id = shard.id;
     let shared = shard.shared.clone();
     let shard = Rc::new(RefCell::new(shard));
     let stopping = Rc::new(Cell::new(false));
-    let listeners: Vec<Rc<L>> = listeners.into_iter().map(Rc::new).collect();
-    for listener in &listeners {
-        tokio::task::spawn_local(accept_loop(
-            listener.clone(),
-            shard.clone(),
-            stopping.clone(),
-        ));
+    let mut sockets: Vec<Rc<L>> = Vec::new();
+    for ShardListener { listener, tls } in listeners {
+        let listener = Rc::new(listener);
+        sockets.push(listener.clone());
+        tokio::task::spawn_local(accept_loop(listener, tls, shard.clone(), stopping.clone()));
     }
     tokio::task::spawn_local(flush_handoffs(shard.clone()));
     tokio::task::spawn_local(housekeeping(shard.clone()));
@@ -92,7 +108,7 @@ pub async fn run_shard<L: Listener>(shard: Shard, listeners: Vec<L>) {
 
     info!(shard = id, "shutting down");
     stopping.set(true);
-    for listener in &listeners {
+    for listener in &sockets {
         listener.close();
     }
     let deadline = Instant::now() + shared.config.shutdown_timeout;
@@ -129,15 +145,21 @@ pub async fn run_shard<L: Listener>(shard: Shard, listeners: Vec<L>) {
 /// makes the pending accept fail.
 async fn accept_loop<L: Listener>(
     listener: Rc<L>,
+    tls: Option<Arc<TlsAcceptor>>,
     shard: Rc<RefCell<Shard>>,
     stopping: Rc<Cell<bool>>,
 ) {
+    // A TLS peer cannot read a plaintext ERROR before its handshake: it is just closed.
+    let refusal = |why: Bytes| tls.is_none().then_some(why);
     let mut starved = false;
     loop {
         let accepted = listener.accept().await;
         if stopping.get() {
             if let Ok((stream, _)) = accepted {
-                tokio::task::spawn_local(refuse(stream, Bytes::from_static(SHUTTING_DOWN)));
+                tokio::task::spawn_local(refuse(
+                    stream,
+                    refusal(Bytes::from_static(SHUTTING_DOWN)),
+                ));
             }
             return;
         }
@@ -162,23 +184,38 @@ async fn accept_loop<L: Listener>(
                 continue;
             }
         };
+        let session = match tls.as_deref().map(TlsAcceptor::session).transpose() {
+            Ok(session) => session.map(|session| Rc::new(TlsSession::new(session))),
+            Err(error) => {
+                warn!(%error, "cannot start a TLS session; closing the connection");
+                stream.shutdown();
+                continue;
+            }
+        };
         let admitted = shard.borrow_mut().accept(peer, Instant::now());
         match admitted {
             Ok(id) => {
-                let span =
-                    tracing::debug_span!("conn", shard = id.shard, slot = id.slot.index, %peer);
+                let span = tracing::debug_span!("conn", shard = id.shard, slot = id.slot.index, %peer, tls = session.is_some());
                 debug!(parent: &span, "connected");
+                if session.is_some() {
+                    if let Some(client) = shard.borrow_mut().client_mut(id) {
+                        client.tls = Some(Box::default());
+                    }
+                }
                 let stream = Rc::new(stream);
                 shard.borrow_mut().set_socket(id, stream.raw_fd());
                 tokio::task::spawn_local(
-                    read_loop(stream.clone(), shard.clone(), id).instrument(span.clone()),
+                    read_loop(stream.clone(), shard.clone(), id, session.clone())
+                        .instrument(span.clone()),
                 );
-                tokio::task::spawn_local(write_loop(stream, shard.clone(), id).instrument(span));
+                tokio::task::spawn_local(
+                    write_loop(stream, shard.clone(), id, session).instrument(span),
+                );
             }
             Err(refused) => {
                 debug!(%peer, %refused, "connection refused");
                 let line = format!("ERROR :Closing Link: {} ({refused})\r\n", peer.ip());
-                tokio::task::spawn_local(refuse(stream, Bytes::from(line)));
+                tokio::task::spawn_local(refuse(stream, refusal(Bytes::from(line))));
             }
         }
     }
@@ -187,8 +224,10 @@ async fn accept_loop<L: Listener>(
 const SHUTTING_DOWN: &[u8] = b"ERROR :Server shutting down\r\n";
 
 /// Tells a connection that is not admitted why it is being closed.
-async fn refuse<S: Stream>(stream: S, why: Bytes) {
-    let _ = stream.writev(vec![why]).await;
+async fn refuse<S: Stream>(stream: S, why: Option<Bytes>) {
+    if let Some(why) = why {
+        let _ = stream.writev(vec![why]).await;
+    }
     stream.shutdown();
 }
 
@@ -235,8 +274,14 @@ fn is_resource_exhaustion(error: &io::Error) -> bool {
     )
 }
 
-/// Owns the connection's only read: feeds the shard until the peer is gone.
-async fn read_loop<S: Stream>(stream: Rc<S>, shard: Rc<RefCell<Shard>>, id: ClientId) {
+/// Owns the connection's only read: feeds the shard (through the TLS session, if any)
+/// until the peer is gone.
+async fn read_loop<S: Stream>(
+    stream: Rc<S>,
+    shard: Rc<RefCell<Shard>>,
+    id: ClientId,
+    tls: Option<Rc<TlsSession>>,
+) {
     let mut buf = Vec::with_capacity(READ_BUFFER_MIN);
     loop {
         buf.clear();
@@ -251,7 +296,14 @@ async fn read_loop<S: Stream>(stream: Rc<S>, shard: Rc<RefCell<Shard>>, id: Clie
                 break;
             }
         };
-        shard.borrow_mut().receive(id, &buf[..n], Instant::now());
+        match &tls {
+            None => shard.borrow_mut().receive(id, &buf[..n], Instant::now()),
+            Some(tls) => {
+                if !receive_tls(tls, &mut buf[..n], &mut shard.borrow_mut(), id) {
+                    break;
+                }
+            }
+        }
         let capacity = buf.capacity();
         if n == capacity && capacity < READ_BUFFER_MAX {
             buf = Vec::with_capacity((capacity * 4).min(READ_BUFFER_MAX));
@@ -262,6 +314,30 @@ async fn read_loop<S: Stream>(stream: Rc<S>, shard: Rc<RefCell<Shard>>, id: Clie
     shard.borrow_mut().peer_closed(id);
 }
 
+/// Feeds ciphertext to a TLS session; returns whether the connection stays open.
+/// Wakes the writer when the session has something to send (handshake messages,
+/// alerts) or just became able to encrypt what is queued.
+fn receive_tls(tls: &TlsSession, ciphertext: &mut [u8], shard: &mut Shard, id: ClientId) -> bool {
+    let was_established = tls.is_established();
+    let outcome = tls.receive(ciphertext, shard, id, Instant::now());
+    if tls.wants_write() || tls.is_established() != was_established {
+        if let Some(client) = shard.client_mut(id) {
+            client.outbox.wake_writer();
+        }
+    }
+    match outcome {
+        Ok(Received::Open) => true,
+        Ok(Received::PeerClosed) => false,
+        Err(failure) => {
+            debug!(%failure, "closing the connection");
+            if let TlsFailure::Handshake(_) = failure {
+                shard.note_tls_handshake_failure();
+            }
+            false
+        }
+    }
+}
+
 /// What the writer should do next.
 enum WriterTurn {
     Write,
@@ -270,15 +346,39 @@ enum WriterTurn {
 
 /// Drains the outbox with one vectored write at a time; on close, flushes, shuts the
 /// socket and frees the client's slot.
-async fn write_loop<S: Stream>(stream: Rc<S>, shard: Rc<RefCell<Shard>>, id: ClientId) {
+///
+/// On a TLS connection each turn first finishes any ciphertext a short write left,
+/// else encrypts everything queued (up to rustls' buffer limit) in one go and writes
+/// all pending records with one writev. Lines queued before the handshake completes
+/// wait in the outbox. A closing TLS connection ends with `close_notify`.
+async fn write_loop<S: Stream>(
+    stream: Rc<S>,
+    shard: Rc<RefCell<Shard>>,
+    id: ClientId,
+    tls: Option<Rc<TlsSession>>,
+) {
+    // Lines taken from the outbox and not yet written (plaintext) or not yet encrypted
+    // (TLS). Borrowed from the shard's pool only while non-empty.
     let mut batch: Vec<Bytes> = Vec::new();
+    // TLS only: records not yet accepted by the kernel (one buffer), pooled the same way.
+    let mut ciphertext: Vec<Bytes> = Vec::new();
+    let mut close_notified = false;
     loop {
         let turn = poll_fn(|cx| {
             let mut shard = shard.borrow_mut();
             let Some(client) = shard.client_mut(id) else {
                 return Poll::Ready(WriterTurn::Finish);
             };
-            if !batch.is_empty() || client.outbox.has_queued() {
+            let has_lines = !batch.is_empty() || client.outbox.has_queued();
+            let has_output = match &tls {
+                None => has_lines,
+                Some(tls) => {
+                    !ciphertext.is_empty()
+                        || tls.wants_write()
+                        || (has_lines && tls.is_established())
+                }
+            };
+            if has_output {
                 Poll::Ready(WriterTurn::Write)
             } else if client.closing {
                 Poll::Ready(WriterTurn::Finish)
@@ -289,26 +389,57 @@ async fn write_loop<S: Stream>(stream: Rc<S>, shard: Rc<RefCell<Shard>>, id: Cli
         })
         .await;
         if let WriterTurn::Finish = turn {
-            break;
+            match &tls {
+                Some(tls) if tls.is_established() && !close_notified => {
+                    close_notified = true;
+                    tls.send_close_notify();
+                    continue;
+                }
+                _ => break,
+            }
         }
-        {
+        let output = {
             let mut shard = shard.borrow_mut();
-            if batch.capacity() == 0 {
-                batch = shard.batch_pool().take();
+            match &tls {
+                None => {
+                    take_lines(&mut shard, id, &mut batch);
+                    std::mem::take(&mut batch)
+                }
+                Some(tls) => {
+                    if ciphertext.is_empty() {
+                        if let Err(failure) =
+                            encrypt_queued(tls, &mut shard, id, &mut batch, &mut ciphertext)
+                        {
+                            shard.write_failed(id, &std::io::Error::other(failure));
+                            break;
+                        }
+                    }
+                    if ciphertext.is_empty() {
+                        continue;
+                    }
+                    std::mem::take(&mut ciphertext)
+                }
             }
-            if let Some(client) = shard.client_mut(id) {
-                client.outbox.take_batch(&mut batch, MAX_BATCH_LINES);
-            }
-        }
-        let (result, returned) = stream.writev(batch).await;
-        batch = returned;
+        };
+        let (result, mut output) = stream.writev(output).await;
         let mut shard = shard.borrow_mut();
         match result {
             Ok(written) => {
-                consume_written(&mut batch, written);
+                consume_written(&mut output, written);
                 shard.note_written(id, written);
-                if batch.is_empty() {
-                    shard.batch_pool().give_back(std::mem::take(&mut batch));
+                let unwritten = match &tls {
+                    None => {
+                        if let Some(client) = shard.client_mut(id) {
+                            client.outbox.wrote(written);
+                        }
+                        &mut batch
+                    }
+                    // The outbox was told when the lines were encrypted.
+                    Some(_) => &mut ciphertext,
+                };
+                *unwritten = output;
+                if unwritten.is_empty() {
+                    shard.batch_pool().give_back(std::mem::take(unwritten));
                 }
             }
             Err(error) => {
@@ -319,6 +450,47 @@ async fn write_loop<S: Stream>(stream: Rc<S>, shard: Rc<RefCell<Shard>>, id: Cli
     }
     stream.shutdown();
     shard.borrow_mut().release(id);
+}
+
+/// Moves queued lines behind whatever `batch` still holds, borrowing a batch vector
+/// from the shard's pool if `batch` has none.
+fn take_lines(shard: &mut Shard, id: ClientId, batch: &mut Vec<Bytes>) {
+    if batch.capacity() == 0 {
+        *batch = shard.batch_pool().take();
+    }
+    if let Some(client) = shard.client_mut(id) {
+        client.outbox.take_batch(batch, MAX_BATCH_LINES);
+    }
+}
+
+/// TLS: once the handshake is done, encrypts what is queued into shared records (up
+/// to 64 KiB a turn; the rest waits in `batch`), then moves every pending record (and
+/// any handshake message or alert) into `ciphertext` as one buffer for one writev.
+/// Before the handshake completes, queued lines stay in the outbox.
+fn encrypt_queued(
+    tls: &TlsSession,
+    shard: &mut Shard,
+    id: ClientId,
+    batch: &mut Vec<Bytes>,
+    ciphertext: &mut Vec<Bytes>,
+) -> Result<(), TlsFailure> {
+    if tls.is_established() {
+        take_lines(shard, id, batch);
+        let encrypted = tls.encrypt(batch)?;
+        if let Some(client) = shard.client_mut(id) {
+            client.outbox.wrote(encrypted);
+        }
+        if batch.is_empty() {
+            shard.batch_pool().give_back(std::mem::take(batch));
+        }
+    }
+    if let Some(records) = tls.take_ciphertext() {
+        if ciphertext.capacity() == 0 {
+            *ciphertext = shard.batch_pool().take();
+        }
+        ciphertext.push(records);
+    }
+    Ok(())
 }
 
 /// Drops the fully written lines from the front of `batch` and advances into a

@@ -23,6 +23,7 @@ numerics! {
     RPL_LUSERME = "255";
     RPL_LOCALUSERS = "265";
     RPL_GLOBALUSERS = "266";
+    RPL_WHOISCERTFP = "276";
     RPL_AWAY = "301";
     RPL_USERHOST = "302";
     RPL_ISON = "303";

@@ -283,14 +283,21 @@ impl Shard {
         self.counts.reads += 1;
     }
 
+    /// Records a TLS connection whose handshake failed.
+    pub fn note_tls_handshake_failure(&mut self) {
+        self.counts.tls_handshake_failures += 1;
+    }
+
     /// Records a completed vectored write to `id` and the bytes the kernel accepted:
     /// the connection's output is flowing.
+    ///
+    /// The bytes are the socket's (ciphertext under TLS); the writer reports lines
+    /// taken from the outbox with [`Outbox::wrote`](crate::state::Outbox::wrote).
     pub fn note_written(&mut self, id: ClientId, bytes: usize) {
         self.counts.writes += 1;
         self.counts.bytes_out += bytes as u64;
-        if let Some(client) = self.clients.get_mut(id.slot) {
-            client.outbox.wrote(bytes);
-            if bytes > 0 {
+        if bytes > 0 {
+            if let Some(client) = self.clients.get_mut(id.slot) {
                 client.stalled_since = None;
             }
         }

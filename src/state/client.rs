@@ -102,6 +102,17 @@ pub struct Client {
     /// User mode `+B`, mirrored from the network state when the client's own MODE
     /// is applied, so the message path tags its messages `bot` without a lookup.
     pub bot: bool,
+    /// `Some` for a connection that came in on a TLS listener (set by the driver at
+    /// accept); boxed so a plaintext client pays one pointer for it.
+    pub tls: Option<Box<TlsPeer>>,
+}
+
+/// What a TLS connection's handshake told the server about the client.
+#[derive(Debug, Default)]
+pub struct TlsPeer {
+    /// SHA-256 of the client certificate, lowercase hex, if the client presented one;
+    /// set by the driver when the handshake completes, before any input is processed.
+    pub certfp: Option<Box<str>>,
 }
 
 impl Client {
@@ -142,6 +153,7 @@ impl Client {
             delivery_stamp: 0,
             monitoring: Vec::new(),
             bot: false,
+            tls: None,
         }
     }
 

@@ -89,6 +89,8 @@ counters! {
     /// Hand-off batches sent to other shards: the cross-core synchronizations of the
     /// message path, at most one per destination per scheduler pass.
     handoff_batches,
+    /// TLS connections closed because their handshake failed.
+    tls_handshake_failures,
 }
 
 /// State shared by all shards; see the module comment.

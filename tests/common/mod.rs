@@ -8,9 +8,13 @@
 
 #![allow(dead_code)] // each test file uses part of the harness
 
+pub mod tls;
+
 use ringchat::{Config, IoMode, Server};
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a read may block before the test is declared hung.
@@ -47,8 +51,19 @@ impl Setup {
         let server = Server::start(config).expect("server starts");
         TestServer {
             addr: server.local_addr(),
+            tls_addr: server.tls_local_addrs().first().copied(),
             server: Some(server),
         }
+    }
+
+    /// Starts a server with a plaintext and a TLS listener, presenting `pki`'s
+    /// server certificate, after `adjust` has changed the config.
+    pub fn start_tls(&self, pki: &tls::TestPki, adjust: impl FnOnce(&mut Config)) -> TestServer {
+        self.start_with(|config| {
+            config.tls_listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
+            config.tls = Some(pki.server_files());
+            adjust(config);
+        })
     }
 }
 
@@ -87,6 +102,8 @@ macro_rules! e2e {
 pub struct TestServer {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where it listens with TLS, if it does.
+    pub tls_addr: Option<SocketAddr>,
     server: Option<Server>,
 }
 
@@ -96,16 +113,34 @@ impl TestServer {
         Client::connect(self.addr)
     }
 
+    /// Connects a raw, unregistered client over TLS with `config`.
+    pub fn connect_tls(&self, config: Arc<ClientConfig>) -> Client {
+        Client::connect_tls(self.tls_addr.expect("a TLS listener"), config)
+    }
+
     /// Connects and registers `nick`, reading through the welcome burst.
     pub fn register(&self, nick: &str) -> Client {
-        let mut client = self.connect();
+        Client::register(self.connect(), nick)
+    }
+
+    /// Connects over TLS with `config` and registers `nick`.
+    pub fn register_tls(&self, nick: &str, config: Arc<ClientConfig>) -> Client {
+        Client::register(self.connect_tls(config), nick)
+    }
+}
+
+impl Client {
+    /// Registers `nick` on a fresh connection, reading through the welcome burst.
+    pub fn register(mut client: Client, nick: &str) -> Client {
         client.send(&format!("NICK {nick}"));
         client.send(&format!("USER {nick} 0 * :{nick} test"));
         client.skip_until(|line| has_numeric(line, "376") || has_numeric(line, "422"));
         client.nick = nick.to_owned();
         client
     }
+}
 
+impl TestServer {
     /// The running server.
     pub fn server(&self) -> &Server {
         self.server.as_ref().expect("server is running")
@@ -149,19 +184,68 @@ pub fn has_numeric(line: &str, code: &str) -> bool {
     line.split(' ').nth(1) == Some(code)
 }
 
-/// A test client speaking IRC lines over a real socket.
+/// A test client's connection: a plain socket, or rustls over one.
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Transport {
+    fn socket(&self) -> &TcpStream {
+        match self {
+            Transport::Plain(socket) => socket,
+            Transport::Tls(stream) => &stream.sock,
+        }
+    }
+}
+
+impl Read for Transport {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Transport::Plain(socket) => socket.read(buf),
+            Transport::Tls(stream) => stream.read(buf),
+        }
+    }
+}
+
+impl Write for Transport {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Transport::Plain(socket) => socket.write(buf),
+            Transport::Tls(stream) => stream.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Transport::Plain(socket) => socket.flush(),
+            Transport::Tls(stream) => stream.flush(),
+        }
+    }
+}
+
+/// A test client speaking IRC lines over a real socket (plaintext or TLS). Writes go
+/// around the read buffer to the same transport.
 pub struct Client {
     /// The nickname it registered with, if any.
     pub nick: String,
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+    reader: BufReader<Transport>,
     barriers: u32,
 }
 
 impl Client {
     /// Opens a connection without registering.
     pub fn connect(addr: SocketAddr) -> Client {
-        Client::from_stream(TcpStream::connect(addr).expect("connect to the test server"))
+        Client::over(Transport::Plain(open_socket(addr)))
+    }
+
+    /// Opens a TLS connection (to server name `localhost`) without registering; the
+    /// handshake happens with the first read or write.
+    pub fn connect_tls(addr: SocketAddr, config: Arc<ClientConfig>) -> Client {
+        let name = "localhost".try_into().expect("a valid server name");
+        let session = ClientConnection::new(config, name).expect("a TLS client session");
+        let stream = StreamOwned::new(session, open_socket(addr));
+        Client::over(Transport::Tls(Box::new(stream)))
     }
 
     /// Opens a connection whose receive buffer is as small as the kernel allows, so
@@ -173,19 +257,48 @@ impl Client {
         socket
             .connect(&addr.into())
             .expect("connect to the test server");
-        Client::from_stream(socket.into())
-    }
-
-    /// Wraps a connected socket.
-    pub fn from_stream(stream: TcpStream) -> Client {
+        let stream: TcpStream = socket.into();
         stream.set_read_timeout(Some(HANG)).expect("set timeout");
         stream.set_nodelay(true).expect("nodelay");
+        Client::over(Transport::Plain(stream))
+    }
+
+    fn over(transport: Transport) -> Client {
         Client {
             nick: String::new(),
-            reader: BufReader::new(stream.try_clone().expect("clone socket")),
-            writer: stream,
+            reader: BufReader::new(transport),
             barriers: 0,
         }
+    }
+
+    /// Sends a TLS 1.3 KeyUpdate: from now on this client encrypts with new keys
+    /// (TLS only).
+    pub fn update_tls_keys(&mut self) {
+        let Transport::Tls(stream) = self.reader.get_mut() else {
+            panic!("not a TLS connection");
+        };
+        stream
+            .conn
+            .refresh_traffic_keys()
+            .expect("a TLS 1.3 key update");
+    }
+
+    /// The certificate chain the server presented (TLS only; completes the handshake).
+    pub fn server_certificates(&mut self) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+        let Transport::Tls(stream) = self.reader.get_mut() else {
+            panic!("not a TLS connection");
+        };
+        while stream.conn.is_handshaking() {
+            stream
+                .conn
+                .complete_io(&mut stream.sock)
+                .expect("TLS handshake");
+        }
+        stream
+            .conn
+            .peer_certificates()
+            .expect("the server presents a certificate")
+            .to_vec()
     }
 
     /// `nick!~nick@127.0.0.1`, the source of this client's lines.
@@ -200,12 +313,15 @@ impl Client {
 
     /// Sends bytes exactly as given.
     pub fn send_raw(&mut self, bytes: &[u8]) {
-        self.writer.write_all(bytes).expect("send to server");
+        self.reader
+            .get_mut()
+            .write_all(bytes)
+            .expect("send to server");
     }
 
     /// Sends bytes; false if the server already closed the connection.
     pub fn try_send_raw(&mut self, bytes: &[u8]) -> bool {
-        self.writer.write_all(bytes).is_ok()
+        self.reader.get_mut().write_all(bytes).is_ok()
     }
 
     /// The next line without CR LF; panics if the connection closes or hangs.
@@ -223,7 +339,14 @@ impl Client {
                 let text = String::from_utf8_lossy(&bytes);
                 Some(text.trim_end_matches(['\r', '\n']).to_owned())
             }
-            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => None,
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof
+                ) =>
+            {
+                None
+            }
             Err(error) => panic!("{}: read failed (hung test?): {error}", self.nick),
         }
     }
@@ -290,12 +413,16 @@ impl Client {
 
     /// Closes the socket abruptly, without QUIT.
     pub fn vanish(self) {
-        let _ = self.writer.shutdown(Shutdown::Both);
+        let _ = self.reader.get_ref().socket().shutdown(Shutdown::Both);
     }
 
     /// Stops reading: the socket's receive buffer fills and the server's sendq grows.
+    /// Plaintext connections only.
     pub fn into_raw(self) -> TcpStream {
-        self.writer
+        match self.reader.into_inner() {
+            Transport::Plain(socket) => socket,
+            Transport::Tls(_) => panic!("into_raw is for plaintext connections"),
+        }
     }
 
     /// The next line exactly as sent, CR LF included (for byte-exact checks).
@@ -313,4 +440,11 @@ impl Client {
         let _ = self.reader.read_to_end(&mut out);
         out
     }
+}
+
+fn open_socket(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect to the test server");
+    stream.set_read_timeout(Some(HANG)).expect("set timeout");
+    stream.set_nodelay(true).expect("nodelay");
+    stream
 }
