@@ -77,6 +77,12 @@ const SHARD_METRICS: &[ShardMetric] = &[
         |c| c.writes,
     ),
     (
+        "ringchat_enters_total",
+        "counter",
+        "io_uring_enter calls made by the ring driver (0 on the other drivers).",
+        |c| c.enters,
+    ),
+    (
         "ringchat_sendq_disconnects_total",
         "counter",
         "Clients dropped for exceeding their sendq.",
@@ -212,6 +218,7 @@ pub fn render(shared: &Shared, driver: IoMode) -> String {
     let driver = match driver {
         IoMode::Uring | IoMode::Auto => "uring",
         IoMode::Epoll => "epoll",
+        IoMode::Ring => "ring",
     };
     family(
         &mut out,

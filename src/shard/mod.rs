@@ -262,6 +262,11 @@ impl Shard {
         self.counts.reads += 1;
     }
 
+    /// Records `io_uring_enter` calls made by a completion-loop driver.
+    pub fn note_enters(&mut self, count: u64) {
+        self.counts.enters += count;
+    }
+
     /// Records a completed vectored write to `id` and the bytes the kernel accepted:
     /// the connection's output is flowing.
     pub fn note_written(&mut self, id: ClientId, bytes: usize) {

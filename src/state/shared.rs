@@ -67,6 +67,10 @@ counters! {
     reads,
     /// Vectored writes completed (io_uring: writev SQEs; epoll: writev syscalls).
     writes,
+    /// `io_uring_enter` calls made by the `ring` driver (one submit-and-wait per loop
+    /// turn, plus one per full submission queue); 0 on the other drivers, whose
+    /// runtimes enter the kernel out of ringchat's sight.
+    enters,
     /// Clients dropped as slow consumers.
     sendq_disconnects,
     /// Clients dropped for flooding.

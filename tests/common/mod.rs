@@ -52,7 +52,7 @@ impl Setup {
     }
 }
 
-/// Runs each test body against both drivers, with 1 and with 4 shards: one `#[test]`
+/// Runs each test body against every driver (uring, epoll, ring), with 1 and with 4 shards: one `#[test]`
 /// per combination, so a failure names its setup.
 #[macro_export]
 macro_rules! e2e {
@@ -77,6 +77,14 @@ macro_rules! e2e {
                 #[test]
                 fn epoll_4_shards() {
                     body($crate::common::Setup { io: ringchat::IoMode::Epoll, shards: 4 })
+                }
+                #[test]
+                fn ring_1_shard() {
+                    body($crate::common::Setup { io: ringchat::IoMode::Ring, shards: 1 })
+                }
+                #[test]
+                fn ring_4_shards() {
+                    body($crate::common::Setup { io: ringchat::IoMode::Ring, shards: 4 })
                 }
             }
         )*
