@@ -83,6 +83,12 @@ const SHARD_METRICS: &[ShardMetric] = &[
         |c| c.enters,
     ),
     (
+        "ringchat_receive_buffer_waits_total",
+        "counter",
+        "Receives the ring driver re-armed because its receive buffers were all in use.",
+        |c| c.receive_buffer_waits,
+    ),
+    (
         "ringchat_sendq_disconnects_total",
         "counter",
         "Clients dropped for exceeding their sendq.",

@@ -255,3 +255,8 @@ fn running_out_of_file_descriptors_pauses_accepting_and_recovers_on_epoll() {
 fn running_out_of_file_descriptors_pauses_accepting_and_recovers_on_io_uring() {
     serve_past_the_descriptor_limit("uring");
 }
+
+#[test]
+fn running_out_of_file_descriptors_pauses_accepting_and_recovers_on_the_ring_driver() {
+    serve_past_the_descriptor_limit("ring");
+}

@@ -267,6 +267,11 @@ impl Shard {
         self.counts.enters += count;
     }
 
+    /// Records a receive that found every provided buffer in use (ring driver).
+    pub fn note_receive_buffer_wait(&mut self) {
+        self.counts.receive_buffer_waits += 1;
+    }
+
     /// Records a completed vectored write to `id` and the bytes the kernel accepted:
     /// the connection's output is flowing.
     pub fn note_written(&mut self, id: ClientId, bytes: usize) {

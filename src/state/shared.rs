@@ -71,6 +71,9 @@ counters! {
     /// turn, plus one per full submission queue); 0 on the other drivers, whose
     /// runtimes enter the kernel out of ringchat's sight.
     enters,
+    /// Multishot receives the `ring` driver re-armed because its provided-buffer ring
+    /// was empty (`ENOBUFS`: the data waited in the socket; nothing is lost).
+    receive_buffer_waits,
     /// Clients dropped as slow consumers.
     sendq_disconnects,
     /// Clients dropped for flooding.

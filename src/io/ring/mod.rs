@@ -318,6 +318,7 @@ impl Driver {
             }
             Err(error) if error.raw_os_error() == Some(libc::ENOBUFS) => {
                 debug!(client = ?id, "receive buffers exhausted; re-arming");
+                self.shard.note_receive_buffer_wait();
             }
             Err(error) => {
                 debug!(client = ?id, %error, "read failed");
