@@ -385,9 +385,14 @@ impl Ring {
         self.push(entry)
     }
 
-    /// Sends every line of `batch` with one vectored write. The lines and their iovec
-    /// array stay here until the completion hands them back.
+    /// Sends every line of `batch` with one vectored write (a plain send for one
+    /// line). The lines and their iovec array stay here until the completion hands
+    /// them back.
     pub fn send(&mut self, fd: RawFd, conn: u64, batch: Vec<Bytes>) -> io::Result<()> {
+        let single = match batch.as_slice() {
+            [line] => Some((line.as_ptr(), line.len() as u32)),
+            _ => None,
+        };
         let mut iovecs = self.spare_iovecs.pop().unwrap_or_default();
         iovecs.extend(batch.iter().map(|line| libc::iovec {
             iov_base: line.as_ptr() as *mut libc::c_void,
@@ -401,10 +406,15 @@ impl Ring {
             batch,
             iovecs,
         });
-        let entry = opcode::Writev::new(Fd(fd), pointer, count)
-            .build()
-            .user_data(user_data(Kind::Send, token(slot)));
-        self.push(entry)
+        let entry = match single {
+            // One line (the common case of a fan-out at low rates): a plain send
+            // skips importing the iovec and the file write path.
+            Some((line, len)) => opcode::Send::new(Fd(fd), line, len)
+                .flags(libc::MSG_NOSIGNAL)
+                .build(),
+            None => opcode::Writev::new(Fd(fd), pointer, count).build(),
+        };
+        self.push(entry.user_data(user_data(Kind::Send, token(slot))))
     }
 
     /// Arms a read of the wake-up eventfd (8 bytes into memory this ring owns).
