@@ -91,14 +91,26 @@ enum Phase {
 
 /// A shard on the ring driver.
 pub struct Driver {
+    /// The shard's io_uring and the memory its operations use; dropped first, after
+    /// [`Driver::stop`] has let every operation complete (or leaked what had not).
     ring: Ring,
+    /// The sans-IO core this loop feeds.
     shard: Shard,
+    /// Listening sockets, open until the driver is dropped (shut down at stop).
     listeners: Vec<Listener>,
+    /// Accepted connections, keyed by the token their operations carry; one is
+    /// removed (closing its descriptor) only once nothing refers to it.
     conns: Slab<Conn>,
+    /// The wake-up eventfd, owned by the bus (so open for as long as a read of it
+    /// can be in flight).
     eventfd: RawFd,
+    /// Running, or how far shutdown has got.
     phase: Phase,
+    /// When the shutdown phases give up waiting (set when shutdown begins).
     deadline: Instant,
+    /// Flood resumption, liveness and counters, every [`FLOOD_TICK`].
     housekeeping: Housekeeping,
+    /// When housekeeping last ran (the tick timer also fires faster during shutdown).
     last_housekeeping: Instant,
     /// Accepting is paused after descriptor exhaustion until the backoff timer fires.
     starved: bool,

@@ -681,3 +681,37 @@ pub fn log_setup(ring: &Ring) {
         );
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_gives_back_its_slot_key() {
+        let key = SlotKey {
+            index: (1 << 28) - 1,
+            generation: u32::MAX,
+        };
+        assert_eq!(super::key(token(key)), key);
+        assert_eq!(
+            user_data(Kind::Receive, token(key)) & PAYLOAD_MASK,
+            token(key)
+        );
+    }
+
+    #[test]
+    fn waking_a_writer_lists_its_connection_once_per_wake() {
+        let mut ready = Vec::new();
+        take_ready(&mut ready);
+        ready.clear();
+        let waker = writer_waker(42);
+        let parked = waker.clone();
+        parked.wake();
+        waker.wake_by_ref();
+        take_ready(&mut ready);
+        assert_eq!(ready, [42, 42]);
+        ready.clear();
+        take_ready(&mut ready);
+        assert!(ready.is_empty());
+    }
+}
