@@ -16,13 +16,17 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IoMode {
-    /// io_uring when the kernel allows it, else epoll with a warning.
+    /// The fastest driver the kernel allows (`crate::server` lists the order and
+    /// logs each fallback with its reason).
     #[default]
     Auto,
     /// io_uring (tokio-uring); fail if the kernel refuses it.
     Uring,
     /// epoll (tokio).
     Epoll,
+    /// ringchat's own io_uring completion loop (multishot accept and receive into a
+    /// provided-buffer ring); fail if the kernel lacks what it needs.
+    Ring,
 }
 
 /// A value [`Config::check`] refuses: which setting, and what is wrong with it.
@@ -96,6 +100,9 @@ pub struct Config {
     pub shards: usize,
     /// The I/O driver.
     pub io: IoMode,
+    /// Receive buffers in each shard's provided-buffer ring (`--io ring` only; a
+    /// power of two). Not a setting: tests shrink it to exhaust the ring on purpose.
+    pub ring_buffers: u16,
 }
 
 impl Config {
@@ -169,9 +176,14 @@ impl Default for Config {
             utf8_only: false,
             shards: available_cores(),
             io: IoMode::Auto,
+            ring_buffers: DEFAULT_RING_BUFFERS,
         }
     }
 }
+
+/// Receive buffers per shard under `--io ring`: 256 × 4 KiB = 1 MiB, shared by all
+/// of the shard's connections (a buffer is held only while its data is handled).
+pub const DEFAULT_RING_BUFFERS: u16 = 256;
 
 /// File descriptors kept back from clients: listeners, the rings, log files.
 pub const RESERVED_FDS: u64 = 64;

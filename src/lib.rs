@@ -2,7 +2,8 @@
 //!
 //! The map, in the order a message travels:
 //! - [`io`]: drivers, the only code touching sockets: io_uring (tokio-uring) and epoll
-//!   (tokio), running the same connection tasks.
+//!   (tokio), running the same connection tasks, and `ring`, ringchat's own io_uring
+//!   completion loop making the same shard calls.
 //! - [`proto`]: the wire format, pure: framing, parsing, serializing, names, numerics.
 //! - [`shard`]: one core's sans-IO state: its clients, local channel members, delivery
 //!   and cross-shard hand-offs.

@@ -77,6 +77,18 @@ const SHARD_METRICS: &[ShardMetric] = &[
         |c| c.writes,
     ),
     (
+        "ringchat_enters_total",
+        "counter",
+        "io_uring_enter calls made by the ring driver (0 on the other drivers).",
+        |c| c.enters,
+    ),
+    (
+        "ringchat_receive_buffer_waits_total",
+        "counter",
+        "Receives the ring driver re-armed because its receive buffers were all in use.",
+        |c| c.receive_buffer_waits,
+    ),
+    (
         "ringchat_sendq_disconnects_total",
         "counter",
         "Clients dropped for exceeding their sendq.",
@@ -212,6 +224,7 @@ pub fn render(shared: &Shared, driver: IoMode) -> String {
     let driver = match driver {
         IoMode::Uring | IoMode::Auto => "uring",
         IoMode::Epoll => "epoll",
+        IoMode::Ring => "ring",
     };
     family(
         &mut out,

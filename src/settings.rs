@@ -166,6 +166,7 @@ impl Settings {
                 .option("shards", &cli.shards, f.shards)
                 .unwrap_or_else(available_cores),
             io: merge.value("io", &cli.io, f.io),
+            ring_buffers: crate::config::DEFAULT_RING_BUFFERS,
         };
         config
             .check()

@@ -1,7 +1,8 @@
 //! Batching, counted rather than timed: on a fixed fan-out, each driver carries many
 //! lines per write. The io_uring driver submits one SQE per read or writev (the
 //! runtime then enters the kernel at most once per tick for all of them), so fewer
-//! submissions than deliveries means syscalls per delivered message tend to 0.
+//! submissions than deliveries means syscalls per delivered message tend to 0. The
+//! ring driver counts its enters too.
 
 mod common;
 
@@ -33,6 +34,7 @@ fn fan_out(io: IoMode) -> CounterSnapshot {
         deliveries: after.deliveries - before.deliveries,
         writes: after.writes - before.writes,
         reads: after.reads - before.reads,
+        enters: after.enters - before.enters,
         ..CounterSnapshot::default()
     }
 }
@@ -49,7 +51,7 @@ fn fresh_totals(server: &common::TestServer, asker: &mut Client) -> CounterSnaps
         .fold(CounterSnapshot::default(), CounterSnapshot::plus)
 }
 
-fn assert_batched(io: IoMode) {
+fn assert_batched(io: IoMode) -> CounterSnapshot {
     let counts = fan_out(io);
     let stats_reply = 2;
     assert_eq!(
@@ -58,19 +60,33 @@ fn assert_batched(io: IoMode) {
     );
     let submissions = counts.reads + counts.writes;
     println!(
-        "{io:?}: {} deliveries, {} reads, {} writes",
-        counts.deliveries, counts.reads, counts.writes
+        "{io:?}: {} deliveries, {} reads, {} writes, {} enters",
+        counts.deliveries, counts.reads, counts.writes, counts.enters
     );
     assert!(
         submissions * 4 < counts.deliveries,
         "{io:?}: {submissions} reads+writes for {} deliveries",
         counts.deliveries
     );
+    counts
 }
 
 #[test]
 fn io_uring_submits_far_fewer_operations_than_deliveries() {
     assert_batched(IoMode::Uring);
+}
+
+/// The ring driver also counts its `io_uring_enter` calls: one per loop turn (plus
+/// one per full submission queue), each carrying every operation of the turn.
+#[test]
+fn the_ring_driver_submits_far_fewer_operations_and_enters_than_deliveries() {
+    let counts = assert_batched(IoMode::Ring);
+    assert!(
+        counts.enters > 0 && counts.enters * 4 < counts.deliveries,
+        "{} enters for {} deliveries",
+        counts.enters,
+        counts.deliveries
+    );
 }
 
 #[test]

@@ -33,7 +33,7 @@ impl Write for Trickle {
     }
 }
 
-e2e! {
+e2e_without_ring! {
     fn registration_and_chat_work_over_tls(setup) {
         let pki = TestPki::new();
         let server = setup.start_tls(&pki, |_| {});

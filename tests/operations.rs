@@ -731,6 +731,11 @@ fn socket_activation_serves_on_the_passed_descriptor_with_epoll() {
     serve_on_a_passed_descriptor("epoll");
 }
 
+#[test]
+fn socket_activation_serves_on_the_passed_descriptor_with_the_ring_driver() {
+    serve_on_a_passed_descriptor("ring");
+}
+
 /// Passes a listening socket as fd 3 with LISTEN_FDS/LISTEN_PID, as systemd does.
 fn serve_on_a_passed_descriptor(io: &str) {
     use std::os::fd::AsRawFd;

@@ -169,3 +169,11 @@ fn kick_and_rejoin_races_agree_with_names_on_epoll() {
         shards: 4,
     });
 }
+
+#[test]
+fn kick_and_rejoin_races_agree_with_names_on_the_ring_driver() {
+    kick_and_rejoin_races(common::Setup {
+        io: ringchat::IoMode::Ring,
+        shards: 4,
+    });
+}

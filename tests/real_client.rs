@@ -304,3 +304,15 @@ fn openssl_s_client_over_epoll_with_1_shard() {
         shards: 1,
     });
 }
+
+#[test]
+#[cfg_attr(
+    not(has_irssi_and_tmux),
+    ignore = "needs irssi and tmux on PATH: apt-get install -y irssi tmux (.ci/run installs them)"
+)]
+fn irssi_over_the_ring_driver_with_4_shards() {
+    irssi_chats_joins_renames_and_parts(Setup {
+        io: IoMode::Ring,
+        shards: 4,
+    });
+}

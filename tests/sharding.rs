@@ -130,7 +130,7 @@ fn stats_lists_every_shard(io: IoMode) {
     alice.expect(":ringchat.local 219 alice S :End of /STATS report");
 }
 
-macro_rules! on_both_drivers {
+macro_rules! on_every_driver {
     ($($name:ident),*) => {
         $(
             mod $name {
@@ -142,12 +142,16 @@ macro_rules! on_both_drivers {
                 fn epoll() {
                     super::$name(ringchat::IoMode::Epoll);
                 }
+                #[test]
+                fn ring() {
+                    super::$name(ringchat::IoMode::Ring);
+                }
             }
         )*
     };
 }
 
-on_both_drivers!(
+on_every_driver!(
     every_message_once_in_order_across_shards,
     a_contested_nick_goes_to_exactly_one_client,
     a_quit_is_seen_once_across_shared_channels_on_every_shard,

@@ -1,6 +1,10 @@
 //! I/O drivers: the only code that touches sockets and runtimes.
 //!
-//! A driver provides a [`Listener`] and a [`Stream`] with owned-buffer operations
+//! Two kinds: the tokio drivers (`uring`, `epoll`) run the tasks in this file; the
+//! `ring` driver ([`ring`]) is a completion loop of its own that mirrors them (same
+//! shard calls, same batching, same shutdown sequence) without tasks.
+//!
+//! A tokio driver provides a [`Listener`] and a [`Stream`] with owned-buffer operations
 //! (the io_uring shape; epoll adapts to it), and the tasks here run every shard the
 //! same way on either driver: an accept loop, a reader and a writer per connection, a
 //! pump (woken for hand-offs and log entries from other shards), a hand-off flusher
@@ -17,6 +21,7 @@
 //! existing is a branch per read and per write.
 
 pub mod epoll;
+pub mod ring;
 pub mod tls;
 pub mod uring;
 
@@ -43,11 +48,11 @@ pub const READ_BUFFER_MIN: usize = 512;
 /// A busy connection's read buffer grows up to this size.
 pub const READ_BUFFER_MAX: usize = 16 << 10;
 /// How often throttled input is re-examined while some client waits for tokens.
-const FLOOD_TICK: Duration = Duration::from_millis(50);
+pub(crate) const FLOOD_TICK: Duration = Duration::from_millis(50);
 /// How often liveness is checked and counters are published.
-const LIVENESS_TICK: Duration = Duration::from_secs(1);
+pub(crate) const LIVENESS_TICK: Duration = Duration::from_secs(1);
 /// How long the accept loop pauses when the process is out of file descriptors.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// A connected socket with owned-buffer operations.
 #[allow(async_fn_in_trait)] // single-threaded runtimes: no Send bound wanted
@@ -221,7 +226,7 @@ async fn accept_loop<L: Listener>(
     }
 }
 
-const SHUTTING_DOWN: &[u8] = b"ERROR :Server shutting down\r\n";
+pub(crate) const SHUTTING_DOWN: &[u8] = b"ERROR :Server shutting down\r\n";
 
 /// Tells a connection that is not admitted why it is being closed.
 async fn refuse<S: Stream>(stream: S, why: Option<Bytes>) {
@@ -245,11 +250,12 @@ pub(crate) fn shutdown_listener(fd: std::os::fd::RawFd) {
 /// The pending write fails and the pending read returns, so both tasks end, the slot
 /// is freed, and closing the descriptor sends RST and drops whatever the kernel still
 /// held for it.
-fn reset_stalled(shard: &mut Shard) {
+pub(crate) fn reset_stalled(shard: &mut Shard) {
     for fd in shard.take_stalled_sockets() {
         // SAFETY: setsockopt and shutdown on a descriptor owned by a connection whose
-        // slot still exists: its writer task holds the stream (and so the descriptor
-        // open) until it frees the slot, which cannot happen during this call.
+        // slot still exists: its driver holds the descriptor open until it frees the
+        // slot (the writer task's stream; the ring driver's `Conn`), which cannot
+        // happen during this call.
         unsafe {
             let linger = libc::linger {
                 l_onoff: 1,
@@ -267,7 +273,7 @@ fn reset_stalled(shard: &mut Shard) {
     }
 }
 
-fn is_resource_exhaustion(error: &io::Error) -> bool {
+pub(crate) fn is_resource_exhaustion(error: &io::Error) -> bool {
     matches!(
         error.raw_os_error(),
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
@@ -495,7 +501,7 @@ fn encrypt_queued(
 
 /// Drops the fully written lines from the front of `batch` and advances into a
 /// partly written one.
-fn consume_written(batch: &mut Vec<Bytes>, mut written: usize) {
+pub(crate) fn consume_written(batch: &mut Vec<Bytes>, mut written: usize) {
     let mut done = 0;
     for line in batch.iter_mut() {
         if written >= line.len() {
@@ -530,25 +536,44 @@ async fn flush_handoffs(shard: Rc<RefCell<Shard>>) {
 async fn housekeeping(shard: Rc<RefCell<Shard>>) {
     let mut ticker = tokio::time::interval(FLOOD_TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_liveness = Instant::now();
-    let mut sweep_turn = 0;
+    let mut housekeeping = Housekeeping::new(Instant::now());
     loop {
         ticker.tick().await;
-        let now = Instant::now();
-        let mut shard = shard.borrow_mut();
+        housekeeping.tick(&mut shard.borrow_mut(), Instant::now());
+    }
+}
+
+/// What every driver does on each [`FLOOD_TICK`]: let throttled input through, and
+/// each [`LIVENESS_TICK`] check liveness, reset stalled sockets, sweep the
+/// per-source table and publish counters.
+pub(crate) struct Housekeeping {
+    last_liveness: Instant,
+    sweep_turn: usize,
+}
+
+impl Housekeeping {
+    pub(crate) fn new(now: Instant) -> Housekeeping {
+        Housekeeping {
+            last_liveness: now,
+            sweep_turn: 0,
+        }
+    }
+
+    /// One tick; call about every [`FLOOD_TICK`].
+    pub(crate) fn tick(&mut self, shard: &mut Shard, now: Instant) {
         if shard.has_throttled() {
             shard.resume_throttled(now);
         }
-        if now.duration_since(last_liveness) >= LIVENESS_TICK {
-            last_liveness = now;
+        if now.duration_since(self.last_liveness) >= LIVENESS_TICK {
+            self.last_liveness = now;
             shard.check_liveness(now);
-            reset_stalled(&mut shard);
-            sweep_turn += 1;
+            reset_stalled(shard);
+            self.sweep_turn += 1;
             let shards = shard.shared.config.shards;
             shard
                 .shared
                 .sources
-                .sweep(sweep_turn * shards + shard.id as usize, now);
+                .sweep(self.sweep_turn * shards + shard.id as usize, now);
             shard.publish_counters();
         }
     }

@@ -288,6 +288,16 @@ impl Shard {
         self.counts.tls_handshake_failures += 1;
     }
 
+    /// Records `io_uring_enter` calls made by a completion-loop driver.
+    pub fn note_enters(&mut self, count: u64) {
+        self.counts.enters += count;
+    }
+
+    /// Records a receive that found every provided buffer in use (ring driver).
+    pub fn note_receive_buffer_wait(&mut self) {
+        self.counts.receive_buffer_waits += 1;
+    }
+
     /// Records a completed vectored write to `id` and the bytes the kernel accepted:
     /// the connection's output is flowing.
     ///

@@ -20,12 +20,19 @@
 //!   [`MAX_PENDING_HANDOFFS`] stops reading its clients' input until they drain.
 //! - Batch vectors travel back on a return link and are reused, so a steady stream
 //!   of hand-offs allocates nothing.
+//! - A wake-up reaches a shard however its driver waits: the tokio drivers await a
+//!   `Notify`; a completion-loop driver (`--io ring`) attaches an eventfd that it
+//!   keeps a read on in its ring, so it is woken inside `io_uring_enter`. Eventfd
+//!   wake-ups coalesce: one write until the shard takes the wake-up.
 
 use crate::proto::outgoing::Outgoing;
 use crate::proto::CaselessKey;
 use crate::state::ClientId;
 use rtrb::{Consumer, Producer, RingBuffer};
-use std::sync::Mutex;
+use std::fs::File;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 use tokio::sync::Notify;
 
 /// Batches a link holds before the sender keeps further batches itself.
@@ -123,6 +130,10 @@ pub struct Links {
 /// Every link and every shard's wake-up; see the module contract.
 pub struct Bus {
     wake: Box<[Notify]>,
+    /// Each shard's eventfd, when its driver waits in a ring rather than on `wake`.
+    wake_fds: Box<[OnceLock<File>]>,
+    /// Per shard: an eventfd write is owed to a wake-up not yet taken (coalescing).
+    wake_pending: Box<[AtomicBool]>,
     /// Each shard's ends, taken once by the shard when it is built.
     links: Mutex<Vec<Option<Links>>>,
 }
@@ -160,6 +171,8 @@ impl Bus {
         }
         Bus {
             wake: (0..shards).map(|_| Notify::new()).collect(),
+            wake_fds: (0..shards).map(|_| OnceLock::new()).collect(),
+            wake_pending: (0..shards).map(|_| AtomicBool::new(false)).collect(),
             links: Mutex::new(links.into_iter().map(Some).collect()),
         }
     }
@@ -176,8 +189,37 @@ impl Bus {
     /// Wakes shard `shard` (it has hand-offs, log entries, or must shut down). Wakes
     /// coalesce: a shard that is already awake or already woken pays nothing more.
     pub fn wake(&self, shard: u16) {
-        if let Some(wake) = self.wake.get(shard as usize) {
+        let shard = shard as usize;
+        if let Some(wake) = self.wake.get(shard) {
             wake.notify_one();
+        }
+        if let Some(mut eventfd) = self.wake_fds.get(shard).and_then(OnceLock::get) {
+            if !self.wake_pending[shard].swap(true, Ordering::AcqRel) {
+                // A non-blocking eventfd write fails only if the counter would pass
+                // 2^64 - 2, when a wake-up is owed anyway.
+                let _ = eventfd.write(&1u64.to_ne_bytes());
+            }
+        }
+    }
+
+    /// Makes shard `shard`'s wake-ups also write `eventfd` (non-blocking), for a
+    /// driver that waits in `io_uring_enter` with a read of it in flight. The bus
+    /// keeps the descriptor open until it is dropped, after every shard has stopped,
+    /// so a read the ring still holds never refers to a closed descriptor.
+    /// Returns the descriptor, or `None` if one was attached already.
+    pub fn attach_eventfd(&self, shard: u16, eventfd: File) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        let slot = self.wake_fds.get(shard as usize)?;
+        let fd = eventfd.as_raw_fd();
+        slot.set(eventfd).ok()?;
+        Some(fd)
+    }
+
+    /// Takes shard `me`'s owed eventfd wake-up (call before pumping): a wake-up after
+    /// this writes the eventfd again.
+    pub fn take_eventfd_wake(&self, me: u16) {
+        if let Some(pending) = self.wake_pending.get(me as usize) {
+            pending.store(false, Ordering::Release);
         }
     }
 

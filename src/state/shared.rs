@@ -67,6 +67,13 @@ counters! {
     reads,
     /// Vectored writes completed (io_uring: writev SQEs; epoll: writev syscalls).
     writes,
+    /// `io_uring_enter` calls made by the `ring` driver (one submit-and-wait per loop
+    /// turn, plus one per full submission queue); 0 on the other drivers, whose
+    /// runtimes enter the kernel out of ringchat's sight.
+    enters,
+    /// Multishot receives the `ring` driver re-armed because its provided-buffer ring
+    /// was empty (`ENOBUFS`: the data waited in the socket; nothing is lost).
+    receive_buffer_waits,
     /// Clients dropped as slow consumers.
     sendq_disconnects,
     /// Clients dropped for flooding.

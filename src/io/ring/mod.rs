@@ -1,0 +1,524 @@
+//! The `ring` driver: ringchat's own completion loop on one io_uring per shard.
+//!
+//! It runs the same shard core with the same calls, batching policy and shutdown
+//! sequence as the tokio drivers (`super::run_shard`), but as one loop instead of
+//! tasks:
+//!
+//! - **One `io_uring_enter` per turn**: every operation prepared during a turn is
+//!   submitted by the single submit-and-wait that ends it (a submission queue that
+//!   fills mid-turn enters once more; both are counted as `enters`).
+//! - **Accept**: one multishot accept per listener, re-armed only when the kernel ends
+//!   it (descriptor exhaustion pauses it for `ACCEPT_BACKOFF`, warned once).
+//! - **Receive**: one multishot receive per connection into the shard's provided-buffer
+//!   ring; the shard consumes the bytes at once (keeping only a partial line in the
+//!   client's input) and the buffer goes straight back. An idle connection holds no
+//!   buffer. `ENOBUFS` (ring empty) ends the multishot with the data still in the
+//!   socket; it is re-armed with the next submission, after this turn gave its
+//!   buffers back.
+//! - **Send**: at most one vectored write in flight per connection, carrying
+//!   everything queued (up to `MAX_BATCH_LINES`). Writers are not tasks: an outbox
+//!   parks a [`sys::writer_waker`] that lists its connection, and the turn services
+//!   every listed connection after all input and hand-offs of the turn are handled,
+//!   so each gets one write for all of them.
+//! - **Wake-ups** from other shards arrive as the completion of an eventfd read kept
+//!   in flight (`Bus::attach_eventfd`); timers are ring timeouts.
+//!
+//! A connection's descriptor stays open until its receive and its send (if any) have
+//! completed, so no operation ever refers to a closed or reused descriptor; the
+//! unsafe part and its invariants are all in [`sys`].
+
+mod sys;
+
+use super::{
+    consume_written, is_resource_exhaustion, shutdown_listener, Housekeeping, ACCEPT_BACKOFF,
+    FLOOD_TICK, SHUTTING_DOWN,
+};
+use crate::shard::Shard;
+use crate::state::outbox::MAX_BATCH_LINES;
+use crate::state::slab::{Slab, SlotKey};
+use crate::state::ClientId;
+use bytes::Bytes;
+use std::io::{self, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use sys::{Completion, Ring, Timer};
+use tracing::{debug, info, warn};
+
+pub use sys::probe;
+
+/// How often the sealing phase of a shutdown looks whether every shard has sealed.
+const SEAL_TICK: Duration = Duration::from_millis(1);
+/// How often the draining phase looks whether every connection has gone.
+const DRAIN_TICK: Duration = Duration::from_millis(10);
+/// Longest the shard waits at the very end for cancelled operations to complete.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// One accepted connection, as the driver sees it (the client itself lives in the
+/// shard). Small on purpose: this is the driver's whole cost per idle connection.
+struct Conn {
+    stream: TcpStream,
+    client: ClientId,
+    /// A multishot receive is armed.
+    receiving: bool,
+    /// A vectored write is in flight.
+    sending: bool,
+    /// The read side is done (end of stream or an error): not re-armed.
+    read_done: bool,
+    /// The writer finished: socket shut down, slot released in the shard.
+    released: bool,
+    /// Lines taken but not yet written (the tail of a partial write).
+    unsent: Vec<Bytes>,
+}
+
+/// A listening socket and whether its multishot accept is armed.
+struct Listener {
+    socket: TcpListener,
+    accepting: bool,
+}
+
+/// Where the shard is in its life; the shutdown phases mirror `super::run_shard`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Running,
+    /// Sent its own hand-offs; waits for every shard to have sent theirs.
+    Sealing,
+    /// Said goodbye to every client; waits for their output to flush.
+    Draining,
+    Done,
+}
+
+/// A shard on the ring driver.
+pub struct Driver {
+    /// The shard's io_uring and the memory its operations use; dropped first, after
+    /// [`Driver::stop`] has let every operation complete (or leaked what had not).
+    ring: Ring,
+    /// The sans-IO core this loop feeds.
+    shard: Shard,
+    /// Listening sockets, open until the driver is dropped (shut down at stop).
+    listeners: Vec<Listener>,
+    /// Accepted connections, keyed by the token their operations carry; one is
+    /// removed (closing its descriptor) only once nothing refers to it.
+    conns: Slab<Conn>,
+    /// The wake-up eventfd, owned by the bus (so open for as long as a read of it
+    /// can be in flight).
+    eventfd: RawFd,
+    /// Running, or how far shutdown has got.
+    phase: Phase,
+    /// When the shutdown phases give up waiting (set when shutdown begins).
+    deadline: Instant,
+    /// Flood resumption, liveness and counters, every [`FLOOD_TICK`].
+    housekeeping: Housekeeping,
+    /// When housekeeping last ran (the tick timer also fires faster during shutdown).
+    last_housekeeping: Instant,
+    /// Accepting is paused after descriptor exhaustion until the backoff timer fires.
+    starved: bool,
+    /// Scratch list of writers to service, swapped with the waker's list.
+    ready: Vec<u64>,
+}
+
+impl Driver {
+    /// Builds the shard's ring and wake-up eventfd, or says why the kernel refused.
+    pub fn new(shard: Shard, listeners: Vec<TcpListener>) -> io::Result<Driver> {
+        let ring = Ring::new(shard.shared.config.ring_buffers)?;
+        sys::log_setup(&ring);
+        let eventfd = shard
+            .shared
+            .bus
+            .attach_eventfd(shard.id, sys::eventfd()?)
+            .ok_or_else(|| io::Error::other("the shard's wake-up eventfd is attached already"))?;
+        let now = Instant::now();
+        Ok(Driver {
+            ring,
+            listeners: listeners
+                .into_iter()
+                .map(|socket| Listener {
+                    socket,
+                    accepting: false,
+                })
+                .collect(),
+            conns: Slab::default(),
+            eventfd,
+            phase: Phase::Running,
+            deadline: now,
+            housekeeping: Housekeeping::new(now),
+            last_housekeeping: now,
+            starved: false,
+            ready: Vec::new(),
+            shard,
+        })
+    }
+
+    /// Serves until shutdown completes.
+    pub fn run(mut self) -> io::Result<()> {
+        self.ring.read_eventfd(self.eventfd)?;
+        self.ring.arm(Timer::Tick, FLOOD_TICK)?;
+        // Wake-ups before the eventfd was attached went to the bus's `Notify` only.
+        self.shard.pump();
+        if self.shard.shared.shutting_down.load(Ordering::Acquire) {
+            self.begin_stopping();
+        }
+        while self.phase != Phase::Done {
+            self.rearm_accepts()?;
+            self.ring.submit_and_wait()?;
+            let enters = self.ring.take_enters();
+            self.shard.note_enters(enters);
+            while let Some(completion) = self.ring.next_completion() {
+                self.complete(completion)?;
+            }
+            if self.shard.has_outgoing() {
+                self.shard.flush_handoffs();
+            }
+            self.service_writers()?;
+            self.advance_shutdown();
+        }
+        self.stop();
+        self.shard.publish_counters();
+        self.shard.log_summary();
+        Ok(())
+    }
+
+    fn complete(&mut self, completion: Completion) -> io::Result<()> {
+        match completion {
+            Completion::Accepted {
+                listener,
+                result,
+                more,
+            } => {
+                if let Some(listener) = self.listeners.get_mut(listener) {
+                    listener.accepting &= more;
+                }
+                self.accepted(result)?;
+            }
+            Completion::Received { conn, result, more } => self.received(conn, result, more)?,
+            Completion::Sent {
+                conn,
+                result,
+                batch,
+            } => self.sent(conn, result, batch)?,
+            Completion::Woken => {
+                self.shard.shared.bus.take_eventfd_wake(self.shard.id);
+                if self.phase == Phase::Running {
+                    if self.shard.shared.shutting_down.load(Ordering::Acquire) {
+                        self.begin_stopping();
+                    } else {
+                        self.shard.pump();
+                    }
+                }
+                self.ring.read_eventfd(self.eventfd)?;
+            }
+            Completion::Fired(Timer::Tick) => {
+                let now = Instant::now();
+                if now.duration_since(self.last_housekeeping) >= FLOOD_TICK {
+                    self.last_housekeeping = now;
+                    self.housekeeping.tick(&mut self.shard, now);
+                }
+                let next = match self.phase {
+                    Phase::Running => FLOOD_TICK,
+                    Phase::Sealing => SEAL_TICK,
+                    Phase::Draining | Phase::Done => DRAIN_TICK,
+                };
+                self.ring.arm(Timer::Tick, next)?;
+            }
+            Completion::Fired(Timer::Backoff) => self.starved = false,
+            Completion::Cancelled => {}
+        }
+        Ok(())
+    }
+
+    // ---- accepting -----------------------------------------------------------------
+
+    /// Re-arms each listener whose multishot accept ended, unless accepting is paused
+    /// or the shard is stopping.
+    fn rearm_accepts(&mut self) -> io::Result<()> {
+        if self.phase != Phase::Running || self.starved {
+            return Ok(());
+        }
+        for (index, listener) in self.listeners.iter_mut().enumerate() {
+            if !listener.accepting {
+                self.ring.accept(listener.socket.as_raw_fd(), index)?;
+                listener.accepting = true;
+            }
+        }
+        Ok(())
+    }
+
+    fn accepted(&mut self, result: io::Result<TcpStream>) -> io::Result<()> {
+        let stream = match result {
+            Ok(stream) => stream,
+            Err(_) if self.phase != Phase::Running => return Ok(()),
+            Err(error) if is_resource_exhaustion(&error) => {
+                if !self.starved {
+                    warn!(%error, "accept failed: out of resources; pausing accepts");
+                    self.starved = true;
+                    self.ring.arm(Timer::Backoff, ACCEPT_BACKOFF)?;
+                }
+                return Ok(());
+            }
+            Err(error) => {
+                debug!(%error, "accept failed");
+                return Ok(());
+            }
+        };
+        if self.phase != Phase::Running {
+            refuse(stream, SHUTTING_DOWN);
+            return Ok(());
+        }
+        let peer = match stream.peer_addr() {
+            Ok(peer) => peer,
+            Err(error) => {
+                debug!(%error, "accepted connection gone before it was admitted");
+                return Ok(());
+            }
+        };
+        match self.shard.accept(peer, Instant::now()) {
+            Ok(id) => {
+                debug!(shard = id.shard, slot = id.slot.index, %peer, "connected");
+                let _ = stream.set_nodelay(true);
+                let fd = stream.as_raw_fd();
+                self.shard.set_socket(id, fd);
+                let key = self.conns.insert_with(|_| Conn {
+                    stream,
+                    client: id,
+                    receiving: true,
+                    sending: false,
+                    read_done: false,
+                    released: false,
+                    unsent: Vec::new(),
+                });
+                self.ring.receive(fd, sys::token(key))?;
+                self.service_writer(key)?;
+            }
+            Err(refused) => {
+                debug!(%peer, %refused, "connection refused");
+                let line = format!("ERROR :Closing Link: {} ({refused})\r\n", peer.ip());
+                refuse(stream, line.as_bytes());
+            }
+        }
+        Ok(())
+    }
+
+    // ---- input ---------------------------------------------------------------------
+
+    fn received(
+        &mut self,
+        token: u64,
+        result: io::Result<Option<sys::Buffer>>,
+        more: bool,
+    ) -> io::Result<()> {
+        let key = sys::key(token);
+        let Some(conn) = self.conns.get_mut(key) else {
+            if let Ok(Some(buffer)) = result {
+                self.ring.recycle(buffer);
+            }
+            return Ok(());
+        };
+        conn.receiving &= more;
+        let id = conn.client;
+        match result {
+            Ok(Some(buffer)) => {
+                self.shard.note_read();
+                self.shard
+                    .receive(id, self.ring.data(&buffer), Instant::now());
+                self.ring.recycle(buffer);
+            }
+            Ok(None) => {
+                self.shard.note_read();
+                conn.read_done = true;
+                self.shard.peer_closed(id);
+            }
+            Err(error) if error.raw_os_error() == Some(libc::ENOBUFS) => {
+                debug!(client = ?id, "receive buffers exhausted; re-arming");
+                self.shard.note_receive_buffer_wait();
+            }
+            Err(error) => {
+                debug!(client = ?id, %error, "read failed");
+                self.shard.note_read();
+                conn.read_done = true;
+                self.shard.peer_closed(id);
+            }
+        }
+        let Some(conn) = self.conns.get_mut(key) else {
+            return Ok(());
+        };
+        if !conn.receiving && !conn.read_done && !conn.released {
+            self.ring.receive(conn.stream.as_raw_fd(), token)?;
+            conn.receiving = true;
+        }
+        self.free_if_done(key);
+        Ok(())
+    }
+
+    // ---- output --------------------------------------------------------------------
+
+    /// Services every writer woken since the last turn (and any woken meanwhile).
+    fn service_writers(&mut self) -> io::Result<()> {
+        loop {
+            sys::take_ready(&mut self.ready);
+            if self.ready.is_empty() {
+                return Ok(());
+            }
+            let mut ready = std::mem::take(&mut self.ready);
+            for token in ready.drain(..) {
+                self.service_writer(sys::key(token))?;
+            }
+            self.ready = ready;
+        }
+    }
+
+    /// The writer's turn, as `super::write_loop` takes it: write what is queued, or
+    /// finish a closing connection, or park until the next push.
+    fn service_writer(&mut self, key: SlotKey) -> io::Result<()> {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return Ok(());
+        };
+        if conn.sending || conn.released {
+            return Ok(());
+        }
+        let id = conn.client;
+        let Some(client) = self.shard.client_mut(id) else {
+            return self.finish(key);
+        };
+        if !conn.unsent.is_empty() || client.outbox.has_queued() {
+            let mut batch = std::mem::take(&mut conn.unsent);
+            if batch.capacity() == 0 {
+                batch = self.shard.batch_pool().take();
+            }
+            if let Some(client) = self.shard.client_mut(id) {
+                client.outbox.take_batch(&mut batch, MAX_BATCH_LINES);
+            }
+            conn.sending = true;
+            self.ring
+                .send(conn.stream.as_raw_fd(), sys::token(key), batch)?;
+        } else if client.closing {
+            return self.finish(key);
+        } else {
+            client
+                .outbox
+                .park_writer(&sys::writer_waker(sys::token(key)));
+        }
+        Ok(())
+    }
+
+    fn sent(
+        &mut self,
+        token: u64,
+        result: io::Result<usize>,
+        mut batch: Vec<Bytes>,
+    ) -> io::Result<()> {
+        let key = sys::key(token);
+        let Some(conn) = self.conns.get_mut(key) else {
+            return Ok(());
+        };
+        conn.sending = false;
+        let id = conn.client;
+        match result {
+            Ok(written) => {
+                consume_written(&mut batch, written);
+                self.shard.note_written(id, written);
+                if let Some(client) = self.shard.client_mut(id) {
+                    client.outbox.wrote(written);
+                }
+                if batch.is_empty() {
+                    self.shard.batch_pool().give_back(batch);
+                } else {
+                    conn.unsent = batch;
+                }
+                self.service_writer(key)
+            }
+            Err(error) => {
+                self.shard.write_failed(id, &error);
+                self.finish(key)
+            }
+        }
+    }
+
+    /// The writer is done: shut the socket (a pending receive then completes), free
+    /// the client's slot, and drop the connection once no operation refers to it.
+    fn finish(&mut self, key: SlotKey) -> io::Result<()> {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return Ok(());
+        };
+        if !conn.released {
+            conn.released = true;
+            conn.unsent = Vec::new();
+            let _ = conn.stream.shutdown(Shutdown::Both);
+            self.shard.release(conn.client);
+        }
+        self.free_if_done(key);
+        Ok(())
+    }
+
+    /// Closes the connection's descriptor once it is released and no operation on it
+    /// is in flight (sys invariant 3).
+    fn free_if_done(&mut self, key: SlotKey) {
+        if let Some(conn) = self.conns.get(key) {
+            if conn.released && !conn.receiving && !conn.sending {
+                self.conns.remove(key);
+            }
+        }
+    }
+
+    // ---- shutdown ------------------------------------------------------------------
+
+    /// Shutdown was asked: stop accepting and send this shard's last hand-offs.
+    fn begin_stopping(&mut self) {
+        info!(shard = self.shard.id, "shutting down");
+        self.phase = Phase::Sealing;
+        self.deadline = Instant::now() + self.shard.shared.config.shutdown_timeout;
+        for listener in &self.listeners {
+            shutdown_listener(listener.socket.as_raw_fd());
+        }
+        self.shard.pump();
+        self.shard.flush_handoffs();
+        self.shard
+            .shared
+            .handoffs_sealed
+            .fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Moves through the shutdown phases as `super::run_shard` does: once every shard
+    /// has sealed its hand-offs (or the deadline passed), take in the last of theirs
+    /// and close every client; once they have all gone (or the deadline passed), stop.
+    fn advance_shutdown(&mut self) {
+        let shared = &self.shard.shared;
+        let now = Instant::now();
+        if self.phase == Phase::Sealing
+            && (shared.handoffs_sealed.load(Ordering::Acquire) >= shared.config.shards
+                || now >= self.deadline)
+        {
+            self.shard.pump();
+            self.shard.begin_shutdown();
+            self.phase = Phase::Draining;
+        }
+        if self.phase == Phase::Draining
+            && (self.shard.connection_count() == 0 || now >= self.deadline)
+        {
+            self.phase = Phase::Done;
+        }
+    }
+
+    /// Ends every operation and closes every connection left (past the deadline).
+    fn stop(&mut self) {
+        for conn in self.conns.iter() {
+            let _ = conn.stream.shutdown(Shutdown::Both);
+        }
+        if !self.ring.settle(Instant::now() + SETTLE_TIMEOUT) {
+            warn!(
+                shard = self.shard.id,
+                "io_uring operations did not all complete at shard stop"
+            );
+        }
+        let enters = self.ring.take_enters();
+        self.shard.note_enters(enters);
+    }
+}
+
+/// Tells a connection that is not admitted why it is being closed. The socket is
+/// fresh, so the short line fits its empty send buffer: one non-blocking write.
+fn refuse(stream: TcpStream, why: &[u8]) {
+    let _ = stream.set_nonblocking(true);
+    let _ = (&stream).write(why);
+    let _ = stream.shutdown(Shutdown::Both);
+}
