@@ -32,8 +32,8 @@ pub fn stats(ctx: &mut Ctx<'_>, message: &Message<'_>) {
             .collect();
         for (shard, c) in counters.iter().enumerate() {
             let reply = ctx.numeric(RPL_STATSDEBUG).arg("S").trailing(format!(
-                "shard {shard} connections={} accepted={} lines_in={} deliveries={} bytes_out={} reads={} writes={} enters={} sendq_disconnects={} flood_disconnects={} tls_handshake_failures={}",
-                c.connections, c.accepted, c.lines_in, c.deliveries, c.bytes_out, c.reads, c.writes, c.enters, c.sendq_disconnects, c.flood_disconnects, c.tls_handshake_failures
+                "shard {shard} connections={} accepted={} lines_in={} deliveries={} bytes_out={} reads={} writes={} enters={} sendq_disconnects={} flood_disconnects={} write_timeouts={} refused_full={} refused_per_source={} refused_too_fast={} refused_unregistered={} tls_handshake_failures={}",
+                c.connections, c.accepted, c.lines_in, c.deliveries, c.bytes_out, c.reads, c.writes, c.enters, c.sendq_disconnects, c.flood_disconnects, c.write_timeouts, c.refused_full, c.refused_per_source, c.refused_too_fast, c.refused_unregistered, c.tls_handshake_failures
             ));
             ctx.reply(reply);
         }
