@@ -4,25 +4,10 @@
 
 mod common;
 
-use common::{has_numeric, join_all, Client, TestServer};
+use common::{has_numeric, join_all, register_with_caps, Client};
 
 /// The server's own prefix in replies.
 const S: &str = ":ringchat.local";
-
-/// Registers `nick` after requesting `caps` (space-separated).
-fn register_with_caps(server: &TestServer, nick: &str, caps: &str) -> Client {
-    let mut client = server.connect();
-    client.nick = nick.to_owned();
-    client.send("CAP LS 302");
-    client.send(&format!("NICK {nick}"));
-    client.send(&format!("USER {nick} 0 * :{nick}"));
-    client.skip_until(|line| line.starts_with(":ringchat.local CAP * LS :"));
-    client.send(&format!("CAP REQ :{caps}"));
-    client.expect(&format!(":ringchat.local CAP {nick} ACK :{caps}"));
-    client.send("CAP END");
-    client.skip_until(|line| has_numeric(line, "422"));
-    client
-}
 
 /// The value of tag `name` in `line`'s tag section.
 fn tag<'a>(line: &'a str, name: &str) -> Option<&'a str> {

@@ -196,6 +196,21 @@ pub fn join_all(channel: &str, clients: &mut [&mut Client]) {
     }
 }
 
+/// Registers `nick` on `server` after requesting `caps` (space-separated).
+pub fn register_with_caps(server: &TestServer, nick: &str, caps: &str) -> Client {
+    let mut client = server.connect();
+    client.nick = nick.to_owned();
+    client.send("CAP LS 302");
+    client.send(&format!("NICK {nick}"));
+    client.send(&format!("USER {nick} 0 * :{nick}"));
+    client.skip_until(|line| line.starts_with(":ringchat.local CAP * LS :"));
+    client.send(&format!("CAP REQ :{caps}"));
+    client.expect(&format!(":ringchat.local CAP {nick} ACK :{caps}"));
+    client.send("CAP END");
+    client.skip_until(|line| has_numeric(line, "422"));
+    client
+}
+
 /// Whether `line` is numeric `code` (`:server CODE ...`).
 pub fn has_numeric(line: &str, code: &str) -> bool {
     line.split(' ').nth(1) == Some(code)
