@@ -515,23 +515,10 @@ impl Shard {
         let Some(channel) = self.network.channel(channel) else {
             return;
         };
-        if let Some(status) = message.status_target() {
-            for (member, membership) in channel.members.on_shard_with_status(self.id) {
-                if Some(member) != except && status.reaches(membership.op, membership.voice) {
-                    deliver_one(
-                        &mut self.clients,
-                        &mut self.doomed,
-                        &mut self.counts,
-                        self.shared.live.sendq(),
-                        member,
-                        message,
-                    );
-                }
-            }
-            return;
-        }
-        for member in channel.members.on_shard(self.id) {
-            if Some(member) != except {
+        let status = message.status_target();
+        for (member, membership) in channel.members.on_shard_with_status(self.id) {
+            let unwanted = status.is_some_and(|s| !s.reaches(membership.op, membership.voice));
+            if Some(member) != except && !unwanted {
                 deliver_one(
                     &mut self.clients,
                     &mut self.doomed,
