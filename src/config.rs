@@ -6,6 +6,7 @@
 //! `crate::live` instead. Defaults protect a public server; benchmarks turn flood
 //! control off.
 
+use crate::opers::OperBlock;
 use crate::state::sources::SourceLimits;
 use crate::state::ShardSet;
 use crate::tls::TlsFiles;
@@ -96,6 +97,8 @@ pub struct Config {
     pub shards: usize,
     /// The I/O driver.
     pub io: IoMode,
+    /// Operator accounts (`[[oper]]` blocks); a reload replaces them.
+    pub opers: Vec<OperBlock>,
 }
 
 impl Config {
@@ -169,6 +172,7 @@ impl Default for Config {
             utf8_only: false,
             shards: available_cores(),
             io: IoMode::Auto,
+            opers: Vec::new(),
         }
     }
 }

@@ -13,7 +13,8 @@
 //! - Settings: [`config`] (what the server runs with), [`cli`] (flags),
 //!   [`config_file`] (the TOML file), [`settings`] (flags over file over defaults),
 //!   [`live`] (what a reload changes), [`reload`] (SIGHUP).
-//! - Running it for real: [`logging`], [`metrics`] (Prometheus), [`systemd`].
+//! - Running it for real: [`logging`], [`metrics`] (Prometheus), [`systemd`],
+//!   [`opers`] (operator accounts).
 //! - [`tls`]: the certificate and key, their reload, client certificate fingerprints
 //!   (driving a connection's TLS session is in [`io`]).
 
@@ -25,6 +26,7 @@ pub mod io;
 pub mod live;
 pub mod logging;
 pub mod metrics;
+pub mod opers;
 pub mod proto;
 pub mod reload;
 pub mod server;

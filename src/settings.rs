@@ -9,7 +9,8 @@
 
 use crate::cli::Cli;
 use crate::config::{available_cores, default_max_clients, Config, StsPolicy};
-use crate::config_file::ConfigFile;
+use crate::config_file::{ConfigFile, OperSettings};
+use crate::opers::{check_hash, OperBlock};
 use crate::logging::LogFormat;
 use crate::state::sources::SourceLimits;
 use crate::tls::TlsFiles;
@@ -166,6 +167,7 @@ impl Settings {
                 .option("shards", &cli.shards, f.shards)
                 .unwrap_or_else(available_cores),
             io: merge.value("io", &cli.io, f.io),
+            opers: opers(file.as_ref(), f.oper.unwrap_or_default())?,
         };
         config
             .check()
@@ -178,6 +180,31 @@ impl Settings {
             config_file: config_file.map(Path::to_owned),
         })
     }
+}
+
+/// The `[[oper]]` blocks as the server uses them; a password that is not an argon2
+/// hash is refused with the block's position (a plain password must never sit in a
+/// file the server accepts).
+fn opers(file: Option<&ConfigFile>, blocks: Vec<OperSettings>) -> anyhow::Result<Vec<OperBlock>> {
+    blocks
+        .into_iter()
+        .enumerate()
+        .map(|(index, block)| {
+            let refuse = |field: &str, problem: String| match file {
+                Some(file) => file.error_in_block("oper", index, field, problem),
+                None => anyhow!("oper[{index}].{field}: {problem}"),
+            };
+            if block.name.is_empty() || block.name.contains(' ') {
+                return Err(refuse("name", "must be one word".to_owned()));
+            }
+            check_hash(&block.password).map_err(|problem| refuse("password", problem))?;
+            Ok(OperBlock {
+                name: block.name,
+                password_hash: block.password,
+                hosts: block.hosts.unwrap_or_default(),
+            })
+        })
+        .collect()
 }
 
 /// Picks each setting's source and remembers which came from the file, so an error

@@ -54,6 +54,9 @@ pub(super) fn reply_refusal(ctx: &mut Ctx<'_>, refusal: Refusal, channel: &str, 
         Refusal::BadKey => numeric(ERR_BADCHANNELKEY)
             .arg(channel)
             .trailing("Cannot join channel (+k)"),
+        Refusal::NoPrivileges => {
+            numeric(ERR_NOPRIVILEGES).trailing("Permission Denied- You're not an IRC operator")
+        }
     };
     ctx.reply(reply);
 }

@@ -13,6 +13,7 @@ mod info;
 mod labels;
 mod messaging;
 mod monitor;
+mod oper;
 mod query;
 mod registration;
 mod user;
@@ -165,6 +166,11 @@ static COMMANDS: &[Command] = &[
     command("HELPOP", 0, help::help),
     command("INFO", 0, info::info),
     command("LINKS", 0, info::links),
+    command("OPER", 2, oper::oper),
+    command("KILL", 1, oper::kill),
+    command("WALLOPS", 1, oper::wallops),
+    command("REHASH", 0, oper::rehash),
+    command("DIE", 0, oper::die),
 ];
 
 /// The name of every command in the table (HELP covers each).

@@ -582,6 +582,7 @@ impl Shard {
             CloseReason::Quit(message) => format!("Quit: {message}"),
             CloseReason::ConnectionClosed => "Connection closed".to_owned(),
             CloseReason::Server(why) => (*why).to_owned(),
+            CloseReason::Killed(why) => why.clone(),
         };
         client.closing = true;
         if client.is_registered() {
@@ -604,6 +605,7 @@ impl Shard {
         }
         match &reason {
             CloseReason::Server(why) => warn!(client = ?id, reason = why, "disconnecting client"),
+            CloseReason::Killed(why) => info!(client = ?id, reason = why, "client killed"),
             _ => debug!(client = ?id, reason = %text, "client leaving"),
         }
         if reason == CloseReason::Server(SENDQ_EXCEEDED) {

@@ -1,6 +1,7 @@
 //! What a shard tells its own clients when it applies an event: the JOIN, PART, KICK,
-//! QUIT, NICK, TOPIC, MODE, INVITE, AWAY and SETNAME lines that members see, and the
-//! MONITOR notifications of watchers ([`super::monitor`]).
+//! QUIT, NICK, TOPIC, MODE, INVITE, AWAY, SETNAME and WALLOPS lines that members see,
+//! the MONITOR notifications of watchers ([`super::monitor`]), and closing a local
+//! client that a KILL names.
 //!
 //! Every shard renders every event for its local clients only, straight from its
 //! replica, so a state change costs no hand-off and each client hears of it exactly
@@ -13,6 +14,7 @@ use crate::proto::caps::Cap;
 use crate::proto::outgoing::Outgoing;
 use crate::proto::LineBuilder;
 use crate::state::network::{Event, Outcome, Sequenced};
+use crate::state::client::CloseReason;
 use crate::state::ClientId;
 use bytes::Bytes;
 
@@ -179,6 +181,28 @@ impl Shard {
                 let mut message = self.caused_by(*client, line).requiring(Cap::Setname);
                 self.tell_user_and_peers(*client, &mut message);
                 self.tell_extended_watchers_of(*client, &mut message);
+            }
+            (Event::Kill { reason, .. }, Outcome::Killed { victim, by, .. })
+                if victim.shard == self.id =>
+            {
+                // Closed after the current operation: closing proposes the QUIT.
+                let why = format!("Killed ({by} ({reason}))");
+                self.doomed.push((*victim, CloseReason::Killed(why)));
+            }
+            (Event::Wallops { text, .. }, Outcome::Wallops { source }) => {
+                let line = LineBuilder::from_source(source, "WALLOPS")
+                    .trailing(&**text)
+                    .finish();
+                let readers: Vec<ClientId> = self
+                    .network
+                    .users()
+                    .filter(|(id, user)| id.shard == self.id && user.wallops)
+                    .map(|(id, _)| id)
+                    .collect();
+                let mut message = Outgoing::new(line);
+                for id in readers {
+                    self.send_message(id, &mut message);
+                }
             }
             _ => {}
         }

@@ -118,6 +118,10 @@ pub struct Shared {
     /// Shards that have sent every hand-off they will ever send (shutdown): once all
     /// have, each shard takes in the last of them before closing its clients.
     pub handoffs_sealed: AtomicUsize,
+    /// REHASH from an operator: the process's main loop (which owns the command line
+    /// and reloads on SIGHUP) waits on it and reloads the same way. Requests made
+    /// before it looks coalesce into one reload: a `Notify` keeps one permit.
+    pub rehash_requested: tokio::sync::Notify,
     /// For RPL_CREATED.
     pub started: SystemTime,
     /// Registered users and channels as the last shard to publish its replica saw
@@ -141,11 +145,20 @@ impl Shared {
             connections: AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),
             handoffs_sealed: AtomicUsize::new(0),
+            rehash_requested: tokio::sync::Notify::new(),
             started: SystemTime::now(),
             users: AtomicUsize::new(0),
             channels: AtomicUsize::new(0),
             live: LiveSettings::new(&config),
             config,
+        }
+    }
+
+    /// Begins a graceful shutdown (signals, DIE): shards stop accepting connections
+    /// and input, deliver what they accepted, and close every client. Idempotent.
+    pub fn begin_shutdown(&self) {
+        if !self.shutting_down.swap(true, Ordering::AcqRel) {
+            self.bus.wake_all();
         }
     }
 

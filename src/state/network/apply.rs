@@ -63,6 +63,9 @@ pub enum Refusal {
     /// `+k` and the wrong key or none (475).
     #[error("bad channel key")]
     BadKey,
+    /// The client is not a server operator (481).
+    #[error("permission denied: not an IRC operator")]
+    NoPrivileges,
 }
 
 /// What applying an event did: the proposer's reply and every shard's notifications
@@ -142,6 +145,25 @@ pub enum Outcome {
     BotChanged(bool),
     /// The user's real name changed.
     RealnameChanged,
+    /// The user's `+o` changed to this value.
+    OperChanged(bool),
+    /// The user's `+w` changed to this value.
+    WallopsChanged(bool),
+    /// `victim` is to be disconnected by its shard (KILL); it is still a user until
+    /// that shard's QUIT.
+    Killed {
+        /// The victim.
+        victim: ClientId,
+        /// Its nickname as registered.
+        nick: CaselessKey,
+        /// The killing operator's nickname.
+        by: CaselessKey,
+    },
+    /// A WALLOPS was accepted; every shard sends it to its `+w` users.
+    Wallops {
+        /// `nick!~user@host` of the operator who sent it.
+        source: String,
+    },
 }
 
 impl Network {
@@ -170,6 +192,8 @@ impl Network {
                     away: None,
                     invisible: false,
                     bot: false,
+                    oper: None,
+                    wallops: false,
                     activity: activity.clone(),
                 },
             ),
@@ -238,6 +262,64 @@ impl Network {
                 }
                 None => Outcome::Unchanged,
             },
+            Event::SetOper { client, oper } => self.set_oper(*client, oper.as_deref()),
+            Event::SetWallops { client, wallops } => match self.users.get_mut(client) {
+                Some(user) if user.wallops != *wallops => {
+                    user.wallops = *wallops;
+                    Outcome::WallopsChanged(*wallops)
+                }
+                _ => Outcome::Unchanged,
+            },
+            Event::Kill { client, target, .. } => self.kill(*client, target),
+            Event::Wallops { client, .. } => match self.users.get(client) {
+                Some(user) if user.oper.is_some() => Outcome::Wallops {
+                    source: user.source(),
+                },
+                Some(_) => Outcome::Refused(Refusal::NoPrivileges),
+                None => Outcome::Unchanged,
+            },
+        }
+    }
+
+    /// Grants (`Some(account)`) or drops (`None`) `+o`, keeping the count for 252.
+    /// Authenticating is the OPER command's job; replicas only record the result.
+    fn set_oper(&mut self, client: ClientId, oper: Option<&str>) -> Outcome {
+        let Some(user) = self.users.get_mut(&client) else {
+            return Outcome::Unchanged;
+        };
+        let was = user.oper.is_some();
+        user.oper = oper.map(Box::from);
+        match (was, oper.is_some()) {
+            (false, true) => {
+                self.opers += 1;
+                Outcome::OperChanged(true)
+            }
+            (true, false) => {
+                self.opers -= 1;
+                Outcome::OperChanged(false)
+            }
+            _ => Outcome::Unchanged,
+        }
+    }
+
+    /// Only an operator kills (481), and only an existing user (401). The victim stays
+    /// a user until its own shard closes it and proposes its QUIT, so others see one
+    /// QUIT, rendered as for any other.
+    fn kill(&mut self, client: ClientId, target: &str) -> Outcome {
+        let Some(by) = self.users.get(&client) else {
+            return Outcome::Unchanged;
+        };
+        if by.oper.is_none() {
+            return Outcome::Refused(Refusal::NoPrivileges);
+        }
+        let by = by.nick.clone();
+        let Some((victim, user)) = self.user_by_nick(target) else {
+            return Outcome::Refused(Refusal::NoSuchNick);
+        };
+        Outcome::Killed {
+            victim,
+            nick: user.nick.clone(),
+            by,
         }
     }
 
@@ -396,6 +478,9 @@ impl Network {
         }
         if user.invisible {
             self.invisible -= 1;
+        }
+        if user.oper.is_some() {
+            self.opers -= 1;
         }
         for channel in &user.channels {
             self.remove_member(channel, client);

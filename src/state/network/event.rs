@@ -144,6 +144,37 @@ pub enum Event {
         /// The new real name (already validated).
         realname: Box<str>,
     },
+    /// A user became a server operator (OPER, `Some` with its account's name) or
+    /// stopped being one (`MODE nick -o`, `None`).
+    SetOper {
+        /// The user.
+        client: ClientId,
+        /// The operator account it authenticated as.
+        oper: Option<Box<str>>,
+    },
+    /// A user sets or clears user mode `+w` (receives WALLOPS).
+    SetWallops {
+        /// The user.
+        client: ClientId,
+        /// `+w` or `-w`.
+        wallops: bool,
+    },
+    /// A server operator disconnects a user (KILL); the victim's shard closes it.
+    Kill {
+        /// The operator.
+        client: ClientId,
+        /// The victim's nickname.
+        target: Box<str>,
+        /// The reason given.
+        reason: Box<str>,
+    },
+    /// A server operator sends a message to every user with `+w` (WALLOPS).
+    Wallops {
+        /// The operator.
+        client: ClientId,
+        /// The text.
+        text: Box<[u8]>,
+    },
 }
 
 /// An event with its place in the total order.

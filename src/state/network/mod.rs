@@ -48,6 +48,8 @@ pub struct Network {
     channels: HashMap<CaselessKey, Channel>,
     /// Registered users with `+i` (251 RPL_LUSERCLIENT).
     invisible: usize,
+    /// Registered users with `+o` (252 RPL_LUSEROP).
+    opers: usize,
     /// The most registered users there have been at once (265/266 "max").
     peak_users: usize,
     /// Who held which nickname before (WHOWAS), bounded.
@@ -66,6 +68,7 @@ impl Network {
             users: HashMap::new(),
             channels: HashMap::new(),
             invisible: 0,
+            opers: 0,
             peak_users: 0,
             whowas: Whowas::default(),
             applied: 0,
@@ -116,6 +119,11 @@ impl Network {
     /// How many registered users have `+i`.
     pub fn invisible_count(&self) -> usize {
         self.invisible
+    }
+
+    /// How many registered users are server operators.
+    pub fn oper_count(&self) -> usize {
+        self.opers
     }
 
     /// The most users that have been registered at once since the server started
