@@ -10,8 +10,8 @@
 use crate::cli::Cli;
 use crate::config::{available_cores, default_max_clients, Config, StsPolicy};
 use crate::config_file::{ConfigFile, OperSettings};
-use crate::opers::{check_hash, OperBlock};
 use crate::logging::LogFormat;
+use crate::opers::{check_hash, OperBlock};
 use crate::state::sources::SourceLimits;
 use crate::tls::TlsFiles;
 use anyhow::{anyhow, Context};

@@ -409,3 +409,35 @@ fn a_second_ringchat_on_the_same_tls_port_fails_despite_so_reuseport() {
     assert!(lines[0].contains("address already in use"), "{lines:?}");
     assert!(lines[0].contains(&tls_addr), "{lines:?}");
 }
+
+#[test]
+fn hash_password_prints_an_argon2_hash_of_stdin_that_verifies() {
+    use std::io::Write;
+    let mut child = ringchat()
+        .arg("--hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ringchat --hash-password");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"hunter2\n")
+        .expect("write the password");
+    let output = child.wait_with_output().expect("ringchat exits");
+    assert!(output.status.success(), "{output:?}");
+    let hash = String::from_utf8(output.stdout).expect("utf-8");
+    let hash = hash.trim_end();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(!hash.contains("hunter2"));
+    let block = ringchat::opers::OperBlock {
+        name: "admin".to_owned(),
+        password_hash: hash.to_owned(),
+        hosts: Vec::new(),
+    };
+    let blocks = [block];
+    assert!(ringchat::opers::authenticate(&blocks, "admin", b"hunter2", "~a@h").is_ok());
+    assert!(ringchat::opers::authenticate(&blocks, "admin", b"hunter3", "~a@h").is_err());
+}

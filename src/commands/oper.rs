@@ -61,7 +61,9 @@ pub fn oper(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         OperRefusal::NoOperHost => ctx
             .numeric(ERR_NOOPERHOST)
             .trailing("No O-lines for your host"),
-        OperRefusal::PasswordMismatch => ctx.numeric(ERR_PASSWDMISMATCH).trailing("Password incorrect"),
+        OperRefusal::PasswordMismatch => ctx
+            .numeric(ERR_PASSWDMISMATCH)
+            .trailing("Password incorrect"),
     };
     ctx.reply(reply);
     let failures = match ctx.shard.client_mut(ctx.id) {

@@ -29,11 +29,15 @@ pub fn away(ctx: &mut Ctx<'_>, message: &Message<'_>) {
 /// MODE line to the user. `+o` comes only from OPER, so `MODE nick +o` is ignored (as
 /// RFC 2812 says). Another user's modes are neither shown nor changed (502).
 pub fn user_mode(ctx: &mut Ctx<'_>, message: &Message<'_>, target: &str) {
-    let found = ctx
-        .shard
-        .network()
-        .user_by_nick(target)
-        .map(|(id, user)| (id, user.invisible, user.bot, user.oper.is_some(), user.wallops));
+    let found = ctx.shard.network().user_by_nick(target).map(|(id, user)| {
+        (
+            id,
+            user.invisible,
+            user.bot,
+            user.oper.is_some(),
+            user.wallops,
+        )
+    });
     let Some((owner, invisible, bot, oper, wallops)) = found else {
         let reply = ctx
             .numeric(ERR_NOSUCHNICK)

@@ -13,8 +13,8 @@ use super::Shard;
 use crate::proto::caps::Cap;
 use crate::proto::outgoing::Outgoing;
 use crate::proto::LineBuilder;
-use crate::state::network::{Event, Outcome, Sequenced};
 use crate::state::client::CloseReason;
+use crate::state::network::{Event, Outcome, Sequenced};
 use crate::state::ClientId;
 use bytes::Bytes;
 
