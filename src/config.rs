@@ -7,10 +7,12 @@
 //! control off.
 
 use crate::opers::OperBlock;
+use crate::state::network::ServerBan;
 use crate::state::sources::SourceLimits;
 use crate::state::ShardSet;
 use crate::tls::TlsFiles;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Which I/O driver the shards run on.
@@ -99,6 +101,11 @@ pub struct Config {
     pub io: IoMode,
     /// Operator accounts (`[[oper]]` blocks); a reload replaces them.
     pub opers: Vec<OperBlock>,
+    /// Where KLINEs and DLINEs are kept across restarts (`bans.toml` next to the
+    /// config file); `None`: only while the process runs.
+    pub ban_file: Option<PathBuf>,
+    /// The bans the server starts with, read from `ban_file`.
+    pub server_bans: Vec<ServerBan>,
 }
 
 impl Config {
@@ -173,6 +180,8 @@ impl Default for Config {
             shards: available_cores(),
             io: IoMode::Auto,
             opers: Vec::new(),
+            ban_file: None,
+            server_bans: Vec::new(),
         }
     }
 }

@@ -14,10 +14,11 @@
 //!   [`config_file`] (the TOML file), [`settings`] (flags over file over defaults),
 //!   [`live`] (what a reload changes), [`reload`] (SIGHUP).
 //! - Running it for real: [`logging`], [`metrics`] (Prometheus), [`systemd`],
-//!   [`opers`] (operator accounts).
+//!   [`opers`] (operator accounts), [`ban_file`] (KLINEs and DLINEs across restarts).
 //! - [`tls`]: the certificate and key, their reload, client certificate fingerprints
 //!   (driving a connection's TLS session is in [`io`]).
 
+pub mod ban_file;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -7,6 +7,7 @@
 //! a default from a value someone gave, and only a default yields to the file. Adding
 //! a flag with a key is a field in `Cli`, one in `FileSettings`, and one line below.
 
+use crate::ban_file;
 use crate::cli::Cli;
 use crate::config::{available_cores, default_max_clients, Config, StsPolicy};
 use crate::config_file::{ConfigFile, OperSettings};
@@ -168,6 +169,17 @@ impl Settings {
                 .unwrap_or_else(available_cores),
             io: merge.value("io", &cli.io, f.io),
             opers: opers(file.as_ref(), f.oper.unwrap_or_default())?,
+            ban_file: None,
+            server_bans: Vec::new(),
+        };
+        let ban_file = file.as_ref().map(|file| file.resolve_path(Path::new(BAN_FILE)));
+        let config = Config {
+            server_bans: match &ban_file {
+                Some(path) => ban_file::load(path, unix_now())?,
+                None => Vec::new(),
+            },
+            ban_file,
+            ..config
         };
         config
             .check()
@@ -180,6 +192,13 @@ impl Settings {
             config_file: config_file.map(Path::to_owned),
         })
     }
+}
+
+/// The ban file's name, in the config file's directory.
+pub const BAN_FILE: &str = "bans.toml";
+
+fn unix_now() -> u64 {
+    crate::proto::time::unix_seconds(std::time::SystemTime::now())
 }
 
 /// The `[[oper]]` blocks as the server uses them; a password that is not an argon2

@@ -67,6 +67,18 @@ fn file_settings_keys() -> Vec<&'static str> {
 #[test]
 fn the_example_file_sets_exactly_the_defaults_in_code() {
     let from_example = load(&[], Some(&example_path())).expect("the example loads");
+    // The ban file is the one setting a config file adds: bans.toml beside it.
+    assert_eq!(
+        from_example.config.ban_file,
+        example_path().parent().map(|dir| dir.join("bans.toml"))
+    );
+    let from_example = Settings {
+        config: Config {
+            ban_file: None,
+            ..from_example.config
+        },
+        ..from_example
+    };
     assert_eq!(from_example.config, Config::default());
     let without_file = load(&[], None).expect("defaults load");
     assert_eq!(

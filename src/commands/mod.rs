@@ -16,6 +16,7 @@ mod monitor;
 mod oper;
 mod query;
 mod registration;
+mod server_bans;
 mod user;
 mod whowas;
 
@@ -171,6 +172,10 @@ static COMMANDS: &[Command] = &[
     command("WALLOPS", 1, oper::wallops),
     command("REHASH", 0, oper::rehash),
     command("DIE", 0, oper::die),
+    command("KLINE", 1, server_bans::kline),
+    command("DLINE", 1, server_bans::dline),
+    command("UNKLINE", 1, server_bans::unkline),
+    command("UNDLINE", 1, server_bans::undline),
 ];
 
 /// The name of every command in the table (HELP covers each).

@@ -53,6 +53,9 @@ pub enum Refused {
     /// A per-source limit.
     #[error(transparent)]
     Source(#[from] SourceRefusal),
+    /// A DLINE covers the address.
+    #[error("D-Lined")]
+    Banned,
 }
 
 /// What a shard hands a framed input line to: the command layer (`commands::handle`).
@@ -128,7 +131,7 @@ impl Shard {
             id,
             handle_line,
             clients: Slab::default(),
-            network: Network::new(shards),
+            network: Network::with_server_bans(shards, shared.config.server_bans.clone()),
             log,
             links,
             outgoing: (0..shards).map(|_| Batch::new()).collect(),
@@ -165,9 +168,14 @@ impl Shard {
 
     // ---- driver-facing lifecycle ---------------------------------------------------
 
-    /// Admits a new connection, or says why not (`--max-clients`, per-source limits);
-    /// each refusal is counted by cause.
+    /// Admits a new connection, or says why not (a DLINE, `--max-clients`, per-source
+    /// limits); each limit's refusal is counted by cause.
     pub fn accept(&mut self, peer: SocketAddr, now: Instant) -> Result<ClientId, Refused> {
+        let now_unix = crate::proto::time::unix_seconds(std::time::SystemTime::now());
+        if let Some(ban) = self.network.server_bans().address_ban(peer.ip(), now_unix) {
+            debug!(%peer, reason = %ban.reason, "D-Lined connection refused");
+            return Err(Refused::Banned);
+        }
         let max = self.shared.live.max_clients();
         let admitted =
             self.shared

@@ -7,6 +7,7 @@
 use super::bus::Bus;
 use super::log::{EventLog, LogReader};
 use super::sources::Sources;
+use crate::ban_file::BanStore;
 use crate::config::Config;
 use crate::live::LiveSettings;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -122,6 +123,8 @@ pub struct Shared {
     /// and reloads on SIGHUP) waits on it and reloads the same way. Requests made
     /// before it looks coalesce into one reload: a `Notify` keeps one permit.
     pub rehash_requested: tokio::sync::Notify,
+    /// Where KLINEs and DLINEs are written when they change.
+    pub ban_store: BanStore,
     /// For RPL_CREATED.
     pub started: SystemTime,
     /// Registered users and channels as the last shard to publish its replica saw
@@ -146,6 +149,7 @@ impl Shared {
             shutting_down: AtomicBool::new(false),
             handoffs_sealed: AtomicUsize::new(0),
             rehash_requested: tokio::sync::Notify::new(),
+            ban_store: BanStore::new(config.ban_file.clone()),
             started: SystemTime::now(),
             users: AtomicUsize::new(0),
             channels: AtomicUsize::new(0),

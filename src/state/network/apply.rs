@@ -8,7 +8,9 @@
 //! Cost: O(1) expected map operations per event (a QUIT or NICK also records one
 //! bounded WHOWAS entry), plus O(channels of the user) for
 //! QUIT and NICK (bounded by CHANLIMIT) and O(bans) for a JOIN into a channel with
-//! bans (bounded by [`MAX_BANS`](super::channel::MAX_BANS)); never O(members) or
+//! bans (bounded by [`MAX_BANS`](super::channel::MAX_BANS)) and O(server bans) for a
+//! KLINE or DLINE (bounded by
+//! [`MAX_SERVER_BANS`](super::server_bans::MAX_SERVER_BANS)); never O(members) or
 //! O(channels): a JOIN into a channel of 100,000 members costs what one into a
 //! channel of 10 does.
 
@@ -66,6 +68,12 @@ pub enum Refusal {
     /// The client is not a server operator (481).
     #[error("permission denied: not an IRC operator")]
     NoPrivileges,
+    /// The server ban list holds [`MAX_SERVER_BANS`](super::server_bans::MAX_SERVER_BANS).
+    #[error("the server ban list is full")]
+    ServerBanListFull,
+    /// UNKLINE or UNDLINE of a ban that does not exist.
+    #[error("no such server ban")]
+    NoSuchServerBan,
 }
 
 /// What applying an event did: the proposer's reply and every shard's notifications
@@ -159,6 +167,10 @@ pub enum Outcome {
         /// The killing operator's nickname.
         by: CaselessKey,
     },
+    /// A server ban was set; every shard closes its local clients that it matches.
+    BanAdded,
+    /// A server ban was lifted.
+    BanRemoved,
     /// A WALLOPS was accepted; every shard sends it to its `+w` users.
     Wallops {
         /// `nick!~user@host` of the operator who sent it.
@@ -271,6 +283,28 @@ impl Network {
                 _ => Outcome::Unchanged,
             },
             Event::Kill { client, target, .. } => self.kill(*client, target),
+            Event::AddBan { client, ban } => match self.user(*client) {
+                Some(user) if user.oper.is_some() => {
+                    if self.server_bans.add(ban.clone()) {
+                        Outcome::BanAdded
+                    } else {
+                        Outcome::Refused(Refusal::ServerBanListFull)
+                    }
+                }
+                Some(_) => Outcome::Refused(Refusal::NoPrivileges),
+                None => Outcome::Unchanged,
+            },
+            Event::RemoveBan { client, target } => match self.user(*client) {
+                Some(user) if user.oper.is_some() => {
+                    if self.server_bans.remove(target) {
+                        Outcome::BanRemoved
+                    } else {
+                        Outcome::Refused(Refusal::NoSuchServerBan)
+                    }
+                }
+                Some(_) => Outcome::Refused(Refusal::NoPrivileges),
+                None => Outcome::Unchanged,
+            },
             Event::Wallops { client, .. } => match self.users.get(client) {
                 Some(user) if user.oper.is_some() => Outcome::Wallops {
                     source: user.source(),

@@ -10,6 +10,7 @@
 //! anything shard-local: the same values can later travel between machines.
 
 use super::modes::ModeChange;
+use super::server_bans::{BanTarget, ServerBan};
 use super::users::Activity;
 use crate::state::ClientId;
 use std::sync::Arc;
@@ -167,6 +168,21 @@ pub enum Event {
         target: Box<str>,
         /// The reason given.
         reason: Box<str>,
+    },
+    /// A server operator sets a KLINE or DLINE (replacing one on the same target);
+    /// every shard then closes its local clients that it matches.
+    AddBan {
+        /// The operator.
+        client: ClientId,
+        /// The ban (its `set_by` is the operator's nick).
+        ban: ServerBan,
+    },
+    /// A server operator lifts a KLINE or DLINE (UNKLINE, UNDLINE).
+    RemoveBan {
+        /// The operator.
+        client: ClientId,
+        /// What the ban matched.
+        target: BanTarget,
     },
     /// A server operator sends a message to every user with `+w` (WALLOPS).
     Wallops {

@@ -10,7 +10,7 @@
 //! lock, no waiting for another shard, however large the answer.
 //!
 //! Layout: [`event`] (what can change), [`apply`] (how it changes), [`channel`],
-//! [`modes`], [`users`] and [`whowas`] (the data). Rendering any of it as IRC text is done by the
+//! [`modes`], [`users`], [`whowas`] and [`server_bans`] (the data). Rendering any of it as IRC text is done by the
 //! commands and the shard's notifications, not here.
 
 pub mod apply;
@@ -19,6 +19,7 @@ mod apply_tests;
 pub mod channel;
 pub mod event;
 pub mod modes;
+pub mod server_bans;
 pub mod users;
 pub mod whowas;
 
@@ -26,6 +27,7 @@ pub use apply::{Outcome, Refusal};
 pub use channel::{Ban, Channel, Members, Membership, ShardSet, Topic};
 pub use event::{Event, Sequenced};
 pub use modes::{ChannelModes, MaskList, ModeChange, ModeRefusal};
+pub use server_bans::{BanTarget, ServerBan, ServerBans};
 pub use users::{Activity, User};
 pub use whowas::{Whowas, WhowasEntry};
 
@@ -54,6 +56,8 @@ pub struct Network {
     peak_users: usize,
     /// Who held which nickname before (WHOWAS), bounded.
     whowas: Whowas,
+    /// KLINEs and DLINEs.
+    server_bans: ServerBans,
     /// Log position of the last event applied.
     applied: u64,
 }
@@ -71,8 +75,23 @@ impl Network {
             opers: 0,
             peak_users: 0,
             whowas: Whowas::default(),
+            server_bans: ServerBans::default(),
             applied: 0,
         }
+    }
+
+    /// A network that starts with `bans` (read from the ban file at start: every
+    /// replica starts from the same list).
+    pub fn with_server_bans(shard_count: usize, bans: Vec<ServerBan>) -> Network {
+        Network {
+            server_bans: ServerBans::new(bans),
+            ..Network::new(shard_count)
+        }
+    }
+
+    /// The KLINEs and DLINEs.
+    pub fn server_bans(&self) -> &ServerBans {
+        &self.server_bans
     }
 
     /// The log position of the last event applied to this replica.
