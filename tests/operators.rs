@@ -210,3 +210,134 @@ e2e! {
         });
     }
 }
+
+/// The second loopback address: a source other than the operator's.
+fn elsewhere() -> std::net::IpAddr {
+    std::net::IpAddr::from([127, 0, 0, 2])
+}
+
+/// Connects from 127.0.0.2 and registers `nick`.
+fn register_elsewhere(server: &TestServer, nick: &str) -> Client {
+    Client::register(Client::connect_from(elsewhere(), server.addr), nick)
+}
+
+e2e! {
+    fn kline_closes_connected_matches_refuses_new_ones_and_unkline_lets_them_back(setup) {
+        let server = start(setup);
+        let mut alice = oper(&server, "alice");
+        let mut bob = server.register("bob");
+        let mut spammer = server.register("spammer");
+        join_all("#c", &mut [&mut bob, &mut spammer]);
+        alice.send("KLINE ~spam*@127.0.0.1 :no spam");
+        let confirmation = alice.line();
+        assert!(
+            confirmation.contains("NOTICE alice :Added permanent K-Line for [~spam*@127.0.0.1]"),
+            "{confirmation}"
+        );
+        let last = spammer.expect_closed();
+        assert!(
+            last.iter().any(|l| l == "ERROR :Closing Link: 127.0.0.1 (K-Lined (no spam))"),
+            "{last:?}"
+        );
+        bob.expect(":spammer!~spammer@127.0.0.1 QUIT :K-Lined (no spam)");
+        bob.expect_nothing();
+
+        let mut again = server.connect();
+        again.send("NICK spammer2");
+        again.send("USER spammer2 0 * :x");
+        let last = again.expect_closed();
+        assert!(
+            last.iter().any(|l| l.contains("(K-Lined (no spam))")),
+            "{last:?}"
+        );
+
+        alice.send("UNKLINE ~spam*@127.0.0.1");
+        let confirmation = alice.line();
+        assert!(confirmation.contains("Removed K-Line for [~spam*@127.0.0.1]"), "{confirmation}");
+        let mut back = server.register("spammer3");
+        back.expect_nothing();
+        alice.send("UNKLINE ~spam*@127.0.0.1");
+        assert!(alice.line().contains("No such ban"));
+    }
+
+    fn dline_refuses_at_accept_and_closes_connected_and_unregistered_matches(setup) {
+        let server = start(setup);
+        let mut alice = oper(&server, "alice");
+        let mut bob = server.register("bob");
+        let mut far = register_elsewhere(&server, "far");
+        let mut lurker = Client::connect_from(elsewhere(), server.addr);
+        lurker.send("NICK lurker");
+        lurker.barrier();
+        for client in [&mut bob, &mut far] {
+            client.send("JOIN #c");
+            client.skip_until(|l| has_numeric(l, "366"));
+        }
+        bob.expect(":far!~far@127.0.0.2 JOIN #c");
+        alice.send("DLINE 10 127.0.0.2 :go away");
+        assert!(alice.line().contains("Added for 600 s D-Line for [127.0.0.2/32]"));
+        let last = far.expect_closed();
+        assert!(
+            last.iter().any(|l| l == "ERROR :Closing Link: 127.0.0.2 (D-Lined (go away))"),
+            "{last:?}"
+        );
+        lurker.expect_closed();
+        bob.expect(":far!~far@127.0.0.2 QUIT :D-Lined (go away)");
+        bob.expect_nothing();
+
+        let mut refused = Client::connect_from(elsewhere(), server.addr);
+        assert_eq!(refused.expect_closed(), ["ERROR :Closing Link: 127.0.0.2 (D-Lined)"]);
+
+        alice.send("UNDLINE 127.0.0.2");
+        assert!(alice.line().contains("Removed D-Line for [127.0.0.2/32]"));
+        let mut back = register_elsewhere(&server, "back");
+        back.expect_nothing();
+    }
+
+    fn bans_need_an_oper_and_a_valid_mask(setup) {
+        let server = start(setup);
+        let mut bob = server.register("bob");
+        bob.send("KLINE *@127.0.0.1 :everyone");
+        bob.expect_numeric("481");
+        bob.send("DLINE 127.0.0.0/8 :everyone");
+        bob.expect_numeric("481");
+        bob.expect_nothing();
+        let mut alice = oper(&server, "alice");
+        alice.send("DLINE example.org :x");
+        assert!(alice.line().contains("not an address or CIDR network"));
+        alice.send("KLINE a@b@c :x");
+        assert!(alice.line().contains("not a user@host mask"));
+    }
+
+    fn bans_are_kept_in_the_ban_file_across_restarts(setup) {
+        let dir = std::env::temp_dir().join(format!(
+            "ringchat-operators-{}-{:?}-{}",
+            std::process::id(),
+            setup.io,
+            setup.shards
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("bans.toml");
+        let _ = std::fs::remove_file(&path);
+        {
+            let server = setup.start_with(|config| {
+                config.opers = vec![admin_block()];
+                config.ban_file = Some(path.clone());
+            });
+            let mut alice = oper(&server, "alice");
+            alice.send("KLINE ~evil@127.0.0.1 :kept");
+            alice.line();
+            alice.send("DLINE 2h 192.0.2.0/24 :kept too");
+            alice.line();
+        }
+        let bans = ringchat::ban_file::load(&path, 0).expect("the ban file reads");
+        assert_eq!(bans.len(), 2, "{bans:?}");
+        let server = setup.start_with(|config| config.server_bans = bans);
+        let mut evil = server.connect();
+        evil.send("NICK evil");
+        evil.send("USER evil 0 * :x");
+        let last = evil.expect_closed();
+        assert!(last.iter().any(|l| l.contains("(K-Lined (kept))")), "{last:?}");
+        server.register("good").expect_nothing();
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+}

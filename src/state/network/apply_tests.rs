@@ -1036,3 +1036,30 @@ fn wallops_mode_changes_only_when_it_differs() {
     assert_eq!(replica.apply(set(true)), Outcome::Unchanged);
     assert_eq!(replica.apply(set(false)), Outcome::WallopsChanged(false));
 }
+
+#[test]
+fn server_bans_need_an_oper_replace_by_target_and_are_removed_once() {
+    let mut replica = Replica::new();
+    replica.register(ALICE, "alice");
+    let kline = |reason: &str| ServerBan {
+        target: BanTarget::User("~x@*".into()),
+        reason: reason.into(),
+        set_by: "alice".into(),
+        expires_at: None,
+    };
+    let add = |ban| Event::AddBan { client: ALICE, ban };
+    let remove = || Event::RemoveBan {
+        client: ALICE,
+        target: BanTarget::User("~x@*".into()),
+    };
+    assert_eq!(replica.apply(add(kline("a"))), refused(Refusal::NoPrivileges));
+    assert_eq!(replica.apply(remove()), refused(Refusal::NoPrivileges));
+    replica.apply(set_oper(ALICE, Some("admin")));
+    assert_eq!(replica.apply(add(kline("a"))), Outcome::BanAdded);
+    assert_eq!(replica.apply(add(kline("b"))), Outcome::BanAdded);
+    let bans: Vec<_> = replica.network.server_bans().iter().cloned().collect();
+    assert_eq!(bans, [kline("b")]);
+    assert_eq!(replica.apply(remove()), Outcome::BanRemoved);
+    assert_eq!(replica.apply(remove()), refused(Refusal::NoSuchServerBan));
+    assert_eq!(replica.network.server_bans().iter().count(), 0);
+}
