@@ -172,7 +172,9 @@ impl Settings {
             ban_file: None,
             server_bans: Vec::new(),
         };
-        let ban_file = file.as_ref().map(|file| file.resolve_path(Path::new(BAN_FILE)));
+        let ban_file = file
+            .as_ref()
+            .map(|file| file.resolve_path(Path::new(BAN_FILE)));
         let config = Config {
             server_bans: match &ban_file {
                 Some(path) => ban_file::load(path, unix_now())?,

@@ -160,7 +160,10 @@ const TOPICS: &[(&str, &[&str])] = &[
             "Operators: bans ~user@ip masks, connected matches too.",
         ],
     ),
-    ("UNKLINE", &["UNKLINE <user@host>", "Operators: lifts a KLINE."]),
+    (
+        "UNKLINE",
+        &["UNKLINE <user@host>", "Operators: lifts a KLINE."],
+    ),
     (
         "DLINE",
         &[
@@ -168,12 +171,18 @@ const TOPICS: &[(&str, &[&str])] = &[
             "Operators: bans addresses before registration, connected ones too.",
         ],
     ),
-    ("UNDLINE", &["UNDLINE <ip|cidr>", "Operators: lifts a DLINE."]),
+    (
+        "UNDLINE",
+        &["UNDLINE <ip|cidr>", "Operators: lifts a DLINE."],
+    ),
     (
         "REHASH",
         &["REHASH", "Operators: reloads the configuration, as SIGHUP."],
     ),
-    ("DIE", &["DIE", "Operators: shuts the server down gracefully."]),
+    (
+        "DIE",
+        &["DIE", "Operators: shuts the server down gracefully."],
+    ),
     (
         "SETNAME",
         &["SETNAME :real name", "Changes your real name."],

@@ -325,11 +325,11 @@ fn server_ban(ctx: &Ctx<'_>, user: &str) -> Option<String> {
     let host = &ctx.client().host;
     let ip = host.parse::<std::net::IpAddr>().ok()?;
     let now_unix = crate::proto::time::unix_seconds(std::time::SystemTime::now());
-    let ban = ctx
-        .shard
-        .network()
-        .server_bans()
-        .user_ban(&format!("~{user}@{host}"), ip, now_unix)?;
+    let ban =
+        ctx.shard
+            .network()
+            .server_bans()
+            .user_ban(&format!("~{user}@{host}"), ip, now_unix)?;
     Some(format!("{}d ({})", ban.target.kind(), ban.reason))
 }
 

@@ -43,7 +43,11 @@ type TargetParser = fn(&str) -> Result<BanTarget, &'static str>;
 
 fn add(ctx: &mut Ctx<'_>, message: &Message<'_>, command: &str, parse: TargetParser) {
     let params = message.params();
-    let text = |i: usize| params.get(i).map(|p| String::from_utf8_lossy(p).into_owned());
+    let text = |i: usize| {
+        params
+            .get(i)
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+    };
     let (duration, mask, reason) = match params.first().and_then(|p| parse_duration(p)) {
         Some(duration) if params.len() >= 2 => (Some(duration), text(1), text(2)),
         _ => (None, text(0), text(1)),
@@ -114,9 +118,10 @@ fn remove(ctx: &mut Ctx<'_>, message: &Message<'_>, command: &str, parse: Target
 fn save(ctx: &mut Ctx<'_>) {
     let shared = ctx.shard.shared.clone();
     let network = ctx.shard.network();
-    if let Err(error) = shared
-        .ban_store
-        .save(network.applied(), network.server_bans(), super::unix_now())
+    if let Err(error) =
+        shared
+            .ban_store
+            .save(network.applied(), network.server_bans(), super::unix_now())
     {
         warn!("server bans not saved: {error:#}");
         notice(ctx, format!("The ban holds, but was not saved: {error:#}"));

@@ -275,7 +275,9 @@ impl Client {
         socket
             .bind(&SocketAddr::new(local, 0).into())
             .expect("bind the local address");
-        socket.connect(&addr.into()).expect("connect to the test server");
+        socket
+            .connect(&addr.into())
+            .expect("connect to the test server");
         let stream = TcpStream::from(socket);
         stream.set_read_timeout(Some(HANG)).expect("set timeout");
         stream.set_nodelay(true).expect("nodelay");

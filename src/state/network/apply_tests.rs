@@ -1052,7 +1052,10 @@ fn server_bans_need_an_oper_replace_by_target_and_are_removed_once() {
         client: ALICE,
         target: BanTarget::User("~x@*".into()),
     };
-    assert_eq!(replica.apply(add(kline("a"))), refused(Refusal::NoPrivileges));
+    assert_eq!(
+        replica.apply(add(kline("a"))),
+        refused(Refusal::NoPrivileges)
+    );
     assert_eq!(replica.apply(remove()), refused(Refusal::NoPrivileges));
     replica.apply(set_oper(ALICE, Some("admin")));
     assert_eq!(replica.apply(add(kline("a"))), Outcome::BanAdded);

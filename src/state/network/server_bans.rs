@@ -65,8 +65,9 @@ impl ServerBan {
     pub fn matches(&self, user_at_host: Option<&str>, ip: IpAddr, now_unix: u64) -> bool {
         self.is_active(now_unix)
             && match &self.target {
-                BanTarget::User(mask) => user_at_host
-                    .is_some_and(|uh| wildcard_match(mask.as_bytes(), uh.as_bytes())),
+                BanTarget::User(mask) => {
+                    user_at_host.is_some_and(|uh| wildcard_match(mask.as_bytes(), uh.as_bytes()))
+                }
                 BanTarget::Address(net) => net.contains(&canonical(ip)),
             }
     }
@@ -101,9 +102,9 @@ impl ServerBans {
 
     /// The first active ban that keeps out `ip` (D-Lines only: before registration).
     pub fn address_ban(&self, ip: IpAddr, now_unix: u64) -> Option<&ServerBan> {
-        self.bans
-            .iter()
-            .find(|ban| matches!(ban.target, BanTarget::Address(_)) && ban.matches(None, ip, now_unix))
+        self.bans.iter().find(|ban| {
+            matches!(ban.target, BanTarget::Address(_)) && ban.matches(None, ip, now_unix)
+        })
     }
 
     /// The first active ban of either kind that keeps out `~user@ip` at `ip`.
@@ -164,7 +165,10 @@ mod tests {
     #[test]
     fn an_expired_ban_matches_nobody() {
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
-        let dline = ban(BanTarget::Address("192.0.2.7/32".parse().unwrap()), Some(100));
+        let dline = ban(
+            BanTarget::Address("192.0.2.7/32".parse().unwrap()),
+            Some(100),
+        );
         assert!(dline.matches(None, ip, 99));
         assert!(!dline.matches(None, ip, 100));
     }
