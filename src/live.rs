@@ -1,6 +1,7 @@
 //! The settings a reload may change while the server runs: the MOTD, the operator
-//! accounts and the limits that are safe to change under connected clients. Owns their current values; it
-//! does not read files or decide what a reload means (`main.rs` does).
+//! accounts and the limits that are safe to change under connected clients. Owns
+//! their current values; it does not read files or decide what a reload means
+//! (`main.rs` does).
 //!
 //! `Config` keeps the values the server started with; code that must follow a reload
 //! reads them here instead. The limits are plain atomics read with `Relaxed` loads (an

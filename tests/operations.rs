@@ -778,3 +778,49 @@ fn serve_on_a_passed_descriptor(io: &str) {
     }
     server.stop();
 }
+
+#[test]
+fn operators_from_the_config_file_rehash_kline_to_the_ban_file_and_die() {
+    let dir = scratch("opers");
+    let addr = free_port();
+    let config = dir.join("ringchat.toml");
+    let oper_block = |name: &str, password: &[u8]| {
+        let hash = ringchat::opers::hash_password(password).expect("hashing works");
+        format!("[[oper]]\nname = \"{name}\"\npassword = \"{hash}\"\nhosts = [\"~*@127.0.0.1\"]\n")
+    };
+    let head = format!("listen = [\"{addr}\"]\nshards = 2\n\n");
+    write(&config, &format!("{head}{}", oper_block("admin", b"first")));
+    let mut server = Running::start(addr, &["--config", config.to_str().unwrap()]);
+    let (mut alice, _) = register(addr, "alice");
+    alice.send("OPER admin first");
+    alice.expect_numeric("381");
+    alice.expect(":alice!~alice@127.0.0.1 MODE alice +o");
+    server.log_containing("OPER succeeded");
+
+    write(
+        &config,
+        &format!("{head}{}\n{}", oper_block("admin", b"second"), oper_block("other", b"x")),
+    );
+    alice.send("REHASH");
+    alice.expect_numeric("382");
+    let reloaded = server.log_containing("reloaded");
+    assert!(reloaded.contains("oper"), "{reloaded}");
+    let (mut bob, _) = register(addr, "bob");
+    bob.send("OPER admin first");
+    bob.expect_numeric("464");
+    server.log_containing("OPER failed");
+    bob.send("OPER admin second");
+    bob.expect_numeric("381");
+    bob.expect(":bob!~bob@127.0.0.1 MODE bob +o");
+
+    alice.send("KLINE ~evil@127.0.0.1 :kept on disk");
+    assert!(alice.line().contains("Added permanent K-Line"));
+    let bans = std::fs::read_to_string(dir.join("bans.toml")).expect("bans.toml is written");
+    assert!(bans.contains("~evil@127.0.0.1") && bans.contains("kept on disk"), "{bans}");
+
+    alice.send("DIE");
+    let last = bob.expect_closed();
+    assert!(last.iter().any(|l| l.contains("Server shutting down")), "{last:?}");
+    let status = server.child.wait().expect("wait for ringchat");
+    assert!(status.success(), "{status:?}");
+}
