@@ -6,11 +6,17 @@
 //! Several shards may write: each writes its replica's whole list with the log
 //! position it reflects, and a write older than the last one is skipped, so the file
 //! always ends at the newest list.
+//!
+//! A reload reads the file again; if it differs from the list the server last read or
+//! wrote (someone edited it), the new list waits in [`BanStore`] until shard 0's next
+//! housekeeping tick proposes it as one event, so every replica switches at the same
+//! point of the log.
 
 use crate::state::network::{BanTarget, ServerBan, ServerBans};
 use anyhow::{anyhow, Context};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 /// The file's layout.
@@ -79,22 +85,61 @@ pub fn load(path: &Path, now_unix: u64) -> anyhow::Result<Vec<ServerBan>> {
         .collect()
 }
 
-/// Where the bans are written, and the log position of the last list written.
+/// Where the bans are written, what the file holds, and a reloaded list waiting to
+/// be applied.
 #[derive(Debug)]
 pub struct BanStore {
     /// The file; `None`: bans live only as long as the process (no config file).
     path: Option<PathBuf>,
-    /// Log position of the last list written; held while writing.
-    written: Mutex<u64>,
+    /// What the file holds as far as this process knows; held while writing.
+    on_disk: Mutex<OnDisk>,
+    /// A list read by a reload that differs from `on_disk`, for shard 0 to propose.
+    reloaded: Mutex<Option<Vec<ServerBan>>>,
+    /// Whether `reloaded` holds a list: one relaxed load per housekeeping tick.
+    has_reloaded: AtomicBool,
+}
+
+/// The list the file holds and the log position it reflects (0: read at start or by
+/// a reload).
+#[derive(Debug)]
+struct OnDisk {
+    seq: u64,
+    bans: Vec<ServerBan>,
 }
 
 impl BanStore {
-    /// A store writing to `path`, if any.
-    pub fn new(path: Option<PathBuf>) -> BanStore {
+    /// A store writing to `path`, if any, which holds `bans` (read at start).
+    pub fn new(path: Option<PathBuf>, bans: Vec<ServerBan>) -> BanStore {
         BanStore {
             path,
-            written: Mutex::new(0),
+            on_disk: Mutex::new(OnDisk { seq: 0, bans }),
+            reloaded: Mutex::new(None),
+            has_reloaded: AtomicBool::new(false),
         }
+    }
+
+    /// A reload read `bans` from the file: if they differ from what the file held,
+    /// they wait for shard 0 to propose them; returns whether they differ.
+    pub fn offer_reloaded(&self, bans: Vec<ServerBan>) -> bool {
+        let mut on_disk = self.on_disk.lock().unwrap_or_else(|p| p.into_inner());
+        if on_disk.bans == bans {
+            return false;
+        }
+        on_disk.bans = bans.clone();
+        *self.reloaded.lock().unwrap_or_else(|p| p.into_inner()) = Some(bans);
+        self.has_reloaded.store(true, Ordering::Release);
+        true
+    }
+
+    /// The reloaded list waiting to be proposed, if any (shard 0's housekeeping).
+    pub fn take_reloaded(&self) -> Option<Vec<ServerBan>> {
+        if !self.has_reloaded.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        self.reloaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// Whether bans are kept across restarts.
@@ -108,14 +153,18 @@ impl BanStore {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
-        if seq <= *written {
+        let mut on_disk = self.on_disk.lock().unwrap_or_else(|p| p.into_inner());
+        if seq <= on_disk.seq {
             return Ok(());
         }
+        let active: Vec<ServerBan> = bans
+            .iter()
+            .filter(|ban| ban.is_active(now_unix))
+            .cloned()
+            .collect();
         let file = BanFile {
-            ban: bans
+            ban: active
                 .iter()
-                .filter(|ban| ban.is_active(now_unix))
                 .map(|ban| BanRecord {
                     kind: match ban.target {
                         BanTarget::User(_) => "kline",
@@ -138,7 +187,7 @@ impl BanStore {
             .with_context(|| format!("cannot write {}", temporary.display()))?;
         std::fs::rename(&temporary, path)
             .with_context(|| format!("cannot replace {}", path.display()))?;
-        *written = seq;
+        *on_disk = OnDisk { seq, bans: active };
         Ok(())
     }
 }
@@ -166,7 +215,7 @@ mod tests {
             set_by: "alice".into(),
             expires_at: Some(500),
         };
-        let store = BanStore::new(Some(path.clone()));
+        let store = BanStore::new(Some(path.clone()), Vec::new());
         let bans = ServerBans::new(vec![kline.clone(), dline.clone()]);
         store.save(2, &bans, 100).unwrap();
         assert_eq!(load(&path, 100).unwrap(), [kline.clone(), dline]);
@@ -174,6 +223,12 @@ mod tests {
         // An older list does not overwrite a newer one.
         store.save(1, &ServerBans::default(), 100).unwrap();
         assert_eq!(load(&path, 100).unwrap().len(), 2);
+        // A reload offers only a list that differs from the file's.
+        assert!(!store.offer_reloaded(load(&path, 100).unwrap()));
+        assert_eq!(store.take_reloaded(), None);
+        assert!(store.offer_reloaded(vec![kline.clone()]));
+        assert_eq!(store.take_reloaded(), Some(vec![kline.clone()]));
+        assert_eq!(store.take_reloaded(), None);
         std::fs::write(
             &path,
             "[[ban]]\nkind = \"gline\"\nmask = \"x\"\nreason = \"r\"\nset-by = \"a\"\n",

@@ -185,7 +185,7 @@ fn on_hangup(
             warn!("{error:#}; still writing to the old file");
         }
     }
-    let _ = reload::reload(cli, matches, settings, &server.shared().live);
+    let _ = reload::reload(cli, matches, settings, server.shared());
     reload_tls(server);
 }
 

@@ -799,7 +799,11 @@ fn operators_from_the_config_file_rehash_kline_to_the_ban_file_and_die() {
 
     write(
         &config,
-        &format!("{head}{}\n{}", oper_block("admin", b"second"), oper_block("other", b"x")),
+        &format!(
+            "{head}{}\n{}",
+            oper_block("admin", b"second"),
+            oper_block("other", b"x")
+        ),
     );
     alice.send("REHASH");
     alice.expect_numeric("382");
@@ -816,11 +820,32 @@ fn operators_from_the_config_file_rehash_kline_to_the_ban_file_and_die() {
     alice.send("KLINE ~evil@127.0.0.1 :kept on disk");
     assert!(alice.line().contains("Added permanent K-Line"));
     let bans = std::fs::read_to_string(dir.join("bans.toml")).expect("bans.toml is written");
-    assert!(bans.contains("~evil@127.0.0.1") && bans.contains("kept on disk"), "{bans}");
+    assert!(
+        bans.contains("~evil@127.0.0.1") && bans.contains("kept on disk"),
+        "{bans}"
+    );
+
+    // An edited ban file is applied by a reload, to connected clients too.
+    let (mut carol, _) = register(addr, "carol");
+    write(
+        &dir.join("bans.toml"),
+        &format!("{bans}\n[[ban]]\nkind = \"kline\"\nmask = \"~carol@*\"\nreason = \"edited in\"\nset-by = \"root\"\n"),
+    );
+    server.signal(libc::SIGHUP);
+    let reloaded = server.log_containing("reloaded");
+    assert!(reloaded.contains("bans"), "{reloaded}");
+    let last = carol.expect_closed();
+    assert!(
+        last.iter().any(|l| l.contains("K-Lined (edited in)")),
+        "{last:?}"
+    );
 
     alice.send("DIE");
     let last = bob.expect_closed();
-    assert!(last.iter().any(|l| l.contains("Server shutting down")), "{last:?}");
+    assert!(
+        last.iter().any(|l| l.contains("Server shutting down")),
+        "{last:?}"
+    );
     let status = server.child.wait().expect("wait for ringchat");
     assert!(status.success(), "{status:?}");
 }

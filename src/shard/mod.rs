@@ -415,6 +415,20 @@ impl Shard {
         }
         self.doomed.extend(expired);
         self.close_doomed();
+        self.propose_reloaded_bans();
+    }
+
+    /// Shard 0 proposes a ban list a reload read from a changed ban file (see
+    /// [`BanStore`](crate::ban_file::BanStore)); one atomic load when there is none.
+    fn propose_reloaded_bans(&mut self) {
+        if self.id != 0 {
+            return;
+        }
+        if let Some(bans) = self.shared.ban_store.take_reloaded() {
+            info!(bans = bans.len(), "ban file changed: applying its list");
+            self.propose(crate::state::network::Event::ReplaceBans { bans });
+            self.close_doomed();
+        }
     }
 
     /// Publishes this shard's counters for readers on other threads.

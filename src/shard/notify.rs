@@ -193,6 +193,11 @@ impl Shard {
             (Event::AddBan { ban, .. }, Outcome::BanAdded) => {
                 self.close_banned(ban, entry.at_unix);
             }
+            (Event::ReplaceBans { .. }, Outcome::BansReplaced { added }) => {
+                for ban in added {
+                    self.close_banned(ban, entry.at_unix);
+                }
+            }
             (Event::Wallops { text, .. }, Outcome::Wallops { source }) => {
                 let line = LineBuilder::from_source(source, "WALLOPS")
                     .trailing(&**text)

@@ -149,7 +149,7 @@ impl Shared {
             shutting_down: AtomicBool::new(false),
             handoffs_sealed: AtomicUsize::new(0),
             rehash_requested: tokio::sync::Notify::new(),
-            ban_store: BanStore::new(config.ban_file.clone()),
+            ban_store: BanStore::new(config.ban_file.clone(), config.server_bans.clone()),
             started: SystemTime::now(),
             users: AtomicUsize::new(0),
             channels: AtomicUsize::new(0),

@@ -17,6 +17,7 @@
 use super::channel::{Channel, Membership, Topic, MAX_INVITES};
 use super::event::{Event, Sequenced};
 use super::modes::{apply_mode, ModeChange, ModeRefusal};
+use super::server_bans::{ServerBan, ServerBans};
 use super::users::User;
 use super::Network;
 use crate::proto::{Caseless, CaselessKey};
@@ -171,6 +172,12 @@ pub enum Outcome {
     BanAdded,
     /// A server ban was lifted.
     BanRemoved,
+    /// The ban list was replaced; `added` are the bans that are new in it (every
+    /// shard closes its local clients they match).
+    BansReplaced {
+        /// Bans in the new list that were not in the old one.
+        added: Vec<ServerBan>,
+    },
     /// A WALLOPS was accepted; every shard sends it to its `+w` users.
     Wallops {
         /// `nick!~user@host` of the operator who sent it.
@@ -294,6 +301,16 @@ impl Network {
                 Some(_) => Outcome::Refused(Refusal::NoPrivileges),
                 None => Outcome::Unchanged,
             },
+            Event::ReplaceBans { bans } => {
+                let old = std::mem::replace(&mut self.server_bans, ServerBans::new(bans.clone()));
+                let added = self
+                    .server_bans
+                    .iter()
+                    .filter(|ban| !old.iter().any(|o| o == *ban))
+                    .cloned()
+                    .collect();
+                Outcome::BansReplaced { added }
+            }
             Event::RemoveBan { client, target } => match self.user(*client) {
                 Some(user) if user.oper.is_some() => {
                     if self.server_bans.remove(target) {

@@ -1066,3 +1066,26 @@ fn server_bans_need_an_oper_replace_by_target_and_are_removed_once() {
     assert_eq!(replica.apply(remove()), refused(Refusal::NoSuchServerBan));
     assert_eq!(replica.network.server_bans().iter().count(), 0);
 }
+
+#[test]
+fn a_reloaded_ban_list_replaces_the_old_and_reports_only_new_bans() {
+    let mut replica = Replica::new();
+    let ban = |mask: &str| ServerBan {
+        target: BanTarget::User(mask.into()),
+        reason: "r".into(),
+        set_by: "file".into(),
+        expires_at: None,
+    };
+    replica.apply(Event::ReplaceBans {
+        bans: vec![ban("~a@*")],
+    });
+    assert_eq!(
+        replica.apply(Event::ReplaceBans {
+            bans: vec![ban("~a@*"), ban("~b@*")],
+        }),
+        Outcome::BansReplaced {
+            added: vec![ban("~b@*")]
+        }
+    );
+    assert_eq!(replica.network.server_bans().iter().count(), 2);
+}

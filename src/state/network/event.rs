@@ -16,7 +16,7 @@ use crate::state::ClientId;
 use std::sync::Arc;
 
 /// One change to the network state; see the module comment. `client` is always the
-/// client that caused it (whose shard proposed it).
+/// client that caused it (whose shard proposed it); only `ReplaceBans` has none.
 #[derive(Debug, Clone)]
 pub enum Event {
     /// An unregistered client claims `nick` (NICK during registration), releasing any
@@ -183,6 +183,12 @@ pub enum Event {
         client: ClientId,
         /// What the ban matched.
         target: BanTarget,
+    },
+    /// A reload found the ban file changed: the whole list is replaced. Proposed by
+    /// shard 0 on the server's behalf, so it names no client.
+    ReplaceBans {
+        /// The bans as the file now holds them.
+        bans: Vec<ServerBan>,
     },
     /// A server operator sends a message to every user with `+w` (WALLOPS).
     Wallops {
