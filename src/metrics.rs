@@ -231,7 +231,7 @@ pub fn render(shared: &Shared, driver: IoMode) -> String {
             let _ = writeln!(out, "{name}{{shard=\"{shard}\"}} {}", field(counts));
         }
     }
-    let (users, channels) = shared.population();
+    let (users, channels, opers) = shared.population();
     let started = shared
         .started
         .duration_since(UNIX_EPOCH)
@@ -243,6 +243,11 @@ pub fn render(shared: &Shared, driver: IoMode) -> String {
             users as u64,
         ),
         ("ringchat_channels", "Channels that exist.", channels as u64),
+        (
+            "ringchat_opers",
+            "Users who are server operators (+o).",
+            opers as u64,
+        ),
         (
             "ringchat_open_connections",
             "Connections open on all shards, counted as they open and close.",

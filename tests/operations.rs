@@ -633,6 +633,7 @@ fn metrics_are_served_in_prometheus_text_format() {
     assert_eq!(shards, ["0", "1"]);
     assert_eq!(sample_sum(&scrape, "ringchat_users"), 2.0);
     assert_eq!(sample_sum(&scrape, "ringchat_channels"), 1.0);
+    assert_eq!(sample_sum(&scrape, "ringchat_opers"), 0.0);
     assert_eq!(sample_sum(&scrape, "ringchat_build_info"), 1.0);
     let build = scrape
         .samples

@@ -437,8 +437,11 @@ impl Shard {
         if let Some(counters) = self.shared.counters.get(self.id as usize) {
             counters.publish(&self.counts);
         }
-        self.shared
-            .publish_population(self.network.user_count(), self.network.channel_count());
+        self.shared.publish_population(
+            self.network.user_count(),
+            self.network.channel_count(),
+            self.network.oper_count(),
+        );
     }
 
     // ---- shutdown ------------------------------------------------------------------

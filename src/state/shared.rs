@@ -132,6 +132,8 @@ pub struct Shared {
     /// such as metrics.
     users: AtomicUsize,
     channels: AtomicUsize,
+    /// Server operators, published the same way.
+    opers: AtomicUsize,
 }
 
 impl Shared {
@@ -153,6 +155,7 @@ impl Shared {
             started: SystemTime::now(),
             users: AtomicUsize::new(0),
             channels: AtomicUsize::new(0),
+            opers: AtomicUsize::new(0),
             live: LiveSettings::new(&config),
             config,
         }
@@ -175,17 +178,20 @@ impl Shared {
             .take()
     }
 
-    /// Publishes a replica's user and channel counts.
-    pub fn publish_population(&self, users: usize, channels: usize) {
+    /// Publishes a replica's user, channel and operator counts.
+    pub fn publish_population(&self, users: usize, channels: usize, opers: usize) {
         self.users.store(users, Ordering::Relaxed);
         self.channels.store(channels, Ordering::Relaxed);
+        self.opers.store(opers, Ordering::Relaxed);
     }
 
-    /// Registered users and channels, as last published (about once a second).
-    pub fn population(&self) -> (usize, usize) {
+    /// Registered users, channels and server operators, as last published (about
+    /// once a second).
+    pub fn population(&self) -> (usize, usize, usize) {
         (
             self.users.load(Ordering::Relaxed),
             self.channels.load(Ordering::Relaxed),
+            self.opers.load(Ordering::Relaxed),
         )
     }
 
