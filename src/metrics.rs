@@ -119,6 +119,12 @@ const SHARD_METRICS: &[ShardMetric] = &[
         |c| c.refused_unregistered,
     ),
     (
+        "ringchat_refused_banned_total",
+        "counter",
+        "Connections refused: a DLINE covers the address (KLINEs close at registration).",
+        |c| c.refused_banned,
+    ),
+    (
         "ringchat_events_proposed_total",
         "counter",
         "Network-state events this shard appended to the event log.",

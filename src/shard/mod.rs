@@ -174,6 +174,7 @@ impl Shard {
         let now_unix = crate::proto::time::unix_seconds(std::time::SystemTime::now());
         if let Some(ban) = self.network.server_bans().address_ban(peer.ip(), now_unix) {
             debug!(%peer, reason = %ban.reason, "D-Lined connection refused");
+            self.counts.refused_banned += 1;
             return Err(Refused::Banned);
         }
         let max = self.shared.live.max_clients();

@@ -203,10 +203,10 @@ impl Shard {
                     .trailing(&**text)
                     .finish();
                 let readers: Vec<ClientId> = self
-                    .network
-                    .users()
-                    .filter(|(id, user)| id.shard == self.id && user.wallops)
-                    .map(|(id, _)| id)
+                    .clients
+                    .iter()
+                    .filter(|client| self.network.user(client.id).is_some_and(|u| u.wallops))
+                    .map(|client| client.id)
                     .collect();
                 let mut message = Outgoing::new(line);
                 for id in readers {

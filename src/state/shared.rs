@@ -82,6 +82,8 @@ counters! {
     refused_too_fast,
     /// Connections refused: too many unregistered connections (per source or in all).
     refused_unregistered,
+    /// Connections refused: a DLINE covers the address.
+    refused_banned,
     /// Events this shard proposed (appends to the event log: the only lock on network
     /// state, never taken by a channel message).
     events_proposed,
