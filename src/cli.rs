@@ -15,6 +15,10 @@ pub struct Cli {
     /// Check a configuration file as a start would, say whether it is valid, and exit.
     #[arg(long, value_name = "FILE")]
     pub check_config: Option<PathBuf>,
+    /// Read a password from stdin (one line), print its argon2 hash for an `[[oper]]`
+    /// block's `password`, and exit.
+    #[arg(long)]
+    pub hash_password: bool,
     /// Address to listen on (repeat for several; IPv4, IPv6 as [::]:6667, or a host
     /// name, which listens on every address it resolves to at start).
     #[arg(

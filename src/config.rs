@@ -6,10 +6,13 @@
 //! `crate::live` instead. Defaults protect a public server; benchmarks turn flood
 //! control off.
 
+use crate::opers::OperBlock;
+use crate::state::network::ServerBan;
 use crate::state::sources::SourceLimits;
 use crate::state::ShardSet;
 use crate::tls::TlsFiles;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Which I/O driver the shards run on.
@@ -103,6 +106,13 @@ pub struct Config {
     /// Receive buffers in each shard's provided-buffer ring (`--io ring` only; a
     /// power of two). Not a setting: tests shrink it to exhaust the ring on purpose.
     pub ring_buffers: u16,
+    /// Operator accounts (`[[oper]]` blocks); a reload replaces them.
+    pub opers: Vec<OperBlock>,
+    /// Where KLINEs and DLINEs are kept across restarts (`bans.toml` next to the
+    /// config file); `None`: only while the process runs.
+    pub ban_file: Option<PathBuf>,
+    /// The bans the server starts with, read from `ban_file`.
+    pub server_bans: Vec<ServerBan>,
 }
 
 impl Config {
@@ -177,6 +187,9 @@ impl Default for Config {
             shards: available_cores(),
             io: IoMode::Auto,
             ring_buffers: DEFAULT_RING_BUFFERS,
+            opers: Vec::new(),
+            ban_file: None,
+            server_bans: Vec::new(),
         }
     }
 }

@@ -54,6 +54,20 @@ pub struct FileSettings {
     pub log_format: Option<LogFormat>,
     pub log_file: Option<PathBuf>,
     pub metrics: Option<String>,
+    /// Operator accounts, one `[[oper]]` table each.
+    pub oper: Option<Vec<OperSettings>>,
+}
+
+/// One `[[oper]]` table: an operator account.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OperSettings {
+    /// The name given to OPER.
+    pub name: String,
+    /// An argon2 hash in PHC form (`ringchat --hash-password`), never the password.
+    pub password: String,
+    /// `user@host` masks matched against `~user@ip`; none: from anywhere.
+    pub hosts: Option<Vec<String>>,
 }
 
 /// A configuration file as read: its settings, and its text for error positions.
@@ -104,6 +118,23 @@ impl ConfigFile {
         let (line, column) =
             key_position(&self.text, key).map_or((1, 1), |at| line_and_column(&self.text, at));
         anyhow!("{}:{line}:{column}: {key}: {problem}", self.path.display())
+    }
+
+    /// An error about `field` of the `index`th `[[table]]` block, pointing at where
+    /// the file sets that field (else at the block, else at the start).
+    pub fn error_in_block(
+        &self,
+        table: &str,
+        index: usize,
+        field: &str,
+        problem: impl Display,
+    ) -> anyhow::Error {
+        let at = block_field_position(&self.text, table, index, field);
+        let (line, column) = at.map_or((1, 1), |at| line_and_column(&self.text, at));
+        anyhow!(
+            "{}:{line}:{column}: {table}[{index}].{field}: {problem}",
+            self.path.display()
+        )
     }
 
     /// A path the file names, relative to the file's own directory when not absolute.
@@ -157,6 +188,26 @@ fn key_position(text: &str, key: &str) -> Option<usize> {
         .keys()
         .find(|k| k.get_ref().as_ref() == key)
         .map(|k| k.span().start)
+}
+
+/// Where the `index`th `[[table]]` block sets `field` (byte offset of the value).
+fn block_field_position(text: &str, table: &str, index: usize, field: &str) -> Option<usize> {
+    let root = toml::de::DeTable::parse(text).ok()?;
+    let (_, blocks) = root
+        .get_ref()
+        .iter()
+        .find(|(key, _)| key.get_ref().as_ref() == table)?;
+    let toml::de::DeValue::Array(blocks) = blocks.get_ref() else {
+        return None;
+    };
+    let block = blocks.get(index)?;
+    let toml::de::DeValue::Table(block) = block.get_ref() else {
+        return Some(block.span().start);
+    };
+    block
+        .iter()
+        .find(|(key, _)| key.get_ref().as_ref() == field)
+        .map(|(_, value)| value.span().start)
 }
 
 /// 1-based line and column (in characters) of byte `at`.

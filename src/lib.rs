@@ -14,10 +14,12 @@
 //! - Settings: [`config`] (what the server runs with), [`cli`] (flags),
 //!   [`config_file`] (the TOML file), [`settings`] (flags over file over defaults),
 //!   [`live`] (what a reload changes), [`reload`] (SIGHUP).
-//! - Running it for real: [`logging`], [`metrics`] (Prometheus), [`systemd`].
+//! - Running it for real: [`logging`], [`metrics`] (Prometheus), [`systemd`],
+//!   [`opers`] (operator accounts), [`ban_file`] (KLINEs and DLINEs across restarts).
 //! - [`tls`]: the certificate and key, their reload, client certificate fingerprints
 //!   (driving a connection's TLS session is in [`io`]).
 
+pub mod ban_file;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -26,6 +28,7 @@ pub mod io;
 pub mod live;
 pub mod logging;
 pub mod metrics;
+pub mod opers;
 pub mod proto;
 pub mod reload;
 pub mod server;

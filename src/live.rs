@@ -1,6 +1,7 @@
-//! The settings a reload may change while the server runs: the MOTD and the limits
-//! that are safe to change under connected clients. Owns their current values; it
-//! does not read files or decide what a reload means (`main.rs` does).
+//! The settings a reload may change while the server runs: the MOTD, the operator
+//! accounts and the limits that are safe to change under connected clients. Owns
+//! their current values; it does not read files or decide what a reload means
+//! (`main.rs` does).
 //!
 //! `Config` keeps the values the server started with; code that must follow a reload
 //! reads them here instead. The limits are plain atomics read with `Relaxed` loads (an
@@ -9,6 +10,7 @@
 //! the old recvq, which is harmless because every limit is checked on its own.
 
 use crate::config::Config;
+use crate::opers::OperBlock;
 use crate::state::flood::FloodPolicy;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -19,6 +21,8 @@ use std::time::Duration;
 pub struct LiveSettings {
     /// MOTD lines; `None` answers 422. Read once per MOTD request, swapped by a reload.
     motd: RwLock<Option<Arc<[String]>>>,
+    /// Operator accounts. Read once per OPER, swapped by a reload.
+    opers: RwLock<Arc<[OperBlock]>>,
     sendq: AtomicUsize,
     recvq: AtomicUsize,
     flood_burst: AtomicU32,
@@ -36,6 +40,7 @@ impl LiveSettings {
     pub fn new(config: &Config) -> LiveSettings {
         let live = LiveSettings {
             motd: RwLock::new(None),
+            opers: RwLock::new(Arc::from(Vec::new())),
             sendq: AtomicUsize::new(0),
             recvq: AtomicUsize::new(0),
             flood_burst: AtomicU32::new(0),
@@ -60,6 +65,13 @@ impl LiveSettings {
             if *current != motd {
                 *current = motd;
                 changed.push("motd");
+            }
+        }
+        {
+            let mut current = self.opers.write().unwrap_or_else(|p| p.into_inner());
+            if **current != *config.opers {
+                *current = Arc::from(config.opers.clone());
+                changed.push("oper");
             }
         }
         let mut store = |key: &'static str, cell: &AtomicU64, value: u64| {
@@ -109,6 +121,11 @@ impl LiveSettings {
     /// The MOTD lines, `None` when there is no MOTD (422).
     pub fn motd(&self) -> Option<Arc<[String]>> {
         self.motd.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The operator accounts.
+    pub fn opers(&self) -> Arc<[OperBlock]> {
+        self.opers.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Most bytes queued for one client before `SendQ exceeded`.

@@ -26,6 +26,15 @@ fn main() -> ExitCode {
         Ok(parsed) => parsed,
         Err(code) => return code,
     };
+    if cli.hash_password {
+        return match hash_password_from_stdin() {
+            Ok(hash) => {
+                println!("{hash}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => fail(error),
+        };
+    }
     raise_open_file_limit();
     if let Some(path) = &cli.check_config {
         return match Settings::load(&cli, &matches, Some(path)) {
@@ -48,6 +57,17 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(error),
     }
+}
+
+/// `--hash-password`: the first line of stdin (without its line ending), hashed.
+fn hash_password_from_stdin() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read the password from stdin")?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    anyhow::ensure!(!password.is_empty(), "no password on stdin");
+    ringchat::opers::hash_password(password.as_bytes())
 }
 
 fn fail(error: anyhow::Error) -> ExitCode {
@@ -114,6 +134,7 @@ fn run(
     };
     notify(&format!("READY=1\n{}", status_line(&server)));
     let watchdog = systemd::watchdog_interval();
+    let shared = server.shared().clone();
     let outcome = signals.block_on(async {
         let mut tick =
             tokio::time::interval(watchdog.map_or(STATUS_EVERY, |w| w.min(STATUS_EVERY)));
@@ -122,6 +143,13 @@ fn run(
                 _ = terminate.recv() => info!("SIGTERM: shutting down"),
                 _ = interrupt.recv() => info!("SIGINT: shutting down"),
                 _ = hangup.recv() => {
+                    notify(&systemd::reloading_message());
+                    on_hangup(cli, matches, settings, &server, log_file.as_deref());
+                    notify(&format!("READY=1\n{}", status_line(&server)));
+                    continue;
+                }
+                _ = shared.rehash_requested.notified() => {
+                    info!("REHASH from an operator");
                     notify(&systemd::reloading_message());
                     on_hangup(cli, matches, settings, &server, log_file.as_deref());
                     notify(&format!("READY=1\n{}", status_line(&server)));
@@ -142,7 +170,7 @@ fn run(
     outcome
 }
 
-/// SIGHUP: reload the settings (the config file, or the files flags name) and reopen
+/// SIGHUP or REHASH: reload the settings (the config file, or the files flags name) and reopen
 /// the log file for logrotate. Failures are logged; the server keeps running.
 fn on_hangup(
     cli: &Cli,
@@ -151,13 +179,13 @@ fn on_hangup(
     server: &Server,
     log_file: Option<&LogFile>,
 ) {
-    info!("SIGHUP: reloading");
+    info!("reloading (SIGHUP or REHASH)");
     if let Some(log_file) = log_file {
         if let Err(error) = log_file.reopen() {
             warn!("{error:#}; still writing to the old file");
         }
     }
-    let _ = reload::reload(cli, matches, settings, &server.shared().live);
+    let _ = reload::reload(cli, matches, settings, server.shared());
     reload_tls(server);
 }
 

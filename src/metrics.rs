@@ -131,6 +131,12 @@ const SHARD_METRICS: &[ShardMetric] = &[
         |c| c.refused_unregistered,
     ),
     (
+        "ringchat_refused_banned_total",
+        "counter",
+        "Connections refused: a DLINE covers the address (KLINEs close at registration).",
+        |c| c.refused_banned,
+    ),
+    (
         "ringchat_events_proposed_total",
         "counter",
         "Network-state events this shard appended to the event log.",
@@ -244,7 +250,7 @@ pub fn render(shared: &Shared, driver: IoMode) -> String {
             let _ = writeln!(out, "{name}{{shard=\"{shard}\"}} {}", field(counts));
         }
     }
-    let (users, channels) = shared.population();
+    let (users, channels, opers) = shared.population();
     let started = shared
         .started
         .duration_since(UNIX_EPOCH)
@@ -256,6 +262,11 @@ pub fn render(shared: &Shared, driver: IoMode) -> String {
             users as u64,
         ),
         ("ringchat_channels", "Channels that exist.", channels as u64),
+        (
+            "ringchat_opers",
+            "Users who are server operators (+o).",
+            opers as u64,
+        ),
         (
             "ringchat_open_connections",
             "Connections open on all shards, counted as they open and close.",

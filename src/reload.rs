@@ -1,11 +1,12 @@
 //! What a reload (SIGHUP) does to the settings: load them again exactly as at start
 //! (flags and environment over the config file over defaults, MOTD file re-read),
-//! apply those that can change live, and log each changed one that needs a restart.
+//! apply those that can change live (a changed ban file too), and log each changed
+//! one that needs a restart.
 //! A file that does not load changes nothing. Signals and notifications are `main`'s.
 
 use crate::cli::Cli;
-use crate::live::LiveSettings;
 use crate::settings::Settings;
+use crate::state::Shared;
 use clap::ArgMatches;
 use std::time::Instant;
 use tracing::{info, warn};
@@ -17,7 +18,7 @@ pub fn reload(
     cli: &Cli,
     matches: &ArgMatches,
     running: &Settings,
-    live: &LiveSettings,
+    shared: &Shared,
 ) -> anyhow::Result<()> {
     let began = Instant::now();
     let fresh = Settings::load(cli, matches, running.config_file.as_deref())
@@ -28,7 +29,13 @@ pub fn reload(
             "changed, but takes effect only after a restart; unchanged"
         );
     }
-    let changed = live.apply(&fresh.config);
+    let mut changed = shared.live.apply(&fresh.config);
+    if shared
+        .ban_store
+        .offer_reloaded(fresh.config.server_bans.clone())
+    {
+        changed.push("bans");
+    }
     info!(
         changed = ?changed,
         micros = began.elapsed().as_micros() as u64,

@@ -175,9 +175,7 @@ impl Server {
 
     /// Begins a graceful shutdown without waiting for it.
     pub fn begin_shutdown(&self) {
-        if !self.shared.shutting_down.swap(true, Ordering::AcqRel) {
-            self.shared.bus.wake_all();
-        }
+        self.shared.begin_shutdown();
     }
 
     /// Shuts down gracefully and waits for every shard.

@@ -7,10 +7,12 @@
 //! a default from a value someone gave, and only a default yields to the file. Adding
 //! a flag with a key is a field in `Cli`, one in `FileSettings`, and one line below.
 
+use crate::ban_file;
 use crate::cli::Cli;
 use crate::config::{available_cores, default_max_clients, Config, StsPolicy};
-use crate::config_file::ConfigFile;
+use crate::config_file::{ConfigFile, OperSettings};
 use crate::logging::LogFormat;
+use crate::opers::{check_hash, OperBlock};
 use crate::state::sources::SourceLimits;
 use crate::tls::TlsFiles;
 use anyhow::{anyhow, Context};
@@ -167,6 +169,20 @@ impl Settings {
                 .unwrap_or_else(available_cores),
             io: merge.value("io", &cli.io, f.io),
             ring_buffers: crate::config::DEFAULT_RING_BUFFERS,
+            opers: opers(file.as_ref(), f.oper.unwrap_or_default())?,
+            ban_file: None,
+            server_bans: Vec::new(),
+        };
+        let ban_file = file
+            .as_ref()
+            .map(|file| file.resolve_path(Path::new(BAN_FILE)));
+        let config = Config {
+            server_bans: match &ban_file {
+                Some(path) => ban_file::load(path, unix_now())?,
+                None => Vec::new(),
+            },
+            ban_file,
+            ..config
         };
         config
             .check()
@@ -179,6 +195,38 @@ impl Settings {
             config_file: config_file.map(Path::to_owned),
         })
     }
+}
+
+/// The ban file's name, in the config file's directory.
+pub const BAN_FILE: &str = "bans.toml";
+
+fn unix_now() -> u64 {
+    crate::proto::time::unix_seconds(std::time::SystemTime::now())
+}
+
+/// The `[[oper]]` blocks as the server uses them; a password that is not an argon2
+/// hash is refused with the block's position (a plain password must never sit in a
+/// file the server accepts).
+fn opers(file: Option<&ConfigFile>, blocks: Vec<OperSettings>) -> anyhow::Result<Vec<OperBlock>> {
+    blocks
+        .into_iter()
+        .enumerate()
+        .map(|(index, block)| {
+            let refuse = |field: &str, problem: String| match file {
+                Some(file) => file.error_in_block("oper", index, field, problem),
+                None => anyhow!("oper[{index}].{field}: {problem}"),
+            };
+            if block.name.is_empty() || block.name.contains(' ') {
+                return Err(refuse("name", "must be one word".to_owned()));
+            }
+            check_hash(&block.password).map_err(|problem| refuse("password", problem))?;
+            Ok(OperBlock {
+                name: block.name,
+                password_hash: block.password,
+                hosts: block.hosts.unwrap_or_default(),
+            })
+        })
+        .collect()
 }
 
 /// Picks each setting's source and remembers which came from the file, so an error

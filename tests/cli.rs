@@ -437,3 +437,35 @@ fn tls_listeners_with_the_ring_driver_are_refused_in_one_line() {
         ["ringchat: --io ring does not support TLS listeners yet; use --io uring or --io epoll"]
     );
 }
+
+#[test]
+fn hash_password_prints_an_argon2_hash_of_stdin_that_verifies() {
+    use std::io::Write;
+    let mut child = ringchat()
+        .arg("--hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ringchat --hash-password");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"hunter2\n")
+        .expect("write the password");
+    let output = child.wait_with_output().expect("ringchat exits");
+    assert!(output.status.success(), "{output:?}");
+    let hash = String::from_utf8(output.stdout).expect("utf-8");
+    let hash = hash.trim_end();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(!hash.contains("hunter2"));
+    let block = ringchat::opers::OperBlock {
+        name: "admin".to_owned(),
+        password_hash: hash.to_owned(),
+        hosts: Vec::new(),
+    };
+    let blocks = [block];
+    assert!(ringchat::opers::authenticate(&blocks, "admin", b"hunter2", "~a@h").is_ok());
+    assert!(ringchat::opers::authenticate(&blocks, "admin", b"hunter3", "~a@h").is_err());
+}

@@ -67,6 +67,18 @@ fn file_settings_keys() -> Vec<&'static str> {
 #[test]
 fn the_example_file_sets_exactly_the_defaults_in_code() {
     let from_example = load(&[], Some(&example_path())).expect("the example loads");
+    // The ban file is the one setting a config file adds: bans.toml beside it.
+    assert_eq!(
+        from_example.config.ban_file,
+        example_path().parent().map(|dir| dir.join("bans.toml"))
+    );
+    let from_example = Settings {
+        config: Config {
+            ban_file: None,
+            ..from_example.config
+        },
+        ..from_example
+    };
     assert_eq!(from_example.config, Config::default());
     let without_file = load(&[], None).expect("defaults load");
     assert_eq!(
@@ -91,9 +103,15 @@ fn the_example_file_documents_every_key_and_no_other() {
         .collect();
     let file = ConfigFile::parse(Path::new("example"), uncommented.clone())
         .expect("every documented key is a real key");
+    // Tables of blocks (`[[oper]]`) are shown commented out, their fields indented.
     let documented: Vec<&str> = uncommented
         .lines()
-        .filter_map(|line| line.split_once(" = ").map(|(key, _)| key))
+        .filter_map(|line| {
+            line.split_once(" = ").map(|(key, _)| key).or_else(|| {
+                line.strip_prefix("# [[")
+                    .and_then(|rest| rest.strip_suffix("]]"))
+            })
+        })
         .filter(|key| is_key(key))
         .collect();
     let mut expected = file_settings_keys();
@@ -170,4 +188,36 @@ fn a_host_name_listens_on_what_it_resolves_to() {
         .listen
         .iter()
         .all(|addr| addr.ip().is_loopback() && addr.port() == 6667));
+}
+
+#[test]
+fn oper_blocks_load_and_a_plain_password_is_refused_at_its_position() {
+    let hash = ringchat::opers::hash_password(b"hunter2").expect("hashing works");
+    let text = format!(
+        "network = \"n\"\n\n[[oper]]\nname = \"admin\"\npassword = \"{hash}\"\nhosts = [\"~*@127.0.0.1\"]\n\n[[oper]]\nname = \"anywhere\"\npassword = \"{hash}\"\n"
+    );
+    let file = temp_file("opers.toml", &text);
+    let settings = load(&[], Some(&file)).expect("loads");
+    let opers = &settings.config.opers;
+    assert_eq!(opers.len(), 2);
+    assert_eq!(opers[0].name, "admin");
+    assert_eq!(opers[0].hosts, ["~*@127.0.0.1"]);
+    assert!(opers[1].hosts.is_empty());
+
+    let text = "[[oper]]\nname = \"admin\"\npassword = \"hunter2\"\n";
+    let file = temp_file("plain-oper.toml", text);
+    let error = load(&[], Some(&file)).expect_err("refused").to_string();
+    assert!(
+        error.starts_with(&format!(
+            "{}:3:12: oper[0].password: is not an argon2 hash",
+            file.display()
+        )),
+        "{error}"
+    );
+    assert!(!error.contains('\n'), "{error}");
+    let text = "[[oper]]\nname = \"admin\"\npasword = \"x\"\n";
+    let file = temp_file("typo-oper.toml", text);
+    let error = load(&[], Some(&file)).expect_err("refused").to_string();
+    assert!(error.contains("pasword"), "{error}");
+    assert!(!error.contains('\n'), "{error}");
 }

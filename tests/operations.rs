@@ -633,6 +633,7 @@ fn metrics_are_served_in_prometheus_text_format() {
     assert_eq!(shards, ["0", "1"]);
     assert_eq!(sample_sum(&scrape, "ringchat_users"), 2.0);
     assert_eq!(sample_sum(&scrape, "ringchat_channels"), 1.0);
+    assert_eq!(sample_sum(&scrape, "ringchat_opers"), 0.0);
     assert_eq!(sample_sum(&scrape, "ringchat_build_info"), 1.0);
     let build = scrape
         .samples
@@ -782,4 +783,75 @@ fn serve_on_a_passed_descriptor(io: &str) {
         client.expect(":ringchat.local PONG ringchat.local :activated");
     }
     server.stop();
+}
+
+#[test]
+fn operators_from_the_config_file_rehash_kline_to_the_ban_file_and_die() {
+    let dir = scratch("opers");
+    let addr = free_port();
+    let config = dir.join("ringchat.toml");
+    let oper_block = |name: &str, password: &[u8]| {
+        let hash = ringchat::opers::hash_password(password).expect("hashing works");
+        format!("[[oper]]\nname = \"{name}\"\npassword = \"{hash}\"\nhosts = [\"~*@127.0.0.1\"]\n")
+    };
+    let head = format!("listen = [\"{addr}\"]\nshards = 2\n\n");
+    write(&config, &format!("{head}{}", oper_block("admin", b"first")));
+    let mut server = Running::start(addr, &["--config", config.to_str().unwrap()]);
+    let (mut alice, _) = register(addr, "alice");
+    alice.send("OPER admin first");
+    alice.expect_numeric("381");
+    alice.expect(":alice!~alice@127.0.0.1 MODE alice +o");
+    server.log_containing("OPER succeeded");
+
+    write(
+        &config,
+        &format!(
+            "{head}{}\n{}",
+            oper_block("admin", b"second"),
+            oper_block("other", b"x")
+        ),
+    );
+    alice.send("REHASH");
+    alice.expect_numeric("382");
+    let reloaded = server.log_containing("reloaded");
+    assert!(reloaded.contains("oper"), "{reloaded}");
+    let (mut bob, _) = register(addr, "bob");
+    bob.send("OPER admin first");
+    bob.expect_numeric("464");
+    server.log_containing("OPER failed");
+    bob.send("OPER admin second");
+    bob.expect_numeric("381");
+    bob.expect(":bob!~bob@127.0.0.1 MODE bob +o");
+
+    alice.send("KLINE ~evil@127.0.0.1 :kept on disk");
+    assert!(alice.line().contains("Added permanent K-Line"));
+    let bans = std::fs::read_to_string(dir.join("bans.toml")).expect("bans.toml is written");
+    assert!(
+        bans.contains("~evil@127.0.0.1") && bans.contains("kept on disk"),
+        "{bans}"
+    );
+
+    // An edited ban file is applied by a reload, to connected clients too.
+    let (mut carol, _) = register(addr, "carol");
+    write(
+        &dir.join("bans.toml"),
+        &format!("{bans}\n[[ban]]\nkind = \"kline\"\nmask = \"~carol@*\"\nreason = \"edited in\"\nset-by = \"root\"\n"),
+    );
+    server.signal(libc::SIGHUP);
+    let reloaded = server.log_containing("reloaded");
+    assert!(reloaded.contains("bans"), "{reloaded}");
+    let last = carol.expect_closed();
+    assert!(
+        last.iter().any(|l| l.contains("K-Lined (edited in)")),
+        "{last:?}"
+    );
+
+    alice.send("DIE");
+    let last = bob.expect_closed();
+    assert!(
+        last.iter().any(|l| l.contains("Server shutting down")),
+        "{last:?}"
+    );
+    let status = server.child.wait().expect("wait for ringchat");
+    assert!(status.success(), "{status:?}");
 }

@@ -54,6 +54,17 @@ pub(super) fn reply_refusal(ctx: &mut Ctx<'_>, refusal: Refusal, channel: &str, 
         Refusal::BadKey => numeric(ERR_BADCHANNELKEY)
             .arg(channel)
             .trailing("Cannot join channel (+k)"),
+        // No numeric exists for these: a server NOTICE, as Solanum and InspIRCd do.
+        Refusal::ServerBanListFull | Refusal::NoSuchServerBan => ctx
+            .from_server("NOTICE")
+            .arg(ctx.client().nick())
+            .trailing(match refusal {
+                Refusal::ServerBanListFull => "The server ban list is full".to_owned(),
+                _ => format!("No such ban: {nick}"),
+            }),
+        Refusal::NoPrivileges => {
+            numeric(ERR_NOPRIVILEGES).trailing("Permission Denied- You're not an IRC operator")
+        }
     };
     ctx.reply(reply);
 }

@@ -13,6 +13,7 @@ const INDEX: &[&str] = &[
     "Commands: AWAY CAP HELP INFO INVITE ISON JOIN KICK LINKS LIST LUSERS MODE",
     "MONITOR MOTD NAMES NICK NOTICE PART PASS PING PONG PRIVMSG QUIT SETNAME",
     "STATS TAGMSG TIME TOPIC USER USERHOST VERSION WHO WHOIS WHOWAS",
+    "Operators: OPER KILL WALLOPS KLINE UNKLINE DLINE UNDLINE REHASH DIE",
     "",
     "HELP <command> explains one command.",
 ];
@@ -88,7 +89,7 @@ const TOPICS: &[(&str, &[&str])] = &[
     (
         "MODE",
         &[
-            "MODE <#channel> [+-beIiklmnostv [params]] or MODE <nick> [+-iB]",
+            "MODE <#channel> [+-beIiklmnostv [params]] or MODE <nick> [+-iBw] [-o]",
             "Shows or changes channel or user modes.",
         ],
     ),
@@ -137,6 +138,51 @@ const TOPICS: &[(&str, &[&str])] = &[
         ],
     ),
     ("QUIT", &["QUIT [:reason]", "Leaves the server."]),
+    (
+        "OPER",
+        &[
+            "OPER <name> <password>",
+            "Makes you a server operator (+o); three failures disconnect.",
+        ],
+    ),
+    (
+        "KILL",
+        &["KILL <nick> :<reason>", "Operators: disconnects a user."],
+    ),
+    (
+        "WALLOPS",
+        &["WALLOPS :<text>", "Operators: a message to every +w user."],
+    ),
+    (
+        "KLINE",
+        &[
+            "KLINE [minutes|Ns|Nm|Nh|Nd] <user@host> :<reason>",
+            "Operators: bans ~user@ip masks, connected matches too.",
+        ],
+    ),
+    (
+        "UNKLINE",
+        &["UNKLINE <user@host>", "Operators: lifts a KLINE."],
+    ),
+    (
+        "DLINE",
+        &[
+            "DLINE [minutes|Ns|Nm|Nh|Nd] <ip|cidr> :<reason>",
+            "Operators: bans addresses before registration, connected ones too.",
+        ],
+    ),
+    (
+        "UNDLINE",
+        &["UNDLINE <ip|cidr>", "Operators: lifts a DLINE."],
+    ),
+    (
+        "REHASH",
+        &["REHASH", "Operators: reloads the configuration, as SIGHUP."],
+    ),
+    (
+        "DIE",
+        &["DIE", "Operators: shuts the server down gracefully."],
+    ),
     (
         "SETNAME",
         &["SETNAME :real name", "Changes your real name."],

@@ -70,6 +70,7 @@ pub fn send_lusers(ctx: &mut Ctx<'_>) {
     let network = ctx.shard.network();
     let (users, channels) = (network.user_count(), network.channel_count());
     let (invisible, max) = (network.invisible_count(), network.peak_user_count());
+    let opers = network.oper_count();
     let visible = users.saturating_sub(invisible);
     let connections = ctx.shard.shared.connections.load(Ordering::Relaxed);
     let unregistered = connections.saturating_sub(users);
@@ -81,7 +82,7 @@ pub fn send_lusers(ctx: &mut Ctx<'_>) {
             "There are {visible} users and {invisible} invisible on 1 servers"
         )),
         ctx.numeric(RPL_LUSEROP)
-            .arg("0")
+            .arg(opers.to_string())
             .trailing("operator(s) online"),
         ctx.numeric(RPL_LUSERUNKNOWN)
             .arg(unregistered.to_string())

@@ -13,8 +13,10 @@ mod info;
 mod labels;
 mod messaging;
 mod monitor;
+mod oper;
 mod query;
 mod registration;
+mod server_bans;
 mod user;
 mod whowas;
 
@@ -165,6 +167,15 @@ static COMMANDS: &[Command] = &[
     command("HELPOP", 0, help::help),
     command("INFO", 0, info::info),
     command("LINKS", 0, info::links),
+    command("OPER", 2, oper::oper),
+    command("KILL", 1, oper::kill),
+    command("WALLOPS", 1, oper::wallops),
+    command("REHASH", 0, oper::rehash),
+    command("DIE", 0, oper::die),
+    command("KLINE", 1, server_bans::kline),
+    command("DLINE", 1, server_bans::dline),
+    command("UNKLINE", 1, server_bans::unkline),
+    command("UNDLINE", 1, server_bans::undline),
 ];
 
 /// The name of every command in the table (HELP covers each).

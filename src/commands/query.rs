@@ -21,8 +21,8 @@ struct WhoRow {
     user: String,
     host: String,
     nick: String,
-    /// `H` or `G`, then the channel status prefix (every prefix with `multi-prefix`),
-    /// then `B` for a bot (IRCv3 bot mode).
+    /// `H` or `G`, then `*` for a server operator, then the channel status prefix
+    /// (every prefix with `multi-prefix`), then `B` for a bot (IRCv3 bot mode).
     flags: String,
     idle: u64,
     realname: String,
@@ -38,12 +38,13 @@ impl WhoRow {
     ) -> WhoRow {
         let presence = if user.away.is_some() { "G" } else { "H" };
         let bot = if user.bot { "B" } else { "" };
+        let oper = if user.oper.is_some() { "*" } else { "" };
         WhoRow {
             channel: channel.to_owned(),
             user: user.user.to_string(),
             host: user.host.to_string(),
             nick: user.nick.to_string(),
-            flags: format!("{presence}{}{bot}", membership.map_or("", status)),
+            flags: format!("{presence}{oper}{}{bot}", membership.map_or("", status)),
             idle: user.activity.idle_secs(now),
             realname: user.realname.to_string(),
         }
@@ -197,11 +198,13 @@ struct WhoisInfo {
     channels: Vec<String>,
     away: Option<Box<[u8]>>,
     bot: bool,
+    oper: bool,
     idle: u64,
     signon: u64,
 }
 
-/// `WHOIS [server] nick[,nick]`: 311, 319, 312, 301 (if away), 335 (if a bot), 276
+/// `WHOIS [server] nick[,nick]`: 311, 319, 312, 301 (if away), 313 (if a server
+/// operator), 335 (if a bot), 276
 /// (one's own TLS client certificate), 317 and 318 for each nick; an unknown nick gets
 /// 401 and 318.
 pub fn whois(ctx: &mut Ctx<'_>, message: &Message<'_>) {
@@ -241,6 +244,7 @@ fn whois_one(ctx: &mut Ctx<'_>, nick: &str) {
                 channels,
                 away: user.away.clone(),
                 bot: user.bot,
+                oper: user.oper.is_some(),
                 idle: user.activity.idle_secs(ctx.now),
                 signon: user.activity.signon(),
             }
@@ -282,6 +286,13 @@ fn whois_one(ctx: &mut Ctx<'_>, nick: &str) {
     );
     if let Some(away) = &info.away {
         replies.push(ctx.numeric(RPL_AWAY).arg(&info.nick).trailing(away));
+    }
+    if info.oper {
+        replies.push(
+            ctx.numeric(RPL_WHOISOPERATOR)
+                .arg(&info.nick)
+                .trailing("is an IRC operator"),
+        );
     }
     if info.bot {
         replies.push(

@@ -298,6 +298,10 @@ fn try_complete_registration(ctx: &mut Ctx<'_>) {
         return;
     }
     let (nick, user, realname) = (nick.clone(), user.clone(), realname.clone());
+    if let Some(why) = server_ban(ctx, &user) {
+        ctx.shard.close(ctx.id, CloseReason::Killed(why));
+        return;
+    }
     let outcome = ctx.shard.propose(Event::Register {
         client: ctx.id,
         user: format!("~{user}").into(),
@@ -314,6 +318,19 @@ fn try_complete_registration(ctx: &mut Ctx<'_>) {
         client.set_identity(&nick, &user);
     }
     welcome(ctx);
+}
+
+/// The closing reason if a KLINE (or DLINE) keeps out `~user@ip` of this client.
+fn server_ban(ctx: &Ctx<'_>, user: &str) -> Option<String> {
+    let host = &ctx.client().host;
+    let ip = host.parse::<std::net::IpAddr>().ok()?;
+    let now_unix = crate::proto::time::unix_seconds(std::time::SystemTime::now());
+    let ban =
+        ctx.shard
+            .network()
+            .server_bans()
+            .user_ban(&format!("~{user}@{host}"), ip, now_unix)?;
+    Some(format!("{}d ({})", ban.target.kind(), ban.reason))
 }
 
 /// 001-005, the LUSERS replies and the MOTD.
@@ -333,7 +350,7 @@ fn welcome(ctx: &mut Ctx<'_>) {
         ctx.numeric(RPL_MYINFO)
             .arg(&server)
             .arg(VERSION)
-            .arg("Bi")
+            .arg("Biow")
             .arg("beiIklmnostv")
             .arg("beIklov"),
     ];

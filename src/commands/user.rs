@@ -1,4 +1,5 @@
-//! A user's own state: AWAY and user MODE (`+i` invisible, `+B` bot).
+//! A user's own state: AWAY and user MODE (`+i` invisible, `+B` bot, `+w` wallops,
+//! `-o` to stop being a server operator).
 
 use super::{clip, Ctx, AWAYLEN};
 use crate::proto::numeric::*;
@@ -24,15 +25,20 @@ pub fn away(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     ctx.reply(reply);
 }
 
-/// `MODE nick [+i|-i|+B|-B]`: 221 answers a query; a change is echoed as a MODE line
-/// to the user. Another user's modes are neither shown nor changed (502).
+/// `MODE nick [+i|-i|+B|-B|+w|-w|-o]`: 221 answers a query; a change is echoed as a
+/// MODE line to the user. `+o` comes only from OPER, so `MODE nick +o` is ignored (as
+/// RFC 2812 says). Another user's modes are neither shown nor changed (502).
 pub fn user_mode(ctx: &mut Ctx<'_>, message: &Message<'_>, target: &str) {
-    let found = ctx
-        .shard
-        .network()
-        .user_by_nick(target)
-        .map(|(id, user)| (id, user.invisible, user.bot));
-    let Some((owner, invisible, bot)) = found else {
+    let found = ctx.shard.network().user_by_nick(target).map(|(id, user)| {
+        (
+            id,
+            user.invisible,
+            user.bot,
+            user.oper.is_some(),
+            user.wallops,
+        )
+    });
+    let Some((owner, invisible, bot, oper, wallops)) = found else {
         let reply = ctx
             .numeric(ERR_NOSUCHNICK)
             .arg(target)
@@ -55,6 +61,12 @@ pub fn user_mode(ctx: &mut Ctx<'_>, message: &Message<'_>, target: &str) {
         if invisible {
             shown.push('i');
         }
+        if oper {
+            shown.push('o');
+        }
+        if wallops {
+            shown.push('w');
+        }
         let reply = ctx.numeric(RPL_UMODEIS).arg(&shown);
         ctx.reply(reply);
         return;
@@ -62,6 +74,8 @@ pub fn user_mode(ctx: &mut Ctx<'_>, message: &Message<'_>, target: &str) {
     let mut add = true;
     let mut wanted_invisible = None;
     let mut wanted_bot = None;
+    let mut wanted_wallops = None;
+    let mut drop_oper = false;
     let mut unknown = false;
     for &byte in modes {
         match byte {
@@ -69,6 +83,8 @@ pub fn user_mode(ctx: &mut Ctx<'_>, message: &Message<'_>, target: &str) {
             b'-' => add = false,
             b'i' => wanted_invisible = Some(add),
             b'B' => wanted_bot = Some(add),
+            b'w' => wanted_wallops = Some(add),
+            b'o' => drop_oper |= !add,
             _ => unknown = true,
         }
     }
@@ -98,6 +114,24 @@ pub fn user_mode(ctx: &mut Ctx<'_>, message: &Message<'_>, target: &str) {
                 client.bot = bot;
             }
             changed.push((bot, 'B'));
+        }
+    }
+    if let Some(wallops) = wanted_wallops {
+        let outcome = ctx.shard.propose(Event::SetWallops {
+            client: ctx.id,
+            wallops,
+        });
+        if outcome == Outcome::WallopsChanged(wallops) {
+            changed.push((wallops, 'w'));
+        }
+    }
+    if drop_oper {
+        let outcome = ctx.shard.propose(Event::SetOper {
+            client: ctx.id,
+            oper: None,
+        });
+        if outcome == Outcome::OperChanged(false) {
+            changed.push((false, 'o'));
         }
     }
     if changed.is_empty() {

@@ -53,6 +53,9 @@ pub enum Refused {
     /// A per-source limit.
     #[error(transparent)]
     Source(#[from] SourceRefusal),
+    /// A DLINE covers the address.
+    #[error("D-Lined")]
+    Banned,
 }
 
 /// What a shard hands a framed input line to: the command layer (`commands::handle`).
@@ -128,7 +131,7 @@ impl Shard {
             id,
             handle_line,
             clients: Slab::default(),
-            network: Network::new(shards),
+            network: Network::with_server_bans(shards, shared.config.server_bans.clone()),
             log,
             links,
             outgoing: (0..shards).map(|_| Batch::new()).collect(),
@@ -165,9 +168,15 @@ impl Shard {
 
     // ---- driver-facing lifecycle ---------------------------------------------------
 
-    /// Admits a new connection, or says why not (`--max-clients`, per-source limits);
-    /// each refusal is counted by cause.
+    /// Admits a new connection, or says why not (a DLINE, `--max-clients`, per-source
+    /// limits); each limit's refusal is counted by cause.
     pub fn accept(&mut self, peer: SocketAddr, now: Instant) -> Result<ClientId, Refused> {
+        let now_unix = crate::proto::time::unix_seconds(std::time::SystemTime::now());
+        if let Some(ban) = self.network.server_bans().address_ban(peer.ip(), now_unix) {
+            debug!(%peer, reason = %ban.reason, "D-Lined connection refused");
+            self.counts.refused_banned += 1;
+            return Err(Refused::Banned);
+        }
         let max = self.shared.live.max_clients();
         let admitted =
             self.shared
@@ -417,6 +426,20 @@ impl Shard {
         }
         self.doomed.extend(expired);
         self.close_doomed();
+        self.propose_reloaded_bans();
+    }
+
+    /// Shard 0 proposes a ban list a reload read from a changed ban file (see
+    /// [`BanStore`](crate::ban_file::BanStore)); one atomic load when there is none.
+    fn propose_reloaded_bans(&mut self) {
+        if self.id != 0 {
+            return;
+        }
+        if let Some(bans) = self.shared.ban_store.take_reloaded() {
+            info!(bans = bans.len(), "ban file changed: applying its list");
+            self.propose(crate::state::network::Event::ReplaceBans { bans });
+            self.close_doomed();
+        }
     }
 
     /// Publishes this shard's counters for readers on other threads.
@@ -425,8 +448,11 @@ impl Shard {
         if let Some(counters) = self.shared.counters.get(self.id as usize) {
             counters.publish(&self.counts);
         }
-        self.shared
-            .publish_population(self.network.user_count(), self.network.channel_count());
+        self.shared.publish_population(
+            self.network.user_count(),
+            self.network.channel_count(),
+            self.network.oper_count(),
+        );
     }
 
     // ---- shutdown ------------------------------------------------------------------
@@ -579,6 +605,7 @@ impl Shard {
             CloseReason::Quit(message) => format!("Quit: {message}"),
             CloseReason::ConnectionClosed => "Connection closed".to_owned(),
             CloseReason::Server(why) => (*why).to_owned(),
+            CloseReason::Killed(why) => why.clone(),
         };
         client.closing = true;
         if client.is_registered() {
@@ -601,6 +628,7 @@ impl Shard {
         }
         match &reason {
             CloseReason::Server(why) => warn!(client = ?id, reason = why, "disconnecting client"),
+            CloseReason::Killed(why) => info!(client = ?id, reason = why, "client killed"),
             _ => debug!(client = ?id, reason = %text, "client leaving"),
         }
         if reason == CloseReason::Server(SENDQ_EXCEEDED) {

@@ -1,6 +1,7 @@
 //! What a shard tells its own clients when it applies an event: the JOIN, PART, KICK,
-//! QUIT, NICK, TOPIC, MODE, INVITE, AWAY and SETNAME lines that members see, and the
-//! MONITOR notifications of watchers ([`super::monitor`]).
+//! QUIT, NICK, TOPIC, MODE, INVITE, AWAY, SETNAME and WALLOPS lines that members see,
+//! the MONITOR notifications of watchers ([`super::monitor`]), and closing the local
+//! clients that a KILL names or a new KLINE or DLINE matches.
 //!
 //! Every shard renders every event for its local clients only, straight from its
 //! replica, so a state change costs no hand-off and each client hears of it exactly
@@ -12,9 +13,11 @@ use super::Shard;
 use crate::proto::caps::Cap;
 use crate::proto::outgoing::Outgoing;
 use crate::proto::LineBuilder;
-use crate::state::network::{Event, Outcome, Sequenced};
+use crate::state::client::CloseReason;
+use crate::state::network::{Event, Outcome, Sequenced, ServerBan};
 use crate::state::ClientId;
 use bytes::Bytes;
+use std::net::IpAddr;
 
 impl Shard {
     /// Renders `outcome` of the applied `entry` for this shard's clients.
@@ -180,7 +183,63 @@ impl Shard {
                 self.tell_user_and_peers(*client, &mut message);
                 self.tell_extended_watchers_of(*client, &mut message);
             }
+            (Event::Kill { reason, .. }, Outcome::Killed { victim, by, .. })
+                if victim.shard == self.id =>
+            {
+                // Closed after the current operation: closing proposes the QUIT.
+                let why = format!("Killed ({by} ({reason}))");
+                self.doomed.push((*victim, CloseReason::Killed(why)));
+            }
+            (Event::AddBan { ban, .. }, Outcome::BanAdded) => {
+                self.close_banned(ban, entry.at_unix);
+            }
+            (Event::ReplaceBans { .. }, Outcome::BansReplaced { added }) => {
+                for ban in added {
+                    self.close_banned(ban, entry.at_unix);
+                }
+            }
+            (Event::Wallops { text, .. }, Outcome::Wallops { source }) => {
+                let line = LineBuilder::from_source(source, "WALLOPS")
+                    .trailing(&**text)
+                    .finish();
+                let readers: Vec<ClientId> = self
+                    .clients
+                    .iter()
+                    .filter(|client| self.network.user(client.id).is_some_and(|u| u.wallops))
+                    .map(|client| client.id)
+                    .collect();
+                let mut message = Outgoing::new(line);
+                for id in readers {
+                    self.send_message(id, &mut message);
+                }
+            }
             _ => {}
+        }
+    }
+
+    /// A new KLINE or DLINE applies at once: this shard's clients it matches are
+    /// closed after the current operation (a DLINE also closes unregistered ones).
+    /// O(local clients), once per ban.
+    fn close_banned(&mut self, ban: &ServerBan, now_unix: u64) {
+        let why = format!("{}d ({})", ban.target.kind(), ban.reason);
+        let banned: Vec<ClientId> = self
+            .clients
+            .iter()
+            .filter(|client| !client.closing)
+            .filter(|client| {
+                let Ok(ip) = client.host.parse::<IpAddr>() else {
+                    return false;
+                };
+                let user_at_host = self
+                    .network
+                    .user(client.id)
+                    .map(|user| format!("{}@{}", user.user, user.host));
+                ban.matches(user_at_host.as_deref(), ip, now_unix)
+            })
+            .map(|client| client.id)
+            .collect();
+        for id in banned {
+            self.doomed.push((id, CloseReason::Killed(why.clone())));
         }
     }
 

@@ -43,6 +43,8 @@ pub enum CloseReason {
     ConnectionClosed,
     /// The server decided: ping timeout, excess flood, sendq, shutdown, bad password.
     Server(&'static str),
+    /// A server operator disconnected it: `Killed (oper (reason))`.
+    Killed(String),
 }
 
 /// One connection; owned by its shard's client slab.
@@ -102,6 +104,9 @@ pub struct Client {
     /// User mode `+B`, mirrored from the network state when the client's own MODE
     /// is applied, so the message path tags its messages `bot` without a lookup.
     pub bot: bool,
+    /// Failed OPER attempts on this connection; the command disconnects the client
+    /// when it reaches its limit, so passwords cannot be guessed at line rate.
+    pub oper_failures: u8,
     /// `Some` for a connection that came in on a TLS listener (set by the driver at
     /// accept); boxed so a plaintext client pays one pointer for it.
     pub tls: Option<Box<TlsPeer>>,
@@ -153,6 +158,7 @@ impl Client {
             delivery_stamp: 0,
             monitoring: Vec::new(),
             bot: false,
+            oper_failures: 0,
             tls: None,
         }
     }

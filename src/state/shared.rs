@@ -7,6 +7,7 @@
 use super::bus::Bus;
 use super::log::{EventLog, LogReader};
 use super::sources::Sources;
+use crate::ban_file::BanStore;
 use crate::config::Config;
 use crate::live::LiveSettings;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -88,6 +89,8 @@ counters! {
     refused_too_fast,
     /// Connections refused: too many unregistered connections (per source or in all).
     refused_unregistered,
+    /// Connections refused: a DLINE covers the address.
+    refused_banned,
     /// Events this shard proposed (appends to the event log: the only lock on network
     /// state, never taken by a channel message).
     events_proposed,
@@ -125,6 +128,12 @@ pub struct Shared {
     /// Shards that have sent every hand-off they will ever send (shutdown): once all
     /// have, each shard takes in the last of them before closing its clients.
     pub handoffs_sealed: AtomicUsize,
+    /// REHASH from an operator: the process's main loop (which owns the command line
+    /// and reloads on SIGHUP) waits on it and reloads the same way. Requests made
+    /// before it looks coalesce into one reload: a `Notify` keeps one permit.
+    pub rehash_requested: tokio::sync::Notify,
+    /// Where KLINEs and DLINEs are written when they change.
+    pub ban_store: BanStore,
     /// For RPL_CREATED.
     pub started: SystemTime,
     /// Registered users and channels as the last shard to publish its replica saw
@@ -132,6 +141,8 @@ pub struct Shared {
     /// such as metrics.
     users: AtomicUsize,
     channels: AtomicUsize,
+    /// Server operators, published the same way.
+    opers: AtomicUsize,
 }
 
 impl Shared {
@@ -148,11 +159,22 @@ impl Shared {
             connections: AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),
             handoffs_sealed: AtomicUsize::new(0),
+            rehash_requested: tokio::sync::Notify::new(),
+            ban_store: BanStore::new(config.ban_file.clone(), config.server_bans.clone()),
             started: SystemTime::now(),
             users: AtomicUsize::new(0),
             channels: AtomicUsize::new(0),
+            opers: AtomicUsize::new(0),
             live: LiveSettings::new(&config),
             config,
+        }
+    }
+
+    /// Begins a graceful shutdown (signals, DIE): shards stop accepting connections
+    /// and input, deliver what they accepted, and close every client. Idempotent.
+    pub fn begin_shutdown(&self) {
+        if !self.shutting_down.swap(true, Ordering::AcqRel) {
+            self.bus.wake_all();
         }
     }
 
@@ -165,17 +187,20 @@ impl Shared {
             .take()
     }
 
-    /// Publishes a replica's user and channel counts.
-    pub fn publish_population(&self, users: usize, channels: usize) {
+    /// Publishes a replica's user, channel and operator counts.
+    pub fn publish_population(&self, users: usize, channels: usize, opers: usize) {
         self.users.store(users, Ordering::Relaxed);
         self.channels.store(channels, Ordering::Relaxed);
+        self.opers.store(opers, Ordering::Relaxed);
     }
 
-    /// Registered users and channels, as last published (about once a second).
-    pub fn population(&self) -> (usize, usize) {
+    /// Registered users, channels and server operators, as last published (about
+    /// once a second).
+    pub fn population(&self) -> (usize, usize, usize) {
         (
             self.users.load(Ordering::Relaxed),
             self.channels.load(Ordering::Relaxed),
+            self.opers.load(Ordering::Relaxed),
         )
     }
 

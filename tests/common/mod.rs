@@ -295,6 +295,27 @@ impl Client {
         Client::over(Transport::Plain(stream))
     }
 
+    /// Opens a connection from another loopback address (`127.0.0.2`, ...), so a
+    /// test can tell sources apart (bans by address).
+    pub fn connect_from(local: std::net::IpAddr, addr: SocketAddr) -> Client {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )
+        .expect("socket");
+        socket
+            .bind(&SocketAddr::new(local, 0).into())
+            .expect("bind the local address");
+        socket
+            .connect(&addr.into())
+            .expect("connect to the test server");
+        let stream = TcpStream::from(socket);
+        stream.set_read_timeout(Some(HANG)).expect("set timeout");
+        stream.set_nodelay(true).expect("nodelay");
+        Client::over(Transport::Plain(stream))
+    }
+
     fn over(transport: Transport) -> Client {
         Client {
             nick: String::new(),

@@ -8,13 +8,16 @@
 //! Cost: O(1) expected map operations per event (a QUIT or NICK also records one
 //! bounded WHOWAS entry), plus O(channels of the user) for
 //! QUIT and NICK (bounded by CHANLIMIT) and O(bans) for a JOIN into a channel with
-//! bans (bounded by [`MAX_BANS`](super::channel::MAX_BANS)); never O(members) or
+//! bans (bounded by [`MAX_BANS`](super::channel::MAX_BANS)) and O(server bans) for a
+//! KLINE or DLINE (bounded by
+//! [`MAX_SERVER_BANS`](super::server_bans::MAX_SERVER_BANS)); never O(members) or
 //! O(channels): a JOIN into a channel of 100,000 members costs what one into a
 //! channel of 10 does.
 
 use super::channel::{Channel, Membership, Topic, MAX_INVITES};
 use super::event::{Event, Sequenced};
 use super::modes::{apply_mode, ModeChange, ModeRefusal};
+use super::server_bans::{ServerBan, ServerBans};
 use super::users::User;
 use super::Network;
 use crate::proto::{Caseless, CaselessKey};
@@ -63,6 +66,15 @@ pub enum Refusal {
     /// `+k` and the wrong key or none (475).
     #[error("bad channel key")]
     BadKey,
+    /// The client is not a server operator (481).
+    #[error("permission denied: not an IRC operator")]
+    NoPrivileges,
+    /// The server ban list holds [`MAX_SERVER_BANS`](super::server_bans::MAX_SERVER_BANS).
+    #[error("the server ban list is full")]
+    ServerBanListFull,
+    /// UNKLINE or UNDLINE of a ban that does not exist.
+    #[error("no such server ban")]
+    NoSuchServerBan,
 }
 
 /// What applying an event did: the proposer's reply and every shard's notifications
@@ -142,6 +154,35 @@ pub enum Outcome {
     BotChanged(bool),
     /// The user's real name changed.
     RealnameChanged,
+    /// The user's `+o` changed to this value.
+    OperChanged(bool),
+    /// The user's `+w` changed to this value.
+    WallopsChanged(bool),
+    /// `victim` is to be disconnected by its shard (KILL); it is still a user until
+    /// that shard's QUIT.
+    Killed {
+        /// The victim.
+        victim: ClientId,
+        /// Its nickname as registered.
+        nick: CaselessKey,
+        /// The killing operator's nickname.
+        by: CaselessKey,
+    },
+    /// A server ban was set; every shard closes its local clients that it matches.
+    BanAdded,
+    /// A server ban was lifted.
+    BanRemoved,
+    /// The ban list was replaced; `added` are the bans that are new in it (every
+    /// shard closes its local clients they match).
+    BansReplaced {
+        /// Bans in the new list that were not in the old one.
+        added: Vec<ServerBan>,
+    },
+    /// A WALLOPS was accepted; every shard sends it to its `+w` users.
+    Wallops {
+        /// `nick!~user@host` of the operator who sent it.
+        source: String,
+    },
 }
 
 impl Network {
@@ -170,6 +211,8 @@ impl Network {
                     away: None,
                     invisible: false,
                     bot: false,
+                    oper: None,
+                    wallops: false,
                     activity: activity.clone(),
                 },
             ),
@@ -238,6 +281,96 @@ impl Network {
                 }
                 None => Outcome::Unchanged,
             },
+            Event::SetOper { client, oper } => self.set_oper(*client, oper.as_deref()),
+            Event::SetWallops { client, wallops } => match self.users.get_mut(client) {
+                Some(user) if user.wallops != *wallops => {
+                    user.wallops = *wallops;
+                    Outcome::WallopsChanged(*wallops)
+                }
+                _ => Outcome::Unchanged,
+            },
+            Event::Kill { client, target, .. } => self.kill(*client, target),
+            Event::AddBan { client, ban } => match self.user(*client) {
+                Some(user) if user.oper.is_some() => {
+                    if self.server_bans.add(ban.clone()) {
+                        Outcome::BanAdded
+                    } else {
+                        Outcome::Refused(Refusal::ServerBanListFull)
+                    }
+                }
+                Some(_) => Outcome::Refused(Refusal::NoPrivileges),
+                None => Outcome::Unchanged,
+            },
+            Event::ReplaceBans { bans } => {
+                let old = std::mem::replace(&mut self.server_bans, ServerBans::new(bans.clone()));
+                let added = self
+                    .server_bans
+                    .iter()
+                    .filter(|ban| !old.iter().any(|o| o == *ban))
+                    .cloned()
+                    .collect();
+                Outcome::BansReplaced { added }
+            }
+            Event::RemoveBan { client, target } => match self.user(*client) {
+                Some(user) if user.oper.is_some() => {
+                    if self.server_bans.remove(target) {
+                        Outcome::BanRemoved
+                    } else {
+                        Outcome::Refused(Refusal::NoSuchServerBan)
+                    }
+                }
+                Some(_) => Outcome::Refused(Refusal::NoPrivileges),
+                None => Outcome::Unchanged,
+            },
+            Event::Wallops { client, .. } => match self.users.get(client) {
+                Some(user) if user.oper.is_some() => Outcome::Wallops {
+                    source: user.source(),
+                },
+                Some(_) => Outcome::Refused(Refusal::NoPrivileges),
+                None => Outcome::Unchanged,
+            },
+        }
+    }
+
+    /// Grants (`Some(account)`) or drops (`None`) `+o`, keeping the count for 252.
+    /// Authenticating is the OPER command's job; replicas only record the result.
+    fn set_oper(&mut self, client: ClientId, oper: Option<&str>) -> Outcome {
+        let Some(user) = self.users.get_mut(&client) else {
+            return Outcome::Unchanged;
+        };
+        let was = user.oper.is_some();
+        user.oper = oper.map(Box::from);
+        match (was, oper.is_some()) {
+            (false, true) => {
+                self.opers += 1;
+                Outcome::OperChanged(true)
+            }
+            (true, false) => {
+                self.opers -= 1;
+                Outcome::OperChanged(false)
+            }
+            _ => Outcome::Unchanged,
+        }
+    }
+
+    /// Only an operator kills (481), and only an existing user (401). The victim stays
+    /// a user until its own shard closes it and proposes its QUIT, so others see one
+    /// QUIT, rendered as for any other.
+    fn kill(&mut self, client: ClientId, target: &str) -> Outcome {
+        let Some(by) = self.users.get(&client) else {
+            return Outcome::Unchanged;
+        };
+        if by.oper.is_none() {
+            return Outcome::Refused(Refusal::NoPrivileges);
+        }
+        let by = by.nick.clone();
+        let Some((victim, user)) = self.user_by_nick(target) else {
+            return Outcome::Refused(Refusal::NoSuchNick);
+        };
+        Outcome::Killed {
+            victim,
+            nick: user.nick.clone(),
+            by,
         }
     }
 
@@ -396,6 +529,9 @@ impl Network {
         }
         if user.invisible {
             self.invisible -= 1;
+        }
+        if user.oper.is_some() {
+            self.opers -= 1;
         }
         for channel in &user.channels {
             self.remove_member(channel, client);

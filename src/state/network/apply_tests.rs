@@ -944,3 +944,148 @@ fn quits_and_nick_changes_are_remembered_for_whowas() {
         "the time comes from the quit's log entry"
     );
 }
+
+fn set_oper(client: ClientId, oper: Option<&str>) -> Event {
+    Event::SetOper {
+        client,
+        oper: oper.map(Box::from),
+    }
+}
+
+#[test]
+fn oper_status_is_counted_and_dropped_by_minus_o_and_quit() {
+    let mut replica = Replica::new();
+    replica.register(ALICE, "alice");
+    replica.register(BOB, "bob");
+    assert_eq!(
+        replica.apply(set_oper(ALICE, Some("admin"))),
+        Outcome::OperChanged(true)
+    );
+    assert_eq!(
+        replica.apply(set_oper(ALICE, Some("admin"))),
+        Outcome::Unchanged
+    );
+    assert_eq!(replica.network.oper_count(), 1);
+    assert_eq!(
+        replica.network.user(ALICE).and_then(|u| u.oper.as_deref()),
+        Some("admin")
+    );
+    assert_eq!(
+        replica.apply(set_oper(ALICE, None)),
+        Outcome::OperChanged(false)
+    );
+    assert_eq!(replica.network.oper_count(), 0);
+    replica.apply(set_oper(BOB, Some("admin")));
+    assert_eq!(replica.network.oper_count(), 1);
+    replica.apply(Event::Quit {
+        client: BOB,
+        reason: "bye".into(),
+    });
+    assert_eq!(replica.network.oper_count(), 0);
+    assert_eq!(
+        replica.apply(set_oper(BOB, Some("admin"))),
+        Outcome::Unchanged
+    );
+}
+
+#[test]
+fn kill_and_wallops_need_an_oper_and_kill_an_existing_user() {
+    let mut replica = Replica::new();
+    replica.register(ALICE, "alice");
+    replica.register(BOB, "bob");
+    let kill = |target: &str| Event::Kill {
+        client: ALICE,
+        target: target.into(),
+        reason: "r".into(),
+    };
+    let wallops = || Event::Wallops {
+        client: ALICE,
+        text: b"hi"[..].into(),
+    };
+    assert_eq!(replica.apply(kill("bob")), refused(Refusal::NoPrivileges));
+    assert_eq!(replica.apply(wallops()), refused(Refusal::NoPrivileges));
+    replica.apply(set_oper(ALICE, Some("admin")));
+    assert_eq!(replica.apply(kill("nobody")), refused(Refusal::NoSuchNick));
+    assert_eq!(
+        replica.apply(kill("BOB")),
+        Outcome::Killed {
+            victim: BOB,
+            nick: CaselessKey::new("bob"),
+            by: CaselessKey::new("alice"),
+        }
+    );
+    // The victim leaves with its own QUIT, proposed by its shard.
+    assert!(replica.network.user(BOB).is_some());
+    assert_eq!(
+        replica.apply(wallops()),
+        Outcome::Wallops {
+            source: "alice!~u@127.0.0.1".to_owned()
+        }
+    );
+}
+
+#[test]
+fn wallops_mode_changes_only_when_it_differs() {
+    let mut replica = Replica::new();
+    replica.register(ALICE, "alice");
+    let set = |wallops| Event::SetWallops {
+        client: ALICE,
+        wallops,
+    };
+    assert_eq!(replica.apply(set(true)), Outcome::WallopsChanged(true));
+    assert_eq!(replica.apply(set(true)), Outcome::Unchanged);
+    assert_eq!(replica.apply(set(false)), Outcome::WallopsChanged(false));
+}
+
+#[test]
+fn server_bans_need_an_oper_replace_by_target_and_are_removed_once() {
+    let mut replica = Replica::new();
+    replica.register(ALICE, "alice");
+    let kline = |reason: &str| ServerBan {
+        target: BanTarget::User("~x@*".into()),
+        reason: reason.into(),
+        set_by: "alice".into(),
+        expires_at: None,
+    };
+    let add = |ban| Event::AddBan { client: ALICE, ban };
+    let remove = || Event::RemoveBan {
+        client: ALICE,
+        target: BanTarget::User("~x@*".into()),
+    };
+    assert_eq!(
+        replica.apply(add(kline("a"))),
+        refused(Refusal::NoPrivileges)
+    );
+    assert_eq!(replica.apply(remove()), refused(Refusal::NoPrivileges));
+    replica.apply(set_oper(ALICE, Some("admin")));
+    assert_eq!(replica.apply(add(kline("a"))), Outcome::BanAdded);
+    assert_eq!(replica.apply(add(kline("b"))), Outcome::BanAdded);
+    let bans: Vec<_> = replica.network.server_bans().iter().cloned().collect();
+    assert_eq!(bans, [kline("b")]);
+    assert_eq!(replica.apply(remove()), Outcome::BanRemoved);
+    assert_eq!(replica.apply(remove()), refused(Refusal::NoSuchServerBan));
+    assert_eq!(replica.network.server_bans().iter().count(), 0);
+}
+
+#[test]
+fn a_reloaded_ban_list_replaces_the_old_and_reports_only_new_bans() {
+    let mut replica = Replica::new();
+    let ban = |mask: &str| ServerBan {
+        target: BanTarget::User(mask.into()),
+        reason: "r".into(),
+        set_by: "file".into(),
+        expires_at: None,
+    };
+    replica.apply(Event::ReplaceBans {
+        bans: vec![ban("~a@*")],
+    });
+    assert_eq!(
+        replica.apply(Event::ReplaceBans {
+            bans: vec![ban("~a@*"), ban("~b@*")],
+        }),
+        Outcome::BansReplaced {
+            added: vec![ban("~b@*")]
+        }
+    );
+    assert_eq!(replica.network.server_bans().iter().count(), 2);
+}

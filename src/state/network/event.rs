@@ -10,12 +10,13 @@
 //! anything shard-local: the same values can later travel between machines.
 
 use super::modes::ModeChange;
+use super::server_bans::{BanTarget, ServerBan};
 use super::users::Activity;
 use crate::state::ClientId;
 use std::sync::Arc;
 
 /// One change to the network state; see the module comment. `client` is always the
-/// client that caused it (whose shard proposed it).
+/// client that caused it (whose shard proposed it); only `ReplaceBans` has none.
 #[derive(Debug, Clone)]
 pub enum Event {
     /// An unregistered client claims `nick` (NICK during registration), releasing any
@@ -143,6 +144,58 @@ pub enum Event {
         client: ClientId,
         /// The new real name (already validated).
         realname: Box<str>,
+    },
+    /// A user became a server operator (OPER, `Some` with its account's name) or
+    /// stopped being one (`MODE nick -o`, `None`).
+    SetOper {
+        /// The user.
+        client: ClientId,
+        /// The operator account it authenticated as.
+        oper: Option<Box<str>>,
+    },
+    /// A user sets or clears user mode `+w` (receives WALLOPS).
+    SetWallops {
+        /// The user.
+        client: ClientId,
+        /// `+w` or `-w`.
+        wallops: bool,
+    },
+    /// A server operator disconnects a user (KILL); the victim's shard closes it.
+    Kill {
+        /// The operator.
+        client: ClientId,
+        /// The victim's nickname.
+        target: Box<str>,
+        /// The reason given.
+        reason: Box<str>,
+    },
+    /// A server operator sets a KLINE or DLINE (replacing one on the same target);
+    /// every shard then closes its local clients that it matches.
+    AddBan {
+        /// The operator.
+        client: ClientId,
+        /// The ban (its `set_by` is the operator's nick).
+        ban: ServerBan,
+    },
+    /// A server operator lifts a KLINE or DLINE (UNKLINE, UNDLINE).
+    RemoveBan {
+        /// The operator.
+        client: ClientId,
+        /// What the ban matched.
+        target: BanTarget,
+    },
+    /// A reload found the ban file changed: the whole list is replaced. Proposed by
+    /// shard 0 on the server's behalf, so it names no client.
+    ReplaceBans {
+        /// The bans as the file now holds them.
+        bans: Vec<ServerBan>,
+    },
+    /// A server operator sends a message to every user with `+w` (WALLOPS).
+    Wallops {
+        /// The operator.
+        client: ClientId,
+        /// The text.
+        text: Box<[u8]>,
     },
 }
 

@@ -10,7 +10,7 @@
 //! lock, no waiting for another shard, however large the answer.
 //!
 //! Layout: [`event`] (what can change), [`apply`] (how it changes), [`channel`],
-//! [`modes`], [`users`] and [`whowas`] (the data). Rendering any of it as IRC text is done by the
+//! [`modes`], [`users`], [`whowas`] and [`server_bans`] (the data). Rendering any of it as IRC text is done by the
 //! commands and the shard's notifications, not here.
 
 pub mod apply;
@@ -19,6 +19,7 @@ mod apply_tests;
 pub mod channel;
 pub mod event;
 pub mod modes;
+pub mod server_bans;
 pub mod users;
 pub mod whowas;
 
@@ -26,6 +27,7 @@ pub use apply::{Outcome, Refusal};
 pub use channel::{Ban, Channel, Members, Membership, ShardSet, Topic};
 pub use event::{Event, Sequenced};
 pub use modes::{ChannelModes, MaskList, ModeChange, ModeRefusal};
+pub use server_bans::{BanTarget, ServerBan, ServerBans};
 pub use users::{Activity, User};
 pub use whowas::{Whowas, WhowasEntry};
 
@@ -48,10 +50,14 @@ pub struct Network {
     channels: HashMap<CaselessKey, Channel>,
     /// Registered users with `+i` (251 RPL_LUSERCLIENT).
     invisible: usize,
+    /// Registered users with `+o` (252 RPL_LUSEROP).
+    opers: usize,
     /// The most registered users there have been at once (265/266 "max").
     peak_users: usize,
     /// Who held which nickname before (WHOWAS), bounded.
     whowas: Whowas,
+    /// KLINEs and DLINEs.
+    server_bans: ServerBans,
     /// Log position of the last event applied.
     applied: u64,
 }
@@ -66,10 +72,26 @@ impl Network {
             users: HashMap::new(),
             channels: HashMap::new(),
             invisible: 0,
+            opers: 0,
             peak_users: 0,
             whowas: Whowas::default(),
+            server_bans: ServerBans::default(),
             applied: 0,
         }
+    }
+
+    /// A network that starts with `bans` (read from the ban file at start: every
+    /// replica starts from the same list).
+    pub fn with_server_bans(shard_count: usize, bans: Vec<ServerBan>) -> Network {
+        Network {
+            server_bans: ServerBans::new(bans),
+            ..Network::new(shard_count)
+        }
+    }
+
+    /// The KLINEs and DLINEs.
+    pub fn server_bans(&self) -> &ServerBans {
+        &self.server_bans
     }
 
     /// The log position of the last event applied to this replica.
@@ -116,6 +138,11 @@ impl Network {
     /// How many registered users have `+i`.
     pub fn invisible_count(&self) -> usize {
         self.invisible
+    }
+
+    /// How many registered users are server operators.
+    pub fn oper_count(&self) -> usize {
+        self.opers
     }
 
     /// The most users that have been registered at once since the server started

@@ -1,5 +1,5 @@
-//! Registered users as the network knows them: identity, channels, away, `+i` and
-//! `+B`.
+//! Registered users as the network knows them: identity, channels, away, and user
+//! modes `+i`, `+B`, `+o`, `+w`.
 //! Plain data; only [`super::apply`] changes it.
 
 use crate::proto::mask::wildcard_match;
@@ -76,6 +76,11 @@ pub struct User {
     pub invisible: bool,
     /// User mode `+B` (IRCv3 bot mode): marked in WHOIS (335) and WHO (`B`).
     pub bot: bool,
+    /// The operator account this user authenticated as (user mode `+o`): WHO `*`,
+    /// WHOIS 313, LUSERS 252, and the right to KILL, WALLOPS, REHASH and DIE.
+    pub oper: Option<Box<str>>,
+    /// User mode `+w`: receives WALLOPS.
+    pub wallops: bool,
     /// Signon and idle times; see [`Activity`].
     pub activity: std::sync::Arc<Activity>,
 }
@@ -92,6 +97,8 @@ impl PartialEq for User {
             && self.away == other.away
             && self.invisible == other.invisible
             && self.bot == other.bot
+            && self.oper == other.oper
+            && self.wallops == other.wallops
             && std::sync::Arc::ptr_eq(&self.activity, &other.activity)
     }
 }

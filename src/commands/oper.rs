@@ -1,0 +1,162 @@
+//! Server operators: OPER, and the commands only an operator may use (KILL, WALLOPS,
+//! REHASH, DIE). Whether a user is an operator is network state (`+o`, set by an
+//! event), so every shard agrees; authenticating is [`crate::opers`]'.
+
+use super::errors::reply_refusal;
+use super::Ctx;
+use crate::opers::{authenticate, OperRefusal};
+use crate::proto::numeric::*;
+use crate::proto::{LineBuilder, Message};
+use crate::state::client::CloseReason;
+use crate::state::network::{Event, Outcome, Refusal};
+use tracing::{info, warn};
+
+/// Failed OPER attempts a connection may make; the last one disconnects it. Each
+/// attempt costs an argon2 run (tens of ms of the shard's CPU), and per-source
+/// connection limits bound how many connections can try at once.
+pub const MAX_OPER_FAILURES: u8 = 3;
+
+/// The QUIT reason of a client that failed OPER [`MAX_OPER_FAILURES`] times.
+const TOO_MANY_OPER_FAILURES: &str = "Too many failed OPER attempts";
+
+/// `OPER name password`: 381 and `+o` (a MODE line to the user) when a block matches
+/// the name and the user's `~user@ip` and the password verifies; 491 when no block
+/// matches, 464 on a bad password. Failures are logged at warn and counted: the
+/// [`MAX_OPER_FAILURES`]th closes the connection.
+pub fn oper(ctx: &mut Ctx<'_>, message: &Message<'_>) {
+    let name = message.param_str(0).unwrap_or_default().to_owned();
+    let password = message.param(1).unwrap_or_default();
+    let Some(user_at_host) = ctx
+        .shard
+        .network()
+        .user(ctx.id)
+        .map(|user| format!("{}@{}", user.user, user.host))
+    else {
+        return;
+    };
+    let opers = ctx.shard.shared.live.opers();
+    let refusal = match authenticate(&opers, &name, password, &user_at_host) {
+        Ok(block) => {
+            let outcome = ctx.shard.propose(Event::SetOper {
+                client: ctx.id,
+                oper: Some(block.name.as_str().into()),
+            });
+            info!(client = ?ctx.id, nick = ctx.client().nick(), oper = %block.name, "OPER succeeded");
+            let reply = ctx
+                .numeric(RPL_YOUREOPER)
+                .trailing("You are now an IRC operator");
+            ctx.reply(reply);
+            if outcome == Outcome::OperChanged(true) {
+                let line = LineBuilder::from_source(ctx.client().source(), "MODE")
+                    .arg(ctx.client().nick())
+                    .arg("+o")
+                    .finish();
+                ctx.send(line);
+            }
+            return;
+        }
+        Err(refusal) => refusal,
+    };
+    let reply = match refusal {
+        OperRefusal::NoOperHost => ctx
+            .numeric(ERR_NOOPERHOST)
+            .trailing("No O-lines for your host"),
+        OperRefusal::PasswordMismatch => ctx
+            .numeric(ERR_PASSWDMISMATCH)
+            .trailing("Password incorrect"),
+    };
+    ctx.reply(reply);
+    let failures = match ctx.shard.client_mut(ctx.id) {
+        Some(client) => {
+            client.oper_failures = client.oper_failures.saturating_add(1);
+            client.oper_failures
+        }
+        None => return,
+    };
+    warn!(
+        client = ?ctx.id,
+        nick = ctx.client().nick(),
+        from = %user_at_host,
+        oper = %name,
+        failures,
+        why = ?refusal,
+        "OPER failed"
+    );
+    if failures >= MAX_OPER_FAILURES {
+        ctx.shard
+            .close(ctx.id, CloseReason::Server(TOO_MANY_OPER_FAILURES));
+    }
+}
+
+/// `KILL nick :reason`: the victim, on whatever shard, is closed with
+/// `Killed (oper (reason))`, which its channels see as its QUIT. 481 for a user who
+/// is not an operator, 401 for an unknown nick.
+pub fn kill(ctx: &mut Ctx<'_>, message: &Message<'_>) {
+    let target = message.param_str(0).unwrap_or_default().to_owned();
+    let reason = message
+        .param(1)
+        .map(|r| String::from_utf8_lossy(super::clip(r, super::KICKLEN)).into_owned())
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| "No reason".to_owned());
+    let outcome = ctx.shard.propose(Event::Kill {
+        client: ctx.id,
+        target: target.as_str().into(),
+        reason: reason.as_str().into(),
+    });
+    match outcome {
+        Outcome::Killed { nick, by, .. } => {
+            info!(oper = %by, victim = %nick, %reason, "KILL");
+        }
+        Outcome::Refused(refusal) => reply_refusal(ctx, refusal, "", &target),
+        _ => {}
+    }
+}
+
+/// `WALLOPS :text`: the text, from the operator, to every user with `+w` on every
+/// shard (an event each shard renders for its own users). 481 for non-operators.
+pub fn wallops(ctx: &mut Ctx<'_>, message: &Message<'_>) {
+    let text = message.param(0).unwrap_or_default();
+    let outcome = ctx.shard.propose(Event::Wallops {
+        client: ctx.id,
+        text: text.into(),
+    });
+    if let Outcome::Refused(refusal) = outcome {
+        reply_refusal(ctx, refusal, "", "");
+    }
+}
+
+/// `REHASH`: 382, then the same reload as SIGHUP, done by the process's main loop
+/// (configuration file, MOTD, operator accounts, TLS certificate, log file).
+pub fn rehash(ctx: &mut Ctx<'_>, _message: &Message<'_>) {
+    if !is_oper(ctx) {
+        return;
+    }
+    info!(nick = ctx.client().nick(), "REHASH");
+    // The shards do not know the file's name (main does): `*` stands for it.
+    let reply = ctx.numeric(RPL_REHASHING).arg("*").trailing("Rehashing");
+    ctx.reply(reply);
+    ctx.shard.shared.rehash_requested.notify_one();
+}
+
+/// `DIE`: the server's graceful shutdown, as on SIGTERM (every client gets `ERROR`
+/// with `Server shutting down`, queued output is flushed, the process exits 0).
+pub fn die(ctx: &mut Ctx<'_>, _message: &Message<'_>) {
+    if !is_oper(ctx) {
+        return;
+    }
+    warn!(nick = ctx.client().nick(), "DIE: shutting down");
+    ctx.shard.shared.begin_shutdown();
+}
+
+/// Whether the client is a server operator; answers 481 when it is not.
+fn is_oper(ctx: &mut Ctx<'_>) -> bool {
+    let oper = ctx
+        .shard
+        .network()
+        .user(ctx.id)
+        .is_some_and(|user| user.oper.is_some());
+    if !oper {
+        reply_refusal(ctx, Refusal::NoPrivileges, "", "");
+    }
+    oper
+}
