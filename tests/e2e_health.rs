@@ -92,36 +92,7 @@ e2e! {
         join_all("#c", &mut [&mut bob, &mut sender, &mut slow]);
         let _never_read = slow.into_raw();
 
-        // Bob reads as fast as he can; the sender waits for him after each batch, so
-        // only the slow client's queue grows past the sendq. A batch is well under half
-        // the sendq: bytes bob has already read still count against it until the
-        // server handles the write's completion, which on a loaded machine can come
-        // after the next batch is queued.
-        let padding = "p".repeat(400);
-        let batch_lines = 40u64;
-        let mut sent = 0u64;
-        let mut slow_gone = false;
-        while !slow_gone && sent < 100_000 {
-            let batch: String = (sent..sent + batch_lines)
-                .map(|i| format!("PRIVMSG #c :{i} {padding}\r\n"))
-                .collect();
-            sender.send_raw(batch.as_bytes());
-            let mut received = sent;
-            sent += batch_lines;
-            while received < sent {
-                let line = bob.line();
-                if line == ":slow!~slow@127.0.0.1 QUIT :SendQ exceeded" {
-                    slow_gone = true;
-                    continue;
-                }
-                let expected = format!(":sender!~sender@127.0.0.1 PRIVMSG #c :{received} {padding}");
-                assert_eq!(line, expected, "bob lost or reordered a line");
-                received += 1;
-            }
-        }
-        if !slow_gone {
-            bob.expect(":slow!~slow@127.0.0.1 QUIT :SendQ exceeded");
-        }
+        common::flood_until_cut_off(&mut sender, &mut bob, "slow");
         sender.send("PRIVMSG #c :after");
         bob.expect(":sender!~sender@127.0.0.1 PRIVMSG #c :after");
     }

@@ -196,6 +196,42 @@ pub fn join_all(channel: &str, clients: &mut [&mut Client]) {
     }
 }
 
+/// Floods `#c` from `sender` until `slow` (a member that never reads) is cut off for
+/// its sendq, checking that `reader` gets every line in order meanwhile. The sender
+/// waits for the reader after each batch, so only the slow client's queue grows. A
+/// batch is well under half a 64 KiB sendq: bytes the reader has already read still
+/// count against it until the server handles the write's completion, which on a
+/// loaded machine can come after the next batch is queued.
+pub fn flood_until_cut_off(sender: &mut Client, reader: &mut Client, slow: &str) {
+    let padding = "p".repeat(400);
+    let batch_lines = 40u64;
+    let cut_off = format!(":{slow}!~{slow}@127.0.0.1 QUIT :SendQ exceeded");
+    let source = sender.source();
+    let mut sent = 0u64;
+    let mut slow_gone = false;
+    while !slow_gone && sent < 100_000 {
+        let batch: String = (sent..sent + batch_lines)
+            .map(|i| format!("PRIVMSG #c :{i} {padding}\r\n"))
+            .collect();
+        sender.send_raw(batch.as_bytes());
+        let mut received = sent;
+        sent += batch_lines;
+        while received < sent {
+            let line = reader.line();
+            if line == cut_off {
+                slow_gone = true;
+                continue;
+            }
+            let expected = format!(":{source} PRIVMSG #c :{received} {padding}");
+            assert_eq!(line, expected, "{} lost or reordered a line", reader.nick);
+            received += 1;
+        }
+    }
+    if !slow_gone {
+        reader.expect(&cut_off);
+    }
+}
+
 /// Registers `nick` on `server` after requesting `caps` (space-separated).
 pub fn register_with_caps(server: &TestServer, nick: &str, caps: &str) -> Client {
     let mut client = server.connect();
