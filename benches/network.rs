@@ -2,9 +2,13 @@
 //! it) to a replica whose channel has 10, 1,000 or 100,000 members. The apply
 //! function's work must not grow with the channel (ARCHITECTURE.md invariant 3), so
 //! the three figures should be about the same.
+//!
+//! And the cost of moving it between nodes: encoding and decoding one event, and
+//! snapshotting and loading a replica of 10,000 users in 1,000 channels (each user in
+//! 10 channels, so 100 members a channel); the snapshot's size is printed.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ringchat::state::network::{Activity, Event, Network, Sequenced};
+use ringchat::state::network::{decode_event, encode_event, Activity, Event, Network, Sequenced};
 use ringchat::state::slab::SlotKey;
 use ringchat::state::ClientId;
 use std::hint::black_box;
@@ -97,5 +101,65 @@ fn join_and_part(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, join_and_part);
+fn event_wire(c: &mut Criterion) {
+    let event = Event::Part {
+        client: client(12_345),
+        channel: "#rust-lang".into(),
+        reason: Some(b"see you tomorrow".as_slice().into()),
+    };
+    let bytes = encode_event(&event);
+    let mut group = c.benchmark_group("event_wire");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("encode_part", |b| {
+        b.iter(|| encode_event(black_box(&event)))
+    });
+    group.bench_function("decode_part", |b| {
+        b.iter(|| decode_event(black_box(&bytes)).expect("decodes"))
+    });
+    group.finish();
+}
+
+/// 10,000 users, each in 10 of 1,000 channels, some away, on 2 shards.
+fn big_replica() -> Replica {
+    let mut replica = Replica {
+        network: Network::new(2),
+        seq: 0,
+    };
+    for index in 0..10_000 {
+        replica.register(index);
+        for k in 0..10 {
+            replica.apply(Event::Join {
+                client: client(index),
+                channel: format!("#channel-{}", (index + k * 100) % 1_000).into(),
+                key: None,
+                channel_limit: 50,
+            });
+        }
+        if index % 10 == 0 {
+            replica.apply(Event::SetAway {
+                client: client(index),
+                message: Some(b"gone fishing".as_slice().into()),
+            });
+        }
+    }
+    replica
+}
+
+fn snapshot(c: &mut Criterion) {
+    let replica = big_replica();
+    let bytes = replica.network.snapshot();
+    eprintln!(
+        "snapshot of 10,000 users in 1,000 channels (100,000 memberships): {} bytes",
+        bytes.len()
+    );
+    let mut group = c.benchmark_group("snapshot_10k_users_1k_channels");
+    group.sample_size(10);
+    group.bench_function("snapshot", |b| b.iter(|| replica.network.snapshot()));
+    group.bench_function("from_snapshot", |b| {
+        b.iter(|| Network::from_snapshot(black_box(&bytes), 4).expect("loads"))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, join_and_part, event_wire, snapshot);
 criterion_main!(benches);

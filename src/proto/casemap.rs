@@ -106,6 +106,36 @@ impl fmt::Display for CaselessKey {
     }
 }
 
+/// On the wire (events between nodes, snapshots) a key is its spelling; there is
+/// nothing cached beside it to trust or recompute.
+impl serde::Serialize for CaselessKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for CaselessKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        /// Builds the key straight from the borrowed text: one allocation, no
+        /// intermediate `String`.
+        struct KeyVisitor;
+
+        impl serde::de::Visitor<'_> for KeyVisitor {
+            type Value = CaselessKey;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a name")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<CaselessKey, E> {
+                Ok(CaselessKey::new(name))
+            }
+        }
+
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

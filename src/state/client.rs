@@ -12,8 +12,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-/// Names a client anywhere in the server: its shard and its slot there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Names a client anywhere in the server: its shard and its slot there. Carried in
+/// events, so it has a wire form ([`crate::state::network::wire`]).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct ClientId {
     /// The shard the connection lives on for its whole life.
     pub shard: u16,

@@ -2,7 +2,9 @@
 //! connection that has gone, its slot reused) finds nothing instead of a stranger.
 
 /// A handle to a slab entry: the slot and the generation it was issued for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct SlotKey {
     /// Index into the slab's slots.
     pub index: u32,

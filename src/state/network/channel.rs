@@ -9,6 +9,7 @@ use super::users::User;
 use crate::proto::CaselessKey;
 use crate::state::ClientId;
 use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
 
 /// Most entries in each of a channel's mask lists (bans, ban exceptions, invite
 /// exceptions; `478 ERR_BANLISTFULL` past it).
@@ -55,7 +56,7 @@ impl ShardSet {
 }
 
 /// A member's status in one channel.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Membership {
     /// Channel operator (`@`).
     pub op: bool,
@@ -169,7 +170,7 @@ impl Members {
 }
 
 /// A channel topic and who set it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Topic {
     /// The text, at most TOPICLEN bytes, passed through as bytes.
     pub text: Box<[u8]>,
@@ -180,7 +181,7 @@ pub struct Topic {
 }
 
 /// One entry of a channel's ban, ban-exception or invite-exception list.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ban {
     /// A `nick!user@host` mask with `*`/`?` wildcards, spelled as set.
     pub mask: Box<str>,

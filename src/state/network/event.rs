@@ -13,11 +13,14 @@ use super::modes::ModeChange;
 use super::server_bans::{BanTarget, ServerBan};
 use super::users::Activity;
 use crate::state::ClientId;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// One change to the network state; see the module comment. `client` is always the
 /// client that caused it (whose shard proposed it); only `ReplaceBans` has none.
-#[derive(Debug, Clone)]
+/// Its wire form between nodes is in [`super::wire`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(test, derive(PartialEq))]
 pub enum Event {
     /// An unregistered client claims `nick` (NICK during registration), releasing any
     /// nick it claimed before.
@@ -42,7 +45,9 @@ pub enum Event {
         host: Box<str>,
         /// The real name from USER.
         realname: Box<str>,
-        /// Signon and idle clock; see [`Activity`].
+        /// Signon and idle clock; see [`Activity`]. Only the signon time travels
+        /// between nodes: another node's replica gets an [`Activity::remote`].
+        #[serde(with = "super::users::signon_only")]
         activity: Arc<Activity>,
     },
     /// A registered user changes its nick.

@@ -10,8 +10,9 @@
 //! lock, no waiting for another shard, however large the answer.
 //!
 //! Layout: [`event`] (what can change), [`apply`] (how it changes), [`channel`],
-//! [`modes`], [`users`], [`whowas`] and [`server_bans`] (the data). Rendering any of it as IRC text is done by the
-//! commands and the shard's notifications, not here.
+//! [`modes`], [`users`], [`whowas`] and [`server_bans`] (the data), [`wire`] (events
+//! as bytes between nodes) and [`snapshot`] (a whole replica as bytes). Rendering any
+//! of it as IRC text is done by the commands and the shard's notifications, not here.
 
 pub mod apply;
 #[cfg(test)]
@@ -20,8 +21,12 @@ pub mod channel;
 pub mod event;
 pub mod modes;
 pub mod server_bans;
+pub mod snapshot;
+#[cfg(test)]
+mod snapshot_tests;
 pub mod users;
 pub mod whowas;
+pub mod wire;
 
 pub use apply::{Outcome, Refusal};
 pub use channel::{Ban, Channel, Members, Membership, ShardSet, Topic};
@@ -30,6 +35,7 @@ pub use modes::{ChannelModes, MaskList, ModeChange, ModeRefusal};
 pub use server_bans::{BanTarget, ServerBan, ServerBans};
 pub use users::{Activity, User};
 pub use whowas::{Whowas, WhowasEntry};
+pub use wire::{decode_event, encode_event, WireError};
 
 use crate::proto::{Caseless, CaselessKey};
 use crate::state::ClientId;

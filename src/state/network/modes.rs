@@ -3,9 +3,10 @@
 
 use super::channel::{Ban, Channel, MAX_BANS};
 use crate::state::ClientId;
+use serde::{Deserialize, Serialize};
 
 /// Channel modes that gate who may join, speak or set the topic.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChannelModes {
     /// `+n`: only members may send to the channel (set on every new channel).
     pub no_external: bool,
@@ -36,7 +37,7 @@ impl ChannelModes {
 }
 
 /// A channel's lists of `nick!user@host` masks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MaskList {
     /// `+b`: matching users may not join, nor speak unless voiced.
     Ban,
@@ -68,7 +69,7 @@ impl MaskList {
 }
 
 /// One requested channel mode change.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ModeChange {
     /// `+i`, `-m`, ... (no parameter).
     Flag {

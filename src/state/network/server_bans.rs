@@ -9,13 +9,14 @@
 
 use crate::proto::mask::wildcard_match;
 use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
 /// Most server bans kept; one more is refused.
 pub const MAX_SERVER_BANS: usize = 10_000;
 
 /// What a ban matches.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BanTarget {
     /// KLINE: a `user@host` wildcard mask against `~user@ip`, checked when
     /// registration completes.
@@ -43,7 +44,7 @@ impl BanTarget {
 }
 
 /// One server ban.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerBan {
     /// What it matches.
     pub target: BanTarget,

@@ -4,7 +4,9 @@
 
 use crate::proto::mask::wildcard_match;
 use crate::proto::CaselessKey;
+use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// When a connection signed on and when it last did something other than PING/PONG.
@@ -14,8 +16,10 @@ use std::time::Instant;
 /// replica's [`User`] (read by WHOIS and WHOX on any shard). It is the one piece of a
 /// user that is not carried by events: activity changes with every command, and
 /// logging each one would make the event log a second message path. On one machine
-/// the registration event carries this handle; a replica on another machine (a later
-/// cluster) would not have one and reports no idle time.
+/// the registration event carries this handle. Between machines only the signon time
+/// travels ([`signon_only`]): a node that learns of a user from another node (an event
+/// or a snapshot) makes an [`Activity::remote`], so a remote user's idle time is
+/// counted from when this node learned of it, not from its last command.
 #[derive(Debug)]
 pub struct Activity {
     /// The accept time; `last_active_ms` counts from it.
@@ -34,6 +38,13 @@ impl Activity {
             signon_unix: now_unix,
             last_active_ms: AtomicU64::new(0),
         }
+    }
+
+    /// The clock of a user this node learned of from another node (an event or a
+    /// snapshot) that signed on at `signon_unix`: idle since now, as far as this node
+    /// can tell.
+    pub fn remote(signon_unix: u64) -> Activity {
+        Activity::new(Instant::now(), signon_unix)
     }
 
     /// Records activity at `now`.
@@ -56,8 +67,41 @@ impl Activity {
     }
 }
 
+/// Activities are equal when their signon times are: the wire tests' notion, since
+/// the signon is all that travels.
+#[cfg(test)]
+impl PartialEq for Activity {
+    fn eq(&self, other: &Activity) -> bool {
+        self.signon_unix == other.signon_unix
+    }
+}
+
+/// The wire form of an activity clock (`#[serde(with = "...")]`): the signon time in
+/// Unix seconds, nothing else. `Instant`s mean nothing on another machine and the
+/// idle clock changes with every command; decoding makes an [`Activity::remote`].
+pub mod signon_only {
+    use super::Activity;
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::sync::Arc;
+
+    /// Writes the signon time.
+    pub fn serialize<S: Serializer>(
+        activity: &Arc<Activity>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(activity.signon())
+    }
+
+    /// Reads a signon time into a fresh remote clock.
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Arc<Activity>, D::Error> {
+        u64::deserialize(deserializer).map(|signon| Arc::new(Activity::remote(signon)))
+    }
+}
+
 /// A registered user as every shard's replica holds it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct User {
     /// The nickname, spelled as chosen.
     pub nick: CaselessKey,
@@ -81,8 +125,9 @@ pub struct User {
     pub oper: Option<Box<str>>,
     /// User mode `+w`: receives WALLOPS.
     pub wallops: bool,
-    /// Signon and idle times; see [`Activity`].
-    pub activity: std::sync::Arc<Activity>,
+    /// Signon and idle times; see [`Activity`] (only the signon travels).
+    #[serde(with = "signon_only")]
+    pub activity: Arc<Activity>,
 }
 
 /// Equal when every field is, the activity clock by identity (it is shared, not
@@ -99,7 +144,7 @@ impl PartialEq for User {
             && self.bot == other.bot
             && self.oper == other.oper
             && self.wallops == other.wallops
-            && std::sync::Arc::ptr_eq(&self.activity, &other.activity)
+            && Arc::ptr_eq(&self.activity, &other.activity)
     }
 }
 

@@ -3,8 +3,12 @@
 //! in all (the oldest goes first) and [`WHOWAS_PER_NICK`] per nickname (that nick's
 //! oldest goes first), so neither many users nor one nick changing back and forth
 //! can grow it. Plain data; only [`super::apply`] changes it, O(1) per entry.
+//! Snapshots carry it whole, dropped entries' places in the order included, so a
+//! loaded history forgets exactly what the original would have ([`WhowasImage`]).
 
 use crate::proto::{Caseless, CaselessKey};
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Serialize, Serializer};
 use std::collections::{HashMap, VecDeque};
 
 /// Most WHOWAS entries the network remembers.
@@ -13,7 +17,7 @@ pub const WHOWAS_LIMIT: usize = 1024;
 pub const WHOWAS_PER_NICK: usize = 8;
 
 /// A user as it was when it left a nickname (QUIT or NICK).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WhowasEntry {
     /// The nickname, spelled as it was.
     pub nick: CaselessKey,
@@ -99,6 +103,91 @@ impl Whowas {
     pub fn is_empty(&self) -> bool {
         self.by_nick.is_empty()
     }
+
+    /// Rebuilds a history from a snapshot's image, checking what [`Whowas::record`]
+    /// keeps true: both bounds, serials in order and below `next_serial`, and every
+    /// kept entry still in the order (or it would never be forgotten). O(entries).
+    pub(super) fn from_image(image: WhowasImage) -> Result<Whowas, String> {
+        let WhowasImage {
+            next_serial,
+            order,
+            entries,
+        } = image;
+        if order.len() > WHOWAS_LIMIT {
+            return Err(format!(
+                "WHOWAS order holds {} entries, more than {WHOWAS_LIMIT}",
+                order.len()
+            ));
+        }
+        if !ascending_below(order.iter().map(|(_, serial)| *serial), next_serial)
+            || !ascending_below(entries.iter().map(|entry| entry.serial), next_serial)
+        {
+            return Err("WHOWAS serials out of order or past the next serial".into());
+        }
+        let mut in_order = order.iter().peekable();
+        let mut by_nick: HashMap<CaselessKey, VecDeque<WhowasEntry>> = HashMap::new();
+        for entry in entries {
+            while in_order
+                .next_if(|(_, serial)| *serial < entry.serial)
+                .is_some()
+            {}
+            if in_order
+                .next_if(|(nick, serial)| *serial == entry.serial && *nick == entry.nick)
+                .is_none()
+            {
+                return Err(format!(
+                    "WHOWAS entry {} for {} is not in the order",
+                    entry.serial, entry.nick
+                ));
+            }
+            let kept = by_nick.entry(entry.nick.clone()).or_default();
+            if kept.len() == WHOWAS_PER_NICK {
+                return Err(format!(
+                    "WHOWAS holds more than {WHOWAS_PER_NICK} entries for {}",
+                    entry.nick
+                ));
+            }
+            kept.push_back(entry);
+        }
+        Ok(Whowas {
+            by_nick,
+            order,
+            next_serial,
+        })
+    }
+}
+
+/// Whether `serials` strictly increase and stay below `next_serial`.
+fn ascending_below(mut serials: impl Iterator<Item = u64>, next_serial: u64) -> bool {
+    let mut previous = None;
+    serials.all(|serial| {
+        let fits = previous.is_none_or(|p| p < serial) && serial < next_serial;
+        previous = Some(serial);
+        fits
+    })
+}
+
+/// A snapshot writes the history as a [`WhowasImage`]: the kept entries oldest first
+/// (so the bytes do not depend on hash order) and the whole order.
+impl Serialize for Whowas {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut entries: Vec<&WhowasEntry> = self.by_nick.values().flatten().collect();
+        entries.sort_unstable_by_key(|entry| entry.serial);
+        let mut image = serializer.serialize_struct("WhowasImage", 3)?;
+        image.serialize_field("next_serial", &self.next_serial)?;
+        image.serialize_field("order", &self.order)?;
+        image.serialize_field("entries", &entries)?;
+        image.end()
+    }
+}
+
+/// The history as a snapshot carries it, read back before [`Whowas::from_image`]
+/// checks it. Its fields are those `Whowas`'s `Serialize` writes, in that order.
+#[derive(Debug, Deserialize)]
+pub(super) struct WhowasImage {
+    next_serial: u64,
+    order: VecDeque<(CaselessKey, u64)>,
+    entries: Vec<WhowasEntry>,
 }
 
 #[cfg(test)]
@@ -151,5 +240,71 @@ mod tests {
         }
         assert!(history.len() <= WHOWAS_LIMIT);
         assert_eq!(history.lookup("same").count(), WHOWAS_PER_NICK);
+    }
+
+    fn image_of(history: &Whowas) -> WhowasImage {
+        let bytes = postcard::to_allocvec(history).expect("serializes");
+        postcard::from_bytes(&bytes).expect("deserializes")
+    }
+
+    fn assert_same(a: &Whowas, b: &Whowas) {
+        assert_eq!(a.by_nick, b.by_nick);
+        assert_eq!(a.order, b.order);
+        assert_eq!(a.next_serial, b.next_serial);
+    }
+
+    /// The order keeps entries already dropped for the per-nick bound; a rebuilt
+    /// history must keep them too, or it would forget later than the original.
+    #[test]
+    fn a_rebuilt_history_forgets_exactly_what_the_original_forgets() {
+        let mut history = Whowas::default();
+        for i in 0..WHOWAS_LIMIT as u64 + 40 {
+            let nick = if i % 3 == 0 {
+                "Same".into()
+            } else {
+                format!("n{i}")
+            };
+            record(&mut history, &nick, i);
+        }
+        let mut rebuilt = Whowas::from_image(image_of(&history)).expect("valid");
+        assert_same(&history, &rebuilt);
+        for i in 0..WHOWAS_LIMIT as u64 {
+            record(&mut history, "late", i);
+            record(&mut rebuilt, "late", i);
+            assert_same(&history, &rebuilt);
+        }
+    }
+
+    #[test]
+    fn an_image_that_breaks_the_bounds_or_the_order_is_refused() {
+        let mut history = Whowas::default();
+        for i in 0..WHOWAS_PER_NICK as u64 + 2 {
+            record(&mut history, "Same", i);
+        }
+        type Tamper = fn(&mut WhowasImage);
+        let rows: Vec<(&str, Tamper)> = vec![
+            ("not in the order", |image| {
+                image.order.pop_back();
+            }),
+            ("out of order", |image| image.next_serial = 3),
+            ("out of order", |image| image.entries.swap(0, 1)),
+            ("more than 8 entries for Same", |image| {
+                let mut extra = image.entries[0].clone();
+                extra.serial = image.next_serial;
+                image.next_serial += 1;
+                image.order.push_back((extra.nick.clone(), extra.serial));
+                image.entries.push(extra);
+            }),
+            ("more than 1024", |image| {
+                let entry = image.order[0].clone();
+                image.order = std::iter::repeat_n(entry, WHOWAS_LIMIT + 1).collect();
+            }),
+        ];
+        for (expected, tamper) in rows {
+            let mut image = image_of(&history);
+            tamper(&mut image);
+            let error = Whowas::from_image(image).expect_err(expected);
+            assert!(error.contains(expected), "{expected}: {error}");
+        }
     }
 }

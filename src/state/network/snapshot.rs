@@ -1,0 +1,291 @@
+//! Snapshots of a replica: the whole network state as bytes, so that a node that
+//! starts (or restarts) loads a recent one and applies only the log after its
+//! `applied` position, reaching the state of a node that applied the whole log.
+//!
+//! What is written is the state, not this node's memory layout: a channel's members
+//! are one flat list (partition by partition, each in its own order, which is NAMES
+//! order), and the loading node partitions them again for its own shards through the
+//! [`Members`] API. Indexes and counts that follow from the rest (who holds which
+//! nick, how many users are invisible or operators) are rebuilt rather than read, and
+//! everything read is checked ([`Network::from_snapshot`]): a corrupt snapshot is an
+//! error at load, never a replica that panics or drifts later. The bytes depend only
+//! on the state (what memory keeps in hash order is written sorted), so two replicas
+//! that agree write the same snapshot. Wire format: [`super::wire`].
+
+use super::channel::{Ban, Channel, Members, Membership, Topic, MAX_BANS, MAX_INVITES};
+use super::modes::ChannelModes;
+use super::server_bans::{ServerBan, ServerBans, MAX_SERVER_BANS};
+use super::users::User;
+use super::whowas::{Whowas, WhowasImage};
+use super::wire::{decode, encode, WireError};
+use super::Network;
+use crate::proto::CaselessKey;
+use crate::state::ClientId;
+use serde::ser::SerializeSeq;
+use serde::{Deserialize, Serialize, Serializer};
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+
+/// The layout of snapshots; bump it when anything in [`SnapshotImage`] changes shape.
+pub const SNAPSHOT_FORMAT: u8 = 1;
+
+/// A replica as written: borrowed from the [`Network`], field for field what
+/// [`SnapshotImage`] reads back.
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    applied: u64,
+    peak_users: usize,
+    claims: Vec<(ClientId, &'a CaselessKey)>,
+    users: Vec<(ClientId, &'a User)>,
+    channels: Vec<ChannelRef<'a>>,
+    whowas: &'a Whowas,
+    server_bans: Vec<&'a ServerBan>,
+}
+
+/// A replica as read, before [`rebuild`] checks it and builds the indexes.
+#[derive(Deserialize)]
+struct SnapshotImage {
+    applied: u64,
+    peak_users: usize,
+    claims: Vec<(ClientId, CaselessKey)>,
+    users: Vec<(ClientId, User)>,
+    channels: Vec<ChannelImage>,
+    whowas: WhowasImage,
+    server_bans: Vec<ServerBan>,
+}
+
+/// A channel as written; field for field what [`ChannelImage`] reads back.
+#[derive(Serialize)]
+struct ChannelRef<'a> {
+    name: &'a CaselessKey,
+    created: u64,
+    modes: &'a ChannelModes,
+    topic: &'a Option<Topic>,
+    bans: &'a [Ban],
+    excepts: &'a [Ban],
+    invite_exceptions: &'a [Ban],
+    members: FlatMembers<'a>,
+    invited: &'a [ClientId],
+}
+
+/// A channel as read.
+#[derive(Deserialize)]
+struct ChannelImage {
+    name: CaselessKey,
+    created: u64,
+    modes: ChannelModes,
+    topic: Option<Topic>,
+    bans: Vec<Ban>,
+    excepts: Vec<Ban>,
+    invite_exceptions: Vec<Ban>,
+    members: Vec<(ClientId, Membership)>,
+    invited: Vec<ClientId>,
+}
+
+/// Writes a channel's members as one list of `(ClientId, Membership)`, partition by
+/// partition in each partition's order, without collecting them first.
+struct FlatMembers<'a>(&'a Members);
+
+impl Serialize for FlatMembers<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut list = serializer.serialize_seq(Some(self.0.len()))?;
+        for member in self.0.iter() {
+            list.serialize_element(&member)?;
+        }
+        list.end()
+    }
+}
+
+impl<'a> ChannelRef<'a> {
+    fn new(channel: &'a Channel) -> ChannelRef<'a> {
+        ChannelRef {
+            name: &channel.name,
+            created: channel.created,
+            modes: &channel.modes,
+            topic: &channel.topic,
+            bans: &channel.bans,
+            excepts: &channel.excepts,
+            invite_exceptions: &channel.invite_exceptions,
+            members: FlatMembers(&channel.members),
+            invited: &channel.invited,
+        }
+    }
+}
+
+impl Network {
+    /// The whole replica as bytes, for [`Network::from_snapshot`] on any node. Costs
+    /// O(state) time and bytes plus sorting users and channels (so the bytes do not
+    /// depend on hash order); it reads the replica only.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let mut claims: Vec<_> = self.claims.iter().map(|(&id, nick)| (id, nick)).collect();
+        claims.sort_unstable_by_key(|&(id, _)| id);
+        let mut users: Vec<_> = self.users.iter().map(|(&id, user)| (id, user)).collect();
+        users.sort_unstable_by_key(|&(id, _)| id);
+        let mut channels: Vec<&Channel> = self.channels.values().collect();
+        channels.sort_unstable_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
+        encode(
+            SNAPSHOT_FORMAT,
+            &SnapshotRef {
+                applied: self.applied,
+                peak_users: self.peak_users,
+                claims,
+                users,
+                channels: channels.into_iter().map(ChannelRef::new).collect(),
+                whowas: &self.whowas,
+                server_bans: self.server_bans.iter().collect(),
+            },
+        )
+    }
+
+    /// A replica for a node of `shard_count` shards from bytes made by
+    /// [`Network::snapshot`] on any node (with any shard count). Apply the log from
+    /// [`Network::applied`]` + 1` on. Users' activity clocks are
+    /// [`Activity::remote`](super::Activity::remote).
+    ///
+    /// Refused with [`WireError::Inconsistent`] (besides malformed bytes): a nick held
+    /// twice; a client registered twice or both registered and claiming; a channel
+    /// named twice or without members; a member the users do not list, or a user
+    /// listing a channel it is not in; a member whose shard this node does not have;
+    /// a list past its bound (bans, invitations, server bans, WHOWAS).
+    pub fn from_snapshot(bytes: &[u8], shard_count: usize) -> Result<Network, WireError> {
+        let image: SnapshotImage = decode("snapshot", SNAPSHOT_FORMAT, bytes)?;
+        rebuild(image, shard_count).map_err(WireError::Inconsistent)
+    }
+}
+
+/// Checks `image` and builds the replica with its indexes; see
+/// [`Network::from_snapshot`]. O(state): one hash insert per nick, user, channel and
+/// member, one lookup per channel a user lists.
+fn rebuild(image: SnapshotImage, shard_count: usize) -> Result<Network, String> {
+    let mut network = Network::new(shard_count);
+    network.applied = image.applied;
+    network.whowas = Whowas::from_image(image.whowas)?;
+    if image.server_bans.len() > MAX_SERVER_BANS {
+        return Err(format!(
+            "{} server bans, more than {MAX_SERVER_BANS}",
+            image.server_bans.len()
+        ));
+    }
+    network.server_bans = ServerBans::new(image.server_bans);
+
+    let mut memberships = 0;
+    for channel in image.channels {
+        let channel = rebuild_channel(channel, shard_count)?;
+        memberships += channel.members.len();
+        match network.channels.entry(channel.name.clone()) {
+            Entry::Occupied(_) => return Err(format!("channel {} appears twice", channel.name)),
+            Entry::Vacant(slot) => slot.insert(channel),
+        };
+    }
+
+    let mut listed_memberships = 0;
+    let mut listed = HashSet::new();
+    for (id, mut user) in image.users {
+        listed.clear();
+        for name in &mut user.channels {
+            let Some((key, channel)) = network.channels.get_key_value(name) else {
+                return Err(format!("{} lists {name}, which does not exist", user.nick));
+            };
+            if !channel.members.contains(id) {
+                return Err(format!("{} lists {name}, which lacks it", user.nick));
+            }
+            if !listed.insert(key.clone()) {
+                return Err(format!("{} lists {name} twice", user.nick));
+            }
+            // The channel's own key: one shared name instead of a copy per member.
+            *name = key.clone();
+        }
+        listed_memberships += user.channels.len();
+        hold_nick(&mut network.nicks, &user.nick, id)?;
+        network.invisible += usize::from(user.invisible);
+        network.opers += usize::from(user.oper.is_some());
+        if network.users.insert(id, user).is_some() {
+            return Err(format!("client {id:?} is registered twice"));
+        }
+    }
+    // Every channel a user lists names a distinct membership: equal counts mean
+    // every membership is listed by its user.
+    if listed_memberships != memberships {
+        return Err(format!(
+            "channels have {memberships} members but users list {listed_memberships} channels"
+        ));
+    }
+
+    for (id, nick) in image.claims {
+        if network.users.contains_key(&id) {
+            return Err(format!("registered client {id:?} claims {nick}"));
+        }
+        hold_nick(&mut network.nicks, &nick, id)?;
+        if network.claims.insert(id, nick).is_some() {
+            return Err(format!("client {id:?} claims two nicks"));
+        }
+    }
+    network.peak_users = image.peak_users.max(network.users.len());
+    Ok(network)
+}
+
+/// Records that `id` holds or claims `nick`, which nobody else may.
+fn hold_nick(
+    nicks: &mut HashMap<CaselessKey, ClientId>,
+    nick: &CaselessKey,
+    id: ClientId,
+) -> Result<(), String> {
+    match nicks.entry(nick.clone()) {
+        Entry::Occupied(_) => Err(format!("nick {nick} is held twice")),
+        Entry::Vacant(slot) => {
+            slot.insert(id);
+            Ok(())
+        }
+    }
+}
+
+/// A channel from its image, its members partitioned for `shard_count` shards in the
+/// order they were written.
+fn rebuild_channel(image: ChannelImage, shard_count: usize) -> Result<Channel, String> {
+    let name = image.name;
+    for (list, entries) in [
+        ("bans", &image.bans),
+        ("ban exceptions", &image.excepts),
+        ("invite exceptions", &image.invite_exceptions),
+    ] {
+        if entries.len() > MAX_BANS {
+            return Err(format!(
+                "{name} has {} {list}, more than {MAX_BANS}",
+                entries.len()
+            ));
+        }
+    }
+    if image.invited.len() > MAX_INVITES {
+        return Err(format!(
+            "{name} has {} invitations, more than {MAX_INVITES}",
+            image.invited.len()
+        ));
+    }
+    if image.members.is_empty() {
+        return Err(format!("{name} has no members"));
+    }
+    let mut members = Members::new(shard_count);
+    for (id, membership) in image.members {
+        if usize::from(id.shard) >= shard_count {
+            return Err(format!(
+                "{name} has member {id:?} on shard {}; this node has {shard_count}",
+                id.shard
+            ));
+        }
+        if members.contains(id) {
+            return Err(format!("{name} lists member {id:?} twice"));
+        }
+        members.insert(id, membership);
+    }
+    Ok(Channel {
+        name,
+        created: image.created,
+        modes: image.modes,
+        topic: image.topic,
+        bans: image.bans,
+        excepts: image.excepts,
+        invite_exceptions: image.invite_exceptions,
+        members,
+        invited: image.invited,
+    })
+}

@@ -1,0 +1,674 @@
+//! Tests of [`Network::snapshot`] and [`Network::from_snapshot`]: a replica loaded from
+//! a snapshot, on a node with another shard count, then applying the rest of the log,
+//! must reach what the replica that applied the whole log reaches, outcome by outcome
+//! and in every observable detail; and corrupt snapshots are errors, never panics.
+
+use super::channel::MAX_BANS;
+use super::whowas::WHOWAS_LIMIT;
+use super::wire::corruptions;
+use super::*;
+use crate::state::slab::SlotKey;
+use std::sync::Arc;
+use std::time::Instant;
+
+fn client(shard: u16, index: u32) -> ClientId {
+    ClientId {
+        shard,
+        slot: SlotKey {
+            index,
+            generation: index % 3,
+        },
+    }
+}
+
+const ALICE: (u16, u32) = (0, 1);
+const BOB: (u16, u32) = (1, 1);
+const CAROL: (u16, u32) = (1, 2);
+const DAVE: (u16, u32) = (0, 2);
+const ERIN: (u16, u32) = (0, 3);
+const FRANK: (u16, u32) = (1, 3);
+const GRACE: (u16, u32) = (0, 4);
+const HEIDI: (u16, u32) = (1, 4);
+const IVAN: (u16, u32) = (0, 5);
+const MALLORY: (u16, u32) = (1, 5);
+
+fn id((shard, index): (u16, u32)) -> ClientId {
+    client(shard, index)
+}
+
+/// Every client the tests use, with the lobby crowd.
+fn everyone() -> Vec<ClientId> {
+    let named = [
+        ALICE, BOB, CAROL, DAVE, ERIN, FRANK, GRACE, HEIDI, IVAN, MALLORY,
+    ];
+    named
+        .into_iter()
+        .map(id)
+        .chain((0..CROWD).map(crowd))
+        .collect()
+}
+
+/// Every nickname the tests use.
+fn nicks() -> Vec<String> {
+    let named = [
+        "alice", "bob", "Bobby", "carol", "dave", "erin", "frank", "grace", "Heidi", "ivan",
+        "mallory", "nobody",
+    ];
+    named
+        .into_iter()
+        .map(String::from)
+        .chain((0..CROWD).map(|i| format!("crowd{i}")))
+        .chain((0..3).map(|i| format!("alice{i}")))
+        .collect()
+}
+
+const CROWD: u32 = 12;
+
+fn crowd(i: u32) -> ClientId {
+    client((i % 2) as u16, 100 + i)
+}
+
+fn claim(who: ClientId, nick: &str) -> Event {
+    Event::ClaimNick {
+        client: who,
+        nick: nick.into(),
+    }
+}
+
+fn register(who: ClientId, host: &str, signon: u64) -> Event {
+    Event::Register {
+        client: who,
+        user: "~u".into(),
+        host: host.into(),
+        realname: "Real Name".into(),
+        activity: Arc::new(Activity::new(Instant::now(), signon)),
+    }
+}
+
+fn join(who: ClientId, channel: &str, key: Option<&str>) -> Event {
+    Event::Join {
+        client: who,
+        channel: channel.into(),
+        key: key.map(|key| key.as_bytes().into()),
+        channel_limit: 20,
+    }
+}
+
+fn part(who: ClientId, channel: &str) -> Event {
+    Event::Part {
+        client: who,
+        channel: channel.into(),
+        reason: Some(b"later".as_slice().into()),
+    }
+}
+
+fn modes(who: ClientId, channel: &str, changes: Vec<ModeChange>) -> Event {
+    Event::ChangeModes {
+        client: who,
+        channel: channel.into(),
+        changes,
+    }
+}
+
+fn flag(add: bool, mode: char) -> ModeChange {
+    ModeChange::Flag { add, mode }
+}
+
+fn mask(list: MaskList, add: bool, mask: &str) -> ModeChange {
+    ModeChange::Mask {
+        list,
+        add,
+        mask: mask.into(),
+    }
+}
+
+fn member(add: bool, mode: char, nick: &str) -> ModeChange {
+    ModeChange::Member {
+        add,
+        mode,
+        nick: nick.into(),
+    }
+}
+
+fn change_nick(who: ClientId, nick: &str) -> Event {
+    Event::ChangeNick {
+        client: who,
+        nick: nick.into(),
+    }
+}
+
+fn quit(who: ClientId) -> Event {
+    Event::Quit {
+        client: who,
+        reason: "Quit: bye".into(),
+    }
+}
+
+fn server_ban(target: BanTarget) -> ServerBan {
+    ServerBan {
+        target,
+        reason: "abuse".into(),
+        set_by: "grace".into(),
+        expires_at: Some(5_000),
+    }
+}
+
+/// The log up to the snapshot: every kind of state a replica holds, including a
+/// pending claim, used-up and pending invitations, members reordered by removals,
+/// nick histories past the per-nick bound, and server bans.
+fn history() -> Vec<Event> {
+    let (alice, bob, carol, dave) = (id(ALICE), id(BOB), id(CAROL), id(DAVE));
+    let (erin, frank, grace) = (id(ERIN), id(FRANK), id(GRACE));
+    let mut log = Vec::new();
+    for (who, nick, host) in [
+        (alice, "alice", "192.0.2.1"),
+        (bob, "bob", "192.0.2.2"),
+        (carol, "carol", "192.0.2.3"),
+        (dave, "dave", "192.0.2.4"),
+        (erin, "erin", "192.0.2.5"),
+        (frank, "frank", "192.0.2.6"),
+        (grace, "grace", "192.0.2.7"),
+        (id(MALLORY), "mallory", "bad.example"),
+    ] {
+        log.push(claim(who, nick));
+        log.push(register(who, host, 1_000));
+    }
+    for i in 0..CROWD {
+        log.push(claim(crowd(i), &format!("crowd{i}")));
+        log.push(register(crowd(i), "198.51.100.1", 2_000 + u64::from(i)));
+        log.push(join(crowd(i), "#lobby", None));
+    }
+    for i in (0..CROWD).step_by(3) {
+        log.push(part(crowd(i), "#LOBBY"));
+    }
+    log.push(join(crowd(0), "#lobby", None));
+    log.push(claim(id(HEIDI), "Heidi"));
+    log.push(claim(id(IVAN), "ivan"));
+    log.push(Event::ReleaseNick { client: id(IVAN) });
+    log.push(join(alice, "#Rust", None));
+    for who in [bob, carol, dave, erin] {
+        log.push(join(who, "#rust", None));
+    }
+    log.push(modes(
+        alice,
+        "#rust",
+        vec![
+            ModeChange::Key {
+                add: true,
+                key: "sesame".into(),
+            },
+            ModeChange::Limit(Some(7)),
+            mask(MaskList::Ban, true, "*!*@bad.*"),
+            mask(MaskList::Ban, true, "*!*@192.0.2.66"),
+            mask(MaskList::Except, true, "carol!*@*"),
+            mask(MaskList::InviteException, true, "crowd1!*@*"),
+            member(true, 'v', "bob"),
+            member(true, 'o', "CAROL"),
+            flag(true, 'm'),
+            flag(true, 'i'),
+            flag(true, 's'),
+        ],
+    ));
+    log.push(Event::SetTopic {
+        client: alice,
+        channel: "#rust".into(),
+        text: b"Rust \xff talk".as_slice().into(),
+    });
+    log.push(Event::Invite {
+        client: alice,
+        target: "frank".into(),
+        channel: "#rust".into(),
+    });
+    log.push(Event::Invite {
+        client: carol,
+        target: "crowd2".into(),
+        channel: "#rust".into(),
+    });
+    log.push(join(crowd(2), "#rust", Some("sesame")));
+    log.push(Event::Invite {
+        client: carol,
+        target: "crowd6".into(),
+        channel: "#rust".into(),
+    });
+    log.push(Event::SetAway {
+        client: bob,
+        message: Some(b"lunch".as_slice().into()),
+    });
+    log.push(Event::SetInvisible {
+        client: carol,
+        invisible: true,
+    });
+    log.push(Event::SetInvisible {
+        client: crowd(3),
+        invisible: true,
+    });
+    log.push(Event::SetBot {
+        client: dave,
+        bot: true,
+    });
+    log.push(Event::SetRealname {
+        client: erin,
+        realname: "Erin E.".into(),
+    });
+    log.push(Event::SetWallops {
+        client: frank,
+        wallops: true,
+    });
+    log.push(Event::SetOper {
+        client: grace,
+        oper: Some("admin".into()),
+    });
+    log.push(Event::AddBan {
+        client: grace,
+        ban: server_ban(BanTarget::User("~evil@*".into())),
+    });
+    log.push(Event::AddBan {
+        client: grace,
+        ban: server_ban(BanTarget::Address("203.0.113.0/24".parse().expect("net"))),
+    });
+    log.push(Event::Kill {
+        client: grace,
+        target: "dave".into(),
+        reason: "spam".into(),
+    });
+    log.push(quit(dave));
+    for round in 0..20 {
+        let nick = if round % 2 == 0 { "Bobby" } else { "bob" };
+        log.push(change_nick(bob, nick));
+    }
+    log.push(quit(erin));
+    log.push(join(alice, "#quiet", None));
+    log.push(Event::SetTopic {
+        client: alice,
+        channel: "#quiet".into(),
+        text: b"shh".as_slice().into(),
+    });
+    log
+}
+
+/// The log after the snapshot: events whose outcome depends on what the snapshot
+/// carried (the claim, keys, limits, invitations, bans, exceptions, operators, member
+/// order, WHOWAS order), then enough renames to push WHOWAS past its bound.
+fn rest_of_log() -> Vec<Event> {
+    let (alice, bob, carol, frank, grace) = (id(ALICE), id(BOB), id(CAROL), id(FRANK), id(GRACE));
+    let mut log = vec![
+        register(id(HEIDI), "192.0.2.8", 3_000),
+        claim(id(IVAN), "heidi"),
+        claim(id(IVAN), "ivan"),
+        register(id(IVAN), "192.0.2.9", 3_001),
+        join(frank, "#rust", None),
+        join(frank, "#rust", Some("sesame")),
+        join(id(MALLORY), "#rust", Some("sesame")),
+        join(crowd(1), "#rust", Some("sesame")),
+        join(crowd(4), "#rust", Some("sesame")),
+        join(crowd(6), "#rust", Some("sesame")),
+        join(id(IVAN), "#rust", Some("sesame")),
+        Event::SetTopic {
+            client: bob,
+            channel: "#rust".into(),
+            text: b"not an op".as_slice().into(),
+        },
+        modes(
+            carol,
+            "#rust",
+            vec![
+                member(false, 'v', "bob"),
+                member(true, 'v', "nobody"),
+                member(true, 'o', "frank"),
+                ModeChange::Limit(None),
+                flag(false, 'i'),
+            ],
+        ),
+        join(id(MALLORY), "#rust", Some("sesame")),
+        modes(
+            carol,
+            "#rust",
+            vec![mask(MaskList::Ban, false, "*!*@BAD.*")],
+        ),
+        join(id(MALLORY), "#rust", Some("sesame")),
+        join(crowd(4), "#rust", Some("sesame")),
+        Event::Invite {
+            client: bob,
+            target: "grace".into(),
+            channel: "#rust".into(),
+        },
+        Event::Kick {
+            client: carol,
+            channel: "#rust".into(),
+            target: "alice".into(),
+            reason: b"bye".as_slice().into(),
+        },
+        part(carol, "#rust"),
+        quit(bob),
+        part(crowd(5), "#lobby"),
+        join(crowd(5), "#lobby", None),
+        join(id(HEIDI), "#lobby", None),
+        part(crowd(0), "#lobby"),
+        Event::RemoveBan {
+            client: grace,
+            target: BanTarget::User("~evil@*".into()),
+        },
+        Event::RemoveBan {
+            client: grace,
+            target: BanTarget::User("~evil@*".into()),
+        },
+        Event::ReplaceBans {
+            bans: vec![server_ban(BanTarget::User("~new@*".into()))],
+        },
+        Event::Wallops {
+            client: grace,
+            text: b"hello".as_slice().into(),
+        },
+        Event::SetOper {
+            client: grace,
+            oper: None,
+        },
+        Event::Wallops {
+            client: grace,
+            text: b"again".as_slice().into(),
+        },
+        Event::SetInvisible {
+            client: carol,
+            invisible: false,
+        },
+        quit(carol),
+        quit(crowd(3)),
+        part(alice, "#quiet"),
+        change_nick(id(IVAN), "Bobby"),
+    ];
+    for round in 0..WHOWAS_LIMIT + 100 {
+        log.push(change_nick(alice, &format!("alice{}", round % 3)));
+    }
+    log.push(change_nick(alice, "alice"));
+    log
+}
+
+/// A replica and the log position it has reached.
+struct Replica {
+    network: Network,
+    seq: u64,
+}
+
+impl Replica {
+    /// Applies `event` as the next log entry.
+    fn apply(&mut self, event: Event) -> Outcome {
+        self.seq += 1;
+        self.network.apply(&Sequenced {
+            seq: self.seq,
+            origin: 0,
+            at_unix: 10_000 + self.seq,
+            event,
+        })
+    }
+}
+
+fn replica_after_history() -> Replica {
+    let mut replica = Replica {
+        network: Network::new(2),
+        seq: 0,
+    };
+    for event in history() {
+        replica.apply(event);
+    }
+    replica
+}
+
+/// Users are the same but for where their activity clock lives: only its signon time
+/// travels between nodes.
+fn same_user(a: &User, b: &User) -> bool {
+    a.nick.as_str() == b.nick.as_str()
+        && a.user == b.user
+        && a.host == b.host
+        && a.realname == b.realname
+        && a.channels
+            .iter()
+            .map(CaselessKey::as_str)
+            .eq(b.channels.iter().map(CaselessKey::as_str))
+        && a.away == b.away
+        && a.invisible == b.invisible
+        && a.bot == b.bot
+        && a.oper == b.oper
+        && a.wallops == b.wallops
+        && a.activity.signon() == b.activity.signon()
+}
+
+fn same_outcome(a: &Outcome, b: &Outcome) -> bool {
+    match (a, b) {
+        (Outcome::Quit { user: a }, Outcome::Quit { user: b }) => same_user(a, b),
+        _ => a == b,
+    }
+}
+
+/// Everything a client could observe through either replica: nicks, users, channels
+/// with their members in NAMES order shard by shard, LUSERS counts, WHOWAS, bans.
+fn assert_same_state(a: &Network, b: &Network) {
+    assert_eq!(a.applied(), b.applied());
+    let counts = |n: &Network| {
+        (
+            n.user_count(),
+            n.invisible_count(),
+            n.oper_count(),
+            n.peak_user_count(),
+            n.channel_count(),
+            n.whowas().len(),
+        )
+    };
+    assert_eq!(counts(a), counts(b), "LUSERS counts and sizes");
+    for nick in nicks() {
+        assert_eq!(a.nick_owner(&nick), b.nick_owner(&nick), "owner of {nick}");
+        assert_eq!(
+            a.whowas().lookup(&nick).collect::<Vec<_>>(),
+            b.whowas().lookup(&nick).collect::<Vec<_>>(),
+            "WHOWAS {nick}"
+        );
+    }
+    for (who, user) in a.users() {
+        let theirs = b.user(who).expect("the same users");
+        assert!(same_user(user, theirs), "{user:?} vs {theirs:?}");
+    }
+    for channel in a.channels() {
+        let theirs = b.channel(channel.name.as_str()).expect("the same channels");
+        assert_eq!(channel.name.as_str(), theirs.name.as_str());
+        assert_eq!(channel.created, theirs.created);
+        assert_eq!(channel.modes, theirs.modes);
+        assert_eq!(channel.topic, theirs.topic);
+        assert_eq!(channel.bans, theirs.bans);
+        assert_eq!(channel.excepts, theirs.excepts);
+        assert_eq!(channel.invite_exceptions, theirs.invite_exceptions);
+        assert_eq!(channel.members.len(), theirs.members.len());
+        assert_eq!(channel.members.shards(), theirs.members.shards());
+        for shard in 0..ShardSet::MAX_SHARDS as u16 {
+            assert_eq!(
+                channel
+                    .members
+                    .on_shard_with_status(shard)
+                    .collect::<Vec<_>>(),
+                theirs
+                    .members
+                    .on_shard_with_status(shard)
+                    .collect::<Vec<_>>(),
+                "NAMES order of {} on shard {shard}",
+                channel.name
+            );
+        }
+        for who in everyone() {
+            assert_eq!(channel.has_invited(who), theirs.has_invited(who));
+        }
+    }
+    assert_eq!(
+        a.server_bans().iter().collect::<Vec<_>>(),
+        b.server_bans().iter().collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_loaded_snapshot_on_another_shard_count_follows_the_log_like_the_original() {
+    let mut original = replica_after_history();
+    let bytes = original.network.snapshot();
+    let mut loaded = Replica {
+        network: Network::from_snapshot(&bytes, 3).expect("loads"),
+        seq: original.seq,
+    };
+    assert_eq!(loaded.network.applied(), original.seq);
+    assert_same_state(&original.network, &loaded.network);
+    let reloaded = loaded.network.snapshot();
+    assert_eq!(loaded.network.whowas().lookup("erin").count(), 1);
+
+    // Compared after every event: a difference (in WHOWAS, say) could otherwise
+    // heal before the end.
+    let mut outcomes = Vec::new();
+    for event in rest_of_log() {
+        let theirs = loaded.apply(event.clone());
+        let ours = original.apply(event.clone());
+        assert!(
+            same_outcome(&ours, &theirs),
+            "{event:?}: {ours:?} vs {theirs:?}"
+        );
+        assert_same_state(&original.network, &loaded.network);
+        outcomes.push(ours);
+    }
+    assert_same_state(&original.network, &loaded.network);
+    assert!(reloaded == bytes, "the same state, the same snapshot");
+    assert!(loaded.network.snapshot() == original.network.snapshot());
+
+    // The rest of the log did depend on the snapshot: a sample of what it decided.
+    let refusals: Vec<Refusal> = outcomes
+        .iter()
+        .filter_map(|outcome| match outcome {
+            Outcome::Refused(refusal) => Some(*refusal),
+            _ => None,
+        })
+        .collect();
+    for expected in [
+        Refusal::NickInUse,
+        Refusal::BadKey,
+        Refusal::Banned,
+        Refusal::ChannelFull,
+        Refusal::NotOperator,
+        Refusal::NoSuchServerBan,
+        Refusal::NoPrivileges,
+        Refusal::InviteOnly,
+    ] {
+        assert!(refusals.contains(&expected), "{expected:?} in {refusals:?}");
+    }
+    assert_eq!(outcomes[0], Outcome::Registered, "the claim travelled");
+    assert_eq!(
+        original.network.whowas().lookup("erin").count(),
+        0,
+        "WHOWAS went past its bound and forgot the oldest"
+    );
+}
+
+#[test]
+fn a_snapshot_can_be_loaded_with_fewer_shards_only_if_its_members_fit() {
+    let original = replica_after_history();
+    let bytes = original.network.snapshot();
+    let error = Network::from_snapshot(&bytes, 1).expect_err("members live on shard 1");
+    assert!(
+        error.to_string().contains("on shard 1; this node has 1"),
+        "{error}"
+    );
+    let same = Network::from_snapshot(&bytes, 2).expect("loads");
+    assert_same_state(&original.network, &same);
+}
+
+#[test]
+fn an_empty_network_round_trips_in_a_few_bytes() {
+    let empty = Network::new(4);
+    let bytes = empty.snapshot();
+    assert!(bytes.len() < 16, "{bytes:?}");
+    let loaded = Network::from_snapshot(&bytes, 1).expect("loads");
+    assert_eq!(loaded.user_count(), 0);
+    assert_eq!(loaded.applied(), 0);
+}
+
+/// Each row breaks one invariant of a real replica before it is written; loading
+/// must refuse it with a message naming the problem.
+#[test]
+fn snapshots_that_break_an_invariant_are_refused() {
+    type Tamper = fn(&mut Network);
+    let rows: Vec<(&str, Tamper)> = vec![
+        ("lacks it", |n| {
+            let rust = n.channels.get_mut(Caseless::new("#rust")).expect("#rust");
+            rust.members.remove(id(ALICE));
+        }),
+        ("channels have", |n| {
+            n.users.remove(&id(ALICE));
+            n.nicks.remove(Caseless::new("alice"));
+        }),
+        ("which does not exist", |n| {
+            n.channels.remove(Caseless::new("#quiet"));
+        }),
+        ("twice", |n| {
+            let user = n.users.get_mut(&id(ALICE)).expect("alice");
+            user.channels.push(CaselessKey::new("#quiet"));
+        }),
+        ("held twice", |n| {
+            n.users.get_mut(&id(BOB)).expect("bob").nick = CaselessKey::new("ALICE");
+        }),
+        ("claims", |n| {
+            n.claims.insert(id(ALICE), CaselessKey::new("spare"));
+        }),
+        ("has no members", |n| {
+            let quiet = n.channels.get_mut(Caseless::new("#quiet")).expect("#quiet");
+            quiet.members.remove(id(ALICE));
+            n.users
+                .get_mut(&id(ALICE))
+                .expect("alice")
+                .channels
+                .retain(|c| c.as_str() != "#quiet");
+        }),
+        ("more than", |n| {
+            let quiet = n.channels.get_mut(Caseless::new("#quiet")).expect("#quiet");
+            for i in 0..=MAX_BANS {
+                quiet.bans.push(Ban {
+                    mask: format!("n{i}!*@*").into(),
+                    set_by: "alice".into(),
+                    set_at: 0,
+                });
+            }
+        }),
+    ];
+    for (expected, tamper) in rows {
+        let mut network = replica_after_history().network;
+        tamper(&mut network);
+        let error = Network::from_snapshot(&network.snapshot(), 2).expect_err(expected);
+        assert!(
+            matches!(error, WireError::Inconsistent(_)) && error.to_string().contains(expected),
+            "{expected}: {error}"
+        );
+    }
+}
+
+/// Truncated and corrupted snapshots decode to an error or to a replica that keeps
+/// working: it applies quits, joins, claims and bans without panicking.
+#[test]
+fn corrupt_snapshots_are_errors_or_working_replicas_never_panics() {
+    let bytes = replica_after_history().network.snapshot();
+    let (mut refused, mut accepted) = (0, 0);
+    for corrupt in corruptions(&bytes) {
+        let Ok(network) = Network::from_snapshot(&corrupt, 2) else {
+            refused += 1;
+            continue;
+        };
+        accepted += 1;
+        let mut replica = Replica {
+            seq: network.applied(),
+            network,
+        };
+        let mut ids: Vec<ClientId> = replica.network.users().map(|(who, _)| who).collect();
+        ids.extend(everyone());
+        for who in ids {
+            replica.apply(join(who, "#rust", Some("sesame")));
+            replica.apply(claim(who, "alice"));
+            replica.apply(change_nick(who, "zed"));
+            replica.apply(quit(who));
+            replica.apply(Event::ReleaseNick { client: who });
+        }
+        replica.apply(Event::ReplaceBans { bans: Vec::new() });
+    }
+    assert!(
+        refused > 0 && accepted > 0,
+        "{refused} refused, {accepted} accepted"
+    );
+}
