@@ -5,7 +5,9 @@
 //! What is written is the state, not this node's memory layout: a channel's members
 //! are one flat list (partition by partition, each in its own order, which is NAMES
 //! order), and the loading node partitions them again for its own shards through the
-//! [`Members`] API. Indexes and counts that follow from the rest (who holds which
+//! [`Members`] API; a user's channels are positions in the snapshot's channel list
+//! (a varint instead of a name per membership, and no name lookup when loading).
+//! Indexes and counts that follow from the rest (who holds which
 //! nick, how many users are invisible or operators) are rebuilt rather than read, and
 //! everything read is checked ([`Network::from_snapshot`]): a corrupt snapshot is an
 //! error at load, never a replica that panics or drifts later. The bytes depend only
@@ -15,16 +17,17 @@
 use super::channel::{Ban, Channel, Members, Membership, Topic, MAX_BANS, MAX_INVITES};
 use super::modes::ChannelModes;
 use super::server_bans::{ServerBan, ServerBans, MAX_SERVER_BANS};
-use super::users::User;
+use super::users::{Activity, User};
 use super::whowas::{Whowas, WhowasImage};
 use super::wire::{decode, encode, WireError};
 use super::Network;
-use crate::proto::CaselessKey;
+use crate::proto::{Caseless, CaselessKey};
 use crate::state::ClientId;
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Serialize, Serializer};
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// The layout of snapshots; bump it when anything in [`SnapshotImage`] changes shape.
 pub const SNAPSHOT_FORMAT: u8 = 1;
@@ -36,8 +39,8 @@ struct SnapshotRef<'a> {
     applied: u64,
     peak_users: usize,
     claims: Vec<(ClientId, &'a CaselessKey)>,
-    users: Vec<(ClientId, &'a User)>,
     channels: Vec<ChannelRef<'a>>,
+    users: Vec<(ClientId, UserRef<'a>)>,
     whowas: &'a Whowas,
     server_bans: Vec<&'a ServerBan>,
 }
@@ -48,10 +51,44 @@ struct SnapshotImage {
     applied: u64,
     peak_users: usize,
     claims: Vec<(ClientId, CaselessKey)>,
-    users: Vec<(ClientId, User)>,
     channels: Vec<ChannelImage>,
+    users: Vec<(ClientId, UserImage)>,
     whowas: WhowasImage,
     server_bans: Vec<ServerBan>,
+}
+
+/// A user as written; field for field what [`UserImage`] reads back.
+#[derive(Serialize)]
+struct UserRef<'a> {
+    nick: &'a CaselessKey,
+    user: &'a str,
+    host: &'a str,
+    realname: &'a str,
+    /// Positions in the snapshot's channel list, in the user's order.
+    channels: Vec<u32>,
+    away: &'a Option<Box<[u8]>>,
+    invisible: bool,
+    bot: bool,
+    oper: &'a Option<Box<str>>,
+    wallops: bool,
+    /// All that travels of the activity clock; see [`Activity`].
+    signon_unix: u64,
+}
+
+/// A user as read.
+#[derive(Deserialize)]
+struct UserImage {
+    nick: CaselessKey,
+    user: Box<str>,
+    host: Box<str>,
+    realname: Box<str>,
+    channels: Vec<u32>,
+    away: Option<Box<[u8]>>,
+    invisible: bool,
+    bot: bool,
+    oper: Option<Box<str>>,
+    wallops: bool,
+    signon_unix: u64,
 }
 
 /// A channel as written; field for field what [`ChannelImage`] reads back.
@@ -112,6 +149,61 @@ impl<'a> ChannelRef<'a> {
     }
 }
 
+impl<'a> UserRef<'a> {
+    /// `user` with its channels as positions: found by the address of the channel's
+    /// own name (a user's list holds clones of it, see `apply`), else by name. A name
+    /// found neither way (a broken replica) is written as the list's length, which
+    /// loading refuses.
+    fn new(user: &'a User, positions: &ChannelPositions<'_>) -> UserRef<'a> {
+        UserRef {
+            nick: &user.nick,
+            user: &user.user,
+            host: &user.host,
+            realname: &user.realname,
+            channels: user
+                .channels
+                .iter()
+                .map(|name| positions.of(name))
+                .collect(),
+            away: &user.away,
+            invisible: user.invisible,
+            bot: user.bot,
+            oper: &user.oper,
+            wallops: user.wallops,
+            signon_unix: user.activity.signon(),
+        }
+    }
+}
+
+/// Where each channel is in the snapshot's channel list.
+struct ChannelPositions<'a> {
+    by_address: HashMap<*const u8, u32>,
+    by_name: HashMap<&'a Caseless, u32>,
+}
+
+impl<'a> ChannelPositions<'a> {
+    fn new(channels: &[&'a Channel]) -> ChannelPositions<'a> {
+        let positions = || (0..).zip(channels.iter());
+        ChannelPositions {
+            by_address: positions()
+                .map(|(at, c)| (c.name.as_str().as_ptr(), at))
+                .collect(),
+            by_name: positions()
+                .map(|(at, c)| (Caseless::new(c.name.as_str()), at))
+                .collect(),
+        }
+    }
+
+    fn of(&self, name: &CaselessKey) -> u32 {
+        let missing = u32::try_from(self.by_name.len()).unwrap_or(u32::MAX);
+        self.by_address
+            .get(&name.as_str().as_ptr())
+            .or_else(|| self.by_name.get(Caseless::new(name.as_str())))
+            .copied()
+            .unwrap_or(missing)
+    }
+}
+
 impl Network {
     /// The whole replica as bytes, for [`Network::from_snapshot`] on any node. Costs
     /// O(state) time and bytes plus sorting users and channels (so the bytes do not
@@ -119,18 +211,23 @@ impl Network {
     pub fn snapshot(&self) -> Vec<u8> {
         let mut claims: Vec<_> = self.claims.iter().map(|(&id, nick)| (id, nick)).collect();
         claims.sort_unstable_by_key(|&(id, _)| id);
-        let mut users: Vec<_> = self.users.iter().map(|(&id, user)| (id, user)).collect();
-        users.sort_unstable_by_key(|&(id, _)| id);
         let mut channels: Vec<&Channel> = self.channels.values().collect();
         channels.sort_unstable_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
+        let positions = ChannelPositions::new(&channels);
+        let mut users: Vec<_> = self
+            .users
+            .iter()
+            .map(|(&id, user)| (id, UserRef::new(user, &positions)))
+            .collect();
+        users.sort_unstable_by_key(|&(id, _)| id);
         encode(
             SNAPSHOT_FORMAT,
             &SnapshotRef {
                 applied: self.applied,
                 peak_users: self.peak_users,
                 claims,
-                users,
                 channels: channels.into_iter().map(ChannelRef::new).collect(),
+                users,
                 whowas: &self.whowas,
                 server_bans: self.server_bans.iter().collect(),
             },
@@ -168,33 +265,17 @@ fn rebuild(image: SnapshotImage, shard_count: usize) -> Result<Network, String> 
     }
     network.server_bans = ServerBans::new(image.server_bans);
 
-    let mut memberships = 0;
-    for channel in image.channels {
-        let channel = rebuild_channel(channel, shard_count)?;
-        memberships += channel.members.len();
-        match network.channels.entry(channel.name.clone()) {
-            Entry::Occupied(_) => return Err(format!("channel {} appears twice", channel.name)),
-            Entry::Vacant(slot) => slot.insert(channel),
-        };
-    }
+    let mut channels = image
+        .channels
+        .into_iter()
+        .map(|channel| rebuild_channel(channel, shard_count))
+        .collect::<Result<Vec<Channel>, String>>()?;
+    let memberships: usize = channels.iter().map(|c| c.members.len()).sum();
 
     let mut listed_memberships = 0;
-    let mut listed = HashSet::new();
-    for (id, mut user) in image.users {
-        listed.clear();
-        for name in &mut user.channels {
-            let Some((key, channel)) = network.channels.get_key_value(name) else {
-                return Err(format!("{} lists {name}, which does not exist", user.nick));
-            };
-            if !channel.members.contains(id) {
-                return Err(format!("{} lists {name}, which lacks it", user.nick));
-            }
-            if !listed.insert(key.clone()) {
-                return Err(format!("{} lists {name} twice", user.nick));
-            }
-            // The channel's own key: one shared name instead of a copy per member.
-            *name = key.clone();
-        }
+    let mut listed = vec![false; channels.len()];
+    for (id, image) in image.users {
+        let user = rebuild_user(image, id, &channels, &mut listed)?;
         listed_memberships += user.channels.len();
         hold_nick(&mut network.nicks, &user.nick, id)?;
         network.invisible += usize::from(user.invisible);
@@ -203,12 +284,18 @@ fn rebuild(image: SnapshotImage, shard_count: usize) -> Result<Network, String> 
             return Err(format!("client {id:?} is registered twice"));
         }
     }
-    // Every channel a user lists names a distinct membership: equal counts mean
-    // every membership is listed by its user.
+    // Every position a user lists is a distinct membership of that user: equal
+    // counts mean every membership is listed by its user.
     if listed_memberships != memberships {
         return Err(format!(
             "channels have {memberships} members but users list {listed_memberships} channels"
         ));
+    }
+    for channel in channels.drain(..) {
+        match network.channels.entry(channel.name.clone()) {
+            Entry::Occupied(_) => return Err(format!("channel {} appears twice", channel.name)),
+            Entry::Vacant(slot) => slot.insert(channel),
+        };
     }
 
     for (id, nick) in image.claims {
@@ -222,6 +309,49 @@ fn rebuild(image: SnapshotImage, shard_count: usize) -> Result<Network, String> 
     }
     network.peak_users = image.peak_users.max(network.users.len());
     Ok(network)
+}
+
+/// The user `id` from its image, its channels named by the channels' own keys (one
+/// shared name, not a copy per member). Each position must be in `channels`, name a
+/// channel that has `id` as a member, and appear once; `listed` is scratch space,
+/// all `false` before and after a call that succeeds.
+fn rebuild_user(
+    image: UserImage,
+    id: ClientId,
+    channels: &[Channel],
+    listed: &mut [bool],
+) -> Result<User, String> {
+    let nick = image.nick;
+    let mut names = Vec::with_capacity(image.channels.len());
+    for &position in &image.channels {
+        let Some(channel) = channels.get(position as usize) else {
+            let count = channels.len();
+            return Err(format!("{nick} lists channel {position} of {count}"));
+        };
+        if !channel.members.contains(id) {
+            return Err(format!("{nick} lists {}, which lacks it", channel.name));
+        }
+        if std::mem::replace(&mut listed[position as usize], true) {
+            return Err(format!("{nick} lists {} twice", channel.name));
+        }
+        names.push(channel.name.clone());
+    }
+    for &position in &image.channels {
+        listed[position as usize] = false;
+    }
+    Ok(User {
+        nick,
+        user: image.user,
+        host: image.host,
+        realname: image.realname,
+        channels: names,
+        away: image.away,
+        invisible: image.invisible,
+        bot: image.bot,
+        oper: image.oper,
+        wallops: image.wallops,
+        activity: Arc::new(Activity::remote(image.signon_unix)),
+    })
 }
 
 /// Records that `id` holds or claims `nick`, which nobody else may.

@@ -596,7 +596,7 @@ fn snapshots_that_break_an_invariant_are_refused() {
             n.users.remove(&id(ALICE));
             n.nicks.remove(Caseless::new("alice"));
         }),
-        ("which does not exist", |n| {
+        ("lists channel 2 of 2", |n| {
             n.channels.remove(Caseless::new("#quiet"));
         }),
         ("twice", |n| {

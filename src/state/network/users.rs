@@ -4,7 +4,6 @@
 
 use crate::proto::mask::wildcard_match;
 use crate::proto::CaselessKey;
-use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -101,7 +100,7 @@ pub mod signon_only {
 }
 
 /// A registered user as every shard's replica holds it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct User {
     /// The nickname, spelled as chosen.
     pub nick: CaselessKey,
@@ -126,7 +125,6 @@ pub struct User {
     /// User mode `+w`: receives WALLOPS.
     pub wallops: bool,
     /// Signon and idle times; see [`Activity`] (only the signon travels).
-    #[serde(with = "signon_only")]
     pub activity: Arc<Activity>,
 }
 
