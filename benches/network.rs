@@ -13,6 +13,7 @@ use std::time::Instant;
 
 fn client(index: u32) -> ClientId {
     ClientId {
+        node: 0,
         shard: (index % 2) as u16,
         slot: SlotKey {
             index,
@@ -31,6 +32,7 @@ impl Replica {
     fn apply(&mut self, event: Event) {
         self.seq += 1;
         black_box(self.network.apply(&Sequenced {
+            proposal: 0,
             seq: self.seq,
             origin: 0,
             at_unix: 0,

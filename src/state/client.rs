@@ -12,9 +12,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-/// Names a client anywhere in the server: its shard and its slot there.
+/// Names a client anywhere in the network: its node, its shard there and its slot
+/// in that shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ClientId {
+    /// The node (server process) of a cluster the connection lives on; 0 when alone.
+    pub node: u16,
     /// The shard the connection lives on for its whole life.
     pub shard: u16,
     /// The slot in that shard's client slab; stale once the client is gone.
