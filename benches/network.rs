@@ -5,10 +5,13 @@
 //!
 //! And the cost of moving it between nodes: encoding and decoding one event, and
 //! snapshotting and loading a replica of 10,000 users in 1,000 channels (each user in
-//! 10 channels, so 100 members a channel); the snapshot's size is printed.
+//! 10 channels, so 100 members a channel) and loading it on another node; the
+//! snapshot's size is printed.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ringchat::state::network::{decode_event, encode_event, Activity, Event, Network, Sequenced};
+use ringchat::state::network::{
+    decode_event, encode_event, Activity, Event, Layout, Network, Sequenced,
+};
 use ringchat::state::slab::SlotKey;
 use ringchat::state::ClientId;
 use std::hint::black_box;
@@ -17,6 +20,7 @@ use std::time::Instant;
 
 fn client(index: u32) -> ClientId {
     ClientId {
+        node: 0,
         shard: (index % 2) as u16,
         slot: SlotKey {
             index,
@@ -35,6 +39,7 @@ impl Replica {
     fn apply(&mut self, event: Event) {
         self.seq += 1;
         black_box(self.network.apply(&Sequenced {
+            proposal: 0,
             seq: self.seq,
             origin: 0,
             at_unix: 0,
@@ -152,11 +157,16 @@ fn snapshot(c: &mut Criterion) {
         "snapshot of 10,000 users in 1,000 channels (100,000 memberships): {} bytes",
         bytes.len()
     );
+    // Loaded as a node joining the cluster would: node 1, whose layout differs.
+    let another_node = Layout {
+        node: 1,
+        shard_count: 2,
+    };
     let mut group = c.benchmark_group("snapshot_10k_users_1k_channels");
     group.sample_size(10);
     group.bench_function("snapshot", |b| b.iter(|| replica.network.snapshot()));
     group.bench_function("from_snapshot", |b| {
-        b.iter(|| Network::from_snapshot(black_box(&bytes), 4).expect("loads"))
+        b.iter(|| Network::from_snapshot(black_box(&bytes), another_node).expect("loads"))
     });
     group.finish();
 }

@@ -140,4 +140,30 @@ pub struct Cli {
     /// Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9100) [default: off].
     #[arg(long, env = "RINGCHAT_METRICS", value_name = "ADDR")]
     pub metrics: Option<String>,
+    /// Join a cluster through these NATS servers (comma list of nats://HOST:PORT; the
+    /// cluster is named by --network) [default: run alone].
+    #[arg(
+        long,
+        env = "RINGCHAT_CLUSTER",
+        value_delimiter = ',',
+        value_name = "URLS"
+    )]
+    pub cluster: Vec<String>,
+    /// This node's number in the cluster, unique among its nodes (0-31).
+    #[arg(long, env = "RINGCHAT_NODE_ID", default_value_t = 0)]
+    pub node_id: u16,
+    /// NATS credentials file (.creds: JWT and NKey seed) for the cluster connection.
+    #[arg(long, env = "RINGCHAT_CLUSTER_CREDENTIALS", value_name = "FILE")]
+    pub cluster_credentials: Option<PathBuf>,
+    /// PEM file of CA certificates that the NATS servers' TLS certificates must chain
+    /// to; TLS is then required on the cluster connection.
+    #[arg(long, env = "RINGCHAT_CLUSTER_CA", value_name = "FILE")]
+    pub cluster_ca: Option<PathBuf>,
+    /// Seconds without a heartbeat after which another node is declared lost and its
+    /// users quit.
+    #[arg(long, env = "RINGCHAT_NODE_TIMEOUT", default_value_t = 5)]
+    pub node_timeout: u64,
+    /// Events between two snapshots of the network state written to the cluster.
+    #[arg(long, env = "RINGCHAT_SNAPSHOT_EVERY", default_value_t = 10_000)]
+    pub snapshot_every: u64,
 }

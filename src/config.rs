@@ -7,7 +7,7 @@
 //! control off.
 
 use crate::opers::OperBlock;
-use crate::state::network::ServerBan;
+use crate::state::network::{Layout, ServerBan};
 use crate::state::sources::SourceLimits;
 use crate::state::ShardSet;
 use crate::tls::TlsFiles;
@@ -55,6 +55,8 @@ pub struct StsPolicy {
 /// Everything the server needs to know at start.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
+    /// Run as one node of a cluster (`--cluster`); `None`: alone.
+    pub cluster: Option<ClusterConfig>,
     /// Addresses to listen on (each shard binds every one with SO_REUSEPORT).
     pub listen: Vec<SocketAddr>,
     /// Addresses to listen on with TLS, bound by every shard like `listen`.
@@ -126,6 +128,20 @@ impl Config {
                 format!("must be between 1 and {}", ShardSet::MAX_SHARDS),
             );
         }
+        if let Some(cluster) = &self.cluster {
+            let places = self.shards + cluster.node as usize + 1;
+            if places > Layout::MAX_PLACES {
+                return invalid(
+                    "node-id",
+                    format!(
+                        "with {} shards must be below {} (shards plus node numbers share {} places)",
+                        self.shards,
+                        Layout::MAX_PLACES - self.shards,
+                        Layout::MAX_PLACES
+                    ),
+                );
+            }
+        }
         if self.listen.is_empty() {
             return invalid("listen", "needs at least one address".to_owned());
         }
@@ -153,6 +169,7 @@ impl Config {
     /// A config for tests and embedding: loopback, ephemeral port, one shard.
     pub fn loopback() -> Config {
         Config {
+            cluster: None,
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
             shards: 1,
             ..Config::default()
@@ -163,6 +180,7 @@ impl Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            cluster: None,
             listen: vec![SocketAddr::from(([0, 0, 0, 0], 6667))],
             tls_listen: Vec::new(),
             tls: None,
@@ -192,6 +210,23 @@ impl Default for Config {
             server_bans: Vec::new(),
         }
     }
+}
+
+/// How this node joins a cluster; see `crate::cluster`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// NATS server URLs (`nats://host:port`).
+    pub servers: Vec<String>,
+    /// This node's number, unique in the cluster.
+    pub node: u16,
+    /// A NATS `.creds` file, if the servers require one.
+    pub credentials: Option<PathBuf>,
+    /// CA certificates for TLS to NATS; TLS is required when set.
+    pub ca: Option<PathBuf>,
+    /// Silence after which another node is declared lost.
+    pub node_timeout: Duration,
+    /// Events between two snapshots.
+    pub snapshot_every: u64,
 }
 
 /// Receive buffers per shard under `--io ring`: 256 × 4 KiB = 1 MiB, shared by all

@@ -54,6 +54,12 @@ pub struct FileSettings {
     pub log_format: Option<LogFormat>,
     pub log_file: Option<PathBuf>,
     pub metrics: Option<String>,
+    pub cluster: Option<Vec<String>>,
+    pub node_id: Option<u16>,
+    pub cluster_credentials: Option<PathBuf>,
+    pub cluster_ca: Option<PathBuf>,
+    pub node_timeout: Option<u64>,
+    pub snapshot_every: Option<u64>,
     /// Operator accounts, one `[[oper]]` table each.
     pub oper: Option<Vec<OperSettings>>,
 }

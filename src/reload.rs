@@ -89,6 +89,7 @@ fn needing_restart(running: &Settings, fresh: &Settings) -> Vec<&'static str> {
         ),
         ("shards", old.shards != new.shards),
         ("io", old.io != new.io),
+        ("cluster", old.cluster != new.cluster),
         ("metrics", running.metrics != fresh.metrics),
         ("log-format", running.log_format != fresh.log_format),
         ("log-file", running.log_file != fresh.log_file),

@@ -9,7 +9,7 @@
 
 use crate::ban_file;
 use crate::cli::Cli;
-use crate::config::{available_cores, default_max_clients, Config, StsPolicy};
+use crate::config::{available_cores, default_max_clients, ClusterConfig, Config, StsPolicy};
 use crate::config_file::{ConfigFile, OperSettings};
 use crate::logging::LogFormat;
 use crate::opers::{check_hash, OperBlock};
@@ -59,6 +59,7 @@ impl Settings {
             .map(|file| file.settings.clone())
             .unwrap_or_default();
 
+        let cluster = cluster(&mut merge, cli, &f)?;
         let listen = merge.value("listen", &cli.listen, f.listen);
         let listen = resolve_all(&listen).map_err(|problem| merge.error("listen", problem))?;
         let tls_listen = merge.value("tls-listen", &cli.tls_listen, f.tls_listen);
@@ -93,6 +94,7 @@ impl Settings {
             .transpose()
             .map_err(|problem| merge.error("metrics", problem))?;
         let config = Config {
+            cluster,
             listen,
             tls_listen,
             tls,
@@ -195,6 +197,51 @@ impl Settings {
             config_file: config_file.map(Path::to_owned),
         })
     }
+}
+
+/// The cluster settings when `cluster` names NATS servers; checked here because
+/// each key needs its own flag or file position in the error.
+fn cluster(
+    merge: &mut Merge<'_>,
+    cli: &Cli,
+    f: &crate::config_file::FileSettings,
+) -> anyhow::Result<Option<ClusterConfig>> {
+    let servers = merge.value("cluster", &cli.cluster, f.cluster.clone());
+    let servers: Vec<String> = servers.into_iter().filter(|s| !s.is_empty()).collect();
+    let node = merge.value("node-id", &cli.node_id, f.node_id);
+    let credentials = merge.path(
+        "cluster-credentials",
+        &cli.cluster_credentials,
+        f.cluster_credentials.clone(),
+    );
+    let ca = merge.path("cluster-ca", &cli.cluster_ca, f.cluster_ca.clone());
+    let node_timeout = merge.value("node-timeout", &cli.node_timeout, f.node_timeout);
+    let snapshot_every = merge.value("snapshot-every", &cli.snapshot_every, f.snapshot_every);
+    if servers.is_empty() {
+        return Ok(None);
+    }
+    for server in &servers {
+        if !(server.starts_with("nats://") || server.starts_with("tls://")) {
+            return Err(merge.error(
+                "cluster",
+                format!("{server:?} is not a nats://HOST:PORT or tls://HOST:PORT address"),
+            ));
+        }
+    }
+    if node_timeout == 0 {
+        return Err(merge.error("node-timeout", "must be at least 1 second"));
+    }
+    if snapshot_every == 0 {
+        return Err(merge.error("snapshot-every", "must be at least 1 event"));
+    }
+    Ok(Some(ClusterConfig {
+        servers,
+        node,
+        credentials,
+        ca,
+        node_timeout: seconds(node_timeout),
+        snapshot_every,
+    }))
 }
 
 /// The ban file's name, in the config file's directory.

@@ -2,12 +2,14 @@
 //!
 //! Owns: flag definitions, defaults and value parsers. Must not: run anything.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 /// Latency and throughput benchmark for any IRC server (open loop, coordinated-omission
 /// free, every delivery verified).
@@ -75,9 +77,10 @@ pub enum Command {
 /// Flags every scenario has.
 #[derive(Debug, Clone, Args, Serialize)]
 pub struct CommonArgs {
-    /// Server address.
+    /// Server address, or a comma-separated list of a cluster's nodes
+    /// (`127.0.0.1:6667,127.0.0.1:6668`): the clients are spread round robin over them.
     #[arg(short, long, default_value = "127.0.0.1:6667")]
-    pub addr: SocketAddr,
+    pub addr: ServerAddrs,
     /// Server password (sent with PASS before registering).
     #[arg(long)]
     #[serde(skip)]
@@ -96,9 +99,11 @@ pub struct CommonArgs {
     /// 0 = one per 25,000 clients when the server is on 127.0.0.0/8.
     #[arg(long, default_value_t = 0)]
     pub source_ips: u32,
-    /// Server process to sample (CPU seconds and RSS over the measured window, /proc).
-    #[arg(long)]
-    pub server_pid: Option<u32>,
+    /// Server process to sample (CPU seconds and RSS over the measured window, /proc);
+    /// a comma-separated list for a cluster (`123,456`): their sum is reported, and
+    /// each one's share.
+    #[arg(long, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
     /// Pin loadgen to this CPU core (with --threads N: thread i to core CPU+i).
     #[arg(long)]
     pub cpu: Option<usize>,
@@ -142,6 +147,62 @@ impl CommonArgs {
     /// True when the clients connect over TLS.
     pub fn tls_wanted(&self) -> bool {
         self.tls
+    }
+}
+
+/// The servers of `--addr`: one address, or the nodes of a cluster, in the order given
+/// (client assignment depends on it). Never empty, no address twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerAddrs(Vec<SocketAddr>);
+
+impl ServerAddrs {
+    /// Every address, in the order given.
+    pub fn all(&self) -> &[SocketAddr] {
+        &self.0
+    }
+
+    /// The first address (the only one, without a cluster).
+    pub fn first(&self) -> SocketAddr {
+        self.0[0]
+    }
+}
+
+impl FromStr for ServerAddrs {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let mut addrs: Vec<SocketAddr> = Vec::new();
+        for item in text.split(',') {
+            let item = item.trim();
+            let addr: SocketAddr = item
+                .parse()
+                .map_err(|_| format!("{item:?} is not an IP:PORT address (e.g. 127.0.0.1:6667)"))?;
+            if addrs.contains(&addr) {
+                return Err(format!("{addr} is listed twice"));
+            }
+            addrs.push(addr);
+        }
+        Ok(Self(addrs))
+    }
+}
+
+impl fmt::Display for ServerAddrs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, addr) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{addr}")?;
+        }
+        Ok(())
+    }
+}
+
+/// As the flag was written (`"127.0.0.1:6667"`, or a comma-separated list), so a
+/// single address reads in the JSON as it always did.
+impl Serialize for ServerAddrs {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }
 
@@ -282,6 +343,32 @@ mod tests {
             Cli::try_parse_from(["loadgen", "fanout", "--rate", "100,200,500"]).expect("parses");
         match cli.command {
             Command::Fanout { traffic, .. } => assert_eq!(traffic.rate, vec![100.0, 200.0, 500.0]),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn address_lists() {
+        let one: ServerAddrs = "127.0.0.1:6667".parse().expect("one");
+        assert_eq!(one.all().len(), 1);
+        assert_eq!(one.to_string(), "127.0.0.1:6667");
+        let two: ServerAddrs = "127.0.0.1:1, 127.0.0.2:2".parse().expect("two");
+        assert_eq!(two.first(), SocketAddr::from(([127, 0, 0, 1], 1)));
+        assert_eq!(two.to_string(), "127.0.0.1:1,127.0.0.2:2");
+        assert_eq!(
+            serde_json::to_value(&two).expect("serializes"),
+            serde_json::json!("127.0.0.1:1,127.0.0.2:2")
+        );
+        let twice = "127.0.0.1:1,127.0.0.1:1"
+            .parse::<ServerAddrs>()
+            .unwrap_err();
+        assert!(twice.contains("listed twice"), "{twice}");
+        assert!("127.0.0.1:1,".parse::<ServerAddrs>().is_err());
+        assert!("localhost".parse::<ServerAddrs>().is_err());
+        let cli =
+            Cli::try_parse_from(["loadgen", "idle", "--server-pid", "12,34"]).expect("parses");
+        match cli.command {
+            Command::Idle { common, .. } => assert_eq!(common.server_pid, vec![12, 34]),
             other => panic!("unexpected {other:?}"),
         }
     }

@@ -100,6 +100,14 @@ fn scenario_params(report: &Report) -> BTreeMap<String, String> {
     flatten("", &report.params, &mut out);
     out.retain(|k, _| !NOT_SCENARIO_PARAMS.contains(&k.as_str()));
     out.insert("scenario".to_string(), report.scenario.clone());
+    // Where the servers are does not matter, how many there are does: one node and a
+    // cluster of two are different scenarios.
+    let servers = report
+        .params
+        .get("addr")
+        .and_then(|a| a.as_str())
+        .map_or(1, |a| a.split(',').count());
+    out.insert("servers".to_string(), servers.to_string());
     out
 }
 
@@ -518,6 +526,15 @@ mod tests {
             "{}",
             c.table
         );
+    }
+
+    #[test]
+    fn a_cluster_is_not_compared_with_one_server() {
+        let base = five([100_000.0; 5], [200_000; 5]);
+        let mut new = five([100_000.0; 5], [200_000; 5]);
+        new.params["addr"] = serde_json::json!("127.0.0.1:1,127.0.0.1:2");
+        let c = compare(&base, &new, &STRICT);
+        assert_eq!(c.param_diff.as_deref(), Some("servers 1 vs 2"));
     }
 
     #[test]

@@ -24,7 +24,7 @@ use tokio_rustls::client::TlsStream;
 
 use crate::clock::now_ns;
 use crate::irc::{classify, Line, LineSplitter};
-use crate::procstat::ProcUsage;
+use crate::procstat::{ProcUsage, ServerUsage};
 use crate::stats::{Recorder, SenderTrack};
 use crate::team::Team;
 use crate::tls::TlsClient;
@@ -66,7 +66,7 @@ pub struct RunShared {
     pub server_version: RefCell<Option<String>>,
     /// The first thread's sample of the server's and loadgen's usage over the last
     /// step's measured window, taken when the step's figures are merged.
-    pub window_usage: Cell<Option<(Option<ProcUsage>, ProcUsage)>>,
+    pub window_usage: Cell<Option<(Option<ServerUsage>, ProcUsage)>>,
 }
 
 impl RunShared {
@@ -291,13 +291,14 @@ pub struct ClientPlan {
     pub channel: Option<String>,
     /// Senders in that channel: the size of its per-sender tracking table.
     pub senders_in_channel: u32,
+    /// The server it connects to (one of `--addr`).
+    pub addr: SocketAddr,
     /// Local address to connect from (spreads ports over loopback addresses).
     pub source_ip: Option<IpAddr>,
 }
 
 /// Settings every client's setup shares.
 pub struct SetupConfig {
-    pub addr: SocketAddr,
     pub password: Option<String>,
     /// Connect over TLS with these settings (`--tls`).
     pub tls: Option<TlsClient>,
@@ -402,9 +403,9 @@ async fn set_up(
     plan: &ClientPlan,
     reader: &mut Reader,
 ) -> Result<(Rc<Conn>, ReadSide), String> {
-    let stream = connect(setup.addr, plan.source_ip)
+    let stream = connect(plan.addr, plan.source_ip)
         .await
-        .map_err(|e| format!("cannot connect to {}: {e}", setup.addr))?;
+        .map_err(|e| format!("cannot connect to {}: {e}", plan.addr))?;
     let (mut socket, write) = match &setup.tls {
         None => {
             let (read, write) = stream.into_split();
@@ -413,9 +414,9 @@ async fn set_up(
         Some(tls) => {
             let stream = tls
                 .connector
-                .connect(tls.server_name.clone(), stream)
+                .connect(tls.server_name(plan.addr), stream)
                 .await
-                .map_err(|e| format!("TLS handshake with {} failed: {e}", setup.addr))?;
+                .map_err(|e| format!("TLS handshake with {} failed: {e}", plan.addr))?;
             let (read, write) = tokio::io::split(stream);
             (ReadSide::Tls(read), WriteSide::Tls(RefCell::new(write)))
         }

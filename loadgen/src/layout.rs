@@ -1,10 +1,11 @@
 //! Who is where in a run: the channels, their members and senders, and each client's
-//! plan (nick, channel, source address).
+//! plan (nick, channel, server address, source address).
 //!
-//! Owns: the layout of clients over channels and loopback source addresses, and the
-//! run id that makes nicks and channels unique. Must not: connect or send anything.
+//! Owns: the layout of clients over channels, over the servers of `--addr` (the nodes
+//! of a cluster) and over loopback source addresses, and the run id that makes nicks
+//! and channels unique. Must not: connect or send anything.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::cli::CommonArgs;
 use crate::conn::ClientPlan;
@@ -50,9 +51,20 @@ impl Layout {
             })
             .collect();
         let source_ips = source_ips(common);
+        let servers = common.addr.all();
         let mut plans = Vec::with_capacity(clients);
         for index in 0..clients {
             let channel = (channel_count > 0).then(|| index % channel_count);
+            // Round robin over the servers, by member number within the channel:
+            // client i goes to server i % n in fanout, connect and idle; in rooms,
+            // member j of channel k goes to server (j + k) % n. Plain i % n there would
+            // put all of a channel's members on one node whenever K and n share a
+            // factor (-k 10 over 2 nodes), and no message would cross nodes.
+            let spread_number = match channel {
+                Some(k) => index / channel_count + k,
+                None => index,
+            };
+            let addr = servers[spread_number % servers.len()];
             if let Some(k) = channel {
                 let member_number = index / channel_count;
                 let ch = &mut channels[k];
@@ -61,14 +73,20 @@ impl Layout {
                     ch.senders.push(index);
                 }
             }
+            let source_ip = if is_loopback_v4(addr) {
+                source_ips
+                    .get(index / CLIENTS_PER_SOURCE_IP as usize % source_ips.len().max(1))
+                    .copied()
+            } else {
+                None
+            };
             plans.push(ClientPlan {
                 index,
                 nick: format!("lg{run_id}{}", base36(index as u64)),
                 channel: channel.map(|k| channels[k].name.clone()),
                 senders_in_channel: 0,
-                source_ip: source_ips
-                    .get(index / CLIENTS_PER_SOURCE_IP as usize % source_ips.len().max(1))
-                    .copied(),
+                addr,
+                source_ip,
             });
         }
         for plan in &mut plans {
@@ -83,12 +101,29 @@ impl Layout {
             clients: plans,
         }
     }
+
+    /// How many clients go to each server of `--addr`, in its order.
+    pub fn clients_per_addr(&self, common: &CommonArgs) -> Vec<(SocketAddr, u32)> {
+        common
+            .addr
+            .all()
+            .iter()
+            .map(|&addr| {
+                let clients = self.clients.iter().filter(|c| c.addr == addr).count();
+                (addr, clients as u32)
+            })
+            .collect()
+    }
 }
 
-/// Source addresses for the clients: none (the kernel's choice) unless asked or unless
-/// there are more loopback clients than one address has ports.
+fn is_loopback_v4(addr: SocketAddr) -> bool {
+    matches!(addr.ip(), IpAddr::V4(ip) if ip.is_loopback())
+}
+
+/// Source addresses for the clients of 127.0.0.0/8 servers: none (the kernel's
+/// choice) unless asked or unless there are more clients than one address has ports.
 fn source_ips(common: &CommonArgs) -> Vec<IpAddr> {
-    let loopback_v4 = matches!(common.addr.ip(), IpAddr::V4(ip) if ip.is_loopback());
+    let loopback_v4 = common.addr.all().iter().any(|&addr| is_loopback_v4(addr));
     let wanted = if common.source_ips > 0 {
         common.source_ips
     } else if loopback_v4 && common.clients > CLIENTS_PER_SOURCE_IP {
@@ -189,6 +224,88 @@ mod tests {
         };
         let layout = Layout::new(&all, &common(&["--clients", "10"]));
         assert_eq!(layout.channels[0].senders.len(), 4);
+    }
+
+    fn servers_of(layout: &Layout) -> Vec<u16> {
+        layout.clients.iter().map(|c| c.addr.port()).collect()
+    }
+
+    #[test]
+    fn a_single_address_takes_every_client() {
+        let scenario = Scenario::Connect;
+        let common = common(&["--clients", "5", "--addr", "127.0.0.1:7"]);
+        let layout = Layout::new(&scenario, &common);
+        assert_eq!(servers_of(&layout), vec![7; 5]);
+        let per_addr = layout.clients_per_addr(&common);
+        assert_eq!(per_addr, vec![(SocketAddr::from(([127, 0, 0, 1], 7)), 5)]);
+    }
+
+    #[test]
+    fn fanout_spreads_senders_and_receivers_over_the_servers() {
+        let scenario = Scenario::Fanout {
+            traffic: traffic(),
+            senders: 2,
+        };
+        let common = common(&["--clients", "7", "--addr", "127.0.0.1:1,127.0.0.1:2"]);
+        let layout = Layout::new(&scenario, &common);
+        assert_eq!(servers_of(&layout), vec![1, 2, 1, 2, 1, 2, 1]);
+        // One sender on each node.
+        assert_eq!(layout.channels[0].senders, vec![0, 1]);
+        let counts: Vec<u32> = layout
+            .clients_per_addr(&common)
+            .iter()
+            .map(|c| c.1)
+            .collect();
+        assert_eq!(counts, vec![4, 3]);
+    }
+
+    #[test]
+    fn rooms_spread_every_channel_over_the_servers() {
+        let scenario = Scenario::Rooms {
+            traffic: traffic(),
+            channels: 2,
+            senders: Some(2),
+        };
+        let common = common(&["--clients", "8", "--addr", "127.0.0.1:1,127.0.0.1:2"]);
+        let layout = Layout::new(&scenario, &common);
+        // With plain i % 2, channel 0 (clients 0, 2, 4, 6) would all be on server 1.
+        for ch in &layout.channels {
+            let on: Vec<u16> = layout
+                .clients
+                .iter()
+                .filter(|c| c.channel.as_deref() == Some(ch.name.as_str()))
+                .map(|c| c.addr.port())
+                .collect();
+            assert_eq!(on.iter().filter(|&&p| p == 1).count(), 2, "{}", ch.name);
+            let sender_ports: Vec<u16> = ch
+                .senders
+                .iter()
+                .map(|&i| layout.clients[i].addr.port())
+                .collect();
+            assert!(sender_ports.contains(&1) && sender_ports.contains(&2));
+        }
+        let counts: Vec<u32> = layout
+            .clients_per_addr(&common)
+            .iter()
+            .map(|c| c.1)
+            .collect();
+        assert_eq!(counts, vec![4, 4]);
+    }
+
+    #[test]
+    fn source_addresses_only_for_loopback_servers() {
+        let common = common(&[
+            "--clients",
+            "4",
+            "--source-ips",
+            "2",
+            "--addr",
+            "127.0.0.1:1,10.0.0.1:2",
+        ]);
+        let layout = Layout::new(&Scenario::Connect, &common);
+        let sources: Vec<Option<IpAddr>> = layout.clients.iter().map(|c| c.source_ip).collect();
+        let lo = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(sources, vec![lo, None, lo, None]);
     }
 
     #[test]

@@ -15,14 +15,16 @@
 //! - [`conn`]: one client connection: connect (TCP or TLS), register, join, answer
 //!   PING, read in large chunks, write without blocking.
 //! - [`tls`]: the rustls client configuration of `--tls` (trust roots, server name).
-//! - [`layout`]: who is where: channels, members, senders, nicks, source addresses.
+//! - [`layout`]: who is where: channels, members, senders, nicks, which server of
+//!   `--addr` each client connects to, source addresses.
 //! - [`scenario`]: the scenarios (fanout, rooms, connect, idle) and the run: threads,
 //!   setup, steps, merging, closing.
 //! - [`schedule`]: which steps a run takes (rates, repeats, the saturation search).
 //! - [`pacer`]: one thread's open-loop pacer and a step's life on that thread.
 //! - [`team`]: what the threads of one run share (barrier, step plan, published
 //!   counters, step figures handed over to be merged).
-//! - [`procstat`]: CPU and memory of a process from /proc.
+//! - [`procstat`]: CPU and memory of a process from /proc; the servers of
+//!   `--server-pid` (a cluster's nodes) summed, each one's part kept.
 //! - [`report`]: the result model (JSON), the terminal tables and the `.hgrm` files.
 //! - [`plot`]: latency-by-percentile SVG charts of one or several result files.
 //! - [`compare`]: `loadgen compare`, the CI regression check: like with like, one

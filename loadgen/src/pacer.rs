@@ -15,7 +15,7 @@ use crate::clock::PreciseTimer;
 use crate::conn::{Conn, RunShared};
 use crate::irc::{write_privmsg, Payload};
 use crate::layout::Layout;
-use crate::procstat::{self, ProcUsage};
+use crate::procstat::{self, ProcUsage, ServerUsage};
 use crate::report;
 use crate::team::StepShare;
 
@@ -128,7 +128,11 @@ impl Pacer {
         shared.publish(&shared.recorder.borrow());
 
         let sampler = leader.then(|| {
-            tokio::task::spawn_local(sample_window(shared.clone(), window, common.server_pid))
+            tokio::task::spawn_local(sample_window(
+                shared.clone(),
+                window,
+                common.server_pid.clone(),
+            ))
         });
         let progress = (leader && !common.quiet).then(|| {
             tokio::task::spawn_local(show_progress(shared.clone(), rate, t0, window, grace_end))
@@ -267,10 +271,10 @@ impl Pacer {
 async fn sample_window(
     shared: Rc<RunShared>,
     window: (u64, u64),
-    pid: Option<u32>,
-) -> (Option<ProcUsage>, ProcUsage) {
+    pids: Vec<u32>,
+) -> (Option<ServerUsage>, ProcUsage) {
     let sample = |shared: &RunShared| {
-        let server = procstat::sample_server(pid).unwrap_or_else(|e| {
+        let server = procstat::sample_servers(&pids).unwrap_or_else(|e| {
             shared.error(format!("{e:#}"));
             None
         });
@@ -283,7 +287,7 @@ async fn sample_window(
     let (server_end, own_end) = sample(&shared);
     let wall_s = (shared.now_rel() - started) as f64 / 1e9;
     let server = match (server_start, server_end) {
-        (Some(a), Some(b)) => Some(ProcUsage::between(&a, &b, wall_s)),
+        (Some(a), Some(b)) => Some(ServerUsage::between(&a, &b, wall_s)),
         _ => None,
     };
     (server, ProcUsage::between(&own_start, &own_end, wall_s))

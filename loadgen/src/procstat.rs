@@ -1,11 +1,12 @@
-//! CPU time and memory of a process, read from /proc (the server's, or loadgen's own).
+//! CPU time and memory of a process, read from /proc (the servers', or loadgen's own).
 //!
-//! Owns: parsing `/proc/PID/stat`. Must not: be called per message (a few times per
-//! step is its budget).
+//! Owns: parsing `/proc/PID/stat`, and summing the server processes of `--server-pid`
+//! (one per node of a cluster) while keeping each one's part. Must not: be called per
+//! message (a few times per step is its budget).
 
 use std::io;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 
 use serde::{Deserialize, Serialize};
 
@@ -52,14 +53,40 @@ fn parse_stat(text: &str) -> Option<ProcSample> {
     })
 }
 
-/// Samples the server process of `--server-pid`, if any, with the error naming the flag.
-pub fn sample_server(pid: Option<u32>) -> anyhow::Result<Option<ProcSample>> {
-    match pid {
-        Some(pid) => Ok(Some(sample(Some(pid)).with_context(|| {
-            format!("cannot read /proc/{pid}/stat (--server-pid)")
-        })?)),
-        None => Ok(None),
+/// One reading of every server process of `--server-pid`, in the order given.
+#[derive(Debug, Clone, Default)]
+pub struct ServerSample {
+    by_pid: Vec<(u32, ProcSample)>,
+}
+
+impl ServerSample {
+    /// The processes together: CPU seconds and RSS summed (the whole cluster).
+    pub fn total(&self) -> ProcSample {
+        let mut sum = ProcSample::default();
+        for (_, s) in &self.by_pid {
+            sum.cpu_s += s.cpu_s;
+            sum.rss_bytes += s.rss_bytes;
+        }
+        sum
     }
+}
+
+/// Samples the server processes of `--server-pid` (None when there are none), with
+/// the error naming the flag. A pid listed twice would be counted twice: refused.
+pub fn sample_servers(pids: &[u32]) -> anyhow::Result<Option<ServerSample>> {
+    if pids.is_empty() {
+        return Ok(None);
+    }
+    let mut by_pid = Vec::with_capacity(pids.len());
+    for (i, &pid) in pids.iter().enumerate() {
+        if pids[..i].contains(&pid) {
+            bail!("--server-pid lists {pid} twice");
+        }
+        let s = sample(Some(pid))
+            .with_context(|| format!("cannot read /proc/{pid}/stat (--server-pid)"))?;
+        by_pid.push((pid, s));
+    }
+    Ok(Some(ServerSample { by_pid }))
 }
 
 /// What a process used between two samples `wall_s` seconds apart.
@@ -85,6 +112,58 @@ impl ProcUsage {
     }
 }
 
+/// One server process's part of a window's usage (`--server-pid` with several pids).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct PidUsage {
+    pub pid: u32,
+    #[serde(flatten)]
+    pub usage: ProcUsage,
+    /// Its fraction of the processes' CPU seconds together (0 when none used any).
+    pub cpu_share: f64,
+}
+
+/// What the server processes used in a window: their sum and each one's part.
+#[derive(Debug, Clone, Default)]
+pub struct ServerUsage {
+    pub total: ProcUsage,
+    /// One entry per process, in the order of `--server-pid`.
+    pub by_pid: Vec<PidUsage>,
+}
+
+impl ServerUsage {
+    /// The usage between two samples of the same processes `wall_s` seconds apart.
+    pub fn between(start: &ServerSample, end: &ServerSample, wall_s: f64) -> Self {
+        let total = ProcUsage::between(&start.total(), &end.total(), wall_s);
+        let by_pid = start
+            .by_pid
+            .iter()
+            .zip(&end.by_pid)
+            .map(|((pid, a), (_, b))| {
+                let usage = ProcUsage::between(a, b, wall_s);
+                PidUsage {
+                    pid: *pid,
+                    usage,
+                    cpu_share: if total.cpu_s > 0.0 {
+                        usage.cpu_s / total.cpu_s
+                    } else {
+                        0.0
+                    },
+                }
+            })
+            .collect();
+        Self { total, by_pid }
+    }
+
+    /// Each process's part, or nothing for a single process (its part is the total).
+    pub fn parts(&self) -> Vec<PidUsage> {
+        if self.by_pid.len() > 1 {
+            self.by_pid.clone()
+        } else {
+            Vec::new()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +178,40 @@ mod tests {
         // SAFETY: as above.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
         assert_eq!(s.rss_bytes, 2048 * page);
+    }
+
+    #[test]
+    fn sums_several_servers_and_keeps_each_part() {
+        let sample = |pid, cpu_s, rss_bytes| (pid, ProcSample { cpu_s, rss_bytes });
+        let start = ServerSample {
+            by_pid: vec![sample(1, 10.0, 100), sample(2, 20.0, 200)],
+        };
+        let end = ServerSample {
+            by_pid: vec![sample(1, 13.0, 150), sample(2, 21.0, 250)],
+        };
+        let usage = ServerUsage::between(&start, &end, 2.0);
+        assert_eq!(usage.total.cpu_s, 4.0);
+        assert_eq!(usage.total.cores, 2.0);
+        assert_eq!(usage.total.rss_bytes, 400);
+        let parts = usage.parts();
+        assert_eq!(parts.len(), 2);
+        assert_eq!((parts[0].pid, parts[0].cpu_share), (1, 0.75));
+        assert_eq!((parts[1].pid, parts[1].usage.rss_bytes), (2, 250));
+    }
+
+    #[test]
+    fn samples_real_processes_and_refuses_a_pid_twice() {
+        let me = std::process::id();
+        // SAFETY: getppid has no preconditions.
+        let parent = unsafe { libc::getppid() } as u32;
+        let both = sample_servers(&[me, parent])
+            .expect("readable")
+            .expect("some");
+        assert_eq!(both.by_pid.len(), 2);
+        assert!(both.total().rss_bytes > both.by_pid[0].1.rss_bytes);
+        assert!(sample_servers(&[]).expect("none").is_none());
+        let twice = sample_servers(&[me, me]).unwrap_err().to_string();
+        assert!(twice.contains("twice"), "{twice}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::CommonArgs;
-use crate::procstat::{ProcSample, ProcUsage};
+use crate::procstat::{PidUsage, ProcSample, ProcUsage, ServerUsage};
 use crate::scenario::{Scenario, SATURATION_CORES, SATURATION_SEND_LAG_US};
 use crate::stats::{Counts, LatencySummary, Recorder};
 use crate::team::ThreadEnd;
@@ -29,6 +29,9 @@ pub struct Report {
     pub params: serde_json::Value,
     /// The server's version from 004 RPL_MYINFO.
     pub server_version: Option<String>,
+    /// How many clients went to each server of `--addr`, in its order.
+    #[serde(default)]
+    pub clients_per_addr: Vec<AddrClients>,
     /// `uname -sr` of this machine.
     pub kernel: String,
     /// Unix time the run started.
@@ -45,6 +48,13 @@ pub struct Report {
     pub error_count: u64,
     /// True when every step verified every delivery and nothing failed.
     pub ok: bool,
+}
+
+/// The clients one server of `--addr` was given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddrClients {
+    pub addr: String,
+    pub clients: u32,
 }
 
 /// The figures of one step (one rate), or of the connect storm.
@@ -88,8 +98,12 @@ pub struct StepResult {
     /// p99 and max of the pacer's lateness, microseconds.
     pub send_lag_p99_us: f64,
     pub send_lag_max_us: f64,
-    /// The server's CPU and RSS over the measured window (with --server-pid).
+    /// The server's CPU and RSS over the measured window (with --server-pid; with
+    /// several pids, their sum: the whole cluster).
     pub server: Option<ProcUsage>,
+    /// Each server process's part of `server` when --server-pid lists several.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_by_pid: Vec<PidUsage>,
     /// Server CPU microseconds per delivery (per connection for connect).
     pub server_cpu_us_per_delivery: Option<f64>,
     /// loadgen's own CPU over the measured window.
@@ -111,11 +125,13 @@ impl StepResult {
         rate: f64,
         duration_s: f64,
         recorder: &Recorder,
-        server: Option<ProcUsage>,
+        server: Option<ServerUsage>,
         loadgen: ProcUsage,
         send_failures: u64,
         errors: u64,
     ) -> Self {
+        let server_by_pid = server.as_ref().map(ServerUsage::parts).unwrap_or_default();
+        let server = server.map(|s| s.total);
         let counts = recorder.counts;
         let deliveries = counts.delivered_measured as f64;
         let per_delivery = |cpu_s: f64| {
@@ -147,6 +163,7 @@ impl StepResult {
             send_lag_max_us: recorder.send_lag.max() as f64 / 1000.0,
             server_cpu_us_per_delivery: server.map(|s| per_delivery(s.cpu_s)),
             server,
+            server_by_pid,
             loadgen_cpu_us_per_delivery: per_delivery(loadgen.cpu_s),
             loadgen_saturated: loadgen.cores > SATURATION_CORES
                 || send_lag_p99_us > SATURATION_SEND_LAG_US,
@@ -161,9 +178,11 @@ impl StepResult {
         clients: f64,
         wall_s: f64,
         welcome: &Histogram<u64>,
-        server: Option<ProcUsage>,
+        server: Option<ServerUsage>,
         loadgen: ProcUsage,
     ) -> Self {
+        let server_by_pid = server.as_ref().map(ServerUsage::parts).unwrap_or_default();
+        let server = server.map(|s| s.total);
         let per_conn = |cpu_s: f64| {
             if clients > 0.0 {
                 cpu_s * 1e6 / clients
@@ -191,6 +210,7 @@ impl StepResult {
             send_lag_max_us: 0.0,
             server_cpu_us_per_delivery: server.map(|s| per_conn(s.cpu_s)),
             server,
+            server_by_pid,
             loadgen_cpu_us_per_delivery: per_conn(loadgen.cpu_s),
             loadgen_saturated: loadgen.cores > SATURATION_CORES,
             loadgen,
@@ -217,17 +237,24 @@ pub struct IdleResult {
     pub server_bytes_per_client: Option<f64>,
     /// Server CPU seconds during the hold (idle clients should cost none).
     pub server_cpu_s_during_hold: Option<f64>,
+    /// Each server process's CPU during the hold and RSS after it, when --server-pid
+    /// lists several (memory per client above is the sum over them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_by_pid: Vec<PidUsage>,
     /// loadgen's own usage during the hold.
     pub loadgen: ProcUsage,
 }
 
 impl IdleResult {
+    /// `before`, `loaded` and `held` are the servers' samples summed; `hold_usage`
+    /// their usage from loaded to held, each process's part in it.
     pub fn new(
         clients: u32,
         hold_s: f64,
         before: Option<&ProcSample>,
         loaded: Option<&ProcSample>,
         held: Option<&ProcSample>,
+        hold_usage: Option<&ServerUsage>,
         loadgen: ProcUsage,
     ) -> Self {
         let per_client = match (before, held) {
@@ -247,6 +274,7 @@ impl IdleResult {
                 (Some(l), Some(h)) => Some(h.cpu_s - l.cpu_s),
                 _ => None,
             },
+            server_by_pid: hold_usage.map(ServerUsage::parts).unwrap_or_default(),
             loadgen,
         }
     }
@@ -278,6 +306,7 @@ impl Report {
             scenario: scenario.name().to_string(),
             params,
             server_version: None,
+            clients_per_addr: Vec::new(),
             kernel: kernel_version(),
             started_unix_s: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -401,6 +430,14 @@ pub fn print_report(report: &Report) {
             .unwrap_or("version unknown"),
         report.kernel
     );
+    if report.clients_per_addr.len() > 1 {
+        let spread: Vec<String> = report
+            .clients_per_addr
+            .iter()
+            .map(|a| format!("{} {}", a.addr, a.clients))
+            .collect();
+        let _ = writeln!(out, "clients per server: {}", spread.join(", "));
+    }
     let show_distribution = report.steps.len() <= 3;
     for step in &report.steps {
         if show_distribution && step.latency.count > 0 {
@@ -480,6 +517,20 @@ pub fn print_report(report: &Report) {
             if s.passed { "" } else { "  FAIL" },
         );
         }
+        if report.steps.iter().any(|s| !s.server_by_pid.is_empty()) {
+            let _ = writeln!(
+                out,
+                "\nserver processes (srv us/dl and srv RSS above are their sum):"
+            );
+            for s in &report.steps {
+                let _ = writeln!(
+                    out,
+                    "{:<17} {}",
+                    step_name(report, s),
+                    pid_parts(&s.server_by_pid)
+                );
+            }
+        }
     }
     if let Some(idle) = &report.idle {
         let _ = writeln!(
@@ -505,6 +556,9 @@ pub fn print_report(report: &Report) {
             _ => {
                 let _ = writeln!(out, "  (server memory needs --server-pid)");
             }
+        }
+        if !idle.server_by_pid.is_empty() {
+            let _ = writeln!(out, "  by process: {}", pid_parts(&idle.server_by_pid));
         }
     }
     if let Some(max) = report.max_rate {
@@ -571,6 +625,23 @@ pub fn print_report(report: &Report) {
         }
     );
     print!("{out}");
+}
+
+/// Each server process's part: `pid 123: 0.31 cores (54% of the CPU), RSS 12.0 MiB; ...`.
+fn pid_parts(parts: &[PidUsage]) -> String {
+    parts
+        .iter()
+        .map(|p| {
+            format!(
+                "pid {}: {:.2} cores ({:.0}% of the CPU), RSS {}",
+                p.pid,
+                p.usage.cores,
+                p.cpu_share * 100.0,
+                format_bytes(p.usage.rss_bytes as f64)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// A step's label, with its run number when the report repeats steps.

@@ -20,8 +20,8 @@ use crate::cli::{CommonArgs, TrafficArgs};
 use crate::conn::{run_client, ClientPlan, Conn, Ready, RunShared, SetupConfig};
 use crate::layout::Layout;
 use crate::pacer::Pacer;
-use crate::procstat::{self, ProcSample, ProcUsage};
-use crate::report::{self, IdleResult, Report, StepResult};
+use crate::procstat::{self, ProcUsage, ServerSample, ServerUsage};
+use crate::report::{self, AddrClients, IdleResult, Report, StepResult};
 use crate::schedule::StepSchedule;
 use crate::stats::{new_histogram, Recorder};
 use crate::team::{StepPlan, StepShare, Team, ThreadEnd};
@@ -128,6 +128,8 @@ pub fn run(scenario: &Scenario, common: &CommonArgs) -> Result<Report> {
             }
         }
     }
+    // A wrong --server-pid stops the run here, before any thread or connection.
+    procstat::sample_servers(&common.server_pid)?;
     raise_fd_limit(common.clients as u64 + 64);
     let tls = TlsClient::from_args(common)?;
     // Every runtime is built before any thread starts: a thread that failed before
@@ -239,8 +241,12 @@ async fn run_async(
         .filter(|plan| plan.index % team.threads == thread)
         .collect();
 
+    // A failure goes to the team: returning here would strand the other threads.
     let server_before = if leader {
-        procstat::sample_server(common.server_pid)?
+        procstat::sample_servers(&common.server_pid).unwrap_or_else(|e| {
+            team.fail(format!("{e:#}"));
+            None
+        })
     } else {
         None
     };
@@ -297,6 +303,14 @@ async fn run_async(
     let mut report = leader.then(|| {
         let mut report = Report::new(scenario, common);
         report.server_version = team.server_version();
+        report.clients_per_addr = layout
+            .clients_per_addr(common)
+            .into_iter()
+            .map(|(addr, clients)| AddrClients {
+                addr: addr.to_string(),
+                clients,
+            })
+            .collect();
         report
     });
     if let Some(mut pacer) = pacer {
@@ -336,22 +350,25 @@ async fn run_async(
     } else if let Some(report) = report.as_mut() {
         match scenario {
             Scenario::Connect => {
-                report
-                    .steps
-                    .push(setup.connect_step(&server_before, common.server_pid)?);
+                report.steps.push(setup.connect_step(&server_before));
             }
             Scenario::Idle { hold } => {
-                let loaded = procstat::sample_server(common.server_pid)?;
+                let loaded = procstat::sample_servers(&common.server_pid)?;
                 let own_before = procstat::sample(None)?;
                 tokio::time::sleep(*hold).await;
-                let held = procstat::sample_server(common.server_pid)?;
+                let held = procstat::sample_servers(&common.server_pid)?;
                 let own_after = procstat::sample(None)?;
+                let hold_usage = match (&loaded, &held) {
+                    (Some(l), Some(h)) => Some(ServerUsage::between(l, h, hold.as_secs_f64())),
+                    _ => None,
+                };
                 report.idle = Some(IdleResult::new(
                     common.clients,
                     hold.as_secs_f64(),
-                    server_before.as_ref(),
-                    loaded.as_ref(),
-                    held.as_ref(),
+                    server_before.as_ref().map(ServerSample::total).as_ref(),
+                    loaded.as_ref().map(ServerSample::total).as_ref(),
+                    held.as_ref().map(ServerSample::total).as_ref(),
+                    hold_usage.as_ref(),
                     ProcUsage::between(&own_before, &own_after, hold.as_secs_f64()),
                 ));
             }
@@ -443,17 +460,13 @@ struct Setup {
     /// When the first client started to connect and the last one was ready.
     span: (u64, u64),
     /// Server usage over the setup (for the connect storm).
-    server_after: Option<ProcSample>,
+    server_after: Option<ServerSample>,
     own_usage: ProcUsage,
 }
 
 impl Setup {
     /// The connect storm's figures as a step: connections/s and time to 001.
-    fn connect_step(
-        &self,
-        server_before: &Option<ProcSample>,
-        pid: Option<u32>,
-    ) -> Result<StepResult> {
+    fn connect_step(&self, server_before: &Option<ServerSample>) -> StepResult {
         let mut welcome = new_histogram();
         for r in &self.readies {
             welcome.saturating_record(r.welcome_ns.max(1));
@@ -461,16 +474,10 @@ impl Setup {
         let wall_s = (self.span.1.saturating_sub(self.span.0)) as f64 / 1e9;
         let clients = self.readies.len() as f64;
         let server = match (server_before, &self.server_after) {
-            (Some(a), Some(b)) if pid.is_some() => Some(ProcUsage::between(a, b, wall_s)),
+            (Some(a), Some(b)) => Some(ServerUsage::between(a, b, wall_s)),
             _ => None,
         };
-        Ok(StepResult::connect(
-            clients,
-            wall_s,
-            &welcome,
-            server,
-            self.own_usage,
-        ))
+        StepResult::connect(clients, wall_s, &welcome, server, self.own_usage)
     }
 }
 
@@ -484,7 +491,6 @@ async fn connect_all(
     plans: &[&ClientPlan],
 ) -> Result<Setup> {
     let setup = Rc::new(SetupConfig {
-        addr: common.addr,
         password: common.password.clone(),
         tls: tls.cloned(),
         timeout: common.setup_timeout,
@@ -525,7 +531,7 @@ async fn connect_all(
             last_print = now;
         }
     }
-    let server_after = procstat::sample_server(common.server_pid)?;
+    let server_after = procstat::sample_servers(&common.server_pid)?;
     let readies: Vec<Ready> = readies.into_iter().flatten().collect();
     let finished = readies.iter().map(|r| r.done_at).max().unwrap_or(started);
     let own_after = procstat::sample(None)?;

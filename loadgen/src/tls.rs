@@ -28,9 +28,9 @@ pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 #[derive(Clone)]
 pub struct TlsClient {
     pub connector: TlsConnector,
-    /// The name the server's certificate must carry (`--tls-server-name`, else the
-    /// address's IP).
-    pub server_name: ServerName<'static>,
+    /// `--tls-server-name`: the name every server's certificate must carry (else each
+    /// server's IP, see [`TlsClient::server_name`]).
+    fixed_name: Option<ServerName<'static>>,
 }
 
 impl TlsClient {
@@ -59,8 +59,21 @@ impl TlsClient {
         };
         Ok(Some(TlsClient {
             connector: TlsConnector::from(Arc::new(config)),
-            server_name: server_name(common.tls_server_name.as_deref(), common.addr)?,
+            fixed_name: common
+                .tls_server_name
+                .as_deref()
+                .map(fixed_server_name)
+                .transpose()?,
         }))
+    }
+
+    /// The name the certificate of the server at `addr` must carry: `--tls-server-name`,
+    /// else the address's IP (a certificate for an IP carries it as an IP address SAN;
+    /// each node of a cluster has its own).
+    pub fn server_name(&self, addr: SocketAddr) -> ServerName<'static> {
+        self.fixed_name
+            .clone()
+            .unwrap_or_else(|| ServerName::IpAddress(addr.ip().into()))
     }
 }
 
@@ -82,14 +95,10 @@ fn trusted_roots(path: &Path) -> Result<RootCertStore> {
     Ok(roots)
 }
 
-/// `--tls-server-name`, else the server address's IP (a certificate for an IP carries
-/// it as an IP address SAN).
-fn server_name(name: Option<&str>, addr: SocketAddr) -> Result<ServerName<'static>> {
-    match name {
-        Some(name) => ServerName::try_from(name.to_string())
-            .with_context(|| format!("TLS: {name:?} is not a valid server name")),
-        None => Ok(ServerName::IpAddress(addr.ip().into())),
-    }
+/// `--tls-server-name`, checked.
+fn fixed_server_name(name: &str) -> Result<ServerName<'static>> {
+    ServerName::try_from(name.to_string())
+        .with_context(|| format!("TLS: {name:?} is not a valid server name"))
 }
 
 /// `--tls-insecure`: accepts any certificate chain, but still checks that the server

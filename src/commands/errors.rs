@@ -62,6 +62,10 @@ pub(super) fn reply_refusal(ctx: &mut Ctx<'_>, refusal: Refusal, channel: &str, 
                 Refusal::ServerBanListFull => "The server ban list is full".to_owned(),
                 _ => format!("No such ban: {nick}"),
             }),
+        // Modern IRC has no numeric for it; a NOTICE names what happened.
+        Refusal::ClusterUnavailable => ctx.from_server("NOTICE").arg(ctx.client().nick()).trailing(
+            "Cannot do that now: this server has lost its cluster connection; try again shortly",
+        ),
         Refusal::NoPrivileges => {
             numeric(ERR_NOPRIVILEGES).trailing("Permission Denied- You're not an IRC operator")
         }

@@ -1,12 +1,13 @@
 //! Registration and identity: CAP, PASS, NICK, USER, and the welcome burst.
 
+use super::errors::reply_refusal;
 use super::{clip, info, Ctx, NAMELEN};
 use crate::proto::caps::{apply_request, Cap};
 use crate::proto::names::{is_valid_nick, sanitize_user, CHANNELLEN, NICKLEN, USERLEN};
 use crate::proto::numeric::*;
 use crate::proto::Message;
 use crate::state::client::CloseReason;
-use crate::state::network::{Event, Outcome};
+use crate::state::network::{Event, Outcome, Refusal};
 
 /// The server's version string, as shown in 002, 004 and VERSION.
 pub const VERSION: &str = concat!("ringchat-", env!("CARGO_PKG_VERSION"));
@@ -203,9 +204,16 @@ pub fn nick(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         client: ctx.id,
         nick: wanted.into(),
     });
-    if claimed != Outcome::NickClaimed {
-        nick_in_use(ctx, wanted);
-        return;
+    match claimed {
+        Outcome::NickClaimed => {}
+        Outcome::Refused(refusal @ Refusal::ClusterUnavailable) => {
+            reply_refusal(ctx, refusal, "", wanted);
+            return;
+        }
+        _ => {
+            nick_in_use(ctx, wanted);
+            return;
+        }
     }
     if let Some(registration) = ctx
         .shard
@@ -240,6 +248,9 @@ fn change_nick(ctx: &mut Ctx<'_>, wanted: &str) {
             if let Some(client) = ctx.shard.client_mut(ctx.id) {
                 client.rename(wanted);
             }
+        }
+        Outcome::Refused(refusal @ Refusal::ClusterUnavailable) => {
+            reply_refusal(ctx, refusal, "", wanted)
         }
         Outcome::Refused(_) => nick_in_use(ctx, wanted),
         _ => {}
@@ -309,8 +320,13 @@ fn try_complete_registration(ctx: &mut Ctx<'_>) {
         realname: realname.into(),
         activity: ctx.client().activity.clone(),
     });
-    if outcome != Outcome::Registered {
-        return;
+    match outcome {
+        Outcome::Registered => {}
+        Outcome::Refused(refusal) => {
+            reply_refusal(ctx, refusal, "", &nick);
+            return;
+        }
+        _ => return,
     }
     ctx.shard.mark_registered(ctx.id);
     if let Some(client) = ctx.shard.client_mut(ctx.id) {

@@ -30,7 +30,7 @@ use crate::state::bus::{Batch, Handoff, Links};
 use crate::state::client::{Client, CloseReason};
 use crate::state::flood::TokenBucket;
 use crate::state::log::LogReader;
-use crate::state::network::Network;
+use crate::state::network::{Network, ShardSet};
 use crate::state::outbox::BatchPool;
 use crate::state::shared::CounterSnapshot;
 use crate::state::slab::Slab;
@@ -76,6 +76,8 @@ pub enum Input<'a> {
 pub struct Shard {
     /// This shard's number.
     pub id: u16,
+    /// This node's number in its cluster (0 when alone).
+    pub node: u16,
     /// State shared with the other shards.
     pub shared: Arc<Shared>,
     /// Handles framed input lines; see [`LineHandler`].
@@ -113,13 +115,17 @@ pub struct Shard {
     monitors: monitor::Watchers,
     /// Local counts, published to `shared.counters` by [`Shard::publish_counters`].
     counts: CounterSnapshot,
+    /// Proposals this shard has sent to the cluster, numbering them.
+    proposals: u64,
+    /// Proposals the cluster link could not order (see [`Handoff::Unordered`]).
+    unordered: Vec<u64>,
 }
 
 impl Shard {
     /// An empty shard. Each shard is built once: it takes its own log reader and
     /// links from `shared`.
     pub fn new(id: u16, shared: Arc<Shared>, handle_line: LineHandler) -> Shard {
-        let shards = shared.config.shards;
+        let endpoints = shards_and_link(&shared);
         let log = shared
             .take_log_reader(id)
             .expect("each shard is built once, with a log reader of its own");
@@ -129,13 +135,14 @@ impl Shard {
             .expect("each shard is built once, with links of its own");
         Shard {
             id,
+            node: shared.node(),
             handle_line,
             clients: Slab::default(),
-            network: Network::with_server_bans(shards, shared.config.server_bans.clone()),
+            network: shared.initial_network(),
             log,
             links,
-            outgoing: (0..shards).map(|_| Batch::new()).collect(),
-            inbound: (0..shards).map(|_| Batch::new()).collect(),
+            outgoing: (0..endpoints).map(|_| Batch::new()).collect(),
+            inbound: (0..endpoints).map(|_| Batch::new()).collect(),
             handoff_flusher: None,
             throttled: Vec::new(),
             doomed: Vec::new(),
@@ -149,8 +156,15 @@ impl Shard {
                 .map_or(0, |d| d.as_micros() as u64),
             monitors: monitor::Watchers::default(),
             counts: CounterSnapshot::default(),
+            proposals: 0,
+            unordered: Vec::new(),
             shared,
         }
+    }
+
+    /// Whether client `id` lives on this shard of this node.
+    pub fn is_local(&self, id: ClientId) -> bool {
+        id.shard == self.id && id.node == self.node
     }
 
     /// This shard's replica of the network state, for reading.
@@ -202,13 +216,19 @@ impl Shard {
                 return Err(refusal.into());
             }
         };
-        let shard = self.id;
+        let (node, shard) = (self.node, self.id);
         let bucket = TokenBucket::new(self.shared.live.flood_policy(), now);
         let slot = self.clients.insert_with(|slot| {
-            Client::new(ClientId { shard, slot }, peer.ip(), admission, bucket, now)
+            Client::new(
+                ClientId { node, shard, slot },
+                peer.ip(),
+                admission,
+                bucket,
+                now,
+            )
         });
         self.counts.accepted += 1;
-        Ok(ClientId { shard, slot })
+        Ok(ClientId { node, shard, slot })
     }
 
     /// `id` completed registration: it no longer counts as unregistered against its
@@ -274,11 +294,17 @@ impl Shard {
 
     /// A client, if it is still connected.
     pub fn client(&self, id: ClientId) -> Option<&Client> {
+        if !self.is_local(id) {
+            return None;
+        }
         self.clients.get(id.slot)
     }
 
     /// Mutable access to a client, for its writer.
     pub fn client_mut(&mut self, id: ClientId) -> Option<&mut Client> {
+        if !self.is_local(id) {
+            return None;
+        }
         self.clients.get_mut(id.slot)
     }
 
@@ -495,11 +521,18 @@ impl Shard {
 
     /// Queues `message` for `id`, wherever it lives.
     pub fn send_anywhere(&mut self, id: ClientId, mut message: Outgoing) {
-        if id.shard == self.id {
+        if self.is_local(id) {
             self.send_message(id, &mut message);
-        } else {
+        } else if id.node == self.node {
             self.hand_off(id.shard, Handoff::Client { to: id, message });
+        } else if let Some(link) = self.link_endpoint() {
+            self.hand_off(link, Handoff::Client { to: id, message });
         }
+    }
+
+    /// The cluster link's bus endpoint, on a cluster node.
+    pub(super) fn link_endpoint(&self) -> Option<u16> {
+        self.shared.cluster.as_ref().map(|cluster| cluster.endpoint)
     }
 
     /// Delivers a channel message to every member of `channel` but `except` (the
@@ -513,17 +546,32 @@ impl Shard {
         except: Option<ClientId>,
     ) {
         self.deliver_to_local_members(channel.as_str(), &mut message, except);
-        let shards = match self.network.channel(channel.as_str()) {
+        let places = match self.network.channel(channel.as_str()) {
             Some(found) => found.members.shards(),
             None => return,
         };
-        let me = self.id;
-        for shard in shards.iter().filter(|&s| s != me) {
+        let (me, layout) = (self.id, self.network.layout());
+        let mut nodes = ShardSet::default();
+        for place in places.iter().filter(|&p| p != me) {
+            match layout.remote_node(place) {
+                Some(node) => nodes.insert(node),
+                None => self.hand_off(
+                    place,
+                    Handoff::Channel {
+                        channel: channel.clone(),
+                        message: message.clone(),
+                        except,
+                    },
+                ),
+            }
+        }
+        if let (Some(link), false) = (self.link_endpoint(), nodes == ShardSet::default()) {
             self.hand_off(
-                shard,
-                Handoff::Channel {
+                link,
+                Handoff::Nodes {
+                    nodes,
                     channel: channel.clone(),
-                    message: message.clone(),
+                    message,
                     except,
                 },
             );
@@ -608,7 +656,14 @@ impl Shard {
             CloseReason::Killed(why) => why.clone(),
         };
         client.closing = true;
-        if client.is_registered() {
+        let leaving = self
+            .shared
+            .cluster
+            .as_ref()
+            .is_some_and(|cluster| cluster.leaving.load(Ordering::Acquire));
+        if leaving {
+            // This node's `NodeLost` quits every user of it at once.
+        } else if client.is_registered() {
             if matches!(reason, CloseReason::Quit(_)) {
                 let quit = LineBuilder::from_source(client.source(), "QUIT")
                     .trailing(&text)
@@ -637,6 +692,16 @@ impl Shard {
             self.counts.flood_disconnects += 1;
         }
         self.close_quietly(id, &text);
+    }
+
+    /// Closes every local client after the cluster applied `NodeLost` for this node
+    /// (the others stopped hearing from it): the network has already quit them, so
+    /// they are closed without proposing anything.
+    pub(super) fn close_all_declared_lost(&mut self) {
+        let ids: Vec<ClientId> = self.clients.iter().map(|client| client.id).collect();
+        for id in ids {
+            self.close_quietly(id, "This server lost its place in the cluster");
+        }
     }
 
     /// Ends a connection without telling the network: queues `ERROR`, and wakes the
@@ -764,8 +829,18 @@ pub const WRITE_TIMEOUT: &str = "Write timeout";
 
 /// A client that is connected and not closing: the only kind that takes input or
 /// output.
+/// The bus endpoints a shard exchanges hand-offs with: every shard, and the cluster
+/// link on a cluster node.
+fn shards_and_link(shared: &Shared) -> usize {
+    shared.config.shards + usize::from(shared.cluster.is_some())
+}
+
 fn live(clients: &mut Slab<Client>, id: ClientId) -> Option<&mut Client> {
-    clients.get_mut(id.slot).filter(|client| !client.closing)
+    // The id check keeps a client of another node (same slot, same generation)
+    // from ever matching a local one.
+    clients
+        .get_mut(id.slot)
+        .filter(|client| !client.closing && client.id == id)
 }
 
 /// Queues the variant of `message` that a client's capabilities ask for; a free

@@ -97,6 +97,23 @@ impl Shard {
                 );
                 self.tell_watchers_offline(user.nick.as_str());
             }
+            (Event::NodeLost { node, reason }, Outcome::NodeLost { users }) => {
+                let text = format!("Node lost: {reason}");
+                for (id, user) in users {
+                    let line = LineBuilder::from_source(&user.source(), "QUIT")
+                        .trailing(&text)
+                        .finish();
+                    self.deliver_to_local_members_once(
+                        &user.channels,
+                        &mut Outgoing::new(line).from_bot(user.bot),
+                        Some(*id),
+                    );
+                    self.tell_watchers_offline(user.nick.as_str());
+                }
+                if *node == self.node {
+                    self.close_all_declared_lost();
+                }
+            }
             (Event::SetTopic { client, text, .. }, Outcome::TopicChanged { channel }) => {
                 let Some(source) = self.source_of(*client) else {
                     return;
@@ -184,7 +201,7 @@ impl Shard {
                 self.tell_extended_watchers_of(*client, &mut message);
             }
             (Event::Kill { reason, .. }, Outcome::Killed { victim, by, .. })
-                if victim.shard == self.id =>
+                if self.is_local(*victim) =>
             {
                 // Closed after the current operation: closing proposes the QUIT.
                 let why = format!("Killed ({by} ({reason}))");
@@ -291,7 +308,7 @@ impl Shard {
             .members
             .iter()
             .filter(|&(id, membership)| {
-                id.shard == self.id && id != inviter && (membership.op || !operators_only)
+                self.is_local(id) && id != inviter && (membership.op || !operators_only)
             })
             .map(|(id, _)| id)
             .collect();
@@ -303,7 +320,7 @@ impl Shard {
 
     /// `message` to `id` if it lives on this shard.
     fn tell_if_local(&mut self, id: ClientId, message: &mut Outgoing) {
-        if id.shard == self.id {
+        if self.is_local(id) {
             self.send_message(id, message);
         }
     }

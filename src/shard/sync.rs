@@ -16,7 +16,7 @@
 
 use super::Shard;
 use crate::state::bus::{Handoff, Stamped, MAX_PENDING_HANDOFFS};
-use crate::state::network::{Event, Outcome};
+use crate::state::network::{Event, Outcome, Refusal, Sequenced};
 use std::task::Waker;
 
 impl Shard {
@@ -30,6 +30,9 @@ impl Shard {
     pub fn propose(&mut self, event: Event) -> Outcome {
         self.send_outgoing_before_event();
         let now = crate::proto::time::unix_seconds(std::time::SystemTime::now());
+        if self.shared.cluster.is_some() {
+            return self.propose_to_cluster(now, event);
+        }
         let seq = self.shared.log.append(self.id, now, event);
         self.counts.events_proposed += 1;
         self.shared.bus.wake_others(self.id);
@@ -38,6 +41,65 @@ impl Shard {
                 Some((applied, outcome)) if applied == seq => return outcome,
                 Some(_) => {}
                 None => unreachable!("the log publishes an entry before append returns"),
+            }
+        }
+    }
+
+    /// A cluster node's proposal: the cluster link publishes it to the cluster's
+    /// stream, whose order is the total order, and appends it to this node's log when
+    /// it comes back; this shard applies the log (and takes in hand-offs, so no
+    /// other shard waits on it) until it meets its own entry, and answers from that
+    /// outcome. While the link has no connection the change is refused at once: a
+    /// node that cannot order a change must not make it.
+    ///
+    /// The wait is one round trip to the NATS server, during which this shard's
+    /// other clients wait too: the price of deciding every change (a nick, a JOIN
+    /// into a `+l` channel) in one order for the whole cluster.
+    fn propose_to_cluster(&mut self, at_unix: u64, event: Event) -> Outcome {
+        let Some(cluster) = self.shared.cluster.as_ref() else {
+            return Outcome::Unchanged;
+        };
+        let link = cluster.endpoint;
+        if !cluster.is_connected() {
+            return Outcome::Refused(Refusal::ClusterUnavailable);
+        }
+        cluster.wait_here();
+        self.proposals += 1;
+        let proposal = self.proposals;
+        self.hand_off(
+            link,
+            Handoff::Propose {
+                proposal,
+                at_unix,
+                event: Box::new(event),
+            },
+        );
+        self.send_outgoing_before_event();
+        self.counts.events_proposed += 1;
+        loop {
+            while let Some((applied, origin_proposal, outcome)) = self.apply_next_entry() {
+                if applied && origin_proposal == proposal {
+                    return outcome;
+                }
+            }
+            if let Some(at) = self.unordered.iter().position(|&p| p == proposal) {
+                self.unordered.swap_remove(at);
+                return Outcome::Refused(Refusal::ClusterUnavailable);
+            }
+            self.take_in_handoffs();
+            self.flush_handoffs();
+            if !self.log.has_next() && self.unordered.is_empty() {
+                std::thread::park_timeout(std::time::Duration::from_millis(5));
+            }
+        }
+    }
+
+    /// Handles every hand-off received so far (after the log entries each needs).
+    fn take_in_handoffs(&mut self) {
+        for source in 0..self.inbound.len() as u16 {
+            while let Some(stamped) = self.next_inbound(source, u64::MAX) {
+                self.catch_up_to(stamped.after);
+                self.handle(stamped.handoff);
             }
         }
     }
@@ -63,6 +125,10 @@ impl Shard {
                     self.handle(stamped.handoff);
                     progressed = true;
                 }
+            }
+            if !self.unordered.is_empty() {
+                // Nobody waits for these any more (the wait ended with the entry).
+                self.unordered.clear();
             }
             if !progressed {
                 break;
@@ -147,15 +213,30 @@ impl Shard {
     /// made before it (merge rule 2), and renders it for local clients.
     fn apply_next(&mut self) -> Option<(u64, Outcome)> {
         let entry = self.log.next()?;
+        let outcome = self.apply_entry(&entry);
+        Some((entry.seq, outcome))
+    }
+
+    /// [`Shard::apply_next`] for a cluster proposal's wait: whether the entry was
+    /// this shard's own, its proposal number, and its outcome.
+    fn apply_next_entry(&mut self) -> Option<(bool, u64, Outcome)> {
+        let entry = self.log.next()?;
+        let outcome = self.apply_entry(&entry);
+        Some((entry.origin == self.id, entry.proposal, outcome))
+    }
+
+    /// Applies `entry` after the hand-offs its proposer made before it (merge rule
+    /// 2), and renders it for local clients.
+    fn apply_entry(&mut self, entry: &Sequenced) -> Outcome {
         if entry.origin != self.id {
             while let Some(stamped) = self.next_inbound(entry.origin, entry.seq) {
                 self.handle(stamped.handoff);
             }
         }
-        let outcome = self.network.apply(&entry);
+        let outcome = self.network.apply(entry);
         self.counts.events_applied += 1;
-        self.notify(&entry, &outcome);
-        Some((entry.seq, outcome))
+        self.notify(entry, &outcome);
+        outcome
     }
 
     /// The next hand-off received from `source` if it is stamped before `before`.
@@ -185,6 +266,9 @@ impl Shard {
                 except,
             } => self.deliver_to_local_members(channel.as_str(), &mut message, except),
             Handoff::Client { to, mut message } => self.send_message(to, &mut message),
+            Handoff::Unordered { proposal } => self.unordered.push(proposal),
+            // Only the cluster link takes these; a shard never receives them.
+            Handoff::Nodes { .. } | Handoff::Propose { .. } => {}
         }
     }
 }

@@ -27,6 +27,7 @@
 
 use crate::proto::outgoing::Outgoing;
 use crate::proto::CaselessKey;
+use crate::state::network::{Event, ShardSet};
 use crate::state::ClientId;
 use rtrb::{Consumer, Producer, RingBuffer};
 use std::fs::File;
@@ -53,12 +54,41 @@ pub enum Handoff {
         /// The sender, when it must not get its own message.
         except: Option<ClientId>,
     },
-    /// Deliver `message` to one client of the receiving shard.
+    /// Deliver `message` to one client of the receiving shard (to the cluster link:
+    /// of the recipient's node).
     Client {
         /// The recipient.
         to: ClientId,
         /// The message.
         message: Outgoing,
+    },
+    /// To the cluster link: deliver `message` to `channel`'s members on each node in
+    /// `nodes` (one cross-node message per node).
+    Nodes {
+        /// Node numbers.
+        nodes: ShardSet,
+        /// The channel.
+        channel: CaselessKey,
+        /// The message.
+        message: Outgoing,
+        /// The sender, when it must not get its own message.
+        except: Option<ClientId>,
+    },
+    /// To the cluster link: have the cluster order `event`, proposed by the sending
+    /// shard as its `proposal`-th.
+    Propose {
+        /// The shard's number for it, echoed in the log entry.
+        proposal: u64,
+        /// Wall-clock time of the proposal in Unix seconds.
+        at_unix: u64,
+        /// The change.
+        event: Box<Event>,
+    },
+    /// From the cluster link: the cluster could not be reached, so `proposal` was not
+    /// ordered and will not be applied.
+    Unordered {
+        /// The shard's number for the proposal.
+        proposal: u64,
     },
 }
 

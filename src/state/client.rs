@@ -12,12 +12,15 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-/// Names a client anywhere in the server: its shard and its slot there. Carried in
-/// events, so it has a wire form ([`crate::state::network::wire`]).
+/// Names a client anywhere in the network: its node, its shard there and its slot
+/// in that shard. Carried in events, so it has a wire form
+/// ([`crate::state::network::wire`]).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
 pub struct ClientId {
+    /// The node (server process) of a cluster the connection lives on; 0 when alone.
+    pub node: u16,
     /// The shard the connection lives on for its whole life.
     pub shard: u16,
     /// The slot in that shard's client slab; stale once the client is gone.

@@ -60,17 +60,23 @@ impl EventLog {
     /// shard). The log itself keeps only its tail, so chunks are freed as soon as
     /// every reader has passed them.
     pub fn new(readers: usize) -> (EventLog, Vec<LogReader>) {
-        let first = Chunk::new(1);
+        EventLog::starting_after(0, readers)
+    }
+
+    /// A log whose first entry will be `applied + 1`: a cluster node that loaded a
+    /// snapshot of the state after entry `applied` continues the cluster's numbering.
+    pub fn starting_after(applied: u64, readers: usize) -> (EventLog, Vec<LogReader>) {
+        let first = Chunk::new(applied + 1);
         let readers = (0..readers)
             .map(|_| LogReader {
                 chunk: first.clone(),
-                next_seq: 1,
+                next_seq: applied + 1,
             })
             .collect();
         let log = EventLog {
             tail: Mutex::new(Tail {
                 chunk: first,
-                next_seq: 1,
+                next_seq: applied + 1,
             }),
         };
         (log, readers)
@@ -80,6 +86,13 @@ impl EventLog {
     /// number. The lock is held for one slot write (and, every [`CHUNK_LEN`] entries,
     /// one chunk allocation).
     pub fn append(&self, origin: u16, at_unix: u64, event: Event) -> u64 {
+        self.append_proposal(origin, 0, at_unix, event)
+    }
+
+    /// [`EventLog::append`] with the proposer's proposal number (a cluster node's
+    /// link appends what the cluster ordered; the number lets the proposing shard
+    /// find its entry).
+    pub fn append_proposal(&self, origin: u16, proposal: u64, at_unix: u64, event: Event) -> u64 {
         let mut tail = self
             .tail
             .lock()
@@ -93,6 +106,7 @@ impl EventLog {
             index = 0;
         }
         let entry = Arc::new(Sequenced {
+            proposal,
             seq,
             origin,
             at_unix,
@@ -161,6 +175,7 @@ mod tests {
     fn event(i: u32) -> Event {
         Event::ReleaseNick {
             client: ClientId {
+                node: 0,
                 shard: 0,
                 slot: SlotKey {
                     index: i,

@@ -5,6 +5,7 @@
 
 pub mod bus;
 pub mod client;
+pub mod cluster;
 pub mod flood;
 pub mod log;
 pub mod network;

@@ -5,7 +5,9 @@
 //! only lock, and only state changes take it.
 
 use super::bus::Bus;
+use super::cluster::ClusterState;
 use super::log::{EventLog, LogReader};
+use super::network::{Layout, Network};
 use super::sources::Sources;
 use crate::ban_file::BanStore;
 use crate::config::Config;
@@ -115,8 +117,13 @@ pub struct Shared {
     pub log: EventLog,
     /// Each shard's reader of the log, taken once by the shard when it is built.
     log_readers: Mutex<Vec<Option<LogReader>>>,
-    /// Cross-shard hand-offs and wake-ups.
+    /// Cross-shard hand-offs and wake-ups (and, on a cluster node, the cluster link's
+    /// endpoint after the shards').
     pub bus: Bus,
+    /// The cluster link's side, on a cluster node.
+    pub cluster: Option<ClusterState>,
+    /// The replica every shard starts from: empty, or a cluster snapshot.
+    initial_network: Network,
     /// One set of counters per shard.
     pub counters: Vec<ShardCounters>,
     /// Per-source connection limits, checked at accept and registration.
@@ -146,14 +153,32 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Shared state for a server of `config.shards` shards.
+    /// Shared state for a standalone server of `config.shards` shards.
     pub fn new(config: Config) -> Shared {
+        let network = Network::with_server_bans(
+            Layout::standalone(config.shards),
+            config.server_bans.clone(),
+        );
+        Shared::starting_from(config, network)
+    }
+
+    /// Shared state whose shards start from `network` (a cluster node's snapshot, or
+    /// an empty one) and continue the log after the entry it applied last. On a
+    /// cluster node (`config.cluster`), the bus gets one more endpoint: the link.
+    pub fn starting_from(config: Config, network: Network) -> Shared {
         let shards = config.shards;
-        let (log, readers) = EventLog::new(shards);
+        let (log, readers) = EventLog::starting_after(network.applied(), shards);
+        let cluster = config
+            .cluster
+            .as_ref()
+            .map(|cluster| ClusterState::new(cluster.node, shards as u16));
+        let endpoints = shards + usize::from(cluster.is_some());
         Shared {
             log,
             log_readers: Mutex::new(readers.into_iter().map(Some).collect()),
-            bus: Bus::new(shards),
+            bus: Bus::new(endpoints),
+            cluster,
+            initial_network: network,
             sources: Sources::new(config.sources.clone()),
             counters: (0..shards).map(|_| ShardCounters::default()).collect(),
             connections: AtomicUsize::new(0),
@@ -176,6 +201,16 @@ impl Shared {
         if !self.shutting_down.swap(true, Ordering::AcqRel) {
             self.bus.wake_all();
         }
+    }
+
+    /// A copy of the replica every shard starts from.
+    pub fn initial_network(&self) -> Network {
+        self.initial_network.clone()
+    }
+
+    /// This node's number in its cluster (0 when alone).
+    pub fn node(&self) -> u16 {
+        self.cluster.as_ref().map_or(0, |cluster| cluster.node)
     }
 
     /// Shard `shard`'s reader of the event log; `None` if it was taken already.

@@ -75,6 +75,10 @@ pub enum Refusal {
     /// UNKLINE or UNDLINE of a ban that does not exist.
     #[error("no such server ban")]
     NoSuchServerBan,
+    /// A cluster node cannot reach the cluster, so it cannot order the change (never
+    /// an outcome of applying: the proposer refuses before proposing).
+    #[error("the cluster cannot be reached")]
+    ClusterUnavailable,
 }
 
 /// What applying an event did: the proposer's reply and every shard's notifications
@@ -115,6 +119,11 @@ pub enum Outcome {
         member: ClientId,
         /// The removed member's nickname as registered.
         nick: CaselessKey,
+    },
+    /// A lost node's users are gone, each with its last state, in client order.
+    NodeLost {
+        /// The users that quit.
+        users: Vec<(ClientId, Box<User>)>,
     },
     /// The user is gone; `user` is its last state (its channels: who saw it).
     Quit {
@@ -290,6 +299,7 @@ impl Network {
                 _ => Outcome::Unchanged,
             },
             Event::Kill { client, target, .. } => self.kill(*client, target),
+            Event::NodeLost { node, .. } => self.node_lost(*node, now),
             Event::AddBan { client, ban } => match self.user(*client) {
                 Some(user) if user.oper.is_some() => {
                     if self.server_bans.add(ban.clone()) {
@@ -449,7 +459,7 @@ impl Network {
         channel_limit: u32,
         now: u64,
     ) -> Outcome {
-        let shard_count = self.shard_count;
+        let layout = self.layout;
         let Some(user) = self.users.get_mut(&client) else {
             return Outcome::Unchanged;
         };
@@ -473,7 +483,7 @@ impl Network {
             None => self
                 .channels
                 .entry(CaselessKey::new(name))
-                .or_insert_with(|| Channel::new(name, now, shard_count)),
+                .or_insert_with(|| Channel::new(name, now, layout)),
         };
         let membership = Membership {
             op: channel.members.is_empty(),
@@ -515,6 +525,39 @@ impl Network {
             channel,
             member,
             nick,
+        }
+    }
+
+    /// Every user of `node` quits, in client order (so every replica records WHOWAS
+    /// the same way), and its nick claims are released.
+    fn node_lost(&mut self, node: u16, now: u64) -> Outcome {
+        let mut gone: Vec<ClientId> = self
+            .users
+            .keys()
+            .copied()
+            .filter(|id| id.node == node)
+            .collect();
+        gone.sort_unstable();
+        let users = gone
+            .into_iter()
+            .filter_map(|id| match self.quit(id, now) {
+                Outcome::Quit { user } => Some((id, user)),
+                _ => None,
+            })
+            .collect::<Vec<_>>();
+        let claims: Vec<ClientId> = self
+            .claims
+            .keys()
+            .copied()
+            .filter(|id| id.node == node)
+            .collect();
+        for id in claims {
+            self.release_claim(id);
+        }
+        if users.is_empty() {
+            Outcome::Unchanged
+        } else {
+            Outcome::NodeLost { users }
         }
     }
 

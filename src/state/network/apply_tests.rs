@@ -8,6 +8,7 @@ use std::time::Instant;
 
 fn client(shard: u16, index: u32) -> ClientId {
     ClientId {
+        node: 0,
         shard,
         slot: SlotKey {
             index,
@@ -17,6 +18,7 @@ fn client(shard: u16, index: u32) -> ClientId {
 }
 
 const ALICE: ClientId = ClientId {
+    node: 0,
     shard: 0,
     slot: SlotKey {
         index: 1,
@@ -24,6 +26,7 @@ const ALICE: ClientId = ClientId {
     },
 };
 const BOB: ClientId = ClientId {
+    node: 0,
     shard: 1,
     slot: SlotKey {
         index: 1,
@@ -31,6 +34,7 @@ const BOB: ClientId = ClientId {
     },
 };
 const CAROL: ClientId = ClientId {
+    node: 0,
     shard: 1,
     slot: SlotKey {
         index: 2,
@@ -56,6 +60,7 @@ impl Replica {
     fn apply(&mut self, event: Event) -> Outcome {
         self.seq += 1;
         self.network.apply(&Sequenced {
+            proposal: 0,
             seq: self.seq,
             origin: 0,
             at_unix: 1_000 + self.seq,

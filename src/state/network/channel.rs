@@ -55,6 +55,58 @@ impl ShardSet {
     }
 }
 
+/// Where a node keeps each member of a channel: its own shards are places
+/// `0..shard_count`, and each other node of a cluster is the one place
+/// `shard_count + node` (its members are reached through one cross-node message,
+/// whichever of its shards they live on). Alone, every client is on this node.
+///
+/// The layout is node-local: two nodes partition the same members differently, and
+/// nothing outside [`Members`] depends on how, so replicas on different nodes apply
+/// the same events to the same outcomes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Layout {
+    /// This node's number (0 when alone).
+    pub node: u16,
+    /// This node's shards.
+    pub shard_count: u16,
+}
+
+impl Layout {
+    /// The most places a channel can spread over ([`ShardSet::MAX_SHARDS`]), so a
+    /// node's shards plus the highest node number must stay below it.
+    pub const MAX_PLACES: usize = ShardSet::MAX_SHARDS;
+
+    /// A server that is not part of a cluster.
+    pub fn standalone(shard_count: usize) -> Layout {
+        Layout {
+            node: 0,
+            shard_count: shard_count as u16,
+        }
+    }
+
+    /// Where `id`'s membership is kept: its shard when it is local, its node's place
+    /// otherwise. Saturates rather than overflows for a node number no configuration
+    /// allows (an event or snapshot from another node is decoded, not trusted): such
+    /// a place is past [`Layout::MAX_PLACES`], which [`Members`] refuses.
+    pub fn place(self, id: ClientId) -> u16 {
+        if id.node == self.node {
+            id.shard
+        } else {
+            self.shard_count.saturating_add(id.node)
+        }
+    }
+
+    /// The node a place stands for, when it is not one of this node's shards.
+    pub fn remote_node(self, place: u16) -> Option<u16> {
+        place.checked_sub(self.shard_count)
+    }
+
+    /// Whether `id` lives on this node.
+    pub fn is_local(self, id: ClientId) -> bool {
+        id.node == self.node
+    }
+}
+
 /// A member's status in one channel.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Membership {
@@ -64,7 +116,8 @@ pub struct Membership {
     pub voice: bool,
 }
 
-/// A channel's members, partitioned by the shard each lives on.
+/// A channel's members, partitioned by the place each lives ([`Layout`]): this
+/// node's shards, then one partition per other node.
 ///
 /// Each partition is an insertion-ordered map with O(1) insert, lookup and removal
 /// (`swap_remove`), iterated as a dense array: fan-out on shard `s` walks
@@ -72,16 +125,18 @@ pub struct Membership {
 /// channel of 100,000 members costs the same as into one of 10.
 #[derive(Debug, Clone, Default)]
 pub struct Members {
+    layout: Layout,
     by_shard: Vec<IndexMap<ClientId, Membership>>,
     count: usize,
     shards: ShardSet,
 }
 
 impl Members {
-    /// No members, for a server of `shard_count` shards.
-    pub fn new(shard_count: usize) -> Members {
+    /// No members, laid out for this node.
+    pub fn new(layout: Layout) -> Members {
         Members {
-            by_shard: (0..shard_count).map(|_| IndexMap::new()).collect(),
+            layout,
+            by_shard: (0..layout.shard_count).map(|_| IndexMap::new()).collect(),
             count: 0,
             shards: ShardSet::default(),
         }
@@ -97,14 +152,18 @@ impl Members {
         self.count == 0
     }
 
-    /// The shards with at least one member: where a channel message is handed.
+    /// The places with at least one member: where a channel message is handed (this
+    /// node's shards, and other nodes as [`Layout::remote_node`] tells).
     pub fn shards(&self) -> ShardSet {
         self.shards
     }
 
     /// `id`'s status, if it is a member.
     pub fn get(&self, id: ClientId) -> Option<Membership> {
-        self.by_shard.get(id.shard as usize)?.get(&id).copied()
+        self.by_shard
+            .get(self.layout.place(id) as usize)?
+            .get(&id)
+            .copied()
     }
 
     /// Whether `id` is a member.
@@ -114,10 +173,11 @@ impl Members {
 
     /// `id`'s status for changing, if it is a member.
     pub fn get_mut(&mut self, id: ClientId) -> Option<&mut Membership> {
-        self.by_shard.get_mut(id.shard as usize)?.get_mut(&id)
+        let place = self.layout.place(id) as usize;
+        self.by_shard.get_mut(place)?.get_mut(&id)
     }
 
-    /// The members living on `shard`, densely: the fan-out loop.
+    /// The members living on `shard` (a place), densely: the fan-out loop.
     pub fn on_shard(&self, shard: u16) -> impl Iterator<Item = ClientId> + '_ {
         self.by_shard
             .get(shard as usize)
@@ -143,19 +203,29 @@ impl Members {
             .flat_map(|members| members.iter().map(|(&id, &m)| (id, m)))
     }
 
-    /// Adds `id` (it must not be a member yet).
+    /// Adds `id` (it must not be a member yet). A place beyond [`Layout::MAX_PLACES`]
+    /// cannot occur: configuration refuses such a cluster.
     pub(super) fn insert(&mut self, id: ClientId, membership: Membership) {
-        if let Some(members) = self.by_shard.get_mut(id.shard as usize) {
-            if members.insert(id, membership).is_none() {
-                self.count += 1;
-                self.shards.insert(id.shard);
-            }
+        let place = self.layout.place(id);
+        if place as usize >= Layout::MAX_PLACES {
+            return;
+        }
+        if self.by_shard.len() <= place as usize {
+            self.by_shard.resize_with(place as usize + 1, IndexMap::new);
+        }
+        if self.by_shard[place as usize]
+            .insert(id, membership)
+            .is_none()
+        {
+            self.count += 1;
+            self.shards.insert(place);
         }
     }
 
     /// Removes `id`; whether it was a member.
     pub(super) fn remove(&mut self, id: ClientId) -> bool {
-        let Some(members) = self.by_shard.get_mut(id.shard as usize) else {
+        let place = self.layout.place(id);
+        let Some(members) = self.by_shard.get_mut(place as usize) else {
             return false;
         };
         if members.swap_remove(&id).is_none() {
@@ -163,7 +233,7 @@ impl Members {
         }
         self.count -= 1;
         if members.is_empty() {
-            self.shards = ShardSet(self.shards.0 & !(1 << id.shard));
+            self.shards = ShardSet(self.shards.0 & !(1 << place));
         }
         true
     }
@@ -217,7 +287,7 @@ pub struct Channel {
 
 impl Channel {
     /// A new empty channel, `+nt` (as Ergo and InspIRCd).
-    pub(super) fn new(name: &str, created: u64, shard_count: usize) -> Channel {
+    pub(super) fn new(name: &str, created: u64, layout: Layout) -> Channel {
         Channel {
             name: CaselessKey::new(name),
             created,
@@ -226,7 +296,7 @@ impl Channel {
             bans: Vec::new(),
             excepts: Vec::new(),
             invite_exceptions: Vec::new(),
-            members: Members::new(shard_count),
+            members: Members::new(layout),
             invited: Vec::new(),
         }
     }
@@ -283,6 +353,7 @@ mod tests {
 
     fn client(shard: u16, index: u32) -> ClientId {
         ClientId {
+            node: 0,
             shard,
             slot: SlotKey {
                 index,
@@ -293,7 +364,7 @@ mod tests {
 
     #[test]
     fn members_are_partitioned_by_shard_and_removal_keeps_the_rest() {
-        let mut members = Members::new(3);
+        let mut members = Members::new(Layout::standalone(3));
         for i in 0..5 {
             members.insert(client(i % 2, i as u32), Membership::default());
         }
@@ -307,6 +378,25 @@ mod tests {
         members.remove(client(1, 1));
         members.remove(client(1, 3));
         assert_eq!(members.shards().iter().collect::<Vec<_>>(), vec![0]);
+    }
+
+    /// Node numbers come from decoded events and snapshots: one no configuration
+    /// allows must not overflow the place arithmetic, and is placed nowhere.
+    #[test]
+    fn a_node_number_past_any_layout_is_placed_nowhere() {
+        let layout = Layout {
+            node: 0,
+            shard_count: 2,
+        };
+        let stranger = ClientId {
+            node: u16::MAX,
+            ..client(1, 7)
+        };
+        assert_eq!(layout.place(stranger), u16::MAX);
+        let mut members = Members::new(layout);
+        members.insert(stranger, Membership::default());
+        assert!(members.is_empty() && !members.contains(stranger));
+        assert!(!members.remove(stranger));
     }
 
     #[test]

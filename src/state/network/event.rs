@@ -195,6 +195,16 @@ pub enum Event {
         /// The bans as the file now holds them.
         bans: Vec<ServerBan>,
     },
+    /// A cluster node stopped (its heartbeats ceased) or started again: every user
+    /// and nick claim it held leaves the network, each user with a QUIT carrying
+    /// `reason`. Any node that notices proposes it; applying it again finds nobody,
+    /// so the users quit once. Proposed on the network's behalf: it names no client.
+    NodeLost {
+        /// The node's number.
+        node: u16,
+        /// Why, as others see it in the QUIT lines.
+        reason: Box<str>,
+    },
     /// A server operator sends a message to every user with `+w` (WALLOPS).
     Wallops {
         /// The operator.
@@ -204,13 +214,28 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// A cluster node is gone: see [`Event::NodeLost`].
+    pub fn node_lost(node: u16, reason: &str) -> Event {
+        Event::NodeLost {
+            node,
+            reason: reason.into(),
+        }
+    }
+}
+
 /// An event with its place in the total order.
 #[derive(Debug, Clone)]
 pub struct Sequenced {
     /// Position in the log, from 1, without gaps.
     pub seq: u64,
-    /// The shard that proposed it.
+    /// The shard that proposed it, when it came from this node; on a cluster node,
+    /// an event from another node has the cluster link's bus endpoint here (so the
+    /// messages it forwarded before the event are handled first).
     pub origin: u16,
+    /// The proposing shard's number for the proposal, so it can tell its own entry
+    /// when it comes back from the cluster; 0 when not needed.
+    pub proposal: u64,
     /// Wall-clock time of the proposal in Unix seconds: channel creation and topic
     /// times come from here, so every replica records the same values.
     pub at_unix: u64,

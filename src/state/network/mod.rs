@@ -29,7 +29,7 @@ pub mod whowas;
 pub mod wire;
 
 pub use apply::{Outcome, Refusal};
-pub use channel::{Ban, Channel, Members, Membership, ShardSet, Topic};
+pub use channel::{Ban, Channel, Layout, Members, Membership, ShardSet, Topic};
 pub use event::{Event, Sequenced};
 pub use modes::{ChannelModes, MaskList, ModeChange, ModeRefusal};
 pub use server_bans::{BanTarget, ServerBan, ServerBans};
@@ -44,8 +44,8 @@ use std::collections::HashMap;
 /// One replica of the network state; see the module comment.
 #[derive(Debug, Clone)]
 pub struct Network {
-    /// Shards in this server: every channel partitions its members into as many.
-    shard_count: usize,
+    /// How this node partitions channel members (its shards, other nodes).
+    layout: Layout,
     /// Every nickname in use or claimed by a registering client.
     nicks: HashMap<CaselessKey, ClientId>,
     /// What each registering client claimed, so its claim can be released.
@@ -69,10 +69,15 @@ pub struct Network {
 }
 
 impl Network {
-    /// An empty network for a server of `shard_count` shards.
+    /// An empty network for a standalone server of `shard_count` shards.
     pub fn new(shard_count: usize) -> Network {
+        Network::laid_out(Layout::standalone(shard_count))
+    }
+
+    /// An empty network as node `layout.node` of a cluster sees it.
+    pub fn laid_out(layout: Layout) -> Network {
         Network {
-            shard_count,
+            layout,
             nicks: HashMap::new(),
             claims: HashMap::new(),
             users: HashMap::new(),
@@ -88,11 +93,16 @@ impl Network {
 
     /// A network that starts with `bans` (read from the ban file at start: every
     /// replica starts from the same list).
-    pub fn with_server_bans(shard_count: usize, bans: Vec<ServerBan>) -> Network {
+    pub fn with_server_bans(layout: Layout, bans: Vec<ServerBan>) -> Network {
         Network {
             server_bans: ServerBans::new(bans),
-            ..Network::new(shard_count)
+            ..Network::laid_out(layout)
         }
+    }
+
+    /// How this replica partitions channel members.
+    pub fn layout(&self) -> Layout {
+        self.layout
     }
 
     /// The KLINEs and DLINEs.

@@ -256,6 +256,7 @@ mod tests {
 
     fn member() -> ClientId {
         ClientId {
+            node: 0,
             shard: 0,
             slot: SlotKey {
                 index: 1,
@@ -265,7 +266,7 @@ mod tests {
     }
 
     fn channel() -> Channel {
-        let mut channel = Channel::new("#c", 0, 1);
+        let mut channel = Channel::new("#c", 0, super::super::Layout::standalone(1));
         channel.members.insert(member(), Membership::default());
         channel
     }
@@ -350,6 +351,7 @@ mod tests {
                 voice("dave"),
                 Some((
                     ClientId {
+                        node: 0,
                         shard: 0,
                         slot: SlotKey {
                             index: 9,

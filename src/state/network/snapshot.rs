@@ -3,18 +3,23 @@
 //! `applied` position, reaching the state of a node that applied the whole log.
 //!
 //! What is written is the state, not this node's memory layout: a channel's members
-//! are one flat list (partition by partition, each in its own order, which is NAMES
-//! order), and the loading node partitions them again for its own shards through the
-//! [`Members`] API; a user's channels are positions in the snapshot's channel list
+//! are one flat list (place by place, each in its own order, which is NAMES order),
+//! and the loading node partitions them again for its own [`Layout`] (its shards,
+//! other nodes) through the [`Members`] API, keeping the written order within each of
+//! its places. (Where the loading node merges places the writer kept apart, say two
+//! shards of another node, their members follow each other; a node that applied the
+//! whole log may order such a place differently: NAMES order is node-local.) A user's
+//! channels are positions in the snapshot's channel list
 //! (a varint instead of a name per membership, and no name lookup when loading).
 //! Indexes and counts that follow from the rest (who holds which
 //! nick, how many users are invisible or operators) are rebuilt rather than read, and
 //! everything read is checked ([`Network::from_snapshot`]): a corrupt snapshot is an
 //! error at load, never a replica that panics or drifts later. The bytes depend only
-//! on the state (what memory keeps in hash order is written sorted), so two replicas
-//! that agree write the same snapshot. Wire format: [`super::wire`].
+//! on the state and the writer's layout (what memory keeps in hash order is written
+//! sorted), so two replicas that agree, laid out alike, write the same snapshot.
+//! Wire format: [`super::wire`].
 
-use super::channel::{Ban, Channel, Members, Membership, Topic, MAX_BANS, MAX_INVITES};
+use super::channel::{Ban, Channel, Layout, Members, Membership, Topic, MAX_BANS, MAX_INVITES};
 use super::modes::ChannelModes;
 use super::server_bans::{ServerBan, ServerBans, MAX_SERVER_BANS};
 use super::users::{Activity, User};
@@ -234,27 +239,29 @@ impl Network {
         )
     }
 
-    /// A replica for a node of `shard_count` shards from bytes made by
-    /// [`Network::snapshot`] on any node (with any shard count). Apply the log from
-    /// [`Network::applied`]` + 1` on. Users' activity clocks are
-    /// [`Activity::remote`](super::Activity::remote).
+    /// A replica laid out for this node (`layout`) from bytes made by
+    /// [`Network::snapshot`] on any node, with any layout. Apply the log from
+    /// [`Network::applied`]` + 1` on. Every user's activity clock is an
+    /// [`Activity::remote`], this node's own users' too (a restarted node's old
+    /// users, until their `NodeLost`).
     ///
     /// Refused with [`WireError::Inconsistent`] (besides malformed bytes): a nick held
     /// twice; a client registered twice or both registered and claiming; a channel
     /// named twice or without members; a member the users do not list, or a user
-    /// listing a channel it is not in; a member whose shard this node does not have;
-    /// a list past its bound (bans, invitations, server bans, WHOWAS).
-    pub fn from_snapshot(bytes: &[u8], shard_count: usize) -> Result<Network, WireError> {
+    /// listing a channel it is not in; a member whose place is past
+    /// [`Layout::MAX_PLACES`]; a list past its bound (bans, invitations, server bans,
+    /// WHOWAS).
+    pub fn from_snapshot(bytes: &[u8], layout: Layout) -> Result<Network, WireError> {
         let image: SnapshotImage = decode("snapshot", SNAPSHOT_FORMAT, bytes)?;
-        rebuild(image, shard_count).map_err(WireError::Inconsistent)
+        rebuild(image, layout).map_err(WireError::Inconsistent)
     }
 }
 
 /// Checks `image` and builds the replica with its indexes; see
 /// [`Network::from_snapshot`]. O(state): one hash insert per nick, user, channel and
 /// member, one lookup per channel a user lists.
-fn rebuild(image: SnapshotImage, shard_count: usize) -> Result<Network, String> {
-    let mut network = Network::new(shard_count);
+fn rebuild(image: SnapshotImage, layout: Layout) -> Result<Network, String> {
+    let mut network = Network::laid_out(layout);
     network.applied = image.applied;
     network.whowas = Whowas::from_image(image.whowas)?;
     if image.server_bans.len() > MAX_SERVER_BANS {
@@ -268,7 +275,7 @@ fn rebuild(image: SnapshotImage, shard_count: usize) -> Result<Network, String> 
     let mut channels = image
         .channels
         .into_iter()
-        .map(|channel| rebuild_channel(channel, shard_count))
+        .map(|channel| rebuild_channel(channel, layout))
         .collect::<Result<Vec<Channel>, String>>()?;
     let memberships: usize = channels.iter().map(|c| c.members.len()).sum();
 
@@ -369,9 +376,9 @@ fn hold_nick(
     }
 }
 
-/// A channel from its image, its members partitioned for `shard_count` shards in the
-/// order they were written.
-fn rebuild_channel(image: ChannelImage, shard_count: usize) -> Result<Channel, String> {
+/// A channel from its image, its members partitioned for `layout` in the order they
+/// were written.
+fn rebuild_channel(image: ChannelImage, layout: Layout) -> Result<Channel, String> {
     let name = image.name;
     for (list, entries) in [
         ("bans", &image.bans),
@@ -394,12 +401,13 @@ fn rebuild_channel(image: ChannelImage, shard_count: usize) -> Result<Channel, S
     if image.members.is_empty() {
         return Err(format!("{name} has no members"));
     }
-    let mut members = Members::new(shard_count);
+    let mut members = Members::new(layout);
     for (id, membership) in image.members {
-        if usize::from(id.shard) >= shard_count {
+        let place = layout.place(id);
+        if usize::from(place) >= Layout::MAX_PLACES {
             return Err(format!(
-                "{name} has member {id:?} on shard {}; this node has {shard_count}",
-                id.shard
+                "{name} has member {id:?} at place {place}, past the {} a node has",
+                Layout::MAX_PLACES
             ));
         }
         if members.contains(id) {

@@ -1,7 +1,8 @@
 //! Tests of [`Network::snapshot`] and [`Network::from_snapshot`]: a replica loaded from
-//! a snapshot, on a node with another shard count, then applying the rest of the log,
-//! must reach what the replica that applied the whole log reaches, outcome by outcome
-//! and in every observable detail; and corrupt snapshots are errors, never panics.
+//! a snapshot, on a node with another layout (another shard count, another node),
+//! then applying the rest of the log, must reach what a replica that applied the
+//! whole log reaches, outcome by outcome and in every observable detail; and corrupt
+//! snapshots are errors, never panics.
 
 use super::channel::MAX_BANS;
 use super::whowas::WHOWAS_LIMIT;
@@ -11,8 +12,9 @@ use crate::state::slab::SlotKey;
 use std::sync::Arc;
 use std::time::Instant;
 
-fn client(shard: u16, index: u32) -> ClientId {
+fn client(node: u16, shard: u16, index: u32) -> ClientId {
     ClientId {
+        node,
         shard,
         slot: SlotKey {
             index,
@@ -21,19 +23,20 @@ fn client(shard: u16, index: u32) -> ClientId {
     }
 }
 
-const ALICE: (u16, u32) = (0, 1);
-const BOB: (u16, u32) = (1, 1);
-const CAROL: (u16, u32) = (1, 2);
-const DAVE: (u16, u32) = (0, 2);
-const ERIN: (u16, u32) = (0, 3);
-const FRANK: (u16, u32) = (1, 3);
-const GRACE: (u16, u32) = (0, 4);
-const HEIDI: (u16, u32) = (1, 4);
-const IVAN: (u16, u32) = (0, 5);
-const MALLORY: (u16, u32) = (1, 5);
+/// Named clients as (node, shard, slot index): nodes 0, 1 and 2 of a cluster.
+const ALICE: (u16, u16, u32) = (0, 0, 1);
+const BOB: (u16, u16, u32) = (0, 1, 1);
+const CAROL: (u16, u16, u32) = (1, 0, 2);
+const DAVE: (u16, u16, u32) = (0, 0, 2);
+const ERIN: (u16, u16, u32) = (1, 1, 3);
+const FRANK: (u16, u16, u32) = (1, 1, 4);
+const GRACE: (u16, u16, u32) = (0, 0, 4);
+const HEIDI: (u16, u16, u32) = (2, 1, 4);
+const IVAN: (u16, u16, u32) = (0, 0, 5);
+const MALLORY: (u16, u16, u32) = (2, 0, 5);
 
-fn id((shard, index): (u16, u32)) -> ClientId {
-    client(shard, index)
+fn id((node, shard, index): (u16, u16, u32)) -> ClientId {
+    client(node, shard, index)
 }
 
 /// Every client the tests use, with the lobby crowd.
@@ -64,8 +67,9 @@ fn nicks() -> Vec<String> {
 
 const CROWD: u32 = 12;
 
+/// The lobby crowd, spread over every node and shard.
 fn crowd(i: u32) -> ClientId {
-    client((i % 2) as u16, 100 + i)
+    client((i % 3) as u16, (i / 3 % 2) as u16, 100 + i)
 }
 
 fn claim(who: ClientId, nick: &str) -> Event {
@@ -278,6 +282,8 @@ fn history() -> Vec<Event> {
     }
     log.push(quit(erin));
     log.push(join(alice, "#quiet", None));
+    log.push(join(bob, "#quiet", None));
+    log.push(join(grace, "#quiet", None));
     log.push(Event::SetTopic {
         client: alice,
         channel: "#quiet".into(),
@@ -375,6 +381,9 @@ fn rest_of_log() -> Vec<Event> {
         quit(crowd(3)),
         part(alice, "#quiet"),
         change_nick(id(IVAN), "Bobby"),
+        Event::node_lost(2, "node 2 went away"),
+        Event::node_lost(2, "node 2 went away"),
+        Event::node_lost(5, "never there"),
     ];
     for round in 0..WHOWAS_LIMIT + 100 {
         log.push(change_nick(alice, &format!("alice{}", round % 3)));
@@ -396,15 +405,22 @@ impl Replica {
         self.network.apply(&Sequenced {
             seq: self.seq,
             origin: 0,
+            proposal: 0,
             at_unix: 10_000 + self.seq,
             event,
         })
     }
 }
 
-fn replica_after_history() -> Replica {
+/// Node 0 of the cluster, with 2 shards: where the snapshots are written.
+const WRITER: Layout = Layout {
+    node: 0,
+    shard_count: 2,
+};
+
+fn replica_after_history(layout: Layout) -> Replica {
     let mut replica = Replica {
-        network: Network::new(2),
+        network: Network::laid_out(layout),
         seq: 0,
     };
     for event in history() {
@@ -435,13 +451,51 @@ fn same_user(a: &User, b: &User) -> bool {
 fn same_outcome(a: &Outcome, b: &Outcome) -> bool {
     match (a, b) {
         (Outcome::Quit { user: a }, Outcome::Quit { user: b }) => same_user(a, b),
+        (Outcome::NodeLost { users: a }, Outcome::NodeLost { users: b }) => {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b)
+                    .all(|((a_id, a), (b_id, b))| a_id == b_id && same_user(a, b))
+        }
         _ => a == b,
     }
 }
 
+/// A place as the layout means it, so replicas with different layouts compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Place {
+    Shard(u16),
+    Node(u16),
+}
+
+/// A channel's members place by place, each in NAMES order.
+fn partitions(network: &Network, channel: &Channel) -> Vec<(Place, Vec<(ClientId, Membership)>)> {
+    let layout = network.layout();
+    (0..Layout::MAX_PLACES as u16)
+        .filter_map(|place| {
+            let members: Vec<_> = channel.members.on_shard_with_status(place).collect();
+            let place = match layout.remote_node(place) {
+                Some(node) => Place::Node(node),
+                None => Place::Shard(place),
+            };
+            (!members.is_empty()).then_some((place, members))
+        })
+        .collect()
+}
+
+/// How strictly members must agree.
+#[derive(Clone, Copy, PartialEq)]
+enum MemberOrder {
+    /// In the same order in every place.
+    Same,
+    /// The same in every place, in any order (places that one replica merged from
+    /// several of the writer's).
+    AnyWithinPlace,
+}
+
 /// Everything a client could observe through either replica: nicks, users, channels
-/// with their members in NAMES order shard by shard, LUSERS counts, WHOWAS, bans.
-fn assert_same_state(a: &Network, b: &Network) {
+/// with their members place by place, LUSERS counts, WHOWAS, bans.
+fn assert_same_state(a: &Network, b: &Network, order: MemberOrder) {
     assert_eq!(a.applied(), b.applied());
     let counts = |n: &Network| {
         (
@@ -476,21 +530,13 @@ fn assert_same_state(a: &Network, b: &Network) {
         assert_eq!(channel.excepts, theirs.excepts);
         assert_eq!(channel.invite_exceptions, theirs.invite_exceptions);
         assert_eq!(channel.members.len(), theirs.members.len());
-        assert_eq!(channel.members.shards(), theirs.members.shards());
-        for shard in 0..ShardSet::MAX_SHARDS as u16 {
-            assert_eq!(
-                channel
-                    .members
-                    .on_shard_with_status(shard)
-                    .collect::<Vec<_>>(),
-                theirs
-                    .members
-                    .on_shard_with_status(shard)
-                    .collect::<Vec<_>>(),
-                "NAMES order of {} on shard {shard}",
-                channel.name
-            );
+        let (mut ours, mut their) = (partitions(a, channel), partitions(b, theirs));
+        if order == MemberOrder::AnyWithinPlace {
+            for (_, members) in ours.iter_mut().chain(their.iter_mut()) {
+                members.sort_unstable_by_key(|&(id, _)| id);
+            }
         }
+        assert_eq!(ours, their, "members of {} place by place", channel.name);
         for who in everyone() {
             assert_eq!(channel.has_invited(who), theirs.has_invited(who));
         }
@@ -501,21 +547,13 @@ fn assert_same_state(a: &Network, b: &Network) {
     );
 }
 
-#[test]
-fn a_loaded_snapshot_on_another_shard_count_follows_the_log_like_the_original() {
-    let mut original = replica_after_history();
-    let bytes = original.network.snapshot();
-    let mut loaded = Replica {
-        network: Network::from_snapshot(&bytes, 3).expect("loads"),
-        seq: original.seq,
-    };
-    assert_eq!(loaded.network.applied(), original.seq);
-    assert_same_state(&original.network, &loaded.network);
-    let reloaded = loaded.network.snapshot();
-    assert_eq!(loaded.network.whowas().lookup("erin").count(), 1);
-
-    // Compared after every event: a difference (in WHOWAS, say) could otherwise
-    // heal before the end.
+/// Applies the rest of the log to both replicas, comparing after every event (a
+/// difference, in WHOWAS say, could otherwise heal before the end); the outcomes.
+fn follow_the_log(
+    original: &mut Replica,
+    loaded: &mut Replica,
+    order: MemberOrder,
+) -> Vec<Outcome> {
     let mut outcomes = Vec::new();
     for event in rest_of_log() {
         let theirs = loaded.apply(event.clone());
@@ -524,11 +562,31 @@ fn a_loaded_snapshot_on_another_shard_count_follows_the_log_like_the_original() 
             same_outcome(&ours, &theirs),
             "{event:?}: {ours:?} vs {theirs:?}"
         );
-        assert_same_state(&original.network, &loaded.network);
+        assert_same_state(&original.network, &loaded.network, order);
         outcomes.push(ours);
     }
-    assert_same_state(&original.network, &loaded.network);
-    assert!(reloaded == bytes, "the same state, the same snapshot");
+    outcomes
+}
+
+#[test]
+fn a_snapshot_loaded_with_another_shard_count_follows_the_log_like_the_original() {
+    let mut original = replica_after_history(WRITER);
+    let bytes = original.network.snapshot();
+    let more_shards = Layout {
+        node: 0,
+        shard_count: 3,
+    };
+    let mut loaded = Replica {
+        network: Network::from_snapshot(&bytes, more_shards).expect("loads"),
+        seq: original.seq,
+    };
+    assert_eq!(loaded.network.applied(), original.seq);
+    assert_same_state(&original.network, &loaded.network, MemberOrder::Same);
+    let rewritten = loaded.network.snapshot();
+    assert_eq!(loaded.network.whowas().lookup("erin").count(), 1);
+
+    let outcomes = follow_the_log(&mut original, &mut loaded, MemberOrder::Same);
+    assert!(rewritten == bytes, "the same state, the same snapshot");
     assert!(loaded.network.snapshot() == original.network.snapshot());
 
     // The rest of the log did depend on the snapshot: a sample of what it decided.
@@ -552,6 +610,24 @@ fn a_loaded_snapshot_on_another_shard_count_follows_the_log_like_the_original() 
         assert!(refusals.contains(&expected), "{expected:?} in {refusals:?}");
     }
     assert_eq!(outcomes[0], Outcome::Registered, "the claim travelled");
+    let lost: Vec<ClientId> = outcomes
+        .iter()
+        .flat_map(|outcome| match outcome {
+            Outcome::NodeLost { users } => users.iter().map(|&(id, _)| id).collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    let expected: Vec<ClientId> = [HEIDI, MALLORY]
+        .map(id)
+        .into_iter()
+        .chain([2, 5, 8, 11].map(crowd))
+        .collect();
+    assert_eq!(
+        lost.len(),
+        expected.len(),
+        "node 2's users quit once: {lost:?}"
+    );
+    assert!(expected.iter().all(|who| lost.contains(who)), "{lost:?}");
     assert_eq!(
         original.network.whowas().lookup("erin").count(),
         0,
@@ -559,17 +635,43 @@ fn a_loaded_snapshot_on_another_shard_count_follows_the_log_like_the_original() 
     );
 }
 
+/// Node 1 loads node 0's snapshot; it must agree with a node 1 that applied the
+/// whole log, though node 0's two shards are one place on node 1 (so the members
+/// there may stand in another order).
 #[test]
-fn a_snapshot_can_be_loaded_with_fewer_shards_only_if_its_members_fit() {
-    let original = replica_after_history();
-    let bytes = original.network.snapshot();
-    let error = Network::from_snapshot(&bytes, 1).expect_err("members live on shard 1");
+fn a_snapshot_loaded_on_another_node_follows_the_log_like_that_node() {
+    let node_one = Layout {
+        node: 1,
+        shard_count: 2,
+    };
+    let bytes = replica_after_history(WRITER).network.snapshot();
+    let mut whole_log = replica_after_history(node_one);
+    let mut loaded = Replica {
+        network: Network::from_snapshot(&bytes, node_one).expect("loads"),
+        seq: whole_log.seq,
+    };
+    assert_same_state(
+        &whole_log.network,
+        &loaded.network,
+        MemberOrder::AnyWithinPlace,
+    );
+    follow_the_log(&mut whole_log, &mut loaded, MemberOrder::AnyWithinPlace);
+}
+
+#[test]
+fn a_snapshot_whose_members_a_node_cannot_place_is_refused() {
+    let bytes = replica_after_history(WRITER).network.snapshot();
+    let crowded = Layout {
+        node: 0,
+        shard_count: 63,
+    };
+    let error = Network::from_snapshot(&bytes, crowded).expect_err("node 1 would be place 64");
     assert!(
-        error.to_string().contains("on shard 1; this node has 1"),
+        error
+            .to_string()
+            .contains("at place 64, past the 64 a node has"),
         "{error}"
     );
-    let same = Network::from_snapshot(&bytes, 2).expect("loads");
-    assert_same_state(&original.network, &same);
 }
 
 #[test]
@@ -577,7 +679,7 @@ fn an_empty_network_round_trips_in_a_few_bytes() {
     let empty = Network::new(4);
     let bytes = empty.snapshot();
     assert!(bytes.len() < 16, "{bytes:?}");
-    let loaded = Network::from_snapshot(&bytes, 1).expect("loads");
+    let loaded = Network::from_snapshot(&bytes, Layout::standalone(1)).expect("loads");
     assert_eq!(loaded.user_count(), 0);
     assert_eq!(loaded.applied(), 0);
 }
@@ -611,12 +713,11 @@ fn snapshots_that_break_an_invariant_are_refused() {
         }),
         ("has no members", |n| {
             let quiet = n.channels.get_mut(Caseless::new("#quiet")).expect("#quiet");
-            quiet.members.remove(id(ALICE));
-            n.users
-                .get_mut(&id(ALICE))
-                .expect("alice")
-                .channels
-                .retain(|c| c.as_str() != "#quiet");
+            for who in [ALICE, BOB, GRACE].map(id) {
+                quiet.members.remove(who);
+                let user = n.users.get_mut(&who).expect("a member");
+                user.channels.retain(|c| c.as_str() != "#quiet");
+            }
         }),
         ("more than", |n| {
             let quiet = n.channels.get_mut(Caseless::new("#quiet")).expect("#quiet");
@@ -630,9 +731,9 @@ fn snapshots_that_break_an_invariant_are_refused() {
         }),
     ];
     for (expected, tamper) in rows {
-        let mut network = replica_after_history().network;
+        let mut network = replica_after_history(WRITER).network;
         tamper(&mut network);
-        let error = Network::from_snapshot(&network.snapshot(), 2).expect_err(expected);
+        let error = Network::from_snapshot(&network.snapshot(), WRITER).expect_err(expected);
         assert!(
             matches!(error, WireError::Inconsistent(_)) && error.to_string().contains(expected),
             "{expected}: {error}"
@@ -641,13 +742,14 @@ fn snapshots_that_break_an_invariant_are_refused() {
 }
 
 /// Truncated and corrupted snapshots decode to an error or to a replica that keeps
-/// working: it applies quits, joins, claims and bans without panicking.
+/// working: it applies joins, claims, renames, quits and node losses without
+/// panicking.
 #[test]
 fn corrupt_snapshots_are_errors_or_working_replicas_never_panics() {
-    let bytes = replica_after_history().network.snapshot();
+    let bytes = replica_after_history(WRITER).network.snapshot();
     let (mut refused, mut accepted) = (0, 0);
     for corrupt in corruptions(&bytes) {
-        let Ok(network) = Network::from_snapshot(&corrupt, 2) else {
+        let Ok(network) = Network::from_snapshot(&corrupt, WRITER) else {
             refused += 1;
             continue;
         };
@@ -664,6 +766,9 @@ fn corrupt_snapshots_are_errors_or_working_replicas_never_panics() {
             replica.apply(change_nick(who, "zed"));
             replica.apply(quit(who));
             replica.apply(Event::ReleaseNick { client: who });
+        }
+        for node in 0..3 {
+            replica.apply(Event::node_lost(node, "gone"));
         }
         replica.apply(Event::ReplaceBans { bans: Vec::new() });
     }

@@ -141,6 +141,7 @@ mod tests {
     use std::time::Instant;
 
     const ALICE: ClientId = ClientId {
+        node: 3,
         shard: 1,
         slot: SlotKey {
             index: 70_000,
@@ -299,6 +300,7 @@ mod tests {
                 ],
             },
             Event::ReplaceBans { bans: Vec::new() },
+            Event::node_lost(3, "node 3 stopped"),
             Event::Wallops {
                 client,
                 text: b"hello opers".as_slice().into(),
@@ -342,8 +344,9 @@ mod tests {
             client: ALICE,
             message: None,
         });
-        // format, variant, shard, slot index (3-byte varint), generation, option tag.
-        assert_eq!(bytes.len(), 8, "{bytes:?}");
+        // format, variant, node, shard, slot index (3-byte varint), generation, and
+        // the option's tag.
+        assert_eq!(bytes.len(), 9, "{bytes:?}");
     }
 
     #[test]
@@ -406,6 +409,7 @@ mod tests {
                         replica.apply(&Sequenced {
                             seq,
                             origin: 0,
+                            proposal: 0,
                             at_unix: 0,
                             event,
                         });
