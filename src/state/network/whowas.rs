@@ -4,7 +4,7 @@
 //! oldest goes first), so neither many users nor one nick changing back and forth
 //! can grow it. Plain data; only [`super::apply`] changes it, O(1) per entry.
 //! Snapshots carry it whole, dropped entries' places in the order included, so a
-//! loaded history forgets exactly what the original would have ([`WhowasImage`]).
+//! loaded history forgets exactly what the original would have (`WhowasImage`).
 
 use crate::proto::{Caseless, CaselessKey};
 use serde::ser::SerializeStruct;
@@ -167,7 +167,7 @@ fn ascending_below(mut serials: impl Iterator<Item = u64>, next_serial: u64) -> 
     })
 }
 
-/// A snapshot writes the history as a [`WhowasImage`]: the kept entries oldest first
+/// A snapshot writes the history as a `WhowasImage`: the kept entries oldest first
 /// (so the bytes do not depend on hash order) and the whole order.
 impl Serialize for Whowas {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
