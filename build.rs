@@ -1,4 +1,4 @@
-//! Finds the outside programs some tests drive (irssi, tmux, openssl, promtool) when the tests
+//! Finds the outside programs some tests drive (irssi, tmux, openssl, promtool, nats-server) when the tests
 //! are built, so that a test whose program is missing shows as ignored with its
 //! reason instead of passing. `.ci/run` installs them before building. After
 //! installing one by hand, `touch build.rs` (or change PATH) to look again.
@@ -15,6 +15,7 @@ fn main() {
         ),
         ("has_promtool", &[("promtool", "--version")][..]),
         ("has_openssl", &[("openssl", "version")][..]),
+        ("has_nats_server", &[("nats-server", "--version")][..]),
     ] {
         println!("cargo::rustc-check-cfg=cfg({cfg})");
         let found = tools.iter().all(|(tool, flag)| {

@@ -9,7 +9,9 @@
 //!   and cross-shard hand-offs.
 //! - [`commands`]: one file per command family, behind one table of metadata.
 //! - [`state`]: what a connection owns (outbox, flood bucket) and what all shards share
-//!   (the directory of nicks, users and channels).
+//!   (the event log of network-state changes and the bus between shards).
+//! - [`cluster`]: several servers as one network: the event log on a NATS JetStream
+//!   stream, messages on core NATS to the nodes with recipients.
 //! - [`server`]: binding, shard threads, shutdown.
 //! - Settings: [`config`] (what the server runs with), [`cli`] (flags),
 //!   [`config_file`] (the TOML file), [`settings`] (flags over file over defaults),
@@ -21,6 +23,7 @@
 
 pub mod ban_file;
 pub mod cli;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod config_file;

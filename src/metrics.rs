@@ -287,7 +287,90 @@ pub fn render(shared: &Shared, driver: IoMode) -> String {
         family(&mut out, name, "gauge", help);
         let _ = writeln!(out, "{name} {value}");
     }
+    if let Some(cluster) = &shared.cluster {
+        render_cluster(&mut out, cluster);
+    }
     out
+}
+
+/// A cluster node's figures (the same as `STATS C`), labelled with its node number.
+fn render_cluster(out: &mut String, cluster: &crate::state::cluster::ClusterState) {
+    let c = &cluster.counters;
+    let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+    let (applied, last) = (load(&c.stream_applied), load(&c.stream_last));
+    let node = cluster.node;
+    let metrics = [
+        (
+            "ringchat_cluster_connected",
+            "gauge",
+            "1 while the node reaches NATS.",
+            u64::from(cluster.is_connected()),
+        ),
+        (
+            "ringchat_cluster_applied",
+            "gauge",
+            "Last cluster log entry applied on this node.",
+            applied,
+        ),
+        (
+            "ringchat_cluster_log_lag",
+            "gauge",
+            "Cluster log entries published but not yet applied here.",
+            last.saturating_sub(applied),
+        ),
+        (
+            "ringchat_cluster_events_in_total",
+            "counter",
+            "Cluster log entries applied on this node.",
+            load(&c.events_in),
+        ),
+        (
+            "ringchat_cluster_events_out_total",
+            "counter",
+            "Events this node published to the cluster log.",
+            load(&c.events_out),
+        ),
+        (
+            "ringchat_cluster_messages_in_total",
+            "counter",
+            "Cross-node messages received.",
+            load(&c.messages_in),
+        ),
+        (
+            "ringchat_cluster_messages_out_total",
+            "counter",
+            "Cross-node messages published (one per destination node).",
+            load(&c.messages_out),
+        ),
+        (
+            "ringchat_cluster_apply_lag_p50_microseconds",
+            "gauge",
+            "Median time from another node's publication of an event to its append here.",
+            load(&c.lag_p50_micros),
+        ),
+        (
+            "ringchat_cluster_apply_lag_p99_microseconds",
+            "gauge",
+            "99th percentile of the same.",
+            load(&c.lag_p99_micros),
+        ),
+        (
+            "ringchat_cluster_nodes_lost_total",
+            "counter",
+            "Nodes this node declared lost.",
+            load(&c.nodes_lost),
+        ),
+        (
+            "ringchat_cluster_snapshots_total",
+            "counter",
+            "Snapshots this node wrote.",
+            load(&c.snapshots),
+        ),
+    ];
+    for (name, kind, help, value) in metrics {
+        family(out, name, kind, help);
+        let _ = writeln!(out, "{name}{{node=\"{node}\"}} {value}");
+    }
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {

@@ -34,6 +34,8 @@ pub struct Server {
     tls: Option<Arc<TlsAcceptor>>,
     driver: IoMode,
     threads: Vec<JoinHandle<()>>,
+    /// The cluster link, on a cluster node: joined after the shards.
+    link: Option<crate::cluster::LinkThread>,
     /// Each shard thread sends its number here when it ends, however it ends.
     exits: tokio::sync::mpsc::UnboundedReceiver<u16>,
 }
@@ -83,7 +85,17 @@ impl Server {
                 plain.chain(secure).collect()
             })
             .collect();
-        let shared = Arc::new(Shared::new(config));
+        let joining = match &config.cluster {
+            Some(_) => Some(crate::cluster::Joining::open(&config)?),
+            None => None,
+        };
+        let shared = Arc::new(match &joining {
+            Some(joining) => Shared::starting_from(config, joining.network.clone()),
+            None => Shared::new(config),
+        });
+        let link = joining
+            .map(|joining| joining.start(shared.clone()))
+            .transpose()?;
         let (exit_tx, exits) = tokio::sync::mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut threads = Vec::new();
@@ -114,6 +126,7 @@ impl Server {
             tls,
             driver,
             threads,
+            link,
             exits,
         };
         for _ in 0..server.threads.len() {
@@ -205,6 +218,10 @@ impl Server {
         self.begin_shutdown();
         for thread in self.threads.drain(..) {
             let _ = thread.join();
+        }
+        if let Some(link) = self.link.take() {
+            self.shared.bus.wake(self.shared.config.shards as u16);
+            link.join();
         }
         let totals = self.shared.totals();
         info!(

@@ -15,7 +15,7 @@ pub fn lusers(ctx: &mut Ctx<'_>, _message: &Message<'_>) {
     send_lusers(ctx);
 }
 
-/// `STATS S`: per-shard counters (connections, lines in, deliveries, bytes out,
+/// `STATS S`: per-shard counters (`STATS C`: cluster figures, [`stats_cluster`]) (connections, lines in, deliveries, bytes out,
 /// slow-consumer and flood disconnects, failed TLS handshakes): this shard's as of now, the others' as
 /// published at their last tick (about once a second).
 pub fn stats(ctx: &mut Ctx<'_>, message: &Message<'_>) {
@@ -37,12 +37,45 @@ pub fn stats(ctx: &mut Ctx<'_>, message: &Message<'_>) {
             ));
             ctx.reply(reply);
         }
+    } else if query.eq_ignore_ascii_case("C") {
+        stats_cluster(ctx);
     }
     let end = ctx
         .numeric(RPL_ENDOFSTATS)
         .arg(query)
         .trailing("End of /STATS report");
     ctx.reply(end);
+}
+
+/// `STATS C`: this node's cluster figures: whether it reaches NATS, how far it has
+/// applied the cluster's log and how far behind the stream's end that is, events
+/// and cross-node messages in and out, the apply lag of other nodes' events, lost
+/// nodes and snapshots. Alone: one line saying so.
+fn stats_cluster(ctx: &mut Ctx<'_>) {
+    let text = match &ctx.shard.shared.cluster {
+        None => "not part of a cluster".to_owned(),
+        Some(cluster) => {
+            let c = &cluster.counters;
+            let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+            let (applied, last) = (load(&c.stream_applied), load(&c.stream_last));
+            format!(
+                "cluster node={} connected={} applied={applied} stream_last={last} log_lag={} events_in={} events_out={} messages_in={} messages_out={} lag_p50_us={} lag_p99_us={} nodes_lost={} snapshots={}",
+                cluster.node,
+                cluster.is_connected(),
+                last.saturating_sub(applied),
+                load(&c.events_in),
+                load(&c.events_out),
+                load(&c.messages_in),
+                load(&c.messages_out),
+                load(&c.lag_p50_micros),
+                load(&c.lag_p99_micros),
+                load(&c.nodes_lost),
+                load(&c.snapshots),
+            )
+        }
+    };
+    let reply = ctx.numeric(RPL_STATSDEBUG).arg("C").trailing(text);
+    ctx.reply(reply);
 }
 
 /// 375/372.../376, or 422 when no MOTD is configured.

@@ -369,3 +369,109 @@ mod tests {
         assert_eq!(client_only_tags(None), None);
     }
 }
+
+/// An [`Outgoing`] as it travels to another node of a cluster: the parts its variants
+/// are built from (the receiving node builds the ones its members need, once each).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WireOutgoing {
+    plain: Bytes,
+    time_micros: u64,
+    client_tags: Option<Bytes>,
+    msgid: Option<Bytes>,
+    from_bot: bool,
+    required: Option<Box<str>>,
+    status: Option<u8>,
+}
+
+/// A cross-node message whose parts cannot be a message (a hostile or broken peer).
+#[derive(Debug, thiserror::Error)]
+#[error("malformed cross-node message: {0}")]
+pub struct MalformedOutgoing(&'static str);
+
+impl Outgoing {
+    /// The parts another node needs to deliver this message.
+    pub fn to_wire(&self) -> WireOutgoing {
+        let time_micros = self
+            .time
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        WireOutgoing {
+            plain: self.plain.clone(),
+            time_micros,
+            client_tags: self.client_tags.clone(),
+            msgid: self.msgid.map(|id| Bytes::copy_from_slice(id.as_bytes())),
+            from_bot: self.from_bot,
+            required: self.required.map(|cap| cap.name().into()),
+            status: self.status.map(|status| match status {
+                StatusTarget::Voiced => b'+',
+                StatusTarget::Operators => b'@',
+            }),
+        }
+    }
+
+    /// The message another node sent, checked: one line that ends in CRLF, tags and
+    /// an id that cannot break the line they are put in.
+    pub fn from_wire(wire: WireOutgoing) -> Result<Outgoing, MalformedOutgoing> {
+        let line = wire.plain.as_ref();
+        let body = line
+            .strip_suffix(b"\r\n")
+            .ok_or(MalformedOutgoing("the line does not end in CRLF"))?;
+        if body.is_empty() || body.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+            return Err(MalformedOutgoing("the line is empty or holds a line break"));
+        }
+        let unsafe_tag = |b: &u8| matches!(b, b' ' | b'\r' | b'\n' | 0);
+        if wire
+            .client_tags
+            .as_ref()
+            .is_some_and(|t| t.iter().any(unsafe_tag))
+        {
+            return Err(MalformedOutgoing("client tags hold a space or line break"));
+        }
+        let msgid = match wire.msgid {
+            Some(id) => Some(MsgId::from_wire(&id).ok_or(MalformedOutgoing("bad msgid"))?),
+            None => None,
+        };
+        let required = match wire.required {
+            Some(name) => {
+                Some(Cap::from_name(&name).ok_or(MalformedOutgoing("unknown capability"))?)
+            }
+            None => None,
+        };
+        let status = match wire.status {
+            None => None,
+            Some(b'+') => Some(StatusTarget::Voiced),
+            Some(b'@') => Some(StatusTarget::Operators),
+            Some(_) => return Err(MalformedOutgoing("unknown status prefix")),
+        };
+        Ok(Outgoing {
+            plain: wire.plain,
+            time: std::time::UNIX_EPOCH + std::time::Duration::from_micros(wire.time_micros),
+            client_tags: wire.client_tags,
+            msgid,
+            from_bot: wire.from_bot,
+            required,
+            status,
+            variants: [None, None, None],
+        })
+    }
+}
+
+impl MsgId {
+    /// An id received from another node: at most the capacity, only `[0-9a-z-]`.
+    fn from_wire(text: &[u8]) -> Option<MsgId> {
+        if text.is_empty()
+            || text.len() > MSGID_CAPACITY
+            || !text
+                .iter()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase() || *b == b'-')
+        {
+            return None;
+        }
+        let mut id = MsgId {
+            bytes: [0; MSGID_CAPACITY],
+            len: text.len() as u8,
+        };
+        id.bytes[..text.len()].copy_from_slice(text);
+        Some(id)
+    }
+}

@@ -119,6 +119,9 @@ pub struct Shard {
     proposals: u64,
     /// Proposals the cluster link could not order (see [`Handoff::Unordered`]).
     unordered: Vec<u64>,
+    /// Outcomes of this shard's cluster proposals, by proposal number, until the
+    /// waiting proposer takes its own.
+    answered: Vec<(u64, crate::state::network::Outcome)>,
 }
 
 impl Shard {
@@ -158,6 +161,7 @@ impl Shard {
             counts: CounterSnapshot::default(),
             proposals: 0,
             unordered: Vec::new(),
+            answered: Vec::new(),
             shared,
         }
     }
@@ -177,7 +181,10 @@ impl Shard {
     /// counter, and the server's start time makes it unique across restarts.
     pub fn next_msgid(&mut self) -> MsgId {
         self.msgids_issued += 1;
-        MsgId::new(self.started_micros, self.id, self.msgids_issued)
+        // Node and shard in one number (shards < 64 < 2^7), so ids from the nodes of
+        // a cluster never collide; alone, the node is 0 and this is the shard.
+        let origin = (self.node << 7) | self.id;
+        MsgId::new(self.started_micros, origin, self.msgids_issued)
     }
 
     // ---- driver-facing lifecycle ---------------------------------------------------
@@ -692,6 +699,24 @@ impl Shard {
             self.counts.flood_disconnects += 1;
         }
         self.close_quietly(id, &text);
+    }
+
+    /// Sends every registered local client a server NOTICE.
+    pub(super) fn notice_everyone(&mut self, text: &str) {
+        let server = self.shared.config.server_name.clone();
+        let told: Vec<(ClientId, String)> = self
+            .clients
+            .iter()
+            .filter(|client| client.is_registered() && !client.closing)
+            .map(|client| (client.id, client.nick().to_owned()))
+            .collect();
+        for (id, nick) in told {
+            let line = LineBuilder::from_source(&server, "NOTICE")
+                .arg(&nick)
+                .trailing(text)
+                .finish();
+            self.send(id, line);
+        }
     }
 
     /// Closes every local client after the cluster applied `NodeLost` for this node

@@ -77,13 +77,22 @@ impl Shard {
         self.send_outgoing_before_event();
         self.counts.events_proposed += 1;
         loop {
-            while let Some((applied, origin_proposal, outcome)) = self.apply_next_entry() {
-                if applied && origin_proposal == proposal {
-                    return outcome;
-                }
+            // Entries are applied here and by the hand-offs taken in below (which
+            // catch up to their stamps); either way the outcome lands in `answered`.
+            while self.apply_next().is_some() {}
+            if let Some(at) = self.answered.iter().position(|(p, _)| *p == proposal) {
+                return self.answered.swap_remove(at).1;
             }
             if let Some(at) = self.unordered.iter().position(|&p| p == proposal) {
                 self.unordered.swap_remove(at);
+                return Outcome::Refused(Refusal::ClusterUnavailable);
+            }
+            if self
+                .shared
+                .shutting_down
+                .load(std::sync::atomic::Ordering::Acquire)
+            {
+                // The node leaves: its NodeLost settles this client's state for all.
                 return Outcome::Refused(Refusal::ClusterUnavailable);
             }
             self.take_in_handoffs();
@@ -126,9 +135,10 @@ impl Shard {
                     progressed = true;
                 }
             }
-            if !self.unordered.is_empty() {
-                // Nobody waits for these any more (the wait ended with the entry).
+            if !self.unordered.is_empty() || !self.answered.is_empty() {
+                // Nobody waits for these (a proposal's wait ends with its answer).
                 self.unordered.clear();
+                self.answered.clear();
             }
             if !progressed {
                 break;
@@ -190,12 +200,15 @@ impl Shard {
     }
 
     /// Sends every pending batch before this shard appends an event. A link that is
-    /// full is waited for: the receiver never waits for anyone, so it drains soon,
-    /// and an event must not overtake the hand-offs made before it.
+    /// full is waited for, taking in this shard's own hand-offs meanwhile: the
+    /// receiver may itself be waiting to send here (two shards, or a shard and the
+    /// cluster link, each with a full link to the other), and an event must not
+    /// overtake the hand-offs made before it.
     fn send_outgoing_before_event(&mut self) {
         self.flush_handoffs();
         while self.has_outgoing() {
             std::thread::yield_now();
+            self.take_in_handoffs();
             self.flush_handoffs();
         }
     }
@@ -217,14 +230,6 @@ impl Shard {
         Some((entry.seq, outcome))
     }
 
-    /// [`Shard::apply_next`] for a cluster proposal's wait: whether the entry was
-    /// this shard's own, its proposal number, and its outcome.
-    fn apply_next_entry(&mut self) -> Option<(bool, u64, Outcome)> {
-        let entry = self.log.next()?;
-        let outcome = self.apply_entry(&entry);
-        Some((entry.origin == self.id, entry.proposal, outcome))
-    }
-
     /// Applies `entry` after the hand-offs its proposer made before it (merge rule
     /// 2), and renders it for local clients.
     fn apply_entry(&mut self, entry: &Sequenced) -> Outcome {
@@ -236,6 +241,9 @@ impl Shard {
         let outcome = self.network.apply(entry);
         self.counts.events_applied += 1;
         self.notify(entry, &outcome);
+        if entry.proposal != 0 && entry.origin == self.id {
+            self.answered.push((entry.proposal, outcome.clone()));
+        }
         outcome
     }
 
@@ -267,6 +275,7 @@ impl Shard {
             } => self.deliver_to_local_members(channel.as_str(), &mut message, except),
             Handoff::Client { to, mut message } => self.send_message(to, &mut message),
             Handoff::Unordered { proposal } => self.unordered.push(proposal),
+            Handoff::Notice { text } => self.notice_everyone(&text),
             // Only the cluster link takes these; a shard never receives them.
             Handoff::Nodes { .. } | Handoff::Propose { .. } => {}
         }

@@ -84,6 +84,12 @@ pub enum Handoff {
         /// The change.
         event: Box<Event>,
     },
+    /// From the cluster link: tell every local registered user `text` in a server
+    /// NOTICE (the cluster connection was lost or is back).
+    Notice {
+        /// The notice.
+        text: Box<str>,
+    },
     /// From the cluster link: the cluster could not be reached, so `proposal` was not
     /// ordered and will not be applied.
     Unordered {

@@ -47,6 +47,11 @@ pub struct LinkCounters {
     pub lag_micros_sum: AtomicU64,
     /// See `lag_micros_sum`.
     pub lag_samples: AtomicU64,
+    /// The apply lag's median and 99th percentile since start, in microseconds,
+    /// refreshed about once a second.
+    pub lag_p50_micros: AtomicU64,
+    /// See `lag_p50_micros`.
+    pub lag_p99_micros: AtomicU64,
     /// Nodes declared lost by this node.
     pub nodes_lost: AtomicU64,
     /// Snapshots written.

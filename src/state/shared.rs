@@ -198,6 +198,9 @@ impl Shared {
     /// Begins a graceful shutdown (signals, DIE): shards stop accepting connections
     /// and input, deliver what they accepted, and close every client. Idempotent.
     pub fn begin_shutdown(&self) {
+        if let Some(cluster) = &self.cluster {
+            cluster.leaving.store(true, Ordering::Release);
+        }
         if !self.shutting_down.swap(true, Ordering::AcqRel) {
             self.bus.wake_all();
         }

@@ -300,6 +300,7 @@ impl Network {
             },
             Event::Kill { client, target, .. } => self.kill(*client, target),
             Event::NodeLost { node, .. } => self.node_lost(*node, now),
+            Event::Unreadable => Outcome::Unchanged,
             Event::AddBan { client, ban } => match self.user(*client) {
                 Some(user) if user.oper.is_some() => {
                     if self.server_bans.add(ban.clone()) {

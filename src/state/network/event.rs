@@ -205,6 +205,10 @@ pub enum Event {
         /// Why, as others see it in the QUIT lines.
         reason: Box<str>,
     },
+    /// A cluster stream entry this node could not decode (written by a newer build,
+    /// or corrupt): it keeps its place in the order and changes nothing, here as on
+    /// every node that cannot read it.
+    Unreadable,
     /// A server operator sends a message to every user with `+w` (WALLOPS).
     Wallops {
         /// The operator.

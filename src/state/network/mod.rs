@@ -172,6 +172,20 @@ impl Network {
         &self.whowas
     }
 
+    /// The cluster nodes holding users or nick claims, lowest first. O(users): for
+    /// the cluster link's start-up, not for the message path.
+    pub fn nodes(&self) -> Vec<u16> {
+        let mut nodes: Vec<u16> = self
+            .users
+            .keys()
+            .chain(self.claims.keys())
+            .map(|id| id.node)
+            .collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        nodes
+    }
+
     /// How many channels exist.
     pub fn channel_count(&self) -> usize {
         self.channels.len()

@@ -1,0 +1,140 @@
+//! Running as one node of a cluster on NATS (`--cluster`).
+//!
+//! The design, in one paragraph: network state is already a log of events applied
+//! by a pure function (`crate::state::network`); a cluster makes a JetStream stream
+//! that log. Every node publishes its shards' proposals to the stream and appends
+//! every stream entry to its own event log in the stream's order, so every replica
+//! on every node applies the same events in the same order and reaches the same
+//! state and the same outcomes (two nodes racing for one nick: the first entry wins,
+//! the second gets 433). Channel and private messages never enter the log: they go
+//! on core NATS, one publication per node that has recipients, and are ordered
+//! against the events by the same stamps that order hand-offs between shards
+//! ([`order`]). Snapshots in a JetStream object store bound the replay a new node
+//! needs; heartbeats on core NATS detect a node that stopped, and a `NodeLost` event
+//! quits its users once.
+//!
+//! Layout: [`wire`] (what crosses), [`order`] (cross-node ordering, pure), and
+//! [`link`] (the thread that talks to NATS). Alone, none of this runs.
+
+pub mod link;
+pub mod order;
+pub mod wire;
+
+use crate::config::{ClusterConfig, Config};
+use crate::state::network::{Layout, Network};
+use crate::state::Shared;
+use anyhow::{anyhow, Context};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// A node that has opened its cluster connection and loaded the state to start
+/// from, but whose shards do not run yet; see [`Joining::open`].
+pub struct Joining {
+    /// The replica the shards start from.
+    pub network: Network,
+    shared_tx: tokio::sync::oneshot::Sender<Arc<Shared>>,
+    ready_rx: mpsc::Receiver<anyhow::Result<()>>,
+    thread: JoinHandle<()>,
+}
+
+/// The running cluster link; join it after the shards have stopped.
+#[derive(Debug)]
+pub struct LinkThread(JoinHandle<()>);
+
+impl LinkThread {
+    /// Waits for the link to have left the cluster.
+    pub fn join(self) {
+        let _ = self.0.join();
+    }
+}
+
+impl Joining {
+    /// Starts the link thread, connects to NATS and loads the cluster's latest
+    /// snapshot (or starts empty). Errors are one line naming what failed.
+    pub fn open(config: &Config) -> anyhow::Result<Joining> {
+        let cluster = config
+            .cluster
+            .clone()
+            .ok_or_else(|| anyhow!("not configured as a cluster node"))?;
+        let layout = Layout {
+            node: cluster.node,
+            shard_count: config.shards as u16,
+        };
+        let network_name = config.network.clone();
+        let bans = config.server_bans.clone();
+        let (opened_tx, opened_rx) = mpsc::channel();
+        let (shared_tx, shared_rx) = tokio::sync::oneshot::channel::<Arc<Shared>>();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("cluster-link".to_owned())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        let _ = opened_tx.send(Err(anyhow!("cannot start the cluster link: {e}")));
+                        return;
+                    }
+                };
+                runtime.block_on(run_link(
+                    cluster,
+                    network_name,
+                    layout,
+                    bans,
+                    opened_tx,
+                    shared_rx,
+                    ready_tx,
+                ));
+            })
+            .context("cannot start the cluster link thread")?;
+        let network = opened_rx
+            .recv()
+            .map_err(|_| anyhow!("the cluster link ended while connecting"))??;
+        Ok(Joining {
+            network,
+            shared_tx,
+            ready_rx,
+            thread,
+        })
+    }
+
+    /// Hands the link the node's shared state and waits until the node has caught
+    /// up with the cluster's log; the shards may start then.
+    pub fn start(self, shared: Arc<Shared>) -> anyhow::Result<LinkThread> {
+        if self.shared_tx.send(shared).is_err() {
+            let _ = self.thread.join();
+            return Err(anyhow!("the cluster link ended before the node started"));
+        }
+        match self.ready_rx.recv() {
+            Ok(Ok(())) => Ok(LinkThread(self.thread)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(anyhow!("the cluster link ended before the node joined")),
+        }
+    }
+}
+
+async fn run_link(
+    cluster: ClusterConfig,
+    network_name: String,
+    layout: Layout,
+    bans: Vec<crate::state::network::ServerBan>,
+    opened_tx: mpsc::Sender<anyhow::Result<Network>>,
+    shared_rx: tokio::sync::oneshot::Receiver<Arc<Shared>>,
+    ready_tx: mpsc::Sender<anyhow::Result<()>>,
+) {
+    let opened = match link::open(&cluster, &network_name, layout, bans).await {
+        Ok(opened) => opened,
+        Err(e) => {
+            let _ = opened_tx.send(Err(e));
+            return;
+        }
+    };
+    let _ = opened_tx.send(Ok(opened.network.clone()));
+    let Ok(shared) = shared_rx.await else {
+        return;
+    };
+    link::run(opened, cluster, shared, ready_tx).await;
+}

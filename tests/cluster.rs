@@ -1,0 +1,415 @@
+//! Several ringchat nodes as one network on a real NATS JetStream server (the
+//! Debian `nats-server`, started here on a loopback port with a scratch store): the
+//! promises of `ringchat::cluster` as a user on either node sees them.
+
+mod common;
+
+use common::{has_numeric, Client, Setup, TestServer, HANG};
+use ringchat::config::{ClusterConfig, IoMode};
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A JetStream-enabled nats-server on a free loopback port; killed when dropped.
+struct Nats {
+    child: Child,
+    port: u16,
+    store: PathBuf,
+}
+
+impl Nats {
+    fn start() -> Nats {
+        let store = scratch_dir("nats");
+        Nats::start_on(free_port(), store)
+    }
+
+    /// Starts (or restarts) on `port` with the store at `store`.
+    fn start_on(port: u16, store: PathBuf) -> Nats {
+        let child = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(&store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts (apt-get install nats-server)");
+        wait_for_port(port);
+        Nats { child, port, store }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn scratch_dir(what: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "ringchat-cluster-{what}-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free port")
+}
+
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + HANG;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "port {port} never opened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn cluster(nats: &Nats, node: u16) -> ClusterConfig {
+    ClusterConfig {
+        servers: vec![nats.url()],
+        node,
+        credentials: None,
+        ca: None,
+        node_timeout: Duration::from_secs(1),
+        snapshot_every: 10_000,
+    }
+}
+
+/// Node `node` of the cluster on `nats`, in this process, with two shards.
+fn node(nats: &Nats, node: u16) -> TestServer {
+    node_with(nats, node, |_| {})
+}
+
+fn node_with(
+    nats: &Nats,
+    number: u16,
+    adjust: impl FnOnce(&mut ringchat::config::Config),
+) -> TestServer {
+    Setup {
+        io: IoMode::Epoll,
+        shards: 2,
+    }
+    .start_with(|config| {
+        config.cluster = Some(cluster(nats, number));
+        adjust(config);
+    })
+}
+
+/// Reads until a line contains `needle`, returning it.
+fn line_containing(client: &mut Client, needle: &str) -> String {
+    client
+        .skip_until(|line| line.contains(needle))
+        .pop()
+        .expect("skip_until returns the matching line")
+}
+
+#[test]
+#[cfg_attr(
+    not(has_nats_server),
+    ignore = "nats-server is not installed (apt-get install nats-server)"
+)]
+fn clients_on_two_nodes_chat_in_a_channel_and_privately() {
+    let nats = Nats::start();
+    let (zero, one) = (node(&nats, 0), node(&nats, 1));
+    let mut alice = zero.register("alice");
+    let mut bob = one.register("bob");
+    alice.send("JOIN #c");
+    line_containing(&mut alice, " 366 ");
+    bob.send("JOIN #c");
+    line_containing(&mut bob, " 366 ");
+    assert!(line_containing(&mut alice, "JOIN").starts_with(":bob!"));
+
+    alice.send("PRIVMSG #c :hello from node 0");
+    assert!(line_containing(&mut bob, "PRIVMSG #c").ends_with(":hello from node 0"));
+    bob.send("PRIVMSG #c :and back from node 1");
+    assert!(line_containing(&mut alice, "PRIVMSG #c").ends_with(":and back from node 1"));
+    bob.send("PRIVMSG alice :psst");
+    assert!(line_containing(&mut alice, "PRIVMSG alice").ends_with(":psst"));
+    alice.send("PRIVMSG bob :yes?");
+    assert!(line_containing(&mut bob, "PRIVMSG bob").ends_with(":yes?"));
+
+    // Queries are answered from each node's own replica, and both agree.
+    for client in [&mut alice, &mut bob] {
+        client.send("NAMES #c");
+        let names = line_containing(client, " 353 ");
+        assert!(names.contains("@alice") && names.contains("bob"), "{names}");
+        client.send("WHOIS bob");
+        line_containing(client, " 311 ");
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(has_nats_server),
+    ignore = "nats-server is not installed (apt-get install nats-server)"
+)]
+fn per_sender_order_holds_across_nodes_join_then_message_then_part() {
+    let nats = Nats::start();
+    let (zero, one) = (node(&nats, 0), node(&nats, 1));
+    let mut watcher = one.register("watcher");
+    watcher.send("JOIN #order");
+    line_containing(&mut watcher, " 366 ");
+    let mut talker = zero.register("talker");
+    for round in 0..20 {
+        talker.send("JOIN #order");
+        talker.send(&format!("PRIVMSG #order :round {round}"));
+        talker.send("PART #order");
+        let join = line_containing(&mut watcher, "#order");
+        assert!(join.contains(" JOIN "), "round {round}: {join}");
+        let message = line_containing(&mut watcher, "#order");
+        assert!(
+            message.ends_with(&format!(":round {round}")),
+            "round {round}: {message}"
+        );
+        let part = line_containing(&mut watcher, "#order");
+        assert!(part.contains(" PART "), "round {round}: {part}");
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(has_nats_server),
+    ignore = "nats-server is not installed (apt-get install nats-server)"
+)]
+fn racing_nick_claims_on_two_nodes_let_exactly_one_win() {
+    let nats = Nats::start();
+    let (zero, one) = (node(&nats, 0), node(&nats, 1));
+    for round in 0..10 {
+        let nick = format!("racer{round}");
+        let mut a = zero.connect();
+        let mut b = one.connect();
+        a.send(&format!("NICK {nick}\r\nUSER a 0 * :a"));
+        b.send(&format!("NICK {nick}\r\nUSER b 0 * :b"));
+        let outcome = |client: &mut Client| {
+            let last = client
+                .skip_until(|line| has_numeric(line, "001") || has_numeric(line, "433"))
+                .pop()
+                .expect("a reply");
+            has_numeric(&last, "001")
+        };
+        let (a_won, b_won) = (outcome(&mut a), outcome(&mut b));
+        assert!(
+            a_won != b_won,
+            "round {round}: exactly one wins ({a_won}, {b_won})"
+        );
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(has_nats_server),
+    ignore = "nats-server is not installed (apt-get install nats-server)"
+)]
+fn channel_modes_and_kick_apply_across_nodes() {
+    let nats = Nats::start();
+    let (zero, one) = (node(&nats, 0), node(&nats, 1));
+    let mut op = zero.register("op");
+    op.send("JOIN #ops");
+    line_containing(&mut op, " 366 ");
+    let mut guest = one.register("guest");
+    guest.send("JOIN #ops");
+    line_containing(&mut guest, " 366 ");
+    line_containing(&mut op, "JOIN");
+
+    op.send("MODE #ops +m");
+    assert!(line_containing(&mut guest, "MODE #ops").ends_with("+m"));
+    guest.send("PRIVMSG #ops :can anyone hear me");
+    line_containing(&mut guest, " 404 ");
+
+    op.send("KICK #ops guest :bye");
+    assert!(line_containing(&mut guest, "KICK #ops guest").ends_with(":bye"));
+    op.send("MODE #ops +k sesame");
+    line_containing(&mut op, "MODE #ops +k");
+    guest.send("JOIN #ops");
+    line_containing(&mut guest, " 475 ");
+    guest.send("JOIN #ops sesame");
+    line_containing(&mut guest, " 366 ");
+    assert!(line_containing(&mut op, "JOIN").starts_with(":guest!"));
+}
+
+#[test]
+#[cfg_attr(
+    not(has_nats_server),
+    ignore = "nats-server is not installed (apt-get install nats-server)"
+)]
+fn a_node_killed_with_sigkill_quits_its_users_on_the_others() {
+    let nats = Nats::start();
+    let zero = node(&nats, 0);
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringchat"))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--shards", "1"])
+        .args([
+            "--cluster",
+            &nats.url(),
+            "--node-id",
+            "1",
+            "--node-timeout",
+            "1",
+        ])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn a ringchat node");
+    let stderr = child.stderr.take().expect("piped");
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    // Read stderr to the end, so the node never writes into a closed pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("ringchat started") {
+                let _ = started_tx.send(());
+            }
+        }
+    });
+    started_rx.recv_timeout(HANG).expect("the node started");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+    let mut doomed = Client::register(Client::connect(addr), "doomed");
+    doomed.send("JOIN #c");
+    line_containing(&mut doomed, " 366 ");
+    let mut survivor = zero.register("survivor");
+    survivor.send("JOIN #c");
+    line_containing(&mut survivor, " 366 ");
+
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    let quit = line_containing(&mut survivor, "QUIT");
+    assert!(quit.starts_with(":doomed!"), "{quit}");
+    assert!(quit.contains("Node lost"), "{quit}");
+    survivor.send("NAMES #c");
+    let names = line_containing(&mut survivor, " 353 ");
+    assert!(!names.contains("doomed"), "{names}");
+    survivor.send("NICK doomed");
+    assert!(
+        line_containing(&mut survivor, "NICK").ends_with(":doomed"),
+        "the nick is free again"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(has_nats_server),
+    ignore = "nats-server is not installed (apt-get install nats-server)"
+)]
+fn a_restarted_node_rejoins_and_serves_the_same_state() {
+    let nats = Nats::start();
+    let zero = node(&nats, 0);
+    let mut one = node(&nats, 1);
+    let mut alice = zero.register("alice");
+    alice.send("JOIN #keep");
+    line_containing(&mut alice, " 366 ");
+    alice.send("TOPIC #keep :still here");
+    line_containing(&mut alice, "TOPIC #keep");
+    let mut bob = one.register("bob");
+    bob.send("JOIN #keep");
+    line_containing(&mut bob, " 366 ");
+    line_containing(&mut alice, "JOIN");
+
+    one.shutdown();
+    let quit = line_containing(&mut alice, "QUIT");
+    assert!(
+        quit.starts_with(":bob!") && quit.contains("Node shutting down"),
+        "{quit}"
+    );
+
+    let one = node(&nats, 1);
+    let mut carol = one.register("carol");
+    carol.send("JOIN #keep");
+    let topic = line_containing(&mut carol, " 332 ");
+    assert!(topic.ends_with(":still here"), "{topic}");
+    let names = line_containing(&mut carol, " 353 ");
+    assert!(
+        names.contains("@alice") && !names.contains("bob"),
+        "{names}"
+    );
+    carol.send("NICK bob");
+    assert!(
+        line_containing(&mut carol, "NICK").ends_with(":bob"),
+        "bob's nick was released"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(has_nats_server),
+    ignore = "nats-server is not installed (apt-get install nats-server)"
+)]
+fn a_node_started_later_loads_the_snapshot_and_replays_only_what_follows() {
+    let nats = Nats::start();
+    let snapshot_often = |config: &mut ringchat::config::Config| {
+        if let Some(cluster) = config.cluster.as_mut() {
+            cluster.snapshot_every = 5;
+        }
+    };
+    let zero = node_with(&nats, 0, snapshot_often);
+    let mut alice = zero.register("alice");
+    for i in 0..12 {
+        alice.send(&format!("JOIN #room{i}"));
+        line_containing(&mut alice, " 366 ");
+    }
+    alice.send("TOPIC #room3 :from before the snapshot");
+    line_containing(&mut alice, "TOPIC #room3");
+    // A snapshot is written in the background; give it a moment to land.
+    std::thread::sleep(Duration::from_millis(500));
+
+    let late = node_with(&nats, 1, snapshot_often);
+    let mut bob = late.register("bob");
+    bob.send("JOIN #room3");
+    assert!(line_containing(&mut bob, " 332 ").ends_with(":from before the snapshot"));
+    let names = line_containing(&mut bob, " 353 ");
+    assert!(names.contains("@alice"), "{names}");
+    bob.send("STATS C");
+    let stats = line_containing(&mut bob, "cluster node=1");
+    let field = |name: &str| -> u64 {
+        stats
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix(&format!("{name}=")))
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {stats}"))
+    };
+    assert!(
+        field("events_in") < field("applied"),
+        "the late node replayed fewer events than the log holds: {stats}"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(has_nats_server),
+    ignore = "nats-server is not installed (apt-get install nats-server)"
+)]
+fn a_node_that_loses_nats_refuses_changes_and_catches_up_when_it_is_back() {
+    let mut nats = Nats::start();
+    let zero = node(&nats, 0);
+    let mut alice = zero.register("alice");
+    alice.send("JOIN #before");
+    line_containing(&mut alice, " 366 ");
+
+    let (port, store) = (nats.port, nats.store.clone());
+    nats.stop();
+    line_containing(&mut alice, "lost its cluster connection");
+    alice.send("JOIN #during");
+    line_containing(&mut alice, "Cannot do that now");
+
+    let _nats = Nats::start_on(port, store);
+    line_containing(&mut alice, "cluster connection is back");
+    alice.send("JOIN #after");
+    line_containing(&mut alice, " 366 ");
+    alice.send("PRIVMSG #before :still a member");
+    alice.expect_nothing();
+}
