@@ -920,13 +920,18 @@ impl Link {
         self.flush_to_shards();
     }
 
-    /// Writes the link's replica as the cluster's latest snapshot, in the background;
-    /// one upload at a time.
+    /// Writes the link's replica as the cluster's latest snapshot, in the background,
+    /// one upload at a time, unless a lower-numbered node is alive (it writes them).
     fn write_snapshot(&mut self) {
-        if self.snapshotting.swap(true, Ordering::AcqRel) {
+        self.since_snapshot = 0;
+        // One writer is enough: the lowest-numbered node still heard from.
+        let lower_alive = self
+            .last_heard
+            .keys()
+            .any(|&node| node < self.node && !self.declared_lost.contains(&node));
+        if lower_alive || self.snapshotting.swap(true, Ordering::AcqRel) {
             return;
         }
-        self.since_snapshot = 0;
         let bytes = self.replica.snapshot();
         let store = self.snapshots.clone();
         let busy = self.snapshotting.clone();
