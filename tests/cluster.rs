@@ -159,6 +159,37 @@ fn clients_on_two_nodes_chat_in_a_channel_and_privately() {
     not(has_nats_server),
     ignore = "nats-server is not installed (apt-get install nats-server)"
 )]
+fn a_channel_spread_over_three_nodes_reaches_every_member_once() {
+    let nats = Nats::start();
+    let nodes = [node(&nats, 0), node(&nats, 1), node(&nats, 2)];
+    let mut members: Vec<Client> = (0..6)
+        .map(|i| nodes[i % 3].register(&format!("m{i}")))
+        .collect();
+    for (i, member) in members.iter_mut().enumerate() {
+        member.send("JOIN #three");
+        let names = line_containing(member, " 353 ");
+        let count = names.rsplit(':').next().map(|n| n.split(' ').count());
+        assert_eq!(count, Some(i + 1), "{names}");
+    }
+    for sender in 0..6 {
+        members[sender].send(&format!("PRIVMSG #three :from m{sender}"));
+        for (i, member) in members.iter_mut().enumerate() {
+            if i != sender {
+                let got = line_containing(member, "PRIVMSG #three");
+                assert!(got.ends_with(&format!(":from m{sender}")), "m{i}: {got}");
+            }
+        }
+    }
+    for member in &mut members {
+        member.expect_nothing();
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(has_nats_server),
+    ignore = "nats-server is not installed (apt-get install nats-server)"
+)]
 fn per_sender_order_holds_across_nodes_join_then_message_then_part() {
     let nats = Nats::start();
     let (zero, one) = (node(&nats, 0), node(&nats, 1));
