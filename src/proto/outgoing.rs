@@ -383,6 +383,13 @@ pub struct WireOutgoing {
     status: Option<u8>,
 }
 
+/// The longest line (without tags) a node accepts from another: a 512-byte message
+/// plus a long source, with room to spare.
+const MAX_WIRE_LINE: usize = 2048;
+/// The longest client-only tags a node accepts from another (IRCv3 allows 4094
+/// bytes of client tags).
+const MAX_WIRE_TAGS: usize = 4096;
+
 /// A cross-node message whose parts cannot be a message (a hostile or broken peer).
 #[derive(Debug, thiserror::Error)]
 #[error("malformed cross-node message: {0}")]
@@ -413,6 +420,14 @@ impl Outgoing {
     /// an id that cannot break the line they are put in.
     pub fn from_wire(wire: WireOutgoing) -> Result<Outgoing, MalformedOutgoing> {
         let line = wire.plain.as_ref();
+        if line.len() > MAX_WIRE_LINE
+            || wire
+                .client_tags
+                .as_ref()
+                .is_some_and(|t| t.len() > MAX_WIRE_TAGS)
+        {
+            return Err(MalformedOutgoing("longer than any line this server sends"));
+        }
         let body = line
             .strip_suffix(b"\r\n")
             .ok_or(MalformedOutgoing("the line does not end in CRLF"))?;
