@@ -307,6 +307,12 @@ fn render_cluster(out: &mut String, cluster: &crate::state::cluster::ClusterStat
             u64::from(cluster.is_connected()),
         ),
         (
+            "ringchat_cluster_nodes_alive",
+            "gauge",
+            "Nodes this node hears from, itself included.",
+            load(&c.nodes_alive),
+        ),
+        (
             "ringchat_cluster_applied",
             "gauge",
             "Last cluster log entry applied on this node.",

@@ -101,11 +101,16 @@ fn node_with(
     number: u16,
     adjust: impl FnOnce(&mut ringchat::config::Config),
 ) -> TestServer {
-    Setup {
-        io: IoMode::Epoll,
-        shards: 2,
-    }
-    .start_with(|config| {
+    node_on(IoMode::Epoll, nats, number, adjust)
+}
+
+fn node_on(
+    io: IoMode,
+    nats: &Nats,
+    number: u16,
+    adjust: impl FnOnce(&mut ringchat::config::Config),
+) -> TestServer {
+    Setup { io, shards: 2 }.start_with(|config| {
         config.cluster = Some(cluster(nats, number));
         adjust(config);
     })
@@ -125,8 +130,24 @@ fn line_containing(client: &mut Client, needle: &str) -> String {
     ignore = "nats-server is not installed (apt-get install nats-server)"
 )]
 fn clients_on_two_nodes_chat_in_a_channel_and_privately() {
+    chat_across_nodes(IoMode::Epoll, IoMode::Epoll);
+}
+
+#[test]
+#[cfg_attr(
+    not(has_nats_server),
+    ignore = "nats-server is not installed (apt-get install nats-server)"
+)]
+fn nodes_on_the_io_uring_drivers_chat_with_each_other() {
+    chat_across_nodes(IoMode::Ring, IoMode::Uring);
+}
+
+/// Two nodes on drivers `a` and `b`: a channel and private messages both ways, and
+/// each node's replica answering queries alike.
+fn chat_across_nodes(a: IoMode, b: IoMode) {
     let nats = Nats::start();
-    let (zero, one) = (node(&nats, 0), node(&nats, 1));
+    let zero = node_on(a, &nats, 0, |_| {});
+    let one = node_on(b, &nats, 1, |_| {});
     let mut alice = zero.register("alice");
     let mut bob = one.register("bob");
     alice.send("JOIN #c");
@@ -152,6 +173,21 @@ fn clients_on_two_nodes_chat_in_a_channel_and_privately() {
         client.send("WHOIS bob");
         line_containing(client, " 311 ");
     }
+    // The figures refresh about four times per node timeout (1 s here).
+    let deadline = Instant::now() + HANG;
+    let stats = loop {
+        bob.send("STATS C");
+        let stats = line_containing(&mut bob, "cluster node=1");
+        if stats.contains("nodes_alive=2") || Instant::now() > deadline {
+            break stats;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(stats.contains("connected=true nodes_alive=2"), "{stats}");
+    assert!(
+        !stats.contains("messages_in=0 "),
+        "alice's messages crossed: {stats}"
+    );
 }
 
 #[test]

@@ -870,7 +870,14 @@ impl Link {
                 self.resume_consumer = true;
             }
         }
+        let alive = self
+            .last_heard
+            .values()
+            .filter(|heard| heard.elapsed() <= timeout)
+            .count() as u64
+            + 1;
         let counters = &self.state().counters;
+        counters.nodes_alive.store(alive, Ordering::Relaxed);
         counters
             .lag_p50_micros
             .store(self.lag.value_at_quantile(0.5), Ordering::Relaxed);

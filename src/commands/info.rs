@@ -59,9 +59,10 @@ fn stats_cluster(ctx: &mut Ctx<'_>) {
             let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
             let (applied, last) = (load(&c.stream_applied), load(&c.stream_last));
             format!(
-                "cluster node={} connected={} applied={applied} stream_last={last} log_lag={} events_in={} events_out={} messages_in={} messages_out={} lag_p50_us={} lag_p99_us={} nodes_lost={} snapshots={}",
+                "cluster node={} connected={} nodes_alive={} applied={applied} stream_last={last} log_lag={} events_in={} events_out={} messages_in={} messages_out={} lag_p50_us={} lag_p99_us={} nodes_lost={} snapshots={}",
                 cluster.node,
                 cluster.is_connected(),
+                load(&c.nodes_alive),
                 last.saturating_sub(applied),
                 load(&c.events_in),
                 load(&c.events_out),

@@ -864,9 +864,7 @@ fn live(clients: &mut Slab<Client>, id: ClientId) -> Option<&mut Client> {
     // Callers pass local ids only (fan-out walks this shard's own place; hand-offs
     // and `send_anywhere` check `is_local`): comparing the whole id here cost 76
     // instructions per member in the fan-out loop (+50%, `.ci/instructions-gate`).
-    clients
-        .get_mut(id.slot)
-        .filter(|client| !client.closing)
+    clients.get_mut(id.slot).filter(|client| !client.closing)
 }
 
 /// Queues the variant of `message` that a client's capabilities ask for; a free

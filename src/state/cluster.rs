@@ -52,6 +52,9 @@ pub struct LinkCounters {
     pub lag_p50_micros: AtomicU64,
     /// See `lag_p50_micros`.
     pub lag_p99_micros: AtomicU64,
+    /// Nodes of the cluster this node hears from (itself included), refreshed about
+    /// once a second.
+    pub nodes_alive: AtomicU64,
     /// Nodes declared lost by this node.
     pub nodes_lost: AtomicU64,
     /// Snapshots written.
