@@ -80,6 +80,19 @@ fn wait_for_port(port: u16) {
     }
 }
 
+/// The body of `GET /metrics` from a node's metrics port.
+fn scrape_metrics(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("metrics port");
+    stream.set_read_timeout(Some(HANG)).expect("timeout");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    response
+}
+
 fn cluster(nats: &Nats, node: u16) -> ClusterConfig {
     ClusterConfig {
         servers: vec![nats.url()],
@@ -318,9 +331,10 @@ fn channel_modes_and_kick_apply_across_nodes() {
 fn a_node_killed_with_sigkill_quits_its_users_on_the_others() {
     let nats = Nats::start();
     let zero = node(&nats, 0);
-    let port = free_port();
+    let (port, metrics_port) = (free_port(), free_port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_ringchat"))
         .args(["--listen", &format!("127.0.0.1:{port}"), "--shards", "1"])
+        .args(["--metrics", &format!("127.0.0.1:{metrics_port}")])
         .args([
             "--cluster",
             &nats.url(),
@@ -352,6 +366,14 @@ fn a_node_killed_with_sigkill_quits_its_users_on_the_others() {
     let mut survivor = zero.register("survivor");
     survivor.send("JOIN #c");
     line_containing(&mut survivor, " 366 ");
+
+    let metrics = scrape_metrics(metrics_port);
+    assert!(
+        metrics.contains("ringchat_cluster_connected{node=\"1\"} 1"),
+        "{metrics}"
+    );
+    let parsed = prometheus_parse::Scrape::parse(metrics.lines().map(|l| Ok(l.to_owned())));
+    assert!(parsed.is_ok(), "valid Prometheus text");
 
     child.kill().expect("SIGKILL");
     let _ = child.wait();
