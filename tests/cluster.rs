@@ -27,9 +27,25 @@ impl Nats {
 
     /// Starts (or restarts) on `port` with the store at `store`.
     fn start_on(port: u16, store: PathBuf) -> Nats {
+        Nats::start_with(port, store, &[])
+    }
+
+    /// A server that requires TLS with `pki`'s `localhost` certificate.
+    fn start_tls(pki: &common::tls::TestPki) -> Nats {
+        let files = pki.server_files();
+        let (cert, key) = (
+            files.cert.display().to_string(),
+            files.key.display().to_string(),
+        );
+        let tls = ["--tls", "--tlscert", &cert, "--tlskey", &key];
+        Nats::start_with(free_port(), scratch_dir("nats-tls"), &tls)
+    }
+
+    fn start_with(port: u16, store: PathBuf, extra: &[&str]) -> Nats {
         let child = Command::new("nats-server")
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
             .arg(&store)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -501,4 +517,49 @@ fn a_node_that_loses_nats_refuses_changes_and_catches_up_when_it_is_back() {
     line_containing(&mut alice, " 366 ");
     alice.send("PRIVMSG #before :still a member");
     alice.expect_nothing();
+}
+
+#[test]
+#[cfg_attr(
+    not(has_nats_server),
+    ignore = "nats-server is not installed (apt-get install nats-server)"
+)]
+fn nodes_reach_nats_over_tls_and_refuse_a_server_they_cannot_verify() {
+    let pki = common::tls::TestPki::new();
+    let nats = Nats::start_tls(&pki);
+    let ca = pki.dir().join("nats-ca.pem");
+    std::fs::write(&ca, pki.authority_pem()).expect("write the CA");
+    let over_tls = |node: u16, ca: PathBuf| {
+        move |config: &mut ringchat::config::Config| {
+            if let Some(cluster) = config.cluster.as_mut() {
+                cluster.servers = vec![format!("tls://localhost:{}", nats.port)];
+                cluster.ca = Some(ca);
+                cluster.node = node;
+            }
+        }
+    };
+    let zero = node_with(&nats, 0, over_tls(0, ca.clone()));
+    let one = node_with(&nats, 1, over_tls(1, ca.clone()));
+    let mut alice = zero.register("alice");
+    let mut bob = one.register("bob");
+    bob.send("PRIVMSG alice :over TLS");
+    assert!(line_containing(&mut alice, "PRIVMSG alice").ends_with(":over TLS"));
+
+    let stranger = common::tls::TestPki::new();
+    let wrong_ca = stranger.dir().join("other-ca.pem");
+    std::fs::write(&wrong_ca, stranger.authority_pem()).expect("write the other CA");
+    let mut config = Setup {
+        io: IoMode::Epoll,
+        shards: 1,
+    }
+    .config();
+    config.cluster = Some(cluster(&nats, 2));
+    over_tls(2, wrong_ca)(&mut config);
+    let refused = ringchat::Server::start(config)
+        .err()
+        .expect("an unverifiable NATS server is refused");
+    assert!(
+        refused.to_string().contains("cannot reach the cluster"),
+        "{refused:#}"
+    );
 }
