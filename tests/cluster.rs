@@ -425,6 +425,8 @@ fn a_restarted_node_rejoins_and_serves_the_same_state() {
     line_containing(&mut bob, " 366 ");
     line_containing(&mut alice, "JOIN");
 
+    bob.send("PRIVMSG #keep :before the restart");
+    assert!(line_containing(&mut alice, "PRIVMSG #keep").ends_with(":before the restart"));
     one.shutdown();
     let quit = line_containing(&mut alice, "QUIT");
     assert!(
@@ -442,6 +444,11 @@ fn a_restarted_node_rejoins_and_serves_the_same_state() {
         names.contains("@alice") && !names.contains("bob"),
         "{names}"
     );
+    // The restarted node numbers its messages afresh; the others take them.
+    carol.send("PRIVMSG #keep :hello again");
+    assert!(line_containing(&mut alice, "PRIVMSG #keep").ends_with(":hello again"));
+    alice.send("PRIVMSG carol :welcome back");
+    assert!(line_containing(&mut carol, "PRIVMSG carol").ends_with(":welcome back"));
     carol.send("NICK bob");
     assert!(
         line_containing(&mut carol, "NICK").ends_with(":bob"),

@@ -194,6 +194,8 @@ struct Link {
     shared: Arc<Shared>,
     cluster: ClusterConfig,
     node: u16,
+    /// This run of the node (see [`EventEnvelope::incarnation`]).
+    incarnation: u64,
     endpoint: u16,
     shards: u16,
     subjects: Subjects,
@@ -260,6 +262,7 @@ impl Link {
         Ok(Link {
             subjects: Subjects::for_network(&shared.config.network),
             node,
+            incarnation: unix_micros(),
             endpoint,
             shards,
             client: opened.client,
@@ -481,6 +484,7 @@ impl Link {
                 warn!(seq, error = %why, "an unreadable stream entry keeps its place and changes nothing");
                 let unreadable = EventEnvelope {
                     node: self.node,
+                    incarnation: 0,
                     shard: self.endpoint,
                     proposal: 0,
                     at_unix: 0,
@@ -503,7 +507,8 @@ impl Link {
     /// it, applies it to the link's replica, and wakes the shards.
     fn append(&mut self, seq: u64, envelope: EventEnvelope, event: Event) {
         self.forward_ready_messages();
-        let local = envelope.node == self.node;
+        // A previous run's proposals come back as the network's, not a shard's.
+        let local = envelope.node == self.node && envelope.incarnation == self.incarnation;
         let origin = if local { envelope.shard } else { self.endpoint };
         let event = if local {
             self.pending
@@ -748,6 +753,7 @@ impl Link {
         self.sent_to[index] += 1;
         let header = MessageHeader {
             from: self.node,
+            incarnation: self.incarnation,
             number: self.sent_to[index],
             after,
         };
@@ -771,6 +777,7 @@ impl Link {
     async fn propose(&mut self, shard: u16, proposal: u64, at_unix: u64, event: Event) {
         let envelope = EventEnvelope {
             node: self.node,
+            incarnation: self.incarnation,
             shard,
             proposal,
             at_unix,
@@ -968,6 +975,7 @@ impl Link {
         }
         let envelope = EventEnvelope {
             node: self.node,
+            incarnation: self.incarnation,
             shard: self.endpoint,
             proposal: 0,
             at_unix: crate::proto::time::unix_seconds(SystemTime::now()),

@@ -8,7 +8,8 @@
 //!    before proposing it has arrived ([`EventEnvelope::sent`]): PRIVMSG then PART
 //!    arrive in that order.
 //!
-//! Core NATS delivers one publisher's messages in order, so "arrived" is a count.
+//! Core NATS delivers one publisher's messages in order, so "arrived" is a count,
+//! per run of the sending node (a restarted node counts from 1 again).
 //! A message lost by NATS (it is at-most-once) would hold rule 2 forever; the link
 //! gives up waiting after a bound and counts the loss ([`Reorder::give_up_on`]).
 
@@ -19,8 +20,9 @@ use std::collections::VecDeque;
 /// module comment.
 #[derive(Debug, Default)]
 pub struct Reorder {
-    /// Messages arrived from each node (indexed by node number).
-    arrived: Vec<u64>,
+    /// Per node (indexed by node number): the run heard from last, and how many of
+    /// its messages arrived.
+    arrived: Vec<(u64, u64)>,
     /// Messages waiting for their `after`, in arrival order.
     held: VecDeque<(MessageHeader, MessageBody)>,
     /// Messages found missing (a gap in a node's numbering, or given up on).
@@ -31,18 +33,29 @@ impl Reorder {
     /// Records a message from another node. A repeated number is dropped (returns
     /// false); a jump counts the skipped numbers as lost.
     pub fn arrive(&mut self, header: MessageHeader, body: MessageBody) -> bool {
-        let from = header.from as usize;
-        if self.arrived.len() <= from {
-            self.arrived.resize(from + 1, 0);
-        }
-        let seen = self.arrived[from];
-        if header.number <= seen {
+        let seen = self.count_of(header.from, header.incarnation);
+        let before = *seen;
+        if header.number <= before {
             return false;
         }
-        self.lost += header.number - seen - 1;
-        self.arrived[from] = header.number;
+        *seen = header.number;
+        self.lost += header.number - before - 1;
         self.held.push_back((header, body));
         true
+    }
+
+    /// The arrived count of `node`'s run `incarnation`, reset when a new run shows
+    /// up (an older run's stragglers then count for the new one; they are harmless).
+    fn count_of(&mut self, node: u16, incarnation: u64) -> &mut u64 {
+        let index = usize::from(node);
+        if self.arrived.len() <= index {
+            self.arrived.resize(index + 1, (0, 0));
+        }
+        let entry = &mut self.arrived[index];
+        if entry.0 != incarnation {
+            *entry = (incarnation, 0);
+        }
+        &mut entry.1
     }
 
     /// The held messages that rule 1 lets through once the log holds entries up to
@@ -63,23 +76,21 @@ impl Reorder {
     /// Whether rule 2 lets node `me` append `envelope` now.
     pub fn may_append(&self, envelope: &EventEnvelope, me: u16) -> bool {
         let owed = envelope.sent.get(me as usize).copied().unwrap_or(0);
-        self.arrived
-            .get(envelope.node as usize)
-            .copied()
-            .unwrap_or(0)
-            >= owed
+        let arrived = match self.arrived.get(envelope.node as usize) {
+            Some(&(run, count)) if run == envelope.incarnation => count,
+            _ => 0,
+        };
+        arrived >= owed
     }
 
     /// Stops waiting for messages `envelope`'s node owes: they count as lost.
     pub fn give_up_on(&mut self, envelope: &EventEnvelope, me: u16) {
         let owed = envelope.sent.get(me as usize).copied().unwrap_or(0);
-        let from = envelope.node as usize;
-        if self.arrived.len() <= from {
-            self.arrived.resize(from + 1, 0);
-        }
-        if self.arrived[from] < owed {
-            self.lost += owed - self.arrived[from];
-            self.arrived[from] = owed;
+        let arrived = self.count_of(envelope.node, envelope.incarnation);
+        if *arrived < owed {
+            let missing = owed - *arrived;
+            *arrived = owed;
+            self.lost += missing;
         }
     }
 }
@@ -104,6 +115,7 @@ mod tests {
         (
             MessageHeader {
                 from,
+                incarnation: 1,
                 number,
                 after,
             },
@@ -117,6 +129,7 @@ mod tests {
     fn event_from(node: u16, sent_to_zero: u64) -> EventEnvelope {
         EventEnvelope {
             node,
+            incarnation: 1,
             shard: 0,
             proposal: 1,
             at_unix: 0,
@@ -166,5 +179,22 @@ mod tests {
         assert_eq!(order.lost, 5);
         stuck.sent = vec![3];
         assert!(order.may_append(&stuck, 0));
+    }
+
+    #[test]
+    fn a_restarted_node_counts_its_messages_afresh() {
+        let mut order = Reorder::default();
+        for number in 1..=3 {
+            let (header, body) = message(1, number, 0);
+            assert!(order.arrive(header, body));
+        }
+        let (mut header, body) = message(1, 1, 0);
+        header.incarnation = 2;
+        assert!(order.arrive(header, body), "number 1 of the new run is new");
+        let mut event = event_from(1, 1);
+        event.incarnation = 2;
+        assert!(order.may_append(&event, 0));
+        event.incarnation = 1;
+        assert!(!order.may_append(&event, 0), "the old run's count is gone");
     }
 }

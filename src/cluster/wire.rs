@@ -64,6 +64,9 @@ impl Subjects {
 pub struct EventEnvelope {
     /// The proposing node.
     pub node: u16,
+    /// Which run of that node (its link's start time in Unix microseconds): a
+    /// restarted node numbers its proposals and messages afresh.
+    pub incarnation: u64,
     /// The proposing shard (or the proposing node's link endpoint).
     pub shard: u16,
     /// The shard's number for the proposal, so it finds its entry.
@@ -85,6 +88,8 @@ pub struct EventEnvelope {
 pub struct MessageHeader {
     /// The sending node.
     pub from: u16,
+    /// Which run of it (see [`EventEnvelope::incarnation`]).
+    pub incarnation: u64,
     /// This is the `number`-th message `from` sent to this node (from 1).
     pub number: u64,
     /// The last stream entry the sending shard had applied: the receiver applies the
@@ -204,6 +209,7 @@ mod tests {
         });
         let header = MessageHeader {
             from: 1,
+            incarnation: 7,
             number: 42,
             after: 9,
         };
@@ -232,6 +238,7 @@ mod tests {
         let payload = message_payload(
             MessageHeader {
                 from: 0,
+                incarnation: 7,
                 number: 1,
                 after: 0,
             },
