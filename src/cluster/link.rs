@@ -383,7 +383,10 @@ impl Link {
                 },
                 Some(message) = messages.next() => self.take_message(&message.payload),
                 Some(beat) = heartbeats.next() => {
-                    if let Ok(node) = postcard::from_bytes::<u16>(&beat.payload) {
+                    if let Ok((node, run)) = postcard::from_bytes::<(u16, u64)>(&beat.payload) {
+                        if node == self.node && run != self.incarnation {
+                            error!(node, "another running node uses this node's --node-id; node ids must be unique");
+                        }
                         self.heard_from(node);
                     }
                 }
@@ -817,7 +820,7 @@ impl Link {
 
     /// Heartbeat, lost nodes, a held event's deadline, counters.
     async fn tick(&mut self) {
-        let beat = wire::encode(&self.node);
+        let beat = wire::encode(&(self.node, self.incarnation));
         if self.state().is_connected() {
             let _ = self
                 .client
