@@ -676,18 +676,7 @@ impl Link {
     /// Sends each shard its pending batch (one push and one wake-up per shard). A
     /// full link keeps its batch for the next turn.
     fn flush_to_shards(&mut self) {
-        for (shard, batch) in self.outgoing.iter_mut().enumerate() {
-            if batch.is_empty() {
-                continue;
-            }
-            let Some(link) = self.links.to.get_mut(shard).and_then(Option::as_mut) else {
-                batch.clear();
-                continue;
-            };
-            if link.send(batch) {
-                self.shared.bus.wake(shard as u16);
-            }
-        }
+        self.links.send_pending(&mut self.outgoing, &self.shared.bus);
     }
 
     /// Publishes what the shards handed over: proposals to the stream, messages to

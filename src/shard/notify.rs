@@ -14,7 +14,7 @@ use crate::proto::caps::Cap;
 use crate::proto::outgoing::Outgoing;
 use crate::proto::LineBuilder;
 use crate::state::client::CloseReason;
-use crate::state::network::{Event, Outcome, Sequenced, ServerBan};
+use crate::state::network::{Event, Outcome, Sequenced, ServerBan, User};
 use crate::state::ClientId;
 use bytes::Bytes;
 use std::net::IpAddr;
@@ -87,28 +87,12 @@ impl Shard {
                 self.tell_if_local(*member, &mut message);
             }
             (Event::Quit { client, reason }, Outcome::Quit { user }) => {
-                let line = LineBuilder::from_source(&user.source(), "QUIT")
-                    .trailing(&**reason)
-                    .finish();
-                self.deliver_to_local_members_once(
-                    &user.channels,
-                    &mut Outgoing::new(line).from_bot(user.bot),
-                    Some(*client),
-                );
-                self.tell_watchers_offline(user.nick.as_str());
+                self.relay_quit(*client, user, reason);
             }
             (Event::NodeLost { node, reason }, Outcome::NodeLost { users }) => {
                 let text = format!("Node lost: {reason}");
                 for (id, user) in users {
-                    let line = LineBuilder::from_source(&user.source(), "QUIT")
-                        .trailing(&text)
-                        .finish();
-                    self.deliver_to_local_members_once(
-                        &user.channels,
-                        &mut Outgoing::new(line).from_bot(user.bot),
-                        Some(*id),
-                    );
-                    self.tell_watchers_offline(user.nick.as_str());
+                    self.relay_quit(*id, user, &text);
                 }
                 if *node == self.node {
                     self.close_all_declared_lost();
@@ -316,6 +300,20 @@ impl Shard {
         for id in told {
             self.send_message(id, &mut notice);
         }
+    }
+
+    /// Tells the local members who shared a channel with `user` (once each) and its
+    /// MONITOR watchers that it quit with `reason`.
+    fn relay_quit(&mut self, id: ClientId, user: &User, reason: &str) {
+        let line = LineBuilder::from_source(&user.source(), "QUIT")
+            .trailing(reason)
+            .finish();
+        self.deliver_to_local_members_once(
+            &user.channels,
+            &mut Outgoing::new(line).from_bot(user.bot),
+            Some(id),
+        );
+        self.tell_watchers_offline(user.nick.as_str());
     }
 
     /// `message` to `id` if it lives on this shard.

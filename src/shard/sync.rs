@@ -163,19 +163,9 @@ impl Shard {
     /// destination. A batch that does not fit (the receiver is far behind) stays
     /// and is retried on the next pass.
     pub fn flush_handoffs(&mut self) {
-        for (shard, batch) in self.outgoing.iter_mut().enumerate() {
-            if batch.is_empty() {
-                continue;
-            }
-            let Some(link) = self.links.to.get_mut(shard).and_then(Option::as_mut) else {
-                batch.clear();
-                continue;
-            };
-            if link.send(batch) {
-                self.counts.handoff_batches += 1;
-                self.shared.bus.wake(shard as u16);
-            }
-        }
+        self.counts.handoff_batches += self
+            .links
+            .send_pending(&mut self.outgoing, &self.shared.bus);
     }
 
     /// Whether some destination owes so much that client input should wait

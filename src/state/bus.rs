@@ -163,6 +163,30 @@ pub struct Links {
     pub from: Vec<Option<Inlink>>,
 }
 
+impl Links {
+    /// Sends each pending batch in `outgoing` (indexed by destination) to its
+    /// endpoint: one push and at most one wake-up per destination. A batch that
+    /// does not fit (the receiver is far behind) stays and is retried on the next
+    /// pass; one for an endpoint without a link is dropped. Returns the batches sent.
+    pub fn send_pending(&mut self, outgoing: &mut [Batch], bus: &Bus) -> u64 {
+        let mut sent = 0;
+        for (to, batch) in outgoing.iter_mut().enumerate() {
+            if batch.is_empty() {
+                continue;
+            }
+            let Some(link) = self.to.get_mut(to).and_then(Option::as_mut) else {
+                batch.clear();
+                continue;
+            };
+            if link.send(batch) {
+                sent += 1;
+                bus.wake(to as u16);
+            }
+        }
+        sent
+    }
+}
+
 /// Every link and every shard's wake-up; see the module contract.
 pub struct Bus {
     wake: Box<[Notify]>,
