@@ -4,9 +4,11 @@
 //! sequence as the tokio drivers (`super::run_shard`), but as one loop instead of
 //! tasks:
 //!
-//! - **One `io_uring_enter` per turn**: every operation prepared during a turn is
-//!   submitted by the single submit-and-wait that ends it (a submission queue that
-//!   fills mid-turn enters once more; both are counted as `enters`).
+//! - **One submit-and-wait per turn**: every operation prepared during a turn is
+//!   submitted by the single submit-and-wait that ends it. A turn that took in client
+//!   input enters once more, without waiting, before it services writers, to take in
+//!   the input that arrived meanwhile (`sys::Ring::collect_ready`); a submission queue
+//!   that fills mid-turn enters once more too. All are counted as `enters`.
 //! - **Accept**: one multishot accept per listener, re-armed only when the kernel ends
 //!   it (descriptor exhaustion pauses it for `ACCEPT_BACKOFF`, warned once).
 //! - **Receive**: one multishot receive per connection into the shard's provided-buffer
@@ -15,8 +17,9 @@
 //!   buffer. `ENOBUFS` (ring empty) ends the multishot with the data still in the
 //!   socket; it is re-armed with the next submission, after this turn gave its
 //!   buffers back.
-//! - **Send**: at most one vectored write in flight per connection, carrying
-//!   everything queued (up to `MAX_BATCH_LINES`). Writers are not tasks: an outbox
+//! - **Send**: at most one send in flight per connection, carrying everything queued
+//!   (up to `MAX_BATCH_LINES` lines): a lone line as it is, several copied into one
+//!   buffer from a small per-shard pool (see [`sys::Output`]). Writers are not tasks: an outbox
 //!   parks a [`sys::writer_waker`] that lists its connection, and the turn services
 //!   every listed connection after all input and hand-offs of the turn are handled,
 //!   so each gets one write for all of them.
@@ -27,23 +30,25 @@
 //! completed, so no operation ever refers to a closed or reused descriptor; the
 //! unsafe part and its invariants are all in [`sys`].
 
+mod send_buffers;
 mod sys;
 
 use super::{
-    consume_written, is_resource_exhaustion, shutdown_listener, Housekeeping, ACCEPT_BACKOFF,
-    FLOOD_TICK, SHUTTING_DOWN,
+    is_resource_exhaustion, shutdown_listener, Housekeeping, ACCEPT_BACKOFF, FLOOD_TICK,
+    SHUTTING_DOWN,
 };
 use crate::shard::Shard;
 use crate::state::outbox::MAX_BATCH_LINES;
 use crate::state::slab::{Slab, SlotKey};
 use crate::state::ClientId;
 use bytes::Bytes;
+use send_buffers::SendBuffers;
 use std::io::{self, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use sys::{Completion, Ring, Timer};
+use sys::{Completion, Output, Ring, Timer};
 use tracing::{debug, info, warn};
 
 pub use sys::probe;
@@ -68,8 +73,9 @@ struct Conn {
     read_done: bool,
     /// The writer finished: socket shut down, slot released in the shard.
     released: bool,
-    /// Lines taken but not yet written (the tail of a partial write).
-    unsent: Vec<Bytes>,
+    /// Bytes taken but not yet written (the tail of a partial write); holds no
+    /// allocation otherwise.
+    unsent: Vec<u8>,
 }
 
 /// A listening socket and whether its multishot accept is armed.
@@ -116,6 +122,12 @@ pub struct Driver {
     starved: bool,
     /// Scratch list of writers to service, swapped with the waker's list.
     ready: Vec<u64>,
+    /// Scratch list of the lines taken from an outbox for one send.
+    lines: Vec<Bytes>,
+    /// Buffers of completed sends, kept for the next ones.
+    send_buffers: SendBuffers,
+    /// This turn handled input from a client (see [`sys::Ring::collect_ready`]).
+    received_input: bool,
 }
 
 impl Driver {
@@ -146,6 +158,9 @@ impl Driver {
             last_housekeeping: now,
             starved: false,
             ready: Vec::new(),
+            lines: Vec::new(),
+            send_buffers: SendBuffers::default(),
+            received_input: false,
             shard,
         })
     }
@@ -162,11 +177,20 @@ impl Driver {
         while self.phase != Phase::Done {
             self.rearm_accepts()?;
             self.ring.submit_and_wait()?;
-            let enters = self.ring.take_enters();
-            self.shard.note_enters(enters);
             while let Some(completion) = self.ring.next_completion() {
                 self.complete(completion)?;
             }
+            if std::mem::take(&mut self.received_input) {
+                // More input is likely on its way: take in what came meanwhile, so
+                // its deliveries leave with this turn's sends.
+                self.ring.collect_ready()?;
+                while let Some(completion) = self.ring.next_completion() {
+                    self.complete(completion)?;
+                }
+                self.received_input = false;
+            }
+            let enters = self.ring.take_enters();
+            self.shard.note_enters(enters);
             if self.shard.has_outgoing() {
                 self.shard.flush_handoffs();
             }
@@ -195,8 +219,8 @@ impl Driver {
             Completion::Sent {
                 conn,
                 result,
-                batch,
-            } => self.sent(conn, result, batch)?,
+                output,
+            } => self.sent(conn, result, output)?,
             Completion::Woken => {
                 self.shard.shared.bus.take_eventfd_wake(self.shard.id);
                 if self.phase == Phase::Running {
@@ -213,6 +237,7 @@ impl Driver {
                 if now.duration_since(self.last_housekeeping) >= FLOOD_TICK {
                     self.last_housekeeping = now;
                     self.housekeeping.tick(&mut self.shard, now);
+                    self.send_buffers.trim();
                 }
                 let next = match self.phase {
                     Phase::Running => FLOOD_TICK,
@@ -318,6 +343,7 @@ impl Driver {
         let id = conn.client;
         match result {
             Ok(Some(buffer)) => {
+                self.received_input = true;
                 self.shard.note_read();
                 self.shard
                     .receive(id, self.ring.data(&buffer), Instant::now());
@@ -381,16 +407,26 @@ impl Driver {
             return self.finish(key);
         };
         if !conn.unsent.is_empty() || client.outbox.has_queued() {
-            let mut batch = std::mem::take(&mut conn.unsent);
-            if batch.capacity() == 0 {
-                batch = self.shard.batch_pool().take();
-            }
-            if let Some(client) = self.shard.client_mut(id) {
-                client.outbox.take_batch(&mut batch, MAX_BATCH_LINES);
-            }
+            client.outbox.take_batch(&mut self.lines, MAX_BATCH_LINES);
+            let output = if conn.unsent.is_empty() && self.lines.len() == 1 {
+                Output::Line(self.lines.pop().expect("one line taken"))
+            } else {
+                let len = self.lines.iter().map(Bytes::len).sum();
+                let mut buffer = if conn.unsent.is_empty() {
+                    self.send_buffers.take(len)
+                } else {
+                    let mut unsent = std::mem::take(&mut conn.unsent);
+                    unsent.reserve(len);
+                    unsent
+                };
+                for line in self.lines.drain(..) {
+                    buffer.extend_from_slice(&line);
+                }
+                Output::Joined(buffer)
+            };
             conn.sending = true;
             self.ring
-                .send(conn.stream.as_raw_fd(), sys::token(key), batch)?;
+                .send(conn.stream.as_raw_fd(), sys::token(key), output)?;
         } else if client.closing {
             return self.finish(key);
         } else {
@@ -401,12 +437,7 @@ impl Driver {
         Ok(())
     }
 
-    fn sent(
-        &mut self,
-        token: u64,
-        result: io::Result<usize>,
-        mut batch: Vec<Bytes>,
-    ) -> io::Result<()> {
+    fn sent(&mut self, token: u64, result: io::Result<usize>, output: Output) -> io::Result<()> {
         let key = sys::key(token);
         let Some(conn) = self.conns.get_mut(key) else {
             return Ok(());
@@ -415,19 +446,30 @@ impl Driver {
         let id = conn.client;
         match result {
             Ok(written) => {
-                consume_written(&mut batch, written);
                 self.shard.note_written(id, written);
                 if let Some(client) = self.shard.client_mut(id) {
                     client.outbox.wrote(written);
                 }
-                if batch.is_empty() {
-                    self.shard.batch_pool().give_back(batch);
+                let buffer = match output {
+                    Output::Line(line) if written < line.len() => line[written..].to_vec(),
+                    Output::Line(_) => Vec::new(),
+                    Output::Joined(mut buffer) => {
+                        buffer.drain(..written.min(buffer.len()));
+                        buffer
+                    }
+                };
+                if buffer.is_empty() {
+                    self.send_buffers.give_back(buffer);
                 } else {
-                    conn.unsent = batch;
+                    conn.unsent = buffer;
                 }
                 self.service_writer(key)
             }
             Err(error) => {
+                self.send_buffers.give_back(match output {
+                    Output::Joined(buffer) => buffer,
+                    Output::Line(_) => Vec::new(),
+                });
                 self.shard.write_failed(id, &error);
                 self.finish(key)
             }
