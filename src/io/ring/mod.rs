@@ -4,11 +4,14 @@
 //! sequence as the tokio drivers (`super::run_shard`), but as one loop instead of
 //! tasks:
 //!
-//! - **One submit-and-wait per turn**: every operation prepared during a turn is
-//!   submitted by the single submit-and-wait that ends it. A turn that took in client
-//!   input enters once more, without waiting, before it services writers, to take in
-//!   the input that arrived meanwhile (`sys::Ring::collect_ready`); a submission queue
-//!   that fills mid-turn enters once more too. All are counted as `enters`.
+//! - **One `io_uring_enter` per turn**: every operation prepared during a turn is
+//!   submitted by the single enter that begins the next. It waits for a completion
+//!   only when no woken writer is left to service: a fan-out is written a slice of
+//!   writers per turn (`WRITERS_PER_TURN`), and between slices the enter submits the
+//!   slice's sends and collects what completed meanwhile without waiting
+//!   (`sys::Ring::collect_ready`), so input is taken in while a fan-out goes out, as
+//!   an epoll loop polls for readiness between tasks. A submission queue that fills
+//!   mid-turn enters once more. All are counted as `enters`.
 //! - **Accept**: one multishot accept per listener, re-armed only when the kernel ends
 //!   it (descriptor exhaustion pauses it for `ACCEPT_BACKOFF`, warned once).
 //! - **Receive**: one multishot receive per connection into the shard's provided-buffer
@@ -43,6 +46,7 @@ use crate::state::slab::{Slab, SlotKey};
 use crate::state::ClientId;
 use bytes::Bytes;
 use send_buffers::SendBuffers;
+use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
@@ -57,6 +61,11 @@ pub use sys::probe;
 const SEAL_TICK: Duration = Duration::from_millis(1);
 /// How often the draining phase looks whether every connection has gone.
 const DRAIN_TICK: Duration = Duration::from_millis(10);
+/// Most writers serviced per loop turn. A fan-out wakes every member's writer at
+/// once; servicing them a slice at a time, with a non-waiting enter between slices,
+/// sends the first slice's writes while input that arrived meanwhile is taken in,
+/// and that input's lines still join the writes of the writers not yet serviced.
+const WRITERS_PER_TURN: usize = 64;
 /// Longest the shard waits at the very end for cancelled operations to complete.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -126,8 +135,8 @@ pub struct Driver {
     lines: Vec<Bytes>,
     /// Buffers of completed sends, kept for the next ones.
     send_buffers: SendBuffers,
-    /// This turn handled input from a client (see [`sys::Ring::collect_ready`]).
-    received_input: bool,
+    /// Writers woken and not yet serviced, in the order they were woken.
+    writers: VecDeque<u64>,
 }
 
 impl Driver {
@@ -160,7 +169,7 @@ impl Driver {
             ready: Vec::new(),
             lines: Vec::new(),
             send_buffers: SendBuffers::default(),
-            received_input: false,
+            writers: VecDeque::new(),
             shard,
         })
     }
@@ -176,18 +185,13 @@ impl Driver {
         }
         while self.phase != Phase::Done {
             self.rearm_accepts()?;
-            self.ring.submit_and_wait()?;
+            if self.writers.is_empty() {
+                self.ring.submit_and_wait()?;
+            } else {
+                self.ring.collect_ready()?;
+            }
             while let Some(completion) = self.ring.next_completion() {
                 self.complete(completion)?;
-            }
-            if std::mem::take(&mut self.received_input) {
-                // More input is likely on its way: take in what came meanwhile, so
-                // its deliveries leave with this turn's sends.
-                self.ring.collect_ready()?;
-                while let Some(completion) = self.ring.next_completion() {
-                    self.complete(completion)?;
-                }
-                self.received_input = false;
             }
             let enters = self.ring.take_enters();
             self.shard.note_enters(enters);
@@ -343,7 +347,6 @@ impl Driver {
         let id = conn.client;
         match result {
             Ok(Some(buffer)) => {
-                self.received_input = true;
                 self.shard.note_read();
                 self.shard
                     .receive(id, self.ring.data(&buffer), Instant::now());
@@ -378,19 +381,18 @@ impl Driver {
 
     // ---- output --------------------------------------------------------------------
 
-    /// Services every writer woken since the last turn (and any woken meanwhile).
+    /// Services the writers woken so far, at most [`WRITERS_PER_TURN`] of them; the
+    /// rest wait for the next turn, which then does not wait for completions.
     fn service_writers(&mut self) -> io::Result<()> {
-        loop {
-            sys::take_ready(&mut self.ready);
-            if self.ready.is_empty() {
-                return Ok(());
-            }
-            let mut ready = std::mem::take(&mut self.ready);
-            for token in ready.drain(..) {
-                self.service_writer(sys::key(token))?;
-            }
-            self.ready = ready;
+        sys::take_ready(&mut self.ready);
+        self.writers.extend(self.ready.drain(..));
+        for _ in 0..WRITERS_PER_TURN {
+            let Some(token) = self.writers.pop_front() else {
+                break;
+            };
+            self.service_writer(sys::key(token))?;
         }
+        Ok(())
     }
 
     /// The writer's turn, as `super::write_loop` takes it: write what is queued, or

@@ -459,10 +459,8 @@ impl Ring {
         Ok(())
     }
 
-    /// Collects the completions that became ready since the last enter without
-    /// waiting for any (and submits what is queued): input that arrived while a turn
-    /// was being processed is taken into the same turn, so its deliveries go out with
-    /// this turn's sends instead of one whole turn later.
+    /// Submits what is queued and collects the completions that are ready, without
+    /// waiting for any: the enter of a turn that still has writers to service.
     pub fn collect_ready(&mut self) -> io::Result<()> {
         self.enters += 1;
         let now = Timespec::new();
