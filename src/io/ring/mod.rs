@@ -66,6 +66,9 @@ const DRAIN_TICK: Duration = Duration::from_millis(10);
 /// sends the first slice's writes while input that arrived meanwhile is taken in,
 /// and that input's lines still join the writes of the writers not yet serviced.
 const WRITERS_PER_TURN: usize = 64;
+/// A send carries everything queued until it holds this many bytes (the lines of
+/// the last batch taken may pass it).
+const SEND_BYTES: usize = 64 << 10;
 /// Longest the shard waits at the very end for cancelled operations to complete.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -410,22 +413,32 @@ impl Driver {
         };
         if !conn.unsent.is_empty() || client.outbox.has_queued() {
             client.outbox.take_batch(&mut self.lines, MAX_BATCH_LINES);
-            let output = if conn.unsent.is_empty() && self.lines.len() == 1 {
-                Output::Line(self.lines.pop().expect("one line taken"))
-            } else {
-                let len = self.lines.iter().map(Bytes::len).sum();
-                let mut buffer = if conn.unsent.is_empty() {
-                    self.send_buffers.take(len)
+            let output =
+                if conn.unsent.is_empty() && self.lines.len() == 1 && !client.outbox.has_queued() {
+                    Output::Line(self.lines.pop().expect("one line taken"))
                 } else {
-                    let mut unsent = std::mem::take(&mut conn.unsent);
-                    unsent.reserve(len);
-                    unsent
+                    let len = self.lines.iter().map(Bytes::len).sum();
+                    let mut buffer = if conn.unsent.is_empty() {
+                        self.send_buffers.take(len)
+                    } else {
+                        let mut unsent = std::mem::take(&mut conn.unsent);
+                        unsent.reserve(len);
+                        unsent
+                    };
+                    // Everything queued, up to `SEND_BYTES`: the line limit of a batch is
+                    // the kernel's iovec limit, which a contiguous buffer does not have,
+                    // and a backlog behind a full socket drains faster in big sends.
+                    loop {
+                        for line in self.lines.drain(..) {
+                            buffer.extend_from_slice(&line);
+                        }
+                        if buffer.len() >= SEND_BYTES || !client.outbox.has_queued() {
+                            break;
+                        }
+                        client.outbox.take_batch(&mut self.lines, MAX_BATCH_LINES);
+                    }
+                    Output::Joined(buffer)
                 };
-                for line in self.lines.drain(..) {
-                    buffer.extend_from_slice(&line);
-                }
-                Output::Joined(buffer)
-            };
             conn.sending = true;
             self.ring
                 .send(conn.stream.as_raw_fd(), sys::token(key), output)?;
