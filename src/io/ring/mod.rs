@@ -20,12 +20,12 @@
 //!   buffer. `ENOBUFS` (ring empty) ends the multishot with the data still in the
 //!   socket; it is re-armed with the next submission, after this turn gave its
 //!   buffers back.
-//! - **Send**: at most one send in flight per connection, carrying everything queued
-//!   (up to `MAX_BATCH_LINES` lines): a lone line as it is, several copied into one
-//!   buffer from a small per-shard pool (see [`sys::Output`]). Writers are not tasks: an outbox
-//!   parks a [`sys::writer_waker`] that lists its connection, and the turn services
-//!   every listed connection after all input and hand-offs of the turn are handled,
-//!   so each gets one write for all of them.
+//! - **Send**: at most one plain send in flight per connection, carrying everything
+//!   queued (up to `SEND_BYTES`): a lone line as it is, several copied into one
+//!   buffer from a per-shard pool (see [`sys::Output`], [`send_buffers`]). Writers
+//!   are not tasks: an outbox parks a [`sys::writer_waker`] that lists its
+//!   connection, and a turn services the listed connections after the input and
+//!   hand-offs it collected are handled, so each gets one write for all of them.
 //! - **Wake-ups** from other shards arrive as the completion of an eventfd read kept
 //!   in flight (`Bus::attach_eventfd`); timers are ring timeouts.
 //!
