@@ -5,8 +5,13 @@
 //! tasks:
 //!
 //! - **One `io_uring_enter` per turn**: every operation prepared during a turn is
-//!   submitted by the single submit-and-wait that ends it (a submission queue that
-//!   fills mid-turn enters once more; both are counted as `enters`).
+//!   submitted by the single enter that begins the next. It waits for a completion
+//!   only when no woken writer is left to service: a fan-out is written a slice of
+//!   writers per turn (`WRITERS_PER_TURN`), and between slices the enter submits the
+//!   slice's sends and collects what completed meanwhile without waiting
+//!   (`sys::Ring::collect_ready`), so input is taken in while a fan-out goes out, as
+//!   an epoll loop polls for readiness between tasks. A submission queue that fills
+//!   mid-turn enters once more. All are counted as `enters`.
 //! - **Accept**: one multishot accept per listener, re-armed only when the kernel ends
 //!   it (descriptor exhaustion pauses it for `ACCEPT_BACKOFF`, warned once).
 //! - **Receive**: one multishot receive per connection into the shard's provided-buffer
@@ -15,11 +20,12 @@
 //!   buffer. `ENOBUFS` (ring empty) ends the multishot with the data still in the
 //!   socket; it is re-armed with the next submission, after this turn gave its
 //!   buffers back.
-//! - **Send**: at most one vectored write in flight per connection, carrying
-//!   everything queued (up to `MAX_BATCH_LINES`). Writers are not tasks: an outbox
-//!   parks a [`sys::writer_waker`] that lists its connection, and the turn services
-//!   every listed connection after all input and hand-offs of the turn are handled,
-//!   so each gets one write for all of them.
+//! - **Send**: at most one plain send in flight per connection, carrying everything
+//!   queued (up to `SEND_BYTES`): a lone line as it is, several copied into one
+//!   buffer from a per-shard pool (see [`sys::Output`], [`send_buffers`]). Writers
+//!   are not tasks: an outbox parks a [`sys::writer_waker`] that lists its
+//!   connection, and a turn services the listed connections after the input and
+//!   hand-offs it collected are handled, so each gets one write for all of them.
 //! - **Wake-ups** from other shards arrive as the completion of an eventfd read kept
 //!   in flight (`Bus::attach_eventfd`); timers are ring timeouts.
 //!
@@ -27,23 +33,26 @@
 //! completed, so no operation ever refers to a closed or reused descriptor; the
 //! unsafe part and its invariants are all in [`sys`].
 
+mod send_buffers;
 mod sys;
 
 use super::{
-    consume_written, is_resource_exhaustion, shutdown_listener, Housekeeping, ACCEPT_BACKOFF,
-    FLOOD_TICK, SHUTTING_DOWN,
+    is_resource_exhaustion, shutdown_listener, Housekeeping, ACCEPT_BACKOFF, FLOOD_TICK,
+    SHUTTING_DOWN,
 };
 use crate::shard::Shard;
 use crate::state::outbox::MAX_BATCH_LINES;
 use crate::state::slab::{Slab, SlotKey};
 use crate::state::ClientId;
 use bytes::Bytes;
+use send_buffers::SendBuffers;
+use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use sys::{Completion, Ring, Timer};
+use sys::{Completion, Output, Ring, Timer};
 use tracing::{debug, info, warn};
 
 pub use sys::probe;
@@ -52,6 +61,14 @@ pub use sys::probe;
 const SEAL_TICK: Duration = Duration::from_millis(1);
 /// How often the draining phase looks whether every connection has gone.
 const DRAIN_TICK: Duration = Duration::from_millis(10);
+/// Most writers serviced per loop turn. A fan-out wakes every member's writer at
+/// once; servicing them a slice at a time, with a non-waiting enter between slices,
+/// sends the first slice's writes while input that arrived meanwhile is taken in,
+/// and that input's lines still join the writes of the writers not yet serviced.
+const WRITERS_PER_TURN: usize = 64;
+/// A send carries everything queued until it holds this many bytes (the lines of
+/// the last batch taken may pass it).
+const SEND_BYTES: usize = 64 << 10;
 /// Longest the shard waits at the very end for cancelled operations to complete.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -68,8 +85,9 @@ struct Conn {
     read_done: bool,
     /// The writer finished: socket shut down, slot released in the shard.
     released: bool,
-    /// Lines taken but not yet written (the tail of a partial write).
-    unsent: Vec<Bytes>,
+    /// Bytes taken but not yet written (the tail of a partial write); holds no
+    /// allocation otherwise.
+    unsent: Vec<u8>,
 }
 
 /// A listening socket and whether its multishot accept is armed.
@@ -116,6 +134,12 @@ pub struct Driver {
     starved: bool,
     /// Scratch list of writers to service, swapped with the waker's list.
     ready: Vec<u64>,
+    /// Scratch list of the lines taken from an outbox for one send.
+    lines: Vec<Bytes>,
+    /// Buffers of completed sends, kept for the next ones.
+    send_buffers: SendBuffers,
+    /// Writers woken and not yet serviced, in the order they were woken.
+    writers: VecDeque<u64>,
 }
 
 impl Driver {
@@ -146,6 +170,9 @@ impl Driver {
             last_housekeeping: now,
             starved: false,
             ready: Vec::new(),
+            lines: Vec::new(),
+            send_buffers: SendBuffers::default(),
+            writers: VecDeque::new(),
             shard,
         })
     }
@@ -161,12 +188,16 @@ impl Driver {
         }
         while self.phase != Phase::Done {
             self.rearm_accepts()?;
-            self.ring.submit_and_wait()?;
-            let enters = self.ring.take_enters();
-            self.shard.note_enters(enters);
+            if self.writers.is_empty() {
+                self.ring.submit_and_wait()?;
+            } else {
+                self.ring.collect_ready()?;
+            }
             while let Some(completion) = self.ring.next_completion() {
                 self.complete(completion)?;
             }
+            let enters = self.ring.take_enters();
+            self.shard.note_enters(enters);
             if self.shard.has_outgoing() {
                 self.shard.flush_handoffs();
             }
@@ -195,8 +226,8 @@ impl Driver {
             Completion::Sent {
                 conn,
                 result,
-                batch,
-            } => self.sent(conn, result, batch)?,
+                output,
+            } => self.sent(conn, result, output)?,
             Completion::Woken => {
                 self.shard.shared.bus.take_eventfd_wake(self.shard.id);
                 if self.phase == Phase::Running {
@@ -213,6 +244,7 @@ impl Driver {
                 if now.duration_since(self.last_housekeeping) >= FLOOD_TICK {
                     self.last_housekeeping = now;
                     self.housekeeping.tick(&mut self.shard, now);
+                    self.send_buffers.trim();
                 }
                 let next = match self.phase {
                     Phase::Running => FLOOD_TICK,
@@ -352,19 +384,18 @@ impl Driver {
 
     // ---- output --------------------------------------------------------------------
 
-    /// Services every writer woken since the last turn (and any woken meanwhile).
+    /// Services the writers woken so far, at most [`WRITERS_PER_TURN`] of them; the
+    /// rest wait for the next turn, which then does not wait for completions.
     fn service_writers(&mut self) -> io::Result<()> {
-        loop {
-            sys::take_ready(&mut self.ready);
-            if self.ready.is_empty() {
-                return Ok(());
-            }
-            let mut ready = std::mem::take(&mut self.ready);
-            for token in ready.drain(..) {
-                self.service_writer(sys::key(token))?;
-            }
-            self.ready = ready;
+        sys::take_ready(&mut self.ready);
+        self.writers.extend(self.ready.drain(..));
+        for _ in 0..WRITERS_PER_TURN {
+            let Some(token) = self.writers.pop_front() else {
+                break;
+            };
+            self.service_writer(sys::key(token))?;
         }
+        Ok(())
     }
 
     /// The writer's turn, as `super::write_loop` takes it: write what is queued, or
@@ -381,16 +412,36 @@ impl Driver {
             return self.finish(key);
         };
         if !conn.unsent.is_empty() || client.outbox.has_queued() {
-            let mut batch = std::mem::take(&mut conn.unsent);
-            if batch.capacity() == 0 {
-                batch = self.shard.batch_pool().take();
-            }
-            if let Some(client) = self.shard.client_mut(id) {
-                client.outbox.take_batch(&mut batch, MAX_BATCH_LINES);
-            }
+            client.outbox.take_batch(&mut self.lines, MAX_BATCH_LINES);
+            let output =
+                if conn.unsent.is_empty() && self.lines.len() == 1 && !client.outbox.has_queued() {
+                    Output::Line(self.lines.pop().expect("one line taken"))
+                } else {
+                    let len = self.lines.iter().map(Bytes::len).sum();
+                    let mut buffer = if conn.unsent.is_empty() {
+                        self.send_buffers.take(len)
+                    } else {
+                        let mut unsent = std::mem::take(&mut conn.unsent);
+                        unsent.reserve(len);
+                        unsent
+                    };
+                    // Everything queued, up to `SEND_BYTES`: the line limit of a batch is
+                    // the kernel's iovec limit, which a contiguous buffer does not have,
+                    // and a backlog behind a full socket drains faster in big sends.
+                    loop {
+                        for line in self.lines.drain(..) {
+                            buffer.extend_from_slice(&line);
+                        }
+                        if buffer.len() >= SEND_BYTES || !client.outbox.has_queued() {
+                            break;
+                        }
+                        client.outbox.take_batch(&mut self.lines, MAX_BATCH_LINES);
+                    }
+                    Output::Joined(buffer)
+                };
             conn.sending = true;
             self.ring
-                .send(conn.stream.as_raw_fd(), sys::token(key), batch)?;
+                .send(conn.stream.as_raw_fd(), sys::token(key), output)?;
         } else if client.closing {
             return self.finish(key);
         } else {
@@ -401,12 +452,7 @@ impl Driver {
         Ok(())
     }
 
-    fn sent(
-        &mut self,
-        token: u64,
-        result: io::Result<usize>,
-        mut batch: Vec<Bytes>,
-    ) -> io::Result<()> {
+    fn sent(&mut self, token: u64, result: io::Result<usize>, output: Output) -> io::Result<()> {
         let key = sys::key(token);
         let Some(conn) = self.conns.get_mut(key) else {
             return Ok(());
@@ -415,19 +461,30 @@ impl Driver {
         let id = conn.client;
         match result {
             Ok(written) => {
-                consume_written(&mut batch, written);
                 self.shard.note_written(id, written);
                 if let Some(client) = self.shard.client_mut(id) {
                     client.outbox.wrote(written);
                 }
-                if batch.is_empty() {
-                    self.shard.batch_pool().give_back(batch);
+                let buffer = match output {
+                    Output::Line(line) if written < line.len() => line[written..].to_vec(),
+                    Output::Line(_) => Vec::new(),
+                    Output::Joined(mut buffer) => {
+                        buffer.drain(..written.min(buffer.len()));
+                        buffer
+                    }
+                };
+                if buffer.is_empty() {
+                    self.send_buffers.give_back(buffer);
                 } else {
-                    conn.unsent = batch;
+                    conn.unsent = buffer;
                 }
                 self.service_writer(key)
             }
             Err(error) => {
+                self.send_buffers.give_back(match output {
+                    Output::Joined(buffer) => buffer,
+                    Output::Line(_) => Vec::new(),
+                });
                 self.shard.write_failed(id, &error);
                 self.finish(key)
             }

@@ -4,9 +4,10 @@
 //! Invariants, each relied on where marked `SAFETY`:
 //! 1. **Memory outlives its operation.** Everything an SQE points to is owned here, at
 //!    a stable address, until that operation's last completion has been reaped: the
-//!    iovec array and the lines of a send ([`InFlightSend`], kept in `sends` until its
-//!    CQE), the eventfd read's 8 bytes, the timers' timespecs, and the provided-buffer
-//!    ring with its buffers. Callers get owned values back in [`Completion`]s.
+//!    bytes of a send ([`InFlightSend`], kept in `sends` until its CQE; a `Bytes` line
+//!    or a `Vec<u8>` whose heap data does not move when the record moves), the eventfd
+//!    read's 8 bytes, the timers' timespecs, and the provided-buffer ring with its
+//!    buffers. Callers get owned values back in [`Completion`]s.
 //! 2. **A provided buffer has one owner at a time.** The kernel owns every buffer
 //!    published in the ring; a receive completion hands buffer `id` to the driver as a
 //!    [`Buffer`] (not `Clone`), which reads it with [`Ring::data`] and gives it back
@@ -124,11 +125,11 @@ pub enum Completion {
         result: io::Result<Option<Buffer>>,
         more: bool,
     },
-    /// A vectored send completed; the lines come back for the partial-write tail.
+    /// A send completed; its bytes come back for the partial-write tail.
     Sent {
         conn: u64,
         result: io::Result<usize>,
-        batch: Vec<Bytes>,
+        output: Output,
     },
     /// The eventfd read completed: another shard woke this one.
     Woken,
@@ -145,11 +146,31 @@ pub struct Buffer {
     len: usize,
 }
 
-/// A send in flight: the lines and the iovec array pointing into them.
+/// The bytes of one send: a single queued line as it is (shared with its other
+/// recipients, no copy), or several lines copied into one contiguous buffer. One
+/// contiguous send costs the kernel one copy, where a vectored write of short lines
+/// pays for importing an iovec and starting a user copy per line, which at high rates
+/// costs more than copying the lines here.
+#[derive(Debug)]
+pub enum Output {
+    Line(Bytes),
+    Joined(Vec<u8>),
+}
+
+impl Output {
+    /// The bytes the send carries.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Output::Line(line) => line,
+            Output::Joined(buffer) => buffer,
+        }
+    }
+}
+
+/// A send in flight and the bytes it points into.
 struct InFlightSend {
     conn: u64,
-    batch: Vec<Bytes>,
-    iovecs: Vec<libc::iovec>,
+    output: Output,
 }
 
 /// The provided-buffer ring: `count` buffers of [`BUFFER_SIZE`] bytes and the ring
@@ -263,7 +284,6 @@ pub struct Ring {
     in_flight: usize,
     /// `io_uring_enter` calls not yet reported ([`Ring::take_enters`]).
     enters: u64,
-    spare_iovecs: Vec<Vec<libc::iovec>>,
     eventfd_value: ManuallyDrop<Box<u64>>,
     timespecs: ManuallyDrop<Box<[Timespec; 2]>>,
     reaped: std::collections::VecDeque<cqueue::Entry>,
@@ -343,7 +363,6 @@ impl Ring {
             sends: ManuallyDrop::new(Slab::default()),
             in_flight: 0,
             enters: 0,
-            spare_iovecs: Vec::new(),
             eventfd_value: ManuallyDrop::new(Box::new(0)),
             timespecs: ManuallyDrop::new(Box::new([Timespec::new(), Timespec::new()])),
             reaped: std::collections::VecDeque::new(),
@@ -385,36 +404,20 @@ impl Ring {
         self.push(entry)
     }
 
-    /// Sends every line of `batch` with one vectored write (a plain send for one
-    /// line). The lines and their iovec array stay here until the completion hands
-    /// them back.
-    pub fn send(&mut self, fd: RawFd, conn: u64, batch: Vec<Bytes>) -> io::Result<()> {
-        let single = match batch.as_slice() {
-            [line] => Some((line.as_ptr(), line.len() as u32)),
-            _ => None,
-        };
-        let mut iovecs = self.spare_iovecs.pop().unwrap_or_default();
-        iovecs.extend(batch.iter().map(|line| libc::iovec {
-            iov_base: line.as_ptr() as *mut libc::c_void,
-            iov_len: line.len(),
-        }));
-        // The `Bytes` heap data and the iovec array do not move when the
-        // `InFlightSend` moves into the slab: both are behind pointers.
-        let (pointer, count) = (iovecs.as_ptr(), iovecs.len() as u32);
-        let slot = self.sends.insert_with(|_| InFlightSend {
-            conn,
-            batch,
-            iovecs,
-        });
-        let entry = match single {
-            // One line (the common case of a fan-out at low rates): a plain send
-            // skips importing the iovec and the file write path.
-            Some((line, len)) => opcode::Send::new(Fd(fd), line, len)
-                .flags(libc::MSG_NOSIGNAL)
-                .build(),
-            None => opcode::Writev::new(Fd(fd), pointer, count).build(),
-        };
-        self.push(entry.user_data(user_data(Kind::Send, token(slot))))
+    /// Sends `output` with one plain send. Its bytes stay here until the completion
+    /// hands them back.
+    pub fn send(&mut self, fd: RawFd, conn: u64, output: Output) -> io::Result<()> {
+        let bytes = output.bytes();
+        // The bytes live on the heap (a `Bytes` line or a `Vec`'s buffer), so they do
+        // not move when the `InFlightSend` moves into the slab. A send is bounded by
+        // the client's sendq, far below `u32::MAX`.
+        let (pointer, len) = (bytes.as_ptr(), bytes.len() as u32);
+        let slot = self.sends.insert_with(|_| InFlightSend { conn, output });
+        let entry = opcode::Send::new(Fd(fd), pointer, len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(user_data(Kind::Send, token(slot)));
+        self.push(entry)
     }
 
     /// Arms a read of the wake-up eventfd (8 bytes into memory this ring owns).
@@ -450,6 +453,21 @@ impl Ring {
         match self.ring.submit_and_wait(1) {
             Ok(_) => {}
             Err(error) if retryable(&error) => {}
+            Err(error) => return Err(error),
+        }
+        self.reap();
+        Ok(())
+    }
+
+    /// Submits what is queued and collects the completions that are ready, without
+    /// waiting for any: the enter of a turn that still has writers to service.
+    pub fn collect_ready(&mut self) -> io::Result<()> {
+        self.enters += 1;
+        let now = Timespec::new();
+        let args = SubmitArgs::new().timespec(&now);
+        match self.ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => {}
+            Err(error) if retryable(&error) || error.raw_os_error() == Some(libc::ETIME) => {}
             Err(error) => return Err(error),
         }
         self.reap();
@@ -504,15 +522,13 @@ impl Ring {
                     more,
                 },
                 k if k == Kind::Send as u64 => {
-                    let Some(mut send) = self.sends.remove(key(payload)) else {
+                    let Some(send) = self.sends.remove(key(payload)) else {
                         continue;
                     };
-                    send.iovecs.clear();
-                    self.spare_iovecs.push(send.iovecs);
                     Completion::Sent {
                         conn: send.conn,
                         result: outcome(result),
-                        batch: send.batch,
+                        output: send.output,
                     }
                 }
                 k if k == Kind::EventFd as u64 => Completion::Woken,
