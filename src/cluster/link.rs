@@ -676,7 +676,8 @@ impl Link {
     /// Sends each shard its pending batch (one push and one wake-up per shard). A
     /// full link keeps its batch for the next turn.
     fn flush_to_shards(&mut self) {
-        self.links.send_pending(&mut self.outgoing, &self.shared.bus);
+        self.links
+            .send_pending(&mut self.outgoing, &self.shared.bus);
     }
 
     /// Publishes what the shards handed over: proposals to the stream, messages to
