@@ -570,3 +570,30 @@ fn nodes_reach_nats_over_tls_and_refuse_a_server_they_cannot_verify() {
         "{refused:#}"
     );
 }
+
+#[test]
+fn a_node_whose_nats_server_is_unreachable_refuses_to_start_with_one_line() {
+    let unreachable = format!("nats://127.0.0.1:{}", free_port());
+    let mut config = Setup {
+        io: IoMode::Epoll,
+        shards: 1,
+    }
+    .config();
+    config.cluster = Some(ClusterConfig {
+        servers: vec![unreachable.clone()],
+        node: 0,
+        credentials: None,
+        ca: None,
+        node_timeout: Duration::from_secs(1),
+        snapshot_every: 10,
+    });
+    let refused = ringchat::Server::start(config)
+        .err()
+        .expect("no NATS server, no node");
+    let message = refused.to_string();
+    assert!(
+        message.contains("cannot reach the cluster") && message.contains(&unreachable),
+        "{message}"
+    );
+    assert!(!message.contains('\n'), "one line: {message}");
+}
