@@ -631,16 +631,16 @@ impl Link {
                     warn!("a malformed channel message from another node was dropped");
                     return;
                 };
+                // The link's replica is where the shards will be when they take
+                // this hand-off (they catch up to its stamp first): only shards
+                // with members get it.
                 let channel = CaselessKey::new(&channel);
-                let layout = self.replica.layout();
                 let places = self
                     .replica
                     .channel(channel.as_str())
                     .map(|found| found.members.shards());
                 for shard in 0..self.shards {
-                    if places.is_some_and(|places| places.contains(shard))
-                        && layout.shard_count > shard
-                    {
+                    if places.is_some_and(|places| places.contains(shard)) {
                         self.push_to(
                             shard,
                             Handoff::Channel {
