@@ -4,7 +4,7 @@
 mod common;
 
 use common::tls::TestPki;
-use common::Client;
+use common::{free_port, Client};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -13,13 +13,6 @@ fn ringchat() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ringchat"));
     command.env_remove("RUST_LOG");
     command
-}
-
-/// A loopback port nobody listens on right now.
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("an ephemeral port")
 }
 
 fn start(addr: SocketAddr, extra: &[&str]) -> Child {

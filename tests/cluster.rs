@@ -4,10 +4,10 @@
 
 mod common;
 
-use common::{has_numeric, Client, Setup, TestServer, HANG};
+use common::{has_numeric, http_get, Client, Setup, TestServer, HANG};
 use ringchat::config::{ClusterConfig, IoMode};
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -82,10 +82,7 @@ fn scratch_dir(what: &str) -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port")
+    common::free_port().port()
 }
 
 fn wait_for_port(port: u16) {
@@ -94,19 +91,6 @@ fn wait_for_port(port: u16) {
         assert!(Instant::now() < deadline, "port {port} never opened");
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// The body of `GET /metrics` from a node's metrics port.
-fn scrape_metrics(port: u16) -> String {
-    use std::io::{Read, Write};
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("metrics port");
-    stream.set_read_timeout(Some(HANG)).expect("timeout");
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .expect("request");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("response");
-    response
 }
 
 fn cluster(nats: &Nats, node: u16) -> ClusterConfig {
@@ -383,7 +367,8 @@ fn a_node_killed_with_sigkill_quits_its_users_on_the_others() {
     survivor.send("JOIN #c");
     line_containing(&mut survivor, " 366 ");
 
-    let metrics = scrape_metrics(metrics_port);
+    let (status, metrics) = http_get(SocketAddr::from(([127, 0, 0, 1], metrics_port)), "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK");
     assert!(
         metrics.contains("ringchat_cluster_connected{node=\"1\"} 1"),
         "{metrics}"

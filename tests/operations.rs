@@ -5,21 +5,14 @@
 
 mod common;
 
-use common::Client;
-use std::io::{BufRead, BufReader, Read, Write};
+use common::{free_port, http_get, Client};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
-
-/// A loopback port nobody listens on right now.
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("an ephemeral port")
-}
 
 /// A fresh directory for one test's files.
 fn scratch(test: &str) -> PathBuf {
@@ -496,21 +489,6 @@ fn wait_for_text(path: &Path, text: &str) {
 // ---- metrics ---------------------------------------------------------------------------
 
 /// GET `path` over plain HTTP/1.1; returns the status line and the body.
-fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect to metrics");
-    stream
-        .set_read_timeout(Some(common::HANG))
-        .expect("timeout");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").expect("send request");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read response");
-    let (head, body) = response.split_once("\r\n\r\n").expect("a header block");
-    (
-        head.lines().next().unwrap_or_default().to_owned(),
-        body.to_owned(),
-    )
-}
-
 fn scrape(addr: SocketAddr) -> prometheus_parse::Scrape {
     let (status, body) = http_get(addr, "/metrics");
     assert_eq!(status, "HTTP/1.1 200 OK");
