@@ -216,6 +216,8 @@ struct Link {
     appended: u64,
     /// Messages published to each node (indexed by node number).
     sent_to: Vec<u64>,
+    /// Each node's message subject, by node number (see [`Link::node_subject`]).
+    node_subjects: Vec<async_nats::Subject>,
     /// Cross-node ordering; see [`super::order`].
     reorder: Reorder,
     /// An event waiting for messages its node sent before it, and since when.
@@ -276,6 +278,7 @@ impl Link {
             appended: opened.network.applied(),
             replica: opened.network,
             sent_to: Vec::new(),
+            node_subjects: Vec::new(),
             reorder: Reorder::default(),
             held: None,
             pending: HashMap::new(),
@@ -717,7 +720,7 @@ impl Link {
                 message,
                 except,
             } => {
-                let body = wire::encode_body(&MessageBody::Channel {
+                let body = wire::encode(&MessageBody::Channel {
                     channel: channel.as_str().into(),
                     except,
                     message: message.to_wire(),
@@ -727,7 +730,7 @@ impl Link {
                 }
             }
             Handoff::Client { to, message } => {
-                let body = wire::encode_body(&MessageBody::Client {
+                let body = wire::encode(&MessageBody::Client {
                     to,
                     message: message.to_wire(),
                 });
@@ -735,6 +738,20 @@ impl Link {
             }
             Handoff::Channel { .. } | Handoff::Unordered { .. } | Handoff::Notice { .. } => {}
         }
+    }
+
+    /// Node `node`'s message subject, formatted once per node rather than per
+    /// message (a `Subject` clone is a reference count).
+    fn node_subject(&mut self, node: u16) -> async_nats::Subject {
+        let index = usize::from(node);
+        if self.node_subjects.len() <= index {
+            let subjects = &self.subjects;
+            let known = self.node_subjects.len();
+            self.node_subjects.extend(
+                (known..=index).map(|n| async_nats::Subject::from(subjects.node(n as u16))),
+            );
+        }
+        self.node_subjects[index].clone()
     }
 
     /// Publishes one message to node `node`, numbered in this node's sequence to it.
@@ -751,11 +768,8 @@ impl Link {
             after,
         };
         let payload = wire::message_payload(header, body);
-        if let Err(e) = self
-            .client
-            .publish(self.subjects.node(node), payload.into())
-            .await
-        {
+        let subject = self.node_subject(node);
+        if let Err(e) = self.client.publish(subject, payload.into()).await {
             debug!(node, error = %e, "a cross-node message could not be published");
             return;
         }

@@ -148,11 +148,6 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<EventEnvelope, PayloadError> {
     })
 }
 
-/// A message body serialized once, ready to be sent to several nodes.
-pub fn encode_body(body: &MessageBody) -> Vec<u8> {
-    encode(body)
-}
-
 /// Header then body: one message's payload for one destination.
 pub fn message_payload(header: MessageHeader, body: &[u8]) -> Vec<u8> {
     let mut payload = encode(&header);
@@ -202,7 +197,7 @@ mod tests {
         let original = Outgoing::new(Bytes::from_static(b":a!~a@h PRIVMSG #c :hi\r\n"))
             .with_client_tags(Some(Bytes::from_static(b"+draft/react=1")))
             .from_bot(true);
-        let body = encode_body(&MessageBody::Channel {
+        let body = encode(&MessageBody::Channel {
             channel: "#c".into(),
             except: Some(alice()),
             message: original.to_wire(),
@@ -231,7 +226,7 @@ mod tests {
 
     #[test]
     fn hostile_payloads_are_errors_not_panics() {
-        let body = encode_body(&MessageBody::Client {
+        let body = encode(&MessageBody::Client {
             to: alice(),
             message: Outgoing::new(Bytes::from_static(b"PING :x\r\n")).to_wire(),
         });
