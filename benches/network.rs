@@ -29,16 +29,21 @@ fn client(index: u32) -> ClientId {
     }
 }
 
-/// Applies events with consecutive sequence numbers, as a shard applies the log.
+/// Applies events with consecutive sequence numbers, as the event log does: each to
+/// a new version of the replica while the previous version is still held (by the log
+/// entry and the shards reading it), so every apply pays for copying the paths it
+/// changes, as in the server.
 struct Replica {
-    network: Network,
+    network: Arc<Network>,
+    held: Option<Arc<Network>>,
     seq: u64,
 }
 
 impl Replica {
     fn apply(&mut self, event: Event) {
         self.seq += 1;
-        black_box(self.network.apply(&Sequenced {
+        self.held = Some(self.network.clone());
+        black_box(Arc::make_mut(&mut self.network).apply(&Sequenced {
             proposal: 0,
             seq: self.seq,
             origin: 0,
@@ -75,7 +80,8 @@ fn join(index: u32) -> Event {
 /// user (the joiner) who is not in it.
 fn replica(members: u32) -> Replica {
     let mut replica = Replica {
-        network: Network::new(2),
+        network: Arc::new(Network::new(2)),
+        held: None,
         seq: 0,
     };
     for index in 0..=members {
@@ -127,7 +133,8 @@ fn event_wire(c: &mut Criterion) {
 /// 10,000 users, each in 10 of 1,000 channels, some away, on 2 shards.
 fn big_replica() -> Replica {
     let mut replica = Replica {
-        network: Network::new(2),
+        network: Arc::new(Network::new(2)),
+        held: None,
         seq: 0,
     };
     for index in 0..10_000 {

@@ -9,7 +9,7 @@
 //! - publishes the shards' cross-node messages to the nodes with recipients, and
 //!   forwards other nodes' messages to local shards as hand-offs ([`super::order`]
 //!   keeps both in each sender's order);
-//! - keeps a replica of its own for snapshots, which it writes to the object store
+//! - writes the node's replica (its newest version) to the object store as snapshots
 //!   every `snapshot_every` events;
 //! - sends heartbeats and declares nodes lost that stop sending them;
 //! - tells the shards, and through them the users, when NATS is out of reach.
@@ -20,7 +20,7 @@ use crate::config::ClusterConfig;
 use crate::proto::CaselessKey;
 use crate::state::bus::{Batch, Handoff, Links, Stamped};
 use crate::state::network::wire::{decode_event, encode_event};
-use crate::state::network::{Event, Layout, Network, Sequenced};
+use crate::state::network::{Event, Layout, Network};
 use crate::state::Shared;
 use anyhow::{anyhow, Context as _};
 use async_nats::jetstream::{self, consumer, object_store, stream};
@@ -210,8 +210,6 @@ struct Link {
     outgoing: Vec<Batch>,
     /// Hand-offs received from each shard, not yet handled.
     inbound: Vec<Batch>,
-    /// A replica of its own, for snapshots and the start-up checks.
-    replica: Network,
     /// The last stream entry appended to the node's log.
     appended: u64,
     /// Messages published to each node (indexed by node number).
@@ -276,7 +274,6 @@ impl Link {
             outgoing: (0..endpoints).map(|_| Batch::new()).collect(),
             inbound: (0..endpoints).map(|_| Batch::new()).collect(),
             appended: opened.network.applied(),
-            replica: opened.network,
             sent_to: Vec::new(),
             node_subjects: Vec::new(),
             reorder: Reorder::default(),
@@ -343,7 +340,7 @@ impl Link {
         // Nodes that hold users start as just heard from: a node that died while
         // this one was down is then declared lost after one timeout.
         let now = Instant::now();
-        for node in self.replica.nodes() {
+        for node in self.shared.log.latest().nodes() {
             if node != self.node {
                 self.last_heard.insert(node, now);
             }
@@ -355,7 +352,7 @@ impl Link {
         let mut leaving_since: Option<Instant> = None;
         loop {
             if ready.is_some() && self.appended >= target && self.held.is_none() {
-                if self.replica.nodes().contains(&self.node) {
+                if self.shared.log.latest().nodes().contains(&self.node) {
                     if !restarted_quit_sent {
                         restarted_quit_sent = true;
                         self.propose_for_node(Event::node_lost(self.node, "Node restarted"))
@@ -510,7 +507,7 @@ impl Link {
     }
 
     /// Appends stream entry `seq` to the node's log after the messages that precede
-    /// it, applies it to the link's replica, and wakes the shards.
+    /// it (which applies it to the node's replica), and wakes the shards.
     fn append(&mut self, seq: u64, envelope: EventEnvelope, event: Event) {
         self.forward_ready_messages();
         // A previous run's proposals come back as the network's, not a shard's.
@@ -524,13 +521,6 @@ impl Link {
             event
         };
         let proposal = if local { envelope.proposal } else { 0 };
-        let entry = Sequenced {
-            seq,
-            origin,
-            proposal,
-            at_unix: envelope.at_unix,
-            event: event.clone(),
-        };
         // The messages forwarded before this entry must be in the shards' links
         // before it is published (the shards handle them first); a full link drains
         // soon, since shards never wait for the link.
@@ -549,7 +539,6 @@ impl Link {
                 appended, "the node's log and the stream disagree on numbering"
             );
         }
-        self.replica.apply(&entry);
         self.appended = seq;
         self.since_snapshot += 1;
         let lag = (!local && envelope.published_micros > 0)
@@ -634,12 +623,14 @@ impl Link {
                     warn!("a malformed channel message from another node was dropped");
                     return;
                 };
-                // The link's replica is where the shards will be when they take
-                // this hand-off (they catch up to its stamp first): only shards
-                // with members get it.
+                // The newest replica is where the shards will be when they take
+                // this hand-off (the link is the node's only appender, and shards
+                // catch up to its stamp first): only shards with members get it.
                 let channel = CaselessKey::new(&channel);
                 let places = self
-                    .replica
+                    .shared
+                    .log
+                    .latest()
                     .channel(channel.as_str())
                     .map(|found| found.members.shards());
                 for shard in 0..self.shards {
@@ -953,10 +944,13 @@ impl Link {
         if lower_alive || self.snapshotting.swap(true, Ordering::AcqRel) {
             return;
         }
-        let bytes = self.replica.snapshot();
+        // The newest version is immutable: holding it costs nothing while the log
+        // goes on, so the node keeps no replica of its own for snapshots.
+        let replica = self.shared.log.latest();
+        let bytes = replica.snapshot();
         let store = self.snapshots.clone();
         let busy = self.snapshotting.clone();
-        let applied = self.replica.applied();
+        let applied = replica.applied();
         let shared = self.shared.clone();
         tokio::spawn(async move {
             let size = bytes.len();

@@ -42,6 +42,22 @@ impl Hash for Caseless {
     }
 }
 
+/// Ordered byte by byte under the `ascii` casemapping, consistently with equality, so
+/// a name can key an ordered map (the network state's persistent maps) and be
+/// looked up by a borrowed [`Caseless`].
+impl Ord for Caseless {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let ours = self.0.bytes().map(|byte| byte.to_ascii_lowercase());
+        ours.cmp(other.0.bytes().map(|byte| byte.to_ascii_lowercase()))
+    }
+}
+
+impl PartialOrd for Caseless {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 impl fmt::Debug for Caseless {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&self.0, f)
@@ -67,6 +83,18 @@ impl Eq for CaselessKey {}
 impl Hash for CaselessKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
         Caseless::new(&self.0).hash(state);
+    }
+}
+
+impl Ord for CaselessKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        Caseless::new(&self.0).cmp(Caseless::new(&other.0))
+    }
+}
+
+impl PartialOrd for CaselessKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 

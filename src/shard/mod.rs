@@ -29,6 +29,7 @@ use crate::proto::{CaselessKey, LineBuilder};
 use crate::state::bus::{Batch, Handoff, Links};
 use crate::state::client::{Client, CloseReason};
 use crate::state::flood::TokenBucket;
+use crate::state::local_members::LocalMembers;
 use crate::state::log::LogReader;
 use crate::state::network::{Network, ShardSet};
 use crate::state::outbox::BatchPool;
@@ -84,10 +85,11 @@ pub struct Shard {
     handle_line: LineHandler,
     /// Connections living on this shard.
     clients: Slab<Client>,
-    /// This shard's replica of the network state, changed only by applying the log.
-    network: Network,
-    /// Where this shard is in the event log.
+    /// Where this shard is in the event log, and the node's network replica as of
+    /// that position (what this shard reads).
     log: LogReader,
+    /// This shard's members of each channel, kept by taking in the log.
+    local_members: LocalMembers,
     /// This shard's ends of the links to and from every other shard.
     links: Links,
     /// Hand-offs owed to each other shard, sent once per scheduler pass.
@@ -141,7 +143,7 @@ impl Shard {
             node: shared.node(),
             handle_line,
             clients: Slab::default(),
-            network: shared.initial_network(),
+            local_members: LocalMembers::of_place(log.network(), id),
             log,
             links,
             outgoing: (0..endpoints).map(|_| Batch::new()).collect(),
@@ -171,9 +173,10 @@ impl Shard {
         id.shard == self.id && id.node == self.node
     }
 
-    /// This shard's replica of the network state, for reading.
+    /// The node's network replica as of this shard's position in the log, for
+    /// reading.
     pub fn network(&self) -> &Network {
-        &self.network
+        self.log.network()
     }
 
     /// A fresh message id (IRCv3 `message-ids`) for a message this shard relays: the
@@ -193,7 +196,12 @@ impl Shard {
     /// limits); each limit's refusal is counted by cause.
     pub fn accept(&mut self, peer: SocketAddr, now: Instant) -> Result<ClientId, Refused> {
         let now_unix = crate::proto::time::unix_seconds(std::time::SystemTime::now());
-        if let Some(ban) = self.network.server_bans().address_ban(peer.ip(), now_unix) {
+        if let Some(ban) = self
+            .log
+            .network()
+            .server_bans()
+            .address_ban(peer.ip(), now_unix)
+        {
             debug!(%peer, reason = %ban.reason, "D-Lined connection refused");
             self.counts.refused_banned += 1;
             return Err(Refused::Banned);
@@ -482,9 +490,9 @@ impl Shard {
             counters.publish(&self.counts);
         }
         self.shared.publish_population(
-            self.network.user_count(),
-            self.network.channel_count(),
-            self.network.oper_count(),
+            self.log.network().user_count(),
+            self.log.network().channel_count(),
+            self.log.network().oper_count(),
         );
     }
 
@@ -553,11 +561,11 @@ impl Shard {
         except: Option<ClientId>,
     ) {
         self.deliver_to_local_members(channel.as_str(), &mut message, except);
-        let places = match self.network.channel(channel.as_str()) {
+        let places = match self.log.network().channel(channel.as_str()) {
             Some(found) => found.members.shards(),
             None => return,
         };
-        let (me, layout) = (self.id, self.network.layout());
+        let (me, layout) = (self.id, self.log.network().layout());
         let mut nodes = ShardSet::default();
         for place in places.iter().filter(|&p| p != me) {
             match layout.remote_node(place) {
@@ -593,11 +601,8 @@ impl Shard {
         message: &mut Outgoing,
         except: Option<ClientId>,
     ) {
-        let Some(channel) = self.network.channel(channel) else {
-            return;
-        };
         let status = message.status_target();
-        for (member, membership) in channel.members.on_shard_with_status(self.id) {
+        for (member, membership) in self.local_members.of(channel) {
             let unwanted = status.is_some_and(|s| !s.reaches(membership.op, membership.voice));
             if Some(member) != except && !unwanted {
                 deliver_one(
@@ -623,10 +628,7 @@ impl Shard {
         self.stamp = self.stamp.wrapping_add(1);
         let stamp = self.stamp;
         for channel in channels {
-            let Some(channel) = self.network.channel(channel.as_str()) else {
-                continue;
-            };
-            for member in channel.members.on_shard(self.id) {
+            for member in self.local_members.ids_of(channel.as_str()) {
                 if Some(member) == except {
                     continue;
                 }

@@ -39,7 +39,7 @@ impl Shard {
                 }
             }
             (Event::Register { client, .. }, Outcome::Registered) => {
-                if let Some(user) = self.network.user(*client) {
+                if let Some(user) = self.log.network().user(*client) {
                     let (nick, source) = (user.nick.clone(), user.source());
                     self.tell_watchers_online(nick.as_str(), &source);
                 }
@@ -206,7 +206,12 @@ impl Shard {
                 let readers: Vec<ClientId> = self
                     .clients
                     .iter()
-                    .filter(|client| self.network.user(client.id).is_some_and(|u| u.wallops))
+                    .filter(|client| {
+                        self.log
+                            .network()
+                            .user(client.id)
+                            .is_some_and(|u| u.wallops)
+                    })
                     .map(|client| client.id)
                     .collect();
                 let mut message = Outgoing::new(line);
@@ -232,7 +237,8 @@ impl Shard {
                     return false;
                 };
                 let user_at_host = self
-                    .network
+                    .log
+                    .network()
                     .user(client.id)
                     .map(|user| format!("{}@{}", user.user, user.host));
                 ban.matches(user_at_host.as_deref(), ip, now_unix)
@@ -247,18 +253,19 @@ impl Shard {
     /// A line caused by `id`, tagged `bot` for `message-tags` recipients when `id`
     /// has `+B` (IRCv3 bot mode: servers SHOULD tag everything a bot causes).
     fn caused_by(&self, id: ClientId, line: Bytes) -> Outgoing {
-        let bot = self.network.user(id).is_some_and(|user| user.bot);
+        let bot = self.log.network().user(id).is_some_and(|user| user.bot);
         Outgoing::new(line).from_bot(bot)
     }
 
     /// `nick!~user@host` of a registered user, from the replica.
     fn source_of(&self, id: ClientId) -> Option<String> {
-        self.network.user(id).map(|user| user.source())
+        self.log.network().user(id).map(|user| user.source())
     }
 
     /// The channels a registered user is in.
     fn channels_of(&self, id: ClientId) -> Vec<crate::proto::CaselessKey> {
-        self.network
+        self.log
+            .network()
             .user(id)
             .map(|user| user.channels.clone())
             .unwrap_or_default()
@@ -275,7 +282,7 @@ impl Shard {
     /// `extended-monitor`: `message` to the local watchers of `id`'s nick that the
     /// channel fan-out just before did not reach.
     fn tell_extended_watchers_of(&mut self, id: ClientId, message: &mut Outgoing) {
-        if let Some(nick) = self.network.user(id).map(|user| user.nick.clone()) {
+        if let Some(nick) = self.log.network().user(id).map(|user| user.nick.clone()) {
             self.tell_extended_watchers(nick.as_str(), message, id);
         }
     }
@@ -284,7 +291,7 @@ impl Shard {
     /// with the capability who could have sent the invitation themselves (every
     /// member, or on a `+i` channel its operators), except the inviter.
     fn tell_invite_notify(&mut self, channel: &str, inviter: ClientId, message: &mut Outgoing) {
-        let Some(found) = self.network.channel(channel) else {
+        let Some(found) = self.log.network().channel(channel) else {
             return;
         };
         let operators_only = found.modes.invite_only;

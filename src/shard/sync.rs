@@ -1,5 +1,6 @@
-//! Keeping one shard in step with the others: applying the event log to this
-//! shard's replica, proposing events, and exchanging hand-offs.
+//! Keeping one shard in step with the others: taking in the event log (the node's
+//! replica as of each entry, and this shard's members of each channel), proposing
+//! events, and exchanging hand-offs.
 //!
 //! The merge rule that keeps every client's commands in order on every shard (see
 //! the contract in [`crate::state::bus`]):
@@ -16,7 +17,8 @@
 
 use super::Shard;
 use crate::state::bus::{Handoff, Stamped, MAX_PENDING_HANDOFFS};
-use crate::state::network::{Event, Outcome, Refusal, Sequenced};
+use crate::state::log::Entry;
+use crate::state::network::{Event, Outcome, Refusal};
 use std::task::Waker;
 
 impl Shard {
@@ -179,7 +181,7 @@ impl Shard {
 
     /// Queues `handoff` for `shard`, stamped with this replica's log position.
     pub(super) fn hand_off(&mut self, shard: u16, handoff: Handoff) {
-        let after = self.network.applied();
+        let after = self.log.network().applied();
         let Some(batch) = self.outgoing.get_mut(shard as usize) else {
             return;
         };
@@ -205,36 +207,42 @@ impl Shard {
 
     /// Applies the log until this replica has applied `seq`.
     fn catch_up_to(&mut self, seq: u64) {
-        while self.network.applied() < seq {
+        while self.log.network().applied() < seq {
             if self.apply_next().is_none() {
                 break;
             }
         }
     }
 
-    /// Applies the next published event, if any, after the hand-offs its proposer
-    /// made before it (merge rule 2), and renders it for local clients.
+    /// Takes in the next published entry, if any, after the hand-offs its proposer
+    /// made before it (merge rule 2: handled while this shard still reads the
+    /// replica before the entry), and renders it for local clients.
     fn apply_next(&mut self) -> Option<(u64, Outcome)> {
-        let entry = self.log.next()?;
-        let outcome = self.apply_entry(&entry);
-        Some((entry.seq, outcome))
-    }
-
-    /// Applies `entry` after the hand-offs its proposer made before it (merge rule
-    /// 2), and renders it for local clients.
-    fn apply_entry(&mut self, entry: &Sequenced) -> Outcome {
-        if entry.origin != self.id {
-            while let Some(stamped) = self.next_inbound(entry.origin, entry.seq) {
+        let (origin, seq) = self.log.peek().map(|entry| (entry.origin, entry.seq))?;
+        if origin != self.id {
+            while let Some(stamped) = self.next_inbound(origin, seq) {
                 self.handle(stamped.handoff);
             }
         }
-        let outcome = self.network.apply(entry);
+        let entry = self.log.next()?;
+        self.take_in(&entry);
+        Some((entry.seq, entry.outcome.clone()))
+    }
+
+    /// Takes in `entry`, which the log reader has just made this shard's position
+    /// (the replica this shard reads is now the entry's): this shard's members of
+    /// each channel follow it, then its clients are told what it changed.
+    fn take_in(&mut self, entry: &Entry) {
+        let (node, shard) = (self.node, self.id);
+        self.local_members
+            .take_in(&entry.event.event, &entry.outcome, &entry.network, |id| {
+                id.node == node && id.shard == shard
+            });
         self.counts.events_applied += 1;
-        self.notify(entry, &outcome);
+        self.notify(&entry.event, &entry.outcome);
         if entry.proposal != 0 && entry.origin == self.id {
-            self.answered.push((entry.proposal, outcome.clone()));
+            self.answered.push((entry.proposal, entry.outcome.clone()));
         }
-        outcome
     }
 
     /// The next hand-off received from `source` if it is stamped before `before`.

@@ -1,12 +1,17 @@
-//! Server state: what one connection owns ([`client`], [`outbox`], [`flood`]), what a
-//! shard owns ([`slab`], its replica of the [`network`]), and what every shard shares
-//! ([`shared`]: the event [`log`] that orders every network change, and the [`bus`]
-//! that carries hand-offs between shards).
+//! Server state, split by who owns it:
+//! - node-wide, one per process: the [`network`] replica (users, channels, modes:
+//!   persistent versions, read by every shard without a lock) and its one writer, the
+//!   event [`log`] that orders every change; [`shared`] holds them with the [`bus`]
+//!   that carries hand-offs between shards;
+//! - per shard: its connections ([`slab`] of [`client`]s, each with an [`outbox`] and
+//!   a [`flood`] bucket) and its members of each channel ([`local_members`], the
+//!   dense arrays fan-out walks, derived from the log).
 
 pub mod bus;
 pub mod client;
 pub mod cluster;
 pub mod flood;
+pub mod local_members;
 pub mod log;
 pub mod network;
 pub mod outbox;

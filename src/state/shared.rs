@@ -112,8 +112,8 @@ pub struct Shared {
     pub config: Config,
     /// The MOTD and limits as of the last reload; read these, not `config`, for them.
     pub live: LiveSettings,
-    /// The total order of network-state changes; every shard applies it to its own
-    /// replica.
+    /// The total order of network-state changes, and the writer of the node's one
+    /// replica of the network state, which every shard reads at its own position.
     pub log: EventLog,
     /// Each shard's reader of the log, taken once by the shard when it is built.
     log_readers: Mutex<Vec<Option<LogReader>>>,
@@ -122,8 +122,6 @@ pub struct Shared {
     pub bus: Bus,
     /// The cluster link's side, on a cluster node.
     pub cluster: Option<ClusterState>,
-    /// The replica every shard starts from: empty, or a cluster snapshot.
-    initial_network: Network,
     /// One set of counters per shard.
     pub counters: Vec<ShardCounters>,
     /// Per-source connection limits, checked at accept and registration.
@@ -167,7 +165,7 @@ impl Shared {
     /// cluster node (`config.cluster`), the bus gets one more endpoint: the link.
     pub fn starting_from(config: Config, network: Network) -> Shared {
         let shards = config.shards;
-        let (log, readers) = EventLog::starting_after(network.applied(), shards);
+        let (log, readers) = EventLog::starting_from(network, shards);
         let cluster = config
             .cluster
             .as_ref()
@@ -178,7 +176,6 @@ impl Shared {
             log_readers: Mutex::new(readers.into_iter().map(Some).collect()),
             bus: Bus::new(endpoints),
             cluster,
-            initial_network: network,
             sources: Sources::new(config.sources.clone()),
             counters: (0..shards).map(|_| ShardCounters::default()).collect(),
             connections: AtomicUsize::new(0),
@@ -204,11 +201,6 @@ impl Shared {
         if !self.shutting_down.swap(true, Ordering::AcqRel) {
             self.bus.wake_all();
         }
-    }
-
-    /// A copy of the replica every shard starts from.
-    pub fn initial_network(&self) -> Network {
-        self.initial_network.clone()
     }
 
     /// This node's number in its cluster (0 when alone).

@@ -22,6 +22,7 @@ use super::users::User;
 use super::Network;
 use crate::proto::{Caseless, CaselessKey};
 use crate::state::ClientId;
+use std::sync::Arc;
 
 /// Why an event (or a channel message) was refused; each maps to one numeric, in one
 /// place (`commands::errors`).
@@ -303,7 +304,7 @@ impl Network {
             Event::Unreadable => Outcome::Unchanged,
             Event::AddBan { client, ban } => match self.user(*client) {
                 Some(user) if user.oper.is_some() => {
-                    if self.server_bans.add(ban.clone()) {
+                    if Arc::make_mut(&mut self.server_bans).add(ban.clone()) {
                         Outcome::BanAdded
                     } else {
                         Outcome::Refused(Refusal::ServerBanListFull)
@@ -313,7 +314,10 @@ impl Network {
                 None => Outcome::Unchanged,
             },
             Event::ReplaceBans { bans } => {
-                let old = std::mem::replace(&mut self.server_bans, ServerBans::new(bans.clone()));
+                let old = std::mem::replace(
+                    &mut self.server_bans,
+                    Arc::new(ServerBans::new(bans.clone())),
+                );
                 let added = self
                     .server_bans
                     .iter()
@@ -324,7 +328,7 @@ impl Network {
             }
             Event::RemoveBan { client, target } => match self.user(*client) {
                 Some(user) if user.oper.is_some() => {
-                    if self.server_bans.remove(target) {
+                    if Arc::make_mut(&mut self.server_bans).remove(target) {
                         Outcome::BanRemoved
                     } else {
                         Outcome::Refused(Refusal::NoSuchServerBan)
@@ -483,8 +487,7 @@ impl Network {
             }
             None => self
                 .channels
-                .entry(CaselessKey::new(name))
-                .or_insert_with(|| Channel::new(name, now, layout)),
+                .get_or_insert_with(CaselessKey::new(name), || Channel::new(name, now, layout)),
         };
         let membership = Membership {
             op: channel.members.is_empty(),
@@ -598,10 +601,12 @@ impl Network {
         if channel.modes.topic_lock && !membership.op {
             return Outcome::Refused(Refusal::NotOperator);
         }
-        channel.topic = (!text.is_empty()).then(|| Topic {
-            text: text.into(),
-            set_by: setter.into(),
-            set_at: now,
+        channel.topic = (!text.is_empty()).then(|| {
+            Arc::new(Topic {
+                text: text.into(),
+                set_by: setter.into(),
+                set_at: now,
+            })
         });
         Outcome::TopicChanged {
             channel: channel.name.clone(),

@@ -627,11 +627,7 @@ fn a_kick_removes_the_member_on_both_sides() {
         .is_empty());
     let channel = replica.network.channel("#c").expect("alice stays");
     assert_eq!(channel.members.len(), 1);
-    assert_eq!(
-        channel.members.on_shard(1).count(),
-        0,
-        "bob's shard has none"
-    );
+    assert_eq!(channel.members.count_in(1), 0, "bob's shard has none");
 }
 
 #[test]

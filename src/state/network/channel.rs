@@ -1,15 +1,16 @@
 //! A channel as the network knows it: members with their status, modes, topic, bans
 //! and invitations. Plain data; only [`super::apply`] changes it.
 //!
-//! Members are kept per shard ([`Members`]), so the fan-out on one shard iterates a
-//! dense array of exactly its own members, and every membership change is O(1).
+//! Node-wide: one per node, shared by its shards (see [`Members`] for how fan-out
+//! reaches the members of one shard).
 
 use super::modes::{ChannelModes, MaskList};
 use super::users::User;
 use crate::proto::CaselessKey;
 use crate::state::ClientId;
-use indexmap::IndexMap;
+use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Most entries in each of a channel's mask lists (bans, ban exceptions, invite
 /// exceptions; `478 ERR_BANLISTFULL` past it).
@@ -116,17 +117,23 @@ pub struct Membership {
     pub voice: bool,
 }
 
-/// A channel's members, partitioned by the place each lives ([`Layout`]): this
-/// node's shards, then one partition per other node.
+/// A channel's members with their status, and how many live in each place
+/// ([`Layout`]): this node's shards, then one place per other node.
 ///
-/// Each partition is an insertion-ordered map with O(1) insert, lookup and removal
-/// (`swap_remove`), iterated as a dense array: fan-out on shard `s` walks
-/// `on_shard(s)` exactly as it walked a `Vec` before, and a JOIN or PART into a
-/// channel of 100,000 members costs the same as into one of 10.
+/// Node-wide and persistent: the set is an [`OrdMap`] shared between versions of
+/// the replica, so a JOIN or PART into a channel of 100,000 members copies one path
+/// of the tree (O(log n)), never the members. Fan-out does not walk this set: each
+/// shard walks its own dense array of its local members
+/// ([`crate::state::local_members`]), derived from the same events. What the
+/// message path reads here is [`Members::shards`] (which places to hand a message
+/// to) and one member's status (the sender's permission).
 #[derive(Debug, Clone, Default)]
 pub struct Members {
     layout: Layout,
-    by_shard: Vec<IndexMap<ClientId, Membership>>,
+    all: OrdMap<ClientId, Membership>,
+    /// Members per place, indexed by place; a place's bit in `shards` is set while
+    /// its count is not zero.
+    per_place: Vec<u32>,
     count: usize,
     shards: ShardSet,
 }
@@ -136,7 +143,8 @@ impl Members {
     pub fn new(layout: Layout) -> Members {
         Members {
             layout,
-            by_shard: (0..layout.shard_count).map(|_| IndexMap::new()).collect(),
+            all: OrdMap::new(),
+            per_place: Vec::new(),
             count: 0,
             shards: ShardSet::default(),
         }
@@ -158,49 +166,31 @@ impl Members {
         self.shards
     }
 
+    /// How many members live in `place`.
+    pub fn count_in(&self, place: u16) -> usize {
+        self.per_place
+            .get(place as usize)
+            .map_or(0, |&n| n as usize)
+    }
+
     /// `id`'s status, if it is a member.
     pub fn get(&self, id: ClientId) -> Option<Membership> {
-        self.by_shard
-            .get(self.layout.place(id) as usize)?
-            .get(&id)
-            .copied()
+        self.all.get(&id).copied()
     }
 
     /// Whether `id` is a member.
     pub fn contains(&self, id: ClientId) -> bool {
-        self.get(id).is_some()
+        self.all.contains_key(&id)
     }
 
     /// `id`'s status for changing, if it is a member.
     pub fn get_mut(&mut self, id: ClientId) -> Option<&mut Membership> {
-        let place = self.layout.place(id) as usize;
-        self.by_shard.get_mut(place)?.get_mut(&id)
+        self.all.get_mut(&id)
     }
 
-    /// The members living on `shard` (a place), densely: the fan-out loop.
-    pub fn on_shard(&self, shard: u16) -> impl Iterator<Item = ClientId> + '_ {
-        self.by_shard
-            .get(shard as usize)
-            .into_iter()
-            .flat_map(|members| members.keys().copied())
-    }
-
-    /// The members living on `shard` with their status (a STATUSMSG fan-out).
-    pub fn on_shard_with_status(
-        &self,
-        shard: u16,
-    ) -> impl Iterator<Item = (ClientId, Membership)> + '_ {
-        self.by_shard
-            .get(shard as usize)
-            .into_iter()
-            .flat_map(|members| members.iter().map(|(&id, &m)| (id, m)))
-    }
-
-    /// Every member with its status, shard by shard.
+    /// Every member with its status, in client order (node, shard, slot).
     pub fn iter(&self) -> impl Iterator<Item = (ClientId, Membership)> + '_ {
-        self.by_shard
-            .iter()
-            .flat_map(|members| members.iter().map(|(&id, &m)| (id, m)))
+        self.all.iter().map(|(&id, &m)| (id, m))
     }
 
     /// Adds `id` (it must not be a member yet). A place beyond [`Layout::MAX_PLACES`]
@@ -210,13 +200,11 @@ impl Members {
         if place as usize >= Layout::MAX_PLACES {
             return;
         }
-        if self.by_shard.len() <= place as usize {
-            self.by_shard.resize_with(place as usize + 1, IndexMap::new);
-        }
-        if self.by_shard[place as usize]
-            .insert(id, membership)
-            .is_none()
-        {
+        if self.all.insert(id, membership).is_none() {
+            if self.per_place.len() <= place as usize {
+                self.per_place.resize(place as usize + 1, 0);
+            }
+            self.per_place[place as usize] += 1;
             self.count += 1;
             self.shards.insert(place);
         }
@@ -224,16 +212,16 @@ impl Members {
 
     /// Removes `id`; whether it was a member.
     pub(super) fn remove(&mut self, id: ClientId) -> bool {
-        let place = self.layout.place(id);
-        let Some(members) = self.by_shard.get_mut(place as usize) else {
-            return false;
-        };
-        if members.swap_remove(&id).is_none() {
+        if self.all.remove(&id).is_none() {
             return false;
         }
+        let place = self.layout.place(id);
         self.count -= 1;
-        if members.is_empty() {
-            self.shards = ShardSet(self.shards.0 & !(1 << place));
+        if let Some(count) = self.per_place.get_mut(place as usize) {
+            *count -= 1;
+            if *count == 0 {
+                self.shards = ShardSet(self.shards.0 & !(1 << place));
+            }
         }
         true
     }
@@ -270,14 +258,15 @@ pub struct Channel {
     pub created: u64,
     /// Modes.
     pub modes: ChannelModes,
-    /// The topic, if one is set.
-    pub topic: Option<Topic>,
-    /// Ban masks (`+b`), at most [`MAX_BANS`].
-    pub bans: Vec<Ban>,
+    /// The topic, if one is set (shared between versions of the replica).
+    pub topic: Option<Arc<Topic>>,
+    /// Ban masks (`+b`), at most [`MAX_BANS`]. The mask lists are behind an `Arc`
+    /// so a JOIN, which copies the channel once per version, does not copy them.
+    pub bans: Arc<Vec<Ban>>,
     /// Ban exception masks (`+e`), at most [`MAX_BANS`].
-    pub excepts: Vec<Ban>,
+    pub excepts: Arc<Vec<Ban>>,
     /// Invite exception masks (`+I`), at most [`MAX_BANS`].
-    pub invite_exceptions: Vec<Ban>,
+    pub invite_exceptions: Arc<Vec<Ban>>,
     /// Every member, with status.
     pub members: Members,
     /// Clients invited and not yet joined, at most [`MAX_INVITES`]; an invitation lets
@@ -293,9 +282,9 @@ impl Channel {
             created,
             modes: ChannelModes::new_channel(),
             topic: None,
-            bans: Vec::new(),
-            excepts: Vec::new(),
-            invite_exceptions: Vec::new(),
+            bans: Arc::default(),
+            excepts: Arc::default(),
+            invite_exceptions: Arc::default(),
             members: Members::new(layout),
             invited: Vec::new(),
         }
@@ -319,9 +308,9 @@ impl Channel {
     /// One of the mask lists, for changing.
     pub(super) fn list_mut(&mut self, list: MaskList) -> &mut Vec<Ban> {
         match list {
-            MaskList::Ban => &mut self.bans,
-            MaskList::Except => &mut self.excepts,
-            MaskList::InviteException => &mut self.invite_exceptions,
+            MaskList::Ban => Arc::make_mut(&mut self.bans),
+            MaskList::Except => Arc::make_mut(&mut self.excepts),
+            MaskList::InviteException => Arc::make_mut(&mut self.invite_exceptions),
         }
     }
 
@@ -372,9 +361,8 @@ mod tests {
         assert_eq!(members.shards().iter().collect::<Vec<_>>(), vec![0, 1]);
         assert!(members.remove(client(0, 2)));
         assert!(!members.remove(client(0, 2)), "removed once");
-        let on_zero: Vec<_> = members.on_shard(0).collect();
-        assert_eq!(on_zero.len(), 2);
-        assert!(on_zero.contains(&client(0, 0)) && on_zero.contains(&client(0, 4)));
+        assert_eq!(members.count_in(0), 2);
+        assert!(members.contains(client(0, 0)) && members.contains(client(0, 4)));
         members.remove(client(1, 1));
         members.remove(client(1, 3));
         assert_eq!(members.shards().iter().collect::<Vec<_>>(), vec![0]);

@@ -1,13 +1,15 @@
-//! The network state: nicknames, registered users and channels, as one shard's
-//! replica sees them.
+//! The network state: nicknames, registered users and channels. One replica per
+//! node, read by all of its shards.
 //!
-//! Every shard owns a full [`Network`] in its own `RefCell`, and changes it only by
-//! applying [`Event`]s in the order of the shared
-//! [`EventLog`](crate::state::log::EventLog). Applying is a pure function of the state
-//! and the event ([`Network::apply`]), so all replicas hold the same state once they
-//! have applied the same prefix of the log. Readers (the channel-message permission
-//! check and routing, NAMES, WHO, LIST, WHOIS, ...) read their own shard's replica: no
-//! lock, no waiting for another shard, however large the answer.
+//! The [`EventLog`](crate::state::log::EventLog) is its only writer: appending an
+//! event applies it ([`Network::apply`], a pure function of the state and the event,
+//! O(log n)) to the newest version and publishes the result with the entry, as an
+//! immutable `Arc<Network>`. Versions share all they did not change ([`persistent`]),
+//! so holding one is free while the writer goes on. A shard reads the version of the
+//! last entry it has taken in, so what it reads always agrees with what it has told
+//! its clients. Readers (the channel-message permission check and routing, NAMES,
+//! WHO, LIST, WHOIS, ...) take no lock and never wait, however large the answer; the
+//! same function applied to the same log gives every node of a cluster the same state.
 //!
 //! Layout: [`event`] (what can change), [`apply`] (how it changes), [`channel`],
 //! [`modes`], [`users`], [`whowas`] and [`server_bans`] (the data), [`wire`] (events
@@ -20,6 +22,7 @@ mod apply_tests;
 pub mod channel;
 pub mod event;
 pub mod modes;
+pub mod persistent;
 pub mod server_bans;
 pub mod snapshot;
 #[cfg(test)]
@@ -39,7 +42,9 @@ pub use wire::{decode_event, encode_event, WireError};
 
 use crate::proto::{Caseless, CaselessKey};
 use crate::state::ClientId;
-use std::collections::HashMap;
+use imbl::OrdMap;
+use persistent::ArcMap;
+use std::sync::Arc;
 
 /// One replica of the network state; see the module comment.
 #[derive(Debug, Clone)]
@@ -47,13 +52,13 @@ pub struct Network {
     /// How this node partitions channel members (its shards, other nodes).
     layout: Layout,
     /// Every nickname in use or claimed by a registering client.
-    nicks: HashMap<CaselessKey, ClientId>,
+    nicks: OrdMap<CaselessKey, ClientId>,
     /// What each registering client claimed, so its claim can be released.
-    claims: HashMap<ClientId, CaselessKey>,
+    claims: OrdMap<ClientId, CaselessKey>,
     /// Registered users.
-    users: HashMap<ClientId, User>,
+    users: ArcMap<ClientId, User>,
     /// Channels with at least one member.
-    channels: HashMap<CaselessKey, Channel>,
+    channels: ArcMap<CaselessKey, Channel>,
     /// Registered users with `+i` (251 RPL_LUSERCLIENT).
     invisible: usize,
     /// Registered users with `+o` (252 RPL_LUSEROP).
@@ -62,8 +67,8 @@ pub struct Network {
     peak_users: usize,
     /// Who held which nickname before (WHOWAS), bounded.
     whowas: Whowas,
-    /// KLINEs and DLINEs.
-    server_bans: ServerBans,
+    /// KLINEs and DLINEs (shared between versions until one changes them).
+    server_bans: Arc<ServerBans>,
     /// Log position of the last event applied.
     applied: u64,
 }
@@ -78,15 +83,15 @@ impl Network {
     pub fn laid_out(layout: Layout) -> Network {
         Network {
             layout,
-            nicks: HashMap::new(),
-            claims: HashMap::new(),
-            users: HashMap::new(),
-            channels: HashMap::new(),
+            nicks: OrdMap::new(),
+            claims: OrdMap::new(),
+            users: ArcMap::default(),
+            channels: ArcMap::default(),
             invisible: 0,
             opers: 0,
             peak_users: 0,
             whowas: Whowas::default(),
-            server_bans: ServerBans::default(),
+            server_bans: Arc::default(),
             applied: 0,
         }
     }
@@ -95,7 +100,7 @@ impl Network {
     /// replica starts from the same list).
     pub fn with_server_bans(layout: Layout, bans: Vec<ServerBan>) -> Network {
         Network {
-            server_bans: ServerBans::new(bans),
+            server_bans: Arc::new(ServerBans::new(bans)),
             ..Network::laid_out(layout)
         }
     }

@@ -32,7 +32,6 @@ use crate::proto::{Caseless, CaselessKey};
 use crate::state::ClientId;
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Serialize, Serializer};
-use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -104,7 +103,7 @@ struct ChannelRef<'a> {
     name: &'a CaselessKey,
     created: u64,
     modes: &'a ChannelModes,
-    topic: &'a Option<Topic>,
+    topic: Option<&'a Topic>,
     bans: &'a [Ban],
     excepts: &'a [Ban],
     invite_exceptions: &'a [Ban],
@@ -146,7 +145,7 @@ impl<'a> ChannelRef<'a> {
             name: &channel.name,
             created: channel.created,
             modes: &channel.modes,
-            topic: &channel.topic,
+            topic: channel.topic.as_deref(),
             bans: &channel.bans,
             excepts: &channel.excepts,
             invite_exceptions: &channel.invite_exceptions,
@@ -275,7 +274,7 @@ fn rebuild(image: SnapshotImage, layout: Layout) -> Result<Network, String> {
             image.server_bans.len()
         ));
     }
-    network.server_bans = ServerBans::new(image.server_bans);
+    network.server_bans = Arc::new(ServerBans::new(image.server_bans));
 
     let mut channels = image
         .channels
@@ -292,7 +291,7 @@ fn rebuild(image: SnapshotImage, layout: Layout) -> Result<Network, String> {
         hold_nick(&mut network.nicks, &user.nick, id)?;
         network.invisible += usize::from(user.invisible);
         network.opers += usize::from(user.oper.is_some());
-        if network.users.insert(id, user).is_some() {
+        if network.users.insert(id, user) {
             return Err(format!("client {id:?} is registered twice"));
         }
     }
@@ -304,10 +303,10 @@ fn rebuild(image: SnapshotImage, layout: Layout) -> Result<Network, String> {
         ));
     }
     for channel in channels.drain(..) {
-        match network.channels.entry(channel.name.clone()) {
-            Entry::Occupied(_) => return Err(format!("channel {} appears twice", channel.name)),
-            Entry::Vacant(slot) => slot.insert(channel),
-        };
+        let name = channel.name.clone();
+        if network.channels.insert(name.clone(), channel) {
+            return Err(format!("channel {name} appears twice"));
+        }
     }
 
     for (id, nick) in image.claims {
@@ -368,17 +367,15 @@ fn rebuild_user(
 
 /// Records that `id` holds or claims `nick`, which nobody else may.
 fn hold_nick(
-    nicks: &mut HashMap<CaselessKey, ClientId>,
+    nicks: &mut imbl::OrdMap<CaselessKey, ClientId>,
     nick: &CaselessKey,
     id: ClientId,
 ) -> Result<(), String> {
-    match nicks.entry(nick.clone()) {
-        Entry::Occupied(_) => Err(format!("nick {nick} is held twice")),
-        Entry::Vacant(slot) => {
-            slot.insert(id);
-            Ok(())
-        }
+    if nicks.contains_key(nick) {
+        return Err(format!("nick {nick} is held twice"));
     }
+    nicks.insert(nick.clone(), id);
+    Ok(())
 }
 
 /// A channel from its image, its members partitioned for `layout` in the order they
@@ -424,10 +421,10 @@ fn rebuild_channel(image: ChannelImage, layout: Layout) -> Result<Channel, Strin
         name,
         created: image.created,
         modes: image.modes,
-        topic: image.topic,
-        bans: image.bans,
-        excepts: image.excepts,
-        invite_exceptions: image.invite_exceptions,
+        topic: image.topic.map(Arc::new),
+        bans: Arc::new(image.bans),
+        excepts: Arc::new(image.excepts),
+        invite_exceptions: Arc::new(image.invite_exceptions),
         members,
         invited: image.invited,
     })

@@ -473,7 +473,11 @@ fn partitions(network: &Network, channel: &Channel) -> Vec<(Place, Vec<(ClientId
     let layout = network.layout();
     (0..Layout::MAX_PLACES as u16)
         .filter_map(|place| {
-            let members: Vec<_> = channel.members.on_shard_with_status(place).collect();
+            let members: Vec<_> = channel
+                .members
+                .iter()
+                .filter(|(member, _)| layout.place(*member) == place)
+                .collect();
             let place = match layout.remote_node(place) {
                 Some(node) => Place::Node(node),
                 None => Place::Shard(place),
@@ -722,7 +726,7 @@ fn snapshots_that_break_an_invariant_are_refused() {
         ("more than", |n| {
             let quiet = n.channels.get_mut(Caseless::new("#quiet")).expect("#quiet");
             for i in 0..=MAX_BANS {
-                quiet.bans.push(Ban {
+                std::sync::Arc::make_mut(&mut quiet.bans).push(Ban {
                     mask: format!("n{i}!*@*").into(),
                     set_by: "alice".into(),
                     set_at: 0,

@@ -6,10 +6,12 @@
 //! Snapshots carry it whole, dropped entries' places in the order included, so a
 //! loaded history forgets exactly what the original would have (`WhowasImage`).
 
+use super::persistent::ArcMap;
 use crate::proto::{Caseless, CaselessKey};
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+use std::sync::Arc;
 
 /// Most WHOWAS entries the network remembers.
 pub const WHOWAS_LIMIT: usize = 1024;
@@ -34,14 +36,16 @@ pub struct WhowasEntry {
     serial: u64,
 }
 
-/// The history; see the module comment.
+/// The history; see the module comment. Persistent like the rest of the network
+/// state ([`super::persistent`]): recording an entry copies one nick's short list and
+/// a path of each structure, not the history.
 #[derive(Debug, Clone, Default)]
 pub struct Whowas {
     /// Entries per nickname, oldest first, at most [`WHOWAS_PER_NICK`] each.
-    by_nick: HashMap<CaselessKey, VecDeque<WhowasEntry>>,
+    by_nick: ArcMap<CaselessKey, VecDeque<Arc<WhowasEntry>>>,
     /// Every entry made, oldest first, at most [`WHOWAS_LIMIT`]; entries already
     /// dropped for the per-nick bound stay here until their turn and are skipped.
-    order: VecDeque<(CaselessKey, u64)>,
+    order: imbl::Vector<(CaselessKey, u64)>,
     /// The serial of the next entry.
     next_serial: u64,
 }
@@ -58,11 +62,7 @@ impl Whowas {
     ) {
         let serial = self.next_serial;
         self.next_serial += 1;
-        let entries = self.by_nick.entry(nick.clone()).or_default();
-        if entries.len() >= WHOWAS_PER_NICK {
-            entries.pop_front();
-        }
-        entries.push_back(WhowasEntry {
+        let entry = Arc::new(WhowasEntry {
             nick: nick.clone(),
             user: user.into(),
             host: host.into(),
@@ -70,6 +70,17 @@ impl Whowas {
             left_at,
             serial,
         });
+        match self.by_nick.get_mut(nick) {
+            Some(entries) => {
+                if entries.len() >= WHOWAS_PER_NICK {
+                    entries.pop_front();
+                }
+                entries.push_back(entry);
+            }
+            None => {
+                self.by_nick.insert(nick.clone(), VecDeque::from([entry]));
+            }
+        }
         self.order.push_back((nick.clone(), serial));
         while self.order.len() > WHOWAS_LIMIT {
             let Some((oldest, serial)) = self.order.pop_front() else {
@@ -91,7 +102,7 @@ impl Whowas {
         self.by_nick
             .get(Caseless::new(nick))
             .into_iter()
-            .flat_map(|entries| entries.iter().rev())
+            .flat_map(|entries| entries.iter().rev().map(|entry| &**entry))
     }
 
     /// How many entries are kept.
@@ -125,7 +136,7 @@ impl Whowas {
             return Err("WHOWAS serials out of order or past the next serial".into());
         }
         let mut in_order = order.iter().peekable();
-        let mut by_nick: HashMap<CaselessKey, VecDeque<WhowasEntry>> = HashMap::new();
+        let mut by_nick: ArcMap<CaselessKey, VecDeque<Arc<WhowasEntry>>> = ArcMap::default();
         for entry in entries {
             while in_order
                 .next_if(|(_, serial)| *serial < entry.serial)
@@ -140,18 +151,23 @@ impl Whowas {
                     entry.serial, entry.nick
                 ));
             }
-            let kept = by_nick.entry(entry.nick.clone()).or_default();
+            if !by_nick.contains_key(&entry.nick) {
+                by_nick.insert(entry.nick.clone(), VecDeque::new());
+            }
+            let Some(kept) = by_nick.get_mut(&entry.nick) else {
+                continue;
+            };
             if kept.len() == WHOWAS_PER_NICK {
                 return Err(format!(
                     "WHOWAS holds more than {WHOWAS_PER_NICK} entries for {}",
                     entry.nick
                 ));
             }
-            kept.push_back(entry);
+            kept.push_back(Arc::new(entry));
         }
         Ok(Whowas {
             by_nick,
-            order,
+            order: order.into_iter().collect(),
             next_serial,
         })
     }
@@ -171,11 +187,17 @@ fn ascending_below(mut serials: impl Iterator<Item = u64>, next_serial: u64) -> 
 /// (so the bytes do not depend on hash order) and the whole order.
 impl Serialize for Whowas {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut entries: Vec<&WhowasEntry> = self.by_nick.values().flatten().collect();
+        let mut entries: Vec<&WhowasEntry> = self
+            .by_nick
+            .values()
+            .flatten()
+            .map(|entry| &**entry)
+            .collect();
         entries.sort_unstable_by_key(|entry| entry.serial);
+        let order: Vec<&(CaselessKey, u64)> = self.order.iter().collect();
         let mut image = serializer.serialize_struct("WhowasImage", 3)?;
         image.serialize_field("next_serial", &self.next_serial)?;
-        image.serialize_field("order", &self.order)?;
+        image.serialize_field("order", &order)?;
         image.serialize_field("entries", &entries)?;
         image.end()
     }
@@ -248,7 +270,13 @@ mod tests {
     }
 
     fn assert_same(a: &Whowas, b: &Whowas) {
-        assert_eq!(a.by_nick, b.by_nick);
+        let entries = |w: &Whowas| {
+            w.by_nick
+                .iter()
+                .map(|(nick, entries)| (nick.clone(), entries.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(entries(a), entries(b));
         assert_eq!(a.order, b.order);
         assert_eq!(a.next_serial, b.next_serial);
     }
