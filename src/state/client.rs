@@ -15,9 +15,7 @@ use std::time::{Instant, SystemTime};
 /// Names a client anywhere in the network: its node, its shard there and its slot
 /// in that shard. Carried in events, so it has a wire form
 /// ([`crate::state::network::wire`]).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct ClientId {
     /// The node (server process) of a cluster the connection lives on; 0 when alone.
     pub node: u16,
@@ -25,6 +23,31 @@ pub struct ClientId {
     pub shard: u16,
     /// The slot in that shard's client slab; stale once the client is gone.
     pub slot: SlotKey,
+}
+
+impl ClientId {
+    /// The id as one number, ordered as its fields are (node, shard, slot index,
+    /// generation): the network state's ordered maps compare ids on every lookup, and
+    /// one integer comparison is a few instructions where four field comparisons
+    /// branch four times.
+    fn ordinal(self) -> u128 {
+        (u128::from(self.node) << 80)
+            | (u128::from(self.shard) << 64)
+            | (u128::from(self.slot.index) << 32)
+            | u128::from(self.slot.generation)
+    }
+}
+
+impl Ord for ClientId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.ordinal().cmp(&other.ordinal())
+    }
+}
+
+impl PartialOrd for ClientId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 /// What a client has said during registration, dropped once it is registered.
