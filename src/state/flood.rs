@@ -1,5 +1,5 @@
-//! Flood control: a token bucket of input lines per client (PROTOCOL.md, "Keeping the
-//! server healthy"). Lines over the budget wait; they are never dropped.
+//! Flood control: a token bucket of input lines per client (docs/protocol.md,
+//! "Keeping the server healthy"). Lines over the budget wait; they are never dropped.
 
 pub use crate::config::FloodPolicy;
 use std::time::{Duration, Instant};
