@@ -472,3 +472,103 @@ fn resolve(name: &str) -> Result<Vec<SocketAddr>, String> {
     }
     Ok(addrs)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::declared::DECLARED;
+    use super::*;
+    use crate::live::LiveSettings;
+
+    #[test]
+    fn a_reload_applies_exactly_the_settings_declared_live() {
+        let config = Config::default();
+        let live = LiveSettings::new(&config);
+        let second = Duration::from_secs(1);
+        let every_live_one_changed = Config {
+            motd: Some(vec!["changed".to_owned()]),
+            max_clients: config.max_clients + 1,
+            sendq: config.sendq + 1,
+            recvq: config.recvq + 1,
+            flood_burst: config.flood_burst + 1,
+            flood_rate: config.flood_rate + 1.0,
+            ping_interval: config.ping_interval + second,
+            ping_timeout: config.ping_timeout + second,
+            registration_timeout: config.registration_timeout + second,
+            max_channels_per_client: config.max_channels_per_client + 1,
+            ..config.clone()
+        };
+        let mut applied = live.apply(&every_live_one_changed);
+        applied.sort_unstable();
+        let mut declared: Vec<String> = DECLARED
+            .iter()
+            .filter(|setting| setting.reload == Reload::Live)
+            .map(|setting| setting.key())
+            .collect();
+        declared.sort_unstable();
+        assert_eq!(applied, declared);
+    }
+
+    #[test]
+    fn a_reload_names_the_changed_settings_that_need_a_restart() {
+        let running = Settings::defaults().values;
+        let fresh = Values {
+            server_name: "renamed.example".to_owned(),
+            sendq: running.sendq * 2,
+            tls_listen: vec!["127.0.0.1:6697".to_owned()],
+            ..running.clone()
+        };
+        assert_eq!(
+            fresh.needing_restart(&running),
+            ["server-name", "tls-listen"]
+        );
+        assert!(running.needing_restart(&running).is_empty());
+    }
+
+    #[test]
+    fn every_declared_setting_has_a_flag_and_a_key() {
+        let command = cli::command();
+        for setting in DECLARED {
+            let arg = command
+                .get_arguments()
+                .find(|arg| arg.get_id() == setting.name)
+                .unwrap_or_else(|| panic!("{} has no flag", setting.name));
+            assert_eq!(arg.get_long(), Some(setting.key().as_str()));
+            let env = format!("RINGCHAT_{}", setting.name.to_uppercase());
+            assert_eq!(
+                arg.get_env().map(|env| env.to_string_lossy().into_owned()),
+                Some(env),
+                "{} has its own variable",
+                setting.name
+            );
+            assert!(!setting.help.is_empty(), "{} has help", setting.name);
+            let key = setting.key();
+            let text = format!("{key} = {}\n", default_or_example(setting.name));
+            ConfigFile::parse(Path::new("f.toml"), text)
+                .unwrap_or_else(|error| panic!("{key} is a file key: {error}"));
+        }
+    }
+
+    /// A value the file accepts for `name`: its example, else its TOML default.
+    fn default_or_example(name: &str) -> String {
+        let setting = DECLARED.iter().find(|s| s.name == name).expect("declared");
+        if !setting.example.is_empty() {
+            return setting.example.to_owned();
+        }
+        let example = docs::example_toml();
+        example
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{} = ", setting.key())))
+            .expect("the example sets it")
+            .to_owned()
+    }
+
+    #[test]
+    fn the_default_config_is_a_start_without_flags_or_file() {
+        assert_eq!(Config::default(), Settings::defaults().config);
+        assert_eq!(
+            Config::default().listen,
+            [SocketAddr::from(([0, 0, 0, 0], 6667))]
+        );
+        assert_eq!(Config::default().sources.connect_rate, 0.5);
+    }
+}
