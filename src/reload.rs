@@ -22,7 +22,7 @@ pub fn reload(
     shared: &Shared,
 ) -> anyhow::Result<()> {
     let began = Instant::now();
-    let fresh = Settings::load(cli, matches, running.config_file.as_deref())
+    let fresh = Settings::reload(cli, matches, running.config_file.as_deref())
         .inspect_err(|error| warn!("reload failed, nothing changed: {error:#}"))?;
     for key in fresh.values.needing_restart(&running.values) {
         warn!(

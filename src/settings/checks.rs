@@ -2,15 +2,17 @@
 //! a declared setting names (`super::declared`: one value, its message names the
 //! value and what is allowed), the checks across settings ([`check_config`], which
 //! the server also runs on a `Config` built in code), and whether the files the
-//! settings name can be used ([`files_of`]). Each error names the setting by its key;
-//! `super::Settings::load` turns it into a flag or a file position.
+//! start opens can be used ([`files_of`]; a reload skips these: they are read once, at
+//! start, and a reload re-reads the TLS files on its own). Each error names the
+//! setting by its key; `super::Settings::load` turns it into a flag or a file
+//! position.
 
 use crate::config::{Config, InvalidSetting, IoMode};
 use crate::state::network::Layout;
 use crate::state::ShardSet;
 use crate::tls::TlsAcceptor;
 use std::fs::OpenOptions;
-use std::path::PathBuf;
+use std::path::Path;
 
 /// A count that must not be 0 (`max-clients`).
 pub fn at_least_one(value: &Option<usize>) -> Result<(), String> {
@@ -30,9 +32,8 @@ pub fn not_negative_rate(rate: &f64) -> Result<(), String> {
     Ok(())
 }
 
-/// A file the server reads later (after the start has begun): it must be readable now.
-pub fn readable_file(path: &Option<PathBuf>) -> Result<(), String> {
-    let Some(path) = path else { return Ok(()) };
+/// A file the server reads after the start has begun: it must be readable now.
+fn readable_file(path: &Path) -> Result<(), String> {
     std::fs::File::open(path)
         .map(drop)
         .map_err(|error| format!("cannot read {}: {error}", path.display()))
@@ -40,11 +41,10 @@ pub fn readable_file(path: &Option<PathBuf>) -> Result<(), String> {
 
 /// The log file: its directory must exist, and the file, if it exists, must be
 /// writable (the start opens it for appending, creating it if needed).
-pub fn log_file_can_be_opened(path: &Option<PathBuf>) -> Result<(), String> {
-    let Some(path) = path else { return Ok(()) };
+fn log_file_can_be_opened(path: &Path) -> Result<(), String> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => std::path::Path::new("."),
+        _ => Path::new("."),
     };
     if !dir.is_dir() {
         return Err(format!(
@@ -114,18 +114,30 @@ pub fn check_config(config: &Config) -> Result<(), InvalidSetting> {
     Ok(())
 }
 
-/// Whether the files the server loads at start can be used: the TLS certificate and
-/// key (read and matched as the start does).
-pub fn files_of(config: &Config) -> Result<(), InvalidSetting> {
+/// Whether the files the start opens can be used: the TLS certificate and key (read
+/// and matched as the start does), the cluster's credentials and CA on a cluster
+/// node, and the log file.
+pub fn files_of(config: &Config, log_file: Option<&Path>) -> Result<(), InvalidSetting> {
+    let invalid = |key, problem| InvalidSetting { key, problem };
     if let Some(files) = config
         .tls
         .as_ref()
         .filter(|_| !config.tls_listen.is_empty())
     {
-        TlsAcceptor::load(files.clone()).map_err(|error| InvalidSetting {
-            key: "tls-cert",
-            problem: format!("{error:#}"),
-        })?;
+        TlsAcceptor::load(files.clone())
+            .map_err(|error| invalid("tls-cert", format!("{error:#}")))?;
+    }
+    if let Some(cluster) = &config.cluster {
+        if let Some(credentials) = &cluster.credentials {
+            readable_file(credentials)
+                .map_err(|problem| invalid("cluster-credentials", problem))?;
+        }
+        if let Some(ca) = &cluster.ca {
+            readable_file(ca).map_err(|problem| invalid("cluster-ca", problem))?;
+        }
+    }
+    if let Some(path) = log_file {
+        log_file_can_be_opened(path).map_err(|problem| invalid("log-file", problem))?;
     }
     Ok(())
 }

@@ -20,8 +20,9 @@
 //!   `FileType` is the TOML key's type (`T` of an `Option<T>`).
 //! - `Live`: a reload applies it (`crate::live` holds it); `Restart`: a reload that
 //!   changes it logs that a restart is needed and leaves it.
-//! - A check names a `fn(&FlagType) -> Result<(), String>` of `super::checks`; its message
-//!   names the value and what is allowed.
+//! - A check names a `fn(&FlagType) -> Result<(), String>` of `super::checks` that
+//!   judges the value alone; its message names the value and what is allowed. Checks
+//!   across settings and of the files settings name are `super::checks`' too.
 //! - The shown default is what the documentation says when the default is computed
 //!   (`""`: the clap default); the example value is the commented-out TOML value shown
 //!   for a setting without a fixed default (`""`: none).
@@ -184,7 +185,7 @@ macro_rules! with_settings {
             /// Append logs to this file instead of stderr; a reload reopens it
             /// (logrotate). Its directory must exist.
             log_file: Option<std::path::PathBuf> | std::path::PathBuf, Restart, "Operations",
-                [log_file_can_be_opened], "stderr", "\"/var/log/ringchat/ringchat.log\"",
+                [], "stderr", "\"/var/log/ringchat/ringchat.log\"",
                 [env = "RINGCHAT_LOG_FILE", value_name = "FILE"];
             /// Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9100).
             metrics: Option<String> | String, Restart, "Operations", [], "off",
@@ -205,12 +206,12 @@ macro_rules! with_settings {
             /// NATS credentials file (.creds: JWT and NKey seed) for the cluster
             /// connection.
             cluster_credentials: Option<std::path::PathBuf> | std::path::PathBuf, Restart,
-                "Cluster", [readable_file], "none", "\"/etc/ringchat/nats.creds\"",
+                "Cluster", [], "none", "\"/etc/ringchat/nats.creds\"",
                 [env = "RINGCHAT_CLUSTER_CREDENTIALS", value_name = "FILE"];
             /// PEM file of CA certificates that the NATS servers' TLS certificates must
             /// chain to; TLS is then required on the cluster connection.
             cluster_ca: Option<std::path::PathBuf> | std::path::PathBuf, Restart, "Cluster",
-                [readable_file], "none", "\"/etc/ringchat/nats-ca.pem\"",
+                [], "none", "\"/etc/ringchat/nats-ca.pem\"",
                 [env = "RINGCHAT_CLUSTER_CA", value_name = "FILE"];
             /// Seconds without a heartbeat after which another node is declared lost and
             /// its users quit ("Node lost").

@@ -58,25 +58,46 @@ pub struct Settings {
 impl Settings {
     /// Merges flags and environment (`cli` as parsed from `matches`) over the file
     /// `config_file` (if any) over the defaults, reading every file named and running
-    /// every check. The error is one line naming the flag, or the key with its file
-    /// position.
+    /// every check a start runs (`--check-config` is this). The error is one line
+    /// naming the flag, or the key with its file position.
     pub fn load(
         cli: &Cli,
         matches: &ArgMatches,
         config_file: Option<&Path>,
     ) -> anyhow::Result<Settings> {
         let file = config_file.map(ConfigFile::load).transpose()?;
-        let (values, mut merge) = Values::merge(cli, matches, file.as_ref());
+        let (settings, merge) = Settings::read(cli, matches, file.as_ref())?;
+        checks::files_of(&settings.config, settings.log_file.as_deref())
+            .map_err(|invalid| merge.error(invalid.key, invalid.problem))?;
+        Ok(settings)
+    }
+
+    /// What a reload reads: as [`Settings::load`], without the checks of the files
+    /// only a start opens (a reload re-reads the TLS files on its own, keeping the old
+    /// ones if the new ones are bad, and the others need a restart anyway).
+    pub fn reload(
+        cli: &Cli,
+        matches: &ArgMatches,
+        config_file: Option<&Path>,
+    ) -> anyhow::Result<Settings> {
+        let file = config_file.map(ConfigFile::load).transpose()?;
+        Settings::read(cli, matches, file.as_ref()).map(|(settings, _)| settings)
+    }
+
+    /// The settings and which of them came from the file.
+    fn read<'a>(
+        cli: &Cli,
+        matches: &'a ArgMatches,
+        file: Option<&'a ConfigFile>,
+    ) -> anyhow::Result<(Settings, Merge<'a>)> {
+        let (values, mut merge) = Values::merge(cli, matches, file);
         values.check(&merge)?;
         let opers = opers(
-            file.as_ref(),
-            file.as_ref()
-                .and_then(|file| file.settings.oper.clone())
+            file,
+            file.and_then(|file| file.settings.oper.clone())
                 .unwrap_or_default(),
         )?;
-        let ban_file = file
-            .as_ref()
-            .map(|file| file.resolve_path(Path::new(BAN_FILE)));
+        let ban_file = file.map(|file| file.resolve_path(Path::new(BAN_FILE)));
         let server_bans = match &ban_file {
             Some(path) => ban_file::load(path, unix_now())?,
             None => Vec::new(),
@@ -84,12 +105,11 @@ impl Settings {
         let settings = values.into_settings(&mut merge, opers, ban_file, server_bans)?;
         checks::check_config(&settings.config)
             .map_err(|invalid| merge.error(invalid.key, invalid.problem))?;
-        checks::files_of(&settings.config)
-            .map_err(|invalid| merge.error(invalid.key, invalid.problem))?;
-        Ok(Settings {
-            config_file: config_file.map(Path::to_owned),
+        let settings = Settings {
+            config_file: file.map(|file| file.path().to_owned()),
             ..settings
-        })
+        };
+        Ok((settings, merge))
     }
 
     /// The settings every declared default gives, with no flag, variable or file:
@@ -560,6 +580,97 @@ mod tests {
             .find_map(|line| line.strip_prefix(&format!("{} = ", setting.key())))
             .expect("the example sets it")
             .to_owned()
+    }
+
+    /// Loads `text` as the config file `name` (in a scratch directory) with `args`,
+    /// as a start (`reload: false`) or a reload would.
+    fn load_text(name: &str, text: &str, args: &[&str], reload: bool) -> anyhow::Result<Settings> {
+        let dir = std::env::temp_dir().join(format!("ringchat-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("scratch directory");
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write the config file");
+        let matches = cli::command()
+            .mut_args(|arg| arg.env(None))
+            .try_get_matches_from(std::iter::once("ringchat").chain(args.iter().copied()))
+            .expect("the arguments parse");
+        let cli = Cli::from_arg_matches(&matches).expect("the arguments fit Cli");
+        if reload {
+            Settings::reload(&cli, &matches, Some(&path))
+        } else {
+            Settings::load(&cli, &matches, Some(&path))
+        }
+    }
+
+    fn error_of(name: &str, text: &str) -> String {
+        let error = load_text(name, text, &[], false).expect_err("refused");
+        let message = error.to_string();
+        message
+            .split_once(&format!("{name}:"))
+            .map_or(message.clone(), |(_, rest)| rest.to_owned())
+    }
+
+    #[test]
+    fn a_start_checks_the_files_the_settings_name() {
+        assert_eq!(
+            error_of("log.toml", "log-file = \"/nonexistent-dir/ringchat.log\"\n"),
+            "1:1: log-file: /nonexistent-dir/ringchat.log: the directory /nonexistent-dir does not exist"
+        );
+        let text =
+            "cluster = [\"nats://127.0.0.1:4222\"]\ncluster-credentials = \"/nonexistent.creds\"\n";
+        assert!(
+            error_of("creds.toml", text)
+                .starts_with("2:1: cluster-credentials: cannot read /nonexistent.creds: "),
+            "{}",
+            error_of("creds.toml", text)
+        );
+        // Only a start opens those files: a reload leaves them to the next restart.
+        let reloaded = load_text(
+            "log.toml",
+            "log-file = \"/nonexistent-dir/x.log\"\n",
+            &[],
+            true,
+        );
+        assert!(reloaded.is_ok(), "{reloaded:?}");
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_or_range_names_the_value_and_what_is_allowed() {
+        assert_eq!(
+            error_of("fast.toml", "flood-rate = \"fast\"\n"),
+            "1:14: flood-rate: invalid type: string \"fast\", expected a number (e.g. 5 or 0.5)"
+        );
+        assert_eq!(
+            error_of("negative.toml", "flood-rate = -2\n"),
+            "1:1: flood-rate: must be 0 (off) or a positive number of lines per second, not -2"
+        );
+        assert_eq!(
+            error_of("full.toml", "max-clients = 0\n"),
+            "1:1: max-clients: must be at least 1, not 0"
+        );
+    }
+
+    #[test]
+    fn the_node_id_bound_is_the_layout_s() {
+        let cluster = "cluster = [\"nats://127.0.0.1:4222\"]\nshards = 4\n";
+        assert!(load_text("n59.toml", &format!("{cluster}node-id = 59\n"), &[], false).is_ok());
+        assert_eq!(
+            error_of("n60.toml", &format!("{cluster}node-id = 60\n")),
+            "3:1: node-id: 60 with 4 shards must be below 60 (shards plus node numbers share 64 places)"
+        );
+    }
+
+    #[test]
+    fn the_help_shows_no_internal_path_and_the_node_id_bound() {
+        let help = cli::command().render_long_help().to_string();
+        assert!(!help.contains("crate::"), "{help}");
+        assert!(
+            help.contains("shards plus this number must stay below 64"),
+            "{help}"
+        );
+        assert!(
+            help.contains("[default: open-file limit less 64]"),
+            "{help}"
+        );
     }
 
     #[test]
