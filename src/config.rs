@@ -34,7 +34,8 @@ pub enum IoMode {
     Ring,
 }
 
-/// A value [`Config::check`] refuses: which setting, and what is wrong with it.
+/// A value the settings' checks refuse (`crate::settings::checks`): which setting, and
+/// what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{key} {problem}")]
 pub struct InvalidSetting {

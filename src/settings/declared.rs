@@ -1,6 +1,6 @@
 //! Every setting, declared once: its name (the flag is `--name` with dashes, the config
 //! key the same), type in flags and in the file, reload class, group, checks, default
-//! and help. It owns the list and nothing else: [`with_settings!`] hands the list to a
+//! and help. It owns the list and nothing else: `with_settings!` hands the list to a
 //! generator macro, and each generator builds one view of it where that view belongs:
 //! the flags (`super::cli`), the file's keys (`super::config_file`), the merge, checks
 //! and reload comparison (`super`), and the documentation (`super::docs`: the example
@@ -36,7 +36,7 @@ macro_rules! with_settings {
     ($generator:ident) => {
         $generator! {
             // ---- Network ----
-            /// Address to listen on (repeat for several; IPv4, IPv6 as [::]:6667, or a
+            /// Address to listen on (repeat for several; IPv4, IPv6 as `[::]:6667`, or a
             /// host name, which listens on every address it resolves to at start).
             /// Under socket activation the sockets systemd passes are used instead.
             listen: Vec<String> | Vec<String>, Restart, "Network", [], "", "",

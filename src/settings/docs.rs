@@ -3,9 +3,9 @@
 //! `tests/settings_docs.rs` fails when either file differs from what is rendered here
 //! (and rewrites both with `RINGCHAT_BLESS=1`), so neither drifts from the code.
 
-use super::cli::{command, Cli};
+use super::cli::command;
 use super::declared::{Reload, DECLARED};
-use clap::{FromArgMatches, ValueEnum};
+use clap::ValueEnum;
 use std::path::PathBuf;
 
 /// Where the README's flags table starts; the table ends at [`TABLE_END`].
@@ -159,11 +159,7 @@ pub fn flags_table() -> String {
 /// Each declared setting's default as a TOML value, by name; absent when it has no
 /// fixed default.
 fn declared_defaults() -> std::collections::HashMap<&'static str, String> {
-    let matches = command()
-        .mut_args(|arg| arg.env(None))
-        .try_get_matches_from(["ringchat"])
-        .expect("the declared defaults parse");
-    let cli = Cli::from_arg_matches(&matches).expect("the declared defaults fit Cli");
+    let values = super::Values::defaults();
     let mut defaults = std::collections::HashMap::new();
     macro_rules! collect_defaults {
         ($(
@@ -171,7 +167,7 @@ fn declared_defaults() -> std::collections::HashMap<&'static str, String> {
             $name:ident: $flag:ty | $file:ty, $reload:ident, $group:literal,
                 [$($check:ident),*], $shown:literal, $example:literal, [$($arg:tt)*];
         )*) => {$(
-            if let Some(value) = cli.$name.toml() {
+            if let Some(value) = values.$name.toml() {
                 defaults.insert(stringify!($name), value);
             }
         )*};

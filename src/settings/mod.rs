@@ -90,7 +90,7 @@ impl Settings {
         matches: &'a ArgMatches,
         file: Option<&'a ConfigFile>,
     ) -> anyhow::Result<(Settings, Merge<'a>)> {
-        let (values, mut merge) = Values::merge(cli, matches, file);
+        let (values, merge) = Values::merge(cli, matches, file);
         values.check(&merge)?;
         let opers = opers(
             file,
@@ -102,7 +102,7 @@ impl Settings {
             Some(path) => ban_file::load(path, unix_now())?,
             None => Vec::new(),
         };
-        let settings = values.into_settings(&mut merge, opers, ban_file, server_bans)?;
+        let settings = values.into_settings(&merge, opers, ban_file, server_bans)?;
         checks::check_config(&settings.config)
             .map_err(|invalid| merge.error(invalid.key, invalid.problem))?;
         let settings = Settings {
@@ -115,14 +115,12 @@ impl Settings {
     /// The settings every declared default gives, with no flag, variable or file:
     /// what `Config::default()` is.
     pub fn defaults() -> Settings {
-        let matches = cli::command()
-            .mut_args(|arg| arg.env(None))
-            .try_get_matches_from(["ringchat"])
-            .expect("the declared defaults parse");
-        let cli = Cli::from_arg_matches(&matches).expect("the declared defaults fit Cli");
-        let (values, mut merge) = Values::merge(&cli, &matches, None);
-        values
-            .into_settings(&mut merge, Vec::new(), None, Vec::new())
+        let merge = Merge {
+            file: None,
+            from_file: Vec::new(),
+        };
+        Values::defaults()
+            .into_settings(&merge, Vec::new(), None, Vec::new())
             .expect("the declared defaults are valid")
     }
 }
@@ -136,11 +134,21 @@ impl Default for Config {
 }
 
 impl Values {
+    /// Every setting's declared default (no flag, variable or file).
+    pub fn defaults() -> Values {
+        let matches = cli::command()
+            .mut_args(|arg| arg.env(None))
+            .try_get_matches_from(["ringchat"])
+            .expect("the declared defaults parse");
+        let cli = Cli::from_arg_matches(&matches).expect("the declared defaults fit Cli");
+        Values::merge(&cli, &matches, None).0
+    }
+
     /// The settings these values make: addresses resolved, the MOTD read, units
     /// applied. `merge` knows which values came from the file, for errors.
     fn into_settings(
         self,
-        merge: &mut Merge<'_>,
+        merge: &Merge<'_>,
         opers: Vec<OperBlock>,
         ban_file: Option<PathBuf>,
         server_bans: Vec<ServerBan>,
