@@ -1,6 +1,6 @@
 //! The cost of changing the network state: applying a JOIN (and the PART that undoes
 //! it) to a replica whose channel has 10, 1,000 or 100,000 members. The apply
-//! function's work must not grow with the channel (ARCHITECTURE.md invariant 3), so
+//! function's work must not grow with the channel (docs/architecture.md invariant 3), so
 //! the three figures should be about the same.
 //!
 //! And the cost of moving it between nodes: encoding and decoding one event, and

@@ -12,7 +12,7 @@
 //! housekeeping tick proposes it as one event, so every replica switches at the same
 //! point of the log.
 
-use crate::state::network::{BanTarget, ServerBan, ServerBans};
+use crate::bans::{BanTarget, ServerBan};
 use anyhow::{anyhow, Context};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -149,7 +149,12 @@ impl BanStore {
 
     /// Writes the active bans of a replica that has applied the log through `seq`,
     /// unless a newer list was written already.
-    pub fn save(&self, seq: u64, bans: &ServerBans, now_unix: u64) -> anyhow::Result<()> {
+    pub fn save<'a>(
+        &self,
+        seq: u64,
+        bans: impl IntoIterator<Item = &'a ServerBan>,
+        now_unix: u64,
+    ) -> anyhow::Result<()> {
         let Some(path) = &self.path else {
             return Ok(());
         };
@@ -158,7 +163,7 @@ impl BanStore {
             return Ok(());
         }
         let active: Vec<ServerBan> = bans
-            .iter()
+            .into_iter()
             .filter(|ban| ban.is_active(now_unix))
             .cloned()
             .collect();
@@ -216,12 +221,11 @@ mod tests {
             expires_at: Some(500),
         };
         let store = BanStore::new(Some(path.clone()), Vec::new());
-        let bans = ServerBans::new(vec![kline.clone(), dline.clone()]);
-        store.save(2, &bans, 100).unwrap();
+        store.save(2, &[kline.clone(), dline.clone()], 100).unwrap();
         assert_eq!(load(&path, 100).unwrap(), [kline.clone(), dline]);
         assert_eq!(load(&path, 500).unwrap(), std::slice::from_ref(&kline));
         // An older list does not overwrite a newer one.
-        store.save(1, &ServerBans::default(), 100).unwrap();
+        store.save(1, &[], 100).unwrap();
         assert_eq!(load(&path, 100).unwrap().len(), 2);
         // A reload offers only a list that differs from the file's.
         assert!(!store.offer_reloaded(load(&path, 100).unwrap()));

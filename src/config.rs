@@ -1,16 +1,18 @@
-//! Server configuration: every limit of PROTOCOL.md with its default.
+//! What the server runs with, as plain values: [`Config`] and the value types it is
+//! made of. A leaf: it imports no settings code and no state, so the state can hold a
+//! `Config` without a cycle (`tests/module_graph.rs`).
 //!
-//! `Config` is plain data built from flags, environment and config file
-//! (`crate::settings`) or by tests; the server only reads it. It holds the values the
-//! server started with: the MOTD and the limits a reload may change are read from
-//! `crate::live` instead. Defaults protect a public server; benchmarks turn flood
-//! control off.
+//! `Config` is built from flags, environment and config file by `crate::settings`
+//! (which declares each setting, its default and its checks once, and implements
+//! `Default` from those defaults) or by tests; the server only reads it. It holds the
+//! values the server started with: the MOTD and the limits a reload may change are
+//! read from `crate::live` instead. Defaults protect a public server; benchmarks turn
+//! flood control off.
 
+use crate::bans::ServerBan;
 use crate::opers::OperBlock;
-use crate::state::network::{Layout, ServerBan};
-use crate::state::sources::SourceLimits;
-use crate::state::ShardSet;
 use crate::tls::TlsFiles;
+use ipnet::IpNet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,8 +21,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IoMode {
-    /// The fastest driver the kernel allows (`crate::server` lists the order and
-    /// logs each fallback with its reason).
+    /// The fastest driver the kernel allows: ring, then uring, then epoll, logging
+    /// each fallback with its reason.
     #[default]
     Auto,
     /// io_uring (tokio-uring); fail if the kernel refuses it.
@@ -32,7 +34,8 @@ pub enum IoMode {
     Ring,
 }
 
-/// A value [`Config::check`] refuses: which setting, and what is wrong with it.
+/// A value the settings' checks refuse (`crate::settings::checks`): which setting, and
+/// what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{key} {problem}")]
 pub struct InvalidSetting {
@@ -118,54 +121,6 @@ pub struct Config {
 }
 
 impl Config {
-    /// Checks the values no type can rule out; the error names the setting by its
-    /// config-file key (`shards`), which the caller turns into a flag or a position.
-    pub fn check(&self) -> Result<(), InvalidSetting> {
-        let invalid = |key, problem: String| Err(InvalidSetting { key, problem });
-        if self.shards == 0 || self.shards > ShardSet::MAX_SHARDS {
-            return invalid(
-                "shards",
-                format!("must be between 1 and {}", ShardSet::MAX_SHARDS),
-            );
-        }
-        if let Some(cluster) = &self.cluster {
-            let places = self.shards + cluster.node as usize + 1;
-            if places > Layout::MAX_PLACES {
-                return invalid(
-                    "node-id",
-                    format!(
-                        "with {} shards must be below {} (shards plus node numbers share {} places)",
-                        self.shards,
-                        Layout::MAX_PLACES - self.shards,
-                        Layout::MAX_PLACES
-                    ),
-                );
-            }
-        }
-        if self.listen.is_empty() {
-            return invalid("listen", "needs at least one address".to_owned());
-        }
-        if self.max_clients == 0 {
-            return invalid("max-clients", "must be at least 1".to_owned());
-        }
-        if self.flood_rate < 0.0 || !self.flood_rate.is_finite() {
-            return invalid(
-                "flood-rate",
-                "must be 0 (off) or a positive number of lines per second".to_owned(),
-            );
-        }
-        if !self.tls_listen.is_empty() && self.tls.is_none() {
-            return invalid("tls-listen", "needs --tls-cert and --tls-key".to_owned());
-        }
-        if self.sts.is_some() && self.tls_listen.is_empty() {
-            return invalid(
-                "sts-port",
-                "needs a --tls-listen address to send clients to".to_owned(),
-            );
-        }
-        Ok(())
-    }
-
     /// A config for tests and embedding: loopback, ephemeral port, one shard.
     pub fn loopback() -> Config {
         Config {
@@ -177,38 +132,38 @@ impl Config {
     }
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            cluster: None,
-            listen: vec![SocketAddr::from(([0, 0, 0, 0], 6667))],
-            tls_listen: Vec::new(),
-            tls: None,
-            sts: None,
-            server_name: "ringchat.local".to_owned(),
-            network: "ringchat".to_owned(),
-            password: None,
-            motd: None,
-            max_clients: default_max_clients(),
-            sendq: 1 << 20,
-            recvq: 8 << 10,
-            flood_burst: 20,
-            flood_rate: 5.0,
-            ping_interval: Duration::from_secs(120),
-            ping_timeout: Duration::from_secs(60),
-            registration_timeout: Duration::from_secs(60),
-            shutdown_timeout: Duration::from_secs(5),
-            write_timeout: Duration::from_secs(30),
-            sources: SourceLimits::default(),
-            max_channels_per_client: 50,
-            utf8_only: false,
-            shards: available_cores(),
-            io: IoMode::Auto,
-            ring_buffers: DEFAULT_RING_BUFFERS,
-            opers: Vec::new(),
-            ban_file: None,
-            server_bans: Vec::new(),
-        }
+/// Per-source connection limits (`crate::state::sources` enforces them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceLimits {
+    /// Most connections open at once from one source.
+    pub max_connections: u32,
+    /// Connections one source may open at once after being quiet.
+    pub connect_burst: u32,
+    /// Connections per second one source may open after the burst.
+    pub connect_rate: f64,
+    /// Most unregistered connections from one source.
+    pub max_unregistered: u32,
+    /// Most unregistered connections from all sources together.
+    pub max_unregistered_total: usize,
+    /// Networks exempt from the per-source limits.
+    pub exempt: Vec<IpNet>,
+    /// Prefix length that makes one IPv6 source.
+    pub ipv6_prefix: u8,
+}
+
+/// How fast a client may send lines.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FloodPolicy {
+    /// Lines a client may send at once after being quiet.
+    pub burst: u32,
+    /// Lines per second after the burst; 0 turns flood control off.
+    pub lines_per_second: f64,
+}
+
+impl FloodPolicy {
+    /// Whether the policy limits anything at all.
+    pub fn enabled(&self) -> bool {
+        self.lines_per_second > 0.0
     }
 }
 

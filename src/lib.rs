@@ -5,28 +5,30 @@
 //!   (tokio), running the same connection tasks, and `ring`, ringchat's own io_uring
 //!   completion loop making the same shard calls.
 //! - [`proto`]: the wire format, pure: framing, parsing, serializing, names, numerics.
-//! - [`shard`]: one core's sans-IO state: its clients, local channel members, delivery
-//!   and cross-shard hand-offs.
+//! - [`shard`]: one core's sans-IO state: its clients, its replica of the network state
+//!   (channel members included, read without a lock), delivery and cross-shard
+//!   hand-offs.
 //! - [`commands`]: one file per command family, behind one table of metadata.
 //! - [`state`]: what a connection owns (outbox, flood bucket) and what all shards share
 //!   (the event log of network-state changes and the bus between shards).
 //! - [`cluster`]: several servers as one network: the event log on a NATS JetStream
 //!   stream, messages on core NATS to the nodes with recipients.
 //! - [`server`]: binding, shard threads, shutdown.
-//! - Settings: [`config`] (what the server runs with), [`cli`] (flags),
-//!   [`config_file`] (the TOML file), [`settings`] (flags over file over defaults),
-//!   [`live`] (what a reload changes), [`reload`] (SIGHUP).
+//! - Settings: [`config`] (what the server runs with: plain values, a leaf),
+//!   [`settings`] (each setting declared once, and from that list the flags ([`cli`]),
+//!   the TOML file ([`config_file`]), flags over file over defaults, the checks and the
+//!   docs), [`live`] (what a reload changes), [`reload`] (SIGHUP).
+//! - [`bans`]: one server ban as a value (the list is the network state's).
 //! - Running it for real: [`logging`], [`metrics`] (Prometheus), [`systemd`],
 //!   [`opers`] (operator accounts), [`ban_file`] (KLINEs and DLINEs across restarts).
 //! - [`tls`]: the certificate and key, their reload, client certificate fingerprints
 //!   (driving a connection's TLS session is in [`io`]).
 
 pub mod ban_file;
-pub mod cli;
+pub mod bans;
 pub mod cluster;
 pub mod commands;
 pub mod config;
-pub mod config_file;
 pub mod io;
 pub mod live;
 pub mod logging;
@@ -44,3 +46,4 @@ pub mod tls;
 
 pub use config::{Config, IoMode};
 pub use server::Server;
+pub use settings::{cli, config_file};

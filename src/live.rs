@@ -9,9 +9,8 @@
 //! A reload stores each limit on its own: a client may briefly see a new sendq with
 //! the old recvq, which is harmless because every limit is checked on its own.
 
-use crate::config::Config;
+use crate::config::{Config, FloodPolicy};
 use crate::opers::OperBlock;
-use crate::state::flood::FloodPolicy;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;

@@ -4,8 +4,8 @@
 //! and exit status 1.
 
 use anyhow::Context;
-use clap::{CommandFactory, FromArgMatches};
-use ringchat::cli::Cli;
+use clap::FromArgMatches;
+use ringchat::cli::{self, Cli};
 use ringchat::config::{open_file_limit, RESERVED_FDS};
 use ringchat::logging::{self, LogFile};
 use ringchat::settings::Settings;
@@ -78,7 +78,7 @@ fn fail(error: anyhow::Error) -> ExitCode {
 /// Parses flags and environment. `--help` and `--version` print and exit 0; any
 /// other problem is clap's first line (the one that says what is wrong) and exit 1.
 fn parse_command_line() -> Result<(Cli, clap::ArgMatches), ExitCode> {
-    let parsed = Cli::command()
+    let parsed = cli::command()
         .try_get_matches()
         .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, matches)));
     parsed.map_err(|error| {

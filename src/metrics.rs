@@ -1,8 +1,9 @@
 //! Prometheus metrics on `--metrics ADDR`: a small HTTP/1.1 responder on a thread of
 //! its own (never a shard) that renders, per scrape, the counters the shards already
 //! publish about once a second. It adds nothing to the message path: shards count
-//! locally as they always did, and a scrape only reads the published atomics (plus
-//! one lock of the directory for the user and channel counts).
+//! locally as they always did, and a scrape only reads the published atomics (the
+//! user, channel and operator counts too: the shards publish their replica's figures
+//! the same way, `Shared::population`).
 
 use crate::config::IoMode;
 use crate::state::shared::CounterSnapshot;

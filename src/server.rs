@@ -10,6 +10,7 @@
 
 use crate::config::{Config, IoMode};
 use crate::io::{self, epoll, ring, uring};
+use crate::settings::checks::check_config;
 use crate::shard::Shard;
 use crate::state::shared::CounterSnapshot;
 use crate::state::Shared;
@@ -54,11 +55,8 @@ impl Server {
     /// connection. Binding fresh `SO_REUSEPORT` sockets beside it instead would need
     /// the privilege to bind the port, which socket activation exists to avoid.
     pub fn start_on(config: Config, inherited: Vec<TcpListener>) -> anyhow::Result<Server> {
-        config.check().map_err(|invalid| anyhow!("--{invalid}"))?;
+        check_config(&config).map_err(|invalid| anyhow!("--{invalid}"))?;
         let with_tls = !config.tls_listen.is_empty();
-        if with_tls && config.io == IoMode::Ring {
-            bail!("--io ring does not support TLS listeners yet; use --io uring or --io epoll");
-        }
         let driver = choose_driver(config.io, with_tls)?;
         let tls = match &config.tls {
             Some(files) if !config.tls_listen.is_empty() => {

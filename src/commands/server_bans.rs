@@ -118,11 +118,11 @@ fn remove(ctx: &mut Ctx<'_>, message: &Message<'_>, command: &str, parse: Target
 fn save(ctx: &mut Ctx<'_>) {
     let shared = ctx.shard.shared.clone();
     let network = ctx.shard.network();
-    if let Err(error) =
-        shared
-            .ban_store
-            .save(network.applied(), network.server_bans(), super::unix_now())
-    {
+    if let Err(error) = shared.ban_store.save(
+        network.applied(),
+        network.server_bans().iter(),
+        super::unix_now(),
+    ) {
         warn!("server bans not saved: {error:#}");
         notice(ctx, format!("The ban holds, but was not saved: {error:#}"));
     }

@@ -25,6 +25,7 @@ pub mod ring;
 pub mod tls;
 pub mod uring;
 
+use crate::proto::closing::{closing_link, SHUTTING_DOWN_LINE};
 use crate::shard::Shard;
 use crate::state::outbox::MAX_BATCH_LINES;
 use crate::state::ClientId;
@@ -219,14 +220,15 @@ async fn accept_loop<L: Listener>(
             }
             Err(refused) => {
                 debug!(%peer, %refused, "connection refused");
-                let line = format!("ERROR :Closing Link: {} ({refused})\r\n", peer.ip());
-                tokio::task::spawn_local(refuse(stream, refusal(Bytes::from(line))));
+                let line = closing_link(peer.ip(), refused);
+                tokio::task::spawn_local(refuse(stream, refusal(line)));
             }
         }
     }
 }
 
-pub(crate) const SHUTTING_DOWN: &[u8] = b"ERROR :Server shutting down\r\n";
+/// The refusal while shutting down, for the drivers' accept paths.
+pub(crate) const SHUTTING_DOWN: &[u8] = SHUTTING_DOWN_LINE;
 
 /// Tells a connection that is not admitted why it is being closed.
 async fn refuse<S: Stream>(stream: S, why: Option<Bytes>) {

@@ -21,7 +21,7 @@ const RING_COMPLETIONS: u32 = 16_384;
 /// Builds a shard's runtime, or says why the kernel refused io_uring.
 pub fn runtime() -> io::Result<tokio_uring::Runtime> {
     // COOP_TASKRUN saves an interrupt per completion; DEFER_TASKRUN hangs tokio-uring 0.5
-    // (ARCHITECTURE.md), so it is not used.
+    // (docs/architecture.md), so it is not used.
     let mut ring = tokio_uring::uring_builder();
     ring.setup_coop_taskrun().setup_cqsize(RING_COMPLETIONS);
     tokio_uring::Runtime::new(

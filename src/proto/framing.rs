@@ -1,4 +1,4 @@
-//! Splitting a byte stream into IRC lines, with the limits of PROTOCOL.md.
+//! Splitting a byte stream into IRC lines, with the limits of docs/protocol.md.
 //!
 //! The framer never buffers: it looks at bytes the caller holds and says how many it
 //! consumed. It remembers one bit between calls (whether it is discarding the rest of

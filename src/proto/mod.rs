@@ -1,11 +1,13 @@
 //! The IRC wire format: framing, parsing, serializing (once per message, in the
-//! variants capabilities ask for), names, numerics and capabilities.
+//! variants capabilities ask for), names, numerics, capabilities and the closing
+//! lines.
 //!
 //! Everything here is pure: no sockets, no runtime, no shared state. It is the part of
 //! the server that a hostile client talks to first, so it is table-tested on its own.
 
 pub mod caps;
 pub mod casemap;
+pub mod closing;
 pub mod framing;
 pub mod line;
 pub mod mask;

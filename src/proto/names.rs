@@ -1,4 +1,4 @@
-//! Validation of nicknames and channel names (PROTOCOL.md, "Names").
+//! Validation of nicknames and channel names (docs/protocol.md, "Names").
 
 /// Longest nickname, advertised as NICKLEN.
 pub const NICKLEN: usize = 30;

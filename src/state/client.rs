@@ -1,5 +1,5 @@
 //! One connection's shard-local state: everything the message path needs about a
-//! client, in one compact struct (ARCHITECTURE.md invariant 9).
+//! client, in one compact struct (docs/architecture.md invariant 9).
 
 use super::flood::TokenBucket;
 use super::network::Activity;
@@ -103,8 +103,8 @@ pub struct Client {
     pub throttled: bool,
     /// When the client last sent anything (liveness).
     pub last_input: Instant,
-    /// Signon and last-activity times (WHOIS idle), shared with the directory's
-    /// [`User`](super::directory::User) so any shard can read them without asking this
+    /// Signon and last-activity times (WHOIS idle), shared with every replica's
+    /// [`User`](super::network::User) so any shard can read them without asking this
     /// one.
     pub activity: Arc<Activity>,
     /// When the connection was accepted.

@@ -1,23 +1,8 @@
-//! Flood control: a token bucket of input lines per client (PROTOCOL.md, "Keeping the
-//! server healthy"). Lines over the budget wait; they are never dropped.
+//! Flood control: a token bucket of input lines per client (docs/protocol.md,
+//! "Keeping the server healthy"). Lines over the budget wait; they are never dropped.
 
+pub use crate::config::FloodPolicy;
 use std::time::{Duration, Instant};
-
-/// How fast a client may send lines.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct FloodPolicy {
-    /// Lines a client may send at once after being quiet.
-    pub burst: u32,
-    /// Lines per second after the burst; 0 turns flood control off.
-    pub lines_per_second: f64,
-}
-
-impl FloodPolicy {
-    /// Whether the policy limits anything at all.
-    pub fn enabled(&self) -> bool {
-        self.lines_per_second > 0.0
-    }
-}
 
 /// The longest fake lag one command can run up: a client in debt waits at most this
 /// many seconds of tokens before its next line is read.

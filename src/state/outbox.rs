@@ -27,7 +27,7 @@ const MAX_SPARE_BATCHES: usize = 64;
 
 /// Spare write batches: a writer borrows one while it has lines to write and gives it
 /// back once everything is written, so idle connections hold no batch
-/// (ARCHITECTURE.md invariant 9). One pool per shard.
+/// (docs/architecture.md invariant 9). One pool per shard.
 #[derive(Debug, Default)]
 pub struct BatchPool {
     spare: Vec<Vec<Bytes>>,

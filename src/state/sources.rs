@@ -13,7 +13,7 @@
 //! connection and a full connect-rate bucket, so the table is bounded by the
 //! sources seen in the last refill period.
 
-use ipnet::IpNet;
+pub use crate::config::SourceLimits;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,42 +22,6 @@ use std::time::Instant;
 
 /// Lock stripes of the table.
 const STRIPES: usize = 64;
-
-/// The limits, from the configuration.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SourceLimits {
-    /// Most connections open at once from one source.
-    pub max_connections: u32,
-    /// Connections one source may open at once after being quiet.
-    pub connect_burst: u32,
-    /// Connections per second one source may open after the burst.
-    pub connect_rate: f64,
-    /// Most unregistered connections from one source.
-    pub max_unregistered: u32,
-    /// Most unregistered connections from all sources together.
-    pub max_unregistered_total: usize,
-    /// Networks exempt from the per-source limits.
-    pub exempt: Vec<IpNet>,
-    /// Prefix length that makes one IPv6 source.
-    pub ipv6_prefix: u8,
-}
-
-impl Default for SourceLimits {
-    fn default() -> Self {
-        SourceLimits {
-            max_connections: 16,
-            connect_burst: 16,
-            connect_rate: 0.5,
-            max_unregistered: 8,
-            max_unregistered_total: 4096,
-            exempt: vec![
-                "127.0.0.0/8".parse().expect("a valid network"),
-                "::1/128".parse().expect("a valid network"),
-            ],
-            ipv6_prefix: 64,
-        }
-    }
-}
 
 /// Why a connection was refused; each has its own counter and `ERROR` text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -1,4 +1,5 @@
-//! Server bans (KLINE, DLINE): who may not connect, as every replica holds them.
+//! Server bans (KLINE, DLINE): who may not connect, as every replica holds them. One
+//! ban as a value is [`crate::bans`]' (the ban file and the settings use it too).
 //!
 //! Plain data changed only by [`super::apply`] (events `AddBan`, `RemoveBan`), so every
 //! shard agrees on the list; the list a server starts with comes from its ban file
@@ -7,81 +8,11 @@
 //! the file is next written. At most [`MAX_SERVER_BANS`], so matching a connection
 //! costs at most that many comparisons.
 
-use crate::proto::mask::wildcard_match;
-use ipnet::IpNet;
-use serde::{Deserialize, Serialize};
+pub use crate::bans::{canonical, BanTarget, ServerBan};
 use std::net::IpAddr;
 
 /// Most server bans kept; one more is refused.
 pub const MAX_SERVER_BANS: usize = 10_000;
-
-/// What a ban matches.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum BanTarget {
-    /// KLINE: a `user@host` wildcard mask against `~user@ip`, checked when
-    /// registration completes.
-    User(Box<str>),
-    /// DLINE: an address or network, checked at accept, before registration.
-    Address(IpNet),
-}
-
-impl BanTarget {
-    /// The kind's name as operators write it: `K-Line` or `D-Line`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            BanTarget::User(_) => "K-Line",
-            BanTarget::Address(_) => "D-Line",
-        }
-    }
-
-    /// The mask or network as text.
-    pub fn mask(&self) -> String {
-        match self {
-            BanTarget::User(mask) => mask.to_string(),
-            BanTarget::Address(net) => net.to_string(),
-        }
-    }
-}
-
-/// One server ban.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServerBan {
-    /// What it matches.
-    pub target: BanTarget,
-    /// Why: shown to whoever it disconnects or refuses.
-    pub reason: Box<str>,
-    /// The operator who set it (nick), for the record.
-    pub set_by: Box<str>,
-    /// When it stops matching, in Unix seconds; `None`: never.
-    pub expires_at: Option<u64>,
-}
-
-impl ServerBan {
-    /// Whether it still matches at `now_unix`.
-    pub fn is_active(&self, now_unix: u64) -> bool {
-        self.expires_at.is_none_or(|end| now_unix < end)
-    }
-
-    /// Whether this active ban keeps out a user `~user@ip` (`user_at_host`) at `ip`.
-    pub fn matches(&self, user_at_host: Option<&str>, ip: IpAddr, now_unix: u64) -> bool {
-        self.is_active(now_unix)
-            && match &self.target {
-                BanTarget::User(mask) => {
-                    user_at_host.is_some_and(|uh| wildcard_match(mask.as_bytes(), uh.as_bytes()))
-                }
-                BanTarget::Address(net) => net.contains(&canonical(ip)),
-            }
-    }
-}
-
-/// An IPv4-mapped IPv6 address as the IPv4 address it is (a dual-stack listener sees
-/// IPv4 peers that way), so a DLINE on `192.0.2.0/24` keeps them out too.
-pub fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
 
 /// The server bans of one replica, in the order they were set.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -133,44 +64,5 @@ impl ServerBans {
         let before = self.bans.len();
         self.bans.retain(|ban| ban.target != *target);
         self.bans.len() != before
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ban(target: BanTarget, expires_at: Option<u64>) -> ServerBan {
-        ServerBan {
-            target,
-            reason: "r".into(),
-            set_by: "op".into(),
-            expires_at,
-        }
-    }
-
-    #[test]
-    fn kline_masks_match_user_at_ip_and_dlines_match_networks() {
-        let ip: IpAddr = "192.0.2.7".parse().unwrap();
-        let kline = ban(BanTarget::User("~bad*@192.0.2.*".into()), None);
-        assert!(kline.matches(Some("~badguy@192.0.2.7"), ip, 0));
-        assert!(!kline.matches(Some("~good@192.0.2.7"), ip, 0));
-        assert!(!kline.matches(None, ip, 0));
-        let dline = ban(BanTarget::Address("192.0.2.0/24".parse().unwrap()), None);
-        assert!(dline.matches(None, ip, 0));
-        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
-        assert!(dline.matches(None, mapped, 0));
-        assert!(!dline.matches(None, "198.51.100.1".parse().unwrap(), 0));
-    }
-
-    #[test]
-    fn an_expired_ban_matches_nobody() {
-        let ip: IpAddr = "192.0.2.7".parse().unwrap();
-        let dline = ban(
-            BanTarget::Address("192.0.2.7/32".parse().unwrap()),
-            Some(100),
-        );
-        assert!(dline.matches(None, ip, 99));
-        assert!(!dline.matches(None, ip, 100));
     }
 }
