@@ -59,6 +59,10 @@ pub enum Command {
         /// How long to hold the idle clients.
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
         hold: Duration,
+        /// Channels the idle clients join, round robin (0: none). Memberships are
+        /// part of what an idle client costs a server.
+        #[arg(short = 'k', long, default_value_t = 0)]
+        channels: u32,
     },
     /// Compare a result with a baseline, both made with --repeat: exits 1 when a figure
     /// is significantly slower beyond its tolerance or the result lost messages, 2 when

@@ -37,7 +37,8 @@ impl Layout {
             Scenario::Rooms {
                 channels, senders, ..
             } => ((*channels).clamp(1, clients as u32) as usize, *senders),
-            Scenario::Connect | Scenario::Idle { .. } => (0, None),
+            Scenario::Idle { channels, .. } => ((*channels).min(clients as u32) as usize, None),
+            Scenario::Connect => (0, None),
         };
         let mut channels: Vec<ChannelPlan> = (0..channel_count)
             .map(|k| ChannelPlan {

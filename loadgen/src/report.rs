@@ -295,7 +295,9 @@ impl Report {
                 serde_json::json!({ "traffic": traffic, "channels": channels, "senders_per_channel": senders })
             }
             Scenario::Connect => serde_json::json!({}),
-            Scenario::Idle { hold } => serde_json::json!({ "hold_s": hold.as_secs_f64() }),
+            Scenario::Idle { hold, channels } => {
+                serde_json::json!({ "hold_s": hold.as_secs_f64(), "channels": channels })
+            }
         };
         if let (Some(p), serde_json::Value::Object(e)) = (params.as_object_mut(), extra) {
             p.extend(e);

@@ -47,7 +47,7 @@ pub enum Scenario {
     /// Connection and registration storm.
     Connect,
     /// Registered idle clients held for `hold`.
-    Idle { hold: Duration },
+    Idle { hold: Duration, channels: u32 },
 }
 
 impl Scenario {
@@ -77,7 +77,11 @@ impl Scenario {
                 common,
             ),
             Command::Connect { common } => (Scenario::Connect, common),
-            Command::Idle { common, hold } => (Scenario::Idle { hold }, common),
+            Command::Idle {
+                common,
+                hold,
+                channels,
+            } => (Scenario::Idle { hold, channels }, common),
             other => return Err(Box::new(other)),
         })
     }
@@ -352,7 +356,7 @@ async fn run_async(
             Scenario::Connect => {
                 report.steps.push(setup.connect_step(&server_before));
             }
-            Scenario::Idle { hold } => {
+            Scenario::Idle { hold, .. } => {
                 let loaded = procstat::sample_servers(&common.server_pid)?;
                 let own_before = procstat::sample(None)?;
                 tokio::time::sleep(*hold).await;

@@ -163,19 +163,18 @@ fn send_names(ctx: &mut Ctx<'_>, channel: &CaselessKey) {
                 }
                 // Like WHO: invisible (+i) users are listed only to fellow members.
                 let asker_is_member = c.members.contains(ctx.id);
-                c.members
-                    .iter()
-                    .filter_map(|(id, membership)| {
-                        let user = network
-                            .user(id)
-                            .filter(|u| asker_is_member || !u.invisible)?;
-                        let prefix = prefix(membership);
-                        Some(match caps.has(Cap::UserhostInNames) {
-                            true => format!("{prefix}{}!{}@{}", user.nick, user.user, user.host),
-                            false => format!("{prefix}{}", user.nick),
-                        })
+                let mut names = Vec::with_capacity(c.members.len());
+                names.extend(c.members.iter().filter_map(|(id, membership)| {
+                    let user = network
+                        .user(id)
+                        .filter(|u| asker_is_member || !u.invisible)?;
+                    let prefix = prefix(membership);
+                    Some(match caps.has(Cap::UserhostInNames) {
+                        true => format!("{prefix}{}!{}@{}", user.nick, user.user, user.host),
+                        false => format!("{prefix}{}", user.nick),
                     })
-                    .collect()
+                }));
+                names
             })
             .unwrap_or_default()
     };
