@@ -350,8 +350,10 @@ e2e! {
         let masks = ["#a*"; 9].join(",");
         modern.send(&format!("LIST {masks}"));
         modern.expect(&format!("{S} FAIL LIST INVALID_PARAMS :At most 8 masks of at most 64 bytes"));
+        modern.expect(&format!("{S} 323 modern :End of /LIST"));
         plain.send(&format!("LIST {masks}"));
         plain.expect(&format!("{S} NOTICE plain :LIST: At most 8 masks of at most 64 bytes"));
+        plain.expect(&format!("{S} 323 plain :End of /LIST"));
         modern.send("MONITOR ?");
         modern.expect(&format!("{S} FAIL MONITOR INVALID_PARAMS :MONITOR takes +, -, C, L or S"));
         plain.send("SETNAME :");

@@ -181,6 +181,18 @@ e2e! {
         }
     }
 
+    fn a_refused_list_still_ends_with_323(setup) {
+        let server = setup.start();
+        let mut alice = server.register("alice");
+        let too_many = ["#a*"; 9].join(",");
+        let too_long = format!("#{}", "a".repeat(65));
+        for query in [format!("LIST {too_many}"), format!("LIST {too_long}")] {
+            alice.send(&query);
+            alice.expect(&format!("{S} NOTICE alice :LIST: At most 8 masks of at most 64 bytes"));
+            alice.expect(&format!("{S} 323 alice :End of /LIST"));
+        }
+    }
+
     // ---- AWAY ----------------------------------------------------------------------
 
     fn away_is_told_to_private_message_senders_until_cleared(setup) {

@@ -296,11 +296,15 @@ fn channel_mode(ctx: &mut Ctx<'_>, message: &Message<'_>, name: &str) {
         send_mask_list(ctx, channel, list);
     }
     for (letter, param) in &request.invalid {
+        // A refused key is a password: it is shown as `*`, never repeated (Modern IRC,
+        // "Key Channel Mode": a server SHOULD answer an invalid key with 696
+        // ERR_INVALIDMODEPARAM; Ergo and irctest's `testKeyValidation` expect `*`).
+        let shown = if *letter == 'k' { "*" } else { param.as_str() };
         let reply = ctx
             .numeric(ERR_INVALIDMODEPARAM)
             .arg(channel)
             .arg(letter.to_string())
-            .arg(param)
+            .arg(shown)
             .trailing("Invalid mode parameter");
         ctx.reply(reply);
     }

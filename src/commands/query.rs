@@ -373,11 +373,17 @@ impl ListFilter {
 }
 
 /// `LIST [#a,#b|mask|!mask|>n|<n]`: 321, a 322 per channel (by name), 323.
+///
+/// Every answer ends with 323, a refused one too (Modern IRC, RPL_LISTEND: it
+/// "indicates the end of a LIST response"): clients open a list window on 321 or on
+/// the LIST they sent and close it on 323, so one that never comes leaves them
+/// waiting.
 pub fn list(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let Some(filter) = ListFilter::parse(message.param(0).unwrap_or_default()) else {
         let description =
             format!("At most {MAX_LIST_MASKS} masks of at most {MAX_LIST_MASK_LEN} bytes");
         ctx.fail_nonstandard("LIST", "INVALID_PARAMS", &description);
+        end_of_list(ctx);
         return;
     };
     let mut channels: Vec<(String, usize, Box<[u8]>)> = {
@@ -406,6 +412,11 @@ pub fn list(ctx: &mut Ctx<'_>, message: &Message<'_>) {
             .trailing(&topic);
         ctx.reply(reply);
     }
+    end_of_list(ctx);
+}
+
+/// 323 RPL_LISTEND, the last line of every answer to LIST.
+fn end_of_list(ctx: &mut Ctx<'_>) {
     let end = ctx.numeric(RPL_LISTEND).trailing("End of /LIST");
     ctx.reply(end);
 }
