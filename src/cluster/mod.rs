@@ -13,9 +13,14 @@
 //! needs; heartbeats on core NATS detect a node that stopped, and a `NodeLost` event
 //! quits its users once.
 //!
-//! Layout: [`wire`] (what crosses), [`order`] (cross-node ordering, pure), and
-//! [`link`] (the thread that talks to NATS). Alone, none of this runs.
+//! A node serves only while it holds its `--node-id` ([`lease`]): a second node
+//! started with a live node's id refuses to start, naming the other.
+//!
+//! Layout: [`wire`] (what crosses), [`order`] (cross-node ordering, pure),
+//! [`lease`] (one node per id), and [`link`] (the thread that talks to NATS).
+//! Alone, none of this runs.
 
+pub mod lease;
 pub mod link;
 pub mod order;
 pub mod wire;
