@@ -47,6 +47,13 @@ pub struct Cli {
     /// Server name shown as the source of server replies.
     #[arg(long, env = "RINGCHAT_SERVER_NAME", default_value = "ringchat.local")]
     pub server_name: String,
+    /// Server description shown by WHOIS (312) and LINKS (364).
+    #[arg(
+        long,
+        env = "RINGCHAT_SERVER_INFO",
+        default_value = "ringchat IRC server"
+    )]
+    pub server_info: String,
     /// Network name (001 and ISUPPORT NETWORK=).
     #[arg(long, env = "RINGCHAT_NETWORK", default_value = "ringchat")]
     pub network: String,

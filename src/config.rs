@@ -68,6 +68,8 @@ pub struct Config {
     pub sts: Option<StsPolicy>,
     /// The server's name, the source of numerics.
     pub server_name: String,
+    /// The server's description in WHOIS (312) and LINKS (364).
+    pub server_info: String,
     /// The network name in 001 and ISUPPORT.
     pub network: String,
     /// Connection password (PASS), if any.
@@ -186,6 +188,7 @@ impl Default for Config {
             tls: None,
             sts: None,
             server_name: "ringchat.local".to_owned(),
+            server_info: "ringchat IRC server".to_owned(),
             network: "ringchat".to_owned(),
             password: None,
             motd: None,

@@ -26,6 +26,7 @@ pub struct FileSettings {
     pub sts_port: Option<u16>,
     pub sts_duration: Option<u64>,
     pub server_name: Option<String>,
+    pub server_info: Option<String>,
     pub network: Option<String>,
     pub password: Option<String>,
     pub motd: Option<PathBuf>,

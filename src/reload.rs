@@ -54,6 +54,7 @@ fn needing_restart(running: &Settings, fresh: &Settings) -> Vec<&'static str> {
         ("tls-cert", old.tls != new.tls),
         ("sts-port", old.sts != new.sts),
         ("server-name", old.server_name != new.server_name),
+        ("server-info", old.server_info != new.server_info),
         ("network", old.network != new.network),
         ("password", old.password != new.password),
         ("utf8-only", old.utf8_only != new.utf8_only),

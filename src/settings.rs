@@ -100,6 +100,7 @@ impl Settings {
             tls,
             sts,
             server_name: merge.value("server-name", &cli.server_name, f.server_name),
+            server_info: merge.value("server-info", &cli.server_info, f.server_info),
             network: merge.value("network", &cli.network, f.network),
             password: merge.option("password", &cli.password, f.password),
             motd,

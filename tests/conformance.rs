@@ -311,7 +311,7 @@ e2e! {
         alice.send("INFO elsewhere.example");
         alice.expect(&format!("{S} 402 alice elsewhere.example :No such server"));
         alice.send("LINKS");
-        alice.expect(&format!("{S} 364 alice * ringchat.local :0 ringchat IRC server"));
+        alice.expect(&format!("{S} 364 alice ringchat.local ringchat.local :0 ringchat IRC server"));
         alice.expect(&format!("{S} 365 alice * :End of /LINKS list"));
     }
 

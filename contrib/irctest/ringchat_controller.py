@@ -21,6 +21,7 @@ import shutil
 import subprocess
 from typing import Optional, Set, Type
 
+from irctest import patma
 from irctest.basecontrollers import BaseServerController, DirectoryBasedController
 from irctest.runner import NotImplementedByController
 from irctest.specifications import Capabilities, OptionalBehaviors
@@ -34,6 +35,7 @@ OPER_PASSWORD_HASH = (
 
 TEMPLATE_CONFIG = """\
 server-name = "My.Little.Server"
+server-info = "test server"
 network = "testnet"
 listen = ["{hostname}:{port}"]
 tls-listen = ["{tls_hostname}:{tls_port}"]
@@ -82,10 +84,30 @@ class RingchatController(BaseServerController, DirectoryBasedController):
             OptionalBehaviors.CAP_REQ_MINUS,
             OptionalBehaviors.INVITE_EXCEPTION_MODE,
             OptionalBehaviors.INVITE_LIST,
+            OptionalBehaviors.ELIST_C,
+            OptionalBehaviors.ELIST_T,
             OptionalBehaviors.MULTI_JOIN,
+            OptionalBehaviors.MULTI_KICK,
             OptionalBehaviors.MULTI_PRIVMSG,
         )
     )
+
+    # What ringchat's 005 must say (isupport.py's testValues checks each).
+    isupport = {
+        "BOT": "B",
+        "CASEMAPPING": "ascii",
+        "CHANMODES": "beI,k,l,imnst",
+        "ELIST": "CMNTU",
+        "EXCEPTS": "e",
+        "INVEX": "I",
+        "MONITOR": "100",
+        "NETWORK": "testnet",
+        "PREFIX": "(ov)@+",
+        "STATUSMSG": "@+",
+        "TARGMAX": patma.ANYSTR,
+        "UTF8ONLY": None,
+        "WHOX": None,
+    }
 
     def gen_ssl(self) -> None:
         """A self-signed X.509 v3 certificate and its key.
