@@ -156,9 +156,10 @@ pub struct Cli {
         value_name = "URLS"
     )]
     pub cluster: Vec<String>,
-    /// This node's number in the cluster, unique among its nodes (0-31).
-    #[arg(long, env = "RINGCHAT_NODE_ID", default_value_t = 0)]
-    pub node_id: u16,
+    /// This node's number in the cluster, unique among its nodes [default: the
+    /// lowest number no live node holds].
+    #[arg(long, env = "RINGCHAT_NODE_ID")]
+    pub node_id: Option<u16>,
     /// NATS credentials file (.creds: JWT and NKey seed) for the cluster connection.
     #[arg(long, env = "RINGCHAT_CLUSTER_CREDENTIALS", value_name = "FILE")]
     pub cluster_credentials: Option<PathBuf>,

@@ -209,7 +209,7 @@ fn cluster(
 ) -> anyhow::Result<Option<ClusterConfig>> {
     let servers = merge.value("cluster", &cli.cluster, f.cluster.clone());
     let servers: Vec<String> = servers.into_iter().filter(|s| !s.is_empty()).collect();
-    let node = merge.value("node-id", &cli.node_id, f.node_id);
+    let node = merge.option("node-id", &cli.node_id, f.node_id);
     let credentials = merge.path(
         "cluster-credentials",
         &cli.cluster_credentials,
@@ -237,7 +237,8 @@ fn cluster(
     }
     Ok(Some(ClusterConfig {
         servers,
-        node,
+        node: node.unwrap_or(0),
+        pick_node_id: node.is_none(),
         credentials,
         ca,
         node_timeout: seconds(node_timeout),

@@ -97,6 +97,7 @@ fn cluster(nats: &Nats, node: u16) -> ClusterConfig {
     ClusterConfig {
         servers: vec![nats.url()],
         node,
+        pick_node_id: false,
         credentials: None,
         ca: None,
         node_timeout: Duration::from_secs(1),
@@ -584,6 +585,7 @@ fn a_node_whose_nats_server_is_unreachable_refuses_to_start_with_one_line() {
     config.cluster = Some(ClusterConfig {
         servers: vec![unreachable.clone()],
         node: 0,
+        pick_node_id: false,
         credentials: None,
         ca: None,
         node_timeout: Duration::from_secs(1),
@@ -670,4 +672,33 @@ fn an_id_freed_by_a_killed_node_is_taken_over_after_the_node_timeout() {
     line_containing(&mut carol, ":alice!");
     carol.send("PRIVMSG #c :id 1 again");
     assert!(line_containing(&mut alice, "PRIVMSG #c").ends_with(":id 1 again"));
+}
+
+#[test]
+#[cfg_attr(
+    not(has_nats_server),
+    ignore = "nats-server is not installed (apt-get install nats-server)"
+)]
+fn nodes_started_without_an_id_take_the_lowest_free_ones_and_chat() {
+    let nats = Nats::start();
+    let without_id = |config: &mut ringchat::config::Config| {
+        if let Some(cluster) = config.cluster.as_mut() {
+            cluster.pick_node_id = true;
+        }
+    };
+    let first = node_with(&nats, 0, without_id);
+    let second = node_with(&nats, 0, without_id);
+    let mut alice = first.register("alice");
+    let mut bob = second.register("bob");
+    alice.send("STATS C");
+    assert!(line_containing(&mut alice, " 249 ").contains("cluster node=0 "));
+    bob.send("STATS C");
+    assert!(line_containing(&mut bob, " 249 ").contains("cluster node=1 "));
+    alice.send("JOIN #c");
+    line_containing(&mut alice, " 366 ");
+    bob.send("JOIN #c");
+    line_containing(&mut bob, " 366 ");
+    line_containing(&mut alice, ":bob!");
+    bob.send("PRIVMSG #c :two nodes, two ids");
+    assert!(line_containing(&mut alice, "PRIVMSG #c").ends_with(":two nodes, two ids"));
 }

@@ -15,6 +15,9 @@
 //!   with a compare-and-set update on the revision seen, so of two nodes taking over
 //!   at once only one succeeds. Staleness is judged by revisions, never by comparing
 //!   clocks across machines. JetStream 2.9 has no per-key TTL, hence the watch.
+//! - **Picking one** (no `--node-id`): the lowest id without an entry, created as
+//!   above; only when every id has an entry does the node watch them all for one
+//!   timeout and take over the lowest stale one.
 //! - **Holding it**: a task on the link's runtime renews the entry every quarter
 //!   of `--node-timeout`, from the moment it is taken (the snapshot load and the
 //!   catch-up may take longer than a timeout), with a compare-and-set update. A
@@ -92,84 +95,205 @@ impl LeaseKeeper {
     }
 }
 
-/// Takes node id `node` for run `run`, or says which live node holds it. Spawns the
-/// renewal task on the current runtime.
+/// Which node id a starting node takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Wanted {
+    /// `--node-id N`: that one, or none.
+    Exactly(u16),
+    /// No `--node-id`: the lowest id from 0 to `highest` that no live node holds.
+    LowestFree { highest: u16 },
+}
+
+/// Takes a node id for run `run` as `wanted` says, or says why not (which live node
+/// holds it). Spawns the renewal task on the current runtime. Returns the id taken.
 pub(super) async fn acquire(
     jetstream: &jetstream::Context,
     bucket: &str,
-    node: u16,
+    wanted: Wanted,
     run: u64,
     node_timeout: Duration,
-) -> anyhow::Result<LeaseKeeper> {
-    let store = open_bucket(jetstream, bucket).await?;
-    let key = node.to_string();
-    let place = this_place();
-    let renewal = renewal_period(node_timeout);
-    let holder = |renewed_micros| Holder {
-        run,
-        place: place.clone(),
-        renewed_micros,
+) -> anyhow::Result<(LeaseKeeper, u16)> {
+    let taker = Taker {
+        store: open_bucket(jetstream, bucket).await?,
+        holder: Holder {
+            run,
+            place: this_place(),
+            renewed_micros: 0,
+        },
+        node_timeout,
     };
-    for _ in 0..ATTEMPTS {
-        let current = store
-            .entry(key.as_str())
-            .await
-            .with_context(|| format!("cannot read the lease of node id {node}"))?;
-        let revision = match current {
-            Some(entry) if entry.operation == kv::Operation::Put => {
-                let seen = entry.revision;
-                if let Some(live) =
-                    renewed_within(&store, &key, seen, node_timeout + renewal).await?
-                {
-                    let holder = Holder::decode(&live.value);
-                    bail!(
-                        "--node-id {node} is in use by a running node ({}, run {}): node ids must be unique in a cluster",
-                        holder.place,
-                        holder.run
-                    );
-                }
-                match store
-                    .update(key.as_str(), holder(unix_micros()).encode(), seen)
-                    .await
-                {
-                    Ok(revision) => {
-                        let stale = Holder::decode(&entry.value);
-                        info!(node, stale = %stale.place, "took over the node id from a node that stopped renewing it");
-                        revision
-                    }
-                    Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
-                    Err(e) => {
-                        return Err(anyhow!("cannot take over the lease of node id {node}: {e}"))
-                    }
-                }
-            }
-            _ => match store
-                .create(key.as_str(), holder(unix_micros()).encode())
-                .await
-            {
-                Ok(revision) => revision,
-                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(anyhow!("cannot take the lease of node id {node}: {e}")),
-            },
-        };
-        let lost = Arc::new(AtomicBool::new(false));
-        let (release_tx, release_rx) = oneshot::channel();
-        tokio::spawn(keep(
-            store,
-            key,
-            revision,
-            holder(0),
-            renewal,
-            lost.clone(),
-            release_rx,
-        ));
-        return Ok(LeaseKeeper {
+    let (node, revision) = match wanted {
+        Wanted::Exactly(node) => (node, taker.take_exactly(node).await?),
+        Wanted::LowestFree { highest } => taker.take_lowest_free(highest).await?,
+    };
+    let lost = Arc::new(AtomicBool::new(false));
+    let (release_tx, release_rx) = oneshot::channel();
+    let renewal = renewal_period(node_timeout);
+    tokio::spawn(keep(
+        taker.store,
+        node.to_string(),
+        revision,
+        taker.holder,
+        renewal,
+        lost.clone(),
+        release_rx,
+    ));
+    Ok((
+        LeaseKeeper {
             node,
             lost,
             release: Some(release_tx),
-        });
+        },
+        node,
+    ))
+}
+
+/// A starting node taking an id.
+struct Taker {
+    store: kv::Store,
+    /// This node, as its entry will say.
+    holder: Holder,
+    node_timeout: Duration,
+}
+
+/// How taking one id went.
+enum Take {
+    /// Taken, at this revision.
+    Taken(u64),
+    /// Held by a live node (its entry was renewed while watched).
+    Held(Holder),
+    /// Another node changed the entry between reading and writing it.
+    Raced,
+}
+
+impl Taker {
+    /// `--node-id node`: takes it, taking over a stale entry after one node timeout
+    /// without a renewal, or refuses naming the live holder.
+    async fn take_exactly(&self, node: u16) -> anyhow::Result<u64> {
+        for _ in 0..ATTEMPTS {
+            let current = self.entry(node).await?;
+            let taken = match current {
+                Some(entry) => {
+                    if let Some(live) = self.renewed_within(node, entry.revision).await? {
+                        Take::Held(Holder::decode(&live.value))
+                    } else {
+                        self.take_over(node, &entry).await?
+                    }
+                }
+                None => self.create(node).await?,
+            };
+            match taken {
+                Take::Taken(revision) => return Ok(revision),
+                Take::Held(holder) => bail!(
+                    "--node-id {node} is in use by a running node ({}, run {}): node ids must be unique in a cluster",
+                    holder.place,
+                    holder.run
+                ),
+                Take::Raced => continue,
+            }
+        }
+        bail!("--node-id {node}: other nodes keep taking this id; node ids must be unique in a cluster")
     }
-    bail!("--node-id {node}: other nodes keep taking this id; node ids must be unique in a cluster")
+
+    /// No `--node-id`: the lowest id without an entry; when every id up to `highest`
+    /// has one, the lowest whose entry went one node timeout without a renewal.
+    async fn take_lowest_free(&self, highest: u16) -> anyhow::Result<(u16, u64)> {
+        for node in 0..=highest {
+            if self.entry(node).await?.is_none() {
+                if let Take::Taken(revision) = self.create(node).await? {
+                    return Ok((node, revision));
+                }
+            }
+        }
+        let mut entries = Vec::new();
+        for node in 0..=highest {
+            if let Some(entry) = self.entry(node).await? {
+                entries.push((node, entry));
+            }
+        }
+        tokio::time::sleep(self.node_timeout + renewal_period(self.node_timeout)).await;
+        for (node, seen) in entries {
+            let unchanged = self
+                .entry(node)
+                .await?
+                .is_some_and(|now| now.revision == seen.revision);
+            if unchanged {
+                if let Take::Taken(revision) = self.take_over(node, &seen).await? {
+                    return Ok((node, revision));
+                }
+            }
+        }
+        bail!(
+            "no free node id: every id from 0 to {highest} is held by a running node (give one with --node-id, or fewer --shards)"
+        )
+    }
+
+    /// The lease entry of `node`, `None` when it has none (or a deleted one).
+    async fn entry(&self, node: u16) -> anyhow::Result<Option<kv::Entry>> {
+        let entry = self
+            .store
+            .entry(node.to_string())
+            .await
+            .with_context(|| format!("cannot read the lease of node id {node}"))?;
+        Ok(entry.filter(|entry| entry.operation == kv::Operation::Put))
+    }
+
+    /// Creates the entry of a free id (a create fails if another node made it first).
+    async fn create(&self, node: u16) -> anyhow::Result<Take> {
+        match self
+            .store
+            .create(node.to_string(), self.renewed_now())
+            .await
+        {
+            Ok(revision) => Ok(Take::Taken(revision)),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(Take::Raced),
+            Err(e) => Err(anyhow!("cannot take the lease of node id {node}: {e}")),
+        }
+    }
+
+    /// Replaces a stale entry, if it is still the one seen (compare-and-set).
+    async fn take_over(&self, node: u16, stale: &kv::Entry) -> anyhow::Result<Take> {
+        match self
+            .store
+            .update(node.to_string(), self.renewed_now(), stale.revision)
+            .await
+        {
+            Ok(revision) => {
+                let stale = Holder::decode(&stale.value);
+                info!(node, stale = %stale.place, "took over the node id from a node that stopped renewing it");
+                Ok(Take::Taken(revision))
+            }
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(Take::Raced),
+            Err(e) => Err(anyhow!("cannot take over the lease of node id {node}: {e}")),
+        }
+    }
+
+    /// Watches the entry of `node` for one node timeout and one renewal period: the
+    /// entry if it was renewed past revision `seen` (its holder is alive), `None` if
+    /// it stayed as it was.
+    async fn renewed_within(&self, node: u16, seen: u64) -> anyhow::Result<Option<kv::Entry>> {
+        let window = self.node_timeout + renewal_period(self.node_timeout);
+        let poll = renewal_period(self.node_timeout) / 2;
+        let deadline = tokio::time::Instant::now() + window;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(poll).await;
+            if let Some(entry) = self.entry(node).await? {
+                if entry.revision != seen {
+                    return Ok(Some(entry));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// This node's entry, renewed now.
+    fn renewed_now(&self) -> bytes::Bytes {
+        Holder {
+            renewed_micros: unix_micros(),
+            ..self.holder.clone()
+        }
+        .encode()
+    }
 }
 
 /// The lease bucket, created on first use: one revision per key is enough.
@@ -197,29 +321,6 @@ async fn open_bucket(jetstream: &jetstream::Context, bucket: &str) -> anyhow::Re
         .get_key_value(bucket)
         .await
         .map_err(|e| anyhow!("cannot open the node id bucket {bucket}: {e}"))
-}
-
-/// Watches `key` for `window`: the entry if it was renewed past `seen` (its holder is
-/// alive), `None` if it stayed as it was.
-async fn renewed_within(
-    store: &kv::Store,
-    key: &str,
-    seen: u64,
-    window: Duration,
-) -> anyhow::Result<Option<kv::Entry>> {
-    let poll = renewal_period(window) / 2;
-    let deadline = tokio::time::Instant::now() + window;
-    while tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(poll).await;
-        let entry = store
-            .entry(key)
-            .await
-            .with_context(|| format!("cannot read the lease of node id {key}"))?;
-        if let Some(entry) = entry.filter(|entry| entry.revision != seen) {
-            return Ok(Some(entry));
-        }
-    }
-    Ok(None)
 }
 
 /// The renewal task: renews every `period` until released, then deletes the entry

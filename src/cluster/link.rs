@@ -56,6 +56,8 @@ pub(super) struct Opened {
     /// This run of the node (see [`EventEnvelope::incarnation`]), as its lease names it.
     run: u64,
     lease: LeaseKeeper,
+    /// The node's number, as leased.
+    pub node: u16,
     client: async_nats::Client,
     jetstream: jetstream::Context,
     stream: stream::Stream,
@@ -66,18 +68,19 @@ pub(super) struct Opened {
 }
 
 /// Connects to the cluster's NATS servers, makes sure its stream and snapshot bucket
-/// exist, takes the node id's lease (or refuses: another live node holds it), and
-/// loads the latest snapshot. Errors say which step failed and where.
+/// exist, takes the node id's lease (the configured id, or the lowest free one; or
+/// refuses: another live node holds it), and loads the latest snapshot for a node
+/// with `shard_count` shards. Errors say which step failed and where.
 pub(super) async fn open(
     cluster: &ClusterConfig,
     network_name: &str,
-    layout: Layout,
+    shard_count: u16,
     server_bans: Vec<crate::state::network::ServerBan>,
 ) -> anyhow::Result<Opened> {
     let subjects = Subjects::for_network(network_name);
     let (events_tx, connection_events) = mpsc::unbounded_channel();
     let mut options = async_nats::ConnectOptions::new()
-        .name(format!("ringchat {network_name} node {}", layout.node))
+        .name(format!("ringchat {network_name} node"))
         .connection_timeout(CONNECT_TIMEOUT)
         .max_reconnects(None)
         .event_callback(move |event| {
@@ -117,14 +120,27 @@ pub(super) async fn open(
             )
         })?;
     let run = unix_micros();
-    let lease = lease::acquire(
+    let wanted = if cluster.pick_node_id {
+        // Shards and node numbers share the places of a channel's member set.
+        let highest = Layout::MAX_PLACES.saturating_sub(usize::from(shard_count) + 1);
+        lease::Wanted::LowestFree {
+            highest: u16::try_from(highest).unwrap_or(u16::MAX),
+        }
+    } else {
+        lease::Wanted::Exactly(cluster.node)
+    };
+    let (lease, node) = lease::acquire(
         &jetstream,
         &subjects.node_ids,
-        layout.node,
+        wanted,
         run,
         cluster.node_timeout,
     )
     .await?;
+    if cluster.pick_node_id {
+        info!(node, "took the lowest free node id");
+    }
+    let layout = Layout { node, shard_count };
     let snapshots = match jetstream.get_object_store(&subjects.snapshots).await {
         Ok(store) => store,
         Err(_) => jetstream
@@ -154,6 +170,7 @@ pub(super) async fn open(
     Ok(Opened {
         run,
         lease,
+        node,
         client,
         jetstream,
         stream,
