@@ -336,6 +336,8 @@ async fn keep(
 ) {
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Renewals failing in a row (NATS out of reach): warned about once, not per tick.
+    let mut failing = false;
     loop {
         tokio::select! {
             done = &mut release => {
@@ -351,7 +353,11 @@ async fn keep(
             }
             _ = tick.tick(), if !lost.load(Ordering::Acquire) => {
                 holder.renewed_micros = unix_micros();
-                match store.update(key.as_str(), holder.encode(), revision).await {
+                let renewal = store.update(key.as_str(), holder.encode(), revision).await;
+                if renewal.is_ok() && std::mem::take(&mut failing) {
+                    info!(node = %key, "renewing the node id lease again");
+                }
+                match renewal {
                     Ok(renewed) => revision = renewed,
                     Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
                         // A renewal whose acknowledgement was lost still counts: the
@@ -369,7 +375,11 @@ async fn keep(
                         }
                     }
                     // Out of reach for now: the next tick tries again.
-                    Err(e) => warn!(node = %key, error = %e, "cannot renew the node id lease; retrying"),
+                    Err(e) if !failing => {
+                        failing = true;
+                        warn!(node = %key, error = %e, "cannot renew the node id lease; retrying");
+                    }
+                    Err(_) => {}
                 }
             }
         }
