@@ -140,6 +140,11 @@ e2e! {
             alice.expect(&format!("@label=self :alice!~alice@127.0.0.1 {command} alice :me"));
             alice.expect(&format!(":alice!~alice@127.0.0.1 {command} alice :me"));
         }
+        let mut tagger = register_with_caps(&server, "tagger", "labeled-response batch echo-message message-tags");
+        tagger.send("@label=tag;+typing=active TAGMSG tagger");
+        let (echo, delivered) = (tagger.line(), tagger.line());
+        assert!(echo.contains("label=tag") && echo.ends_with(" TAGMSG tagger"), "{echo}");
+        assert!(!delivered.contains("label=") && delivered.ends_with(" TAGMSG tagger"), "{delivered}");
         let mut plain = register_with_caps(&server, "plain", "labeled-response batch");
         plain.send("@label=quiet PRIVMSG plain :me");
         plain.expect("@label=quiet :ringchat.local ACK");
