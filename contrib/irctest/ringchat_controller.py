@@ -6,9 +6,11 @@ directory on ``PYTHONPATH`` and passes that name. Only this file and ``run``
 belong to ringchat; irctest itself is a separate checkout.
 
 The configuration mirrors what irctest's own controllers give ngIRCd and
-InspIRCd: one operator ``operuser``/``operpassword``, a TLS listener beside the
-plaintext one (irctest's self-signed certificate), an optional connection
-password, ``ascii`` casemapping (ringchat's only one). It also turns off what
+InspIRCd: the server name and description the cases expect, one operator
+``operuser``/``operpassword``, a TLS listener beside the plaintext one (with a
+self-signed certificate made per case), an optional connection password, and
+``--utf8-only`` (as Ergo's ``enforce-utf8``: utf8.py's cases run only against a
+server that advertises ``UTF8ONLY``). It also turns off what
 would only slow the suite down or refuse its clients: flood control (irctest
 sends bursts; fake lag would make cases wait, not fail) and the per-source
 connection limits (every case connects many clients from 127.0.0.1).
