@@ -71,6 +71,8 @@ pub struct Config {
     pub sts: Option<StsPolicy>,
     /// The server's name, the source of numerics.
     pub server_name: String,
+    /// The server's description in WHOIS (312) and LINKS (364).
+    pub server_info: String,
     /// The network name in 001 and ISUPPORT.
     pub network: String,
     /// Connection password (PASS), if any.
@@ -172,8 +174,12 @@ impl FloodPolicy {
 pub struct ClusterConfig {
     /// NATS server URLs (`nats://host:port`).
     pub servers: Vec<String>,
-    /// This node's number, unique in the cluster.
+    /// This node's number, unique in the cluster. With `pick_node_id`, the number the
+    /// node was given when it joined (0 until then).
     pub node: u16,
+    /// `--node-id` was not given: at start the node takes the lowest number that no
+    /// live node holds ([`crate::cluster::lease`]) and sets `node` to it.
+    pub pick_node_id: bool,
     /// A NATS `.creds` file, if the servers require one.
     pub credentials: Option<PathBuf>,
     /// CA certificates for TLS to NATS; TLS is required when set.

@@ -54,7 +54,7 @@ impl Server {
     /// duplicate shares the one accept queue, so whichever shard is free takes the next
     /// connection. Binding fresh `SO_REUSEPORT` sockets beside it instead would need
     /// the privilege to bind the port, which socket activation exists to avoid.
-    pub fn start_on(config: Config, inherited: Vec<TcpListener>) -> anyhow::Result<Server> {
+    pub fn start_on(mut config: Config, inherited: Vec<TcpListener>) -> anyhow::Result<Server> {
         check_config(&config).map_err(|invalid| anyhow!("--{invalid}"))?;
         let with_tls = !config.tls_listen.is_empty();
         let driver = choose_driver(config.io, with_tls)?;
@@ -87,6 +87,10 @@ impl Server {
             Some(_) => Some(crate::cluster::Joining::open(&config)?),
             None => None,
         };
+        // Without --node-id the node's number is the one its lease was given.
+        if let (Some(cluster), Some(joining)) = (config.cluster.as_mut(), &joining) {
+            cluster.node = joining.node;
+        }
         let shared = Arc::new(match &joining {
             Some(joining) => Shared::starting_from(config, joining.network.clone()),
             None => Shared::new(config),

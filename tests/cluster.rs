@@ -97,6 +97,7 @@ fn cluster(nats: &Nats, node: u16) -> ClusterConfig {
     ClusterConfig {
         servers: vec![nats.url()],
         node,
+        pick_node_id: false,
         credentials: None,
         ca: None,
         node_timeout: Duration::from_secs(1),
@@ -127,6 +128,48 @@ fn node_on(
         config.cluster = Some(cluster(nats, number));
         adjust(config);
     })
+}
+
+/// Node `id` as a ringchat process (one shard, node timeout 1 s) on a free port,
+/// with `extra` flags: the child, its address, and its stderr lines as they come
+/// (read to the end by a thread, so the node never writes into a closed pipe).
+fn spawn_node(
+    nats: &Nats,
+    id: u16,
+    extra: &[&str],
+) -> (Child, SocketAddr, std::sync::mpsc::Receiver<String>) {
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringchat"))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--shards", "1"])
+        .args(["--cluster", &nats.url(), "--node-id", &id.to_string()])
+        .args(["--node-timeout", "1"])
+        .args(extra)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn a ringchat node");
+    let stderr = child.stderr.take().expect("piped");
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    (child, addr, lines_rx)
+}
+
+/// Waits for a stderr line of a spawned node that contains `needle`.
+fn wait_for_line(lines: &std::sync::mpsc::Receiver<String>, needle: &str) -> String {
+    loop {
+        let line = lines
+            .recv_timeout(HANG)
+            .unwrap_or_else(|_| panic!("the node never logged {needle:?}"));
+        if line.contains(needle) {
+            return line;
+        }
+    }
 }
 
 /// Reads until a line contains `needle`, returning it.
@@ -331,35 +374,10 @@ fn channel_modes_and_kick_apply_across_nodes() {
 fn a_node_killed_with_sigkill_quits_its_users_on_the_others() {
     let nats = Nats::start();
     let zero = node(&nats, 0);
-    let (port, metrics_port) = (free_port(), free_port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ringchat"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--shards", "1"])
-        .args(["--metrics", &format!("127.0.0.1:{metrics_port}")])
-        .args([
-            "--cluster",
-            &nats.url(),
-            "--node-id",
-            "1",
-            "--node-timeout",
-            "1",
-        ])
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn a ringchat node");
-    let stderr = child.stderr.take().expect("piped");
-    let (started_tx, started_rx) = std::sync::mpsc::channel();
-    // Read stderr to the end, so the node never writes into a closed pipe.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("ringchat started") {
-                let _ = started_tx.send(());
-            }
-        }
-    });
-    started_rx.recv_timeout(HANG).expect("the node started");
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+    let metrics_port = free_port();
+    let metrics = format!("127.0.0.1:{metrics_port}");
+    let (mut child, addr, stderr) = spawn_node(&nats, 1, &["--metrics", &metrics]);
+    wait_for_line(&stderr, "ringchat started");
     let mut doomed = Client::register(Client::connect(addr), "doomed");
     doomed.send("JOIN #c");
     line_containing(&mut doomed, " 366 ");
@@ -567,6 +585,7 @@ fn a_node_whose_nats_server_is_unreachable_refuses_to_start_with_one_line() {
     config.cluster = Some(ClusterConfig {
         servers: vec![unreachable.clone()],
         node: 0,
+        pick_node_id: false,
         credentials: None,
         ca: None,
         node_timeout: Duration::from_secs(1),
@@ -581,4 +600,105 @@ fn a_node_whose_nats_server_is_unreachable_refuses_to_start_with_one_line() {
         "{message}"
     );
     assert!(!message.contains('\n'), "one line: {message}");
+}
+
+#[test]
+#[cfg_attr(
+    not(has_nats_server),
+    ignore = "nats-server is not installed (apt-get install nats-server)"
+)]
+fn a_second_node_with_a_live_nodes_id_exits_at_start_and_the_first_keeps_serving() {
+    let nats = Nats::start();
+    let zero = node(&nats, 0);
+    let mut alice = zero.register("alice");
+    alice.send("JOIN #c");
+    line_containing(&mut alice, " 366 ");
+
+    let (mut twin, _, stderr) = spawn_node(&nats, 0, &[]);
+    // The refusal comes within one renewal of the holder's lease (a quarter of its
+    // node timeout); 15 s bounds the wait, as the promise says.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = twin.try_wait().expect("wait for the twin") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a node with a live node's id still runs after 15 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success(), "{status}");
+    let refusal = wait_for_line(&stderr, "--node-id 0");
+    assert!(
+        refusal.contains("in use by a running node")
+            && refusal.contains(&format!("pid {}", std::process::id())),
+        "names the id and the other node: {refusal}"
+    );
+
+    let mut bob = zero.register("bob");
+    bob.send("JOIN #c");
+    line_containing(&mut bob, " 366 ");
+    line_containing(&mut alice, ":bob!");
+    bob.send("PRIVMSG #c :still one network");
+    assert!(line_containing(&mut alice, "PRIVMSG #c").ends_with(":still one network"));
+}
+
+#[test]
+#[cfg_attr(
+    not(has_nats_server),
+    ignore = "nats-server is not installed (apt-get install nats-server)"
+)]
+fn an_id_freed_by_a_killed_node_is_taken_over_after_the_node_timeout() {
+    let nats = Nats::start();
+    let zero = node(&nats, 0);
+    let (mut killed, addr, stderr) = spawn_node(&nats, 1, &[]);
+    wait_for_line(&stderr, "ringchat started");
+    let mut doomed = Client::register(Client::connect(addr), "doomed");
+    doomed.send("PING :barrier");
+    line_containing(&mut doomed, "barrier");
+    killed.kill().expect("SIGKILL");
+    let _ = killed.wait();
+
+    // Its lease is never given back: the new node waits one node timeout without a
+    // renewal, then takes it over.
+    let one = node(&nats, 1);
+    let mut carol = one.register("carol");
+    carol.send("JOIN #c");
+    line_containing(&mut carol, " 366 ");
+    let mut alice = zero.register("alice");
+    alice.send("JOIN #c");
+    line_containing(&mut alice, " 366 ");
+    line_containing(&mut carol, ":alice!");
+    carol.send("PRIVMSG #c :id 1 again");
+    assert!(line_containing(&mut alice, "PRIVMSG #c").ends_with(":id 1 again"));
+}
+
+#[test]
+#[cfg_attr(
+    not(has_nats_server),
+    ignore = "nats-server is not installed (apt-get install nats-server)"
+)]
+fn nodes_started_without_an_id_take_the_lowest_free_ones_and_chat() {
+    let nats = Nats::start();
+    let without_id = |config: &mut ringchat::config::Config| {
+        if let Some(cluster) = config.cluster.as_mut() {
+            cluster.pick_node_id = true;
+        }
+    };
+    let first = node_with(&nats, 0, without_id);
+    let second = node_with(&nats, 0, without_id);
+    let mut alice = first.register("alice");
+    let mut bob = second.register("bob");
+    alice.send("STATS C");
+    assert!(line_containing(&mut alice, " 249 ").contains("cluster node=0 "));
+    bob.send("STATS C");
+    assert!(line_containing(&mut bob, " 249 ").contains("cluster node=1 "));
+    alice.send("JOIN #c");
+    line_containing(&mut alice, " 366 ");
+    bob.send("JOIN #c");
+    line_containing(&mut bob, " 366 ");
+    line_containing(&mut alice, ":bob!");
+    bob.send("PRIVMSG #c :two nodes, two ids");
+    assert!(line_containing(&mut alice, "PRIVMSG #c").ends_with(":two nodes, two ids"));
 }

@@ -311,7 +311,7 @@ e2e! {
         alice.send("INFO elsewhere.example");
         alice.expect(&format!("{S} 402 alice elsewhere.example :No such server"));
         alice.send("LINKS");
-        alice.expect(&format!("{S} 364 alice * ringchat.local :0 ringchat IRC server"));
+        alice.expect(&format!("{S} 364 alice ringchat.local ringchat.local :0 ringchat IRC server"));
         alice.expect(&format!("{S} 365 alice * :End of /LINKS list"));
     }
 
@@ -350,8 +350,10 @@ e2e! {
         let masks = ["#a*"; 9].join(",");
         modern.send(&format!("LIST {masks}"));
         modern.expect(&format!("{S} FAIL LIST INVALID_PARAMS :At most 8 masks of at most 64 bytes"));
+        modern.expect(&format!("{S} 323 modern :End of /LIST"));
         plain.send(&format!("LIST {masks}"));
         plain.expect(&format!("{S} NOTICE plain :LIST: At most 8 masks of at most 64 bytes"));
+        plain.expect(&format!("{S} 323 plain :End of /LIST"));
         modern.send("MONITOR ?");
         modern.expect(&format!("{S} FAIL MONITOR INVALID_PARAMS :MONITOR takes +, -, C, L or S"));
         plain.send("SETNAME :");

@@ -164,6 +164,7 @@ e2e! {
         let masks = ["#a*"; 9].join(",");
         alice.send(&format!("LIST {masks}"));
         alice.expect(&format!("{S} NOTICE alice :LIST: At most 8 masks of at most 64 bytes"));
+        alice.expect(&format!("{S} 323 alice :End of /LIST"));
         alice.send("WHOIS a,b,c,d,e,f,g");
         let replies = alice.skip_until(|line| line.contains(" 407 "));
         assert_eq!(replies.iter().filter(|l| has_numeric(l, "401")).count(), 5);

@@ -135,6 +135,27 @@ e2e! {
         sync(&mut alice, &mut bob);
     }
 
+    fn kick_pairs_channels_with_users_and_drops_users_past_targmax(setup) {
+        let server = setup.start();
+        let mut alice = server.register("alice");
+        let mut bob = server.register("bob");
+        join_all("#a", &mut [&mut alice, &mut bob]);
+        join_all("#b", &mut [&mut alice, &mut bob]);
+        alice.send("KICK #a,#b bob,bob :twice");
+        alice.expect(":alice!~alice@127.0.0.1 KICK #a bob :twice");
+        alice.expect(":alice!~alice@127.0.0.1 KICK #b bob :twice");
+        bob.expect(":alice!~alice@127.0.0.1 KICK #a bob :twice");
+        bob.expect(":alice!~alice@127.0.0.1 KICK #b bob :twice");
+        alice.send("KICK #a,#b bob :unpaired");
+        alice.expect(&format!("{S} 461 alice KICK :Not enough parameters"));
+        // TARGMAX=KICK:4: the fifth user and later ones are dropped silently.
+        alice.send("KICK #a n1,n2,n3,n4,n5");
+        for nick in ["n1", "n2", "n3", "n4"] {
+            alice.expect(&format!("{S} 401 alice {nick} :No such nick/channel"));
+        }
+        alice.expect_nothing();
+    }
+
     fn kick_without_a_reason_uses_the_kickers_nick(setup) {
         let server = setup.start();
         let (mut alice, mut bob) = (server.register("alice"), server.register("bob"));
@@ -294,6 +315,15 @@ e2e! {
         alice.expect(":alice!~alice@127.0.0.1 MODE #c -n");
         dave.send("PRIVMSG #c :from outside");
         alice.expect(":dave!~dave@127.0.0.1 PRIVMSG #c :from outside");
+    }
+
+    fn a_refused_key_is_never_repeated_in_696(setup) {
+        let server = setup.start();
+        let mut alice = server.register("alice");
+        join_all("#c", &mut [&mut alice]);
+        alice.send(&format!("MODE #c +k :{}", "long".repeat(100)));
+        alice.expect(&format!("{S} 696 alice #c k * :Invalid mode parameter"));
+        alice.expect_nothing();
     }
 
     fn a_key_is_needed_to_join_a_keyed_channel(setup) {

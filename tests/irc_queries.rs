@@ -118,7 +118,7 @@ e2e! {
         alice.send("WHOIS BOB");
         alice.expect(&format!("{S} 311 alice bob ~bob 127.0.0.1 * :bob test"));
         alice.expect(&format!("{S} 319 alice bob :@#c #d"));
-        alice.expect(&format!("{S} 312 alice bob ringchat.local :ringchat"));
+        alice.expect(&format!("{S} 312 alice bob ringchat.local :ringchat IRC server"));
         let idle = alice.expect_numeric("317");
         let fields: Vec<&str> = idle.split(' ').collect();
         assert_eq!(fields[2..4], ["alice", "bob"], "{idle}");
@@ -150,6 +150,33 @@ e2e! {
         alice.expect(&format!("{S} 461 alice WHOIS :Not enough parameters"));
     }
 
+    fn who_mask_matches_user_names_and_hosts_but_hides_invisible_strangers(setup) {
+        let server = setup.start();
+        let mut zed = server.connect();
+        zed.nick = "zed".into();
+        zed.send("NICK zed");
+        zed.send("USER ident 0 * :Zed Real");
+        zed.skip_until(|line| has_numeric(line, "422"));
+        let mut asker = server.register("asker");
+        let zed_row = format!("{S} 352 asker * ~ident 127.0.0.1 ringchat.local zed H :0 Zed Real");
+        asker.send("WHO *ident");
+        asker.expect(&zed_row);
+        asker.expect(&format!("{S} 315 asker *ident :End of WHO list"));
+        asker.send("WHO 127.0.0.1");
+        asker.expect(&format!("{S} 352 asker * ~asker 127.0.0.1 ringchat.local asker H :0 asker test"));
+        asker.expect(&zed_row);
+        asker.expect(&format!("{S} 315 asker 127.0.0.1 :End of WHO list"));
+
+        zed.send("MODE zed +i");
+        zed.expect(":zed!~ident@127.0.0.1 MODE zed +i");
+        asker.send("WHO 127.0.0.1");
+        asker.expect_numeric("352");
+        asker.expect(&format!("{S} 315 asker 127.0.0.1 :End of WHO list"));
+        asker.send("WHO zed");
+        asker.expect(&zed_row);
+        asker.expect(&format!("{S} 315 asker zed :End of WHO list"));
+    }
+
     // ---- LIST ----------------------------------------------------------------------
 
     fn list_shows_channels_with_counts_and_topics_and_filters_them(setup) {
@@ -178,6 +205,41 @@ e2e! {
             let reply = bob.expect_numeric("322");
             assert!(reply.starts_with(&format!("{S} 322 bob {shown} ")), "{query}: {reply}");
             bob.expect_numeric("323");
+        }
+    }
+
+    fn list_filters_on_channel_and_topic_age(setup) {
+        let server = setup.start();
+        let mut alice = server.register("alice");
+        join_all("#fresh", &mut [&mut alice]);
+        join_all("#topical", &mut [&mut alice]);
+        alice.send("TOPIC #topical :said");
+        alice.expect(":alice!~alice@127.0.0.1 TOPIC #topical :said");
+        for (query, shown) in [
+            ("LIST C<60", &["#fresh", "#topical"][..]),
+            ("LIST C>60", &[][..]),
+            ("LIST T<60", &["#topical"][..]),
+            ("LIST T>60", &[][..]),
+        ] {
+            alice.send(query);
+            alice.expect_numeric("321");
+            for name in shown {
+                let reply = alice.expect_numeric("322");
+                assert!(reply.starts_with(&format!("{S} 322 alice {name} ")), "{query}: {reply}");
+            }
+            alice.expect_numeric("323");
+        }
+    }
+
+    fn a_refused_list_still_ends_with_323(setup) {
+        let server = setup.start();
+        let mut alice = server.register("alice");
+        let too_many = ["#a*"; 9].join(",");
+        let too_long = format!("#{}", "a".repeat(65));
+        for query in [format!("LIST {too_many}"), format!("LIST {too_long}")] {
+            alice.send(&query);
+            alice.expect(&format!("{S} NOTICE alice :LIST: At most 8 masks of at most 64 bytes"));
+            alice.expect(&format!("{S} 323 alice :End of /LIST"));
         }
     }
 
@@ -220,6 +282,26 @@ e2e! {
         bob.expect_numeric("305");
         alice.expect(":bob!~bob@127.0.0.1 AWAY");
         alice.expect_nothing();
+        sync_nothing_from(&mut bob, &mut carol);
+    }
+
+    fn an_away_user_joining_is_shown_away_to_away_notify_members(setup) {
+        let server = setup.start();
+        let mut alice = server.register("alice");
+        let mut carol = server.register("carol");
+        alice.send("CAP REQ :away-notify");
+        alice.expect(&format!("{S} CAP alice ACK :away-notify"));
+        join_all("#c", &mut [&mut alice, &mut carol]);
+        let mut bob = server.register("bob");
+        bob.send("AWAY :gone fishing");
+        bob.expect_numeric("306");
+        bob.send("JOIN #c");
+        bob.expect(":bob!~bob@127.0.0.1 JOIN #c");
+        bob.skip_until(|line| has_numeric(line, "366"));
+        alice.expect(":bob!~bob@127.0.0.1 JOIN #c");
+        alice.expect(":bob!~bob@127.0.0.1 AWAY :gone fishing");
+        carol.expect(":bob!~bob@127.0.0.1 JOIN #c");
+        bob.expect_nothing();
         sync_nothing_from(&mut bob, &mut carol);
     }
 

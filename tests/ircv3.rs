@@ -132,6 +132,34 @@ e2e! {
         assert!(whois.ends_with(":A New Name"), "{whois}");
     }
 
+    fn a_labeled_message_to_oneself_labels_only_the_echo(setup) {
+        let server = setup.start();
+        let mut alice = register_with_caps(&server, "alice", "labeled-response batch echo-message");
+        for command in ["PRIVMSG", "NOTICE"] {
+            alice.send(&format!("@label=self {command} alice :me"));
+            alice.expect(&format!("@label=self :alice!~alice@127.0.0.1 {command} alice :me"));
+            alice.expect(&format!(":alice!~alice@127.0.0.1 {command} alice :me"));
+        }
+        let mut tagger = register_with_caps(&server, "tagger", "labeled-response batch echo-message message-tags");
+        tagger.send("@label=tag;+typing=active TAGMSG tagger");
+        let (echo, delivered) = (tagger.line(), tagger.line());
+        assert!(echo.contains("label=tag") && echo.ends_with(" TAGMSG tagger"), "{echo}");
+        assert!(!delivered.contains("label=") && delivered.ends_with(" TAGMSG tagger"), "{delivered}");
+        let mut plain = register_with_caps(&server, "plain", "labeled-response batch");
+        plain.send("@label=quiet PRIVMSG plain :me");
+        plain.expect("@label=quiet :ringchat.local ACK");
+        plain.expect(":plain!~plain@127.0.0.1 PRIVMSG plain :me");
+    }
+
+    fn an_unknown_command_of_any_printable_word_gets_a_labeled_421(setup) {
+        let server = setup.start();
+        let mut alice = register_with_caps(&server, "alice", "labeled-response batch");
+        alice.send("@label=what NONEXISTENT_COMMAND");
+        alice.expect("@label=what :ringchat.local 421 alice NONEXISTENT_COMMAND :Unknown command");
+        alice.send("NO-SUCH.THING x");
+        alice.expect(":ringchat.local 421 alice NO-SUCH.THING :Unknown command");
+    }
+
     fn labeled_responses_are_labeled_acked_or_batched(setup) {
         let server = setup.start();
         let mut alice = register_with_caps(&server, "alice", "labeled-response batch");

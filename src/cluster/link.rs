@@ -14,6 +14,7 @@
 //! - sends heartbeats and declares nodes lost that stop sending them;
 //! - tells the shards, and through them the users, when NATS is out of reach.
 
+use super::lease::{self, LeaseKeeper};
 use super::order::Reorder;
 use super::wire::{self, EventEnvelope, MessageBody, MessageHeader, Subjects};
 use crate::config::ClusterConfig;
@@ -49,8 +50,14 @@ const STALLED_TICKS: u32 = 3;
 /// Bounds the cluster connection's wait for an unreachable server at start.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What the connection opened at start: the NATS handles and the state to start from.
+/// What the connection opened at start: the NATS handles, the node id's lease and
+/// the state to start from.
 pub(super) struct Opened {
+    /// This run of the node (see [`EventEnvelope::incarnation`]), as its lease names it.
+    run: u64,
+    lease: LeaseKeeper,
+    /// The node's number, as leased.
+    pub node: u16,
     client: async_nats::Client,
     jetstream: jetstream::Context,
     stream: stream::Stream,
@@ -61,17 +68,19 @@ pub(super) struct Opened {
 }
 
 /// Connects to the cluster's NATS servers, makes sure its stream and snapshot bucket
-/// exist, and loads the latest snapshot. Errors say which step failed and where.
+/// exist, takes the node id's lease (the configured id, or the lowest free one; or
+/// refuses: another live node holds it), and loads the latest snapshot for a node
+/// with `shard_count` shards. Errors say which step failed and where.
 pub(super) async fn open(
     cluster: &ClusterConfig,
     network_name: &str,
-    layout: Layout,
+    shard_count: u16,
     server_bans: Vec<crate::state::network::ServerBan>,
 ) -> anyhow::Result<Opened> {
     let subjects = Subjects::for_network(network_name);
     let (events_tx, connection_events) = mpsc::unbounded_channel();
     let mut options = async_nats::ConnectOptions::new()
-        .name(format!("ringchat {network_name} node {}", layout.node))
+        .name(format!("ringchat {network_name} node"))
         .connection_timeout(CONNECT_TIMEOUT)
         .max_reconnects(None)
         .event_callback(move |event| {
@@ -110,6 +119,28 @@ pub(super) async fn open(
                 subjects.stream
             )
         })?;
+    let run = unix_micros();
+    let wanted = if cluster.pick_node_id {
+        // Shards and node numbers share the places of a channel's member set.
+        let highest = Layout::MAX_PLACES.saturating_sub(usize::from(shard_count) + 1);
+        lease::Wanted::LowestFree {
+            highest: u16::try_from(highest).unwrap_or(u16::MAX),
+        }
+    } else {
+        lease::Wanted::Exactly(cluster.node)
+    };
+    let (lease, node) = lease::acquire(
+        &jetstream,
+        &subjects.node_ids,
+        wanted,
+        run,
+        cluster.node_timeout,
+    )
+    .await?;
+    if cluster.pick_node_id {
+        info!(node, "took the lowest free node id");
+    }
+    let layout = Layout { node, shard_count };
     let snapshots = match jetstream.get_object_store(&subjects.snapshots).await {
         Ok(store) => store,
         Err(_) => jetstream
@@ -137,6 +168,9 @@ pub(super) async fn open(
         None => Network::with_server_bans(layout, server_bans),
     };
     Ok(Opened {
+        run,
+        lease,
+        node,
         client,
         jetstream,
         stream,
@@ -196,6 +230,8 @@ struct Link {
     node: u16,
     /// This run of the node (see [`EventEnvelope::incarnation`]).
     incarnation: u64,
+    /// The node id's lease, renewed in the background; given back at leave.
+    lease: LeaseKeeper,
     endpoint: u16,
     shards: u16,
     subjects: Subjects,
@@ -262,7 +298,8 @@ impl Link {
         Ok(Link {
             subjects: Subjects::for_network(&shared.config.network),
             node,
-            incarnation: unix_micros(),
+            incarnation: opened.run,
+            lease: opened.lease,
             endpoint,
             shards,
             client: opened.client,
@@ -813,8 +850,12 @@ impl Link {
         self.propose(self.endpoint, 0, at_unix, event).await;
     }
 
-    /// Heartbeat, lost nodes, a held event's deadline, counters.
+    /// Heartbeat, lost nodes, a held event's deadline, counters; a node whose id was
+    /// taken over stops.
     async fn tick(&mut self) {
+        if self.lease.is_lost() {
+            self.shared.begin_shutdown();
+        }
         let beat = wire::encode(&(self.node, self.incarnation));
         if self.state().is_connected() {
             let _ = self
@@ -971,7 +1012,8 @@ impl Link {
     /// `NodeLost` for this node, and waits (bounded) for it to be stored.
     async fn leave(&mut self) {
         self.publish_from_shards().await;
-        if !self.state().is_connected() {
+        // A node whose id was taken over must not quit the new holder's users.
+        if !self.state().is_connected() || self.lease.is_lost() {
             return;
         }
         let envelope = EventEnvelope {
@@ -996,6 +1038,7 @@ impl Link {
             Ok(Err(e)) => warn!(error = %e, "could not tell the cluster this node is leaving"),
             Err(_) => warn!("timed out telling the cluster this node is leaving"),
         }
+        self.lease.release().await;
         let _ = tokio::time::timeout(LEAVE_WAIT, self.client.flush()).await;
     }
 

@@ -13,15 +13,20 @@
 //! needs; heartbeats on core NATS detect a node that stopped, and a `NodeLost` event
 //! quits its users once.
 //!
-//! Layout: [`wire`] (what crosses), [`order`] (cross-node ordering, pure), and
-//! [`link`] (the thread that talks to NATS). Alone, none of this runs.
+//! A node serves only while it holds its `--node-id` ([`lease`]): a second node
+//! started with a live node's id refuses to start, naming the other.
+//!
+//! Layout: [`wire`] (what crosses), [`order`] (cross-node ordering, pure),
+//! [`lease`] (one node per id), and [`link`] (the thread that talks to NATS).
+//! Alone, none of this runs.
 
+pub mod lease;
 pub mod link;
 pub mod order;
 pub mod wire;
 
 use crate::config::{ClusterConfig, Config};
-use crate::state::network::{Layout, Network};
+use crate::state::network::Network;
 use crate::state::Shared;
 use anyhow::{anyhow, Context};
 use std::sync::mpsc;
@@ -31,6 +36,8 @@ use std::thread::JoinHandle;
 /// A node that has opened its cluster connection and loaded the state to start
 /// from, but whose shards do not run yet; see [`Joining::open`].
 pub struct Joining {
+    /// The node's number: `--node-id`, or the lowest free one it was given.
+    pub node: u16,
     /// The replica the shards start from.
     pub network: Network,
     shared_tx: tokio::sync::oneshot::Sender<Arc<Shared>>,
@@ -57,10 +64,7 @@ impl Joining {
             .cluster
             .clone()
             .ok_or_else(|| anyhow!("not configured as a cluster node"))?;
-        let layout = Layout {
-            node: cluster.node,
-            shard_count: config.shards as u16,
-        };
+        let shard_count = config.shards as u16;
         let network_name = config.network.clone();
         let bans = config.server_bans.clone();
         let (opened_tx, opened_rx) = mpsc::channel();
@@ -82,7 +86,7 @@ impl Joining {
                 runtime.block_on(run_link(
                     cluster,
                     network_name,
-                    layout,
+                    shard_count,
                     bans,
                     opened_tx,
                     shared_rx,
@@ -90,10 +94,11 @@ impl Joining {
                 ));
             })
             .context("cannot start the cluster link thread")?;
-        let network = opened_rx
+        let (node, network) = opened_rx
             .recv()
             .map_err(|_| anyhow!("the cluster link ended while connecting"))??;
         Ok(Joining {
+            node,
             network,
             shared_tx,
             ready_rx,
@@ -117,22 +122,23 @@ impl Joining {
 }
 
 async fn run_link(
-    cluster: ClusterConfig,
+    mut cluster: ClusterConfig,
     network_name: String,
-    layout: Layout,
+    shard_count: u16,
     bans: Vec<crate::state::network::ServerBan>,
-    opened_tx: mpsc::Sender<anyhow::Result<Network>>,
+    opened_tx: mpsc::Sender<anyhow::Result<(u16, Network)>>,
     shared_rx: tokio::sync::oneshot::Receiver<Arc<Shared>>,
     ready_tx: mpsc::Sender<anyhow::Result<()>>,
 ) {
-    let opened = match link::open(&cluster, &network_name, layout, bans).await {
+    let opened = match link::open(&cluster, &network_name, shard_count, bans).await {
         Ok(opened) => opened,
         Err(e) => {
             let _ = opened_tx.send(Err(e));
             return;
         }
     };
-    let _ = opened_tx.send(Ok(opened.network.clone()));
+    cluster.node = opened.node;
+    let _ = opened_tx.send(Ok((opened.node, opened.network.clone())));
     let Ok(shared) = shared_rx.await else {
         return;
     };

@@ -26,6 +26,8 @@ pub struct Subjects {
     pub heartbeat: String,
     /// The object store bucket holding snapshots.
     pub snapshots: String,
+    /// The key-value bucket of node id leases ([`super::lease`]).
+    pub node_ids: String,
     /// Prefix of the per-node message subjects.
     node_prefix: String,
 }
@@ -49,6 +51,7 @@ impl Subjects {
             events: format!("ringchat.{token}.events"),
             heartbeat: format!("ringchat.{token}.heartbeat"),
             snapshots: format!("ringchat_{token}_snapshots"),
+            node_ids: format!("ringchat_{token}_node_ids"),
             node_prefix: format!("ringchat.{token}.node."),
         }
     }

@@ -63,30 +63,51 @@ pub fn topic(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     }
 }
 
-/// `KICK #c nick[,nick] [:reason]`: an operator removes members. Every member, the
-/// kicked one included, sees the KICK.
+/// Most users one KICK removes (ISUPPORT `TARGMAX=KICK:4`); further ones are
+/// dropped silently, as Modern IRC ("KICK message") allows. Each is one event.
+pub const MAX_KICK_TARGETS: usize = 4;
+
+/// `KICK #c nick[,nick] [:reason]`, or `KICK #a,#b nick,nick` (as many channels as
+/// users, paired in order; RFC 2812 §3.2.8): an operator removes members. Every
+/// member, the kicked one included, sees one KICK per user (Modern IRC: "The server
+/// MUST NOT send KICK messages with multiple channels or users to clients").
 pub fn kick(ctx: &mut Ctx<'_>, message: &Message<'_>) {
-    let name = String::from_utf8_lossy(message.param(0).unwrap_or_default()).into_owned();
+    let channels: Vec<String> = targets(message.param(0).unwrap_or_default())
+        .map(|name| String::from_utf8_lossy(name).into_owned())
+        .collect();
+    let nicks: Vec<String> = targets(message.param(1).unwrap_or_default())
+        .take(MAX_KICK_TARGETS)
+        .map(|nick| String::from_utf8_lossy(nick).into_owned())
+        .collect();
+    let paired = channels.len() == 1 || channels.len() == nicks.len().max(1);
+    if channels.is_empty() || nicks.is_empty() || !paired {
+        let reply = ctx
+            .numeric(ERR_NEEDMOREPARAMS)
+            .arg("KICK")
+            .trailing("Not enough parameters");
+        return ctx.reply(reply);
+    }
     let reason: Box<[u8]> = match message.param(2).filter(|r| !r.is_empty()) {
         Some(reason) => clip(reason, KICKLEN).into(),
         None => ctx.client().nick().as_bytes().into(),
     };
-    for nick in targets(message.param(1).unwrap_or_default()) {
-        let nick = String::from_utf8_lossy(nick);
+    for (index, nick) in nicks.iter().enumerate() {
+        let name = &channels[if channels.len() == 1 { 0 } else { index }];
         let outcome = ctx.shard.propose(Event::Kick {
             client: ctx.id,
             channel: name.as_str().into(),
-            target: nick.as_ref().into(),
+            target: nick.as_str().into(),
             reason: reason.clone(),
         });
         match outcome {
             Outcome::Refused(refusal @ (Refusal::NoSuchNick | Refusal::UserNotInChannel)) => {
-                reply_refusal(ctx, refusal, &name, &nick);
+                reply_refusal(ctx, refusal, name, nick);
             }
-            Outcome::Refused(refusal) => {
-                reply_refusal(ctx, refusal, &name, &nick);
+            Outcome::Refused(refusal) if channels.len() == 1 => {
+                reply_refusal(ctx, refusal, name, nick);
                 return;
             }
+            Outcome::Refused(refusal) => reply_refusal(ctx, refusal, name, nick),
             _ => {}
         }
     }
@@ -296,11 +317,15 @@ fn channel_mode(ctx: &mut Ctx<'_>, message: &Message<'_>, name: &str) {
         send_mask_list(ctx, channel, list);
     }
     for (letter, param) in &request.invalid {
+        // A refused key is a password: it is shown as `*`, never repeated (Modern IRC,
+        // "Key Channel Mode": a server SHOULD answer an invalid key with 696
+        // ERR_INVALIDMODEPARAM; Ergo and irctest's `testKeyValidation` expect `*`).
+        let shown = if *letter == 'k' { "*" } else { param.as_str() };
         let reply = ctx
             .numeric(ERR_INVALIDMODEPARAM)
             .arg(channel)
             .arg(letter.to_string())
-            .arg(param)
+            .arg(shown)
             .trailing("Invalid mode parameter");
         ctx.reply(reply);
     }

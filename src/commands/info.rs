@@ -162,14 +162,19 @@ pub fn info(ctx: &mut Ctx<'_>, message: &Message<'_>) {
 }
 
 /// `LINKS`: this server is the whole network, so one 364 (hop count 0), then 365.
+///
+/// RFC 1459 §4.3.3 and RFC 2812 §3.4.5: `364 <mask> <server> :<hopcount> <server
+/// info>`, the mask being the server listed and `<server>` the one it is linked
+/// through: for this server, itself twice, as InspIRCd and ngIRCd answer (and
+/// irctest's `testLinksSingleServer` checks); the server info is `--server-info`.
 pub fn links(ctx: &mut Ctx<'_>, _message: &Message<'_>) {
     let server = ctx.config().server_name.clone();
-    let network = ctx.config().network.clone();
+    let info = ctx.config().server_info.clone();
     let link = ctx
         .numeric(RPL_LINKS)
-        .arg("*")
         .arg(&server)
-        .trailing(format!("0 {network} IRC server"));
+        .arg(&server)
+        .trailing(format!("0 {info}"));
     ctx.reply(link);
     let end = ctx
         .numeric(RPL_ENDOFLINKS)

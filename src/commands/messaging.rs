@@ -169,7 +169,14 @@ fn to_nick(
     let sender = ctx.client();
     let outgoing = route.outgoing(sender.source(), nick.as_str(), msgid, sender.bot);
     echo(ctx, &outgoing);
-    ctx.shard.send_anywhere(recipient, outgoing);
+    if recipient == ctx.id {
+        // IRCv3 labeled-response, "Labeled responses": when a client sends a message
+        // to itself, only the echo-message acknowledgment carries the label; the
+        // delivered copy is a side effect, not a response.
+        ctx.send_side_effect(outgoing);
+    } else {
+        ctx.shard.send_anywhere(recipient, outgoing);
+    }
     if matches!(route.kind, Kind::Privmsg) {
         tell_away(ctx, recipient);
     }

@@ -23,6 +23,7 @@ mod whowas;
 use crate::config::Config;
 use crate::proto::caps::Cap;
 use crate::proto::numeric::*;
+use crate::proto::outgoing::Outgoing;
 use crate::proto::{LineBuilder, Message};
 use crate::shard::{Input, Shard};
 use crate::state::{Client, ClientId};
@@ -37,9 +38,23 @@ pub struct Ctx<'a> {
     pub id: ClientId,
     /// The injected clock.
     pub now: Instant,
+    /// Messages for the client itself that are side effects of its command, not
+    /// replies (a PRIVMSG it sent to its own nick): queued after its replies are
+    /// labeled, so they never carry the label. Empty unless the client talks to
+    /// itself; dropped with the `Ctx` at the end of the line.
+    side_effects: Vec<Outgoing>,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    fn new(shard: &'a mut Shard, id: ClientId, now: Instant) -> Ctx<'a> {
+        Ctx {
+            shard,
+            id,
+            now,
+            side_effects: Vec::new(),
+        }
+    }
+
     /// The client that sent the line. Slots are freed only by the connection's writer
     /// task, never while a handler runs, so the client is always there.
     pub fn client(&self) -> &Client {
@@ -89,6 +104,19 @@ impl Ctx<'_> {
     /// Queues a built line for this client.
     pub fn send(&mut self, line: Bytes) {
         self.shard.send(self.id, line);
+    }
+
+    /// Delivers `message` to this client as a side effect of its command, after its
+    /// replies (see [`Ctx::side_effects`]).
+    pub fn send_side_effect(&mut self, message: Outgoing) {
+        self.side_effects.push(message);
+    }
+
+    /// Queues the side effects, after the replies (and their label).
+    fn deliver_side_effects(&mut self) {
+        for mut message in std::mem::take(&mut self.side_effects) {
+            self.shard.send_message(self.id, &mut message);
+        }
     }
 }
 
@@ -205,10 +233,12 @@ fn dispatch(shard: &mut Shard, id: ClientId, message: &Message<'_>, now: Instant
     let label = labels::requested(shard, id, message);
     let mark = label.map(|_| labels::mark(shard, id));
     let before = Work::measure(shard, id);
-    run_command(Ctx { shard, id, now }, message);
+    let mut ctx = Ctx::new(shard, id, now);
+    run_command(&mut ctx, message);
     if let (Some(label), Some(mark)) = (label, mark) {
-        labels::label_replies(shard, id, label, mark);
+        labels::label_replies(ctx.shard, id, label, mark);
     }
+    ctx.deliver_side_effects();
     charge_for_work(shard, id, before, now);
 }
 
@@ -248,7 +278,7 @@ fn charge_for_work(shard: &mut Shard, id: ClientId, before: Work, now: Instant) 
     }
 }
 
-fn run_command(mut ctx: Ctx<'_>, message: &Message<'_>) {
+fn run_command(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let id = ctx.id;
     let now = ctx.now;
     let registered = ctx.client().is_registered();
@@ -263,12 +293,12 @@ fn run_command(mut ctx: Ctx<'_>, message: &Message<'_>) {
                 .trailing("Unknown command");
             ctx.reply(reply);
         } else {
-            not_registered(&mut ctx);
+            not_registered(ctx);
         }
         return;
     };
     if !registered && !command.before_registration {
-        not_registered(&mut ctx);
+        not_registered(ctx);
         return;
     }
     if message.params().len() < command.min_params {
@@ -293,7 +323,7 @@ fn run_command(mut ctx: Ctx<'_>, message: &Message<'_>) {
             client.activity.touch(now);
         }
     }
-    (command.handler)(&mut ctx, message);
+    (command.handler)(ctx, message);
 }
 
 /// Whether every part of `message` is UTF-8 (`--utf8-only`, ISUPPORT `UTF8ONLY`: the
@@ -315,7 +345,7 @@ fn not_registered(ctx: &mut Ctx<'_>) {
 
 /// Answers a line that was over the length limits (it was discarded).
 fn input_too_long(shard: &mut Shard, id: ClientId, now: Instant) {
-    let mut ctx = Ctx { shard, id, now };
+    let mut ctx = Ctx::new(shard, id, now);
     let reply = ctx
         .numeric(ERR_INPUTTOOLONG)
         .trailing("Input line was too long");

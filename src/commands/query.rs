@@ -4,7 +4,9 @@
 
 use super::channel::{all_prefixes, highest_prefix};
 use super::registration::{send_isupport, VERSION};
-use super::{targets, Ctx, MAX_LIST_MASKS, MAX_LIST_MASK_LEN, MAX_QUERY_TARGETS, MAX_WHO_MASK_LEN};
+use super::{
+    targets, unix_now, Ctx, MAX_LIST_MASKS, MAX_LIST_MASK_LEN, MAX_QUERY_TARGETS, MAX_WHO_MASK_LEN,
+};
 use crate::proto::caps::Cap;
 use crate::proto::mask::{has_wildcards, wildcard_match};
 use crate::proto::numeric::*;
@@ -146,28 +148,35 @@ fn who_rows(
             })
             .collect()
     } else {
+        // Modern IRC ("WHO message"): a mask that is not a channel matches users
+        // whose nickname, username, host or real name it matches (with or without
+        // wildcards). An exact nickname finds an invisible user too, as WHOIS
+        // does; every other match shows only the users the asker may see.
         let everyone = mask.is_empty() || mask == "0" || mask == "*";
         let wild = has_wildcards(mask.as_bytes());
+        let pattern = mask.as_bytes();
+        let matches = |field: &str| {
+            if wild {
+                wildcard_match(pattern, field.as_bytes())
+            } else {
+                field.eq_ignore_ascii_case(mask)
+            }
+        };
         network
             .users()
-            .filter(|(_, user)| {
-                if everyone {
-                    return true;
-                }
-                if !wild {
-                    return user.nick == *Caseless::new(mask);
-                }
-                let pattern = mask.as_bytes();
-                let full = user.source();
-                [user.nick.as_str(), &user.host, &user.realname, &full]
-                    .iter()
-                    .any(|field| wildcard_match(pattern, field.as_bytes()))
-            })
             .filter(|&(id, user)| {
-                !(everyone || wild)
-                    || !user.invisible
-                    || id == me
-                    || network.share_a_channel(me, id)
+                let exact_nick = !wild && user.nick == *Caseless::new(mask);
+                let found = everyone
+                    || exact_nick
+                    || [user.nick.as_str(), &user.user, &user.host, &user.realname]
+                        .into_iter()
+                        .any(matches)
+                    || (wild && matches(&user.source()));
+                found
+                    && (exact_nick
+                        || !user.invisible
+                        || id == me
+                        || network.share_a_channel(me, id))
             })
             .map(|(_, user)| WhoRow::new("*", user, None, status, now))
             .collect()
@@ -264,6 +273,7 @@ fn whois_one(ctx: &mut Ctx<'_>, nick: &str) {
         return;
     };
     let server = ctx.config().server_name.clone();
+    let server_info = ctx.config().server_info.clone();
     let network = ctx.config().network.clone();
     let mut replies = vec![ctx
         .numeric(RPL_WHOISUSER)
@@ -282,7 +292,7 @@ fn whois_one(ctx: &mut Ctx<'_>, nick: &str) {
         ctx.numeric(RPL_WHOISSERVER)
             .arg(&info.nick)
             .arg(&server)
-            .trailing(&network),
+            .trailing(&server_info),
     );
     if let Some(away) = &info.away {
         replies.push(ctx.numeric(RPL_AWAY).arg(&info.nick).trailing(away));
@@ -328,14 +338,52 @@ fn whois_one(ctx: &mut Ctx<'_>, nick: &str) {
     }
 }
 
-/// What LIST filters on (ELIST `M`, `N` and `U`): names or masks, negated masks,
-/// and member counts.
+/// What LIST filters on (ELIST `C`, `M`, `N`, `T` and `U`): names or masks, negated
+/// masks, member counts, and the ages of channels and of their topics.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct ListFilter {
     masks: Vec<String>,
     excluded: Vec<String>,
     more_than: Option<usize>,
     fewer_than: Option<usize>,
+    /// `C<n` and `C>n`: created less / more than n minutes ago.
+    created: AgeBounds,
+    /// `T<n` and `T>n`: topic set less / more than n minutes ago; a channel without
+    /// a topic has no topic age and matches neither.
+    topic_set: AgeBounds,
+}
+
+/// `X<n` and `X>n` of one ELIST age filter, in minutes. Modern IRC ("ELIST
+/// parameter", `C` and `T`): "less than `val` minutes ago, or more than `val`
+/// minutes ago, respectively", as InspIRCd and Solanum read it.
+#[derive(Debug, Default, PartialEq, Eq, Clone, Copy)]
+struct AgeBounds {
+    less_than_minutes: Option<u64>,
+    more_than_minutes: Option<u64>,
+}
+
+impl AgeBounds {
+    fn is_set(self) -> bool {
+        self.less_than_minutes.is_some() || self.more_than_minutes.is_some()
+    }
+
+    fn accepts(self, age_seconds: u64) -> bool {
+        self.less_than_minutes
+            .is_none_or(|n| age_seconds < n.saturating_mul(60))
+            && self
+                .more_than_minutes
+                .is_none_or(|n| age_seconds > n.saturating_mul(60))
+    }
+}
+
+/// One channel as LIST's filter sees it.
+struct Listed<'c> {
+    name: &'c str,
+    members: usize,
+    /// Seconds since the channel was created.
+    age: u64,
+    /// Seconds since its topic was set, if it has one.
+    topic_age: Option<u64>,
 }
 
 impl ListFilter {
@@ -350,10 +398,21 @@ impl ListFilter {
         }
         for item in targets(list) {
             let item = String::from_utf8_lossy(item);
+            let minutes = |n: &str| n.parse::<u64>().ok();
             if let Some(n) = item.strip_prefix('>') {
                 filter.more_than = n.parse().ok().or(filter.more_than);
             } else if let Some(n) = item.strip_prefix('<') {
                 filter.fewer_than = n.parse().ok().or(filter.fewer_than);
+            } else if let Some(n) = item.strip_prefix("C<") {
+                filter.created.less_than_minutes = minutes(n).or(filter.created.less_than_minutes);
+            } else if let Some(n) = item.strip_prefix("C>") {
+                filter.created.more_than_minutes = minutes(n).or(filter.created.more_than_minutes);
+            } else if let Some(n) = item.strip_prefix("T<") {
+                filter.topic_set.less_than_minutes =
+                    minutes(n).or(filter.topic_set.less_than_minutes);
+            } else if let Some(n) = item.strip_prefix("T>") {
+                filter.topic_set.more_than_minutes =
+                    minutes(n).or(filter.topic_set.more_than_minutes);
             } else if let Some(mask) = item.strip_prefix('!') {
                 filter.excluded.push(mask.to_owned());
             } else {
@@ -363,29 +422,49 @@ impl ListFilter {
         Some(filter)
     }
 
-    fn accepts(&self, name: &str, members: usize) -> bool {
-        let matches = |mask: &String| wildcard_match(mask.as_bytes(), name.as_bytes());
+    fn accepts(&self, channel: &Listed<'_>) -> bool {
+        let matches = |mask: &String| wildcard_match(mask.as_bytes(), channel.name.as_bytes());
+        let topic_matches = match channel.topic_age {
+            Some(age) => self.topic_set.accepts(age),
+            None => !self.topic_set.is_set(),
+        };
         (self.masks.is_empty() || self.masks.iter().any(matches))
             && !self.excluded.iter().any(matches)
-            && self.more_than.is_none_or(|n| members > n)
-            && self.fewer_than.is_none_or(|n| members < n)
+            && self.more_than.is_none_or(|n| channel.members > n)
+            && self.fewer_than.is_none_or(|n| channel.members < n)
+            && self.created.accepts(channel.age)
+            && topic_matches
     }
 }
 
 /// `LIST [#a,#b|mask|!mask|>n|<n]`: 321, a 322 per channel (by name), 323.
+///
+/// Every answer ends with 323, a refused one too (Modern IRC, RPL_LISTEND: it
+/// "indicates the end of a LIST response"): clients open a list window on 321 or on
+/// the LIST they sent and close it on 323, so one that never comes leaves them
+/// waiting.
 pub fn list(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let Some(filter) = ListFilter::parse(message.param(0).unwrap_or_default()) else {
         let description =
             format!("At most {MAX_LIST_MASKS} masks of at most {MAX_LIST_MASK_LEN} bytes");
         ctx.fail_nonstandard("LIST", "INVALID_PARAMS", &description);
+        end_of_list(ctx);
         return;
     };
+    let now = unix_now();
     let mut channels: Vec<(String, usize, Box<[u8]>)> = {
         ctx.shard
             .network()
             .channels()
             .filter(|c| c.is_visible_to(ctx.id))
-            .filter(|c| filter.accepts(c.name.as_str(), c.members.len()))
+            .filter(|c| {
+                filter.accepts(&Listed {
+                    name: c.name.as_str(),
+                    members: c.members.len(),
+                    age: now.saturating_sub(c.created),
+                    topic_age: c.topic.as_ref().map(|t| now.saturating_sub(t.set_at)),
+                })
+            })
             .map(|c| {
                 let topic = c.topic.as_ref().map(|t| t.text.clone()).unwrap_or_default();
                 (c.name.to_string(), c.members.len(), topic)
@@ -406,6 +485,11 @@ pub fn list(ctx: &mut Ctx<'_>, message: &Message<'_>) {
             .trailing(&topic);
         ctx.reply(reply);
     }
+    end_of_list(ctx);
+}
+
+/// 323 RPL_LISTEND, the last line of every answer to LIST.
+fn end_of_list(ctx: &mut Ctx<'_>) {
     let end = ctx.numeric(RPL_LISTEND).trailing("End of /LIST");
     ctx.reply(end);
 }
@@ -518,17 +602,56 @@ mod tests {
     #[test]
     fn list_filters_combine_masks_and_counts() {
         let filter = ListFilter::parse(b">1,<4,#r*,!#rusty").expect("valid");
-        assert!(filter.accepts("#rust", 2));
-        assert!(!filter.accepts("#rust", 1));
-        assert!(!filter.accepts("#rust", 4));
-        assert!(!filter.accepts("#rusty", 2));
-        assert!(!filter.accepts("#go", 2));
-        assert!(ListFilter::parse(b"").expect("valid").accepts("#any", 0));
+        assert!(filter.accepts(&listed("#rust", 2)));
+        assert!(!filter.accepts(&listed("#rust", 1)));
+        assert!(!filter.accepts(&listed("#rust", 4)));
+        assert!(!filter.accepts(&listed("#rusty", 2)));
+        assert!(!filter.accepts(&listed("#go", 2)));
+        assert!(ListFilter::parse(b"")
+            .expect("valid")
+            .accepts(&listed("#any", 0)));
         assert!(
             ListFilter::parse(b"#RUST")
                 .expect("valid")
-                .accepts("#rust", 0),
+                .accepts(&listed("#rust", 0)),
             "names ignore case"
+        );
+    }
+
+    /// A channel created an hour ago, without a topic.
+    fn listed(name: &str, members: usize) -> Listed<'_> {
+        Listed {
+            name,
+            members,
+            age: 3600,
+            topic_age: None,
+        }
+    }
+
+    #[test]
+    fn list_filters_on_channel_and_topic_age_in_minutes() {
+        let old = listed("#old", 1);
+        let young = Listed {
+            age: 59,
+            ..listed("#young", 1)
+        };
+        let accepts = |query: &[u8], channel: &Listed<'_>| {
+            ListFilter::parse(query).expect("valid").accepts(channel)
+        };
+        assert!(accepts(b"C>2", &old) && !accepts(b"C>2", &young));
+        assert!(!accepts(b"C<2", &old) && accepts(b"C<2", &young));
+        assert!(!accepts(b"C<0", &young));
+        assert!(accepts(b"C>0", &young) && accepts(b"C<61", &old));
+
+        let topical = Listed {
+            topic_age: Some(120),
+            ..listed("#t", 1)
+        };
+        assert!(accepts(b"T>1", &topical) && !accepts(b"T<2", &topical));
+        assert!(!accepts(b"T>0", &old), "no topic, no topic age");
+        assert!(
+            accepts(b"C>0", &old),
+            "the topic filters alone need a topic"
         );
     }
 

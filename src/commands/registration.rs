@@ -397,7 +397,7 @@ pub fn send_isupport(ctx: &mut Ctx<'_>) {
         format!("NICKLEN={NICKLEN}"),
         "PREFIX=(ov)@+".to_owned(),
         format!("NETWORK={}", config.network),
-        "TARGMAX=JOIN:,NAMES:1,PART:,PRIVMSG:4,NOTICE:4,WHOIS:5".to_owned(),
+        "TARGMAX=JOIN:,KICK:4,NAMES:1,PART:,PRIVMSG:4,NOTICE:4,WHOIS:5".to_owned(),
         format!("TOPICLEN={}", super::TOPICLEN),
         format!("AWAYLEN={}", super::AWAYLEN),
         format!("KICKLEN={}", super::KICKLEN),
@@ -406,7 +406,7 @@ pub fn send_isupport(ctx: &mut Ctx<'_>) {
         "LINELEN=512".to_owned(),
         "MAXTARGETS=4".to_owned(),
         "MODES=4".to_owned(),
-        "ELIST=MNU".to_owned(),
+        "ELIST=CMNTU".to_owned(),
         format!("MONITOR={}", crate::shard::monitor::MONITOR_LIMIT),
         "WHOX".to_owned(),
     ];

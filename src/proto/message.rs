@@ -23,7 +23,7 @@ pub enum ParseError {
     /// Only tags and/or a prefix, or nothing at all.
     #[error("no command")]
     NoCommand,
-    /// The command is not letters or a three-digit numeric.
+    /// The command has a byte that is not printable ASCII, or starts with `:`.
     #[error("malformed command")]
     BadCommand,
 }
@@ -54,7 +54,12 @@ impl<'a> Message<'a> {
         if command.is_empty() {
             return Err(ParseError::NoCommand);
         }
-        if !command.iter().all(u8::is_ascii_alphanumeric) {
+        // Modern IRC ("Messages"): a command is letters or three digits; anything
+        // else printable is still a command word, one the server does not know, so
+        // it gets 421 ERR_UNKNOWNCOMMAND (with its label) like any unknown command,
+        // as Ergo answers. A word that could not be echoed as a middle parameter in
+        // that reply (a control byte, non-ASCII, a leading `:`) is refused here.
+        if command.starts_with(b":") || !command.iter().all(u8::is_ascii_graphic) {
             return Err(ParseError::BadCommand);
         }
         let command = std::str::from_utf8(command).map_err(|_| ParseError::BadCommand)?;
@@ -179,6 +184,9 @@ mod tests {
             Message::parse(b"PRIV\xffMSG x"),
             Err(ParseError::BadCommand)
         );
-        assert_eq!(Message::parse(b"NI-CK x"), Err(ParseError::BadCommand));
+        assert_eq!(Message::parse(b"NI\x01CK x"), Err(ParseError::BadCommand));
+        assert_eq!(Message::parse(b":src ::x y"), Err(ParseError::BadCommand));
+        let unknown = Message::parse(b"NONEXISTENT_COMMAND x").expect("a command word");
+        assert_eq!(unknown.command, "NONEXISTENT_COMMAND");
     }
 }

@@ -46,6 +46,10 @@ macro_rules! with_settings {
             server_name: String | String, Restart, "Network", [], "", "",
                 [env = "RINGCHAT_SERVER_NAME", default_value = "ringchat.local",
                  value_name = "NAME"];
+            /// Server description shown by WHOIS (312) and LINKS (364).
+            server_info: String | String, Restart, "Network", [], "", "",
+                [env = "RINGCHAT_SERVER_INFO", default_value = "ringchat IRC server",
+                 value_name = "TEXT"];
             /// Network name (001 and ISUPPORT NETWORK=); a cluster's nodes share it.
             network: String | String, Restart, "Network", [], "", "",
                 [env = "RINGCHAT_NETWORK", default_value = "ringchat", value_name = "NAME"];
@@ -200,9 +204,11 @@ macro_rules! with_settings {
                 "[\"nats://127.0.0.1:4222\"]",
                 [env = "RINGCHAT_CLUSTER", value_delimiter = ',', value_name = "URLS"];
             /// This node's number, unique among the cluster's nodes; shards plus this
-            /// number must stay below 64.
-            node_id: u16 | u16, Restart, "Cluster", [], "", "",
-                [env = "RINGCHAT_NODE_ID", default_value_t = 0, value_name = "N"];
+            /// number must stay below 64. Without it the node takes the lowest number
+            /// that no live node holds.
+            node_id: Option<u16> | u16, Restart, "Cluster", [],
+                "the lowest free number", "0",
+                [env = "RINGCHAT_NODE_ID", value_name = "N"];
             /// NATS credentials file (.creds: JWT and NKey seed) for the cluster
             /// connection.
             cluster_credentials: Option<std::path::PathBuf> | std::path::PathBuf, Restart,

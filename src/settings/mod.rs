@@ -188,6 +188,7 @@ impl Values {
             tls,
             sts,
             server_name: v.server_name,
+            server_info: v.server_info,
             network: v.network,
             password: v.password,
             motd,
@@ -258,7 +259,8 @@ fn cluster(merge: &Merge<'_>, v: &Values) -> anyhow::Result<Option<ClusterConfig
     }
     Ok(Some(ClusterConfig {
         servers,
-        node: v.node_id,
+        node: v.node_id.unwrap_or(0),
+        pick_node_id: v.node_id.is_none(),
         credentials: v.cluster_credentials.clone(),
         ca: v.cluster_ca.clone(),
         node_timeout: seconds(v.node_timeout),

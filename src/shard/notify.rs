@@ -1,4 +1,5 @@
-//! What a shard tells its own clients when it applies an event: the JOIN, PART, KICK,
+//! What a shard tells its own clients when it applies an event: the JOIN (with the
+//! joiner's AWAY for `away-notify`), PART, KICK,
 //! QUIT, NICK, TOPIC, MODE, INVITE, AWAY, SETNAME and WALLOPS lines that members see,
 //! the MONITOR notifications of watchers ([`super::monitor`]), and closing the local
 //! clients that a KILL names or a new KLINE or DLINE matches.
@@ -53,6 +54,7 @@ impl Shard {
                     .finish();
                 let mut message = self.caused_by(*client, line);
                 self.deliver_to_local_members(channel.as_str(), &mut message, None);
+                self.tell_away_on_join(*client, channel.as_str(), &source);
             }
             (Event::Part { client, reason, .. }, Outcome::Parted { channel }) => {
                 let Some(source) = self.source_of(*client) else {
@@ -255,6 +257,20 @@ impl Shard {
     fn caused_by(&self, id: ClientId, line: Bytes) -> Outgoing {
         let bot = self.log.network().user(id).is_some_and(|user| user.bot);
         Outgoing::new(line).from_bot(bot)
+    }
+
+    /// IRCv3 `away-notify`: "Clients will be sent an AWAY message [...] when a user
+    /// joins and has an away message set", so the members who see the JOIN of an
+    /// away user see its AWAY right after it (the joiner does not: it knows).
+    fn tell_away_on_join(&mut self, client: ClientId, channel: &str, source: &str) {
+        let Some(away) = self.log.network().user(client).and_then(|user| user.away.clone()) else {
+            return;
+        };
+        let line = LineBuilder::from_source(source, "AWAY")
+            .trailing(&*away)
+            .finish();
+        let mut notice = self.caused_by(client, line).requiring(Cap::AwayNotify);
+        self.deliver_to_local_members(channel, &mut notice, Some(client));
     }
 
     /// `nick!~user@host` of a registered user, from the replica.
