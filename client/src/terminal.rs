@@ -1,19 +1,33 @@
-//! The user's side: where input lines come from (a rustyline editor on a terminal, or
-//! plain lines from a pipe), where output lines go (through rustyline's external
-//! printer so they never garble the line being typed, or straight to stdout), and the
-//! one way the process exits on an error.
+//! The user's side: where input lines come from (a rustyline editor with nick
+//! completion on a terminal, or plain lines from a pipe), where output lines go
+//! (through rustyline's external printer so they never garble the line being typed, or
+//! straight to stdout) and whether their mIRC formatting becomes colours, and the one
+//! way the process exits on an error.
 
 use std::io::{self, BufRead, Write};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use rustyline::error::ReadlineError;
-use rustyline::{DefaultEditor, ExternalPrinter};
+use rustyline::history::DefaultHistory;
+use rustyline::{Editor, ExternalPrinter};
 
+use crate::complete::{NickCompleter, NickList};
 use crate::error::ClientError;
+use crate::format;
 
-/// Where shown lines go. Each thread that prints has its own `Output` (see
-/// [`Input::open`]); it lives until the process exits.
-pub enum Output {
+/// The line editor: history on the arrow keys, Tab completes nicks.
+type LineEditor = Editor<NickCompleter, DefaultHistory>;
+
+/// Where shown lines go, and whether formatting becomes colours. Each thread that
+/// prints has its own `Output` (see [`Input::open`]); it lives until the process exits.
+pub struct Output {
+    sink: Sink,
+    /// mIRC colours and bold as ANSI colours (a colour terminal); else removed.
+    colour: bool,
+}
+
+/// Where an [`Output`] writes.
+enum Sink {
     /// Standard output, one write per line (a pipe, a file, or a terminal rustyline
     /// cannot drive).
     Plain,
@@ -28,10 +42,16 @@ pub enum Output {
 }
 
 impl Output {
-    /// Shows `text` (one or more lines). Output that cannot be written (stdout closed)
-    /// is dropped: the chat goes on, and an error here must not kill the session.
+    /// Shows `text` (one or more lines), its formatting as colours or removed. Output
+    /// that cannot be written (stdout closed) is dropped: the chat goes on, and an
+    /// error here must not kill the session.
     pub fn show(&self, text: &str) {
-        if let Output::Editor(printer) = self {
+        let text = if self.colour {
+            format::to_ansi(text)
+        } else {
+            format::strip(text)
+        };
+        if let Sink::Editor(printer) = &self.sink {
             let mut printer = printer.lock().unwrap_or_else(PoisonError::into_inner);
             if printer.print(format!("{text}\n")).is_ok() {
                 return;
@@ -56,24 +76,38 @@ pub enum InputEvent {
 pub enum Input {
     /// Standard input, read line by line as it arrives.
     Plain(io::Stdin),
-    /// A line editor on the terminal, with history on the arrow keys.
-    Editor(Box<DefaultEditor>),
+    /// A line editor on the terminal, with history on the arrow keys and Tab
+    /// completion of `nicks`.
+    Editor(Box<LineEditor>),
 }
 
 impl Input {
-    /// A line editor when stdin and stdout are both terminals, else plain lines; and
-    /// two matching outputs, one for the input loop and one for the reader thread.
-    pub fn open(interactive: bool) -> Result<(Input, Output, Output), ClientError> {
+    /// A line editor completing `nicks` when stdin and stdout are both terminals,
+    /// else plain lines; and two matching outputs (formatting as colours when
+    /// `colour`), one for the input loop and one for the reader thread.
+    pub fn open(
+        interactive: bool,
+        colour: bool,
+        nicks: NickList,
+    ) -> Result<(Input, Output, Output), ClientError> {
+        let plain = || Output {
+            sink: Sink::Plain,
+            colour,
+        };
         if !interactive {
-            return Ok((Input::Plain(io::stdin()), Output::Plain, Output::Plain));
+            return Ok((Input::Plain(io::stdin()), plain(), plain()));
         }
         save_terminal_mode();
-        let mut editor = DefaultEditor::new().map_err(readline_error)?;
+        let mut editor = LineEditor::new().map_err(readline_error)?;
+        editor.set_helper(Some(NickCompleter { nicks }));
         let mut printer = || match editor.create_external_printer() {
-            Ok(printer) => Output::Editor(Mutex::new(Box::new(printer))),
+            Ok(printer) => Output {
+                sink: Sink::Editor(Mutex::new(Box::new(printer))),
+                colour,
+            },
             // A terminal rustyline cannot drive (TERM=dumb): it reads plain lines, and
             // printing straight to stdout garbles nothing it has drawn.
-            Err(_) => Output::Plain,
+            Err(_) => plain(),
         };
         let (for_input, for_reader) = (printer(), printer());
         Ok((Input::Editor(Box::new(editor)), for_input, for_reader))
