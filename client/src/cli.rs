@@ -47,6 +47,12 @@ pub struct Args {
     #[arg(long)]
     pub tls_insecure: bool,
 
+    /// Full-screen mode: a window per channel and query, a member list, scroll-back
+    /// (PageUp/PageDown), Alt-1..9 or Ctrl-N/Ctrl-P to switch windows. Needs a
+    /// terminal; ignored in a pipe.
+    #[arg(long)]
+    pub full_screen: bool,
+
     /// When the server drops the link, exit (code 4) instead of reconnecting with
     /// backoff and rejoining the channels.
     #[arg(long)]

@@ -36,15 +36,15 @@ pub fn is_format_code(c: char) -> bool {
 
 /// The attributes in force for a stretch of text.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Style {
-    bold: bool,
-    italic: bool,
-    underline: bool,
-    reverse: bool,
-    strike: bool,
+pub struct Style {
+    pub bold: bool,
+    pub italic: bool,
+    pub underline: bool,
+    pub reverse: bool,
+    pub strike: bool,
     /// mIRC colour numbers 0-15 (others are shown in the default colour).
-    foreground: Option<u8>,
-    background: Option<u8>,
+    pub foreground: Option<u8>,
+    pub background: Option<u8>,
 }
 
 impl Style {
@@ -96,7 +96,7 @@ fn ansi_colour(n: u8) -> Option<u8> {
 }
 
 /// Splits formatted text into stretches of one style each.
-fn segments(text: &str) -> Vec<(Style, String)> {
+pub fn segments(text: &str) -> Vec<(Style, String)> {
     let mut out: Vec<(Style, String)> = Vec::new();
     let mut style = Style::default();
     let mut chars = text.chars().peekable();

@@ -9,6 +9,8 @@
 //! - [`render`]: incoming messages to readable lines. Pure.
 //! - [`format`]: mIRC bold and colours to ANSI colours, or removed. Pure.
 //! - [`complete`]: the nicks seen, and Tab completion of them.
+//! - [`windows`]: the full-screen mode's windows, members, scroll-back, history. Pure.
+//! - [`fullscreen`]: the full-screen mode (`--full-screen`), drawn with ratatui.
 //! - [`clock`]: local `HH:MM` for the time stamps.
 //! - [`session`]: the connection: register, reader thread, input handling, QUIT.
 //! - [`transport`]: plain TCP or TLS, split into a read and a write half.
@@ -21,12 +23,14 @@ mod command;
 mod complete;
 mod error;
 mod format;
+mod fullscreen;
 mod irc;
 mod nick;
 mod render;
 mod session;
 mod terminal;
 mod transport;
+mod windows;
 
 use std::io::IsTerminal;
 
@@ -37,7 +41,7 @@ use crate::complete::NickList;
 use crate::error::ClientError;
 use crate::irc::format_line;
 use crate::session::{Flow, Identity, Reconnect};
-use crate::terminal::{Input, InputEvent};
+use crate::terminal::{Input, InputEvent, Output};
 
 fn main() {
     let args = Args::parse();
@@ -68,6 +72,18 @@ fn run(args: Args) -> Result<(), ClientError> {
 
     let stream = session::connect(&again.server, again.tls)?;
     let nicks = NickList::default();
+    if args.full_screen && interactive {
+        let (events, screen_events) = std::sync::mpsc::channel();
+        let output = Output::screen(events.clone());
+        let registered = session::register(stream, &identity, nicks.clone(), &output)?;
+        registered
+            .link
+            .send(&format_line("JOIN", &[&args.channel]))?;
+        let (link, closed) = registered.start_reader(Output::screen(events), again)?;
+        let quit_line = fullscreen::run(&link, &output, screen_events, nicks)?;
+        session::quit(&link, &closed, &quit_line);
+        return Ok(());
+    }
     let colour = args.color.enabled(std::io::stdout().is_terminal());
     let (mut input, output, reader_output) = Input::open(interactive, colour, nicks.clone())?;
     let registered = session::register(stream, &identity, nicks, &output)?;

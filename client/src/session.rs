@@ -163,6 +163,19 @@ impl ChatState {
         }
     }
 
+    /// Makes `channel` the current one, if we are in it (the full-screen mode shows
+    /// its window); ends an open query.
+    pub fn focus_channel(&mut self, channel: &str) {
+        if self
+            .channels
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(channel))
+        {
+            self.make_current(channel);
+        }
+        self.query = None;
+    }
+
     /// The channels we are in, oldest first (rejoined in this order after a
     /// reconnection, so the current one stays current).
     pub fn channels(&self) -> &[String] {
@@ -492,7 +505,7 @@ fn reconnect(link: &Link, output: &Output, again: &Reconnect) -> BufReader<ReadH
 
 /// Renders one message from the server as seen now, then lets the state follow it.
 fn show_incoming(link: &Link, output: &Output, msg: &Message) {
-    let shown = {
+    let (shown, own_nick) = {
         let mut state = link.state();
         let clock = clock::now_hhmm();
         let view = View {
@@ -502,12 +515,11 @@ fn show_incoming(link: &Link, output: &Output, msg: &Message) {
             list_filter: state.list_filter.as_deref(),
         };
         let shown = render(msg, &view);
+        let own_nick = state.nick.clone();
         state.observe(msg);
-        shown
+        (shown, own_nick)
     };
-    if let Some(text) = shown {
-        output.show(&text);
-    }
+    output.show_message(msg, shown.as_deref(), &own_nick);
 }
 
 /// What the input loop should do after one line.

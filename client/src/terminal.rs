@@ -5,6 +5,8 @@
 //! way the process exits on an error.
 
 use std::io::{self, BufRead, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use rustyline::error::ReadlineError;
@@ -14,6 +16,7 @@ use rustyline::{Editor, ExternalPrinter};
 use crate::complete::{NickCompleter, NickList};
 use crate::error::ClientError;
 use crate::format;
+use crate::irc::Message;
 
 /// The line editor: history on the arrow keys, Tab completes nicks.
 type LineEditor = Editor<NickCompleter, DefaultHistory>;
@@ -24,6 +27,20 @@ pub struct Output {
     sink: Sink,
     /// mIRC colours and bold as ANSI colours (a colour terminal); else removed.
     colour: bool,
+}
+
+/// What the reader thread and the input handling tell the full-screen mode.
+#[derive(Debug)]
+pub enum ScreenEvent {
+    /// A local line (help, errors, notes): shown in the window being looked at.
+    Local(String),
+    /// A message from the server (or our own, echoed), its rendering (`None`: not
+    /// shown) and our nick before it: the screen files it into its window.
+    Incoming {
+        msg: Message,
+        text: Option<String>,
+        own_nick: String,
+    },
 }
 
 /// Where an [`Output`] writes.
@@ -39,6 +56,9 @@ enum Sink {
     /// printer's lock with the reader thread could wait for the reader, which waits for
     /// the editor, which waits for that thread. The mutex only makes it `Sync`.
     Editor(Mutex<Box<dyn ExternalPrinter + Send>>),
+    /// The full-screen mode's event queue (unbounded: the screen drains it every
+    /// 50 ms, and a chat's rate is far below what it draws).
+    Screen(Sender<ScreenEvent>),
 }
 
 impl Output {
@@ -46,6 +66,10 @@ impl Output {
     /// that cannot be written (stdout closed) is dropped: the chat goes on, and an
     /// error here must not kill the session.
     pub fn show(&self, text: &str) {
+        if let Sink::Screen(events) = &self.sink {
+            let _ = events.send(ScreenEvent::Local(text.to_string()));
+            return;
+        }
         let text = if self.colour {
             format::to_ansi(text)
         } else {
@@ -60,6 +84,33 @@ impl Output {
         let mut out = io::stdout().lock();
         let _ = writeln!(out, "{text}");
         let _ = out.flush();
+    }
+}
+
+impl Output {
+    /// The output of the full-screen mode: events for its windows.
+    pub fn screen(events: Sender<ScreenEvent>) -> Output {
+        Output {
+            sink: Sink::Screen(events),
+            colour: true,
+        }
+    }
+
+    /// Shows a message from the server rendered as `text` (`None`: not shown); the
+    /// full-screen mode also gets the message itself, to file it into its window and
+    /// follow channel membership.
+    pub fn show_message(&self, msg: &Message, text: Option<&str>, own_nick: &str) {
+        match (&self.sink, text) {
+            (Sink::Screen(events), _) => {
+                let _ = events.send(ScreenEvent::Incoming {
+                    msg: msg.clone(),
+                    text: text.map(str::to_string),
+                    own_nick: own_nick.to_string(),
+                });
+            }
+            (_, Some(text)) => self.show(text),
+            (_, None) => {}
+        }
     }
 }
 
@@ -154,6 +205,22 @@ fn readline_error(err: ReadlineError) -> ClientError {
 /// Set once by [`Input::open`]; read only by [`exit_with`].
 static SAVED_TERMINAL_MODE: OnceLock<libc::termios> = OnceLock::new();
 
+/// Set while the full-screen mode has the terminal (raw mode, alternate screen): an
+/// exit from another thread must leave the alternate screen too.
+static FULL_SCREEN: AtomicBool = AtomicBool::new(false);
+
+/// Saves the terminal mode before the full-screen mode takes the terminal, so that
+/// [`exit_with`] can give it back from any thread.
+pub fn entering_full_screen() {
+    save_terminal_mode();
+    FULL_SCREEN.store(true, Ordering::SeqCst);
+}
+
+/// The full-screen mode gave the terminal back itself.
+pub fn left_full_screen() {
+    FULL_SCREEN.store(false, Ordering::SeqCst);
+}
+
 fn save_terminal_mode() {
     // SAFETY: tcgetattr fills the plain-data struct it is given; fd 0 is ours.
     unsafe {
@@ -165,6 +232,10 @@ fn save_terminal_mode() {
 }
 
 fn restore_terminal_mode() {
+    if FULL_SCREEN.load(Ordering::SeqCst) {
+        // Leave the alternate screen and show the cursor again.
+        let _ = io::stdout().write_all(b"\x1b[?1049l\x1b[?25h");
+    }
     if let Some(mode) = SAVED_TERMINAL_MODE.get() {
         // SAFETY: `mode` came from tcgetattr on the same descriptor.
         unsafe {

@@ -2,7 +2,8 @@
 //! arrives mid-typing is printed above the prompt without garbling the half-typed
 //! line, the arrow keys recall history, Tab completes nicks, /whois and /list answer
 //! on screen, mIRC colours reach the terminal as colours, a server restart is
-//! survived (reconnect and rejoin), and /quit exits 0. Needs the Debian package
+//! survived (reconnect and rejoin), the full-screen mode keeps a window per channel and
+//! query with a member list and scroll-back, and /quit exits 0. Needs the Debian package
 //! `tmux`; without it the tests fail under CI (CI set) and are skipped elsewhere.
 
 mod common;
@@ -28,7 +29,9 @@ impl Pane {
     /// its exit status after [`EXIT_MARK`], and the pane stays so that it can be read.
     fn start_client(args: &str) -> Pane {
         static STARTED: AtomicU32 = AtomicU32::new(0);
-        let command = format!("'{CLIENT}' {args}; echo \"{EXIT_MARK}$?]\"");
+        // The shell lingers after the mark: when a pane dies right after a program
+        // left the alternate screen (the full-screen mode), tmux shows it blank.
+        let command = format!("'{CLIENT}' {args}; echo \"{EXIT_MARK}$?]\"; sleep 30");
         // One tmux server per pane: tests run in parallel.
         let pane = Pane {
             socket: format!(
@@ -368,5 +371,77 @@ fn a_server_restart_is_survived_in_a_terminal() {
     carol.expect("PRIVMSG #rust :back after the restart");
     pane.type_text("/quit");
     pane.press("Enter");
+    assert_eq!(pane.wait_exit(), 0, "{}", pane.screen().join("\n"));
+}
+
+#[test]
+#[cfg_attr(
+    not(has_tmux),
+    ignore = "needs tmux on PATH: apt-get install -y tmux (.ci/run installs it)"
+)]
+fn full_screen_windows_members_and_scroll_back() {
+    if !tmux_available() {
+        return;
+    }
+    let server = TestServer::start();
+    let mut bob = RawPeer::register(&server.addr(), "bob");
+    bob.send("JOIN #lobby");
+    bob.expect("366");
+    let pane = Pane::start_client(&format!("{} --nick alice --full-screen", server.addr()));
+    bob.expect(":alice!");
+    wait_for_line(&pane, "the window bar", |l| {
+        l.contains("alice | 1:status 2:#lobby")
+    });
+    // The member list beside the channel, operators first.
+    let screen = pane.wait_for("the members", |screen| {
+        screen.iter().any(|l| l.ends_with("│@bob")) && screen.iter().any(|l| l.ends_with("│alice"))
+    });
+    let bob_row = screen.iter().position(|l| l.ends_with("│@bob"));
+    let alice_row = screen.iter().position(|l| l.ends_with("│alice"));
+    assert!(bob_row < alice_row, "{}", screen.join("\n"));
+
+    // A private message opens a query window, marked unread until shown.
+    bob.send("PRIVMSG alice :psst");
+    wait_for_line(&pane, "the query window", |l| l.contains("3:bob*"));
+    pane.press("M-3");
+    pane.wait_for_prompt("bob>");
+    wait_for_line(&pane, "the private message", |l| l.ends_with("*bob* psst"));
+    pane.type_text("hi back");
+    pane.press("Enter");
+    bob.expect("PRIVMSG bob :hi back");
+
+    // /join opens and shows the channel's window; its lines scroll back with PageUp.
+    pane.press("M-2");
+    pane.wait_for_prompt("#lobby>");
+    pane.type_text("/join #rust");
+    pane.press("Enter");
+    pane.wait_for_prompt("#rust>");
+    bob.send("JOIN #rust");
+    bob.expect("366 bob #rust");
+    for i in 0..40 {
+        bob.send(&format!("PRIVMSG #rust :line {i}"));
+    }
+    wait_for_line(&pane, "the last line", |l| l.contains("<bob> line 39"));
+    pane.press("PageUp");
+    let screen = pane.wait_for("older lines", |screen| {
+        !screen.iter().any(|l| l.contains("<bob> line 39"))
+    });
+    assert!(
+        screen.iter().any(|l| l.contains("<bob> line 29 ")),
+        "{}",
+        screen.join("\n")
+    );
+    pane.press("PageDown");
+    wait_for_line(&pane, "the newest line again", |l| {
+        l.contains("<bob> line 39")
+    });
+
+    // Up recalls the last line typed.
+    pane.press("Up");
+    pane.wait_for_prompt("#rust> /join #rust");
+    pane.press("C-u");
+    pane.type_text("/quit bye from full screen");
+    pane.press("Enter");
+    bob.expect("bye from full screen");
     assert_eq!(pane.wait_exit(), 0, "{}", pane.screen().join("\n"));
 }
