@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the same loadgen scenario against ringchat (each --io driver), ngircd and
 # InspIRCd on loopback, server and loadgen pinned to different cores, and writes a
-# table (summary.txt) and a latency-by-percentile chart (latency.svg).
+# table (summary.txt) and a latency-by-percentile chart (latency.svg, and latency.png beside it).
 #
 # Usage: loadgen/compare-servers.sh [OUTDIR]
 # Settings (environment):
@@ -158,6 +158,6 @@ if [ ${#results[@]} -gt 0 ]; then
     "$LOADGEN" summary "${results[@]}" | tee "$OUT/summary.txt"
     if [ "$SCENARIO" != idle ]; then
         "$LOADGEN" plot "$OUT/latency.svg" "${results[@]}" --title "$SCENARIO, $CLIENTS clients: latency by percentile" \
-            && echo "chart: $OUT/latency.svg"
+            && echo "chart: $OUT/latency.svg and $OUT/latency.png"
     fi
 fi

@@ -12,10 +12,12 @@ pub const DEFAULT_TLS_PORT: u16 = 6697;
 ///
 /// A typed line goes to the current channel; /help lists the commands.
 /// When standard input is not a terminal, each input line is sent as it arrives and
-/// the client quits at end of input.
+/// the client quits at end of input. When the server drops the link, the client
+/// reconnects with backoff and rejoins its channels (unless --no-reconnect).
 ///
 /// Exit codes: 0 normal quit, 2 bad arguments, 3 cannot connect, 4 the server closed
-/// the link, 5 nickname in use or rejected, 1 any other error.
+/// the link (at registration, or with --no-reconnect), 5 nickname in use or rejected,
+/// 1 any other error.
 #[derive(Debug, Parser)]
 #[command(name = "ringchat-client", version)]
 pub struct Args {
@@ -44,6 +46,45 @@ pub struct Args {
     /// is encrypted but the server is not authenticated. Implies --tls.
     #[arg(long)]
     pub tls_insecure: bool,
+
+    /// Full-screen mode: a window per channel and query, a member list, scroll-back
+    /// (PageUp/PageDown), Alt-1..9 or Ctrl-N/Ctrl-P to switch windows. Needs a
+    /// terminal; ignored in a pipe.
+    #[arg(long)]
+    pub full_screen: bool,
+
+    /// When the server drops the link, exit (code 4) instead of reconnecting with
+    /// backoff and rejoining the channels.
+    #[arg(long)]
+    pub no_reconnect: bool,
+
+    /// mIRC colours and bold as terminal colours: auto (on a terminal, unless NO_COLOR
+    /// is set or TERM is dumb), always, or never (removed).
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    pub color: ColourChoice,
+}
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColourChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColourChoice {
+    /// Whether to show colours, given whether the output is an interactive terminal.
+    pub fn enabled(self, interactive: bool) -> bool {
+        match self {
+            ColourChoice::Always => true,
+            ColourChoice::Never => false,
+            ColourChoice::Auto => {
+                interactive
+                    && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                    && std::env::var("TERM").map_or(true, |term| term != "dumb")
+            }
+        }
+    }
 }
 
 impl Args {

@@ -1,7 +1,11 @@
 //! How incoming IRC traffic looks on screen: one parsed message in, one readable line
 //! out (`[12:01] <alice> hi`, `-- carol joined #lobby`, `!! ...` for errors). Pure: the
 //! caller supplies the clock and who we are, and decides where the line is printed.
+//! The line keeps mIRC formatting codes (bold, colours) and nothing else that is a
+//! control character; the output turns them into colours or removes them
+//! ([`crate::format`]).
 
+use crate::format::is_format_code;
 use crate::irc::{is_channel, numeric, Message};
 
 /// What rendering needs to know about us and the moment.
@@ -13,6 +17,9 @@ pub struct View<'a> {
     pub current_channel: Option<&'a str>,
     /// Local time as `HH:MM`, stamped on conversation lines.
     pub clock: &'a str,
+    /// The filter of the `/list` in progress: channels (322) not matching it are not
+    /// shown (see [`list_matches`]).
+    pub list_filter: Option<&'a str>,
 }
 
 /// The readable line for `msg`, or `None` for traffic not worth showing (PING/PONG,
@@ -45,10 +52,10 @@ pub fn render(msg: &Message, view: &View) -> Option<String> {
         "INVITE" => format!("-- {nick} invites {} to {}", msg.param(0), msg.param(1)),
         "ERROR" => format!("!! {}", msg.last_param()),
         "PING" | "PONG" | "CAP" => return None,
-        code if is_numeric(code) => return numeric_line(code, msg),
+        code if is_numeric(code) => return numeric_line(code, msg, view),
         other => format!("-- {nick} {other} {}", msg.params.join(" ")),
     };
-    Some(strip_controls(&line))
+    Some(sanitize(&line))
 }
 
 /// PRIVMSG and NOTICE: `[12:01] <alice> hi`, `[12:01] * bob waves`, with the channel
@@ -103,7 +110,7 @@ fn is_numeric(command: &str) -> bool {
 /// Numeric replies. The first parameter is our own nick and is left out; errors (4xx,
 /// 5xx) become `!! subject: text`; well-known replies get a sentence; any other one
 /// shows its parameters as they are.
-fn numeric_line(code: &str, msg: &Message) -> Option<String> {
+fn numeric_line(code: &str, msg: &Message, view: &View) -> Option<String> {
     let args = msg.params.get(1..).unwrap_or_default();
     let arg = |i: usize| args.get(i).map_or("", String::as_str);
     let line = match code {
@@ -112,6 +119,8 @@ fn numeric_line(code: &str, msg: &Message) -> Option<String> {
         | numeric::RPL_ENDOFWHO
         | numeric::RPL_ENDOFNAMES
         | numeric::RPL_ENDOFWHOIS
+        | numeric::RPL_ENDOFBANLIST
+        | numeric::RPL_LISTSTART
         | numeric::RPL_CREATIONTIME
         | numeric::RPL_MOTDSTART
         | numeric::RPL_ENDOFMOTD => return None,
@@ -124,6 +133,44 @@ fn numeric_line(code: &str, msg: &Message) -> Option<String> {
         // `[<u> <m>] :Current local users <u>, max <m>`: the sentence says it all.
         numeric::RPL_LOCALUSERS | numeric::RPL_GLOBALUSERS => format!("-- {}", msg.last_param()),
         numeric::RPL_AWAY => format!("-- {} is away: {}", arg(0), arg(1)),
+        // WHOIS replies (Modern IRC, "WHOIS message"): one line each, named by the nick.
+        numeric::RPL_WHOISUSER => format!(
+            "-- {} is {}@{} ({})",
+            arg(0),
+            arg(1),
+            arg(2),
+            msg.last_param()
+        ),
+        numeric::RPL_WHOISSERVER => format!("-- {} is on {} ({})", arg(0), arg(1), arg(2)),
+        numeric::RPL_WHOISOPERATOR => format!("-- {} is an IRC operator", arg(0)),
+        numeric::RPL_WHOISIDLE => format!(
+            "-- {} has been idle {}",
+            arg(0),
+            arg(1)
+                .parse()
+                .map_or_else(|_| arg(1).to_string(), idle_time)
+        ),
+        numeric::RPL_WHOISCHANNELS => format!("-- {} is in {}", arg(0), msg.last_param()),
+        numeric::RPL_WHOISACCOUNT => format!("-- {} is logged in as {}", arg(0), arg(1)),
+        numeric::RPL_WHOISSECURE => format!("-- {} is using a secure connection", arg(0)),
+        numeric::RPL_LIST => {
+            if let Some(filter) = view.list_filter {
+                if !list_matches(filter, arg(0), arg(2)) {
+                    return None;
+                }
+            }
+            format!("-- {} ({} users): {}", arg(0), arg(1), arg(2))
+        }
+        numeric::RPL_LISTEND => "-- end of the channel list".to_string(),
+        numeric::RPL_CHANNELMODEIS => format!(
+            "-- modes of {}: {}",
+            arg(0),
+            args.get(1..).unwrap_or_default().join(" ")
+        ),
+        numeric::RPL_UMODEIS => format!("-- your modes: {}", arg(0)),
+        numeric::RPL_BANLIST if arg(2).is_empty() => format!("-- {} bans {}", arg(0), arg(1)),
+        numeric::RPL_BANLIST => format!("-- {} bans {} (set by {})", arg(0), arg(1), arg(2)),
+        numeric::RPL_INVITING => format!("-- invited {} to {}", arg(0), arg(1)),
         numeric::RPL_WHOREPLY => {
             let realname = arg(6).split_once(' ').map_or("", |(_, name)| name);
             format!(
@@ -146,44 +193,63 @@ fn numeric_line(code: &str, msg: &Message) -> Option<String> {
         _ if args.is_empty() => return None,
         _ => format!("-- {}", args.join(" ")),
     };
-    Some(strip_controls(&line))
+    Some(sanitize(&line))
 }
 
-/// Removes IRC formatting codes (bold, colour with its digits, ...) and every other
-/// control character, so that nothing a peer sends can move the cursor, change the
-/// terminal's state or break the line being typed.
-pub fn strip_controls(text: &str) -> String {
-    const COLOUR: char = '\x03';
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == COLOUR {
-            let foreground = skip_digits(&mut chars);
-            let mut lookahead = chars.clone();
-            if foreground
-                && lookahead.next() == Some(',')
-                && lookahead.peek().is_some_and(char::is_ascii_digit)
-            {
-                chars.next();
-                skip_digits(&mut chars);
-            }
-        } else if !c.is_control() {
-            out.push(c);
-        }
+/// `3d 4h`, `2h 5m`, `1m 5s`, `42s`: an idle time in seconds, for people.
+fn idle_time(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
     }
-    out
 }
 
-/// Skips up to two ASCII digits (a colour number after `\x03`); `true` if any.
-fn skip_digits(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> bool {
-    let mut skipped = false;
-    for _ in 0..2 {
-        if chars.next_if(char::is_ascii_digit).is_none() {
-            break;
-        }
-        skipped = true;
+/// Whether a channel of a LIST reply passes `/list FILTER`: with `*` or `?` in it, a
+/// wildcard match on the channel's name; otherwise the name or the topic contains it.
+/// Case is ignored either way.
+pub fn list_matches(filter: &str, channel: &str, topic: &str) -> bool {
+    let filter = filter.to_lowercase();
+    let channel = channel.to_lowercase();
+    if filter.contains(['*', '?']) {
+        let pattern: Vec<char> = filter.chars().collect();
+        let name: Vec<char> = channel.chars().collect();
+        return wildcard_match(&pattern, &name);
     }
-    skipped
+    channel.contains(&filter) || topic.to_lowercase().contains(&filter)
+}
+
+/// `*` any run of characters, `?` one character; iterative, linear in practice.
+fn wildcard_match(pattern: &[char], text: &[char]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == text[t]) {
+            p += 1;
+            t += 1;
+        } else if p < pattern.len() && pattern[p] == '*' {
+            star = Some((p, t));
+            p += 1;
+        } else if let Some((star_p, star_t)) = star {
+            p = star_p + 1;
+            t = star_t + 1;
+            star = Some((star_p, star_t + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&c| c == '*')
+}
+
+/// Removes every control character but the mIRC formatting codes, so that nothing a
+/// peer sends can move the cursor, change the terminal's state or break the line
+/// being typed; the formatting codes are turned into colours or removed on output.
+pub fn sanitize(text: &str) -> String {
+    text.chars()
+        .filter(|&c| !c.is_control() || is_format_code(c))
+        .collect()
 }
 
 #[cfg(test)]
@@ -194,10 +260,13 @@ mod tests {
         own_nick: "me",
         current_channel: Some("#lobby"),
         clock: "12:01",
+        list_filter: None,
     };
 
+    /// The line as a pipe shows it (formatting removed).
     fn show(line: &str) -> Option<String> {
         render(&Message::parse(line).expect("test line parses"), &VIEW)
+            .map(|text| crate::format::strip(&text))
     }
 
     fn shows(line: &str, expected: &str) {
@@ -347,8 +416,74 @@ mod tests {
             ":evil!~e@h PRIVMSG #lobby :\x1b[2J\x02bold\x02 \x0304,12red\x03 x\x07",
             "[12:01] <evil> [2Jbold red x",
         );
-        assert_eq!(strip_controls("\x0312,done 3"), ",done 3");
-        assert_eq!(strip_controls("a\x03,5b"), "a,5b");
-        assert_eq!(strip_controls("c1\u{9b}31m"), "c131m");
+        assert_eq!(sanitize("c1\u{9b}31m"), "c131m");
+        // Formatting survives rendering, for the output to colour.
+        let kept = render(
+            &Message::parse(":a!~a@h PRIVMSG #lobby :\x1b[31m\x02b\x02 \x0304r").expect("parses"),
+            &VIEW,
+        );
+        assert_eq!(kept.as_deref(), Some("[12:01] <a> [31m\x02b\x02 \x0304r"));
+    }
+
+    #[test]
+    fn whois_replies_are_sentences() {
+        shows(
+            ":irc.test 311 me bob ~b 127.0.0.1 * :Bob B",
+            "-- bob is ~b@127.0.0.1 (Bob B)",
+        );
+        shows(
+            ":irc.test 312 me bob irc.test :ringchat",
+            "-- bob is on irc.test (ringchat)",
+        );
+        shows(
+            ":irc.test 317 me bob 3725 1700000000 :seconds idle, signon time",
+            "-- bob has been idle 1h 2m",
+        );
+        shows(
+            ":irc.test 319 me bob :@#lobby #rust",
+            "-- bob is in @#lobby #rust",
+        );
+        shows(
+            ":irc.test 313 me bob :is an IRC operator",
+            "-- bob is an IRC operator",
+        );
+        assert_eq!(show(":irc.test 318 me bob :End of /WHOIS list"), None);
+    }
+
+    #[test]
+    fn list_modes_bans_invites() {
+        shows(
+            ":irc.test 322 me #rust 12 :all about rust",
+            "-- #rust (12 users): all about rust",
+        );
+        shows(
+            ":irc.test 323 me :End of /LIST",
+            "-- end of the channel list",
+        );
+        assert_eq!(show(":irc.test 321 me Channel :Users Name"), None);
+        shows(":irc.test 324 me #lobby +nt", "-- modes of #lobby: +nt");
+        shows(
+            ":irc.test 367 me #lobby eve!*@* op 1700000000",
+            "-- #lobby bans eve!*@* (set by op)",
+        );
+        shows(":irc.test 341 me bob #secret", "-- invited bob to #secret");
+        let filtered = View {
+            list_filter: Some("rust"),
+            ..VIEW
+        };
+        let list = |line: &str| render(&Message::parse(line).expect("parses"), &filtered);
+        assert!(list(":irc 322 me #rust 3 :x").is_some());
+        assert!(list(":irc 322 me #lobby 3 :we talk Rust here").is_some());
+        assert!(list(":irc 322 me #go 3 :gophers").is_none());
+    }
+
+    #[test]
+    fn list_filters_by_substring_or_wildcard() {
+        assert!(list_matches("RUST", "#rust-lang", ""));
+        assert!(list_matches("#rust*", "#rust-lang", ""));
+        assert!(!list_matches("#rust*", "#go", "rust"));
+        assert!(list_matches("#?o", "#go", ""));
+        assert!(!list_matches("#?o", "#goo", ""));
+        assert!(list_matches("*a*b*", "#xaxxb", ""));
     }
 }

@@ -73,7 +73,13 @@ pub fn tls(
             .complete_io(&mut socket)
             .map_err(|error| match error.kind() {
                 io::ErrorKind::WouldBlock => io::Error::from(io::ErrorKind::TimedOut),
-                _ => io::Error::new(error.kind(), format!("TLS handshake failed: {error}")),
+                _ => io::Error::new(
+                    error.kind(),
+                    format!(
+                        "TLS handshake failed: {}",
+                        describe_handshake_error(&error, host)
+                    ),
+                ),
             })?;
     }
     socket.set_read_timeout(None)?;
@@ -86,6 +92,84 @@ pub fn tls(
         },
         WriteHalf::Tls { socket, session },
     ))
+}
+
+/// Why a handshake failed, in words a user can act on: the certificate's problem and
+/// what to do about it, instead of rustls' debug names (`CaUsedAsEndEntity`).
+fn describe_handshake_error(error: &io::Error, host: &str) -> String {
+    let Some(tls) = error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    else {
+        return error.to_string();
+    };
+    describe_tls_error(tls, host)
+}
+
+/// See [`describe_handshake_error`].
+fn describe_tls_error(error: &rustls::Error, host: &str) -> String {
+    use rustls::{CertificateError, Error};
+    const UNTRUSTED_HINT: &str = "for a test server, --tls-insecure accepts it; \
+        or point SSL_CERT_FILE at the authority that signed it";
+    let Error::InvalidCertificate(cert) = error else {
+        return match error {
+            Error::InvalidMessage(_) | Error::InappropriateHandshakeMessage { .. } => {
+                "the server did not answer in TLS (a plain-text port? TLS is usually 6697)"
+                    .to_string()
+            }
+            Error::AlertReceived(alert) => format!("the server refused the handshake ({alert:?})"),
+            other => other.to_string(),
+        };
+    };
+    match cert {
+        CertificateError::UnknownIssuer => format!(
+            "the server's certificate is not signed by an authority this machine trusts \
+             (self-signed or a private authority): {UNTRUSTED_HINT}"
+        ),
+        CertificateError::Other(other)
+            if other
+                .0
+                .downcast_ref::<webpki::Error>()
+                .is_some_and(|e| matches!(e, webpki::Error::CaUsedAsEndEntity)) =>
+        {
+            format!(
+                "the server's certificate is self-signed (an authority certificate used as \
+                 the server's own): {UNTRUSTED_HINT}"
+            )
+        }
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+            "the server's certificate has expired".to_string()
+        }
+        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+            "the server's certificate is not valid yet (is this machine's clock right?)".to_string()
+        }
+        CertificateError::NotValidForNameContext { presented, .. } => format!(
+            "the server's certificate is for {}, not for {host}",
+            if presented.is_empty() {
+                "no name".to_string()
+            } else {
+                presented
+                    .iter()
+                    .map(|name| plain_name(name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        ),
+        CertificateError::NotValidForName => {
+            format!("the server's certificate is not for {host}")
+        }
+        CertificateError::Revoked => "the server's certificate has been revoked".to_string(),
+        other => format!("the server's certificate was refused: {other}"),
+    }
+}
+
+/// A name as the certificate holds it, without webpki's wrapping: rustls presents
+/// them as `DnsName("localhost")` or `IpAddress(..)`.
+fn plain_name(presented: &str) -> &str {
+    ["DnsName(", "IpAddress(", "UriName("]
+        .iter()
+        .find_map(|kind| presented.strip_prefix(kind)?.strip_suffix(')'))
+        .map_or(presented, |inner| inner.trim_matches('"'))
 }
 
 impl ReadHalf {
@@ -245,5 +329,41 @@ impl ServerCertVerifier for AcceptAnyServer {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::{CertificateError, Error};
+
+    #[test]
+    fn certificate_errors_are_sentences() {
+        let says = |error: Error| describe_tls_error(&error, "irc.example.org");
+        assert!(
+            says(Error::InvalidCertificate(CertificateError::UnknownIssuer))
+                .starts_with("the server's certificate is not signed by an authority")
+        );
+        let self_signed = CertificateError::Other(rustls::OtherError(Arc::new(
+            webpki::Error::CaUsedAsEndEntity,
+        )));
+        let text = says(Error::InvalidCertificate(self_signed));
+        assert!(
+            text.starts_with("the server's certificate is self-signed"),
+            "{text}"
+        );
+        assert!(text.contains("--tls-insecure"), "{text}");
+        assert_eq!(
+            says(Error::InvalidCertificate(CertificateError::Expired)),
+            "the server's certificate has expired"
+        );
+        let wrong_name = CertificateError::NotValidForNameContext {
+            expected: ServerName::try_from("irc.example.org").expect("a name"),
+            presented: vec!["DnsName(\"other.example.net\")".into()],
+        };
+        assert_eq!(
+            says(Error::InvalidCertificate(wrong_name)),
+            "the server's certificate is for other.example.net, not for irc.example.org"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The client binary driven through pipes (non-interactive mode) against a real server
-//! on loopback: people talking, slash-commands, end of input, the server closing the
-//! link, and the exit codes of each way a session can fail.
+//! on loopback: people talking, slash-commands (WHOIS, LIST, channel operator
+//! commands, queries), formatting removed or coloured, end of input, reconnecting
+//! after a server restart, and the exit codes of each way a session can fail.
 
 mod common;
 
@@ -146,9 +147,9 @@ fn end_of_input_sends_everything_then_quits_cleanly() {
 }
 
 #[test]
-fn server_shutdown_closes_the_link_with_exit_code_4() {
+fn server_shutdown_closes_the_link_with_exit_code_4_without_reconnecting() {
     let mut server = TestServer::start();
-    let mut alice = Client::start(&server.addr(), "alice", &[]);
+    let mut alice = Client::start(&server.addr(), "alice", &["--no-reconnect"]);
     alice.expect("-- alice joined #lobby");
     server.shutdown();
     let (code, stderr) = alice.wait_exit();
@@ -158,6 +159,145 @@ fn server_shutdown_closes_the_link_with_exit_code_4() {
         "stderr: {stderr}"
     );
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+}
+
+#[test]
+fn reconnects_and_rejoins_after_a_server_restart() {
+    let mut server = TestServer::start();
+    let mut alice = Client::start(&server.addr(), "alice", &[]);
+    alice.expect("-- alice joined #lobby");
+    alice.send("/join #rust");
+    alice.expect("-- alice joined #rust");
+
+    server.restart();
+    alice.expect("!! server closed the link: ");
+    alice.expect("-- reconnecting to ");
+    alice.expect("-- reconnected");
+    // Rejoined in the order joined, so #rust is still where text goes.
+    alice.expect("-- alice joined #lobby");
+    alice.expect("-- alice joined #rust");
+    let mut bob = RawPeer::register(&server.addr(), "bob");
+    bob.send("JOIN #rust");
+    bob.expect("366");
+    alice.expect("-- bob joined #rust");
+    alice.send("still here");
+    bob.expect("PRIVMSG #rust :still here");
+    alice.send("/quit");
+    let (code, stderr) = alice.wait_exit();
+    assert_eq!(code, 0, "stderr: {stderr}");
+}
+
+#[test]
+fn whois_and_list_answer_in_sentences() {
+    let server = TestServer::start();
+    let (mut alice, mut bob) = alice_and_bob_in_rust(&server);
+    bob.send("JOIN #go");
+    bob.expect("366");
+    bob.send("TOPIC #go :gophers only");
+    bob.expect("TOPIC #go");
+
+    alice.send("/whois bob");
+    let user = alice.expect("-- bob is ");
+    assert!(user.contains("@127.0.0.1 (raw peer)"), "{user}");
+    let channels = alice.expect("-- bob is in ");
+    assert!(
+        channels.contains("#rust") && channels.contains("#go"),
+        "{channels}"
+    );
+
+    alice.send("/list");
+    let all = alice.expect_lines("-- end of the channel list");
+    assert!(
+        all.iter()
+            .any(|l| l.starts_with("-- #go (1 users): gophers only")),
+        "{all:?}"
+    );
+    assert!(
+        all.iter().any(|l| l.starts_with("-- #rust (2 users)")),
+        "{all:?}"
+    );
+
+    alice.send("/list rust");
+    let filtered = alice.expect_lines("-- end of the channel list");
+    assert!(
+        filtered.iter().any(|l| l.starts_with("-- #rust (2 users)")),
+        "{filtered:?}"
+    );
+    assert!(!filtered.iter().any(|l| l.contains("#go")), "{filtered:?}");
+    alice.send("/list gopher");
+    let by_topic = alice.expect_lines("-- end of the channel list");
+    assert!(
+        by_topic.iter().any(|l| l.starts_with("-- #go ")),
+        "{by_topic:?}"
+    );
+    assert!(
+        !by_topic.iter().any(|l| l.contains("#rust")),
+        "{by_topic:?}"
+    );
+}
+
+#[test]
+fn operator_commands_queries_and_notices() {
+    let server = TestServer::start();
+    // alice created #rust, so she is its operator.
+    let (mut alice, mut bob) = alice_and_bob_in_rust(&server);
+
+    alice.send("/mode +s");
+    bob.expect("MODE #rust +s");
+    alice.expect("-- alice sets mode +s on #rust");
+    alice.send("/mode");
+    alice.expect("-- modes of #rust: +");
+
+    alice.send("/query bob");
+    alice.expect("-- talking to bob");
+    alice.send("just between us");
+    bob.expect("PRIVMSG bob :just between us");
+    alice.expect("-> *bob* just between us");
+    alice.send("/query");
+    alice.expect("-- query ended");
+    alice.send("to everyone");
+    bob.expect("PRIVMSG #rust :to everyone");
+
+    alice.send("/notice bob heads up");
+    bob.expect("NOTICE bob :heads up");
+
+    alice.send("/kick bob behave");
+    bob.expect("KICK #rust bob :behave");
+    alice.expect("-- bob was kicked from #rust by alice (behave)");
+    alice.send("/ban bob");
+    alice.expect("-- alice sets mode +b bob!*@* on #rust");
+    bob.send("JOIN #rust");
+    bob.expect(" 474 ");
+    alice.send("/unban bob!*@*");
+    alice.expect("-- alice sets mode -b bob!*@* on #rust");
+    alice.send("/invite bob");
+    bob.expect("INVITE bob #rust");
+    alice.expect("-- invited bob to #rust");
+}
+
+#[test]
+fn formatting_is_removed_in_a_pipe_and_coloured_on_request() {
+    let server = TestServer::start();
+    let (mut alice, mut bob) = alice_and_bob_in_rust(&server);
+    let mut carol = Client::start(
+        &server.addr(),
+        "carol",
+        &["--channel", "#rust", "--color", "always"],
+    );
+    carol.expect("-- carol joined #rust");
+    alice.expect("-- carol joined #rust");
+    bob.send("PRIVMSG #rust :\x02bold\x02 and \x0304,12red on blue\x03 \x1b[2Jdone");
+    let plain = alice.expect("<bob>");
+    assert!(
+        plain.ends_with("<bob> bold and red on blue [2Jdone"),
+        "{plain:?}"
+    );
+    let coloured = carol.expect("<bob>");
+    assert!(
+        coloured
+            .ends_with("<bob> \x1b[0;1mbold\x1b[0m and \x1b[0;91;104mred on blue\x1b[0m [2Jdone"),
+        "{coloured:?}"
+    );
 }
 
 #[test]
@@ -218,7 +358,7 @@ fn registration_answers_ping_and_joins_after_welcome() {
         Step::Send("ERROR :Closing Link: (Killed by the test)"),
         Step::Close,
     ]);
-    let mut client = Client::start(&script.addr(), "dave", &[]);
+    let mut client = Client::start(&script.addr(), "dave", &["--no-reconnect"]);
     client.expect("-- Welcome to the fake network");
     client.expect("-- dave joined #lobby");
     let (code, stderr) = client.wait_exit();

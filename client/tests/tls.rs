@@ -1,6 +1,7 @@
 //! The client over TLS against a real ringchat with a TLS listener: `--tls-insecure`
 //! with a test certificate, `--tls` verifying against an authority given through
-//! SSL_CERT_FILE, and a certificate the client does not trust refused with exit 3.
+//! SSL_CERT_FILE, and certificates the client does not accept (untrusted, self-signed,
+//! expired, for another name) refused with exit 3 and a reason in words.
 //! Certificates are made here with rcgen.
 
 mod common;
@@ -21,8 +22,23 @@ struct TlsServer {
     dir: PathBuf,
 }
 
+/// The server's certificate.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ServerCert {
+    /// For `localhost`, signed by the test authority (`ca.pem`).
+    Signed,
+    /// Signed by the test authority, but expired in 2001.
+    Expired,
+    /// Its own authority, as `openssl req -x509` makes by default.
+    SelfSigned,
+}
+
 impl TlsServer {
     fn start() -> TlsServer {
+        TlsServer::start_with(ServerCert::Signed)
+    }
+
+    fn start_with(kind: ServerCert) -> TlsServer {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "ringchat-client-tls-{}-{}",
@@ -40,9 +56,18 @@ impl TlsServer {
         params
             .distinguished_name
             .push(DnType::CommonName, "localhost");
-        let cert = params
-            .signed_by(&key, &authority)
-            .expect("server certificate");
+        if kind == ServerCert::Expired {
+            params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        }
+        let cert = if kind == ServerCert::SelfSigned {
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.self_signed(&key).expect("self-signed certificate")
+        } else {
+            params
+                .signed_by(&key, &authority)
+                .expect("server certificate")
+        };
         std::fs::write(dir.join("server.crt"), cert.pem()).expect("write the certificate");
         std::fs::write(dir.join("server.key"), key.serialize_pem()).expect("write the key");
 
@@ -74,9 +99,14 @@ impl TlsServer {
 
     /// The client over TLS, trusting the authorities in `ca_file`.
     fn client_trusting(&self, ca_file: &str, nick: &str) -> Client {
+        self.client_at(&self.tls_addr(), ca_file, nick)
+    }
+
+    /// The client over TLS to `addr`, trusting the authorities in `ca_file`.
+    fn client_at(&self, addr: &str, ca_file: &str, nick: &str) -> Client {
         let mut command = Command::new(CLIENT);
         command
-            .arg(self.tls_addr())
+            .arg(addr)
             .args(["--tls", "--nick", nick])
             .env("SSL_CERT_FILE", self.dir.join(ca_file))
             .env_remove("SSL_CERT_DIR");
@@ -139,5 +169,54 @@ fn an_untrusted_certificate_is_refused_with_exit_code_3() {
         stderr.contains("cannot connect to localhost:"),
         "stderr: {stderr}"
     );
-    assert!(stderr.contains("certificate"), "stderr: {stderr}");
+    assert!(
+        stderr.contains("not signed by an authority this machine trusts"),
+        "stderr: {stderr}"
+    );
+}
+
+/// The refusal of a certificate: exit 3, one line, the reason in words, never
+/// rustls' debug names.
+fn refused(client: &mut Client) -> String {
+    let (code, stderr) = client.wait_exit();
+    assert_eq!(code, 3, "stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(!stderr.contains("Other("), "debug text: {stderr}");
+    assert!(!stderr.contains("Error"), "debug text: {stderr}");
+    stderr
+}
+
+#[test]
+fn a_self_signed_certificate_is_explained() {
+    let server = TlsServer::start_with(ServerCert::SelfSigned);
+    let mut alice = server.client_trusting("ca.pem", "alice");
+    let stderr = refused(&mut alice);
+    assert!(
+        stderr.contains("the server's certificate is self-signed"),
+        "stderr: {stderr}"
+    );
+    assert!(stderr.contains("--tls-insecure"), "stderr: {stderr}");
+}
+
+#[test]
+fn an_expired_certificate_is_explained() {
+    let server = TlsServer::start_with(ServerCert::Expired);
+    let mut alice = server.client_trusting("ca.pem", "alice");
+    let stderr = refused(&mut alice);
+    assert!(
+        stderr.contains("the server's certificate has expired"),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
+fn a_certificate_for_another_name_is_explained() {
+    let server = TlsServer::start();
+    let port = server.server().tls_local_addrs()[0].port();
+    let mut alice = server.client_at(&format!("127.0.0.1:{port}"), "ca.pem", "alice");
+    let stderr = refused(&mut alice);
+    assert!(
+        stderr.contains("the server's certificate is for localhost, not for 127.0.0.1"),
+        "stderr: {stderr}"
+    );
 }

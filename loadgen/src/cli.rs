@@ -68,7 +68,7 @@ pub enum Command {
     /// is significantly slower beyond its tolerance or the result lost messages, 2 when
     /// the scenario parameters differ or there are too few runs to decide.
     Compare(CompareArgs),
-    /// Plot latency by percentile of one or more result files (.json or .hgrm) as SVG.
+    /// Plot latency by percentile of one or more result files (.json or .hgrm) as SVG and PNG (same name, .png beside the .svg).
     Plot(PlotArgs),
     /// Print one table of several JSON results (one row per step of each file).
     Summary {
@@ -122,7 +122,7 @@ pub struct CommonArgs {
     /// NAME-<rate>.hgrm).
     #[arg(long)]
     pub hgrm: Option<PathBuf>,
-    /// Write an SVG chart of latency by percentile.
+    /// Write a chart of latency by percentile: this SVG and a PNG beside it.
     #[arg(long)]
     pub plot: Option<PathBuf>,
     /// A name for this run in reports and plots (e.g. "ringchat-uring").
@@ -269,7 +269,7 @@ pub struct CompareArgs {
 
 #[derive(Debug, Args)]
 pub struct PlotArgs {
-    /// The SVG file to write.
+    /// The SVG file to write (a PNG of the same chart is written beside it).
     pub output: PathBuf,
     /// Result files: loadgen JSON (one line per step) or .hgrm percentile distributions.
     #[arg(required = true)]

@@ -34,6 +34,10 @@ pub struct Thresholds {
     pub allow_param_diff: bool,
 }
 
+/// A resolution at least this fraction of a figure is said beside its verdict (a CPU
+/// reading in 10 ms ticks over a short step).
+const COARSE_RESOLUTION: f64 = 0.01;
+
 /// Confidence of the printed interval of each change.
 const INTERVAL_CONFIDENCE: f64 = 0.95;
 
@@ -77,11 +81,12 @@ pub fn read_report(path: &Path) -> Result<Report> {
         .with_context(|| format!("{} is not a loadgen JSON result", path.display()))
 }
 
-/// The parameters that define a run's scenario, flattened (`traffic.rate`).
+/// The parameters that define a run's scenario, flattened (`traffic.rate`), each
+/// value as a user would type it (`500ms`, `100,200`).
 fn scenario_params(report: &Report) -> BTreeMap<String, String> {
     fn flatten(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, String>) {
         match value {
-            serde_json::Value::Object(map) => {
+            serde_json::Value::Object(map) if as_duration(value).is_none() => {
                 for (k, v) in map {
                     let key = if prefix.is_empty() {
                         k.clone()
@@ -92,13 +97,16 @@ fn scenario_params(report: &Report) -> BTreeMap<String, String> {
                 }
             }
             other => {
-                out.insert(prefix.to_string(), other.to_string());
+                out.insert(prefix.to_string(), typed_value(other));
             }
         }
     }
     let mut out = BTreeMap::new();
     flatten("", &report.params, &mut out);
     out.retain(|k, _| !NOT_SCENARIO_PARAMS.contains(&k.as_str()));
+    if let Some(hold) = out.get_mut("hold_s") {
+        hold.push('s');
+    }
     out.insert("scenario".to_string(), report.scenario.clone());
     // Where the servers are does not matter, how many there are does: one node and a
     // cluster of two are different scenarios.
@@ -111,7 +119,59 @@ fn scenario_params(report: &Report) -> BTreeMap<String, String> {
     out
 }
 
-/// The scenario parameters that differ, as `name base vs new` items.
+/// A `Duration` as serde writes it (`{"secs": 0, "nanos": 500000000}`), in seconds.
+fn as_duration(value: &serde_json::Value) -> Option<f64> {
+    let map = value.as_object()?;
+    if map.len() != 2 {
+        return None;
+    }
+    let secs = map.get("secs")?.as_f64()?;
+    let nanos = map.get("nanos")?.as_f64()?;
+    Some(secs + nanos / 1e9)
+}
+
+/// A parameter's value as typed on the command line: `500ms`, `2s`, `100,200`, `20`.
+fn typed_value(value: &serde_json::Value) -> String {
+    if let Some(secs) = as_duration(value) {
+        return if secs == 0.0 {
+            "0s".to_string()
+        } else if secs < 1.0 {
+            format!("{}ms", secs * 1e3)
+        } else {
+            format!("{secs}s")
+        };
+    }
+    match value {
+        serde_json::Value::Array(items) => {
+            items.iter().map(typed_value).collect::<Vec<_>>().join(",")
+        }
+        serde_json::Value::Number(n) => match n.as_f64() {
+            Some(v) if v.fract() == 0.0 && v.abs() < 1e15 => format!("{}", v as i64),
+            _ => n.to_string(),
+        },
+        serde_json::Value::Bool(true) => "given".to_string(),
+        serde_json::Value::Bool(false) => "not given".to_string(),
+        serde_json::Value::Null => "(default)".to_string(),
+        serde_json::Value::String(text) => text.clone(),
+        serde_json::Value::Object(_) => value.to_string(),
+    }
+}
+
+/// The flag a user types for a flattened parameter: `traffic.warmup` -> `--warmup`.
+fn flag_name(key: &str) -> String {
+    match key {
+        "scenario" => "scenario".to_string(),
+        "servers" => "number of --addr servers".to_string(),
+        "senders_per_channel" => "--senders".to_string(),
+        "hold_s" => "--hold".to_string(),
+        _ => format!(
+            "--{}",
+            key.rsplit('.').next().unwrap_or(key).replace('_', "-")
+        ),
+    }
+}
+
+/// The scenario parameters that differ, as `--flag base vs new` items.
 fn differing_params(baseline: &Report, result: &Report) -> Vec<String> {
     let (a, b) = (scenario_params(baseline), scenario_params(result));
     let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
@@ -121,7 +181,7 @@ fn differing_params(baseline: &Report, result: &Report) -> Vec<String> {
         .filter(|k| a.get(*k) != b.get(*k))
         .map(|k| {
             let show = |v: Option<&String>| v.cloned().unwrap_or_else(|| "(unset)".into());
-            format!("{k} {} vs {}", show(a.get(k)), show(b.get(k)))
+            format!("{} {} vs {}", flag_name(k), show(a.get(k)), show(b.get(k)))
         })
         .collect()
 }
@@ -133,6 +193,9 @@ struct Figure {
     format: fn(f64) -> String,
     higher_is_better: bool,
     latency: bool,
+    /// The smallest step a run's value can take (the CPU reading's resolution), when
+    /// it has one worth saying: a difference below it is not a measured change.
+    resolution: fn(&StepResult) -> Option<f64>,
 }
 
 const FIGURES: &[Figure] = &[
@@ -142,6 +205,7 @@ const FIGURES: &[Figure] = &[
         format: |v| format!("{v:.0}"),
         higher_is_better: true,
         latency: false,
+        resolution: |_| None,
     },
     Figure {
         name: "p50",
@@ -149,6 +213,7 @@ const FIGURES: &[Figure] = &[
         format: format_us,
         higher_is_better: false,
         latency: true,
+        resolution: |_| None,
     },
     Figure {
         name: "p99",
@@ -156,6 +221,7 @@ const FIGURES: &[Figure] = &[
         format: format_us,
         higher_is_better: false,
         latency: true,
+        resolution: |_| None,
     },
     Figure {
         name: "srv us/delivery",
@@ -163,6 +229,7 @@ const FIGURES: &[Figure] = &[
         format: |v| format!("{v:.3}"),
         higher_is_better: false,
         latency: false,
+        resolution: StepResult::server_cpu_resolution_us,
     },
 ];
 
@@ -196,7 +263,31 @@ pub fn compare(baseline: &Report, result: &Report, thresholds: &Thresholds) -> C
             if a.is_empty() && b.is_empty() {
                 continue;
             }
-            let verdict = judge(label, figure, &a, &b, thresholds, &mut c);
+            let resolution = base
+                .iter()
+                .chain(&new)
+                .filter_map(|s| (figure.resolution)(s))
+                .fold(0.0f64, f64::max);
+            let mut verdict = if resolution > 0.0
+                && !a.is_empty()
+                && !b.is_empty()
+                && (median(&b) - median(&a)).abs() < resolution
+            {
+                format!(
+                    "no change: {} is below the measurement resolution {}",
+                    (figure.format)((median(&b) - median(&a)).abs()),
+                    (figure.format)(resolution)
+                )
+            } else {
+                judge(label, figure, &a, &b, thresholds, &mut c)
+            };
+            if resolution >= COARSE_RESOLUTION * median(&a).max(median(&b)) && resolution > 0.0 {
+                let _ = write!(
+                    verdict,
+                    " (CPU read in clock ticks: one step is {} here)",
+                    (figure.format)(resolution)
+                );
+            }
             let _ = writeln!(
                 c.table,
                 "{:<14} {:<15} {:>26} {:>26} {:>8}  {verdict}",
@@ -520,7 +611,7 @@ mod tests {
         new.params["addr"] = serde_json::json!("127.0.0.1:2");
         new.params["traffic"]["repeat"] = serde_json::json!(3);
         let c = compare(&base, &new, &STRICT);
-        assert_eq!(c.param_diff.as_deref(), Some("clients 100 vs 20"));
+        assert_eq!(c.param_diff.as_deref(), Some("--clients 100 vs 20"));
         assert!(
             c.table.contains("100000") && c.table.contains("20000"),
             "{}",
@@ -529,12 +620,74 @@ mod tests {
     }
 
     #[test]
+    fn differing_parameters_are_named_by_the_flags_a_user_types() {
+        let mut base = five([100_000.0; 5], [200_000; 5]);
+        base.params["traffic"]["warmup"] = serde_json::json!({ "secs": 0, "nanos": 0 });
+        base.params["traffic"]["find_max"] = serde_json::json!(false);
+        let mut new = base.clone();
+        new.params["traffic"]["warmup"] = serde_json::json!({ "secs": 0, "nanos": 500_000_000 });
+        new.params["traffic"]["rate"] = serde_json::json!([100.0, 200.0]);
+        new.params["traffic"]["find_max"] = serde_json::json!(true);
+        let c = compare(&base, &new, &STRICT);
+        assert_eq!(
+            c.param_diff.as_deref(),
+            Some("--find-max not given vs given, --rate 1000 vs 100,200, --warmup 0s vs 500ms")
+        );
+    }
+
+    /// Server CPU per delivery from one tick (10 ms) over 9,800 deliveries can only be
+    /// 1.02, 2.04, 3.06... µs: a difference of one step is no measured change.
+    #[test]
+    fn a_cpu_difference_below_the_resolution_is_said_so() {
+        let with_cpu = |cpu_s: [f64; 5], resolution_s: f64| {
+            let mut r = five([9_800.0; 5], [200_000; 5]);
+            for (step, cpu_s) in r.steps.iter_mut().zip(cpu_s) {
+                step.counts.delivered_measured = 9_800;
+                step.server = Some(ProcUsage {
+                    cpu_s,
+                    cpu_resolution_s: resolution_s,
+                    ..ProcUsage::default()
+                });
+                step.server_cpu_us_per_delivery = Some(cpu_s * 1e6 / 9_800.0);
+            }
+            r
+        };
+        let base = with_cpu([0.02; 5], 0.01);
+        let new = with_cpu([0.03; 5], 0.01);
+        let c = compare(&base, &new, &STRICT);
+        assert!(c.regressions.is_empty(), "{:?}\n{}", c.regressions, c.table);
+        assert!(
+            c.table
+                .contains("no change: 1.020 is below the measurement resolution 1.020"),
+            "{}",
+            c.table
+        );
+        assert!(c.table.contains("CPU read in clock ticks"), "{}", c.table);
+        // The same 50% more CPU read at 1 ns is a measured change.
+        let base = with_cpu([0.020_01, 0.020_02, 0.020_03, 0.020_04, 0.020_05], 1e-9);
+        let new = with_cpu([0.030_01, 0.030_02, 0.030_03, 0.030_04, 0.030_05], 1e-9);
+        let c = compare(&base, &new, &STRICT);
+        assert!(
+            c.regressions
+                .iter()
+                .any(|r| r.contains("srv us/delivery slower")),
+            "{:?}\n{}",
+            c.regressions,
+            c.table
+        );
+        assert!(!c.table.contains("clock ticks"), "{}", c.table);
+    }
+
+    #[test]
     fn a_cluster_is_not_compared_with_one_server() {
         let base = five([100_000.0; 5], [200_000; 5]);
         let mut new = five([100_000.0; 5], [200_000; 5]);
         new.params["addr"] = serde_json::json!("127.0.0.1:1,127.0.0.1:2");
         let c = compare(&base, &new, &STRICT);
-        assert_eq!(c.param_diff.as_deref(), Some("servers 1 vs 2"));
+        assert_eq!(
+            c.param_diff.as_deref(),
+            Some("number of --addr servers 1 vs 2")
+        );
     }
 
     #[test]

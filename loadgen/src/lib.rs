@@ -23,8 +23,10 @@
 //! - [`pacer`]: one thread's open-loop pacer and a step's life on that thread.
 //! - [`team`]: what the threads of one run share (barrier, step plan, published
 //!   counters, step figures handed over to be merged).
-//! - [`procstat`]: CPU and memory of a process from /proc; the servers of
-//!   `--server-pid` (a cluster's nodes) summed, each one's part kept.
+//! - [`procstat`]: CPU (nanoseconds, from schedstat) and memory of a process from
+//!   /proc; the servers of `--server-pid` (a cluster's nodes) summed, each one's part kept.
+//! - [`saturation`]: when loadgen itself is the bottleneck (the pacer behind its
+//!   schedule, or its CPU near a core per thread).
 //! - [`report`]: the result model (JSON), the terminal tables and the `.hgrm` files.
 //! - [`plot`]: latency-by-percentile SVG charts of one or several result files.
 //! - [`compare`]: `loadgen compare`, the CI regression check: like with like, one
@@ -42,6 +44,7 @@ pub mod pacer;
 pub mod plot;
 pub mod procstat;
 pub mod report;
+pub mod saturation;
 pub mod scenario;
 pub mod schedule;
 pub mod significance;

@@ -86,7 +86,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let title = args
                 .title
                 .unwrap_or_else(|| "Latency by percentile".to_string());
-            plot::plot(&args.output, &series, &title, args.linear)?;
+            let (svg, png) = plot::plot(&args.output, &series, &title, args.linear)?;
+            eprintln!("wrote {} and {}", svg.display(), png.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Fanout { .. }
@@ -108,8 +109,9 @@ fn run_scenario(scenario: &Scenario, common: &CommonArgs) -> anyhow::Result<Exit
         // A run without latencies (all lost) has nothing to draw; its failure is
         // already reported, so the chart is skipped with a note rather than an error.
         let series = plot::report_series(&result, None);
-        if let Err(e) = plot::plot(path, &series, &title, false) {
-            eprintln!("loadgen: no chart written to {}: {e:#}", path.display());
+        match plot::plot(path, &series, &title, false) {
+            Ok((svg, png)) => eprintln!("wrote {} and {}", svg.display(), png.display()),
+            Err(e) => eprintln!("loadgen: no chart written to {}: {e:#}", path.display()),
         }
     }
     Ok(if result.ok {

@@ -169,6 +169,7 @@ impl Pacer {
             send_lag: recorder.send_lag.clone(),
             counts: recorder.counts,
             backlog: recorder.backlog,
+            send_backlog: recorder.send_backlog,
             send_failures,
             errors: shared.error_count.get() - errors_before,
         });
@@ -244,7 +245,9 @@ impl Pacer {
                         if sched >= window.0 {
                             counts.sent_measured += 1;
                         }
-                        recorder.send_lag.saturating_record((now - sched).max(1));
+                        let lag = (now - sched).max(1);
+                        recorder.send_lag.saturating_record(lag);
+                        recorder.send_backlog.record(sched, lag, window);
                         if !conn.dirty.replace(true) {
                             dirty.push(sender.client);
                         }

@@ -11,8 +11,9 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::CommonArgs;
-use crate::procstat::{PidUsage, ProcSample, ProcUsage, ServerUsage};
-use crate::scenario::{Scenario, SATURATION_CORES, SATURATION_SEND_LAG_US};
+use crate::procstat::{CpuSource, PidUsage, ProcSample, ProcUsage, ServerUsage};
+use crate::saturation;
+use crate::scenario::Scenario;
 use crate::stats::{Counts, LatencySummary, Recorder};
 use crate::team::ThreadEnd;
 
@@ -110,8 +111,18 @@ pub struct StepResult {
     pub loadgen: ProcUsage,
     /// loadgen CPU microseconds per delivery.
     pub loadgen_cpu_us_per_delivery: f64,
-    /// loadgen was near saturation: the figures may measure loadgen, not the server.
+    /// loadgen was saturated (see `saturation`): the figures may measure loadgen,
+    /// not the server.
     pub loadgen_saturated: bool,
+    /// Why `loadgen_saturated`, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loadgen_saturation: Option<String>,
+    /// The pacer's mean lateness for messages due in the first and the last quarter
+    /// of the measured window, µs: far apart when it fell behind its schedule.
+    #[serde(default)]
+    pub send_lag_early_mean_us: f64,
+    #[serde(default)]
+    pub send_lag_late_mean_us: f64,
     /// Every delivery verified and no errors.
     pub passed: bool,
     /// The latency histogram's percentile distribution (written by --hgrm).
@@ -143,6 +154,8 @@ impl StepResult {
         };
         let send_lag_p99_us = recorder.send_lag.value_at_quantile(0.99) as f64 / 1000.0;
         let (backlog_early_mean_us, backlog_late_mean_us) = recorder.backlog.means_us();
+        let saturation = saturation::judge(loadgen.cores, 1, &recorder.send_backlog);
+        let (send_lag_early_mean_us, send_lag_late_mean_us) = recorder.send_backlog.means_us();
         Self {
             label: format!("rate={rate}"),
             repeat: 1,
@@ -165,8 +178,10 @@ impl StepResult {
             server,
             server_by_pid,
             loadgen_cpu_us_per_delivery: per_delivery(loadgen.cpu_s),
-            loadgen_saturated: loadgen.cores > SATURATION_CORES
-                || send_lag_p99_us > SATURATION_SEND_LAG_US,
+            loadgen_saturated: saturation.is_some(),
+            loadgen_saturation: saturation,
+            send_lag_early_mean_us,
+            send_lag_late_mean_us,
             loadgen,
             passed: counts.verified() && send_failures == 0 && errors == 0,
             hgrm: hgrm_text(&recorder.latency),
@@ -183,6 +198,8 @@ impl StepResult {
     ) -> Self {
         let server_by_pid = server.as_ref().map(ServerUsage::parts).unwrap_or_default();
         let server = server.map(|s| s.total);
+        // No pacer: only loadgen's CPU can say it was the bottleneck.
+        let saturation = saturation::judge(loadgen.cores, 1, &crate::stats::Backlog::default());
         let per_conn = |cpu_s: f64| {
             if clients > 0.0 {
                 cpu_s * 1e6 / clients
@@ -212,11 +229,47 @@ impl StepResult {
             server,
             server_by_pid,
             loadgen_cpu_us_per_delivery: per_conn(loadgen.cpu_s),
-            loadgen_saturated: loadgen.cores > SATURATION_CORES,
+            loadgen_saturated: saturation.is_some(),
+            loadgen_saturation: saturation,
+            send_lag_early_mean_us: 0.0,
+            send_lag_late_mean_us: 0.0,
             loadgen,
             passed: true,
             hgrm: hgrm_text(welcome),
         }
+    }
+}
+
+impl StepResult {
+    /// Records the saturation verdict (`saturation::judge`).
+    pub fn set_saturation(&mut self, reason: Option<String>) {
+        self.loadgen_saturated = reason.is_some();
+        self.loadgen_saturation = reason;
+    }
+
+    /// The smallest step of `server_cpu_us_per_delivery`: one step of the CPU reading
+    /// spread over the step's deliveries (connect: connections). A tick reading (10 ms)
+    /// over 9,800 deliveries can only say 1.02, 2.04, 3.06... µs per delivery.
+    pub fn server_cpu_resolution_us(&self) -> Option<f64> {
+        let server = self.server?;
+        let per = self.server_cpu_us_per_delivery?;
+        let units = if per > 0.0 && server.cpu_s > 0.0 {
+            server.cpu_s * 1e6 / per
+        } else {
+            self.counts.delivered_measured as f64
+        };
+        (units > 0.0).then(|| server.cpu_resolution_s * 1e6 / units)
+    }
+}
+
+/// `schedstat (1 ns)` or `clock ticks (10 ms, fallback)`: a CPU figure's source.
+pub fn cpu_source_name(usage: &ProcUsage) -> String {
+    match usage.cpu_source {
+        CpuSource::Schedstat => "schedstat (1 ns)".to_string(),
+        CpuSource::Ticks => format!(
+            "clock ticks ({} ms, fallback)",
+            usage.cpu_resolution_s * 1e3
+        ),
     }
 }
 
@@ -519,6 +572,17 @@ pub fn print_report(report: &Report) {
             if s.passed { "" } else { "  FAIL" },
         );
         }
+        if let Some(step) = report.steps.first() {
+            let _ = writeln!(
+                out,
+                "CPU time: loadgen from {}{}",
+                cpu_source_name(&step.loadgen),
+                step.server.map_or(String::new(), |s| format!(
+                    ", server from {}",
+                    cpu_source_name(&s)
+                ))
+            );
+        }
         if report.steps.iter().any(|s| !s.server_by_pid.is_empty()) {
             let _ = writeln!(
                 out,
@@ -604,10 +668,11 @@ pub fn print_report(report: &Report) {
         if s.loadgen_saturated {
             let _ = writeln!(
                 out,
-                "WARNING: {}: loadgen near saturation ({:.2} cores, send lag p99 {}): these figures may measure loadgen, not the server",
+                "WARNING: {}: loadgen saturated: {}: these figures may measure loadgen, not the server",
                 s.label,
-                s.loadgen.cores,
-                format_us(s.send_lag_p99_us)
+                s.loadgen_saturation
+                    .as_deref()
+                    .unwrap_or("(reason not recorded)"),
             );
         }
     }

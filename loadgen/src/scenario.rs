@@ -22,16 +22,11 @@ use crate::layout::Layout;
 use crate::pacer::Pacer;
 use crate::procstat::{self, ProcUsage, ServerSample, ServerUsage};
 use crate::report::{self, AddrClients, IdleResult, Report, StepResult};
+use crate::saturation;
 use crate::schedule::StepSchedule;
 use crate::stats::{new_histogram, Recorder};
 use crate::team::{StepPlan, StepShare, Team, ThreadEnd};
 use crate::tls::TlsClient;
-
-/// Loadgen's own CPU use (cores) above which its figures may measure loadgen itself.
-pub const SATURATION_CORES: f64 = 0.85;
-
-/// Pacer lateness (p99) above which loadgen is not keeping its schedule.
-pub const SATURATION_SEND_LAG_US: f64 = 1000.0;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -428,6 +423,7 @@ fn merge_step(
         c.reordered += s.reordered;
         c.stale += s.stale;
         merged.backlog.add(&share.backlog);
+        merged.send_backlog.add(&share.send_backlog);
         send_failures += share.send_failures;
         errors += share.errors;
     }
@@ -442,8 +438,11 @@ fn merge_step(
         errors,
     );
     // loadgen's CPU is the whole process's: N threads saturate at N cores.
-    step.loadgen_saturated = own.cores > SATURATION_CORES * shared.team.threads as f64
-        || step.send_lag_p99_us > SATURATION_SEND_LAG_US;
+    step.set_saturation(saturation::judge(
+        own.cores,
+        shared.team.threads as u32,
+        &merged.send_backlog,
+    ));
     step
 }
 

@@ -133,6 +133,9 @@ pub struct Recorder {
     /// Mean latency early and late in the measured window: a backlog that grows
     /// steadily is the signature of a server throttling each sender.
     pub backlog: Backlog,
+    /// Mean pacer lateness early and late in the measured window: a pacer that cannot
+    /// keep up is later and later (see `saturation`).
+    pub send_backlog: Backlog,
 }
 
 /// Latency sums of the first and last quarter of a step's measured window (by
@@ -146,6 +149,23 @@ pub struct Backlog {
 }
 
 impl Backlog {
+    /// Counts a delay `ns` of a message scheduled at `sched_ns` in the quarter of the
+    /// measured `window` it falls in (the middle half is not counted).
+    #[inline]
+    pub fn record(&mut self, sched_ns: u64, ns: u64, window: (u64, u64)) {
+        let quarter = (window.1.saturating_sub(window.0)) / 4;
+        if sched_ns < window.0 {
+            return;
+        }
+        if sched_ns < window.0 + quarter {
+            self.early_sum_ns += ns;
+            self.early_count += 1;
+        } else if sched_ns >= window.1 - quarter && sched_ns < window.1 {
+            self.late_sum_ns += ns;
+            self.late_count += 1;
+        }
+    }
+
     /// Adds another thread's sums.
     pub fn add(&mut self, other: &Backlog) {
         self.early_sum_ns += other.early_sum_ns;
@@ -194,6 +214,7 @@ impl Default for Recorder {
             late_by_step: Vec::new(),
             late_total: 0,
             backlog: Backlog::default(),
+            send_backlog: Backlog::default(),
         }
     }
 }
@@ -207,6 +228,7 @@ impl Recorder {
         self.send_lag.reset();
         self.counts = Counts::default();
         self.backlog = Backlog::default();
+        self.send_backlog = Backlog::default();
         self.grace_over = false;
         if self.late_by_step.len() < step as usize {
             self.late_by_step.resize(step as usize, 0);
@@ -246,14 +268,7 @@ impl Recorder {
             self.counts.delivered_measured += 1;
             let latency = now_rel_ns.saturating_sub(p.sched_ns).max(1);
             self.latency.saturating_record(latency);
-            let quarter = (self.window.1 - self.window.0) / 4;
-            if p.sched_ns < self.window.0 + quarter {
-                self.backlog.early_sum_ns += latency;
-                self.backlog.early_count += 1;
-            } else if p.sched_ns >= self.window.1 - quarter {
-                self.backlog.late_sum_ns += latency;
-                self.backlog.late_count += 1;
-            }
+            self.backlog.record(p.sched_ns, latency, self.window);
         }
     }
 }

@@ -53,6 +53,8 @@ pub struct StepShare {
     pub send_lag: Histogram<u64>,
     pub counts: Counts,
     pub backlog: Backlog,
+    /// The pacer's lateness early and late in the window (saturation criterion).
+    pub send_backlog: Backlog,
     pub send_failures: u64,
     pub errors: u64,
 }

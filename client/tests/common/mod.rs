@@ -27,6 +27,8 @@ pub const CLIENT: &str = env!("CARGO_BIN_EXE_ringchat-client");
 pub struct TestServer {
     backend: Option<Backend>,
     addr: SocketAddr,
+    /// The password it requires, kept to restart it the same.
+    password: Option<String>,
 }
 
 enum Backend {
@@ -42,22 +44,44 @@ impl TestServer {
 
     /// Starts a server that requires `password` (PASS) when it is set.
     pub fn start_with_password(password: Option<&str>) -> TestServer {
+        TestServer::start_on(0, password)
+    }
+
+    /// Starts a server on `port` of loopback (0: any free port).
+    fn start_on(port: u16, password: Option<&str>) -> TestServer {
+        let password_owned = password.map(str::to_string);
         if std::env::var("RINGCHAT_CLIENT_TEST_SERVER").as_deref() == Ok("ngircd") {
-            let server = ngircd::Ngircd::start(password);
+            let server = if port == 0 {
+                ngircd::Ngircd::start(password)
+            } else {
+                ngircd::Ngircd::start_on(port, password)
+            };
             let addr = server.addr;
             return TestServer {
                 backend: Some(Backend::Ngircd(server)),
                 addr,
+                password: password_owned,
             };
         }
         let mut config = ringchat::Config::loopback();
-        config.password = password.map(str::to_string);
+        config.listen = vec![SocketAddr::from(([127, 0, 0, 1], port))];
+        config.password = password_owned.clone();
         let server = ringchat::Server::start(config).expect("ringchat test server starts");
         let addr = server.local_addr();
         TestServer {
             backend: Some(Backend::Ringchat(server)),
             addr,
+            password: password_owned,
         }
+    }
+
+    /// Shuts the server down and starts a new one on the same port: a server
+    /// restart, as its clients see it.
+    pub fn restart(&mut self) {
+        self.shutdown();
+        let port = self.addr.port();
+        let password = self.password.take();
+        *self = TestServer::start_on(port, password.as_deref());
     }
 
     /// `HOST:PORT` as the client's first argument.
@@ -180,6 +204,14 @@ impl Client {
                 ),
             }
         }
+    }
+
+    /// Waits for a stdout line containing `needle` like [`Client::expect`]; returns
+    /// every line from now up to and including it (to check what came before it).
+    pub fn expect_lines(&mut self, needle: &str) -> Vec<String> {
+        let from = self.seen.len();
+        self.expect(needle);
+        self.seen[from..].to_vec()
     }
 
     /// Closes stdin: end of input.

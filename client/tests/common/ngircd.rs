@@ -25,6 +25,11 @@ impl Ngircd {
             .and_then(|l| l.local_addr())
             .expect("find a free port")
             .port();
+        Ngircd::start_on(port, password)
+    }
+
+    /// Starts ngircd on `port` of loopback (a restart on the port of a stopped one).
+    pub fn start_on(port: u16, password: Option<&str>) -> Ngircd {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let dir = std::env::temp_dir().join(format!("ringchat-client-ngircd-{port}"));
         std::fs::create_dir_all(&dir).expect("create ngircd dir");
