@@ -112,6 +112,27 @@ fn join_and_part(c: &mut Criterion) {
     group.finish();
 }
 
+/// A member of `#big` renamed and renamed back: NICK costs O(channels of the user)
+/// and one WHOWAS entry, whatever the size of its channels.
+fn nick_change(c: &mut Criterion) {
+    let mut group = c.benchmark_group("apply_nick_and_back");
+    group.throughput(Throughput::Elements(2));
+    for members in [10, 1_000, 100_000] {
+        let mut replica = replica(members);
+        group.bench_function(format!("{members}_members"), |b| {
+            b.iter(|| {
+                for nick in ["renamed", "n0"] {
+                    replica.apply(Event::ChangeNick {
+                        client: client(0),
+                        nick: nick.into(),
+                    });
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
 fn event_wire(c: &mut Criterion) {
     let event = Event::Part {
         client: client(12_345),
@@ -178,5 +199,5 @@ fn snapshot(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, join_and_part, event_wire, snapshot);
+criterion_group!(benches, join_and_part, nick_change, event_wire, snapshot);
 criterion_main!(benches);
