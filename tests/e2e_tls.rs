@@ -1,4 +1,4 @@
-//! TLS as clients see it, on both drivers and with 1 and 4 shards: registration and
+//! TLS as clients see it, on every driver and with 1 and 4 shards: registration and
 //! chat over TLS 1.3 and 1.2, channels mixing TLS and plaintext members, certificate
 //! reload, client certificate fingerprints in WHOIS, STS, and a garbage handshake that
 //! closes only its own connection. Certificates are made by the tests (rcgen).
@@ -33,7 +33,7 @@ impl Write for Trickle {
     }
 }
 
-e2e_without_ring! {
+e2e! {
     fn registration_and_chat_work_over_tls(setup) {
         let pki = TestPki::new();
         let server = setup.start_tls(&pki, |_| {});

@@ -175,8 +175,18 @@ impl TlsSession {
             staged = lines[..count].concat();
             &staged
         };
-        let room = plaintext.len() + (plaintext.len() / RECORD_PAYLOAD + 1) * RECORD_OVERHEAD;
-        let encrypted = self.with_write_traffic(|traffic, outgoing| {
+        if !self.encrypt_plaintext(plaintext)? {
+            return Ok(0);
+        }
+        lines.drain(..count);
+        Ok(bytes)
+    }
+
+    /// Encrypts `plaintext` into records of up to 16 KiB appended to the pending
+    /// ciphertext; returns whether it could (not before the handshake completes).
+    pub fn encrypt_plaintext(&self, plaintext: &[u8]) -> Result<bool, TlsFailure> {
+        let room = TlsSession::ciphertext_room(plaintext.len());
+        self.with_write_traffic(|traffic, outgoing| {
             append(outgoing, room, |buf| {
                 traffic
                     .encrypt(plaintext, buf)
@@ -187,12 +197,29 @@ impl TlsSession {
                         _ => None,
                     })
             })
-        })?;
-        if !encrypted {
-            return Ok(0);
+        })
+    }
+
+    /// Room the records for `plaintext` bytes take at most.
+    pub fn ciphertext_room(plaintext: usize) -> usize {
+        plaintext + (plaintext / RECORD_PAYLOAD + 1) * RECORD_OVERHEAD
+    }
+
+    /// Makes `buffer` (empty, from a pool) the one the next records are appended to,
+    /// behind any ciphertext already pending, so the ring driver encrypts straight into
+    /// a pooled send buffer; [`TlsSession::take_output`] hands it back.
+    pub fn lend_output(&self, mut buffer: Vec<u8>) {
+        let mut outgoing = self.outgoing.borrow_mut();
+        if !outgoing.is_empty() {
+            buffer.extend_from_slice(&outgoing);
         }
-        lines.drain(..count);
-        Ok(bytes)
+        *outgoing = buffer;
+    }
+
+    /// Moves all pending ciphertext out (possibly none) in the buffer it was written
+    /// to, leaving the session without one.
+    pub fn take_output(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.outgoing.borrow_mut())
     }
 
     /// Moves all pending ciphertext out as one buffer for one write; `None` if there
