@@ -9,7 +9,7 @@ use common::tls::TestPki;
 use common::{has_numeric, join_all, Client, HANG};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A socket whose writes go out 3 bytes per system call.
 struct Trickle(TcpStream);
@@ -114,6 +114,65 @@ e2e! {
         common::flood_until_cut_off(&mut sender, &mut bob, "slow");
         bob.expect_nothing();
         drop(slow);
+    }
+
+    fn a_tls_client_that_stops_reading_is_reset_after_the_write_timeout(setup) {
+        let pki = TestPki::new();
+        let server = setup.start_tls(&pki, |c| {
+            c.flood_rate = 0.0;
+            c.sendq = 64 << 10;
+            c.write_timeout = Duration::from_secs(1);
+        });
+        let mut bob = server.register("bob");
+        let mut sender = server.register("sender");
+        // The zombie: a TLS client with the smallest receive buffer the kernel allows,
+        // which joins and then never reads again.
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        socket.set_recv_buffer_size(1024).expect("SO_RCVBUF");
+        socket
+            .connect(&server.tls_addr.expect("TLS listener").into())
+            .expect("connect");
+        let socket: TcpStream = socket.into();
+        socket.set_read_timeout(Some(HANG)).expect("timeout");
+        let session = rustls::ClientConnection::new(
+            pki.client_config(),
+            "localhost".try_into().expect("name"),
+        )
+        .expect("session");
+        let mut zombie = BufReader::new(rustls::StreamOwned::new(session, socket));
+        zombie
+            .get_mut()
+            .write_all(b"NICK zombie\r\nUSER zombie 0 * :Z\r\nJOIN #c\r\n")
+            .expect("register");
+        let mut line = String::new();
+        while !line.contains(" 366 zombie #c ") {
+            line.clear();
+            zombie.read_line(&mut line).expect("the zombie's welcome and JOIN");
+        }
+        join_all("#c", &mut [&mut bob, &mut sender]);
+        let open = |server: &common::TestServer| -> u64 {
+            server.server().shard_counters().iter().map(|c| c.connections).sum()
+        };
+        // Counters are published about once a second: see the zombie counted first.
+        let deadline = Instant::now() + HANG;
+        while open(&server) != 3 {
+            assert!(Instant::now() < deadline, "the zombie was never counted");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Its socket fills, then its sendq. Its final ERROR usually cannot be written
+        // then, and the write timeout resets it; either way its slot is freed.
+        common::flood_until_cut_off(&mut sender, &mut bob, "zombie");
+        let deadline = Instant::now() + HANG;
+        while open(&server) != 2 {
+            assert!(Instant::now() < deadline, "the zombie's slot was never freed");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let resets: u64 = server.server().shard_counters().iter().map(|c| c.write_timeouts).sum();
+        println!("write timeouts: {resets}");
+        sender.send("PING :still here");
+        sender.skip_until(|line| line.ends_with(":still here"));
+        drop(zombie);
     }
 
     fn tls_trickled_a_few_bytes_at_a_time_still_makes_lines(setup) {

@@ -313,7 +313,13 @@ impl Driver {
     ) -> io::Result<()> {
         // A TLS peer cannot read a plaintext ERROR before its handshake: it is just
         // closed.
-        let refusal = |why: &[u8]| if tls.is_none() { why.to_vec() } else { Vec::new() };
+        let refusal = |why: &[u8]| {
+            if tls.is_none() {
+                why.to_vec()
+            } else {
+                Vec::new()
+            }
+        };
         let stream = match result {
             Ok(stream) => stream,
             Err(_) if self.phase != Phase::Running => return Ok(()),
@@ -598,8 +604,11 @@ impl Driver {
             return self.finish(key);
         }
         conn.sending = true;
-        self.ring
-            .send(conn.stream.as_raw_fd(), sys::token(key), Output::Joined(output))
+        self.ring.send(
+            conn.stream.as_raw_fd(),
+            sys::token(key),
+            Output::Joined(output),
+        )
     }
 
     fn sent(&mut self, token: u64, result: io::Result<usize>, output: Output) -> io::Result<()> {
