@@ -313,13 +313,7 @@ impl Driver {
     ) -> io::Result<()> {
         // A TLS peer cannot read a plaintext ERROR before its handshake: it is just
         // closed.
-        let refusal = |why: &[u8]| {
-            if tls.is_none() {
-                why.to_vec()
-            } else {
-                Vec::new()
-            }
-        };
+        let plaintext = tls.is_none();
         let stream = match result {
             Ok(stream) => stream,
             Err(_) if self.phase != Phase::Running => return Ok(()),
@@ -337,7 +331,7 @@ impl Driver {
             }
         };
         if self.phase != Phase::Running {
-            refuse(stream, &refusal(SHUTTING_DOWN));
+            refuse(stream, plaintext.then_some(SHUTTING_DOWN));
             return Ok(());
         }
         let peer = match stream.peer_addr() {
@@ -351,7 +345,7 @@ impl Driver {
             Ok(session) => session.map(|session| Box::new(TlsSession::new(session))),
             Err(error) => {
                 warn!(%error, "cannot start a TLS session; closing the connection");
-                refuse(stream, &[]);
+                refuse(stream, None);
                 return Ok(());
             }
         };
@@ -383,7 +377,7 @@ impl Driver {
             Err(refused) => {
                 debug!(%peer, %refused, "connection refused");
                 let line = format!("ERROR :Closing Link: {} ({refused})\r\n", peer.ip());
-                refuse(stream, &refusal(line.as_bytes()));
+                refuse(stream, plaintext.then_some(line.as_bytes()));
             }
         }
         Ok(())
@@ -526,12 +520,12 @@ impl Driver {
         Ok(())
     }
 
-    /// A TLS writer's turn, as `super::write_loop` takes it on a TLS connection: once
-    /// the handshake is done, everything queued (up to [`SEND_BYTES`] of plaintext) is
-    /// encrypted into records of up to 16 KiB, behind any unsent ciphertext and any
-    /// handshake message or alert the session owes, all in one pooled buffer for one
-    /// send. Lines queued before the handshake completes wait in the outbox. A closing
-    /// TLS connection ends with `close_notify`.
+    /// A TLS writer's turn, as `super::write_loop` takes it on a TLS connection: first
+    /// the ciphertext a short send left, alone; else, once the handshake is done,
+    /// everything queued (up to [`SEND_BYTES`] of plaintext) encrypted into records of
+    /// up to 16 KiB behind any handshake message or alert the session owes, all in one
+    /// pooled buffer for one send. Lines queued before the handshake completes wait in
+    /// the outbox. A closing TLS connection ends with `close_notify`.
     fn service_tls_writer(&mut self, key: SlotKey) -> io::Result<()> {
         let Some(conn) = self.conns.get_mut(key) else {
             return Ok(());
@@ -544,7 +538,9 @@ impl Driver {
             return self.finish(key);
         };
         let established = tls.is_established();
-        let has_lines = established && client.outbox.has_queued();
+        // Unsent ciphertext goes first and alone: encrypting more behind it would move
+        // lines out of the outbox (and its sendq) faster than the peer reads them.
+        let has_lines = established && conn.unsent.is_empty() && client.outbox.has_queued();
         if conn.unsent.is_empty() && !tls.wants_write() && !has_lines {
             if !client.closing {
                 client
@@ -575,13 +571,10 @@ impl Driver {
                 }
                 &self.plaintext
             };
-            let buffer = if conn.unsent.is_empty() {
+            tls.lend_output(
                 self.send_buffers
-                    .take(TlsSession::ciphertext_room(plaintext.len()))
-            } else {
-                std::mem::take(&mut conn.unsent)
-            };
-            tls.lend_output(buffer);
+                    .take(TlsSession::ciphertext_room(plaintext.len())),
+            );
             let encrypted = tls.encrypt_plaintext(plaintext).map(drop);
             client.outbox.wrote(plaintext.len());
             self.lines.clear();
@@ -734,10 +727,13 @@ impl Driver {
     }
 }
 
-/// Tells a connection that is not admitted why it is being closed. The socket is
-/// fresh, so the short line fits its empty send buffer: one non-blocking write.
-fn refuse(stream: TcpStream, why: &[u8]) {
-    let _ = stream.set_nonblocking(true);
-    let _ = (&stream).write(why);
+/// Tells a connection that is not admitted why it is being closed (unless it is a
+/// TLS connection, which could not read it), and closes it. The socket is fresh, so
+/// the short line fits its empty send buffer: one non-blocking write.
+fn refuse(stream: TcpStream, why: Option<&[u8]>) {
+    if let Some(why) = why {
+        let _ = stream.set_nonblocking(true);
+        let _ = (&stream).write(why);
+    }
     let _ = stream.shutdown(Shutdown::Both);
 }
