@@ -1,8 +1,11 @@
-//! One TLS connection's session, driven sans-IO by the ordinary connection tasks: the
-//! reader feeds it the ciphertext its owned-buffer read returned and passes the
+//! One TLS connection's session, driven sans-IO by every driver. On the tokio drivers
+//! the reader feeds it the ciphertext its owned-buffer read returned and passes the
 //! plaintext on to the shard; the writer encrypts everything queued into as few
-//! records as possible and hands the ciphertext to its usual vectored write. No socket
-//! is touched here, so io_uring and epoll run TLS through the same code.
+//! records as possible and hands the ciphertext to its usual vectored write. The ring
+//! driver feeds it the provided buffer a multishot receive filled, and has the records
+//! encrypted straight into a pooled send buffer it lends the session
+//! ([`TlsSession::lend_output`]). No socket is touched here, so io_uring, epoll and
+//! the ring driver run TLS through the same code.
 //!
 //! It uses rustls' unbuffered API, so the session owns no I/O buffers: ciphertext is
 //! processed in the read buffer the driver filled, only the start of an incomplete
@@ -10,8 +13,9 @@
 //! the buffer that is written. An idle TLS connection therefore holds no buffer at all
 //! beyond rustls' keys and state (rustls' buffered API keeps 4 KiB per session).
 //!
-//! The session is shared by the connection's reader and writer (`Rc`, one thread) and
-//! borrowed only inside these synchronous calls, never across an `.await`.
+//! On the tokio drivers the session is shared by the connection's reader and writer
+//! (`Rc`, one thread); the ring driver keeps it in its connection record. Either way
+//! it is borrowed only inside these synchronous calls, never across an `.await`.
 
 use crate::shard::Shard;
 use crate::state::ClientId;

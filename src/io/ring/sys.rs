@@ -12,9 +12,8 @@
 //!    published in the ring; a receive completion hands buffer `id` to the driver as a
 //!    [`Buffer`] (not `Clone`), which reads it with [`Ring::data`] (or decrypts it in
 //!    place with [`Ring::data_mut`]) and gives it back with [`Ring::recycle`],
-//!    re-publishing it. The driver recycles each buffer within
-//!    the loop turn that received it, so a connection never holds a buffer while it
-//!    waits: idle connections cost no buffer, and a multishot receive that ended with
+//!    re-publishing it. The driver recycles each buffer within the loop turn that
+//!    received it, so a connection never holds a buffer while it waits: idle connections cost no buffer, and a multishot receive that ended with
 //!    `ENOBUFS` (data left in the socket, nothing lost) finds buffers when it is
 //!    re-armed with the next submission.
 //! 3. **Nothing is freed under the kernel.** `in_flight` counts operations whose final
