@@ -209,9 +209,10 @@ impl TlsSession {
         plaintext + (plaintext / RECORD_PAYLOAD + 1) * RECORD_OVERHEAD
     }
 
-    /// Makes `buffer` (empty, from a pool) the one the next records are appended to,
-    /// behind any ciphertext already pending, so the ring driver encrypts straight into
-    /// a pooled send buffer; [`TlsSession::take_output`] hands it back.
+    /// Makes `buffer` (from a pool, or holding ciphertext a short send left) the one
+    /// the next records are appended to, behind its contents and any ciphertext already
+    /// pending, so the ring driver encrypts straight into its send buffer;
+    /// [`TlsSession::take_output`] hands it back.
     pub fn lend_output(&self, mut buffer: Vec<u8>) {
         let mut outgoing = self.outgoing.borrow_mut();
         if !outgoing.is_empty() {

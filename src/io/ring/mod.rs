@@ -520,12 +520,12 @@ impl Driver {
         Ok(())
     }
 
-    /// A TLS writer's turn, as `super::write_loop` takes it on a TLS connection: first
-    /// the ciphertext a short send left, alone; else, once the handshake is done,
-    /// everything queued (up to [`SEND_BYTES`] of plaintext) encrypted into records of
-    /// up to 16 KiB behind any handshake message or alert the session owes, all in one
-    /// pooled buffer for one send. Lines queued before the handshake completes wait in
-    /// the outbox. A closing TLS connection ends with `close_notify`.
+    /// A TLS writer's turn, as `super::write_loop` takes it on a TLS connection: once
+    /// the handshake is done, everything queued (up to [`SEND_BYTES`] of plaintext) is
+    /// encrypted into records of up to 16 KiB behind the ciphertext a short send left
+    /// and any handshake message or alert the session owes, all in one (pooled) buffer
+    /// for one send. Lines queued before the handshake completes wait in the outbox. A
+    /// closing TLS connection ends with `close_notify`.
     fn service_tls_writer(&mut self, key: SlotKey) -> io::Result<()> {
         let Some(conn) = self.conns.get_mut(key) else {
             return Ok(());
@@ -538,9 +538,11 @@ impl Driver {
             return self.finish(key);
         };
         let established = tls.is_established();
-        // Unsent ciphertext goes first and alone: encrypting more behind it would move
-        // lines out of the outbox (and its sendq) faster than the peer reads them.
-        let has_lines = established && conn.unsent.is_empty() && client.outbox.has_queued();
+        // More records join unsent ciphertext in one send (as lines join unsent lines
+        // on a plaintext connection) while it is under `SEND_BYTES`: encrypted lines
+        // leave the outbox's sendq count, so what a slow peer holds outside it stays
+        // under two sends' worth.
+        let has_lines = established && conn.unsent.len() < SEND_BYTES && client.outbox.has_queued();
         if conn.unsent.is_empty() && !tls.wants_write() && !has_lines {
             if !client.closing {
                 client
@@ -571,10 +573,14 @@ impl Driver {
                 }
                 &self.plaintext
             };
-            tls.lend_output(
-                self.send_buffers
-                    .take(TlsSession::ciphertext_room(plaintext.len())),
-            );
+            let room = TlsSession::ciphertext_room(plaintext.len());
+            tls.lend_output(if conn.unsent.is_empty() {
+                self.send_buffers.take(room)
+            } else {
+                let mut unsent = std::mem::take(&mut conn.unsent);
+                unsent.reserve(room);
+                unsent
+            });
             let encrypted = tls.encrypt_plaintext(plaintext).map(drop);
             client.outbox.wrote(plaintext.len());
             self.lines.clear();
