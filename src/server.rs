@@ -56,8 +56,7 @@ impl Server {
     /// the privilege to bind the port, which socket activation exists to avoid.
     pub fn start_on(mut config: Config, inherited: Vec<TcpListener>) -> anyhow::Result<Server> {
         check_config(&config).map_err(|invalid| anyhow!("--{invalid}"))?;
-        let with_tls = !config.tls_listen.is_empty();
-        let driver = choose_driver(config.io, with_tls)?;
+        let driver = choose_driver(config.io)?;
         let tls = match &config.tls {
             Some(files) if !config.tls_listen.is_empty() => {
                 Some(Arc::new(TlsAcceptor::load(files.clone())?))
@@ -257,20 +256,16 @@ const AUTO_ORDER: [IoMode; 3] = [IoMode::Ring, IoMode::Uring, IoMode::Epoll];
 
 /// Resolves `auto` (logging each fallback once, with its reason) and checks that the
 /// driver asked for is usable.
-fn choose_driver(asked: IoMode, with_tls: bool) -> anyhow::Result<IoMode> {
+fn choose_driver(asked: IoMode) -> anyhow::Result<IoMode> {
     match asked {
         IoMode::Auto => {
-            // The ring driver has no TLS yet: with TLS listeners, auto skips it.
-            let order: Vec<IoMode> = AUTO_ORDER
-                .iter()
-                .copied()
-                .filter(|&driver| !(with_tls && driver == IoMode::Ring))
-                .collect();
-            for (turn, candidate) in order.iter().enumerate() {
+            // Every driver serves plaintext and TLS listeners alike, so the listeners
+            // do not change the order.
+            for (turn, candidate) in AUTO_ORDER.iter().enumerate() {
                 match probe(*candidate) {
                     Ok(()) => return Ok(*candidate),
                     Err(reason) => {
-                        let next = order.get(turn + 1).copied().unwrap_or(IoMode::Epoll);
+                        let next = AUTO_ORDER.get(turn + 1).copied().unwrap_or(IoMode::Epoll);
                         warn!(
                             "{} driver unavailable ({reason}); trying {}",
                             driver_name(*candidate),
@@ -444,12 +439,7 @@ fn run_shard_thread(
                 )));
             }
         },
-        IoMode::Ring => match ring::Driver::new(
-            shard,
-            // Start-up refuses TLS listeners with the ring driver (checked in
-            // `start_on`), so every listener here is plaintext.
-            listeners.into_iter().map(|(socket, _)| socket).collect(),
-        ) {
+        IoMode::Ring => match ring::Driver::new(shard, listeners) {
             Ok(driver) => {
                 let _ = ready.send(Ok(()));
                 if let Err(error) = driver.run() {

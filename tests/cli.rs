@@ -409,29 +409,6 @@ fn running_out_of_file_descriptors_pauses_accepting_and_recovers_on_the_ring_dri
 }
 
 #[test]
-fn tls_listeners_with_the_ring_driver_are_refused_in_one_line() {
-    let pki = TestPki::new();
-    let files = pki.server_files();
-    let output = run_to_end(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--tls-listen",
-        "127.0.0.1:0",
-        "--tls-cert",
-        &files.cert.to_string_lossy(),
-        "--tls-key",
-        &files.key.to_string_lossy(),
-        "--io",
-        "ring",
-    ]);
-    assert_eq!(output.status.code(), Some(1));
-    assert_eq!(
-        stderr_lines(&output),
-        ["ringchat: --io ring does not support TLS listeners yet; use --io uring or --io epoll"]
-    );
-}
-
-#[test]
 fn hash_password_prints_an_argon2_hash_of_stdin_that_verifies() {
     use std::io::Write;
     let mut child = ringchat()

@@ -1,7 +1,9 @@
-//! TLS as clients see it, on both drivers and with 1 and 4 shards: registration and
-//! chat over TLS 1.3 and 1.2, channels mixing TLS and plaintext members, certificate
-//! reload, client certificate fingerprints in WHOIS, STS, and a garbage handshake that
-//! closes only its own connection. Certificates are made by the tests (rcgen).
+//! TLS as clients see it, on every driver (ring included) and with 1 and 4 shards:
+//! registration and chat over TLS 1.3 and 1.2, channels mixing TLS and plaintext
+//! members, lines queued together sharing records, the sendq cut-off and the write
+//! timeout for readers that stop, certificate reload, client certificate fingerprints
+//! in WHOIS, STS, and garbage or corrupted handshakes that close only their own
+//! connection. Certificates are made by the tests (rcgen).
 
 mod common;
 
@@ -9,7 +11,7 @@ use common::tls::TestPki;
 use common::{has_numeric, join_all, Client, HANG};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A socket whose writes go out 3 bytes per system call.
 struct Trickle(TcpStream);
@@ -33,7 +35,86 @@ impl Write for Trickle {
     }
 }
 
-e2e_without_ring! {
+/// A socket that counts the TLS application-data records it receives, reading their
+/// 5-byte headers as the bytes pass (TLS 1.2: handshake records have their own type).
+struct RecordCounter {
+    socket: TcpStream,
+    header: Vec<u8>,
+    /// Bytes of the current record's body still to pass.
+    body_left: usize,
+    application_data: usize,
+}
+
+impl Read for RecordCounter {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.socket.read(buf)?;
+        let mut rest = &buf[..n];
+        while !rest.is_empty() {
+            if self.body_left > 0 {
+                let skipped = self.body_left.min(rest.len());
+                self.body_left -= skipped;
+                rest = &rest[skipped..];
+                continue;
+            }
+            self.header.push(rest[0]);
+            rest = &rest[1..];
+            if let [content_type, _, _, high, low] = self.header[..] {
+                if content_type == 23 {
+                    self.application_data += 1;
+                }
+                self.body_left = usize::from(u16::from_be_bytes([high, low]));
+                self.header.clear();
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl Write for RecordCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.socket.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.socket.flush()
+    }
+}
+
+e2e! {
+    fn lines_queued_together_share_tls_records(setup) {
+        let pki = TestPki::new();
+        let server = setup.start_tls(&pki, |c| c.flood_rate = 0.0);
+        let mut sender = server.register("sender");
+        let socket = TcpStream::connect(server.tls_addr.expect("TLS listener")).expect("connect");
+        socket.set_read_timeout(Some(HANG)).expect("timeout");
+        let session = rustls::ClientConnection::new(
+            pki.client_config_tls12(),
+            "localhost".try_into().expect("name"),
+        )
+        .expect("session");
+        let counter = RecordCounter { socket, header: Vec::new(), body_left: 0, application_data: 0 };
+        let mut reader = BufReader::new(rustls::StreamOwned::new(session, counter));
+        reader.get_mut().write_all(b"NICK reader\r\nUSER reader 0 * :R\r\n").expect("register");
+        let mut line = String::new();
+        while !line.contains(" 376 reader ") && !line.contains(" 422 reader ") {
+            line.clear();
+            reader.read_line(&mut line).expect("the welcome");
+        }
+        let before = reader.get_ref().sock.application_data;
+        // 200 lines in one write: they reach the reader's outbox a read at a time, and
+        // each writer turn encrypts all it finds there into shared records.
+        let burst: String = (0..200).map(|i| format!("PRIVMSG reader :line {i}\r\n")).collect();
+        sender.send_raw(burst.as_bytes());
+        for i in 0..200 {
+            line.clear();
+            reader.read_line(&mut line).expect("a line of the burst");
+            assert!(line.ends_with(&format!("PRIVMSG reader :line {i}\r\n")), "{line:?}");
+        }
+        let records = reader.get_ref().sock.application_data - before;
+        println!("200 lines in {records} records");
+        assert!(records <= 20, "200 lines took {records} records");
+    }
+
     fn registration_and_chat_work_over_tls(setup) {
         let pki = TestPki::new();
         let server = setup.start_tls(&pki, |_| {});
@@ -114,6 +195,65 @@ e2e_without_ring! {
         common::flood_until_cut_off(&mut sender, &mut bob, "slow");
         bob.expect_nothing();
         drop(slow);
+    }
+
+    fn a_tls_client_that_stops_reading_is_reset_after_the_write_timeout(setup) {
+        let pki = TestPki::new();
+        let server = setup.start_tls(&pki, |c| {
+            c.flood_rate = 0.0;
+            c.sendq = 64 << 10;
+            c.write_timeout = Duration::from_secs(1);
+        });
+        let mut bob = server.register("bob");
+        let mut sender = server.register("sender");
+        // The zombie: a TLS client with the smallest receive buffer the kernel allows,
+        // which joins and then never reads again.
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        socket.set_recv_buffer_size(1024).expect("SO_RCVBUF");
+        socket
+            .connect(&server.tls_addr.expect("TLS listener").into())
+            .expect("connect");
+        let socket: TcpStream = socket.into();
+        socket.set_read_timeout(Some(HANG)).expect("timeout");
+        let session = rustls::ClientConnection::new(
+            pki.client_config(),
+            "localhost".try_into().expect("name"),
+        )
+        .expect("session");
+        let mut zombie = BufReader::new(rustls::StreamOwned::new(session, socket));
+        zombie
+            .get_mut()
+            .write_all(b"NICK zombie\r\nUSER zombie 0 * :Z\r\nJOIN #c\r\n")
+            .expect("register");
+        let mut line = String::new();
+        while !line.contains(" 366 zombie #c ") {
+            line.clear();
+            zombie.read_line(&mut line).expect("the zombie's welcome and JOIN");
+        }
+        join_all("#c", &mut [&mut bob, &mut sender]);
+        let open = |server: &common::TestServer| -> u64 {
+            server.server().shard_counters().iter().map(|c| c.connections).sum()
+        };
+        // Counters are published about once a second: see the zombie counted first.
+        let deadline = Instant::now() + HANG;
+        while open(&server) != 3 {
+            assert!(Instant::now() < deadline, "the zombie was never counted");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Its socket fills, then its sendq. Its final ERROR usually cannot be written
+        // then, and the write timeout resets it; either way its slot is freed.
+        common::flood_until_cut_off(&mut sender, &mut bob, "zombie");
+        let deadline = Instant::now() + HANG;
+        while open(&server) != 2 {
+            assert!(Instant::now() < deadline, "the zombie's slot was never freed");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let resets: u64 = server.server().shard_counters().iter().map(|c| c.write_timeouts).sum();
+        println!("write timeouts: {resets}");
+        sender.send("PING :still here");
+        sender.skip_until(|line| line.ends_with(":still here"));
+        drop(zombie);
     }
 
     fn tls_trickled_a_few_bytes_at_a_time_still_makes_lines(setup) {

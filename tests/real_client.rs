@@ -316,3 +316,15 @@ fn irssi_over_the_ring_driver_with_4_shards() {
         shards: 4,
     });
 }
+
+#[test]
+#[cfg_attr(
+    not(has_openssl),
+    ignore = "needs openssl on PATH: apt-get install -y openssl (.ci/run installs it)"
+)]
+fn openssl_s_client_over_the_ring_driver_with_4_shards() {
+    openssl_registers_and_chats_over_tls(Setup {
+        io: IoMode::Ring,
+        shards: 4,
+    });
+}

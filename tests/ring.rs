@@ -1,13 +1,18 @@
 //! The ring driver's own hazards, end to end over real sockets: an exhausted
 //! provided-buffer ring (`ENOBUFS`) loses nothing, a peer that resets while a write to
-//! it is in flight costs only its own connection, and a shutdown with receives and
-//! blocked writes in flight completes and closes every socket.
+//! it is in flight costs only its own connection, a shutdown with receives and
+//! blocked writes in flight completes and closes every socket, and a SIGHUP to the
+//! real binary renews the TLS certificate while a TLS connection carries on. (The
+//! TLS matrix itself runs on ring in `e2e_tls.rs`.)
 
 mod common;
 
-use common::{join_all, Client, Setup, HANG};
+use common::tls::TestPki;
+use common::{free_port, join_all, Client, Setup, HANG};
 use ringchat::IoMode;
 use std::io::Read;
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const RING: Setup = Setup {
@@ -164,4 +169,72 @@ fn shutdown_with_receives_and_blocked_writes_in_flight_completes_and_closes_ever
         }
     }
     stopper.join().expect("shutdown completes");
+}
+
+#[test]
+fn sighup_renews_the_certificate_and_a_ring_tls_connection_carries_on() {
+    let pki = TestPki::new();
+    let files = pki.server_files();
+    let (addr, tls_addr) = (free_port(), free_port());
+    let mut server = Command::new(env!("CARGO_BIN_EXE_ringchat"))
+        .env_remove("RUST_LOG")
+        .args([
+            "--io",
+            "ring",
+            "--shards",
+            "2",
+            "--listen",
+            &addr.to_string(),
+        ])
+        .args(["--tls-listen", &tls_addr.to_string()])
+        .args(["--tls-cert", &files.cert.to_string_lossy()])
+        .args(["--tls-key", &files.key.to_string_lossy()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn ringchat");
+    let deadline = Instant::now() + HANG;
+    while TcpStream::connect(tls_addr).is_err() {
+        assert!(Instant::now() < deadline, "ringchat never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut early = Client::connect_tls(tls_addr, pki.client_config());
+    let first = early.server_certificates().remove(0);
+    let mut early = Client::register(early, "early");
+    let mut plain = Client::register(Client::connect(addr), "plain");
+    join_all("#renewal", &mut [&mut early, &mut plain]);
+
+    let renewed = pki.issue_server_certificate();
+    // SAFETY: signalling our own child process.
+    unsafe {
+        libc::kill(server.id() as libc::pid_t, libc::SIGHUP);
+    }
+    // The signal is handled asynchronously: new handshakes see the new certificate
+    // once it has been.
+    loop {
+        let mut probe = Client::connect_tls(tls_addr, pki.client_config());
+        let presented = probe.server_certificates().remove(0);
+        if presented == renewed {
+            break;
+        }
+        assert_eq!(presented, first);
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP never renewed the certificate"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The session that began with the old certificate is still the same connection.
+    early.send("PRIVMSG #renewal :after the reload");
+    plain.expect(":early!~early@127.0.0.1 PRIVMSG #renewal :after the reload");
+    plain.send("PRIVMSG #renewal :and back");
+    early.expect(":plain!~plain@127.0.0.1 PRIVMSG #renewal :and back");
+    early.expect_nothing();
+
+    // SAFETY: as above.
+    unsafe {
+        libc::kill(server.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let status = server.wait().expect("wait for ringchat");
+    assert!(status.success(), "{status:?}");
 }

@@ -1,8 +1,11 @@
-//! One TLS connection's session, driven sans-IO by the ordinary connection tasks: the
-//! reader feeds it the ciphertext its owned-buffer read returned and passes the
+//! One TLS connection's session, driven sans-IO by every driver. On the tokio drivers
+//! the reader feeds it the ciphertext its owned-buffer read returned and passes the
 //! plaintext on to the shard; the writer encrypts everything queued into as few
-//! records as possible and hands the ciphertext to its usual vectored write. No socket
-//! is touched here, so io_uring and epoll run TLS through the same code.
+//! records as possible and hands the ciphertext to its usual vectored write. The ring
+//! driver feeds it the provided buffer a multishot receive filled, and has the records
+//! encrypted straight into a pooled send buffer it lends the session
+//! ([`TlsSession::lend_output`]). No socket is touched here, so io_uring, epoll and
+//! the ring driver run TLS through the same code.
 //!
 //! It uses rustls' unbuffered API, so the session owns no I/O buffers: ciphertext is
 //! processed in the read buffer the driver filled, only the start of an incomplete
@@ -10,8 +13,9 @@
 //! the buffer that is written. An idle TLS connection therefore holds no buffer at all
 //! beyond rustls' keys and state (rustls' buffered API keeps 4 KiB per session).
 //!
-//! The session is shared by the connection's reader and writer (`Rc`, one thread) and
-//! borrowed only inside these synchronous calls, never across an `.await`.
+//! On the tokio drivers the session is shared by the connection's reader and writer
+//! (`Rc`, one thread); the ring driver keeps it in its connection record. Either way
+//! it is borrowed only inside these synchronous calls, never across an `.await`.
 
 use crate::shard::Shard;
 use crate::state::ClientId;
@@ -175,8 +179,18 @@ impl TlsSession {
             staged = lines[..count].concat();
             &staged
         };
-        let room = plaintext.len() + (plaintext.len() / RECORD_PAYLOAD + 1) * RECORD_OVERHEAD;
-        let encrypted = self.with_write_traffic(|traffic, outgoing| {
+        if !self.encrypt_plaintext(plaintext)? {
+            return Ok(0);
+        }
+        lines.drain(..count);
+        Ok(bytes)
+    }
+
+    /// Encrypts `plaintext` into records of up to 16 KiB appended to the pending
+    /// ciphertext; returns whether it could (not before the handshake completes).
+    pub fn encrypt_plaintext(&self, plaintext: &[u8]) -> Result<bool, TlsFailure> {
+        let room = TlsSession::ciphertext_room(plaintext.len());
+        self.with_write_traffic(|traffic, outgoing| {
             append(outgoing, room, |buf| {
                 traffic
                     .encrypt(plaintext, buf)
@@ -187,12 +201,30 @@ impl TlsSession {
                         _ => None,
                     })
             })
-        })?;
-        if !encrypted {
-            return Ok(0);
+        })
+    }
+
+    /// Room the records for `plaintext` bytes take at most.
+    pub fn ciphertext_room(plaintext: usize) -> usize {
+        plaintext + (plaintext / RECORD_PAYLOAD + 1) * RECORD_OVERHEAD
+    }
+
+    /// Makes `buffer` (from a pool, or holding ciphertext a short send left) the one
+    /// the next records are appended to, behind its contents and any ciphertext already
+    /// pending, so the ring driver encrypts straight into its send buffer;
+    /// [`TlsSession::take_output`] hands it back.
+    pub fn lend_output(&self, mut buffer: Vec<u8>) {
+        let mut outgoing = self.outgoing.borrow_mut();
+        if !outgoing.is_empty() {
+            buffer.extend_from_slice(&outgoing);
         }
-        lines.drain(..count);
-        Ok(bytes)
+        *outgoing = buffer;
+    }
+
+    /// Moves all pending ciphertext out (possibly none) in the buffer it was written
+    /// to, leaving the session without one.
+    pub fn take_output(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.outgoing.borrow_mut())
     }
 
     /// Moves all pending ciphertext out as one buffer for one write; `None` if there

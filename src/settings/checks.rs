@@ -7,7 +7,7 @@
 //! setting by its key; `super::Settings::load` turns it into a flag or a file
 //! position.
 
-use crate::config::{Config, InvalidSetting, IoMode};
+use crate::config::{Config, InvalidSetting};
 use crate::state::network::Layout;
 use crate::state::ShardSet;
 use crate::tls::TlsAcceptor;
@@ -98,12 +98,6 @@ pub fn check_config(config: &Config) -> Result<(), InvalidSetting> {
     }
     if !config.tls_listen.is_empty() && config.tls.is_none() {
         return invalid("tls-listen", "needs --tls-cert and --tls-key".to_owned());
-    }
-    if !config.tls_listen.is_empty() && config.io == IoMode::Ring {
-        return invalid(
-            "io",
-            "ring does not support TLS listeners yet; use --io uring or --io epoll".to_owned(),
-        );
     }
     if config.sts.is_some() && config.tls_listen.is_empty() {
         return invalid(

@@ -176,8 +176,7 @@ macro_rules! with_settings {
                 [env = "RINGCHAT_SHARDS", value_name = "N"];
             /// I/O driver: "ring" (ringchat's own io_uring loop), "uring" (io_uring
             /// through tokio-uring), "epoll", or "auto" (ring, then uring, then epoll,
-            /// with one warning per fallback; uring first with TLS listeners, which
-            /// ring does not serve yet).
+            /// with one warning per fallback; every driver serves TLS listeners).
             io: crate::config::IoMode | crate::config::IoMode, Restart, "Process", [], "", "",
                 [env = "RINGCHAT_IO", value_enum, default_value = "auto"];
 

@@ -103,21 +103,6 @@ macro_rules! e2e {
     };
 }
 
-/// [`e2e!`] for what the ring driver does not do yet (TLS): io_uring and epoll, with 1
-/// and 4 shards.
-#[macro_export]
-macro_rules! e2e_without_ring {
-    ($(fn $name:ident($setup:ident) $body:block)*) => {
-        $(
-            $crate::e2e_on! {
-                [uring_1_shard Uring 1, uring_4_shards Uring 4, epoll_1_shard Epoll 1,
-                 epoll_4_shards Epoll 4]
-                fn $name($setup) $body
-            }
-        )*
-    };
-}
-
 /// One test body as a module of one `#[test]` per listed `name Driver shards`.
 #[macro_export]
 macro_rules! e2e_on {

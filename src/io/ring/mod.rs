@@ -26,6 +26,13 @@
 //!   are not tasks: an outbox parks a [`sys::writer_waker`] that lists its
 //!   connection, and a turn services the listed connections after the input and
 //!   hand-offs it collected are handled, so each gets one write for all of them.
+//! - **TLS**: a connection accepted on a TLS listener carries a [`TlsSession`] (rustls'
+//!   unbuffered API, see `super::tls`). Its received ciphertext is decrypted in place
+//!   in the provided buffer and the plaintext goes to the shard before the buffer goes
+//!   back, so a TLS connection holds no receive buffer either; its writer turn
+//!   encrypts everything queued (up to `SEND_BYTES` of plaintext, in records of up to
+//!   16 KiB) straight into one pooled send buffer. Kernel TLS is not used: this
+//!   kernel has no `CONFIG_TLS` (README "TLS").
 //! - **Wake-ups** from other shards arrive as the completion of an eventfd read kept
 //!   in flight (`Bus::attach_eventfd`); timers are ring timeouts.
 //!
@@ -36,14 +43,16 @@
 mod send_buffers;
 mod sys;
 
+use super::tls::TlsSession;
 use super::{
-    is_resource_exhaustion, shutdown_listener, Housekeeping, ACCEPT_BACKOFF, FLOOD_TICK,
-    SHUTTING_DOWN,
+    is_resource_exhaustion, receive_tls, shutdown_listener, Housekeeping, ACCEPT_BACKOFF,
+    FLOOD_TICK, SHUTTING_DOWN,
 };
 use crate::shard::Shard;
 use crate::state::outbox::MAX_BATCH_LINES;
 use crate::state::slab::{Slab, SlotKey};
 use crate::state::ClientId;
+use crate::tls::TlsAcceptor;
 use bytes::Bytes;
 use send_buffers::SendBuffers;
 use std::collections::VecDeque;
@@ -51,6 +60,7 @@ use std::io::{self, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use sys::{Completion, Output, Ring, Timer};
 use tracing::{debug, info, warn};
@@ -88,12 +98,20 @@ struct Conn {
     /// Bytes taken but not yet written (the tail of a partial write); holds no
     /// allocation otherwise.
     unsent: Vec<u8>,
+    /// The TLS session on a TLS listener's connection (boxed: a plaintext connection
+    /// pays one pointer for TLS existing).
+    tls: Option<Box<TlsSession>>,
+    /// TLS: the `close_notify` alert was queued, so a closing writer finishes next.
+    close_notified: bool,
 }
 
 /// A listening socket and whether its multishot accept is armed.
 struct Listener {
     socket: TcpListener,
     accepting: bool,
+    /// `Some` on a `--tls-listen` address: each connection starts a session from the
+    /// acceptor's current certificate (a reload changes new handshakes only).
+    tls: Option<Arc<TlsAcceptor>>,
 }
 
 /// Where the shard is in its life; the shutdown phases mirror `super::run_shard`.
@@ -138,13 +156,19 @@ pub struct Driver {
     lines: Vec<Bytes>,
     /// Buffers of completed sends, kept for the next ones.
     send_buffers: SendBuffers,
+    /// Scratch for the plaintext of several lines encrypted as one run of records
+    /// (rustls encrypts one slice at a time); one per shard, not per connection.
+    plaintext: Vec<u8>,
     /// Writers woken and not yet serviced, in the order they were woken.
     writers: VecDeque<u64>,
 }
 
 impl Driver {
     /// Builds the shard's ring and wake-up eventfd, or says why the kernel refused.
-    pub fn new(shard: Shard, listeners: Vec<TcpListener>) -> io::Result<Driver> {
+    pub fn new(
+        shard: Shard,
+        listeners: Vec<(TcpListener, Option<Arc<TlsAcceptor>>)>,
+    ) -> io::Result<Driver> {
         let ring = Ring::new(shard.shared.config.ring_buffers)?;
         sys::log_setup(&ring);
         let eventfd = shard
@@ -157,9 +181,10 @@ impl Driver {
             ring,
             listeners: listeners
                 .into_iter()
-                .map(|socket| Listener {
+                .map(|(socket, tls)| Listener {
                     socket,
                     accepting: false,
+                    tls,
                 })
                 .collect(),
             conns: Slab::default(),
@@ -172,6 +197,7 @@ impl Driver {
             ready: Vec::new(),
             lines: Vec::new(),
             send_buffers: SendBuffers::default(),
+            plaintext: Vec::new(),
             writers: VecDeque::new(),
             shard,
         })
@@ -217,10 +243,11 @@ impl Driver {
                 result,
                 more,
             } => {
-                if let Some(listener) = self.listeners.get_mut(listener) {
+                let tls = self.listeners.get_mut(listener).and_then(|listener| {
                     listener.accepting &= more;
-                }
-                self.accepted(result)?;
+                    listener.tls.clone()
+                });
+                self.accepted(result, tls)?;
             }
             Completion::Received { conn, result, more } => self.received(conn, result, more)?,
             Completion::Sent {
@@ -245,6 +272,9 @@ impl Driver {
                     self.last_housekeeping = now;
                     self.housekeeping.tick(&mut self.shard, now);
                     self.send_buffers.trim();
+                    if self.plaintext.capacity() > SEND_BYTES {
+                        self.plaintext = Vec::new();
+                    }
                 }
                 let next = match self.phase {
                     Phase::Running => FLOOD_TICK,
@@ -276,7 +306,14 @@ impl Driver {
         Ok(())
     }
 
-    fn accepted(&mut self, result: io::Result<TcpStream>) -> io::Result<()> {
+    fn accepted(
+        &mut self,
+        result: io::Result<TcpStream>,
+        tls: Option<Arc<TlsAcceptor>>,
+    ) -> io::Result<()> {
+        // A TLS peer cannot read a plaintext ERROR before its handshake: it is just
+        // closed.
+        let plaintext = tls.is_none();
         let stream = match result {
             Ok(stream) => stream,
             Err(_) if self.phase != Phase::Running => return Ok(()),
@@ -294,7 +331,7 @@ impl Driver {
             }
         };
         if self.phase != Phase::Running {
-            refuse(stream, SHUTTING_DOWN);
+            refuse(stream, plaintext.then_some(SHUTTING_DOWN));
             return Ok(());
         }
         let peer = match stream.peer_addr() {
@@ -304,9 +341,22 @@ impl Driver {
                 return Ok(());
             }
         };
+        let session = match tls.as_deref().map(TlsAcceptor::session).transpose() {
+            Ok(session) => session.map(|session| Box::new(TlsSession::new(session))),
+            Err(error) => {
+                warn!(%error, "cannot start a TLS session; closing the connection");
+                refuse(stream, None);
+                return Ok(());
+            }
+        };
         match self.shard.accept(peer, Instant::now()) {
             Ok(id) => {
-                debug!(shard = id.shard, slot = id.slot.index, %peer, "connected");
+                debug!(shard = id.shard, slot = id.slot.index, %peer, tls = session.is_some(), "connected");
+                if session.is_some() {
+                    if let Some(client) = self.shard.client_mut(id) {
+                        client.tls = Some(Box::default());
+                    }
+                }
                 let _ = stream.set_nodelay(true);
                 let fd = stream.as_raw_fd();
                 self.shard.set_socket(id, fd);
@@ -318,6 +368,8 @@ impl Driver {
                     read_done: false,
                     released: false,
                     unsent: Vec::new(),
+                    tls: session,
+                    close_notified: false,
                 });
                 self.ring.receive(fd, sys::token(key))?;
                 self.service_writer(key)?;
@@ -325,7 +377,7 @@ impl Driver {
             Err(refused) => {
                 debug!(%peer, %refused, "connection refused");
                 let line = format!("ERROR :Closing Link: {} ({refused})\r\n", peer.ip());
-                refuse(stream, line.as_bytes());
+                refuse(stream, plaintext.then_some(line.as_bytes()));
             }
         }
         Ok(())
@@ -349,10 +401,23 @@ impl Driver {
         conn.receiving &= more;
         let id = conn.client;
         match result {
-            Ok(Some(buffer)) => {
+            // A TLS session that failed or saw close_notify takes no more input; the
+            // receive ends when the writer shuts the socket.
+            Ok(Some(buffer)) if conn.read_done => self.ring.recycle(buffer),
+            Ok(Some(mut buffer)) => {
                 self.shard.note_read();
-                self.shard
-                    .receive(id, self.ring.data(&buffer), Instant::now());
+                match &conn.tls {
+                    None => self
+                        .shard
+                        .receive(id, self.ring.data(&buffer), Instant::now()),
+                    Some(tls) => {
+                        let ciphertext = self.ring.data_mut(&mut buffer);
+                        if !receive_tls(tls, ciphertext, &mut self.shard, id) {
+                            conn.read_done = true;
+                            self.shard.peer_closed(id);
+                        }
+                    }
+                }
                 self.ring.recycle(buffer);
             }
             Ok(None) => {
@@ -407,6 +472,9 @@ impl Driver {
         if conn.sending || conn.released {
             return Ok(());
         }
+        if conn.tls.is_some() {
+            return self.service_tls_writer(key);
+        }
         let id = conn.client;
         let Some(client) = self.shard.client_mut(id) else {
             return self.finish(key);
@@ -452,6 +520,96 @@ impl Driver {
         Ok(())
     }
 
+    /// A TLS writer's turn, as `super::write_loop` takes it on a TLS connection: once
+    /// the handshake is done, everything queued (up to [`SEND_BYTES`] of plaintext) is
+    /// encrypted into records of up to 16 KiB behind the ciphertext a short send left
+    /// and any handshake message or alert the session owes, all in one (pooled) buffer
+    /// for one send. Lines queued before the handshake completes wait in the outbox. A
+    /// closing TLS connection ends with `close_notify`.
+    fn service_tls_writer(&mut self, key: SlotKey) -> io::Result<()> {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return Ok(());
+        };
+        let id = conn.client;
+        let Some(tls) = conn.tls.as_deref() else {
+            return Ok(());
+        };
+        let Some(client) = self.shard.client_mut(id) else {
+            return self.finish(key);
+        };
+        let established = tls.is_established();
+        // More records join unsent ciphertext in one send (as lines join unsent lines
+        // on a plaintext connection) while it is under `SEND_BYTES`: encrypted lines
+        // leave the outbox's sendq count, so what a slow peer holds outside it stays
+        // under two sends' worth.
+        let has_lines = established && conn.unsent.len() < SEND_BYTES && client.outbox.has_queued();
+        if conn.unsent.is_empty() && !tls.wants_write() && !has_lines {
+            if !client.closing {
+                client
+                    .outbox
+                    .park_writer(&sys::writer_waker(sys::token(key)));
+                return Ok(());
+            }
+            if !established || conn.close_notified {
+                return self.finish(key);
+            }
+            conn.close_notified = true;
+            tls.send_close_notify();
+        }
+        let encrypted = if has_lines {
+            client.outbox.take_batch(&mut self.lines, MAX_BATCH_LINES);
+            // A lone line is encrypted where it is; several are joined first.
+            let plaintext: &[u8] = if self.lines.len() == 1 && !client.outbox.has_queued() {
+                &self.lines[0]
+            } else {
+                loop {
+                    for line in self.lines.drain(..) {
+                        self.plaintext.extend_from_slice(&line);
+                    }
+                    if self.plaintext.len() >= SEND_BYTES || !client.outbox.has_queued() {
+                        break;
+                    }
+                    client.outbox.take_batch(&mut self.lines, MAX_BATCH_LINES);
+                }
+                &self.plaintext
+            };
+            let room = TlsSession::ciphertext_room(plaintext.len());
+            tls.lend_output(if conn.unsent.is_empty() {
+                self.send_buffers.take(room)
+            } else {
+                let mut unsent = std::mem::take(&mut conn.unsent);
+                unsent.reserve(room);
+                unsent
+            });
+            let encrypted = tls.encrypt_plaintext(plaintext).map(drop);
+            client.outbox.wrote(plaintext.len());
+            self.lines.clear();
+            self.plaintext.clear();
+            encrypted
+        } else {
+            tls.lend_output(std::mem::take(&mut conn.unsent));
+            Ok(())
+        };
+        let output = tls.take_output();
+        if let Err(failure) = encrypted {
+            self.send_buffers.give_back(output);
+            self.shard.write_failed(id, &io::Error::other(failure));
+            return self.finish(key);
+        }
+        if output.is_empty() {
+            // The session failed (its reader closed the client): nothing more can be
+            // encrypted or sent.
+            self.send_buffers.give_back(output);
+            return self.finish(key);
+        }
+        conn.sending = true;
+        self.ring.send(
+            conn.stream.as_raw_fd(),
+            sys::token(key),
+            Output::Joined(output),
+        )
+    }
+
     fn sent(&mut self, token: u64, result: io::Result<usize>, output: Output) -> io::Result<()> {
         let key = sys::key(token);
         let Some(conn) = self.conns.get_mut(key) else {
@@ -462,8 +620,11 @@ impl Driver {
         match result {
             Ok(written) => {
                 self.shard.note_written(id, written);
-                if let Some(client) = self.shard.client_mut(id) {
-                    client.outbox.wrote(written);
+                // A TLS connection's outbox was told when its lines were encrypted.
+                if conn.tls.is_none() {
+                    if let Some(client) = self.shard.client_mut(id) {
+                        client.outbox.wrote(written);
+                    }
                 }
                 let buffer = match output {
                     Output::Line(line) if written < line.len() => line[written..].to_vec(),
@@ -572,10 +733,13 @@ impl Driver {
     }
 }
 
-/// Tells a connection that is not admitted why it is being closed. The socket is
-/// fresh, so the short line fits its empty send buffer: one non-blocking write.
-fn refuse(stream: TcpStream, why: &[u8]) {
-    let _ = stream.set_nonblocking(true);
-    let _ = (&stream).write(why);
+/// Tells a connection that is not admitted why it is being closed (unless it is a
+/// TLS connection, which could not read it), and closes it. The socket is fresh, so
+/// the short line fits its empty send buffer: one non-blocking write.
+fn refuse(stream: TcpStream, why: Option<&[u8]>) {
+    if let Some(why) = why {
+        let _ = stream.set_nonblocking(true);
+        let _ = (&stream).write(why);
+    }
     let _ = stream.shutdown(Shutdown::Both);
 }

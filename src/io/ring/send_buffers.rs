@@ -9,8 +9,9 @@
 /// Most spare buffers kept: more than the connections a shard usually writes to in
 /// one turn of a fan-out.
 const MOST_SPARE: usize = 1024;
-/// A buffer grown past this (a big batch of long lines) is freed, not kept.
-const LARGEST_KEPT: usize = 64 << 10;
+/// A buffer grown past this (a big batch of long lines) is freed, not kept. Room for
+/// a full send: 64 KiB of lines, or their TLS records (a few dozen bytes more each).
+const LARGEST_KEPT: usize = 68 << 10;
 
 /// Spare send buffers, all empty.
 #[derive(Default)]

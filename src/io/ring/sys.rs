@@ -10,10 +10,10 @@
 //!    buffers. Callers get owned values back in [`Completion`]s.
 //! 2. **A provided buffer has one owner at a time.** The kernel owns every buffer
 //!    published in the ring; a receive completion hands buffer `id` to the driver as a
-//!    [`Buffer`] (not `Clone`), which reads it with [`Ring::data`] and gives it back
-//!    with [`Ring::recycle`], re-publishing it. The driver recycles each buffer within
-//!    the loop turn that received it, so a connection never holds a buffer while it
-//!    waits: idle connections cost no buffer, and a multishot receive that ended with
+//!    [`Buffer`] (not `Clone`), which reads it with [`Ring::data`] (or decrypts it in
+//!    place with [`Ring::data_mut`]) and gives it back with [`Ring::recycle`],
+//!    re-publishing it. The driver recycles each buffer within the loop turn that
+//!    received it, so a connection never holds a buffer while it waits: idle connections cost no buffer, and a multishot receive that ended with
 //!    `ENOBUFS` (data left in the socket, nothing lost) finds buffers when it is
 //!    re-armed with the next submission.
 //! 3. **Nothing is freed under the kernel.** `in_flight` counts operations whose final
@@ -257,6 +257,19 @@ impl BufferRing {
         // `recycle` re-publishes it, which needs the `Buffer` this borrow comes from.
         unsafe {
             std::slice::from_raw_parts(
+                self.memory
+                    .as_ptr()
+                    .add(usize::from(buffer.id) * BUFFER_SIZE),
+                buffer.len.min(BUFFER_SIZE),
+            )
+        }
+    }
+
+    fn data_mut(&mut self, buffer: &mut Buffer) -> &mut [u8] {
+        // SAFETY: as in `data`; the slice is exclusive because the driver holds the
+        // one `Buffer` for `id` (not `Clone`) mutably borrowed, and the ring mutably.
+        unsafe {
+            std::slice::from_raw_parts_mut(
                 self.memory
                     .as_ptr()
                     .add(usize::from(buffer.id) * BUFFER_SIZE),
@@ -543,6 +556,11 @@ impl Ring {
     /// The bytes of a received buffer.
     pub fn data(&self, buffer: &Buffer) -> &[u8] {
         self.buffers.data(buffer)
+    }
+
+    /// The bytes of a received buffer, writable: TLS decrypts records in place.
+    pub fn data_mut(&mut self, buffer: &mut Buffer) -> &mut [u8] {
+        self.buffers.data_mut(buffer)
     }
 
     /// Gives a received buffer back to the kernel.
