@@ -151,33 +151,30 @@ fn send_names(ctx: &mut Ctx<'_>, channel: &CaselessKey) {
         true => all_prefixes,
         false => highest_prefix,
     };
-    let mut symbol = "=";
-    let names: Vec<String> = {
-        let network = ctx.shard.network();
-        network
-            .channel(channel.as_str())
-            .map(|c| {
-                // Modern IRC RPL_NAMREPLY: `@` marks a secret channel.
-                if c.modes.secret {
-                    symbol = "@";
-                }
-                // Like WHO: invisible (+i) users are listed only to fellow members.
-                let asker_is_member = c.members.contains(ctx.id);
-                let mut names = Vec::with_capacity(c.members.len());
-                names.extend(c.members.iter().filter_map(|(id, membership)| {
-                    let user = network
-                        .user(id)
-                        .filter(|u| asker_is_member || !u.invisible)?;
-                    let prefix = prefix(membership);
-                    Some(match caps.has(Cap::UserhostInNames) {
-                        true => format!("{prefix}{}!{}@{}", user.nick, user.user, user.host),
-                        false => format!("{prefix}{}", user.nick),
-                    })
-                }));
-                names
-            })
-            .unwrap_or_default()
+    // A version of the replica held for the reply (a reference count): the names are
+    // formatted straight into the reply lines, with no list of them in between.
+    let network = ctx.shard.network_version();
+    let found = network.channel(channel.as_str());
+    // Modern IRC RPL_NAMREPLY: `@` marks a secret channel.
+    let symbol = match found {
+        Some(c) if c.modes.secret => "@",
+        _ => "=",
     };
+    // Like WHO: invisible (+i) users are listed only to fellow members.
+    let asker_is_member = found.is_some_and(|c| c.members.contains(ctx.id));
+    let names = found
+        .into_iter()
+        .flat_map(|c| c.members.iter())
+        .filter_map(|(id, membership)| {
+            let user = network
+                .user(id)
+                .filter(|u| asker_is_member || !u.invisible)?;
+            let prefix = prefix(membership);
+            Some(match caps.has(Cap::UserhostInNames) {
+                true => format!("{prefix}{}!{}@{}", user.nick, user.user, user.host),
+                false => format!("{prefix}{}", user.nick),
+            })
+        });
     super::reply_in_lines(
         ctx,
         |ctx| ctx.numeric(RPL_NAMREPLY).arg(symbol).arg(channel.as_str()),

@@ -179,6 +179,12 @@ impl Shard {
         self.log.network()
     }
 
+    /// The same version as [`Shard::network`], held (a reference-count increment):
+    /// for a reply that reads the replica while it writes to the shard.
+    pub fn network_version(&self) -> std::sync::Arc<Network> {
+        self.log.network().clone()
+    }
+
     /// A fresh message id (IRCv3 `message-ids`) for a message this shard relays: the
     /// shard and its own counter make it unique in the process without any shared
     /// counter, and the server's start time makes it unique across restarts.

@@ -263,7 +263,12 @@ impl Shard {
     /// joins and has an away message set", so the members who see the JOIN of an
     /// away user see its AWAY right after it (the joiner does not: it knows).
     fn tell_away_on_join(&mut self, client: ClientId, channel: &str, source: &str) {
-        let Some(away) = self.log.network().user(client).and_then(|user| user.away.clone()) else {
+        let Some(away) = self
+            .log
+            .network()
+            .user(client)
+            .and_then(|user| user.away.clone())
+        else {
             return;
         };
         let line = LineBuilder::from_source(source, "AWAY")
