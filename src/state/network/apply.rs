@@ -214,9 +214,9 @@ impl Network {
                 *client,
                 User {
                     nick: CaselessKey::new("*"),
-                    user: user.clone(),
-                    host: host.clone(),
-                    realname: realname.clone(),
+                    user: Arc::from(&**user),
+                    host: Arc::from(&**host),
+                    realname: Arc::from(&**realname),
                     channels: Vec::new(),
                     away: None,
                     invisible: false,
@@ -286,7 +286,7 @@ impl Network {
             },
             Event::SetRealname { client, realname } => match self.users.get_mut(client) {
                 Some(user) => {
-                    user.realname = realname.clone();
+                    user.realname = Arc::from(&**realname);
                     Outcome::RealnameChanged
                 }
                 None => Outcome::Unchanged,

@@ -352,9 +352,9 @@ fn rebuild_user(
     }
     Ok(User {
         nick,
-        user: image.user,
-        host: image.host,
-        realname: image.realname,
+        user: image.user.into(),
+        host: image.host.into(),
+        realname: image.realname.into(),
         channels: names,
         away: image.away,
         invisible: image.invisible,

@@ -104,12 +104,14 @@ pub mod signon_only {
 pub struct User {
     /// The nickname, spelled as chosen.
     pub nick: CaselessKey,
-    /// `~user` as shown in the source.
-    pub user: Box<str>,
+    /// `~user` as shown in the source. The texts are shared (`Arc`): a user is copied
+    /// whenever an event changes it while an older version of the replica holds it
+    /// (every JOIN, PART and NICK), and a copy should not allocate.
+    pub user: Arc<str>,
     /// The peer IP as text.
-    pub host: Box<str>,
+    pub host: Arc<str>,
     /// USER's real name.
-    pub realname: Box<str>,
+    pub realname: Arc<str>,
     /// Channels the user is in, spelled as the channel was created. At most CHANLIMIT
     /// entries, so removing one is a short scan.
     pub channels: Vec<CaselessKey>,
