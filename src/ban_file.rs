@@ -1,5 +1,7 @@
-//! The ban file: KLINEs and DLINEs kept across restarts, as TOML (`[[ban]]` tables)
-//! next to the configuration file. Read at start (and for `--check-config`); written
+//! The ban file: KLINEs and DLINEs kept across restarts, as TOML (`[[ban]]` tables),
+//! `bans.toml` in the data directory (`--data-dir`; never beside the configuration
+//! file, which a service keeps read-only: one found there is moved once, by
+//! [`migrate`]). Read at start (and for `--check-config`); written
 //! after every KLINE, DLINE, UNKLINE and UNDLINE, atomically (a temporary file, then a
 //! rename), so a crash leaves the old list or the new one, never half of one.
 //!
@@ -85,11 +87,27 @@ pub fn load(path: &Path, now_unix: u64) -> anyhow::Result<Vec<ServerBan>> {
         .collect()
 }
 
+/// Copies the ban file `legacy` (beside the config, where bans were kept before the
+/// data directory) to `to`, atomically, as the start does once when the data
+/// directory has none. The old file is left: its directory may be read-only.
+pub fn migrate(legacy: &Path, to: &Path) -> anyhow::Result<()> {
+    let temporary = to.with_extension("toml.tmp");
+    std::fs::copy(legacy, &temporary).with_context(|| {
+        format!(
+            "cannot copy the ban file {} to {}",
+            legacy.display(),
+            temporary.display()
+        )
+    })?;
+    std::fs::rename(&temporary, to).with_context(|| format!("cannot replace {}", to.display()))
+}
+
 /// Where the bans are written, what the file holds, and a reloaded list waiting to
 /// be applied.
 #[derive(Debug)]
 pub struct BanStore {
-    /// The file; `None`: bans live only as long as the process (no config file).
+    /// The file; `None`: bans live only as long as the process (a server built in
+    /// code without one).
     path: Option<PathBuf>,
     /// What the file holds as far as this process knows; held while writing.
     on_disk: Mutex<OnDisk>,

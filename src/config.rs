@@ -115,8 +115,8 @@ pub struct Config {
     pub ring_buffers: u16,
     /// Operator accounts (`[[oper]]` blocks); a reload replaces them.
     pub opers: Vec<OperBlock>,
-    /// Where KLINEs and DLINEs are kept across restarts (`bans.toml` next to the
-    /// config file); `None`: only while the process runs.
+    /// Where KLINEs and DLINEs are kept across restarts (`bans.toml` in the data
+    /// directory); `None`: only while the process runs.
     pub ban_file: Option<PathBuf>,
     /// The bans the server starts with, read from `ban_file`.
     pub server_bans: Vec<ServerBan>,

@@ -53,6 +53,9 @@ fn main() -> ExitCode {
         Ok(log_file) => log_file,
         Err(error) => return fail(error),
     };
+    if let Err(error) = prepare_data_dir(&settings) {
+        return fail(error);
+    }
     match run(&cli, &matches, &settings, log_file) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(error),
@@ -68,6 +71,25 @@ fn hash_password_from_stdin() -> anyhow::Result<String> {
     let password = line.trim_end_matches(['\r', '\n']);
     anyhow::ensure!(!password.is_empty(), "no password on stdin");
     ringchat::opers::hash_password(password.as_bytes())
+}
+
+/// Creates the data directory if it is missing, and moves a ban file found beside
+/// the config into it (read once: from then on only the data directory's is read).
+fn prepare_data_dir(settings: &Settings) -> anyhow::Result<()> {
+    let Some(dir) = &settings.data_dir else {
+        return Ok(());
+    };
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    if let (Some(legacy), Some(ban_file)) = (&settings.legacy_bans, &settings.config.ban_file) {
+        ringchat::ban_file::migrate(legacy, ban_file)?;
+        info!(
+            from = %legacy.display(),
+            to = %ban_file.display(),
+            "bans moved to the data directory; the old file is no longer read and can be deleted"
+        );
+    }
+    Ok(())
 }
 
 fn fail(error: anyhow::Error) -> ExitCode {
@@ -222,6 +244,7 @@ fn log_start(server: &Server, settings: &Settings, socket_activated: bool) {
         driver = ?server.driver(),
         shards = settings.config.shards,
         listen = ?server.local_addrs(),
+        data_dir = %settings.data_dir.as_deref().unwrap_or(std::path::Path::new("none")).display(),
         socket_activated,
         open_files,
         max_clients,

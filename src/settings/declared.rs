@@ -181,6 +181,16 @@ macro_rules! with_settings {
             io: crate::config::IoMode | crate::config::IoMode, Restart, "Process", [], "", "",
                 [env = "RINGCHAT_IO", value_enum, default_value = "auto"];
 
+            /// The server's one place for state: the bans it keeps across restarts
+            /// (`bans.toml`), and later accounts and history. Created at start if
+            /// missing; never the config file's directory, which may be read-only (a
+            /// `bans.toml` found there is read once and moved here). A relative path in
+            /// the file is relative to the file's directory, on the command line to the
+            /// working directory.
+            data_dir: Option<std::path::PathBuf> | std::path::PathBuf, Restart, "Process", [],
+                "$STATE_DIRECTORY if systemd sets it, else ./data", "\"/var/lib/ringchat\"",
+                [env = "RINGCHAT_DATA_DIR", value_name = "DIR"];
+
             // ---- Operations ----
             /// Log format (filter with RUST_LOG, e.g. RUST_LOG=ringchat=debug).
             log_format: crate::logging::LogFormat | crate::logging::LogFormat, Restart,
