@@ -39,9 +39,16 @@ struct BanRecord {
     mask: String,
     reason: String,
     set_by: String,
+    /// Unix seconds; absent: unknown (written before the time was kept).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    set_at: u64,
     /// Unix seconds; absent: permanent.
     #[serde(skip_serializing_if = "Option::is_none")]
     expires_at: Option<u64>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The bans in `path`; none when the file does not exist yet. Expired bans are left
@@ -80,6 +87,7 @@ pub fn load(path: &Path, now_unix: u64) -> anyhow::Result<Vec<ServerBan>> {
                 target,
                 reason: record.reason.into(),
                 set_by: record.set_by.into(),
+                set_at: record.set_at,
                 expires_at: record.expires_at,
             })
         })
@@ -197,6 +205,7 @@ impl BanStore {
                     mask: ban.target.mask(),
                     reason: ban.reason.to_string(),
                     set_by: ban.set_by.to_string(),
+                    set_at: ban.set_at,
                     expires_at: ban.expires_at,
                 })
                 .collect(),
@@ -230,12 +239,14 @@ mod tests {
             target: BanTarget::User("~*@192.0.2.*".into()),
             reason: "spam".into(),
             set_by: "alice".into(),
+            set_at: 50,
             expires_at: None,
         };
         let dline = ServerBan {
             target: BanTarget::Address("198.51.100.0/24".parse().unwrap()),
             reason: "flood".into(),
             set_by: "alice".into(),
+            set_at: 0,
             expires_at: Some(500),
         };
         let store = BanStore::new(Some(path.clone()), Vec::new());

@@ -120,6 +120,9 @@ pub struct Config {
     pub ban_file: Option<PathBuf>,
     /// The bans the server starts with, read from `ban_file`.
     pub server_bans: Vec<ServerBan>,
+    /// Most of the connected users, in percent, one KLINE or DLINE may hit without
+    /// `FORCE`.
+    pub max_ban_share: u8,
 }
 
 impl Config {

@@ -13,7 +13,9 @@ numerics! {
     RPL_CREATED = "003";
     RPL_MYINFO = "004";
     RPL_ISUPPORT = "005";
+    RPL_STATSKLINE = "216";
     RPL_ENDOFSTATS = "219";
+    RPL_STATSDLINE = "225";
     RPL_UMODEIS = "221";
     RPL_STATSDEBUG = "249";
     RPL_LUSERCLIENT = "251";

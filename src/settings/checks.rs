@@ -32,6 +32,14 @@ pub fn not_negative_rate(rate: &f64) -> Result<(), String> {
     Ok(())
 }
 
+/// A share of something, 0 to 100 (`max-ban-share`).
+pub fn percent(value: &u8) -> Result<(), String> {
+    if *value > 100 {
+        return Err(format!("must be a percentage, 0 to 100, not {value}"));
+    }
+    Ok(())
+}
+
 /// A file the server reads after the start has begun: it must be readable now.
 fn readable_file(path: &Path) -> Result<(), String> {
     std::fs::File::open(path)

@@ -206,6 +206,13 @@ macro_rules! with_settings {
                 "\"127.0.0.1:9100\"",
                 [env = "RINGCHAT_METRICS", value_name = "ADDR"];
 
+            /// Most of the connected users, in percent, that one KLINE or DLINE may hit
+            /// unless the operator confirms it (`KLINE FORCE ...`): a wider one is
+            /// refused with how many it would hit. A ban that would hit its own
+            /// operator always needs FORCE; one that hits a single user never does.
+            max_ban_share: u8 | u8, Restart, "Operations", [percent], "", "",
+                [env = "RINGCHAT_MAX_BAN_SHARE", default_value_t = 10, value_name = "PERCENT"];
+
             // ---- Cluster ----
             /// Join a cluster through these NATS servers (comma list of
             /// nats://HOST:PORT, JetStream enabled); the cluster is the one named by

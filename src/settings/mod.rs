@@ -232,6 +232,7 @@ impl Values {
             opers,
             ban_file,
             server_bans,
+            max_ban_share: v.max_ban_share,
         };
         Ok(Settings {
             config,
