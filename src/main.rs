@@ -9,6 +9,7 @@ use ringchat::cli::{self, Cli};
 use ringchat::config::{open_file_limit, RESERVED_FDS};
 use ringchat::logging::{self, LogFile};
 use ringchat::settings::Settings;
+use ringchat::state::rehash::RehashOutcome;
 use ringchat::systemd::{self, Notifier};
 use ringchat::{metrics, reload, Server};
 use std::process::ExitCode;
@@ -157,26 +158,22 @@ fn run(
     notify(&format!("READY=1\n{}", status_line(&server)));
     let watchdog = systemd::watchdog_interval();
     let shared = server.shared().clone();
+    shared.rehash.serve();
     let outcome = signals.block_on(async {
         let mut tick =
             tokio::time::interval(watchdog.map_or(STATUS_EVERY, |w| w.min(STATUS_EVERY)));
         loop {
             tokio::select! {
-                _ = terminate.recv() => info!("SIGTERM: shutting down"),
-                _ = interrupt.recv() => info!("SIGINT: shutting down"),
-                _ = hangup.recv() => {
-                    notify(&systemd::reloading_message());
-                    on_hangup(cli, matches, settings, &server, log_file.as_deref());
-                    notify(&format!("READY=1\n{}", status_line(&server)));
-                    continue;
+                _ = terminate.recv() => {
+                    info!("SIGTERM: shutting down");
+                    return Ok(());
                 }
-                _ = shared.rehash_requested.notified() => {
-                    info!("REHASH from an operator");
-                    notify(&systemd::reloading_message());
-                    on_hangup(cli, matches, settings, &server, log_file.as_deref());
-                    notify(&format!("READY=1\n{}", status_line(&server)));
-                    continue;
+                _ = interrupt.recv() => {
+                    info!("SIGINT: shutting down");
+                    return Ok(());
                 }
+                _ = hangup.recv() => {}
+                _ = shared.rehash.requested() => info!("REHASH from an operator"),
                 _ = tick.tick() => {
                     let watchdog_ping = if watchdog.is_some() { "WATCHDOG=1\n" } else { "" };
                     notify(&format!("{watchdog_ping}{}", status_line(&server)));
@@ -184,7 +181,12 @@ fn run(
                 }
                 stopped = server.stopped() => return stopped,
             }
-            return Ok(());
+            // SIGHUP or REHASH; the reload answers every operator waiting for one.
+            notify(&systemd::reloading_message());
+            let waiting = shared.rehash.take_waiting();
+            let outcome = on_hangup(cli, matches, settings, &server, log_file.as_deref());
+            shared.rehash.answer(waiting, &outcome);
+            notify(&format!("READY=1\n{}", status_line(&server)));
         }
     });
     notify("STOPPING=1");
@@ -193,32 +195,45 @@ fn run(
 }
 
 /// SIGHUP or REHASH: reload the settings (the config file, or the files flags name) and reopen
-/// the log file for logrotate. Failures are logged; the server keeps running.
+/// the log file for logrotate. Failures are logged and returned for the operators who
+/// asked; the server keeps running.
 fn on_hangup(
     cli: &Cli,
     matches: &clap::ArgMatches,
     settings: &Settings,
     server: &Server,
     log_file: Option<&LogFile>,
-) {
+) -> RehashOutcome {
     info!("reloading (SIGHUP or REHASH)");
+    let mut problems = Vec::new();
     if let Some(log_file) = log_file {
         if let Err(error) = log_file.reopen() {
             warn!("{error:#}; still writing to the old file");
+            problems.push(format!("{error:#}; still writing to the old log file"));
         }
     }
-    let _ = reload::reload(cli, matches, settings, server.shared());
-    reload_tls(server);
+    let mut outcome = reload::reload(cli, matches, settings, server.shared());
+    if let Err(error) = reload_tls(server) {
+        problems.push(format!("keeping the old TLS certificate: {error:#}"));
+    }
+    if let RehashOutcome::Applied { notes, .. } = &mut outcome {
+        notes.extend(problems);
+    }
+    outcome
 }
 
 /// Re-reads the TLS certificate and key. New handshakes use them; existing
 /// connections continue; a bad file keeps the old certificate, and the log says why.
-fn reload_tls(server: &Server) {
+fn reload_tls(server: &Server) -> anyhow::Result<()> {
     match server.reload_tls() {
         Ok(true) => info!("SIGHUP: TLS certificate reloaded"),
         Ok(false) => {}
-        Err(error) => warn!("SIGHUP: keeping the old TLS certificate: {error:#}"),
+        Err(error) => {
+            warn!("SIGHUP: keeping the old TLS certificate: {error:#}");
+            return Err(error);
+        }
     }
+    Ok(())
 }
 
 /// `STATUS=` for the service manager: open connections, in all and per shard.

@@ -994,3 +994,54 @@ fn listing(dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+#[test]
+fn a_rehash_that_fails_names_the_file_line_and_key_and_keeps_the_running_settings() {
+    let dir = scratch("rehash-fail");
+    let addr = free_port();
+    let config = dir.join("ringchat.toml");
+    let hash = ringchat::opers::hash_password(b"pw").expect("hashing works");
+    let text = |extra: &str| {
+        format!("listen = [\"{addr}\"]\nshards = 2\n{extra}\n[[oper]]\nname = \"admin\"\npassword = \"{hash}\"\n")
+    };
+    write(&config, &text("max-channels = 2\n"));
+    let mut server = Running::start(addr, &["--config", config.to_str().unwrap()]);
+    let (mut alice, _) = register(addr, "alice");
+    alice.send("OPER admin pw");
+    alice.expect_numeric("381");
+
+    write(&config, &text("max-channels = 3\nsendqq = 5\n"));
+    alice.send("REHASH");
+    let before = alice.skip_until(|l| l.contains("REHASH failed"));
+    let failure = before.last().expect("the answer");
+    let expected = format!(
+        ":ringchat.local NOTICE alice :REHASH failed, nothing changed: {}:4:1: unknown key `sendqq`",
+        config.display()
+    );
+    assert!(failure.starts_with(&expected), "{failure}");
+    assert!(
+        !before.iter().any(|l| common::has_numeric(l, "382")),
+        "{before:?}"
+    );
+    server.log_containing("reload failed, nothing changed");
+    // The running settings stay: still two channels at most.
+    alice.send("JOIN #a,#b,#c");
+    let joined = alice.skip_until(|l| common::has_numeric(l, "405"));
+    assert!(joined.last().unwrap().contains("#c"), "{joined:?}");
+
+    write(
+        &config,
+        &text("max-channels = 3\nserver-name = \"renamed.example\"\n"),
+    );
+    alice.send("REHASH");
+    alice.expect(&format!(
+        ":ringchat.local 382 alice {} :Rehashing",
+        config.display()
+    ));
+    alice.expect(
+        ":ringchat.local NOTICE alice :REHASH: changed, but takes effect only after a restart: server-name",
+    );
+    alice.send("JOIN #c");
+    alice.skip_until(|l| common::has_numeric(l, "366"));
+    server.stop();
+}
