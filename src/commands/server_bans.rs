@@ -207,8 +207,8 @@ pub fn stats(ctx: &mut Ctx<'_>, kind: char) {
             };
             ctx.numeric(numeric)
                 .arg(&mask)
-                .arg(&ban.set_at.to_string())
-                .arg(&duration.to_string())
+                .arg(ban.set_at.to_string())
+                .arg(duration.to_string())
                 .arg(ban.set_by.as_bytes())
                 .trailing(&*ban.reason)
         })
