@@ -123,6 +123,8 @@ pub struct Config {
     /// Most of the connected users, in percent, one KLINE or DLINE may hit without
     /// `FORCE`.
     pub max_ban_share: u8,
+    /// What ADMIN answers.
+    pub admin: AdminInfo,
 }
 
 impl Config {
@@ -135,6 +137,17 @@ impl Config {
             ..Config::default()
         }
     }
+}
+
+/// The server's administrative contacts (ADMIN); each optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdminInfo {
+    /// Where the server is (257 RPL_ADMINLOC1).
+    pub location: Option<String>,
+    /// Who runs it (258 RPL_ADMINLOC2).
+    pub name: Option<String>,
+    /// How to reach them (259 RPL_ADMINEMAIL).
+    pub email: Option<String>,
 }
 
 /// Per-source connection limits (`crate::state::sources` enforces them).

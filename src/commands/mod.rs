@@ -187,6 +187,7 @@ static COMMANDS: &[Command] = &[
     command("ISON", 1, query::ison),
     command("VERSION", 0, query::version),
     command("TIME", 0, query::time),
+    command("ADMIN", 0, query::admin),
     command("AWAY", 0, user::away),
     command("STATS", 0, info::stats),
     command("MONITOR", 1, monitor::monitor),

@@ -67,6 +67,20 @@ macro_rules! with_settings {
             utf8_only: bool | bool, Restart, "What users see", [], "off", "",
                 [env = "RINGCHAT_UTF8_ONLY"];
 
+            /// Where the server is (city, country): ADMIN's 257 line.
+            admin_location: Option<String> | String, Restart, "What users see", [], "none",
+                "\"Amsterdam, NL\"",
+                [env = "RINGCHAT_ADMIN_LOCATION", value_name = "TEXT"];
+            /// Who runs the server (person or organisation): ADMIN's 258 line.
+            admin_name: Option<String> | String, Restart, "What users see", [], "none",
+                "\"Example Hosting\"",
+                [env = "RINGCHAT_ADMIN_NAME", value_name = "TEXT"];
+            /// How to reach its administrators: ADMIN's 259 line. Without any admin-*
+            /// setting ADMIN answers 423 (no administrative info).
+            admin_email: Option<String> | String, Restart, "What users see", [], "none",
+                "\"irc-admin@example.org\"",
+                [env = "RINGCHAT_ADMIN_EMAIL", value_name = "ADDRESS"];
+
             // ---- Limits ----
             /// Most simultaneous connections, registered or not; past it a new
             /// connection gets "ERROR :Server is full". Lowering it closes nobody.

@@ -19,8 +19,8 @@ pub mod docs;
 use crate::ban_file;
 use crate::bans::ServerBan;
 use crate::config::{
-    available_cores, default_max_clients, ClusterConfig, Config, IoMode, SourceLimits, StsPolicy,
-    DEFAULT_RING_BUFFERS,
+    available_cores, default_max_clients, AdminInfo, ClusterConfig, Config, IoMode, SourceLimits,
+    StsPolicy, DEFAULT_RING_BUFFERS,
 };
 use crate::logging::LogFormat;
 use crate::opers::{check_hash, OperBlock};
@@ -233,6 +233,11 @@ impl Values {
             ban_file,
             server_bans,
             max_ban_share: v.max_ban_share,
+            admin: AdminInfo {
+                location: v.admin_location,
+                name: v.admin_name,
+                email: v.admin_email,
+            },
         };
         Ok(Settings {
             config,
