@@ -10,8 +10,8 @@ use crate::proto::Message;
 const INDEX: &[&str] = &[
     "ringchat help",
     "",
-    "Commands: ADMIN AWAY CAP HELP INFO INVITE ISON JOIN KICK LINKS LIST LUSERS",
-    "MODE MONITOR MOTD NAMES NICK NOTICE PART PASS PING PONG PRIVMSG QUIT SETNAME",
+    "Commands: ADMIN AWAY CAP HELP INFO INVITE ISON JOIN KICK KNOCK LINKS LIST",
+    "LUSERS MODE MONITOR MOTD NAMES NICK NOTICE PART PASS PING PONG PRIVMSG QUIT SETNAME",
     "STATS TAGMSG TIME TOPIC USER USERHOST VERSION WHO WHOIS WHOWAS",
     "Operators: OPER KILL WALLOPS KLINE UNKLINE DLINE UNDLINE REHASH DIE",
     "",
@@ -202,6 +202,13 @@ const TOPICS: &[(&str, &[&str])] = &[
         &["@+tag TAGMSG <target>", "Sends tags only (message-tags)."],
     ),
     ("TIME", &["TIME", "Shows the server's time."]),
+    (
+        "KNOCK",
+        &[
+            "KNOCK <#channel> [:reason]",
+            "Asks the operators of a +i, +k or full channel to invite you.",
+        ],
+    ),
     (
         "ADMIN",
         &["ADMIN", "Shows who runs the server and how to reach them."],
