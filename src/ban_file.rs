@@ -1,5 +1,7 @@
-//! The ban file: KLINEs and DLINEs kept across restarts, as TOML (`[[ban]]` tables)
-//! next to the configuration file. Read at start (and for `--check-config`); written
+//! The ban file: KLINEs and DLINEs kept across restarts, as TOML (`[[ban]]` tables),
+//! `bans.toml` in the data directory (`--data-dir`; never beside the configuration
+//! file, which a service keeps read-only: one found there is moved once, by
+//! [`migrate`]). Read at start (and for `--check-config`); written
 //! after every KLINE, DLINE, UNKLINE and UNDLINE, atomically (a temporary file, then a
 //! rename), so a crash leaves the old list or the new one, never half of one.
 //!
@@ -37,9 +39,16 @@ struct BanRecord {
     mask: String,
     reason: String,
     set_by: String,
+    /// Unix seconds; absent: unknown (written before the time was kept).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    set_at: u64,
     /// Unix seconds; absent: permanent.
     #[serde(skip_serializing_if = "Option::is_none")]
     expires_at: Option<u64>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The bans in `path`; none when the file does not exist yet. Expired bans are left
@@ -78,6 +87,7 @@ pub fn load(path: &Path, now_unix: u64) -> anyhow::Result<Vec<ServerBan>> {
                 target,
                 reason: record.reason.into(),
                 set_by: record.set_by.into(),
+                set_at: record.set_at,
                 expires_at: record.expires_at,
             })
         })
@@ -85,11 +95,27 @@ pub fn load(path: &Path, now_unix: u64) -> anyhow::Result<Vec<ServerBan>> {
         .collect()
 }
 
+/// Copies the ban file `legacy` (beside the config, where bans were kept before the
+/// data directory) to `to`, atomically, as the start does once when the data
+/// directory has none. The old file is left: its directory may be read-only.
+pub fn migrate(legacy: &Path, to: &Path) -> anyhow::Result<()> {
+    let temporary = to.with_extension("toml.tmp");
+    std::fs::copy(legacy, &temporary).with_context(|| {
+        format!(
+            "cannot copy the ban file {} to {}",
+            legacy.display(),
+            temporary.display()
+        )
+    })?;
+    std::fs::rename(&temporary, to).with_context(|| format!("cannot replace {}", to.display()))
+}
+
 /// Where the bans are written, what the file holds, and a reloaded list waiting to
 /// be applied.
 #[derive(Debug)]
 pub struct BanStore {
-    /// The file; `None`: bans live only as long as the process (no config file).
+    /// The file; `None`: bans live only as long as the process (a server built in
+    /// code without one).
     path: Option<PathBuf>,
     /// What the file holds as far as this process knows; held while writing.
     on_disk: Mutex<OnDisk>,
@@ -179,6 +205,7 @@ impl BanStore {
                     mask: ban.target.mask(),
                     reason: ban.reason.to_string(),
                     set_by: ban.set_by.to_string(),
+                    set_at: ban.set_at,
                     expires_at: ban.expires_at,
                 })
                 .collect(),
@@ -212,12 +239,14 @@ mod tests {
             target: BanTarget::User("~*@192.0.2.*".into()),
             reason: "spam".into(),
             set_by: "alice".into(),
+            set_at: 50,
             expires_at: None,
         };
         let dline = ServerBan {
             target: BanTarget::Address("198.51.100.0/24".parse().unwrap()),
             reason: "flood".into(),
             set_by: "alice".into(),
+            set_at: 0,
             expires_at: Some(500),
         };
         let store = BanStore::new(Some(path.clone()), Vec::new());

@@ -45,6 +45,9 @@ pub struct ServerBan {
     pub reason: Box<str>,
     /// The operator who set it (nick), for the record.
     pub set_by: Box<str>,
+    /// When it was set, in Unix seconds (`STATS K`/`D`); 0: unknown (a ban file
+    /// written before the time was kept).
+    pub set_at: u64,
     /// When it stops matching, in Unix seconds; `None`: never.
     pub expires_at: Option<u64>,
 }
@@ -85,6 +88,7 @@ mod tests {
             target,
             reason: "r".into(),
             set_by: "op".into(),
+            set_at: 0,
             expires_at,
         }
     }

@@ -115,11 +115,16 @@ pub struct Config {
     pub ring_buffers: u16,
     /// Operator accounts (`[[oper]]` blocks); a reload replaces them.
     pub opers: Vec<OperBlock>,
-    /// Where KLINEs and DLINEs are kept across restarts (`bans.toml` next to the
-    /// config file); `None`: only while the process runs.
+    /// Where KLINEs and DLINEs are kept across restarts (`bans.toml` in the data
+    /// directory); `None`: only while the process runs.
     pub ban_file: Option<PathBuf>,
     /// The bans the server starts with, read from `ban_file`.
     pub server_bans: Vec<ServerBan>,
+    /// Most of the connected users, in percent, one KLINE or DLINE may hit without
+    /// `FORCE`.
+    pub max_ban_share: u8,
+    /// What ADMIN answers.
+    pub admin: AdminInfo,
 }
 
 impl Config {
@@ -132,6 +137,17 @@ impl Config {
             ..Config::default()
         }
     }
+}
+
+/// The server's administrative contacts (ADMIN); each optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdminInfo {
+    /// Where the server is (257 RPL_ADMINLOC1).
+    pub location: Option<String>,
+    /// Who runs it (258 RPL_ADMINLOC2).
+    pub name: Option<String>,
+    /// How to reach them (259 RPL_ADMINEMAIL).
+    pub email: Option<String>,
 }
 
 /// Per-source connection limits (`crate::state::sources` enforces them).

@@ -9,6 +9,7 @@ use ringchat::cli::{self, Cli};
 use ringchat::config::{open_file_limit, RESERVED_FDS};
 use ringchat::logging::{self, LogFile};
 use ringchat::settings::Settings;
+use ringchat::state::rehash::RehashOutcome;
 use ringchat::systemd::{self, Notifier};
 use ringchat::{metrics, reload, Server};
 use std::process::ExitCode;
@@ -53,6 +54,9 @@ fn main() -> ExitCode {
         Ok(log_file) => log_file,
         Err(error) => return fail(error),
     };
+    if let Err(error) = prepare_data_dir(&settings) {
+        return fail(error);
+    }
     match run(&cli, &matches, &settings, log_file) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(error),
@@ -68,6 +72,25 @@ fn hash_password_from_stdin() -> anyhow::Result<String> {
     let password = line.trim_end_matches(['\r', '\n']);
     anyhow::ensure!(!password.is_empty(), "no password on stdin");
     ringchat::opers::hash_password(password.as_bytes())
+}
+
+/// Creates the data directory if it is missing, and moves a ban file found beside
+/// the config into it (read once: from then on only the data directory's is read).
+fn prepare_data_dir(settings: &Settings) -> anyhow::Result<()> {
+    let Some(dir) = &settings.data_dir else {
+        return Ok(());
+    };
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    if let (Some(legacy), Some(ban_file)) = (&settings.legacy_bans, &settings.config.ban_file) {
+        ringchat::ban_file::migrate(legacy, ban_file)?;
+        info!(
+            from = %legacy.display(),
+            to = %ban_file.display(),
+            "bans moved to the data directory; the old file is no longer read and can be deleted"
+        );
+    }
+    Ok(())
 }
 
 fn fail(error: anyhow::Error) -> ExitCode {
@@ -135,26 +158,22 @@ fn run(
     notify(&format!("READY=1\n{}", status_line(&server)));
     let watchdog = systemd::watchdog_interval();
     let shared = server.shared().clone();
+    shared.rehash.serve();
     let outcome = signals.block_on(async {
         let mut tick =
             tokio::time::interval(watchdog.map_or(STATUS_EVERY, |w| w.min(STATUS_EVERY)));
         loop {
             tokio::select! {
-                _ = terminate.recv() => info!("SIGTERM: shutting down"),
-                _ = interrupt.recv() => info!("SIGINT: shutting down"),
-                _ = hangup.recv() => {
-                    notify(&systemd::reloading_message());
-                    on_hangup(cli, matches, settings, &server, log_file.as_deref());
-                    notify(&format!("READY=1\n{}", status_line(&server)));
-                    continue;
+                _ = terminate.recv() => {
+                    info!("SIGTERM: shutting down");
+                    return Ok(());
                 }
-                _ = shared.rehash_requested.notified() => {
-                    info!("REHASH from an operator");
-                    notify(&systemd::reloading_message());
-                    on_hangup(cli, matches, settings, &server, log_file.as_deref());
-                    notify(&format!("READY=1\n{}", status_line(&server)));
-                    continue;
+                _ = interrupt.recv() => {
+                    info!("SIGINT: shutting down");
+                    return Ok(());
                 }
+                _ = hangup.recv() => {}
+                _ = shared.rehash.requested() => info!("REHASH from an operator"),
                 _ = tick.tick() => {
                     let watchdog_ping = if watchdog.is_some() { "WATCHDOG=1\n" } else { "" };
                     notify(&format!("{watchdog_ping}{}", status_line(&server)));
@@ -162,7 +181,12 @@ fn run(
                 }
                 stopped = server.stopped() => return stopped,
             }
-            return Ok(());
+            // SIGHUP or REHASH; the reload answers every operator waiting for one.
+            notify(&systemd::reloading_message());
+            let waiting = shared.rehash.take_waiting();
+            let outcome = on_hangup(cli, matches, settings, &server, log_file.as_deref());
+            shared.rehash.answer(waiting, &outcome);
+            notify(&format!("READY=1\n{}", status_line(&server)));
         }
     });
     notify("STOPPING=1");
@@ -171,32 +195,45 @@ fn run(
 }
 
 /// SIGHUP or REHASH: reload the settings (the config file, or the files flags name) and reopen
-/// the log file for logrotate. Failures are logged; the server keeps running.
+/// the log file for logrotate. Failures are logged and returned for the operators who
+/// asked; the server keeps running.
 fn on_hangup(
     cli: &Cli,
     matches: &clap::ArgMatches,
     settings: &Settings,
     server: &Server,
     log_file: Option<&LogFile>,
-) {
+) -> RehashOutcome {
     info!("reloading (SIGHUP or REHASH)");
+    let mut problems = Vec::new();
     if let Some(log_file) = log_file {
         if let Err(error) = log_file.reopen() {
             warn!("{error:#}; still writing to the old file");
+            problems.push(format!("{error:#}; still writing to the old log file"));
         }
     }
-    let _ = reload::reload(cli, matches, settings, server.shared());
-    reload_tls(server);
+    let mut outcome = reload::reload(cli, matches, settings, server.shared());
+    if let Err(error) = reload_tls(server) {
+        problems.push(format!("keeping the old TLS certificate: {error:#}"));
+    }
+    if let RehashOutcome::Applied { notes, .. } = &mut outcome {
+        notes.extend(problems);
+    }
+    outcome
 }
 
 /// Re-reads the TLS certificate and key. New handshakes use them; existing
 /// connections continue; a bad file keeps the old certificate, and the log says why.
-fn reload_tls(server: &Server) {
+fn reload_tls(server: &Server) -> anyhow::Result<()> {
     match server.reload_tls() {
         Ok(true) => info!("SIGHUP: TLS certificate reloaded"),
         Ok(false) => {}
-        Err(error) => warn!("SIGHUP: keeping the old TLS certificate: {error:#}"),
+        Err(error) => {
+            warn!("SIGHUP: keeping the old TLS certificate: {error:#}");
+            return Err(error);
+        }
     }
+    Ok(())
 }
 
 /// `STATUS=` for the service manager: open connections, in all and per shard.
@@ -222,6 +259,7 @@ fn log_start(server: &Server, settings: &Settings, socket_activated: bool) {
         driver = ?server.driver(),
         shards = settings.config.shards,
         listen = ?server.local_addrs(),
+        data_dir = %settings.data_dir.as_deref().unwrap_or(std::path::Path::new("none")).display(),
         socket_activated,
         open_files,
         max_clients,

@@ -67,16 +67,20 @@ fn file_settings_keys() -> Vec<&'static str> {
 #[test]
 fn the_example_file_sets_exactly_the_defaults_in_code() {
     let from_example = load(&[], Some(&example_path())).expect("the example loads");
-    // The ban file is the one setting a config file adds: bans.toml beside it.
+    // A start adds the data directory (`data` in the working directory by default,
+    // never the config file's) and its ban file, which the defaults in code leave out.
+    let data_dir = std::env::current_dir().expect("cwd").join("data");
+    assert_eq!(from_example.data_dir.as_deref(), Some(data_dir.as_path()));
     assert_eq!(
         from_example.config.ban_file,
-        example_path().parent().map(|dir| dir.join("bans.toml"))
+        Some(data_dir.join("bans.toml"))
     );
     let from_example = Settings {
         config: Config {
             ban_file: None,
             ..from_example.config
         },
+        data_dir: None,
         ..from_example
     };
     assert_eq!(from_example.config, Config::default());
@@ -86,7 +90,14 @@ fn the_example_file_sets_exactly_the_defaults_in_code() {
             config_file: None,
             ..from_example
         },
-        without_file
+        Settings {
+            config: Config {
+                ban_file: None,
+                ..without_file.config
+            },
+            data_dir: None,
+            ..without_file
+        }
     );
 }
 

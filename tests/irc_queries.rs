@@ -1,4 +1,4 @@
-//! Asking the server as clients do: WHO (and WHOX), WHOIS, LIST, AWAY, VERSION, TIME,
+//! Asking the server as clients do: WHO (and WHOX), WHOIS, LIST, AWAY, VERSION, TIME, ADMIN,
 //! USERHOST and ISON, with their replies and error numerics.
 
 mod common;
@@ -341,6 +341,27 @@ e2e! {
         let reply = alice.expect_numeric("391");
         assert!(reply.starts_with(&format!("{S} 391 alice ringchat.local :")), "{reply}");
         assert!(trailing(&reply).ends_with(" UTC"), "{reply}");
+    }
+
+    fn admin_lists_the_configured_contacts_and_is_423_without_any(setup) {
+        let server = setup.start();
+        let mut alice = server.register("alice");
+        alice.send("ADMIN");
+        alice.expect(&format!("{S} 423 alice ringchat.local :No administrative info available"));
+        let server = setup.start_with(|config| {
+            config.admin = ringchat::config::AdminInfo {
+                location: Some("Amsterdam, NL".to_owned()),
+                name: None,
+                email: Some("irc-admin@example.org".to_owned()),
+            };
+        });
+        let mut bob = server.register("bob");
+        bob.send("ADMIN ringchat.local");
+        bob.expect(&format!("{S} 256 bob ringchat.local :Administrative info"));
+        bob.expect(&format!("{S} 257 bob :Amsterdam, NL"));
+        bob.expect(&format!("{S} 259 bob :irc-admin@example.org"));
+        bob.send("ADMIN elsewhere.example");
+        bob.expect(&format!("{S} 402 bob elsewhere.example :No such server"));
     }
 
     // ---- USERHOST and ISON ---------------------------------------------------------

@@ -22,9 +22,19 @@ fn scratch(test: &str) -> PathBuf {
     dir
 }
 
+/// The binary, with a data directory of its own (not `./data`, which the tests
+/// running at once would share).
 fn ringchat() -> Command {
+    static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let start = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let data =
+        std::env::temp_dir().join(format!("ringchat-ops-data-{}-{start}", std::process::id()));
     let mut command = Command::new(env!("CARGO_BIN_EXE_ringchat"));
-    command.env_remove("RUST_LOG").env_remove("NO_COLOR");
+    command
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
+        .env_remove("STATE_DIRECTORY")
+        .env("RINGCHAT_DATA_DIR", data);
     command
 }
 
@@ -764,7 +774,7 @@ fn serve_on_a_passed_descriptor(io: &str) {
 }
 
 #[test]
-fn operators_from_the_config_file_rehash_kline_to_the_ban_file_and_die() {
+fn operators_from_the_config_file_rehash_kline_to_the_data_dir_and_die() {
     let dir = scratch("opers");
     let addr = free_port();
     let config = dir.join("ringchat.toml");
@@ -774,7 +784,9 @@ fn operators_from_the_config_file_rehash_kline_to_the_ban_file_and_die() {
     };
     let head = format!("listen = [\"{addr}\"]\nshards = 2\n\n");
     write(&config, &format!("{head}{}", oper_block("admin", b"first")));
-    let mut server = Running::start(addr, &["--config", config.to_str().unwrap()]);
+    let data = dir.join("data");
+    let args = ["--config", config.to_str().unwrap(), "--data-dir"];
+    let mut server = Running::start(addr, &[&args[..], &[data.to_str().unwrap()]].concat());
     let (mut alice, _) = register(addr, "alice");
     alice.send("OPER admin first");
     alice.expect_numeric("381");
@@ -803,7 +815,7 @@ fn operators_from_the_config_file_rehash_kline_to_the_ban_file_and_die() {
 
     alice.send("KLINE ~evil@127.0.0.1 :kept on disk");
     assert!(alice.line().contains("Added permanent K-Line"));
-    let bans = std::fs::read_to_string(dir.join("bans.toml")).expect("bans.toml is written");
+    let bans = std::fs::read_to_string(data.join("bans.toml")).expect("bans.toml is written");
     assert!(
         bans.contains("~evil@127.0.0.1") && bans.contains("kept on disk"),
         "{bans}"
@@ -812,7 +824,7 @@ fn operators_from_the_config_file_rehash_kline_to_the_ban_file_and_die() {
     // An edited ban file is applied by a reload, to connected clients too.
     let (mut carol, _) = register(addr, "carol");
     write(
-        &dir.join("bans.toml"),
+        &data.join("bans.toml"),
         &format!("{bans}\n[[ban]]\nkind = \"kline\"\nmask = \"~carol@*\"\nreason = \"edited in\"\nset-by = \"root\"\n"),
     );
     server.signal(libc::SIGHUP);
@@ -832,4 +844,204 @@ fn operators_from_the_config_file_rehash_kline_to_the_ban_file_and_die() {
     );
     let status = server.child.wait().expect("wait for ringchat");
     assert!(status.success(), "{status:?}");
+}
+
+/// The config directory made read-only for the test's length: a read-only bind mount
+/// of it onto itself when the test may mount (root, as in CI containers, where mode
+/// bits stop no write), else its mode bits. Undone when dropped.
+struct ReadOnlyDir {
+    path: PathBuf,
+    mounted: bool,
+}
+
+impl ReadOnlyDir {
+    fn new(path: &Path) -> ReadOnlyDir {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o555)).expect("chmod");
+        let target = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("no NUL");
+        // SAFETY: plain mount(2) calls on a NUL-terminated path we own; a failure
+        // (no privilege) is an answer, not a fault.
+        let mounted = unsafe {
+            libc::mount(
+                target.as_ptr(),
+                target.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            ) == 0
+                && (libc::mount(
+                    std::ptr::null(),
+                    target.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                    std::ptr::null(),
+                ) == 0
+                    || {
+                        libc::umount2(target.as_ptr(), libc::MNT_DETACH);
+                        false
+                    })
+        };
+        ReadOnlyDir {
+            path: path.to_owned(),
+            mounted,
+        }
+    }
+
+    /// Whether a write there fails now (false only for root without mount rights).
+    fn refuses_writes(&self) -> bool {
+        let probe = self.path.join("probe");
+        let refused = std::fs::write(&probe, "x").is_err();
+        let _ = std::fs::remove_file(probe);
+        refused
+    }
+}
+
+impl Drop for ReadOnlyDir {
+    fn drop(&mut self) {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::PermissionsExt;
+        if self.mounted {
+            let target = std::ffi::CString::new(self.path.as_os_str().as_bytes()).expect("path");
+            // SAFETY: unmounting the bind mount `new` made, by its NUL-terminated path.
+            unsafe {
+                libc::umount2(target.as_ptr(), libc::MNT_DETACH);
+            }
+        }
+        let _ = std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(0o755));
+    }
+}
+
+#[test]
+fn bans_live_in_the_data_dir_and_survive_a_restart_under_a_read_only_config_dir() {
+    let dir = scratch("data-dir");
+    let (etc, state) = (dir.join("etc"), dir.join("var/lib/ringchat"));
+    std::fs::create_dir_all(&etc).expect("config dir");
+    let addr = free_port();
+    let config = etc.join("ringchat.toml");
+    let hash = ringchat::opers::hash_password(b"pw").expect("hashing works");
+    write(
+        &config,
+        &format!("listen = [\"{addr}\"]\nshards = 2\n\n[[oper]]\nname = \"admin\"\npassword = \"{hash}\"\n"),
+    );
+    // Where bans were kept before the data directory: read once, then moved.
+    write(
+        &etc.join("bans.toml"),
+        "[[ban]]\nkind = \"kline\"\nmask = \"~old@*\"\nreason = \"from before\"\nset-by = \"root\"\n",
+    );
+    let read_only = ReadOnlyDir::new(&etc);
+    let config_dir_before = listing(&etc);
+    let args = [
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        state.to_str().unwrap(),
+    ];
+
+    let mut server = Running::start(addr, &args);
+    let moved = server.log_containing("bans moved to the data directory");
+    assert!(moved.contains(state.to_str().unwrap()), "{moved}");
+    let (mut alice, _) = register(addr, "alice");
+    alice.send("OPER admin pw");
+    alice.expect_numeric("381");
+    alice.send("KLINE ~evil@127.0.0.1 :kept in the data dir");
+    // Saving happens before the answer; a failure would be a NOTICE before this PONG.
+    let answers = alice.barrier();
+    assert!(
+        answers.iter().any(|l| l.contains("Added permanent K-Line"))
+            && !answers.iter().any(|l| l.contains("not saved")),
+        "{answers:?}"
+    );
+    let bans = std::fs::read_to_string(state.join("bans.toml")).expect("bans.toml is written");
+    assert!(
+        bans.contains("~evil@127.0.0.1") && bans.contains("~old@*"),
+        "{bans}"
+    );
+    server.stop();
+
+    let mut server = Running::start(addr, &args);
+    server.log_containing("ringchat started");
+    for banned in ["evil", "old"] {
+        let mut client = Client::connect(addr);
+        client.send(&format!("NICK {banned}"));
+        client.send(&format!("USER {banned} 0 * :{banned}"));
+        let last = client.expect_closed();
+        assert!(last.iter().any(|l| l.contains("K-Lined")), "{last:?}");
+    }
+    server.stop();
+    assert_eq!(
+        listing(&etc),
+        config_dir_before,
+        "nothing is written beside the config"
+    );
+    if !read_only.refuses_writes() {
+        eprintln!("note: root without mount rights: the config directory was writable, so this test showed only that nothing was written there");
+    }
+}
+
+/// The names in `dir`, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_rehash_that_fails_names_the_file_line_and_key_and_keeps_the_running_settings() {
+    let dir = scratch("rehash-fail");
+    let addr = free_port();
+    let config = dir.join("ringchat.toml");
+    let hash = ringchat::opers::hash_password(b"pw").expect("hashing works");
+    let text = |extra: &str| {
+        format!("listen = [\"{addr}\"]\nshards = 2\n{extra}\n[[oper]]\nname = \"admin\"\npassword = \"{hash}\"\n")
+    };
+    write(&config, &text("max-channels = 2\n"));
+    let mut server = Running::start(addr, &["--config", config.to_str().unwrap()]);
+    let (mut alice, _) = register(addr, "alice");
+    alice.send("OPER admin pw");
+    alice.expect_numeric("381");
+
+    write(&config, &text("max-channels = 3\nsendqq = 5\n"));
+    alice.send("REHASH");
+    let before = alice.skip_until(|l| l.contains("REHASH failed"));
+    let failure = before.last().expect("the answer");
+    let expected = format!(
+        ":ringchat.local NOTICE alice :REHASH failed, nothing changed: {}:4:1: unknown key `sendqq`",
+        config.display()
+    );
+    assert!(failure.starts_with(&expected), "{failure}");
+    assert!(
+        !before.iter().any(|l| common::has_numeric(l, "382")),
+        "{before:?}"
+    );
+    server.log_containing("reload failed, nothing changed");
+    // The running settings stay: still two channels at most.
+    alice.send("JOIN #a,#b,#c");
+    let joined = alice.skip_until(|l| common::has_numeric(l, "405"));
+    assert!(joined.last().unwrap().contains("#c"), "{joined:?}");
+
+    write(
+        &config,
+        &text("max-channels = 3\nserver-name = \"renamed.example\"\n"),
+    );
+    alice.send("REHASH");
+    alice.expect(&format!(
+        ":ringchat.local 382 alice {} :Rehashing",
+        config.display()
+    ));
+    alice.expect(
+        ":ringchat.local NOTICE alice :REHASH: changed, but takes effect only after a restart: server-name",
+    );
+    alice.send("JOIN #c");
+    alice.skip_until(|l| common::has_numeric(l, "366"));
+    server.stop();
 }

@@ -182,11 +182,13 @@ e2e! {
         alice.expect_nothing();
     }
 
-    fn rehash_answers_382(setup) {
+    fn rehash_without_settings_to_reload_says_so(setup) {
+        // A server built in code has no main loop to reload it (tests/operations.rs
+        // covers REHASH of the binary: 382 on success, the error on failure).
         let server = start(setup);
         let mut alice = oper(&server, "alice");
         alice.send("REHASH");
-        alice.expect(":ringchat.local 382 alice * :Rehashing");
+        alice.expect(":ringchat.local NOTICE alice :REHASH: this server was started without settings to reload");
     }
 
     fn die_stops_the_server(setup) {
@@ -306,6 +308,87 @@ e2e! {
         assert!(alice.line().contains("not an address or CIDR network"));
         alice.send("KLINE a@b@c :x");
         assert!(alice.line().contains("not a user@host mask"));
+    }
+
+    fn stats_k_and_d_list_every_ban_with_setter_times_and_reason(setup) {
+        let server = start(setup);
+        let mut alice = oper(&server, "alice");
+        alice.send("KLINE ~evil@192.0.2.* :spam");
+        alice.send("KLINE 2h ~worse@198.51.100.7 :more spam");
+        alice.send("DLINE 10 203.0.113.0/24 :flood");
+        alice.send("DLINE 0::2 :loopback6");
+        alice.barrier();
+        alice.send("STATS K");
+        let listed = alice.skip_until(|l| has_numeric(l, "219"));
+        let fields = |line: &str| -> Vec<String> {
+            line.split(' ').skip(3).map(str::to_owned).collect()
+        };
+        assert_eq!(listed.len(), 3, "{listed:?}");
+        assert!(listed[2].ends_with(" K :End of /STATS report"), "{listed:?}");
+        let permanent = fields(&listed[0]);
+        assert!(has_numeric(&listed[0], "216"), "{listed:?}");
+        assert_eq!(permanent[0], "~evil@192.0.2.*");
+        assert!(permanent[1].parse::<u64>().unwrap() > 1_700_000_000, "{permanent:?}");
+        assert_eq!(permanent[2..], ["0", "alice", ":spam"]);
+        let temporary = fields(&listed[1]);
+        assert_eq!(temporary[0], "~worse@198.51.100.7");
+        assert_eq!(temporary[2..4], ["7200", "alice"]);
+        assert_eq!(temporary[4..].join(" "), ":more spam");
+        // `k` lists the same: temporary and permanent bans are kept together.
+        alice.send("STATS k");
+        assert_eq!(alice.skip_until(|l| has_numeric(l, "219")).len(), 3);
+
+        alice.send("STATS D");
+        let listed = alice.skip_until(|l| has_numeric(l, "219"));
+        assert_eq!(listed.len(), 3, "{listed:?}");
+        assert!(listed[..2].iter().all(|l| has_numeric(l, "225")), "{listed:?}");
+        assert_eq!(fields(&listed[0])[0], "203.0.113.0/24");
+        assert_eq!(fields(&listed[0])[2..], ["600", "alice", ":flood"]);
+        assert_eq!(fields(&listed[1])[0], "0::2/128");
+
+        let mut bob = server.register("bob");
+        bob.send("STATS K");
+        bob.expect_numeric("481");
+        bob.expect_numeric("219");
+    }
+
+    fn a_ban_on_the_operator_or_too_many_users_needs_force(setup) {
+        let server = start(setup);
+        let mut alice = oper(&server, "alice");
+        let mut others: Vec<Client> = ["bob1", "bob2", "carol", "dave"]
+            .iter()
+            .map(|nick| server.register(nick))
+            .collect();
+        alice.send("KLINE 1m *@* :oops");
+        let refused = alice.line();
+        assert!(
+            refused.contains("NOTICE alice :KLINE [*@*] not set: it matches you, and 5 of the 5 connected users in all")
+                && refused.contains("KLINE FORCE"),
+            "{refused}"
+        );
+        alice.send("DLINE 127.0.0.0/8 :oops");
+        assert!(alice.line().contains("DLINE [127.0.0.0/8] not set: it matches you"));
+        // Two of five is 40%, past the default share of 10%.
+        alice.send("KLINE ~bob*@127.0.0.1 :bobs");
+        let refused = alice.line();
+        assert!(
+            refused.contains("it would hit 2 of the 5 connected users, more than max-ban-share (10%)"),
+            "{refused}"
+        );
+        for other in &mut others {
+            other.expect_nothing();
+        }
+        alice.send("KLINE FORCE ~bob*@127.0.0.1 :bobs");
+        assert!(alice.line().contains("Added permanent K-Line for [~bob*@127.0.0.1]: bobs"));
+        for bob in &mut others[..2] {
+            let last = bob.expect_closed();
+            assert!(last.iter().any(|l| l.contains("K-Lined (bobs)")), "{last:?}");
+        }
+        // One user is never too many.
+        alice.send("KLINE ~carol@127.0.0.1 :just carol");
+        assert!(alice.line().contains("Added permanent K-Line for [~carol@127.0.0.1]"));
+        others[2].expect_closed();
+        others[3].expect_nothing();
     }
 
     fn bans_are_kept_in_the_ban_file_across_restarts(setup) {

@@ -10,8 +10,8 @@ use crate::proto::Message;
 const INDEX: &[&str] = &[
     "ringchat help",
     "",
-    "Commands: AWAY CAP HELP INFO INVITE ISON JOIN KICK LINKS LIST LUSERS MODE",
-    "MONITOR MOTD NAMES NICK NOTICE PART PASS PING PONG PRIVMSG QUIT SETNAME",
+    "Commands: ADMIN AWAY CAP HELP INFO INVITE ISON JOIN KICK KNOCK LINKS LIST",
+    "LUSERS MODE MONITOR MOTD NAMES NICK NOTICE PART PASS PING PONG PRIVMSG QUIT SETNAME",
     "STATS TAGMSG TIME TOPIC USER USERHOST VERSION WHO WHOIS WHOWAS",
     "Operators: OPER KILL WALLOPS KLINE UNKLINE DLINE UNDLINE REHASH DIE",
     "",
@@ -156,8 +156,9 @@ const TOPICS: &[(&str, &[&str])] = &[
     (
         "KLINE",
         &[
-            "KLINE [minutes|Ns|Nm|Nh|Nd] <user@host> :<reason>",
+            "KLINE [FORCE] [minutes|Ns|Nm|Nh|Nd] <user@host> :<reason>",
             "Operators: bans ~user@ip masks, connected matches too.",
+            "FORCE sets one that hits you or more than max-ban-share of users.",
         ],
     ),
     (
@@ -167,8 +168,9 @@ const TOPICS: &[(&str, &[&str])] = &[
     (
         "DLINE",
         &[
-            "DLINE [minutes|Ns|Nm|Nh|Nd] <ip|cidr> :<reason>",
+            "DLINE [FORCE] [minutes|Ns|Nm|Nh|Nd] <ip|cidr> :<reason>",
             "Operators: bans addresses before registration, connected ones too.",
+            "FORCE sets one that hits you or more than max-ban-share of users.",
         ],
     ),
     (
@@ -187,12 +189,30 @@ const TOPICS: &[(&str, &[&str])] = &[
         "SETNAME",
         &["SETNAME :real name", "Changes your real name."],
     ),
-    ("STATS", &["STATS S", "Shows per-shard counters."]),
+    (
+        "STATS",
+        &[
+            "STATS S|C|K|D",
+            "Shows per-shard counters (S), cluster figures (C), or, to",
+            "operators, every K-Line (K) or D-Line (D).",
+        ],
+    ),
     (
         "TAGMSG",
         &["@+tag TAGMSG <target>", "Sends tags only (message-tags)."],
     ),
     ("TIME", &["TIME", "Shows the server's time."]),
+    (
+        "KNOCK",
+        &[
+            "KNOCK <#channel> [:reason]",
+            "Asks the operators of a +i, +k or full channel to invite you.",
+        ],
+    ),
+    (
+        "ADMIN",
+        &["ADMIN", "Shows who runs the server and how to reach them."],
+    ),
     (
         "TOPIC",
         &[

@@ -39,6 +39,8 @@ pub fn stats(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         }
     } else if query.eq_ignore_ascii_case("C") {
         stats_cluster(ctx);
+    } else if query.eq_ignore_ascii_case("K") || query.eq_ignore_ascii_case("D") {
+        super::server_bans::stats(ctx, query.chars().next().unwrap_or('K'));
     }
     let end = ctx
         .numeric(RPL_ENDOFSTATS)

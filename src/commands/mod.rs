@@ -10,6 +10,7 @@ mod connection;
 mod errors;
 mod help;
 mod info;
+mod knock;
 mod labels;
 mod messaging;
 mod monitor;
@@ -187,6 +188,8 @@ static COMMANDS: &[Command] = &[
     command("ISON", 1, query::ison),
     command("VERSION", 0, query::version),
     command("TIME", 0, query::time),
+    command("ADMIN", 0, query::admin),
+    command("KNOCK", 1, knock::knock),
     command("AWAY", 0, user::away),
     command("STATS", 0, info::stats),
     command("MONITOR", 1, monitor::monitor),

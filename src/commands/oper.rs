@@ -125,17 +125,24 @@ pub fn wallops(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     }
 }
 
-/// `REHASH`: 382, then the same reload as SIGHUP, done by the process's main loop
-/// (configuration file, MOTD, operator accounts, TLS certificate, log file).
+/// `REHASH`: the same reload as SIGHUP (configuration file, MOTD, operator accounts,
+/// TLS certificate, log file), done by the process's main loop; the operator hears
+/// how it went from this shard's next liveness tick (`crate::state::rehash`): 382
+/// only when it applied, the error (file, line, key) when it did not.
 pub fn rehash(ctx: &mut Ctx<'_>, _message: &Message<'_>) {
     if !is_oper(ctx) {
         return;
     }
     info!(nick = ctx.client().nick(), "REHASH");
-    // The shards do not know the file's name (main does): `*` stands for it.
-    let reply = ctx.numeric(RPL_REHASHING).arg("*").trailing("Rehashing");
-    ctx.reply(reply);
-    ctx.shard.shared.rehash_requested.notify_one();
+    let rehash = &ctx.shard.shared.rehash;
+    if !rehash.is_served() {
+        let reply = ctx
+            .from_server("NOTICE")
+            .arg(ctx.client().nick())
+            .trailing("REHASH: this server was started without settings to reload");
+        return ctx.reply(reply);
+    }
+    rehash.request(ctx.id);
 }
 
 /// `DIE`: the server's graceful shutdown, as on SIGTERM (every client gets `ERROR`

@@ -582,6 +582,40 @@ pub fn version(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     send_isupport(ctx);
 }
 
+/// `ADMIN [server]`: 256 RPL_ADMINME, then 257 (location), 258 (who runs it) and 259
+/// (contact) for each `admin-*` setting given (Modern IRC, "ADMIN message"); 423
+/// ERR_NOADMININFO (RFC 1459) when none is.
+pub fn admin(ctx: &mut Ctx<'_>, message: &Message<'_>) {
+    if !is_this_server(ctx, message) {
+        return;
+    }
+    let server = ctx.config().server_name.clone();
+    let info = ctx.config().admin.clone();
+    let lines = [
+        (RPL_ADMINLOC1, info.location),
+        (RPL_ADMINLOC2, info.name),
+        (RPL_ADMINEMAIL, info.email),
+    ];
+    if lines.iter().all(|(_, text)| text.is_none()) {
+        let reply = ctx
+            .numeric(ERR_NOADMININFO)
+            .arg(&server)
+            .trailing("No administrative info available");
+        return ctx.reply(reply);
+    }
+    let me = ctx
+        .numeric(RPL_ADMINME)
+        .arg(&server)
+        .trailing("Administrative info");
+    ctx.reply(me);
+    for (numeric, text) in lines {
+        if let Some(text) = text {
+            let reply = ctx.numeric(numeric).trailing(text);
+            ctx.reply(reply);
+        }
+    }
+}
+
 /// `TIME`: 391 with the server's UTC time.
 pub fn time(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     if !is_this_server(ctx, message) {

@@ -1,5 +1,10 @@
-//! Server bans, operators only: `KLINE [duration] user@host :reason`, `DLINE
-//! [duration] ip-or-cidr :reason`, `UNKLINE user@host`, `UNDLINE ip-or-cidr`.
+//! Server bans, operators only: `KLINE [FORCE] [duration] user@host :reason`, `DLINE
+//! [FORCE] [duration] ip-or-cidr :reason`, `UNKLINE user@host`, `UNDLINE ip-or-cidr`,
+//! and the lists, `STATS K` and `STATS D`.
+//!
+//! A ban that would hit the operator who sets it, or more than `max-ban-share` percent
+//! of the connected users (a slip such as `KLINE *@*` closes everyone at once), is
+//! refused with how many it would hit unless the first word is `FORCE`.
 //!
 //! A ban is network state (events `AddBan`, `RemoveBan`), so every shard agrees and
 //! closes its own matching clients at once; the proposing shard then writes the list
@@ -10,8 +15,9 @@
 use super::errors::reply_refusal;
 use super::Ctx;
 use crate::proto::mask::MAX_BAN_MASK;
+use crate::proto::numeric::{RPL_STATSDLINE, RPL_STATSKLINE};
 use crate::proto::Message;
-use crate::state::network::{BanTarget, Event, Outcome, ServerBan};
+use crate::state::network::{BanTarget, Event, Outcome, Refusal, ServerBan};
 use ipnet::IpNet;
 use std::net::IpAddr;
 use tracing::{info, warn};
@@ -42,7 +48,13 @@ pub fn undline(ctx: &mut Ctx<'_>, message: &Message<'_>) {
 type TargetParser = fn(&str) -> Result<BanTarget, &'static str>;
 
 fn add(ctx: &mut Ctx<'_>, message: &Message<'_>, command: &str, parse: TargetParser) {
-    let params = message.params();
+    let mut params = message.params();
+    let forced = params
+        .first()
+        .is_some_and(|first| first.eq_ignore_ascii_case(b"FORCE"));
+    if forced {
+        params = &params[1..];
+    }
     let text = |i: usize| {
         params
             .get(i)
@@ -69,8 +81,18 @@ fn add(ctx: &mut Ctx<'_>, message: &Message<'_>, command: &str, parse: TargetPar
         target: target.clone(),
         reason: reason.as_str().into(),
         set_by: set_by.as_str().into(),
+        set_at: now,
         expires_at: duration.map(|seconds| now + seconds),
     };
+    if !forced && is_oper(ctx) {
+        if let Some(why) = too_wide(ctx, &ban, now) {
+            let mask = target.mask();
+            return notice(
+                ctx,
+                format!("{command} [{mask}] not set: {why}; to set it anyway: {command} FORCE ..."),
+            );
+        }
+    }
     let outcome = ctx.shard.propose(Event::AddBan {
         client: ctx.id,
         ban,
@@ -110,6 +132,89 @@ fn remove(ctx: &mut Ctx<'_>, message: &Message<'_>, command: &str, parse: Target
         }
         Outcome::Refused(refusal) => reply_refusal(ctx, refusal, "", &target.mask()),
         _ => {}
+    }
+}
+
+/// Whether the client is an operator (the event refuses the ban otherwise, with 481:
+/// a non-operator learns nothing about whom a mask would hit).
+fn is_oper(ctx: &mut Ctx<'_>) -> bool {
+    ctx.shard
+        .network()
+        .user(ctx.id)
+        .is_some_and(|user| user.oper.is_some())
+}
+
+/// Why `ban` needs FORCE, if it does: it hits the operator setting it, or more than
+/// `max-ban-share` percent of the connected users (every node's; more than one user).
+/// O(users), once per ban an operator sets.
+fn too_wide(ctx: &mut Ctx<'_>, ban: &ServerBan, now: u64) -> Option<String> {
+    let network = ctx.shard.network();
+    let hits_user = |user: &crate::state::network::User| {
+        let ip: Option<IpAddr> = user.host.parse().ok();
+        ip.is_some_and(|ip| ban.matches(Some(&format!("{}@{}", user.user, user.host)), ip, now))
+    };
+    let (mut users, mut hits) = (0usize, 0usize);
+    for (_, user) in network.users() {
+        users += 1;
+        hits += usize::from(hits_user(user));
+    }
+    if network.user(ctx.id).is_some_and(hits_user) {
+        return Some(format!(
+            "it matches you, and {hits} of the {users} connected users in all"
+        ));
+    }
+    let share = u64::from(ctx.shard.shared.config.max_ban_share);
+    (hits > 1 && hits as u64 * 100 > share * users as u64).then(|| {
+        format!(
+            "it would hit {hits} of the {users} connected users, more than max-ban-share ({share}%)"
+        )
+    })
+}
+
+/// `STATS K` (and `k`) or `STATS D` (and `d`): every ban of that kind, expired ones
+/// left out, one line each, for operators (481 for others; the caller ends the list
+/// with 219). Temporary and permanent bans are not kept apart, so `k` and `K` list
+/// the same. The line is InspIRCd's (`216 nick mask set-time duration setter
+/// :reason`, duration 0 for a permanent ban, so expiry = set-time + duration), with
+/// the numbers Solanum uses: 216 RPL_STATSKLINE for K-Lines, 225 RPL_STATSDLINE for
+/// D-Lines.
+pub fn stats(ctx: &mut Ctx<'_>, kind: char) {
+    if !is_oper(ctx) {
+        return reply_refusal(ctx, Refusal::NoPrivileges, "", "");
+    }
+    let now = super::unix_now();
+    let (numeric, klines) = match kind.to_ascii_uppercase() {
+        'K' => (RPL_STATSKLINE, true),
+        _ => (RPL_STATSDLINE, false),
+    };
+    let lines: Vec<_> = ctx
+        .shard
+        .network()
+        .server_bans()
+        .iter()
+        .filter(|ban| ban.is_active(now) && matches!(ban.target, BanTarget::User(_)) == klines)
+        .map(|ban| {
+            let duration = ban
+                .expires_at
+                .map_or(0, |end| end.saturating_sub(ban.set_at));
+            // `::1/128` would end the parameters early: written `0::1/128`, as
+            // Solanum writes such addresses.
+            let mask = ban.target.mask();
+            let mask = if mask.starts_with(':') {
+                format!("0{mask}")
+            } else {
+                mask
+            };
+            ctx.numeric(numeric)
+                .arg(&mask)
+                .arg(ban.set_at.to_string())
+                .arg(duration.to_string())
+                .arg(ban.set_by.as_bytes())
+                .trailing(&*ban.reason)
+        })
+        .collect();
+    for line in lines {
+        ctx.reply(line);
     }
 }
 

@@ -32,6 +32,14 @@ pub fn not_negative_rate(rate: &f64) -> Result<(), String> {
     Ok(())
 }
 
+/// A share of something, 0 to 100 (`max-ban-share`).
+pub fn percent(value: &u8) -> Result<(), String> {
+    if *value > 100 {
+        return Err(format!("must be a percentage, 0 to 100, not {value}"));
+    }
+    Ok(())
+}
+
 /// A file the server reads after the start has begun: it must be readable now.
 fn readable_file(path: &Path) -> Result<(), String> {
     std::fs::File::open(path)
@@ -60,6 +68,50 @@ fn log_file_can_be_opened(path: &Path) -> Result<(), String> {
             .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
     }
     Ok(())
+}
+
+/// The data directory: an existing directory the server may write, or, when missing,
+/// one the start can create (its nearest existing ancestor is writable).
+pub fn data_dir_can_be_used(dir: &Path) -> Result<(), String> {
+    let mut existing = dir;
+    while !existing.exists() {
+        match existing.parent() {
+            Some(parent) => existing = parent,
+            None => break,
+        }
+    }
+    if !existing.is_dir() {
+        return Err(format!(
+            "{}: {} is not a directory",
+            dir.display(),
+            existing.display()
+        ));
+    }
+    writable(existing).map_err(|error| {
+        if existing == dir {
+            format!("cannot write in {}: {error}", dir.display())
+        } else {
+            format!(
+                "cannot create {}: {} is not writable: {error}",
+                dir.display(),
+                existing.display()
+            )
+        }
+    })
+}
+
+/// Whether this process may create files in `dir` (access(2), which also reports a
+/// read-only file system to root).
+fn writable(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in path"))?;
+    // SAFETY: `path` is a NUL-terminated string that outlives the call.
+    if unsafe { libc::access(path.as_ptr(), libc::W_OK | libc::X_OK) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Checks the values no type and no single-setting check can rule out.

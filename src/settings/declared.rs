@@ -67,6 +67,20 @@ macro_rules! with_settings {
             utf8_only: bool | bool, Restart, "What users see", [], "off", "",
                 [env = "RINGCHAT_UTF8_ONLY"];
 
+            /// Where the server is (city, country): ADMIN's 257 line.
+            admin_location: Option<String> | String, Restart, "What users see", [], "none",
+                "\"Amsterdam, NL\"",
+                [env = "RINGCHAT_ADMIN_LOCATION", value_name = "TEXT"];
+            /// Who runs the server (person or organisation): ADMIN's 258 line.
+            admin_name: Option<String> | String, Restart, "What users see", [], "none",
+                "\"Example Hosting\"",
+                [env = "RINGCHAT_ADMIN_NAME", value_name = "TEXT"];
+            /// How to reach its administrators: ADMIN's 259 line. Without any admin-*
+            /// setting ADMIN answers 423 (no administrative info).
+            admin_email: Option<String> | String, Restart, "What users see", [], "none",
+                "\"irc-admin@example.org\"",
+                [env = "RINGCHAT_ADMIN_EMAIL", value_name = "ADDRESS"];
+
             // ---- Limits ----
             /// Most simultaneous connections, registered or not; past it a new
             /// connection gets "ERROR :Server is full". Lowering it closes nobody.
@@ -180,6 +194,16 @@ macro_rules! with_settings {
             io: crate::config::IoMode | crate::config::IoMode, Restart, "Process", [], "", "",
                 [env = "RINGCHAT_IO", value_enum, default_value = "auto"];
 
+            /// The server's one place for state: the bans it keeps across restarts
+            /// (`bans.toml`), and later accounts and history. Created at start if
+            /// missing; never the config file's directory, which may be read-only (a
+            /// `bans.toml` found there is read once and moved here). A relative path in
+            /// the file is relative to the file's directory, on the command line to the
+            /// working directory.
+            data_dir: Option<std::path::PathBuf> | std::path::PathBuf, Restart, "Process", [],
+                "$STATE_DIRECTORY if systemd sets it, else ./data", "\"/var/lib/ringchat\"",
+                [env = "RINGCHAT_DATA_DIR", value_name = "DIR"];
+
             // ---- Operations ----
             /// Log format (filter with RUST_LOG, e.g. RUST_LOG=ringchat=debug).
             log_format: crate::logging::LogFormat | crate::logging::LogFormat, Restart,
@@ -194,6 +218,13 @@ macro_rules! with_settings {
             metrics: Option<String> | String, Restart, "Operations", [], "off",
                 "\"127.0.0.1:9100\"",
                 [env = "RINGCHAT_METRICS", value_name = "ADDR"];
+
+            /// Most of the connected users, in percent, that one KLINE or DLINE may hit
+            /// unless the operator confirms it (`KLINE FORCE ...`): a wider one is
+            /// refused with how many it would hit. A ban that would hit its own
+            /// operator always needs FORCE; one that hits a single user never does.
+            max_ban_share: u8 | u8, Restart, "Operations", [percent], "", "",
+                [env = "RINGCHAT_MAX_BAN_SHARE", default_value_t = 10, value_name = "PERCENT"];
 
             // ---- Cluster ----
             /// Join a cluster through these NATS servers (comma list of

@@ -46,7 +46,7 @@ const EXAMPLE_OPERS: &str = "\
 # prints one. `hosts` (optional) lists `user@host` masks, with * and ?, matched
 # against `~user@ip` (the ident is not checked, so the user part starts with ~);
 # without it the account works from anywhere. A user who passes OPER gets +o.
-# Operators' KLINEs and DLINEs are kept in bans.toml beside this file (written by the
+# Operators' KLINEs and DLINEs are kept in bans.toml in data-dir (written by the
 # server; a reload re-reads it).
 # [[oper]]
 #   name = \"admin\"

@@ -19,8 +19,8 @@ pub mod docs;
 use crate::ban_file;
 use crate::bans::ServerBan;
 use crate::config::{
-    available_cores, default_max_clients, ClusterConfig, Config, IoMode, SourceLimits, StsPolicy,
-    DEFAULT_RING_BUFFERS,
+    available_cores, default_max_clients, AdminInfo, ClusterConfig, Config, IoMode, SourceLimits,
+    StsPolicy, DEFAULT_RING_BUFFERS,
 };
 use crate::logging::LogFormat;
 use crate::opers::{check_hash, OperBlock};
@@ -50,6 +50,12 @@ pub struct Settings {
     pub log_file: Option<PathBuf>,
     /// The config file the settings came from, for reloads.
     pub config_file: Option<PathBuf>,
+    /// The server's state directory (absolute), which the start creates if missing;
+    /// `None` only for [`Settings::defaults`], which persists nothing.
+    pub data_dir: Option<PathBuf>,
+    /// A `bans.toml` beside the config file that the bans were read from because the
+    /// data directory has none yet: the start copies it there (once).
+    pub legacy_bans: Option<PathBuf>,
     /// Every declared setting as merged, before conversion: what a reload compares
     /// to find the changed settings that need a restart.
     pub values: Values,
@@ -97,16 +103,23 @@ impl Settings {
             file.and_then(|file| file.settings.oper.clone())
                 .unwrap_or_default(),
         )?;
-        let ban_file = file.map(|file| file.resolve_path(Path::new(BAN_FILE)));
-        let server_bans = match &ban_file {
-            Some(path) => ban_file::load(path, unix_now())?,
-            None => Vec::new(),
-        };
-        let settings = values.into_settings(&merge, opers, ban_file, server_bans)?;
+        let data_dir = data_dir(values.data_dir.as_deref());
+        checks::data_dir_can_be_used(&data_dir)
+            .map_err(|problem| merge.error("data-dir", problem))?;
+        let ban_file = data_dir.join(BAN_FILE);
+        // A ban file beside the config (where bans were kept before the data
+        // directory) is read only while the data directory has none.
+        let legacy_bans = file
+            .map(|file| file.resolve_path(Path::new(BAN_FILE)))
+            .filter(|legacy| *legacy != ban_file && legacy.exists() && !ban_file.exists());
+        let server_bans = ban_file::load(legacy_bans.as_ref().unwrap_or(&ban_file), unix_now())?;
+        let settings = values.into_settings(&merge, opers, Some(ban_file), server_bans)?;
         checks::check_config(&settings.config)
             .map_err(|invalid| merge.error(invalid.key, invalid.problem))?;
         let settings = Settings {
             config_file: file.map(|file| file.path().to_owned()),
+            data_dir: Some(data_dir),
+            legacy_bans,
             ..settings
         };
         Ok((settings, merge))
@@ -219,6 +232,12 @@ impl Values {
             opers,
             ban_file,
             server_bans,
+            max_ban_share: v.max_ban_share,
+            admin: AdminInfo {
+                location: v.admin_location,
+                name: v.admin_name,
+                email: v.admin_email,
+            },
         };
         Ok(Settings {
             config,
@@ -226,6 +245,8 @@ impl Values {
             log_format: v.log_format,
             log_file: v.log_file,
             config_file: None,
+            data_dir: None,
+            legacy_bans: None,
             values,
         })
     }
@@ -268,8 +289,21 @@ fn cluster(merge: &Merge<'_>, v: &Values) -> anyhow::Result<Option<ClusterConfig
     }))
 }
 
-/// The ban file's name, in the config file's directory.
+/// The ban file's name, in the data directory.
 pub const BAN_FILE: &str = "bans.toml";
+
+/// The data directory, absolute: `--data-dir` (flag, variable or file) if given, else
+/// the first of systemd's `$STATE_DIRECTORY` (set by `StateDirectory=`), else `data`
+/// in the working directory (as Prometheus keeps `data/`): never the config file's
+/// directory, which a service keeps read-only.
+fn data_dir(given: Option<&Path>) -> PathBuf {
+    let dir = given.map(Path::to_owned).unwrap_or_else(|| {
+        std::env::var_os("STATE_DIRECTORY")
+            .and_then(|dirs| std::env::split_paths(&dirs).find(|d| !d.as_os_str().is_empty()))
+            .unwrap_or_else(|| PathBuf::from("data"))
+    });
+    std::path::absolute(&dir).unwrap_or(dir)
+}
 
 fn unix_now() -> u64 {
     crate::proto::time::unix_seconds(std::time::SystemTime::now())
@@ -641,6 +675,19 @@ mod tests {
             true,
         );
         assert!(reloaded.is_ok(), "{reloaded:?}");
+    }
+
+    #[test]
+    fn a_data_dir_that_cannot_be_created_is_refused_at_its_position() {
+        assert_eq!(
+            error_of("data.toml", "data-dir = \"/proc/version/state\"\n"),
+            "1:1: data-dir: /proc/version/state: /proc/version is not a directory"
+        );
+        let settings = load_text("ok.toml", "data-dir = \"state\"\n", &[], false)
+            .expect("a missing data directory is created at start");
+        let dir = settings.data_dir.expect("a start has a data directory");
+        assert!(dir.is_absolute() && dir.ends_with("state"), "{dir:?}");
+        assert_eq!(settings.config.ban_file, Some(dir.join(BAN_FILE)));
     }
 
     #[test]

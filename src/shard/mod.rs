@@ -474,6 +474,20 @@ impl Shard {
         self.doomed.extend(expired);
         self.close_doomed();
         self.propose_reloaded_bans();
+        self.answer_rehashes();
+    }
+
+    /// Tells this shard's operators who sent REHASH how the reload went (see
+    /// [`Rehash`](crate::state::rehash::Rehash)); one atomic load when nobody waits.
+    fn answer_rehashes(&mut self) {
+        for (id, outcome) in self.shared.rehash.take_answers(self.node, self.id) {
+            let Some(nick) = self.network().user(id).map(|user| user.nick.to_string()) else {
+                continue;
+            };
+            for line in outcome.lines(&self.shared.config.server_name, &nick) {
+                self.send(id, line);
+            }
+        }
     }
 
     /// Shard 0 proposes a ban list a reload read from a changed ban file (see

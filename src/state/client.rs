@@ -139,6 +139,9 @@ pub struct Client {
     /// `Some` for a connection that came in on a TLS listener (set by the driver at
     /// accept); boxed so a plaintext client pays one pointer for it.
     pub tls: Option<Box<TlsPeer>>,
+    /// When this connection last sent a KNOCK that was delivered (one per
+    /// `KNOCK_DELAY`).
+    pub last_knock: Option<Instant>,
 }
 
 /// What a TLS connection's handshake told the server about the client.
@@ -189,6 +192,7 @@ impl Client {
             bot: false,
             oper_failures: 0,
             tls: None,
+            last_knock: None,
         }
     }
 

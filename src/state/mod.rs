@@ -15,6 +15,7 @@ pub mod local_members;
 pub mod log;
 pub mod network;
 pub mod outbox;
+pub mod rehash;
 pub mod shared;
 pub mod slab;
 pub mod sources;

@@ -8,6 +8,7 @@ use super::bus::Bus;
 use super::cluster::ClusterState;
 use super::log::{EventLog, LogReader};
 use super::network::{Layout, Network};
+use super::rehash::Rehash;
 use super::sources::Sources;
 use crate::ban_file::BanStore;
 use crate::config::Config;
@@ -134,9 +135,9 @@ pub struct Shared {
     /// have, each shard takes in the last of them before closing its clients.
     pub handoffs_sealed: AtomicUsize,
     /// REHASH from an operator: the process's main loop (which owns the command line
-    /// and reloads on SIGHUP) waits on it and reloads the same way. Requests made
-    /// before it looks coalesce into one reload: a `Notify` keeps one permit.
-    pub rehash_requested: tokio::sync::Notify,
+    /// and reloads on SIGHUP) takes the request up and leaves the outcome for the
+    /// operator's shard to deliver.
+    pub rehash: Rehash,
     /// Where KLINEs and DLINEs are written when they change.
     pub ban_store: BanStore,
     /// For RPL_CREATED.
@@ -181,7 +182,7 @@ impl Shared {
             connections: AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),
             handoffs_sealed: AtomicUsize::new(0),
-            rehash_requested: tokio::sync::Notify::new(),
+            rehash: Rehash::default(),
             ban_store: BanStore::new(config.ban_file.clone(), config.server_bans.clone()),
             started: SystemTime::now(),
             users: AtomicUsize::new(0),

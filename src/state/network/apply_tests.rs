@@ -1046,6 +1046,7 @@ fn server_bans_need_an_oper_replace_by_target_and_are_removed_once() {
         target: BanTarget::User("~x@*".into()),
         reason: reason.into(),
         set_by: "alice".into(),
+        set_at: 0,
         expires_at: None,
     };
     let add = |ban| Event::AddBan { client: ALICE, ban };
@@ -1075,6 +1076,7 @@ fn a_reloaded_ban_list_replaces_the_old_and_reports_only_new_bans() {
         target: BanTarget::User(mask.into()),
         reason: "r".into(),
         set_by: "file".into(),
+        set_at: 0,
         expires_at: None,
     };
     replica.apply(Event::ReplaceBans {

@@ -153,6 +153,7 @@ fn server_ban(target: BanTarget) -> ServerBan {
         target,
         reason: "abuse".into(),
         set_by: "grace".into(),
+        set_at: 1_000,
         expires_at: Some(5_000),
     }
 }

@@ -154,6 +154,7 @@ mod tests {
             target,
             reason: "spam".into(),
             set_by: "oper".into(),
+            set_at: 1_700_000_000,
             expires_at,
         }
     }
