@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::tls::TestPki;
+use common::tls::{sighup_until_renewed, TestPki};
 use common::{free_port, Client};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Output, Stdio};
@@ -324,26 +324,7 @@ fn sighup_reloads_the_certificate_and_the_server_keeps_serving() {
     let mut early = Client::register(early, "early");
 
     let renewed = pki.issue_server_certificate();
-    // SAFETY: signalling our own child process.
-    unsafe {
-        libc::kill(server.id() as libc::pid_t, libc::SIGHUP);
-    }
-    // The signal is handled asynchronously: new handshakes see the new certificate
-    // once it has been.
-    let deadline = Instant::now() + common::HANG;
-    loop {
-        let mut probe = Client::connect_tls(tls_addr, pki.client_config());
-        let presented = probe.server_certificates().remove(0);
-        if presented == renewed {
-            break;
-        }
-        assert_eq!(presented, first);
-        assert!(
-            Instant::now() < deadline,
-            "SIGHUP never reloaded the certificate"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    sighup_until_renewed(&server, tls_addr, pki.client_config(), &first, &renewed);
     early.expect_nothing();
     let mut plain = Client::connect(addr);
     plain.send("PING :alive");

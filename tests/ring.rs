@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::tls::TestPki;
+use common::tls::{sighup_until_renewed, TestPki};
 use common::{free_port, join_all, Client, Setup, HANG};
 use ringchat::IoMode;
 use std::io::Read;
@@ -205,25 +205,7 @@ fn sighup_renews_the_certificate_and_a_ring_tls_connection_carries_on() {
     join_all("#renewal", &mut [&mut early, &mut plain]);
 
     let renewed = pki.issue_server_certificate();
-    // SAFETY: signalling our own child process.
-    unsafe {
-        libc::kill(server.id() as libc::pid_t, libc::SIGHUP);
-    }
-    // The signal is handled asynchronously: new handshakes see the new certificate
-    // once it has been.
-    loop {
-        let mut probe = Client::connect_tls(tls_addr, pki.client_config());
-        let presented = probe.server_certificates().remove(0);
-        if presented == renewed {
-            break;
-        }
-        assert_eq!(presented, first);
-        assert!(
-            Instant::now() < deadline,
-            "SIGHUP never renewed the certificate"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    sighup_until_renewed(&server, tls_addr, pki.client_config(), &first, &renewed);
     // The session that began with the old certificate is still the same connection.
     early.send("PRIVMSG #renewal :after the reload");
     plain.expect(":early!~early@127.0.0.1 PRIVMSG #renewal :after the reload");

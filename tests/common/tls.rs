@@ -152,3 +152,36 @@ impl Drop for TestPki {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Sends SIGHUP to `server` and waits until a new TLS handshake at `tls_addr`
+/// presents `renewed`: the signal is handled asynchronously, and until it has been,
+/// handshakes must still present `first`.
+pub fn sighup_until_renewed(
+    server: &std::process::Child,
+    tls_addr: std::net::SocketAddr,
+    client_config: Arc<ClientConfig>,
+    first: &CertificateDer<'static>,
+    renewed: &CertificateDer<'static>,
+) {
+    // SAFETY: signalling our own child process.
+    unsafe {
+        libc::kill(server.id() as libc::pid_t, libc::SIGHUP);
+    }
+    let deadline = std::time::Instant::now() + super::HANG;
+    loop {
+        let mut probe = super::Client::connect_tls(tls_addr, client_config.clone());
+        let presented = probe.server_certificates().remove(0);
+        if presented == *renewed {
+            return;
+        }
+        assert_eq!(
+            presented, *first,
+            "a certificate that is neither old nor new"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP never renewed the certificate"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
