@@ -523,7 +523,7 @@ impl Shard {
     pub fn begin_shutdown(&mut self) {
         let ids: Vec<ClientId> = self.clients.iter().map(|c| c.id).collect();
         for id in ids {
-            self.close_quietly(id, "Server shutting down");
+            self.close_quietly(id, crate::proto::closing::SERVER_SHUTTING_DOWN);
         }
     }
 
@@ -764,9 +764,7 @@ impl Shard {
         client.throttled = false;
         client.input = Vec::new();
         let monitoring = std::mem::take(&mut client.monitoring);
-        let error = LineBuilder::sourceless("ERROR")
-            .trailing(format!("Closing Link: {} ({why})", client.host))
-            .finish();
+        let error = crate::proto::closing::closing_link(&client.host, why);
         if why == SENDQ_EXCEEDED {
             client.outbox.discard_queued();
         }

@@ -376,8 +376,8 @@ impl Driver {
             }
             Err(refused) => {
                 debug!(%peer, %refused, "connection refused");
-                let line = format!("ERROR :Closing Link: {} ({refused})\r\n", peer.ip());
-                refuse(stream, plaintext.then_some(line.as_bytes()));
+                let line = crate::proto::closing::closing_link(peer.ip(), refused);
+                refuse(stream, plaintext.then_some(&line[..]));
             }
         }
         Ok(())
