@@ -5,8 +5,8 @@
 //! after every KLINE, DLINE, UNKLINE and UNDLINE, atomically (a temporary file, then a
 //! rename), so a crash leaves the old list or the new one, never half of one.
 //!
-//! Several shards may write: each writes its replica's whole list with the log
-//! position it reflects, and a write older than the last one is skipped, so the file
+//! Several shards may write: each writes the whole list as of the log entry it took
+//! in, with that entry's position, and a write older than the last one is skipped, so the file
 //! always ends at the newest list.
 //!
 //! A reload reads the file again; if it differs from the list the server last read or

@@ -5,9 +5,9 @@
 //!   (tokio), running the same connection tasks, and `ring`, ringchat's own io_uring
 //!   completion loop making the same shard calls.
 //! - [`proto`]: the wire format, pure: framing, parsing, serializing, names, numerics.
-//! - [`shard`]: one core's sans-IO state: its clients, its replica of the network state
-//!   (channel members included, read without a lock), delivery and cross-shard
-//!   hand-offs.
+//! - [`shard`]: one core's sans-IO state: its clients, its members of each channel,
+//!   its position in the event log (and so its version of the node's network replica,
+//!   read without a lock), delivery and cross-shard hand-offs.
 //! - [`commands`]: one file per command family, behind one table of metadata.
 //! - [`state`]: what a connection owns (outbox, flood bucket) and what all shards share
 //!   (the event log of network-state changes and the bus between shards).

@@ -146,7 +146,7 @@ const SHARD_METRICS: &[ShardMetric] = &[
     (
         "ringchat_events_applied_total",
         "counter",
-        "Network-state events this shard applied to its replica.",
+        "Network-state events this shard took in from the event log.",
         |c| c.events_applied,
     ),
     (

@@ -1,8 +1,8 @@
 //! Running a channel: TOPIC, KICK, INVITE and channel MODE (user MODE is in `user.rs`).
 //!
 //! A change is proposed as an event; applying it tells the members (every shard for
-//! its own), and the handler answers its client from the outcome. Queries read this
-//! shard's replica.
+//! its own), and the handler answers its client from the outcome. Queries read the
+//! replica version this shard is at.
 
 use super::errors::reply_refusal;
 use super::{clip, targets, Ctx, KICKLEN, TOPICLEN};

@@ -114,8 +114,8 @@ impl Route<'_> {
     }
 }
 
-/// The hot path: the permission check and routing read this shard's replica (no
-/// lock), one serialization, then fan-out by reference.
+/// The hot path: the permission check and routing read the replica version this
+/// shard is at (no lock), one serialization, then fan-out by reference.
 ///
 /// With a `status` (STATUSMSG, `PRIVMSG @#c`), the line names the channel with its
 /// prefix and reaches only members with that status or higher; whoever may send to

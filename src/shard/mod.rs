@@ -1,5 +1,6 @@
-//! One core's share of the server: its clients, its replica of the network state,
-//! and the hand-offs it owes other shards.
+//! One core's share of the server: its clients, its members of each channel, its
+//! place in the event log (and the node's replica as of it), and the hand-offs it
+//! owes other shards.
 //!
 //! [`Shard`] is the sans-IO core (ARCHITECTURE.md invariant 7): drivers feed it
 //! accepted peers, received bytes, timer ticks and wake-ups, and drain each client's
@@ -11,9 +12,10 @@
 //! exchanges hand-offs with other shards; [`notify`] tells local clients what an
 //! applied event changed.
 //!
-//! Cost of a delivered channel message (the hot path, `PRIVMSG #c`): two hash lookups
-//! in this shard's own replica (the channel, the sender's membership) to check and
-//! route, no lock; one allocation to serialize the line into `Bytes`; per local
+//! Cost of a delivered channel message (the hot path, `PRIVMSG #c`): two ordered-map
+//! lookups in the replica version this shard reads (the channel, the sender's
+//! membership) to check and route, and one hash lookup of this shard's members of
+//! the channel, no lock; one allocation to serialize the line into `Bytes`; per local
 //! recipient a reference-count increment and a queue push (no allocation: outboxes
 //! keep a small capacity) and at most one writer wake-up; per other shard with
 //! members one hand-off pushed to a batch that is sent once per scheduler pass. The
@@ -571,7 +573,7 @@ impl Shard {
     }
 
     /// Delivers a channel message to every member of `channel` but `except` (the
-    /// message hot path): local members now, straight from this shard's replica;
+    /// message hot path): this shard's members now, from its own member array;
     /// each other shard with members through one hand-off, which that shard fans out
     /// to its own members.
     pub fn deliver_to_channel(

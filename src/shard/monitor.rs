@@ -2,7 +2,7 @@
 //! which nicknames, and telling them when a watched nick comes online (730) or goes
 //! offline (731), or, with `extended-monitor`, changes its away state or real name.
 //!
-//! The index is per shard and holds only local watchers: every shard applies every
+//! The index is per shard and holds only local watchers: every shard takes in every
 //! event, so each tells its own watchers, and a nick on shard 0 watched from shard 3
 //! is reported exactly as on one shard, with no hand-off and no shared lock. The
 //! index mirrors each client's own list ([`Client::monitoring`]) and forgets a

@@ -97,7 +97,8 @@ counters! {
     /// Events this shard proposed (appends to the event log: the only lock on network
     /// state, never taken by a channel message).
     events_proposed,
-    /// Events this shard applied to its replica (every shard applies every event).
+    /// Events this shard took in (every shard takes in every event, applied once per
+    /// node).
     events_applied,
     /// Hand-off batches sent to other shards: the cross-core synchronizations of the
     /// message path, at most one per destination per scheduler pass.
@@ -142,9 +143,8 @@ pub struct Shared {
     pub ban_store: BanStore,
     /// For RPL_CREATED.
     pub started: SystemTime,
-    /// Registered users and channels as the last shard to publish its replica saw
-    /// them (every replica converges on the same figures), for readers off the shards
-    /// such as metrics.
+    /// Registered users and channels as the last shard to publish saw them (in the
+    /// version it read), for readers off the shards such as metrics.
     users: AtomicUsize,
     channels: AtomicUsize,
     /// Server operators, published the same way.
