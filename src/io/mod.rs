@@ -12,8 +12,10 @@
 //! differ, so a comparison between drivers measures the drivers.
 //!
 //! Per connection: one read in flight at all times (never abandoned: a dropped
-//! tokio-uring read loses data), at most one `writev` in flight, and the shard's
-//! `RefCell` is borrowed only between awaits.
+//! tokio-uring read loses data), at most one write in flight, and the shard's
+//! `RefCell` is borrowed only between awaits. Per shard: at most
+//! [`WRITES_PER_PASS`] writes started per scheduler pass, so a member flood's lines
+//! gather into few writes (the ring driver's `WRITERS_PER_TURN`).
 //!
 //! TLS rides on the same tasks: a connection accepted on a TLS listener carries a
 //! [`TlsSession`] that its reader feeds ciphertext and its writer takes ciphertext
@@ -68,8 +70,8 @@ pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 pub trait Stream: 'static {
     /// Reads into `buf`'s spare capacity (from its start; the caller clears it).
     async fn read(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>);
-    /// Writes the lines of `batch` with one vectored write; returns how many bytes the
-    /// kernel took.
+    /// Writes the lines of `batch` with one write (vectored, or copied into one
+    /// buffer); returns how many bytes the kernel took.
     async fn writev(&self, batch: Vec<Bytes>) -> (io::Result<usize>, Vec<Bytes>);
     /// Shuts both directions, so a pending read returns 0.
     fn shutdown(&self);
