@@ -547,14 +547,15 @@ async fn hand_out_write_turns(turns: Rc<WriteTurns>) {
             }
         })
         .await;
-        let mut waiting = turns.waiting.borrow_mut();
-        let admitted = (waiting.len() as u64).min(WRITES_PER_PASS);
-        turns.started.set(admitted);
-        turns.served.set(turns.served.get() + admitted);
-        for writer in waiting.drain(..admitted as usize) {
-            writer.wake();
+        {
+            let mut waiting = turns.waiting.borrow_mut();
+            let admitted = (waiting.len() as u64).min(WRITES_PER_PASS);
+            turns.started.set(admitted);
+            turns.served.set(turns.served.get() + admitted);
+            for writer in waiting.drain(..admitted as usize) {
+                writer.wake();
+            }
         }
-        drop(waiting);
         // Runs again behind the writers just let in, ending their pass.
         tokio::task::yield_now().await;
     }
