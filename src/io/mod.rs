@@ -12,8 +12,10 @@
 //! differ, so a comparison between drivers measures the drivers.
 //!
 //! Per connection: one read in flight at all times (never abandoned: a dropped
-//! tokio-uring read loses data), at most one `writev` in flight, and the shard's
-//! `RefCell` is borrowed only between awaits.
+//! tokio-uring read loses data), at most one write in flight, and the shard's
+//! `RefCell` is borrowed only between awaits. Per shard: at most
+//! [`WRITES_PER_PASS`] writes started per scheduler pass, so a member flood's lines
+//! gather into few writes (the ring driver's `WRITERS_PER_TURN`).
 //!
 //! TLS rides on the same tasks: a connection accepted on a TLS listener carries a
 //! [`TlsSession`] that its reader feeds ciphertext and its writer takes ciphertext
@@ -52,6 +54,14 @@ pub const READ_BUFFER_MAX: usize = 16 << 10;
 pub(crate) const FLOOD_TICK: Duration = Duration::from_millis(50);
 /// How often liveness is checked and counters are published.
 pub(crate) const LIVENESS_TICK: Duration = Duration::from_secs(1);
+/// Writes a shard's writers may start per scheduler pass (the ring driver's
+/// `WRITERS_PER_TURN`, and tokio-uring's submission queue size). The rest wait their
+/// turn in order, and meanwhile the reads of that pass (a member flood's JOINs) add to
+/// their batches: without it the tokio-uring driver wrote one line per writev while
+/// filling a channel (issue 34: 837,381 of 993,305 writes carried one line, 3,000
+/// members), because its writers ran as soon as each completion came back, between
+/// two JOINs.
+pub(crate) const WRITES_PER_PASS: u64 = 64;
 /// How long the accept loop pauses when the process is out of file descriptors.
 pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -60,8 +70,8 @@ pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 pub trait Stream: 'static {
     /// Reads into `buf`'s spare capacity (from its start; the caller clears it).
     async fn read(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>);
-    /// Writes the lines of `batch` with one vectored write; returns how many bytes the
-    /// kernel took.
+    /// Writes the lines of `batch` with one write (vectored, or copied into one
+    /// buffer); returns how many bytes the kernel took.
     async fn writev(&self, batch: Vec<Bytes>) -> (io::Result<usize>, Vec<Bytes>);
     /// Shuts both directions, so a pending read returns 0.
     fn shutdown(&self);
@@ -96,12 +106,20 @@ pub async fn run_shard<L: Listener>(shard: Shard, listeners: Vec<ShardListener<L
     let shared = shard.shared.clone();
     let shard = Rc::new(RefCell::new(shard));
     let stopping = Rc::new(Cell::new(false));
+    let turns = Rc::new(WriteTurns::default());
     let mut sockets: Vec<Rc<L>> = Vec::new();
     for ShardListener { listener, tls } in listeners {
         let listener = Rc::new(listener);
         sockets.push(listener.clone());
-        tokio::task::spawn_local(accept_loop(listener, tls, shard.clone(), stopping.clone()));
+        tokio::task::spawn_local(accept_loop(
+            listener,
+            tls,
+            shard.clone(),
+            stopping.clone(),
+            turns.clone(),
+        ));
     }
+    tokio::task::spawn_local(hand_out_write_turns(turns));
     tokio::task::spawn_local(flush_handoffs(shard.clone()));
     tokio::task::spawn_local(housekeeping(shard.clone()));
 
@@ -154,6 +172,7 @@ async fn accept_loop<L: Listener>(
     tls: Option<Arc<TlsAcceptor>>,
     shard: Rc<RefCell<Shard>>,
     stopping: Rc<Cell<bool>>,
+    turns: Rc<WriteTurns>,
 ) {
     // A TLS peer cannot read a plaintext ERROR before its handshake: it is just closed.
     let refusal = |why: Bytes| tls.is_none().then_some(why);
@@ -215,7 +234,7 @@ async fn accept_loop<L: Listener>(
                         .instrument(span.clone()),
                 );
                 tokio::task::spawn_local(
-                    write_loop(stream, shard.clone(), id, session).instrument(span),
+                    write_loop(stream, shard.clone(), id, session, turns.clone()).instrument(span),
                 );
             }
             Err(refused) => {
@@ -364,6 +383,7 @@ async fn write_loop<S: Stream>(
     shard: Rc<RefCell<Shard>>,
     id: ClientId,
     tls: Option<Rc<TlsSession>>,
+    turns: Rc<WriteTurns>,
 ) {
     // Lines taken from the outbox and not yet written (plaintext) or not yet encrypted
     // (TLS). Borrowed from the shard's pool only while non-empty.
@@ -406,6 +426,8 @@ async fn write_loop<S: Stream>(
                 _ => break,
             }
         }
+        // Wait for this pass's turn, then take everything queued by then.
+        turns.take().await;
         let output = {
             let mut shard = shard.borrow_mut();
             match &tls {
@@ -458,6 +480,85 @@ async fn write_loop<S: Stream>(
     }
     stream.shutdown();
     shard.borrow_mut().release(id);
+}
+
+/// Bounds the writes a shard's writers start per scheduler pass to
+/// [`WRITES_PER_PASS`], in the order they asked. A pass ends when the turnstile task
+/// ([`hand_out_write_turns`]), queued behind every task already runnable, is polled.
+#[derive(Default)]
+struct WriteTurns {
+    /// Writes started this pass.
+    started: Cell<u64>,
+    /// Tickets handed out to writers that had to wait.
+    issued: Cell<u64>,
+    /// Waiting tickets below this one may write.
+    served: Cell<u64>,
+    /// Writers waiting for a turn, in ticket order.
+    waiting: RefCell<std::collections::VecDeque<std::task::Waker>>,
+    /// The turnstile, parked while no write started this pass.
+    turnstile: RefCell<Option<std::task::Waker>>,
+}
+
+impl WriteTurns {
+    /// Returns when the caller may start a write: at once while this pass has turns
+    /// left and nobody waits, else at a later pass, in order.
+    async fn take(&self) {
+        if self.issued.get() == self.served.get() && self.started.get() < WRITES_PER_PASS {
+            self.start();
+            return;
+        }
+        let ticket = self.issued.get();
+        self.issued.set(ticket + 1);
+        let mut queued = false;
+        poll_fn(|cx| {
+            if ticket < self.served.get() {
+                return Poll::Ready(());
+            }
+            if !std::mem::replace(&mut queued, true) {
+                self.waiting.borrow_mut().push_back(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await;
+    }
+
+    /// Counts a write started this pass; the first one wakes the turnstile, which
+    /// then runs behind everything already runnable: the end of the pass.
+    fn start(&self) {
+        let started = self.started.get();
+        self.started.set(started + 1);
+        if started == 0 {
+            if let Some(turnstile) = self.turnstile.borrow_mut().take() {
+                turnstile.wake();
+            }
+        }
+    }
+}
+
+/// Ends each pass: lets the next [`WRITES_PER_PASS`] waiting writers write.
+async fn hand_out_write_turns(turns: Rc<WriteTurns>) {
+    loop {
+        poll_fn(|cx| {
+            if turns.started.get() > 0 || !turns.waiting.borrow().is_empty() {
+                Poll::Ready(())
+            } else {
+                *turns.turnstile.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await;
+        {
+            let mut waiting = turns.waiting.borrow_mut();
+            let admitted = (waiting.len() as u64).min(WRITES_PER_PASS);
+            turns.started.set(admitted);
+            turns.served.set(turns.served.get() + admitted);
+            for writer in waiting.drain(..admitted as usize) {
+                writer.wake();
+            }
+        }
+        // Runs again behind the writers just let in, ending their pass.
+        tokio::task::yield_now().await;
+    }
 }
 
 /// Moves queued lines behind whatever `batch` still holds, borrowing a batch vector
