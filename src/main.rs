@@ -36,7 +36,7 @@ fn main() -> ExitCode {
             Err(error) => fail(error),
         };
     }
-    raise_open_file_limit();
+    ringchat::server::raise_open_file_limit();
     if let Some(path) = &cli.check_config {
         return match Settings::load(&cli, &matches, Some(path)) {
             Ok(_) => {
@@ -281,21 +281,5 @@ fn log_start(server: &Server, settings: &Settings, socket_activated: bool) {
         warn!("running as root, which ringchat does not need: run it as an unprivileged user");
     } else if root {
         warn!("running as root to bind a port below 1024: CAP_NET_BIND_SERVICE or socket activation (contrib/ringchat.socket) does it without root");
-    }
-}
-
-/// Lets the soft open-file limit rise to the hard limit: each client is a descriptor.
-fn raise_open_file_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain syscalls on a struct we own.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
     }
 }

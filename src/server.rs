@@ -474,3 +474,20 @@ fn run_shard_thread(
         },
     }
 }
+
+/// Lets the soft open-file limit rise to the hard limit: each client is a descriptor
+/// (the binary does it at start; tests that open thousands of sockets do it too).
+pub fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}

@@ -35,7 +35,7 @@ e2e_on! {
     [uring_1_shard Uring 1, uring_4_shards Uring 4, epoll_1_shard Epoll 1, ring_1_shard Ring 1]
     fn a_member_flood_reaches_every_member_once_in_order(setup) {
         let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        raise_open_file_limit();
+        ringchat::server::raise_open_file_limit();
         let server = setup.start_with(|c| {
             c.max_clients = MEMBERS + 16;
             c.sources.max_unregistered_total = MEMBERS + 16;
@@ -99,23 +99,6 @@ e2e_on! {
                 joins.len(),
                 order.len() - from
             );
-        }
-    }
-}
-
-/// Raises this process's soft open-file limit to its hard limit (as the server's
-/// `main` does), so a default soft limit of 1,024 does not fail the test.
-fn raise_open_file_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit with a valid rlimit; no other memory involved.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
     }
 }
