@@ -19,6 +19,7 @@ use super::Shard;
 use crate::state::bus::{Handoff, Stamped, MAX_PENDING_HANDOFFS};
 use crate::state::log::Entry;
 use crate::state::network::{Event, Outcome, Refusal};
+use std::sync::Arc;
 use std::task::Waker;
 
 impl Shard {
@@ -40,7 +41,7 @@ impl Shard {
         self.shared.bus.wake_others(self.id);
         loop {
             match self.apply_next() {
-                Some((applied, outcome)) if applied == seq => return outcome,
+                Some(entry) if entry.seq == seq => return entry.outcome.clone(),
                 Some(_) => {}
                 None => unreachable!("the log publishes an entry before append returns"),
             }
@@ -217,7 +218,9 @@ impl Shard {
     /// Takes in the next published entry, if any, after the hand-offs its proposer
     /// made before it (merge rule 2: handled while this shard still reads the
     /// replica before the entry), and renders it for local clients.
-    fn apply_next(&mut self) -> Option<(u64, Outcome)> {
+    /// Returns the entry (not a copy of its outcome: only a proposer needs that, for
+    /// its own entry, and a QUIT's outcome carries the whole user).
+    fn apply_next(&mut self) -> Option<Arc<Entry>> {
         let (origin, seq) = self.log.peek().map(|entry| (entry.origin, entry.seq))?;
         if origin != self.id {
             while let Some(stamped) = self.next_inbound(origin, seq) {
@@ -226,7 +229,7 @@ impl Shard {
         }
         let entry = self.log.next()?;
         self.take_in(&entry);
-        Some((entry.seq, entry.outcome.clone()))
+        Some(entry)
     }
 
     /// Takes in `entry`, which the log reader has just made this shard's position
