@@ -134,7 +134,7 @@ pub struct Members {
     /// Members per place, indexed by place; a place's bit in `shards` is set while
     /// its count is not zero.
     per_place: Vec<u32>,
-    count: usize,
+    /// The places whose count is not zero: the routing read on the message path.
     shards: ShardSet,
 }
 
@@ -145,19 +145,18 @@ impl Members {
             layout,
             all: OrdMap::new(),
             per_place: Vec::new(),
-            count: 0,
             shards: ShardSet::default(),
         }
     }
 
     /// How many members the channel has.
     pub fn len(&self) -> usize {
-        self.count
+        self.all.len()
     }
 
     /// Whether the channel has no members (it is then removed).
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.all.is_empty()
     }
 
     /// The places with at least one member: where a channel message is handed (this
@@ -205,7 +204,6 @@ impl Members {
                 self.per_place.resize(place as usize + 1, 0);
             }
             self.per_place[place as usize] += 1;
-            self.count += 1;
             self.shards.insert(place);
         }
     }
@@ -216,7 +214,6 @@ impl Members {
             return false;
         }
         let place = self.layout.place(id);
-        self.count -= 1;
         if let Some(count) = self.per_place.get_mut(place as usize) {
             *count -= 1;
             if *count == 0 {
