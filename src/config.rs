@@ -118,6 +118,10 @@ pub struct Config {
     /// Where KLINEs and DLINEs are kept across restarts (`bans.toml` in the data
     /// directory); `None`: only while the process runs.
     pub ban_file: Option<PathBuf>,
+    /// The server's state directory (absolute; the start creates it if missing),
+    /// where the bans and the embedded store (accounts, history) live. `None` only
+    /// for the defaults in code, which persist nothing.
+    pub data_dir: Option<PathBuf>,
     /// The bans the server starts with, read from `ban_file`.
     pub server_bans: Vec<ServerBan>,
     /// Most of the connected users, in percent, one KLINE or DLINE may hit without

@@ -40,6 +40,7 @@ pub mod server;
 pub mod settings;
 pub mod shard;
 pub mod state;
+pub mod store;
 pub mod systemd;
 pub mod testing;
 pub mod tls;

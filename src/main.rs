@@ -77,7 +77,7 @@ fn hash_password_from_stdin() -> anyhow::Result<String> {
 /// Creates the data directory if it is missing, and moves a ban file found beside
 /// the config into it (read once: from then on only the data directory's is read).
 fn prepare_data_dir(settings: &Settings) -> anyhow::Result<()> {
-    let Some(dir) = &settings.data_dir else {
+    let Some(dir) = &settings.config.data_dir else {
         return Ok(());
     };
     std::fs::create_dir_all(dir)
@@ -259,7 +259,7 @@ fn log_start(server: &Server, settings: &Settings, socket_activated: bool) {
         driver = ?server.driver(),
         shards = settings.config.shards,
         listen = ?server.local_addrs(),
-        data_dir = %settings.data_dir.as_deref().unwrap_or(std::path::Path::new("none")).display(),
+        data_dir = %settings.config.data_dir.as_deref().unwrap_or(std::path::Path::new("none")).display(),
         socket_activated,
         open_files,
         max_clients,

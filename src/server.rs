@@ -14,6 +14,7 @@ use crate::settings::checks::check_config;
 use crate::shard::Shard;
 use crate::state::shared::CounterSnapshot;
 use crate::state::Shared;
+use crate::store::Store;
 use crate::tls::TlsAcceptor;
 use anyhow::{anyhow, bail, Context};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -90,10 +91,13 @@ impl Server {
         if let (Some(cluster), Some(joining)) = (config.cluster.as_mut(), &joining) {
             cluster.node = joining.node;
         }
-        let shared = Arc::new(match &joining {
+        let store = config.data_dir.as_deref().map(Store::open).transpose()?;
+        let mut shared = match &joining {
             Some(joining) => Shared::starting_from(config, joining.network.clone()),
             None => Shared::new(config),
-        });
+        };
+        shared.store = store;
+        let shared = Arc::new(shared);
         let link = joining
             .map(|joining| joining.start(shared.clone()))
             .transpose()?;

@@ -70,7 +70,10 @@ fn the_example_file_sets_exactly_the_defaults_in_code() {
     // A start adds the data directory (`data` in the working directory by default,
     // never the config file's) and its ban file, which the defaults in code leave out.
     let data_dir = std::env::current_dir().expect("cwd").join("data");
-    assert_eq!(from_example.data_dir.as_deref(), Some(data_dir.as_path()));
+    assert_eq!(
+        from_example.config.data_dir.as_deref(),
+        Some(data_dir.as_path())
+    );
     assert_eq!(
         from_example.config.ban_file,
         Some(data_dir.join("bans.toml"))
@@ -78,9 +81,9 @@ fn the_example_file_sets_exactly_the_defaults_in_code() {
     let from_example = Settings {
         config: Config {
             ban_file: None,
+            data_dir: None,
             ..from_example.config
         },
-        data_dir: None,
         ..from_example
     };
     assert_eq!(from_example.config, Config::default());
@@ -93,9 +96,9 @@ fn the_example_file_sets_exactly_the_defaults_in_code() {
         Settings {
             config: Config {
                 ban_file: None,
+                data_dir: None,
                 ..without_file.config
             },
-            data_dir: None,
             ..without_file
         }
     );

@@ -50,9 +50,6 @@ pub struct Settings {
     pub log_file: Option<PathBuf>,
     /// The config file the settings came from, for reloads.
     pub config_file: Option<PathBuf>,
-    /// The server's state directory (absolute), which the start creates if missing;
-    /// `None` only for [`Settings::defaults`], which persists nothing.
-    pub data_dir: Option<PathBuf>,
     /// A `bans.toml` beside the config file that the bans were read from because the
     /// data directory has none yet: the start copies it there (once).
     pub legacy_bans: Option<PathBuf>,
@@ -117,8 +114,11 @@ impl Settings {
         checks::check_config(&settings.config)
             .map_err(|invalid| merge.error(invalid.key, invalid.problem))?;
         let settings = Settings {
+            config: Config {
+                data_dir: Some(data_dir),
+                ..settings.config
+            },
             config_file: file.map(|file| file.path().to_owned()),
-            data_dir: Some(data_dir),
             legacy_bans,
             ..settings
         };
@@ -231,6 +231,7 @@ impl Values {
             ring_buffers: DEFAULT_RING_BUFFERS,
             opers,
             ban_file,
+            data_dir: None,
             server_bans,
             max_ban_share: v.max_ban_share,
             admin: AdminInfo {
@@ -245,7 +246,6 @@ impl Values {
             log_format: v.log_format,
             log_file: v.log_file,
             config_file: None,
-            data_dir: None,
             legacy_bans: None,
             values,
         })
@@ -685,7 +685,10 @@ mod tests {
         );
         let settings = load_text("ok.toml", "data-dir = \"state\"\n", &[], false)
             .expect("a missing data directory is created at start");
-        let dir = settings.data_dir.expect("a start has a data directory");
+        let dir = settings
+            .config
+            .data_dir
+            .expect("a start has a data directory");
         assert!(dir.is_absolute() && dir.ends_with("state"), "{dir:?}");
         assert_eq!(settings.config.ban_file, Some(dir.join(BAN_FILE)));
     }

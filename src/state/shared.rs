@@ -13,6 +13,7 @@ use super::sources::Sources;
 use crate::ban_file::BanStore;
 use crate::config::Config;
 use crate::live::LiveSettings;
+use crate::store::Store;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::SystemTime;
@@ -141,6 +142,9 @@ pub struct Shared {
     pub rehash: Rehash,
     /// Where KLINEs and DLINEs are written when they change.
     pub ban_store: BanStore,
+    /// The node's embedded store in the data directory; `None` when the server
+    /// keeps nothing across restarts (no data directory: tests, benchmarks).
+    pub store: Option<Store>,
     /// For RPL_CREATED.
     pub started: SystemTime,
     /// Registered users and channels as the last shard to publish saw them (in the
@@ -184,6 +188,7 @@ impl Shared {
             handoffs_sealed: AtomicUsize::new(0),
             rehash: Rehash::default(),
             ban_store: BanStore::new(config.ban_file.clone(), config.server_bans.clone()),
+            store: None,
             started: SystemTime::now(),
             users: AtomicUsize::new(0),
             channels: AtomicUsize::new(0),

@@ -1,0 +1,258 @@
+//! The node's embedded store: one redb file in the data directory, where what must
+//! outlive the process (accounts, channel history, read markers) is kept.
+//!
+//! Writes never happen on a shard's thread: a shard (or the cluster link) hands the
+//! store a [`WriteJob`], and one writer thread runs every job queued since its last
+//! commit in a single transaction (group commit). At low load a job commits on its
+//! own within an fsync; under load the batches grow, so the fsyncs per job fall. What
+//! a SIGKILL can lose is what was queued but not yet committed: the jobs of the batch
+//! being written and those behind it, bounded by [`QUEUE_LEN`].
+//!
+//! Reads take a snapshot ([`Store::read`]) from any thread; redb's MVCC means a
+//! reader never waits for the writer. redb was chosen over SQLite (a C library and a
+//! SQL layer the server does not need) and sled (unmaintained): it is pure Rust,
+//! ACID with crash-safe commits, and its typed tables keep the schema in the code.
+
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use tracing::{error, warn};
+
+/// The store's file name in the data directory.
+pub const STORE_FILE: &str = "ringchat.redb";
+
+/// Jobs that may wait for the writer. A full queue refuses more (the caller decides
+/// what a refusal means to its client) rather than growing without bound.
+pub const QUEUE_LEN: usize = 65_536;
+
+/// Most jobs in one transaction: a bound on the work a SIGKILL can undo.
+const MAX_BATCH: usize = 4_096;
+
+/// One change to the store, run inside the writer's transaction. An error is logged
+/// and the batch's other jobs still commit, so a job checks before it writes: what it
+/// wrote before failing would commit with them.
+pub type WriteJob = Box<dyn FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error> + Send>;
+
+/// The node's handle to its store; shared by every shard (it is `Sync`).
+pub struct Store {
+    path: PathBuf,
+    database: Arc<redb::Database>,
+    jobs: SyncSender<Message>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Why a write was not queued.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteRefused {
+    /// The writer is behind by [`QUEUE_LEN`] jobs (a disk far slower than the load).
+    #[error("the store is behind by {QUEUE_LEN} writes")]
+    Behind,
+    /// The writer has stopped (a failed commit, or shutdown).
+    #[error("the store's writer has stopped")]
+    Stopped,
+}
+
+enum Message {
+    Job(WriteJob),
+    /// Answered once every job queued before it has committed.
+    Barrier(mpsc::Sender<()>),
+}
+
+impl Store {
+    /// Opens (or creates) the store in `data_dir` and starts its writer thread.
+    pub fn open(data_dir: &Path) -> anyhow::Result<Store> {
+        let path = data_dir.join(STORE_FILE);
+        let database = redb::Database::create(&path)
+            .with_context(|| format!("cannot open the store {}", path.display()))?;
+        let database = Arc::new(database);
+        let (jobs, queue) = mpsc::sync_channel(QUEUE_LEN);
+        let writer = {
+            let database = database.clone();
+            let path = path.clone();
+            std::thread::Builder::new()
+                .name("store-writer".into())
+                .spawn(move || write_batches(&database, &path, &queue))
+                .context("cannot start the store's writer thread")?
+        };
+        Ok(Store {
+            path,
+            database,
+            jobs,
+            writer: Mutex::new(Some(writer)),
+        })
+    }
+
+    /// The store's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Queues `job` for the writer without waiting for it.
+    pub fn write(&self, job: WriteJob) -> Result<(), WriteRefused> {
+        self.jobs
+            .try_send(Message::Job(job))
+            .map_err(|error| match error {
+                TrySendError::Full(_) => WriteRefused::Behind,
+                TrySendError::Disconnected(_) => WriteRefused::Stopped,
+            })
+    }
+
+    /// A consistent snapshot of everything committed so far.
+    pub fn read(&self) -> Result<redb::ReadTransaction, redb::TransactionError> {
+        use redb::ReadableDatabase;
+        self.database.begin_read()
+    }
+
+    /// Blocks until every job queued before this call has committed (shutdown, and
+    /// tests that read what they wrote). Never call it on a shard's thread.
+    pub fn sync(&self) -> Result<(), WriteRefused> {
+        let (done, wait) = mpsc::channel();
+        self.jobs
+            .send(Message::Barrier(done))
+            .map_err(|_| WriteRefused::Stopped)?;
+        wait.recv().map_err(|_| WriteRefused::Stopped)
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Store {
+    /// Commits what is queued, then joins the writer.
+    fn drop(&mut self) {
+        let (closed, _) = mpsc::sync_channel(1);
+        drop(std::mem::replace(&mut self.jobs, closed));
+        if let Some(writer) = self.writer.lock().ok().and_then(|mut w| w.take()) {
+            let _ = writer.join();
+        }
+    }
+}
+
+/// The writer thread: each pass takes the first waiting job, everything queued
+/// behind it (up to [`MAX_BATCH`]), runs them in one transaction and commits it.
+fn write_batches(database: &redb::Database, path: &Path, queue: &Receiver<Message>) {
+    let mut barriers = Vec::new();
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(message) => batch.push(message),
+                Err(_) => break,
+            }
+        }
+        let transaction = match database.begin_write() {
+            Ok(transaction) => transaction,
+            Err(why) => {
+                error!(store = %path.display(), %why, "the store cannot begin a write; its writer stops");
+                return;
+            }
+        };
+        for message in batch {
+            match message {
+                Message::Job(job) => {
+                    if let Err(why) = job(&transaction) {
+                        warn!(store = %path.display(), %why, "a store write failed and was left out");
+                    }
+                }
+                Message::Barrier(done) => barriers.push(done),
+            }
+        }
+        if let Err(why) = transaction.commit() {
+            error!(store = %path.display(), %why, "the store cannot commit; its writer stops");
+            return;
+        }
+        for done in barriers.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redb::{ReadableTable, TableDefinition};
+
+    const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("test_counts");
+
+    fn add(key: &'static str, by: u64) -> WriteJob {
+        Box::new(move |transaction| {
+            let mut table = transaction.open_table(COUNTS)?;
+            let now = table.get(key)?.map_or(0, |value| value.value());
+            table.insert(key, now + by)?;
+            Ok(())
+        })
+    }
+
+    fn count(store: &Store, key: &str) -> Option<u64> {
+        let snapshot = store.read().expect("a read snapshot");
+        let table = snapshot.open_table(COUNTS).ok()?;
+        let value = table.get(key).expect("a read");
+        value.map(|value| value.value())
+    }
+
+    #[test]
+    fn writes_queued_before_a_sync_are_readable_after_it_in_order() {
+        let dir = tempdir();
+        let store = Store::open(&dir).expect("the store opens");
+        for by in 1..=100 {
+            store.write(add("a", by)).expect("the queue has room");
+        }
+        store.sync().expect("the writer runs");
+        assert_eq!(count(&store, "a"), Some(5_050));
+    }
+
+    #[test]
+    fn what_was_committed_survives_reopening_the_file() {
+        let dir = tempdir();
+        {
+            let store = Store::open(&dir).expect("the store opens");
+            store.write(add("kept", 7)).expect("the queue has room");
+            // Dropping the store commits what is queued.
+        }
+        let store = Store::open(&dir).expect("the store opens again");
+        assert_eq!(count(&store, "kept"), Some(7));
+    }
+
+    #[test]
+    fn a_failing_job_is_left_out_and_the_rest_of_its_batch_commits() {
+        let dir = tempdir();
+        let store = Store::open(&dir).expect("the store opens");
+        store.write(add("before", 1)).expect("queued");
+        store
+            .write(Box::new(|_| {
+                Err(redb::Error::Io(std::io::Error::other("refused on purpose")))
+            }))
+            .expect("queued");
+        store.write(add("after", 1)).expect("queued");
+        store.sync().expect("the writer still runs");
+        assert_eq!(count(&store, "before"), Some(1));
+        assert_eq!(count(&store, "after"), Some(1));
+    }
+
+    #[test]
+    fn a_store_that_cannot_be_created_says_where() {
+        let error =
+            Store::open(Path::new("/proc/ringchat-no-such-dir")).expect_err("no store under /proc");
+        assert!(format!("{error:#}").contains("/proc/ringchat-no-such-dir/ringchat.redb"));
+    }
+
+    fn tempdir() -> PathBuf {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "ringchat-store-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        dir
+    }
+}
