@@ -28,6 +28,7 @@ pub mod tls;
 pub mod uring;
 
 use crate::proto::closing::{closing_link, SHUTTING_DOWN_LINE};
+use crate::shard::shutdown::{ShutdownPhase, ShutdownSequence};
 use crate::shard::Shard;
 use crate::state::outbox::MAX_BATCH_LINES;
 use crate::state::ClientId;
@@ -135,29 +136,15 @@ pub async fn run_shard<L: Listener>(shard: Shard, listeners: Vec<ShardListener<L
     for listener in &sockets {
         listener.close();
     }
-    let deadline = Instant::now() + shared.config.shutdown_timeout;
-    // Client input stopped with the shutdown flag. Deliver what was accepted before
-    // it: send this shard's hand-offs, wait until every shard has sent its own, then
-    // take in the last of theirs, and only then say goodbye.
-    {
-        let mut shard = shard.borrow_mut();
-        shard.pump();
-        shard.flush_handoffs();
-    }
-    shared.handoffs_sealed.fetch_add(1, Ordering::AcqRel);
-    while shared.handoffs_sealed.load(Ordering::Acquire) < shared.config.shards
-        && Instant::now() < deadline
-    {
-        shard.borrow_mut().flush_handoffs();
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    {
-        let mut shard = shard.borrow_mut();
-        shard.pump();
-        shard.begin_shutdown();
-    }
-    while shard.borrow().connection_count() > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    let mut shutdown = ShutdownSequence::begin(&mut shard.borrow_mut(), Instant::now());
+    loop {
+        let phase = shutdown.advance(&mut shard.borrow_mut(), Instant::now());
+        let pause = match phase {
+            ShutdownPhase::Sealing => Duration::from_millis(1),
+            ShutdownPhase::Draining => Duration::from_millis(10),
+            ShutdownPhase::Done => break,
+        };
+        tokio::time::sleep(pause).await;
     }
     let mut shard = shard.borrow_mut();
     shard.publish_counters();

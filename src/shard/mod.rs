@@ -23,6 +23,7 @@
 
 pub mod monitor;
 pub mod notify;
+pub mod shutdown;
 pub mod sync;
 
 use crate::proto::framing::{Frame, LineLimits};

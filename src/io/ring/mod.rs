@@ -48,6 +48,7 @@ use super::{
     is_resource_exhaustion, receive_tls, shutdown_listener, Housekeeping, ACCEPT_BACKOFF,
     FLOOD_TICK, SHUTTING_DOWN,
 };
+use crate::shard::shutdown::{ShutdownPhase, ShutdownSequence};
 use crate::shard::Shard;
 use crate::state::outbox::MAX_BATCH_LINES;
 use crate::state::slab::{Slab, SlotKey};
@@ -114,17 +115,6 @@ struct Listener {
     tls: Option<Arc<TlsAcceptor>>,
 }
 
-/// Where the shard is in its life; the shutdown phases mirror `super::run_shard`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Running,
-    /// Sent its own hand-offs; waits for every shard to have sent theirs.
-    Sealing,
-    /// Said goodbye to every client; waits for their output to flush.
-    Draining,
-    Done,
-}
-
 /// A shard on the ring driver.
 pub struct Driver {
     /// The shard's io_uring and the memory its operations use; dropped first, after
@@ -140,10 +130,8 @@ pub struct Driver {
     /// The wake-up eventfd, owned by the bus (so open for as long as a read of it
     /// can be in flight).
     eventfd: RawFd,
-    /// Running, or how far shutdown has got.
-    phase: Phase,
-    /// When the shutdown phases give up waiting (set when shutdown begins).
-    deadline: Instant,
+    /// `None` while running; how far shutdown has got once it began.
+    shutdown: Option<ShutdownSequence>,
     /// Flood resumption, liveness and counters, every [`FLOOD_TICK`].
     housekeeping: Housekeeping,
     /// When housekeeping last ran (the tick timer also fires faster during shutdown).
@@ -189,8 +177,7 @@ impl Driver {
                 .collect(),
             conns: Slab::default(),
             eventfd,
-            phase: Phase::Running,
-            deadline: now,
+            shutdown: None,
             housekeeping: Housekeeping::new(now),
             last_housekeeping: now,
             starved: false,
@@ -212,7 +199,7 @@ impl Driver {
         if self.shard.shared.shutting_down.load(Ordering::Acquire) {
             self.begin_stopping();
         }
-        while self.phase != Phase::Done {
+        while !self.is_done() {
             self.rearm_accepts()?;
             if self.writers.is_empty() {
                 self.ring.submit_and_wait()?;
@@ -257,7 +244,7 @@ impl Driver {
             } => self.sent(conn, result, output)?,
             Completion::Woken => {
                 self.shard.shared.bus.take_eventfd_wake(self.shard.id);
-                if self.phase == Phase::Running {
+                if self.shutdown.is_none() {
                     if self.shard.shared.shutting_down.load(Ordering::Acquire) {
                         self.begin_stopping();
                     } else {
@@ -276,10 +263,10 @@ impl Driver {
                         self.plaintext = Vec::new();
                     }
                 }
-                let next = match self.phase {
-                    Phase::Running => FLOOD_TICK,
-                    Phase::Sealing => SEAL_TICK,
-                    Phase::Draining | Phase::Done => DRAIN_TICK,
+                let next = match self.shutdown.as_ref().map(ShutdownSequence::phase) {
+                    None => FLOOD_TICK,
+                    Some(ShutdownPhase::Sealing) => SEAL_TICK,
+                    Some(ShutdownPhase::Draining | ShutdownPhase::Done) => DRAIN_TICK,
                 };
                 self.ring.arm(Timer::Tick, next)?;
             }
@@ -294,7 +281,7 @@ impl Driver {
     /// Re-arms each listener whose multishot accept ended, unless accepting is paused
     /// or the shard is stopping.
     fn rearm_accepts(&mut self) -> io::Result<()> {
-        if self.phase != Phase::Running || self.starved {
+        if self.shutdown.is_some() || self.starved {
             return Ok(());
         }
         for (index, listener) in self.listeners.iter_mut().enumerate() {
@@ -316,7 +303,7 @@ impl Driver {
         let plaintext = tls.is_none();
         let stream = match result {
             Ok(stream) => stream,
-            Err(_) if self.phase != Phase::Running => return Ok(()),
+            Err(_) if self.shutdown.is_some() => return Ok(()),
             Err(error) if is_resource_exhaustion(&error) => {
                 if !self.starved {
                     warn!(%error, "accept failed: out of resources; pausing accepts");
@@ -330,7 +317,7 @@ impl Driver {
                 return Ok(());
             }
         };
-        if self.phase != Phase::Running {
+        if self.shutdown.is_some() {
             refuse(stream, plaintext.then_some(SHUTTING_DOWN));
             return Ok(());
         }
@@ -680,41 +667,27 @@ impl Driver {
 
     // ---- shutdown ------------------------------------------------------------------
 
-    /// Shutdown was asked: stop accepting and send this shard's last hand-offs.
+    /// Shutdown was asked: stop accepting and begin the sequence every driver follows
+    /// ([`ShutdownSequence`]).
     fn begin_stopping(&mut self) {
         info!(shard = self.shard.id, "shutting down");
-        self.phase = Phase::Sealing;
-        self.deadline = Instant::now() + self.shard.shared.config.shutdown_timeout;
         for listener in &self.listeners {
             shutdown_listener(listener.socket.as_raw_fd());
         }
-        self.shard.pump();
-        self.shard.flush_handoffs();
-        self.shard
-            .shared
-            .handoffs_sealed
-            .fetch_add(1, Ordering::AcqRel);
+        self.shutdown = Some(ShutdownSequence::begin(&mut self.shard, Instant::now()));
     }
 
-    /// Moves through the shutdown phases as `super::run_shard` does: once every shard
-    /// has sealed its hand-offs (or the deadline passed), take in the last of theirs
-    /// and close every client; once they have all gone (or the deadline passed), stop.
+    /// Takes the next shutdown step, once it has begun.
     fn advance_shutdown(&mut self) {
-        let shared = &self.shard.shared;
-        let now = Instant::now();
-        if self.phase == Phase::Sealing
-            && (shared.handoffs_sealed.load(Ordering::Acquire) >= shared.config.shards
-                || now >= self.deadline)
-        {
-            self.shard.pump();
-            self.shard.begin_shutdown();
-            self.phase = Phase::Draining;
+        if let Some(shutdown) = &mut self.shutdown {
+            shutdown.advance(&mut self.shard, Instant::now());
         }
-        if self.phase == Phase::Draining
-            && (self.shard.connection_count() == 0 || now >= self.deadline)
-        {
-            self.phase = Phase::Done;
-        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.shutdown
+            .as_ref()
+            .is_some_and(|shutdown| shutdown.phase() == ShutdownPhase::Done)
     }
 
     /// Ends every operation and closes every connection left (past the deadline).
