@@ -7,10 +7,14 @@
 //! [`Outbox`](crate::state::Outbox). It never touches a socket or a runtime, so the
 //! same code runs under io_uring and epoll, and tests drive it with an injected clock.
 //!
-//! Split by concern: this file is the connection lifecycle, input framing and flood
-//! control, and delivery; [`sync`] keeps the replica in step with the event log and
-//! exchanges hand-offs with other shards; [`notify`] tells local clients what an
-//! applied event changed.
+//! Split by concern, one file each, all `impl Shard`: this file is the state and the
+//! driver-facing connection lifecycle; `input` frames received bytes and applies
+//! flood control; `delivery` queues lines for local clients, hand-offs for remote
+//! ones and fans a message out to a channel; `closing` ends connections; `timers`
+//! is what runs on the tick (timeouts, liveness, counters); [`sync`] keeps the
+//! replica in step with the event log and exchanges hand-offs with other shards;
+//! [`notify`] tells local clients what an applied event changed; [`shutdown`] is the
+//! sequence every driver steps through.
 //!
 //! Cost of a delivered channel message (the hot path, `PRIVMSG #c`): two ordered-map
 //! lookups in the replica version this shard reads (the channel, the sender's
@@ -21,32 +25,33 @@
 //! members one hand-off pushed to a batch that is sent once per scheduler pass. The
 //! write itself is one `writev` per connection per pass, whatever the number of lines.
 
+mod closing;
+mod delivery;
+mod input;
 pub mod monitor;
 pub mod notify;
 pub mod shutdown;
 pub mod sync;
+mod timers;
 
-use crate::proto::framing::{Frame, LineLimits};
-use crate::proto::outgoing::{MsgId, Outgoing};
-use crate::proto::{CaselessKey, LineBuilder};
-use crate::state::bus::{Batch, Handoff, Links};
+use crate::proto::outgoing::MsgId;
+use crate::state::bus::{Batch, Links};
 use crate::state::client::{Client, CloseReason};
 use crate::state::flood::TokenBucket;
 use crate::state::local_members::LocalMembers;
 use crate::state::log::LogReader;
-use crate::state::network::{Network, ShardSet};
+use crate::state::network::Network;
 use crate::state::outbox::BatchPool;
 use crate::state::shared::CounterSnapshot;
 use crate::state::slab::Slab;
 use crate::state::sources::SourceRefusal;
 use crate::state::{ClientId, Shared};
-use bytes::Bytes;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Waker;
 use std::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::debug;
 
 /// Why a connection was not admitted; the text is what its `ERROR` line says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -398,474 +403,11 @@ impl Shard {
 
     // ---- timers --------------------------------------------------------------------
 
-    /// Whether some client's input waits (the driver then ticks often).
-    pub fn has_throttled(&self) -> bool {
-        !self.throttled.is_empty()
-    }
-
-    /// Lets waiting input through as flood tokens and link room allow.
-    pub fn resume_throttled(&mut self, now: Instant) {
-        if self.links_congested() {
-            return;
-        }
-        for id in std::mem::take(&mut self.throttled) {
-            let Some(client) = self.clients.get_mut(id.slot) else {
-                continue;
-            };
-            client.throttled = false;
-            self.process_buffered(id, now);
-        }
-        self.close_doomed();
-    }
-
-    /// Registration timeouts, liveness PINGs, ping timeouts and stalled output; run
-    /// about once a second.
-    ///
-    /// Every connection ends in bounded time: one whose queued output has made no
-    /// progress for `--write-timeout` (its peer stopped reading) is closed, and its
-    /// socket handed to the driver to reset, whether it was live or already closing
-    /// (a client cut off for its sendq whose socket is full would otherwise hold its
-    /// slot and kernel buffers for ever).
-    pub fn check_liveness(&mut self, now: Instant) {
-        let config = &self.shared.config;
-        let live = &self.shared.live;
-        let (registration_timeout, ping_interval) =
-            (live.registration_timeout(), live.ping_interval());
-        let (ping_timeout, sendq) = (live.ping_timeout(), live.sendq());
-        let mut expired = Vec::new();
-        let mut stalled = Vec::new();
-        for client in self.clients.iter_mut() {
-            if client.outbox.unwritten() == 0 {
-                client.stalled_since = None;
-                continue;
-            }
-            let since = *client.stalled_since.get_or_insert(now);
-            if now.saturating_duration_since(since) >= config.write_timeout {
-                if let Some(socket) = client.socket.take() {
-                    stalled.push((client.id, client.closing, socket));
-                }
-            }
-        }
-        for (id, closing, socket) in stalled {
-            if !closing {
-                self.close(id, CloseReason::Server(WRITE_TIMEOUT));
-            }
-            self.stalled.push(socket);
-            self.counts.write_timeouts += 1;
-        }
-        let config = &self.shared.config;
-        let ping = LineBuilder::sourceless("PING")
-            .trailing(&config.server_name)
-            .finish();
-        for client in self.clients.iter_mut().filter(|c| !c.closing) {
-            if !client.is_registered() {
-                if now.saturating_duration_since(client.connected_at) >= registration_timeout {
-                    expired.push((client.id, CloseReason::Server("Registration timed out")));
-                }
-                continue;
-            }
-            let quiet = now.saturating_duration_since(client.last_input);
-            if client.ping_sent && quiet >= ping_interval + ping_timeout {
-                expired.push((client.id, CloseReason::Server("Ping timeout")));
-            } else if !client.ping_sent && quiet >= ping_interval {
-                client.ping_sent = true;
-                if client.outbox.push(ping.clone(), sendq).is_err() {
-                    expired.push((client.id, CloseReason::Server(SENDQ_EXCEEDED)));
-                }
-            }
-        }
-        self.doomed.extend(expired);
-        self.close_doomed();
-        self.propose_reloaded_bans();
-        self.answer_rehashes();
-    }
-
-    /// Tells this shard's operators who sent REHASH how the reload went (see
-    /// [`Rehash`](crate::state::rehash::Rehash)); one atomic load when nobody waits.
-    fn answer_rehashes(&mut self) {
-        for (id, outcome) in self.shared.rehash.take_answers(self.node, self.id) {
-            let Some(nick) = self.network().user(id).map(|user| user.nick.to_string()) else {
-                continue;
-            };
-            for line in outcome.lines(&self.shared.config.server_name, &nick) {
-                self.send(id, line);
-            }
-        }
-    }
-
-    /// Shard 0 proposes a ban list a reload read from a changed ban file (see
-    /// [`BanStore`](crate::ban_file::BanStore)); one atomic load when there is none.
-    fn propose_reloaded_bans(&mut self) {
-        if self.id != 0 {
-            return;
-        }
-        if let Some(bans) = self.shared.ban_store.take_reloaded() {
-            info!(bans = bans.len(), "ban file changed: applying its list");
-            self.propose(crate::state::network::Event::ReplaceBans { bans });
-            self.close_doomed();
-        }
-    }
-
-    /// Publishes this shard's counters for readers on other threads.
-    pub fn publish_counters(&mut self) {
-        self.counts.connections = self.clients.len() as u64;
-        if let Some(counters) = self.shared.counters.get(self.id as usize) {
-            counters.publish(&self.counts);
-        }
-        self.shared.publish_population(
-            self.log.network().user_count(),
-            self.log.network().channel_count(),
-            self.log.network().oper_count(),
-        );
-    }
-
     // ---- shutdown ------------------------------------------------------------------
-
-    /// Tells every client the server is going away and closes them (no QUITs are
-    /// relayed: everyone is leaving, so the network state is left as it is).
-    pub fn begin_shutdown(&mut self) {
-        let ids: Vec<ClientId> = self.clients.iter().map(|c| c.id).collect();
-        for id in ids {
-            self.close_quietly(id, crate::proto::closing::SERVER_SHUTTING_DOWN);
-        }
-    }
 
     // ---- delivery (handler-facing) -------------------------------------------------
 
-    /// Queues `line` for client `id` of this shard. A client past its sendq is marked
-    /// for closing once the current handler is done.
-    pub fn send(&mut self, id: ClientId, line: Bytes) {
-        push_line(
-            &mut self.clients,
-            &mut self.doomed,
-            &mut self.counts,
-            self.shared.live.sendq(),
-            id,
-            line,
-        );
-    }
-
-    /// Queues `message` for local client `id` in the variant its capabilities ask for.
-    pub fn send_message(&mut self, id: ClientId, message: &mut Outgoing) {
-        deliver_one(
-            &mut self.clients,
-            &mut self.doomed,
-            &mut self.counts,
-            self.shared.live.sendq(),
-            id,
-            message,
-        );
-    }
-
-    /// Queues `message` for `id`, wherever it lives.
-    pub fn send_anywhere(&mut self, id: ClientId, mut message: Outgoing) {
-        if self.is_local(id) {
-            self.send_message(id, &mut message);
-        } else if id.node == self.node {
-            self.hand_off(id.shard, Handoff::Client { to: id, message });
-        } else if let Some(link) = self.link_endpoint() {
-            self.hand_off(link, Handoff::Client { to: id, message });
-        }
-    }
-
-    /// The cluster link's bus endpoint, on a cluster node.
-    pub(super) fn link_endpoint(&self) -> Option<u16> {
-        self.shared.cluster.as_ref().map(|cluster| cluster.endpoint)
-    }
-
-    /// Delivers a channel message to every member of `channel` but `except` (the
-    /// message hot path): this shard's members now, from its own member array;
-    /// each other shard with members through one hand-off, which that shard fans out
-    /// to its own members.
-    pub fn deliver_to_channel(
-        &mut self,
-        channel: &CaselessKey,
-        mut message: Outgoing,
-        except: Option<ClientId>,
-    ) {
-        self.deliver_to_local_members(channel.as_str(), &mut message, except);
-        let places = match self.log.network().channel(channel.as_str()) {
-            Some(found) => found.members.shards(),
-            None => return,
-        };
-        let (me, layout) = (self.id, self.log.network().layout());
-        let mut nodes = ShardSet::default();
-        for place in places.iter().filter(|&p| p != me) {
-            match layout.remote_node(place) {
-                Some(node) => nodes.insert(node),
-                None => self.hand_off(
-                    place,
-                    Handoff::Channel {
-                        channel: channel.clone(),
-                        message: message.clone(),
-                        except,
-                    },
-                ),
-            }
-        }
-        if let (Some(link), false) = (self.link_endpoint(), nodes == ShardSet::default()) {
-            self.hand_off(
-                link,
-                Handoff::Nodes {
-                    nodes,
-                    channel: channel.clone(),
-                    message,
-                    except,
-                },
-            );
-        }
-    }
-
-    /// Delivers `message` to this shard's members of `channel` but `except` (only
-    /// to those with the status a STATUSMSG asks for).
-    fn deliver_to_local_members(
-        &mut self,
-        channel: &str,
-        message: &mut Outgoing,
-        except: Option<ClientId>,
-    ) {
-        let status = message.status_target();
-        for (member, membership) in self.local_members.of(channel) {
-            let unwanted = status.is_some_and(|s| !s.reaches(membership.op, membership.voice));
-            if Some(member) != except && !unwanted {
-                deliver_one(
-                    &mut self.clients,
-                    &mut self.doomed,
-                    &mut self.counts,
-                    self.shared.live.sendq(),
-                    member,
-                    message,
-                );
-            }
-        }
-    }
-
-    /// Delivers `message` once to each of this shard's members of any of `channels`
-    /// but `except` (QUIT, NICK, AWAY: one line however many channels are shared).
-    fn deliver_to_local_members_once(
-        &mut self,
-        channels: &[CaselessKey],
-        message: &mut Outgoing,
-        except: Option<ClientId>,
-    ) {
-        self.stamp = self.stamp.wrapping_add(1);
-        let stamp = self.stamp;
-        for channel in channels {
-            for member in self.local_members.ids_of(channel.as_str()) {
-                if Some(member) == except {
-                    continue;
-                }
-                let Some(client) = self.clients.get_mut(member.slot) else {
-                    continue;
-                };
-                if client.delivery_stamp == stamp {
-                    continue;
-                }
-                client.delivery_stamp = stamp;
-                deliver_one(
-                    &mut self.clients,
-                    &mut self.doomed,
-                    &mut self.counts,
-                    self.shared.live.sendq(),
-                    member,
-                    message,
-                );
-            }
-        }
-    }
-
-    /// Closes a client: a registered user leaves the network (every shard relays its
-    /// QUIT to the members who shared a channel with it, once each), the final ERROR
-    /// is queued, and the writer flushes and shuts the socket.
-    pub fn close(&mut self, id: ClientId, reason: CloseReason) {
-        let Some(client) = live(&mut self.clients, id) else {
-            return;
-        };
-        let text = match &reason {
-            CloseReason::Quit(message) => format!("Quit: {message}"),
-            CloseReason::ConnectionClosed => "Connection closed".to_owned(),
-            CloseReason::Server(why) => (*why).to_owned(),
-            CloseReason::Killed(why) => why.clone(),
-        };
-        client.closing = true;
-        let leaving = self
-            .shared
-            .cluster
-            .as_ref()
-            .is_some_and(|cluster| cluster.leaving.load(Ordering::Acquire));
-        if leaving {
-            // This node's `NodeLost` quits every user of it at once.
-        } else if client.is_registered() {
-            if matches!(reason, CloseReason::Quit(_)) {
-                let quit = LineBuilder::from_source(client.source(), "QUIT")
-                    .trailing(&text)
-                    .finish();
-                let _ = client.outbox.push(quit, usize::MAX);
-            }
-            self.propose(crate::state::network::Event::Quit {
-                client: id,
-                reason: text.as_str().into(),
-            });
-        } else if client
-            .registration
-            .as_ref()
-            .is_some_and(|r| r.nick.is_some())
-        {
-            self.propose(crate::state::network::Event::ReleaseNick { client: id });
-        }
-        match &reason {
-            CloseReason::Server(why) => warn!(client = ?id, reason = why, "disconnecting client"),
-            CloseReason::Killed(why) => info!(client = ?id, reason = why, "client killed"),
-            _ => debug!(client = ?id, reason = %text, "client leaving"),
-        }
-        if reason == CloseReason::Server(SENDQ_EXCEEDED) {
-            self.counts.sendq_disconnects += 1;
-        } else if reason == CloseReason::Server(EXCESS_FLOOD) {
-            self.counts.flood_disconnects += 1;
-        }
-        self.close_quietly(id, &text);
-    }
-
-    /// Sends every registered local client a server NOTICE.
-    pub(super) fn notice_everyone(&mut self, text: &str) {
-        let server = self.shared.config.server_name.clone();
-        let told: Vec<(ClientId, String)> = self
-            .clients
-            .iter()
-            .filter(|client| client.is_registered() && !client.closing)
-            .map(|client| (client.id, client.nick().to_owned()))
-            .collect();
-        for (id, nick) in told {
-            let line = LineBuilder::from_source(&server, "NOTICE")
-                .arg(&nick)
-                .trailing(text)
-                .finish();
-            self.send(id, line);
-        }
-    }
-
-    /// Closes every local client after the cluster applied `NodeLost` for this node
-    /// (the others stopped hearing from it): the network has already quit them, so
-    /// they are closed without proposing anything.
-    pub(super) fn close_all_declared_lost(&mut self) {
-        let ids: Vec<ClientId> = self.clients.iter().map(|client| client.id).collect();
-        for id in ids {
-            self.close_quietly(id, "This server lost its place in the cluster");
-        }
-    }
-
-    /// Ends a connection without telling the network: queues `ERROR`, and wakes the
-    /// writer to flush and shut down.
-    fn close_quietly(&mut self, id: ClientId, why: &str) {
-        let Some(client) = self.clients.get_mut(id.slot) else {
-            return;
-        };
-        if client.outbox.is_finished() {
-            return;
-        }
-        client.closing = true;
-        client.throttled = false;
-        client.input = Vec::new();
-        let monitoring = std::mem::take(&mut client.monitoring);
-        let error = crate::proto::closing::closing_link(&client.host, why);
-        if why == SENDQ_EXCEEDED {
-            client.outbox.discard_queued();
-        }
-        client.outbox.finish(error);
-        self.monitors.forget(id, &monitoring);
-    }
-
     // ---- input ---------------------------------------------------------------------
-
-    /// Frames and handles lines from `data` while flood tokens last; returns how many
-    /// bytes were consumed (the rest waits in the client's input).
-    fn process_lines(&mut self, id: ClientId, data: &[u8], now: Instant) -> usize {
-        let policy = self.shared.live.flood_policy();
-        let mut at = 0;
-        loop {
-            if self.links_congested() {
-                self.throttle(id);
-                return at;
-            }
-            let Some(client) = live(&mut self.clients, id) else {
-                return data.len();
-            };
-            let Some((frame, used)) = client.framer.next(&data[at..], LineLimits::IRC) else {
-                return at;
-            };
-            match frame {
-                Frame::Line(line) => {
-                    if !client.flood.try_take(policy, now) {
-                        self.throttle(id);
-                        return at;
-                    }
-                    at += used;
-                    self.counts.lines_in += 1;
-                    (self.handle_line)(self, id, Input::Line(line), now);
-                }
-                Frame::TooLong => {
-                    at += used;
-                    (self.handle_line)(self, id, Input::TooLong, now);
-                }
-                Frame::Nul | Frame::Skipped => at += used,
-            }
-        }
-    }
-
-    /// Marks `id`'s input as waiting; the housekeeping tick resumes it.
-    fn throttle(&mut self, id: ClientId) {
-        if let Some(client) = self.clients.get_mut(id.slot) {
-            if !client.throttled {
-                client.throttled = true;
-                self.throttled.push(id);
-            }
-        }
-    }
-
-    /// Processes lines waiting in the client's own input buffer.
-    fn process_buffered(&mut self, id: ClientId, now: Instant) {
-        let Some(client) = self.clients.get_mut(id.slot) else {
-            return;
-        };
-        let input = std::mem::take(&mut client.input);
-        let consumed = self.process_lines(id, &input, now);
-        if let Some(client) = self.clients.get_mut(id.slot) {
-            if !client.closing {
-                client.input = input;
-                client.input.drain(..consumed);
-                if client.input.is_empty() && client.input.capacity() > 1024 {
-                    client.input = Vec::new();
-                }
-            }
-        }
-    }
-
-    fn check_recvq(&mut self, id: ClientId) {
-        let recvq = self.shared.live.recvq();
-        if let Some(client) = self.clients.get(id.slot) {
-            if !client.closing && client.input.len() > recvq {
-                self.doomed.push((id, CloseReason::Server(EXCESS_FLOOD)));
-            }
-        }
-    }
-
-    fn close_doomed(&mut self) {
-        while let Some((id, reason)) = self.doomed.pop() {
-            self.close(id, reason);
-        }
-    }
-
-    /// Logs how many connections this shard holds (at shutdown).
-    pub fn log_summary(&self) {
-        info!(
-            shard = self.id,
-            connections = self.clients.len(),
-            accepted = self.counts.accepted,
-            deliveries = self.counts.deliveries,
-            events_applied = self.counts.events_applied,
-            "shard stopping"
-        );
-    }
 }
 
 /// The QUIT reason of a slow consumer.
@@ -888,43 +430,4 @@ fn live(clients: &mut Slab<Client>, id: ClientId) -> Option<&mut Client> {
     // and `send_anywhere` check `is_local`): comparing the whole id here cost 76
     // instructions per member in the fan-out loop (+50%, `.ci/instructions-gate`).
     clients.get_mut(id.slot).filter(|client| !client.closing)
-}
-
-/// Queues the variant of `message` that a client's capabilities ask for; a free
-/// function so fan-out loops can borrow the replica and the client slab at once.
-fn deliver_one(
-    clients: &mut Slab<Client>,
-    doomed: &mut Vec<(ClientId, CloseReason)>,
-    counts: &mut CounterSnapshot,
-    sendq: usize,
-    id: ClientId,
-    message: &mut Outgoing,
-) {
-    let Some(caps) = clients.get(id.slot).map(|c| c.caps) else {
-        return;
-    };
-    if let Some(line) = message.for_recipient(caps) {
-        push_line(clients, doomed, counts, sendq, id, line);
-    }
-}
-
-/// Queues a line for one client, marking a slow consumer for closing.
-fn push_line(
-    clients: &mut Slab<Client>,
-    doomed: &mut Vec<(ClientId, CloseReason)>,
-    counts: &mut CounterSnapshot,
-    sendq: usize,
-    id: ClientId,
-    line: Bytes,
-) {
-    let Some(client) = live(clients, id) else {
-        return;
-    };
-    match client.outbox.push(line, sendq) {
-        Ok(()) => counts.deliveries += 1,
-        Err(_) => {
-            client.outbox.discard_queued();
-            doomed.push((id, CloseReason::Server(SENDQ_EXCEEDED)));
-        }
-    }
 }

@@ -1,0 +1,198 @@
+//! Delivery, handler-facing: a line to one local client, a message in each
+//! recipient's capability variant, to a client anywhere (a hand-off), and to a
+//! channel's members (local arrays walked once, one hand-off per other shard). A
+//! recipient past its sendq is doomed, and closed once the handler is done.
+
+use super::{live, Shard, SENDQ_EXCEEDED};
+use crate::proto::outgoing::Outgoing;
+use crate::proto::CaselessKey;
+use crate::state::bus::Handoff;
+use crate::state::client::{Client, CloseReason};
+use crate::state::network::ShardSet;
+use crate::state::shared::CounterSnapshot;
+use crate::state::slab::Slab;
+use crate::state::ClientId;
+use bytes::Bytes;
+
+impl Shard {
+    /// Queues `line` for client `id` of this shard. A client past its sendq is marked
+    /// for closing once the current handler is done.
+    pub fn send(&mut self, id: ClientId, line: Bytes) {
+        push_line(
+            &mut self.clients,
+            &mut self.doomed,
+            &mut self.counts,
+            self.shared.live.sendq(),
+            id,
+            line,
+        );
+    }
+
+    /// Queues `message` for local client `id` in the variant its capabilities ask for.
+    pub fn send_message(&mut self, id: ClientId, message: &mut Outgoing) {
+        deliver_one(
+            &mut self.clients,
+            &mut self.doomed,
+            &mut self.counts,
+            self.shared.live.sendq(),
+            id,
+            message,
+        );
+    }
+
+    /// Queues `message` for `id`, wherever it lives.
+    pub fn send_anywhere(&mut self, id: ClientId, mut message: Outgoing) {
+        if self.is_local(id) {
+            self.send_message(id, &mut message);
+        } else if id.node == self.node {
+            self.hand_off(id.shard, Handoff::Client { to: id, message });
+        } else if let Some(link) = self.link_endpoint() {
+            self.hand_off(link, Handoff::Client { to: id, message });
+        }
+    }
+
+    /// The cluster link's bus endpoint, on a cluster node.
+    pub(super) fn link_endpoint(&self) -> Option<u16> {
+        self.shared.cluster.as_ref().map(|cluster| cluster.endpoint)
+    }
+
+    /// Delivers a channel message to every member of `channel` but `except` (the
+    /// message hot path): this shard's members now, from its own member array;
+    /// each other shard with members through one hand-off, which that shard fans out
+    /// to its own members.
+    pub fn deliver_to_channel(
+        &mut self,
+        channel: &CaselessKey,
+        mut message: Outgoing,
+        except: Option<ClientId>,
+    ) {
+        self.deliver_to_local_members(channel.as_str(), &mut message, except);
+        let places = match self.log.network().channel(channel.as_str()) {
+            Some(found) => found.members.shards(),
+            None => return,
+        };
+        let (me, layout) = (self.id, self.log.network().layout());
+        let mut nodes = ShardSet::default();
+        for place in places.iter().filter(|&p| p != me) {
+            match layout.remote_node(place) {
+                Some(node) => nodes.insert(node),
+                None => self.hand_off(
+                    place,
+                    Handoff::Channel {
+                        channel: channel.clone(),
+                        message: message.clone(),
+                        except,
+                    },
+                ),
+            }
+        }
+        if let (Some(link), false) = (self.link_endpoint(), nodes == ShardSet::default()) {
+            self.hand_off(
+                link,
+                Handoff::Nodes {
+                    nodes,
+                    channel: channel.clone(),
+                    message,
+                    except,
+                },
+            );
+        }
+    }
+
+    /// Delivers `message` to this shard's members of `channel` but `except` (only
+    /// to those with the status a STATUSMSG asks for).
+    pub(super) fn deliver_to_local_members(
+        &mut self,
+        channel: &str,
+        message: &mut Outgoing,
+        except: Option<ClientId>,
+    ) {
+        let status = message.status_target();
+        for (member, membership) in self.local_members.of(channel) {
+            let unwanted = status.is_some_and(|s| !s.reaches(membership.op, membership.voice));
+            if Some(member) != except && !unwanted {
+                deliver_one(
+                    &mut self.clients,
+                    &mut self.doomed,
+                    &mut self.counts,
+                    self.shared.live.sendq(),
+                    member,
+                    message,
+                );
+            }
+        }
+    }
+
+    /// Delivers `message` once to each of this shard's members of any of `channels`
+    /// but `except` (QUIT, NICK, AWAY: one line however many channels are shared).
+    pub(super) fn deliver_to_local_members_once(
+        &mut self,
+        channels: &[CaselessKey],
+        message: &mut Outgoing,
+        except: Option<ClientId>,
+    ) {
+        self.stamp = self.stamp.wrapping_add(1);
+        let stamp = self.stamp;
+        for channel in channels {
+            for member in self.local_members.ids_of(channel.as_str()) {
+                if Some(member) == except {
+                    continue;
+                }
+                let Some(client) = self.clients.get_mut(member.slot) else {
+                    continue;
+                };
+                if client.delivery_stamp == stamp {
+                    continue;
+                }
+                client.delivery_stamp = stamp;
+                deliver_one(
+                    &mut self.clients,
+                    &mut self.doomed,
+                    &mut self.counts,
+                    self.shared.live.sendq(),
+                    member,
+                    message,
+                );
+            }
+        }
+    }
+}
+
+/// Queues the variant of `message` that a client's capabilities ask for; a free
+/// function so fan-out loops can borrow the replica and the client slab at once.
+pub(super) fn deliver_one(
+    clients: &mut Slab<Client>,
+    doomed: &mut Vec<(ClientId, CloseReason)>,
+    counts: &mut CounterSnapshot,
+    sendq: usize,
+    id: ClientId,
+    message: &mut Outgoing,
+) {
+    let Some(caps) = clients.get(id.slot).map(|c| c.caps) else {
+        return;
+    };
+    if let Some(line) = message.for_recipient(caps) {
+        push_line(clients, doomed, counts, sendq, id, line);
+    }
+}
+
+/// Queues a line for one client, marking a slow consumer for closing.
+pub(super) fn push_line(
+    clients: &mut Slab<Client>,
+    doomed: &mut Vec<(ClientId, CloseReason)>,
+    counts: &mut CounterSnapshot,
+    sendq: usize,
+    id: ClientId,
+    line: Bytes,
+) {
+    let Some(client) = live(clients, id) else {
+        return;
+    };
+    match client.outbox.push(line, sendq) {
+        Ok(()) => counts.deliveries += 1,
+        Err(_) => {
+            client.outbox.discard_queued();
+            doomed.push((id, CloseReason::Server(SENDQ_EXCEEDED)));
+        }
+    }
+}
