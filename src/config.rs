@@ -67,6 +67,15 @@ pub struct Config {
     /// The certificate chain and key the TLS listeners present; needed with
     /// `tls_listen`, re-read on reload.
     pub tls: Option<TlsFiles>,
+    /// Addresses serving IRC over WebSocket and the web client, plain HTTP.
+    pub websocket_listen: Vec<SocketAddr>,
+    /// Addresses serving the same over TLS, with the certificate of `tls`.
+    pub websocket_tls_listen: Vec<SocketAddr>,
+    /// Origins (the `Origin` header) allowed to open a WebSocket; empty: any.
+    pub websocket_origins: Vec<String>,
+    /// Proxies whose `X-Forwarded-For`/`Forwarded` names the client on a WebSocket
+    /// listener.
+    pub websocket_proxies: Vec<IpNet>,
     /// The STS policy advertised in `CAP LS`; `None` (the default) advertises none.
     pub sts: Option<StsPolicy>,
     /// The server's name, the source of numerics.

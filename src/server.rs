@@ -9,7 +9,7 @@
 //! failure of the whole server.
 
 use crate::config::{Config, IoMode};
-use crate::io::{self, epoll, ring, uring};
+use crate::io::{self, epoll, ring, uring, Transport};
 use crate::settings::checks::check_config;
 use crate::shard::Shard;
 use crate::state::shared::CounterSnapshot;
@@ -32,6 +32,9 @@ pub struct Server {
     shared: Arc<Shared>,
     local_addrs: Vec<SocketAddr>,
     tls_local_addrs: Vec<SocketAddr>,
+    /// Where IRC over WebSocket is served, plain and with TLS.
+    websocket_local_addrs: Vec<SocketAddr>,
+    websocket_tls_local_addrs: Vec<SocketAddr>,
     /// The TLS listeners' certificate, shared with every shard; `None` without them.
     tls: Option<Arc<TlsAcceptor>>,
     driver: IoMode,
@@ -59,7 +62,9 @@ impl Server {
         check_config(&config).map_err(|invalid| anyhow!("--{invalid}"))?;
         let driver = choose_driver(config.io)?;
         let tls = match &config.tls {
-            Some(files) if !config.tls_listen.is_empty() => {
+            Some(files)
+                if !config.tls_listen.is_empty() || !config.websocket_tls_listen.is_empty() =>
+            {
                 Some(Arc::new(TlsAcceptor::load(files.clone())?))
             }
             Some(_) => {
@@ -74,15 +79,34 @@ impl Server {
             share_inherited(inherited, config.shards)?
         };
         let (tls_local_addrs, secure) = bind_all(&config.tls_listen, config.shards)?;
-        let mut listeners: Vec<Vec<(TcpListener, Option<Arc<TlsAcceptor>>)>> = plain
-            .into_iter()
-            .zip(secure)
-            .map(|(plain, secure)| {
-                let plain = plain.into_iter().map(|socket| (socket, None));
-                let secure = secure.into_iter().map(|socket| (socket, tls.clone()));
-                plain.chain(secure).collect()
-            })
-            .collect();
+        let (websocket_local_addrs, websocket) = bind_all(&config.websocket_listen, config.shards)?;
+        let (websocket_tls_local_addrs, websocket_secure) =
+            bind_all(&config.websocket_tls_listen, config.shards)?;
+        let kinds = [
+            Transport::default(),
+            Transport {
+                tls: tls.clone(),
+                websocket: false,
+            },
+            Transport {
+                tls: None,
+                websocket: true,
+            },
+            Transport {
+                tls: tls.clone(),
+                websocket: true,
+            },
+        ];
+        let mut listeners: Vec<Vec<(TcpListener, Transport)>> =
+            (0..config.shards).map(|_| Vec::new()).collect();
+        for (kind, per_shard) in kinds
+            .iter()
+            .zip([plain, secure, websocket, websocket_secure])
+        {
+            for (shard, sockets) in listeners.iter_mut().zip(per_shard) {
+                shard.extend(sockets.into_iter().map(|socket| (socket, kind.clone())));
+            }
+        }
         let joining = match &config.cluster {
             Some(_) => Some(crate::cluster::Joining::open(&config)?),
             None => None,
@@ -128,6 +152,8 @@ impl Server {
             shared,
             local_addrs,
             tls_local_addrs,
+            websocket_local_addrs,
+            websocket_tls_local_addrs,
             tls,
             driver,
             threads,
@@ -163,6 +189,16 @@ impl Server {
     /// Every TLS listening address (with the real port when 0 was asked for).
     pub fn tls_local_addrs(&self) -> &[SocketAddr] {
         &self.tls_local_addrs
+    }
+
+    /// Every address serving IRC over WebSocket (and the web client), plain HTTP.
+    pub fn websocket_local_addrs(&self) -> &[SocketAddr] {
+        &self.websocket_local_addrs
+    }
+
+    /// Every address serving IRC over WebSocket with TLS.
+    pub fn websocket_tls_local_addrs(&self) -> &[SocketAddr] {
+        &self.websocket_tls_local_addrs
     }
 
     /// Re-reads the TLS certificate and key: new handshakes use them, existing
@@ -406,7 +442,7 @@ fn describe_bind_error(addr: SocketAddr, error: &std::io::Error) -> anyhow::Erro
 /// The body of a shard thread: build the runtime, report readiness, serve.
 fn run_shard_thread(
     shard: Shard,
-    listeners: Vec<(TcpListener, Option<Arc<TlsAcceptor>>)>,
+    listeners: Vec<(TcpListener, Transport)>,
     driver: IoMode,
     ready: mpsc::Sender<anyhow::Result<()>>,
 ) {
@@ -418,10 +454,10 @@ fn run_shard_thread(
                 local.block_on(&runtime, async move {
                     let adopted: Result<Vec<_>, std::io::Error> = listeners
                         .into_iter()
-                        .map(|(socket, tls)| {
+                        .map(|(socket, transport)| {
                             Ok(io::ShardListener {
                                 listener: epoll::EpollListener::new(socket)?,
-                                tls,
+                                transport,
                             })
                         })
                         .collect();
@@ -461,9 +497,9 @@ fn run_shard_thread(
             Ok(runtime) => runtime.block_on(async move {
                 let listeners = listeners
                     .into_iter()
-                    .map(|(socket, tls)| io::ShardListener {
+                    .map(|(socket, transport)| io::ShardListener {
                         listener: uring::UringListener::new(socket),
-                        tls,
+                        transport,
                     })
                     .collect();
                 let _ = ready.send(Ok(()));

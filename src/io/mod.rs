@@ -21,11 +21,17 @@
 //! [`TlsSession`] that its reader feeds ciphertext and its writer takes ciphertext
 //! from (see [`tls`]). A plaintext connection carries `None`, so all it pays for TLS
 //! existing is a branch per read and per write.
+//!
+//! WebSocket is one more layer of the same kind: a connection accepted on a WebSocket
+//! listener carries a [`WebSocketSession`] that turns the bytes read (or the plaintext
+//! TLS decrypted) into lines for the shard, and frames the lines the writer takes
+//! (before TLS encrypts them, on a `wss://` listener).
 
 pub mod epoll;
 pub mod ring;
 pub mod tls;
 pub mod uring;
+pub mod websocket;
 
 use crate::proto::closing::{closing_link, SHUTTING_DOWN_LINE};
 use crate::shard::shutdown::{ShutdownPhase, ShutdownSequence};
@@ -45,6 +51,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 use tls::{Received, TlsFailure, TlsSession};
 use tracing::{debug, info, warn, Instrument};
+use websocket::WebSocketSession;
 
 /// A connection's read buffer starts (and shrinks back to) this size: idle clients
 /// stay small.
@@ -63,6 +70,9 @@ pub(crate) const LIVENESS_TICK: Duration = Duration::from_secs(1);
 /// members), because its writers ran as soon as each completion came back, between
 /// two JOINs.
 pub(crate) const WRITES_PER_PASS: u64 = 64;
+/// Most lines' worth of bytes a TLS or WebSocket writer encodes in one turn (whole
+/// lines); the rest of the queue waits for the next turn.
+pub(crate) const MAX_ENCODED_PER_TURN: usize = 64 << 10;
 /// How long the accept loop pauses when the process is out of file descriptors.
 pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -92,13 +102,52 @@ pub trait Listener: 'static {
     fn close(&self);
 }
 
-/// One of a shard's listening sockets and whether it speaks TLS.
+/// What a listener's connections speak on top of TCP.
+#[derive(Clone, Default)]
+pub struct Transport {
+    /// `Some` on a `--tls-listen` or `--websocket-tls-listen` address: every
+    /// connection accepted here starts a session from this acceptor's current
+    /// certificate.
+    pub tls: Option<Arc<TlsAcceptor>>,
+    /// A `--websocket-listen` or `--websocket-tls-listen` address: HTTP, then
+    /// WebSocket frames (inside TLS, if any).
+    pub websocket: bool,
+}
+
+/// One of a shard's listening sockets and what its connections speak.
 pub struct ShardListener<L> {
     /// The socket, adopted by the shard's driver.
     pub listener: L,
-    /// `Some` on a `--tls-listen` address: every connection accepted here starts a
-    /// session from this acceptor's current certificate.
-    pub tls: Option<Arc<TlsAcceptor>>,
+    /// TLS, WebSocket, both or neither.
+    pub transport: Transport,
+}
+
+/// The layers one connection's bytes pass through, shared by its reader and writer.
+#[derive(Clone, Default)]
+struct Layers {
+    tls: Option<Rc<TlsSession>>,
+    websocket: Option<Rc<WebSocketSession>>,
+}
+
+impl Layers {
+    /// Whether the writer hands the socket encoded bytes rather than the lines.
+    fn encodes(&self) -> bool {
+        self.tls.is_some() || self.websocket.is_some()
+    }
+
+    /// Whether queued lines can be encoded: the TLS handshake and the WebSocket
+    /// upgrade are done.
+    fn carries_lines(&self) -> bool {
+        self.tls.as_ref().is_none_or(|tls| tls.is_established())
+            && self.websocket.as_ref().is_none_or(|ws| ws.is_open())
+    }
+
+    /// Whether a layer has bytes of its own to send (a handshake, an alert, an HTTP
+    /// response, a pong, a close frame).
+    fn wants_write(&self) -> bool {
+        self.tls.as_ref().is_some_and(|tls| tls.wants_write())
+            || self.websocket.as_ref().is_some_and(|ws| ws.wants_write())
+    }
 }
 
 /// Runs one shard until shutdown completes; called inside the driver's runtime.
@@ -109,12 +158,16 @@ pub async fn run_shard<L: Listener>(shard: Shard, listeners: Vec<ShardListener<L
     let stopping = Rc::new(Cell::new(false));
     let turns = Rc::new(WriteTurns::default());
     let mut sockets: Vec<Rc<L>> = Vec::new();
-    for ShardListener { listener, tls } in listeners {
+    for ShardListener {
+        listener,
+        transport,
+    } in listeners
+    {
         let listener = Rc::new(listener);
         sockets.push(listener.clone());
         tokio::task::spawn_local(accept_loop(
             listener,
-            tls,
+            transport,
             shard.clone(),
             stopping.clone(),
             turns.clone(),
@@ -156,13 +209,14 @@ pub async fn run_shard<L: Listener>(shard: Shard, listeners: Vec<ShardListener<L
 /// makes the pending accept fail.
 async fn accept_loop<L: Listener>(
     listener: Rc<L>,
-    tls: Option<Arc<TlsAcceptor>>,
+    transport: Transport,
     shard: Rc<RefCell<Shard>>,
     stopping: Rc<Cell<bool>>,
     turns: Rc<WriteTurns>,
 ) {
-    // A TLS peer cannot read a plaintext ERROR before its handshake: it is just closed.
-    let refusal = |why: Bytes| tls.is_none().then_some(why);
+    // A TLS peer cannot read a plaintext ERROR before its handshake, nor an HTTP
+    // client an IRC line: it is just closed.
+    let refusal = |why: Bytes| (transport.tls.is_none() && !transport.websocket).then_some(why);
     let mut starved = false;
     loop {
         let accepted = listener.accept().await;
@@ -196,7 +250,12 @@ async fn accept_loop<L: Listener>(
                 continue;
             }
         };
-        let session = match tls.as_deref().map(TlsAcceptor::session).transpose() {
+        let session = match transport
+            .tls
+            .as_deref()
+            .map(TlsAcceptor::session)
+            .transpose()
+        {
             Ok(session) => session.map(|session| Rc::new(TlsSession::new(session))),
             Err(error) => {
                 warn!(%error, "cannot start a TLS session; closing the connection");
@@ -207,7 +266,7 @@ async fn accept_loop<L: Listener>(
         let admitted = shard.borrow_mut().accept(peer, Instant::now());
         match admitted {
             Ok(id) => {
-                let span = tracing::debug_span!("conn", shard = id.shard, slot = id.slot.index, %peer, tls = session.is_some());
+                let span = tracing::debug_span!("conn", shard = id.shard, slot = id.slot.index, %peer, tls = session.is_some(), websocket = transport.websocket);
                 debug!(parent: &span, "connected");
                 if session.is_some() {
                     if let Some(client) = shard.borrow_mut().client_mut(id) {
@@ -216,12 +275,18 @@ async fn accept_loop<L: Listener>(
                 }
                 let stream = Rc::new(stream);
                 shard.borrow_mut().set_socket(id, stream.raw_fd());
+                let layers = Layers {
+                    tls: session,
+                    websocket: transport
+                        .websocket
+                        .then(|| Rc::new(WebSocketSession::new())),
+                };
                 tokio::task::spawn_local(
-                    read_loop(stream.clone(), shard.clone(), id, session.clone())
+                    read_loop(stream.clone(), shard.clone(), id, layers.clone())
                         .instrument(span.clone()),
                 );
                 tokio::task::spawn_local(
-                    write_loop(stream, shard.clone(), id, session, turns.clone()).instrument(span),
+                    write_loop(stream, shard.clone(), id, layers, turns.clone()).instrument(span),
                 );
             }
             Err(refused) => {
@@ -288,13 +353,13 @@ pub(crate) fn is_resource_exhaustion(error: &io::Error) -> bool {
     )
 }
 
-/// Owns the connection's only read: feeds the shard (through the TLS session, if any)
-/// until the peer is gone.
+/// Owns the connection's only read: feeds the shard (through the TLS and WebSocket
+/// sessions, if any) until the peer is gone.
 async fn read_loop<S: Stream>(
     stream: Rc<S>,
     shard: Rc<RefCell<Shard>>,
     id: ClientId,
-    tls: Option<Rc<TlsSession>>,
+    layers: Layers,
 ) {
     let mut buf = Vec::with_capacity(READ_BUFFER_MIN);
     loop {
@@ -310,13 +375,24 @@ async fn read_loop<S: Stream>(
                 break;
             }
         };
-        match &tls {
-            None => shard.borrow_mut().receive(id, &buf[..n], Instant::now()),
-            Some(tls) => {
-                if !receive_tls(tls, &mut buf[..n], &mut shard.borrow_mut(), id) {
-                    break;
-                }
+        let open = match (&layers.tls, &layers.websocket) {
+            (None, None) => {
+                shard.borrow_mut().receive(id, &buf[..n], Instant::now());
+                true
             }
+            (Some(tls), websocket) => receive_tls(
+                tls,
+                websocket.as_deref(),
+                &mut buf[..n],
+                &mut shard.borrow_mut(),
+                id,
+            ),
+            (None, Some(websocket)) => {
+                receive_websocket(websocket, &buf[..n], &mut shard.borrow_mut(), id)
+            }
+        };
+        if !open {
+            break;
         }
         let capacity = buf.capacity();
         if n == capacity && capacity < READ_BUFFER_MAX {
@@ -328,19 +404,44 @@ async fn read_loop<S: Stream>(
     shard.borrow_mut().peer_closed(id);
 }
 
-/// Feeds ciphertext to a TLS session; returns whether the connection stays open.
-/// Wakes the writer when the session has something to send (handshake messages,
-/// alerts) or just became able to encrypt what is queued.
-fn receive_tls(tls: &TlsSession, ciphertext: &mut [u8], shard: &mut Shard, id: ClientId) -> bool {
+/// Feeds ciphertext to a TLS session, and the plaintext to the WebSocket session on
+/// a `wss://` listener; returns whether the connection stays open. Wakes the writer
+/// when a session has something to send (handshake messages, alerts, an HTTP
+/// response) or just became able to encode what is queued.
+fn receive_tls(
+    tls: &TlsSession,
+    websocket: Option<&WebSocketSession>,
+    ciphertext: &mut [u8],
+    shard: &mut Shard,
+    id: ClientId,
+) -> bool {
     let was_established = tls.is_established();
-    let outcome = tls.receive(ciphertext, shard, id, Instant::now());
+    let now = Instant::now();
+    let mut websocket_open = true;
+    let outcome = match websocket {
+        None => tls.receive(ciphertext, shard, id, &mut |shard, plaintext| {
+            shard.receive(id, plaintext, now)
+        }),
+        Some(websocket) => {
+            let was_open = websocket.is_open();
+            let outcome = tls.receive(ciphertext, shard, id, &mut |shard, plaintext| {
+                if websocket_open {
+                    websocket_open = websocket.receive(plaintext, shard, id, now) == Received::Open;
+                }
+            });
+            if websocket.wants_write() || websocket.is_open() != was_open {
+                wake_writer(shard, id);
+            }
+            outcome
+        }
+    };
     if tls.wants_write() || tls.is_established() != was_established {
         if let Some(client) = shard.client_mut(id) {
             client.outbox.wake_writer();
         }
     }
     match outcome {
-        Ok(Received::Open) => true,
+        Ok(Received::Open) => websocket_open,
         Ok(Received::PeerClosed) => false,
         Err(failure) => {
             debug!(%failure, "closing the connection");
@@ -349,6 +450,29 @@ fn receive_tls(tls: &TlsSession, ciphertext: &mut [u8], shard: &mut Shard, id: C
             }
             false
         }
+    }
+}
+
+/// Feeds bytes read to a WebSocket session (plain HTTP listener); returns whether the
+/// connection stays open. Wakes the writer when the session has something to send
+/// (the HTTP response, a pong, a close) or was just upgraded.
+fn receive_websocket(
+    websocket: &WebSocketSession,
+    data: &[u8],
+    shard: &mut Shard,
+    id: ClientId,
+) -> bool {
+    let was_open = websocket.is_open();
+    let outcome = websocket.receive(data, shard, id, Instant::now());
+    if websocket.wants_write() || websocket.is_open() != was_open {
+        wake_writer(shard, id);
+    }
+    outcome == Received::Open
+}
+
+fn wake_writer(shard: &mut Shard, id: ClientId) {
+    if let Some(client) = shard.client_mut(id) {
+        client.outbox.wake_writer();
     }
 }
 
@@ -361,22 +485,23 @@ enum WriterTurn {
 /// Drains the outbox with one vectored write at a time; on close, flushes, shuts the
 /// socket and frees the client's slot.
 ///
-/// On a TLS connection each turn first finishes any ciphertext a short write left,
-/// else encrypts everything queued (up to rustls' buffer limit) in one go and writes
-/// all pending records with one writev. Lines queued before the handshake completes
-/// wait in the outbox. A closing TLS connection ends with `close_notify`.
+/// On a TLS or WebSocket connection each turn first finishes any encoded bytes a short
+/// write left, else encodes everything queued (frames, then records) in one go and
+/// writes it with one writev. Lines queued before the TLS handshake or the WebSocket
+/// upgrade completes wait in the outbox. A closing connection ends with a WebSocket
+/// close frame, then TLS `close_notify`.
 async fn write_loop<S: Stream>(
     stream: Rc<S>,
     shard: Rc<RefCell<Shard>>,
     id: ClientId,
-    tls: Option<Rc<TlsSession>>,
+    layers: Layers,
     turns: Rc<WriteTurns>,
 ) {
-    // Lines taken from the outbox and not yet written (plaintext) or not yet encrypted
-    // (TLS). Borrowed from the shard's pool only while non-empty.
+    // Lines taken from the outbox and not yet written (plaintext) or not yet encoded
+    // (TLS, WebSocket). Borrowed from the shard's pool only while non-empty.
     let mut batch: Vec<Bytes> = Vec::new();
-    // TLS only: records not yet accepted by the kernel (one buffer), pooled the same way.
-    let mut ciphertext: Vec<Bytes> = Vec::new();
+    // Encoded bytes not yet accepted by the kernel (one buffer), pooled the same way.
+    let mut encoded: Vec<Bytes> = Vec::new();
     let mut close_notified = false;
     loop {
         let turn = poll_fn(|cx| {
@@ -385,13 +510,10 @@ async fn write_loop<S: Stream>(
                 return Poll::Ready(WriterTurn::Finish);
             };
             let has_lines = !batch.is_empty() || client.outbox.has_queued();
-            let has_output = match &tls {
-                None => has_lines,
-                Some(tls) => {
-                    !ciphertext.is_empty()
-                        || tls.wants_write()
-                        || (has_lines && tls.is_established())
-                }
+            let has_output = if layers.encodes() {
+                !encoded.is_empty() || layers.wants_write() || (has_lines && layers.carries_lines())
+            } else {
+                has_lines
             };
             if has_output {
                 Poll::Ready(WriterTurn::Write)
@@ -404,7 +526,13 @@ async fn write_loop<S: Stream>(
         })
         .await;
         if let WriterTurn::Finish = turn {
-            match &tls {
+            if let Some(websocket) = layers.websocket.as_deref().filter(|ws| ws.is_open()) {
+                if layers.carries_lines() {
+                    websocket.close(1000, "");
+                    continue;
+                }
+            }
+            match &layers.tls {
                 Some(tls) if tls.is_established() && !close_notified => {
                     close_notified = true;
                     tls.send_close_notify();
@@ -417,25 +545,22 @@ async fn write_loop<S: Stream>(
         turns.take().await;
         let output = {
             let mut shard = shard.borrow_mut();
-            match &tls {
-                None => {
-                    take_lines(&mut shard, id, &mut batch);
-                    std::mem::take(&mut batch)
-                }
-                Some(tls) => {
-                    if ciphertext.is_empty() {
-                        if let Err(failure) =
-                            encrypt_queued(tls, &mut shard, id, &mut batch, &mut ciphertext)
-                        {
-                            shard.write_failed(id, &std::io::Error::other(failure));
-                            break;
-                        }
+            if layers.encodes() {
+                if encoded.is_empty() {
+                    if let Err(failure) =
+                        encode_queued(&layers, &mut shard, id, &mut batch, &mut encoded)
+                    {
+                        shard.write_failed(id, &std::io::Error::other(failure));
+                        break;
                     }
-                    if ciphertext.is_empty() {
-                        continue;
-                    }
-                    std::mem::take(&mut ciphertext)
                 }
+                if encoded.is_empty() {
+                    continue;
+                }
+                std::mem::take(&mut encoded)
+            } else {
+                take_lines(&mut shard, id, &mut batch);
+                std::mem::take(&mut batch)
             }
         };
         let (result, mut output) = stream.writev(output).await;
@@ -444,15 +569,14 @@ async fn write_loop<S: Stream>(
             Ok(written) => {
                 consume_written(&mut output, written);
                 shard.note_written(id, written);
-                let unwritten = match &tls {
-                    None => {
-                        if let Some(client) = shard.client_mut(id) {
-                            client.outbox.wrote(written);
-                        }
-                        &mut batch
+                let unwritten = if layers.encodes() {
+                    // The outbox was told when the lines were encoded.
+                    &mut encoded
+                } else {
+                    if let Some(client) = shard.client_mut(id) {
+                        client.outbox.wrote(written);
                     }
-                    // The outbox was told when the lines were encrypted.
-                    Some(_) => &mut ciphertext,
+                    &mut batch
                 };
                 *unwritten = output;
                 if unwritten.is_empty() {
@@ -559,32 +683,54 @@ fn take_lines(shard: &mut Shard, id: ClientId, batch: &mut Vec<Bytes>) {
     }
 }
 
-/// TLS: once the handshake is done, encrypts what is queued into shared records (up
-/// to 64 KiB a turn; the rest waits in `batch`), then moves every pending record (and
-/// any handshake message or alert) into `ciphertext` as one buffer for one writev.
-/// Before the handshake completes, queued lines stay in the outbox.
-fn encrypt_queued(
-    tls: &TlsSession,
+/// TLS and WebSocket: once the handshake (and upgrade) is done, encodes what is queued
+/// (up to 64 KiB a turn; the rest waits in `batch`) behind what the sessions owe
+/// (handshake messages, alerts, the HTTP response, pongs, a close frame), then moves
+/// it into `encoded` as one buffer for one writev. WebSocket frames are built in one
+/// buffer that TLS then encrypts into shared records. Before the handshakes complete,
+/// queued lines stay in the outbox.
+fn encode_queued(
+    layers: &Layers,
     shard: &mut Shard,
     id: ClientId,
     batch: &mut Vec<Bytes>,
-    ciphertext: &mut Vec<Bytes>,
+    encoded: &mut Vec<Bytes>,
 ) -> Result<(), TlsFailure> {
-    if tls.is_established() {
-        take_lines(shard, id, batch);
-        let encrypted = tls.encrypt(batch)?;
-        if let Some(client) = shard.client_mut(id) {
-            client.outbox.wrote(encrypted);
+    let tls_ready = layers.tls.as_ref().is_none_or(|tls| tls.is_established());
+    let mut taken = 0;
+    let mut plaintext = Vec::new();
+    if let Some(websocket) = layers.websocket.as_deref().filter(|_| tls_ready) {
+        websocket.take_output_into(&mut plaintext);
+        if websocket.is_open() {
+            take_lines(shard, id, batch);
+            taken = websocket.frame_lines(batch, &mut plaintext, MAX_ENCODED_PER_TURN);
         }
-        if batch.is_empty() {
-            shard.batch_pool().give_back(std::mem::take(batch));
+    } else if let Some(tls) = layers.tls.as_deref().filter(|_| tls_ready) {
+        take_lines(shard, id, batch);
+        taken = tls.encrypt(batch)?;
+    }
+    if taken > 0 {
+        if let Some(client) = shard.client_mut(id) {
+            client.outbox.wrote(taken);
         }
     }
-    if let Some(records) = tls.take_ciphertext() {
-        if ciphertext.capacity() == 0 {
-            *ciphertext = shard.batch_pool().take();
+    if batch.is_empty() && batch.capacity() > 0 {
+        shard.batch_pool().give_back(std::mem::take(batch));
+    }
+    let output = match layers.tls.as_deref() {
+        Some(tls) => {
+            if !plaintext.is_empty() {
+                tls.encrypt_plaintext(&plaintext)?;
+            }
+            tls.take_ciphertext()
         }
-        ciphertext.push(records);
+        None => (!plaintext.is_empty()).then(|| Bytes::from(plaintext)),
+    };
+    if let Some(output) = output {
+        if encoded.capacity() == 0 {
+            *encoded = shard.batch_pool().take();
+        }
+        encoded.push(output);
     }
     Ok(())
 }

@@ -26,7 +26,6 @@ use rustls::unbuffered::{
     WriteTraffic,
 };
 use std::cell::{Cell, RefCell};
-use std::time::Instant;
 use tracing::debug;
 
 /// Most plaintext encrypted in one writer turn: four full records. Past it, the rest
@@ -94,14 +93,15 @@ impl TlsSession {
     }
 
     /// Processes ciphertext read from the socket (in place, in the driver's buffer) and
-    /// hands every decrypted record to the shard, in order. When the handshake
-    /// completes, records on the client the certificate fingerprint, before any input.
+    /// hands every decrypted record to `deliver` (the shard's input, or a WebSocket
+    /// session on a `wss://` listener), in order. When the handshake completes, records
+    /// on the client the certificate fingerprint, before any input.
     pub fn receive(
         &self,
         data: &mut [u8],
         shard: &mut Shard,
         id: ClientId,
-        now: Instant,
+        deliver: &mut dyn FnMut(&mut Shard, &[u8]),
     ) -> Result<Received, TlsFailure> {
         if self.failed.get() {
             return Ok(Received::PeerClosed);
@@ -109,14 +109,14 @@ impl TlsSession {
         let mut connection = self.connection.borrow_mut();
         let mut partial = self.partial.borrow_mut();
         let processed = if partial.is_empty() {
-            self.process(&mut connection, data, shard, id, now)
+            self.process(&mut connection, data, shard, id, deliver)
                 .map(|(used, outcome)| {
                     partial.extend_from_slice(&data[used..]);
                     outcome
                 })
         } else {
             partial.extend_from_slice(data);
-            self.process(&mut connection, &mut partial, shard, id, now)
+            self.process(&mut connection, &mut partial, shard, id, deliver)
                 .map(|(used, outcome)| {
                     partial.drain(..used);
                     outcome
@@ -261,7 +261,7 @@ impl TlsSession {
         incoming: &mut [u8],
         shard: &mut Shard,
         id: ClientId,
-        now: Instant,
+        deliver: &mut dyn FnMut(&mut Shard, &[u8]),
     ) -> Result<(usize, Received), TlsFailure> {
         let mut used = 0;
         loop {
@@ -284,7 +284,7 @@ impl TlsSession {
                         match record {
                             Ok(record) => {
                                 discard += record.discard;
-                                shard.receive(id, record.payload, now);
+                                deliver(shard, record.payload);
                             }
                             Err(error) => {
                                 broken = Some(error.to_string());

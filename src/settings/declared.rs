@@ -142,6 +142,33 @@ macro_rules! with_settings {
             sts_duration: u64 | u64, Restart, "TLS", [], "", "",
                 [env = "RINGCHAT_STS_DURATION", default_value_t = 86_400, value_name = "S"];
 
+            // ---- WebSocket ----
+            /// Address to serve IRC over WebSocket on, plain HTTP (repeat for several),
+            /// e.g. 0.0.0.0:8097; a plain GET there gets the web client.
+            websocket_listen: Vec<String> | Vec<String>, Restart, "WebSocket", [], "none",
+                "[\"0.0.0.0:8097\"]",
+                [env = "RINGCHAT_WEBSOCKET_LISTEN", value_delimiter = ',', value_name = "ADDR"];
+            /// Address to serve IRC over WebSocket on with TLS (wss://), with the
+            /// certificate of --tls-cert and --tls-key (and its reload).
+            websocket_tls_listen: Vec<String> | Vec<String>, Restart, "WebSocket", [], "none",
+                "[\"0.0.0.0:8098\"]",
+                [env = "RINGCHAT_WEBSOCKET_TLS_LISTEN", value_delimiter = ',',
+                 value_name = "ADDR"];
+            /// Web pages allowed to open a WebSocket (their `Origin`, e.g.
+            /// https://chat.example.org; repeat for several). Unset: any page. A client
+            /// that sends no Origin (not a browser) is always let in.
+            websocket_origins: Vec<String> | Vec<String>, Restart, "WebSocket", [], "any",
+                "[\"https://chat.example.org\"]",
+                [env = "RINGCHAT_WEBSOCKET_ORIGINS", value_delimiter = ',',
+                 value_name = "ORIGIN"];
+            /// Reverse proxies (CIDRs) whose X-Forwarded-For or Forwarded header names
+            /// the real client on a WebSocket listener; bans and per-source limits then
+            /// apply to that address. Unset: the headers are ignored.
+            websocket_proxies: Vec<String> | Vec<String>, Restart, "WebSocket", [], "none",
+                "[\"127.0.0.1/32\"]",
+                [env = "RINGCHAT_WEBSOCKET_PROXIES", value_delimiter = ',',
+                 value_name = "CIDR"];
+
             // ---- Hostile clients ----
             /// Seconds queued output may make no progress (the peer stopped reading)
             /// before the connection is closed ("Write timeout"), or, if it was already

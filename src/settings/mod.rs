@@ -172,6 +172,12 @@ impl Values {
         let listen = resolve_all(&v.listen).map_err(|problem| merge.error("listen", problem))?;
         let tls_listen =
             resolve_all(&v.tls_listen).map_err(|problem| merge.error("tls-listen", problem))?;
+        let websocket_listen = resolve_all(&v.websocket_listen)
+            .map_err(|problem| merge.error("websocket-listen", problem))?;
+        let websocket_tls_listen = resolve_all(&v.websocket_tls_listen)
+            .map_err(|problem| merge.error("websocket-tls-listen", problem))?;
+        let websocket_proxies = parse_networks(&v.websocket_proxies)
+            .map_err(|problem| merge.error("websocket-proxies", problem))?;
         let tls = match (v.tls_cert, v.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             (None, None) => None,
@@ -199,6 +205,10 @@ impl Values {
             listen,
             tls_listen,
             tls,
+            websocket_listen,
+            websocket_tls_listen,
+            websocket_origins: v.websocket_origins,
+            websocket_proxies,
             sts,
             server_name: v.server_name,
             server_info: v.server_info,

@@ -9,6 +9,7 @@
 #![allow(dead_code)] // each test file uses part of the harness
 
 pub mod tls;
+pub mod websocket;
 
 use ringchat::{Config, IoMode, Server};
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
@@ -73,8 +74,19 @@ impl Setup {
         TestServer {
             addr: server.local_addr(),
             tls_addr: server.tls_local_addrs().first().copied(),
+            ws_addr: server.websocket_local_addrs().first().copied(),
+            wss_addr: server.websocket_tls_local_addrs().first().copied(),
             server: Some(server),
         }
+    }
+
+    /// Starts a server with a plaintext and a WebSocket listener, after `adjust` has
+    /// changed the config.
+    pub fn start_websocket(&self, adjust: impl FnOnce(&mut Config)) -> TestServer {
+        self.start_with(|config| {
+            config.websocket_listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
+            adjust(config);
+        })
     }
 
     /// Starts a server with a plaintext and a TLS listener, presenting `pki`'s
@@ -127,6 +139,10 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// Where it listens with TLS, if it does.
     pub tls_addr: Option<SocketAddr>,
+    /// Where it serves WebSocket (and the web client), if it does.
+    pub ws_addr: Option<SocketAddr>,
+    /// Where it serves WebSocket over TLS, if it does.
+    pub wss_addr: Option<SocketAddr>,
     server: Option<Server>,
 }
 

@@ -33,6 +33,10 @@
 //!   encrypts everything queued (up to `SEND_BYTES` of plaintext, in records of up to
 //!   16 KiB) straight into one pooled send buffer. Kernel TLS is not used: this
 //!   kernel has no `CONFIG_TLS` (README "TLS").
+//! - **WebSocket**: a connection accepted on a WebSocket listener carries a
+//!   [`WebSocketSession`] (see `super::websocket`) the received bytes (or TLS
+//!   plaintext) go through before the shard; its writer turn frames everything queued
+//!   into the send buffer (or into the plaintext TLS then encrypts).
 //! - **Wake-ups** from other shards arrive as the completion of an eventfd read kept
 //!   in flight (`Bus::attach_eventfd`); timers are ring timeouts.
 //!
@@ -44,9 +48,10 @@ mod send_buffers;
 mod sys;
 
 use super::tls::TlsSession;
+use super::websocket::WebSocketSession;
 use super::{
-    is_resource_exhaustion, receive_tls, shutdown_listener, Housekeeping, ACCEPT_BACKOFF,
-    FLOOD_TICK, SHUTTING_DOWN,
+    is_resource_exhaustion, receive_tls, receive_websocket, shutdown_listener, Housekeeping,
+    Transport, ACCEPT_BACKOFF, FLOOD_TICK, SHUTTING_DOWN,
 };
 use crate::shard::shutdown::{ShutdownPhase, ShutdownSequence};
 use crate::shard::Shard;
@@ -61,7 +66,6 @@ use std::io::{self, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use sys::{Completion, Output, Ring, Timer};
 use tracing::{debug, info, warn};
@@ -104,15 +108,17 @@ struct Conn {
     tls: Option<Box<TlsSession>>,
     /// TLS: the `close_notify` alert was queued, so a closing writer finishes next.
     close_notified: bool,
+    /// The WebSocket session on a WebSocket listener's connection (boxed, as `tls`).
+    websocket: Option<Box<WebSocketSession>>,
 }
 
 /// A listening socket and whether its multishot accept is armed.
 struct Listener {
     socket: TcpListener,
     accepting: bool,
-    /// `Some` on a `--tls-listen` address: each connection starts a session from the
-    /// acceptor's current certificate (a reload changes new handshakes only).
-    tls: Option<Arc<TlsAcceptor>>,
+    /// TLS (each connection starts a session from the acceptor's current
+    /// certificate: a reload changes new handshakes only), WebSocket, both or neither.
+    transport: Transport,
 }
 
 /// A shard on the ring driver.
@@ -153,10 +159,7 @@ pub struct Driver {
 
 impl Driver {
     /// Builds the shard's ring and wake-up eventfd, or says why the kernel refused.
-    pub fn new(
-        shard: Shard,
-        listeners: Vec<(TcpListener, Option<Arc<TlsAcceptor>>)>,
-    ) -> io::Result<Driver> {
+    pub fn new(shard: Shard, listeners: Vec<(TcpListener, Transport)>) -> io::Result<Driver> {
         let ring = Ring::new(shard.shared.config.ring_buffers)?;
         sys::log_setup(&ring);
         let eventfd = shard
@@ -169,10 +172,10 @@ impl Driver {
             ring,
             listeners: listeners
                 .into_iter()
-                .map(|(socket, tls)| Listener {
+                .map(|(socket, transport)| Listener {
                     socket,
                     accepting: false,
-                    tls,
+                    transport,
                 })
                 .collect(),
             conns: Slab::default(),
@@ -230,11 +233,15 @@ impl Driver {
                 result,
                 more,
             } => {
-                let tls = self.listeners.get_mut(listener).and_then(|listener| {
-                    listener.accepting &= more;
-                    listener.tls.clone()
-                });
-                self.accepted(result, tls)?;
+                let transport = self
+                    .listeners
+                    .get_mut(listener)
+                    .map(|listener| {
+                        listener.accepting &= more;
+                        listener.transport.clone()
+                    })
+                    .unwrap_or_default();
+                self.accepted(result, transport)?;
             }
             Completion::Received { conn, result, more } => self.received(conn, result, more)?,
             Completion::Sent {
@@ -293,14 +300,10 @@ impl Driver {
         Ok(())
     }
 
-    fn accepted(
-        &mut self,
-        result: io::Result<TcpStream>,
-        tls: Option<Arc<TlsAcceptor>>,
-    ) -> io::Result<()> {
-        // A TLS peer cannot read a plaintext ERROR before its handshake: it is just
-        // closed.
-        let plaintext = tls.is_none();
+    fn accepted(&mut self, result: io::Result<TcpStream>, transport: Transport) -> io::Result<()> {
+        // A TLS peer cannot read a plaintext ERROR before its handshake, nor an HTTP
+        // client an IRC line: it is just closed.
+        let plaintext = transport.tls.is_none() && !transport.websocket;
         let stream = match result {
             Ok(stream) => stream,
             Err(_) if self.shutdown.is_some() => return Ok(()),
@@ -328,7 +331,12 @@ impl Driver {
                 return Ok(());
             }
         };
-        let session = match tls.as_deref().map(TlsAcceptor::session).transpose() {
+        let session = match transport
+            .tls
+            .as_deref()
+            .map(TlsAcceptor::session)
+            .transpose()
+        {
             Ok(session) => session.map(|session| Box::new(TlsSession::new(session))),
             Err(error) => {
                 warn!(%error, "cannot start a TLS session; closing the connection");
@@ -338,7 +346,7 @@ impl Driver {
         };
         match self.shard.accept(peer, Instant::now()) {
             Ok(id) => {
-                debug!(shard = id.shard, slot = id.slot.index, %peer, tls = session.is_some(), "connected");
+                debug!(shard = id.shard, slot = id.slot.index, %peer, tls = session.is_some(), websocket = transport.websocket, "connected");
                 if session.is_some() {
                     if let Some(client) = self.shard.client_mut(id) {
                         client.tls = Some(Box::default());
@@ -357,6 +365,9 @@ impl Driver {
                     unsent: Vec::new(),
                     tls: session,
                     close_notified: false,
+                    websocket: transport
+                        .websocket
+                        .then(|| Box::new(WebSocketSession::new())),
                 });
                 self.ring.receive(fd, sys::token(key))?;
                 self.service_writer(key)?;
@@ -393,17 +404,23 @@ impl Driver {
             Ok(Some(buffer)) if conn.read_done => self.ring.recycle(buffer),
             Ok(Some(mut buffer)) => {
                 self.shard.note_read();
-                match &conn.tls {
-                    None => self
-                        .shard
-                        .receive(id, self.ring.data(&buffer), Instant::now()),
-                    Some(tls) => {
-                        let ciphertext = self.ring.data_mut(&mut buffer);
-                        if !receive_tls(tls, ciphertext, &mut self.shard, id) {
-                            conn.read_done = true;
-                            self.shard.peer_closed(id);
-                        }
+                let open = match (&conn.tls, &conn.websocket) {
+                    (None, None) => {
+                        self.shard
+                            .receive(id, self.ring.data(&buffer), Instant::now());
+                        true
                     }
+                    (Some(tls), websocket) => {
+                        let ciphertext = self.ring.data_mut(&mut buffer);
+                        receive_tls(tls, websocket.as_deref(), ciphertext, &mut self.shard, id)
+                    }
+                    (None, Some(websocket)) => {
+                        receive_websocket(websocket, self.ring.data(&buffer), &mut self.shard, id)
+                    }
+                };
+                if !open {
+                    conn.read_done = true;
+                    self.shard.peer_closed(id);
                 }
                 self.ring.recycle(buffer);
             }
@@ -459,8 +476,8 @@ impl Driver {
         if conn.sending || conn.released {
             return Ok(());
         }
-        if conn.tls.is_some() {
-            return self.service_tls_writer(key);
+        if conn.tls.is_some() || conn.websocket.is_some() {
+            return self.service_encoded_writer(key);
         }
         let id = conn.client;
         let Some(client) = self.shard.client_mut(id) else {
@@ -507,85 +524,124 @@ impl Driver {
         Ok(())
     }
 
-    /// A TLS writer's turn, as `super::write_loop` takes it on a TLS connection: once
-    /// the handshake is done, everything queued (up to [`SEND_BYTES`] of plaintext) is
-    /// encrypted into records of up to 16 KiB behind the ciphertext a short send left
-    /// and any handshake message or alert the session owes, all in one (pooled) buffer
-    /// for one send. Lines queued before the handshake completes wait in the outbox. A
-    /// closing TLS connection ends with `close_notify`.
-    fn service_tls_writer(&mut self, key: SlotKey) -> io::Result<()> {
+    /// A TLS or WebSocket writer's turn, as `super::write_loop` takes it on such a
+    /// connection: once the handshake (and upgrade) is done, everything queued (up to
+    /// [`SEND_BYTES`]) is framed (WebSocket) and encrypted into records of up to 16 KiB
+    /// (TLS), behind the bytes a short send left and whatever the sessions owe
+    /// (handshake messages, alerts, the HTTP response, pongs, a close frame), all in
+    /// one pooled buffer for one send. Lines queued before the handshakes complete
+    /// wait in the outbox. A closing connection ends with a WebSocket close frame, then
+    /// TLS `close_notify`.
+    fn service_encoded_writer(&mut self, key: SlotKey) -> io::Result<()> {
         let Some(conn) = self.conns.get_mut(key) else {
             return Ok(());
         };
         let id = conn.client;
-        let Some(tls) = conn.tls.as_deref() else {
-            return Ok(());
-        };
         let Some(client) = self.shard.client_mut(id) else {
             return self.finish(key);
         };
-        let established = tls.is_established();
-        // More records join unsent ciphertext in one send (as lines join unsent lines
-        // on a plaintext connection) while it is under `SEND_BYTES`: encrypted lines
-        // leave the outbox's sendq count, so what a slow peer holds outside it stays
-        // under two sends' worth.
-        let has_lines = established && conn.unsent.len() < SEND_BYTES && client.outbox.has_queued();
-        if conn.unsent.is_empty() && !tls.wants_write() && !has_lines {
+        let tls = conn.tls.as_deref();
+        let websocket = conn.websocket.as_deref();
+        let tls_ready = tls.is_none_or(TlsSession::is_established);
+        let carries_lines = tls_ready && websocket.is_none_or(WebSocketSession::is_open);
+        // More records join unsent bytes in one send (as lines join unsent lines on a
+        // plaintext connection) while they are under `SEND_BYTES`: encoded lines leave
+        // the outbox's sendq count, so what a slow peer holds outside it stays under
+        // two sends' worth.
+        let has_lines =
+            carries_lines && conn.unsent.len() < SEND_BYTES && client.outbox.has_queued();
+        let sessions_owe = tls.is_some_and(TlsSession::wants_write)
+            || (tls_ready && websocket.is_some_and(WebSocketSession::wants_write));
+        if conn.unsent.is_empty() && !sessions_owe && !has_lines {
             if !client.closing {
                 client
                     .outbox
                     .park_writer(&sys::writer_waker(sys::token(key)));
                 return Ok(());
             }
-            if !established || conn.close_notified {
-                return self.finish(key);
-            }
-            conn.close_notified = true;
-            tls.send_close_notify();
-        }
-        let encrypted = if has_lines {
-            client.outbox.take_batch(&mut self.lines, MAX_BATCH_LINES);
-            // A lone line is encrypted where it is; several are joined first.
-            let plaintext: &[u8] = if self.lines.len() == 1 && !client.outbox.has_queued() {
-                &self.lines[0]
-            } else {
-                loop {
-                    for line in self.lines.drain(..) {
-                        self.plaintext.extend_from_slice(&line);
-                    }
-                    if self.plaintext.len() >= SEND_BYTES || !client.outbox.has_queued() {
-                        break;
-                    }
-                    client.outbox.take_batch(&mut self.lines, MAX_BATCH_LINES);
+            match (websocket, tls) {
+                (Some(websocket), _) if carries_lines => websocket.close(1000, ""),
+                (_, Some(tls)) if tls.is_established() && !conn.close_notified => {
+                    conn.close_notified = true;
+                    tls.send_close_notify();
                 }
-                &self.plaintext
-            };
-            let room = TlsSession::ciphertext_room(plaintext.len());
-            tls.lend_output(if conn.unsent.is_empty() {
-                self.send_buffers.take(room)
-            } else {
-                let mut unsent = std::mem::take(&mut conn.unsent);
-                unsent.reserve(room);
-                unsent
-            });
-            let encrypted = tls.encrypt_plaintext(plaintext).map(drop);
-            client.outbox.wrote(plaintext.len());
-            self.lines.clear();
-            self.plaintext.clear();
-            encrypted
+                _ => return self.finish(key),
+            }
+        }
+        let mut output = if conn.unsent.is_empty() {
+            self.send_buffers.take(0)
         } else {
-            tls.lend_output(std::mem::take(&mut conn.unsent));
-            Ok(())
+            std::mem::take(&mut conn.unsent)
         };
-        let output = tls.take_output();
+        let mut taken = 0;
+        match (websocket, tls) {
+            (Some(websocket), tls) if tls_ready => {
+                // Frames go straight into the send buffer, or into the plaintext
+                // that TLS then encrypts into it.
+                let framed = if tls.is_some() {
+                    &mut self.plaintext
+                } else {
+                    &mut output
+                };
+                websocket.take_output_into(framed);
+                while has_lines && framed.len() < SEND_BYTES && client.outbox.has_queued() {
+                    client.outbox.take_batch(&mut self.lines, MAX_BATCH_LINES);
+                    taken += websocket.frame_lines(&mut self.lines, framed, usize::MAX);
+                }
+            }
+            (None, Some(_)) if has_lines => {
+                // A lone line is encrypted where it is; several are joined first.
+                client.outbox.take_batch(&mut self.lines, MAX_BATCH_LINES);
+                if self.lines.len() > 1 || client.outbox.has_queued() {
+                    loop {
+                        for line in self.lines.drain(..) {
+                            taken += line.len();
+                            self.plaintext.extend_from_slice(&line);
+                        }
+                        if self.plaintext.len() >= SEND_BYTES || !client.outbox.has_queued() {
+                            break;
+                        }
+                        client.outbox.take_batch(&mut self.lines, MAX_BATCH_LINES);
+                    }
+                }
+            }
+            _ => {}
+        }
+        let encrypted = match tls {
+            Some(tls) => {
+                let plaintext: &[u8] = match self.lines.first() {
+                    Some(lone) => {
+                        taken += lone.len();
+                        lone
+                    }
+                    None => &self.plaintext,
+                };
+                let room = TlsSession::ciphertext_room(plaintext.len());
+                output.reserve(room);
+                tls.lend_output(output);
+                let encrypted = if plaintext.is_empty() {
+                    Ok(())
+                } else {
+                    tls.encrypt_plaintext(plaintext).map(drop)
+                };
+                output = tls.take_output();
+                encrypted
+            }
+            None => Ok(()),
+        };
+        if taken > 0 {
+            client.outbox.wrote(taken);
+        }
+        self.lines.clear();
+        self.plaintext.clear();
         if let Err(failure) = encrypted {
             self.send_buffers.give_back(output);
             self.shard.write_failed(id, &io::Error::other(failure));
             return self.finish(key);
         }
         if output.is_empty() {
-            // The session failed (its reader closed the client): nothing more can be
-            // encrypted or sent.
+            // The TLS session failed (its reader closed the client): nothing more
+            // can be encrypted or sent.
             self.send_buffers.give_back(output);
             return self.finish(key);
         }
@@ -607,8 +663,9 @@ impl Driver {
         match result {
             Ok(written) => {
                 self.shard.note_written(id, written);
-                // A TLS connection's outbox was told when its lines were encrypted.
-                if conn.tls.is_none() {
+                // A TLS or WebSocket connection's outbox was told when its lines were
+                // encoded.
+                if conn.tls.is_none() && conn.websocket.is_none() {
                     if let Some(client) = self.shard.client_mut(id) {
                         client.outbox.wrote(written);
                     }
