@@ -106,6 +106,12 @@ pub struct Config {
     pub max_channels_per_client: usize,
     /// Lines that are not valid UTF-8 are refused (ISUPPORT `UTF8ONLY`).
     pub utf8_only: bool,
+    /// Others see a cloak of each user's address, never the address
+    /// ([`crate::cloak`]); off only with `--show-addresses` (and in
+    /// [`Config::loopback`], whose tests expect `127.0.0.1`).
+    pub cloak_hosts: bool,
+    /// The key of the cloaks; `None`: the data directory's key file (generated once).
+    pub cloak_secret: Option<String>,
     /// Runtimes (threads), one per core.
     pub shards: usize,
     /// The I/O driver.
@@ -132,12 +138,14 @@ pub struct Config {
 }
 
 impl Config {
-    /// A config for tests and embedding: loopback, ephemeral port, one shard.
+    /// A config for tests and embedding: loopback, ephemeral port, one shard, the
+    /// real addresses shown (every user is `127.0.0.1`, and tests say so).
     pub fn loopback() -> Config {
         Config {
             cluster: None,
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
             shards: 1,
+            cloak_hosts: false,
             ..Config::default()
         }
     }

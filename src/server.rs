@@ -8,6 +8,7 @@
 //! A shard thread that ends on its own (a panic) is reported by [`Server::wait`] as a
 //! failure of the whole server.
 
+use crate::cloak::Cloak;
 use crate::config::{Config, IoMode};
 use crate::io::{self, epoll, ring, uring};
 use crate::settings::checks::check_config;
@@ -92,11 +93,16 @@ impl Server {
             cluster.node = joining.node;
         }
         let store = config.data_dir.as_deref().map(Store::open).transpose()?;
+        let cloak = config
+            .cloak_hosts
+            .then(|| Cloak::load(config.cloak_secret.as_deref(), config.data_dir.as_deref()))
+            .transpose()?;
         let mut shared = match &joining {
             Some(joining) => Shared::starting_from(config, joining.network.clone()),
             None => Shared::new(config),
         };
         shared.store = store;
+        shared.cloak = cloak;
         let shared = Arc::new(shared);
         let link = joining
             .map(|joining| joining.start(shared.clone()))

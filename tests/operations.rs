@@ -788,9 +788,12 @@ fn operators_from_the_config_file_rehash_kline_to_the_data_dir_and_die() {
     let args = ["--config", config.to_str().unwrap(), "--data-dir"];
     let mut server = Running::start(addr, &[&args[..], &[data.to_str().unwrap()]].concat());
     let (mut alice, _) = register(addr, "alice");
+    // Cloaked by default, with the key the first start made in the data directory.
+    let key = std::fs::read_to_string(data.join("cloak.key")).expect("cloak.key is made");
+    let cloak = ringchat::cloak::Cloak::new(key.trim().as_bytes()).host_for([127, 0, 0, 1].into());
     alice.send("OPER admin first");
     alice.expect_numeric("381");
-    alice.expect(":alice!~alice@127.0.0.1 MODE alice +o");
+    alice.expect(&format!(":alice!~alice@{cloak} MODE alice +o"));
     server.log_containing("OPER succeeded");
 
     write(
@@ -811,7 +814,7 @@ fn operators_from_the_config_file_rehash_kline_to_the_data_dir_and_die() {
     server.log_containing("OPER failed");
     bob.send("OPER admin second");
     bob.expect_numeric("381");
-    bob.expect(":bob!~bob@127.0.0.1 MODE bob +o");
+    bob.expect(&format!(":bob!~bob@{cloak} MODE bob +o"));
 
     alice.send("KLINE ~evil@127.0.0.1 :kept on disk");
     assert!(alice.line().contains("Added permanent K-Line"));

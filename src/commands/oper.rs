@@ -30,7 +30,7 @@ pub fn oper(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         .shard
         .network()
         .user(ctx.id)
-        .map(|user| format!("{}@{}", user.user, user.host))
+        .map(|user| user.user_at_address())
     else {
         return;
     };

@@ -309,14 +309,22 @@ fn try_complete_registration(ctx: &mut Ctx<'_>) {
         return;
     }
     let (nick, user, realname) = (nick.clone(), user.clone(), realname.clone());
-    if let Some(why) = server_ban(ctx, &user) {
+    let address = ctx.client().host.clone();
+    let ip = address.parse::<std::net::IpAddr>().ok();
+    let shown_host: Box<str> = match (&ctx.shard.shared.cloak, ip) {
+        (Some(cloak), Some(ip)) => cloak.host_for(ip).into(),
+        _ => address.clone(),
+    };
+    if let Some(why) = server_ban(ctx, &user, &shown_host) {
         ctx.shard.close(ctx.id, CloseReason::Killed(why));
         return;
     }
     let outcome = ctx.shard.propose(Event::Register {
         client: ctx.id,
         user: format!("~{user}").into(),
-        host: ctx.client().host.clone(),
+        host: shown_host.clone(),
+        address: address.clone(),
+        tls: ctx.client().tls.is_some(),
         realname: realname.into(),
         activity: ctx.client().activity.clone(),
     });
@@ -331,26 +339,29 @@ fn try_complete_registration(ctx: &mut Ctx<'_>) {
     ctx.shard.mark_registered(ctx.id);
     if let Some(client) = ctx.shard.client_mut(ctx.id) {
         client.registration = None;
-        client.set_identity(&nick, &user);
+        client.set_identity(&nick, &user, &shown_host);
     }
-    welcome(ctx);
+    welcome(ctx, (shown_host != address).then_some(&*shown_host));
 }
 
-/// The closing reason if a KLINE (or DLINE) keeps out `~user@ip` of this client.
-fn server_ban(ctx: &Ctx<'_>, user: &str) -> Option<String> {
+/// The closing reason if a KLINE (or DLINE) keeps out this client, as `~user@ip` or
+/// as `~user@cloak`.
+fn server_ban(ctx: &Ctx<'_>, user: &str, shown_host: &str) -> Option<String> {
     let host = &ctx.client().host;
     let ip = host.parse::<std::net::IpAddr>().ok()?;
     let now_unix = crate::proto::time::unix_seconds(std::time::SystemTime::now());
+    let by_address = format!("~{user}@{host}");
+    let by_cloak = format!("~{user}@{shown_host}");
     let ban =
         ctx.shard
             .network()
             .server_bans()
-            .user_ban(&format!("~{user}@{host}"), ip, now_unix)?;
+            .user_ban(&[&by_address, &by_cloak], ip, now_unix)?;
     Some(format!("{}d ({})", ban.target.kind(), ban.reason))
 }
 
-/// 001-005, the LUSERS replies and the MOTD.
-fn welcome(ctx: &mut Ctx<'_>) {
+/// 001-005, 396 for a cloaked user, the LUSERS replies and the MOTD.
+fn welcome(ctx: &mut Ctx<'_>, cloak: Option<&str>) {
     let config = ctx.config();
     let network = config.network.clone();
     let server = config.server_name.clone();
@@ -374,6 +385,15 @@ fn welcome(ctx: &mut Ctx<'_>) {
         ctx.reply(reply);
     }
     send_isupport(ctx);
+    // Modern IRC, RPL_HOSTHIDDEN (396): `<client> <hostname> :is now your displayed
+    // host`, sent where InspIRCd sends it, after ISUPPORT.
+    if let Some(cloak) = cloak {
+        let reply = ctx
+            .numeric(RPL_HOSTHIDDEN)
+            .arg(cloak)
+            .trailing("is now your displayed host");
+        ctx.reply(reply);
+    }
     info::send_lusers(ctx);
     info::send_motd(ctx);
 }

@@ -149,10 +149,7 @@ fn is_oper(ctx: &mut Ctx<'_>) -> bool {
 /// O(users), once per ban an operator sets.
 fn too_wide(ctx: &mut Ctx<'_>, ban: &ServerBan, now: u64) -> Option<String> {
     let network = ctx.shard.network();
-    let hits_user = |user: &crate::state::network::User| {
-        let ip: Option<IpAddr> = user.host.parse().ok();
-        ip.is_some_and(|ip| ban.matches(Some(&format!("{}@{}", user.user, user.host)), ip, now))
-    };
+    let hits_user = |user: &crate::state::network::User| user.is_server_banned(ban, now);
     let (mut users, mut hits) = (0usize, 0usize);
     for (_, user) in network.users() {
         users += 1;

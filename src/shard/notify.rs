@@ -234,16 +234,12 @@ impl Shard {
             .clients
             .iter()
             .filter(|client| !client.closing)
-            .filter(|client| {
-                let Ok(ip) = client.host.parse::<IpAddr>() else {
-                    return false;
-                };
-                let user_at_host = self
-                    .log
-                    .network()
-                    .user(client.id)
-                    .map(|user| format!("{}@{}", user.user, user.host));
-                ban.matches(user_at_host.as_deref(), ip, now_unix)
+            .filter(|client| match self.log.network().user(client.id) {
+                Some(user) => user.is_server_banned(ban, now_unix),
+                None => client
+                    .host
+                    .parse::<IpAddr>()
+                    .is_ok_and(|ip| ban.matches(&[], ip, now_unix)),
             })
             .map(|client| client.id)
             .collect();

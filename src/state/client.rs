@@ -81,7 +81,8 @@ pub enum CloseReason {
 pub struct Client {
     /// This client's id; stable for the connection's life.
     pub id: ClientId,
-    /// The peer's IP as text (no reverse DNS, so nothing blocks on lookups).
+    /// The peer's IP as text (no reverse DNS, so nothing blocks on lookups). Others
+    /// see a cloak of it once the client is registered (the host in `source`).
     pub host: Box<str>,
     /// `Some` until registration completes.
     pub registration: Option<Box<Registration>>,
@@ -220,15 +221,26 @@ impl Client {
         after_nick.split('@').next().unwrap_or(after_nick)
     }
 
-    /// Sets the source from a new nickname and the user name.
-    pub fn set_identity(&mut self, nick: &str, user: &str) {
-        self.source = format!("{nick}!~{user}@{}", self.host).into();
+    /// Sets the source from a new nickname, the user name and the host others see
+    /// (the cloak, or the address when cloaking is off).
+    pub fn set_identity(&mut self, nick: &str, user: &str, shown_host: &str) {
+        self.source = format!("{nick}!~{user}@{shown_host}").into();
         self.nick_len = nick.len();
+    }
+
+    /// The host others see: the part of the source after `@` (the address before
+    /// registration).
+    pub fn shown_host(&self) -> &str {
+        match self.source.rsplit_once('@') {
+            Some((_, host)) if self.is_registered() => host,
+            _ => &self.host,
+        }
     }
 
     /// Changes only the nickname part of the source.
     pub fn rename(&mut self, nick: &str) {
         let user = self.user().trim_start_matches('~').to_owned();
-        self.set_identity(nick, &user);
+        let shown_host = self.shown_host().to_owned();
+        self.set_identity(nick, &user, &shown_host);
     }
 }
