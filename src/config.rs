@@ -34,6 +34,25 @@ pub enum IoMode {
     Ring,
 }
 
+impl IoMode {
+    /// The driver's name as `--io` spells it (`ring`), for logs and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            IoMode::Auto => "auto",
+            IoMode::Uring => "uring",
+            IoMode::Epoll => "epoll",
+            IoMode::Ring => "ring",
+        }
+    }
+}
+
+/// [`IoMode::name`].
+impl std::fmt::Display for IoMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A value the settings' checks refuse (`crate::settings::checks`): which setting, and
 /// what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -146,10 +146,11 @@ fn run(
     let inherited = systemd::listen_fds()?;
     let socket_activated = !inherited.is_empty();
     let mut server = Server::start_on(settings.config.clone(), inherited)?;
-    log_start(&server, settings, socket_activated);
-    if let Some(addr) = settings.metrics {
-        metrics::serve(addr, server.shared().clone(), server.driver())?;
-    }
+    let metrics_addr = settings
+        .metrics
+        .map(|addr| metrics::serve(addr, server.shared().clone(), server.driver()))
+        .transpose()?;
+    log_start(&server, settings, socket_activated, metrics_addr);
     let notify = |state: &str| {
         if let Some(notifier) = &notifier {
             notifier.notify(state);
@@ -236,6 +237,20 @@ fn reload_tls(server: &Server) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Every address the process listens on, with its kind: `plain 0.0.0.0:6667, tls
+/// 0.0.0.0:6697, metrics 127.0.0.1:9100`.
+fn listeners(server: &Server, metrics: Option<std::net::SocketAddr>) -> String {
+    let plain = server.local_addrs().iter().map(|addr| ("plain", *addr));
+    let tls = server.tls_local_addrs().iter().map(|addr| ("tls", *addr));
+    let metrics = metrics.into_iter().map(|addr| ("metrics", addr));
+    plain
+        .chain(tls)
+        .chain(metrics)
+        .map(|(kind, addr)| format!("{kind} {addr}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `STATUS=` for the service manager: open connections, in all and per shard.
 fn status_line(server: &Server) -> String {
     let per_shard: Vec<String> = server
@@ -251,14 +266,20 @@ fn status_line(server: &Server) -> String {
 }
 
 /// The start line an operator looks for, and warnings about limits and privileges.
-fn log_start(server: &Server, settings: &Settings, socket_activated: bool) {
+fn log_start(
+    server: &Server,
+    settings: &Settings,
+    socket_activated: bool,
+    metrics: Option<std::net::SocketAddr>,
+) {
     let open_files = open_file_limit();
     let max_clients = settings.config.max_clients;
     info!(
         version = env!("CARGO_PKG_VERSION"),
-        driver = ?server.driver(),
+        driver = %server.driver(),
         shards = settings.config.shards,
-        listen = ?server.local_addrs(),
+        listeners = %listeners(server, metrics),
+        cloaking = %if server.shared().cloak.is_some() { "on" } else { "off" },
         data_dir = %settings.config.data_dir.as_deref().unwrap_or(std::path::Path::new("none")).display(),
         socket_activated,
         open_files,

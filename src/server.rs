@@ -278,8 +278,8 @@ fn choose_driver(asked: IoMode) -> anyhow::Result<IoMode> {
                         let next = AUTO_ORDER.get(turn + 1).copied().unwrap_or(IoMode::Epoll);
                         warn!(
                             "{} driver unavailable ({reason}); trying {}",
-                            driver_name(*candidate),
-                            driver_name(next)
+                            candidate.name(),
+                            next.name()
                         );
                     }
                 }
@@ -308,15 +308,6 @@ fn probe(driver: IoMode) -> Result<(), String> {
         IoMode::Epoll | IoMode::Auto => Ok(()),
     };
     probed.map_err(|error| uring_refusal(&error))
-}
-
-fn driver_name(driver: IoMode) -> &'static str {
-    match driver {
-        IoMode::Uring => "uring",
-        IoMode::Ring => "ring",
-        IoMode::Epoll => "epoll",
-        IoMode::Auto => "auto",
-    }
 }
 
 /// Explains why the kernel refused to create a ring.

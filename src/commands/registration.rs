@@ -5,9 +5,11 @@ use super::{clip, info, Ctx, NAMELEN};
 use crate::proto::caps::{apply_request, Cap};
 use crate::proto::names::{is_valid_nick, sanitize_user, CHANNELLEN, NICKLEN, USERLEN};
 use crate::proto::numeric::*;
+use crate::proto::snomask::NoticeKind;
 use crate::proto::Message;
 use crate::state::client::CloseReason;
 use crate::state::network::{Event, Outcome, Refusal};
+use tracing::info;
 
 /// The server's version string, as shown in 002, 004 and VERSION.
 pub const VERSION: &str = concat!("ringchat-", env!("CARGO_PKG_VERSION"));
@@ -245,6 +247,7 @@ fn change_nick(ctx: &mut Ctx<'_>, wanted: &str) {
     });
     match outcome {
         Outcome::NickChanged { .. } => {
+            info!(client = %ctx.id, old = %ctx.client().nick(), new = %wanted, "nick change");
             if let Some(client) = ctx.shard.client_mut(ctx.id) {
                 client.rename(wanted);
             }
@@ -316,6 +319,9 @@ fn try_complete_registration(ctx: &mut Ctx<'_>) {
         _ => address.clone(),
     };
     if let Some(why) = server_ban(ctx, &user, &shown_host) {
+        info!(client = %ctx.id, %nick, user = %format!("~{user}"), %address, reason = %why, "ban hit: registration refused");
+        let text = format!("Ban hit: {nick} (~{user}@{address}) refused at registration: {why}");
+        ctx.shard.server_notice(NoticeKind::Bans, &text);
         ctx.shard.close(ctx.id, CloseReason::Killed(why));
         return;
     }
@@ -336,6 +342,15 @@ fn try_complete_registration(ctx: &mut Ctx<'_>) {
         }
         _ => return,
     }
+    info!(
+        client = %ctx.id,
+        %nick,
+        user = %format!("~{user}"),
+        %address,
+        cloak = %if shown_host == address { "none" } else { &*shown_host },
+        tls = ctx.client().tls.is_some(),
+        "register"
+    );
     ctx.shard.mark_registered(ctx.id);
     if let Some(client) = ctx.shard.client_mut(ctx.id) {
         client.registration = None;
@@ -377,7 +392,7 @@ fn welcome(ctx: &mut Ctx<'_>, cloak: Option<&str>) {
         ctx.numeric(RPL_MYINFO)
             .arg(&server)
             .arg(VERSION)
-            .arg("Biow")
+            .arg("Biosw")
             .arg("beiIklmnostv")
             .arg("beIklov"),
     ];

@@ -101,7 +101,7 @@ fn add(ctx: &mut Ctx<'_>, message: &Message<'_>, command: &str, parse: TargetPar
         Outcome::BanAdded => {
             let kind = target.kind();
             let lasting = duration.map_or("permanent".to_owned(), |s| format!("for {s} s"));
-            info!(oper = %set_by, kind, mask = %target.mask(), %reason, lasting, "server ban set");
+            info!(oper = %set_by, %kind, mask = %target.mask(), %reason, %lasting, "ban added");
             notice(
                 ctx,
                 format!("Added {lasting} {kind} for [{}]: {reason}", target.mask()),
@@ -126,7 +126,7 @@ fn remove(ctx: &mut Ctx<'_>, message: &Message<'_>, command: &str, parse: Target
     match outcome {
         Outcome::BanRemoved => {
             let kind = target.kind();
-            info!(oper = ctx.client().nick(), kind, mask = %target.mask(), "server ban lifted");
+            info!(oper = %ctx.client().nick(), %kind, mask = %target.mask(), "ban removed");
             notice(ctx, format!("Removed {kind} for [{}]", target.mask()));
             save(ctx);
         }

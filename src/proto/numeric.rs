@@ -13,6 +13,7 @@ numerics! {
     RPL_CREATED = "003";
     RPL_MYINFO = "004";
     RPL_ISUPPORT = "005";
+    RPL_SNOMASK = "008";
     RPL_STATSKLINE = "216";
     RPL_ENDOFSTATS = "219";
     RPL_STATSDLINE = "225";

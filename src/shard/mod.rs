@@ -23,10 +23,12 @@
 
 pub mod monitor;
 pub mod notify;
+pub mod server_notices;
 pub mod sync;
 
 use crate::proto::framing::{Frame, LineLimits};
 use crate::proto::outgoing::{MsgId, Outgoing};
+use crate::proto::snomask::NoticeKind;
 use crate::proto::{CaselessKey, LineBuilder};
 use crate::state::bus::{Batch, Handoff, Links};
 use crate::state::client::{Client, CloseReason};
@@ -45,7 +47,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Waker;
 use std::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 /// Why a connection was not admitted; the text is what its `ERROR` line says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -117,6 +119,9 @@ pub struct Shard {
     started_micros: u64,
     /// Which local clients MONITOR each nickname; see [`monitor`].
     monitors: monitor::Watchers,
+    /// Local clients with user mode `+s` (a non-empty snomask), to whom
+    /// [`server_notices`] sends; a closing client leaves it.
+    notice_watchers: Vec<ClientId>,
     /// Local counts, published to `shared.counters` by [`Shard::publish_counters`].
     counts: CounterSnapshot,
     /// Proposals this shard has sent to the cluster, numbering them.
@@ -162,6 +167,7 @@ impl Shard {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_micros() as u64),
             monitors: monitor::Watchers::default(),
+            notice_watchers: Vec::new(),
             counts: CounterSnapshot::default(),
             proposals: 0,
             unordered: Vec::new(),
@@ -200,6 +206,19 @@ impl Shard {
 
     // ---- driver-facing lifecycle ---------------------------------------------------
 
+    /// A driver admitted connection `id` (through [`Shard::accept`]) and set it up,
+    /// on a TLS listener or not: logs it (the audit trail's first line of a
+    /// connection) and records whether it is TLS.
+    pub fn connected(&mut self, id: ClientId, tls: bool) {
+        let Some(client) = self.clients.get_mut(id.slot) else {
+            return;
+        };
+        if tls {
+            client.tls = Some(Box::default());
+        }
+        info!(client = %id, address = %client.host, tls, "connect");
+    }
+
     /// Admits a new connection, or says why not (a DLINE, `--max-clients`, per-source
     /// limits); each limit's refusal is counted by cause.
     pub fn accept(&mut self, peer: SocketAddr, now: Instant) -> Result<ClientId, Refused> {
@@ -210,7 +229,16 @@ impl Shard {
             .server_bans()
             .address_ban(peer.ip(), now_unix)
         {
-            debug!(%peer, reason = %ban.reason, "D-Lined connection refused");
+            let mask = ban.target.mask();
+            let why = format!("{} ({})", ban.target.kind(), ban.reason);
+            info!(address = %peer.ip(), ban = %mask, reason = %ban.reason, "ban hit: connection refused");
+            self.server_notice(
+                NoticeKind::Bans,
+                &format!(
+                    "Ban hit: connection from {} refused by {why} [{mask}]",
+                    peer.ip()
+                ),
+            );
             self.counts.refused_banned += 1;
             return Err(Refused::Banned);
         }
@@ -298,7 +326,7 @@ impl Shard {
 
     /// A write failed: treat it as the peer going away.
     pub fn write_failed(&mut self, id: ClientId, error: &std::io::Error) {
-        debug!(client = ?id, %error, "write failed");
+        debug!(client = %id, %error, "write failed");
         if let Some(client) = self.clients.get_mut(id.slot) {
             client.outbox.discard_queued();
         }
@@ -686,6 +714,7 @@ impl Shard {
             CloseReason::Server(why) => (*why).to_owned(),
             CloseReason::Killed(why) => why.clone(),
         };
+        let (nick, address) = (client.nick().to_owned(), client.host.clone());
         client.closing = true;
         let leaving = self
             .shared
@@ -712,11 +741,15 @@ impl Shard {
         {
             self.propose(crate::state::network::Event::ReleaseNick { client: id });
         }
-        match &reason {
-            CloseReason::Server(why) => warn!(client = ?id, reason = why, "disconnecting client"),
-            CloseReason::Killed(why) => info!(client = ?id, reason = why, "client killed"),
-            _ => debug!(client = ?id, reason = %text, "client leaving"),
-        }
+        // The audit trail's last line of a connection: one line, whoever ended it.
+        let what = match &reason {
+            CloseReason::Server(SENDQ_EXCEEDED) => "sendq cut-off",
+            CloseReason::Server(EXCESS_FLOOD) => "flood cut-off",
+            CloseReason::Killed(_) => "killed",
+            CloseReason::Server(_) => "disconnected",
+            CloseReason::Quit(_) | CloseReason::ConnectionClosed => "quit",
+        };
+        info!(client = %id, %nick, %address, reason = %text, "{what}");
         if reason == CloseReason::Server(SENDQ_EXCEEDED) {
             self.counts.sendq_disconnects += 1;
         } else if reason == CloseReason::Server(EXCESS_FLOOD) {
@@ -772,6 +805,7 @@ impl Shard {
         }
         client.outbox.finish(error);
         self.monitors.forget(id, &monitoring);
+        self.forget_notice_watcher(id);
     }
 
     // ---- input ---------------------------------------------------------------------

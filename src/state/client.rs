@@ -38,6 +38,14 @@ impl ClientId {
     }
 }
 
+/// `node.shard.slot` (`0.1.42`), how logs name a connection: short, and the same
+/// in every line about it while it lives.
+impl std::fmt::Display for ClientId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.node, self.shard, self.slot.index)
+    }
+}
+
 impl Ord for ClientId {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.ordinal().cmp(&other.ordinal())
@@ -134,6 +142,10 @@ pub struct Client {
     /// User mode `+B`, mirrored from the network state when the client's own MODE
     /// is applied, so the message path tags its messages `bot` without a lookup.
     pub bot: bool,
+    /// User mode `+s`: the server notices this operator receives (empty: `-s`).
+    /// Shard-local, like the notices, which each shard renders for its own clients;
+    /// the shard's watcher list mirrors it.
+    pub snomask: crate::proto::snomask::Snomask,
     /// Failed OPER attempts on this connection; the command disconnects the client
     /// when it reaches its limit, so passwords cannot be guessed at line rate.
     pub oper_failures: u8,
@@ -191,6 +203,7 @@ impl Client {
             delivery_stamp: 0,
             monitoring: Vec::new(),
             bot: false,
+            snomask: Default::default(),
             oper_failures: 0,
             tls: None,
             last_knock: None,
