@@ -27,8 +27,14 @@ fn main() -> ExitCode {
         Ok(parsed) => parsed,
         Err(code) => return code,
     };
+    if cli.man || cli.completions.is_some() {
+        return match print_docs(&cli) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => fail(error),
+        };
+    }
     if cli.hash_password {
-        return match hash_password_from_stdin() {
+        return match hash_password_read() {
             Ok(hash) => {
                 println!("{hash}");
                 ExitCode::SUCCESS
@@ -63,14 +69,38 @@ fn main() -> ExitCode {
     }
 }
 
-/// `--hash-password`: the first line of stdin (without its line ending), hashed.
-fn hash_password_from_stdin() -> anyhow::Result<String> {
-    let mut line = String::new();
-    std::io::stdin()
-        .read_line(&mut line)
-        .context("cannot read the password from stdin")?;
-    let password = line.trim_end_matches(['\r', '\n']);
-    anyhow::ensure!(!password.is_empty(), "no password on stdin");
+/// `--man` and `--completions SHELL`: the man page or a shell's completions,
+/// generated from the command line's declaration (so they list every flag `--help`
+/// does), on stdout.
+fn print_docs(cli: &Cli) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    if let Some(shell) = cli.completions {
+        clap_complete::generate(shell, &mut cli::command(), "ringchat", &mut stdout);
+        return Ok(());
+    }
+    clap_mangen::Man::new(cli::command())
+        .render(&mut stdout)
+        .context("cannot write the man page")
+}
+
+/// `--hash-password`: at a terminal, the password asked twice without echo; else
+/// (a script) the first line of stdin without its line ending. Hashed.
+fn hash_password_read() -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    let password = if std::io::stdin().is_terminal() {
+        let password =
+            rpassword::prompt_password("Password: ").context("cannot read the password")?;
+        let again = rpassword::prompt_password("Again: ").context("cannot read the password")?;
+        anyhow::ensure!(password == again, "the two passwords differ");
+        password
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("cannot read the password from stdin")?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    anyhow::ensure!(!password.is_empty(), "no password given");
     ringchat::opers::hash_password(password.as_bytes())
 }
 
