@@ -61,6 +61,8 @@ impl Replica {
             client: client(index),
             user: "~u".into(),
             host: "127.0.0.1".into(),
+            address: "127.0.0.1".into(),
+            tls: false,
             realname: "r".into(),
             activity: Arc::new(Activity::new(Instant::now(), 0)),
         });

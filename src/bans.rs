@@ -58,13 +58,15 @@ impl ServerBan {
         self.expires_at.is_none_or(|end| now_unix < end)
     }
 
-    /// Whether this active ban keeps out a user `~user@ip` (`user_at_host`) at `ip`.
-    pub fn matches(&self, user_at_host: Option<&str>, ip: IpAddr, now_unix: u64) -> bool {
+    /// Whether this active ban keeps out a user at `ip` known as any of
+    /// `user_at_hosts` (`~user@ip`, and `~user@cloak` for a cloaked user: a K-line
+    /// on either holds; none for a connection not yet registered).
+    pub fn matches(&self, user_at_hosts: &[&str], ip: IpAddr, now_unix: u64) -> bool {
         self.is_active(now_unix)
             && match &self.target {
-                BanTarget::User(mask) => {
-                    user_at_host.is_some_and(|uh| wildcard_match(mask.as_bytes(), uh.as_bytes()))
-                }
+                BanTarget::User(mask) => user_at_hosts
+                    .iter()
+                    .any(|uh| wildcard_match(mask.as_bytes(), uh.as_bytes())),
                 BanTarget::Address(net) => net.contains(&canonical(ip)),
             }
     }
@@ -97,14 +99,14 @@ mod tests {
     fn kline_masks_match_user_at_ip_and_dlines_match_networks() {
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
         let kline = ban(BanTarget::User("~bad*@192.0.2.*".into()), None);
-        assert!(kline.matches(Some("~badguy@192.0.2.7"), ip, 0));
-        assert!(!kline.matches(Some("~good@192.0.2.7"), ip, 0));
-        assert!(!kline.matches(None, ip, 0));
+        assert!(kline.matches(&["~badguy@192.0.2.7"], ip, 0));
+        assert!(!kline.matches(&["~good@192.0.2.7", "~good@abc.ip"], ip, 0));
+        assert!(!kline.matches(&[], ip, 0));
         let dline = ban(BanTarget::Address("192.0.2.0/24".parse().unwrap()), None);
-        assert!(dline.matches(None, ip, 0));
+        assert!(dline.matches(&[], ip, 0));
         let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
-        assert!(dline.matches(None, mapped, 0));
-        assert!(!dline.matches(None, "198.51.100.1".parse().unwrap(), 0));
+        assert!(dline.matches(&[], mapped, 0));
+        assert!(!dline.matches(&[], "198.51.100.1".parse().unwrap(), 0));
     }
 
     #[test]
@@ -114,7 +116,7 @@ mod tests {
             BanTarget::Address("192.0.2.7/32".parse().unwrap()),
             Some(100),
         );
-        assert!(dline.matches(None, ip, 99));
-        assert!(!dline.matches(None, ip, 100));
+        assert!(dline.matches(&[], ip, 99));
+        assert!(!dline.matches(&[], ip, 100));
     }
 }

@@ -34,6 +34,25 @@ pub enum IoMode {
     Ring,
 }
 
+impl IoMode {
+    /// The driver's name as `--io` spells it (`ring`), for logs and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            IoMode::Auto => "auto",
+            IoMode::Uring => "uring",
+            IoMode::Epoll => "epoll",
+            IoMode::Ring => "ring",
+        }
+    }
+}
+
+/// [`IoMode::name`].
+impl std::fmt::Display for IoMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A value the settings' checks refuse (`crate::settings::checks`): which setting, and
 /// what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -115,6 +134,12 @@ pub struct Config {
     pub max_channels_per_client: usize,
     /// Lines that are not valid UTF-8 are refused (ISUPPORT `UTF8ONLY`).
     pub utf8_only: bool,
+    /// Others see a cloak of each user's address, never the address
+    /// ([`crate::cloak`]); off only with `--show-addresses` (and in
+    /// [`Config::loopback`], whose tests expect `127.0.0.1`).
+    pub cloak_hosts: bool,
+    /// The key of the cloaks; `None`: the data directory's key file (generated once).
+    pub cloak_secret: Option<String>,
     /// Runtimes (threads), one per core.
     pub shards: usize,
     /// The I/O driver.
@@ -141,12 +166,14 @@ pub struct Config {
 }
 
 impl Config {
-    /// A config for tests and embedding: loopback, ephemeral port, one shard.
+    /// A config for tests and embedding: loopback, ephemeral port, one shard, the
+    /// real addresses shown (every user is `127.0.0.1`, and tests say so).
     pub fn loopback() -> Config {
         Config {
             cluster: None,
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
             shards: 1,
+            cloak_hosts: false,
             ..Config::default()
         }
     }

@@ -19,6 +19,7 @@
 //!   the TOML file ([`config_file`]), flags over file over defaults, the checks and the
 //!   docs), [`live`] (what a reload changes), [`reload`] (SIGHUP).
 //! - [`bans`]: one server ban as a value (the list is the network state's).
+//! - [`cloak`]: the keyed hash others see instead of a user's address.
 //! - Running it for real: [`logging`], [`metrics`] (Prometheus), [`systemd`],
 //!   [`opers`] (operator accounts), [`ban_file`] (KLINEs and DLINEs across restarts).
 //! - [`tls`]: the certificate and key, their reload, client certificate fingerprints
@@ -26,6 +27,7 @@
 
 pub mod ban_file;
 pub mod bans;
+pub mod cloak;
 pub mod cluster;
 pub mod commands;
 pub mod config;

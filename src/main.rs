@@ -27,8 +27,14 @@ fn main() -> ExitCode {
         Ok(parsed) => parsed,
         Err(code) => return code,
     };
+    if cli.man || cli.completions.is_some() {
+        return match print_docs(&cli) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => fail(error),
+        };
+    }
     if cli.hash_password {
-        return match hash_password_from_stdin() {
+        return match hash_password_read() {
             Ok(hash) => {
                 println!("{hash}");
                 ExitCode::SUCCESS
@@ -63,14 +69,38 @@ fn main() -> ExitCode {
     }
 }
 
-/// `--hash-password`: the first line of stdin (without its line ending), hashed.
-fn hash_password_from_stdin() -> anyhow::Result<String> {
-    let mut line = String::new();
-    std::io::stdin()
-        .read_line(&mut line)
-        .context("cannot read the password from stdin")?;
-    let password = line.trim_end_matches(['\r', '\n']);
-    anyhow::ensure!(!password.is_empty(), "no password on stdin");
+/// `--man` and `--completions SHELL`: the man page or a shell's completions,
+/// generated from the command line's declaration (so they list every flag `--help`
+/// does), on stdout.
+fn print_docs(cli: &Cli) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    if let Some(shell) = cli.completions {
+        clap_complete::generate(shell, &mut cli::command(), "ringchat", &mut stdout);
+        return Ok(());
+    }
+    clap_mangen::Man::new(cli::command())
+        .render(&mut stdout)
+        .context("cannot write the man page")
+}
+
+/// `--hash-password`: at a terminal, the password asked twice without echo; else
+/// (a script) the first line of stdin without its line ending. Hashed.
+fn hash_password_read() -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    let password = if std::io::stdin().is_terminal() {
+        let password =
+            rpassword::prompt_password("Password: ").context("cannot read the password")?;
+        let again = rpassword::prompt_password("Again: ").context("cannot read the password")?;
+        anyhow::ensure!(password == again, "the two passwords differ");
+        password
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("cannot read the password from stdin")?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    anyhow::ensure!(!password.is_empty(), "no password given");
     ringchat::opers::hash_password(password.as_bytes())
 }
 
@@ -146,10 +176,11 @@ fn run(
     let inherited = systemd::listen_fds()?;
     let socket_activated = !inherited.is_empty();
     let mut server = Server::start_on(settings.config.clone(), inherited)?;
-    log_start(&server, settings, socket_activated);
-    if let Some(addr) = settings.metrics {
-        metrics::serve(addr, server.shared().clone(), server.driver())?;
-    }
+    let metrics_addr = settings
+        .metrics
+        .map(|addr| metrics::serve(addr, server.shared().clone(), server.driver()))
+        .transpose()?;
+    log_start(&server, settings, socket_activated, metrics_addr);
     let notify = |state: &str| {
         if let Some(notifier) = &notifier {
             notifier.notify(state);
@@ -236,6 +267,20 @@ fn reload_tls(server: &Server) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Every address the process listens on, with its kind: `plain 0.0.0.0:6667, tls
+/// 0.0.0.0:6697, metrics 127.0.0.1:9100`.
+fn listeners(server: &Server, metrics: Option<std::net::SocketAddr>) -> String {
+    let plain = server.local_addrs().iter().map(|addr| ("plain", *addr));
+    let tls = server.tls_local_addrs().iter().map(|addr| ("tls", *addr));
+    let metrics = metrics.into_iter().map(|addr| ("metrics", addr));
+    plain
+        .chain(tls)
+        .chain(metrics)
+        .map(|(kind, addr)| format!("{kind} {addr}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `STATUS=` for the service manager: open connections, in all and per shard.
 fn status_line(server: &Server) -> String {
     let per_shard: Vec<String> = server
@@ -251,14 +296,20 @@ fn status_line(server: &Server) -> String {
 }
 
 /// The start line an operator looks for, and warnings about limits and privileges.
-fn log_start(server: &Server, settings: &Settings, socket_activated: bool) {
+fn log_start(
+    server: &Server,
+    settings: &Settings,
+    socket_activated: bool,
+    metrics: Option<std::net::SocketAddr>,
+) {
     let open_files = open_file_limit();
     let max_clients = settings.config.max_clients;
     info!(
         version = env!("CARGO_PKG_VERSION"),
-        driver = ?server.driver(),
+        driver = %server.driver(),
         shards = settings.config.shards,
-        listen = ?server.local_addrs(),
+        listeners = %listeners(server, metrics),
+        cloaking = %if server.shared().cloak.is_some() { "on" } else { "off" },
         data_dir = %settings.config.data_dir.as_deref().unwrap_or(std::path::Path::new("none")).display(),
         socket_activated,
         open_files,

@@ -23,12 +23,14 @@ pub struct OperBlock {
     pub hosts: Vec<String>,
 }
 
-/// Why an OPER attempt failed; each maps to one numeric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why an OPER attempt failed; each maps to one numeric. The text is the log's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum OperRefusal {
     /// No block has this name, or none of its masks match (491 ERR_NOOPERHOST).
+    #[error("no account of that name for this host")]
     NoOperHost,
     /// The block matched but the password is wrong (464 ERR_PASSWDMISMATCH).
+    #[error("wrong password")]
     PasswordMismatch,
 }
 

@@ -8,6 +8,7 @@
 //! A shard thread that ends on its own (a panic) is reported by [`Server::wait`] as a
 //! failure of the whole server.
 
+use crate::cloak::Cloak;
 use crate::config::{Config, IoMode};
 use crate::io::{self, epoll, ring, uring, Transport};
 use crate::settings::checks::check_config;
@@ -116,11 +117,16 @@ impl Server {
             cluster.node = joining.node;
         }
         let store = config.data_dir.as_deref().map(Store::open).transpose()?;
+        let cloak = config
+            .cloak_hosts
+            .then(|| Cloak::load(config.cloak_secret.as_deref(), config.data_dir.as_deref()))
+            .transpose()?;
         let mut shared = match &joining {
             Some(joining) => Shared::starting_from(config, joining.network.clone()),
             None => Shared::new(config),
         };
         shared.store = store;
+        shared.cloak = cloak;
         let shared = Arc::new(shared);
         let link = joining
             .map(|joining| joining.start(shared.clone()))
@@ -308,8 +314,8 @@ fn choose_driver(asked: IoMode) -> anyhow::Result<IoMode> {
                         let next = AUTO_ORDER.get(turn + 1).copied().unwrap_or(IoMode::Epoll);
                         warn!(
                             "{} driver unavailable ({reason}); trying {}",
-                            driver_name(*candidate),
-                            driver_name(next)
+                            candidate.name(),
+                            next.name()
                         );
                     }
                 }
@@ -338,15 +344,6 @@ fn probe(driver: IoMode) -> Result<(), String> {
         IoMode::Epoll | IoMode::Auto => Ok(()),
     };
     probed.map_err(|error| uring_refusal(&error))
-}
-
-fn driver_name(driver: IoMode) -> &'static str {
-    match driver {
-        IoMode::Uring => "uring",
-        IoMode::Ring => "ring",
-        IoMode::Epoll => "epoll",
-        IoMode::Auto => "auto",
-    }
 }
 
 /// Explains why the kernel refused to create a ring.

@@ -9,9 +9,18 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// The binary, with a data directory of its own: the store in `./data` is locked by
+/// the first server that opens it, so tests running at once must not share it.
 fn ringchat() -> Command {
+    static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let start = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let data =
+        std::env::temp_dir().join(format!("ringchat-cli-data-{}-{start}", std::process::id()));
     let mut command = Command::new(env!("CARGO_BIN_EXE_ringchat"));
-    command.env_remove("RUST_LOG");
+    command
+        .env_remove("RUST_LOG")
+        .env_remove("STATE_DIRECTORY")
+        .env("RINGCHAT_DATA_DIR", data);
     command
 }
 
@@ -419,4 +428,128 @@ fn hash_password_prints_an_argon2_hash_of_stdin_that_verifies() {
     let blocks = [block];
     assert!(ringchat::opers::authenticate(&blocks, "admin", b"hunter2", "~a@h").is_ok());
     assert!(ringchat::opers::authenticate(&blocks, "admin", b"hunter3", "~a@h").is_err());
+}
+
+#[test]
+fn hash_password_at_a_terminal_asks_twice_without_echo() {
+    use std::io::{Read, Write};
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::unix::process::CommandExt;
+    let (mut master, slave) = {
+        let (mut master, mut slave) = (-1, -1);
+        // SAFETY: openpty writes two descriptors we then own; no name, termios or size.
+        let opened = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
+        // SAFETY: both descriptors are fresh and ours alone.
+        unsafe {
+            (
+                std::fs::File::from(OwnedFd::from_raw_fd(master)),
+                OwnedFd::from_raw_fd(slave),
+            )
+        }
+    };
+    let mut command = ringchat();
+    command
+        .arg("--hash-password")
+        .stdin(slave.try_clone().expect("dup"))
+        .stdout(Stdio::piped())
+        .stderr(slave.try_clone().expect("dup"));
+    // SAFETY: setsid and ioctl are async-signal-safe; the terminal on stdin becomes
+    // the child's controlling terminal, which is where a password prompt reads.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = command.spawn().expect("run ringchat --hash-password");
+    drop(slave);
+    let mut seen = Vec::new();
+    let read_until = |master: &mut std::fs::File, text: &str, seen: &mut Vec<u8>| {
+        let mut buf = [0u8; 256];
+        while !String::from_utf8_lossy(seen).contains(text) {
+            let n = master.read(&mut buf).expect("read the terminal");
+            assert!(
+                n > 0,
+                "terminal closed before {text:?}: {:?}",
+                String::from_utf8_lossy(seen)
+            );
+            seen.extend_from_slice(&buf[..n]);
+        }
+    };
+    read_until(&mut master, "Password: ", &mut seen);
+    wait_for_echo_off(&master);
+    master.write_all(b"hunter2\n").expect("type the password");
+    read_until(&mut master, "Again: ", &mut seen);
+    wait_for_echo_off(&master);
+    master.write_all(b"hunter2\n").expect("type it again");
+    let output = child.wait_with_output().expect("ringchat exits");
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        !String::from_utf8_lossy(&seen).contains("hunter2"),
+        "echoed: {seen:?}"
+    );
+    let hash = String::from_utf8(output.stdout).expect("utf-8");
+    let blocks = [ringchat::opers::OperBlock {
+        name: "admin".to_owned(),
+        password_hash: hash.trim_end().to_owned(),
+        hosts: Vec::new(),
+    }];
+    assert!(ringchat::opers::authenticate(&blocks, "admin", b"hunter2", "~a@h").is_ok());
+}
+
+#[test]
+fn the_man_page_and_completions_come_from_the_flags() {
+    let man = run_to_end(&["--man"]);
+    assert!(man.status.success());
+    let man = String::from_utf8_lossy(&man.stdout);
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH ringchat"),
+        "{man}"
+    );
+    for flag in ["max\\-clients", "cloak\\-secret", "RINGCHAT_SENDQ"] {
+        assert!(man.contains(flag), "the man page lacks {flag}");
+    }
+    assert!(!man.contains("completions"), "hidden flags stay hidden");
+    for (shell, marker) in [
+        ("bash", "_ringchat()"),
+        ("zsh", "#compdef ringchat"),
+        ("fish", "complete -c ringchat"),
+    ] {
+        let output = run_to_end(&["--completions", shell]);
+        assert!(output.status.success(), "{shell}");
+        let script = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            script.contains(marker) && script.contains("max-clients"),
+            "{shell}: {script}"
+        );
+    }
+}
+
+/// Waits until the program reading the terminal has turned its echo off (it prints
+/// the prompt first), so what the test types next is typed as a user would.
+fn wait_for_echo_off(master: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    let deadline = Instant::now() + common::HANG;
+    loop {
+        // SAFETY: tcgetattr fills the struct we own; the descriptor is open.
+        let mut termios: libc::termios = unsafe { std::mem::zeroed() };
+        let read = unsafe { libc::tcgetattr(master.as_raw_fd(), &mut termios) };
+        assert_eq!(read, 0, "tcgetattr: {}", std::io::Error::last_os_error());
+        if termios.c_lflag & libc::ECHO == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the terminal's echo stayed on");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }

@@ -137,6 +137,22 @@ e2e! {
         alice.expect(":bob!~bob@127.0.0.1 QUIT :Quit: done");
     }
 
+    fn whois_says_671_for_a_tls_user_and_not_for_a_plaintext_one(setup) {
+        let pki = TestPki::new();
+        let server = setup.start_tls(&pki, |_| {});
+        let _alice = server.register_tls("alice", pki.client_config());
+        let mut bob = server.register("bob");
+        bob.send("WHOIS alice");
+        let reply = bob.skip_until(|line| has_numeric(line, "318"));
+        assert!(
+            reply.contains(&":ringchat.local 671 bob alice :is using a secure connection".to_owned()),
+            "{reply:?}"
+        );
+        bob.send("WHOIS bob");
+        let reply = bob.skip_until(|line| has_numeric(line, "318"));
+        assert!(!reply.iter().any(|line| has_numeric(line, "671")), "{reply:?}");
+    }
+
     fn tls_and_plaintext_members_share_a_channel(setup) {
         let pki = TestPki::new();
         let server = setup.start_tls(&pki, |_| {});

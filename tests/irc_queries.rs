@@ -331,7 +331,7 @@ e2e! {
         let burst = alice.skip_until(|line| has_numeric(line, "376") || has_numeric(line, "422"));
         let myinfo = burst.iter().find(|line| has_numeric(line, "004")).expect("004");
         let version = format!("ringchat-{}", env!("CARGO_PKG_VERSION"));
-        assert_eq!(myinfo, &format!("{S} 004 alice ringchat.local {version} Biow beiIklmnostv beIklov"));
+        assert_eq!(myinfo, &format!("{S} 004 alice ringchat.local {version} Biosw beiIklmnostv beIklov"));
     }
 
     fn time_is_the_servers_utc_time(setup) {

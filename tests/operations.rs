@@ -363,22 +363,97 @@ fn a_host_name_is_accepted_for_listen() {
 #[test]
 fn the_start_line_says_what_runs_without_colour_codes() {
     let addr = free_port();
-    let mut server = Running::start(addr, &["--listen", &addr.to_string(), "--shards", "2"]);
+    let metrics = free_port();
+    let mut server = Running::start(
+        addr,
+        &[
+            "--listen",
+            &addr.to_string(),
+            "--shards",
+            "2",
+            "--metrics",
+            &metrics.to_string(),
+        ],
+    );
     let start = server.log_containing("ringchat started");
     for field in [
         "version=",
-        "driver=",
         "shards=2",
-        "listen=",
+        &format!("listeners=plain {addr}, metrics {metrics}"),
+        "cloaking=on",
         "open_files=",
         "max_clients=",
     ] {
         assert!(start.contains(field), "{field} missing: {start}");
     }
+    assert!(
+        ["driver=ring ", "driver=uring ", "driver=epoll "]
+            .iter()
+            .any(|d| start.contains(d)),
+        "the driver as --io names it: {start}"
+    );
     assert!(!start.contains('\u{1b}'), "ANSI codes on a pipe: {start:?}");
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
         server.log_containing("running as root");
+    }
+    server.stop();
+}
+
+/// One client's life as the INFO log tells it, one readable line per step (no Rust
+/// `Debug` dumps), with the address, the cloak and the reasons.
+#[test]
+fn the_audit_trail_tells_one_clients_life() {
+    let dir = scratch("audit");
+    let addr = free_port();
+    let config = dir.join("ringchat.toml");
+    let hash = ringchat::opers::hash_password(b"pw").expect("hashing works");
+    write(
+        &config,
+        &format!("listen = [\"{addr}\"]\nshards = 1\n\n[[oper]]\nname = \"admin\"\npassword = \"{hash}\"\n"),
+    );
+    let mut server = Running::start(addr, &["--config", config.to_str().unwrap()]);
+    let (mut alice, _) = register(addr, "alice");
+    let connect = server.log_containing(" connect ");
+    assert!(connect.contains("address=127.0.0.1 tls=false"), "{connect}");
+    let registered = server.log_containing(" register ");
+    assert!(
+        registered.contains("nick=alice user=~alice address=127.0.0.1 cloak=")
+            && registered.contains(".ip"),
+        "{registered}"
+    );
+    alice.send("NICK alicia");
+    alice.skip_until(|l| l.contains(" NICK "));
+    assert!(server
+        .log_containing("nick change")
+        .contains("old=alice new=alicia"));
+    alice.send("OPER admin pw");
+    alice.expect_numeric("381");
+    assert!(server
+        .log_containing("OPER succeeded")
+        .contains("from=~alice@127.0.0.1 oper=admin"));
+    alice.send("KLINE ~evil@192.0.2.1 :spam");
+    alice.line();
+    assert!(server
+        .log_containing("ban added")
+        .contains("mask=~evil@192.0.2.1 reason=spam"));
+    alice.send("UNKLINE ~evil@192.0.2.1");
+    alice.line();
+    assert!(server
+        .log_containing("ban removed")
+        .contains("mask=~evil@192.0.2.1"));
+    alice.send("QUIT :done for today");
+    alice.expect_closed();
+    let quit = server.log_containing(" quit ");
+    assert!(
+        quit.contains("nick=alicia address=127.0.0.1 reason=Quit: done for today"),
+        "{quit}"
+    );
+    for line in &server.seen {
+        assert!(
+            !line.contains("ClientId {") && !line.contains("SlotKey"),
+            "a Debug dump: {line}"
+        );
     }
     server.stop();
 }
@@ -788,9 +863,12 @@ fn operators_from_the_config_file_rehash_kline_to_the_data_dir_and_die() {
     let args = ["--config", config.to_str().unwrap(), "--data-dir"];
     let mut server = Running::start(addr, &[&args[..], &[data.to_str().unwrap()]].concat());
     let (mut alice, _) = register(addr, "alice");
+    // Cloaked by default, with the key the first start made in the data directory.
+    let key = std::fs::read_to_string(data.join("cloak.key")).expect("cloak.key is made");
+    let cloak = ringchat::cloak::Cloak::new(key.trim().as_bytes()).host_for([127, 0, 0, 1].into());
     alice.send("OPER admin first");
     alice.expect_numeric("381");
-    alice.expect(":alice!~alice@127.0.0.1 MODE alice +o");
+    alice.expect(&format!(":alice!~alice@{cloak} MODE alice +o"));
     server.log_containing("OPER succeeded");
 
     write(
@@ -811,7 +889,7 @@ fn operators_from_the_config_file_rehash_kline_to_the_data_dir_and_die() {
     server.log_containing("OPER failed");
     bob.send("OPER admin second");
     bob.expect_numeric("381");
-    bob.expect(":bob!~bob@127.0.0.1 MODE bob +o");
+    bob.expect(&format!(":bob!~bob@{cloak} MODE bob +o"));
 
     alice.send("KLINE ~evil@127.0.0.1 :kept on disk");
     assert!(alice.line().contains("Added permanent K-Line"));

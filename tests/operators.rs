@@ -182,6 +182,42 @@ e2e! {
         alice.expect_nothing();
     }
 
+    fn plus_s_brings_server_notices_from_every_shard_to_the_operator(setup) {
+        let server = start(setup);
+        let mut alice = oper(&server, "alice");
+        alice.send("MODE alice +s +ckb");
+        alice.expect(":ringchat.local 008 alice +bck :Server notice mask");
+        alice.expect(":alice!~alice@127.0.0.1 MODE alice +s");
+        // Eight users on four shards: all eight on the operator's own is a 1 in 4^8
+        // chance, so the notices come from the other shards too.
+        let mut users: Vec<Client> = (0..8).map(|i| server.register(&format!("u{i}"))).collect();
+        for i in 0..8 {
+            alice.expect(&format!(
+                ":ringchat.local NOTICE alice :*** Client connecting: u{i} (~u{i}@127.0.0.1) [127.0.0.1] {{u{i} test}}"
+            ));
+        }
+        alice.send("KILL u3 :bye");
+        alice.expect(":ringchat.local NOTICE alice :*** Received KILL message for u3. From alice (bye)");
+        alice.expect(":ringchat.local NOTICE alice :*** Client exiting: u3 (~u3@127.0.0.1) [Killed (alice (bye))]");
+        users[3].expect_closed();
+        alice.send("KLINE ~u5@127.0.0.1 :enough");
+        let lines = alice.skip_until(|l| l.contains("Ban hit: u5"));
+        assert!(
+            lines.contains(&":ringchat.local NOTICE alice :*** alice added permanent K-Line for [~u5@127.0.0.1]: enough".to_owned()),
+            "{lines:?}"
+        );
+        users[5].expect_closed();
+
+        let mut bob = server.register("bob");
+        alice.skip_until(|l| l.contains("Client connecting: bob"));
+        bob.send("MODE bob +s");
+        bob.expect_numeric("481");
+        alice.send("MODE alice -s");
+        alice.expect(":alice!~alice@127.0.0.1 MODE alice -s");
+        let _carol = server.register("carol");
+        alice.expect_nothing();
+    }
+
     fn rehash_without_settings_to_reload_says_so(setup) {
         // A server built in code has no main loop to reload it (tests/operations.rs
         // covers REHASH of the binary: 382 on success, the error on failure).

@@ -189,6 +189,7 @@ fn sighup_renews_the_certificate_and_a_ring_tls_connection_carries_on() {
         .args(["--tls-listen", &tls_addr.to_string()])
         .args(["--tls-cert", &files.cert.to_string_lossy()])
         .args(["--tls-key", &files.key.to_string_lossy()])
+        .arg("--show-addresses")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -221,7 +221,7 @@ pub fn handle(shard: &mut Shard, id: ClientId, input: Input<'_>, now: Instant) {
     match input {
         Input::Line(line) => match Message::parse(line) {
             Ok(message) => dispatch(shard, id, &message, now),
-            Err(error) => tracing::debug!(client = ?id, %error, "unparsable line ignored"),
+            Err(error) => tracing::debug!(client = %id, %error, "unparsable line ignored"),
         },
         Input::TooLong => input_too_long(shard, id, now),
     }

@@ -30,7 +30,7 @@ pub fn oper(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         .shard
         .network()
         .user(ctx.id)
-        .map(|user| format!("{}@{}", user.user, user.host))
+        .map(|user| user.user_at_address())
     else {
         return;
     };
@@ -41,7 +41,7 @@ pub fn oper(ctx: &mut Ctx<'_>, message: &Message<'_>) {
                 client: ctx.id,
                 oper: Some(block.name.as_str().into()),
             });
-            info!(client = ?ctx.id, nick = ctx.client().nick(), oper = %block.name, "OPER succeeded");
+            info!(client = %ctx.id, nick = %ctx.client().nick(), from = %user_at_host, oper = %block.name, "OPER succeeded");
             let reply = ctx
                 .numeric(RPL_YOUREOPER)
                 .trailing("You are now an IRC operator");
@@ -74,12 +74,12 @@ pub fn oper(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         None => return,
     };
     warn!(
-        client = ?ctx.id,
-        nick = ctx.client().nick(),
+        client = %ctx.id,
+        nick = %ctx.client().nick(),
         from = %user_at_host,
         oper = %name,
         failures,
-        why = ?refusal,
+        why = %refusal,
         "OPER failed"
     );
     if failures >= MAX_OPER_FAILURES {
@@ -105,7 +105,7 @@ pub fn kill(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     });
     match outcome {
         Outcome::Killed { nick, by, .. } => {
-            info!(oper = %by, victim = %nick, %reason, "KILL");
+            info!(oper = %by, victim = %nick, %reason, "kill");
         }
         Outcome::Refused(refusal) => reply_refusal(ctx, refusal, "", &target),
         _ => {}
@@ -133,7 +133,7 @@ pub fn rehash(ctx: &mut Ctx<'_>, _message: &Message<'_>) {
     if !is_oper(ctx) {
         return;
     }
-    info!(nick = ctx.client().nick(), "REHASH");
+    info!(nick = %ctx.client().nick(), "REHASH");
     let rehash = &ctx.shard.shared.rehash;
     if !rehash.is_served() {
         let reply = ctx
@@ -151,7 +151,7 @@ pub fn die(ctx: &mut Ctx<'_>, _message: &Message<'_>) {
     if !is_oper(ctx) {
         return;
     }
-    warn!(nick = ctx.client().nick(), "DIE: shutting down");
+    warn!(nick = %ctx.client().nick(), "DIE: shutting down");
     ctx.shard.shared.begin_shutdown();
 }
 

@@ -202,6 +202,10 @@ struct WhoisInfo {
     nick: String,
     user: String,
     host: String,
+    /// `~user@address address`, shown (378) to the user itself and to operators.
+    connecting_from: Option<String>,
+    /// Connected through TLS (671).
+    tls: bool,
     realname: String,
     /// `@#a`, `+#b`, `#c`: the user's channels with its status prefix in each.
     channels: Vec<String>,
@@ -213,7 +217,8 @@ struct WhoisInfo {
 }
 
 /// `WHOIS [server] nick[,nick]`: 311, 319, 312, 301 (if away), 313 (if a server
-/// operator), 335 (if a bot), 276
+/// operator), 378 (the real address, to the user itself and to operators), 671 (if
+/// connected with TLS), 335 (if a bot), 276
 /// (one's own TLS client certificate), 317 and 318 for each nick; an unknown nick gets
 /// 401 and 318.
 pub fn whois(ctx: &mut Ctx<'_>, message: &Message<'_>) {
@@ -232,6 +237,9 @@ fn whois_one(ctx: &mut Ctx<'_>, nick: &str) {
     let status = status_prefix(ctx);
     let info = {
         let network = ctx.shard.network();
+        let asker_is_oper = network
+            .user(ctx.id)
+            .is_some_and(|asker| asker.oper.is_some());
         network.user_by_nick(nick).map(|(id, user)| {
             let channels = user
                 .channels
@@ -249,6 +257,9 @@ fn whois_one(ctx: &mut Ctx<'_>, nick: &str) {
                 nick: user.nick.to_string(),
                 user: user.user.to_string(),
                 host: user.host.to_string(),
+                connecting_from: (id == ctx.id || asker_is_oper)
+                    .then(|| format!("{} {}", user.user_at_address(), user.address)),
+                tls: user.tls,
                 realname: user.realname.to_string(),
                 channels,
                 away: user.away.clone(),
@@ -302,6 +313,23 @@ fn whois_one(ctx: &mut Ctx<'_>, nick: &str) {
             ctx.numeric(RPL_WHOISOPERATOR)
                 .arg(&info.nick)
                 .trailing("is an IRC operator"),
+        );
+    }
+    // RPL_WHOISHOST as InspIRCd and Ergo send it: the real address behind a cloak,
+    // for the user and operators only (Modern IRC lists 378 among WHOIS replies).
+    if let Some(connecting_from) = &info.connecting_from {
+        replies.push(
+            ctx.numeric(RPL_WHOISHOST)
+                .arg(&info.nick)
+                .trailing(format!("is connecting from {connecting_from}")),
+        );
+    }
+    // Modern IRC, RPL_WHOISSECURE (671): "is using a secure connection".
+    if info.tls {
+        replies.push(
+            ctx.numeric(RPL_WHOISSECURE)
+                .arg(&info.nick)
+                .trailing("is using a secure connection"),
         );
     }
     if info.bot {

@@ -5,9 +5,11 @@ use super::{clip, info, Ctx, NAMELEN};
 use crate::proto::caps::{apply_request, Cap};
 use crate::proto::names::{is_valid_nick, sanitize_user, CHANNELLEN, NICKLEN, USERLEN};
 use crate::proto::numeric::*;
+use crate::proto::snomask::NoticeKind;
 use crate::proto::Message;
 use crate::state::client::CloseReason;
 use crate::state::network::{Event, Outcome, Refusal};
+use tracing::info;
 
 /// The server's version string, as shown in 002, 004 and VERSION.
 pub const VERSION: &str = concat!("ringchat-", env!("CARGO_PKG_VERSION"));
@@ -245,6 +247,7 @@ fn change_nick(ctx: &mut Ctx<'_>, wanted: &str) {
     });
     match outcome {
         Outcome::NickChanged { .. } => {
+            info!(client = %ctx.id, old = %ctx.client().nick(), new = %wanted, "nick change");
             if let Some(client) = ctx.shard.client_mut(ctx.id) {
                 client.rename(wanted);
             }
@@ -309,14 +312,25 @@ fn try_complete_registration(ctx: &mut Ctx<'_>) {
         return;
     }
     let (nick, user, realname) = (nick.clone(), user.clone(), realname.clone());
-    if let Some(why) = server_ban(ctx, &user) {
+    let address = ctx.client().host.clone();
+    let ip = address.parse::<std::net::IpAddr>().ok();
+    let shown_host: Box<str> = match (&ctx.shard.shared.cloak, ip) {
+        (Some(cloak), Some(ip)) => cloak.host_for(ip).into(),
+        _ => address.clone(),
+    };
+    if let Some(why) = server_ban(ctx, &user, &shown_host) {
+        info!(client = %ctx.id, %nick, user = %format!("~{user}"), %address, reason = %why, "ban hit: registration refused");
+        let text = format!("Ban hit: {nick} (~{user}@{address}) refused at registration: {why}");
+        ctx.shard.server_notice(NoticeKind::Bans, &text);
         ctx.shard.close(ctx.id, CloseReason::Killed(why));
         return;
     }
     let outcome = ctx.shard.propose(Event::Register {
         client: ctx.id,
         user: format!("~{user}").into(),
-        host: ctx.client().host.clone(),
+        host: shown_host.clone(),
+        address: address.clone(),
+        tls: ctx.client().tls.is_some(),
         realname: realname.into(),
         activity: ctx.client().activity.clone(),
     });
@@ -328,29 +342,41 @@ fn try_complete_registration(ctx: &mut Ctx<'_>) {
         }
         _ => return,
     }
+    info!(
+        client = %ctx.id,
+        %nick,
+        user = %format!("~{user}"),
+        %address,
+        cloak = %if shown_host == address { "none" } else { &*shown_host },
+        tls = ctx.client().tls.is_some(),
+        "register"
+    );
     ctx.shard.mark_registered(ctx.id);
     if let Some(client) = ctx.shard.client_mut(ctx.id) {
         client.registration = None;
-        client.set_identity(&nick, &user);
+        client.set_identity(&nick, &user, &shown_host);
     }
-    welcome(ctx);
+    welcome(ctx, (shown_host != address).then_some(&*shown_host));
 }
 
-/// The closing reason if a KLINE (or DLINE) keeps out `~user@ip` of this client.
-fn server_ban(ctx: &Ctx<'_>, user: &str) -> Option<String> {
+/// The closing reason if a KLINE (or DLINE) keeps out this client, as `~user@ip` or
+/// as `~user@cloak`.
+fn server_ban(ctx: &Ctx<'_>, user: &str, shown_host: &str) -> Option<String> {
     let host = &ctx.client().host;
     let ip = host.parse::<std::net::IpAddr>().ok()?;
     let now_unix = crate::proto::time::unix_seconds(std::time::SystemTime::now());
+    let by_address = format!("~{user}@{host}");
+    let by_cloak = format!("~{user}@{shown_host}");
     let ban =
         ctx.shard
             .network()
             .server_bans()
-            .user_ban(&format!("~{user}@{host}"), ip, now_unix)?;
+            .user_ban(&[&by_address, &by_cloak], ip, now_unix)?;
     Some(format!("{}d ({})", ban.target.kind(), ban.reason))
 }
 
-/// 001-005, the LUSERS replies and the MOTD.
-fn welcome(ctx: &mut Ctx<'_>) {
+/// 001-005, 396 for a cloaked user, the LUSERS replies and the MOTD.
+fn welcome(ctx: &mut Ctx<'_>, cloak: Option<&str>) {
     let config = ctx.config();
     let network = config.network.clone();
     let server = config.server_name.clone();
@@ -366,7 +392,7 @@ fn welcome(ctx: &mut Ctx<'_>) {
         ctx.numeric(RPL_MYINFO)
             .arg(&server)
             .arg(VERSION)
-            .arg("Biow")
+            .arg("Biosw")
             .arg("beiIklmnostv")
             .arg("beIklov"),
     ];
@@ -374,6 +400,15 @@ fn welcome(ctx: &mut Ctx<'_>) {
         ctx.reply(reply);
     }
     send_isupport(ctx);
+    // Modern IRC, RPL_HOSTHIDDEN (396): `<client> <hostname> :is now your displayed
+    // host`, sent where InspIRCd sends it, after ISUPPORT.
+    if let Some(cloak) = cloak {
+        let reply = ctx
+            .numeric(RPL_HOSTHIDDEN)
+            .arg(cloak)
+            .trailing("is now your displayed host");
+        ctx.reply(reply);
+    }
     info::send_lusers(ctx);
     info::send_motd(ctx);
 }

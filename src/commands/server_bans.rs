@@ -101,7 +101,7 @@ fn add(ctx: &mut Ctx<'_>, message: &Message<'_>, command: &str, parse: TargetPar
         Outcome::BanAdded => {
             let kind = target.kind();
             let lasting = duration.map_or("permanent".to_owned(), |s| format!("for {s} s"));
-            info!(oper = %set_by, kind, mask = %target.mask(), %reason, lasting, "server ban set");
+            info!(oper = %set_by, %kind, mask = %target.mask(), %reason, %lasting, "ban added");
             notice(
                 ctx,
                 format!("Added {lasting} {kind} for [{}]: {reason}", target.mask()),
@@ -126,7 +126,7 @@ fn remove(ctx: &mut Ctx<'_>, message: &Message<'_>, command: &str, parse: Target
     match outcome {
         Outcome::BanRemoved => {
             let kind = target.kind();
-            info!(oper = ctx.client().nick(), kind, mask = %target.mask(), "server ban lifted");
+            info!(oper = %ctx.client().nick(), %kind, mask = %target.mask(), "ban removed");
             notice(ctx, format!("Removed {kind} for [{}]", target.mask()));
             save(ctx);
         }
@@ -149,10 +149,7 @@ fn is_oper(ctx: &mut Ctx<'_>) -> bool {
 /// O(users), once per ban an operator sets.
 fn too_wide(ctx: &mut Ctx<'_>, ban: &ServerBan, now: u64) -> Option<String> {
     let network = ctx.shard.network();
-    let hits_user = |user: &crate::state::network::User| {
-        let ip: Option<IpAddr> = user.host.parse().ok();
-        ip.is_some_and(|ip| ban.matches(Some(&format!("{}@{}", user.user, user.host)), ip, now))
-    };
+    let hits_user = |user: &crate::state::network::User| user.is_server_banned(ban, now);
     let (mut users, mut hits) = (0usize, 0usize);
     for (_, user) in network.users() {
         users += 1;

@@ -1,8 +1,9 @@
 //! A user's own state: AWAY and user MODE (`+i` invisible, `+B` bot, `+w` wallops,
-//! `-o` to stop being a server operator).
+//! `+s` server notices for operators, `-o` to stop being a server operator).
 
 use super::{clip, Ctx, AWAYLEN};
 use crate::proto::numeric::*;
+use crate::proto::snomask::Snomask;
 use crate::proto::{LineBuilder, Message};
 use crate::state::network::{Event, Outcome};
 
@@ -25,8 +26,10 @@ pub fn away(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     ctx.reply(reply);
 }
 
-/// `MODE nick [+i|-i|+B|-B|+w|-w|-o]`: 221 answers a query; a change is echoed as a
-/// MODE line to the user. `+o` comes only from OPER, so `MODE nick +o` is ignored (as
+/// `MODE nick [+i|-i|+B|-B|+w|-w|+s [mask]|-s|-o]`: 221 answers a query; a change is
+/// echoed as a MODE line to the user. `+s` (operators only, else 481) takes a snomask
+/// change (`+cf-k`; none: every kind) and is answered with 008, as InspIRCd and
+/// Solanum do. `+o` comes only from OPER, so `MODE nick +o` is ignored (as
 /// RFC 2812 says). Another user's modes are neither shown nor changed (502).
 pub fn user_mode(ctx: &mut Ctx<'_>, message: &Message<'_>, target: &str) {
     let found = ctx.shard.network().user_by_nick(target).map(|(id, user)| {
@@ -64,6 +67,9 @@ pub fn user_mode(ctx: &mut Ctx<'_>, message: &Message<'_>, target: &str) {
         if oper {
             shown.push('o');
         }
+        if !ctx.client().snomask.is_empty() {
+            shown.push('s');
+        }
         if wallops {
             shown.push('w');
         }
@@ -76,6 +82,7 @@ pub fn user_mode(ctx: &mut Ctx<'_>, message: &Message<'_>, target: &str) {
     let mut wanted_bot = None;
     let mut wanted_wallops = None;
     let mut drop_oper = false;
+    let mut wanted_notices = None;
     let mut unknown = false;
     for &byte in modes {
         match byte {
@@ -85,6 +92,7 @@ pub fn user_mode(ctx: &mut Ctx<'_>, message: &Message<'_>, target: &str) {
             b'B' => wanted_bot = Some(add),
             b'w' => wanted_wallops = Some(add),
             b'o' => drop_oper |= !add,
+            b's' => wanted_notices = Some(add),
             _ => unknown = true,
         }
     }
@@ -132,6 +140,15 @@ pub fn user_mode(ctx: &mut Ctx<'_>, message: &Message<'_>, target: &str) {
         });
         if outcome == Outcome::OperChanged(false) {
             changed.push((false, 'o'));
+            // Server notices are for operators only.
+            wanted_notices = Some(false);
+        }
+    }
+    if let Some(add) = wanted_notices {
+        if let Some(notices_on) =
+            change_snomask(ctx, add && oper && !drop_oper, add, message.param(2))
+        {
+            changed.push((notices_on, 's'));
         }
     }
     if changed.is_empty() {
@@ -151,4 +168,48 @@ pub fn user_mode(ctx: &mut Ctx<'_>, message: &Message<'_>, target: &str) {
         .arg(&modestring)
         .finish();
     ctx.send(line);
+}
+
+/// Applies `+s [mask]` (when `allowed`: the user is an operator) or `-s`; returns
+/// whether notices are now on if that changed (for the MODE line).
+fn change_snomask(
+    ctx: &mut Ctx<'_>,
+    allowed: bool,
+    add: bool,
+    mask: Option<&[u8]>,
+) -> Option<bool> {
+    let current = ctx.client().snomask;
+    if add && !allowed {
+        let reply = ctx
+            .numeric(ERR_NOPRIVILEGES)
+            .trailing("Permission Denied - Only operators may set user mode s");
+        ctx.reply(reply);
+        return None;
+    }
+    let wanted = match (add, mask) {
+        (false, _) => Snomask::default(),
+        (true, None) => Snomask::ALL,
+        (true, Some(change)) => {
+            let (wanted, unknown) = current.changed_by(change);
+            // InspIRCd answers an unknown snomask letter with 501 too.
+            if !unknown.is_empty() {
+                let unknown: String = unknown.into_iter().collect();
+                let reply = ctx
+                    .numeric(ERR_UMODEUNKNOWNFLAG)
+                    .arg(&unknown)
+                    .trailing("is an unknown snomask letter (known: bcfko)");
+                ctx.reply(reply);
+            }
+            wanted
+        }
+    };
+    ctx.shard.set_snomask(ctx.id, wanted);
+    if !wanted.is_empty() {
+        let reply = ctx
+            .numeric(RPL_SNOMASK)
+            .arg(wanted.to_string())
+            .trailing("Server notice mask");
+        ctx.reply(reply);
+    }
+    (wanted.is_empty() != current.is_empty()).then_some(!wanted.is_empty())
 }

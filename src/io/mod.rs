@@ -267,12 +267,7 @@ async fn accept_loop<L: Listener>(
         match admitted {
             Ok(id) => {
                 let span = tracing::debug_span!("conn", shard = id.shard, slot = id.slot.index, %peer, tls = session.is_some(), websocket = transport.websocket);
-                debug!(parent: &span, "connected");
-                if session.is_some() {
-                    if let Some(client) = shard.borrow_mut().client_mut(id) {
-                        client.tls = Some(Box::default());
-                    }
-                }
+                span.in_scope(|| shard.borrow_mut().connected(id, session.is_some()));
                 let stream = Rc::new(stream);
                 shard.borrow_mut().set_socket(id, stream.raw_fd());
                 let layers = Layers {

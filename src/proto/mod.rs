@@ -15,6 +15,7 @@ pub mod message;
 pub mod names;
 pub mod numeric;
 pub mod outgoing;
+pub mod snomask;
 pub mod time;
 
 pub use casemap::{Caseless, CaselessKey};

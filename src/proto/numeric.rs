@@ -13,6 +13,7 @@ numerics! {
     RPL_CREATED = "003";
     RPL_MYINFO = "004";
     RPL_ISUPPORT = "005";
+    RPL_SNOMASK = "008";
     RPL_STATSKLINE = "216";
     RPL_ENDOFSTATS = "219";
     RPL_STATSDLINE = "225";
@@ -52,6 +53,7 @@ numerics! {
     RPL_TOPIC = "332";
     RPL_TOPICWHOTIME = "333";
     RPL_WHOISBOT = "335";
+    RPL_WHOISSECURE = "671";
     RPL_INVITELIST = "336";
     RPL_ENDOFINVITELIST = "337";
     RPL_INVITING = "341";
@@ -68,6 +70,8 @@ numerics! {
     RPL_BANLIST = "367";
     RPL_ENDOFBANLIST = "368";
     RPL_LINKS = "364";
+    RPL_WHOISHOST = "378";
+    RPL_HOSTHIDDEN = "396";
     RPL_ENDOFLINKS = "365";
     RPL_INFO = "371";
     RPL_MOTD = "372";

@@ -1,5 +1,6 @@
 //! The command line: the flags that are not settings (`--config`, `--check-config`,
-//! `--hash-password`) and one flag per declared setting (`super::declared`), each with
+//! `--hash-password`, and the hidden `--man` and `--completions` that print the man
+//! page and shell completions generated from it) and one flag per declared setting (`super::declared`), each with
 //! its `RINGCHAT_*` variable, default and help. Parsing only: merging with the file is
 //! `super::Settings::load`'s.
 
@@ -25,10 +26,18 @@ macro_rules! cli_struct {
             /// range), say whether it is valid, and exit.
             #[arg(long, value_name = "FILE")]
             pub check_config: Option<PathBuf>,
-            /// Read a password from stdin (one line), print its argon2 hash for an
-            /// `[[oper]]` block's `password`, and exit.
+            /// Read a password (at a terminal: asked twice, not shown; else one line of
+            /// stdin), print its argon2 hash for an `[[oper]]` block's `password`, and
+            /// exit.
             #[arg(long)]
             pub hash_password: bool,
+            /// Print the man page (roff, from this declaration) and exit.
+            #[arg(long, hide = true)]
+            pub man: bool,
+            /// Print completions for SHELL (bash, zsh, fish, elvish, powershell) and
+            /// exit.
+            #[arg(long, hide = true, value_name = "SHELL")]
+            pub completions: Option<clap_complete::Shell>,
             $(
                 $(#[doc = $doc])*
                 #[arg(long, help_heading = $group, $($arg)*)]

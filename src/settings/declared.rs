@@ -67,6 +67,21 @@ macro_rules! with_settings {
             utf8_only: bool | bool, Restart, "What users see", [], "off", "",
                 [env = "RINGCHAT_UTF8_ONLY"];
 
+            /// Show every user's IP address to everyone, as older servers did, instead
+            /// of a cloak (a keyed hash of the address, `k3vq7m2xa9pqe.ip`). The user
+            /// and operators see the address in WHOIS (378) either way, and KLINEs match
+            /// both.
+            show_addresses: bool | bool, Restart, "What users see", [], "off (cloaked)", "",
+                [env = "RINGCHAT_SHOW_ADDRESSES"];
+            /// The secret that keys host cloaks: the same secret gives an address the
+            /// same cloak, so every node of a cluster needs the same one. Without it the
+            /// server generates one at its first start into `cloak.key` in the data
+            /// directory (copy that file to a cluster's other nodes). Changing it
+            /// changes every cloak, and so every channel ban set on one.
+            cloak_secret: Option<String> | String, Restart, "What users see", [],
+                "generated into data-dir/cloak.key", "\"a long random text\"",
+                [env = "RINGCHAT_CLOAK_SECRET", hide_env_values = true, value_name = "SECRET"];
+
             /// Where the server is (city, country): ADMIN's 257 line.
             admin_location: Option<String> | String, Restart, "What users see", [], "none",
                 "\"Amsterdam, NL\"",

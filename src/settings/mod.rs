@@ -236,6 +236,8 @@ impl Values {
             },
             max_channels_per_client: v.max_channels,
             utf8_only: v.utf8_only,
+            cloak_hosts: !v.show_addresses,
+            cloak_secret: v.cloak_secret,
             shards: v.shards.unwrap_or_else(available_cores),
             io: v.io,
             ring_buffers: DEFAULT_RING_BUFFERS,

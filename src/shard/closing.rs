@@ -6,7 +6,7 @@ use crate::proto::LineBuilder;
 use crate::state::client::CloseReason;
 use crate::state::ClientId;
 use std::sync::atomic::Ordering;
-use tracing::{debug, info, warn};
+use tracing::info;
 
 impl Shard {
     /// Tells every client the server is going away and closes them (no QUITs are
@@ -31,6 +31,7 @@ impl Shard {
             CloseReason::Server(why) => (*why).to_owned(),
             CloseReason::Killed(why) => why.clone(),
         };
+        let (nick, address) = (client.nick().to_owned(), client.host.clone());
         client.closing = true;
         let leaving = self
             .shared
@@ -57,11 +58,15 @@ impl Shard {
         {
             self.propose(crate::state::network::Event::ReleaseNick { client: id });
         }
-        match &reason {
-            CloseReason::Server(why) => warn!(client = ?id, reason = why, "disconnecting client"),
-            CloseReason::Killed(why) => info!(client = ?id, reason = why, "client killed"),
-            _ => debug!(client = ?id, reason = %text, "client leaving"),
-        }
+        // The audit trail's last line of a connection: one line, whoever ended it.
+        let what = match &reason {
+            CloseReason::Server(SENDQ_EXCEEDED) => "sendq cut-off",
+            CloseReason::Server(EXCESS_FLOOD) => "flood cut-off",
+            CloseReason::Killed(_) => "killed",
+            CloseReason::Server(_) => "disconnected",
+            CloseReason::Quit(_) | CloseReason::ConnectionClosed => "quit",
+        };
+        info!(client = %id, %nick, %address, reason = %text, "{what}");
         if reason == CloseReason::Server(SENDQ_EXCEEDED) {
             self.counts.sendq_disconnects += 1;
         } else if reason == CloseReason::Server(EXCESS_FLOOD) {
@@ -117,6 +122,7 @@ impl Shard {
         }
         client.outbox.finish(error);
         self.monitors.forget(id, &monitoring);
+        self.forget_notice_watcher(id);
     }
 
     pub(super) fn close_doomed(&mut self) {

@@ -30,11 +30,13 @@ mod delivery;
 mod input;
 pub mod monitor;
 pub mod notify;
+pub mod server_notices;
 pub mod shutdown;
 pub mod sync;
 mod timers;
 
 use crate::proto::outgoing::MsgId;
+use crate::proto::snomask::NoticeKind;
 use crate::state::bus::{Batch, Links};
 use crate::state::client::{Client, CloseReason};
 use crate::state::flood::TokenBucket;
@@ -51,7 +53,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Waker;
 use std::time::Instant;
-use tracing::debug;
+use tracing::{debug, info};
 
 /// Why a connection was not admitted; the text is what its `ERROR` line says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -123,6 +125,9 @@ pub struct Shard {
     started_micros: u64,
     /// Which local clients MONITOR each nickname; see [`monitor`].
     monitors: monitor::Watchers,
+    /// Local clients with user mode `+s` (a non-empty snomask), to whom
+    /// [`server_notices`] sends; a closing client leaves it.
+    notice_watchers: Vec<ClientId>,
     /// Local counts, published to `shared.counters` by [`Shard::publish_counters`].
     counts: CounterSnapshot,
     /// Proposals this shard has sent to the cluster, numbering them.
@@ -168,6 +173,7 @@ impl Shard {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_micros() as u64),
             monitors: monitor::Watchers::default(),
+            notice_watchers: Vec::new(),
             counts: CounterSnapshot::default(),
             proposals: 0,
             unordered: Vec::new(),
@@ -206,6 +212,19 @@ impl Shard {
 
     // ---- driver-facing lifecycle ---------------------------------------------------
 
+    /// A driver admitted connection `id` (through [`Shard::accept`]) and set it up,
+    /// on a TLS listener or not: logs it (the audit trail's first line of a
+    /// connection) and records whether it is TLS.
+    pub fn connected(&mut self, id: ClientId, tls: bool) {
+        let Some(client) = self.clients.get_mut(id.slot) else {
+            return;
+        };
+        if tls {
+            client.tls = Some(Box::default());
+        }
+        info!(client = %id, address = %client.host, tls, "connect");
+    }
+
     /// Admits a new connection, or says why not (a DLINE, `--max-clients`, per-source
     /// limits); each limit's refusal is counted by cause.
     pub fn accept(&mut self, peer: SocketAddr, now: Instant) -> Result<ClientId, Refused> {
@@ -216,7 +235,16 @@ impl Shard {
             .server_bans()
             .address_ban(peer.ip(), now_unix)
         {
-            debug!(%peer, reason = %ban.reason, "D-Lined connection refused");
+            let mask = ban.target.mask();
+            let why = format!("{} ({})", ban.target.kind(), ban.reason);
+            info!(address = %peer.ip(), ban = %mask, reason = %ban.reason, "ban hit: connection refused");
+            self.server_notice(
+                NoticeKind::Bans,
+                &format!(
+                    "Ban hit: connection from {} refused by {why} [{mask}]",
+                    peer.ip()
+                ),
+            );
             self.counts.refused_banned += 1;
             return Err(Refused::Banned);
         }
@@ -304,7 +332,7 @@ impl Shard {
 
     /// A write failed: treat it as the peer going away.
     pub fn write_failed(&mut self, id: ClientId, error: &std::io::Error) {
-        debug!(client = ?id, %error, "write failed");
+        debug!(client = %id, %error, "write failed");
         if let Some(client) = self.clients.get_mut(id.slot) {
             client.outbox.discard_queued();
         }

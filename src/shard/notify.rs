@@ -1,7 +1,8 @@
 //! What a shard tells its own clients when it applies an event: the JOIN (with the
 //! joiner's AWAY for `away-notify`), PART, KICK,
 //! QUIT, NICK, TOPIC, MODE, INVITE, AWAY, SETNAME and WALLOPS lines that members see,
-//! the MONITOR notifications of watchers ([`super::monitor`]), and closing the local
+//! the MONITOR notifications of watchers ([`super::monitor`]), the server notices of
+//! `+s` operators ([`super::server_notices`]), and closing the local
 //! clients that a KILL names or a new KLINE or DLINE matches.
 //!
 //! Every shard renders every event for its local clients only, straight from its
@@ -23,6 +24,7 @@ use std::net::IpAddr;
 impl Shard {
     /// Renders `outcome` of the applied `entry` for this shard's clients.
     pub(super) fn notify(&mut self, entry: &Sequenced, outcome: &Outcome) {
+        self.tell_server_notices(entry, outcome);
         match (&entry.event, outcome) {
             (Event::ChangeNick { client, nick }, Outcome::NickChanged { old_source }) => {
                 let line = LineBuilder::from_source(old_source, "NICK")
@@ -234,16 +236,12 @@ impl Shard {
             .clients
             .iter()
             .filter(|client| !client.closing)
-            .filter(|client| {
-                let Ok(ip) = client.host.parse::<IpAddr>() else {
-                    return false;
-                };
-                let user_at_host = self
-                    .log
-                    .network()
-                    .user(client.id)
-                    .map(|user| format!("{}@{}", user.user, user.host));
-                ban.matches(user_at_host.as_deref(), ip, now_unix)
+            .filter(|client| match self.log.network().user(client.id) {
+                Some(user) => user.is_server_banned(ban, now_unix),
+                None => client
+                    .host
+                    .parse::<IpAddr>()
+                    .is_ok_and(|ip| ban.matches(&[], ip, now_unix)),
             })
             .map(|client| client.id)
             .collect();

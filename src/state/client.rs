@@ -38,6 +38,14 @@ impl ClientId {
     }
 }
 
+/// `node.shard.slot` (`0.1.42`), how logs name a connection: short, and the same
+/// in every line about it while it lives.
+impl std::fmt::Display for ClientId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.node, self.shard, self.slot.index)
+    }
+}
+
 impl Ord for ClientId {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.ordinal().cmp(&other.ordinal())
@@ -81,7 +89,8 @@ pub enum CloseReason {
 pub struct Client {
     /// This client's id; stable for the connection's life.
     pub id: ClientId,
-    /// The peer's IP as text (no reverse DNS, so nothing blocks on lookups).
+    /// The peer's IP as text (no reverse DNS, so nothing blocks on lookups). Others
+    /// see a cloak of it once the client is registered (the host in `source`).
     pub host: Box<str>,
     /// `Some` until registration completes.
     pub registration: Option<Box<Registration>>,
@@ -133,6 +142,10 @@ pub struct Client {
     /// User mode `+B`, mirrored from the network state when the client's own MODE
     /// is applied, so the message path tags its messages `bot` without a lookup.
     pub bot: bool,
+    /// User mode `+s`: the server notices this operator receives (empty: `-s`).
+    /// Shard-local, like the notices, which each shard renders for its own clients;
+    /// the shard's watcher list mirrors it.
+    pub snomask: crate::proto::snomask::Snomask,
     /// Failed OPER attempts on this connection; the command disconnects the client
     /// when it reaches its limit, so passwords cannot be guessed at line rate.
     pub oper_failures: u8,
@@ -190,6 +203,7 @@ impl Client {
             delivery_stamp: 0,
             monitoring: Vec::new(),
             bot: false,
+            snomask: Default::default(),
             oper_failures: 0,
             tls: None,
             last_knock: None,
@@ -220,15 +234,26 @@ impl Client {
         after_nick.split('@').next().unwrap_or(after_nick)
     }
 
-    /// Sets the source from a new nickname and the user name.
-    pub fn set_identity(&mut self, nick: &str, user: &str) {
-        self.source = format!("{nick}!~{user}@{}", self.host).into();
+    /// Sets the source from a new nickname, the user name and the host others see
+    /// (the cloak, or the address when cloaking is off).
+    pub fn set_identity(&mut self, nick: &str, user: &str, shown_host: &str) {
+        self.source = format!("{nick}!~{user}@{shown_host}").into();
         self.nick_len = nick.len();
+    }
+
+    /// The host others see: the part of the source after `@` (the address before
+    /// registration).
+    pub fn shown_host(&self) -> &str {
+        match self.source.rsplit_once('@') {
+            Some((_, host)) if self.is_registered() => host,
+            _ => &self.host,
+        }
     }
 
     /// Changes only the nickname part of the source.
     pub fn rename(&mut self, nick: &str) {
         let user = self.user().trim_start_matches('~').to_owned();
-        self.set_identity(nick, &user);
+        let shown_host = self.shown_host().to_owned();
+        self.set_identity(nick, &user, &shown_host);
     }
 }

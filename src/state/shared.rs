@@ -145,6 +145,9 @@ pub struct Shared {
     /// The node's embedded store in the data directory; `None` when the server
     /// keeps nothing across restarts (no data directory: tests, benchmarks).
     pub store: Option<Store>,
+    /// What keys host cloaks; `None` when others see real addresses
+    /// (`--show-addresses`). Set by the server at start, before any shard runs.
+    pub cloak: Option<crate::cloak::Cloak>,
     /// For RPL_CREATED.
     pub started: SystemTime,
     /// Registered users and channels as the last shard to publish saw them (in the
@@ -189,6 +192,7 @@ impl Shared {
             rehash: Rehash::default(),
             ban_store: BanStore::new(config.ban_file.clone(), config.server_bans.clone()),
             store: None,
+            cloak: None,
             started: SystemTime::now(),
             users: AtomicUsize::new(0),
             channels: AtomicUsize::new(0),

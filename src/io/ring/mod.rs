@@ -346,12 +346,7 @@ impl Driver {
         };
         match self.shard.accept(peer, Instant::now()) {
             Ok(id) => {
-                debug!(shard = id.shard, slot = id.slot.index, %peer, tls = session.is_some(), websocket = transport.websocket, "connected");
-                if session.is_some() {
-                    if let Some(client) = self.shard.client_mut(id) {
-                        client.tls = Some(Box::default());
-                    }
-                }
+                self.shard.connected(id, session.is_some());
                 let _ = stream.set_nodelay(true);
                 let fd = stream.as_raw_fd();
                 self.shard.set_socket(id, fd);
@@ -430,11 +425,11 @@ impl Driver {
                 self.shard.peer_closed(id);
             }
             Err(error) if error.raw_os_error() == Some(libc::ENOBUFS) => {
-                debug!(client = ?id, "receive buffers exhausted; re-arming");
+                debug!(client = %id, "receive buffers exhausted; re-arming");
                 self.shard.note_receive_buffer_wait();
             }
             Err(error) => {
-                debug!(client = ?id, %error, "read failed");
+                debug!(client = %id, %error, "read failed");
                 self.shard.note_read();
                 conn.read_done = true;
                 self.shard.peer_closed(id);

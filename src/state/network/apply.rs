@@ -208,24 +208,36 @@ impl Network {
                 client,
                 user,
                 host,
+                address,
+                tls,
                 realname,
                 activity,
-            } => self.register(
-                *client,
-                User {
-                    nick: CaselessKey::new("*"),
-                    user: Arc::from(&**user),
-                    host: Arc::from(&**host),
-                    realname: Arc::from(&**realname),
-                    channels: Vec::new(),
-                    away: None,
-                    invisible: false,
-                    bot: false,
-                    oper: None,
-                    wallops: false,
-                    activity: activity.clone(),
-                },
-            ),
+            } => {
+                // Uncloaked, the address is the host: one text, shared.
+                let shown_host: Arc<str> = Arc::from(&**host);
+                self.register(
+                    *client,
+                    User {
+                        nick: CaselessKey::new("*"),
+                        user: Arc::from(&**user),
+                        address: if host == address {
+                            shown_host.clone()
+                        } else {
+                            Arc::from(&**address)
+                        },
+                        host: shown_host,
+                        tls: *tls,
+                        realname: Arc::from(&**realname),
+                        channels: Vec::new(),
+                        away: None,
+                        invisible: false,
+                        bot: false,
+                        oper: None,
+                        wallops: false,
+                        activity: activity.clone(),
+                    },
+                )
+            }
             Event::ChangeNick { client, nick } => self.change_nick(*client, nick, now),
             Event::Join {
                 client,

@@ -41,8 +41,13 @@ pub enum Event {
         client: ClientId,
         /// `~user`, sanitized.
         user: Box<str>,
-        /// The peer address as text.
+        /// The host others see: the address's cloak ([`crate::cloak`]), or the
+        /// address itself when cloaking is off.
         host: Box<str>,
+        /// The peer address as text: for bans, operators (WHOIS 378) and the user.
+        address: Box<str>,
+        /// The connection came in on a TLS listener (WHOIS 671).
+        tls: bool,
         /// The real name from USER.
         realname: Box<str>,
         /// Signon and idle clock; see [`Activity`]. Only the signon time travels

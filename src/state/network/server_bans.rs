@@ -35,15 +35,21 @@ impl ServerBans {
     /// The first active ban that keeps out `ip` (D-Lines only: before registration).
     pub fn address_ban(&self, ip: IpAddr, now_unix: u64) -> Option<&ServerBan> {
         self.bans.iter().find(|ban| {
-            matches!(ban.target, BanTarget::Address(_)) && ban.matches(None, ip, now_unix)
+            matches!(ban.target, BanTarget::Address(_)) && ban.matches(&[], ip, now_unix)
         })
     }
 
-    /// The first active ban of either kind that keeps out `~user@ip` at `ip`.
-    pub fn user_ban(&self, user_at_host: &str, ip: IpAddr, now_unix: u64) -> Option<&ServerBan> {
+    /// The first active ban of either kind that keeps out a user at `ip` known as
+    /// any of `user_at_hosts` (see [`ServerBan::matches`]).
+    pub fn user_ban(
+        &self,
+        user_at_hosts: &[&str],
+        ip: IpAddr,
+        now_unix: u64,
+    ) -> Option<&ServerBan> {
         self.bans
             .iter()
-            .find(|ban| ban.matches(Some(user_at_host), ip, now_unix))
+            .find(|ban| ban.matches(user_at_hosts, ip, now_unix))
     }
 
     /// Adds `ban`, replacing one with the same target; `false` when the list is full.

@@ -36,7 +36,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The layout of snapshots; bump it when anything in `SnapshotImage` changes shape.
-pub const SNAPSHOT_FORMAT: u8 = 1;
+pub const SNAPSHOT_FORMAT: u8 = 2;
 
 /// A replica as written: borrowed from the [`Network`], field for field what
 /// [`SnapshotImage`] reads back.
@@ -69,6 +69,8 @@ struct UserRef<'a> {
     nick: &'a CaselessKey,
     user: &'a str,
     host: &'a str,
+    address: &'a str,
+    tls: bool,
     realname: &'a str,
     /// Positions in the snapshot's channel list, in the user's order.
     channels: Vec<u32>,
@@ -87,6 +89,8 @@ struct UserImage {
     nick: CaselessKey,
     user: Box<str>,
     host: Box<str>,
+    address: Box<str>,
+    tls: bool,
     realname: Box<str>,
     channels: Vec<u32>,
     away: Option<Box<[u8]>>,
@@ -165,6 +169,8 @@ impl<'a> UserRef<'a> {
             nick: &user.nick,
             user: &user.user,
             host: &user.host,
+            address: &user.address,
+            tls: user.tls,
             realname: &user.realname,
             channels: user
                 .channels
@@ -350,10 +356,17 @@ fn rebuild_user(
     for &position in &image.channels {
         listed[position as usize] = false;
     }
+    let host: Arc<str> = image.host.into();
     Ok(User {
         nick,
         user: image.user.into(),
-        host: image.host.into(),
+        address: if *image.address == *host {
+            Arc::clone(&host)
+        } else {
+            image.address.into()
+        },
+        host,
+        tls: image.tls,
         realname: image.realname.into(),
         channels: names,
         away: image.away,

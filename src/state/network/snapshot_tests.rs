@@ -84,6 +84,8 @@ fn register(who: ClientId, host: &str, signon: u64) -> Event {
         client: who,
         user: "~u".into(),
         host: host.into(),
+        address: host.into(),
+        tls: false,
         realname: "Real Name".into(),
         activity: Arc::new(Activity::new(Instant::now(), signon)),
     }

@@ -108,8 +108,14 @@ pub struct User {
     /// whenever an event changes it while an older version of the replica holds it
     /// (every JOIN, PART and NICK), and a copy should not allocate.
     pub user: Arc<str>,
-    /// The peer IP as text.
+    /// The host others see: a cloak of the address ([`crate::cloak`]), or the
+    /// address itself when cloaking is off.
     pub host: Arc<str>,
+    /// The peer IP as text, for bans, operators (WHOIS 378) and the user itself;
+    /// the same text as `host` when cloaking is off.
+    pub address: Arc<str>,
+    /// Connected through a TLS listener (WHOIS 671).
+    pub tls: bool,
     /// USER's real name.
     pub realname: Arc<str>,
     /// Channels the user is in, spelled as the channel was created. At most CHANLIMIT
@@ -137,6 +143,8 @@ impl PartialEq for User {
         self.nick.as_str() == other.nick.as_str()
             && self.user == other.user
             && self.host == other.host
+            && self.address == other.address
+            && self.tls == other.tls
             && self.realname == other.realname
             && self.channels == other.channels
             && self.away == other.away
@@ -155,9 +163,36 @@ impl User {
         format!("{}!{}@{}", self.nick, self.user, self.host)
     }
 
-    /// Whether a `nick!user@host` wildcard mask matches this user. Costs one small
-    /// allocation (the user's full mask).
+    /// Whether a `nick!user@host` wildcard mask matches this user, by the host
+    /// others see or by the real address (a ban on an address still holds a cloaked
+    /// user). Costs one small allocation (the user's full mask), two for a cloaked
+    /// user the first does not match.
     pub fn matches(&self, mask: &str) -> bool {
         wildcard_match(mask.as_bytes(), self.source().as_bytes())
+            || (self.is_cloaked()
+                && wildcard_match(
+                    mask.as_bytes(),
+                    format!("{}!{}@{}", self.nick, self.user, self.address).as_bytes(),
+                ))
+    }
+
+    /// Whether others see a cloak rather than the address.
+    pub fn is_cloaked(&self) -> bool {
+        self.host != self.address
+    }
+
+    /// `~user@address`: what `[[oper]]` hosts are matched against.
+    pub fn user_at_address(&self) -> String {
+        format!("{}@{}", self.user, self.address)
+    }
+
+    /// Whether an active KLINE or DLINE keeps this user out, by its address or by
+    /// its cloak. Costs two small allocations.
+    pub fn is_server_banned(&self, ban: &crate::bans::ServerBan, now_unix: u64) -> bool {
+        let Ok(ip) = self.address.parse::<std::net::IpAddr>() else {
+            return false;
+        };
+        let shown = format!("{}@{}", self.user, self.host);
+        ban.matches(&[&self.user_at_address(), &shown], ip, now_unix)
     }
 }

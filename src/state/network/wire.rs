@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 /// The layout of encoded events; bump it when [`Event`] or anything in it changes
 /// shape.
-pub const EVENT_FORMAT: u8 = 1;
+pub const EVENT_FORMAT: u8 = 2;
 
 /// Why bytes could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -172,7 +172,9 @@ mod tests {
             Event::Register {
                 client,
                 user: "~alice".into(),
-                host: "2001:db8::1".into(),
+                host: "k3vq7m2xa9pqe.ip".into(),
+                address: "2001:db8::1".into(),
+                tls: true,
                 realname: "Alice Liddell".into(),
                 activity: Arc::new(Activity::new(Instant::now(), 1_700_000_000)),
             },
@@ -327,6 +329,8 @@ mod tests {
             client: ALICE,
             user: "~a".into(),
             host: "h".into(),
+            address: "h".into(),
+            tls: false,
             realname: "r".into(),
             activity,
         };
@@ -358,7 +362,7 @@ mod tests {
         other_format[0] = EVENT_FORMAT + 1;
         assert!(matches!(
             decode_event(&other_format),
-            Err(WireError::UnknownFormat { found: 2, .. })
+            Err(WireError::UnknownFormat { found, .. }) if found == EVENT_FORMAT + 1
         ));
         let mut longer = bytes.clone();
         longer.push(0);
