@@ -5,6 +5,7 @@ use super::{clip, targets, Ctx, KICKLEN};
 use crate::proto::caps::Cap;
 use crate::proto::names::is_valid_channel;
 use crate::proto::numeric::*;
+use crate::proto::texts;
 use crate::proto::{CaselessKey, Message};
 use crate::state::network::{Event, Membership, Outcome};
 
@@ -31,7 +32,7 @@ pub fn join(ctx: &mut Ctx<'_>, message: &Message<'_>) {
             let reply = ctx
                 .numeric(ERR_BADCHANMASK)
                 .arg(String::from_utf8_lossy(name).as_ref())
-                .trailing("Bad Channel Mask");
+                .trailing(texts::BAD_CHANNEL_MASK);
             ctx.reply(reply);
             continue;
         };
@@ -93,7 +94,7 @@ pub fn names(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         let reply = ctx
             .numeric(RPL_ENDOFNAMES)
             .arg("*")
-            .trailing("End of /NAMES list.");
+            .trailing(texts::END_OF_NAMES_LIST);
         ctx.reply(reply);
         return;
     };
@@ -115,7 +116,7 @@ pub fn names(ctx: &mut Ctx<'_>, message: &Message<'_>) {
                 let reply = ctx
                     .numeric(RPL_ENDOFNAMES)
                     .arg(name.as_ref())
-                    .trailing("End of /NAMES list.");
+                    .trailing(texts::END_OF_NAMES_LIST);
                 ctx.reply(reply);
             }
         }
@@ -183,6 +184,6 @@ fn send_names(ctx: &mut Ctx<'_>, channel: &CaselessKey) {
     let end = ctx
         .numeric(RPL_ENDOFNAMES)
         .arg(channel.as_str())
-        .trailing("End of /NAMES list.");
+        .trailing(texts::END_OF_NAMES_LIST);
     ctx.reply(end);
 }

@@ -8,6 +8,7 @@ use super::errors::reply_refusal;
 use super::{clip, targets, Ctx, KICKLEN, TOPICLEN};
 use crate::proto::mask::canonical_ban_mask;
 use crate::proto::numeric::*;
+use crate::proto::texts;
 use crate::proto::Message;
 use crate::state::network::{
     ChannelModes, Event, MaskList, ModeChange, ModeRefusal, Outcome, Refusal, Topic,
@@ -47,7 +48,7 @@ pub fn topic(ctx: &mut Ctx<'_>, message: &Message<'_>) {
                 let reply = ctx
                     .numeric(RPL_NOTOPIC)
                     .arg(channel.as_str())
-                    .trailing("No topic is set");
+                    .trailing(texts::NO_TOPIC_IS_SET);
                 ctx.reply(reply);
             }
         }
@@ -84,7 +85,7 @@ pub fn kick(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         let reply = ctx
             .numeric(ERR_NEEDMOREPARAMS)
             .arg("KICK")
-            .trailing("Not enough parameters");
+            .trailing(texts::NOT_ENOUGH_PARAMETERS);
         return ctx.reply(reply);
     }
     let reason: Box<[u8]> = match message.param(2).filter(|r| !r.is_empty()) {
@@ -124,7 +125,7 @@ pub fn invite(ctx: &mut Ctx<'_>, message: &Message<'_>) {
             let reply = ctx
                 .numeric(ERR_NEEDMOREPARAMS)
                 .arg("INVITE")
-                .trailing("Not enough parameters");
+                .trailing(texts::NOT_ENOUGH_PARAMETERS);
             return ctx.reply(reply);
         }
         _ => {}
@@ -178,7 +179,7 @@ fn send_invite_list(ctx: &mut Ctx<'_>) {
     }
     let end = ctx
         .numeric(RPL_ENDOFINVITELIST)
-        .trailing("End of /INVITE list");
+        .trailing(texts::END_OF_INVITE_LIST);
     ctx.reply(end);
 }
 
@@ -310,7 +311,7 @@ fn channel_mode(ctx: &mut Ctx<'_>, message: &Message<'_>, name: &str) {
         let reply = ctx
             .numeric(ERR_UNKNOWNMODE)
             .arg(letter.to_string())
-            .trailing("is unknown mode char to me");
+            .trailing(texts::IS_UNKNOWN_MODE_CHAR_TO_ME);
         ctx.reply(reply);
     }
     for list in request.lists {
@@ -326,7 +327,7 @@ fn channel_mode(ctx: &mut Ctx<'_>, message: &Message<'_>, name: &str) {
             .arg(channel)
             .arg(letter.to_string())
             .arg(shown)
-            .trailing("Invalid mode parameter");
+            .trailing(texts::INVALID_MODE_PARAMETER);
         ctx.reply(reply);
     }
     if request.changes.is_empty() {
@@ -359,7 +360,7 @@ fn channel_mode(ctx: &mut Ctx<'_>, message: &Message<'_>, name: &str) {
                     .numeric(ERR_BANLISTFULL)
                     .arg(channel)
                     .arg(list.letter().to_string())
-                    .trailing("Channel list is full");
+                    .trailing(texts::CHANNEL_LIST_IS_FULL);
                 ctx.reply(reply);
             }
         }

@@ -2,13 +2,16 @@
 
 use super::Ctx;
 use crate::proto::numeric::*;
+use crate::proto::texts;
 use crate::proto::Message;
 use crate::state::client::CloseReason;
 
 /// `PING token` is answered with `PONG server :token`.
 pub fn ping(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let Some(token) = message.param(0) else {
-        let reply = ctx.numeric(ERR_NOORIGIN).trailing("No origin specified");
+        let reply = ctx
+            .numeric(ERR_NOORIGIN)
+            .trailing(texts::NO_ORIGIN_SPECIFIED);
         ctx.reply(reply);
         return;
     };

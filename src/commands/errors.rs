@@ -6,6 +6,7 @@
 
 use super::Ctx;
 use crate::proto::numeric::*;
+use crate::proto::texts;
 use crate::state::network::Refusal;
 
 /// Answers `refusal` to the client. `channel` is the channel the client named and
@@ -15,45 +16,45 @@ pub(super) fn reply_refusal(ctx: &mut Ctx<'_>, refusal: Refusal, channel: &str, 
     let reply = match refusal {
         Refusal::NickInUse => numeric(ERR_NICKNAMEINUSE)
             .arg(nick)
-            .trailing("Nickname is already in use"),
+            .trailing(texts::NICKNAME_IS_ALREADY_IN_USE),
         Refusal::NoSuchChannel => numeric(ERR_NOSUCHCHANNEL)
             .arg(channel)
-            .trailing("No such channel"),
+            .trailing(texts::NO_SUCH_CHANNEL),
         Refusal::NotOnChannel => numeric(ERR_NOTONCHANNEL)
             .arg(channel)
-            .trailing("You're not on that channel"),
+            .trailing(texts::YOURE_NOT_ON_THAT_CHANNEL),
         Refusal::CannotSend => numeric(ERR_CANNOTSENDTOCHAN)
             .arg(channel)
-            .trailing("Cannot send to channel"),
+            .trailing(texts::CANNOT_SEND_TO_CHANNEL),
         Refusal::NotOperator => numeric(ERR_CHANOPRIVSNEEDED)
             .arg(channel)
-            .trailing("You're not channel operator"),
+            .trailing(texts::YOURE_NOT_CHANNEL_OPERATOR),
         Refusal::NoSuchNick => numeric(ERR_NOSUCHNICK)
             .arg(nick)
-            .trailing("No such nick/channel"),
+            .trailing(texts::NO_SUCH_NICK_CHANNEL),
         Refusal::UserNotInChannel => numeric(ERR_USERNOTINCHANNEL)
             .arg(nick)
             .arg(channel)
-            .trailing("They aren't on that channel"),
+            .trailing(texts::THEY_ARENT_ON_THAT_CHANNEL),
         Refusal::UserOnChannel => numeric(ERR_USERONCHANNEL)
             .arg(nick)
             .arg(channel)
-            .trailing("is already on channel"),
+            .trailing(texts::IS_ALREADY_ON_CHANNEL),
         Refusal::TooManyChannels => numeric(ERR_TOOMANYCHANNELS)
             .arg(channel)
-            .trailing("You have joined too many channels"),
+            .trailing(texts::YOU_HAVE_JOINED_TOO_MANY_CHANNELS),
         Refusal::ChannelFull => numeric(ERR_CHANNELISFULL)
             .arg(channel)
-            .trailing("Cannot join channel (+l)"),
+            .trailing(texts::CANNOT_JOIN_CHANNEL_L),
         Refusal::InviteOnly => numeric(ERR_INVITEONLYCHAN)
             .arg(channel)
-            .trailing("Cannot join channel (+i)"),
+            .trailing(texts::CANNOT_JOIN_CHANNEL_I),
         Refusal::Banned => numeric(ERR_BANNEDFROMCHAN)
             .arg(channel)
-            .trailing("Cannot join channel (+b)"),
+            .trailing(texts::CANNOT_JOIN_CHANNEL_B),
         Refusal::BadKey => numeric(ERR_BADCHANNELKEY)
             .arg(channel)
-            .trailing("Cannot join channel (+k)"),
+            .trailing(texts::CANNOT_JOIN_CHANNEL_K),
         // No numeric exists for these: a server NOTICE, as Solanum and InspIRCd do.
         Refusal::ServerBanListFull | Refusal::NoSuchServerBan => ctx
             .from_server("NOTICE")
@@ -67,7 +68,7 @@ pub(super) fn reply_refusal(ctx: &mut Ctx<'_>, refusal: Refusal, channel: &str, 
             "Cannot do that now: this server has lost its cluster connection; try again shortly",
         ),
         Refusal::NoPrivileges => {
-            numeric(ERR_NOPRIVILEGES).trailing("Permission Denied- You're not an IRC operator")
+            numeric(ERR_NOPRIVILEGES).trailing(texts::PERMISSION_DENIED_YOURE_NOT_AN_IRC_OPERATOR)
         }
     };
     ctx.reply(reply);

@@ -2,6 +2,7 @@
 
 use super::Ctx;
 use crate::proto::numeric::*;
+use crate::proto::texts;
 use crate::proto::Message;
 use std::sync::atomic::Ordering;
 
@@ -45,7 +46,7 @@ pub fn stats(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let end = ctx
         .numeric(RPL_ENDOFSTATS)
         .arg(query)
-        .trailing("End of /STATS report");
+        .trailing(texts::END_OF_STATS_REPORT);
     ctx.reply(end);
 }
 
@@ -85,7 +86,9 @@ fn stats_cluster(ctx: &mut Ctx<'_>) {
 pub fn send_motd(ctx: &mut Ctx<'_>) {
     let server = ctx.config().server_name.clone();
     let Some(lines) = ctx.shard.shared.live.motd() else {
-        let reply = ctx.numeric(ERR_NOMOTD).trailing("MOTD File is missing");
+        let reply = ctx
+            .numeric(ERR_NOMOTD)
+            .trailing(texts::MOTD_FILE_IS_MISSING);
         ctx.reply(reply);
         return;
     };
@@ -97,7 +100,9 @@ pub fn send_motd(ctx: &mut Ctx<'_>) {
         let reply = ctx.numeric(RPL_MOTD).trailing(format!("- {line}"));
         ctx.reply(reply);
     }
-    let end = ctx.numeric(RPL_ENDOFMOTD).trailing("End of /MOTD command.");
+    let end = ctx
+        .numeric(RPL_ENDOFMOTD)
+        .trailing(texts::END_OF_MOTD_COMMAND);
     ctx.reply(end);
 }
 
@@ -119,13 +124,13 @@ pub fn send_lusers(ctx: &mut Ctx<'_>) {
         )),
         ctx.numeric(RPL_LUSEROP)
             .arg(opers.to_string())
-            .trailing("operator(s) online"),
+            .trailing(texts::OPERATOR_S_ONLINE),
         ctx.numeric(RPL_LUSERUNKNOWN)
             .arg(unregistered.to_string())
-            .trailing("unknown connection(s)"),
+            .trailing(texts::UNKNOWN_CONNECTION_S),
         ctx.numeric(RPL_LUSERCHANNELS)
             .arg(channels.to_string())
-            .trailing("channels formed"),
+            .trailing(texts::CHANNELS_FORMED),
         ctx.numeric(RPL_LUSERME)
             .trailing(format!("I have {users} clients and 0 servers")),
         ctx.numeric(RPL_LOCALUSERS)
@@ -159,7 +164,7 @@ pub fn info(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         let reply = ctx.numeric(RPL_INFO).trailing(line);
         ctx.reply(reply);
     }
-    let end = ctx.numeric(RPL_ENDOFINFO).trailing("End of INFO list");
+    let end = ctx.numeric(RPL_ENDOFINFO).trailing(texts::END_OF_INFO_LIST);
     ctx.reply(end);
 }
 
@@ -181,6 +186,6 @@ pub fn links(ctx: &mut Ctx<'_>, _message: &Message<'_>) {
     let end = ctx
         .numeric(RPL_ENDOFLINKS)
         .arg("*")
-        .trailing("End of /LINKS list");
+        .trailing(texts::END_OF_LINKS_LIST);
     ctx.reply(end);
 }

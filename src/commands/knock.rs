@@ -10,6 +10,7 @@
 use super::Ctx;
 use crate::proto::numeric::*;
 use crate::proto::outgoing::{Outgoing, StatusTarget};
+use crate::proto::texts;
 use crate::proto::{LineBuilder, Message};
 use std::time::Duration;
 
@@ -63,7 +64,7 @@ pub fn knock(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         let reply = ctx
             .numeric(ERR_TOOMANYKNOCK)
             .arg(channel.as_str())
-            .trailing("Too many KNOCKs (connection)");
+            .trailing(texts::TOO_MANY_KNOCKS_CONNECTION);
         return ctx.reply(reply);
     }
     client.last_knock = Some(now);
@@ -85,6 +86,6 @@ pub fn knock(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let reply = ctx
         .numeric(RPL_KNOCKDLVR)
         .arg(channel.as_str())
-        .trailing("Your KNOCK has been delivered");
+        .trailing(texts::YOUR_KNOCK_HAS_BEEN_DELIVERED);
     ctx.reply(reply);
 }

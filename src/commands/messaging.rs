@@ -5,6 +5,7 @@ use super::{targets, Ctx};
 use crate::proto::caps::Cap;
 use crate::proto::numeric::*;
 use crate::proto::outgoing::{client_only_tags, MsgId, Outgoing, StatusTarget};
+use crate::proto::texts;
 use crate::proto::{LineBuilder, Message};
 use crate::state::network::Refusal;
 use crate::state::ClientId;
@@ -49,7 +50,9 @@ fn relay(ctx: &mut Ctx<'_>, message: &Message<'_>, kind: Kind) {
     let text = message.param(1).unwrap_or_default();
     if text.is_empty() && kind != Kind::Tagmsg {
         if !quiet {
-            let reply = ctx.numeric(ERR_NOTEXTTOSEND).trailing("No text to send");
+            let reply = ctx
+                .numeric(ERR_NOTEXTTOSEND)
+                .trailing(texts::NO_TEXT_TO_SEND);
             ctx.reply(reply);
         }
         return;

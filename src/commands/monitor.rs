@@ -6,6 +6,7 @@
 use super::{targets, Ctx, LINELEN};
 use crate::proto::names::is_valid_nick;
 use crate::proto::numeric::*;
+use crate::proto::texts;
 use crate::proto::Message;
 use crate::shard::monitor::{MonitorRefusal, MONITOR_LIMIT};
 
@@ -26,7 +27,7 @@ pub fn monitor(ctx: &mut Ctx<'_>, message: &Message<'_>) {
             let reply = ctx
                 .numeric(ERR_NEEDMOREPARAMS)
                 .arg("MONITOR")
-                .trailing("Not enough parameters");
+                .trailing(texts::NOT_ENOUGH_PARAMETERS);
             ctx.reply(reply);
         }
         ("C" | "c", _) => ctx.shard.monitor_clear(ctx.id),
@@ -40,7 +41,7 @@ pub fn monitor(ctx: &mut Ctx<'_>, message: &Message<'_>) {
             reply_in_comma_lines(ctx, RPL_MONLIST, &nicks);
             let end = ctx
                 .numeric(RPL_ENDOFMONLIST)
-                .trailing("End of MONITOR list");
+                .trailing(texts::END_OF_MONITOR_LIST);
             ctx.reply(end);
         }
         ("S" | "s", _) => {
@@ -80,7 +81,7 @@ fn add(ctx: &mut Ctx<'_>, list: &[u8]) {
             .numeric(ERR_MONLISTFULL)
             .arg(MONITOR_LIMIT.to_string())
             .arg(left_out.join(","))
-            .trailing("Monitor list is full.");
+            .trailing(texts::MONITOR_LIST_IS_FULL);
         ctx.reply(reply);
     }
 }

@@ -6,6 +6,7 @@ use super::errors::reply_refusal;
 use super::Ctx;
 use crate::opers::{authenticate, OperRefusal};
 use crate::proto::numeric::*;
+use crate::proto::texts;
 use crate::proto::{LineBuilder, Message};
 use crate::state::client::CloseReason;
 use crate::state::network::{Event, Outcome, Refusal};
@@ -44,7 +45,7 @@ pub fn oper(ctx: &mut Ctx<'_>, message: &Message<'_>) {
             info!(client = %ctx.id, nick = %ctx.client().nick(), from = %user_at_host, oper = %block.name, "OPER succeeded");
             let reply = ctx
                 .numeric(RPL_YOUREOPER)
-                .trailing("You are now an IRC operator");
+                .trailing(texts::YOU_ARE_NOW_AN_IRC_OPERATOR);
             ctx.reply(reply);
             if outcome == Outcome::OperChanged(true) {
                 let line = LineBuilder::from_source(ctx.client().source(), "MODE")
@@ -60,10 +61,10 @@ pub fn oper(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let reply = match refusal {
         OperRefusal::NoOperHost => ctx
             .numeric(ERR_NOOPERHOST)
-            .trailing("No O-lines for your host"),
+            .trailing(texts::NO_O_LINES_FOR_YOUR_HOST),
         OperRefusal::PasswordMismatch => ctx
             .numeric(ERR_PASSWDMISMATCH)
-            .trailing("Password incorrect"),
+            .trailing(texts::PASSWORD_INCORRECT),
     };
     ctx.reply(reply);
     let failures = match ctx.shard.client_mut(ctx.id) {
@@ -139,7 +140,7 @@ pub fn rehash(ctx: &mut Ctx<'_>, _message: &Message<'_>) {
         let reply = ctx
             .from_server("NOTICE")
             .arg(ctx.client().nick())
-            .trailing("REHASH: this server was started without settings to reload");
+            .trailing(texts::REHASH_THIS_SERVER_WAS_STARTED_WITHOUT_SETTINGS);
         return ctx.reply(reply);
     }
     rehash.request(ctx.id);

@@ -10,6 +10,7 @@ use super::{
 use crate::proto::caps::Cap;
 use crate::proto::mask::{has_wildcards, wildcard_match};
 use crate::proto::numeric::*;
+use crate::proto::texts;
 use crate::proto::time::human;
 use crate::proto::{Caseless, Message};
 use crate::state::network::{Membership, Network, User};
@@ -121,7 +122,7 @@ pub fn who(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let end = ctx
         .numeric(RPL_ENDOFWHO)
         .arg(&mask)
-        .trailing("End of WHO list");
+        .trailing(texts::END_OF_WHO_LIST);
     ctx.reply(end);
 }
 
@@ -274,12 +275,12 @@ fn whois_one(ctx: &mut Ctx<'_>, nick: &str) {
         let reply = ctx
             .numeric(ERR_NOSUCHNICK)
             .arg(nick)
-            .trailing("No such nick/channel");
+            .trailing(texts::NO_SUCH_NICK_CHANNEL);
         ctx.reply(reply);
         let end = ctx
             .numeric(RPL_ENDOFWHOIS)
             .arg(nick)
-            .trailing("End of /WHOIS list");
+            .trailing(texts::END_OF_WHOIS_LIST);
         ctx.reply(end);
         return;
     };
@@ -312,7 +313,7 @@ fn whois_one(ctx: &mut Ctx<'_>, nick: &str) {
         replies.push(
             ctx.numeric(RPL_WHOISOPERATOR)
                 .arg(&info.nick)
-                .trailing("is an IRC operator"),
+                .trailing(texts::IS_AN_IRC_OPERATOR),
         );
     }
     // RPL_WHOISHOST as InspIRCd and Ergo send it: the real address behind a cloak,
@@ -329,7 +330,7 @@ fn whois_one(ctx: &mut Ctx<'_>, nick: &str) {
         replies.push(
             ctx.numeric(RPL_WHOISSECURE)
                 .arg(&info.nick)
-                .trailing("is using a secure connection"),
+                .trailing(texts::IS_USING_A_SECURE_CONNECTION),
         );
     }
     if info.bot {
@@ -354,12 +355,12 @@ fn whois_one(ctx: &mut Ctx<'_>, nick: &str) {
             .arg(&info.nick)
             .arg(info.idle.to_string())
             .arg(info.signon.to_string())
-            .trailing("seconds idle, signon time"),
+            .trailing(texts::SECONDS_IDLE_SIGNON_TIME),
     );
     replies.push(
         ctx.numeric(RPL_ENDOFWHOIS)
             .arg(&info.nick)
-            .trailing("End of /WHOIS list"),
+            .trailing(texts::END_OF_WHOIS_LIST),
     );
     for reply in replies {
         ctx.reply(reply);
@@ -503,7 +504,7 @@ pub fn list(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let start = ctx
         .numeric(RPL_LISTSTART)
         .arg("Channel")
-        .trailing("Users  Name");
+        .trailing(texts::USERS_NAME);
     ctx.reply(start);
     for (name, members, topic) in channels {
         let reply = ctx
@@ -518,7 +519,7 @@ pub fn list(ctx: &mut Ctx<'_>, message: &Message<'_>) {
 
 /// 323 RPL_LISTEND, the last line of every answer to LIST.
 fn end_of_list(ctx: &mut Ctx<'_>) {
-    let end = ctx.numeric(RPL_LISTEND).trailing("End of /LIST");
+    let end = ctx.numeric(RPL_LISTEND).trailing(texts::END_OF_LIST);
     ctx.reply(end);
 }
 
@@ -590,7 +591,7 @@ pub(super) fn is_this_server(ctx: &mut Ctx<'_>, message: &Message<'_>) -> bool {
     let reply = ctx
         .numeric(ERR_NOSUCHSERVER)
         .arg(target)
-        .trailing("No such server");
+        .trailing(texts::NO_SUCH_SERVER);
     ctx.reply(reply);
     false
 }
@@ -605,7 +606,7 @@ pub fn version(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         .numeric(RPL_VERSION)
         .arg(VERSION)
         .arg(&server)
-        .trailing("ringchat IRC server on io_uring");
+        .trailing(texts::RINGCHAT_IRC_SERVER_ON_IO_URING);
     ctx.reply(reply);
     send_isupport(ctx);
 }
@@ -628,13 +629,13 @@ pub fn admin(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         let reply = ctx
             .numeric(ERR_NOADMININFO)
             .arg(&server)
-            .trailing("No administrative info available");
+            .trailing(texts::NO_ADMINISTRATIVE_INFO_AVAILABLE);
         return ctx.reply(reply);
     }
     let me = ctx
         .numeric(RPL_ADMINME)
         .arg(&server)
-        .trailing("Administrative info");
+        .trailing(texts::ADMINISTRATIVE_INFO);
     ctx.reply(me);
     for (numeric, text) in lines {
         if let Some(text) = text {

@@ -6,6 +6,7 @@ use crate::proto::caps::{apply_request, Cap};
 use crate::proto::names::{is_valid_nick, sanitize_user, CHANNELLEN, NICKLEN, USERLEN};
 use crate::proto::numeric::*;
 use crate::proto::snomask::NoticeKind;
+use crate::proto::texts;
 use crate::proto::Message;
 use crate::state::client::CloseReason;
 use crate::state::network::{Event, Outcome, Refusal};
@@ -103,7 +104,7 @@ pub fn cap(ctx: &mut Ctx<'_>, message: &Message<'_>) {
             let reply = ctx
                 .numeric(ERR_INVALIDCAPCMD)
                 .arg(message.param(0).unwrap_or_default())
-                .trailing("Invalid CAP command");
+                .trailing(texts::INVALID_CAP_COMMAND);
             ctx.reply(reply);
         }
     }
@@ -135,7 +136,7 @@ pub fn setname(ctx: &mut Ctx<'_>, message: &Message<'_>) {
             .from_server("FAIL")
             .arg("SETNAME")
             .arg("INVALID_REALNAME")
-            .trailing("Real name is empty or too long");
+            .trailing(texts::REAL_NAME_IS_EMPTY_OR_TOO_LONG);
         ctx.reply(reply);
         return;
     }
@@ -171,7 +172,7 @@ pub fn pass(ctx: &mut Ctx<'_>, message: &Message<'_>) {
 fn password_mismatch(ctx: &mut Ctx<'_>) {
     let reply = ctx
         .numeric(ERR_PASSWDMISMATCH)
-        .trailing("Password incorrect");
+        .trailing(texts::PASSWORD_INCORRECT);
     ctx.reply(reply);
     ctx.shard
         .close(ctx.id, CloseReason::Server("Password incorrect"));
@@ -182,7 +183,7 @@ pub fn nick(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let Some(wanted) = message.param(0).filter(|n| !n.is_empty()) else {
         let reply = ctx
             .numeric(ERR_NONICKNAMEGIVEN)
-            .trailing("No nickname given");
+            .trailing(texts::NO_NICKNAME_GIVEN);
         ctx.reply(reply);
         return;
     };
@@ -194,7 +195,7 @@ pub fn nick(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         let reply = ctx
             .numeric(ERR_ERRONEUSNICKNAME)
             .arg(wanted_text.as_ref())
-            .trailing("Erroneous nickname");
+            .trailing(texts::ERRONEOUS_NICKNAME);
         ctx.reply(reply);
         return;
     };
@@ -231,7 +232,7 @@ fn nick_in_use(ctx: &mut Ctx<'_>, wanted: &str) {
     let reply = ctx
         .numeric(ERR_NICKNAMEINUSE)
         .arg(wanted)
-        .trailing("Nickname is already in use");
+        .trailing(texts::NICKNAME_IS_ALREADY_IN_USE);
     ctx.reply(reply);
 }
 
@@ -272,7 +273,7 @@ pub fn user(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         let reply = ctx
             .numeric(ERR_NEEDMOREPARAMS)
             .arg("USER")
-            .trailing("Not enough parameters");
+            .trailing(texts::NOT_ENOUGH_PARAMETERS);
         ctx.reply(reply);
         return;
     };
@@ -291,7 +292,7 @@ pub fn user(ctx: &mut Ctx<'_>, message: &Message<'_>) {
 fn already_registered(ctx: &mut Ctx<'_>) {
     let reply = ctx
         .numeric(ERR_ALREADYREGISTERED)
-        .trailing("You may not reregister");
+        .trailing(texts::YOU_MAY_NOT_REREGISTER);
     ctx.reply(reply);
 }
 
@@ -406,7 +407,7 @@ fn welcome(ctx: &mut Ctx<'_>, cloak: Option<&str>) {
         let reply = ctx
             .numeric(RPL_HOSTHIDDEN)
             .arg(cloak)
-            .trailing("is now your displayed host");
+            .trailing(texts::IS_NOW_YOUR_DISPLAYED_HOST);
         ctx.reply(reply);
     }
     info::send_lusers(ctx);
@@ -453,7 +454,7 @@ pub fn send_isupport(ctx: &mut Ctx<'_>) {
         let reply = chunk
             .iter()
             .fold(ctx.numeric(RPL_ISUPPORT), |line, token| line.arg(token))
-            .trailing("are supported by this server");
+            .trailing(texts::ARE_SUPPORTED_BY_THIS_SERVER);
         ctx.reply(reply);
     }
 }

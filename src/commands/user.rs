@@ -4,6 +4,7 @@
 use super::{clip, Ctx, AWAYLEN};
 use crate::proto::numeric::*;
 use crate::proto::snomask::Snomask;
+use crate::proto::texts;
 use crate::proto::{LineBuilder, Message};
 use crate::state::network::{Event, Outcome};
 
@@ -14,10 +15,10 @@ pub fn away(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let away = text.map(|text| Box::<[u8]>::from(clip(text, AWAYLEN)));
     let reply = if away.is_some() {
         ctx.numeric(RPL_NOWAWAY)
-            .trailing("You have been marked as being away")
+            .trailing(texts::YOU_HAVE_BEEN_MARKED_AS_BEING_AWAY)
     } else {
         ctx.numeric(RPL_UNAWAY)
-            .trailing("You are no longer marked as being away")
+            .trailing(texts::YOU_ARE_NO_LONGER_MARKED_AS_BEING)
     };
     ctx.shard.propose(Event::SetAway {
         client: ctx.id,
@@ -45,14 +46,14 @@ pub fn user_mode(ctx: &mut Ctx<'_>, message: &Message<'_>, target: &str) {
         let reply = ctx
             .numeric(ERR_NOSUCHNICK)
             .arg(target)
-            .trailing("No such nick/channel");
+            .trailing(texts::NO_SUCH_NICK_CHANNEL);
         ctx.reply(reply);
         return;
     };
     if owner != ctx.id {
         let reply = ctx
             .numeric(ERR_USERSDONTMATCH)
-            .trailing("Can't change mode for other users");
+            .trailing(texts::CANT_CHANGE_MODE_FOR_OTHER_USERS);
         ctx.reply(reply);
         return;
     }
@@ -99,7 +100,7 @@ pub fn user_mode(ctx: &mut Ctx<'_>, message: &Message<'_>, target: &str) {
     if unknown {
         let reply = ctx
             .numeric(ERR_UMODEUNKNOWNFLAG)
-            .trailing("Unknown MODE flag");
+            .trailing(texts::UNKNOWN_MODE_FLAG);
         ctx.reply(reply);
     }
     let mut changed = Vec::new();
@@ -182,7 +183,7 @@ fn change_snomask(
     if add && !allowed {
         let reply = ctx
             .numeric(ERR_NOPRIVILEGES)
-            .trailing("Permission Denied - Only operators may set user mode s");
+            .trailing(texts::PERMISSION_DENIED_ONLY_OPERATORS_MAY_SET_USER);
         ctx.reply(reply);
         return None;
     }
@@ -197,7 +198,7 @@ fn change_snomask(
                 let reply = ctx
                     .numeric(ERR_UMODEUNKNOWNFLAG)
                     .arg(&unknown)
-                    .trailing("is an unknown snomask letter (known: bcfko)");
+                    .trailing(texts::IS_AN_UNKNOWN_SNOMASK_LETTER_KNOWN_BCFKO);
                 ctx.reply(reply);
             }
             wanted
@@ -208,7 +209,7 @@ fn change_snomask(
         let reply = ctx
             .numeric(RPL_SNOMASK)
             .arg(wanted.to_string())
-            .trailing("Server notice mask");
+            .trailing(texts::SERVER_NOTICE_MASK);
         ctx.reply(reply);
     }
     (wanted.is_empty() != current.is_empty()).then_some(!wanted.is_empty())

@@ -3,6 +3,7 @@
 
 use super::Ctx;
 use crate::proto::numeric::*;
+use crate::proto::texts;
 use crate::proto::time::human;
 use crate::proto::Message;
 use std::time::{Duration, UNIX_EPOCH};
@@ -15,7 +16,7 @@ pub fn whowas(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     if nick.is_empty() {
         let reply = ctx
             .numeric(ERR_NONICKNAMEGIVEN)
-            .trailing("No nickname given");
+            .trailing(texts::NO_NICKNAME_GIVEN);
         ctx.reply(reply);
         return;
     }
@@ -36,7 +37,7 @@ pub fn whowas(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         let reply = ctx
             .numeric(ERR_WASNOSUCHNICK)
             .arg(&nick)
-            .trailing("There was no such nickname");
+            .trailing(texts::THERE_WAS_NO_SUCH_NICKNAME);
         ctx.reply(reply);
     }
     let server = ctx.config().server_name.clone();
@@ -60,6 +61,6 @@ pub fn whowas(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let end = ctx
         .numeric(RPL_ENDOFWHOWAS)
         .arg(&nick)
-        .trailing("End of WHOWAS");
+        .trailing(texts::END_OF_WHOWAS);
     ctx.reply(end);
 }

@@ -16,6 +16,7 @@ pub mod names;
 pub mod numeric;
 pub mod outgoing;
 pub mod snomask;
+pub mod texts;
 pub mod time;
 
 pub use casemap::{Caseless, CaselessKey};

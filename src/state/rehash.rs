@@ -7,6 +7,7 @@
 
 use super::ClientId;
 use crate::proto::numeric::RPL_REHASHING;
+use crate::proto::texts;
 use crate::proto::LineBuilder;
 use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,7 +41,7 @@ impl RehashOutcome {
                 LineBuilder::from_source(server, RPL_REHASHING)
                     .arg(nick)
                     .arg(file)
-                    .trailing("Rehashing")
+                    .trailing(texts::REHASHING)
                     .finish(),
             )
             .chain(notes.iter().map(|note| notice(format!("REHASH: {note}"))))
