@@ -24,6 +24,13 @@ fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
     }
 }
 
+/// The file without its unit-test module (`#[cfg(test)]` then `mod`).
+fn unit_tests_cut(text: &str) -> &str {
+    text.match_indices("#[cfg(test)]")
+        .find(|(at, marker)| text[at + marker.len()..].trim_start().starts_with("mod "))
+        .map_or(text, |(at, _)| &text[..at])
+}
+
 #[test]
 fn no_reply_text_is_spelled_outside_the_texts_module() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -37,7 +44,7 @@ fn no_reply_text_is_spelled_outside_the_texts_module() {
             continue;
         }
         let text = std::fs::read_to_string(&path).expect("read a source file");
-        let code = text.split("#[cfg(test)]").next().unwrap_or(&text);
+        let code = unit_tests_cut(&text);
         for (number, line) in code.lines().enumerate() {
             if line.contains(".trailing(\"") {
                 inline.push(format!("{relative}:{}: {}", number + 1, line.trim()));

@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::proto::caps::Cap;
 use crate::proto::numeric::*;
 use crate::proto::outgoing::Outgoing;
+use crate::proto::texts;
 use crate::proto::{LineBuilder, Message};
 use crate::shard::{Input, Shard};
 use crate::state::{Client, ClientId};
@@ -293,7 +294,7 @@ fn run_command(ctx: &mut Ctx<'_>, message: &Message<'_>) {
             let reply = ctx
                 .numeric(ERR_UNKNOWNCOMMAND)
                 .arg(message.command)
-                .trailing("Unknown command");
+                .trailing(texts::UNKNOWN_COMMAND);
             ctx.reply(reply);
         } else {
             not_registered(ctx);
@@ -308,7 +309,7 @@ fn run_command(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         let reply = ctx
             .numeric(ERR_NEEDMOREPARAMS)
             .arg(command.name)
-            .trailing("Not enough parameters");
+            .trailing(texts::NOT_ENOUGH_PARAMETERS);
         ctx.reply(reply);
         return;
     }
@@ -317,7 +318,7 @@ fn run_command(ctx: &mut Ctx<'_>, message: &Message<'_>) {
             .from_server("FAIL")
             .arg(command.name)
             .arg("INVALID_UTF8")
-            .trailing("Message rejected, it is not valid UTF-8");
+            .trailing(texts::MESSAGE_REJECTED_IT_IS_NOT_VALID_UTF);
         ctx.reply(reply);
         return;
     }
@@ -342,7 +343,7 @@ fn is_utf8(message: &Message<'_>) -> bool {
 fn not_registered(ctx: &mut Ctx<'_>) {
     let reply = ctx
         .numeric(ERR_NOTREGISTERED)
-        .trailing("You have not registered");
+        .trailing(texts::YOU_HAVE_NOT_REGISTERED);
     ctx.reply(reply);
 }
 
@@ -351,7 +352,7 @@ fn input_too_long(shard: &mut Shard, id: ClientId, now: Instant) {
     let mut ctx = Ctx::new(shard, id, now);
     let reply = ctx
         .numeric(ERR_INPUTTOOLONG)
-        .trailing("Input line was too long");
+        .trailing(texts::INPUT_LINE_WAS_TOO_LONG);
     ctx.reply(reply);
 }
 
@@ -398,7 +399,7 @@ fn too_many_targets(ctx: &mut Ctx<'_>, target: &[u8]) {
     let reply = ctx
         .numeric(ERR_TOOMANYTARGETS)
         .arg(target)
-        .trailing("Too many targets");
+        .trailing(texts::TOO_MANY_TARGETS);
     ctx.reply(reply);
 }
 
