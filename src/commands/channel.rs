@@ -13,7 +13,7 @@ use crate::state::network::{Event, Membership, Outcome};
 pub fn join(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let list = message.param(0).unwrap_or_default();
     if list == b"0" {
-        let channels = match ctx.shard.network().user(ctx.id) {
+        let channels = match ctx.network().user(ctx.id) {
             Some(user) => user.channels.clone(),
             None => return,
         };
@@ -43,16 +43,15 @@ pub fn join(ctx: &mut Ctx<'_>, message: &Message<'_>) {
 /// Joins one channel. Applying the JOIN tells every member, the joiner included;
 /// then the joiner gets the topic and NAMES.
 fn join_one(ctx: &mut Ctx<'_>, name: &str, key: Option<&[u8]>) {
-    let outcome = ctx.shard.propose(Event::Join {
+    let outcome = ctx.propose(Event::Join {
         client: ctx.id,
         channel: name.into(),
         key: key.map(Into::into),
-        channel_limit: ctx.shard.shared.live.max_channels_per_client() as u32,
+        channel_limit: ctx.shared().live.max_channels_per_client() as u32,
     });
     match outcome {
         Outcome::Joined { channel } => {
             let topic = ctx
-                .shard
                 .network()
                 .channel(channel.as_str())
                 .and_then(|c| c.topic.clone());
@@ -77,7 +76,7 @@ pub fn part(ctx: &mut Ctx<'_>, message: &Message<'_>) {
 
 /// Leaves one channel; applying the PART tells every member, the leaver included.
 fn leave(ctx: &mut Ctx<'_>, name: &str, reason: Option<&[u8]>) {
-    let outcome = ctx.shard.propose(Event::Part {
+    let outcome = ctx.propose(Event::Part {
         client: ctx.id,
         channel: name.into(),
         reason: reason.map(Into::into),
@@ -105,7 +104,6 @@ pub fn names(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     if let Some(name) = names.next() {
         let name = String::from_utf8_lossy(name);
         let channel = ctx
-            .shard
             .network()
             .channel(&name)
             .filter(|c| c.is_visible_to(ctx.id))
@@ -154,7 +152,7 @@ fn send_names(ctx: &mut Ctx<'_>, channel: &CaselessKey) {
     };
     // A version of the replica held for the reply (a reference count): the names are
     // formatted straight into the reply lines, with no list of them in between.
-    let network = ctx.shard.network_version();
+    let network = ctx.network_version();
     let found = network.channel(channel.as_str());
     // Modern IRC RPL_NAMREPLY: `@` marks a secret channel.
     let symbol = match found {

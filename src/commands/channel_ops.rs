@@ -37,7 +37,6 @@ pub fn topic(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let name = String::from_utf8_lossy(message.param(0).unwrap_or_default()).into_owned();
     let Some(text) = message.param(1) else {
         let found = ctx
-            .shard
             .network()
             .channel(&name)
             .map(|c| (c.name.clone(), c.topic.clone()));
@@ -54,7 +53,7 @@ pub fn topic(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         }
         return;
     };
-    let outcome = ctx.shard.propose(Event::SetTopic {
+    let outcome = ctx.propose(Event::SetTopic {
         client: ctx.id,
         channel: name.as_str().into(),
         text: clip(text, TOPICLEN).into(),
@@ -94,7 +93,7 @@ pub fn kick(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     };
     for (index, nick) in nicks.iter().enumerate() {
         let name = &channels[if channels.len() == 1 { 0 } else { index }];
-        let outcome = ctx.shard.propose(Event::Kick {
+        let outcome = ctx.propose(Event::Kick {
             client: ctx.id,
             channel: name.as_str().into(),
             target: nick.as_str().into(),
@@ -132,7 +131,7 @@ pub fn invite(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     }
     let nick = String::from_utf8_lossy(message.param(0).unwrap_or_default()).into_owned();
     let name = String::from_utf8_lossy(message.param(1).unwrap_or_default()).into_owned();
-    let outcome = ctx.shard.propose(Event::Invite {
+    let outcome = ctx.propose(Event::Invite {
         client: ctx.id,
         target: nick.as_str().into(),
         channel: name.as_str().into(),
@@ -166,7 +165,6 @@ pub fn invite(ctx: &mut Ctx<'_>, message: &Message<'_>) {
 /// replica, as LIST does.
 fn send_invite_list(ctx: &mut Ctx<'_>) {
     let mut channels: Vec<String> = ctx
-        .shard
         .network()
         .channels()
         .filter(|channel| channel.has_invited(ctx.id))
@@ -302,7 +300,7 @@ fn channel_mode(ctx: &mut Ctx<'_>, message: &Message<'_>, name: &str) {
         .iter()
         .map(|p| String::from_utf8_lossy(p).into_owned());
     let request = parse_channel_modes(modes, params);
-    let Some(channel) = ctx.shard.network().channel(name).map(|c| c.name.clone()) else {
+    let Some(channel) = ctx.network().channel(name).map(|c| c.name.clone()) else {
         reply_refusal(ctx, Refusal::NoSuchChannel, name, "");
         return;
     };
@@ -333,7 +331,7 @@ fn channel_mode(ctx: &mut Ctx<'_>, message: &Message<'_>, name: &str) {
     if request.changes.is_empty() {
         return;
     }
-    let outcome = ctx.shard.propose(Event::ChangeModes {
+    let outcome = ctx.propose(Event::ChangeModes {
         client: ctx.id,
         channel: channel.into(),
         changes: request.changes,
@@ -400,7 +398,7 @@ fn mode_flags(modes: &ChannelModes, show_key: bool) -> (String, Vec<String>) {
 
 /// 324 and 329; the key is shown to members only.
 fn send_channel_modes(ctx: &mut Ctx<'_>, name: &str) {
-    let found = ctx.shard.network().channel(name).map(|c| {
+    let found = ctx.network().channel(name).map(|c| {
         let (flags, params) = mode_flags(&c.modes, c.members.contains(ctx.id));
         (c.name.clone(), flags, params, c.created)
     });
@@ -440,7 +438,6 @@ fn send_mask_list(ctx: &mut Ctx<'_>, channel: &str, list: MaskList) {
         ),
     };
     let entries = ctx
-        .shard
         .network()
         .channel(channel)
         .map(|c| c.list(list).to_vec())

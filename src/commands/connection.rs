@@ -27,5 +27,5 @@ pub fn pong(_ctx: &mut Ctx<'_>, _message: &Message<'_>) {}
 pub fn quit(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let reason = message.param(0).unwrap_or(b"Client Quit");
     let text = String::from_utf8_lossy(super::clip(reason, super::KICKLEN)).into_owned();
-    ctx.shard.close(ctx.id, CloseReason::Quit(text));
+    ctx.close(ctx.id, CloseReason::Quit(text));
 }

@@ -23,14 +23,8 @@ pub fn stats(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let query = message.param_str(0).unwrap_or("S");
     if query.eq_ignore_ascii_case("S") {
         // This shard's figures are fresh; the others are as of their last tick.
-        ctx.shard.publish_counters();
-        let counters: Vec<_> = ctx
-            .shard
-            .shared
-            .counters
-            .iter()
-            .map(|c| c.snapshot())
-            .collect();
+        ctx.publish_counters();
+        let counters: Vec<_> = ctx.shared().counters.iter().map(|c| c.snapshot()).collect();
         for (shard, c) in counters.iter().enumerate() {
             let reply = ctx.numeric(RPL_STATSDEBUG).arg("S").trailing(format!(
                 "shard {shard} connections={} accepted={} lines_in={} deliveries={} bytes_out={} reads={} writes={} enters={} sendq_disconnects={} flood_disconnects={} write_timeouts={} refused_full={} refused_per_source={} refused_too_fast={} refused_unregistered={} tls_handshake_failures={}",
@@ -55,7 +49,7 @@ pub fn stats(ctx: &mut Ctx<'_>, message: &Message<'_>) {
 /// and cross-node messages in and out, the apply lag of other nodes' events, lost
 /// nodes and snapshots. Alone: one line saying so.
 fn stats_cluster(ctx: &mut Ctx<'_>) {
-    let text = match &ctx.shard.shared.cluster {
+    let text = match &ctx.shared().cluster {
         None => "not part of a cluster".to_owned(),
         Some(cluster) => {
             let c = &cluster.counters;
@@ -85,7 +79,7 @@ fn stats_cluster(ctx: &mut Ctx<'_>) {
 /// 375/372.../376, or 422 when no MOTD is configured.
 pub fn send_motd(ctx: &mut Ctx<'_>) {
     let server = ctx.config().server_name.clone();
-    let Some(lines) = ctx.shard.shared.live.motd() else {
+    let Some(lines) = ctx.shared().live.motd() else {
         let reply = ctx
             .numeric(ERR_NOMOTD)
             .trailing(texts::MOTD_FILE_IS_MISSING);
@@ -108,12 +102,12 @@ pub fn send_motd(ctx: &mut Ctx<'_>) {
 
 /// 251-255 and 265/266, counting every shard.
 pub fn send_lusers(ctx: &mut Ctx<'_>) {
-    let network = ctx.shard.network();
+    let network = ctx.network();
     let (users, channels) = (network.user_count(), network.channel_count());
     let (invisible, max) = (network.invisible_count(), network.peak_user_count());
     let opers = network.oper_count();
     let visible = users.saturating_sub(invisible);
-    let connections = ctx.shard.shared.connections.load(Ordering::Relaxed);
+    let connections = ctx.shared().connections.load(Ordering::Relaxed);
     let unregistered = connections.saturating_sub(users);
     // Modern IRC: 251 counts the users that are not invisible and, apart, the
     // invisible ones; 265/266's "max" is the peak since start. Every shard serves one
@@ -152,7 +146,7 @@ pub fn info(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     if !super::query::is_this_server(ctx, message) {
         return;
     }
-    let started = crate::proto::time::human(ctx.shard.shared.started);
+    let started = crate::proto::time::human(ctx.shared().started);
     let shards = ctx.config().shards;
     let lines = [
         format!("{} (ringchat)", super::registration::VERSION),

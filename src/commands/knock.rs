@@ -22,7 +22,7 @@ pub const KNOCK_DELAY: Duration = Duration::from_secs(60);
 pub fn knock(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let name = message.param_str(0).unwrap_or_default().to_owned();
     let refusal = {
-        let network = ctx.shard.network();
+        let network = ctx.network();
         match network.channel(&name).filter(|c| c.is_visible_to(ctx.id)) {
             None => Err((ERR_NOSUCHCHANNEL, "No such channel")),
             Some(channel) if channel.members.contains(ctx.id) => {
@@ -54,9 +54,7 @@ pub fn knock(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         }
     };
     let now = ctx.now;
-    let Some(client) = ctx.shard.client_mut(ctx.id) else {
-        return;
-    };
+    let client = ctx.client_mut();
     if client
         .last_knock
         .is_some_and(|last| now.saturating_duration_since(last) < KNOCK_DELAY)
@@ -82,7 +80,7 @@ pub fn knock(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         .trailing(text)
         .finish();
     let to_operators = Outgoing::new(line).to_status(StatusTarget::Operators);
-    ctx.shard.deliver_to_channel(&channel, to_operators, None);
+    ctx.deliver_to_channel(&channel, to_operators, None);
     let reply = ctx
         .numeric(RPL_KNOCKDLVR)
         .arg(channel.as_str())

@@ -129,12 +129,12 @@ fn to_channel(
     route: Route<'_>,
     status: Option<StatusTarget>,
 ) -> Option<(&'static str, &'static str)> {
-    let channel = match ctx.shard.network().can_send(ctx.id, name) {
+    let channel = match ctx.network().can_send(ctx.id, name) {
         Ok(channel) => channel.name.clone(),
         Err(Refusal::CannotSend) => return Some((ERR_CANNOTSENDTOCHAN, "Cannot send to channel")),
         Err(_) => return Some((ERR_NOSUCHCHANNEL, "No such channel")),
     };
-    let msgid = ctx.shard.next_msgid();
+    let msgid = ctx.next_msgid();
     let sender = ctx.client();
     let outgoing = match status {
         None => route.outgoing(sender.source(), channel.as_str(), msgid, sender.bot),
@@ -150,8 +150,7 @@ fn to_channel(
         }
     };
     echo(ctx, &outgoing);
-    ctx.shard
-        .deliver_to_channel(&channel, outgoing, Some(ctx.id));
+    ctx.deliver_to_channel(&channel, outgoing, Some(ctx.id));
     None
 }
 
@@ -161,14 +160,13 @@ fn to_nick(
     route: Route<'_>,
 ) -> Option<(&'static str, &'static str)> {
     let recipient = ctx
-        .shard
         .network()
         .user_by_nick(nick)
         .map(|(id, user)| (id, user.nick.clone()));
     let Some((recipient, nick)) = recipient else {
         return Some((ERR_NOSUCHNICK, "No such nick/channel"));
     };
-    let msgid = ctx.shard.next_msgid();
+    let msgid = ctx.next_msgid();
     let sender = ctx.client();
     let outgoing = route.outgoing(sender.source(), nick.as_str(), msgid, sender.bot);
     echo(ctx, &outgoing);
@@ -178,7 +176,7 @@ fn to_nick(
         // delivered copy is a side effect, not a response.
         ctx.send_side_effect(outgoing);
     } else {
-        ctx.shard.send_anywhere(recipient, outgoing);
+        ctx.send_anywhere(recipient, outgoing);
     }
     if matches!(route.kind, Kind::Privmsg) {
         tell_away(ctx, recipient);
@@ -190,7 +188,6 @@ fn to_nick(
 /// or TAGMSG, which are not answered).
 fn tell_away(ctx: &mut Ctx<'_>, recipient: ClientId) {
     let away = ctx
-        .shard
         .network()
         .user(recipient)
         .and_then(|user| Some((user.nick.clone(), user.away.clone()?)));
@@ -203,6 +200,6 @@ fn tell_away(ctx: &mut Ctx<'_>, recipient: ClientId) {
 /// With `echo-message`, the sender gets its own message as the recipients see it.
 fn echo(ctx: &mut Ctx<'_>, outgoing: &Outgoing) {
     if ctx.client().caps.has(Cap::EchoMessage) {
-        ctx.shard.send_message(ctx.id, &mut outgoing.clone());
+        ctx.send_message(ctx.id, &mut outgoing.clone());
     }
 }

@@ -7,6 +7,7 @@
 mod channel;
 mod channel_ops;
 mod connection;
+mod context;
 mod errors;
 mod help;
 mod info;
@@ -21,106 +22,14 @@ mod server_bans;
 mod user;
 mod whowas;
 
-use crate::config::Config;
-use crate::proto::caps::Cap;
+pub use context::Ctx;
+
 use crate::proto::numeric::*;
-use crate::proto::outgoing::Outgoing;
 use crate::proto::texts;
 use crate::proto::{LineBuilder, Message};
 use crate::shard::{Input, Shard};
-use crate::state::{Client, ClientId};
-use bytes::Bytes;
+use crate::state::ClientId;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
-
-/// What a handler works with: the shard, the client that sent the line, and the time.
-pub struct Ctx<'a> {
-    /// The client's shard.
-    pub shard: &'a mut Shard,
-    /// The client that sent the line.
-    pub id: ClientId,
-    /// The injected clock.
-    pub now: Instant,
-    /// Messages for the client itself that are side effects of its command, not
-    /// replies (a PRIVMSG it sent to its own nick): queued after its replies are
-    /// labeled, so they never carry the label. Empty unless the client talks to
-    /// itself; dropped with the `Ctx` at the end of the line.
-    side_effects: Vec<Outgoing>,
-}
-
-impl<'a> Ctx<'a> {
-    fn new(shard: &'a mut Shard, id: ClientId, now: Instant) -> Ctx<'a> {
-        Ctx {
-            shard,
-            id,
-            now,
-            side_effects: Vec::new(),
-        }
-    }
-
-    /// The client that sent the line. Slots are freed only by the connection's writer
-    /// task, never while a handler runs, so the client is always there.
-    pub fn client(&self) -> &Client {
-        self.shard
-            .client(self.id)
-            .expect("a client outlives the handling of its own line")
-    }
-
-    /// The server configuration.
-    pub fn config(&self) -> &Config {
-        &self.shard.shared.config
-    }
-
-    /// A numeric reply to this client: `:server CODE nick`.
-    pub fn numeric(&self, code: &str) -> LineBuilder {
-        LineBuilder::from_source(&self.config().server_name, code).arg(self.client().nick())
-    }
-
-    /// A line from the server to this client with a non-numeric command (`PONG`, `CAP`).
-    pub fn from_server(&self, command: &str) -> LineBuilder {
-        LineBuilder::from_source(&self.config().server_name, command)
-    }
-
-    /// A failure no specification has a reply for (IRCv3 `standard-replies`):
-    /// `FAIL <command> <code> :<description>` to a client with the capability, a
-    /// server NOTICE with the description to any other, which may not understand an
-    /// unexpected FAIL.
-    pub fn fail_nonstandard(&mut self, command: &str, code: &str, description: &str) {
-        let reply = if self.client().caps.has(Cap::StandardReplies) {
-            self.from_server("FAIL")
-                .arg(command)
-                .arg(code)
-                .trailing(description)
-        } else {
-            self.from_server("NOTICE")
-                .arg(self.client().nick())
-                .trailing(format!("{command}: {description}"))
-        };
-        self.reply(reply);
-    }
-
-    /// Queues a line for this client.
-    pub fn reply(&mut self, line: LineBuilder) {
-        self.send(line.finish());
-    }
-
-    /// Queues a built line for this client.
-    pub fn send(&mut self, line: Bytes) {
-        self.shard.send(self.id, line);
-    }
-
-    /// Delivers `message` to this client as a side effect of its command, after its
-    /// replies (see [`Ctx::side_effects`]).
-    pub fn send_side_effect(&mut self, message: Outgoing) {
-        self.side_effects.push(message);
-    }
-
-    /// Queues the side effects, after the replies (and their label).
-    fn deliver_side_effects(&mut self) {
-        for mut message in std::mem::take(&mut self.side_effects) {
-            self.shard.send_message(self.id, &mut message);
-        }
-    }
-}
 
 type Handler = fn(&mut Ctx<'_>, &Message<'_>);
 
@@ -239,10 +148,13 @@ fn dispatch(shard: &mut Shard, id: ClientId, message: &Message<'_>, now: Instant
     let before = Work::measure(shard, id);
     let mut ctx = Ctx::new(shard, id, now);
     run_command(&mut ctx, message);
+    let side_effects = ctx.finish();
     if let (Some(label), Some(mark)) = (label, mark) {
-        labels::label_replies(ctx.shard, id, label, mark);
+        labels::label_replies(shard, id, label, mark);
     }
-    ctx.deliver_side_effects();
+    for mut message in side_effects {
+        shard.send_message(id, &mut message);
+    }
     charge_for_work(shard, id, before, now);
 }
 
@@ -283,7 +195,6 @@ fn charge_for_work(shard: &mut Shard, id: ClientId, before: Work, now: Instant) 
 }
 
 fn run_command(ctx: &mut Ctx<'_>, message: &Message<'_>) {
-    let id = ctx.id;
     let now = ctx.now;
     let registered = ctx.client().is_registered();
     let Some(command) = COMMANDS
@@ -323,9 +234,7 @@ fn run_command(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         return;
     }
     if command.is_activity {
-        if let Some(client) = ctx.shard.client_mut(id) {
-            client.activity.touch(now);
-        }
+        ctx.client_mut().activity.touch(now);
     }
     (command.handler)(ctx, message);
 }

@@ -20,7 +20,7 @@ pub fn monitor(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         ("-", Some(list)) => {
             for nick in targets(list) {
                 let nick = String::from_utf8_lossy(nick);
-                ctx.shard.monitor_remove(ctx.id, &nick);
+                ctx.monitor_remove(&nick);
             }
         }
         ("+" | "-", None) => {
@@ -30,7 +30,7 @@ pub fn monitor(ctx: &mut Ctx<'_>, message: &Message<'_>) {
                 .trailing(texts::NOT_ENOUGH_PARAMETERS);
             ctx.reply(reply);
         }
-        ("C" | "c", _) => ctx.shard.monitor_clear(ctx.id),
+        ("C" | "c", _) => ctx.monitor_clear(),
         ("L" | "l", _) => {
             let nicks: Vec<String> = ctx
                 .client()
@@ -70,7 +70,7 @@ fn add(ctx: &mut Ctx<'_>, list: &[u8]) {
         else {
             continue;
         };
-        match ctx.shard.monitor_add(ctx.id, nick) {
+        match ctx.monitor_add(nick) {
             Ok(()) => added.push(nick.to_owned()),
             Err(MonitorRefusal::ListFull) => left_out.push(nick.to_owned()),
         }
@@ -89,7 +89,7 @@ fn add(ctx: &mut Ctx<'_>, list: &[u8]) {
 /// 730 with `nick!user@host` of those of `nicks` that are online, 731 with the rest.
 fn send_status(ctx: &mut Ctx<'_>, nicks: &[String]) {
     let (online, offline): (Vec<_>, Vec<_>) = {
-        let network = ctx.shard.network();
+        let network = ctx.network();
         nicks
             .iter()
             .map(|nick| match network.user_by_nick(nick) {

@@ -28,17 +28,16 @@ pub fn oper(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let name = message.param_str(0).unwrap_or_default().to_owned();
     let password = message.param(1).unwrap_or_default();
     let Some(user_at_host) = ctx
-        .shard
         .network()
         .user(ctx.id)
         .map(|user| user.user_at_address())
     else {
         return;
     };
-    let opers = ctx.shard.shared.live.opers();
+    let opers = ctx.shared().live.opers();
     let refusal = match authenticate(&opers, &name, password, &user_at_host) {
         Ok(block) => {
-            let outcome = ctx.shard.propose(Event::SetOper {
+            let outcome = ctx.propose(Event::SetOper {
                 client: ctx.id,
                 oper: Some(block.name.as_str().into()),
             });
@@ -67,13 +66,9 @@ pub fn oper(ctx: &mut Ctx<'_>, message: &Message<'_>) {
             .trailing(texts::PASSWORD_INCORRECT),
     };
     ctx.reply(reply);
-    let failures = match ctx.shard.client_mut(ctx.id) {
-        Some(client) => {
-            client.oper_failures = client.oper_failures.saturating_add(1);
-            client.oper_failures
-        }
-        None => return,
-    };
+    let client = ctx.client_mut();
+    client.oper_failures = client.oper_failures.saturating_add(1);
+    let failures = client.oper_failures;
     warn!(
         client = %ctx.id,
         nick = %ctx.client().nick(),
@@ -84,8 +79,7 @@ pub fn oper(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         "OPER failed"
     );
     if failures >= MAX_OPER_FAILURES {
-        ctx.shard
-            .close(ctx.id, CloseReason::Server(TOO_MANY_OPER_FAILURES));
+        ctx.close(ctx.id, CloseReason::Server(TOO_MANY_OPER_FAILURES));
     }
 }
 
@@ -99,7 +93,7 @@ pub fn kill(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         .map(|r| String::from_utf8_lossy(super::clip(r, super::KICKLEN)).into_owned())
         .filter(|r| !r.is_empty())
         .unwrap_or_else(|| "No reason".to_owned());
-    let outcome = ctx.shard.propose(Event::Kill {
+    let outcome = ctx.propose(Event::Kill {
         client: ctx.id,
         target: target.as_str().into(),
         reason: reason.as_str().into(),
@@ -117,7 +111,7 @@ pub fn kill(ctx: &mut Ctx<'_>, message: &Message<'_>) {
 /// shard (an event each shard renders for its own users). 481 for non-operators.
 pub fn wallops(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let text = message.param(0).unwrap_or_default();
-    let outcome = ctx.shard.propose(Event::Wallops {
+    let outcome = ctx.propose(Event::Wallops {
         client: ctx.id,
         text: text.into(),
     });
@@ -135,7 +129,7 @@ pub fn rehash(ctx: &mut Ctx<'_>, _message: &Message<'_>) {
         return;
     }
     info!(nick = %ctx.client().nick(), "REHASH");
-    let rehash = &ctx.shard.shared.rehash;
+    let rehash = &ctx.shared().rehash;
     if !rehash.is_served() {
         let reply = ctx
             .from_server("NOTICE")
@@ -153,13 +147,12 @@ pub fn die(ctx: &mut Ctx<'_>, _message: &Message<'_>) {
         return;
     }
     warn!(nick = %ctx.client().nick(), "DIE: shutting down");
-    ctx.shard.shared.begin_shutdown();
+    ctx.shared().begin_shutdown();
 }
 
 /// Whether the client is a server operator; answers 481 when it is not.
 fn is_oper(ctx: &mut Ctx<'_>) -> bool {
     let oper = ctx
-        .shard
         .network()
         .user(ctx.id)
         .is_some_and(|user| user.oper.is_some());

@@ -75,13 +75,7 @@ pub fn who(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let rows = if mask.len() > MAX_WHO_MASK_LEN {
         Vec::new()
     } else {
-        who_rows(
-            ctx.shard.network(),
-            ctx.id,
-            &mask,
-            status_prefix(ctx),
-            ctx.now,
-        )
+        who_rows(ctx.network(), ctx.id, &mask, status_prefix(ctx), ctx.now)
     };
     let server = ctx.config().server_name.clone();
     for row in rows {
@@ -237,7 +231,7 @@ pub fn whois(ctx: &mut Ctx<'_>, message: &Message<'_>) {
 fn whois_one(ctx: &mut Ctx<'_>, nick: &str) {
     let status = status_prefix(ctx);
     let info = {
-        let network = ctx.shard.network();
+        let network = ctx.network();
         let asker_is_oper = network
             .user(ctx.id)
             .is_some_and(|asker| asker.oper.is_some());
@@ -482,8 +476,7 @@ pub fn list(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     };
     let now = unix_now();
     let mut channels: Vec<(String, usize, Box<[u8]>)> = {
-        ctx.shard
-            .network()
+        ctx.network()
             .channels()
             .filter(|c| c.is_visible_to(ctx.id))
             .filter(|c| {
@@ -527,7 +520,7 @@ fn end_of_list(ctx: &mut Ctx<'_>) {
 /// nick (`-` when away).
 pub fn userhost(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let replies: Vec<String> = {
-        let network = ctx.shard.network();
+        let network = ctx.network();
         message
             .params()
             .iter()
@@ -550,7 +543,7 @@ pub fn userhost(ctx: &mut Ctx<'_>, message: &Message<'_>) {
 /// that are online, spelled as registered.
 pub fn ison(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let online: Vec<String> = {
-        let network = ctx.shard.network();
+        let network = ctx.network();
         message
             .params()
             .iter()

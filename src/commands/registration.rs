@@ -23,11 +23,7 @@ const CAP_LS_CHUNK: usize = 400;
 pub fn cap(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let subcommand = message.param_str(0).unwrap_or("").to_ascii_uppercase();
     let negotiating = |ctx: &mut Ctx<'_>| {
-        if let Some(registration) = ctx
-            .shard
-            .client_mut(ctx.id)
-            .and_then(|c| c.registration.as_mut())
-        {
+        if let Some(registration) = ctx.client_mut().registration.as_mut() {
             registration.negotiating_caps = true;
         }
     };
@@ -78,9 +74,7 @@ pub fn cap(ctx: &mut Ctx<'_>, message: &Message<'_>) {
                 String::from_utf8_lossy(message.param(1).unwrap_or_default()).into_owned();
             match apply_request(ctx.client().caps, &requested) {
                 Some(caps) => {
-                    if let Some(client) = ctx.shard.client_mut(ctx.id) {
-                        client.caps = caps;
-                    }
+                    ctx.client_mut().caps = caps;
                     let reply = cap_line(ctx, "ACK").trailing(requested.trim());
                     ctx.reply(reply);
                 }
@@ -91,11 +85,7 @@ pub fn cap(ctx: &mut Ctx<'_>, message: &Message<'_>) {
             }
         }
         "END" => {
-            if let Some(registration) = ctx
-                .shard
-                .client_mut(ctx.id)
-                .and_then(|c| c.registration.as_mut())
-            {
+            if let Some(registration) = ctx.client_mut().registration.as_mut() {
                 registration.negotiating_caps = false;
             }
             try_complete_registration(ctx);
@@ -123,9 +113,7 @@ fn sts_token(ctx: &Ctx<'_>) -> Option<String> {
 }
 
 fn set_cap(ctx: &mut Ctx<'_>, cap: Cap) {
-    if let Some(client) = ctx.shard.client_mut(ctx.id) {
-        client.caps.set(cap, true);
-    }
+    ctx.client_mut().caps.set(cap, true);
 }
 
 /// `SETNAME :new real name` (IRCv3 `setname`): members with the capability see it.
@@ -141,7 +129,7 @@ pub fn setname(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         return;
     }
     let realname = String::from_utf8_lossy(realname);
-    ctx.shard.propose(Event::SetRealname {
+    ctx.propose(Event::SetRealname {
         client: ctx.id,
         realname: realname.as_ref().into(),
     });
@@ -157,11 +145,7 @@ pub fn pass(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         return;
     };
     if message.param(0) == Some(expected.as_bytes()) {
-        if let Some(registration) = ctx
-            .shard
-            .client_mut(ctx.id)
-            .and_then(|c| c.registration.as_mut())
-        {
+        if let Some(registration) = ctx.client_mut().registration.as_mut() {
             registration.password_ok = true;
         }
     } else {
@@ -174,8 +158,7 @@ fn password_mismatch(ctx: &mut Ctx<'_>) {
         .numeric(ERR_PASSWDMISMATCH)
         .trailing(texts::PASSWORD_INCORRECT);
     ctx.reply(reply);
-    ctx.shard
-        .close(ctx.id, CloseReason::Server("Password incorrect"));
+    ctx.close(ctx.id, CloseReason::Server("Password incorrect"));
 }
 
 /// `NICK new`: choose a nickname (registering) or change it (registered).
@@ -203,7 +186,7 @@ pub fn nick(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         change_nick(ctx, wanted);
         return;
     }
-    let claimed = ctx.shard.propose(Event::ClaimNick {
+    let claimed = ctx.propose(Event::ClaimNick {
         client: ctx.id,
         nick: wanted.into(),
     });
@@ -218,11 +201,7 @@ pub fn nick(ctx: &mut Ctx<'_>, message: &Message<'_>) {
             return;
         }
     }
-    if let Some(registration) = ctx
-        .shard
-        .client_mut(ctx.id)
-        .and_then(|c| c.registration.as_mut())
-    {
+    if let Some(registration) = ctx.client_mut().registration.as_mut() {
         registration.nick = Some(wanted.to_owned());
     }
     try_complete_registration(ctx);
@@ -242,16 +221,14 @@ fn change_nick(ctx: &mut Ctx<'_>, wanted: &str) {
     if ctx.client().nick() == wanted {
         return;
     }
-    let outcome = ctx.shard.propose(Event::ChangeNick {
+    let outcome = ctx.propose(Event::ChangeNick {
         client: ctx.id,
         nick: wanted.into(),
     });
     match outcome {
         Outcome::NickChanged { .. } => {
             info!(client = %ctx.id, old = %ctx.client().nick(), new = %wanted, "nick change");
-            if let Some(client) = ctx.shard.client_mut(ctx.id) {
-                client.rename(wanted);
-            }
+            ctx.client_mut().rename(wanted);
         }
         Outcome::Refused(refusal @ Refusal::ClusterUnavailable) => {
             reply_refusal(ctx, refusal, "", wanted)
@@ -279,11 +256,7 @@ pub fn user(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     };
     let user = sanitize_user(message.param(0).unwrap_or_default());
     let realname = String::from_utf8_lossy(clip(realname, NAMELEN)).into_owned();
-    if let Some(registration) = ctx
-        .shard
-        .client_mut(ctx.id)
-        .and_then(|c| c.registration.as_mut())
-    {
+    if let Some(registration) = ctx.client_mut().registration.as_mut() {
         registration.user = Some((user, realname));
     }
     try_complete_registration(ctx);
@@ -315,18 +288,18 @@ fn try_complete_registration(ctx: &mut Ctx<'_>) {
     let (nick, user, realname) = (nick.clone(), user.clone(), realname.clone());
     let address = ctx.client().host.clone();
     let ip = address.parse::<std::net::IpAddr>().ok();
-    let shown_host: Box<str> = match (&ctx.shard.shared.cloak, ip) {
+    let shown_host: Box<str> = match (&ctx.shared().cloak, ip) {
         (Some(cloak), Some(ip)) => cloak.host_for(ip).into(),
         _ => address.clone(),
     };
     if let Some(why) = server_ban(ctx, &user, &shown_host) {
         info!(client = %ctx.id, %nick, user = %format!("~{user}"), %address, reason = %why, "ban hit: registration refused");
         let text = format!("Ban hit: {nick} (~{user}@{address}) refused at registration: {why}");
-        ctx.shard.server_notice(NoticeKind::Bans, &text);
-        ctx.shard.close(ctx.id, CloseReason::Killed(why));
+        ctx.server_notice(NoticeKind::Bans, &text);
+        ctx.close(ctx.id, CloseReason::Killed(why));
         return;
     }
-    let outcome = ctx.shard.propose(Event::Register {
+    let outcome = ctx.propose(Event::Register {
         client: ctx.id,
         user: format!("~{user}").into(),
         host: shown_host.clone(),
@@ -352,11 +325,10 @@ fn try_complete_registration(ctx: &mut Ctx<'_>) {
         tls = ctx.client().tls.is_some(),
         "register"
     );
-    ctx.shard.mark_registered(ctx.id);
-    if let Some(client) = ctx.shard.client_mut(ctx.id) {
-        client.registration = None;
-        client.set_identity(&nick, &user, &shown_host);
-    }
+    ctx.mark_registered();
+    let client = ctx.client_mut();
+    client.registration = None;
+    client.set_identity(&nick, &user, &shown_host);
     welcome(ctx, (shown_host != address).then_some(&*shown_host));
 }
 
@@ -368,11 +340,10 @@ fn server_ban(ctx: &Ctx<'_>, user: &str, shown_host: &str) -> Option<String> {
     let now_unix = crate::proto::time::unix_seconds(std::time::SystemTime::now());
     let by_address = format!("~{user}@{host}");
     let by_cloak = format!("~{user}@{shown_host}");
-    let ban =
-        ctx.shard
-            .network()
-            .server_bans()
-            .user_ban(&[&by_address, &by_cloak], ip, now_unix)?;
+    let ban = ctx
+        .network()
+        .server_bans()
+        .user_ban(&[&by_address, &by_cloak], ip, now_unix)?;
     Some(format!("{}d ({})", ban.target.kind(), ban.reason))
 }
 
@@ -381,7 +352,7 @@ fn welcome(ctx: &mut Ctx<'_>, cloak: Option<&str>) {
     let config = ctx.config();
     let network = config.network.clone();
     let server = config.server_name.clone();
-    let created = crate::proto::time::human(ctx.shard.shared.started);
+    let created = crate::proto::time::human(ctx.shared().started);
     let source = ctx.client().source().to_owned();
     let replies = [
         ctx.numeric(RPL_WELCOME)
@@ -422,7 +393,7 @@ pub fn send_isupport(ctx: &mut Ctx<'_>) {
         "CHANTYPES=#".to_owned(),
         format!(
             "CHANLIMIT=#:{}",
-            ctx.shard.shared.live.max_channels_per_client()
+            ctx.shared().live.max_channels_per_client()
         ),
         "CHANMODES=beI,k,l,imnst".to_owned(),
         "EXCEPTS=e".to_owned(),

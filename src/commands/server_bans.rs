@@ -93,7 +93,7 @@ fn add(ctx: &mut Ctx<'_>, message: &Message<'_>, command: &str, parse: TargetPar
             );
         }
     }
-    let outcome = ctx.shard.propose(Event::AddBan {
+    let outcome = ctx.propose(Event::AddBan {
         client: ctx.id,
         ban,
     });
@@ -119,7 +119,7 @@ fn remove(ctx: &mut Ctx<'_>, message: &Message<'_>, command: &str, parse: Target
         Ok(target) => target,
         Err(problem) => return notice(ctx, format!("{command} {mask}: {problem}")),
     };
-    let outcome = ctx.shard.propose(Event::RemoveBan {
+    let outcome = ctx.propose(Event::RemoveBan {
         client: ctx.id,
         target: target.clone(),
     });
@@ -138,8 +138,7 @@ fn remove(ctx: &mut Ctx<'_>, message: &Message<'_>, command: &str, parse: Target
 /// Whether the client is an operator (the event refuses the ban otherwise, with 481:
 /// a non-operator learns nothing about whom a mask would hit).
 fn is_oper(ctx: &mut Ctx<'_>) -> bool {
-    ctx.shard
-        .network()
+    ctx.network()
         .user(ctx.id)
         .is_some_and(|user| user.oper.is_some())
 }
@@ -148,7 +147,7 @@ fn is_oper(ctx: &mut Ctx<'_>) -> bool {
 /// `max-ban-share` percent of the connected users (every node's; more than one user).
 /// O(users), once per ban an operator sets.
 fn too_wide(ctx: &mut Ctx<'_>, ban: &ServerBan, now: u64) -> Option<String> {
-    let network = ctx.shard.network();
+    let network = ctx.network();
     let hits_user = |user: &crate::state::network::User| user.is_server_banned(ban, now);
     let (mut users, mut hits) = (0usize, 0usize);
     for (_, user) in network.users() {
@@ -160,7 +159,7 @@ fn too_wide(ctx: &mut Ctx<'_>, ban: &ServerBan, now: u64) -> Option<String> {
             "it matches you, and {hits} of the {users} connected users in all"
         ));
     }
-    let share = u64::from(ctx.shard.shared.config.max_ban_share);
+    let share = u64::from(ctx.shared().config.max_ban_share);
     (hits > 1 && hits as u64 * 100 > share * users as u64).then(|| {
         format!(
             "it would hit {hits} of the {users} connected users, more than max-ban-share ({share}%)"
@@ -185,7 +184,6 @@ pub fn stats(ctx: &mut Ctx<'_>, kind: char) {
         _ => (RPL_STATSDLINE, false),
     };
     let lines: Vec<_> = ctx
-        .shard
         .network()
         .server_bans()
         .iter()
@@ -218,8 +216,8 @@ pub fn stats(ctx: &mut Ctx<'_>, kind: char) {
 /// Writes this replica's list to the ban file; a failure is logged and told to the
 /// operator (the ban holds until the server stops).
 fn save(ctx: &mut Ctx<'_>) {
-    let shared = ctx.shard.shared.clone();
-    let network = ctx.shard.network();
+    let shared = ctx.shared();
+    let network = ctx.network();
     if let Err(error) = shared.ban_store.save(
         network.applied(),
         network.server_bans().iter(),

@@ -20,7 +20,7 @@ pub fn away(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         ctx.numeric(RPL_UNAWAY)
             .trailing(texts::YOU_ARE_NO_LONGER_MARKED_AS_BEING)
     };
-    ctx.shard.propose(Event::SetAway {
+    ctx.propose(Event::SetAway {
         client: ctx.id,
         message: away,
     });
@@ -33,7 +33,7 @@ pub fn away(ctx: &mut Ctx<'_>, message: &Message<'_>) {
 /// Solanum do. `+o` comes only from OPER, so `MODE nick +o` is ignored (as
 /// RFC 2812 says). Another user's modes are neither shown nor changed (502).
 pub fn user_mode(ctx: &mut Ctx<'_>, message: &Message<'_>, target: &str) {
-    let found = ctx.shard.network().user_by_nick(target).map(|(id, user)| {
+    let found = ctx.network().user_by_nick(target).map(|(id, user)| {
         (
             id,
             user.invisible,
@@ -105,7 +105,7 @@ pub fn user_mode(ctx: &mut Ctx<'_>, message: &Message<'_>, target: &str) {
     }
     let mut changed = Vec::new();
     if let Some(invisible) = wanted_invisible {
-        let outcome = ctx.shard.propose(Event::SetInvisible {
+        let outcome = ctx.propose(Event::SetInvisible {
             client: ctx.id,
             invisible,
         });
@@ -114,19 +114,17 @@ pub fn user_mode(ctx: &mut Ctx<'_>, message: &Message<'_>, target: &str) {
         }
     }
     if let Some(bot) = wanted_bot {
-        let outcome = ctx.shard.propose(Event::SetBot {
+        let outcome = ctx.propose(Event::SetBot {
             client: ctx.id,
             bot,
         });
         if outcome == Outcome::BotChanged(bot) {
-            if let Some(client) = ctx.shard.client_mut(ctx.id) {
-                client.bot = bot;
-            }
+            ctx.client_mut().bot = bot;
             changed.push((bot, 'B'));
         }
     }
     if let Some(wallops) = wanted_wallops {
-        let outcome = ctx.shard.propose(Event::SetWallops {
+        let outcome = ctx.propose(Event::SetWallops {
             client: ctx.id,
             wallops,
         });
@@ -135,7 +133,7 @@ pub fn user_mode(ctx: &mut Ctx<'_>, message: &Message<'_>, target: &str) {
         }
     }
     if drop_oper {
-        let outcome = ctx.shard.propose(Event::SetOper {
+        let outcome = ctx.propose(Event::SetOper {
             client: ctx.id,
             oper: None,
         });
@@ -204,7 +202,7 @@ fn change_snomask(
             wanted
         }
     };
-    ctx.shard.set_snomask(ctx.id, wanted);
+    ctx.set_snomask(wanted);
     if !wanted.is_empty() {
         let reply = ctx
             .numeric(RPL_SNOMASK)

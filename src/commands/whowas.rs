@@ -26,7 +26,6 @@ pub fn whowas(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         .filter(|&count| count > 0)
         .map_or(usize::MAX, |count| count as usize);
     let entries: Vec<_> = ctx
-        .shard
         .network()
         .whowas()
         .lookup(&nick)

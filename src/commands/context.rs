@@ -1,0 +1,215 @@
+//! What a command handler works with, and all it can reach: the client that sent the
+//! line, a read view of the network state, the proposal path, delivery, and the
+//! node's shared settings. The shard itself stays private to this module, so a
+//! handler cannot reach its framing, flood control, hand-off links or timers (issue
+//! 30: a handler gets what it needs, not the shard).
+
+use crate::config::Config;
+use crate::proto::caps::Cap;
+use crate::proto::outgoing::{MsgId, Outgoing};
+use crate::proto::snomask::{NoticeKind, Snomask};
+use crate::proto::{CaselessKey, LineBuilder};
+use crate::shard::monitor::MonitorRefusal;
+use crate::shard::Shard;
+use crate::state::client::CloseReason;
+use crate::state::network::{Event, Network, Outcome};
+use crate::state::{Client, ClientId, Shared};
+use bytes::Bytes;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What a handler works with: the client that sent the line, the time, and the
+/// shard's capabilities named below (not the shard: its field is private here).
+pub struct Ctx<'a> {
+    /// The client's shard, reached only through the methods below.
+    shard: &'a mut Shard,
+    /// The client that sent the line.
+    pub id: ClientId,
+    /// The injected clock.
+    pub now: Instant,
+    /// Messages for the client itself that are side effects of its command, not
+    /// replies (a PRIVMSG it sent to its own nick): queued after its replies are
+    /// labeled, so they never carry the label. Empty unless the client talks to
+    /// itself; dropped with the `Ctx` at the end of the line.
+    side_effects: Vec<Outgoing>,
+}
+
+impl<'a> Ctx<'a> {
+    pub(super) fn new(shard: &'a mut Shard, id: ClientId, now: Instant) -> Ctx<'a> {
+        Ctx {
+            shard,
+            id,
+            now,
+            side_effects: Vec::new(),
+        }
+    }
+
+    /// The client that sent the line. Slots are freed only by the connection's writer
+    /// task, never while a handler runs, so the client is always there.
+    pub fn client(&self) -> &Client {
+        self.shard
+            .client(self.id)
+            .expect("a client outlives the handling of its own line")
+    }
+
+    /// The server configuration.
+    pub fn config(&self) -> &Config {
+        &self.shard.shared.config
+    }
+
+    /// A numeric reply to this client: `:server CODE nick`.
+    pub fn numeric(&self, code: &str) -> LineBuilder {
+        LineBuilder::from_source(&self.config().server_name, code).arg(self.client().nick())
+    }
+
+    /// A line from the server to this client with a non-numeric command (`PONG`, `CAP`).
+    pub fn from_server(&self, command: &str) -> LineBuilder {
+        LineBuilder::from_source(&self.config().server_name, command)
+    }
+
+    /// A failure no specification has a reply for (IRCv3 `standard-replies`):
+    /// `FAIL <command> <code> :<description>` to a client with the capability, a
+    /// server NOTICE with the description to any other, which may not understand an
+    /// unexpected FAIL.
+    pub fn fail_nonstandard(&mut self, command: &str, code: &str, description: &str) {
+        let reply = if self.client().caps.has(Cap::StandardReplies) {
+            self.from_server("FAIL")
+                .arg(command)
+                .arg(code)
+                .trailing(description)
+        } else {
+            self.from_server("NOTICE")
+                .arg(self.client().nick())
+                .trailing(format!("{command}: {description}"))
+        };
+        self.reply(reply);
+    }
+
+    /// Queues a line for this client.
+    pub fn reply(&mut self, line: LineBuilder) {
+        self.send(line.finish());
+    }
+
+    /// Queues a built line for this client.
+    pub fn send(&mut self, line: Bytes) {
+        self.shard.send(self.id, line);
+    }
+
+    /// Delivers `message` to this client as a side effect of its command, after its
+    /// replies (see [`Ctx::side_effects`]).
+    pub fn send_side_effect(&mut self, message: Outgoing) {
+        self.side_effects.push(message);
+    }
+
+    /// Ends the handler's use of the shard, giving back the side effects to deliver
+    /// after its replies are labeled.
+    pub(super) fn finish(self) -> Vec<Outgoing> {
+        self.side_effects
+    }
+
+    // ---- the sender ----------------------------------------------------------------
+
+    /// The client that sent the line, to change it (caps, modes, registration).
+    pub fn client_mut(&mut self) -> &mut Client {
+        self.shard
+            .client_mut(self.id)
+            .expect("a client outlives the handling of its own line")
+    }
+
+    /// Ends the registration of the sender (001 has been queued).
+    pub fn mark_registered(&mut self) {
+        self.shard.mark_registered(self.id);
+    }
+
+    // ---- reading the network state ---------------------------------------------------
+
+    /// The network state as this shard has told its clients about it.
+    pub fn network(&self) -> &Network {
+        self.shard.network()
+    }
+
+    /// The same version, held past the handler (a long reply streamed from it).
+    pub fn network_version(&self) -> Arc<Network> {
+        self.shard.network_version()
+    }
+
+    /// What every shard of the node shares: the settings, the live settings,
+    /// counters, the cloak key, REHASH requests.
+    pub fn shared(&self) -> &Shared {
+        &self.shard.shared
+    }
+
+    // ---- changing it: the proposal path ----------------------------------------------
+
+    /// Proposes `event` to the ordered log and waits for its outcome (see
+    /// [`Shard::propose`]).
+    pub fn propose(&mut self, event: Event) -> Outcome {
+        self.shard.propose(event)
+    }
+
+    // ---- delivery --------------------------------------------------------------------
+
+    /// A message id for a message this client sends (`msgid` tag).
+    pub fn next_msgid(&mut self) -> MsgId {
+        self.shard.next_msgid()
+    }
+
+    /// Queues `message` for local client `id`, in the variant its capabilities ask for.
+    pub fn send_message(&mut self, id: ClientId, message: &mut Outgoing) {
+        self.shard.send_message(id, message);
+    }
+
+    /// Queues `message` for `id`, wherever it lives (a hand-off when remote).
+    pub fn send_anywhere(&mut self, id: ClientId, message: Outgoing) {
+        self.shard.send_anywhere(id, message);
+    }
+
+    /// Delivers `message` to every member of `channel` but `except`.
+    pub fn deliver_to_channel(
+        &mut self,
+        channel: &CaselessKey,
+        message: Outgoing,
+        except: Option<ClientId>,
+    ) {
+        self.shard.deliver_to_channel(channel, message, except);
+    }
+
+    /// Sends `text` to the operators whose snomask asks for `kind`.
+    pub fn server_notice(&mut self, kind: NoticeKind, text: &str) {
+        self.shard.server_notice(kind, text);
+    }
+
+    // ---- connections -----------------------------------------------------------------
+
+    /// Closes local client `id` (the sender, or a user a KILL or KLINE ends).
+    pub fn close(&mut self, id: ClientId, reason: CloseReason) {
+        self.shard.close(id, reason);
+    }
+
+    /// Publishes this shard's counters now (STATS reads them).
+    pub fn publish_counters(&mut self) {
+        self.shard.publish_counters();
+    }
+
+    // ---- the sender's lists ----------------------------------------------------------
+
+    /// Adds `nick` to the sender's MONITOR list.
+    pub fn monitor_add(&mut self, nick: &str) -> Result<(), MonitorRefusal> {
+        self.shard.monitor_add(self.id, nick)
+    }
+
+    /// Removes `nick` from the sender's MONITOR list.
+    pub fn monitor_remove(&mut self, nick: &str) {
+        self.shard.monitor_remove(self.id, nick);
+    }
+
+    /// Empties the sender's MONITOR list.
+    pub fn monitor_clear(&mut self) {
+        self.shard.monitor_clear(self.id);
+    }
+
+    /// Sets the sender's server notice mask (user mode `+s`).
+    pub fn set_snomask(&mut self, mask: Snomask) {
+        self.shard.set_snomask(self.id, mask);
+    }
+}
