@@ -8,6 +8,7 @@ use crate::proto::outgoing::{client_only_tags, MsgId, Outgoing, StatusTarget};
 use crate::proto::{LineBuilder, Message};
 use crate::state::network::Refusal;
 use crate::state::ClientId;
+use crate::store::history;
 
 /// Most targets in one PRIVMSG or NOTICE (TARGMAX).
 pub const MAX_TARGETS: usize = 4;
@@ -147,6 +148,18 @@ fn to_channel(
         }
     };
     echo(ctx, &outgoing);
+    if status.is_none() {
+        // A STATUSMSG is not kept: history has no notion of who may see it.
+        let kind = match route.kind {
+            Kind::Tagmsg => history::Kind::Tagmsg,
+            Kind::Privmsg | Kind::Notice => history::Kind::Message,
+        };
+        ctx.shard.keep_in_history(history::Record {
+            channel: channel.clone(),
+            kind,
+            message: outgoing.clone(),
+        });
+    }
     ctx.shard
         .deliver_to_channel(&channel, outgoing, Some(ctx.id));
     None

@@ -6,6 +6,7 @@
 
 mod channel;
 mod channel_ops;
+mod chathistory;
 mod connection;
 mod errors;
 mod help;
@@ -44,6 +45,9 @@ pub struct Ctx<'a> {
     /// labeled, so they never carry the label. Empty unless the client talks to
     /// itself; dropped with the `Ctx` at the end of the line.
     side_effects: Vec<Outgoing>,
+    /// The command's answer is built elsewhere and arrives later (CHATHISTORY): its
+    /// label goes on that answer, so none is added here.
+    reply_deferred: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -53,6 +57,7 @@ impl<'a> Ctx<'a> {
             id,
             now,
             side_effects: Vec::new(),
+            reply_deferred: false,
         }
     }
 
@@ -111,6 +116,11 @@ impl<'a> Ctx<'a> {
     /// replies (see [`Ctx::side_effects`]).
     pub fn send_side_effect(&mut self, message: Outgoing) {
         self.side_effects.push(message);
+    }
+
+    /// Says that the answer will come later, carrying the label itself.
+    pub fn defer_reply(&mut self) {
+        self.reply_deferred = true;
     }
 
     /// Queues the side effects, after the replies (and their label).
@@ -193,6 +203,7 @@ static COMMANDS: &[Command] = &[
     command("AWAY", 0, user::away),
     command("STATS", 0, info::stats),
     command("MONITOR", 1, monitor::monitor),
+    command("CHATHISTORY", 1, chathistory::chathistory),
     command("WHOWAS", 0, whowas::whowas),
     command("HELP", 0, help::help),
     command("HELPOP", 0, help::help),
@@ -238,7 +249,7 @@ fn dispatch(shard: &mut Shard, id: ClientId, message: &Message<'_>, now: Instant
     let before = Work::measure(shard, id);
     let mut ctx = Ctx::new(shard, id, now);
     run_command(&mut ctx, message);
-    if let (Some(label), Some(mark)) = (label, mark) {
+    if let (Some(label), Some(mark), false) = (label, mark, ctx.reply_deferred) {
         labels::label_replies(ctx.shard, id, label, mark);
     }
     ctx.deliver_side_effects();

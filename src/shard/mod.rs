@@ -30,6 +30,7 @@ use crate::proto::outgoing::{MsgId, Outgoing};
 use crate::proto::{CaselessKey, LineBuilder};
 use crate::state::bus::{Batch, Handoff, Links};
 use crate::state::client::{Client, CloseReason};
+use crate::state::deferred::DeferredReply;
 use crate::state::flood::TokenBucket;
 use crate::state::local_members::LocalMembers;
 use crate::state::log::LogReader;
@@ -39,6 +40,7 @@ use crate::state::shared::CounterSnapshot;
 use crate::state::slab::Slab;
 use crate::state::sources::SourceRefusal;
 use crate::state::{ClientId, Shared};
+use crate::store::history::Record;
 use bytes::Bytes;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -126,6 +128,11 @@ pub struct Shard {
     /// Outcomes of this shard's cluster proposals, by proposal number, until the
     /// waiting proposer takes its own.
     answered: Vec<(u64, crate::state::network::Outcome)>,
+    /// Channel messages to store for CHATHISTORY, handed to the store's writer as
+    /// one job per scheduler pass ([`Shard::flush_handoffs`]); empty without a store.
+    history: Vec<Record>,
+    /// Replies built off this shard (CHATHISTORY answers), taken in by [`Shard::pump`].
+    deferred: std::sync::mpsc::Receiver<DeferredReply>,
 }
 
 impl Shard {
@@ -140,6 +147,10 @@ impl Shard {
             .bus
             .take_links(id)
             .expect("each shard is built once, with links of its own");
+        let deferred = shared
+            .deferred
+            .take_receiver(id)
+            .expect("each shard is built once, with a mailbox of its own");
         Shard {
             id,
             node: shared.node(),
@@ -166,6 +177,8 @@ impl Shard {
             proposals: 0,
             unordered: Vec::new(),
             answered: Vec::new(),
+            history: Vec::new(),
+            deferred,
             shared,
         }
     }
@@ -567,6 +580,60 @@ impl Shard {
         }
     }
 
+    /// Keeps a channel message for CHATHISTORY: it joins this pass's batch for the
+    /// store's writer (nothing is written here). Without a store it is not kept.
+    /// Cost: one push of a record whose parts are shared with the fan-out.
+    pub fn keep_in_history(&mut self, record: Record) {
+        if self.shared.store.is_none() {
+            return;
+        }
+        self.history.push(record);
+        if self.history.len() == 1 {
+            if let Some(flusher) = self.handoff_flusher.take() {
+                flusher.wake();
+            }
+        }
+    }
+
+    /// Hands this pass's channel messages to the store's writer as one job. Done
+    /// before hand-offs are sent, and before a CHATHISTORY query is queued, so the
+    /// writer, which runs jobs in order, has stored every message a client could
+    /// have seen before it asks. A writer that is behind refuses the batch: those
+    /// messages are delivered but not kept (logged).
+    pub fn flush_history(&mut self) {
+        if self.history.is_empty() {
+            return;
+        }
+        let Some(store) = self.shared.store.as_ref() else {
+            self.history.clear();
+            return;
+        };
+        let records = std::mem::take(&mut self.history);
+        let count = records.len();
+        let retention = crate::store::history::Retention {
+            max_messages: self.shared.config.history_max_messages,
+            max_age_ms: self.shared.config.history_max_age.as_millis() as u64,
+        };
+        let job = Box::new(move |transaction: &redb::WriteTransaction| {
+            crate::store::history::append(transaction, &records, retention, unix_millis())
+        });
+        if let Err(why) = store.write(job) {
+            warn!(shard = self.id, messages = count, %why, "channel messages not kept in history");
+        }
+    }
+
+    /// Delivers the replies built off this shard since its last pass.
+    fn take_in_deferred_replies(&mut self) -> bool {
+        let mut any = false;
+        while let Ok(reply) = self.deferred.try_recv() {
+            any = true;
+            for line in reply.lines {
+                self.send(reply.to, line);
+            }
+        }
+        any
+    }
+
     /// The cluster link's bus endpoint, on a cluster node.
     pub(super) fn link_endpoint(&self) -> Option<u16> {
         self.shared.cluster.as_ref().map(|cluster| cluster.endpoint)
@@ -887,6 +954,13 @@ fn live(clients: &mut Slab<Client>, id: ClientId) -> Option<&mut Client> {
     // and `send_anywhere` check `is_local`): comparing the whole id here cost 76
     // instructions per member in the fan-out loop (+50%, `.ci/instructions-gate`).
     clients.get_mut(id.slot).filter(|client| !client.closing)
+}
+
+/// The wall clock in Unix milliseconds (history retention).
+pub fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Queues the variant of `message` that a client's capabilities ask for; a free
