@@ -133,7 +133,12 @@ pub struct Shard {
     history: Vec<Record>,
     /// Replies built off this shard (CHATHISTORY answers), taken in by [`Shard::pump`].
     deferred: std::sync::mpsc::Receiver<DeferredReply>,
+    /// When shard 0 last had the store expire old history (`None`: not yet).
+    history_swept: Option<Instant>,
 }
+
+/// How often the store sweeps every channel's history for expired messages.
+const HISTORY_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl Shard {
     /// An empty shard. Each shard is built once: it takes its own log reader and
@@ -179,6 +184,7 @@ impl Shard {
             answered: Vec::new(),
             history: Vec::new(),
             deferred,
+            history_swept: None,
             shared,
         }
     }
@@ -439,6 +445,7 @@ impl Shard {
     /// (a client cut off for its sendq whose socket is full would otherwise hold its
     /// slot and kernel buffers for ever).
     pub fn check_liveness(&mut self, now: Instant) {
+        self.sweep_history(now);
         let config = &self.shared.config;
         let live = &self.shared.live;
         let (registration_timeout, ping_interval) =
@@ -610,15 +617,44 @@ impl Shard {
         };
         let records = std::mem::take(&mut self.history);
         let count = records.len();
-        let retention = crate::store::history::Retention {
-            max_messages: self.shared.config.history_max_messages,
-            max_age_ms: self.shared.config.history_max_age.as_millis() as u64,
-        };
+        let retention = self.history_retention();
         let job = Box::new(move |transaction: &redb::WriteTransaction| {
             crate::store::history::append(transaction, &records, retention, unix_millis())
         });
         if let Err(why) = store.write(job) {
             warn!(shard = self.id, messages = count, %why, "channel messages not kept in history");
+        }
+    }
+
+    /// Shard 0 has the store's writer expire every channel's old messages once an
+    /// hour (and once soon after start): an append expires only the channel it
+    /// writes, so a channel that went quiet would otherwise keep its messages past
+    /// their age on disk (reads never show them either way).
+    fn sweep_history(&mut self, now: Instant) {
+        let Some(store) = self.shared.store.as_ref().filter(|_| self.id == 0) else {
+            return;
+        };
+        if self
+            .history_swept
+            .is_some_and(|at| now.duration_since(at) < HISTORY_SWEEP_EVERY)
+        {
+            return;
+        }
+        self.history_swept = Some(now);
+        let retention = self.history_retention();
+        let job = Box::new(move |transaction: &redb::WriteTransaction| {
+            crate::store::history::expire_all(transaction, retention, unix_millis())
+        });
+        if let Err(why) = store.write(job) {
+            warn!(%why, "the history sweep was not queued; the next one will be");
+        }
+    }
+
+    /// The retention settings, as the store applies them.
+    fn history_retention(&self) -> crate::store::history::Retention {
+        crate::store::history::Retention {
+            max_messages: self.shared.config.history_max_messages,
+            max_age_ms: self.shared.config.history_max_age.as_millis() as u64,
         }
     }
 

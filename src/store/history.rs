@@ -392,3 +392,121 @@ fn visible(event_playback: bool, value: &[u8]) -> Option<Replayed> {
     let message = Outgoing::from_wire(wire).ok()?;
     Some(Replayed { kind, message })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::outgoing::MsgId;
+    use crate::store::Store;
+    use bytes::Bytes;
+
+    fn record(channel: &str, counter: u64) -> Record {
+        let line = format!(":a!~a@h PRIVMSG {channel} :{counter}\r\n");
+        Record {
+            channel: CaselessKey::new(channel),
+            kind: Kind::Message,
+            message: Outgoing::new(Bytes::from(line)).with_msgid(MsgId::new(1, 0, counter)),
+        }
+    }
+
+    fn texts(found: &[Replayed]) -> Vec<String> {
+        found
+            .iter()
+            .map(|replayed| {
+                let line = replayed.message.to_wire();
+                let msgid = line.msgid().unwrap_or_default();
+                String::from_utf8_lossy(msgid).into_owned()
+            })
+            .collect()
+    }
+
+    fn read(
+        store: &Store,
+        job: impl FnOnce(&WriteTransaction) -> Vec<Replayed> + Send + 'static,
+    ) -> Vec<String> {
+        let (done, result) = std::sync::mpsc::channel();
+        store
+            .write(Box::new(move |transaction| {
+                let _ = done.send(texts(&job(transaction)));
+                Ok(())
+            }))
+            .expect("queued");
+        result.recv().expect("the writer answers")
+    }
+
+    const KEEP_ALL: Retention = Retention {
+        max_messages: 100,
+        max_age_ms: u64::MAX,
+    };
+
+    #[test]
+    fn messages_of_one_millisecond_keep_the_order_they_were_handed_over() {
+        let store = Store::open(&tempdir()).expect("the store opens");
+        let records: Vec<Record> = (1..=5).map(|n| record("#Same", n)).collect();
+        let now = now_millis();
+        store
+            .write(Box::new(move |t| append(t, &records, KEEP_ALL, now)))
+            .expect("queued");
+        let latest = read(&store, |t| {
+            query(t, "#same", &Selection::Latest(None), 10, 0, false).expect("read")
+        });
+        assert_eq!(latest, ["1-0-1", "1-0-2", "1-0-3", "1-0-4", "1-0-5"]);
+        let after = read(&store, |t| {
+            let second = Reference::MsgId(b"1-0-2".to_vec());
+            query(t, "#SAME", &Selection::After(second), 2, 0, false).expect("read")
+        });
+        assert_eq!(after, ["1-0-3", "1-0-4"]);
+    }
+
+    #[test]
+    fn the_sweep_drops_messages_past_their_age_with_their_msgids() {
+        let store = Store::open(&tempdir()).expect("the store opens");
+        let records = vec![record("#old", 1), record("#old", 2)];
+        let now = now_millis();
+        store
+            .write(Box::new(move |t| append(t, &records, KEEP_ALL, now)))
+            .expect("queued");
+        let an_hour = Retention {
+            max_messages: 100,
+            max_age_ms: 3_600_000,
+        };
+        let later = now + 2 * 3_600_000;
+        store
+            .write(Box::new(move |t| expire_all(t, an_hour, later)))
+            .expect("queued");
+        let left = read(&store, |t| {
+            query(t, "#old", &Selection::Latest(None), 10, 0, false).expect("read")
+        });
+        assert!(left.is_empty(), "{left:?}");
+        let by_id = read(&store, |t| {
+            let known = t
+                .open_table(MSGIDS)
+                .expect("table")
+                .get(b"1-0-1".as_slice())
+                .expect("get")
+                .is_some();
+            assert!(!known, "the msgid index forgot the message");
+            Vec::new()
+        });
+        assert!(by_id.is_empty());
+    }
+
+    fn now_millis() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+
+    fn tempdir() -> std::path::PathBuf {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "ringchat-history-unit-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        dir
+    }
+}
