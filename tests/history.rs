@@ -284,3 +284,101 @@ e2e! {
         alice.expect(":ringchat.local CAP * NAK :draft/chathistory");
     }
 }
+
+/// The server binary on `addr` with history in `dir`; killed if dropped.
+struct Process(std::process::Child);
+
+impl Process {
+    fn start(addr: std::net::SocketAddr, dir: &std::path::Path) -> Process {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_ringchat"))
+            // epoll: observed here, a server restarted at once after a SIGKILLed
+            // `--io ring` one got no connections (they went to a listening socket
+            // the dead process's ring still held while the kernel tore it down).
+            .args([
+                "--listen",
+                &addr.to_string(),
+                "--flood-rate",
+                "0",
+                "--io",
+                "epoll",
+            ])
+            .env_remove("RUST_LOG")
+            .env_remove("STATE_DIRECTORY")
+            .env("RINGCHAT_DATA_DIR", dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn ringchat");
+        let deadline = std::time::Instant::now() + common::HANG;
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "ringchat never listened on {addr}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Process(child)
+    }
+
+    fn kill(mut self) {
+        self.0.kill().expect("SIGKILL ringchat");
+        self.0.wait().expect("reap ringchat");
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn register_on(addr: std::net::SocketAddr, nick: &str) -> Client {
+    let mut client = Client::connect(addr);
+    client.nick = nick.to_owned();
+    client.send(&format!("CAP REQ :{CAPS}"));
+    client.send(&format!("NICK {nick}"));
+    client.send(&format!("USER {nick} 0 * :{nick}"));
+    client.send("CAP END");
+    client.skip_until(|line| has_numeric(line, "422"));
+    client.send("JOIN #durable");
+    client.skip_until(|line| has_numeric(line, "366"));
+    client
+}
+
+/// What a SIGKILL can lose: only what the writer had not committed. A CHATHISTORY
+/// answer is built inside the writer's transaction; a second query, sent after that
+/// answer arrived, runs in a later transaction, which begins only once the first
+/// committed. So once the second answer is in, every message before the first query
+/// is on disk, and the restarted server must have all of them. Messages sent after
+/// that may be lost, but what survives is a prefix of them, in order.
+#[test]
+fn sigkill_loses_nothing_committed_and_keeps_a_prefix_of_the_rest() {
+    let dir = data_dir();
+    let addr = common::free_port();
+    let server = Process::start(addr, &dir);
+    let mut alice = register_on(addr, "alice");
+    let committed = send_messages(&mut alice, "#durable", 20);
+    assert_eq!(
+        history(&mut alice, "CHATHISTORY LATEST #durable * 100", "#durable"),
+        committed
+    );
+    history(&mut alice, "CHATHISTORY LATEST #durable * 1", "#durable");
+    let unconfirmed: Vec<String> = (0..200)
+        .map(|i| {
+            alice.send(&format!("PRIVMSG #durable :late {i}"));
+            alice.line()
+        })
+        .collect();
+    server.kill();
+
+    let _server = Process::start(addr, &dir);
+    let mut alice = register_on(addr, "alice");
+    let kept = history(&mut alice, "CHATHISTORY LATEST #durable * 1000", "#durable");
+    assert_eq!(kept[..20], committed[..], "a committed message was lost");
+    assert_eq!(
+        kept[20..],
+        unconfirmed[..kept.len() - 20],
+        "what survived is not a prefix"
+    );
+}
