@@ -274,14 +274,24 @@ e2e! {
         alice.expect_nothing();
     }
 
-    fn without_a_data_directory_history_is_not_offered(setup) {
-        let server = setup.start();
-        let mut alice = server.connect();
-        alice.send("CAP LS 302");
-        let ls = alice.line();
-        assert!(!ls.contains("chathistory"), "{ls}");
-        alice.send("CAP REQ :draft/chathistory");
-        alice.expect(":ringchat.local CAP * NAK :draft/chathistory");
+    fn without_a_data_directory_or_with_no_room_history_is_not_offered(setup) {
+        let dir = data_dir();
+        let without_store = setup.start();
+        let keeping_nothing = setup.start_with(|config| {
+            config.data_dir = Some(dir.clone());
+            config.history_max_messages = 0;
+        });
+        for server in [&without_store, &keeping_nothing] {
+            let mut alice = server.connect();
+            alice.send("CAP LS 302");
+            let ls = alice.line();
+            assert!(!ls.contains("chathistory"), "{ls}");
+            alice.send("CAP REQ :draft/chathistory");
+            alice.expect(":ringchat.local CAP * NAK :draft/chathistory");
+            let mut bob = Client::register(server.connect(), "bob");
+            bob.send("CHATHISTORY LATEST #x * 10");
+            bob.expect(":ringchat.local FAIL CHATHISTORY MESSAGE_ERROR LATEST :History is not kept on this server");
+        }
     }
 }
 

@@ -13,7 +13,9 @@ self-signed certificate made per case), an optional connection password, and
 server that advertises ``UTF8ONLY``). It also turns off what
 would only slow the suite down or refuse its clients: flood control (irctest
 sends bursts; fake lag would make cases wait, not fail) and the per-source
-connection limits (every case connects many clients from 127.0.0.1).
+connection limits (every case connects many clients from 127.0.0.1). Each case
+keeps its state (bans, channel history for CHATHISTORY) in a ``data`` directory
+of its own, beside its configuration file.
 
 The binary is ``$RINGCHAT_BIN`` if set, else ``ringchat`` on ``PATH``.
 """
@@ -45,6 +47,7 @@ tls-cert = "{pem_path}"
 tls-key = "{key_path}"
 {password_line}
 utf8-only = true
+data-dir = "data"
 flood-rate = 0.0
 exempt = ["0.0.0.0/0", "::/0"]
 max-unregistered-per-source = 4096

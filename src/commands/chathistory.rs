@@ -31,7 +31,7 @@ const MESSAGES_PER_TOKEN: usize = 16;
 /// `CHATHISTORY <subcommand> <target> <reference>... <limit>`.
 pub fn chathistory(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let subcommand = message.param_str(0).unwrap_or("").to_ascii_uppercase();
-    if ctx.shard.shared.store.is_none() {
+    if !ctx.shard.shared.keeps_history() {
         fail(
             ctx,
             "MESSAGE_ERROR",

@@ -114,9 +114,9 @@ pub fn cap(ctx: &mut Ctx<'_>, message: &Message<'_>) {
 }
 
 /// Whether this server offers `cap`: the history capabilities only when it keeps
-/// history (it has a store).
+/// history (a store, and `history-max-messages` above 0).
 fn offered(ctx: &Ctx<'_>, cap: Cap) -> bool {
-    !matches!(cap, Cap::Chathistory | Cap::EventPlayback) || ctx.shard.shared.store.is_some()
+    !matches!(cap, Cap::Chathistory | Cap::EventPlayback) || ctx.shard.shared.keeps_history()
 }
 
 /// The IRCv3 `sts` capability with its value, when a policy is configured: a
@@ -426,7 +426,7 @@ pub fn send_isupport(ctx: &mut Ctx<'_>) {
         // Before WHOX, which stays the last token.
         tokens.insert(tokens.len() - 1, "UTF8ONLY".to_owned());
     }
-    if ctx.shard.shared.store.is_some() {
+    if ctx.shard.shared.keeps_history() {
         // IRCv3 chathistory, "Server support": the most messages one request returns
         // and the reference types it understands.
         let at = tokens.len() - 1;

@@ -591,7 +591,7 @@ impl Shard {
     /// store's writer (nothing is written here). Without a store it is not kept.
     /// Cost: one push of a record whose parts are shared with the fan-out.
     pub fn keep_in_history(&mut self, record: Record) {
-        if self.shared.store.is_none() {
+        if !self.shared.keeps_history() {
             return;
         }
         self.history.push(record);

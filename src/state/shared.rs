@@ -215,6 +215,12 @@ impl Shared {
         }
     }
 
+    /// Whether channel messages are kept for CHATHISTORY: with a store, unless
+    /// `history-max-messages` is 0.
+    pub fn keeps_history(&self) -> bool {
+        self.store.is_some() && self.config.history_max_messages > 0
+    }
+
     /// This node's number in its cluster (0 when alone).
     pub fn node(&self) -> u16 {
         self.cluster.as_ref().map_or(0, |cluster| cluster.node)
