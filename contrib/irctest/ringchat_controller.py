@@ -15,7 +15,9 @@ would only slow the suite down or refuse its clients: flood control (irctest
 sends bursts; fake lag would make cases wait, not fail) and the per-source
 connection limits (every case connects many clients from 127.0.0.1). Host
 cloaking is off (``show-addresses``), as irctest's Ergo controller turns off
-Ergo's ``ip-cloaking``: the WHO cases match users by their address.
+Ergo's ``ip-cloaking``: the WHO cases match users by their address. Each case
+keeps its state (bans, channel history for CHATHISTORY) in a ``data`` directory
+of its own, beside its configuration file.
 
 The binary is ``$RINGCHAT_BIN`` if set, else ``ringchat`` on ``PATH``.
 """
@@ -48,6 +50,7 @@ tls-key = "{key_path}"
 {password_line}
 utf8-only = true
 show-addresses = true
+data-dir = "data"
 flood-rate = 0.0
 exempt = ["0.0.0.0/0", "::/0"]
 max-unregistered-per-source = 4096

@@ -8,12 +8,13 @@ use crate::config::Config;
 use crate::proto::caps::Cap;
 use crate::proto::outgoing::{MsgId, Outgoing};
 use crate::proto::snomask::{NoticeKind, Snomask};
-use crate::proto::{CaselessKey, LineBuilder};
+use crate::proto::{CaselessKey, LineBuilder, Message};
 use crate::shard::monitor::MonitorRefusal;
 use crate::shard::Shard;
 use crate::state::client::CloseReason;
 use crate::state::network::{Event, Network, Outcome};
 use crate::state::{Client, ClientId, Shared};
+use crate::store::history::Record;
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,6 +33,17 @@ pub struct Ctx<'a> {
     /// labeled, so they never carry the label. Empty unless the client talks to
     /// itself; dropped with the `Ctx` at the end of the line.
     side_effects: Vec<Outgoing>,
+    /// The command's answer is built elsewhere and arrives later (CHATHISTORY): its
+    /// label goes on that answer, so none is added here.
+    reply_deferred: bool,
+}
+
+/// What a handler leaves for the dispatcher once it gives the shard back.
+pub struct Finished {
+    /// Messages to the sender that are side effects, queued after its replies.
+    pub side_effects: Vec<Outgoing>,
+    /// The answer comes later and carries the label itself.
+    pub reply_deferred: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -41,6 +53,7 @@ impl<'a> Ctx<'a> {
             id,
             now,
             side_effects: Vec::new(),
+            reply_deferred: false,
         }
     }
 
@@ -101,10 +114,22 @@ impl<'a> Ctx<'a> {
         self.side_effects.push(message);
     }
 
-    /// Ends the handler's use of the shard, giving back the side effects to deliver
-    /// after its replies are labeled.
-    pub(super) fn finish(self) -> Vec<Outgoing> {
-        self.side_effects
+    /// The `label` tag the sender put on `message`, if it has `labeled-response`.
+    pub fn requested_label<'m>(&self, message: &Message<'m>) -> Option<&'m [u8]> {
+        super::labels::requested(self.shard, self.id, message)
+    }
+
+    /// Says that the answer will come later, carrying the label itself.
+    pub fn defer_reply(&mut self) {
+        self.reply_deferred = true;
+    }
+
+    /// Ends the handler's use of the shard.
+    pub(super) fn finish(self) -> Finished {
+        Finished {
+            side_effects: self.side_effects,
+            reply_deferred: self.reply_deferred,
+        }
     }
 
     // ---- the sender ----------------------------------------------------------------
@@ -172,6 +197,17 @@ impl<'a> Ctx<'a> {
         except: Option<ClientId>,
     ) {
         self.shard.deliver_to_channel(channel, message, except);
+    }
+
+    /// Keeps a channel message for CHATHISTORY (batched for the store's writer).
+    pub fn keep_in_history(&mut self, record: Record) {
+        self.shard.keep_in_history(record);
+    }
+
+    /// Hands the messages kept so far to the store's writer now (a CHATHISTORY query
+    /// queued after them then sees them).
+    pub fn flush_history(&mut self) {
+        self.shard.flush_history();
     }
 
     /// Sends `text` to the operators whose snomask asks for `kind`.

@@ -14,6 +14,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Batch references, unique in the process.
 static NEXT_BATCH: AtomicU64 = AtomicU64::new(1);
 
+/// A fresh batch reference (for any BATCH the server opens).
+pub fn next_batch_reference() -> String {
+    NEXT_BATCH.fetch_add(1, Ordering::Relaxed).to_string()
+}
+
 /// The `label` tag of `message`, if its sender enabled `labeled-response`.
 pub fn requested<'m>(shard: &Shard, id: ClientId, message: &Message<'m>) -> Option<&'m [u8]> {
     let client = shard.client(id)?;
@@ -52,7 +57,7 @@ pub fn label_replies(shard: &mut Shard, id: ClientId, label: &[u8], mark: usize)
         )],
         1 => vec![add_tags(&replies[0], &label_tag)],
         _ if client.caps.has(Cap::Batch) => {
-            let reference = NEXT_BATCH.fetch_add(1, Ordering::Relaxed).to_string();
+            let reference = next_batch_reference();
             let start = LineBuilder::from_source(&server, "BATCH")
                 .arg(format!("+{reference}"))
                 .arg("labeled-response")

@@ -9,6 +9,7 @@ use crate::proto::texts;
 use crate::proto::{LineBuilder, Message};
 use crate::state::network::Refusal;
 use crate::state::ClientId;
+use crate::store::history;
 
 /// Most targets in one PRIVMSG or NOTICE (TARGMAX).
 pub const MAX_TARGETS: usize = 4;
@@ -150,6 +151,18 @@ fn to_channel(
         }
     };
     echo(ctx, &outgoing);
+    if status.is_none() {
+        // A STATUSMSG is not kept: history has no notion of who may see it.
+        let kind = match route.kind {
+            Kind::Tagmsg => history::Kind::Tagmsg,
+            Kind::Privmsg | Kind::Notice => history::Kind::Message,
+        };
+        ctx.keep_in_history(history::Record {
+            channel: channel.clone(),
+            kind,
+            message: outgoing.clone(),
+        });
+    }
     ctx.deliver_to_channel(&channel, outgoing, Some(ctx.id));
     None
 }

@@ -6,6 +6,7 @@
 
 mod channel;
 mod channel_ops;
+mod chathistory;
 mod connection;
 mod context;
 mod errors;
@@ -103,6 +104,7 @@ static COMMANDS: &[Command] = &[
     command("AWAY", 0, user::away),
     command("STATS", 0, info::stats),
     command("MONITOR", 1, monitor::monitor),
+    command("CHATHISTORY", 1, chathistory::chathistory),
     command("WHOWAS", 0, whowas::whowas),
     command("HELP", 0, help::help),
     command("HELPOP", 0, help::help),
@@ -148,11 +150,11 @@ fn dispatch(shard: &mut Shard, id: ClientId, message: &Message<'_>, now: Instant
     let before = Work::measure(shard, id);
     let mut ctx = Ctx::new(shard, id, now);
     run_command(&mut ctx, message);
-    let side_effects = ctx.finish();
-    if let (Some(label), Some(mark)) = (label, mark) {
+    let after = ctx.finish();
+    if let (Some(label), Some(mark), false) = (label, mark, after.reply_deferred) {
         labels::label_replies(shard, id, label, mark);
     }
-    for mut message in side_effects {
+    for mut message in after.side_effects {
         shard.send_message(id, &mut message);
     }
     charge_for_work(shard, id, before, now);

@@ -41,6 +41,7 @@ pub fn cap(ctx: &mut Ctx<'_>, message: &Message<'_>) {
             let sts = sts_token(ctx).filter(|_| version_302);
             let names: Vec<&str> = Cap::ALL
                 .iter()
+                .filter(|&&cap| offered(ctx, cap))
                 .map(|cap| cap.name())
                 .chain(sts.as_deref())
                 .collect();
@@ -72,7 +73,12 @@ pub fn cap(ctx: &mut Ctx<'_>, message: &Message<'_>) {
             negotiating(ctx);
             let requested =
                 String::from_utf8_lossy(message.param(1).unwrap_or_default()).into_owned();
-            match apply_request(ctx.client().caps, &requested) {
+            let offered_only = |caps: crate::proto::caps::Caps| {
+                Cap::ALL
+                    .into_iter()
+                    .all(|cap| !caps.has(cap) || offered(ctx, cap))
+            };
+            match apply_request(ctx.client().caps, &requested).filter(|&caps| offered_only(caps)) {
                 Some(caps) => {
                     ctx.client_mut().caps = caps;
                     let reply = cap_line(ctx, "ACK").trailing(requested.trim());
@@ -98,6 +104,12 @@ pub fn cap(ctx: &mut Ctx<'_>, message: &Message<'_>) {
             ctx.reply(reply);
         }
     }
+}
+
+/// Whether this server offers `cap`: the history capabilities only when it keeps
+/// history (a store, and `history-max-messages` above 0).
+fn offered(ctx: &Ctx<'_>, cap: Cap) -> bool {
+    !matches!(cap, Cap::Chathistory | Cap::EventPlayback) || ctx.shared().keeps_history()
 }
 
 /// The IRCv3 `sts` capability with its value, when a policy is configured: a
@@ -420,6 +432,13 @@ pub fn send_isupport(ctx: &mut Ctx<'_>) {
     if config.utf8_only {
         // Before WHOX, which stays the last token.
         tokens.insert(tokens.len() - 1, "UTF8ONLY".to_owned());
+    }
+    if ctx.shared().keeps_history() {
+        // IRCv3 chathistory, "Server support": the most messages one request returns
+        // and the reference types it understands.
+        let at = tokens.len() - 1;
+        tokens.insert(at, format!("CHATHISTORY={}", super::chathistory::MAX_LIMIT));
+        tokens.insert(at + 1, "MSGREFTYPES=msgid,timestamp".to_owned());
     }
     for chunk in tokens.chunks(13) {
         let reply = chunk

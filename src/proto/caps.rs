@@ -32,15 +32,21 @@ pub enum Cap {
     /// The client understands any FAIL/WARN/NOTE, also where no specification calls
     /// for one (else it gets a server NOTICE there).
     StandardReplies = 1 << 12,
+    /// The CHATHISTORY command (IRCv3 `draft/chathistory`).
+    Chathistory = 1 << 13,
+    /// CHATHISTORY replays TAGMSGs too (IRCv3 `draft/event-playback`).
+    EventPlayback = 1 << 14,
 }
 
 impl Cap {
     /// Every capability, in the order `CAP LS` lists them.
-    pub const ALL: [Cap; 13] = [
+    pub const ALL: [Cap; 15] = [
         Cap::AwayNotify,
         Cap::Batch,
         Cap::CapNotify,
+        Cap::Chathistory,
         Cap::EchoMessage,
+        Cap::EventPlayback,
         Cap::ExtendedMonitor,
         Cap::InviteNotify,
         Cap::LabeledResponse,
@@ -68,6 +74,8 @@ impl Cap {
             Cap::ExtendedMonitor => "extended-monitor",
             Cap::InviteNotify => "invite-notify",
             Cap::StandardReplies => "standard-replies",
+            Cap::Chathistory => "draft/chathistory",
+            Cap::EventPlayback => "draft/event-playback",
         }
     }
 

@@ -383,6 +383,18 @@ pub struct WireOutgoing {
     status: Option<u8>,
 }
 
+impl WireOutgoing {
+    /// When the message was received, in Unix microseconds (its `server-time`).
+    pub fn time_micros(&self) -> u64 {
+        self.time_micros
+    }
+
+    /// The message's id, if it has one.
+    pub fn msgid(&self) -> Option<&[u8]> {
+        self.msgid.as_deref()
+    }
+}
+
 /// The longest line (without tags) a node accepts from another: a 512-byte message
 /// plus a long source, with room to spare.
 const MAX_WIRE_LINE: usize = 2048;

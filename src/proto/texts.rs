@@ -36,6 +36,7 @@ pub const IS_AN_UNKNOWN_SNOMASK_LETTER_KNOWN_BCFKO: &str =
 pub const IS_NOW_YOUR_DISPLAYED_HOST: &str = "is now your displayed host";
 pub const IS_UNKNOWN_MODE_CHAR_TO_ME: &str = "is unknown mode char to me";
 pub const IS_USING_A_SECURE_CONNECTION: &str = "is using a secure connection";
+pub const MESSAGES_COULD_NOT_BE_RETRIEVED: &str = "Messages could not be retrieved";
 pub const MESSAGE_REJECTED_IT_IS_NOT_VALID_UTF: &str = "Message rejected, it is not valid UTF-8";
 pub const MONITOR_LIST_IS_FULL: &str = "Monitor list is full.";
 pub const MOTD_FILE_IS_MISSING: &str = "MOTD File is missing";

@@ -25,6 +25,57 @@ pub fn server_time(time: SystemTime) -> String {
     )
 }
 
+/// Unix milliseconds of a `server-time` value (`2026-11-25T09:00:00.123Z`; the
+/// fraction may have 0 to 3 digits), as CHATHISTORY's `timestamp=` carries it.
+/// `None` for anything else.
+pub fn parse_server_time(text: &str) -> Option<u64> {
+    let text = text.strip_suffix('Z')?;
+    let (date, clock) = text.split_once('T')?;
+    let mut date_parts = date.splitn(3, '-');
+    let year: i64 = number(date_parts.next()?, 4)?;
+    let month: u32 = number(date_parts.next()?, 2)?;
+    let day: u32 = number(date_parts.next()?, 2)?;
+    let (clock, fraction) = clock.split_once('.').unwrap_or((clock, ""));
+    let mut clock_parts = clock.splitn(3, ':');
+    let hour: u64 = number(clock_parts.next()?, 2)?;
+    let minute: u64 = number(clock_parts.next()?, 2)?;
+    let second: u64 = number(clock_parts.next()?, 2)?;
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let millis: u64 = match fraction.len() {
+        0 => 0,
+        1..=3 => number::<u64>(fraction, fraction.len())? * 10u64.pow(3 - fraction.len() as u32),
+        _ => return None,
+    };
+    let days = days_from_civil(year, month, day);
+    let seconds = u64::try_from(days).ok()? * 86_400 + hour * 3600 + minute * 60 + second;
+    Some(seconds * 1000 + millis)
+}
+
+/// `text` as a number of exactly `digits` ASCII digits.
+fn number<T: std::str::FromStr>(text: &str, digits: usize) -> Option<T> {
+    (text.len() == digits && text.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| text.parse().ok())
+        .flatten()
+}
+
+/// Days since 1970-01-01 of a civil date (the inverse of [`civil_from_days`]).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = year - i64::from(month <= 2);
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let month = i64::from(month);
+    let doy = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Seconds since the Unix epoch.
 pub fn unix_seconds(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
@@ -66,6 +117,29 @@ mod tests {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(20_417), (2025, 11, 25));
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+
+    #[test]
+    fn server_time_parses_back_to_its_milliseconds() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_764_061_200_123);
+        assert_eq!(parse_server_time(&server_time(t)), Some(1_764_061_200_123));
+        assert_eq!(
+            parse_server_time("2000-02-29T00:00:01Z"),
+            Some(951_782_401_000)
+        );
+        assert_eq!(
+            parse_server_time("2000-02-29T00:00:01.5Z"),
+            Some(951_782_401_500)
+        );
+        for bad in [
+            "",
+            "2000-02-29",
+            "2000-13-01T00:00:00Z",
+            "2000-02-29T00:00:00.1234Z",
+            "x",
+        ] {
+            assert_eq!(parse_server_time(bad), None, "{bad}");
+        }
     }
 
     #[test]

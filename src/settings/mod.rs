@@ -246,6 +246,8 @@ impl Values {
             data_dir: None,
             server_bans,
             max_ban_share: v.max_ban_share,
+            history_max_messages: v.history_max_messages,
+            history_max_age: seconds(v.history_max_days.saturating_mul(86_400)),
             admin: AdminInfo {
                 location: v.admin_location,
                 name: v.admin_name,

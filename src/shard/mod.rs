@@ -27,6 +27,7 @@
 
 mod closing;
 mod delivery;
+mod history;
 mod input;
 pub mod monitor;
 pub mod notify;
@@ -35,10 +36,13 @@ pub mod shutdown;
 pub mod sync;
 mod timers;
 
+pub use history::unix_millis;
+
 use crate::proto::outgoing::MsgId;
 use crate::proto::snomask::NoticeKind;
 use crate::state::bus::{Batch, Links};
 use crate::state::client::{Client, CloseReason};
+use crate::state::deferred::DeferredReply;
 use crate::state::flood::TokenBucket;
 use crate::state::local_members::LocalMembers;
 use crate::state::log::LogReader;
@@ -48,6 +52,7 @@ use crate::state::shared::CounterSnapshot;
 use crate::state::slab::Slab;
 use crate::state::sources::SourceRefusal;
 use crate::state::{ClientId, Shared};
+use crate::store::history::Record;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -137,6 +142,13 @@ pub struct Shard {
     /// Outcomes of this shard's cluster proposals, by proposal number, until the
     /// waiting proposer takes its own.
     answered: Vec<(u64, crate::state::network::Outcome)>,
+    /// Channel messages to store for CHATHISTORY, handed to the store's writer as
+    /// one job per scheduler pass ([`Shard::flush_handoffs`]); empty without a store.
+    history: Vec<Record>,
+    /// Replies built off this shard (CHATHISTORY answers), taken in by [`Shard::pump`].
+    deferred: std::sync::mpsc::Receiver<DeferredReply>,
+    /// When shard 0 last had the store expire old history (`None`: not yet).
+    history_swept: Option<Instant>,
 }
 
 impl Shard {
@@ -151,6 +163,10 @@ impl Shard {
             .bus
             .take_links(id)
             .expect("each shard is built once, with links of its own");
+        let deferred = shared
+            .deferred
+            .take_receiver(id)
+            .expect("each shard is built once, with a mailbox of its own");
         Shard {
             id,
             node: shared.node(),
@@ -178,6 +194,9 @@ impl Shard {
             proposals: 0,
             unordered: Vec::new(),
             answered: Vec::new(),
+            history: Vec::new(),
+            deferred,
+            history_swept: None,
             shared,
         }
     }

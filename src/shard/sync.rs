@@ -143,6 +143,7 @@ impl Shard {
                 self.unordered.clear();
                 self.answered.clear();
             }
+            progressed |= self.take_in_deferred_replies();
             if !progressed {
                 break;
             }
@@ -152,9 +153,9 @@ impl Shard {
         did_anything
     }
 
-    /// Whether hand-offs wait to be sent.
+    /// Whether hand-offs (or channel messages for the store) wait to be sent.
     pub fn has_outgoing(&self) -> bool {
-        self.outgoing.iter().any(|batch| !batch.is_empty())
+        !self.history.is_empty() || self.outgoing.iter().any(|batch| !batch.is_empty())
     }
 
     /// Parks the hand-off flusher until something is owed to another shard.
@@ -166,6 +167,7 @@ impl Shard {
     /// destination. A batch that does not fit (the receiver is far behind) stays
     /// and is retried on the next pass.
     pub fn flush_handoffs(&mut self) {
+        self.flush_history();
         self.counts.handoff_batches += self
             .links
             .send_pending(&mut self.outgoing, &self.shared.bus);

@@ -38,6 +38,7 @@ impl Shard {
     /// (a client cut off for its sendq whose socket is full would otherwise hold its
     /// slot and kernel buffers for ever).
     pub fn check_liveness(&mut self, now: Instant) {
+        self.sweep_history(now);
         let config = &self.shared.config;
         let live = &self.shared.live;
         let (registration_timeout, ping_interval) =

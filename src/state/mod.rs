@@ -2,7 +2,8 @@
 //! - node-wide, one per process: the [`network`] replica (users, channels, modes:
 //!   persistent versions, read by every shard without a lock) and its one writer, the
 //!   event [`log`] that orders every change; [`shared`] holds them with the [`bus`]
-//!   that carries hand-offs between shards;
+//!   that carries hand-offs between shards, and the [`deferred`] replies built off
+//!   the shards;
 //! - per shard: its connections ([`slab`] of [`client`]s, each with an [`outbox`] and
 //!   a [`flood`] bucket) and its members of each channel ([`local_members`], the
 //!   dense arrays fan-out walks, derived from the log).
@@ -10,6 +11,7 @@
 pub mod bus;
 pub mod client;
 pub mod cluster;
+pub mod deferred;
 pub mod flood;
 pub mod local_members;
 pub mod log;

@@ -6,6 +6,7 @@
 
 use super::bus::Bus;
 use super::cluster::ClusterState;
+use super::deferred::Mailboxes;
 use super::log::{EventLog, LogReader};
 use super::network::{Layout, Network};
 use super::rehash::Rehash;
@@ -15,7 +16,7 @@ use crate::config::Config;
 use crate::live::LiveSettings;
 use crate::store::Store;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 /// Declares the per-shard counters once: the plain snapshot a shard counts into
@@ -122,7 +123,10 @@ pub struct Shared {
     log_readers: Mutex<Vec<Option<LogReader>>>,
     /// Cross-shard hand-offs and wake-ups (and, on a cluster node, the cluster link's
     /// endpoint after the shards').
-    pub bus: Bus,
+    pub bus: Arc<Bus>,
+    /// Replies built off the shards (CHATHISTORY, by the store's writer), one
+    /// mailbox per shard.
+    pub deferred: Mailboxes,
     /// The cluster link's side, on a cluster node.
     pub cluster: Option<ClusterState>,
     /// One set of counters per shard.
@@ -179,10 +183,12 @@ impl Shared {
             .as_ref()
             .map(|cluster| ClusterState::new(cluster.node, shards as u16));
         let endpoints = shards + usize::from(cluster.is_some());
+        let bus = Arc::new(Bus::new(endpoints));
         Shared {
             log,
             log_readers: Mutex::new(readers.into_iter().map(Some).collect()),
-            bus: Bus::new(endpoints),
+            deferred: Mailboxes::new(shards, bus.clone()),
+            bus,
             cluster,
             sources: Sources::new(config.sources.clone()),
             counters: (0..shards).map(|_| ShardCounters::default()).collect(),
@@ -211,6 +217,12 @@ impl Shared {
         if !self.shutting_down.swap(true, Ordering::AcqRel) {
             self.bus.wake_all();
         }
+    }
+
+    /// Whether channel messages are kept for CHATHISTORY: with a store, unless
+    /// `history-max-messages` is 0.
+    pub fn keeps_history(&self) -> bool {
+        self.store.is_some() && self.config.history_max_messages > 0
     }
 
     /// This node's number in its cluster (0 when alone).

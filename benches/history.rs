@@ -1,0 +1,130 @@
+//! Channel history on the store, measured the way the server uses it (not a
+//! criterion run: each figure is one pass, printed):
+//! - appends: 1,000,000 channel messages in 100 channels, handed to the writer as
+//!   one job per 256 messages (a busy shard's pass), until committed: messages/s
+//!   on the writer's one core, and the file's size per message;
+//! - `CHATHISTORY LATEST #c * 100` as the server runs it (a job on the writer, the
+//!   answer back through a channel): p50 and p99 over 2,000 queries of an idle
+//!   store, then while another thread keeps appending 20,000 messages/s.
+//!
+//! `cargo bench --bench history`; `HISTORY_MESSAGES=N` changes the million.
+
+use bytes::Bytes;
+use ringchat::proto::outgoing::{MsgId, Outgoing};
+use ringchat::proto::CaselessKey;
+use ringchat::store::history::{self, Kind, Record, Retention, Selection};
+use ringchat::store::Store;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const CHANNELS: u64 = 100;
+const PER_JOB: u64 = 256;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn record(counter: u64) -> Record {
+    let channel = format!("#channel{}", counter % CHANNELS);
+    let line = format!(
+        ":nick{0}!~user{0}@192.0.2.{1} PRIVMSG {channel} :message {counter}, about seventy bytes of chat text\r\n",
+        counter % 1000,
+        counter % 250
+    );
+    Record {
+        channel: CaselessKey::new(&channel),
+        kind: Kind::Message,
+        message: Outgoing::new(Bytes::from(line)).with_msgid(MsgId::new(1, 0, counter)),
+    }
+}
+
+fn append_job(records: Vec<Record>, retention: Retention) -> ringchat::store::WriteJob {
+    Box::new(move |t| history::append(t, &records, retention, now_ms()))
+}
+
+fn latest_once(store: &Store) -> Duration {
+    let (done, answer) = std::sync::mpsc::channel();
+    let asked = Instant::now();
+    store
+        .write(Box::new(move |t| {
+            let found = history::query(t, "#channel7", &Selection::Latest(None), 100, 0, false)?;
+            let _ = done.send(found.len());
+            Ok(())
+        }))
+        .expect("queued");
+    let found = answer.recv().expect("answered");
+    assert_eq!(found, 100);
+    asked.elapsed()
+}
+
+fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    (at(0.5), at(0.99))
+}
+
+fn main() {
+    let total: u64 = std::env::var("HISTORY_MESSAGES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = std::env::temp_dir().join(format!("ringchat-history-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    let store = Arc::new(Store::open(&dir).expect("the store opens"));
+    let retention = Retention {
+        max_messages: 10_000,
+        max_age_ms: 30 * 86_400_000,
+    };
+
+    let started = Instant::now();
+    let mut counter = 0;
+    while counter < total {
+        let records: Vec<Record> = (counter..(counter + PER_JOB).min(total))
+            .map(record)
+            .collect();
+        counter += records.len() as u64;
+        // 1,000,000 / 256 jobs stay well under the store's queue bound.
+        store
+            .write(append_job(records, retention))
+            .expect("the queue has room");
+    }
+    store.sync().expect("the writer runs");
+    let elapsed = started.elapsed();
+    let size = std::fs::metadata(store.path()).map_or(0, |m| m.len());
+    println!(
+        "append: {total} messages in {:.2} s = {:.0} messages/s; file {:.1} MiB = {:.0} bytes/message",
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64(),
+        size as f64 / 1_048_576.0,
+        size as f64 / total as f64
+    );
+
+    let idle: Vec<Duration> = (0..2_000).map(|_| latest_once(&store)).collect();
+    let (p50, p99) = percentiles(idle);
+    println!("LATEST 100, idle store: p50 {p50:?} p99 {p99:?}");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (store, stop) = (store.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut counter = total;
+            while !stop.load(Ordering::Relaxed) {
+                let records: Vec<Record> = (counter..counter + 20).map(record).collect();
+                counter += 20;
+                let _ = store.write(append_job(records, retention));
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    let busy: Vec<Duration> = (0..2_000).map(|_| latest_once(&store)).collect();
+    stop.store(true, Ordering::Relaxed);
+    writer.join().expect("the load thread ends");
+    let (p50, p99) = percentiles(busy);
+    println!("LATEST 100, while appending ~20,000 messages/s: p50 {p50:?} p99 {p99:?}");
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,372 @@
+//! CHATHISTORY (IRCv3 `draft/chathistory`): parse the request, check that the asker
+//! may read the target, and queue the read on the store's writer; the answer (a
+//! `chathistory` batch) comes back to this shard as a deferred reply.
+//!
+//! Why the read runs on the store's writer thread and not on the shard: the writer
+//! runs its jobs in order, and every shard hands it its channel messages before it
+//! sends them anywhere (and this shard before it queues the query), so a query sees
+//! every message its client could have seen, committed or still in the writer's
+//! batch, without the shard ever waiting for a disk. The shard spends only the
+//! parse and the access check; reading and formatting happen off it.
+
+use super::{labels, Ctx};
+use crate::proto::caps::{Cap, Caps};
+use crate::proto::outgoing::add_tags;
+use crate::proto::texts;
+use crate::proto::time::{parse_server_time, server_time};
+use crate::proto::{LineBuilder, Message};
+use crate::state::deferred::{DeferredReply, ReplySender};
+use crate::state::ClientId;
+use crate::store::history::{self, Reference, Replayed, Selection};
+use bytes::Bytes;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Most messages one CHATHISTORY returns (ISUPPORT `CHATHISTORY=`); a larger limit
+/// is cut to it.
+pub const MAX_LIMIT: usize = 1000;
+
+/// Messages of reply that cost the asker one more flood token, as any other reply
+/// of about 4 KiB does (`REPLY_BYTES_PER_TOKEN`).
+const MESSAGES_PER_TOKEN: usize = 16;
+
+/// `CHATHISTORY <subcommand> <target> <reference>... <limit>`.
+pub fn chathistory(ctx: &mut Ctx<'_>, message: &Message<'_>) {
+    let subcommand = message.param_str(0).unwrap_or("").to_ascii_uppercase();
+    if !ctx.shared().keeps_history() {
+        fail(
+            ctx,
+            "MESSAGE_ERROR",
+            &[&subcommand],
+            "History is not kept on this server",
+        );
+        return;
+    }
+    let request = match parse(&subcommand, message) {
+        Ok(request) => request,
+        Err((code, text)) => {
+            fail(ctx, code, &[&subcommand], text);
+            return;
+        }
+    };
+    let label = ctx.requested_label(message).map(<[u8]>::to_vec);
+    let oldest_ms =
+        crate::shard::unix_millis().saturating_sub(ctx.config().history_max_age.as_millis() as u64);
+    let asker = Asker {
+        to: ctx.id,
+        caps: ctx.client().caps,
+        label,
+        server: ctx.config().server_name.clone(),
+    };
+    let job: crate::store::WriteJob = match request {
+        Request::Messages {
+            target,
+            selection,
+            limit,
+        } => {
+            let Some(channel) = readable_channel(ctx, &target) else {
+                fail(
+                    ctx,
+                    "INVALID_TARGET",
+                    &[&subcommand, &target],
+                    "Messages could not be retrieved",
+                );
+                return;
+            };
+            let Some(reply) = reply_sender(ctx) else {
+                return;
+            };
+            charge(ctx, limit);
+            let event_playback = asker.caps.has(Cap::EventPlayback);
+            let subcommand = subcommand.clone();
+            Box::new(move |transaction| {
+                let lines = match history::query(
+                    transaction,
+                    &channel,
+                    &selection,
+                    limit,
+                    oldest_ms,
+                    event_playback,
+                ) {
+                    Ok(found) => asker.messages_batch(&channel, found),
+                    Err(why) => {
+                        tracing::warn!(%why, channel, "a CHATHISTORY read failed");
+                        asker.message_error(&subcommand, &channel)
+                    }
+                };
+                reply.send(DeferredReply {
+                    to: asker.to,
+                    lines,
+                });
+                Ok(())
+            })
+        }
+        Request::Targets { from, to, limit } => {
+            let channels: Vec<String> = ctx
+                .network()
+                .user(ctx.id)
+                .map(|user| {
+                    user.channels
+                        .iter()
+                        .map(|c| c.as_str().to_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let Some(reply) = reply_sender(ctx) else {
+                return;
+            };
+            charge(ctx, limit.min(channels.len()));
+            Box::new(move |transaction| {
+                let mut latest = Vec::new();
+                for channel in channels {
+                    match history::latest_time(transaction, &channel, from, to, oldest_ms) {
+                        Ok(Some(millis)) => latest.push((millis, channel)),
+                        Ok(None) => {}
+                        Err(why) => {
+                            tracing::warn!(%why, channel, "a CHATHISTORY TARGETS read failed");
+                        }
+                    }
+                }
+                latest.sort();
+                latest.truncate(limit);
+                reply.send(DeferredReply {
+                    to: asker.to,
+                    lines: asker.targets_batch(&latest),
+                });
+                Ok(())
+            })
+        }
+    };
+    // The writer must hold this shard's messages before the query (module comment).
+    ctx.flush_history();
+    let queued = ctx.shared().store.as_ref().map(|store| store.write(job));
+    match queued {
+        Some(Ok(())) => ctx.defer_reply(),
+        _ => fail(
+            ctx,
+            "MESSAGE_ERROR",
+            &[&subcommand],
+            "History is busy, try again later",
+        ),
+    }
+}
+
+/// What was asked.
+enum Request {
+    /// Messages of one target.
+    Messages {
+        target: String,
+        selection: Selection,
+        limit: usize,
+    },
+    /// TARGETS: the asker's channels with messages between two times.
+    Targets { from: u64, to: u64, limit: usize },
+}
+
+type Refusal = (&'static str, &'static str);
+
+/// Reads the parameters after the subcommand (IRCv3 chathistory, "Subcommands").
+fn parse(subcommand: &str, message: &Message<'_>) -> Result<Request, Refusal> {
+    let param = |index: usize| message.param_str(index).filter(|p| !p.is_empty());
+    let missing = ("INVALID_PARAMS", "Missing parameters");
+    let (target, rest_at) = match subcommand {
+        "TARGETS" => ("", 1),
+        "LATEST" | "BEFORE" | "AFTER" | "AROUND" | "BETWEEN" => (param(1).ok_or(missing)?, 2),
+        _ => return Err(("INVALID_PARAMS", "Unknown subcommand")),
+    };
+    let references = if subcommand == "BETWEEN" || subcommand == "TARGETS" {
+        2
+    } else {
+        1
+    };
+    let limit = param(rest_at + references).ok_or(missing)?;
+    let limit = match limit.parse::<usize>() {
+        Ok(0) | Err(_) => return Err(("INVALID_PARAMS", "The limit must be a positive number")),
+        Ok(limit) => limit.min(MAX_LIMIT),
+    };
+    let reference = |index: usize| -> Result<Reference, Refusal> {
+        parse_reference(param(index).ok_or(missing)?)
+    };
+    let selection = match subcommand {
+        "LATEST" => match param(rest_at).ok_or(missing)? {
+            "*" => Selection::Latest(None),
+            _ => Selection::Latest(Some(reference(rest_at)?)),
+        },
+        "BEFORE" => Selection::Before(reference(rest_at)?),
+        "AFTER" => Selection::After(reference(rest_at)?),
+        "AROUND" => Selection::Around(reference(rest_at)?),
+        "BETWEEN" => Selection::Between(reference(rest_at)?, reference(rest_at + 1)?),
+        _ => {
+            let times = (reference(rest_at)?, reference(rest_at + 1)?);
+            let (Reference::Time(a), Reference::Time(b)) = times else {
+                return Err(("INVALID_PARAMS", "TARGETS takes two timestamps"));
+            };
+            return Ok(Request::Targets {
+                from: a.min(b),
+                to: a.max(b),
+                limit,
+            });
+        }
+    };
+    Ok(Request::Messages {
+        target: target.to_owned(),
+        selection,
+        limit,
+    })
+}
+
+/// `msgid=...` or `timestamp=...`.
+fn parse_reference(text: &str) -> Result<Reference, Refusal> {
+    match text.split_once('=') {
+        Some(("msgid", id)) if !id.is_empty() => Ok(Reference::MsgId(id.as_bytes().to_vec())),
+        Some(("timestamp", time)) => parse_server_time(time)
+            .map(Reference::Time)
+            .ok_or(("INVALID_PARAMS", "The timestamp is not a server-time value")),
+        _ => Err((
+            "INVALID_MSGREFTYPE",
+            "Only msgid= and timestamp= are understood",
+        )),
+    }
+}
+
+/// The channel's name if the asker may read its history: a current member (a user
+/// that PARTed or was kicked reads nothing, whatever the channel's modes).
+fn readable_channel(ctx: &Ctx<'_>, target: &str) -> Option<String> {
+    if !target.starts_with('#') {
+        return None;
+    }
+    let channel = ctx.network().channel(target)?;
+    channel
+        .members
+        .contains(ctx.id)
+        .then(|| channel.name.as_str().to_owned())
+}
+
+fn reply_sender(ctx: &mut Ctx<'_>) -> Option<ReplySender> {
+    ctx.shared().deferred.to_shard(ctx.id.shard)
+}
+
+/// Fake lag for the reply's size, charged up front (the reply is built elsewhere).
+fn charge(ctx: &mut Ctx<'_>, messages: usize) {
+    let cost = (messages / MESSAGES_PER_TOKEN) as f32;
+    if cost > 0.0 {
+        let policy = ctx.shared().live.flood_policy();
+        let now = ctx.now;
+        ctx.client_mut().flood.charge(policy, cost, now);
+    }
+}
+
+/// `FAIL CHATHISTORY <code> <context...> :<text>` (IRCv3 chathistory, "Errors").
+fn fail(ctx: &mut Ctx<'_>, code: &str, context: &[&str], text: &str) {
+    let line = context
+        .iter()
+        .filter(|part| !part.is_empty())
+        .fold(
+            ctx.from_server("FAIL").arg("CHATHISTORY").arg(code),
+            |line, part| line.arg(safe_param(part)),
+        )
+        .trailing(text);
+    ctx.reply(line);
+}
+
+/// A client-given word shown as a middle parameter: `*` when it could not be one.
+fn safe_param(text: &str) -> &str {
+    if text.is_empty() || text.starts_with(':') || text.contains(' ') {
+        "*"
+    } else {
+        text
+    }
+}
+
+/// Who asked, and how its reply must look; carried to the store's writer.
+struct Asker {
+    to: ClientId,
+    caps: Caps,
+    label: Option<Vec<u8>>,
+    server: String,
+}
+
+impl Asker {
+    /// The messages in a `chathistory` batch for `channel`.
+    fn messages_batch(&self, channel: &str, found: Vec<Replayed>) -> Vec<Bytes> {
+        let lines = found
+            .into_iter()
+            .filter_map(|mut replayed| replayed.message.for_recipient(self.caps))
+            .collect();
+        self.batch("chathistory", channel, lines)
+    }
+
+    /// `CHATHISTORY TARGETS <channel> <time>` lines in a `draft/chathistory-targets`
+    /// batch.
+    fn targets_batch(&self, latest: &[(u64, String)]) -> Vec<Bytes> {
+        let lines = latest
+            .iter()
+            .map(|(millis, channel)| {
+                let time = server_time(UNIX_EPOCH + Duration::from_millis(*millis));
+                LineBuilder::from_source(&self.server, "CHATHISTORY")
+                    .arg("TARGETS")
+                    .arg(channel.as_str())
+                    .arg(format!("timestamp={time}"))
+                    .finish()
+            })
+            .collect();
+        self.batch("draft/chathistory-targets", "", lines)
+    }
+
+    /// `FAIL CHATHISTORY MESSAGE_ERROR`, labeled if asked.
+    fn message_error(&self, subcommand: &str, target: &str) -> Vec<Bytes> {
+        let line = LineBuilder::from_source(&self.server, "FAIL")
+            .arg("CHATHISTORY")
+            .arg("MESSAGE_ERROR")
+            .arg(subcommand)
+            .arg(safe_param(target))
+            .trailing(texts::MESSAGES_COULD_NOT_BE_RETRIEVED)
+            .finish();
+        vec![self.labeled(line)]
+    }
+
+    /// `lines` in a batch of `kind` (with its parameter, if any), the label on its
+    /// start (IRCv3 labeled-response: a response that is one batch carries the label
+    /// on the batch). A client without `batch` gets the lines alone, the label on a
+    /// single one, or an ACK for none.
+    fn batch(&self, kind: &str, parameter: &str, lines: Vec<Bytes>) -> Vec<Bytes> {
+        if !self.caps.has(Cap::Batch) {
+            return match (lines.len(), &self.label) {
+                (0, Some(_)) => {
+                    vec![self.labeled(LineBuilder::from_source(&self.server, "ACK").finish())]
+                }
+                (1, Some(_)) => lines.into_iter().map(|line| self.labeled(line)).collect(),
+                _ => lines,
+            };
+        }
+        let reference = labels::next_batch_reference();
+        let start = LineBuilder::from_source(&self.server, "BATCH")
+            .arg(format!("+{reference}"))
+            .arg(kind);
+        let start = if parameter.is_empty() {
+            start
+        } else {
+            start.arg(parameter)
+        };
+        let tag = format!("batch={reference}");
+        let mut out = Vec::with_capacity(lines.len() + 2);
+        out.push(self.labeled(start.finish()));
+        out.extend(lines.iter().map(|line| add_tags(line, tag.as_bytes())));
+        out.push(
+            LineBuilder::from_source(&self.server, "BATCH")
+                .arg(format!("-{reference}"))
+                .finish(),
+        );
+        out
+    }
+
+    fn labeled(&self, line: Bytes) -> Bytes {
+        match &self.label {
+            Some(label) => {
+                let mut tag = b"label=".to_vec();
+                tag.extend_from_slice(label);
+                add_tags(&line, &tag)
+            }
+            None => line,
+        }
+    }
+}

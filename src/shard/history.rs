@@ -1,0 +1,104 @@
+//! Channel history, the shard's side: messages to keep are batched per scheduler
+//! pass and handed to the store's writer as one job (never a write on the message
+//! path); CHATHISTORY answers built off the shard come back through its mailbox;
+//! shard 0 has the writer sweep expired messages hourly.
+
+use super::Shard;
+use crate::store::history::Record;
+use std::time::Instant;
+use tracing::warn;
+
+/// How often the store sweeps every channel's history for expired messages.
+const HISTORY_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+impl Shard {
+    /// Keeps a channel message for CHATHISTORY: it joins this pass's batch for the
+    /// store's writer (nothing is written here). Without a store it is not kept.
+    /// Cost: one push of a record whose parts are shared with the fan-out.
+    pub fn keep_in_history(&mut self, record: Record) {
+        if !self.shared.keeps_history() {
+            return;
+        }
+        self.history.push(record);
+        if self.history.len() == 1 {
+            if let Some(flusher) = self.handoff_flusher.take() {
+                flusher.wake();
+            }
+        }
+    }
+
+    /// Hands this pass's channel messages to the store's writer as one job. Done
+    /// before hand-offs are sent, and before a CHATHISTORY query is queued, so the
+    /// writer, which runs jobs in order, has stored every message a client could
+    /// have seen before it asks. A writer that is behind refuses the batch: those
+    /// messages are delivered but not kept (logged).
+    pub fn flush_history(&mut self) {
+        if self.history.is_empty() {
+            return;
+        }
+        let Some(store) = self.shared.store.as_ref() else {
+            self.history.clear();
+            return;
+        };
+        let records = std::mem::take(&mut self.history);
+        let count = records.len();
+        let retention = self.history_retention();
+        let job = Box::new(move |transaction: &redb::WriteTransaction| {
+            crate::store::history::append(transaction, &records, retention, unix_millis())
+        });
+        if let Err(why) = store.write(job) {
+            warn!(shard = self.id, messages = count, %why, "channel messages not kept in history");
+        }
+    }
+
+    /// Shard 0 has the store's writer expire every channel's old messages once an
+    /// hour (and once soon after start): an append expires only the channel it
+    /// writes, so a channel that went quiet would otherwise keep its messages past
+    /// their age on disk (reads never show them either way).
+    pub(super) fn sweep_history(&mut self, now: Instant) {
+        let Some(store) = self.shared.store.as_ref().filter(|_| self.id == 0) else {
+            return;
+        };
+        if self
+            .history_swept
+            .is_some_and(|at| now.duration_since(at) < HISTORY_SWEEP_EVERY)
+        {
+            return;
+        }
+        self.history_swept = Some(now);
+        let retention = self.history_retention();
+        let job = Box::new(move |transaction: &redb::WriteTransaction| {
+            crate::store::history::expire_all(transaction, retention, unix_millis())
+        });
+        if let Err(why) = store.write(job) {
+            warn!(%why, "the history sweep was not queued; the next one will be");
+        }
+    }
+
+    /// The retention settings, as the store applies them.
+    fn history_retention(&self) -> crate::store::history::Retention {
+        crate::store::history::Retention {
+            max_messages: self.shared.config.history_max_messages,
+            max_age_ms: self.shared.config.history_max_age.as_millis() as u64,
+        }
+    }
+
+    /// Delivers the replies built off this shard since its last pass.
+    pub(super) fn take_in_deferred_replies(&mut self) -> bool {
+        let mut any = false;
+        while let Ok(reply) = self.deferred.try_recv() {
+            any = true;
+            for line in reply.lines {
+                self.send(reply.to, line);
+            }
+        }
+        any
+    }
+}
+
+/// The wall clock in Unix milliseconds (history retention).
+pub fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,512 @@
+//! Channel history in the node's store: the tables that keep each channel's
+//! messages, the writes that append them (with retention), and the queries that
+//! CHATHISTORY asks. It knows messages and positions, never clients or replies.
+//!
+//! Layout (redb tables):
+//! - `history_messages`: (target, time in Unix milliseconds, sequence) -> kind byte
+//!   and the message's parts (postcard of [`WireOutgoing`]). The sequence is per
+//!   target and only grows, so messages of one millisecond still have one total
+//!   order, and a key orders as `server-time` does. The target is the channel name
+//!   folded to lower case (CASEMAPPING=ascii).
+//! - `history_msgids`: msgid -> that message's key, for `msgid=` references.
+//! - `history_targets`: target -> (next sequence, messages kept), so an append is
+//!   one lookup and retention by count needs no count of the table.
+//!
+//! Time is kept in milliseconds because that is what clients see (`server-time`
+//! has millisecond precision): a `timestamp=` taken from a message's tag then bounds
+//! exactly at that message.
+
+use crate::proto::outgoing::{Outgoing, WireOutgoing};
+use crate::proto::CaselessKey;
+use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
+
+const MESSAGES: TableDefinition<(&str, u64, u64), &[u8]> = TableDefinition::new("history_messages");
+const MSGIDS: TableDefinition<&[u8], (&str, u64, u64)> = TableDefinition::new("history_msgids");
+const TARGETS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("history_targets");
+
+/// What a stored message is, for whom it is replayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// PRIVMSG or NOTICE: replayed to every reader.
+    Message = 0,
+    /// TAGMSG: replayed only with `draft/event-playback` (IRCv3 chathistory,
+    /// "Event playback").
+    Tagmsg = 1,
+}
+
+impl Kind {
+    fn from_byte(byte: u8) -> Option<Kind> {
+        match byte {
+            0 => Some(Kind::Message),
+            1 => Some(Kind::Tagmsg),
+            _ => None,
+        }
+    }
+}
+
+/// One channel message handed to the store by a shard: the channel and the message
+/// as its recipients got it (its parts are shared by reference with the fan-out).
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// The channel.
+    pub channel: CaselessKey,
+    /// Replayed to whom.
+    pub kind: Kind,
+    /// The message, with its time and msgid.
+    pub message: Outgoing,
+}
+
+/// How much history is kept per target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Messages kept per target; the oldest go first.
+    pub max_messages: u64,
+    /// Age past which a message is gone, in milliseconds.
+    pub max_age_ms: u64,
+}
+
+impl Retention {
+    /// The oldest time (Unix milliseconds) still kept at `now_ms`.
+    pub fn cutoff(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_sub(self.max_age_ms)
+    }
+}
+
+/// The storage key of a target (a channel name folded to lower case).
+pub fn target_key(name: &str) -> String {
+    name.to_ascii_lowercase()
+}
+
+/// Appends `records` (one shard's loop turn) inside the writer's transaction, then
+/// applies retention to each target written: the oldest past `retention.max_messages`
+/// and everything older than its age go, with their msgid entries.
+pub fn append(
+    transaction: &WriteTransaction,
+    records: &[Record],
+    retention: Retention,
+    now_ms: u64,
+) -> Result<(), redb::Error> {
+    let mut messages = transaction.open_table(MESSAGES)?;
+    let mut msgids = transaction.open_table(MSGIDS)?;
+    let mut targets = transaction.open_table(TARGETS)?;
+    let mut touched: Vec<String> = Vec::new();
+    let mut value = Vec::with_capacity(256);
+    for record in records {
+        let key = target_key(record.channel.as_str());
+        let (next, count) = targets
+            .get(key.as_str())?
+            .map_or((1, 0), |found| found.value());
+        let wire = record.message.to_wire();
+        let millis = wire.time_micros() / 1000;
+        value.clear();
+        value.push(record.kind as u8);
+        let encoded = postcard::to_extend(&wire, std::mem::take(&mut value))
+            .map_err(|why| redb::Error::Io(std::io::Error::other(why)))?;
+        messages.insert((key.as_str(), millis, next), encoded.as_slice())?;
+        value = encoded;
+        if let Some(msgid) = wire.msgid() {
+            msgids.insert(msgid, (key.as_str(), millis, next))?;
+        }
+        targets.insert(key.as_str(), (next + 1, count + 1))?;
+        if touched.last() != Some(&key) && !touched.contains(&key) {
+            touched.push(key);
+        }
+    }
+    for key in &touched {
+        expire(
+            &mut messages,
+            &mut msgids,
+            &mut targets,
+            key,
+            retention,
+            now_ms,
+        )?;
+    }
+    Ok(())
+}
+
+/// Expires every target's old messages (an occasional sweep, for targets that no
+/// longer get writes: an append expires only the target it writes).
+pub fn expire_all(
+    transaction: &WriteTransaction,
+    retention: Retention,
+    now_ms: u64,
+) -> Result<(), redb::Error> {
+    let mut messages = transaction.open_table(MESSAGES)?;
+    let mut msgids = transaction.open_table(MSGIDS)?;
+    let mut targets = transaction.open_table(TARGETS)?;
+    let keys: Vec<String> = targets
+        .iter()?
+        .map(|entry| entry.map(|(key, _)| key.value().to_owned()))
+        .collect::<Result<_, _>>()?;
+    for key in &keys {
+        expire(
+            &mut messages,
+            &mut msgids,
+            &mut targets,
+            key,
+            retention,
+            now_ms,
+        )?;
+    }
+    Ok(())
+}
+
+/// Drops `key`'s messages past the count or older than the age limit, oldest first.
+fn expire(
+    messages: &mut Table<(&str, u64, u64), &[u8]>,
+    msgids: &mut Table<&[u8], (&str, u64, u64)>,
+    targets: &mut Table<&str, (u64, u64)>,
+    key: &str,
+    retention: Retention,
+    now_ms: u64,
+) -> Result<(), redb::Error> {
+    let Some((next, mut count)) = targets.get(key)?.map(|found| found.value()) else {
+        return Ok(());
+    };
+    let cutoff = retention.cutoff(now_ms);
+    let mut doomed = Vec::new();
+    {
+        let oldest = messages.range((key, 0, 0)..(key, u64::MAX, u64::MAX))?;
+        let mut kept = count;
+        for entry in oldest {
+            let (stored_key, value) = entry?;
+            let (_, millis, _) = stored_key.value();
+            if kept <= retention.max_messages && millis >= cutoff {
+                break;
+            }
+            let msgid =
+                decode(value.value()).and_then(|(_, wire)| wire.msgid().map(<[u8]>::to_vec));
+            doomed.push((stored_key.value().1, stored_key.value().2, msgid));
+            kept -= 1;
+        }
+    }
+    for (millis, seq, msgid) in doomed {
+        messages.remove((key, millis, seq))?;
+        if let Some(msgid) = msgid {
+            msgids.remove(msgid.as_slice())?;
+        }
+        count -= 1;
+    }
+    targets.insert(key, (next, count))?;
+    Ok(())
+}
+
+fn decode(value: &[u8]) -> Option<(Kind, WireOutgoing)> {
+    let (&kind, parts) = value.split_first()?;
+    let kind = Kind::from_byte(kind)?;
+    let (wire, _) = postcard::take_from_bytes::<WireOutgoing>(parts).ok()?;
+    Some((kind, wire))
+}
+
+/// Where a CHATHISTORY reference points (IRCv3 chathistory, "Message references").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reference {
+    /// `msgid=`: that message.
+    MsgId(Vec<u8>),
+    /// `timestamp=`: that instant, in Unix milliseconds.
+    Time(u64),
+}
+
+/// A CHATHISTORY selection (IRCv3 chathistory, "Subcommands"); every bound is
+/// exclusive but AROUND's centre.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// The most recent messages, after the reference if there is one.
+    Latest(Option<Reference>),
+    /// Messages before the reference, the nearest ones.
+    Before(Reference),
+    /// Messages after the reference, the nearest ones.
+    After(Reference),
+    /// Messages around the reference: half before, the rest from it on.
+    Around(Reference),
+    /// Messages between two references, the nearest to the first one.
+    Between(Reference, Reference),
+}
+
+/// One replayed message.
+#[derive(Debug)]
+pub struct Replayed {
+    /// Who gets it.
+    pub kind: Kind,
+    /// The message as it was sent, with its time and msgid.
+    pub message: Outgoing,
+}
+
+/// A key position inside one target: (milliseconds, sequence). Stored sequences
+/// start at 1 and never reach `u64::MAX`, so `(t, 0)` lies before every message
+/// of millisecond `t` and `(t, u64::MAX)` after them.
+type Point = (u64, u64);
+
+/// Reads `selection` of `target` (at most `limit` messages, ascending), showing
+/// nothing older than `oldest_ms` (age retention, and an access cutoff), and TAGMSGs
+/// only with `event_playback`. A msgid that is unknown, or of another target,
+/// selects nothing.
+pub fn query(
+    transaction: &WriteTransaction,
+    target: &str,
+    selection: &Selection,
+    limit: usize,
+    oldest_ms: u64,
+    event_playback: bool,
+) -> Result<Vec<Replayed>, redb::Error> {
+    let messages = transaction.open_table(MESSAGES)?;
+    let msgids = transaction.open_table(MSGIDS)?;
+    let key = target_key(target);
+    let resolve = |reference: &Reference| -> Result<Option<Point>, redb::Error> {
+        Ok(match reference {
+            Reference::Time(millis) => Some((*millis, 0)),
+            Reference::MsgId(id) => msgids.get(id.as_slice())?.and_then(|found| {
+                let (owner, millis, seq) = found.value();
+                (owner == key).then_some((millis, seq))
+            }),
+        })
+    };
+    // The first point after a reference (exclusive lower bound) and the point of the
+    // reference itself (exclusive upper bound).
+    let after = |reference: &Reference, point: Point| match reference {
+        Reference::Time(millis) => (millis.saturating_add(1), 0),
+        Reference::MsgId(_) => (point.0, point.1 + 1),
+    };
+    let floor: Point = (oldest_ms, 0);
+    let ceiling: Point = (u64::MAX, u64::MAX);
+    let scan = Scan {
+        messages: &messages,
+        key: &key,
+        event_playback,
+    };
+    let found = match selection {
+        Selection::Latest(None) => scan.last(floor, ceiling, limit)?,
+        Selection::Latest(Some(reference)) => match resolve(reference)? {
+            Some(point) => scan.last(after(reference, point).max(floor), ceiling, limit)?,
+            None => Vec::new(),
+        },
+        Selection::Before(reference) => match resolve(reference)? {
+            Some(point) => scan.last(floor, point, limit)?,
+            None => Vec::new(),
+        },
+        Selection::After(reference) => match resolve(reference)? {
+            Some(point) => scan.first(after(reference, point).max(floor), ceiling, limit)?,
+            None => Vec::new(),
+        },
+        Selection::Around(reference) => match resolve(reference)? {
+            Some(point) => {
+                let before = limit / 2;
+                let mut found = scan.last(floor, point, before)?;
+                found.extend(scan.first(point.max(floor), ceiling, limit - before)?);
+                found
+            }
+            None => Vec::new(),
+        },
+        Selection::Between(first, second) => match (resolve(first)?, resolve(second)?) {
+            (Some(a), Some(b)) if a <= b => scan.first(after(first, a).max(floor), b, limit)?,
+            (Some(a), Some(b)) => scan.last(after(second, b).max(floor), a, limit)?,
+            _ => Vec::new(),
+        },
+    };
+    Ok(found)
+}
+
+/// The latest message time (Unix milliseconds) of `target` in `from..to`, exclusive
+/// at both ends (CHATHISTORY TARGETS), not older than `oldest_ms`.
+pub fn latest_time(
+    transaction: &WriteTransaction,
+    target: &str,
+    from_ms: u64,
+    to_ms: u64,
+    oldest_ms: u64,
+) -> Result<Option<u64>, redb::Error> {
+    let messages = transaction.open_table(MESSAGES)?;
+    let key = target_key(target);
+    let low = from_ms.saturating_add(1).max(oldest_ms);
+    if low >= to_ms {
+        return Ok(None);
+    }
+    let last = messages
+        .range((key.as_str(), low, 0)..(key.as_str(), to_ms, 0))?
+        .next_back()
+        .transpose()?;
+    Ok(last.map(|(stored_key, _)| stored_key.value().1))
+}
+
+/// Range reads over one target's messages.
+struct Scan<'s, T> {
+    messages: &'s T,
+    key: &'s str,
+    /// TAGMSGs are shown.
+    event_playback: bool,
+}
+
+impl<T: ReadableTable<(&'static str, u64, u64), &'static [u8]>> Scan<'_, T> {
+    /// The first `limit` messages in `from..to`, ascending.
+    fn first(&self, from: Point, to: Point, limit: usize) -> Result<Vec<Replayed>, redb::Error> {
+        if limit == 0 || from >= to {
+            return Ok(Vec::new());
+        }
+        let range = self
+            .messages
+            .range((self.key, from.0, from.1)..(self.key, to.0, to.1))?;
+        let mut found = Vec::new();
+        for entry in range {
+            let (_, value) = entry?;
+            found.extend(self.visible(value.value()));
+            if found.len() == limit {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
+    /// The last `limit` messages in `from..to`, ascending.
+    fn last(&self, from: Point, to: Point, limit: usize) -> Result<Vec<Replayed>, redb::Error> {
+        if limit == 0 || from >= to {
+            return Ok(Vec::new());
+        }
+        let range = self
+            .messages
+            .range((self.key, from.0, from.1)..(self.key, to.0, to.1))?;
+        let mut found = Vec::new();
+        for entry in range.rev() {
+            let (_, value) = entry?;
+            found.extend(self.visible(value.value()));
+            if found.len() == limit {
+                break;
+            }
+        }
+        found.reverse();
+        Ok(found)
+    }
+
+    fn visible(&self, value: &[u8]) -> Option<Replayed> {
+        visible(self.event_playback, value)
+    }
+}
+
+/// A stored value as a message, if this reader sees its kind; a value this version
+/// cannot read is skipped.
+fn visible(event_playback: bool, value: &[u8]) -> Option<Replayed> {
+    let (kind, wire) = decode(value)?;
+    if kind == Kind::Tagmsg && !event_playback {
+        return None;
+    }
+    let message = Outgoing::from_wire(wire).ok()?;
+    Some(Replayed { kind, message })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::outgoing::MsgId;
+    use crate::store::Store;
+    use bytes::Bytes;
+
+    fn record(channel: &str, counter: u64) -> Record {
+        let line = format!(":a!~a@h PRIVMSG {channel} :{counter}\r\n");
+        Record {
+            channel: CaselessKey::new(channel),
+            kind: Kind::Message,
+            message: Outgoing::new(Bytes::from(line)).with_msgid(MsgId::new(1, 0, counter)),
+        }
+    }
+
+    fn texts(found: &[Replayed]) -> Vec<String> {
+        found
+            .iter()
+            .map(|replayed| {
+                let line = replayed.message.to_wire();
+                let msgid = line.msgid().unwrap_or_default();
+                String::from_utf8_lossy(msgid).into_owned()
+            })
+            .collect()
+    }
+
+    fn read(
+        store: &Store,
+        job: impl FnOnce(&WriteTransaction) -> Vec<Replayed> + Send + 'static,
+    ) -> Vec<String> {
+        let (done, result) = std::sync::mpsc::channel();
+        store
+            .write(Box::new(move |transaction| {
+                let _ = done.send(texts(&job(transaction)));
+                Ok(())
+            }))
+            .expect("queued");
+        result.recv().expect("the writer answers")
+    }
+
+    const KEEP_ALL: Retention = Retention {
+        max_messages: 100,
+        max_age_ms: u64::MAX,
+    };
+
+    #[test]
+    fn messages_of_one_millisecond_keep_the_order_they_were_handed_over() {
+        let store = Store::open(&tempdir()).expect("the store opens");
+        let records: Vec<Record> = (1..=5).map(|n| record("#Same", n)).collect();
+        let now = now_millis();
+        store
+            .write(Box::new(move |t| append(t, &records, KEEP_ALL, now)))
+            .expect("queued");
+        let latest = read(&store, |t| {
+            query(t, "#same", &Selection::Latest(None), 10, 0, false).expect("read")
+        });
+        assert_eq!(latest, ["1-0-1", "1-0-2", "1-0-3", "1-0-4", "1-0-5"]);
+        let after = read(&store, |t| {
+            let second = Reference::MsgId(b"1-0-2".to_vec());
+            query(t, "#SAME", &Selection::After(second), 2, 0, false).expect("read")
+        });
+        assert_eq!(after, ["1-0-3", "1-0-4"]);
+    }
+
+    #[test]
+    fn the_sweep_drops_messages_past_their_age_with_their_msgids() {
+        let store = Store::open(&tempdir()).expect("the store opens");
+        let records = vec![record("#old", 1), record("#old", 2)];
+        let now = now_millis();
+        store
+            .write(Box::new(move |t| append(t, &records, KEEP_ALL, now)))
+            .expect("queued");
+        let an_hour = Retention {
+            max_messages: 100,
+            max_age_ms: 3_600_000,
+        };
+        let later = now + 2 * 3_600_000;
+        store
+            .write(Box::new(move |t| expire_all(t, an_hour, later)))
+            .expect("queued");
+        let left = read(&store, |t| {
+            query(t, "#old", &Selection::Latest(None), 10, 0, false).expect("read")
+        });
+        assert!(left.is_empty(), "{left:?}");
+        let by_id = read(&store, |t| {
+            let known = t
+                .open_table(MSGIDS)
+                .expect("table")
+                .get(b"1-0-1".as_slice())
+                .expect("get")
+                .is_some();
+            assert!(!known, "the msgid index forgot the message");
+            Vec::new()
+        });
+        assert!(by_id.is_empty());
+    }
+
+    fn now_millis() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+
+    fn tempdir() -> std::path::PathBuf {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "ringchat-history-unit-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        dir
+    }
+}
