@@ -20,10 +20,12 @@ pub mod frame;
 pub mod http;
 
 use super::tls::Received;
-use crate::shard::Shard;
+use crate::shard::{Refused, Shard};
 use crate::state::ClientId;
 use bytes::Bytes;
+use ipnet::IpNet;
 use std::cell::{Cell, RefCell};
+use std::net::IpAddr;
 use std::time::Instant;
 use tracing::debug;
 
@@ -189,9 +191,9 @@ impl WebSocketSession {
         loop {
             match self.phase.get() {
                 Phase::Handshake => {
-                    let config = &shard.shared.config;
+                    let shared = shard.shared.clone();
                     let policy = http::Policy {
-                        origins: &config.websocket_origins,
+                        origins: &shared.config.websocket_origins,
                     };
                     match http::answer(&data[used..], &policy) {
                         None => return (used, Received::Open),
@@ -201,6 +203,20 @@ impl WebSocketSession {
                             consumed,
                             forwarded_for,
                         }) => {
+                            if let Err(refused) = take_forwarded_address(
+                                forwarded_for.as_deref(),
+                                &shared.config.websocket_proxies,
+                                shard,
+                                id,
+                                now,
+                            ) {
+                                debug!(%refused, ?forwarded_for, "forwarded address refused");
+                                self.outgoing
+                                    .borrow_mut()
+                                    .extend_from_slice(&http::refusal(403, "Forbidden"));
+                                self.phase.set(Phase::Answered);
+                                return (data.len(), Received::PeerClosed);
+                            }
                             self.outgoing.borrow_mut().extend_from_slice(&response);
                             self.binary.set(binary);
                             self.phase.set(Phase::Open);
@@ -345,4 +361,27 @@ impl WebSocketSession {
         self.phase.set(Phase::Closing);
         Received::PeerClosed
     }
+}
+
+/// On a connection from a trusted proxy (`--websocket-proxies`), makes the address its
+/// `X-Forwarded-For`/`Forwarded` names the client's: bans and per-source limits then
+/// apply to it. Anyone else's header is ignored, as is a value that is no address.
+fn take_forwarded_address(
+    forwarded_for: Option<&str>,
+    proxies: &[IpNet],
+    shard: &mut Shard,
+    id: ClientId,
+    now: Instant,
+) -> Result<(), Refused> {
+    let Some(forwarded) = forwarded_for.and_then(|text| text.parse::<IpAddr>().ok()) else {
+        return Ok(());
+    };
+    let from_proxy = shard
+        .client_mut(id)
+        .and_then(|client| client.host.parse::<IpAddr>().ok())
+        .is_some_and(|peer| proxies.iter().any(|proxy| proxy.contains(&peer)));
+    if !from_proxy {
+        return Ok(());
+    }
+    shard.readdress(id, forwarded, now)
 }
