@@ -204,6 +204,15 @@ try {
   await alice.page.waitForSelector('#buffers li[data-name="#lobby"] .unread:text("1")');
   await openBuffer(alice.page, "#lobby");
 
+  // A dropped connection: the client reconnects on its own and joins its channels
+  // again (the server saw the close and freed the nick first).
+  await alice.page.evaluate(() => state.socket.close(1000, "network change"));
+  await tcp.expect((line) => line.startsWith(":alice!") && line.includes(" QUIT "), "alice's QUIT");
+  await tcp.expect((line) => line === ":alice!~alice@127.0.0.1 JOIN #lobby", "alice back in #lobby");
+  await alice.page.waitForSelector('#members li[data-nick="tcpuser"]');
+  tcp.send("PRIVMSG #lobby :welcome back");
+  await waitForMessage(alice.page, "tcpuser", "welcome back");
+
   if (screenshots) {
     await alice.page.screenshot({ path: `${screenshots}/web-client.png` });
     await bob.page.screenshot({ path: `${screenshots}/web-client-phone.png` });
