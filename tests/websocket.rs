@@ -82,6 +82,18 @@ e2e! {
         }
     }
 
+    fn relayed_lines_are_cut_to_512_bytes(setup) {
+        let server = setup.start_websocket(|_| {});
+        let ws = server.ws_addr.expect("a WebSocket listener");
+        let mut web = WsClient::register(ws, "webby");
+        let mut tcp = server.register("tcpy");
+        let prefix = "PRIVMSG webby :";
+        tcp.send(&format!("{prefix}{}", "x".repeat(510 - prefix.len())));
+        let line = web.line();
+        let overhead = format!(":{} {prefix}", tcp.source());
+        assert_eq!(line, format!("{overhead}{}", "x".repeat(510 - overhead.len())));
+    }
+
     fn websocket_pings_are_answered_and_a_close_is_echoed(setup) {
         let server = setup.start_websocket(|_| {});
         let ws = server.ws_addr.expect("a WebSocket listener");
