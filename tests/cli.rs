@@ -310,6 +310,17 @@ fn a_missing_or_mismatched_certificate_or_key_is_one_line_and_exit_1() {
         stderr_lines(&output),
         ["ringchat: --tls-listen needs --tls-cert and --tls-key"]
     );
+    let output = run_to_end(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--websocket-tls-listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr_lines(&output),
+        ["ringchat: --websocket-tls-listen needs --tls-cert and --tls-key"]
+    );
 }
 
 #[test]

@@ -82,6 +82,18 @@ e2e! {
         }
     }
 
+    fn relayed_lines_are_cut_to_512_bytes(setup) {
+        let server = setup.start_websocket(|_| {});
+        let ws = server.ws_addr.expect("a WebSocket listener");
+        let mut web = WsClient::register(ws, "webby");
+        let mut tcp = server.register("tcpy");
+        let prefix = "PRIVMSG webby :";
+        tcp.send(&format!("{prefix}{}", "x".repeat(510 - prefix.len())));
+        let line = web.line();
+        let overhead = format!(":{} {prefix}", tcp.source());
+        assert_eq!(line, format!("{overhead}{}", "x".repeat(510 - overhead.len())));
+    }
+
     fn websocket_pings_are_answered_and_a_close_is_echoed(setup) {
         let server = setup.start_websocket(|_| {});
         let ws = server.ws_addr.expect("a WebSocket listener");
@@ -165,12 +177,62 @@ e2e! {
             config.websocket_origins = vec!["https://chat.example".to_owned()];
         });
         let ws = server.ws_addr.expect("a WebSocket listener");
-        let refused = WsClient::try_connect_from_origin(ws, "https://evil.example");
+        let refused = WsClient::try_connect_with(ws, &[("Origin", "https://evil.example")]);
         assert!(refused.as_ref().err().is_some_and(|status| status.starts_with("403")), "{:?}", refused.err());
-        let mut ours = WsClient::try_connect_from_origin(ws, "https://chat.example")
+        let mut ours = WsClient::try_connect_with(ws, &[("Origin", "https://chat.example")])
             .expect("the listed origin is let in");
         ours.send("PING :ok");
         assert!(ours.line().ends_with("PONG ringchat.local :ok"));
+    }
+
+    fn a_trusted_proxy_names_the_real_address(setup) {
+        let server = setup.start_websocket(|config| {
+            config.websocket_proxies = vec!["127.0.0.1/32".parse().expect("a network")];
+        });
+        let ws = server.ws_addr.expect("a WebSocket listener");
+        let mut web = WsClient::try_connect_with(ws, &[("X-Forwarded-For", "198.51.100.1, 203.0.113.9")])
+            .expect("upgraded")
+            .register_as("proxied");
+        web.send("JOIN #lobby");
+        web.expect(":proxied!~proxied@203.0.113.9 JOIN #lobby");
+        let mut forwarded = WsClient::try_connect_with(ws, &[("Forwarded", "for=\"[2001:db8::7]:443\"")])
+            .expect("upgraded")
+            .register_as("six");
+        forwarded.send("JOIN #lobby");
+        forwarded.expect(":six!~six@2001:db8::7 JOIN #lobby");
+    }
+
+    fn an_untrusted_peers_forwarded_header_is_ignored(setup) {
+        let server = setup.start_websocket(|_| {});
+        let ws = server.ws_addr.expect("a WebSocket listener");
+        let mut web = WsClient::try_connect_with(ws, &[("X-Forwarded-For", "203.0.113.9")])
+            .expect("upgraded")
+            .register_as("direct");
+        web.send("JOIN #lobby");
+        web.expect(":direct!~direct@127.0.0.1 JOIN #lobby");
+    }
+
+    fn per_source_limits_apply_to_the_forwarded_address(setup) {
+        let server = setup.start_websocket(|config| {
+            config.websocket_proxies = vec!["127.0.0.1/32".parse().expect("a network")];
+            config.sources.exempt = Vec::new();
+            config.sources.max_connections = 2;
+        });
+        let ws = server.ws_addr.expect("a WebSocket listener");
+        let from = |ip: &str| WsClient::try_connect_with(ws, &[("X-Forwarded-For", ip)]);
+        let first = from("203.0.113.9").expect("a first connection").register_as("first");
+        let second = from("203.0.113.9").expect("a second connection").register_as("second");
+        let third = from("203.0.113.9");
+        assert!(
+            third.as_ref().err().is_some_and(|status| status.starts_with("403")),
+            "a third connection from 203.0.113.9 is over the limit: {:?}",
+            third.err()
+        );
+        // The proxy's own address holds no slot for the clients it forwarded (at most
+        // the refused one, until it is closed): another client is let in.
+        let mut other = from("203.0.113.10").expect("a connection from another address").register_as("other");
+        other.barrier();
+        drop((first, second));
     }
 
     fn websocket_over_tls_chats_with_tcp(setup) {

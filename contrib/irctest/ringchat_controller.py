@@ -9,6 +9,7 @@ The configuration mirrors what irctest's own controllers give ngIRCd and
 InspIRCd: the server name and description the cases expect, one operator
 ``operuser``/``operpassword``, a TLS listener beside the plaintext one (with a
 self-signed certificate made per case), an optional connection password, and
+a WebSocket listener when a case asks for one (websocket.py), and
 ``--utf8-only`` (as Ergo's ``enforce-utf8``: utf8.py's cases run only against a
 server that advertises ``UTF8ONLY``). It also turns off what
 would only slow the suite down or refuse its clients: flood control (irctest
@@ -48,6 +49,7 @@ tls-listen = ["{tls_hostname}:{tls_port}"]
 tls-cert = "{pem_path}"
 tls-key = "{key_path}"
 {password_line}
+{websocket_line}
 utf8-only = true
 show-addresses = true
 data-dir = "data"
@@ -159,8 +161,6 @@ class RingchatController(BaseServerController, DirectoryBasedController):
         websocket_hostname: Optional[str],
         websocket_port: Optional[int],
     ) -> None:
-        if websocket_hostname is not None or websocket_port is not None:
-            raise NotImplementedByController("Websocket")
         if run_services:
             raise NotImplementedByController("services")
         assert self.proc is None
@@ -180,6 +180,14 @@ class RingchatController(BaseServerController, DirectoryBasedController):
         password_line = (
             "password = {}".format(_toml_string(password)) if password else ""
         )
+        # websocket.py's cases: IRC over WebSocket on a plain HTTP listener.
+        websocket_line = (
+            "websocket-listen = [{}]".format(
+                _toml_string("{}:{}".format(websocket_hostname, websocket_port))
+            )
+            if websocket_port is not None
+            else ""
+        )
         config_path = self.directory / "ringchat.toml"
         with self.open_file("ringchat.toml", "w") as fd:
             fd.write(
@@ -191,6 +199,7 @@ class RingchatController(BaseServerController, DirectoryBasedController):
                     pem_path=self.pem_path,
                     key_path=self.key_path,
                     password_line=password_line,
+                    websocket_line=websocket_line,
                     oper_password_hash=OPER_PASSWORD_HASH,
                 )
             )

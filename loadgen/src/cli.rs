@@ -145,6 +145,10 @@ pub struct CommonArgs {
     /// address's IP).
     #[arg(long, requires = "tls")]
     pub tls_server_name: Option<String>,
+    /// Speak IRC over WebSocket (IRCv3, binary.ircv3.net) to a WebSocket listener
+    /// (ringchat's --websocket-listen; inside TLS with --tls).
+    #[arg(long)]
+    pub websocket: bool,
 }
 
 impl CommonArgs {

@@ -125,13 +125,16 @@ pub struct Conn {
     pub broken: Cell<bool>,
     /// The pacer's mark: queued in this batch, flush at the batch's end.
     pub dirty: Cell<bool>,
+    /// `--websocket`: each queued line goes out as one WebSocket frame.
+    websocket: bool,
 }
 
 impl Conn {
-    fn new(index: usize, stream: WriteSide) -> Self {
+    fn new(index: usize, stream: WriteSide, websocket: bool) -> Self {
         Self {
             index,
             stream,
+            websocket,
             unsent: RefCell::new(Vec::new()),
             flushing: Cell::new(false),
             broken: Cell::new(false),
@@ -150,7 +153,11 @@ impl Conn {
             self.broken.set(true);
             return false;
         }
-        unsent.extend_from_slice(data);
+        if self.websocket {
+            crate::websocket::frame_lines(data, &mut unsent);
+        } else {
+            unsent.extend_from_slice(data);
+        }
         true
     }
 
@@ -302,6 +309,8 @@ pub struct SetupConfig {
     pub password: Option<String>,
     /// Connect over TLS with these settings (`--tls`).
     pub tls: Option<TlsClient>,
+    /// Speak IRC over WebSocket (`--websocket`), inside TLS with `--tls`.
+    pub websocket: bool,
     /// Longest setup of one client, gate wait excluded.
     pub timeout: Duration,
 }
@@ -406,22 +415,33 @@ async fn set_up(
     let stream = connect(plan.addr, plan.source_ip)
         .await
         .map_err(|e| format!("cannot connect to {}: {e}", plan.addr))?;
+    let host = plan.addr.to_string();
     let (mut socket, write) = match &setup.tls {
         None => {
+            let mut stream = stream;
+            if setup.websocket {
+                crate::websocket::upgrade(&mut stream, &host).await?;
+            }
             let (read, write) = stream.into_split();
             (ReadSide::Plain(read), WriteSide::Plain(write))
         }
         Some(tls) => {
-            let stream = tls
+            let mut stream = tls
                 .connector
                 .connect(tls.server_name(plan.addr), stream)
                 .await
                 .map_err(|e| format!("TLS handshake with {} failed: {e}", plan.addr))?;
+            if setup.websocket {
+                crate::websocket::upgrade(&mut stream, &host).await?;
+            }
             let (read, write) = tokio::io::split(stream);
             (ReadSide::Tls(read), WriteSide::Tls(RefCell::new(write)))
         }
     };
-    let conn = Rc::new(Conn::new(plan.index, write));
+    let conn = Rc::new(Conn::new(plan.index, write, setup.websocket));
+    if setup.websocket {
+        reader.deframer = Some(crate::websocket::Deframer::default());
+    }
     let mut hello = String::new();
     if let Some(password) = &setup.password {
         hello.push_str(&format!("PASS {password}\r\n"));
@@ -464,6 +484,8 @@ async fn connect(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStre
 /// A client's read side: the line splitter and what the lines told so far.
 struct Reader {
     splitter: LineSplitter,
+    /// `--websocket`: takes the frames off before the splitter sees the lines.
+    deframer: Option<crate::websocket::Deframer>,
     state: ReaderState,
 }
 
@@ -487,6 +509,7 @@ impl Reader {
     fn new(plan: &ClientPlan) -> Self {
         Self {
             splitter: LineSplitter::default(),
+            deframer: None,
             state: ReaderState {
                 tracks: vec![SenderTrack::default(); plan.senders_in_channel as usize],
                 channel: plan.channel.clone(),
@@ -542,9 +565,14 @@ impl Reader {
         let now_rel = shared.now_rel();
         let mut recorder = shared.recorder.borrow_mut();
         let state = &mut self.state;
-        self.splitter.feed(&buf[..n], |line| {
-            state.handle(line, now_rel, conn, shared, &mut recorder)
-        });
+        let mut on_line = |line: &[u8]| state.handle(line, now_rel, conn, shared, &mut recorder);
+        match &mut self.deframer {
+            None => self.splitter.feed(&buf[..n], on_line),
+            Some(deframer) => {
+                let splitter = &mut self.splitter;
+                deframer.feed(&buf[..n], |bytes| splitter.feed(bytes, &mut on_line));
+            }
+        }
         shared.publish(&recorder);
         Ok(())
     }

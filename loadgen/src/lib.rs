@@ -15,6 +15,7 @@
 //! - [`conn`]: one client connection: connect (TCP or TLS), register, join, answer
 //!   PING, read in large chunks, write without blocking.
 //! - [`tls`]: the rustls client configuration of `--tls` (trust roots, server name).
+//! - [`websocket`]: `--websocket`: the upgrade, framing lines, de-framing the server's.
 //! - [`layout`]: who is where: channels, members, senders, nicks, which server of
 //!   `--addr` each client connects to, source addresses.
 //! - [`scenario`]: the scenarios (fanout, rooms, connect, idle) and the run: threads,
@@ -51,6 +52,7 @@ pub mod significance;
 pub mod stats;
 pub mod team;
 pub mod tls;
+pub mod websocket;
 
 /// Exit code for a run that completed but failed verification (loss, duplicates,
 /// disconnects) or a comparison that found a regression.

@@ -496,6 +496,7 @@ async fn connect_all(
     let setup = Rc::new(SetupConfig {
         password: common.password.clone(),
         tls: tls.cloned(),
+        websocket: common.websocket,
         timeout: common.setup_timeout,
     });
     let own_before = procstat::sample(None)?;

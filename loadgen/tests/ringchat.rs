@@ -16,8 +16,16 @@ fn start_ringchat(io: ringchat::IoMode) -> ringchat::Server {
 }
 
 fn run_fanout(addr: std::net::SocketAddr, threads: &str) -> loadgen::report::Report {
+    run_fanout_with(addr, threads, &[])
+}
+
+fn run_fanout_with(
+    addr: std::net::SocketAddr,
+    threads: &str,
+    extra: &[&str],
+) -> loadgen::report::Report {
     let addr = addr.to_string();
-    let cli = Cli::try_parse_from([
+    let mut argv = vec![
         "loadgen",
         "fanout",
         "--addr",
@@ -37,8 +45,9 @@ fn run_fanout(addr: std::net::SocketAddr, threads: &str) -> loadgen::report::Rep
         "--threads",
         threads,
         "--quiet",
-    ])
-    .expect("valid command line");
+    ];
+    argv.extend_from_slice(extra);
+    let cli = Cli::try_parse_from(argv).expect("valid command line");
     let Command::Fanout {
         common,
         traffic,
@@ -53,6 +62,11 @@ fn run_fanout(addr: std::net::SocketAddr, threads: &str) -> loadgen::report::Rep
 fn check(io: ringchat::IoMode, threads: &str) {
     let server = start_ringchat(io);
     let report = run_fanout(server.local_addr(), threads);
+    check_report(io, &report);
+    server.shutdown();
+}
+
+fn check_report(io: ringchat::IoMode, report: &Report) {
     assert!(report.ok, "{io:?}: errors {:?}", report.errors);
     assert!(report
         .server_version
@@ -65,7 +79,20 @@ fn check(io: ringchat::IoMode, threads: &str) {
         assert_eq!(step.counts.expected, step.counts.sent * 15);
         assert!(step.latency.count > 0);
     }
-    server.shutdown();
+}
+
+#[test]
+fn fanout_over_websocket_against_ringchat() {
+    for io in [ringchat::IoMode::Ring, ringchat::IoMode::Epoll] {
+        let mut config = ringchat::Config::loopback();
+        config.flood_rate = 0.0;
+        config.io = io;
+        config.websocket_listen = vec![std::net::SocketAddr::from(([127, 0, 0, 1], 0))];
+        let server = ringchat::Server::start(config).expect("ringchat starts");
+        let report = run_fanout_with(server.websocket_local_addrs()[0], "1", &["--websocket"]);
+        check_report(io, &report);
+        server.shutdown();
+    }
 }
 
 #[test]

@@ -151,6 +151,12 @@ pub fn check_config(config: &Config) -> Result<(), InvalidSetting> {
     if !config.tls_listen.is_empty() && config.tls.is_none() {
         return invalid("tls-listen", "needs --tls-cert and --tls-key".to_owned());
     }
+    if !config.websocket_tls_listen.is_empty() && config.tls.is_none() {
+        return invalid(
+            "websocket-tls-listen",
+            "needs --tls-cert and --tls-key".to_owned(),
+        );
+    }
     if config.sts.is_some() && config.tls_listen.is_empty() {
         return invalid(
             "sts-port",
@@ -168,7 +174,7 @@ pub fn files_of(config: &Config, log_file: Option<&Path>) -> Result<(), InvalidS
     if let Some(files) = config
         .tls
         .as_ref()
-        .filter(|_| !config.tls_listen.is_empty())
+        .filter(|_| !config.tls_listen.is_empty() || !config.websocket_tls_listen.is_empty())
     {
         TlsAcceptor::load(files.clone())
             .map_err(|error| invalid("tls-cert", format!("{error:#}")))?;

@@ -53,7 +53,7 @@ use crate::state::slab::Slab;
 use crate::state::sources::SourceRefusal;
 use crate::state::{ClientId, Shared};
 use crate::store::history::Record;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Waker;
@@ -282,13 +282,7 @@ impl Shard {
             Ok(admission) => admission,
             Err(refusal) => {
                 self.shared.connections.fetch_sub(1, Ordering::AcqRel);
-                match refusal {
-                    SourceRefusal::TooManyConnections => self.counts.refused_per_source += 1,
-                    SourceRefusal::TooFast => self.counts.refused_too_fast += 1,
-                    SourceRefusal::TooManyUnregistered | SourceRefusal::ServerBusy => {
-                        self.counts.refused_unregistered += 1
-                    }
-                }
+                self.count_source_refusal(refusal);
                 return Err(refusal.into());
             }
         };
@@ -305,6 +299,42 @@ impl Shard {
         });
         self.counts.accepted += 1;
         Ok(ClientId { node, shard, slot })
+    }
+
+    /// A trusted proxy named the client's real address (a WebSocket upgrade's
+    /// `X-Forwarded-For`), before it registered: DLINEs and the per-source limits are
+    /// checked again for that address, the client's admission moves to it, and its
+    /// host (what WHOIS, bans and other users see) becomes it. On a refusal nothing
+    /// changes and the connection is to be closed.
+    pub fn readdress(&mut self, id: ClientId, ip: IpAddr, now: Instant) -> Result<(), Refused> {
+        let now_unix = crate::proto::time::unix_seconds(std::time::SystemTime::now());
+        if let Some(ban) = self.log.network().server_bans().address_ban(ip, now_unix) {
+            debug!(%ip, reason = %ban.reason, "D-Lined forwarded address refused");
+            self.counts.refused_banned += 1;
+            return Err(Refused::Banned);
+        }
+        let admission = self.shared.sources.admit(ip, now).map_err(|refusal| {
+            self.count_source_refusal(refusal);
+            Refused::from(refusal)
+        })?;
+        let Some(client) = live(&mut self.clients, id) else {
+            self.shared.sources.release(admission, now);
+            return Ok(());
+        };
+        let proxy = std::mem::replace(&mut client.admission, admission);
+        client.host = Client::host_of(ip);
+        self.shared.sources.release(proxy, now);
+        Ok(())
+    }
+
+    fn count_source_refusal(&mut self, refusal: SourceRefusal) {
+        match refusal {
+            SourceRefusal::TooManyConnections => self.counts.refused_per_source += 1,
+            SourceRefusal::TooFast => self.counts.refused_too_fast += 1,
+            SourceRefusal::TooManyUnregistered | SourceRefusal::ServerBusy => {
+                self.counts.refused_unregistered += 1
+            }
+        }
     }
 
     /// `id` completed registration: it no longer counts as unregistered against its

@@ -166,6 +166,17 @@ pub struct TlsPeer {
 }
 
 impl Client {
+    /// The host shown for an address: its text (no reverse DNS, so nothing blocks on
+    /// lookups).
+    pub fn host_of(ip: IpAddr) -> Box<str> {
+        match ip {
+            // A host starting with ':' would break the line format.
+            IpAddr::V6(v6) if v6.to_string().starts_with(':') => format!("0{v6}").into(),
+            IpAddr::V6(v6) => v6.to_string().into(),
+            IpAddr::V4(v4) => v4.to_string().into(),
+        }
+    }
+
     /// A freshly accepted, unregistered connection.
     pub fn new(
         id: ClientId,
@@ -174,15 +185,9 @@ impl Client {
         flood: TokenBucket,
         now: Instant,
     ) -> Client {
-        let host = match ip {
-            // A host starting with ':' would break the line format.
-            IpAddr::V6(v6) if v6.to_string().starts_with(':') => format!("0{v6}"),
-            IpAddr::V6(v6) => v6.to_string(),
-            IpAddr::V4(v4) => v4.to_string(),
-        };
         Client {
             id,
-            host: host.into(),
+            host: Client::host_of(ip),
             registration: Some(Box::default()),
             source: "*".into(),
             nick_len: 1,

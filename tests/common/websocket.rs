@@ -32,19 +32,31 @@ impl WsClient {
             Transport::Plain(open_socket(addr)),
             &format!("ws://{addr}/"),
             protocols,
-            None,
+            &[],
         )
     }
 
-    /// Upgrades a plain connection, sending `Origin: origin`; the refusal's status
-    /// line if the server refuses.
-    pub fn try_connect_from_origin(addr: SocketAddr, origin: &str) -> Result<WsClient, String> {
+    /// Upgrades a plain connection, sending `headers` too (`Origin`,
+    /// `X-Forwarded-For`); the refusal's status line if the server refuses.
+    pub fn try_connect_with(
+        addr: SocketAddr,
+        headers: &[(&'static str, &str)],
+    ) -> Result<WsClient, String> {
         WsClient::try_upgrade(
             Transport::Plain(open_socket(addr)),
             &format!("ws://{addr}/"),
             &[],
-            Some(origin),
+            headers,
         )
+    }
+
+    /// Registers an upgraded client as `nick` (up to 422, no MOTD).
+    pub fn register_as(mut self, nick: &str) -> WsClient {
+        self.nick = nick.to_owned();
+        self.send(&format!("NICK {nick}"));
+        self.send(&format!("USER {nick} 0 * :{nick}"));
+        self.skip_until(|line| super::has_numeric(line, "422"));
+        self
     }
 
     /// Upgrades a TLS connection (server name `localhost`).
@@ -56,28 +68,23 @@ impl WsClient {
             Transport::Tls(Box::new(stream)),
             &format!("wss://localhost:{}/", addr.port()),
             &[],
-            None,
+            &[],
         )
     }
 
     /// Connects (text frames, no subprotocol) and registers as `nick`, reading up to
     /// the end of the welcome burst (422, no MOTD).
     pub fn register(addr: SocketAddr, nick: &str) -> WsClient {
-        let mut client = WsClient::connect(addr, &[]);
-        client.nick = nick.to_owned();
-        client.send(&format!("NICK {nick}"));
-        client.send(&format!("USER {nick} 0 * :{nick}"));
-        client.skip_until(|line| super::has_numeric(line, "422"));
-        client
+        WsClient::connect(addr, &[]).register_as(nick)
     }
 
     fn upgrade(
         transport: Transport,
         url: &str,
         protocols: &[&str],
-        origin: Option<&str>,
+        headers: &[(&'static str, &str)],
     ) -> WsClient {
-        WsClient::try_upgrade(transport, url, protocols, origin)
+        WsClient::try_upgrade(transport, url, protocols, headers)
             .unwrap_or_else(|refusal| panic!("WebSocket upgrade refused: {refusal}"))
     }
 
@@ -85,7 +92,7 @@ impl WsClient {
         transport: Transport,
         url: &str,
         protocols: &[&str],
-        origin: Option<&str>,
+        headers: &[(&'static str, &str)],
     ) -> Result<WsClient, String> {
         let mut request = url.into_client_request().expect("a valid URL");
         if !protocols.is_empty() {
@@ -94,11 +101,10 @@ impl WsClient {
                 HeaderValue::from_str(&protocols.join(", ")).expect("a header value"),
             );
         }
-        if let Some(origin) = origin {
-            request.headers_mut().insert(
-                "Origin",
-                HeaderValue::from_str(origin).expect("a header value"),
-            );
+        for (name, value) in headers {
+            request
+                .headers_mut()
+                .insert(*name, HeaderValue::from_str(value).expect("a header value"));
         }
         match tungstenite::client::client(request, RetryInterrupted(transport)) {
             Ok((socket, response)) => Ok(WsClient {

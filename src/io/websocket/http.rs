@@ -210,13 +210,18 @@ fn serve(path: &str) -> Answer {
 
 /// An error status with its reason as a one-line body, then close.
 fn refuse(code: u16, reason: &'static str) -> Answer {
+    Answer::Close {
+        response: refusal(code, reason),
+        refusal: Some(reason),
+    }
+}
+
+/// The whole response for an error status: head, and the reason as the body.
+pub fn refusal(code: u16, reason: &str) -> Vec<u8> {
     let body = format!("{reason}\n");
     let mut response = status_head(code, reason, "text/plain; charset=utf-8", body.len());
     response.extend_from_slice(body.as_bytes());
-    Answer::Close {
-        response,
-        refusal: Some(reason),
-    }
+    response
 }
 
 /// A response head that closes the connection after its body. The page may load

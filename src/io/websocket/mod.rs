@@ -20,16 +20,20 @@ pub mod frame;
 pub mod http;
 
 use super::tls::Received;
-use crate::shard::Shard;
+use crate::shard::{Refused, Shard};
 use crate::state::ClientId;
 use bytes::Bytes;
+use ipnet::IpNet;
 use std::cell::{Cell, RefCell};
+use std::net::IpAddr;
 use std::time::Instant;
 use tracing::debug;
 
 /// Largest message (one IRC line) taken from a client: a line with tags is at most
 /// 8,191 bytes (IRCv3 message-tags: 4,094 of tags, 512 of message) plus its CR LF.
 pub const MAX_MESSAGE: usize = 8193;
+/// Longest body (the line without its tags and CR LF) sent to a WebSocket client.
+pub const MAX_BODY: usize = 510;
 /// Most frames one message may be split into: a browser sends one, and a peer that
 /// sends thousands of empty continuations is only burning the shard's time.
 pub const MAX_FRAGMENTS: usize = 16;
@@ -157,6 +161,7 @@ impl WebSocketSession {
             .strip_suffix(b"\r\n")
             .or_else(|| line.strip_suffix(b"\n"))
             .unwrap_or(line);
+        let line = &line[..body_end(line)];
         if self.binary.get() {
             frame::write_frame(frame::BINARY, line, out);
         } else {
@@ -189,9 +194,9 @@ impl WebSocketSession {
         loop {
             match self.phase.get() {
                 Phase::Handshake => {
-                    let config = &shard.shared.config;
+                    let shared = shard.shared.clone();
                     let policy = http::Policy {
-                        origins: &config.websocket_origins,
+                        origins: &shared.config.websocket_origins,
                     };
                     match http::answer(&data[used..], &policy) {
                         None => return (used, Received::Open),
@@ -201,6 +206,20 @@ impl WebSocketSession {
                             consumed,
                             forwarded_for,
                         }) => {
+                            if let Err(refused) = take_forwarded_address(
+                                forwarded_for.as_deref(),
+                                &shared.config.websocket_proxies,
+                                shard,
+                                id,
+                                now,
+                            ) {
+                                debug!(%refused, ?forwarded_for, "forwarded address refused");
+                                self.outgoing
+                                    .borrow_mut()
+                                    .extend_from_slice(&http::refusal(403, "Forbidden"));
+                                self.phase.set(Phase::Answered);
+                                return (data.len(), Received::PeerClosed);
+                            }
                             self.outgoing.borrow_mut().extend_from_slice(&response);
                             self.binary.set(binary);
                             self.phase.set(Phase::Open);
@@ -344,5 +363,78 @@ impl WebSocketSession {
         self.close(code, &reason);
         self.phase.set(Phase::Closing);
         Received::PeerClosed
+    }
+}
+
+/// Where a line (without CR LF) must end so its body, the part after any tags, is at
+/// most [`MAX_BODY`] bytes: a relayed message grows by its source prefix, and the
+/// IRCv3 WebSocket spec keeps the 512-byte limit (CR LF included) for what a web
+/// client receives. The cut backs off to a UTF-8 character boundary. Costs one
+/// comparison for the lines that fit.
+fn body_end(line: &[u8]) -> usize {
+    if line.len() <= MAX_BODY {
+        return line.len();
+    }
+    let body_start = match line.first() {
+        Some(b'@') => line
+            .iter()
+            .position(|&byte| byte == b' ')
+            .map_or(line.len(), |space| space + 1),
+        _ => 0,
+    };
+    let mut end = body_start + MAX_BODY;
+    if end >= line.len() {
+        return line.len();
+    }
+    while end > body_start && line[end] & 0xC0 == 0x80 {
+        end -= 1;
+    }
+    end
+}
+
+/// On a connection from a trusted proxy (`--websocket-proxies`), makes the address its
+/// `X-Forwarded-For`/`Forwarded` names the client's: bans and per-source limits then
+/// apply to it. Anyone else's header is ignored, as is a value that is no address.
+fn take_forwarded_address(
+    forwarded_for: Option<&str>,
+    proxies: &[IpNet],
+    shard: &mut Shard,
+    id: ClientId,
+    now: Instant,
+) -> Result<(), Refused> {
+    let Some(forwarded) = forwarded_for.and_then(|text| text.parse::<IpAddr>().ok()) else {
+        return Ok(());
+    };
+    let from_proxy = shard
+        .client_mut(id)
+        .and_then(|client| client.host.parse::<IpAddr>().ok())
+        .is_some_and(|peer| proxies.iter().any(|proxy| proxy.contains(&peer)));
+    if !from_proxy {
+        return Ok(());
+    }
+    shard.readdress(id, forwarded, now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_bodies_are_cut_to_510_bytes_on_a_character_boundary() {
+        let short = b"PRIVMSG #c :hi";
+        assert_eq!(body_end(short), short.len());
+        let long = [b"PRIVMSG #c :".as_slice(), &[b'x'; 600]].concat();
+        assert_eq!(body_end(&long), 510);
+        let tagged = [b"@time=2026-12-06T00:00:00Z ".as_slice(), &long].concat();
+        assert_eq!(body_end(&tagged), 27 + 510);
+        // A two-byte character straddling the limit is left out whole.
+        let accented = [
+            b"PRIVMSG #c :".as_slice(),
+            &[b'x'; 497],
+            "\u{e9}".as_bytes(),
+            b"tail",
+        ]
+        .concat();
+        assert_eq!(body_end(&accented), 509);
     }
 }
