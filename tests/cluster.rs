@@ -715,3 +715,62 @@ fn nodes_started_without_an_id_take_the_lowest_free_ones_and_chat() {
     bob.send("PRIVMSG #c :two nodes, two ids");
     assert!(line_containing(&mut alice, "PRIVMSG #c").ends_with(":two nodes, two ids"));
 }
+
+#[test]
+#[cfg_attr(
+    not(has_nats_server),
+    ignore = "nats-server is not installed (apt-get install nats-server)"
+)]
+fn each_node_has_its_own_name_and_lusers_tells_local_from_global() {
+    let nats = Nats::start();
+    let zero = node(&nats, 0);
+    let one = node(&nats, 1);
+    let mut alice = zero.register("alice");
+    let _bob = one.register("bob");
+    alice.send("PING :names");
+    assert_eq!(
+        line_containing(&mut alice, "PONG"),
+        ":node0.ringchat.local PONG node0.ringchat.local :names"
+    );
+    // Node 1's name arrives with its heartbeats, a few a second.
+    let deadline = Instant::now() + HANG;
+    let whois = loop {
+        alice.send("WHOIS bob");
+        let whois = line_containing(&mut alice, " 312 ");
+        line_containing(&mut alice, " 318 ");
+        if whois.contains("node1.") || Instant::now() > deadline {
+            break whois;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        whois.starts_with(":node0.ringchat.local 312 alice bob node1.ringchat.local :"),
+        "{whois}"
+    );
+    // The count of live nodes refreshes about four times per node timeout.
+    let lusers = loop {
+        alice.send("LUSERS");
+        let lusers = alice.skip_until(|l| l.contains(" 266 "));
+        if lusers.iter().any(|l| l.ends_with("on 2 servers")) || Instant::now() > deadline {
+            break lusers;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let numeric = |code: &str| {
+        lusers
+            .iter()
+            .find(|l| l.contains(&format!(" {code} ")))
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert!(
+        numeric("251").ends_with("There are 2 users and 0 invisible on 2 servers"),
+        "{lusers:?}"
+    );
+    assert!(
+        numeric("255").ends_with("I have 1 clients and 1 servers"),
+        "{lusers:?}"
+    );
+    assert!(numeric("265").contains(" 265 alice 1 1 :"), "{lusers:?}");
+    assert!(numeric("266").contains(" 266 alice 2 2 :"), "{lusers:?}");
+}

@@ -457,11 +457,12 @@ impl Link {
                 },
                 Some(message) = messages.next() => self.take_message(&message.payload),
                 Some(beat) = heartbeats.next() => {
-                    if let Ok((node, run)) = postcard::from_bytes::<(u16, u64)>(&beat.payload) {
+                    if let Ok((node, run, name)) = postcard::from_bytes::<(u16, u64, &str)>(&beat.payload) {
                         if node == self.node && run != self.incarnation {
                             error!(node, "another running node uses this node's --node-id; node ids must be unique");
                         }
                         self.heard_from(node);
+                        self.state().learn_server_name(node, name);
                     }
                 }
                 Some((shard, proposal, failure)) = self.acks.1.recv() => {
@@ -893,7 +894,11 @@ impl Link {
         if self.lease.is_lost() {
             self.shared.begin_shutdown();
         }
-        let beat = wire::encode(&(self.node, self.incarnation));
+        let beat = wire::encode(&(
+            self.node,
+            self.incarnation,
+            self.shared.config.server_name.as_str(),
+        ));
         if self.state().is_connected() {
             let _ = self
                 .client
