@@ -145,6 +145,11 @@ fn spawn_node(
         .args(["--node-timeout", "1"])
         .args(extra)
         .env_remove("RUST_LOG")
+        // Its own data directory: the store in one is locked by the node using it.
+        .env(
+            "RINGCHAT_DATA_DIR",
+            scratch_dir(&format!("data-{id}-{port}")),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -773,4 +778,53 @@ fn each_node_has_its_own_name_and_lusers_tells_local_from_global() {
     );
     assert!(numeric("265").contains(" 265 alice 1 1 :"), "{lusers:?}");
     assert!(numeric("266").contains(" 266 alice 2 2 :"), "{lusers:?}");
+}
+
+#[test]
+#[cfg_attr(
+    not(has_nats_server),
+    ignore = "nats-server is not installed (apt-get install nats-server)"
+)]
+fn a_clean_restart_logs_no_warning() {
+    let nats = Nats::start();
+    let zero = node(&nats, 0);
+    let mut alice = zero.register("alice");
+    alice.send("JOIN #c");
+    line_containing(&mut alice, " 366 ");
+    let (mut one, addr, lines) = spawn_node(&nats, 1, &[]);
+    wait_for_line(&lines, "ringchat started");
+    let mut bob = Client::register(Client::connect(addr), "bob");
+    bob.send("JOIN #c");
+    line_containing(&mut bob, " 366 ");
+    line_containing(&mut alice, "JOIN");
+    // Messages to node 1, then an event that counts them: what a restarted node 1
+    // replays, and must not wait for (they went to its previous run).
+    alice.send("PRIVMSG #c :to node one");
+    line_containing(&mut bob, "PRIVMSG #c");
+    alice.send("TOPIC #c :counted");
+    line_containing(&mut bob, "TOPIC #c");
+    // SAFETY: signalling our own child process.
+    unsafe {
+        libc::kill(one.id() as libc::pid_t, libc::SIGTERM);
+    }
+    assert!(one.wait().expect("node 1 exits").success());
+    line_containing(&mut alice, "QUIT");
+    drop(lines);
+
+    let (mut again, _, lines) = spawn_node(&nats, 1, &[]);
+    let mut before_start = Vec::new();
+    loop {
+        let line = lines.recv_timeout(HANG).expect("node 1 restarts");
+        if line.contains("ringchat started") {
+            break;
+        }
+        before_start.push(line);
+    }
+    let warnings: Vec<&String> = before_start
+        .iter()
+        .filter(|l| (l.contains(" WARN ") || l.contains(" ERROR ")) && !l.contains("as root"))
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let _ = again.kill();
+    let _ = again.wait();
 }

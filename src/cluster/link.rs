@@ -574,6 +574,13 @@ impl Link {
                 return;
             }
         };
+        if envelope.published_micros < self.incarnation {
+            // Published before this run began (a restart replaying the stream): the
+            // messages it counts went to the previous run, so none is awaited.
+            // (Between nodes whose clocks differ, an entry published just after the
+            // start may be taken as earlier; its messages then may follow it.)
+            self.reorder.settle_earlier_run(&envelope, self.node);
+        }
         if envelope.node != self.node && !self.reorder.may_append(&envelope, self.node) {
             self.held = Some((seq, envelope, event, Instant::now()));
             return;
