@@ -17,6 +17,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The server name when none is set; a cluster node makes it its own by putting
+/// `node<N>.` in front (`node1.ringchat.local`), so WHOIS can say which node a user
+/// is on.
+pub const DEFAULT_SERVER_NAME: &str = "ringchat.local";
+
 /// Which I/O driver the shards run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -115,6 +115,9 @@ impl Server {
         // Without --node-id the node's number is the one its lease was given.
         if let (Some(cluster), Some(joining)) = (config.cluster.as_mut(), &joining) {
             cluster.node = joining.node;
+            if config.server_name == crate::config::DEFAULT_SERVER_NAME {
+                config.server_name = format!("node{}.{}", joining.node, config.server_name);
+            }
         }
         let store = config.data_dir.as_deref().map(Store::open).transpose()?;
         let cloak = config

@@ -145,6 +145,11 @@ fn spawn_node(
         .args(["--node-timeout", "1"])
         .args(extra)
         .env_remove("RUST_LOG")
+        // Its own data directory: the store in one is locked by the node using it.
+        .env(
+            "RINGCHAT_DATA_DIR",
+            scratch_dir(&format!("data-{id}-{port}")),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -517,7 +522,20 @@ fn a_node_that_loses_nats_refuses_changes_and_catches_up_when_it_is_back() {
 
     let (port, store) = (nats.port, nats.store.clone());
     nats.stop();
-    line_containing(&mut alice, "lost its cluster connection");
+    // Sent as NATS goes, before the node has said anything: refused, never stuck
+    // waiting for an acknowledgement that cannot come (or, if it left just before
+    // the connection, joined). Either way the loss is announced.
+    alice.send("JOIN #meanwhile");
+    let lines = alice.skip_until(|l| l.contains("lost its cluster connection"));
+    let settled = |lines: &[String]| {
+        lines
+            .iter()
+            .any(|l| l.contains("Cannot do that now") || l.contains(" 366 "))
+    };
+    if !settled(&lines) {
+        let more = alice.skip_until(|l| l.contains("Cannot do that now") || l.contains(" 366 "));
+        assert!(settled(&more));
+    }
     alice.send("JOIN #during");
     line_containing(&mut alice, "Cannot do that now");
 
@@ -701,4 +719,112 @@ fn nodes_started_without_an_id_take_the_lowest_free_ones_and_chat() {
     line_containing(&mut alice, ":bob!");
     bob.send("PRIVMSG #c :two nodes, two ids");
     assert!(line_containing(&mut alice, "PRIVMSG #c").ends_with(":two nodes, two ids"));
+}
+
+#[test]
+#[cfg_attr(
+    not(has_nats_server),
+    ignore = "nats-server is not installed (apt-get install nats-server)"
+)]
+fn each_node_has_its_own_name_and_lusers_tells_local_from_global() {
+    let nats = Nats::start();
+    let zero = node(&nats, 0);
+    let one = node(&nats, 1);
+    let mut alice = zero.register("alice");
+    let _bob = one.register("bob");
+    alice.send("PING :names");
+    assert_eq!(
+        line_containing(&mut alice, "PONG"),
+        ":node0.ringchat.local PONG node0.ringchat.local :names"
+    );
+    // Node 1's name arrives with its heartbeats, a few a second.
+    let deadline = Instant::now() + HANG;
+    let whois = loop {
+        alice.send("WHOIS bob");
+        let whois = line_containing(&mut alice, " 312 ");
+        line_containing(&mut alice, " 318 ");
+        if whois.contains("node1.") || Instant::now() > deadline {
+            break whois;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        whois.starts_with(":node0.ringchat.local 312 alice bob node1.ringchat.local :"),
+        "{whois}"
+    );
+    // The count of live nodes refreshes about four times per node timeout.
+    let lusers = loop {
+        alice.send("LUSERS");
+        let lusers = alice.skip_until(|l| l.contains(" 266 "));
+        if lusers.iter().any(|l| l.ends_with("on 2 servers")) || Instant::now() > deadline {
+            break lusers;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let numeric = |code: &str| {
+        lusers
+            .iter()
+            .find(|l| l.contains(&format!(" {code} ")))
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert!(
+        numeric("251").ends_with("There are 2 users and 0 invisible on 2 servers"),
+        "{lusers:?}"
+    );
+    assert!(
+        numeric("255").ends_with("I have 1 clients and 1 servers"),
+        "{lusers:?}"
+    );
+    assert!(numeric("265").contains(" 265 alice 1 1 :"), "{lusers:?}");
+    assert!(numeric("266").contains(" 266 alice 2 2 :"), "{lusers:?}");
+}
+
+#[test]
+#[cfg_attr(
+    not(has_nats_server),
+    ignore = "nats-server is not installed (apt-get install nats-server)"
+)]
+fn a_clean_restart_logs_no_warning() {
+    let nats = Nats::start();
+    let zero = node(&nats, 0);
+    let mut alice = zero.register("alice");
+    alice.send("JOIN #c");
+    line_containing(&mut alice, " 366 ");
+    let (mut one, addr, lines) = spawn_node(&nats, 1, &[]);
+    wait_for_line(&lines, "ringchat started");
+    let mut bob = Client::register(Client::connect(addr), "bob");
+    bob.send("JOIN #c");
+    line_containing(&mut bob, " 366 ");
+    line_containing(&mut alice, "JOIN");
+    // Messages to node 1, then an event that counts them: what a restarted node 1
+    // replays, and must not wait for (they went to its previous run).
+    alice.send("PRIVMSG #c :to node one");
+    line_containing(&mut bob, "PRIVMSG #c");
+    alice.send("TOPIC #c :counted");
+    line_containing(&mut bob, "TOPIC #c");
+    // SAFETY: signalling our own child process.
+    unsafe {
+        libc::kill(one.id() as libc::pid_t, libc::SIGTERM);
+    }
+    assert!(one.wait().expect("node 1 exits").success());
+    line_containing(&mut alice, "QUIT");
+    drop(lines);
+
+    let (mut again, _, lines) = spawn_node(&nats, 1, &[]);
+    let mut before_start = Vec::new();
+    loop {
+        let line = lines.recv_timeout(HANG).expect("node 1 restarts");
+        if line.contains("ringchat started") {
+            break;
+        }
+        before_start.push(line);
+    }
+    let warnings: Vec<&String> = before_start
+        .iter()
+        .filter(|l| (l.contains(" WARN ") || l.contains(" ERROR ")) && !l.contains("as root"))
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let _ = again.kill();
+    let _ = again.wait();
 }

@@ -39,6 +39,9 @@ const SNAPSHOT_OBJECT: &str = "latest";
 /// How long an event waits for messages its node sent before it, before they are
 /// given up as lost (core NATS is at-most-once).
 const MESSAGE_WAIT: Duration = Duration::from_secs(2);
+/// How long a tick waits for the stream's figures: well under the 2 s in which a
+/// lost connection must be noticed by users.
+const STREAM_INFO_WAIT: Duration = Duration::from_millis(500);
 /// How long a leaving node waits for its `NodeLost` to be stored.
 const LEAVE_WAIT: Duration = Duration::from_secs(2);
 /// Stream entries kept, in snapshot intervals: a node that loads the latest
@@ -219,6 +222,32 @@ pub(super) async fn run(
     link.run(ready).await;
 }
 
+/// Takes the NATS client's connection events first, in a task of their own on the
+/// link's runtime: a loss marks the cluster unreachable at once, so shards refuse
+/// changes (and stop waiting for one in flight) even while the link's loop is busy
+/// in a request that the loss will make time out. Every event then goes on to the
+/// loop, which tells users and logs.
+fn watch_connection(
+    mut events: mpsc::UnboundedReceiver<async_nats::Event>,
+    shared: Arc<Shared>,
+) -> mpsc::UnboundedReceiver<async_nats::Event> {
+    let (forward, forwarded) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if matches!(event, async_nats::Event::Disconnected) {
+                if let Some(cluster) = &shared.cluster {
+                    cluster.set_connected(false);
+                    cluster.wake_waiters();
+                }
+            }
+            if forward.send(event).is_err() {
+                return;
+            }
+        }
+    });
+    forwarded
+}
+
 /// A publication's result: the proposing shard, its proposal number, and why it
 /// failed if it did.
 type Ack = (u16, u64, Option<String>);
@@ -240,6 +269,12 @@ struct Link {
     stream: stream::Stream,
     snapshots: object_store::ObjectStore,
     connection_events: mpsc::UnboundedReceiver<async_nats::Event>,
+    /// The loss of the connection has been announced (log, users) and its return
+    /// not yet.
+    down: bool,
+    /// The last NATS client error logged, and how many times it came since: a
+    /// repeat is counted, not logged, until another error or the reconnection.
+    last_error: Option<(String, u32)>,
     /// This endpoint's links to and from every shard.
     links: Links,
     /// Hand-offs owed to each shard.
@@ -306,7 +341,9 @@ impl Link {
             jetstream: opened.jetstream,
             stream: opened.stream,
             snapshots: opened.snapshots,
-            connection_events: opened.connection_events,
+            connection_events: watch_connection(opened.connection_events, shared.clone()),
+            down: false,
+            last_error: None,
             links,
             outgoing: (0..endpoints).map(|_| Batch::new()).collect(),
             inbound: (0..endpoints).map(|_| Batch::new()).collect(),
@@ -420,11 +457,12 @@ impl Link {
                 },
                 Some(message) = messages.next() => self.take_message(&message.payload),
                 Some(beat) = heartbeats.next() => {
-                    if let Ok((node, run)) = postcard::from_bytes::<(u16, u64)>(&beat.payload) {
+                    if let Ok((node, run, name)) = postcard::from_bytes::<(u16, u64, &str)>(&beat.payload) {
                         if node == self.node && run != self.incarnation {
                             error!(node, "another running node uses this node's --node-id; node ids must be unique");
                         }
                         self.heard_from(node);
+                        self.state().learn_server_name(node, name);
                     }
                 }
                 Some((shard, proposal, failure)) = self.acks.1.recv() => {
@@ -536,6 +574,13 @@ impl Link {
                 return;
             }
         };
+        if envelope.published_micros < self.incarnation {
+            // Published before this run began (a restart replaying the stream): the
+            // messages it counts went to the previous run, so none is awaited.
+            // (Between nodes whose clocks differ, an entry published just after the
+            // start may be taken as earlier; its messages then may follow it.)
+            self.reorder.settle_earlier_run(&envelope, self.node);
+        }
         if envelope.node != self.node && !self.reorder.may_append(&envelope, self.node) {
             self.held = Some((seq, envelope, event, Instant::now()));
             return;
@@ -856,7 +901,11 @@ impl Link {
         if self.lease.is_lost() {
             self.shared.begin_shutdown();
         }
-        let beat = wire::encode(&(self.node, self.incarnation));
+        let beat = wire::encode(&(
+            self.node,
+            self.incarnation,
+            self.shared.config.server_name.as_str(),
+        ));
         if self.state().is_connected() {
             let _ = self
                 .client
@@ -893,7 +942,10 @@ impl Link {
             ))
             .await;
         }
-        if let Ok(info) = self.stream.info().await {
+        // Bounded, so that a request the server will never answer (it just went
+        // away) holds up neither the heartbeat nor the users' notice of the loss.
+        let info = tokio::time::timeout(STREAM_INFO_WAIT, self.stream.info()).await;
+        if let Ok(Ok(info)) = info {
             let last = info.state.last_sequence;
             self.state()
                 .counters
@@ -940,12 +992,14 @@ impl Link {
         self.declared_lost.retain(|&lost| lost != node);
     }
 
-    /// NATS connection changes: proposals are refused while it is down, and every
+    /// NATS connection changes: proposals are refused while it is down (the
+    /// watcher, [`watch_connection`], has already said so to the shards), and every
     /// local user is told both ways.
     fn connection_changed(&mut self, event: async_nats::Event) {
         match event {
             async_nats::Event::Disconnected => {
-                if self.state().set_connected(false) {
+                self.state().set_connected(false);
+                if !std::mem::replace(&mut self.down, true) {
                     warn!("lost the cluster connection: refusing state changes until it is back");
                     self.notice_all("This server lost its cluster connection; channel and nick changes are refused until it is back");
                 }
@@ -957,12 +1011,34 @@ impl Link {
                     *heard = now;
                 }
                 self.resume_consumer = true;
-                if !self.state().set_connected(true) {
+                self.log_repeated_error();
+                let was_down = std::mem::replace(&mut self.down, false);
+                if !self.state().set_connected(true) || was_down {
                     info!("cluster connection restored; catching up");
                     self.notice_all("This server's cluster connection is back");
                 }
             }
+            async_nats::Event::ClientError(error) => {
+                let error = error.to_string();
+                match &mut self.last_error {
+                    Some((last, repeats)) if *last == error => *repeats += 1,
+                    _ => {
+                        self.log_repeated_error();
+                        warn!(%error, "cluster connection error (repeats are counted, not logged)");
+                        self.last_error = Some((error, 0));
+                    }
+                }
+            }
             other => debug!(event = %other, "cluster connection event"),
+        }
+    }
+
+    /// Logs how often the last client error repeated, if it did, and forgets it.
+    fn log_repeated_error(&mut self) {
+        if let Some((error, repeats)) = self.last_error.take() {
+            if repeats > 0 {
+                warn!(%error, repeats, "cluster connection error repeated");
+            }
         }
     }
 

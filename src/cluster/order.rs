@@ -83,6 +83,15 @@ impl Reorder {
         arrived >= owed
     }
 
+    /// Stops waiting for messages `envelope`'s node sent this node before this run of
+    /// it began: they were addressed to an earlier run, which got them or never
+    /// will; they are not lost, and nothing is counted.
+    pub fn settle_earlier_run(&mut self, envelope: &EventEnvelope, me: u16) {
+        let owed = envelope.sent.get(me as usize).copied().unwrap_or(0);
+        let arrived = self.count_of(envelope.node, envelope.incarnation);
+        *arrived = (*arrived).max(owed);
+    }
+
     /// Stops waiting for messages `envelope`'s node owes: they count as lost.
     pub fn give_up_on(&mut self, envelope: &EventEnvelope, me: u16) {
         let owed = envelope.sent.get(me as usize).copied().unwrap_or(0);
@@ -196,5 +205,18 @@ mod tests {
         assert!(order.may_append(&event, 0));
         event.incarnation = 1;
         assert!(!order.may_append(&event, 0), "the old run's count is gone");
+    }
+
+    #[test]
+    fn messages_owed_to_an_earlier_run_of_this_node_are_not_awaited_nor_lost() {
+        let mut order = Reorder::default();
+        let replayed = event_from(1, 5);
+        assert!(!order.may_append(&replayed, 0));
+        order.settle_earlier_run(&replayed, 0);
+        assert!(order.may_append(&replayed, 0));
+        assert_eq!(order.lost, 0);
+        let (header, body) = message(1, 6, 0);
+        assert!(order.arrive(header, body), "the next one is new");
+        assert_eq!(order.lost, 0);
     }
 }

@@ -89,8 +89,8 @@ const TOPICS: &[(&str, &[&str])] = &[
     (
         "MODE",
         &[
-            "MODE <#channel> [+-beIiklmnostv [params]] or MODE <nick> [+-iBw] [-o]",
-            "Shows or changes channel or user modes.",
+            "MODE <#channel> [+-beIiklmnostv [params]] or MODE <nick> [+-iBw] [-o] [+s [+bcfko]|-s]",
+            "Shows or changes channel or user modes; +s (operators) brings server notices.",
         ],
     ),
     (

@@ -107,14 +107,29 @@ pub fn send_lusers(ctx: &mut Ctx<'_>) {
     let (invisible, max) = (network.invisible_count(), network.peak_user_count());
     let opers = network.oper_count();
     let visible = users.saturating_sub(invisible);
-    let connections = ctx.shared().connections.load(Ordering::Relaxed);
-    let unregistered = connections.saturating_sub(users);
+    let shared = ctx.shared();
+    let connections = shared.connections.load(Ordering::Relaxed);
+    let unregistered = shared.sources.unregistered();
+    // This node's users: its open connections less the unregistered ones (two
+    // counters, where counting the replica's users by node would cost O(users) at
+    // every registration). Alone, that is every user.
+    let local = match &shared.cluster {
+        Some(_) => connections.saturating_sub(unregistered).min(users),
+        None => users,
+    };
+    let local_max = shared
+        .local_peak
+        .fetch_max(local, Ordering::Relaxed)
+        .max(local);
+    let servers = shared.cluster.as_ref().map_or(1, |cluster| {
+        cluster.counters.nodes_alive.load(Ordering::Relaxed).max(1)
+    });
     // Modern IRC: 251 counts the users that are not invisible and, apart, the
-    // invisible ones; 265/266's "max" is the peak since start. Every shard serves one
-    // server, so the local and global counts are the same.
+    // invisible ones, on every server; 255 and 265 count this server's (one node of
+    // a cluster: all its shards), 266 the network's; "max" is the peak since start.
     let replies = [
         ctx.numeric(RPL_LUSERCLIENT).trailing(format!(
-            "There are {visible} users and {invisible} invisible on 1 servers"
+            "There are {visible} users and {invisible} invisible on {servers} servers"
         )),
         ctx.numeric(RPL_LUSEROP)
             .arg(opers.to_string())
@@ -125,12 +140,14 @@ pub fn send_lusers(ctx: &mut Ctx<'_>) {
         ctx.numeric(RPL_LUSERCHANNELS)
             .arg(channels.to_string())
             .trailing(texts::CHANNELS_FORMED),
-        ctx.numeric(RPL_LUSERME)
-            .trailing(format!("I have {users} clients and 0 servers")),
+        ctx.numeric(RPL_LUSERME).trailing(format!(
+            "I have {local} clients and {} servers",
+            servers - 1
+        )),
         ctx.numeric(RPL_LOCALUSERS)
-            .arg(users.to_string())
-            .arg(max.to_string())
-            .trailing(format!("Current local users {users}, max {max}")),
+            .arg(local.to_string())
+            .arg(local_max.to_string())
+            .trailing(format!("Current local users {local}, max {local_max}")),
         ctx.numeric(RPL_GLOBALUSERS)
             .arg(users.to_string())
             .arg(max.to_string())

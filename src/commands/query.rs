@@ -194,6 +194,8 @@ fn status_prefix(ctx: &Ctx<'_>) -> fn(Membership) -> &'static str {
 struct WhoisInfo {
     /// The asker asked about themself (and may see their certificate fingerprint).
     is_self: bool,
+    /// The cluster node the user is on (0 alone), whose server name 312 shows.
+    node: u16,
     nick: String,
     user: String,
     host: String,
@@ -249,6 +251,7 @@ fn whois_one(ctx: &mut Ctx<'_>, nick: &str) {
                 .collect();
             WhoisInfo {
                 is_self: id == ctx.id,
+                node: id.node,
                 nick: user.nick.to_string(),
                 user: user.user.to_string(),
                 host: user.host.to_string(),
@@ -278,7 +281,7 @@ fn whois_one(ctx: &mut Ctx<'_>, nick: &str) {
         ctx.reply(end);
         return;
     };
-    let server = ctx.config().server_name.clone();
+    let server = server_of_node(ctx, info.node);
     let server_info = ctx.config().server_info.clone();
     let network = ctx.config().network.clone();
     let mut replies = vec![ctx
@@ -358,6 +361,18 @@ fn whois_one(ctx: &mut Ctx<'_>, nick: &str) {
     );
     for reply in replies {
         ctx.reply(reply);
+    }
+}
+
+/// The server name of cluster node `node`: this one's, or what the node's heartbeats
+/// say (this one's until the first arrives, a fraction of a second after it starts).
+fn server_of_node(ctx: &Ctx<'_>, node: u16) -> String {
+    let own = &ctx.config().server_name;
+    match &ctx.shared().cluster {
+        Some(cluster) if node != cluster.node => cluster
+            .server_name(node)
+            .map_or_else(|| own.clone(), |name| name.to_string()),
+        _ => own.clone(),
     }
 }
 

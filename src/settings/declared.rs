@@ -42,9 +42,11 @@ macro_rules! with_settings {
             listen: Vec<String> | Vec<String>, Restart, "Network", [], "", "",
                 [env = "RINGCHAT_LISTEN", default_value = "0.0.0.0:6667",
                  value_delimiter = ',', value_name = "ADDR"];
-            /// Server name shown as the source of server replies.
+            /// Server name shown as the source of server replies and in WHOIS (312).
+            /// Left at its default, a cluster node puts `node<N>.` in front of it
+            /// (`node1.ringchat.local`), so each node has its own.
             server_name: String | String, Restart, "Network", [], "", "",
-                [env = "RINGCHAT_SERVER_NAME", default_value = "ringchat.local",
+                [env = "RINGCHAT_SERVER_NAME", default_value = crate::config::DEFAULT_SERVER_NAME,
                  value_name = "NAME"];
             /// Server description shown by WHOIS (312) and LINKS (364).
             server_info: String | String, Restart, "Network", [], "", "",

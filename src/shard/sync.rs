@@ -90,6 +90,18 @@ impl Shard {
                 self.unordered.swap_remove(at);
                 return Outcome::Refused(Refusal::ClusterUnavailable);
             }
+            // The connection went while the proposal was out: refuse now rather than
+            // wait for its acknowledgement to time out. Should NATS still have stored
+            // it, it applies when the node catches up, as every other node's does;
+            // its outcome then finds nobody waiting and is dropped.
+            if self
+                .shared
+                .cluster
+                .as_ref()
+                .is_some_and(|cluster| !cluster.is_connected())
+            {
+                return Outcome::Refused(Refusal::ClusterUnavailable);
+            }
             if self
                 .shared
                 .shutting_down

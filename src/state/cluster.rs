@@ -24,6 +24,10 @@ pub struct ClusterState {
     waiting: Mutex<Vec<Thread>>,
     /// The link's figures, for STATS and metrics.
     pub counters: LinkCounters,
+    /// Other nodes' server names, as their heartbeats say them (WHOIS 312 of a
+    /// user on another node). Written by the link a few times a second, read by a
+    /// WHOIS: never on the message path.
+    server_names: Mutex<std::collections::HashMap<u16, std::sync::Arc<str>>>,
 }
 
 /// The cluster link's counters (all since start).
@@ -72,6 +76,7 @@ impl ClusterState {
             leaving: AtomicBool::new(false),
             waiting: Mutex::new(Vec::new()),
             counters: LinkCounters::default(),
+            server_names: Mutex::default(),
         }
     }
 
@@ -83,6 +88,20 @@ impl ClusterState {
     /// Records the link's connection state; returns the previous one.
     pub fn set_connected(&self, connected: bool) -> bool {
         self.connected.swap(connected, Ordering::AcqRel)
+    }
+
+    /// Records node `node`'s server name from its heartbeat.
+    pub fn learn_server_name(&self, node: u16, name: &str) {
+        let mut names = self.server_names.lock().unwrap_or_else(|p| p.into_inner());
+        if names.get(&node).is_none_or(|known| **known != *name) {
+            names.insert(node, name.into());
+        }
+    }
+
+    /// Node `node`'s server name, once a heartbeat of it has arrived.
+    pub fn server_name(&self, node: u16) -> Option<std::sync::Arc<str>> {
+        let names = self.server_names.lock().unwrap_or_else(|p| p.into_inner());
+        names.get(&node).cloned()
     }
 
     /// Registers the calling shard thread as waiting for a proposal.

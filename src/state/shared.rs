@@ -154,6 +154,9 @@ pub struct Shared {
     pub cloak: Option<crate::cloak::Cloak>,
     /// For RPL_CREATED.
     pub started: SystemTime,
+    /// The most users this node has served at once (265's max), raised by LUSERS,
+    /// which every registration sends.
+    pub local_peak: AtomicUsize,
     /// Registered users and channels as the last shard to publish saw them (in the
     /// version it read), for readers off the shards such as metrics.
     users: AtomicUsize,
@@ -199,6 +202,7 @@ impl Shared {
             ban_store: BanStore::new(config.ban_file.clone(), config.server_bans.clone()),
             store: None,
             cloak: None,
+            local_peak: AtomicUsize::new(0),
             started: SystemTime::now(),
             users: AtomicUsize::new(0),
             channels: AtomicUsize::new(0),
