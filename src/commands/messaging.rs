@@ -151,8 +151,9 @@ fn to_channel(
         }
     };
     echo(ctx, &outgoing);
-    if status.is_none() {
-        // A STATUSMSG is not kept: history has no notion of who may see it.
+    // A STATUSMSG is not kept: history has no notion of who may see it. Without a
+    // store nothing is built (the record's clones cost a delivery's worth).
+    if status.is_none() && ctx.shared().keeps_history() {
         let kind = match route.kind {
             Kind::Tagmsg => history::Kind::Tagmsg,
             Kind::Privmsg | Kind::Notice => history::Kind::Message,
