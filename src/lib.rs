@@ -3,7 +3,8 @@
 //! The map, in the order a message travels:
 //! - [`io`]: drivers, the only code touching sockets: io_uring (tokio-uring) and epoll
 //!   (tokio), running the same connection tasks, and `ring`, ringchat's own io_uring
-//!   completion loop making the same shard calls.
+//!   completion loop making the same shard calls; the TLS and WebSocket sessions every
+//!   driver runs a connection's bytes through (WebSocket also serves the web client).
 //! - [`proto`]: the wire format, pure: framing, parsing, serializing, names, numerics.
 //! - [`shard`]: one core's sans-IO state: its clients, its members of each channel,
 //!   its position in the event log (and so its version of the node's network replica,

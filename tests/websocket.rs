@@ -1,7 +1,9 @@
 //! IRC over WebSocket as browsers see it, on every driver and with 1 and 4 shards:
 //! the web client's files over plain HTTP, the opening handshake and the IRCv3
 //! subprotocols, chat between WebSocket and raw TCP clients in one channel, ping and
-//! close frames, and hostile frames that get a close with a reason. The client side
+//! close frames, hostile frames that get a close with a reason, 510-byte bodies, the
+//! sendq cut-off, `Origin` checks, trusted proxies' forwarded addresses (and the
+//! per-source limits on them) and WebSocket over TLS. The client side
 //! is `tungstenite` (tests/common/websocket.rs), or raw bytes where a library would
 //! refuse to send them.
 
@@ -233,6 +235,26 @@ e2e! {
         let mut other = from("203.0.113.10").expect("a connection from another address").register_as("other");
         other.barrier();
         drop((first, second));
+    }
+
+    fn a_websocket_client_that_never_reads_is_dropped_at_its_sendq(setup) {
+        let server = setup.start_websocket(|config| {
+            config.flood_rate = 0.0;
+            config.sendq = 64 * 1024;
+        });
+        let ws = server.ws_addr.expect("a WebSocket listener");
+        let mut bob = server.register("bob");
+        let mut sender = server.register("sender");
+        join_all("#c", &mut [&mut bob, &mut sender]);
+        let mut slow = WsClient::register(ws, "slow");
+        slow.send("JOIN #c");
+        slow.skip_until(|line| line.contains(" 366 "));
+        bob.expect(":slow!~slow@127.0.0.1 JOIN #c");
+        sender.expect(":slow!~slow@127.0.0.1 JOIN #c");
+        // `slow` is never read again; its socket buffers fill, then its sendq.
+        common::flood_until_cut_off(&mut sender, &mut bob, "slow");
+        bob.expect_nothing();
+        drop(slow);
     }
 
     fn websocket_over_tls_chats_with_tcp(setup) {
