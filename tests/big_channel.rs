@@ -71,7 +71,8 @@ e2e_on! {
         }
         let mut last = server.register(LAST);
         last.send("JOIN #big");
-        last.skip_until(|line| has_numeric(line, "366"));
+        let names = last.skip_until(|line| has_numeric(line, "366"));
+        assert_names_list_everyone_within_linelen(&names);
 
         // The sockets stay open until every reader is done: a member that left would
         // be a QUIT in the others' input.
@@ -133,6 +134,30 @@ e2e_on! {
             );
         }
     }
+}
+
+/// The joiner's NAMES: 353 lines of at most 512 bytes (CR LF included) that name
+/// every member once.
+fn assert_names_list_everyone_within_linelen(reply: &[String]) {
+    let mut named = HashMap::new();
+    for line in reply.iter().filter(|line| has_numeric(line, "353")) {
+        assert!(line.len() + 2 <= 512, "{} bytes: {line}", line.len() + 2);
+        let (_, names) = line.split_once(" :").expect("353 ends with its names");
+        for name in names.split(' ') {
+            *named
+                .entry(name.trim_start_matches(['@', '+']))
+                .or_insert(0) += 1;
+        }
+    }
+    assert_eq!(
+        named.len(),
+        MEMBERS + 1,
+        "every member and the joiner named"
+    );
+    assert!(
+        named.values().all(|&count| count == 1),
+        "a name listed twice"
+    );
 }
 
 fn nick(index: usize) -> String {
