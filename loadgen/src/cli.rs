@@ -63,6 +63,8 @@ pub enum Command {
         /// part of what an idle client costs a server.
         #[arg(short = 'k', long, default_value_t = 0)]
         channels: u32,
+        #[command(flatten)]
+        churn: ChurnArgs,
     },
     /// Compare a result with a baseline, both made with --repeat: exits 1 when a figure
     /// is significantly slower beyond its tolerance or the result lost messages, 2 when
@@ -76,6 +78,23 @@ pub enum Command {
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
     },
+}
+
+/// The churn of `idle`: members leaving and joining again during the hold, and
+/// members that stop reading, while another loadgen measures bystanders.
+#[derive(Debug, Clone, Copy, Args, Serialize)]
+pub struct ChurnArgs {
+    /// Members (the first N clients) that PART their channel and JOIN it again,
+    /// in turn, during the hold (0: none).
+    #[arg(long, default_value_t = 0)]
+    pub churners: u32,
+    /// PART + JOIN cycles per second over all churners.
+    #[arg(long, default_value_t = 10.0)]
+    pub churn_rate: f64,
+    /// Members (the last N clients) that stop reading once set up, so the server
+    /// queues their lines until their sendq is exceeded; they read again to close.
+    #[arg(long, default_value_t = 0)]
+    pub silent: u32,
 }
 
 /// Flags every scenario has.

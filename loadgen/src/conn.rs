@@ -302,6 +302,9 @@ pub struct ClientPlan {
     pub addr: SocketAddr,
     /// Local address to connect from (spreads ports over loopback addresses).
     pub source_ip: Option<IpAddr>,
+    /// Stops reading once set up, until the run closes (`idle --silent`): a member
+    /// whose lines the server must queue.
+    pub silent: bool,
 }
 
 /// Settings every client's setup shares.
@@ -332,7 +335,12 @@ pub struct Ready {
     pub started_at: u64,
 }
 
-/// One client's life: setup under the gate, report, then read until the end.
+/// How often a silent client looks whether the run is closing (then it reads again,
+/// so its QUIT is answered).
+const SILENT_POLL: Duration = Duration::from_millis(50);
+
+/// One client's life: setup under the gate, report, then read until the end (a
+/// silent client: from when the run closes).
 pub async fn run_client(
     shared: Rc<RunShared>,
     setup: Rc<SetupConfig>,
@@ -386,6 +394,9 @@ pub async fn run_client(
         return;
     }
     shared.live_clients.set(shared.live_clients.get() + 1);
+    while plan.silent && !shared.stopping.get() {
+        tokio::time::sleep(SILENT_POLL).await;
+    }
     let end = loop {
         if let Err(e) = reader.read_some(&mut socket, &conn, &shared).await {
             break e;

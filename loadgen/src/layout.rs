@@ -51,6 +51,10 @@ impl Layout {
                 senders: Vec::new(),
             })
             .collect();
+        let silent_from = match scenario {
+            Scenario::Idle { churn, .. } => clients.saturating_sub(churn.silent as usize),
+            _ => clients,
+        };
         let source_ips = source_ips(common);
         let servers = common.addr.all();
         let mut plans = Vec::with_capacity(clients);
@@ -88,6 +92,7 @@ impl Layout {
                 senders_in_channel: 0,
                 addr,
                 source_ip,
+                silent: index >= silent_from,
             });
         }
         for plan in &mut plans {

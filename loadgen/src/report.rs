@@ -296,6 +296,20 @@ pub struct IdleResult {
     pub server_by_pid: Vec<PidUsage>,
     /// loadgen's own usage during the hold.
     pub loadgen: ProcUsage,
+    /// What the churners did during the hold (`--churners`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub churn: Option<ChurnResult>,
+}
+
+/// The churn of an idle run: cycles sent, and the servers' peak memory meanwhile.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ChurnResult {
+    /// PART + JOIN pairs sent.
+    pub cycles: u64,
+    /// Cycles not sent: the churner's connection was broken or its output full.
+    pub failed_sends: u64,
+    /// Highest RSS of the servers (summed) sampled during the hold.
+    pub server_rss_peak: Option<u64>,
 }
 
 impl IdleResult {
@@ -329,6 +343,7 @@ impl IdleResult {
             },
             server_by_pid: hold_usage.map(ServerUsage::parts).unwrap_or_default(),
             loadgen,
+            churn: None,
         }
     }
 }
@@ -348,8 +363,12 @@ impl Report {
                 serde_json::json!({ "traffic": traffic, "channels": channels, "senders_per_channel": senders })
             }
             Scenario::Connect => serde_json::json!({}),
-            Scenario::Idle { hold, channels } => {
-                serde_json::json!({ "hold_s": hold.as_secs_f64(), "channels": channels })
+            Scenario::Idle {
+                hold,
+                channels,
+                churn,
+            } => {
+                serde_json::json!({ "hold_s": hold.as_secs_f64(), "channels": channels, "churn": churn })
             }
         };
         if let (Some(p), serde_json::Value::Object(e)) = (params.as_object_mut(), extra) {
@@ -625,6 +644,18 @@ pub fn print_report(report: &Report) {
         }
         if !idle.server_by_pid.is_empty() {
             let _ = writeln!(out, "  by process: {}", pid_parts(&idle.server_by_pid));
+        }
+        if let Some(churn) = &idle.churn {
+            let _ = writeln!(
+                out,
+                "  churn: {} PART+JOIN cycles sent ({} not sent); server RSS peak {}",
+                churn.cycles,
+                churn.failed_sends,
+                churn.server_rss_peak.map_or_else(
+                    || "(needs --server-pid)".to_owned(),
+                    |rss| format_bytes(rss as f64)
+                )
+            );
         }
     }
     if let Some(max) = report.max_rate {

@@ -16,12 +16,12 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use tokio::sync::mpsc;
 
-use crate::cli::{CommonArgs, TrafficArgs};
+use crate::cli::{ChurnArgs, CommonArgs, TrafficArgs};
 use crate::conn::{run_client, ClientPlan, Conn, Ready, RunShared, SetupConfig};
 use crate::layout::Layout;
 use crate::pacer::Pacer;
 use crate::procstat::{self, ProcUsage, ServerSample, ServerUsage};
-use crate::report::{self, AddrClients, IdleResult, Report, StepResult};
+use crate::report::{self, AddrClients, ChurnResult, IdleResult, Report, StepResult};
 use crate::saturation;
 use crate::schedule::StepSchedule;
 use crate::stats::{new_histogram, Recorder};
@@ -41,8 +41,12 @@ pub enum Scenario {
     },
     /// Connection and registration storm.
     Connect,
-    /// Registered idle clients held for `hold`.
-    Idle { hold: Duration, channels: u32 },
+    /// Registered idle clients held for `hold`, some of them churning or silent.
+    Idle {
+        hold: Duration,
+        channels: u32,
+        churn: ChurnArgs,
+    },
 }
 
 impl Scenario {
@@ -76,7 +80,15 @@ impl Scenario {
                 common,
                 hold,
                 channels,
-            } => (Scenario::Idle { hold, channels }, common),
+                churn,
+            } => (
+                Scenario::Idle {
+                    hold,
+                    channels,
+                    churn,
+                },
+                common,
+            ),
             other => return Err(Box::new(other)),
         })
     }
@@ -351,10 +363,11 @@ async fn run_async(
             Scenario::Connect => {
                 report.steps.push(setup.connect_step(&server_before));
             }
-            Scenario::Idle { hold, .. } => {
+            Scenario::Idle { hold, churn, .. } => {
                 let loaded = procstat::sample_servers(&common.server_pid)?;
                 let own_before = procstat::sample(None)?;
-                tokio::time::sleep(*hold).await;
+                let churned =
+                    hold_with_churn(&setup.conns, layout, churn, *hold, &common.server_pid).await?;
                 let held = procstat::sample_servers(&common.server_pid)?;
                 let own_after = procstat::sample(None)?;
                 let hold_usage = match (&loaded, &held) {
@@ -370,6 +383,9 @@ async fn run_async(
                     hold_usage.as_ref(),
                     ProcUsage::between(&own_before, &own_after, hold.as_secs_f64()),
                 ));
+                if let Some(idle) = report.idle.as_mut() {
+                    idle.churn = churned;
+                }
             }
             Scenario::Fanout { .. } | Scenario::Rooms { .. } => {}
         }
@@ -547,6 +563,66 @@ async fn connect_all(
         server_after,
         own_usage,
     })
+}
+
+/// How often the servers' RSS is sampled while members churn (its peak is reported).
+const CHURN_SAMPLE: Duration = Duration::from_millis(250);
+
+/// Holds the clients for `hold`. With churners, one of them in turn sends `PART` and
+/// `JOIN` for its channel at `--churn-rate` cycles per second meanwhile (their lines
+/// reach every member: the load a busy big channel puts on a server), and the
+/// servers' RSS is sampled every [`CHURN_SAMPLE`]. Returns what was sent and the
+/// highest RSS seen, or None without churners.
+async fn hold_with_churn(
+    conns: &[Rc<Conn>],
+    layout: &Layout,
+    churn: &ChurnArgs,
+    hold: Duration,
+    server_pids: &[u32],
+) -> Result<Option<ChurnResult>> {
+    let churners = (churn.churners as usize).min(conns.len());
+    if churners == 0 {
+        tokio::time::sleep(hold).await;
+        return Ok(None);
+    }
+    if !(churn.churn_rate > 0.0 && churn.churn_rate.is_finite()) {
+        bail!("--churn-rate must be a positive number of cycles per second");
+    }
+    let lines: Vec<Vec<u8>> = layout.clients[..churners]
+        .iter()
+        .map(|plan| match &plan.channel {
+            Some(channel) => format!("PART {channel}\r\nJOIN {channel}\r\n").into_bytes(),
+            None => Vec::new(),
+        })
+        .collect();
+    if lines.iter().any(Vec::is_empty) {
+        bail!("--churners needs channels to churn in: add -k 1 (or more)");
+    }
+    let end = tokio::time::Instant::now() + hold;
+    let mut cycles = tokio::time::interval(Duration::from_secs_f64(1.0 / churn.churn_rate));
+    let mut sampling = tokio::time::interval(CHURN_SAMPLE);
+    let mut result = ChurnResult::default();
+    let mut next = 0;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(end) => break,
+            _ = cycles.tick() => {
+                if conns[next].send(&lines[next]) {
+                    result.cycles += 1;
+                } else {
+                    result.failed_sends += 1;
+                }
+                next = (next + 1) % churners;
+            }
+            _ = sampling.tick() => {
+                if let Some(sample) = procstat::sample_servers(server_pids)? {
+                    let rss = sample.total().rss_bytes;
+                    result.server_rss_peak = Some(result.server_rss_peak.unwrap_or(0).max(rss));
+                }
+            }
+        }
+    }
+    Ok(Some(result))
 }
 
 /// Sends QUIT from every client and waits (bounded) for the server to close them.

@@ -168,16 +168,23 @@ fn send_names(ctx: &mut Ctx<'_>, channel: &CaselessKey) {
             let user = network
                 .user(id)
                 .filter(|u| asker_is_member || !u.invisible)?;
-            let prefix = prefix(membership);
-            Some(match caps.has(Cap::UserhostInNames) {
-                true => format!("{prefix}{}!{}@{}", user.nick, user.user, user.host),
-                false => format!("{prefix}{}", user.nick),
-            })
+            Some((prefix(membership), user))
         });
-    super::reply_in_lines(
+    let userhost = caps.has(Cap::UserhostInNames);
+    super::write_in_lines(
         ctx,
         |ctx| ctx.numeric(RPL_NAMREPLY).arg(symbol).arg(channel.as_str()),
         names,
+        |(prefix, user), line| {
+            line.push_str(prefix);
+            line.push_str(user.nick.as_str());
+            if userhost {
+                line.push('!');
+                line.push_str(&user.user);
+                line.push('@');
+                line.push_str(&user.host);
+            }
+        },
     );
     let end = ctx
         .numeric(RPL_ENDOFNAMES)

@@ -285,19 +285,34 @@ fn reply_in_lines<I: AsRef<str>>(
     header: impl Fn(&Ctx<'_>) -> LineBuilder,
     items: impl IntoIterator<Item = I>,
 ) {
+    write_in_lines(ctx, header, items, |item, line| {
+        line.push_str(item.as_ref())
+    });
+}
+
+/// [`reply_in_lines`] for items that `write` puts straight into the line being
+/// built: no `String` per item (a big channel's NAMES writes one name per member,
+/// for every JOIN). An item that does not fit is moved to the next line (a copy of
+/// that one item, once per line).
+fn write_in_lines<T>(
+    ctx: &mut Ctx<'_>,
+    header: impl Fn(&Ctx<'_>) -> LineBuilder,
+    items: impl IntoIterator<Item = T>,
+    write: impl Fn(&T, &mut String),
+) {
     let room = LINELEN.saturating_sub(header(ctx).len() + 4);
     let mut batch = String::new();
     for item in items {
-        let item = item.as_ref();
-        if !batch.is_empty() && batch.len() + 1 + item.len() > room {
-            let line = header(ctx).trailing(&batch);
-            ctx.reply(line);
-            batch.clear();
-        }
-        if !batch.is_empty() {
+        let before = batch.len();
+        if before > 0 {
             batch.push(' ');
         }
-        batch.push_str(item);
+        write(&item, &mut batch);
+        if before > 0 && batch.len() > room {
+            let line = header(ctx).trailing(&batch[..before]);
+            ctx.reply(line);
+            batch.drain(..=before);
+        }
     }
     if !batch.is_empty() {
         let line = header(ctx).trailing(&batch);

@@ -81,6 +81,12 @@ const DRAIN_TICK: Duration = Duration::from_millis(10);
 /// sends the first slice's writes while input that arrived meanwhile is taken in,
 /// and that input's lines still join the writes of the writers not yet serviced.
 const WRITERS_PER_TURN: usize = 64;
+/// A completion that woke at most this many writers (a reply, a line to a small
+/// channel or a private message) had them serviced ahead of a big fan-out's backlog,
+/// up to [`WRITERS_PER_TURN`] of them a turn besides the backlog's own slice. Without
+/// it, a bystander's line waited behind every member of a big channel that a JOIN or
+/// PART had just woken (issue 34: churn in a channel of 3,000).
+const SMALL_WAKE: usize = WRITERS_PER_TURN;
 /// A send carries everything queued until it holds this many bytes (the lines of
 /// the last batch taken may pass it).
 const SEND_BYTES: usize = 64 << 10;
@@ -121,6 +127,13 @@ struct Listener {
     transport: Transport,
 }
 
+/// The two queues of woken writers ([`Driver::service_writers`]).
+#[derive(Clone, Copy)]
+enum Lane {
+    Urgent,
+    Backlog,
+}
+
 /// A shard on the ring driver.
 pub struct Driver {
     /// The shard's io_uring and the memory its operations use; dropped first, after
@@ -153,8 +166,10 @@ pub struct Driver {
     /// Scratch for the plaintext of several lines encrypted as one run of records
     /// (rustls encrypts one slice at a time); one per shard, not per connection.
     plaintext: Vec<u8>,
-    /// Writers woken and not yet serviced, in the order they were woken.
+    /// Writers woken by big wake-ups and not yet serviced, in the order they were woken.
     writers: VecDeque<u64>,
+    /// Writers woken by small wake-ups ([`SMALL_WAKE`]), serviced first, in order.
+    urgent: VecDeque<u64>,
 }
 
 impl Driver {
@@ -189,6 +204,7 @@ impl Driver {
             send_buffers: SendBuffers::default(),
             plaintext: Vec::new(),
             writers: VecDeque::new(),
+            urgent: VecDeque::new(),
             shard,
         })
     }
@@ -204,13 +220,14 @@ impl Driver {
         }
         while !self.is_done() {
             self.rearm_accepts()?;
-            if self.writers.is_empty() {
+            if self.writers.is_empty() && self.urgent.is_empty() {
                 self.ring.submit_and_wait()?;
             } else {
                 self.ring.collect_ready()?;
             }
             while let Some(completion) = self.ring.next_completion() {
                 self.complete(completion)?;
+                self.sort_woken();
             }
             let enters = self.ring.take_enters();
             self.shard.note_enters(enters);
@@ -448,16 +465,34 @@ impl Driver {
 
     // ---- output --------------------------------------------------------------------
 
-    /// Services the writers woken so far, at most [`WRITERS_PER_TURN`] of them; the
-    /// rest wait for the next turn, which then does not wait for completions.
-    fn service_writers(&mut self) -> io::Result<()> {
+    /// Queues the writers woken since the last look: a small wake-up ahead of the
+    /// backlog ([`SMALL_WAKE`]), a big one behind it. Costs a swap of two vectors.
+    fn sort_woken(&mut self) {
         sys::take_ready(&mut self.ready);
-        self.writers.extend(self.ready.drain(..));
-        for _ in 0..WRITERS_PER_TURN {
-            let Some(token) = self.writers.pop_front() else {
-                break;
-            };
-            self.service_writer(sys::key(token))?;
+        if self.ready.len() <= SMALL_WAKE {
+            self.urgent.extend(self.ready.drain(..));
+        } else {
+            self.writers.extend(self.ready.drain(..));
+        }
+    }
+
+    /// Services the writers woken so far: at most [`WRITERS_PER_TURN`] of the small
+    /// wake-ups' and as many of the backlog's; the rest wait for the next turn, which
+    /// then does not wait for completions. The backlog moves on every turn, however
+    /// many small wake-ups come.
+    fn service_writers(&mut self) -> io::Result<()> {
+        self.sort_woken();
+        for queue in [Lane::Urgent, Lane::Backlog] {
+            for _ in 0..WRITERS_PER_TURN {
+                let next = match queue {
+                    Lane::Urgent => self.urgent.pop_front(),
+                    Lane::Backlog => self.writers.pop_front(),
+                };
+                let Some(token) = next else {
+                    break;
+                };
+                self.service_writer(sys::key(token))?;
+            }
         }
         Ok(())
     }
