@@ -148,7 +148,7 @@ fn to_channel(
         }
     };
     echo(ctx, &outgoing);
-    if status.is_none() {
+    if status.is_none() && ctx.shard.shared.keeps_history() {
         // A STATUSMSG is not kept: history has no notion of who may see it.
         let kind = match route.kind {
             Kind::Tagmsg => history::Kind::Tagmsg,
