@@ -49,7 +49,7 @@ fn latest_once(store: &Store) -> Duration {
     let (done, answer) = std::sync::mpsc::channel();
     let asked = Instant::now();
     store
-        .write(Box::new(move |t| {
+        .read_in_order(Box::new(move |t| {
             let found = history::query(t, "#channel7", &Selection::Latest(None), 100, 0, false)?;
             let _ = done.send(found.len());
             Ok(())

@@ -7,7 +7,9 @@
 //! sends them anywhere (and this shard before it queues the query), so a query sees
 //! every message its client could have seen, committed or still in the writer's
 //! batch, without the shard ever waiting for a disk. The shard spends only the
-//! parse and the access check; reading and formatting happen off it.
+//! parse and the access check; reading and formatting happen off it. A query is a
+//! read-only job ([`crate::store::Store::read_in_order`]): a batch of queries alone
+//! is not committed, so an idle store answers without an fsync.
 
 use super::{labels, Ctx};
 use crate::proto::caps::{Cap, Caps};
@@ -138,7 +140,11 @@ pub fn chathistory(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     };
     // The writer must hold this shard's messages before the query (module comment).
     ctx.flush_history();
-    let queued = ctx.shared().store.as_ref().map(|store| store.write(job));
+    let queued = ctx
+        .shared()
+        .store
+        .as_ref()
+        .map(|store| store.read_in_order(job));
     match queued {
         Some(Ok(())) => ctx.defer_reply(),
         _ => fail(

@@ -10,7 +10,7 @@ use crate::proto::Message;
 const INDEX: &[&str] = &[
     "ringchat help",
     "",
-    "Commands: ADMIN AWAY CAP HELP INFO INVITE ISON JOIN KICK KNOCK LINKS LIST",
+    "Commands: ADMIN AWAY CAP CHATHISTORY HELP INFO INVITE ISON JOIN KICK KNOCK LINKS LIST",
     "LUSERS MODE MONITOR MOTD NAMES NICK NOTICE PART PASS PING PONG PRIVMSG QUIT SETNAME",
     "STATS TAGMSG TIME TOPIC USER USERHOST VERSION WHO WHOIS WHOWAS",
     "Operators: OPER KILL WALLOPS KLINE UNKLINE DLINE UNDLINE REHASH DIE",
@@ -30,6 +30,14 @@ const TOPICS: &[(&str, &[&str])] = &[
     (
         "CAP",
         &["CAP LS|LIST|REQ|END", "Negotiates IRCv3 capabilities."],
+    ),
+    (
+        "CHATHISTORY",
+        &[
+            "CHATHISTORY LATEST|BEFORE|AFTER|AROUND <#channel> <*|msgid=id|timestamp=time> <limit>",
+            "CHATHISTORY BETWEEN <#channel> <ref> <ref> <limit>, CHATHISTORY TARGETS <time> <time> <limit>",
+            "Replays a channel's kept messages to its members (IRCv3 draft/chathistory).",
+        ],
     ),
     (
         "HELP",

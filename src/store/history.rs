@@ -89,13 +89,18 @@ pub fn append(
     let mut messages = transaction.open_table(MESSAGES)?;
     let mut msgids = transaction.open_table(MSGIDS)?;
     let mut targets = transaction.open_table(TARGETS)?;
-    let mut touched: Vec<String> = Vec::new();
+    // Each target's (next sequence, count), read once per job and written back once.
+    let mut counters: std::collections::HashMap<String, (u64, u64)> =
+        std::collections::HashMap::new();
     let mut value = Vec::with_capacity(256);
     for record in records {
         let key = target_key(record.channel.as_str());
-        let (next, count) = targets
-            .get(key.as_str())?
-            .map_or((1, 0), |found| found.value());
+        let (next, count) = match counters.get(&key) {
+            Some(&known) => known,
+            None => targets
+                .get(key.as_str())?
+                .map_or((1, 0), |found| found.value()),
+        };
         let wire = record.message.to_wire();
         let millis = wire.time_micros() / 1000;
         value.clear();
@@ -107,11 +112,12 @@ pub fn append(
         if let Some(msgid) = wire.msgid() {
             msgids.insert(msgid, (key.as_str(), millis, next))?;
         }
-        targets.insert(key.as_str(), (next + 1, count + 1))?;
-        if touched.last() != Some(&key) && !touched.contains(&key) {
-            touched.push(key);
-        }
+        counters.insert(key, (next + 1, count + 1));
     }
+    for (key, counts) in &counters {
+        targets.insert(key.as_str(), *counts)?;
+    }
+    let touched: Vec<&String> = counters.keys().collect();
     for key in &touched {
         expire(
             &mut messages,

@@ -58,6 +58,8 @@ pub enum WriteRefused {
 
 enum Message {
     Job(WriteJob),
+    /// A job that only reads, in order with the writes queued before it.
+    Read(WriteJob),
     /// Answered once every job queued before it has committed.
     Barrier(mpsc::Sender<()>),
 }
@@ -95,6 +97,19 @@ impl Store {
     pub fn write(&self, job: WriteJob) -> Result<(), WriteRefused> {
         self.jobs
             .try_send(Message::Job(job))
+            .map_err(|error| match error {
+                TrySendError::Full(_) => WriteRefused::Behind,
+                TrySendError::Disconnected(_) => WriteRefused::Stopped,
+            })
+    }
+
+    /// Queues `job`, which only reads, to run on the writer in order with the jobs
+    /// queued before it: it sees what they wrote, committed or not yet. A batch of
+    /// such jobs alone is not committed (no fsync), so an idle store answers them at
+    /// the speed of the read. What `job` writes anyway may be thrown away.
+    pub fn read_in_order(&self, job: WriteJob) -> Result<(), WriteRefused> {
+        self.jobs
+            .try_send(Message::Read(job))
             .map_err(|error| match error {
                 TrySendError::Full(_) => WriteRefused::Behind,
                 TrySendError::Disconnected(_) => WriteRefused::Stopped,
@@ -156,15 +171,32 @@ fn write_batches(database: &redb::Database, path: &Path, queue: &Receiver<Messag
                 return;
             }
         };
+        let mut wrote = false;
         for message in batch {
             match message {
                 Message::Job(job) => {
+                    wrote = true;
                     if let Err(why) = job(&transaction) {
                         warn!(store = %path.display(), %why, "a store write failed and was left out");
                     }
                 }
+                Message::Read(job) => {
+                    if let Err(why) = job(&transaction) {
+                        warn!(store = %path.display(), %why, "a store read failed");
+                    }
+                }
                 Message::Barrier(done) => barriers.push(done),
             }
+        }
+        if !wrote {
+            // Only reads (and barriers, whose jobs committed in earlier batches).
+            if let Err(why) = transaction.abort() {
+                warn!(store = %path.display(), %why, "a read-only batch did not end cleanly");
+            }
+            for done in barriers.drain(..) {
+                let _ = done.send(());
+            }
+            continue;
         }
         if let Err(why) = transaction.commit() {
             error!(store = %path.display(), %why, "the store cannot commit; its writer stops");
@@ -208,6 +240,27 @@ mod tests {
         }
         store.sync().expect("the writer runs");
         assert_eq!(count(&store, "a"), Some(5_050));
+    }
+
+    #[test]
+    fn a_read_in_order_sees_the_writes_queued_before_it() {
+        let dir = tempdir();
+        let store = Store::open(&dir).expect("the store opens");
+        store.write(add("seen", 3)).expect("queued");
+        let (done, answer) = mpsc::channel();
+        store
+            .read_in_order(Box::new(move |transaction| {
+                let table = transaction.open_table(COUNTS)?;
+                let value = table.get("seen")?.map(|value| value.value());
+                let _ = done.send(value);
+                Ok(())
+            }))
+            .expect("queued");
+        assert_eq!(answer.recv().expect("the writer answers"), Some(3));
+        store
+            .sync()
+            .expect("the writer runs after a read-only batch");
+        assert_eq!(count(&store, "seen"), Some(3));
     }
 
     #[test]
