@@ -30,7 +30,7 @@ use crate::proto::outgoing::{MsgId, Outgoing};
 use crate::proto::{CaselessKey, LineBuilder};
 use crate::state::bus::{Batch, Handoff, Links};
 use crate::state::client::{Client, CloseReason};
-use crate::state::deferred::DeferredReply;
+use crate::state::deferred::Mailbox;
 use crate::state::flood::TokenBucket;
 use crate::state::local_members::LocalMembers;
 use crate::state::log::LogReader;
@@ -132,7 +132,7 @@ pub struct Shard {
     /// one job per scheduler pass ([`Shard::flush_handoffs`]); empty without a store.
     history: Vec<Record>,
     /// Replies built off this shard (CHATHISTORY answers), taken in by [`Shard::pump`].
-    deferred: std::sync::mpsc::Receiver<DeferredReply>,
+    deferred: Mailbox,
     /// When shard 0 last had the store expire old history (`None`: not yet).
     history_swept: Option<Instant>,
 }
@@ -661,7 +661,7 @@ impl Shard {
     /// Delivers the replies built off this shard since its last pass.
     fn take_in_deferred_replies(&mut self) -> bool {
         let mut any = false;
-        while let Ok(reply) = self.deferred.try_recv() {
+        while let Some(reply) = self.deferred.next() {
             any = true;
             for line in reply.lines {
                 self.send(reply.to, line);
