@@ -42,7 +42,7 @@ use crate::proto::outgoing::MsgId;
 use crate::proto::snomask::NoticeKind;
 use crate::state::bus::{Batch, Links};
 use crate::state::client::{Client, CloseReason};
-use crate::state::deferred::DeferredReply;
+use crate::state::deferred::Mailbox;
 use crate::state::flood::TokenBucket;
 use crate::state::local_members::LocalMembers;
 use crate::state::log::LogReader;
@@ -146,7 +146,7 @@ pub struct Shard {
     /// one job per scheduler pass ([`Shard::flush_handoffs`]); empty without a store.
     history: Vec<Record>,
     /// Replies built off this shard (CHATHISTORY answers), taken in by [`Shard::pump`].
-    deferred: std::sync::mpsc::Receiver<DeferredReply>,
+    deferred: Mailbox,
     /// When shard 0 last had the store expire old history (`None`: not yet).
     history_swept: Option<Instant>,
 }

@@ -10,6 +10,7 @@
 use super::bus::Bus;
 use super::ClientId;
 use bytes::Bytes;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
@@ -26,28 +27,63 @@ pub struct DeferredReply {
 #[derive(Debug)]
 pub struct Mailboxes {
     senders: Vec<Sender<DeferredReply>>,
-    receivers: Mutex<Vec<Option<Receiver<DeferredReply>>>>,
+    /// Per shard: a reply was sent since the shard last looked (so a shard's pass
+    /// costs one atomic load, not a channel poll, while nothing comes).
+    pending: Vec<Arc<AtomicBool>>,
+    receivers: Mutex<Vec<Option<Mailbox>>>,
     bus: Arc<Bus>,
+}
+
+/// One shard's receiving end.
+#[derive(Debug)]
+pub struct Mailbox {
+    receiver: Receiver<DeferredReply>,
+    pending: Arc<AtomicBool>,
+}
+
+impl Mailbox {
+    /// The next reply, if one came. Cost while none came: one atomic load.
+    pub fn next(&self) -> Option<DeferredReply> {
+        if !self.pending.load(Ordering::Acquire) {
+            return None;
+        }
+        match self.receiver.try_recv() {
+            Ok(reply) => Some(reply),
+            Err(_) => {
+                // Cleared only when empty; a reply sent after this sets it again.
+                self.pending.store(false, Ordering::Release);
+                self.receiver.try_recv().ok()
+            }
+        }
+    }
 }
 
 impl Mailboxes {
     /// Mailboxes for `shards` shards, woken through `bus`.
     pub fn new(shards: usize, bus: Arc<Bus>) -> Mailboxes {
-        let (senders, receivers) = (0..shards)
-            .map(|_| {
-                let (sender, receiver) = mpsc::channel();
-                (sender, Some(receiver))
-            })
-            .unzip();
+        let mut senders = Vec::with_capacity(shards);
+        let mut pending = Vec::with_capacity(shards);
+        let mut receivers = Vec::with_capacity(shards);
+        for _ in 0..shards {
+            let (sender, receiver) = mpsc::channel();
+            let flag = Arc::new(AtomicBool::new(false));
+            senders.push(sender);
+            pending.push(flag.clone());
+            receivers.push(Some(Mailbox {
+                receiver,
+                pending: flag,
+            }));
+        }
         Mailboxes {
             senders,
+            pending,
             receivers: Mutex::new(receivers),
             bus,
         }
     }
 
     /// Shard `shard`'s receiving end; `None` if it was taken already.
-    pub fn take_receiver(&self, shard: u16) -> Option<Receiver<DeferredReply>> {
+    pub fn take_receiver(&self, shard: u16) -> Option<Mailbox> {
         self.receivers
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -60,6 +96,7 @@ impl Mailboxes {
     pub fn to_shard(&self, shard: u16) -> Option<ReplySender> {
         Some(ReplySender {
             sender: self.senders.get(shard as usize)?.clone(),
+            pending: self.pending.get(shard as usize)?.clone(),
             bus: self.bus.clone(),
             shard,
         })
@@ -70,6 +107,7 @@ impl Mailboxes {
 #[derive(Debug)]
 pub struct ReplySender {
     sender: Sender<DeferredReply>,
+    pending: Arc<AtomicBool>,
     bus: Arc<Bus>,
     shard: u16,
 }
@@ -78,6 +116,7 @@ impl ReplySender {
     /// Queues `reply` and wakes its shard. A shard that has stopped drops it.
     pub fn send(self, reply: DeferredReply) {
         if self.sender.send(reply).is_ok() {
+            self.pending.store(true, Ordering::Release);
             self.bus.wake(self.shard);
         }
     }
