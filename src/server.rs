@@ -12,6 +12,7 @@ use crate::config::{Config, IoMode};
 use crate::io::{self, epoll, ring, uring};
 use crate::settings::checks::check_config;
 use crate::shard::Shard;
+use crate::state::network::Account;
 use crate::state::shared::CounterSnapshot;
 use crate::state::Shared;
 use crate::store::Store;
@@ -93,8 +94,18 @@ impl Server {
         }
         let store = config.data_dir.as_deref().map(Store::open).transpose()?;
         let mut shared = match &joining {
+            // The cluster's snapshot and stream carry the accounts.
             Some(joining) => Shared::starting_from(config, joining.network.clone()),
-            None => Shared::new(config),
+            None => {
+                let accounts = match &store {
+                    Some(store) => crate::store::accounts::load(store)?
+                        .into_iter()
+                        .map(Account::from_stored)
+                        .collect(),
+                    None => Vec::new(),
+                };
+                Shared::with_accounts(config, accounts)
+            }
         };
         shared.store = store;
         let shared = Arc::new(shared);

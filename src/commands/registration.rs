@@ -40,10 +40,13 @@ pub fn cap(ctx: &mut Ctx<'_>, message: &Message<'_>) {
             // Capability values (and so STS, which is nothing without them) are for
             // CAP LS 302 clients only.
             let sts = sts_token(ctx).filter(|_| version_302);
-            let names: Vec<&str> = Cap::ALL
+            let names: Vec<String> = Cap::ALL
                 .iter()
-                .map(|cap| cap.name())
-                .chain(sts.as_deref())
+                .map(|cap| match cap.value().filter(|_| version_302) {
+                    Some(value) => format!("{}={value}", cap.name()),
+                    None => cap.name().to_owned(),
+                })
+                .chain(sts)
                 .collect();
             let mut lines = Vec::new();
             let mut current = String::new();
@@ -54,7 +57,7 @@ pub fn cap(ctx: &mut Ctx<'_>, message: &Message<'_>) {
                 if !current.is_empty() {
                     current.push(' ');
                 }
-                current.push_str(name);
+                current.push_str(&name);
             }
             let last = lines.len();
             lines.push(current);
@@ -196,6 +199,11 @@ pub fn nick(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         ctx.reply(reply);
         return;
     };
+    if wanted.eq_ignore_ascii_case(crate::accounts::NICKSERV) {
+        // The services pseudo-client answers to it on every shard and node.
+        nick_in_use(ctx, wanted);
+        return;
+    }
     if ctx.client().is_registered() {
         change_nick(ctx, wanted);
         return;
@@ -333,6 +341,7 @@ fn try_complete_registration(ctx: &mut Ctx<'_>) {
         client.registration = None;
         client.set_identity(&nick, &user);
     }
+    super::accounts::apply_pending_login(ctx);
     welcome(ctx);
 }
 

@@ -10,7 +10,8 @@
 //! Split by concern: this file is the connection lifecycle, input framing and flood
 //! control, and delivery; [`sync`] keeps the replica in step with the event log and
 //! exchanges hand-offs with other shards; [`notify`] tells local clients what an
-//! applied event changed.
+//! applied event changed; `accounts` offloads slow authentication work and stores
+//! account events.
 //!
 //! Cost of a delivered channel message (the hot path, `PRIVMSG #c`): two ordered-map
 //! lookups in the replica version this shard reads (the channel, the sender's
@@ -21,6 +22,7 @@
 //! members one hand-off pushed to a batch that is sent once per scheduler pass. The
 //! write itself is one `writev` per connection per pass, whatever the number of lines.
 
+mod accounts;
 pub mod monitor;
 pub mod notify;
 pub mod sync;
@@ -73,6 +75,9 @@ pub enum Input<'a> {
     Line(&'a [u8]),
     /// A line over the length limits, already discarded (417).
     TooLong,
+    /// Work the client asked for finished off the shard (a password checked or
+    /// hashed, an account stored): the rest of its command continues.
+    Finished(&'a crate::state::offload::Finished),
 }
 
 /// One shard's state; see the module comment.

@@ -133,6 +133,13 @@ pub struct Client {
     /// User mode `+B`, mirrored from the network state when the client's own MODE
     /// is applied, so the message path tags its messages `bot` without a lookup.
     pub bot: bool,
+    /// The account the client is logged in to, mirrored from the network state when
+    /// its own login is applied, so the message path tags its messages `account=`
+    /// without a lookup.
+    pub account: Option<crate::proto::CaselessKey>,
+    /// SASL, IDENTIFY and REGISTER in progress and their failures; `None` until the
+    /// client first authenticates, so others pay one pointer.
+    pub auth: Option<Box<Authentication>>,
     /// Failed OPER attempts on this connection; the command disconnects the client
     /// when it reaches its limit, so passwords cannot be guessed at line rate.
     pub oper_failures: u8,
@@ -142,6 +149,22 @@ pub struct Client {
     /// When this connection last sent a KNOCK that was delivered (one per
     /// `KNOCK_DELAY`).
     pub last_knock: Option<Instant>,
+}
+
+/// A client's authentication state (see [`Client::auth`]).
+#[derive(Debug, Default)]
+pub struct Authentication {
+    /// `Some` while a SASL PLAIN exchange is open: the base64 received so far, at most
+    /// a few 400-byte chunks (the command bounds it).
+    pub sasl: Option<Vec<u8>>,
+    /// A password is with the workers: one attempt in flight per client, so a
+    /// client cannot queue many argon2 runs.
+    pub in_flight: bool,
+    /// Failed logins on this connection; the command closes it at its limit.
+    pub failures: u8,
+    /// Logged in before registration completed: the login is applied to the network
+    /// once the client is a user.
+    pub pending_account: Option<Box<str>>,
 }
 
 /// What a TLS connection's handshake told the server about the client.
@@ -190,6 +213,8 @@ impl Client {
             delivery_stamp: 0,
             monitoring: Vec::new(),
             bot: false,
+            account: None,
+            auth: None,
             oper_failures: 0,
             tls: None,
             last_knock: None,

@@ -7,7 +7,8 @@
 use super::bus::Bus;
 use super::cluster::ClusterState;
 use super::log::{EventLog, LogReader};
-use super::network::{Layout, Network};
+use super::network::{Account, Layout, Network};
+use super::offload::Offload;
 use super::rehash::Rehash;
 use super::sources::Sources;
 use crate::ban_file::BanStore;
@@ -140,6 +141,9 @@ pub struct Shared {
     /// and reloads on SIGHUP) takes the request up and leaves the outcome for the
     /// operator's shard to deliver.
     pub rehash: Rehash,
+    /// Password hashing and verification, and waits for the store, off the shard
+    /// threads; finished work comes back to the client's shard.
+    pub offload: Offload,
     /// Where KLINEs and DLINEs are written when they change.
     pub ban_store: BanStore,
     /// The node's embedded store in the data directory; `None` when the server
@@ -158,10 +162,17 @@ pub struct Shared {
 impl Shared {
     /// Shared state for a standalone server of `config.shards` shards.
     pub fn new(config: Config) -> Shared {
+        Shared::with_accounts(config, Vec::new())
+    }
+
+    /// Shared state for a standalone server whose network starts with `accounts`
+    /// (read from its store).
+    pub fn with_accounts(config: Config, accounts: Vec<Account>) -> Shared {
         let network = Network::with_server_bans(
             Layout::standalone(config.shards),
             config.server_bans.clone(),
-        );
+        )
+        .with_accounts(accounts);
         Shared::starting_from(config, network)
     }
 
@@ -187,6 +198,7 @@ impl Shared {
             shutting_down: AtomicBool::new(false),
             handoffs_sealed: AtomicUsize::new(0),
             rehash: Rehash::default(),
+            offload: Offload::new(shards),
             ban_store: BanStore::new(config.ban_file.clone(), config.server_bans.clone()),
             store: None,
             started: SystemTime::now(),

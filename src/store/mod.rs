@@ -13,6 +13,8 @@
 //! SQL layer the server does not need) and sled (unmaintained): it is pure Rust,
 //! ACID with crash-safe commits, and its typed tables keep the schema in the code.
 
+pub mod accounts;
+
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};

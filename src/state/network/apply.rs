@@ -14,6 +14,7 @@
 //! O(channels): a JOIN into a channel of 100,000 members costs what one into a
 //! channel of 10 does.
 
+use super::accounts::{Account, MAX_ACCOUNTS};
 use super::channel::{Channel, Membership, Topic, MAX_INVITES};
 use super::event::{Event, Sequenced};
 use super::modes::{apply_mode, ModeChange, ModeRefusal};
@@ -76,6 +77,15 @@ pub enum Refusal {
     /// UNKLINE or UNDLINE of a ban that does not exist.
     #[error("no such server ban")]
     NoSuchServerBan,
+    /// REGISTER of a name that is already an account.
+    #[error("the account already exists")]
+    AccountExists,
+    /// A login to an account that does not exist.
+    #[error("no such account")]
+    NoSuchAccount,
+    /// The network holds [`MAX_ACCOUNTS`](super::accounts::MAX_ACCOUNTS) accounts.
+    #[error("too many accounts")]
+    TooManyAccounts,
     /// A cluster node cannot reach the cluster, so it cannot order the change (never
     /// an outcome of applying: the proposer refuses before proposing).
     #[error("the cluster cannot be reached")]
@@ -188,6 +198,16 @@ pub enum Outcome {
         /// Bans in the new list that were not in the old one.
         added: Vec<ServerBan>,
     },
+    /// An account was registered.
+    AccountRegistered {
+        /// The account as registered.
+        account: Account,
+    },
+    /// The user logged in to `account` (`Some`) or out (`None`).
+    AccountChanged {
+        /// The account's name as registered.
+        account: Option<CaselessKey>,
+    },
     /// A WALLOPS was accepted; every shard sends it to its `+w` users.
     Wallops {
         /// `nick!~user@host` of the operator who sent it.
@@ -223,6 +243,7 @@ impl Network {
                     bot: false,
                     oper: None,
                     wallops: false,
+                    account: None,
                     activity: activity.clone(),
                 },
             ),
@@ -337,6 +358,10 @@ impl Network {
                 Some(_) => Outcome::Refused(Refusal::NoPrivileges),
                 None => Outcome::Unchanged,
             },
+            Event::RegisterAccount {
+                account, password, ..
+            } => self.register_account(account, password, now),
+            Event::SetAccount { client, account } => self.set_account(*client, account.as_deref()),
             Event::Wallops { client, .. } => match self.users.get(client) {
                 Some(user) if user.oper.is_some() => Outcome::Wallops {
                     source: user.source(),
@@ -345,6 +370,42 @@ impl Network {
                 None => Outcome::Unchanged,
             },
         }
+    }
+
+    /// Records a new account unless its name is taken (or the bound is reached).
+    fn register_account(&mut self, name: &str, password: &str, now: u64) -> Outcome {
+        if self.accounts.contains_key(Caseless::new(name)) {
+            return Outcome::Refused(Refusal::AccountExists);
+        }
+        if self.accounts.len() >= MAX_ACCOUNTS {
+            return Outcome::Refused(Refusal::TooManyAccounts);
+        }
+        let account = Account {
+            name: CaselessKey::new(name),
+            password: password.into(),
+            registered_at: now,
+        };
+        self.accounts.insert(account.name.clone(), account.clone());
+        Outcome::AccountRegistered { account }
+    }
+
+    /// Logs a user in to an existing account (spelled as registered) or out.
+    fn set_account(&mut self, client: ClientId, name: Option<&str>) -> Outcome {
+        let account = match name {
+            Some(name) => match self.accounts.get(Caseless::new(name)) {
+                Some(account) => Some(account.name.clone()),
+                None => return Outcome::Refused(Refusal::NoSuchAccount),
+            },
+            None => None,
+        };
+        let Some(user) = self.users.get_mut(&client) else {
+            return Outcome::Unchanged;
+        };
+        if user.account == account {
+            return Outcome::Unchanged;
+        }
+        user.account = account.clone();
+        Outcome::AccountChanged { account }
     }
 
     /// Grants (`Some(account)`) or drops (`None`) `+o`, keeping the count for 252.

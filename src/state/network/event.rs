@@ -209,6 +209,25 @@ pub enum Event {
     /// or corrupt): it keeps its place in the order and changes nothing, here as on
     /// every node that cannot read it.
     Unreadable,
+    /// A client registers an account (REGISTER, NickServ REGISTER). The name is
+    /// claimed for the whole network by this event's place in the order: of two
+    /// registrations of one name, the later is refused everywhere.
+    RegisterAccount {
+        /// The registering client (a user, or a client still registering).
+        client: ClientId,
+        /// The account name (already validated).
+        account: Box<str>,
+        /// The password's argon2id hash, PHC form (hashed off the shard threads).
+        password: Box<str>,
+    },
+    /// A user logs in to an account (`Some`: SASL, IDENTIFY, REGISTER) or out (`None`).
+    /// Authenticating is the command's job; replicas only record the result.
+    SetAccount {
+        /// The user.
+        client: ClientId,
+        /// The account, by name.
+        account: Option<Box<str>>,
+    },
     /// A server operator sends a message to every user with `+w` (WALLOPS).
     Wallops {
         /// The operator.

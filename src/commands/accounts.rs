@@ -1,0 +1,405 @@
+//! Accounts: IRCv3 `draft/account-registration` (`REGISTER`), logging in and out,
+//! and taking up the work the offload workers finished (a password checked or
+//! hashed, an account stored) for the command that asked: SASL ([`super::sasl`]),
+//! NickServ ([`super::nickserv`]) or REGISTER.
+//!
+//! A registration is acknowledged (`REGISTER SUCCESS`, NickServ's notice, 900) only
+//! once the store has committed it, when the server has a data directory: what a
+//! client was told exists survives a crash (SIGKILL) of the server.
+
+use super::Ctx;
+use crate::accounts::{check_password, hash_password, is_valid_account_name, verify_password};
+use crate::proto::numeric::*;
+use crate::proto::Message;
+use crate::shard::Shard;
+use crate::state::client::{Authentication, CloseReason};
+use crate::state::network::{Event, Outcome, Refusal};
+use crate::state::offload::{Busy, Finished, LoginVia, RegisterVia};
+use crate::state::ClientId;
+use std::time::Instant;
+use tracing::{info, warn};
+
+/// Failed logins (SASL, IDENTIFY) a connection may make; the last closes it. Each
+/// costs an argon2 run on a worker, and the per-source limits bound how many
+/// connections can try at once.
+pub const MAX_LOGIN_FAILURES: u8 = 5;
+
+/// The QUIT reason of a client that failed [`MAX_LOGIN_FAILURES`] logins.
+const TOO_MANY_LOGIN_FAILURES: &str = "Too many failed login attempts";
+
+/// `REGISTER <account> {<email> | *} <password>` (IRCv3 `draft/account-registration`),
+/// before or after connection registration (`before-connect`); `*` as the account
+/// is the current nick. E-mail is neither required nor kept. Answered with
+/// `REGISTER SUCCESS <account> :...` once the account is stored, or
+/// `FAIL REGISTER <code> <account> :...` with the spec's codes.
+pub fn register(ctx: &mut Ctx<'_>, message: &Message<'_>) {
+    let wanted = message.param_str(0).unwrap_or_default();
+    let password = message.param(2).unwrap_or_default().to_vec();
+    let account = if wanted == "*" {
+        let nick = ctx.client().nick();
+        if nick == "*" {
+            return fail_register(ctx, "NEED_NICK", "*", "Choose a nickname first");
+        }
+        nick.to_owned()
+    } else {
+        wanted.to_owned()
+    };
+    if logged_in(ctx).is_some() {
+        return fail_register(
+            ctx,
+            "ALREADY_AUTHENTICATED",
+            &account,
+            "You are already logged in",
+        );
+    }
+    if !is_valid_account_name(&account) {
+        return fail_register(ctx, "BAD_ACCOUNT_NAME", &account, "Invalid account name");
+    }
+    if ctx.shard.network().account(&account).is_some() {
+        return fail_register(ctx, "ACCOUNT_EXISTS", &account, "Account already exists");
+    }
+    if let Err(weak) = check_password(&account, &password) {
+        return fail_register(ctx, "WEAK_PASSWORD", &account, &weak.to_string());
+    }
+    if let Err(why) = start_registration(ctx, RegisterVia::Ircv3, &account, password) {
+        fail_register(ctx, "TEMPORARILY_UNAVAILABLE", &account, why);
+    }
+}
+
+/// `FAIL REGISTER <code> <account> :<description>`.
+fn fail_register(ctx: &mut Ctx<'_>, code: &str, account: &str, description: &str) {
+    let reply = ctx
+        .from_server("FAIL")
+        .arg("REGISTER")
+        .arg(code)
+        .arg(account)
+        .trailing(description);
+    ctx.reply(reply);
+}
+
+/// The account the client is logged in to (or will be once registered).
+pub fn logged_in(ctx: &Ctx<'_>) -> Option<String> {
+    let client = ctx.client();
+    match (&client.account, &client.auth) {
+        (Some(account), _) => Some(account.to_string()),
+        (None, Some(auth)) => auth.pending_account.as_deref().map(str::to_owned),
+        (None, None) => None,
+    }
+}
+
+/// The client's authentication state, made on first use.
+pub fn authentication<'c>(ctx: &'c mut Ctx<'_>) -> Option<&'c mut Authentication> {
+    let client = ctx.shard.client_mut(ctx.id)?;
+    Some(client.auth.get_or_insert_with(Box::default))
+}
+
+/// Whether a password of this client is with the workers already.
+pub fn in_flight(ctx: &Ctx<'_>) -> bool {
+    ctx.client()
+        .auth
+        .as_ref()
+        .is_some_and(|auth| auth.in_flight)
+}
+
+fn set_in_flight(ctx: &mut Ctx<'_>, on: bool) {
+    if let Some(auth) = authentication(ctx) {
+        auth.in_flight = on;
+    }
+}
+
+/// Hands the password to a worker to hash; the registration continues in
+/// [`finished`]. `Err` with the reason to tell the client when it cannot start.
+pub fn start_registration(
+    ctx: &mut Ctx<'_>,
+    via: RegisterVia,
+    account: &str,
+    password: Vec<u8>,
+) -> Result<(), &'static str> {
+    if in_flight(ctx) {
+        return Err("Another authentication is in progress");
+    }
+    let name: Box<str> = account.into();
+    let submitted = ctx.shard.offload(ctx.id, move |_| Finished::Hashed {
+        via,
+        account: name,
+        password: hash_password(&password).ok().map(Box::from),
+    });
+    busy_or_started(ctx, submitted)
+}
+
+/// Hands the password to a worker to check against `account`'s hash; the login
+/// continues in [`finished`]. An account that does not exist fails at once (as a
+/// wrong password does, so the answer says nothing more).
+pub fn start_login(
+    ctx: &mut Ctx<'_>,
+    via: LoginVia,
+    account: &str,
+    password: Vec<u8>,
+) -> Result<(), &'static str> {
+    if in_flight(ctx) {
+        return Err("Another authentication is in progress");
+    }
+    let Some(hash) = ctx
+        .shard
+        .network()
+        .account(account)
+        .map(|account| account.password.clone())
+    else {
+        login_failed(ctx, via, account);
+        return Ok(());
+    };
+    let name: Box<str> = account.into();
+    let submitted = ctx.shard.offload(ctx.id, move |_| Finished::Verified {
+        via,
+        account: name,
+        matched: verify_password(&hash, &password),
+    });
+    busy_or_started(ctx, submitted)
+}
+
+fn busy_or_started(ctx: &mut Ctx<'_>, submitted: Result<(), Busy>) -> Result<(), &'static str> {
+    match submitted {
+        Ok(()) => {
+            set_in_flight(ctx, true);
+            Ok(())
+        }
+        Err(Busy) => {
+            warn!(client = ?ctx.id, "authentication refused: the workers are busy");
+            Err("The server is busy; try again in a moment")
+        }
+    }
+}
+
+/// Continues the command whose slow part finished (the shard's
+/// [`Input::Finished`](crate::shard::Input::Finished)).
+pub fn finished(shard: &mut Shard, id: ClientId, finished: &Finished, now: Instant) {
+    let mut ctx = Ctx::new(shard, id, now);
+    set_in_flight(&mut ctx, false);
+    match finished {
+        Finished::Verified {
+            via,
+            account,
+            matched: true,
+        } => match log_in(&mut ctx, account) {
+            Some(account) => login_succeeded(&mut ctx, *via, &account),
+            None => login_failed(&mut ctx, *via, account),
+        },
+        Finished::Verified { via, account, .. } => login_failed(&mut ctx, *via, account),
+        Finished::Hashed {
+            via,
+            account,
+            password: Some(password),
+        } => enrol(&mut ctx, *via, account, password),
+        Finished::Hashed { via, account, .. } => {
+            warn!(%account, "hashing a new account's password failed");
+            registration_failed(
+                &mut ctx,
+                *via,
+                account,
+                "TEMPORARILY_UNAVAILABLE",
+                "The password could not be hashed",
+            );
+        }
+        Finished::Committed {
+            via,
+            account,
+            stored,
+        } => {
+            if !stored {
+                warn!(%account, "the store's writer has stopped: a new account is not on disk");
+            }
+            registered(&mut ctx, *via, account);
+        }
+    }
+}
+
+/// Proposes the new account; once applied (the name is this client's everywhere),
+/// waits on a worker for the store to commit it, then answers.
+fn enrol(ctx: &mut Ctx<'_>, via: RegisterVia, account: &str, password: &str) {
+    let outcome = ctx.shard.propose(Event::RegisterAccount {
+        client: ctx.id,
+        account: account.into(),
+        password: password.into(),
+    });
+    let account = match outcome {
+        Outcome::AccountRegistered { account } => account.name.to_string(),
+        Outcome::Refused(Refusal::AccountExists) => {
+            return registration_failed(
+                ctx,
+                via,
+                account,
+                "ACCOUNT_EXISTS",
+                "Account already exists",
+            )
+        }
+        Outcome::Refused(refusal) => {
+            let text = refusal.to_string();
+            return registration_failed(ctx, via, account, "TEMPORARILY_UNAVAILABLE", &text);
+        }
+        _ => return,
+    };
+    info!(client = ?ctx.id, %account, "account registered");
+    if ctx.shard.shared.store.is_none() {
+        return registered(ctx, via, &account);
+    }
+    let name: Box<str> = account.as_str().into();
+    let submitted = ctx
+        .shard
+        .offload(ctx.id, move |shared| Finished::Committed {
+            via,
+            stored: shared
+                .store
+                .as_ref()
+                .is_some_and(|store| store.sync().is_ok()),
+            account: name,
+        });
+    match submitted {
+        Ok(()) => set_in_flight(ctx, true),
+        // Queued for the store already; only the wait for it could not be queued.
+        Err(Busy) => registered(ctx, via, &account),
+    }
+}
+
+/// The account exists (and is stored): log the client in and tell it.
+fn registered(ctx: &mut Ctx<'_>, via: RegisterVia, account: &str) {
+    let Some(account) = log_in(ctx, account) else {
+        return;
+    };
+    match via {
+        RegisterVia::Ircv3 => {
+            let reply = ctx
+                .from_server("REGISTER")
+                .arg("SUCCESS")
+                .arg(&account)
+                .trailing("Account successfully registered");
+            ctx.reply(reply);
+        }
+        RegisterVia::NickServ => super::nickserv::tell(
+            ctx,
+            &format!("Account {account} registered; you are now logged in to it"),
+        ),
+    }
+    send_logged_in(ctx, &account);
+}
+
+fn registration_failed(
+    ctx: &mut Ctx<'_>,
+    via: RegisterVia,
+    account: &str,
+    code: &str,
+    description: &str,
+) {
+    match via {
+        RegisterVia::Ircv3 => fail_register(ctx, code, account, description),
+        RegisterVia::NickServ => {
+            super::nickserv::tell(ctx, &format!("{account} was not registered: {description}"))
+        }
+    }
+}
+
+/// Logs the client in to `account`: a user through the network (every shard and node
+/// learns it, `account-notify`), a client still registering once it is a user.
+/// Returns the account's name as registered, `None` if it no longer exists.
+pub fn log_in(ctx: &mut Ctx<'_>, account: &str) -> Option<String> {
+    let name = ctx.shard.network().account(account)?.name.to_string();
+    if ctx.client().is_registered() {
+        let outcome = ctx.shard.propose(Event::SetAccount {
+            client: ctx.id,
+            account: Some(name.as_str().into()),
+        });
+        if matches!(outcome, Outcome::Refused(_)) {
+            return None;
+        }
+    } else if let Some(auth) = authentication(ctx) {
+        auth.pending_account = Some(name.as_str().into());
+    }
+    Some(name)
+}
+
+/// A client that logged in while registering becomes logged in as a user (called
+/// once registration completed).
+pub fn apply_pending_login(ctx: &mut Ctx<'_>) {
+    let pending = authentication(ctx).and_then(|auth| auth.pending_account.take());
+    if let Some(account) = pending {
+        ctx.shard.propose(Event::SetAccount {
+            client: ctx.id,
+            account: Some(account),
+        });
+    }
+}
+
+/// `900 RPL_LOGGEDIN <nick> <nick>!<user>@<host> <account> :You are now logged in as
+/// <account>` (IRCv3 SASL 3.1; sent for every way of logging in, as Ergo does).
+fn send_logged_in(ctx: &mut Ctx<'_>, account: &str) {
+    let mask = if ctx.client().is_registered() {
+        ctx.client().source().to_owned()
+    } else {
+        format!("{}!*@{}", ctx.client().nick(), ctx.client().host)
+    };
+    let reply = ctx
+        .numeric(RPL_LOGGEDIN)
+        .arg(&mask)
+        .arg(account)
+        .trailing(format!("You are now logged in as {account}"));
+    ctx.reply(reply);
+}
+
+fn login_succeeded(ctx: &mut Ctx<'_>, via: LoginVia, account: &str) {
+    info!(client = ?ctx.id, %account, ?via, "logged in");
+    send_logged_in(ctx, account);
+    match via {
+        LoginVia::Sasl => {
+            let reply = ctx
+                .numeric(RPL_SASLSUCCESS)
+                .trailing("SASL authentication successful");
+            ctx.reply(reply);
+        }
+        LoginVia::Identify => {
+            super::nickserv::tell(ctx, &format!("You are now identified for {account}"))
+        }
+    }
+}
+
+/// Answers a failed login and counts it; the [`MAX_LOGIN_FAILURES`]th closes the
+/// connection.
+pub fn login_failed(ctx: &mut Ctx<'_>, via: LoginVia, account: &str) {
+    match via {
+        LoginVia::Sasl => {
+            let reply = ctx
+                .numeric(ERR_SASLFAIL)
+                .trailing("SASL authentication failed");
+            ctx.reply(reply);
+        }
+        LoginVia::Identify => {
+            super::nickserv::tell(ctx, &format!("Invalid password for {account}"))
+        }
+    }
+    let failures = match authentication(ctx) {
+        Some(auth) => {
+            auth.failures = auth.failures.saturating_add(1);
+            auth.failures
+        }
+        None => return,
+    };
+    warn!(client = ?ctx.id, host = %ctx.client().host, %account, failures, "login failed");
+    if failures >= MAX_LOGIN_FAILURES {
+        ctx.shard
+            .close(ctx.id, CloseReason::Server(TOO_MANY_LOGIN_FAILURES));
+    }
+}
+
+/// Logs a user out (NickServ LOGOUT): `901 RPL_LOGGEDOUT` and `account-notify`.
+pub fn log_out(ctx: &mut Ctx<'_>) {
+    let outcome = ctx.shard.propose(Event::SetAccount {
+        client: ctx.id,
+        account: None,
+    });
+    if let Outcome::AccountChanged { account: None } = outcome {
+        let mask = ctx.client().source().to_owned();
+        let reply = ctx
+            .numeric(RPL_LOGGEDOUT)
+            .arg(&mask)
+            .trailing("You are now logged out");
+        ctx.reply(reply);
+    }
+}

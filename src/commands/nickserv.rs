@@ -1,0 +1,157 @@
+//! `NickServ`: the account commands users type (`/msg NickServ REGISTER ...`, or the
+//! `NS`/`NICKSERV` commands), answered as NOTICEs from a `NickServ` pseudo-client
+//! that every shard and node answers for itself (no services daemon, no link). Its
+//! nick is reserved: no user can take it.
+
+use super::accounts::{log_out, logged_in, start_login, start_registration};
+use super::Ctx;
+use crate::accounts::{check_password, is_valid_account_name, NICKSERV};
+use crate::proto::{LineBuilder, Message};
+use crate::state::offload::{LoginVia, RegisterVia};
+
+/// Whether `target` (a PRIVMSG's) is NickServ.
+pub fn is_nickserv(target: &str) -> bool {
+    target.eq_ignore_ascii_case(NICKSERV)
+        || target
+            .split_once('@')
+            .is_some_and(|(nick, _)| nick.eq_ignore_ascii_case(NICKSERV))
+}
+
+/// `NS <command> ...` and `NICKSERV <command> ...`: the parameters are the words.
+pub fn command(ctx: &mut Ctx<'_>, message: &Message<'_>) {
+    let words: Vec<String> = message
+        .params()
+        .iter()
+        .flat_map(|param| {
+            String::from_utf8_lossy(param)
+                .split(' ')
+                .filter(|word| !word.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    run(ctx, &words);
+}
+
+/// `PRIVMSG NickServ :<command> ...`.
+pub fn privmsg(ctx: &mut Ctx<'_>, text: &[u8]) {
+    let words: Vec<String> = String::from_utf8_lossy(text)
+        .split(' ')
+        .filter(|word| !word.is_empty())
+        .map(str::to_owned)
+        .collect();
+    run(ctx, &words);
+}
+
+/// A NOTICE from NickServ to this client.
+pub fn tell(ctx: &mut Ctx<'_>, text: &str) {
+    let source = format!("{NICKSERV}!{NICKSERV}@{}", ctx.config().server_name);
+    let line = LineBuilder::from_source(&source, "NOTICE")
+        .arg(ctx.client().nick())
+        .trailing(text);
+    ctx.reply(line);
+}
+
+fn run(ctx: &mut Ctx<'_>, words: &[String]) {
+    let Some((verb, args)) = words.split_first() else {
+        return help(ctx);
+    };
+    match verb.to_ascii_uppercase().as_str() {
+        "REGISTER" => register(ctx, args),
+        "IDENTIFY" | "LOGIN" => identify(ctx, args),
+        "LOGOUT" => {
+            if logged_in(ctx).is_none() {
+                tell(ctx, "You are not logged in");
+            } else {
+                log_out(ctx);
+                tell(ctx, "You are now logged out");
+            }
+        }
+        "INFO" => info(ctx, args),
+        "HELP" => help(ctx),
+        _ => tell(ctx, &format!("Unknown command {verb}; try HELP")),
+    }
+}
+
+/// `REGISTER <password> [email]`: registers the current nick as an account.
+fn register(ctx: &mut Ctx<'_>, args: &[String]) {
+    let Some(password) = args.first() else {
+        return tell(ctx, "Syntax: REGISTER <password> [email]");
+    };
+    let account = ctx.client().nick().to_owned();
+    if logged_in(ctx).is_some() {
+        return tell(ctx, "You are already logged in");
+    }
+    if !is_valid_account_name(&account) {
+        return tell(ctx, &format!("{account} cannot be an account name"));
+    }
+    if ctx.shard.network().account(&account).is_some() {
+        return tell(ctx, &format!("{account} is already registered"));
+    }
+    if let Err(weak) = check_password(&account, password.as_bytes()) {
+        return tell(ctx, &format!("{account} was not registered: {weak}"));
+    }
+    if let Err(why) = start_registration(
+        ctx,
+        RegisterVia::NickServ,
+        &account,
+        password.as_bytes().to_vec(),
+    ) {
+        tell(ctx, why);
+    }
+}
+
+/// `IDENTIFY [account] <password>`: logs in (to the current nick's account without
+/// one).
+fn identify(ctx: &mut Ctx<'_>, args: &[String]) {
+    let (account, password) = match args {
+        [password] => (ctx.client().nick().to_owned(), password),
+        [account, password, ..] => (account.clone(), password),
+        [] => return tell(ctx, "Syntax: IDENTIFY [account] <password>"),
+    };
+    if logged_in(ctx).is_some() {
+        return tell(ctx, "You are already logged in");
+    }
+    if let Err(why) = start_login(
+        ctx,
+        LoginVia::Identify,
+        &account,
+        password.as_bytes().to_vec(),
+    ) {
+        tell(ctx, why);
+    }
+}
+
+/// `INFO [account]`: when it was registered, and who is logged in to it here.
+fn info(ctx: &mut Ctx<'_>, args: &[String]) {
+    let name = match args.first() {
+        Some(name) => name.clone(),
+        None => match logged_in(ctx) {
+            Some(account) => account,
+            None => ctx.client().nick().to_owned(),
+        },
+    };
+    let network = ctx.shard.network_version();
+    let Some(account) = network.account(&name) else {
+        return tell(ctx, &format!("{name} is not registered"));
+    };
+    let registered = crate::proto::time::human(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(account.registered_at),
+    );
+    tell(
+        ctx,
+        &format!("Account {}: registered {registered}", account.name),
+    );
+}
+
+fn help(ctx: &mut Ctx<'_>) {
+    for line in [
+        "NickServ: your account, kept by this network.",
+        "REGISTER <password> [email]: register your current nick as an account",
+        "IDENTIFY [account] <password>: log in (or use SASL PLAIN when connecting)",
+        "LOGOUT: log out",
+        "INFO [account]: when an account was registered",
+    ] {
+        tell(ctx, line);
+    }
+}

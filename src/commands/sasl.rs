@@ -1,0 +1,131 @@
+//! SASL (IRCv3 SASL 3.1 and 3.2): `AUTHENTICATE`, mechanism PLAIN, with the 900-908
+//! numerics. The exchange may run before or after connection registration; the
+//! password is checked by an offload worker, never on the shard's thread.
+
+use super::accounts::{authentication, in_flight, logged_in, start_login};
+use super::Ctx;
+use crate::accounts::decode_plain;
+use crate::proto::numeric::*;
+use crate::proto::{LineBuilder, Message};
+use crate::state::offload::LoginVia;
+
+/// Longest `AUTHENTICATE` argument; a full one means more follows (IRCv3 SASL 3.1).
+pub const CHUNK_LEN: usize = 400;
+
+/// Most base64 one exchange may carry: a PLAIN message of a NICKLEN account, twice,
+/// and a [`MAX_PASSWORD_LEN`](crate::accounts::MAX_PASSWORD_LEN) password fits.
+pub const MAX_SASL_BYTES: usize = 4 * CHUNK_LEN;
+
+/// The mechanisms offered (`sasl=` in CAP LS 302, 908).
+pub const MECHANISMS: &str = "PLAIN";
+
+/// `AUTHENTICATE <mechanism>` opens an exchange (`AUTHENTICATE +` asks for the
+/// message); then `AUTHENTICATE <base64>` in 400-byte chunks (`+` for an empty last
+/// one); `AUTHENTICATE *` aborts (906). 907 to a client already logged in, 905 past
+/// the size bounds, 908 and 904 for an unknown mechanism, 904 for anything
+/// malformed or a wrong password; 900 and 903 on success.
+pub fn authenticate(ctx: &mut Ctx<'_>, message: &Message<'_>) {
+    let argument = message.param(0).unwrap_or_default();
+    if logged_in(ctx).is_some() {
+        let reply = ctx
+            .numeric(ERR_SASLALREADY)
+            .trailing("You have already authenticated using SASL");
+        return ctx.reply(reply);
+    }
+    if argument == b"*" {
+        close_exchange(ctx);
+        let reply = ctx
+            .numeric(ERR_SASLABORTED)
+            .trailing("SASL authentication aborted");
+        return ctx.reply(reply);
+    }
+    if argument.len() > CHUNK_LEN {
+        close_exchange(ctx);
+        let reply = ctx
+            .numeric(ERR_SASLTOOLONG)
+            .trailing("SASL message too long");
+        return ctx.reply(reply);
+    }
+    let open = ctx
+        .client()
+        .auth
+        .as_ref()
+        .is_some_and(|auth| auth.sasl.is_some());
+    if !open {
+        return choose_mechanism(ctx, argument);
+    }
+    let Some(auth) = authentication(ctx) else {
+        return;
+    };
+    let Some(received) = auth.sasl.as_mut() else {
+        return;
+    };
+    if argument != b"+" {
+        received.extend_from_slice(argument);
+    }
+    if received.len() > MAX_SASL_BYTES {
+        close_exchange(ctx);
+        let reply = ctx
+            .numeric(ERR_SASLTOOLONG)
+            .trailing("SASL message too long");
+        return ctx.reply(reply);
+    }
+    if argument.len() == CHUNK_LEN {
+        return;
+    }
+    let received = authentication(ctx)
+        .and_then(|auth| auth.sasl.take())
+        .unwrap_or_default();
+    let credentials = match decode_plain(&received) {
+        Ok(credentials) => credentials,
+        Err(why) => {
+            tracing::debug!(client = ?ctx.id, %why, "malformed SASL PLAIN message");
+            return fail(ctx);
+        }
+    };
+    if let Err(why) = start_login(
+        ctx,
+        LoginVia::Sasl,
+        &credentials.account,
+        credentials.password,
+    ) {
+        let reply = ctx.numeric(ERR_SASLFAIL).trailing(why);
+        ctx.reply(reply);
+    }
+}
+
+/// The first `AUTHENTICATE` of an exchange names the mechanism.
+fn choose_mechanism(ctx: &mut Ctx<'_>, mechanism: &[u8]) {
+    if in_flight(ctx) {
+        let reply = ctx
+            .numeric(ERR_SASLFAIL)
+            .trailing("Another authentication is in progress");
+        return ctx.reply(reply);
+    }
+    if !mechanism.eq_ignore_ascii_case(b"PLAIN") {
+        let reply = ctx
+            .numeric(RPL_SASLMECHS)
+            .arg(MECHANISMS)
+            .trailing("are available SASL mechanisms");
+        ctx.reply(reply);
+        return fail(ctx);
+    }
+    if let Some(auth) = authentication(ctx) {
+        auth.sasl = Some(Vec::new());
+    }
+    ctx.send(LineBuilder::sourceless("AUTHENTICATE").arg("+").finish());
+}
+
+fn close_exchange(ctx: &mut Ctx<'_>) {
+    if let Some(auth) = ctx.shard.client_mut(ctx.id).and_then(|c| c.auth.as_mut()) {
+        auth.sasl = None;
+    }
+}
+
+/// 904, without counting a login failure: nothing was checked.
+fn fail(ctx: &mut Ctx<'_>) {
+    let reply = ctx
+        .numeric(ERR_SASLFAIL)
+        .trailing("SASL authentication failed");
+    ctx.reply(reply);
+}
