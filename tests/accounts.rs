@@ -70,7 +70,7 @@ fn sasl_login(
     client.send(&format!("NICK {nick}"));
     client.send(&format!("USER {nick} 0 * :{nick} real"));
     client.skip_until(|line| line.starts_with(":ringchat.local CAP * LS :"));
-    client.send(&format!("CAP REQ :sasl {caps}").trim_end().to_owned());
+    client.send(format!("CAP REQ :sasl {caps}").trim_end());
     client.skip_until(|line| line.contains(" ACK :"));
     client.send("AUTHENTICATE PLAIN");
     client.expect("AUTHENTICATE +");

@@ -89,13 +89,16 @@ pub enum Finished {
     },
 }
 
+/// One shard's completion queue: what finished, for which of its clients.
+type CompletionQueue = Mutex<Vec<(ClientId, Finished)>>;
+
 /// The pool and every shard's completion queue; see the module contract.
 pub struct Offload {
     /// The task queue, made (and the workers started) by the first submit: a server
     /// that never authenticates anyone pays no threads.
     tasks: OnceLock<SyncSender<Task>>,
     /// Per shard: what finished for its clients, not yet taken in.
-    finished: Box<[Mutex<Vec<(ClientId, Finished)>>]>,
+    finished: Box<[CompletionQueue]>,
     /// Per shard: whether `finished` holds anything (one load per pump).
     has_finished: Box<[AtomicBool]>,
 }
