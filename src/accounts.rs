@@ -19,6 +19,11 @@ pub const MAX_PASSWORD_LEN: usize = 300;
 /// The name of the services pseudo-client; no user may take it as a nick.
 pub const NICKSERV: &str = "NickServ";
 
+/// NickServ's `nick!user@host` on server `server_name`: the source of its NOTICEs.
+pub fn nickserv_source(server_name: &str) -> String {
+    format!("{NICKSERV}!{NICKSERV}@{server_name}")
+}
+
 /// Whether `name` can be an account: a valid nick (so an account can always be
 /// used as one) without `\`, so it needs no escaping in an `account=` tag.
 pub fn is_valid_account_name(name: &str) -> bool {

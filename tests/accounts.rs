@@ -145,6 +145,7 @@ e2e! {
         alice.send("NS LOGOUT");
         alice.expect_numeric("901");
         alice.expect(":NickServ!NickServ@ringchat.local NOTICE alice :You are now logged out");
+        alice.expect(":NickServ!NickServ@ringchat.local NOTICE alice :This nick is registered: log in to its account (IDENTIFY, or SASL) within 30 seconds, or you will be renamed");
         let mut other = server.register("other");
         other.send("NICKSERV IDENTIFY alice wrong-horse");
         other.expect(":NickServ!NickServ@ringchat.local NOTICE other :Invalid password for alice");
@@ -182,6 +183,53 @@ e2e! {
         plain_member.expect_nothing();
         alice2.send("NS IDENTIFY alice correct-horse");
         watcher.expect(&format!("@account=alice :{} ACCOUNT alice", alice2.source()));
+    }
+
+    fn a_registered_nick_is_renamed_after_its_grace_period_and_ghost_frees_it(setup) {
+        let server = setup.start_with(|config| config.nick_grace = std::time::Duration::from_secs(1));
+        let mut founder = server.register("founder");
+        founder.send("REGISTER alice * correct-horse");
+        founder.skip_until(|l| has_numeric(l, "900"));
+        let mut squatter = server.connect();
+        squatter.send("NICK alice");
+        squatter.send("USER sq 0 * :Squatter");
+        let burst = squatter.skip_until(|l| l.contains("This nick is registered"));
+        assert!(burst.iter().any(|l| has_numeric(l, "422")), "{burst:?}");
+        // The liveness tick renames it once the second of grace is over.
+        let rename = squatter.line();
+        assert!(rename.starts_with(":alice!~sq@127.0.0.1 NICK :Guest-"), "{rename}");
+        let guest = rename.rsplit(':').next().unwrap_or_default().to_owned();
+        squatter.expect(&format!(":NickServ!NickServ@ringchat.local NOTICE {guest} :That nick is registered and you did not log in to its account; you are now known by this one"));
+        squatter.nick = guest;
+
+        let mut stale = server.connect();
+        stale.send("NICK alice");
+        stale.send("USER stale 0 * :Stale");
+        stale.skip_until(|l| l.contains("This nick is registered"));
+        let (mut owner, _) = sasl_login(&server, "owner", "alice", "correct-horse", "");
+        owner.send("NS GHOST alice");
+        owner.expect(":NickServ!NickServ@ringchat.local NOTICE owner :alice has been disconnected");
+        let closing = stale.expect_closed();
+        assert!(closing.iter().any(|l| l.contains("Killed (NickServ (GHOST command used by owner))")), "{closing:?}");
+        owner.send("NICK alice");
+        owner.expect(":owner!~owner@127.0.0.1 NICK :alice");
+        squatter.send("NS GHOST alice");
+        squatter.expect(&format!(":NickServ!NickServ@ringchat.local NOTICE {} :You must be logged in to the account alice to free its nick", squatter.nick));
+    }
+
+    fn strict_enforcement_refuses_a_registered_nick_and_renames_at_registration(setup) {
+        let server = setup.start_with(|config| config.nick_grace = std::time::Duration::ZERO);
+        let mut founder = server.register("founder");
+        founder.send("REGISTER alice * correct-horse");
+        founder.skip_until(|l| has_numeric(l, "900"));
+        let mut bob = server.register("bob");
+        bob.send("NICK alice");
+        bob.expect(":ringchat.local 433 bob alice :Nickname is already in use");
+        let mut squatter = server.connect();
+        squatter.send("NICK alice");
+        squatter.send("USER sq 0 * :Squatter");
+        let burst = squatter.skip_until(|l| l.contains(" NICK :Guest-"));
+        assert!(burst.iter().any(|l| has_numeric(l, "001")), "{burst:?}");
     }
 
     fn bad_authenticate_input_gets_numerics_never_a_login(setup) {

@@ -403,3 +403,36 @@ pub fn log_out(ctx: &mut Ctx<'_>) {
         ctx.reply(reply);
     }
 }
+
+/// After registration, a nick change or a logout: a user holding an account's name
+/// without being logged in to it is warned by NickServ and renamed once the grace
+/// period (`--nick-grace`) is over, or at once when it is 0 (strict).
+pub fn check_nick(ctx: &mut Ctx<'_>) {
+    if !ctx.shard.holds_anothers_nick(ctx.id) {
+        return;
+    }
+    let grace = ctx.config().nick_grace;
+    if grace.is_zero() {
+        ctx.shard.rename_to_guest(ctx.id);
+        return;
+    }
+    super::nickserv::tell(
+        ctx,
+        &format!(
+            "This nick is registered: log in to its account (IDENTIFY, or SASL) within {} seconds, or you will be renamed",
+            grace.as_secs()
+        ),
+    );
+    ctx.shard.watch_nick(ctx.id, ctx.now);
+}
+
+/// Whether strict nick enforcement (`--nick-grace 0`) keeps this client from
+/// taking `nick`: an account it is not logged in to.
+pub fn nick_is_protected(ctx: &Ctx<'_>, nick: &str) -> bool {
+    if !ctx.config().nick_grace.is_zero() {
+        return false;
+    }
+    ctx.shard.network().account(nick).is_some_and(|account| {
+        logged_in(ctx).is_none_or(|mine| !mine.eq_ignore_ascii_case(account.name.as_str()))
+    })
+}

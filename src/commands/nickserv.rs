@@ -3,10 +3,11 @@
 //! that every shard and node answers for itself (no services daemon, no link). Its
 //! nick is reserved: no user can take it.
 
-use super::accounts::{log_out, logged_in, start_login, start_registration};
+use super::accounts::{check_nick, log_out, logged_in, start_login, start_registration};
 use super::Ctx;
-use crate::accounts::{check_password, is_valid_account_name, NICKSERV};
+use crate::accounts::{check_password, is_valid_account_name, nickserv_source, NICKSERV};
 use crate::proto::{LineBuilder, Message};
+use crate::state::network::{Event, Outcome, Refusal};
 use crate::state::offload::{LoginVia, RegisterVia};
 
 /// Whether `target` (a PRIVMSG's) is NickServ.
@@ -45,7 +46,7 @@ pub fn privmsg(ctx: &mut Ctx<'_>, text: &[u8]) {
 
 /// A NOTICE from NickServ to this client.
 pub fn tell(ctx: &mut Ctx<'_>, text: &str) {
-    let source = format!("{NICKSERV}!{NICKSERV}@{}", ctx.config().server_name);
+    let source = nickserv_source(&ctx.config().server_name);
     let line = LineBuilder::from_source(&source, "NOTICE")
         .arg(ctx.client().nick())
         .trailing(text);
@@ -65,9 +66,11 @@ fn run(ctx: &mut Ctx<'_>, words: &[String]) {
             } else {
                 log_out(ctx);
                 tell(ctx, "You are now logged out");
+                check_nick(ctx);
             }
         }
         "INFO" => info(ctx, args),
+        "GHOST" => ghost(ctx, args),
         "HELP" => help(ctx),
         _ => tell(ctx, &format!("Unknown command {verb}; try HELP")),
     }
@@ -144,6 +147,30 @@ fn info(ctx: &mut Ctx<'_>, args: &[String]) {
     );
 }
 
+/// `GHOST <nick>`: disconnects whoever holds the nick of the account the user is
+/// logged in to (a stale connection of its own, or someone in its grace period).
+fn ghost(ctx: &mut Ctx<'_>, args: &[String]) {
+    let Some(target) = args.first() else {
+        return tell(ctx, "Syntax: GHOST <nick>");
+    };
+    let outcome = ctx.shard.propose(Event::Ghost {
+        client: ctx.id,
+        target: target.as_str().into(),
+    });
+    match outcome {
+        Outcome::Killed { nick, .. } => tell(ctx, &format!("{nick} has been disconnected")),
+        Outcome::Refused(Refusal::NoPrivileges) => tell(
+            ctx,
+            &format!("You must be logged in to the account {target} to free its nick"),
+        ),
+        Outcome::Refused(Refusal::NoSuchNick) => {
+            tell(ctx, &format!("Nobody else is using {target}"))
+        }
+        Outcome::Refused(refusal) => tell(ctx, &refusal.to_string()),
+        _ => {}
+    }
+}
+
 fn help(ctx: &mut Ctx<'_>) {
     for line in [
         "NickServ: your account, kept by this network.",
@@ -151,6 +178,7 @@ fn help(ctx: &mut Ctx<'_>) {
         "IDENTIFY [account] <password>: log in (or use SASL PLAIN when connecting)",
         "LOGOUT: log out",
         "INFO [account]: when an account was registered",
+        "GHOST <nick>: disconnect whoever uses your account's nick",
     ] {
         tell(ctx, line);
     }

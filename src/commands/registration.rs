@@ -247,6 +247,10 @@ fn change_nick(ctx: &mut Ctx<'_>, wanted: &str) {
     if ctx.client().nick() == wanted {
         return;
     }
+    if super::accounts::nick_is_protected(ctx, wanted) {
+        nick_in_use(ctx, wanted);
+        return;
+    }
     let outcome = ctx.shard.propose(Event::ChangeNick {
         client: ctx.id,
         nick: wanted.into(),
@@ -256,6 +260,7 @@ fn change_nick(ctx: &mut Ctx<'_>, wanted: &str) {
             if let Some(client) = ctx.shard.client_mut(ctx.id) {
                 client.rename(wanted);
             }
+            super::accounts::check_nick(ctx);
         }
         Outcome::Refused(refusal @ Refusal::ClusterUnavailable) => {
             reply_refusal(ctx, refusal, "", wanted)
@@ -343,6 +348,7 @@ fn try_complete_registration(ctx: &mut Ctx<'_>) {
     }
     super::accounts::apply_pending_login(ctx);
     welcome(ctx);
+    super::accounts::check_nick(ctx);
 }
 
 /// The closing reason if a KLINE (or DLINE) keeps out `~user@ip` of this client.

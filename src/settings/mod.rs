@@ -215,6 +215,7 @@ impl Values {
             registration_timeout: seconds(v.registration_timeout),
             shutdown_timeout: seconds(v.shutdown_timeout),
             write_timeout: seconds(v.write_timeout),
+            nick_grace: seconds(v.nick_grace),
             sources: SourceLimits {
                 max_connections: v.max_per_source,
                 connect_burst: v.source_connect_burst,

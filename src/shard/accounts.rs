@@ -1,10 +1,12 @@
 //! The shard's side of accounts: handing slow work (argon2, store waits) to the
 //! [`Offload`](crate::state::offload::Offload) workers and taking their results in,
-//! and writing each applied account event to the node's store once.
+//! writing each applied account event to the node's store once, and renaming users
+//! who keep a registered nick past its grace period without logging in.
 
 use super::{Input, Shard};
+use crate::proto::LineBuilder;
 use crate::state::log::Entry;
-use crate::state::network::Outcome;
+use crate::state::network::{Event, Outcome};
 use crate::state::offload::{Busy, Finished};
 use crate::state::{ClientId, Shared};
 use crate::store::accounts;
@@ -61,5 +63,72 @@ impl Shard {
                 warn!(account = %account.name, %why, "an account was not written to the store");
             }
         }
+    }
+
+    /// Whether local user `id` holds a nick that is an account it is not logged in to.
+    pub fn holds_anothers_nick(&self, id: ClientId) -> bool {
+        let network = self.network();
+        let Some(user) = network.user(id) else {
+            return false;
+        };
+        network
+            .account(user.nick.as_str())
+            .is_some_and(|account| user.account.as_ref() != Some(&account.name))
+    }
+
+    /// Starts `id`'s grace period for the registered nick it holds; the liveness tick
+    /// renames it once the period is over unless it logged in or changed nick.
+    pub fn watch_nick(&mut self, id: ClientId, now: Instant) {
+        let deadline = now + self.shared.config.nick_grace;
+        self.nick_deadlines.retain(|&(client, _)| client != id);
+        self.nick_deadlines.push((id, deadline));
+    }
+
+    /// Renames the users whose grace period is over and who still hold another's
+    /// nick; one that cannot be renamed now (the guest nick is taken, the cluster is
+    /// unreachable) is tried again at the next tick.
+    pub(super) fn enforce_nicks(&mut self, now: Instant) {
+        if self.nick_deadlines.is_empty() {
+            return;
+        }
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.nick_deadlines)
+            .into_iter()
+            .partition(|&(_, deadline)| deadline <= now);
+        self.nick_deadlines = waiting;
+        for (id, _) in due {
+            if self.client(id).is_some_and(|client| !client.closing)
+                && self.holds_anothers_nick(id)
+                && !self.rename_to_guest(id)
+            {
+                self.nick_deadlines.push((id, now));
+            }
+        }
+    }
+
+    /// Renames `id` to a fresh `Guest-<n>` and tells it why; `false` if the change
+    /// was refused.
+    pub fn rename_to_guest(&mut self, id: ClientId) -> bool {
+        self.guests += 1;
+        // Unique per shard and node; a clash with a user's own choice is refused
+        // by the log and retried with the next number.
+        let number = (self.guests * 64 + u64::from(self.id)) * 64 + u64::from(self.node);
+        let guest = format!("Guest-{number}");
+        let outcome = self.propose(Event::ChangeNick {
+            client: id,
+            nick: guest.as_str().into(),
+        });
+        if !matches!(outcome, Outcome::NickChanged { .. }) {
+            return false;
+        }
+        if let Some(client) = self.client_mut(id) {
+            client.rename(&guest);
+        }
+        let source = crate::accounts::nickserv_source(&self.shared.config.server_name);
+        let line = LineBuilder::from_source(&source, "NOTICE")
+            .arg(&guest)
+            .trailing("That nick is registered and you did not log in to its account; you are now known by this one")
+            .finish();
+        self.send(id, line);
+        true
     }
 }

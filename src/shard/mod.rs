@@ -131,6 +131,12 @@ pub struct Shard {
     /// Outcomes of this shard's cluster proposals, by proposal number, until the
     /// waiting proposer takes its own.
     answered: Vec<(u64, crate::state::network::Outcome)>,
+    /// Local users holding a registered nick without being logged in to its
+    /// account, and when their grace period ends (`--nick-grace`); at most one entry
+    /// per client, dropped when it is renamed or found logged in.
+    nick_deadlines: Vec<(ClientId, Instant)>,
+    /// Guest nicks this shard has handed out, numbering the next.
+    guests: u64,
 }
 
 impl Shard {
@@ -171,6 +177,8 @@ impl Shard {
             proposals: 0,
             unordered: Vec::new(),
             answered: Vec::new(),
+            nick_deadlines: Vec::new(),
+            guests: 0,
             shared,
         }
     }
@@ -482,6 +490,7 @@ impl Shard {
         self.close_doomed();
         self.propose_reloaded_bans();
         self.answer_rehashes();
+        self.enforce_nicks(now);
     }
 
     /// Tells this shard's operators who sent REHASH how the reload went (see

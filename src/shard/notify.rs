@@ -212,6 +212,10 @@ impl Shard {
                 let why = format!("Killed ({by} ({reason}))");
                 self.doomed.push((*victim, CloseReason::Killed(why)));
             }
+            (Event::Ghost { .. }, Outcome::Killed { victim, by, .. }) if self.is_local(*victim) => {
+                let why = format!("Killed (NickServ (GHOST command used by {by}))");
+                self.doomed.push((*victim, CloseReason::Killed(why)));
+            }
             (Event::AddBan { ban, .. }, Outcome::BanAdded) => {
                 self.close_banned(ban, entry.at_unix);
             }

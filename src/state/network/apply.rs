@@ -362,6 +362,7 @@ impl Network {
                 account, password, ..
             } => self.register_account(account, password, now),
             Event::SetAccount { client, account } => self.set_account(*client, account.as_deref()),
+            Event::Ghost { client, target } => self.ghost(*client, target),
             Event::Wallops { client, .. } => match self.users.get(client) {
                 Some(user) if user.oper.is_some() => Outcome::Wallops {
                     source: user.source(),
@@ -406,6 +407,31 @@ impl Network {
         }
         user.account = account.clone();
         Outcome::AccountChanged { account }
+    }
+
+    /// Only the owner of the account named `target` ghosts (481), and only a user
+    /// holding that nick other than itself (401). Like KILL, the victim stays a user
+    /// until its own shard closes it.
+    fn ghost(&mut self, client: ClientId, target: &str) -> Outcome {
+        let Some(by) = self.users.get(&client) else {
+            return Outcome::Unchanged;
+        };
+        if by
+            .account
+            .as_ref()
+            .is_none_or(|account| !account.as_str().eq_ignore_ascii_case(target))
+        {
+            return Outcome::Refused(Refusal::NoPrivileges);
+        }
+        let by = by.nick.clone();
+        match self.user_by_nick(target) {
+            Some((victim, user)) if victim != client => Outcome::Killed {
+                victim,
+                nick: user.nick.clone(),
+                by,
+            },
+            _ => Outcome::Refused(Refusal::NoSuchNick),
+        }
     }
 
     /// Grants (`Some(account)`) or drops (`None`) `+o`, keeping the count for 252.

@@ -228,6 +228,14 @@ pub enum Event {
         /// The account, by name.
         account: Option<Box<str>>,
     },
+    /// A user logged in to an account disconnects whoever holds the account's name
+    /// as a nick (NickServ GHOST); the holder's shard closes it.
+    Ghost {
+        /// The account's owner.
+        client: ClientId,
+        /// The nick to free (an account's name).
+        target: Box<str>,
+    },
     /// A server operator sends a message to every user with `+w` (WALLOPS).
     Wallops {
         /// The operator.
