@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::tls::TestPki;
 use common::{has_numeric, join_all, register_with_caps, Client, Setup, TestServer};
 use std::path::PathBuf;
 
@@ -121,7 +122,7 @@ e2e! {
         client.nick = "zed".to_owned();
         client.send("CAP LS 302");
         let ls = client.line();
-        assert!(ls.contains(" sasl=PLAIN "), "{ls}");
+        assert!(ls.contains(" sasl=PLAIN,EXTERNAL "), "{ls}");
         assert!(ls.contains(" draft/account-registration=before-connect,custom-account-name "), "{ls}");
         client.send("NICK zed");
         client.send("REGISTER * * shivarampassphrase");
@@ -232,13 +233,50 @@ e2e! {
         assert!(burst.iter().any(|l| has_numeric(l, "001")), "{burst:?}");
     }
 
+    fn sasl_external_logs_in_with_a_certificate_the_account_added(setup) {
+        let pki = TestPki::new();
+        let identity = pki.client_identity();
+        let server = setup.start_tls(&pki, |_| {});
+        let mut alice = Client::register(server.connect_tls(pki.client_config_with(&identity)), "alice");
+        alice.send("REGISTER * * correct-horse");
+        alice.skip_until(|l| has_numeric(l, "900"));
+        alice.send("NS CERT ADD");
+        alice.expect(&format!(":NickServ!NickServ@ringchat.local NOTICE alice :{} now logs in to alice (SASL EXTERNAL)", identity.fingerprint));
+        alice.send("NS CERT LIST");
+        alice.expect(&format!(":NickServ!NickServ@ringchat.local NOTICE alice :alice: {}", identity.fingerprint));
+
+        let mut again = server.connect_tls(pki.client_config_with(&identity));
+        again.send("NICK again");
+        again.send("AUTHENTICATE EXTERNAL");
+        again.expect("AUTHENTICATE +");
+        again.send("AUTHENTICATE +");
+        again.expect(":ringchat.local 900 again again!*@127.0.0.1 alice :You are now logged in as alice");
+        again.expect(":ringchat.local 903 again :SASL authentication successful");
+
+        let mut stranger = server.connect_tls(pki.client_config());
+        stranger.send("NICK stranger");
+        stranger.send("AUTHENTICATE EXTERNAL");
+        stranger.expect("AUTHENTICATE +");
+        stranger.send("AUTHENTICATE +");
+        stranger.expect(":ringchat.local 904 stranger :SASL authentication failed");
+
+        alice.send(&format!("NS CERT DEL {}", identity.fingerprint.to_uppercase()));
+        alice.expect(&format!(":NickServ!NickServ@ringchat.local NOTICE alice :{} no longer logs in to alice", identity.fingerprint));
+        let mut late = server.connect_tls(pki.client_config_with(&identity));
+        late.send("NICK late");
+        late.send("AUTHENTICATE EXTERNAL");
+        late.expect("AUTHENTICATE +");
+        late.send("AUTHENTICATE +");
+        late.expect(":ringchat.local 904 late :SASL authentication failed");
+    }
+
     fn bad_authenticate_input_gets_numerics_never_a_login(setup) {
         let server = setup.start();
         let _alice = register_account(&server, "alice", "correct-horse");
         let mut client = server.connect();
         client.send("NICK probe");
         client.send("AUTHENTICATE SCRAM-MD5");
-        client.expect(":ringchat.local 908 probe PLAIN :are available SASL mechanisms");
+        client.expect(":ringchat.local 908 probe PLAIN,EXTERNAL :are available SASL mechanisms");
         client.expect(":ringchat.local 904 probe :SASL authentication failed");
         client.send("AUTHENTICATE PLAIN");
         client.expect("AUTHENTICATE +");

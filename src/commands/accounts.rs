@@ -344,7 +344,8 @@ fn send_logged_in(ctx: &mut Ctx<'_>, account: &str) {
     ctx.reply(reply);
 }
 
-fn login_succeeded(ctx: &mut Ctx<'_>, via: LoginVia, account: &str) {
+/// Tells the client it is logged in (900, then 903 or NickServ's notice).
+pub fn login_succeeded(ctx: &mut Ctx<'_>, via: LoginVia, account: &str) {
     info!(client = ?ctx.id, %account, ?via, "logged in");
     send_logged_in(ctx, account);
     match via {

@@ -64,7 +64,13 @@ pub(super) fn reply_refusal(ctx: &mut Ctx<'_>, refusal: Refusal, channel: &str, 
             }),
         // The account commands answer these themselves (FAIL REGISTER, NickServ);
         // anywhere else a NOTICE says what happened.
-        Refusal::AccountExists | Refusal::NoSuchAccount | Refusal::TooManyAccounts => ctx
+        Refusal::AccountExists
+        | Refusal::NoSuchAccount
+        | Refusal::TooManyAccounts
+        | Refusal::NotLoggedIn
+        | Refusal::CertificateInUse
+        | Refusal::CertificateListFull
+        | Refusal::NoSuchCertificate => ctx
             .from_server("NOTICE")
             .arg(ctx.client().nick())
             .trailing(format!("Refused: {refusal}")),

@@ -71,6 +71,7 @@ fn run(ctx: &mut Ctx<'_>, words: &[String]) {
         }
         "INFO" => info(ctx, args),
         "GHOST" => ghost(ctx, args),
+        "CERT" => cert(ctx, args),
         "HELP" => help(ctx),
         _ => tell(ctx, &format!("Unknown command {verb}; try HELP")),
     }
@@ -171,6 +172,81 @@ fn ghost(ctx: &mut Ctx<'_>, args: &[String]) {
     }
 }
 
+/// `CERT ADD [fingerprint]` (the connection's own certificate without one),
+/// `CERT DEL <fingerprint>`, `CERT LIST`: the client certificates that log in to the
+/// account with SASL EXTERNAL.
+fn cert(ctx: &mut Ctx<'_>, args: &[String]) {
+    let Some(account) = logged_in(ctx) else {
+        return tell(ctx, "Log in to your account first");
+    };
+    let verb = args.first().map(|verb| verb.to_ascii_uppercase());
+    match (verb.as_deref(), args.get(1)) {
+        (Some("LIST"), _) => {
+            let certfps = ctx
+                .shard
+                .network()
+                .account(&account)
+                .map(|account| account.certfps.clone())
+                .unwrap_or_default();
+            if certfps.is_empty() {
+                tell(ctx, &format!("{account} has no certificates"));
+            }
+            for certfp in certfps {
+                tell(ctx, &format!("{account}: {certfp}"));
+            }
+        }
+        (Some(verb @ ("ADD" | "DEL")), given) => {
+            let own = ctx.client().tls.as_ref().and_then(|tls| tls.certfp.clone());
+            let Some(certfp) = given
+                .map(|fp| normalize_certfp(fp))
+                .or(own.map(String::from))
+            else {
+                return tell(
+                    ctx,
+                    "Syntax: CERT ADD <fingerprint> (or connect with a client certificate)",
+                );
+            };
+            if certfp.len() != 64 || !certfp.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return tell(
+                    ctx,
+                    "A fingerprint is the certificate's SHA-256 in hex (64 digits)",
+                );
+            }
+            let add = verb == "ADD";
+            let outcome = ctx.shard.propose(Event::SetCertificate {
+                client: ctx.id,
+                certfp: certfp.as_str().into(),
+                add,
+            });
+            match outcome {
+                Outcome::AccountUpdated { .. } if add => tell(
+                    ctx,
+                    &format!("{certfp} now logs in to {account} (SASL EXTERNAL)"),
+                ),
+                Outcome::AccountUpdated { .. } => {
+                    tell(ctx, &format!("{certfp} no longer logs in to {account}"))
+                }
+                Outcome::Unchanged => tell(ctx, &format!("{account} already has {certfp}")),
+                Outcome::Refused(refusal) => tell(ctx, &format!("CERT {verb}: {refusal}")),
+                _ => {}
+            }
+        }
+        _ => tell(
+            ctx,
+            "Syntax: CERT ADD [fingerprint] | CERT DEL <fingerprint> | CERT LIST",
+        ),
+    }
+}
+
+/// A fingerprint as users paste it (`AB:CD:...`), as the server writes it (`abcd...`).
+fn normalize_certfp(given: &str) -> String {
+    given
+        .chars()
+        .filter(|&c| c != ':')
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
 fn help(ctx: &mut Ctx<'_>) {
     for line in [
         "NickServ: your account, kept by this network.",
@@ -179,6 +255,7 @@ fn help(ctx: &mut Ctx<'_>) {
         "LOGOUT: log out",
         "INFO [account]: when an account was registered",
         "GHOST <nick>: disconnect whoever uses your account's nick",
+        "CERT ADD [fingerprint] | DEL <fingerprint> | LIST: certificates for SASL EXTERNAL",
     ] {
         tell(ctx, line);
     }

@@ -1,13 +1,19 @@
-//! SASL (IRCv3 SASL 3.1 and 3.2): `AUTHENTICATE`, mechanism PLAIN, with the 900-908
-//! numerics. The exchange may run before or after connection registration; the
-//! password is checked by an offload worker, never on the shard's thread.
+//! SASL (IRCv3 SASL 3.1 and 3.2): `AUTHENTICATE`, mechanisms PLAIN and EXTERNAL, with
+//! the 900-908 numerics. The exchange may run before or after connection
+//! registration; a PLAIN password is checked by an offload worker, never on the
+//! shard's thread; EXTERNAL needs no check but the TLS client certificate's
+//! fingerprint, which the handshake already computed.
 
-use super::accounts::{authentication, in_flight, logged_in, start_login};
+use super::accounts::{
+    authentication, in_flight, log_in, logged_in, login_failed, login_succeeded, start_login,
+};
 use super::Ctx;
 use crate::accounts::decode_plain;
 use crate::proto::numeric::*;
 use crate::proto::{LineBuilder, Message};
+use crate::state::client::{SaslExchange, SaslMechanism};
 use crate::state::offload::LoginVia;
+use base64::Engine;
 
 /// Longest `AUTHENTICATE` argument; a full one means more follows (IRCv3 SASL 3.1).
 pub const CHUNK_LEN: usize = 400;
@@ -16,8 +22,8 @@ pub const CHUNK_LEN: usize = 400;
 /// and a [`MAX_PASSWORD_LEN`](crate::accounts::MAX_PASSWORD_LEN) password fits.
 pub const MAX_SASL_BYTES: usize = 4 * CHUNK_LEN;
 
-/// The mechanisms offered (`sasl=` in CAP LS 302, 908).
-pub const MECHANISMS: &str = "PLAIN";
+/// The mechanisms offered (908; `sasl=` in CAP LS 302 says the same).
+pub const MECHANISMS: &str = "PLAIN,EXTERNAL";
 
 /// `AUTHENTICATE <mechanism>` opens an exchange (`AUTHENTICATE +` asks for the
 /// message); then `AUTHENTICATE <base64>` in 400-byte chunks (`+` for an empty last
@@ -57,7 +63,7 @@ pub fn authenticate(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let Some(auth) = authentication(ctx) else {
         return;
     };
-    let Some(received) = auth.sasl.as_mut() else {
+    let Some(received) = auth.sasl.as_mut().map(|exchange| &mut exchange.received) else {
         return;
     };
     if argument != b"+" {
@@ -73,10 +79,13 @@ pub fn authenticate(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     if argument.len() == CHUNK_LEN {
         return;
     }
-    let received = authentication(ctx)
-        .and_then(|auth| auth.sasl.take())
-        .unwrap_or_default();
-    let credentials = match decode_plain(&received) {
+    let Some(exchange) = authentication(ctx).and_then(|auth| auth.sasl.take()) else {
+        return;
+    };
+    if exchange.mechanism == SaslMechanism::External {
+        return external(ctx, &exchange.received);
+    }
+    let credentials = match decode_plain(&exchange.received) {
         Ok(credentials) => credentials,
         Err(why) => {
             tracing::debug!(client = ?ctx.id, %why, "malformed SASL PLAIN message");
@@ -102,18 +111,53 @@ fn choose_mechanism(ctx: &mut Ctx<'_>, mechanism: &[u8]) {
             .trailing("Another authentication is in progress");
         return ctx.reply(reply);
     }
-    if !mechanism.eq_ignore_ascii_case(b"PLAIN") {
+    let mechanism = if mechanism.eq_ignore_ascii_case(b"PLAIN") {
+        SaslMechanism::Plain
+    } else if mechanism.eq_ignore_ascii_case(b"EXTERNAL") {
+        SaslMechanism::External
+    } else {
         let reply = ctx
             .numeric(RPL_SASLMECHS)
             .arg(MECHANISMS)
             .trailing("are available SASL mechanisms");
         ctx.reply(reply);
         return fail(ctx);
-    }
+    };
     if let Some(auth) = authentication(ctx) {
-        auth.sasl = Some(Vec::new());
+        auth.sasl = Some(SaslExchange {
+            mechanism,
+            received: Vec::new(),
+        });
     }
     ctx.send(LineBuilder::sourceless("AUTHENTICATE").arg("+").finish());
+}
+
+/// EXTERNAL (RFC 4422 appendix A): the account that accepts the connection's TLS
+/// client certificate; the message is an authorization identity, empty or that
+/// account. 904 without a certificate, or for one no account accepts.
+fn external(ctx: &mut Ctx<'_>, message: &[u8]) {
+    let certfp = ctx.client().tls.as_ref().and_then(|tls| tls.certfp.clone());
+    let account = certfp.and_then(|certfp| {
+        ctx.shard
+            .network()
+            .account_by_certfp(&certfp)
+            .map(|account| account.name.to_string())
+    });
+    let authzid = base64::engine::general_purpose::STANDARD.decode(message);
+    let account = match (account, authzid) {
+        (Some(account), Ok(authzid))
+            if authzid.is_empty() || authzid.eq_ignore_ascii_case(account.as_bytes()) =>
+        {
+            account
+        }
+        (account, _) => {
+            let tried = account.as_deref().unwrap_or("*").to_owned();
+            return login_failed(ctx, LoginVia::Sasl, &tried);
+        }
+    };
+    if let Some(account) = log_in(ctx, &account) {
+        login_succeeded(ctx, LoginVia::Sasl, &account);
+    }
 }
 
 fn close_exchange(ctx: &mut Ctx<'_>) {

@@ -96,7 +96,7 @@ impl Cap {
     /// connecting, under a name other than the nick; no e-mail needed).
     pub fn value(self) -> Option<&'static str> {
         match self {
-            Cap::Sasl => Some("PLAIN"),
+            Cap::Sasl => Some("PLAIN,EXTERNAL"),
             Cap::AccountRegistration => Some("before-connect,custom-account-name"),
             _ => None,
         }

@@ -58,7 +58,9 @@ impl Shard {
         if entry.origin != self.id && !(self.id == 0 && from_another_node) {
             return;
         }
-        if let Outcome::AccountRegistered { account } = &entry.outcome {
+        if let Outcome::AccountRegistered { account } | Outcome::AccountUpdated { account } =
+            &entry.outcome
+        {
             if let Err(why) = store.write(accounts::put(account.to_stored())) {
                 warn!(account = %account.name, %why, "an account was not written to the store");
             }

@@ -154,9 +154,9 @@ pub struct Client {
 /// A client's authentication state (see [`Client::auth`]).
 #[derive(Debug, Default)]
 pub struct Authentication {
-    /// `Some` while a SASL PLAIN exchange is open: the base64 received so far, at most
-    /// a few 400-byte chunks (the command bounds it).
-    pub sasl: Option<Vec<u8>>,
+    /// `Some` while a SASL exchange is open: its mechanism and the base64 received
+    /// so far, at most a few 400-byte chunks (the command bounds it).
+    pub sasl: Option<SaslExchange>,
     /// A password is with the workers: one attempt in flight per client, so a
     /// client cannot queue many argon2 runs.
     pub in_flight: bool,
@@ -165,6 +165,24 @@ pub struct Authentication {
     /// Logged in before registration completed: the login is applied to the network
     /// once the client is a user.
     pub pending_account: Option<Box<str>>,
+}
+
+/// An open SASL exchange (see [`Authentication::sasl`]).
+#[derive(Debug)]
+pub struct SaslExchange {
+    /// The mechanism the client chose.
+    pub mechanism: SaslMechanism,
+    /// The base64 received so far.
+    pub received: Vec<u8>,
+}
+
+/// The SASL mechanisms the server offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaslMechanism {
+    /// RFC 4616: account and password.
+    Plain,
+    /// RFC 4422 appendix A: the TLS client certificate (its fingerprint).
+    External,
 }
 
 /// What a TLS connection's handshake told the server about the client.

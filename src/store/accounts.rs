@@ -22,6 +22,8 @@ pub struct StoredAccount {
     pub password: Box<str>,
     /// Registration time, Unix seconds.
     pub registered_at: u64,
+    /// Client certificate fingerprints accepted for SASL EXTERNAL.
+    pub certfps: Vec<Box<str>>,
 }
 
 /// The job that writes `account` (a registration or a password change).
@@ -77,6 +79,7 @@ mod tests {
             name: name.into(),
             password: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
             registered_at: 7,
+            certfps: vec!["ab".into()],
         };
         {
             let store = Store::open(&dir).expect("the store opens");

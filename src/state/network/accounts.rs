@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 /// flood cannot grow the state (and every node's store) without bound.
 pub const MAX_ACCOUNTS: usize = 1_000_000;
 
+/// Most client certificate fingerprints one account accepts for SASL EXTERNAL.
+pub const MAX_CERTFPS: usize = 8;
+
 /// One registered account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
@@ -20,6 +23,9 @@ pub struct Account {
     pub password: Box<str>,
     /// When it was registered, Unix seconds (the event's time, so every replica agrees).
     pub registered_at: u64,
+    /// SHA-256 fingerprints (lowercase hex) of the client certificates that log in
+    /// to it with SASL EXTERNAL; at most [`MAX_CERTFPS`].
+    pub certfps: Vec<Box<str>>,
 }
 
 impl Account {
@@ -29,6 +35,7 @@ impl Account {
             name: self.name.as_str().into(),
             password: self.password.clone(),
             registered_at: self.registered_at,
+            certfps: self.certfps.clone(),
         }
     }
 
@@ -38,6 +45,7 @@ impl Account {
             name: CaselessKey::new(&stored.name),
             password: stored.password,
             registered_at: stored.registered_at,
+            certfps: stored.certfps,
         }
     }
 }

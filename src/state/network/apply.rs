@@ -14,7 +14,7 @@
 //! O(channels): a JOIN into a channel of 100,000 members costs what one into a
 //! channel of 10 does.
 
-use super::accounts::{Account, MAX_ACCOUNTS};
+use super::accounts::{Account, MAX_ACCOUNTS, MAX_CERTFPS};
 use super::channel::{Channel, Membership, Topic, MAX_INVITES};
 use super::event::{Event, Sequenced};
 use super::modes::{apply_mode, ModeChange, ModeRefusal};
@@ -86,6 +86,18 @@ pub enum Refusal {
     /// The network holds [`MAX_ACCOUNTS`](super::accounts::MAX_ACCOUNTS) accounts.
     #[error("too many accounts")]
     TooManyAccounts,
+    /// The user is not logged in to an account.
+    #[error("you are not logged in")]
+    NotLoggedIn,
+    /// Another account already accepts this certificate.
+    #[error("that certificate already belongs to an account")]
+    CertificateInUse,
+    /// The account accepts [`MAX_CERTFPS`] certificates.
+    #[error("the account has as many certificates as it may")]
+    CertificateListFull,
+    /// The account does not accept this certificate.
+    #[error("the account has no such certificate")]
+    NoSuchCertificate,
     /// A cluster node cannot reach the cluster, so it cannot order the change (never
     /// an outcome of applying: the proposer refuses before proposing).
     #[error("the cluster cannot be reached")]
@@ -201,6 +213,11 @@ pub enum Outcome {
     /// An account was registered.
     AccountRegistered {
         /// The account as registered.
+        account: Account,
+    },
+    /// An account changed (its certificates); `account` is its new state.
+    AccountUpdated {
+        /// The account as it now is.
         account: Account,
     },
     /// The user logged in to `account` (`Some`) or out (`None`).
@@ -363,6 +380,11 @@ impl Network {
             } => self.register_account(account, password, now),
             Event::SetAccount { client, account } => self.set_account(*client, account.as_deref()),
             Event::Ghost { client, target } => self.ghost(*client, target),
+            Event::SetCertificate {
+                client,
+                certfp,
+                add,
+            } => self.set_certificate(*client, certfp, *add),
             Event::Wallops { client, .. } => match self.users.get(client) {
                 Some(user) if user.oper.is_some() => Outcome::Wallops {
                     source: user.source(),
@@ -385,9 +407,46 @@ impl Network {
             name: CaselessKey::new(name),
             password: password.into(),
             registered_at: now,
+            certfps: Vec::new(),
         };
         self.accounts.insert(account.name.clone(), account.clone());
         Outcome::AccountRegistered { account }
+    }
+
+    /// Adds or removes a certificate of the account `client` is logged in to; a
+    /// certificate belongs to one account at most.
+    fn set_certificate(&mut self, client: ClientId, certfp: &str, add: bool) -> Outcome {
+        let Some(user) = self.users.get(&client) else {
+            return Outcome::Unchanged;
+        };
+        let Some(name) = user.account.clone() else {
+            return Outcome::Refused(Refusal::NotLoggedIn);
+        };
+        let owner = self.certfps.get(certfp).cloned();
+        let Some(account) = self.accounts.get_mut(&name) else {
+            return Outcome::Refused(Refusal::NotLoggedIn);
+        };
+        if add {
+            match owner {
+                Some(owner) if owner == name => return Outcome::Unchanged,
+                Some(_) => return Outcome::Refused(Refusal::CertificateInUse),
+                None if account.certfps.len() >= MAX_CERTFPS => {
+                    return Outcome::Refused(Refusal::CertificateListFull)
+                }
+                None => {}
+            }
+            account.certfps.push(certfp.into());
+            self.certfps.insert(certfp.into(), name);
+        } else {
+            if owner.as_ref() != Some(&name) {
+                return Outcome::Refused(Refusal::NoSuchCertificate);
+            }
+            account.certfps.retain(|held| &**held != certfp);
+            self.certfps.remove(certfp);
+        }
+        Outcome::AccountUpdated {
+            account: account.clone(),
+        }
     }
 
     /// Logs a user in to an existing account (spelled as registered) or out.

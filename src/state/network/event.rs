@@ -228,6 +228,16 @@ pub enum Event {
         /// The account, by name.
         account: Option<Box<str>>,
     },
+    /// A logged-in user adds (`add`) or removes a client certificate fingerprint of
+    /// its account (NickServ CERT), for SASL EXTERNAL.
+    SetCertificate {
+        /// The user.
+        client: ClientId,
+        /// SHA-256 of the certificate, lowercase hex (already validated).
+        certfp: Box<str>,
+        /// Add it, or remove it.
+        add: bool,
+    },
     /// A user logged in to an account disconnects whoever holds the account's name
     /// as a nick (NickServ GHOST); the holder's shard closes it.
     Ghost {

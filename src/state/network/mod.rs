@@ -73,6 +73,8 @@ pub struct Network {
     server_bans: Arc<ServerBans>,
     /// Registered accounts, by name.
     accounts: ArcMap<CaselessKey, Account>,
+    /// Which account accepts each client certificate (SASL EXTERNAL).
+    certfps: OrdMap<Box<str>, CaselessKey>,
     /// Log position of the last event applied.
     applied: u64,
 }
@@ -97,6 +99,7 @@ impl Network {
             whowas: Whowas::default(),
             server_bans: Arc::default(),
             accounts: ArcMap::default(),
+            certfps: OrdMap::new(),
             applied: 0,
         }
     }
@@ -115,10 +118,26 @@ impl Network {
     pub fn with_accounts(mut self, accounts: impl IntoIterator<Item = Account>) -> Network {
         for account in accounts {
             if !self.accounts.contains_key(&account.name) {
+                self.index_certificates(&account);
                 self.accounts.insert(account.name.clone(), account);
             }
         }
         self
+    }
+
+    /// Records which certificates `account` accepts (a certificate an earlier
+    /// account holds stays with it).
+    fn index_certificates(&mut self, account: &Account) {
+        for certfp in &account.certfps {
+            if !self.certfps.contains_key(certfp) {
+                self.certfps.insert(certfp.clone(), account.name.clone());
+            }
+        }
+    }
+
+    /// The account that accepts the client certificate `certfp` (SASL EXTERNAL).
+    pub fn account_by_certfp(&self, certfp: &str) -> Option<&Account> {
+        self.accounts.get(self.certfps.get(certfp)?)
     }
 
     /// The account called `name` (without case).

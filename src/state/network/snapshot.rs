@@ -21,7 +21,7 @@
 //! sorted), so two replicas that agree, laid out alike, write the same snapshot.
 //! Wire format: [`super::wire`].
 
-use super::accounts::{Account, MAX_ACCOUNTS};
+use super::accounts::{Account, MAX_ACCOUNTS, MAX_CERTFPS};
 use super::channel::{Ban, Channel, Layout, Members, Membership, Topic, MAX_BANS, MAX_INVITES};
 use super::modes::ChannelModes;
 use super::server_bans::{ServerBan, ServerBans, MAX_SERVER_BANS};
@@ -290,6 +290,12 @@ fn rebuild(image: SnapshotImage, layout: Layout) -> Result<Network, String> {
     }
     for account in image.accounts {
         let name = account.name.clone();
+        if account.certfps.len() > MAX_CERTFPS {
+            return Err(format!(
+                "account {name} has more than {MAX_CERTFPS} certificates"
+            ));
+        }
+        network.index_certificates(&account);
         if network.accounts.insert(name.clone(), account) {
             return Err(format!("account {name} appears twice"));
         }
