@@ -270,6 +270,28 @@ e2e! {
         late.expect(":ringchat.local 904 late :SASL authentication failed");
     }
 
+    fn set_password_replaces_it_and_pass_account_password_logs_in(setup) {
+        let server = setup.start();
+        let mut alice = register_account(&server, "alice", "correct-horse");
+        alice.send("NS SET PASSWORD battery-staple");
+        alice.expect(":NickServ!NickServ@ringchat.local NOTICE alice :The password of alice is changed");
+        let mut old = server.connect();
+        old.send("PASS alice:correct-horse");
+        old.send("NICK old");
+        old.send("USER old 0 * :Old");
+        let lines = old.skip_until(|l| l.contains("PASS: invalid password for alice"));
+        assert!(!lines.iter().any(|l| has_numeric(l, "900")), "{lines:?}");
+        let mut new = server.connect();
+        new.send("PASS alice:battery-staple");
+        new.send("NICK new");
+        new.send("USER new 0 * :New");
+        let lines = new.skip_until(|l| has_numeric(l, "900"));
+        assert!(lines.last().is_some_and(|l| l.ends_with(" alice :You are now logged in as alice")), "{lines:?}");
+        new.send("WHOIS new");
+        let whois = new.skip_until(|l| has_numeric(l, "318"));
+        assert!(whois.iter().any(|l| l == ":ringchat.local 330 new new alice :is logged in as"), "{whois:?}");
+    }
+
     fn bad_authenticate_input_gets_numerics_never_a_login(setup) {
         let server = setup.start();
         let _alice = register_account(&server, "alice", "correct-horse");

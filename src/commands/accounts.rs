@@ -93,6 +93,24 @@ pub fn authentication<'c>(ctx: &'c mut Ctx<'_>) -> Option<&'c mut Authentication
     Some(client.auth.get_or_insert_with(Box::default))
 }
 
+/// Hands a logged-in user's new password to a worker to hash; the change continues
+/// in [`finished`] (NickServ SET PASSWORD).
+pub fn start_password_change(
+    ctx: &mut Ctx<'_>,
+    account: &str,
+    password: Vec<u8>,
+) -> Result<(), &'static str> {
+    if in_flight(ctx) {
+        return Err("Another authentication is in progress");
+    }
+    let name: Box<str> = account.into();
+    let submitted = ctx.shard.offload(ctx.id, move |_| Finished::Rehashed {
+        account: name,
+        password: hash_password(&password).ok().map(Box::from),
+    });
+    busy_or_started(ctx, submitted)
+}
+
 /// Whether a password of this client is with the workers already.
 pub fn in_flight(ctx: &Ctx<'_>) -> bool {
     ctx.client()
@@ -198,6 +216,28 @@ pub fn finished(shard: &mut Shard, id: ClientId, finished: &Finished, now: Insta
                 account,
                 "TEMPORARILY_UNAVAILABLE",
                 "The password could not be hashed",
+            );
+        }
+        Finished::Rehashed {
+            account,
+            password: Some(password),
+        } => {
+            let outcome = ctx.shard.propose(Event::SetPassword {
+                client: ctx.id,
+                password: password.clone(),
+            });
+            let text = match outcome {
+                Outcome::AccountUpdated { .. } => format!("The password of {account} is changed"),
+                Outcome::Refused(refusal) => format!("The password was not changed: {refusal}"),
+                _ => "The password was not changed".to_owned(),
+            };
+            super::nickserv::tell(&mut ctx, &text);
+        }
+        Finished::Rehashed { account, .. } => {
+            warn!(%account, "hashing a new password failed");
+            super::nickserv::tell(
+                &mut ctx,
+                "The password could not be hashed; it is unchanged",
             );
         }
         Finished::Committed {
@@ -358,6 +398,7 @@ pub fn login_succeeded(ctx: &mut Ctx<'_>, via: LoginVia, account: &str) {
         LoginVia::Identify => {
             super::nickserv::tell(ctx, &format!("You are now identified for {account}"))
         }
+        LoginVia::Pass => {}
     }
 }
 
@@ -373,6 +414,15 @@ pub fn login_failed(ctx: &mut Ctx<'_>, via: LoginVia, account: &str) {
         }
         LoginVia::Identify => {
             super::nickserv::tell(ctx, &format!("Invalid password for {account}"))
+        }
+        LoginVia::Pass => {
+            let reply = ctx
+                .from_server("NOTICE")
+                .arg(ctx.client().nick())
+                .trailing(format!(
+                    "PASS: invalid password for {account}, not logged in"
+                ));
+            ctx.reply(reply);
         }
     }
     let failures = match authentication(ctx) {

@@ -3,7 +3,9 @@
 //! that every shard and node answers for itself (no services daemon, no link). Its
 //! nick is reserved: no user can take it.
 
-use super::accounts::{check_nick, log_out, logged_in, start_login, start_registration};
+use super::accounts::{
+    check_nick, log_out, logged_in, start_login, start_password_change, start_registration,
+};
 use super::Ctx;
 use crate::accounts::{check_password, is_valid_account_name, nickserv_source, NICKSERV};
 use crate::proto::{LineBuilder, Message};
@@ -72,6 +74,7 @@ fn run(ctx: &mut Ctx<'_>, words: &[String]) {
         "INFO" => info(ctx, args),
         "GHOST" => ghost(ctx, args),
         "CERT" => cert(ctx, args),
+        "SET" => set(ctx, args),
         "HELP" => help(ctx),
         _ => tell(ctx, &format!("Unknown command {verb}; try HELP")),
     }
@@ -172,6 +175,26 @@ fn ghost(ctx: &mut Ctx<'_>, args: &[String]) {
     }
 }
 
+/// `SET PASSWORD <new password>`: changes the password of the account the user is
+/// logged in to (the same strength rules as REGISTER).
+fn set(ctx: &mut Ctx<'_>, args: &[String]) {
+    let (Some(what), Some(password)) = (args.first(), args.get(1)) else {
+        return tell(ctx, "Syntax: SET PASSWORD <new password>");
+    };
+    if !what.eq_ignore_ascii_case("PASSWORD") {
+        return tell(ctx, "Only SET PASSWORD is known");
+    }
+    let Some(account) = logged_in(ctx) else {
+        return tell(ctx, "Log in to your account first");
+    };
+    if let Err(weak) = check_password(&account, password.as_bytes()) {
+        return tell(ctx, &format!("The password was not changed: {weak}"));
+    }
+    if let Err(why) = start_password_change(ctx, &account, password.as_bytes().to_vec()) {
+        tell(ctx, why);
+    }
+}
+
 /// `CERT ADD [fingerprint]` (the connection's own certificate without one),
 /// `CERT DEL <fingerprint>`, `CERT LIST`: the client certificates that log in to the
 /// account with SASL EXTERNAL.
@@ -256,6 +279,7 @@ fn help(ctx: &mut Ctx<'_>) {
         "INFO [account]: when an account was registered",
         "GHOST <nick>: disconnect whoever uses your account's nick",
         "CERT ADD [fingerprint] | DEL <fingerprint> | LIST: certificates for SASL EXTERNAL",
+        "SET PASSWORD <new password>: change your account's password",
     ] {
         tell(ctx, line);
     }

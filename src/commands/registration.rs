@@ -147,14 +147,15 @@ pub fn setname(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     });
 }
 
-/// `PASS password`: must match `--password` before registration completes.
+/// `PASS password`: must match `--password` before registration completes; on a
+/// server without one, `PASS account:password` logs in to the account.
 pub fn pass(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     if ctx.client().is_registered() {
         already_registered(ctx);
         return;
     }
     let Some(expected) = ctx.config().password.clone() else {
-        return;
+        return pass_login(ctx, message.param(0).unwrap_or_default());
     };
     if message.param(0) == Some(expected.as_bytes()) {
         if let Some(registration) = ctx
@@ -166,6 +167,34 @@ pub fn pass(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         }
     } else {
         password_mismatch(ctx);
+    }
+}
+
+/// `PASS account:password` on a server without a connection password: logs in to
+/// the account, for clients without SASL (as Ergo and Solanum accept it). Anything
+/// else in PASS is ignored, as before.
+fn pass_login(ctx: &mut Ctx<'_>, given: &[u8]) {
+    let Some((account, password)) = std::str::from_utf8(given)
+        .ok()
+        .and_then(|given| given.split_once(':'))
+    else {
+        return;
+    };
+    if super::accounts::logged_in(ctx).is_some() {
+        return;
+    }
+    let (account, password) = (account.to_owned(), password.as_bytes().to_vec());
+    if let Err(why) = super::accounts::start_login(
+        ctx,
+        crate::state::offload::LoginVia::Pass,
+        &account,
+        password,
+    ) {
+        let reply = ctx
+            .from_server("NOTICE")
+            .arg(ctx.client().nick())
+            .trailing(format!("PASS: {why}"));
+        ctx.reply(reply);
     }
 }
 

@@ -45,6 +45,8 @@ pub enum LoginVia {
     Sasl,
     /// `NickServ IDENTIFY`: NOTICEs from NickServ.
     Identify,
+    /// `PASS account:password` (clients without SASL): 900, or a NOTICE.
+    Pass,
 }
 
 /// How an account was registered, for the same reason.
@@ -73,6 +75,14 @@ pub enum Finished {
         /// How the registration was asked for.
         via: RegisterVia,
         /// The account name.
+        account: Box<str>,
+        /// The argon2id PHC string.
+        password: Option<Box<str>>,
+    },
+    /// A logged-in user's new password was hashed (NickServ SET PASSWORD; `None`:
+    /// hashing failed).
+    Rehashed {
+        /// The account, as the user is logged in to it.
         account: Box<str>,
         /// The argon2id PHC string.
         password: Option<Box<str>>,

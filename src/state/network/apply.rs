@@ -215,7 +215,7 @@ pub enum Outcome {
         /// The account as registered.
         account: Account,
     },
-    /// An account changed (its certificates); `account` is its new state.
+    /// An account changed (its password or certificates); `account` is its new state.
     AccountUpdated {
         /// The account as it now is.
         account: Account,
@@ -385,6 +385,7 @@ impl Network {
                 certfp,
                 add,
             } => self.set_certificate(*client, certfp, *add),
+            Event::SetPassword { client, password } => self.set_password(*client, password),
             Event::Wallops { client, .. } => match self.users.get(client) {
                 Some(user) if user.oper.is_some() => Outcome::Wallops {
                     source: user.source(),
@@ -411,6 +412,24 @@ impl Network {
         };
         self.accounts.insert(account.name.clone(), account.clone());
         Outcome::AccountRegistered { account }
+    }
+
+    /// Replaces the password hash of the account `client` is logged in to.
+    fn set_password(&mut self, client: ClientId, password: &str) -> Outcome {
+        let Some(user) = self.users.get(&client) else {
+            return Outcome::Unchanged;
+        };
+        let Some(account) = user
+            .account
+            .clone()
+            .and_then(|name| self.accounts.get_mut(&name))
+        else {
+            return Outcome::Refused(Refusal::NotLoggedIn);
+        };
+        account.password = password.into();
+        Outcome::AccountUpdated {
+            account: account.clone(),
+        }
     }
 
     /// Adds or removes a certificate of the account `client` is logged in to; a

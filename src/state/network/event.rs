@@ -228,6 +228,13 @@ pub enum Event {
         /// The account, by name.
         account: Option<Box<str>>,
     },
+    /// A logged-in user changes its account's password (NickServ SET PASSWORD).
+    SetPassword {
+        /// The user.
+        client: ClientId,
+        /// The new password's argon2id hash, PHC form.
+        password: Box<str>,
+    },
     /// A logged-in user adds (`add`) or removes a client certificate fingerprint of
     /// its account (NickServ CERT), for SASL EXTERNAL.
     SetCertificate {
