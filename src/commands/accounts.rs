@@ -11,7 +11,7 @@ use super::Ctx;
 use crate::accounts::{check_password, hash_password, is_valid_account_name, verify_password};
 use crate::proto::numeric::*;
 use crate::proto::Message;
-use crate::shard::Shard;
+use crate::shard::{AuthCount, Shard};
 use crate::state::client::{Authentication, CloseReason};
 use crate::state::network::{Event, Outcome, Refusal};
 use crate::state::offload::{Busy, Finished, LoginVia, RegisterVia};
@@ -182,6 +182,7 @@ fn busy_or_started(ctx: &mut Ctx<'_>, submitted: Result<(), Busy>) -> Result<(),
             Ok(())
         }
         Err(Busy) => {
+            ctx.shard.count_auth(AuthCount::Busy);
             warn!(client = ?ctx.id, "authentication refused: the workers are busy");
             Err("The server is busy; try again in a moment")
         }
@@ -305,6 +306,7 @@ fn registered(ctx: &mut Ctx<'_>, via: RegisterVia, account: &str) {
     let Some(account) = log_in(ctx, account) else {
         return;
     };
+    ctx.shard.count_auth(AuthCount::Login);
     match via {
         RegisterVia::Ircv3 => {
             let reply = ctx
@@ -386,6 +388,7 @@ fn send_logged_in(ctx: &mut Ctx<'_>, account: &str) {
 
 /// Tells the client it is logged in (900, then 903 or NickServ's notice).
 pub fn login_succeeded(ctx: &mut Ctx<'_>, via: LoginVia, account: &str) {
+    ctx.shard.count_auth(AuthCount::Login);
     info!(client = ?ctx.id, %account, ?via, "logged in");
     send_logged_in(ctx, account);
     match via {
@@ -405,6 +408,7 @@ pub fn login_succeeded(ctx: &mut Ctx<'_>, via: LoginVia, account: &str) {
 /// Answers a failed login and counts it; the [`MAX_LOGIN_FAILURES`]th closes the
 /// connection.
 pub fn login_failed(ctx: &mut Ctx<'_>, via: LoginVia, account: &str) {
+    ctx.shard.count_auth(AuthCount::LoginFailure);
     match via {
         LoginVia::Sasl => {
             let reply = ctx

@@ -11,6 +11,7 @@ use super::Ctx;
 use crate::accounts::decode_plain;
 use crate::proto::numeric::*;
 use crate::proto::{LineBuilder, Message};
+use crate::shard::AuthCount;
 use crate::state::client::{SaslExchange, SaslMechanism};
 use crate::state::offload::LoginVia;
 use base64::Engine;
@@ -46,11 +47,7 @@ pub fn authenticate(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         return ctx.reply(reply);
     }
     if argument.len() > CHUNK_LEN {
-        close_exchange(ctx);
-        let reply = ctx
-            .numeric(ERR_SASLTOOLONG)
-            .trailing("SASL message too long");
-        return ctx.reply(reply);
+        return too_long(ctx);
     }
     let open = ctx
         .client()
@@ -70,11 +67,7 @@ pub fn authenticate(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         received.extend_from_slice(argument);
     }
     if received.len() > MAX_SASL_BYTES {
-        close_exchange(ctx);
-        let reply = ctx
-            .numeric(ERR_SASLTOOLONG)
-            .trailing("SASL message too long");
-        return ctx.reply(reply);
+        return too_long(ctx);
     }
     if argument.len() == CHUNK_LEN {
         return;
@@ -166,8 +159,19 @@ fn close_exchange(ctx: &mut Ctx<'_>) {
     }
 }
 
+/// 905: the exchange is over.
+fn too_long(ctx: &mut Ctx<'_>) {
+    close_exchange(ctx);
+    ctx.shard.count_auth(AuthCount::SaslMalformed);
+    let reply = ctx
+        .numeric(ERR_SASLTOOLONG)
+        .trailing("SASL message too long");
+    ctx.reply(reply);
+}
+
 /// 904, without counting a login failure: nothing was checked.
 fn fail(ctx: &mut Ctx<'_>) {
+    ctx.shard.count_auth(AuthCount::SaslMalformed);
     let reply = ctx
         .numeric(ERR_SASLFAIL)
         .trailing("SASL authentication failed");

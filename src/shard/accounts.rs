@@ -14,7 +14,31 @@ use std::sync::Arc;
 use std::time::Instant;
 use tracing::warn;
 
+/// What the account commands count for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthCount {
+    /// A login succeeded.
+    Login,
+    /// A login was refused.
+    LoginFailure,
+    /// AUTHENTICATE input was refused unchecked.
+    SaslMalformed,
+    /// The offload workers' queue was full.
+    Busy,
+}
+
 impl Shard {
+    /// Counts an authentication outcome (published with the shard's counters).
+    pub fn count_auth(&mut self, what: AuthCount) {
+        let counter = match what {
+            AuthCount::Login => &mut self.counts.logins,
+            AuthCount::LoginFailure => &mut self.counts.login_failures,
+            AuthCount::SaslMalformed => &mut self.counts.sasl_malformed,
+            AuthCount::Busy => &mut self.counts.auth_busy,
+        };
+        *counter += 1;
+    }
+
     /// Runs `work` on an authentication worker (never on this thread); what it
     /// returns comes back to `client` through this shard's completion queue, taken in
     /// by [`Shard::pump`] after the bus wakes the shard. Refused with [`Busy`] when

@@ -24,6 +24,7 @@
 
 mod accounts;
 pub mod monitor;
+pub use accounts::AuthCount;
 pub mod notify;
 pub mod sync;
 

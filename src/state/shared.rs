@@ -107,6 +107,16 @@ counters! {
     handoff_batches,
     /// TLS connections closed because their handshake failed.
     tls_handshake_failures,
+    /// Logins to an account that succeeded (SASL, IDENTIFY, PASS, REGISTER).
+    logins,
+    /// Logins refused: a wrong password, an unknown account, an unlisted certificate.
+    login_failures,
+    /// AUTHENTICATE input refused before any check: malformed, oversize, an unknown
+    /// mechanism.
+    sasl_malformed,
+    /// Password checks and hashes refused because the offload workers' queue was
+    /// full.
+    auth_busy,
 }
 
 /// State shared by all shards; see the module comment.
