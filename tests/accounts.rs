@@ -292,6 +292,32 @@ e2e! {
         assert!(whois.iter().any(|l| l == ":ringchat.local 330 new new alice :is logged in as"), "{whois:?}");
     }
 
+    fn registrations_per_source_and_failed_logins_per_account_are_throttled(setup) {
+        let server = setup.start_with(|config| config.sources.exempt = Vec::new());
+        let mut founder = server.register("founder");
+        for n in 0..3 {
+            founder.send(&format!("REGISTER acct{n} * correct-horse"));
+            founder.skip_until(|l| l.contains(" REGISTER SUCCESS "));
+            founder.send("NS LOGOUT");
+            founder.skip_until(|l| l.starts_with(":NickServ") && l.ends_with(":You are now logged out"));
+        }
+        founder.send("REGISTER acct3 * correct-horse");
+        founder.expect(":ringchat.local FAIL REGISTER TEMPORARILY_UNAVAILABLE acct3 :Too many registrations from your address; try again later");
+        // Ten failures for acct0 (two connections: the fifth failure closes one), then
+        // even the right password is refused unchecked for a while.
+        for round in 0..2 {
+            let mut guesser = server.register(&format!("guesser{round}"));
+            for _ in 0..5 {
+                guesser.send("NS IDENTIFY acct0 wrong-horse");
+                guesser.skip_until(|l| l.ends_with(":Invalid password for acct0"));
+            }
+            guesser.expect_closed();
+        }
+        let mut owner = server.register("owner");
+        owner.send("NS IDENTIFY acct0 correct-horse");
+        owner.expect(":NickServ!NickServ@ringchat.local NOTICE owner :Invalid password for acct0");
+    }
+
     fn bad_authenticate_input_gets_numerics_never_a_login(setup) {
         let server = setup.start();
         let _alice = register_account(&server, "alice", "correct-horse");

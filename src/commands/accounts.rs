@@ -136,6 +136,24 @@ pub fn start_registration(
     if in_flight(ctx) {
         return Err("Another authentication is in progress");
     }
+    let source = ctx.client().host.parse::<std::net::IpAddr>().ok();
+    let exempt = |ip: &std::net::IpAddr| {
+        ctx.config()
+            .sources
+            .exempt
+            .iter()
+            .any(|net| net.contains(ip))
+    };
+    if let Some(source) = source.filter(|ip| !exempt(ip)) {
+        if !ctx
+            .shard
+            .shared
+            .auth_throttle
+            .allow_registration(source, ctx.now)
+        {
+            return Err("Too many registrations from your address; try again later");
+        }
+    }
     let name: Box<str> = account.into();
     let submitted = ctx.shard.offload(ctx.id, move |_| Finished::Hashed {
         via,
@@ -156,6 +174,10 @@ pub fn start_login(
 ) -> Result<(), &'static str> {
     if in_flight(ctx) {
         return Err("Another authentication is in progress");
+    }
+    if !ctx.shard.shared.auth_throttle.allow_login(account, ctx.now) {
+        login_failed(ctx, via, account);
+        return Ok(());
     }
     let Some(hash) = ctx
         .shard
@@ -409,6 +431,10 @@ pub fn login_succeeded(ctx: &mut Ctx<'_>, via: LoginVia, account: &str) {
 /// connection.
 pub fn login_failed(ctx: &mut Ctx<'_>, via: LoginVia, account: &str) {
     ctx.shard.count_auth(AuthCount::LoginFailure);
+    ctx.shard
+        .shared
+        .auth_throttle
+        .note_login_failure(account, ctx.now);
     match via {
         LoginVia::Sasl => {
             let reply = ctx

@@ -8,6 +8,7 @@
 //!   a [`flood`] bucket) and its members of each channel ([`local_members`], the
 //!   dense arrays fan-out walks, derived from the log).
 
+pub mod auth_throttle;
 pub mod bus;
 pub mod client;
 pub mod cluster;

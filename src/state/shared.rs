@@ -4,6 +4,7 @@
 //! thread ends. Nothing here is locked on the message path: the log's appends are the
 //! only lock, and only state changes take it.
 
+use super::auth_throttle::AuthThrottle;
 use super::bus::Bus;
 use super::cluster::ClusterState;
 use super::log::{EventLog, LogReader};
@@ -154,6 +155,8 @@ pub struct Shared {
     /// Password hashing and verification, and waits for the store, off the shard
     /// threads; finished work comes back to the client's shard.
     pub offload: Offload,
+    /// Registrations per source and failed logins per account, bounded.
+    pub auth_throttle: AuthThrottle,
     /// Where KLINEs and DLINEs are written when they change.
     pub ban_store: BanStore,
     /// The node's embedded store in the data directory; `None` when the server
@@ -209,6 +212,7 @@ impl Shared {
             handoffs_sealed: AtomicUsize::new(0),
             rehash: Rehash::default(),
             offload: Offload::new(shards),
+            auth_throttle: AuthThrottle::default(),
             ban_store: BanStore::new(config.ban_file.clone(), config.server_bans.clone()),
             store: None,
             started: SystemTime::now(),
