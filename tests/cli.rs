@@ -9,9 +9,18 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// The binary, with a data directory of its own: the store in it is locked by the
+/// process that opened it, so servers started at once must not share `./data`.
 fn ringchat() -> Command {
+    static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let start = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let data =
+        std::env::temp_dir().join(format!("ringchat-cli-data-{}-{start}", std::process::id()));
     let mut command = Command::new(env!("CARGO_BIN_EXE_ringchat"));
-    command.env_remove("RUST_LOG");
+    command
+        .env_remove("RUST_LOG")
+        .env_remove("STATE_DIRECTORY")
+        .env("RINGCHAT_DATA_DIR", data);
     command
 }
 
