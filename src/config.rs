@@ -103,6 +103,8 @@ pub struct Config {
     /// How long a user may hold a registered nick without logging in to its account
     /// before it is renamed; zero refuses such a nick at once.
     pub nick_grace: Duration,
+    /// Shortest password an account may have.
+    pub min_password_len: usize,
     /// Per-source connection limits and their exemptions.
     pub sources: SourceLimits,
     /// Most channels one client may be in (CHANLIMIT).

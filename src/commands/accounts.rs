@@ -58,7 +58,7 @@ pub fn register(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     if ctx.shard.network().account(&account).is_some() {
         return fail_register(ctx, "ACCOUNT_EXISTS", &account, "Account already exists");
     }
-    if let Err(weak) = check_password(&account, &password) {
+    if let Err(weak) = check_password(&account, &password, ctx.config().min_password_len) {
         return fail_register(ctx, "WEAK_PASSWORD", &account, &weak.to_string());
     }
     if let Err(why) = start_registration(ctx, RegisterVia::Ircv3, &account, password) {

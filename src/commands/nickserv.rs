@@ -95,7 +95,8 @@ fn register(ctx: &mut Ctx<'_>, args: &[String]) {
     if ctx.shard.network().account(&account).is_some() {
         return tell(ctx, &format!("{account} is already registered"));
     }
-    if let Err(weak) = check_password(&account, password.as_bytes()) {
+    if let Err(weak) = check_password(&account, password.as_bytes(), ctx.config().min_password_len)
+    {
         return tell(ctx, &format!("{account} was not registered: {weak}"));
     }
     if let Err(why) = start_registration(
@@ -187,7 +188,8 @@ fn set(ctx: &mut Ctx<'_>, args: &[String]) {
     let Some(account) = logged_in(ctx) else {
         return tell(ctx, "Log in to your account first");
     };
-    if let Err(weak) = check_password(&account, password.as_bytes()) {
+    if let Err(weak) = check_password(&account, password.as_bytes(), ctx.config().min_password_len)
+    {
         return tell(ctx, &format!("The password was not changed: {weak}"));
     }
     if let Err(why) = start_password_change(ctx, &account, password.as_bytes().to_vec()) {

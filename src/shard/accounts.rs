@@ -61,13 +61,17 @@ impl Shard {
     }
 
     /// Hands what the workers finished for this shard's clients to the command
-    /// layer, as input of its client (one atomic load when nothing finished).
+    /// layer, as input of its client, then lets the lines that waited for it through
+    /// (one atomic load when nothing finished).
     pub(super) fn take_in_finished(&mut self) {
         for (client, finished) in self.shared.offload.take_finished(self.id) {
             if self.client(client).is_some_and(|c| !c.closing) {
-                (self.handle_line)(self, client, Input::Finished(&finished), Instant::now());
+                let now = Instant::now();
+                (self.handle_line)(self, client, Input::Finished(&finished), now);
+                self.process_buffered(client, now);
             }
         }
+        self.close_doomed();
     }
 
     /// Writes an applied account event to the node's store, once per node: the
