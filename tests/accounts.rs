@@ -339,7 +339,7 @@ e2e! {
         for _ in 0..5 {
             client.send(&format!("AUTHENTICATE {}", "A".repeat(400)));
         }
-        client.expect(":ringchat.local 905 probe :SASL message too long");
+        client.expect(":ringchat.local 904 probe :SASL authentication failed");
         client.send("AUTHENTICATE PLAIN");
         client.expect("AUTHENTICATE +");
         client.send("AUTHENTICATE not!base64");

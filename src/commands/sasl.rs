@@ -28,9 +28,10 @@ pub const MECHANISMS: &str = "PLAIN,EXTERNAL";
 
 /// `AUTHENTICATE <mechanism>` opens an exchange (`AUTHENTICATE +` asks for the
 /// message); then `AUTHENTICATE <base64>` in 400-byte chunks (`+` for an empty last
-/// one); `AUTHENTICATE *` aborts (906). 907 to a client already logged in, 905 past
-/// the size bounds, 908 and 904 for an unknown mechanism, 904 for anything
-/// malformed or a wrong password; 900 and 903 on success.
+/// one); `AUTHENTICATE *` aborts (906). 907 to a client already logged in, 905 for
+/// a chunk over 400 bytes, 904 for a message over [`MAX_SASL_BYTES`], 908 and 904
+/// for an unknown mechanism, 904 for anything malformed or a wrong password; 900
+/// and 903 on success.
 pub fn authenticate(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let argument = message.param(0).unwrap_or_default();
     if logged_in(ctx).is_some() {
@@ -67,7 +68,10 @@ pub fn authenticate(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         received.extend_from_slice(argument);
     }
     if received.len() > MAX_SASL_BYTES {
-        return too_long(ctx);
+        // 905 is for one parameter over 400 bytes; a message too long in all is a
+        // failed exchange (904), as irctest and Ergo expect.
+        close_exchange(ctx);
+        return fail(ctx);
     }
     if argument.len() == CHUNK_LEN {
         return;

@@ -193,6 +193,7 @@ impl Shard {
                 let mut message = self.caused_by(*client, line).requiring(Cap::AccountNotify);
                 let channels = self.channels_of(*client);
                 self.deliver_to_local_members_once(&channels, &mut message, Some(*client));
+                self.tell_extended_watchers_of(*client, &mut message);
             }
             (Event::SetRealname { client, realname }, Outcome::RealnameChanged) => {
                 let Some(source) = self.source_of(*client) else {
