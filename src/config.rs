@@ -133,6 +133,11 @@ pub struct Config {
     /// Longest queued output may make no progress (the peer stopped reading) before
     /// the connection is closed and reset, live or already closing.
     pub write_timeout: Duration,
+    /// How long a user may hold a registered nick without logging in to its account
+    /// before it is renamed; zero refuses such a nick at once.
+    pub nick_grace: Duration,
+    /// Shortest password an account may have.
+    pub min_password_len: usize,
     /// Per-source connection limits and their exemptions.
     pub sources: SourceLimits,
     /// Most channels one client may be in (CHANLIMIT).

@@ -22,10 +22,13 @@
 //! - [`bans`]: one server ban as a value (the list is the network state's).
 //! - [`cloak`]: the keyed hash others see instead of a user's address.
 //! - Running it for real: [`logging`], [`metrics`] (Prometheus), [`systemd`],
-//!   [`opers`] (operator accounts), [`ban_file`] (KLINEs and DLINEs across restarts).
+//!   [`opers`] (operator accounts), [`ban_file`] (KLINEs and DLINEs across restarts),
+//!   [`accounts`] (user accounts' rules: names, passwords, SASL PLAIN) and [`store`]
+//!   (the embedded store in the data directory).
 //! - [`tls`]: the certificate and key, their reload, client certificate fingerprints
 //!   (driving a connection's TLS session is in [`io`]).
 
+pub mod accounts;
 pub mod ban_file;
 pub mod bans;
 pub mod cloak;

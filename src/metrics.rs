@@ -102,6 +102,30 @@ const SHARD_METRICS: &[ShardMetric] = &[
         |c| c.flood_disconnects,
     ),
     (
+        "ringchat_logins_total",
+        "counter",
+        "Logins to an account that succeeded (SASL, IDENTIFY, PASS, REGISTER).",
+        |c| c.logins,
+    ),
+    (
+        "ringchat_login_failures_total",
+        "counter",
+        "Logins refused: wrong password, unknown account, unlisted certificate.",
+        |c| c.login_failures,
+    ),
+    (
+        "ringchat_sasl_malformed_total",
+        "counter",
+        "AUTHENTICATE input refused unchecked: malformed, oversize, unknown mechanism.",
+        |c| c.sasl_malformed,
+    ),
+    (
+        "ringchat_auth_busy_total",
+        "counter",
+        "Password checks refused because the authentication workers were busy.",
+        |c| c.auth_busy,
+    ),
+    (
         "ringchat_write_timeouts_total",
         "counter",
         "Connections closed or reset because their output made no progress.",

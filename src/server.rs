@@ -13,6 +13,7 @@ use crate::config::{Config, IoMode};
 use crate::io::{self, epoll, ring, uring, Transport};
 use crate::settings::checks::check_config;
 use crate::shard::Shard;
+use crate::state::network::Account;
 use crate::state::shared::CounterSnapshot;
 use crate::state::Shared;
 use crate::store::Store;
@@ -125,8 +126,18 @@ impl Server {
             .then(|| Cloak::load(config.cloak_secret.as_deref(), config.data_dir.as_deref()))
             .transpose()?;
         let mut shared = match &joining {
+            // The cluster's snapshot and stream carry the accounts.
             Some(joining) => Shared::starting_from(config, joining.network.clone()),
-            None => Shared::new(config),
+            None => {
+                let accounts = match &store {
+                    Some(store) => crate::store::accounts::load(store)?
+                        .into_iter()
+                        .map(Account::from_stored)
+                        .collect(),
+                    None => Vec::new(),
+                };
+                Shared::with_accounts(config, accounts)
+            }
         };
         shared.store = store;
         shared.cloak = cloak;

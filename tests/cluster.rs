@@ -828,3 +828,48 @@ fn a_clean_restart_logs_no_warning() {
     let _ = again.kill();
     let _ = again.wait();
 }
+
+#[test]
+#[cfg_attr(
+    not(has_nats_server),
+    ignore = "nats-server is not installed (apt-get install nats-server)"
+)]
+fn an_account_is_claimed_once_for_the_whole_cluster_and_logs_in_on_any_node() {
+    let nats = Nats::start();
+    let (zero, one) = (node(&nats, 0), node(&nats, 1));
+    for round in 0..3 {
+        let account = format!("acct{round}");
+        let mut a = zero.register(&format!("a{round}"));
+        let mut b = one.register(&format!("b{round}"));
+        a.send(&format!("REGISTER {account} * correct-horse"));
+        b.send(&format!("REGISTER {account} * correct-horse"));
+        let outcome = |client: &mut Client| {
+            let last = client
+                .skip_until(|line| {
+                    line.contains(" REGISTER SUCCESS ") || line.contains("FAIL REGISTER")
+                })
+                .pop()
+                .expect("a reply");
+            last.contains(" REGISTER SUCCESS ")
+        };
+        let (a_won, b_won) = (outcome(&mut a), outcome(&mut b));
+        assert!(
+            a_won != b_won,
+            "round {round}: exactly one registers ({a_won}, {b_won})"
+        );
+    }
+    // acct0 was registered on one node; it logs in on the other with IDENTIFY, and a
+    // user on the first sees the account in WHOIS.
+    let mut traveller = one.register("traveller");
+    traveller.send("NS IDENTIFY acct0 correct-horse");
+    line_containing(&mut traveller, " 900 ");
+    let mut observer = zero.register("observer");
+    observer.send("WHOIS traveller");
+    let whois = observer.skip_until(|line| has_numeric(line, "318"));
+    assert!(
+        whois
+            .iter()
+            .any(|line| line == ":ringchat.local 330 observer traveller acct0 :is logged in as"),
+        "{whois:?}"
+    );
+}

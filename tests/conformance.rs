@@ -323,9 +323,11 @@ e2e! {
         alice.send("CAP LS 302");
         let ls = alice.line();
         let caps: Vec<&str> = ls.rsplit(" :").next().unwrap_or("").split(' ').collect();
-        assert_eq!(caps, ["away-notify", "batch", "cap-notify", "echo-message", "extended-monitor",
-            "invite-notify", "labeled-response", "message-tags", "multi-prefix", "server-time",
-            "setname", "standard-replies", "userhost-in-names"]);
+        assert_eq!(caps, ["account-notify", "account-tag", "away-notify", "batch", "cap-notify",
+            "draft/account-registration=before-connect,custom-account-name", "echo-message",
+            "extended-join", "extended-monitor", "invite-notify", "labeled-response",
+            "message-tags", "multi-prefix", "sasl=PLAIN,EXTERNAL", "server-time", "setname",
+            "standard-replies", "userhost-in-names"]);
         alice.send("NICK alice");
         alice.send("USER alice 0 * :alice");
         alice.send("CAP END");

@@ -29,6 +29,7 @@ import subprocess
 from typing import Optional, Set, Type
 
 from irctest import patma
+from irctest.cases import BaseServerTestCase
 from irctest.basecontrollers import BaseServerController, DirectoryBasedController
 from irctest.runner import NotImplementedByController
 from irctest.specifications import Capabilities, OptionalBehaviors
@@ -48,11 +49,12 @@ listen = ["{hostname}:{port}"]
 tls-listen = ["{tls_hostname}:{tls_port}"]
 tls-cert = "{pem_path}"
 tls-key = "{key_path}"
+data-dir = "{data_dir}"
+min-password-len = 1
 {password_line}
 {websocket_line}
 utf8-only = true
 show-addresses = true
-data-dir = "data"
 flood-rate = 0.0
 exempt = ["0.0.0.0/0", "::/0"]
 max-unregistered-per-source = 4096
@@ -70,15 +72,19 @@ def _toml_string(value: str) -> str:
 
 class RingchatController(BaseServerController, DirectoryBasedController):
     software_name = "ringchat"
-    supported_sasl_mechanisms: Set[str] = set()
+    # ringchat is its own services (accounts, SASL, NickServ): nothing to start.
+    supported_sasl_mechanisms: Set[str] = {"PLAIN"}
     supports_sts = False
     _port_wait_interval = 0.01
 
     capabilities = frozenset(
         (
+            Capabilities.ACCOUNT_NOTIFY,
+            Capabilities.ACCOUNT_TAG,
             Capabilities.AWAY_NOTIFY,
             Capabilities.BATCH,
             Capabilities.ECHO_MESSAGE,
+            Capabilities.EXTENDED_JOIN,
             Capabilities.EXTENDED_MONITOR,
             Capabilities.LABELED_RESPONSE,
             Capabilities.MESSAGE_TAGS,
@@ -161,8 +167,6 @@ class RingchatController(BaseServerController, DirectoryBasedController):
         websocket_hostname: Optional[str],
         websocket_port: Optional[int],
     ) -> None:
-        if run_services:
-            raise NotImplementedByController("services")
         assert self.proc is None
         self.port = port
         self.hostname = hostname
@@ -200,6 +204,7 @@ class RingchatController(BaseServerController, DirectoryBasedController):
                     key_path=self.key_path,
                     password_line=password_line,
                     websocket_line=websocket_line,
+                    data_dir=self.directory / "data",
                     oper_password_hash=OPER_PASSWORD_HASH,
                 )
             )
@@ -215,6 +220,30 @@ class RingchatController(BaseServerController, DirectoryBasedController):
             [*faketime_cmd, binary, "--config", config_path],
             proc_name="ringchat",
         )
+
+
+    def wait_for_services(self) -> None:
+        """Nothing to wait for: the accounts are the server's own."""
+
+    def registerUser(
+        self,
+        case: BaseServerTestCase,  # type: ignore
+        username: str,
+        password: Optional[str] = None,
+    ) -> None:
+        """Registers ``username`` as an account through NickServ, as a user would."""
+        assert password
+        client = case.addClient(show_io=False)
+        case.sendLine(client, "NICK " + username)
+        case.sendLine(client, "USER r e g :user")
+        while case.getRegistrationMessage(client).command != "001":
+            pass
+        case.getMessages(client)
+        case.sendLine(client, "NS REGISTER " + password)
+        while case.getMessage(client).command != "900":
+            pass
+        case.sendLine(client, "QUIT")
+        case.assertDisconnected(client)
 
 
 def get_irctest_controller_class() -> Type[RingchatController]:

@@ -10,6 +10,7 @@ use crate::proto::outgoing::{MsgId, Outgoing};
 use crate::proto::snomask::{NoticeKind, Snomask};
 use crate::proto::{CaselessKey, LineBuilder, Message};
 use crate::shard::monitor::MonitorRefusal;
+use crate::shard::AuthCount;
 use crate::shard::Shard;
 use crate::state::client::CloseReason;
 use crate::state::network::{Event, Network, Outcome};
@@ -247,5 +248,36 @@ impl<'a> Ctx<'a> {
     /// Sets the sender's server notice mask (user mode `+s`).
     pub fn set_snomask(&mut self, mask: Snomask) {
         self.shard.set_snomask(self.id, mask);
+    }
+
+    // ---- accounts ----------------------------------------------------------------------
+
+    /// Counts an authentication outcome for `/metrics`.
+    pub fn count_auth(&mut self, what: AuthCount) {
+        self.shard.count_auth(what);
+    }
+
+    /// Runs `work` off the shard threads (argon2, store waits); its result comes back
+    /// to the sender as [`Input::Finished`](crate::shard::Input::Finished).
+    pub fn offload(
+        &self,
+        work: impl FnOnce(&Shared) -> crate::state::offload::Finished + Send + 'static,
+    ) -> Result<(), crate::state::offload::Busy> {
+        self.shard.offload(self.id, work)
+    }
+
+    /// Whether the sender holds a nick that is an account it is not logged in to.
+    pub fn holds_anothers_nick(&self) -> bool {
+        self.shard.holds_anothers_nick(self.id)
+    }
+
+    /// Starts the sender's grace period for the registered nick it holds.
+    pub fn watch_nick(&mut self) {
+        self.shard.watch_nick(self.id, self.now);
+    }
+
+    /// Renames the sender to a fresh `Guest-<n>`; `false` if the change was refused.
+    pub fn rename_to_guest(&mut self) -> bool {
+        self.shard.rename_to_guest(self.id)
     }
 }

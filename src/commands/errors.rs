@@ -63,6 +63,18 @@ pub(super) fn reply_refusal(ctx: &mut Ctx<'_>, refusal: Refusal, channel: &str, 
                 Refusal::ServerBanListFull => "The server ban list is full".to_owned(),
                 _ => format!("No such ban: {nick}"),
             }),
+        // The account commands answer these themselves (FAIL REGISTER, NickServ);
+        // anywhere else a NOTICE says what happened.
+        Refusal::AccountExists
+        | Refusal::NoSuchAccount
+        | Refusal::TooManyAccounts
+        | Refusal::NotLoggedIn
+        | Refusal::CertificateInUse
+        | Refusal::CertificateListFull
+        | Refusal::NoSuchCertificate => ctx
+            .from_server("NOTICE")
+            .arg(ctx.client().nick())
+            .trailing(format!("Refused: {refusal}")),
         // Modern IRC has no numeric for it; a NOTICE names what happened.
         Refusal::ClusterUnavailable => ctx.from_server("NOTICE").arg(ctx.client().nick()).trailing(
             "Cannot do that now: this server has lost its cluster connection; try again shortly",

@@ -13,6 +13,7 @@ const INDEX: &[&str] = &[
     "Commands: ADMIN AWAY CAP CHATHISTORY HELP INFO INVITE ISON JOIN KICK KNOCK LINKS LIST",
     "LUSERS MODE MONITOR MOTD NAMES NICK NOTICE PART PASS PING PONG PRIVMSG QUIT SETNAME",
     "STATS TAGMSG TIME TOPIC USER USERHOST VERSION WHO WHOIS WHOWAS",
+    "Accounts: AUTHENTICATE REGISTER NICKSERV NS",
     "Operators: OPER KILL WALLOPS KLINE UNKLINE DLINE UNDLINE REHASH DIE",
     "",
     "HELP <command> explains one command.",
@@ -20,6 +21,28 @@ const INDEX: &[&str] = &[
 
 /// Each command's help: its syntax first, then what it does.
 const TOPICS: &[(&str, &[&str])] = &[
+    (
+        "AUTHENTICATE",
+        &[
+            "AUTHENTICATE PLAIN, then AUTHENTICATE <base64>",
+            "Logs in to an account with SASL PLAIN (clients do this for you).",
+        ],
+    ),
+    (
+        "REGISTER",
+        &[
+            "REGISTER <account|*> <email|*> <password>",
+            "Registers an account (* for your nick) and logs you in to it.",
+        ],
+    ),
+    (
+        "NICKSERV",
+        &[
+            "NICKSERV <REGISTER|IDENTIFY|LOGOUT|GHOST|CERT|SET|INFO|HELP> ...",
+            "Account commands; the same as /msg NickServ ... (NICKSERV HELP lists them).",
+        ],
+    ),
+    ("NS", &["NS <command> ...", "The same as NICKSERV."]),
     (
         "AWAY",
         &[
@@ -311,7 +334,7 @@ mod tests {
             let lines = topic(name).unwrap_or_else(|| panic!("no HELP for {name}"));
             assert!(lines.len() >= 2, "{name}: syntax and meaning");
             assert!(
-                name == "HELPOP" || index.split(' ').any(|word| word == name),
+                name == "HELPOP" || name == "NS" || index.split(' ').any(|word| word == name),
                 "the index lacks {name}"
             );
         }

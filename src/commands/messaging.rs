@@ -1,5 +1,6 @@
 //! Talking: PRIVMSG, NOTICE and TAGMSG to channels (also to a channel's operators or
-//! voiced members, STATUSMSG `@#c`/`+#c`) and nicknames.
+//! voiced members, STATUSMSG `@#c`/`+#c`) and nicknames; a PRIVMSG to NickServ goes
+//! to [`super::nickserv`].
 
 use super::{targets, Ctx};
 use crate::proto::caps::Cap;
@@ -8,7 +9,7 @@ use crate::proto::outgoing::{client_only_tags, MsgId, Outgoing, StatusTarget};
 use crate::proto::texts;
 use crate::proto::{LineBuilder, Message};
 use crate::state::network::Refusal;
-use crate::state::ClientId;
+use crate::state::{Client, ClientId};
 use crate::store::history;
 
 /// Most targets in one PRIVMSG or NOTICE (TARGMAX).
@@ -71,6 +72,11 @@ fn relay(ctx: &mut Ctx<'_>, message: &Message<'_>, kind: Kind) {
             };
             if target.starts_with('#') {
                 to_channel(ctx, &target, route, None)
+            } else if super::nickserv::is_nickserv(&target) {
+                if kind == Kind::Privmsg {
+                    super::nickserv::privmsg(ctx, text);
+                }
+                None
             } else if let Some((status, channel)) =
                 StatusTarget::split(&target).filter(|(_, channel)| channel.starts_with('#'))
             {
@@ -96,7 +102,8 @@ struct Route<'m> {
 impl Route<'_> {
     /// The message as recipients get it, serialized once for all of them into one
     /// buffer sized from its parts.
-    fn outgoing(&self, source: &str, target: &str, msgid: MsgId, from_bot: bool) -> Outgoing {
+    fn outgoing(&self, sender: &Client, target: &str, msgid: MsgId) -> Outgoing {
+        let source = sender.source();
         let text_room = match self.kind {
             Kind::Tagmsg => 0,
             _ => 2 + self.text.len(),
@@ -110,7 +117,8 @@ impl Route<'_> {
         let message = Outgoing::new(line.finish())
             .with_client_tags(self.client_tags.clone())
             .with_msgid(msgid)
-            .from_bot(from_bot);
+            .from_bot(sender.bot)
+            .with_account(sender.account.clone());
         match self.kind {
             Kind::Tagmsg => message.requiring(Cap::MessageTags),
             _ => message,
@@ -138,16 +146,14 @@ fn to_channel(
     let msgid = ctx.next_msgid();
     let sender = ctx.client();
     let outgoing = match status {
-        None => route.outgoing(sender.source(), channel.as_str(), msgid, sender.bot),
+        None => route.outgoing(sender, channel.as_str(), msgid),
         Some(status) => {
             let prefix = match status {
                 StatusTarget::Operators => '@',
                 StatusTarget::Voiced => '+',
             };
             let target = format!("{prefix}{channel}");
-            route
-                .outgoing(sender.source(), &target, msgid, sender.bot)
-                .to_status(status)
+            route.outgoing(sender, &target, msgid).to_status(status)
         }
     };
     echo(ctx, &outgoing);
@@ -182,7 +188,7 @@ fn to_nick(
     };
     let msgid = ctx.next_msgid();
     let sender = ctx.client();
-    let outgoing = route.outgoing(sender.source(), nick.as_str(), msgid, sender.bot);
+    let outgoing = route.outgoing(sender, nick.as_str(), msgid);
     echo(ctx, &outgoing);
     if recipient == ctx.id {
         // IRCv3 labeled-response, "Labeled responses": when a client sends a message

@@ -4,6 +4,7 @@
 //! about behaviour: they read the parsed message and push lines into outboxes through
 //! [`Ctx`]; they never see a socket.
 
+mod accounts;
 mod channel;
 mod channel_ops;
 mod chathistory;
@@ -16,9 +17,11 @@ mod knock;
 mod labels;
 mod messaging;
 mod monitor;
+mod nickserv;
 mod oper;
 mod query;
 mod registration;
+mod sasl;
 mod server_bans;
 mod user;
 mod whowas;
@@ -79,6 +82,10 @@ static COMMANDS: &[Command] = &[
     keepalive("PING", connection::ping),
     keepalive("PONG", connection::pong),
     early("QUIT", 0, connection::quit),
+    early("AUTHENTICATE", 1, sasl::authenticate),
+    early("REGISTER", 3, accounts::register),
+    command("NICKSERV", 0, nickserv::command),
+    command("NS", 0, nickserv::command),
     command("JOIN", 1, channel::join),
     command("PART", 1, channel::part),
     command("NAMES", 0, channel::names),
@@ -136,6 +143,7 @@ pub fn handle(shard: &mut Shard, id: ClientId, input: Input<'_>, now: Instant) {
             Err(error) => tracing::debug!(client = %id, %error, "unparsable line ignored"),
         },
         Input::TooLong => input_too_long(shard, id, now),
+        Input::Finished(finished) => accounts::finished(shard, id, finished, now),
     }
 }
 

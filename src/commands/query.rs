@@ -29,6 +29,8 @@ struct WhoRow {
     flags: String,
     idle: u64,
     realname: String,
+    /// The account the user is logged in to, `0` for none (WHOX `a`, as Ergo).
+    account: String,
 }
 
 impl WhoRow {
@@ -50,6 +52,10 @@ impl WhoRow {
             flags: format!("{presence}{oper}{}{bot}", membership.map_or("", status)),
             idle: user.activity.idle_secs(now),
             realname: user.realname.to_string(),
+            account: user
+                .account
+                .as_ref()
+                .map_or_else(|| "0".to_owned(), |account| account.to_string()),
         }
     }
 }
@@ -102,7 +108,8 @@ pub fn who(ctx: &mut Ctx<'_>, message: &Message<'_>) {
                         's' => reply.arg(&server),
                         'n' => reply.arg(&row.nick),
                         'f' => reply.arg(&row.flags),
-                        'd' | 'a' => reply.arg("0"),
+                        'd' => reply.arg("0"),
+                        'a' => reply.arg(&row.account),
                         'l' => reply.arg(row.idle.to_string()),
                         'o' => reply.arg("*"),
                         _ => reply.trailing(&row.realname),
@@ -209,13 +216,14 @@ struct WhoisInfo {
     away: Option<Box<[u8]>>,
     bot: bool,
     oper: bool,
+    account: Option<String>,
     idle: u64,
     signon: u64,
 }
 
 /// `WHOIS [server] nick[,nick]`: 311, 319, 312, 301 (if away), 313 (if a server
-/// operator), 378 (the real address, to the user itself and to operators), 671 (if
-/// connected with TLS), 335 (if a bot), 276
+/// operator), 378 (the real address, to the user itself and to operators), 330 (if
+/// logged in to an account), 671 (if connected with TLS), 335 (if a bot), 276
 /// (one's own TLS client certificate), 317 and 318 for each nick; an unknown nick gets
 /// 401 and 318.
 pub fn whois(ctx: &mut Ctx<'_>, message: &Message<'_>) {
@@ -262,6 +270,7 @@ fn whois_one(ctx: &mut Ctx<'_>, nick: &str) {
                 channels,
                 away: user.away.clone(),
                 bot: user.bot,
+                account: user.account.as_ref().map(ToString::to_string),
                 oper: user.oper.is_some(),
                 idle: user.activity.idle_secs(ctx.now),
                 signon: user.activity.signon(),
@@ -328,6 +337,15 @@ fn whois_one(ctx: &mut Ctx<'_>, nick: &str) {
             ctx.numeric(RPL_WHOISSECURE)
                 .arg(&info.nick)
                 .trailing(texts::IS_USING_A_SECURE_CONNECTION),
+        );
+    }
+    if let Some(account) = &info.account {
+        // 330 RPL_WHOISACCOUNT, as Ergo, Solanum and InspIRCd send it.
+        replies.push(
+            ctx.numeric(RPL_WHOISACCOUNT)
+                .arg(&info.nick)
+                .arg(account)
+                .trailing(texts::IS_LOGGED_IN_AS),
         );
     }
     if info.bot {

@@ -39,11 +39,14 @@ pub fn cap(ctx: &mut Ctx<'_>, message: &Message<'_>) {
             // Capability values (and so STS, which is nothing without them) are for
             // CAP LS 302 clients only.
             let sts = sts_token(ctx).filter(|_| version_302);
-            let names: Vec<&str> = Cap::ALL
+            let names: Vec<String> = Cap::ALL
                 .iter()
                 .filter(|&&cap| offered(ctx, cap))
-                .map(|cap| cap.name())
-                .chain(sts.as_deref())
+                .map(|cap| match cap.value().filter(|_| version_302) {
+                    Some(value) => format!("{}={value}", cap.name()),
+                    None => cap.name().to_owned(),
+                })
+                .chain(sts)
                 .collect();
             let mut lines = Vec::new();
             let mut current = String::new();
@@ -54,7 +57,7 @@ pub fn cap(ctx: &mut Ctx<'_>, message: &Message<'_>) {
                 if !current.is_empty() {
                     current.push(' ');
                 }
-                current.push_str(name);
+                current.push_str(&name);
             }
             let last = lines.len();
             lines.push(current);
@@ -147,14 +150,15 @@ pub fn setname(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     });
 }
 
-/// `PASS password`: must match `--password` before registration completes.
+/// `PASS password`: must match `--password` before registration completes; on a
+/// server without one, `PASS account:password` logs in to the account.
 pub fn pass(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     if ctx.client().is_registered() {
         already_registered(ctx);
         return;
     }
     let Some(expected) = ctx.config().password.clone() else {
-        return;
+        return pass_login(ctx, message.param(0).unwrap_or_default());
     };
     if message.param(0) == Some(expected.as_bytes()) {
         if let Some(registration) = ctx.client_mut().registration.as_mut() {
@@ -162,6 +166,34 @@ pub fn pass(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         }
     } else {
         password_mismatch(ctx);
+    }
+}
+
+/// `PASS account:password` on a server without a connection password: logs in to
+/// the account, for clients without SASL (as Ergo and Solanum accept it). Anything
+/// else in PASS is ignored, as before.
+fn pass_login(ctx: &mut Ctx<'_>, given: &[u8]) {
+    let Some((account, password)) = std::str::from_utf8(given)
+        .ok()
+        .and_then(|given| given.split_once(':'))
+    else {
+        return;
+    };
+    if super::accounts::logged_in(ctx).is_some() {
+        return;
+    }
+    let (account, password) = (account.to_owned(), password.as_bytes().to_vec());
+    if let Err(why) = super::accounts::start_login(
+        ctx,
+        crate::state::offload::LoginVia::Pass,
+        &account,
+        password,
+    ) {
+        let reply = ctx
+            .from_server("NOTICE")
+            .arg(ctx.client().nick())
+            .trailing(format!("PASS: {why}"));
+        ctx.reply(reply);
     }
 }
 
@@ -194,6 +226,11 @@ pub fn nick(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         ctx.reply(reply);
         return;
     };
+    if wanted.eq_ignore_ascii_case(crate::accounts::NICKSERV) {
+        // The services pseudo-client answers to it on every shard and node.
+        nick_in_use(ctx, wanted);
+        return;
+    }
     if ctx.client().is_registered() {
         change_nick(ctx, wanted);
         return;
@@ -233,6 +270,10 @@ fn change_nick(ctx: &mut Ctx<'_>, wanted: &str) {
     if ctx.client().nick() == wanted {
         return;
     }
+    if super::accounts::nick_is_protected(ctx, wanted) {
+        nick_in_use(ctx, wanted);
+        return;
+    }
     let outcome = ctx.propose(Event::ChangeNick {
         client: ctx.id,
         nick: wanted.into(),
@@ -241,6 +282,7 @@ fn change_nick(ctx: &mut Ctx<'_>, wanted: &str) {
         Outcome::NickChanged { .. } => {
             info!(client = %ctx.id, old = %ctx.client().nick(), new = %wanted, "nick change");
             ctx.client_mut().rename(wanted);
+            super::accounts::check_nick(ctx);
         }
         Outcome::Refused(refusal @ Refusal::ClusterUnavailable) => {
             reply_refusal(ctx, refusal, "", wanted)
@@ -341,7 +383,9 @@ fn try_complete_registration(ctx: &mut Ctx<'_>) {
     let client = ctx.client_mut();
     client.registration = None;
     client.set_identity(&nick, &user, &shown_host);
+    super::accounts::apply_pending_login(ctx);
     welcome(ctx, (shown_host != address).then_some(&*shown_host));
+    super::accounts::check_nick(ctx);
 }
 
 /// The closing reason if a KLINE (or DLINE) keeps out this client, as `~user@ip` or

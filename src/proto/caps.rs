@@ -2,7 +2,7 @@
 
 /// One capability the server offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u16)]
+#[repr(u32)]
 pub enum Cap {
     /// The server may announce capability changes (implied by `CAP LS 302`).
     CapNotify = 1 << 0,
@@ -36,22 +36,37 @@ pub enum Cap {
     Chathistory = 1 << 13,
     /// CHATHISTORY replays TAGMSGs too (IRCv3 `draft/event-playback`).
     EventPlayback = 1 << 14,
+    /// SASL authentication (`AUTHENTICATE`); its value lists the mechanisms.
+    Sasl = 1 << 15,
+    /// Messages from a logged-in user carry `@account=`.
+    AccountTag = 1 << 16,
+    /// JOIN lines carry the joiner's account (`*` for none) and real name.
+    ExtendedJoin = 1 << 17,
+    /// Members see each other log in and out (`ACCOUNT name`, `ACCOUNT *`).
+    AccountNotify = 1 << 18,
+    /// IRCv3 `draft/account-registration`: the `REGISTER` command.
+    AccountRegistration = 1 << 19,
 }
 
 impl Cap {
     /// Every capability, in the order `CAP LS` lists them.
-    pub const ALL: [Cap; 15] = [
+    pub const ALL: [Cap; 20] = [
+        Cap::AccountNotify,
+        Cap::AccountTag,
         Cap::AwayNotify,
         Cap::Batch,
         Cap::CapNotify,
+        Cap::AccountRegistration,
         Cap::Chathistory,
-        Cap::EchoMessage,
         Cap::EventPlayback,
+        Cap::EchoMessage,
+        Cap::ExtendedJoin,
         Cap::ExtendedMonitor,
         Cap::InviteNotify,
         Cap::LabeledResponse,
         Cap::MessageTags,
         Cap::MultiPrefix,
+        Cap::Sasl,
         Cap::ServerTime,
         Cap::Setname,
         Cap::StandardReplies,
@@ -76,6 +91,22 @@ impl Cap {
             Cap::StandardReplies => "standard-replies",
             Cap::Chathistory => "draft/chathistory",
             Cap::EventPlayback => "draft/event-playback",
+            Cap::Sasl => "sasl",
+            Cap::AccountTag => "account-tag",
+            Cap::ExtendedJoin => "extended-join",
+            Cap::AccountNotify => "account-notify",
+            Cap::AccountRegistration => "draft/account-registration",
+        }
+    }
+
+    /// The value `CAP LS 302` shows after the name, if any: the SASL mechanisms
+    /// (IRCv3 SASL 3.2), and what account registration allows (registering before
+    /// connecting, under a name other than the nick; no e-mail needed).
+    pub fn value(self) -> Option<&'static str> {
+        match self {
+            Cap::Sasl => Some("PLAIN,EXTERNAL"),
+            Cap::AccountRegistration => Some("before-connect,custom-account-name"),
+            _ => None,
         }
     }
 
@@ -85,9 +116,9 @@ impl Cap {
     }
 }
 
-/// A set of capabilities; two bytes in every connection.
+/// A set of capabilities; four bytes in every connection.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct Caps(u16);
+pub struct Caps(u32);
 
 impl Caps {
     /// The empty set.
@@ -95,15 +126,15 @@ impl Caps {
 
     /// Whether `cap` is in the set.
     pub fn has(self, cap: Cap) -> bool {
-        self.0 & cap as u16 != 0
+        self.0 & cap as u32 != 0
     }
 
     /// Adds or removes `cap`.
     pub fn set(&mut self, cap: Cap, on: bool) {
         if on {
-            self.0 |= cap as u16;
+            self.0 |= cap as u32;
         } else {
-            self.0 &= !(cap as u16);
+            self.0 &= !(cap as u32);
         }
     }
 

@@ -10,6 +10,7 @@
 
 use crate::proto::caps::{Cap, Caps};
 use crate::proto::time::server_time;
+use crate::proto::CaselessKey;
 use bytes::{BufMut, Bytes, BytesMut};
 use std::time::SystemTime;
 
@@ -109,12 +110,17 @@ pub struct Outgoing {
     msgid: Option<MsgId>,
     /// The sender has user mode `+B`: `message-tags` clients see the `bot` tag.
     from_bot: bool,
+    /// The sender's account: `account-tag` recipients see `account=`.
+    account: Option<CaselessKey>,
     /// Only recipients with this capability get the message at all.
     required: Option<Cap>,
+    /// Recipients with this capability do not get the message (they get another
+    /// form of it: `extended-join`).
+    unless: Option<Cap>,
     /// STATUSMSG (`PRIVMSG @#c`): only channel members with this status or higher.
     status: Option<StatusTarget>,
     /// Tagged variants built so far, indexed by [`variant_index`] less one.
-    variants: [Option<Bytes>; 3],
+    variants: [Option<Bytes>; 7],
 }
 
 impl Outgoing {
@@ -126,9 +132,11 @@ impl Outgoing {
             client_tags: None,
             msgid: None,
             from_bot: false,
+            account: None,
             required: None,
+            unless: None,
             status: None,
-            variants: [None, None, None],
+            variants: [None, None, None, None, None, None, None],
         }
     }
 
@@ -147,6 +155,18 @@ impl Outgoing {
     /// Marks the message as sent by a bot (`+B`).
     pub fn from_bot(mut self, bot: bool) -> Outgoing {
         self.from_bot = bot;
+        self
+    }
+
+    /// Names the sender's account, for `account-tag` recipients.
+    pub fn with_account(mut self, account: Option<CaselessKey>) -> Outgoing {
+        self.account = account;
+        self
+    }
+
+    /// Keeps the message from recipients that enabled `cap`.
+    pub fn unless(mut self, cap: Cap) -> Outgoing {
+        self.unless = Some(cap);
         self
     }
 
@@ -174,10 +194,12 @@ impl Outgoing {
 
     /// The bytes for a recipient with `caps`, or `None` if it must not get the message.
     pub fn for_recipient(&mut self, caps: Caps) -> Option<Bytes> {
-        if self.required.is_some_and(|cap| !caps.has(cap)) {
+        if self.required.is_some_and(|cap| !caps.has(cap))
+            || self.unless.is_some_and(|cap| caps.has(cap))
+        {
             return None;
         }
-        let index = variant_index(caps, self.has_tags());
+        let index = variant_index(caps, self.has_tags(), self.account.is_some());
         if index == 0 {
             return Some(self.plain.clone());
         }
@@ -185,8 +207,10 @@ impl Outgoing {
         if slot.is_none() {
             let with_time = index & 1 != 0;
             let with_tags = index & 2 != 0;
+            let with_account = index & 4 != 0;
             let tags = MessageTags {
                 time: with_time.then(|| server_time(self.time)),
+                account: self.account.as_ref().filter(|_| with_account),
                 msgid: self.msgid.filter(|_| with_tags),
                 bot: self.from_bot && with_tags,
                 client_tags: self.client_tags.as_deref().filter(|_| with_tags),
@@ -198,23 +222,25 @@ impl Outgoing {
 }
 
 /// 0: plain; bit 0: with `time=`; bit 1: with the message tags (`msgid`, `bot`, the
-/// sender's client-only tags).
-fn variant_index(caps: Caps, has_tags: bool) -> usize {
+/// sender's client-only tags); bit 2: with `account=`.
+fn variant_index(caps: Caps, has_tags: bool, has_account: bool) -> usize {
     let time = caps.has(Cap::ServerTime) as usize;
     let tags = (has_tags && caps.has(Cap::MessageTags)) as usize;
-    time | tags << 1
+    let account = (has_account && caps.has(Cap::AccountTag)) as usize;
+    time | tags << 1 | account << 2
 }
 
 /// The tags of one tagged variant, in the order they are written.
 struct MessageTags<'a> {
     time: Option<String>,
+    account: Option<&'a CaselessKey>,
     msgid: Option<MsgId>,
     bot: bool,
     client_tags: Option<&'a [u8]>,
 }
 
 impl MessageTags<'_> {
-    /// `@time=..;msgid=..;bot;client-tags <line>`.
+    /// `@time=..;account=..;msgid=..;bot;client-tags <line>`.
     fn prepend_to(&self, line: &[u8]) -> Bytes {
         let mut tags = BytesMut::with_capacity(line.len() + 96);
         let separate = |tags: &mut BytesMut| {
@@ -225,6 +251,12 @@ impl MessageTags<'_> {
         if let Some(time) = &self.time {
             tags.put_slice(b"time=");
             tags.put_slice(time.as_bytes());
+        }
+        if let Some(account) = self.account {
+            // An account name is a valid nick: no tag value escaping is needed.
+            separate(&mut tags);
+            tags.put_slice(b"account=");
+            tags.put_slice(account.as_str().as_bytes());
         }
         if let Some(msgid) = &self.msgid {
             separate(&mut tags);
@@ -379,6 +411,7 @@ pub struct WireOutgoing {
     client_tags: Option<Bytes>,
     msgid: Option<Bytes>,
     from_bot: bool,
+    account: Option<Box<str>>,
     required: Option<Box<str>>,
     status: Option<u8>,
 }
@@ -420,6 +453,7 @@ impl Outgoing {
             client_tags: self.client_tags.clone(),
             msgid: self.msgid.map(|id| Bytes::copy_from_slice(id.as_bytes())),
             from_bot: self.from_bot,
+            account: self.account.as_ref().map(|account| account.as_str().into()),
             required: self.required.map(|cap| cap.name().into()),
             status: self.status.map(|status| match status {
                 StatusTarget::Voiced => b'+',
@@ -454,6 +488,12 @@ impl Outgoing {
         {
             return Err(MalformedOutgoing("client tags hold a space or line break"));
         }
+        // An account travels into an `account=` tag value unescaped: a nick's bytes.
+        if wire.account.as_deref().is_some_and(|account| {
+            !crate::proto::names::is_valid_nick(account.as_bytes()) || account.contains('\\')
+        }) {
+            return Err(MalformedOutgoing("bad account name"));
+        }
         let msgid = match wire.msgid {
             Some(id) => Some(MsgId::from_wire(&id).ok_or(MalformedOutgoing("bad msgid"))?),
             None => None,
@@ -476,9 +516,11 @@ impl Outgoing {
             client_tags: wire.client_tags,
             msgid,
             from_bot: wire.from_bot,
+            account: wire.account.as_deref().map(CaselessKey::new),
             required,
+            unless: None,
             status,
-            variants: [None, None, None],
+            variants: [None, None, None, None, None, None, None],
         })
     }
 }

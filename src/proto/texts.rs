@@ -3,7 +3,10 @@
 //! Handlers name the text; the numeric and its parameters stay with the handler,
 //! which knows them. Texts that carry values are built where they are sent.
 
+pub const ACCOUNT_SUCCESSFULLY_REGISTERED: &str = "Account successfully registered";
 pub const ADMINISTRATIVE_INFO: &str = "Administrative info";
+pub const ANOTHER_AUTHENTICATION_IS_IN_PROGRESS: &str = "Another authentication is in progress";
+pub const ARE_AVAILABLE_SASL_MECHANISMS: &str = "are available SASL mechanisms";
 pub const ARE_SUPPORTED_BY_THIS_SERVER: &str = "are supported by this server";
 pub const BAD_CHANNEL_MASK: &str = "Bad Channel Mask";
 pub const CANNOT_JOIN_CHANNEL_B: &str = "Cannot join channel (+b)";
@@ -33,6 +36,7 @@ pub const IS_ALREADY_ON_CHANNEL: &str = "is already on channel";
 pub const IS_AN_IRC_OPERATOR: &str = "is an IRC operator";
 pub const IS_AN_UNKNOWN_SNOMASK_LETTER_KNOWN_BCFKO: &str =
     "is an unknown snomask letter (known: bcfko)";
+pub const IS_LOGGED_IN_AS: &str = "is logged in as";
 pub const IS_NOW_YOUR_DISPLAYED_HOST: &str = "is now your displayed host";
 pub const IS_UNKNOWN_MODE_CHAR_TO_ME: &str = "is unknown mode char to me";
 pub const IS_USING_A_SECURE_CONNECTION: &str = "is using a secure connection";
@@ -62,8 +66,14 @@ pub const REHASHING: &str = "Rehashing";
 pub const REHASH_THIS_SERVER_WAS_STARTED_WITHOUT_SETTINGS: &str =
     "REHASH: this server was started without settings to reload";
 pub const RINGCHAT_IRC_SERVER_ON_IO_URING: &str = "ringchat IRC server on io_uring";
+pub const SASL_AUTHENTICATION_ABORTED: &str = "SASL authentication aborted";
+pub const SASL_AUTHENTICATION_FAILED: &str = "SASL authentication failed";
+pub const SASL_AUTHENTICATION_SUCCESSFUL: &str = "SASL authentication successful";
+pub const SASL_MESSAGE_TOO_LONG: &str = "SASL message too long";
 pub const SECONDS_IDLE_SIGNON_TIME: &str = "seconds idle, signon time";
 pub const SERVER_NOTICE_MASK: &str = "Server notice mask";
+pub const THAT_NICK_IS_REGISTERED_AND_YOU_DID: &str =
+    "That nick is registered and you did not log in to its account; you are now known by this one";
 pub const THERE_WAS_NO_SUCH_NICKNAME: &str = "There was no such nickname";
 pub const THEY_ARENT_ON_THAT_CHANNEL: &str = "They aren't on that channel";
 pub const TOO_MANY_KNOCKS_CONNECTION: &str = "Too many KNOCKs (connection)";
@@ -76,7 +86,10 @@ pub const YOURE_NOT_CHANNEL_OPERATOR: &str = "You're not channel operator";
 pub const YOURE_NOT_ON_THAT_CHANNEL: &str = "You're not on that channel";
 pub const YOUR_KNOCK_HAS_BEEN_DELIVERED: &str = "Your KNOCK has been delivered";
 pub const YOU_ARE_NOW_AN_IRC_OPERATOR: &str = "You are now an IRC operator";
+pub const YOU_ARE_NOW_LOGGED_OUT: &str = "You are now logged out";
 pub const YOU_ARE_NO_LONGER_MARKED_AS_BEING: &str = "You are no longer marked as being away";
+pub const YOU_HAVE_ALREADY_AUTHENTICATED_USING_SASL: &str =
+    "You have already authenticated using SASL";
 pub const YOU_HAVE_BEEN_MARKED_AS_BEING_AWAY: &str = "You have been marked as being away";
 pub const YOU_HAVE_JOINED_TOO_MANY_CHANNELS: &str = "You have joined too many channels";
 pub const YOU_HAVE_NOT_REGISTERED: &str = "You have not registered";

@@ -192,6 +192,16 @@ macro_rules! with_settings {
             /// closing, reset.
             write_timeout: u64 | u64, Restart, "Hostile clients", [], "", "",
                 [env = "RINGCHAT_WRITE_TIMEOUT", default_value_t = 30, value_name = "S"];
+            /// Seconds a user may keep a registered nick without logging in to its
+            /// account before it is renamed to Guest-<n> (NickServ warns at once); 0:
+            /// strict, changing to such a nick is refused (433) and a connection that
+            /// registers with one is renamed at once.
+            nick_grace: u64 | u64, Restart, "Hostile clients", [], "", "",
+                [env = "RINGCHAT_NICK_GRACE", default_value_t = 30, value_name = "S"];
+            /// Shortest password an account may have (REGISTER, NickServ REGISTER and
+            /// SET PASSWORD refuse shorter ones as weak).
+            min_password_len: usize | usize, Restart, "Hostile clients", [], "", "",
+                [env = "RINGCHAT_MIN_PASSWORD_LEN", default_value_t = 8, value_name = "N"];
             /// Most connections open at once from one source (an IPv4 address, or an
             /// IPv6 prefix of --ipv6-source-prefix bits).
             max_per_source: u32 | u32, Restart, "Hostile clients", [], "", "",

@@ -225,6 +225,8 @@ impl Values {
             registration_timeout: seconds(v.registration_timeout),
             shutdown_timeout: seconds(v.shutdown_timeout),
             write_timeout: seconds(v.write_timeout),
+            nick_grace: seconds(v.nick_grace),
+            min_password_len: v.min_password_len,
             sources: SourceLimits {
                 max_connections: v.max_per_source,
                 connect_burst: v.source_connect_burst,

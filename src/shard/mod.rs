@@ -13,8 +13,10 @@
 //! ones and fans a message out to a channel; `closing` ends connections; `timers`
 //! is what runs on the tick (timeouts, liveness, counters); [`sync`] keeps the
 //! replica in step with the event log and exchanges hand-offs with other shards;
-//! [`notify`] tells local clients what an applied event changed; [`shutdown`] is the
-//! sequence every driver steps through.
+//! [`notify`] tells local clients what an applied event changed; `history` keeps
+//! channel messages for CHATHISTORY; `accounts` offloads slow authentication work
+//! and stores account events; [`shutdown`] is the sequence every driver steps
+//! through.
 //!
 //! Cost of a delivered channel message (the hot path, `PRIVMSG #c`): two ordered-map
 //! lookups in the replica version this shard reads (the channel, the sender's
@@ -25,6 +27,7 @@
 //! members one hand-off pushed to a batch that is sent once per scheduler pass. The
 //! write itself is one `writev` per connection per pass, whatever the number of lines.
 
+mod accounts;
 mod closing;
 mod delivery;
 mod history;
@@ -36,6 +39,7 @@ pub mod shutdown;
 pub mod sync;
 mod timers;
 
+pub use accounts::AuthCount;
 pub use history::unix_millis;
 
 use crate::proto::outgoing::MsgId;
@@ -86,6 +90,9 @@ pub enum Input<'a> {
     Line(&'a [u8]),
     /// A line over the length limits, already discarded (417).
     TooLong,
+    /// Work the client asked for finished off the shard (a password checked or
+    /// hashed, an account stored): the rest of its command continues.
+    Finished(&'a crate::state::offload::Finished),
 }
 
 /// One shard's state; see the module comment.
@@ -149,6 +156,12 @@ pub struct Shard {
     deferred: Mailbox,
     /// When shard 0 last had the store expire old history (`None`: not yet).
     history_swept: Option<Instant>,
+    /// Local users holding a registered nick without being logged in to its
+    /// account, and when their grace period ends (`--nick-grace`); at most one entry
+    /// per client, dropped when it is renamed or found logged in.
+    nick_deadlines: Vec<(ClientId, Instant)>,
+    /// Guest nicks this shard has handed out, numbering the next.
+    guests: u64,
 }
 
 impl Shard {
@@ -197,6 +210,8 @@ impl Shard {
             history: Vec::new(),
             deferred,
             history_swept: None,
+            nick_deadlines: Vec::new(),
+            guests: 0,
             shared,
         }
     }

@@ -1,8 +1,8 @@
 //! What a shard tells its own clients when it applies an event: the JOIN (with the
 //! joiner's AWAY for `away-notify`), PART, KICK,
-//! QUIT, NICK, TOPIC, MODE, INVITE, AWAY, SETNAME and WALLOPS lines that members see,
-//! the MONITOR notifications of watchers ([`super::monitor`]), the server notices of
-//! `+s` operators ([`super::server_notices`]), and closing the local
+//! QUIT, NICK, TOPIC, MODE, INVITE, AWAY, SETNAME, ACCOUNT and WALLOPS lines that
+//! members see, the MONITOR notifications of watchers ([`super::monitor`]), the server
+//! notices of `+s` operators ([`super::server_notices`]), and closing the local
 //! clients that a KILL names or a new KLINE or DLINE matches.
 //!
 //! Every shard renders every event for its local clients only, straight from its
@@ -54,8 +54,10 @@ impl Shard {
                 let line = LineBuilder::from_source(&source, "JOIN")
                     .arg(channel.as_str())
                     .finish();
-                let mut message = self.caused_by(*client, line);
+                let mut message = self.caused_by(*client, line).unless(Cap::ExtendedJoin);
                 self.deliver_to_local_members(channel.as_str(), &mut message, None);
+                let mut extended = self.extended_join(*client, channel.as_str(), &source);
+                self.deliver_to_local_members(channel.as_str(), &mut extended, None);
                 self.tell_away_on_join(*client, channel.as_str(), &source);
             }
             (Event::Part { client, reason, .. }, Outcome::Parted { channel }) => {
@@ -177,6 +179,23 @@ impl Shard {
                 self.deliver_to_local_members_once(&channels, &mut notice, Some(*client));
                 self.tell_extended_watchers_of(*client, &mut notice);
             }
+            (Event::SetAccount { client, .. }, Outcome::AccountChanged { account }) => {
+                if let Some(local) = self.client_mut(*client) {
+                    local.account = account.clone();
+                }
+                let Some(source) = self.source_of(*client) else {
+                    return;
+                };
+                // IRCv3 account-notify: `ACCOUNT <name>` on login, `ACCOUNT *` on logout.
+                let name = account.as_ref().map_or("*", |account| account.as_str());
+                let line = LineBuilder::from_source(&source, "ACCOUNT")
+                    .arg(name)
+                    .finish();
+                let mut message = self.caused_by(*client, line).requiring(Cap::AccountNotify);
+                let channels = self.channels_of(*client);
+                self.deliver_to_local_members_once(&channels, &mut message, Some(*client));
+                self.tell_extended_watchers_of(*client, &mut message);
+            }
             (Event::SetRealname { client, realname }, Outcome::RealnameChanged) => {
                 let Some(source) = self.source_of(*client) else {
                     return;
@@ -193,6 +212,10 @@ impl Shard {
             {
                 // Closed after the current operation: closing proposes the QUIT.
                 let why = format!("Killed ({by} ({reason}))");
+                self.doomed.push((*victim, CloseReason::Killed(why)));
+            }
+            (Event::Ghost { .. }, Outcome::Killed { victim, by, .. }) if self.is_local(*victim) => {
+                let why = format!("Killed (NickServ (GHOST command used by {by}))");
                 self.doomed.push((*victim, CloseReason::Killed(why)));
             }
             (Event::AddBan { ban, .. }, Outcome::BanAdded) => {
@@ -253,8 +276,26 @@ impl Shard {
     /// A line caused by `id`, tagged `bot` for `message-tags` recipients when `id`
     /// has `+B` (IRCv3 bot mode: servers SHOULD tag everything a bot causes).
     fn caused_by(&self, id: ClientId, line: Bytes) -> Outgoing {
-        let bot = self.log.network().user(id).is_some_and(|user| user.bot);
-        Outgoing::new(line).from_bot(bot)
+        let user = self.log.network().user(id);
+        let bot = user.is_some_and(|user| user.bot);
+        let account = user.and_then(|user| user.account.clone());
+        Outgoing::new(line).from_bot(bot).with_account(account)
+    }
+
+    /// IRCv3 `extended-join`: `:source JOIN #c <account|*> :<real name>`, for the
+    /// members with the capability (the others get the plain JOIN).
+    fn extended_join(&self, id: ClientId, channel: &str, source: &str) -> Outgoing {
+        let user = self.log.network().user(id);
+        let account = user
+            .and_then(|user| user.account.as_ref())
+            .map_or("*", |account| account.as_str());
+        let realname = user.map_or("", |user| &*user.realname);
+        let line = LineBuilder::from_source(source, "JOIN")
+            .arg(channel)
+            .arg(account)
+            .trailing(realname)
+            .finish();
+        self.caused_by(id, line).requiring(Cap::ExtendedJoin)
     }
 
     /// IRCv3 `away-notify`: "Clients will be sent an AWAY message [...] when a user

@@ -137,6 +137,7 @@ impl Shard {
     /// left, closing any client found to be a slow consumer on the way. Returns
     /// whether anything was done.
     pub fn pump(&mut self) -> bool {
+        self.take_in_finished();
         let mut did_anything = false;
         loop {
             let mut progressed = false;
@@ -256,6 +257,7 @@ impl Shard {
                 id.node == node && id.shard == shard
             });
         self.counts.events_applied += 1;
+        self.persist_accounts(entry);
         self.notify(&entry.event, &entry.outcome);
         if entry.proposal != 0 && entry.origin == self.id {
             self.answered.push((entry.proposal, entry.outcome.clone()));

@@ -90,6 +90,7 @@ impl Shard {
         self.close_doomed();
         self.propose_reloaded_bans();
         self.answer_rehashes();
+        self.enforce_nicks(now);
     }
 
     /// Tells this shard's operators who sent REHASH how the reload went (see

@@ -146,6 +146,13 @@ pub struct Client {
     /// Shard-local, like the notices, which each shard renders for its own clients;
     /// the shard's watcher list mirrors it.
     pub snomask: crate::proto::snomask::Snomask,
+    /// The account the client is logged in to, mirrored from the network state when
+    /// its own login is applied, so the message path tags its messages `account=`
+    /// without a lookup.
+    pub account: Option<crate::proto::CaselessKey>,
+    /// SASL, IDENTIFY and REGISTER in progress and their failures; `None` until the
+    /// client first authenticates, so others pay one pointer.
+    pub auth: Option<Box<Authentication>>,
     /// Failed OPER attempts on this connection; the command disconnects the client
     /// when it reaches its limit, so passwords cannot be guessed at line rate.
     pub oper_failures: u8,
@@ -155,6 +162,40 @@ pub struct Client {
     /// When this connection last sent a KNOCK that was delivered (one per
     /// `KNOCK_DELAY`).
     pub last_knock: Option<Instant>,
+}
+
+/// A client's authentication state (see [`Client::auth`]).
+#[derive(Debug, Default)]
+pub struct Authentication {
+    /// `Some` while a SASL exchange is open: its mechanism and the base64 received
+    /// so far, at most a few 400-byte chunks (the command bounds it).
+    pub sasl: Option<SaslExchange>,
+    /// A password is with the workers: one attempt in flight per client, so a
+    /// client cannot queue many argon2 runs.
+    pub in_flight: bool,
+    /// Failed logins on this connection; the command closes it at its limit.
+    pub failures: u8,
+    /// Logged in before registration completed: the login is applied to the network
+    /// once the client is a user.
+    pub pending_account: Option<Box<str>>,
+}
+
+/// An open SASL exchange (see [`Authentication::sasl`]).
+#[derive(Debug)]
+pub struct SaslExchange {
+    /// The mechanism the client chose.
+    pub mechanism: SaslMechanism,
+    /// The base64 received so far.
+    pub received: Vec<u8>,
+}
+
+/// The SASL mechanisms the server offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaslMechanism {
+    /// RFC 4616: account and password.
+    Plain,
+    /// RFC 4422 appendix A: the TLS client certificate (its fingerprint).
+    External,
 }
 
 /// What a TLS connection's handshake told the server about the client.
@@ -209,6 +250,8 @@ impl Client {
             monitoring: Vec::new(),
             bot: false,
             snomask: Default::default(),
+            account: None,
+            auth: None,
             oper_failures: 0,
             tls: None,
             last_knock: None,

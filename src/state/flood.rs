@@ -47,6 +47,18 @@ impl TokenBucket {
         }
     }
 
+    /// Whether a token is there (without taking it).
+    pub fn has_token(&mut self, policy: FloodPolicy, now: Instant) -> bool {
+        self.refill(policy, now);
+        self.tokens >= 1.0
+    }
+
+    /// Whether the bucket has refilled to its burst: nothing to remember about it.
+    pub fn is_full(&mut self, policy: FloodPolicy, now: Instant) -> bool {
+        self.refill(policy, now);
+        self.tokens >= policy.burst.max(1) as f32
+    }
+
     /// Takes `cost` more tokens for work a line caused beyond being read (fake lag).
     /// The bucket may go into debt, down to [`MAX_DEBT_SECONDS`] worth of tokens;
     /// lines wait until it is paid back.

@@ -2,12 +2,13 @@
 //! - node-wide, one per process: the [`network`] replica (users, channels, modes:
 //!   persistent versions, read by every shard without a lock) and its one writer, the
 //!   event [`log`] that orders every change; [`shared`] holds them with the [`bus`]
-//!   that carries hand-offs between shards, and the [`deferred`] replies built off
-//!   the shards;
+//!   that carries hand-offs between shards, the [`deferred`] replies built off the
+//!   shards, and the [`offload`] pool (argon2 and store waits, off the shard threads);
 //! - per shard: its connections ([`slab`] of [`client`]s, each with an [`outbox`] and
 //!   a [`flood`] bucket) and its members of each channel ([`local_members`], the
 //!   dense arrays fan-out walks, derived from the log).
 
+pub mod auth_throttle;
 pub mod bus;
 pub mod client;
 pub mod cluster;
@@ -16,6 +17,7 @@ pub mod flood;
 pub mod local_members;
 pub mod log;
 pub mod network;
+pub mod offload;
 pub mod outbox;
 pub mod rehash;
 pub mod shared;

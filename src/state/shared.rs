@@ -4,11 +4,13 @@
 //! thread ends. Nothing here is locked on the message path: the log's appends are the
 //! only lock, and only state changes take it.
 
+use super::auth_throttle::AuthThrottle;
 use super::bus::Bus;
 use super::cluster::ClusterState;
 use super::deferred::Mailboxes;
 use super::log::{EventLog, LogReader};
-use super::network::{Layout, Network};
+use super::network::{Account, Layout, Network};
+use super::offload::Offload;
 use super::rehash::Rehash;
 use super::sources::Sources;
 use crate::ban_file::BanStore;
@@ -107,6 +109,16 @@ counters! {
     handoff_batches,
     /// TLS connections closed because their handshake failed.
     tls_handshake_failures,
+    /// Logins to an account that succeeded (SASL, IDENTIFY, PASS, REGISTER).
+    logins,
+    /// Logins refused: a wrong password, an unknown account, an unlisted certificate.
+    login_failures,
+    /// AUTHENTICATE input refused before any check: malformed, oversize, an unknown
+    /// mechanism.
+    sasl_malformed,
+    /// Password checks and hashes refused because the offload workers' queue was
+    /// full.
+    auth_busy,
 }
 
 /// State shared by all shards; see the module comment.
@@ -144,6 +156,11 @@ pub struct Shared {
     /// and reloads on SIGHUP) takes the request up and leaves the outcome for the
     /// operator's shard to deliver.
     pub rehash: Rehash,
+    /// Password hashing and verification, and waits for the store, off the shard
+    /// threads; finished work comes back to the client's shard.
+    pub offload: Offload,
+    /// Registrations per source and failed logins per account, bounded.
+    pub auth_throttle: AuthThrottle,
     /// Where KLINEs and DLINEs are written when they change.
     pub ban_store: BanStore,
     /// The node's embedded store in the data directory; `None` when the server
@@ -168,10 +185,17 @@ pub struct Shared {
 impl Shared {
     /// Shared state for a standalone server of `config.shards` shards.
     pub fn new(config: Config) -> Shared {
+        Shared::with_accounts(config, Vec::new())
+    }
+
+    /// Shared state for a standalone server whose network starts with `accounts`
+    /// (read from its store).
+    pub fn with_accounts(config: Config, accounts: Vec<Account>) -> Shared {
         let network = Network::with_server_bans(
             Layout::standalone(config.shards),
             config.server_bans.clone(),
-        );
+        )
+        .with_accounts(accounts);
         Shared::starting_from(config, network)
     }
 
@@ -199,6 +223,8 @@ impl Shared {
             shutting_down: AtomicBool::new(false),
             handoffs_sealed: AtomicUsize::new(0),
             rehash: Rehash::default(),
+            offload: Offload::new(shards),
+            auth_throttle: AuthThrottle::default(),
             ban_store: BanStore::new(config.ban_file.clone(), config.server_bans.clone()),
             store: None,
             cloak: None,

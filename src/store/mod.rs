@@ -13,6 +13,7 @@
 //! SQL layer the server does not need) and sled (unmaintained): it is pure Rust,
 //! ACID with crash-safe commits, and its typed tables keep the schema in the code.
 
+pub mod accounts;
 pub mod history;
 
 use anyhow::Context;

@@ -14,6 +14,7 @@
 //! O(channels): a JOIN into a channel of 100,000 members costs what one into a
 //! channel of 10 does.
 
+use super::accounts::{Account, MAX_ACCOUNTS, MAX_CERTFPS};
 use super::channel::{Channel, Membership, Topic, MAX_INVITES};
 use super::event::{Event, Sequenced};
 use super::modes::{apply_mode, ModeChange, ModeRefusal};
@@ -76,6 +77,27 @@ pub enum Refusal {
     /// UNKLINE or UNDLINE of a ban that does not exist.
     #[error("no such server ban")]
     NoSuchServerBan,
+    /// REGISTER of a name that is already an account.
+    #[error("the account already exists")]
+    AccountExists,
+    /// A login to an account that does not exist.
+    #[error("no such account")]
+    NoSuchAccount,
+    /// The network holds [`MAX_ACCOUNTS`](super::accounts::MAX_ACCOUNTS) accounts.
+    #[error("too many accounts")]
+    TooManyAccounts,
+    /// The user is not logged in to an account.
+    #[error("you are not logged in")]
+    NotLoggedIn,
+    /// Another account already accepts this certificate.
+    #[error("that certificate already belongs to an account")]
+    CertificateInUse,
+    /// The account accepts [`MAX_CERTFPS`] certificates.
+    #[error("the account has as many certificates as it may")]
+    CertificateListFull,
+    /// The account does not accept this certificate.
+    #[error("the account has no such certificate")]
+    NoSuchCertificate,
     /// A cluster node cannot reach the cluster, so it cannot order the change (never
     /// an outcome of applying: the proposer refuses before proposing).
     #[error("the cluster cannot be reached")]
@@ -188,6 +210,21 @@ pub enum Outcome {
         /// Bans in the new list that were not in the old one.
         added: Vec<ServerBan>,
     },
+    /// An account was registered.
+    AccountRegistered {
+        /// The account as registered.
+        account: Account,
+    },
+    /// An account changed (its password or certificates); `account` is its new state.
+    AccountUpdated {
+        /// The account as it now is.
+        account: Account,
+    },
+    /// The user logged in to `account` (`Some`) or out (`None`).
+    AccountChanged {
+        /// The account's name as registered.
+        account: Option<CaselessKey>,
+    },
     /// A WALLOPS was accepted; every shard sends it to its `+w` users.
     Wallops {
         /// `nick!~user@host` of the operator who sent it.
@@ -234,6 +271,7 @@ impl Network {
                         bot: false,
                         oper: None,
                         wallops: false,
+                        account: None,
                         activity: activity.clone(),
                     },
                 )
@@ -349,6 +387,17 @@ impl Network {
                 Some(_) => Outcome::Refused(Refusal::NoPrivileges),
                 None => Outcome::Unchanged,
             },
+            Event::RegisterAccount {
+                account, password, ..
+            } => self.register_account(account, password, now),
+            Event::SetAccount { client, account } => self.set_account(*client, account.as_deref()),
+            Event::Ghost { client, target } => self.ghost(*client, target),
+            Event::SetCertificate {
+                client,
+                certfp,
+                add,
+            } => self.set_certificate(*client, certfp, *add),
+            Event::SetPassword { client, password } => self.set_password(*client, password),
             Event::Wallops { client, .. } => match self.users.get(client) {
                 Some(user) if user.oper.is_some() => Outcome::Wallops {
                     source: user.source(),
@@ -356,6 +405,122 @@ impl Network {
                 Some(_) => Outcome::Refused(Refusal::NoPrivileges),
                 None => Outcome::Unchanged,
             },
+        }
+    }
+
+    /// Records a new account unless its name is taken (or the bound is reached).
+    fn register_account(&mut self, name: &str, password: &str, now: u64) -> Outcome {
+        if self.accounts.contains_key(Caseless::new(name)) {
+            return Outcome::Refused(Refusal::AccountExists);
+        }
+        if self.accounts.len() >= MAX_ACCOUNTS {
+            return Outcome::Refused(Refusal::TooManyAccounts);
+        }
+        let account = Account {
+            name: CaselessKey::new(name),
+            password: password.into(),
+            registered_at: now,
+            certfps: Vec::new(),
+        };
+        self.accounts.insert(account.name.clone(), account.clone());
+        Outcome::AccountRegistered { account }
+    }
+
+    /// Replaces the password hash of the account `client` is logged in to.
+    fn set_password(&mut self, client: ClientId, password: &str) -> Outcome {
+        let Some(user) = self.users.get(&client) else {
+            return Outcome::Unchanged;
+        };
+        let Some(account) = user
+            .account
+            .clone()
+            .and_then(|name| self.accounts.get_mut(&name))
+        else {
+            return Outcome::Refused(Refusal::NotLoggedIn);
+        };
+        account.password = password.into();
+        Outcome::AccountUpdated {
+            account: account.clone(),
+        }
+    }
+
+    /// Adds or removes a certificate of the account `client` is logged in to; a
+    /// certificate belongs to one account at most.
+    fn set_certificate(&mut self, client: ClientId, certfp: &str, add: bool) -> Outcome {
+        let Some(user) = self.users.get(&client) else {
+            return Outcome::Unchanged;
+        };
+        let Some(name) = user.account.clone() else {
+            return Outcome::Refused(Refusal::NotLoggedIn);
+        };
+        let owner = self.certfps.get(certfp).cloned();
+        let Some(account) = self.accounts.get_mut(&name) else {
+            return Outcome::Refused(Refusal::NotLoggedIn);
+        };
+        if add {
+            match owner {
+                Some(owner) if owner == name => return Outcome::Unchanged,
+                Some(_) => return Outcome::Refused(Refusal::CertificateInUse),
+                None if account.certfps.len() >= MAX_CERTFPS => {
+                    return Outcome::Refused(Refusal::CertificateListFull)
+                }
+                None => {}
+            }
+            account.certfps.push(certfp.into());
+            self.certfps.insert(certfp.into(), name);
+        } else {
+            if owner.as_ref() != Some(&name) {
+                return Outcome::Refused(Refusal::NoSuchCertificate);
+            }
+            account.certfps.retain(|held| &**held != certfp);
+            self.certfps.remove(certfp);
+        }
+        Outcome::AccountUpdated {
+            account: account.clone(),
+        }
+    }
+
+    /// Logs a user in to an existing account (spelled as registered) or out.
+    fn set_account(&mut self, client: ClientId, name: Option<&str>) -> Outcome {
+        let account = match name {
+            Some(name) => match self.accounts.get(Caseless::new(name)) {
+                Some(account) => Some(account.name.clone()),
+                None => return Outcome::Refused(Refusal::NoSuchAccount),
+            },
+            None => None,
+        };
+        let Some(user) = self.users.get_mut(&client) else {
+            return Outcome::Unchanged;
+        };
+        if user.account == account {
+            return Outcome::Unchanged;
+        }
+        user.account = account.clone();
+        Outcome::AccountChanged { account }
+    }
+
+    /// Only the owner of the account named `target` ghosts (481), and only a user
+    /// holding that nick other than itself (401). Like KILL, the victim stays a user
+    /// until its own shard closes it.
+    fn ghost(&mut self, client: ClientId, target: &str) -> Outcome {
+        let Some(by) = self.users.get(&client) else {
+            return Outcome::Unchanged;
+        };
+        if by
+            .account
+            .as_ref()
+            .is_none_or(|account| !account.as_str().eq_ignore_ascii_case(target))
+        {
+            return Outcome::Refused(Refusal::NoPrivileges);
+        }
+        let by = by.nick.clone();
+        match self.user_by_nick(target) {
+            Some((victim, user)) if victim != client => Outcome::Killed {
+                victim,
+                nick: user.nick.clone(),
+                by,
+            },
+            _ => Outcome::Refused(Refusal::NoSuchNick),
         }
     }
 

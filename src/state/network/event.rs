@@ -214,6 +214,50 @@ pub enum Event {
     /// or corrupt): it keeps its place in the order and changes nothing, here as on
     /// every node that cannot read it.
     Unreadable,
+    /// A client registers an account (REGISTER, NickServ REGISTER). The name is
+    /// claimed for the whole network by this event's place in the order: of two
+    /// registrations of one name, the later is refused everywhere.
+    RegisterAccount {
+        /// The registering client (a user, or a client still registering).
+        client: ClientId,
+        /// The account name (already validated).
+        account: Box<str>,
+        /// The password's argon2id hash, PHC form (hashed off the shard threads).
+        password: Box<str>,
+    },
+    /// A user logs in to an account (`Some`: SASL, IDENTIFY, REGISTER) or out (`None`).
+    /// Authenticating is the command's job; replicas only record the result.
+    SetAccount {
+        /// The user.
+        client: ClientId,
+        /// The account, by name.
+        account: Option<Box<str>>,
+    },
+    /// A logged-in user changes its account's password (NickServ SET PASSWORD).
+    SetPassword {
+        /// The user.
+        client: ClientId,
+        /// The new password's argon2id hash, PHC form.
+        password: Box<str>,
+    },
+    /// A logged-in user adds (`add`) or removes a client certificate fingerprint of
+    /// its account (NickServ CERT), for SASL EXTERNAL.
+    SetCertificate {
+        /// The user.
+        client: ClientId,
+        /// SHA-256 of the certificate, lowercase hex (already validated).
+        certfp: Box<str>,
+        /// Add it, or remove it.
+        add: bool,
+    },
+    /// A user logged in to an account disconnects whoever holds the account's name
+    /// as a nick (NickServ GHOST); the holder's shard closes it.
+    Ghost {
+        /// The account's owner.
+        client: ClientId,
+        /// The nick to free (an account's name).
+        target: Box<str>,
+    },
     /// A server operator sends a message to every user with `+w` (WALLOPS).
     Wallops {
         /// The operator.

@@ -12,10 +12,11 @@
 //! same function applied to the same log gives every node of a cluster the same state.
 //!
 //! Layout: [`event`] (what can change), [`apply`] (how it changes), [`channel`],
-//! [`modes`], [`users`], [`whowas`] and [`server_bans`] (the data), [`wire`] (events
+//! [`modes`], [`users`], [`accounts`], [`whowas`] and [`server_bans`] (the data), [`wire`] (events
 //! as bytes between nodes) and [`snapshot`] (a whole replica as bytes). Rendering any
 //! of it as IRC text is done by the commands and the shard's notifications, not here.
 
+pub mod accounts;
 pub mod apply;
 #[cfg(test)]
 mod apply_tests;
@@ -31,6 +32,7 @@ pub mod users;
 pub mod whowas;
 pub mod wire;
 
+pub use accounts::Account;
 pub use apply::{Outcome, Refusal};
 pub use channel::{Ban, Channel, Layout, Members, Membership, ShardSet, Topic};
 pub use event::{Event, Sequenced};
@@ -69,6 +71,10 @@ pub struct Network {
     whowas: Whowas,
     /// KLINEs and DLINEs (shared between versions until one changes them).
     server_bans: Arc<ServerBans>,
+    /// Registered accounts, by name.
+    accounts: ArcMap<CaselessKey, Account>,
+    /// Which account accepts each client certificate (SASL EXTERNAL).
+    certfps: OrdMap<Box<str>, CaselessKey>,
     /// Log position of the last event applied.
     applied: u64,
 }
@@ -92,6 +98,8 @@ impl Network {
             peak_users: 0,
             whowas: Whowas::default(),
             server_bans: Arc::default(),
+            accounts: ArcMap::default(),
+            certfps: OrdMap::new(),
             applied: 0,
         }
     }
@@ -103,6 +111,48 @@ impl Network {
             server_bans: Arc::new(ServerBans::new(bans)),
             ..Network::laid_out(layout)
         }
+    }
+
+    /// The same network with `accounts` registered (read from the node's store at
+    /// start, before any event is applied); a name listed twice keeps its first.
+    pub fn with_accounts(mut self, accounts: impl IntoIterator<Item = Account>) -> Network {
+        for account in accounts {
+            if !self.accounts.contains_key(&account.name) {
+                self.index_certificates(&account);
+                self.accounts.insert(account.name.clone(), account);
+            }
+        }
+        self
+    }
+
+    /// Records which certificates `account` accepts (a certificate an earlier
+    /// account holds stays with it).
+    fn index_certificates(&mut self, account: &Account) {
+        for certfp in &account.certfps {
+            if !self.certfps.contains_key(certfp) {
+                self.certfps.insert(certfp.clone(), account.name.clone());
+            }
+        }
+    }
+
+    /// The account that accepts the client certificate `certfp` (SASL EXTERNAL).
+    pub fn account_by_certfp(&self, certfp: &str) -> Option<&Account> {
+        self.accounts.get(self.certfps.get(certfp)?)
+    }
+
+    /// The account called `name` (without case).
+    pub fn account(&self, name: &str) -> Option<&Account> {
+        self.accounts.get(Caseless::new(name))
+    }
+
+    /// Every account, in name order.
+    pub fn accounts(&self) -> impl Iterator<Item = &Account> {
+        self.accounts.values()
+    }
+
+    /// How many accounts are registered.
+    pub fn account_count(&self) -> usize {
+        self.accounts.len()
     }
 
     /// How this replica partitions channel members.

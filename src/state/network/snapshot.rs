@@ -21,6 +21,7 @@
 //! sorted), so two replicas that agree, laid out alike, write the same snapshot.
 //! Wire format: [`super::wire`].
 
+use super::accounts::{Account, MAX_ACCOUNTS, MAX_CERTFPS};
 use super::channel::{Ban, Channel, Layout, Members, Membership, Topic, MAX_BANS, MAX_INVITES};
 use super::modes::ChannelModes;
 use super::server_bans::{ServerBan, ServerBans, MAX_SERVER_BANS};
@@ -36,7 +37,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The layout of snapshots; bump it when anything in `SnapshotImage` changes shape.
-pub const SNAPSHOT_FORMAT: u8 = 2;
+pub const SNAPSHOT_FORMAT: u8 = 3;
 
 /// A replica as written: borrowed from the [`Network`], field for field what
 /// [`SnapshotImage`] reads back.
@@ -49,6 +50,7 @@ struct SnapshotRef<'a> {
     users: Vec<(ClientId, UserRef<'a>)>,
     whowas: &'a Whowas,
     server_bans: Vec<&'a ServerBan>,
+    accounts: Vec<&'a Account>,
 }
 
 /// A replica as read, before [`rebuild`] checks it and builds the indexes.
@@ -61,6 +63,7 @@ struct SnapshotImage {
     users: Vec<(ClientId, UserImage)>,
     whowas: WhowasImage,
     server_bans: Vec<ServerBan>,
+    accounts: Vec<Account>,
 }
 
 /// A user as written; field for field what [`UserImage`] reads back.
@@ -79,6 +82,7 @@ struct UserRef<'a> {
     bot: bool,
     oper: &'a Option<Box<str>>,
     wallops: bool,
+    account: &'a Option<CaselessKey>,
     /// All that travels of the activity clock; see [`Activity`].
     signon_unix: u64,
 }
@@ -98,6 +102,7 @@ struct UserImage {
     bot: bool,
     oper: Option<Box<str>>,
     wallops: bool,
+    account: Option<CaselessKey>,
     signon_unix: u64,
 }
 
@@ -182,6 +187,7 @@ impl<'a> UserRef<'a> {
             bot: user.bot,
             oper: &user.oper,
             wallops: user.wallops,
+            account: &user.account,
             signon_unix: user.activity.signon(),
         }
     }
@@ -245,6 +251,7 @@ impl Network {
                 users,
                 whowas: &self.whowas,
                 server_bans: self.server_bans.iter().collect(),
+                accounts: self.accounts.values().collect(),
             },
         )
     }
@@ -281,6 +288,24 @@ fn rebuild(image: SnapshotImage, layout: Layout) -> Result<Network, String> {
         ));
     }
     network.server_bans = Arc::new(ServerBans::new(image.server_bans));
+    if image.accounts.len() > MAX_ACCOUNTS {
+        return Err(format!(
+            "{} accounts, more than {MAX_ACCOUNTS}",
+            image.accounts.len()
+        ));
+    }
+    for account in image.accounts {
+        let name = account.name.clone();
+        if account.certfps.len() > MAX_CERTFPS {
+            return Err(format!(
+                "account {name} has more than {MAX_CERTFPS} certificates"
+            ));
+        }
+        network.index_certificates(&account);
+        if network.accounts.insert(name.clone(), account) {
+            return Err(format!("account {name} appears twice"));
+        }
+    }
 
     let mut channels = image
         .channels
@@ -294,6 +319,13 @@ fn rebuild(image: SnapshotImage, layout: Layout) -> Result<Network, String> {
     for (id, image) in image.users {
         let user = rebuild_user(image, id, &channels, &mut listed)?;
         listed_memberships += user.channels.len();
+        if let Some(account) = user.account.as_ref() {
+            if !network.accounts.contains_key(account) {
+                return Err(format!(
+                    "client {id:?} is logged in to {account}, no account"
+                ));
+            }
+        }
         hold_nick(&mut network.nicks, &user.nick, id)?;
         network.invisible += usize::from(user.invisible);
         network.opers += usize::from(user.oper.is_some());
@@ -374,6 +406,7 @@ fn rebuild_user(
         bot: image.bot,
         oper: image.oper,
         wallops: image.wallops,
+        account: image.account,
         activity: Arc::new(Activity::remote(image.signon_unix)),
     })
 }

@@ -292,8 +292,25 @@ fn history() -> Vec<Event> {
         channel: "#quiet".into(),
         text: b"shh".as_slice().into(),
     });
+    log.push(Event::RegisterAccount {
+        client: alice,
+        account: "Alice".into(),
+        password: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+    });
+    log.push(Event::SetAccount {
+        client: alice,
+        account: Some("alice".into()),
+    });
+    log.push(Event::SetCertificate {
+        client: alice,
+        certfp: CERTFP.into(),
+        add: true,
+    });
     log
 }
+
+/// A client certificate fingerprint the accounts in the log use.
+const CERTFP: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
 /// The log after the snapshot: events whose outcome depends on what the snapshot
 /// carried (the claim, keys, limits, invitations, bans, exceptions, operators, member
@@ -388,6 +405,45 @@ fn rest_of_log() -> Vec<Event> {
         Event::node_lost(2, "node 2 went away"),
         Event::node_lost(5, "never there"),
     ];
+    // Outcomes that depend on the accounts the snapshot carried.
+    log.extend([
+        Event::RegisterAccount {
+            client: bob,
+            account: "ALICE".into(),
+            password: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        },
+        Event::SetCertificate {
+            client: bob,
+            certfp: CERTFP.into(),
+            add: true,
+        },
+        Event::SetAccount {
+            client: bob,
+            account: Some("ALICE".into()),
+        },
+        Event::SetCertificate {
+            client: bob,
+            certfp: CERTFP.into(),
+            add: true,
+        },
+        Event::SetAccount {
+            client: grace,
+            account: Some("nobody".into()),
+        },
+        Event::Ghost {
+            client: bob,
+            target: "alice".into(),
+        },
+        Event::SetCertificate {
+            client: alice,
+            certfp: CERTFP.into(),
+            add: false,
+        },
+        Event::SetAccount {
+            client: alice,
+            account: None,
+        },
+    ]);
     for round in 0..WHOWAS_LIMIT + 100 {
         log.push(change_nick(alice, &format!("alice{}", round % 3)));
     }
@@ -429,6 +485,12 @@ fn replica_after_history(layout: Layout) -> Replica {
     for event in history() {
         replica.apply(event);
     }
+    let alice = replica.network.user(id(ALICE)).expect("alice is a user");
+    assert_eq!(
+        alice.account.as_ref().map(CaselessKey::as_str),
+        Some("Alice")
+    );
+    assert!(replica.network.account_by_certfp(CERTFP).is_some());
     replica
 }
 
@@ -448,6 +510,8 @@ fn same_user(a: &User, b: &User) -> bool {
         && a.bot == b.bot
         && a.oper == b.oper
         && a.wallops == b.wallops
+        && a.account.as_ref().map(CaselessKey::as_str)
+            == b.account.as_ref().map(CaselessKey::as_str)
         && a.activity.signon() == b.activity.signon()
 }
 
@@ -551,6 +615,16 @@ fn assert_same_state(a: &Network, b: &Network, order: MemberOrder) {
     assert_eq!(
         a.server_bans().iter().collect::<Vec<_>>(),
         b.server_bans().iter().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        a.accounts().collect::<Vec<_>>(),
+        b.accounts().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        a.account_by_certfp(CERTFP)
+            .map(|account| account.name.as_str()),
+        b.account_by_certfp(CERTFP)
+            .map(|account| account.name.as_str())
     );
 }
 

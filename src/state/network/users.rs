@@ -132,6 +132,9 @@ pub struct User {
     pub oper: Option<Box<str>>,
     /// User mode `+w`: receives WALLOPS.
     pub wallops: bool,
+    /// The account the user is logged in to, spelled as registered (WHOIS 330, WHOX
+    /// `a`, `extended-join`, `account-tag`).
+    pub account: Option<CaselessKey>,
     /// Signon and idle times; see [`Activity`] (only the signon travels).
     pub activity: Arc<Activity>,
 }
@@ -152,6 +155,7 @@ impl PartialEq for User {
             && self.bot == other.bot
             && self.oper == other.oper
             && self.wallops == other.wallops
+            && self.account == other.account
             && Arc::ptr_eq(&self.activity, &other.activity)
     }
 }

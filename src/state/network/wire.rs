@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 /// The layout of encoded events; bump it when [`Event`] or anything in it changes
 /// shape.
-pub const EVENT_FORMAT: u8 = 2;
+pub const EVENT_FORMAT: u8 = 3;
 
 /// Why bytes could not be decoded.
 #[derive(Debug, thiserror::Error)]

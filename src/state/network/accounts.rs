@@ -1,0 +1,51 @@
+//! Registered accounts as the network knows them: the name, the password's argon2id
+//! hash (a PHC string, never the password) and when it was registered. Plain data;
+//! only [`super::apply`] changes it, so every shard and node agrees on who owns a name.
+//! The node's store keeps a copy ([`crate::store::accounts`]); this is the truth.
+
+use crate::proto::CaselessKey;
+use crate::store::accounts::StoredAccount;
+use serde::{Deserialize, Serialize};
+
+/// Most accounts the network holds: REGISTER past it is refused, so a registration
+/// flood cannot grow the state (and every node's store) without bound.
+pub const MAX_ACCOUNTS: usize = 1_000_000;
+
+/// Most client certificate fingerprints one account accepts for SASL EXTERNAL.
+pub const MAX_CERTFPS: usize = 8;
+
+/// One registered account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    /// The name, spelled as registered; compared without case (`ascii` casemapping).
+    pub name: CaselessKey,
+    /// The password's argon2id hash in PHC form, made off the shard threads.
+    pub password: Box<str>,
+    /// When it was registered, Unix seconds (the event's time, so every replica agrees).
+    pub registered_at: u64,
+    /// SHA-256 fingerprints (lowercase hex) of the client certificates that log in
+    /// to it with SASL EXTERNAL; at most [`MAX_CERTFPS`].
+    pub certfps: Vec<Box<str>>,
+}
+
+impl Account {
+    /// The account as the node's store keeps it.
+    pub fn to_stored(&self) -> StoredAccount {
+        StoredAccount {
+            name: self.name.as_str().into(),
+            password: self.password.clone(),
+            registered_at: self.registered_at,
+            certfps: self.certfps.clone(),
+        }
+    }
+
+    /// An account read back from the store.
+    pub fn from_stored(stored: StoredAccount) -> Account {
+        Account {
+            name: CaselessKey::new(&stored.name),
+            password: stored.password,
+            registered_at: stored.registered_at,
+            certfps: stored.certfps,
+        }
+    }
+}
