@@ -1,6 +1,7 @@
 //! Server operators as clients see them: OPER (381 and `+o`, 464, 491, the failure
 //! limit), opers in WHO, WHOIS and LUSERS, `MODE -o`, KILL across shards, WALLOPS to
-//! `+w` users only, REHASH and DIE; every test on both drivers, 1 and 4 shards.
+//! `+w` users only, REHASH, DIE and BACKUP; every test on both drivers, 1 and 4
+//! shards.
 
 mod common;
 
@@ -458,5 +459,51 @@ e2e! {
         assert!(last.iter().any(|l| l.contains("(K-Lined (kept))")), "{last:?}");
         server.register("good").expect_nothing();
         std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    fn backup_copies_the_store_while_the_server_runs(setup) {
+        let dir = std::env::temp_dir().join(format!(
+            "ringchat-backup-{}-{:?}-{}",
+            std::process::id(),
+            setup.io,
+            setup.shards
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let server = setup.start_with(|config| {
+            config.opers = vec![admin_block()];
+            config.data_dir = Some(dir.clone());
+        });
+        let mut bob = server.register("bob");
+        bob.send("REGISTER bob * correct-horse-battery");
+        bob.skip_until(|line| line.contains(" 900 "));
+        let mut alice = oper(&server, "alice");
+        alice.send("BACKUP");
+        let copying = alice.line();
+        assert!(copying.contains("NOTICE alice :BACKUP: copying the store to "), "{copying}");
+        let written = alice.line();
+        assert!(written.contains(" written ("), "{written}");
+        let file = written
+            .split("BACKUP: ")
+            .nth(1)
+            .and_then(|rest| rest.split(" written").next())
+            .expect("the NOTICE names the file");
+        assert!(file.starts_with(&dir.join("backups").display().to_string()), "{file}");
+        // The copy is a store of its own: it opens, and holds the account.
+        let restored = dir.join("restored");
+        std::fs::create_dir_all(&restored).expect("temp dir");
+        std::fs::copy(file, restored.join(ringchat::store::STORE_FILE)).expect("copy the backup");
+        let store = ringchat::store::Store::open(&restored).expect("the backup opens");
+        let accounts = ringchat::store::accounts::load(&store).expect("its accounts read");
+        assert!(accounts.iter().any(|a| &*a.name == "bob"), "{accounts:?}");
+        drop(store);
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    fn backup_is_for_operators(setup) {
+        let server = start(setup);
+        let mut carol = server.register("carol");
+        carol.send("BACKUP");
+        carol.expect_numeric("481");
     }
 }

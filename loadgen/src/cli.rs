@@ -168,6 +168,17 @@ pub struct CommonArgs {
     /// (ringchat's --websocket-listen; inside TLS with --tls).
     #[arg(long)]
     pub websocket: bool,
+    /// Log every client in with SASL PLAIN to this account before it registers
+    /// (`account:password`; the server must offer the `sasl` capability). With
+    /// `connect` this measures logins per second; paced with --connect-rate it is a
+    /// login storm beside another run's bystanders.
+    #[arg(long, value_name = "ACCOUNT:PASSWORD")]
+    #[serde(skip)]
+    pub sasl: Option<String>,
+    /// Start at most this many clients per second (0: as fast as
+    /// --connect-concurrency allows).
+    #[arg(long, default_value_t = 0.0)]
+    pub connect_rate: f64,
 }
 
 impl CommonArgs {

@@ -314,6 +314,10 @@ pub struct SetupConfig {
     pub tls: Option<TlsClient>,
     /// Speak IRC over WebSocket (`--websocket`), inside TLS with `--tls`.
     pub websocket: bool,
+    /// The AUTHENTICATE lines of a SASL PLAIN login (`--sasl`), sent before NICK.
+    pub sasl: Option<String>,
+    /// Client `i` starts `i` times this after the run (`--connect-rate`).
+    pub pace: Option<Duration>,
     /// Longest setup of one client, gate wait excluded.
     pub timeout: Duration,
 }
@@ -349,6 +353,9 @@ pub async fn run_client(
 ) {
     let index = plan.index;
     let mut reader = Reader::new(&plan);
+    if let Some(pace) = setup.pace {
+        tokio::time::sleep(pace.mul_f64(index as f64)).await;
+    }
     let permit = match shared.team.setup_gate.acquire().await {
         Ok(permit) => permit,
         Err(_) => return,
@@ -454,12 +461,22 @@ async fn set_up(
         reader.deframer = Some(crate::websocket::Deframer::default());
     }
     let mut hello = String::new();
+    if let Some(authenticate) = &setup.sasl {
+        // Pipelined: the server takes the lines in order, and holds registration
+        // until CAP END, which it reads only after answering the login.
+        hello.push_str("CAP REQ :sasl\r\nAUTHENTICATE PLAIN\r\n");
+        hello.push_str(authenticate);
+        hello.push_str("CAP END\r\n");
+    }
     if let Some(password) = &setup.password {
         hello.push_str(&format!("PASS {password}\r\n"));
     }
     hello.push_str(&format!("NICK {0}\r\nUSER {0} 0 * :loadgen\r\n", plan.nick));
     conn.send(hello.as_bytes());
-    while !(reader.state.welcomed && reader.state.motd_done) {
+    while !(reader.state.welcomed
+        && reader.state.motd_done
+        && (setup.sasl.is_none() || reader.state.logged_in))
+    {
         reader.read_some(&mut socket, &conn, shared).await?;
         if let Some(e) = reader.state.fatal.take() {
             return Err(e);
@@ -511,6 +528,8 @@ struct ReaderState {
     welcome_at: Option<u64>,
     /// 376 or 422 arrived: registration output is complete.
     motd_done: bool,
+    /// 903 arrived: the SASL login (`--sasl`) succeeded.
+    logged_in: bool,
     joined: bool,
     /// An error that ends this client (refusal, ERROR from the server).
     fatal: Option<String>,
@@ -527,6 +546,7 @@ impl Reader {
                 welcomed: false,
                 welcome_at: None,
                 motd_done: false,
+                logged_in: false,
                 joined: false,
                 fatal: None,
             },
@@ -641,6 +661,7 @@ impl ReaderState {
                 }
             }
             376 | 422 => self.motd_done = true,
+            903 => self.logged_in = true,
             366 => {
                 let channel = words().nth(1);
                 if let (Some(got), Some(want)) = (channel, &self.channel) {
@@ -650,7 +671,9 @@ impl ReaderState {
                 }
             }
             // Refusals that end this client: nick, password, join, or server full.
-            403 | 405 | 432 | 433 | 436 | 437 | 464 | 465 | 471 | 473 | 474 | 475 | 477 => {
+            // And failed logins (--sasl).
+            403 | 405 | 432 | 433 | 436 | 437 | 464 | 465 | 471 | 473 | 474 | 475 | 477 | 902
+            | 904 | 905 | 906 | 908 => {
                 self.fatal = Some(format!(
                     "server refused with {code:03}: {}",
                     String::from_utf8_lossy(params)

@@ -513,6 +513,9 @@ async fn connect_all(
         password: common.password.clone(),
         tls: tls.cloned(),
         websocket: common.websocket,
+        sasl: common.sasl.as_deref().map(sasl_plain_lines).transpose()?,
+        pace: (common.connect_rate > 0.0 && common.connect_rate.is_finite())
+            .then(|| Duration::from_secs_f64(1.0 / common.connect_rate)),
         timeout: common.setup_timeout,
     });
     let own_before = procstat::sample(None)?;
@@ -563,6 +566,28 @@ async fn connect_all(
         server_after,
         own_usage,
     })
+}
+
+/// The AUTHENTICATE lines carrying a SASL PLAIN message for `account:password`
+/// (RFC 4616, no authorization identity): base64 in chunks of 400 bytes, with a
+/// final `+` when the last chunk is full (IRCv3 SASL 3.1).
+fn sasl_plain_lines(credentials: &str) -> Result<String> {
+    use base64::Engine;
+    let Some((account, password)) = credentials.split_once(':') else {
+        bail!("--sasl wants ACCOUNT:PASSWORD");
+    };
+    let message = format!("\0{account}\0{password}");
+    let encoded = base64::engine::general_purpose::STANDARD.encode(message);
+    let mut lines = String::new();
+    for chunk in encoded.as_bytes().chunks(400) {
+        lines.push_str("AUTHENTICATE ");
+        lines.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+        lines.push_str("\r\n");
+    }
+    if encoded.len() % 400 == 0 {
+        lines.push_str("AUTHENTICATE +\r\n");
+    }
+    Ok(lines)
 }
 
 /// How often the servers' RSS is sampled while members churn (its peak is reported).

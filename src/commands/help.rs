@@ -14,7 +14,7 @@ const INDEX: &[&str] = &[
     "LUSERS MODE MONITOR MOTD NAMES NICK NOTICE PART PASS PING PONG PRIVMSG QUIT SETNAME",
     "STATS TAGMSG TIME TOPIC USER USERHOST VERSION WHO WHOIS WHOWAS",
     "Accounts: AUTHENTICATE REGISTER NICKSERV NS",
-    "Operators: OPER KILL WALLOPS KLINE UNKLINE DLINE UNDLINE REHASH DIE",
+    "Operators: OPER KILL WALLOPS KLINE UNKLINE DLINE UNDLINE REHASH DIE BACKUP",
     "",
     "HELP <command> explains one command.",
 ];
@@ -215,6 +215,14 @@ const TOPICS: &[(&str, &[&str])] = &[
     (
         "DIE",
         &["DIE", "Operators: shuts the server down gracefully."],
+    ),
+    (
+        "BACKUP",
+        &[
+            "BACKUP",
+            "Operators: copies the store (accounts, history) to backups/ in the data",
+            "directory while the server runs; a NOTICE says when the copy is made.",
+        ],
     ),
     (
         "SETNAME",

@@ -122,6 +122,7 @@ static COMMANDS: &[Command] = &[
     command("WALLOPS", 1, oper::wallops),
     command("REHASH", 0, oper::rehash),
     command("DIE", 0, oper::die),
+    command("BACKUP", 0, oper::backup),
     command("KLINE", 1, server_bans::kline),
     command("DLINE", 1, server_bans::dline),
     command("UNKLINE", 1, server_bans::unkline),

@@ -1,5 +1,5 @@
 //! Server operators: OPER, and the commands only an operator may use (KILL, WALLOPS,
-//! REHASH, DIE). Whether a user is an operator is network state (`+o`, set by an
+//! REHASH, DIE, BACKUP). Whether a user is an operator is network state (`+o`, set by an
 //! event), so every shard agrees; authenticating is [`crate::opers`]'.
 
 use super::errors::reply_refusal;
@@ -9,6 +9,7 @@ use crate::proto::numeric::*;
 use crate::proto::texts;
 use crate::proto::{LineBuilder, Message};
 use crate::state::client::CloseReason;
+use crate::state::deferred::DeferredReply;
 use crate::state::network::{Event, Outcome, Refusal};
 use tracing::{info, warn};
 
@@ -148,6 +149,67 @@ pub fn die(ctx: &mut Ctx<'_>, _message: &Message<'_>) {
     }
     warn!(nick = %ctx.client().nick(), "DIE: shutting down");
     ctx.shared().begin_shutdown();
+}
+
+/// `BACKUP`: copies the store (accounts, history) while the server runs, to
+/// `backups/ringchat-<UTC time>.redb` in the data directory. Answered at once with
+/// the file's name, then by a NOTICE once the store's writer has made the copy (or
+/// with why it could not). The copy is the store as of one commit; see
+/// [`Store::backup`](crate::store::Store::backup).
+pub fn backup(ctx: &mut Ctx<'_>, _message: &Message<'_>) {
+    if !is_oper(ctx) {
+        return;
+    }
+    let nick = ctx.client().nick().to_owned();
+    let server = ctx.config().server_name.clone();
+    let notice = {
+        let nick = nick.clone();
+        move |text: String| {
+            LineBuilder::from_source(&server, "NOTICE")
+                .arg(&nick)
+                .trailing(text)
+                .finish()
+        }
+    };
+    let (Some(store), Some(data_dir)) = (&ctx.shared().store, &ctx.config().data_dir) else {
+        let reply = ctx
+            .from_server("NOTICE")
+            .arg(&nick)
+            .trailing(texts::BACKUP_THIS_SERVER_KEEPS_NO_STORE);
+        return ctx.reply(reply);
+    };
+    let stamp = crate::proto::time::server_time(std::time::SystemTime::now()).replace(':', "");
+    let to = data_dir
+        .join("backups")
+        .join(format!("ringchat-{stamp}.redb"));
+    let shown = to.display().to_string();
+    info!(nick = %ctx.client().nick(), to = %shown, "BACKUP");
+    let answer = ctx.shared().deferred.to_shard(ctx.id.shard);
+    let client = ctx.id;
+    let done = Box::new(move |copied: std::io::Result<u64>| {
+        let text = match copied {
+            Ok(bytes) => {
+                info!(to = %shown, bytes, "backup written");
+                format!("BACKUP: {shown} written ({bytes} bytes)")
+            }
+            Err(why) => {
+                warn!(to = %shown, %why, "backup failed");
+                format!("BACKUP: {shown} failed: {why}")
+            }
+        };
+        if let Some(answer) = answer {
+            answer.send(DeferredReply {
+                to: client,
+                lines: vec![notice(text)],
+            });
+        }
+    });
+    let text = match store.backup(to.clone(), done) {
+        Ok(()) => format!("BACKUP: copying the store to {}", to.display()),
+        Err(why) => format!("BACKUP: refused: {why}"),
+    };
+    let reply = ctx.from_server("NOTICE").arg(&nick).trailing(text);
+    ctx.reply(reply);
 }
 
 /// Whether the client is a server operator; answers 481 when it is not.

@@ -8,6 +8,7 @@ pub const ADMINISTRATIVE_INFO: &str = "Administrative info";
 pub const ANOTHER_AUTHENTICATION_IS_IN_PROGRESS: &str = "Another authentication is in progress";
 pub const ARE_AVAILABLE_SASL_MECHANISMS: &str = "are available SASL mechanisms";
 pub const ARE_SUPPORTED_BY_THIS_SERVER: &str = "are supported by this server";
+pub const BACKUP_THIS_SERVER_KEEPS_NO_STORE: &str = "BACKUP: this server keeps no store";
 pub const BAD_CHANNEL_MASK: &str = "Bad Channel Mask";
 pub const CANNOT_JOIN_CHANNEL_B: &str = "Cannot join channel (+b)";
 pub const CANNOT_JOIN_CHANNEL_I: &str = "Cannot join channel (+i)";

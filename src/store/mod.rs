@@ -63,7 +63,13 @@ enum Message {
     Read(WriteJob),
     /// Answered once every job queued before it has committed.
     Barrier(mpsc::Sender<()>),
+    /// Copy the file, between two transactions, once the jobs before it committed.
+    Backup(PathBuf, BackupDone),
 }
+
+/// Told how a [`Store::backup`] went: the copy's size in bytes, or why it failed. Runs
+/// on the writer thread, so it must not block.
+pub type BackupDone = Box<dyn FnOnce(std::io::Result<u64>) + Send>;
 
 impl Store {
     /// Opens (or creates) the store in `data_dir` and starts its writer thread.
@@ -123,6 +129,23 @@ impl Store {
         self.database.begin_read()
     }
 
+    /// Copies the store to `to` while the server runs, and tells `done` how it went.
+    ///
+    /// The writer thread is the file's only writer, so it makes the copy itself,
+    /// after committing the jobs queued before this call and before starting the next
+    /// transaction: the copy holds exactly those jobs, as of one commit, never torn. Writes queued
+    /// meanwhile wait (up to [`QUEUE_LEN`] jobs) for as long as the copy takes, about a
+    /// second per gigabyte. The copy is written beside `to` and renamed into place, so
+    /// `to` is either complete or absent.
+    pub fn backup(&self, to: PathBuf, done: BackupDone) -> Result<(), WriteRefused> {
+        self.jobs
+            .try_send(Message::Backup(to, done))
+            .map_err(|error| match error {
+                TrySendError::Full(_) => WriteRefused::Behind,
+                TrySendError::Disconnected(_) => WriteRefused::Stopped,
+            })
+    }
+
     /// Blocks until every job queued before this call has committed (shutdown, and
     /// tests that read what they wrote). Never call it on a shard's thread.
     pub fn sync(&self) -> Result<(), WriteRefused> {
@@ -157,11 +180,17 @@ impl Drop for Store {
 /// behind it (up to [`MAX_BATCH`]), runs them in one transaction and commits it.
 fn write_batches(database: &redb::Database, path: &Path, queue: &Receiver<Message>) {
     let mut barriers = Vec::new();
+    let mut backups = Vec::new();
     while let Ok(first) = queue.recv() {
+        // A backup ends its batch: the copy holds exactly the jobs queued before it.
+        let mut ends_batch = matches!(first, Message::Backup(..));
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+        while batch.len() < MAX_BATCH && !ends_batch {
             match queue.try_recv() {
-                Ok(message) => batch.push(message),
+                Ok(message) => {
+                    ends_batch = matches!(message, Message::Backup(..));
+                    batch.push(message);
+                }
                 Err(_) => break,
             }
         }
@@ -187,6 +216,7 @@ fn write_batches(database: &redb::Database, path: &Path, queue: &Receiver<Messag
                     }
                 }
                 Message::Barrier(done) => barriers.push(done),
+                Message::Backup(to, done) => backups.push((to, done)),
             }
         }
         if !wrote {
@@ -197,6 +227,7 @@ fn write_batches(database: &redb::Database, path: &Path, queue: &Receiver<Messag
             for done in barriers.drain(..) {
                 let _ = done.send(());
             }
+            copy_file(path, &mut backups);
             continue;
         }
         if let Err(why) = transaction.commit() {
@@ -206,6 +237,25 @@ fn write_batches(database: &redb::Database, path: &Path, queue: &Receiver<Messag
         for done in barriers.drain(..) {
             let _ = done.send(());
         }
+        copy_file(path, &mut backups);
+    }
+}
+
+/// Makes the backups asked for in a batch, now that it committed and no transaction
+/// is open: the file on disk is exactly the last commit.
+fn copy_file(path: &Path, backups: &mut Vec<(PathBuf, BackupDone)>) {
+    for (to, done) in backups.drain(..) {
+        let partial = to.with_extension("partial");
+        let copied = to
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::copy(path, &partial))
+            .and_then(|bytes| std::fs::File::open(&partial)?.sync_all().map(|()| bytes))
+            .and_then(|bytes| std::fs::rename(&partial, &to).map(|()| bytes));
+        if copied.is_err() {
+            let _ = std::fs::remove_file(&partial);
+        }
+        done(copied);
     }
 }
 
@@ -290,6 +340,53 @@ mod tests {
         store.sync().expect("the writer still runs");
         assert_eq!(count(&store, "before"), Some(1));
         assert_eq!(count(&store, "after"), Some(1));
+    }
+
+    #[test]
+    fn a_backup_taken_while_writes_go_on_holds_every_commit_before_it() {
+        let dir = tempdir();
+        let store = Store::open(&dir).expect("the store opens");
+        for by in 1..=100 {
+            store.write(add("a", by)).expect("the queue has room");
+        }
+        let copy = tempdir();
+        let (done, outcome) = mpsc::channel();
+        store
+            .backup(
+                copy.join(STORE_FILE),
+                Box::new(move |copied| done.send(copied.map_err(|e| e.to_string())).unwrap()),
+            )
+            .expect("queued");
+        for by in 1..=100 {
+            store.write(add("after", by)).expect("the queue has room");
+        }
+        let bytes = outcome
+            .recv()
+            .expect("an answer")
+            .expect("the copy is made");
+        assert!(bytes > 0);
+        store.sync().expect("the writer still runs");
+        let restored = Store::open(&copy).expect("the copy opens as a store");
+        assert_eq!(count(&restored, "a"), Some(5050));
+        assert_eq!(count(&restored, "after"), None);
+        assert_eq!(count(&store, "after"), Some(5050));
+    }
+
+    #[test]
+    fn a_backup_to_a_place_that_cannot_be_written_says_why_and_leaves_nothing() {
+        let dir = tempdir();
+        let store = Store::open(&dir).expect("the store opens");
+        let (done, outcome) = mpsc::channel();
+        store
+            .backup(
+                PathBuf::from("/proc/ringchat-no-such-dir/copy.redb"),
+                Box::new(move |copied| done.send(copied.is_err()).unwrap()),
+            )
+            .expect("queued");
+        assert!(outcome.recv().expect("an answer"), "the copy fails");
+        store.write(add("still", 1)).expect("queued");
+        store.sync().expect("the writer still runs");
+        assert_eq!(count(&store, "still"), Some(1));
     }
 
     #[test]
