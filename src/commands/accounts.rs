@@ -8,7 +8,9 @@
 //! client was told exists survives a crash (SIGKILL) of the server.
 
 use super::Ctx;
-use crate::accounts::{check_password, hash_password, is_valid_account_name, verify_password};
+use crate::accounts::{
+    check_password, hash_password, is_valid_account_name, verify_password, Credentials,
+};
 use crate::proto::numeric::*;
 use crate::proto::texts;
 use crate::proto::Message;
@@ -106,7 +108,7 @@ pub fn start_password_change(
     let name: Box<str> = account.into();
     let submitted = ctx.offload(move |_| Finished::Rehashed {
         account: name,
-        password: hash_password(&password).ok().map(Box::from),
+        password: hash_password(&password).ok().map(Box::new),
     });
     busy_or_started(ctx, submitted)
 }
@@ -155,7 +157,7 @@ pub fn start_registration(
     let submitted = ctx.offload(move |_| Finished::Hashed {
         via,
         account: name,
-        password: hash_password(&password).ok().map(Box::from),
+        password: hash_password(&password).ok().map(Box::new),
     });
     busy_or_started(ctx, submitted)
 }
@@ -239,11 +241,12 @@ pub fn finished(shard: &mut Shard, id: ClientId, finished: &Finished, now: Insta
         }
         Finished::Rehashed {
             account,
-            password: Some(password),
+            password: Some(credentials),
         } => {
             let outcome = ctx.propose(Event::SetPassword {
                 client: ctx.id,
-                password: password.clone(),
+                password: credentials.hash.clone(),
+                scram: credentials.scram.clone(),
             });
             let text = match outcome {
                 Outcome::AccountUpdated { .. } => format!("The password of {account} is changed"),
@@ -274,11 +277,12 @@ pub fn finished(shard: &mut Shard, id: ClientId, finished: &Finished, now: Insta
 
 /// Proposes the new account; once applied (the name is this client's everywhere),
 /// waits on a worker for the store to commit it, then answers.
-fn enrol(ctx: &mut Ctx<'_>, via: RegisterVia, account: &str, password: &str) {
+fn enrol(ctx: &mut Ctx<'_>, via: RegisterVia, account: &str, credentials: &Credentials) {
     let outcome = ctx.propose(Event::RegisterAccount {
         client: ctx.id,
         account: account.into(),
-        password: password.into(),
+        password: credentials.hash.clone(),
+        scram: credentials.scram.clone(),
     });
     let account = match outcome {
         Outcome::AccountRegistered { account } => account.name.to_string(),

@@ -275,7 +275,7 @@ fn help(ctx: &mut Ctx<'_>) {
     for line in [
         "NickServ: your account, kept by this network.",
         "REGISTER <password> [email]: register your current nick as an account",
-        "IDENTIFY [account] <password>: log in (or use SASL PLAIN when connecting)",
+        "IDENTIFY [account] <password>: log in (or use SASL PLAIN or SCRAM-SHA-256 when connecting)",
         "LOGOUT: log out",
         "INFO [account]: when an account was registered",
         "GHOST <nick>: disconnect whoever uses your account's nick",

@@ -22,6 +22,7 @@ use super::server_bans::{ServerBan, ServerBans};
 use super::users::User;
 use super::Network;
 use crate::proto::{Caseless, CaselessKey};
+use crate::scram::ScramKeys;
 use crate::state::ClientId;
 use std::sync::Arc;
 
@@ -388,8 +389,11 @@ impl Network {
                 None => Outcome::Unchanged,
             },
             Event::RegisterAccount {
-                account, password, ..
-            } => self.register_account(account, password, now),
+                account,
+                password,
+                scram,
+                ..
+            } => self.register_account(account, password, scram, now),
             Event::SetAccount { client, account } => self.set_account(*client, account.as_deref()),
             Event::Ghost { client, target } => self.ghost(*client, target),
             Event::SetCertificate {
@@ -397,7 +401,11 @@ impl Network {
                 certfp,
                 add,
             } => self.set_certificate(*client, certfp, *add),
-            Event::SetPassword { client, password } => self.set_password(*client, password),
+            Event::SetPassword {
+                client,
+                password,
+                scram,
+            } => self.set_password(*client, password, scram),
             Event::Wallops { client, .. } => match self.users.get(client) {
                 Some(user) if user.oper.is_some() => Outcome::Wallops {
                     source: user.source(),
@@ -409,7 +417,13 @@ impl Network {
     }
 
     /// Records a new account unless its name is taken (or the bound is reached).
-    fn register_account(&mut self, name: &str, password: &str, now: u64) -> Outcome {
+    fn register_account(
+        &mut self,
+        name: &str,
+        password: &str,
+        scram: &ScramKeys,
+        now: u64,
+    ) -> Outcome {
         if self.accounts.contains_key(Caseless::new(name)) {
             return Outcome::Refused(Refusal::AccountExists);
         }
@@ -421,13 +435,15 @@ impl Network {
             password: password.into(),
             registered_at: now,
             certfps: Vec::new(),
+            scram: Some(scram.clone()),
         };
         self.accounts.insert(account.name.clone(), account.clone());
         Outcome::AccountRegistered { account }
     }
 
-    /// Replaces the password hash of the account `client` is logged in to.
-    fn set_password(&mut self, client: ClientId, password: &str) -> Outcome {
+    /// Replaces the password hash and SCRAM keys of the account `client` is logged
+    /// in to.
+    fn set_password(&mut self, client: ClientId, password: &str, scram: &ScramKeys) -> Outcome {
         let Some(user) = self.users.get(&client) else {
             return Outcome::Unchanged;
         };
@@ -439,6 +455,7 @@ impl Network {
             return Outcome::Refused(Refusal::NotLoggedIn);
         };
         account.password = password.into();
+        account.scram = Some(scram.clone());
         Outcome::AccountUpdated {
             account: account.clone(),
         }

@@ -8,6 +8,7 @@ use super::channel::MAX_BANS;
 use super::whowas::WHOWAS_LIMIT;
 use super::wire::corruptions;
 use super::*;
+use crate::scram::ScramKeys;
 use crate::state::slab::SlotKey;
 use std::sync::Arc;
 use std::time::Instant;
@@ -296,6 +297,7 @@ fn history() -> Vec<Event> {
         client: alice,
         account: "Alice".into(),
         password: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        scram: ScramKeys::derive(b"pencil", b"salt", 1),
     });
     log.push(Event::SetAccount {
         client: alice,
@@ -411,6 +413,7 @@ fn rest_of_log() -> Vec<Event> {
             client: bob,
             account: "ALICE".into(),
             password: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            scram: ScramKeys::derive(b"pencil", b"salt", 1),
         },
         Event::SetCertificate {
             client: bob,
