@@ -1,5 +1,5 @@
 //! Accounts as clients see them: IRCv3 account registration (`REGISTER`), SASL PLAIN
-//! and SCRAM-SHA-256 before registration, NickServ's REGISTER and IDENTIFY, the
+//! and SCRAM-SHA-256 before registration, NickServ's REGISTER, IDENTIFY and DROP, the
 //! account shown to others (`account-tag`, `extended-join`, `account-notify`, WHOIS
 //! 330, WHOX `%a`), bad SASL input, and accounts surviving a restart (and a SIGKILL)
 //! in the data directory's store.
@@ -289,6 +289,39 @@ e2e! {
         let (end, lines) = long.log_in(&mut probe);
         assert_eq!(end, ScramEnd::LoggedIn, "{lines:?}");
         assert!(lines[0].len() == "AUTHENTICATE ".len() + 400, "{lines:?}");
+    }
+
+    fn nickserv_drop_frees_the_name_and_logs_out_every_connection_of_the_account(setup) {
+        let server = setup.start();
+        let mut alice = register_account(&server, "alice", "correct-horse");
+        let mut watcher = register_with_caps(&server, "watcher", "account-notify");
+        let (mut second, _) = sasl_login(&server, "second", "alice", "correct-horse", "");
+        join_all("#c", &mut [&mut watcher, &mut second]);
+
+        alice.send("NS DROP wrong-horse");
+        alice.expect(":NickServ!NickServ@ringchat.local NOTICE alice :Invalid password for alice");
+        alice.send("NS DROP");
+        alice.expect(":NickServ!NickServ@ringchat.local NOTICE alice :Syntax: DROP <password>");
+        alice.send("WHOIS alice");
+        let whois = alice.skip_until(|l| has_numeric(l, "318"));
+        assert!(whois.iter().any(|l| l == ":ringchat.local 330 alice alice alice :is logged in as"), "{whois:?}");
+
+        alice.send("NS DROP correct-horse");
+        let lines = alice.skip_until(|l| l.ends_with(":Account alice has been dropped; its name is free"));
+        assert!(lines.iter().any(|l| l == ":ringchat.local 901 alice alice!~alice@127.0.0.1 :You are now logged out"), "{lines:?}");
+        second.expect(&format!(":ringchat.local 901 second {} :You are now logged out", second.source()));
+        watcher.expect(&format!(":{} ACCOUNT *", second.source()));
+        second.send("WHOIS second");
+        let whois = second.skip_until(|l| has_numeric(l, "318"));
+        assert!(!whois.iter().any(|l| has_numeric(l, "330")), "{whois:?}");
+        alice.send("NS DROP correct-horse");
+        alice.expect(":NickServ!NickServ@ringchat.local NOTICE alice :Log in to your account first");
+        let (_third, exchange) = sasl_login(&server, "third", "alice", "correct-horse", "");
+        assert_eq!(exchange, vec![":ringchat.local 904 third :SASL authentication failed".to_owned()]);
+
+        let mut newcomer = server.register("newcomer");
+        newcomer.send("REGISTER alice * battery-staple");
+        newcomer.expect(":ringchat.local REGISTER SUCCESS alice :Account successfully registered");
     }
 
     fn register_then_sasl_plain_logs_in_and_a_wrong_password_gets_904(setup) {
@@ -595,7 +628,8 @@ fn a_sasl_message_of_exactly_one_chunk_ends_with_a_plus() {
 }
 
 /// The accounts are in the data directory's store: a server started again on it
-/// knows them (and refuses their names to others), SCRAM keys included.
+/// knows them (and refuses their names to others), SCRAM keys included, and a
+/// dropped one is gone from it.
 #[test]
 fn accounts_survive_a_restart() {
     let dir = data_dir("restart");
@@ -606,6 +640,9 @@ fn accounts_survive_a_restart() {
     {
         let server = setup.start_with(|config| config.data_dir = Some(dir.clone()));
         let _alice = register_account(&server, "alice", "correct-horse");
+        let mut gone = register_account(&server, "gone", "correct-horse");
+        gone.send("NS DROP correct-horse");
+        gone.skip_until(|l| l.ends_with(":Account gone has been dropped; its name is free"));
     }
     let server = setup.start_with(|config| config.data_dir = Some(dir.clone()));
     let (_alice, exchange) = sasl_login(&server, "alice", "alice", "correct-horse", "");
@@ -620,6 +657,10 @@ fn accounts_survive_a_restart() {
         &ScramClient::new("alice", "correct-horse"),
     );
     assert_eq!(end, ScramEnd::LoggedIn, "{lines:?}");
+    // The dropped account stayed dropped.
+    let mut carol = server.register("carol");
+    carol.send("REGISTER gone * another-password");
+    carol.expect(":ringchat.local REGISTER SUCCESS gone :Account successfully registered");
     let mut bob = server.register("bob");
     bob.send("REGISTER alice * another-password");
     bob.expect(":ringchat.local FAIL REGISTER ACCOUNT_EXISTS alice :Account already exists");

@@ -1,7 +1,7 @@
 //! Accounts: IRCv3 `draft/account-registration` (`REGISTER`), logging in and out,
 //! and taking up the work the offload workers finished (a password checked or
-//! hashed, an account stored) for the command that asked: SASL ([`super::sasl`]),
-//! NickServ ([`super::nickserv`]) or REGISTER.
+//! hashed, an account stored, a password checked before a drop) for the command
+//! that asked: SASL ([`super::sasl`]), NickServ ([`super::nickserv`]) or REGISTER.
 //!
 //! A registration is acknowledged (`REGISTER SUCCESS`, NickServ's notice, 900) only
 //! once the store has committed it, when the server has a data directory: what a
@@ -195,6 +195,32 @@ pub fn start_login(
     busy_or_started(ctx, submitted)
 }
 
+/// Hands the password to a worker to check against the hash of `account`, the one
+/// the user is logged in to; the drop continues in [`finished`] (NickServ DROP). A
+/// wrong password counts as a failed login.
+pub fn start_drop(ctx: &mut Ctx<'_>, account: &str, password: Vec<u8>) -> Result<(), &'static str> {
+    if in_flight(ctx) {
+        return Err("Another authentication is in progress");
+    }
+    if !ctx.shared().auth_throttle.allow_login(account, ctx.now) {
+        login_failed(ctx, LoginVia::Identify, account);
+        return Ok(());
+    }
+    let Some(hash) = ctx
+        .network()
+        .account(account)
+        .map(|account| account.password.clone())
+    else {
+        return Err("You are not logged in to an account");
+    };
+    let name: Box<str> = account.into();
+    let submitted = ctx.offload(move |_| Finished::DropVerified {
+        account: name,
+        matched: verify_password(&hash, &password),
+    });
+    busy_or_started(ctx, submitted)
+}
+
 fn busy_or_started(ctx: &mut Ctx<'_>, submitted: Result<(), Busy>) -> Result<(), &'static str> {
     match submitted {
         Ok(()) => {
@@ -262,6 +288,13 @@ pub fn finished(shard: &mut Shard, id: ClientId, finished: &Finished, now: Insta
                 "The password could not be hashed; it is unchanged",
             );
         }
+        Finished::DropVerified {
+            account,
+            matched: true,
+        } => drop_account(&mut ctx, account),
+        Finished::DropVerified { account, .. } => {
+            login_failed(&mut ctx, LoginVia::Identify, account)
+        }
         Finished::Committed {
             via,
             account,
@@ -272,6 +305,31 @@ pub fn finished(shard: &mut Shard, id: ClientId, finished: &Finished, now: Insta
             }
             registered(&mut ctx, *via, account);
         }
+    }
+}
+
+/// The password was right: proposes the drop; every shard logs out its users of
+/// the account (901, `ACCOUNT *`) as it applies it, and the store forgets it.
+fn drop_account(ctx: &mut Ctx<'_>, account: &str) {
+    let outcome = ctx.propose(Event::DropAccount {
+        client: ctx.id,
+        account: account.into(),
+    });
+    match outcome {
+        Outcome::AccountDropped { account, users } => {
+            info!(client = ?ctx.id, account = %account.name, logged_out = users.len(), "account dropped");
+            super::nickserv::tell(
+                ctx,
+                &format!(
+                    "Account {} has been dropped; its name is free",
+                    account.name
+                ),
+            );
+        }
+        Outcome::Refused(refusal) => {
+            super::nickserv::tell(ctx, &format!("{account} was not dropped: {refusal}"))
+        }
+        _ => {}
     }
 }
 

@@ -38,7 +38,7 @@ const TOPICS: &[(&str, &[&str])] = &[
     (
         "NICKSERV",
         &[
-            "NICKSERV <REGISTER|IDENTIFY|LOGOUT|GHOST|CERT|SET|INFO|HELP> ...",
+            "NICKSERV <REGISTER|IDENTIFY|LOGOUT|GHOST|CERT|SET|DROP|INFO|HELP> ...",
             "Account commands; the same as /msg NickServ ... (NICKSERV HELP lists them).",
         ],
     ),

@@ -89,6 +89,13 @@ pub enum Finished {
         /// The argon2id PHC string and the SCRAM keys.
         password: Option<Box<Credentials>>,
     },
+    /// The password given to drop an account (NickServ DROP) was checked.
+    DropVerified {
+        /// The account, as the user is logged in to it.
+        account: Box<str>,
+        /// Whether the password matched.
+        matched: bool,
+    },
     /// The store committed everything queued before the account's registration
     /// (`false`: the store's writer has stopped).
     Committed {

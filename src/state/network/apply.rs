@@ -10,7 +10,9 @@
 //! QUIT and NICK (bounded by CHANLIMIT) and O(bans) for a JOIN into a channel with
 //! bans (bounded by [`MAX_BANS`](super::channel::MAX_BANS)) and O(server bans) for a
 //! KLINE or DLINE (bounded by
-//! [`MAX_SERVER_BANS`](super::server_bans::MAX_SERVER_BANS)); never O(members) or
+//! [`MAX_SERVER_BANS`](super::server_bans::MAX_SERVER_BANS)) and O(users) for a DROP
+//! of an account (rare: each takes a password checked off the shards, under the
+//! login throttles); otherwise never O(members) or
 //! O(channels): a JOIN into a channel of 100,000 members costs what one into a
 //! channel of 10 does.
 
@@ -221,6 +223,14 @@ pub enum Outcome {
         /// The account as it now is.
         account: Account,
     },
+    /// An account was dropped: `users` (in client order) were logged in to it and
+    /// are now logged out; its name is free.
+    AccountDropped {
+        /// The account as it was.
+        account: Account,
+        /// The users that were logged in to it.
+        users: Vec<ClientId>,
+    },
     /// The user logged in to `account` (`Some`) or out (`None`).
     AccountChanged {
         /// The account's name as registered.
@@ -394,6 +404,7 @@ impl Network {
                 scram,
                 ..
             } => self.register_account(account, password, scram, now),
+            Event::DropAccount { client, account } => self.drop_account(*client, account),
             Event::SetAccount { client, account } => self.set_account(*client, account.as_deref()),
             Event::Ghost { client, target } => self.ghost(*client, target),
             Event::SetCertificate {
@@ -439,6 +450,41 @@ impl Network {
         };
         self.accounts.insert(account.name.clone(), account.clone());
         Outcome::AccountRegistered { account }
+    }
+
+    /// Removes the account `client` is logged in to (if it is still `name`), and
+    /// logs out every user logged in to it. O(users).
+    fn drop_account(&mut self, client: ClientId, name: &str) -> Outcome {
+        let Some(user) = self.users.get(&client) else {
+            return Outcome::Unchanged;
+        };
+        let Some(held) = user
+            .account
+            .clone()
+            .filter(|held| held.as_str().eq_ignore_ascii_case(name))
+        else {
+            return Outcome::Refused(Refusal::NotLoggedIn);
+        };
+        let Some(account) = self.accounts.remove(&held) else {
+            return Outcome::Refused(Refusal::NotLoggedIn);
+        };
+        for certfp in &account.certfps {
+            if self.certfps.get(certfp) == Some(&held) {
+                self.certfps.remove(certfp);
+            }
+        }
+        let users: Vec<ClientId> = self
+            .users
+            .iter()
+            .filter(|(_, user)| user.account.as_ref() == Some(&held))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &users {
+            if let Some(user) = self.users.get_mut(id) {
+                user.account = None;
+            }
+        }
+        Outcome::AccountDropped { account, users }
     }
 
     /// Replaces the password hash and SCRAM keys of the account `client` is logged

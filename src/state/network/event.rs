@@ -245,6 +245,16 @@ pub enum Event {
         /// The new password's SCRAM-SHA-256 keys.
         scram: ScramKeys,
     },
+    /// A logged-in user drops the account it is logged in to (NickServ DROP; the
+    /// password was checked by the command): the account is gone, every user logged
+    /// in to it is logged out, and its name is free.
+    DropAccount {
+        /// The user.
+        client: ClientId,
+        /// The account, as the user names it: it must still be the one the user is
+        /// logged in to when the event is applied.
+        account: Box<str>,
+    },
     /// A logged-in user adds (`add`) or removes a client certificate fingerprint of
     /// its account (NickServ CERT), for SASL EXTERNAL.
     SetCertificate {

@@ -446,6 +446,31 @@ fn rest_of_log() -> Vec<Event> {
             client: alice,
             account: None,
         },
+        // Refused (not logged in), then the owner's drop frees the name and the
+        // certificate the snapshot carried.
+        Event::DropAccount {
+            client: alice,
+            account: "alice".into(),
+        },
+        Event::DropAccount {
+            client: bob,
+            account: "alice".into(),
+        },
+        Event::RegisterAccount {
+            client: alice,
+            account: "alice".into(),
+            password: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            scram: ScramKeys::derive(b"pencil", b"salt", 1),
+        },
+        Event::SetAccount {
+            client: alice,
+            account: Some("alice".into()),
+        },
+        Event::SetCertificate {
+            client: alice,
+            certfp: CERTFP.into(),
+            add: true,
+        },
     ]);
     for round in 0..WHOWAS_LIMIT + 100 {
         log.push(change_nick(alice, &format!("alice{}", round % 3)));
