@@ -1,10 +1,11 @@
 //! Accounts' pure rules: what an account name may be, which passwords are refused as
-//! weak, hashing and verifying passwords (argon2id), and decoding a SASL PLAIN
-//! message. It neither touches clients nor runs on a shard's thread by itself: the
-//! commands call the slow parts ([`hash_password`], [`verify_password`]) through the
-//! offload workers.
+//! weak, hashing and verifying passwords (argon2id, and the SCRAM-SHA-256 keys of
+//! [`crate::scram`]), and decoding a SASL PLAIN message. It neither touches clients
+//! nor runs on a shard's thread by itself: the commands call the slow parts
+//! ([`hash_password`], [`verify_password`]) through the offload workers.
 
 use crate::proto::names::is_valid_nick;
+use crate::scram::ScramKeys;
 use argon2::password_hash::{PasswordHash, PasswordVerifier};
 use argon2::Argon2;
 use base64::Engine;
@@ -57,9 +58,25 @@ pub fn check_password(account: &str, password: &[u8], min_len: usize) -> Result<
     Ok(())
 }
 
-/// The argon2id PHC string of `password` with a fresh salt (slow: a worker's job).
-pub fn hash_password(password: &[u8]) -> anyhow::Result<String> {
-    crate::opers::hash_password(password)
+/// What an account keeps of a password: its argon2id hash (PLAIN, IDENTIFY, PASS)
+/// and its SCRAM-SHA-256 keys, each with its own fresh salt; never the password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The argon2id PHC string.
+    pub hash: Box<str>,
+    /// The SCRAM-SHA-256 keys.
+    pub scram: ScramKeys,
+}
+
+/// The [`Credentials`] of `password` (slow: a worker's job).
+pub fn hash_password(password: &[u8]) -> anyhow::Result<Credentials> {
+    let hash = crate::opers::hash_password(password)?;
+    let scram = ScramKeys::new(password)
+        .ok_or_else(|| anyhow::anyhow!("the system's random source failed"))?;
+    Ok(Credentials {
+        hash: hash.into(),
+        scram,
+    })
 }
 
 /// Whether `password` matches the PHC string `hash`, in constant time (slow: a
@@ -168,9 +185,14 @@ mod tests {
 
     #[test]
     fn a_hash_verifies_its_password_only() {
-        let hash = hash_password(b"correct horse").expect("hashing works");
-        assert!(verify_password(&hash, b"correct horse"));
-        assert!(!verify_password(&hash, b"wrong horse"));
+        let credentials = hash_password(b"correct horse").expect("hashing works");
+        let hash = &credentials.hash;
+        assert!(verify_password(hash, b"correct horse"));
+        assert!(!verify_password(hash, b"wrong horse"));
+        assert_eq!(
+            credentials.scram,
+            ScramKeys::derive(b"correct horse", &credentials.scram.salt, 4096)
+        );
         assert!(!verify_password("not a hash", b"correct horse"));
     }
 }

@@ -23,7 +23,8 @@
 //! - [`cloak`]: the keyed hash others see instead of a user's address.
 //! - Running it for real: [`logging`], [`metrics`] (Prometheus), [`systemd`],
 //!   [`opers`] (operator accounts), [`ban_file`] (KLINEs and DLINEs across restarts),
-//!   [`accounts`] (user accounts' rules: names, passwords, SASL PLAIN) and [`store`]
+//!   [`accounts`] (user accounts' rules: names, passwords, SASL PLAIN), [`scram`]
+//!   (SASL SCRAM-SHA-256's keys, messages and proof check) and [`store`]
 //!   (the embedded store in the data directory).
 //! - [`tls`]: the certificate and key, their reload, client certificate fingerprints
 //!   (driving a connection's TLS session is in [`io`]).
@@ -42,6 +43,7 @@ pub mod metrics;
 pub mod opers;
 pub mod proto;
 pub mod reload;
+pub mod scram;
 pub mod server;
 pub mod settings;
 pub mod shard;

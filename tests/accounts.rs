@@ -1,8 +1,8 @@
 //! Accounts as clients see them: IRCv3 account registration (`REGISTER`), SASL PLAIN
-//! before registration, NickServ's REGISTER and IDENTIFY, the account shown to others
-//! (`account-tag`, `extended-join`, `account-notify`, WHOIS 330, WHOX `%a`), bad
-//! SASL input, and accounts surviving a restart (and a SIGKILL) in the data
-//! directory's store.
+//! and SCRAM-SHA-256 before registration, NickServ's REGISTER, IDENTIFY and DROP, the
+//! account shown to others (`account-tag`, `extended-join`, `account-notify`, WHOIS
+//! 330, WHOX `%a`), bad SASL input, and accounts surviving a restart (and a SIGKILL)
+//! in the data directory's store.
 
 mod common;
 
@@ -82,7 +82,248 @@ fn sasl_login(
     (client, exchange)
 }
 
+/// The client's side of a SCRAM-SHA-256 exchange (RFC 5802), written from the RFC
+/// with `ring`'s primitives, not the server's code.
+struct ScramClient {
+    account: String,
+    password: String,
+    nonce: String,
+}
+
+/// How a SCRAM exchange ended, and the lines the client read.
+#[derive(Debug, PartialEq, Eq)]
+enum ScramEnd {
+    /// 904 after the client-first message (no server-first).
+    RefusedAtFirst,
+    /// 904 after the proof (no server-final).
+    RefusedAtProof,
+    /// The server-final signature was right and 903 followed.
+    LoggedIn,
+}
+
+impl ScramClient {
+    fn new(account: &str, password: &str) -> ScramClient {
+        ScramClient {
+            account: account.to_owned(),
+            password: password.to_owned(),
+            nonce: "fyko+d2lbbFgONRv9qkxdawL".to_owned(),
+        }
+    }
+
+    fn b64(bytes: impl AsRef<[u8]>) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+
+    fn unb64(text: &str) -> Vec<u8> {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .unwrap_or_else(|_| panic!("not base64: {text}"))
+    }
+
+    /// Sends one client message in 400-byte chunks (`+` after a full last one).
+    fn send(client: &mut Client, message: &str) {
+        let encoded = Self::b64(message);
+        for chunk in encoded.as_bytes().chunks(400) {
+            client.send(&format!("AUTHENTICATE {}", String::from_utf8_lossy(chunk)));
+        }
+        if encoded.len() % 400 == 0 {
+            client.send("AUTHENTICATE +");
+        }
+    }
+
+    /// Reads one server message (its chunks), or `None` on a numeric (904).
+    fn receive(client: &mut Client, lines: &mut Vec<String>) -> Option<String> {
+        let mut encoded = String::new();
+        loop {
+            let line = client.line();
+            lines.push(line.clone());
+            let chunk = line.strip_prefix("AUTHENTICATE ")?.to_owned();
+            if chunk != "+" {
+                encoded.push_str(&chunk);
+            }
+            if chunk.len() < 400 {
+                let bytes = Self::unb64(&encoded);
+                return Some(String::from_utf8(bytes).expect("UTF-8"));
+            }
+        }
+    }
+
+    /// Runs the exchange on `client` (the mechanism not yet chosen).
+    fn log_in(&self, client: &mut Client) -> (ScramEnd, Vec<String>) {
+        use ring::{digest, hmac, pbkdf2};
+        let mut lines = Vec::new();
+        client.send("AUTHENTICATE SCRAM-SHA-256");
+        client.expect("AUTHENTICATE +");
+        let first_bare = format!("n={},r={}", self.account, self.nonce);
+        Self::send(client, &format!("n,,{first_bare}"));
+        let Some(server_first) = Self::receive(client, &mut lines) else {
+            return (ScramEnd::RefusedAtFirst, lines);
+        };
+        let field = |name: &str| {
+            server_first
+                .split(',')
+                .find_map(|part| part.strip_prefix(name))
+                .unwrap_or_else(|| panic!("{name} in {server_first}"))
+                .to_owned()
+        };
+        let (nonce, salt, iterations) = (field("r="), Self::unb64(&field("s=")), field("i="));
+        assert!(
+            nonce.starts_with(&self.nonce) && nonce.len() > self.nonce.len(),
+            "{server_first}"
+        );
+        let iterations: u32 = iterations.parse().expect("a number of iterations");
+        let mut salted = [0u8; 32];
+        pbkdf2::derive(
+            pbkdf2::PBKDF2_HMAC_SHA256,
+            std::num::NonZeroU32::new(iterations).expect("at least one"),
+            &salt,
+            self.password.as_bytes(),
+            &mut salted,
+        );
+        let salted = hmac::Key::new(hmac::HMAC_SHA256, &salted);
+        let client_key = hmac::sign(&salted, b"Client Key");
+        let stored_key = digest::digest(&digest::SHA256, client_key.as_ref());
+        let without_proof = format!("c=biws,r={nonce}");
+        let auth_message = format!("{first_bare},{server_first},{without_proof}");
+        let signature = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, stored_key.as_ref()),
+            auth_message.as_bytes(),
+        );
+        let proof: Vec<u8> = client_key
+            .as_ref()
+            .iter()
+            .zip(signature.as_ref())
+            .map(|(k, s)| k ^ s)
+            .collect();
+        Self::send(client, &format!("{without_proof},p={}", Self::b64(proof)));
+        let Some(server_final) = Self::receive(client, &mut lines) else {
+            return (ScramEnd::RefusedAtProof, lines);
+        };
+        let server_key = hmac::sign(&salted, b"Server Key");
+        let expected = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, server_key.as_ref()),
+            auth_message.as_bytes(),
+        );
+        assert_eq!(server_final, format!("v={}", Self::b64(expected)));
+        client.send("AUTHENTICATE +");
+        lines
+            .extend(client.skip_until(|line| has_numeric(line, "903") || has_numeric(line, "904")));
+        assert!(
+            lines.last().is_some_and(|line| has_numeric(line, "903")),
+            "{lines:?}"
+        );
+        (ScramEnd::LoggedIn, lines)
+    }
+}
+
+/// Connects as `nick`, runs `scram` while registering (with `CAP REQ sasl`), and
+/// completes registration.
+fn scram_login(
+    server: &TestServer,
+    nick: &str,
+    scram: &ScramClient,
+) -> (Client, ScramEnd, Vec<String>) {
+    let mut client = server.connect();
+    client.nick = nick.to_owned();
+    client.send("CAP LS 302");
+    client.send(&format!("NICK {nick}"));
+    client.send(&format!("USER {nick} 0 * :{nick} real"));
+    let ls = client.skip_until(|line| line.starts_with(":ringchat.local CAP * LS :"));
+    assert!(
+        ls.last()
+            .is_some_and(|l| l.contains(" sasl=PLAIN,EXTERNAL,SCRAM-SHA-256 ")),
+        "{ls:?}"
+    );
+    client.send("CAP REQ :sasl");
+    client.skip_until(|line| line.contains(" ACK :"));
+    let (end, lines) = scram.log_in(&mut client);
+    client.send("CAP END");
+    client.skip_until(|line| has_numeric(line, "422"));
+    (client, end, lines)
+}
+
 e2e! {
+    fn sasl_scram_sha_256_logs_in_and_refuses_a_wrong_password_and_an_unknown_account_at_the_proof(setup) {
+        let server = setup.start();
+        let _alice = register_account(&server, "alice", "correct-horse");
+        let (mut bob, end, lines) = scram_login(&server, "bob", &ScramClient::new("alice", "correct-horse"));
+        assert_eq!(end, ScramEnd::LoggedIn, "{lines:?}");
+        assert!(lines.iter().any(|l| l == ":ringchat.local 900 bob bob!*@127.0.0.1 alice :You are now logged in as alice"), "{lines:?}");
+        bob.send("WHOIS bob");
+        let whois = bob.skip_until(|l| has_numeric(l, "318"));
+        assert!(whois.iter().any(|l| l == ":ringchat.local 330 bob bob alice :is logged in as"), "{whois:?}");
+
+        let (_carol, end, lines) = scram_login(&server, "carol", &ScramClient::new("alice", "wrong-horse"));
+        assert_eq!(end, ScramEnd::RefusedAtProof, "{lines:?}");
+        assert_eq!(lines.last().map(String::as_str), Some(":ringchat.local 904 carol :SASL authentication failed"));
+
+        // An unknown account gets a server-first message like a real one (with the
+        // same made-up salt each time) and fails only at the proof.
+        let (_dave, end, lines) = scram_login(&server, "dave", &ScramClient::new("nobody", "correct-horse"));
+        assert_eq!(end, ScramEnd::RefusedAtProof, "{lines:?}");
+        let (_erin, _, again) = scram_login(&server, "erin", &ScramClient::new("nobody", "correct-horse"));
+        let salt = |lines: &[String]| {
+            let first = ScramClient::unb64(lines[0].strip_prefix("AUTHENTICATE ").expect("a server-first"));
+            String::from_utf8(first).expect("UTF-8").split(",s=").nth(1).map(str::to_owned)
+        };
+        assert_eq!(salt(&lines), salt(&again));
+
+        // Channel binding is refused, and so is acting as someone else.
+        let mut probe = server.connect();
+        probe.send("NICK probe");
+        probe.send("AUTHENTICATE SCRAM-SHA-256");
+        probe.expect("AUTHENTICATE +");
+        ScramClient::send(&mut probe, "p=tls-unique,,n=alice,r=abcdef");
+        probe.expect(":ringchat.local 904 probe :SASL authentication failed");
+        probe.send("AUTHENTICATE SCRAM-SHA-256");
+        probe.expect("AUTHENTICATE +");
+        ScramClient::send(&mut probe, "n,a=bob,n=alice,r=abcdef");
+        probe.expect(":ringchat.local 904 probe :SASL authentication failed");
+        // A nonce long enough that both first messages take two chunks.
+        let long = ScramClient {
+            nonce: "n".repeat(350),
+            ..ScramClient::new("alice", "correct-horse")
+        };
+        let (end, lines) = long.log_in(&mut probe);
+        assert_eq!(end, ScramEnd::LoggedIn, "{lines:?}");
+        assert!(lines[0].len() == "AUTHENTICATE ".len() + 400, "{lines:?}");
+    }
+
+    fn nickserv_drop_frees_the_name_and_logs_out_every_connection_of_the_account(setup) {
+        let server = setup.start();
+        let mut alice = register_account(&server, "alice", "correct-horse");
+        let mut watcher = register_with_caps(&server, "watcher", "account-notify");
+        let (mut second, _) = sasl_login(&server, "second", "alice", "correct-horse", "");
+        join_all("#c", &mut [&mut watcher, &mut second]);
+
+        alice.send("NS DROP wrong-horse");
+        alice.expect(":NickServ!NickServ@ringchat.local NOTICE alice :Invalid password for alice");
+        alice.send("NS DROP");
+        alice.expect(":NickServ!NickServ@ringchat.local NOTICE alice :Syntax: DROP <password>");
+        alice.send("WHOIS alice");
+        let whois = alice.skip_until(|l| has_numeric(l, "318"));
+        assert!(whois.iter().any(|l| l == ":ringchat.local 330 alice alice alice :is logged in as"), "{whois:?}");
+
+        alice.send("NS DROP correct-horse");
+        let lines = alice.skip_until(|l| l.ends_with(":Account alice has been dropped; its name is free"));
+        assert!(lines.iter().any(|l| l == ":ringchat.local 901 alice alice!~alice@127.0.0.1 :You are now logged out"), "{lines:?}");
+        second.expect(&format!(":ringchat.local 901 second {} :You are now logged out", second.source()));
+        watcher.expect(&format!(":{} ACCOUNT *", second.source()));
+        second.send("WHOIS second");
+        let whois = second.skip_until(|l| has_numeric(l, "318"));
+        assert!(!whois.iter().any(|l| has_numeric(l, "330")), "{whois:?}");
+        alice.send("NS DROP correct-horse");
+        alice.expect(":NickServ!NickServ@ringchat.local NOTICE alice :Log in to your account first");
+        let (_third, exchange) = sasl_login(&server, "third", "alice", "correct-horse", "");
+        assert_eq!(exchange, vec![":ringchat.local 904 third :SASL authentication failed".to_owned()]);
+
+        let mut newcomer = server.register("newcomer");
+        newcomer.send("REGISTER alice * battery-staple");
+        newcomer.expect(":ringchat.local REGISTER SUCCESS alice :Account successfully registered");
+    }
+
     fn register_then_sasl_plain_logs_in_and_a_wrong_password_gets_904(setup) {
         let server = setup.start();
         let _alice = register_account(&server, "alice", "correct-horse");
@@ -122,7 +363,7 @@ e2e! {
         client.nick = "zed".to_owned();
         client.send("CAP LS 302");
         let ls = client.line();
-        assert!(ls.contains(" sasl=PLAIN,EXTERNAL "), "{ls}");
+        assert!(ls.contains(" sasl=PLAIN,EXTERNAL,SCRAM-SHA-256 "), "{ls}");
         assert!(ls.contains(" draft/account-registration=before-connect,custom-account-name "), "{ls}");
         client.send("NICK zed");
         client.send("REGISTER * * shivarampassphrase");
@@ -324,7 +565,7 @@ e2e! {
         let mut client = server.connect();
         client.send("NICK probe");
         client.send("AUTHENTICATE SCRAM-MD5");
-        client.expect(":ringchat.local 908 probe PLAIN,EXTERNAL :are available SASL mechanisms");
+        client.expect(":ringchat.local 908 probe PLAIN,EXTERNAL,SCRAM-SHA-256 :are available SASL mechanisms");
         client.expect(":ringchat.local 904 probe :SASL authentication failed");
         client.send("AUTHENTICATE PLAIN");
         client.expect("AUTHENTICATE +");
@@ -387,7 +628,8 @@ fn a_sasl_message_of_exactly_one_chunk_ends_with_a_plus() {
 }
 
 /// The accounts are in the data directory's store: a server started again on it
-/// knows them (and refuses their names to others).
+/// knows them (and refuses their names to others), SCRAM keys included, and a
+/// dropped one is gone from it.
 #[test]
 fn accounts_survive_a_restart() {
     let dir = data_dir("restart");
@@ -398,6 +640,9 @@ fn accounts_survive_a_restart() {
     {
         let server = setup.start_with(|config| config.data_dir = Some(dir.clone()));
         let _alice = register_account(&server, "alice", "correct-horse");
+        let mut gone = register_account(&server, "gone", "correct-horse");
+        gone.send("NS DROP correct-horse");
+        gone.skip_until(|l| l.ends_with(":Account gone has been dropped; its name is free"));
     }
     let server = setup.start_with(|config| config.data_dir = Some(dir.clone()));
     let (_alice, exchange) = sasl_login(&server, "alice", "alice", "correct-horse", "");
@@ -405,6 +650,17 @@ fn accounts_survive_a_restart() {
         exchange.last().is_some_and(|l| has_numeric(l, "903")),
         "{exchange:?}"
     );
+    // The SCRAM keys were stored with the hash.
+    let (_scram, end, lines) = scram_login(
+        &server,
+        "scram",
+        &ScramClient::new("alice", "correct-horse"),
+    );
+    assert_eq!(end, ScramEnd::LoggedIn, "{lines:?}");
+    // The dropped account stayed dropped.
+    let mut carol = server.register("carol");
+    carol.send("REGISTER gone * another-password");
+    carol.expect(":ringchat.local REGISTER SUCCESS gone :Account successfully registered");
     let mut bob = server.register("bob");
     bob.send("REGISTER alice * another-password");
     bob.expect(":ringchat.local FAIL REGISTER ACCOUNT_EXISTS alice :Account already exists");

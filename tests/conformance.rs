@@ -326,7 +326,7 @@ e2e! {
         assert_eq!(caps, ["account-notify", "account-tag", "away-notify", "batch", "cap-notify",
             "draft/account-registration=before-connect,custom-account-name", "echo-message",
             "extended-join", "extended-monitor", "invite-notify", "labeled-response",
-            "message-tags", "multi-prefix", "sasl=PLAIN,EXTERNAL", "server-time", "setname",
+            "message-tags", "multi-prefix", "sasl=PLAIN,EXTERNAL,SCRAM-SHA-256", "server-time", "setname",
             "standard-replies", "userhost-in-names"]);
         alice.send("NICK alice");
         alice.send("USER alice 0 * :alice");

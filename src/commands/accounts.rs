@@ -1,14 +1,16 @@
 //! Accounts: IRCv3 `draft/account-registration` (`REGISTER`), logging in and out,
 //! and taking up the work the offload workers finished (a password checked or
-//! hashed, an account stored) for the command that asked: SASL ([`super::sasl`]),
-//! NickServ ([`super::nickserv`]) or REGISTER.
+//! hashed, an account stored, a password checked before a drop) for the command
+//! that asked: SASL ([`super::sasl`]), NickServ ([`super::nickserv`]) or REGISTER.
 //!
 //! A registration is acknowledged (`REGISTER SUCCESS`, NickServ's notice, 900) only
 //! once the store has committed it, when the server has a data directory: what a
 //! client was told exists survives a crash (SIGKILL) of the server.
 
 use super::Ctx;
-use crate::accounts::{check_password, hash_password, is_valid_account_name, verify_password};
+use crate::accounts::{
+    check_password, hash_password, is_valid_account_name, verify_password, Credentials,
+};
 use crate::proto::numeric::*;
 use crate::proto::texts;
 use crate::proto::Message;
@@ -106,7 +108,7 @@ pub fn start_password_change(
     let name: Box<str> = account.into();
     let submitted = ctx.offload(move |_| Finished::Rehashed {
         account: name,
-        password: hash_password(&password).ok().map(Box::from),
+        password: hash_password(&password).ok().map(Box::new),
     });
     busy_or_started(ctx, submitted)
 }
@@ -155,7 +157,7 @@ pub fn start_registration(
     let submitted = ctx.offload(move |_| Finished::Hashed {
         via,
         account: name,
-        password: hash_password(&password).ok().map(Box::from),
+        password: hash_password(&password).ok().map(Box::new),
     });
     busy_or_started(ctx, submitted)
 }
@@ -187,6 +189,32 @@ pub fn start_login(
     let name: Box<str> = account.into();
     let submitted = ctx.offload(move |_| Finished::Verified {
         via,
+        account: name,
+        matched: verify_password(&hash, &password),
+    });
+    busy_or_started(ctx, submitted)
+}
+
+/// Hands the password to a worker to check against the hash of `account`, the one
+/// the user is logged in to; the drop continues in [`finished`] (NickServ DROP). A
+/// wrong password counts as a failed login.
+pub fn start_drop(ctx: &mut Ctx<'_>, account: &str, password: Vec<u8>) -> Result<(), &'static str> {
+    if in_flight(ctx) {
+        return Err("Another authentication is in progress");
+    }
+    if !ctx.shared().auth_throttle.allow_login(account, ctx.now) {
+        login_failed(ctx, LoginVia::Identify, account);
+        return Ok(());
+    }
+    let Some(hash) = ctx
+        .network()
+        .account(account)
+        .map(|account| account.password.clone())
+    else {
+        return Err("You are not logged in to an account");
+    };
+    let name: Box<str> = account.into();
+    let submitted = ctx.offload(move |_| Finished::DropVerified {
         account: name,
         matched: verify_password(&hash, &password),
     });
@@ -239,11 +267,12 @@ pub fn finished(shard: &mut Shard, id: ClientId, finished: &Finished, now: Insta
         }
         Finished::Rehashed {
             account,
-            password: Some(password),
+            password: Some(credentials),
         } => {
             let outcome = ctx.propose(Event::SetPassword {
                 client: ctx.id,
-                password: password.clone(),
+                password: credentials.hash.clone(),
+                scram: credentials.scram.clone(),
             });
             let text = match outcome {
                 Outcome::AccountUpdated { .. } => format!("The password of {account} is changed"),
@@ -259,6 +288,13 @@ pub fn finished(shard: &mut Shard, id: ClientId, finished: &Finished, now: Insta
                 "The password could not be hashed; it is unchanged",
             );
         }
+        Finished::DropVerified {
+            account,
+            matched: true,
+        } => drop_account(&mut ctx, account),
+        Finished::DropVerified { account, .. } => {
+            login_failed(&mut ctx, LoginVia::Identify, account)
+        }
         Finished::Committed {
             via,
             account,
@@ -272,13 +308,39 @@ pub fn finished(shard: &mut Shard, id: ClientId, finished: &Finished, now: Insta
     }
 }
 
+/// The password was right: proposes the drop; every shard logs out its users of
+/// the account (901, `ACCOUNT *`) as it applies it, and the store forgets it.
+fn drop_account(ctx: &mut Ctx<'_>, account: &str) {
+    let outcome = ctx.propose(Event::DropAccount {
+        client: ctx.id,
+        account: account.into(),
+    });
+    match outcome {
+        Outcome::AccountDropped { account, users } => {
+            info!(client = ?ctx.id, account = %account.name, logged_out = users.len(), "account dropped");
+            super::nickserv::tell(
+                ctx,
+                &format!(
+                    "Account {} has been dropped; its name is free",
+                    account.name
+                ),
+            );
+        }
+        Outcome::Refused(refusal) => {
+            super::nickserv::tell(ctx, &format!("{account} was not dropped: {refusal}"))
+        }
+        _ => {}
+    }
+}
+
 /// Proposes the new account; once applied (the name is this client's everywhere),
 /// waits on a worker for the store to commit it, then answers.
-fn enrol(ctx: &mut Ctx<'_>, via: RegisterVia, account: &str, password: &str) {
+fn enrol(ctx: &mut Ctx<'_>, via: RegisterVia, account: &str, credentials: &Credentials) {
     let outcome = ctx.propose(Event::RegisterAccount {
         client: ctx.id,
         account: account.into(),
-        password: password.into(),
+        password: credentials.hash.clone(),
+        scram: credentials.scram.clone(),
     });
     let account = match outcome {
         Outcome::AccountRegistered { account } => account.name.to_string(),

@@ -24,8 +24,8 @@ const TOPICS: &[(&str, &[&str])] = &[
     (
         "AUTHENTICATE",
         &[
-            "AUTHENTICATE PLAIN, then AUTHENTICATE <base64>",
-            "Logs in to an account with SASL PLAIN (clients do this for you).",
+            "AUTHENTICATE <PLAIN|EXTERNAL|SCRAM-SHA-256>, then AUTHENTICATE <base64>",
+            "Logs in to an account with SASL (clients do this for you).",
         ],
     ),
     (
@@ -38,7 +38,7 @@ const TOPICS: &[(&str, &[&str])] = &[
     (
         "NICKSERV",
         &[
-            "NICKSERV <REGISTER|IDENTIFY|LOGOUT|GHOST|CERT|SET|INFO|HELP> ...",
+            "NICKSERV <REGISTER|IDENTIFY|LOGOUT|GHOST|CERT|SET|DROP|INFO|HELP> ...",
             "Account commands; the same as /msg NickServ ... (NICKSERV HELP lists them).",
         ],
     ),

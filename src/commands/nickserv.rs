@@ -4,7 +4,8 @@
 //! nick is reserved: no user can take it.
 
 use super::accounts::{
-    check_nick, log_out, logged_in, start_login, start_password_change, start_registration,
+    check_nick, log_out, logged_in, start_drop, start_login, start_password_change,
+    start_registration,
 };
 use super::Ctx;
 use crate::accounts::{check_password, is_valid_account_name, nickserv_source, NICKSERV};
@@ -75,6 +76,7 @@ fn run(ctx: &mut Ctx<'_>, words: &[String]) {
         "GHOST" => ghost(ctx, args),
         "CERT" => cert(ctx, args),
         "SET" => set(ctx, args),
+        "DROP" => drop_account(ctx, args),
         "HELP" => help(ctx),
         _ => tell(ctx, &format!("Unknown command {verb}; try HELP")),
     }
@@ -197,6 +199,21 @@ fn set(ctx: &mut Ctx<'_>, args: &[String]) {
     }
 }
 
+/// `DROP <password>`: drops the account the user is logged in to, once the password
+/// is checked (on a worker, like IDENTIFY; a wrong one counts as a failed login).
+/// Everyone logged in to it is logged out, and its name is free.
+fn drop_account(ctx: &mut Ctx<'_>, args: &[String]) {
+    let Some(password) = args.first() else {
+        return tell(ctx, "Syntax: DROP <password>");
+    };
+    let Some(account) = ctx.client().account.as_ref().map(|a| a.to_string()) else {
+        return tell(ctx, "Log in to your account first");
+    };
+    if let Err(why) = start_drop(ctx, &account, password.as_bytes().to_vec()) {
+        tell(ctx, why);
+    }
+}
+
 /// `CERT ADD [fingerprint]` (the connection's own certificate without one),
 /// `CERT DEL <fingerprint>`, `CERT LIST`: the client certificates that log in to the
 /// account with SASL EXTERNAL.
@@ -275,12 +292,13 @@ fn help(ctx: &mut Ctx<'_>) {
     for line in [
         "NickServ: your account, kept by this network.",
         "REGISTER <password> [email]: register your current nick as an account",
-        "IDENTIFY [account] <password>: log in (or use SASL PLAIN when connecting)",
+        "IDENTIFY [account] <password>: log in (or use SASL PLAIN or SCRAM-SHA-256 when connecting)",
         "LOGOUT: log out",
         "INFO [account]: when an account was registered",
         "GHOST <nick>: disconnect whoever uses your account's nick",
         "CERT ADD [fingerprint] | DEL <fingerprint> | LIST: certificates for SASL EXTERNAL",
         "SET PASSWORD <new password>: change your account's password",
+        "DROP <password>: delete your account; everyone logged in to it is logged out",
     ] {
         tell(ctx, line);
     }

@@ -1,5 +1,8 @@
 //! IRCv3 capabilities a client can enable with `CAP REQ`, as a compact bit set.
 
+/// The SASL mechanisms the server offers: `sasl=` in `CAP LS 302`, and 908.
+pub const SASL_MECHANISMS: &str = "PLAIN,EXTERNAL,SCRAM-SHA-256";
+
 /// One capability the server offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
@@ -104,7 +107,7 @@ impl Cap {
     /// connecting, under a name other than the nick; no e-mail needed).
     pub fn value(self) -> Option<&'static str> {
         match self {
-            Cap::Sasl => Some("PLAIN,EXTERNAL"),
+            Cap::Sasl => Some(SASL_MECHANISMS),
             Cap::AccountRegistration => Some("before-connect,custom-account-name"),
             _ => None,
         }

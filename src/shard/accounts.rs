@@ -87,12 +87,18 @@ impl Shard {
         if entry.origin != self.id && !(self.id == 0 && from_another_node) {
             return;
         }
-        if let Outcome::AccountRegistered { account } | Outcome::AccountUpdated { account } =
-            &entry.outcome
-        {
-            if let Err(why) = store.write(accounts::put(account.to_stored())) {
-                warn!(account = %account.name, %why, "an account was not written to the store");
+        match &entry.outcome {
+            Outcome::AccountRegistered { account } | Outcome::AccountUpdated { account } => {
+                if let Err(why) = store.write(accounts::put(account.to_stored())) {
+                    warn!(account = %account.name, %why, "an account was not written to the store");
+                }
             }
+            Outcome::AccountDropped { account, .. } => {
+                if let Err(why) = store.write(accounts::remove(account.name.as_str())) {
+                    warn!(account = %account.name, %why, "a dropped account was not removed from the store");
+                }
+            }
+            _ => {}
         }
     }
 

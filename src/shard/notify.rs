@@ -1,7 +1,7 @@
 //! What a shard tells its own clients when it applies an event: the JOIN (with the
 //! joiner's AWAY for `away-notify`), PART, KICK,
 //! QUIT, NICK, TOPIC, MODE, INVITE, AWAY, SETNAME, ACCOUNT and WALLOPS lines that
-//! members see, the MONITOR notifications of watchers ([`super::monitor`]), the server
+//! members see (and 901 to the users a dropped account logs out), the MONITOR notifications of watchers ([`super::monitor`]), the server
 //! notices of `+s` operators ([`super::server_notices`]), and closing the local
 //! clients that a KILL names or a new KLINE or DLINE matches.
 //!
@@ -13,7 +13,9 @@
 
 use super::Shard;
 use crate::proto::caps::Cap;
+use crate::proto::numeric::RPL_LOGGEDOUT;
 use crate::proto::outgoing::Outgoing;
+use crate::proto::texts;
 use crate::proto::LineBuilder;
 use crate::state::client::CloseReason;
 use crate::state::network::{Event, Outcome, Sequenced, ServerBan, User};
@@ -196,6 +198,9 @@ impl Shard {
                 self.deliver_to_local_members_once(&channels, &mut message, Some(*client));
                 self.tell_extended_watchers_of(*client, &mut message);
             }
+            (Event::DropAccount { .. }, Outcome::AccountDropped { account, users }) => {
+                self.log_out_dropped(account.name.as_str(), users);
+            }
             (Event::SetRealname { client, realname }, Outcome::RealnameChanged) => {
                 let Some(source) = self.source_of(*client) else {
                     return;
@@ -318,6 +323,68 @@ impl Shard {
     }
 
     /// `nick!~user@host` of a registered user, from the replica.
+    /// An account was dropped: each of this shard's `users` (who were logged in to
+    /// it) gets 901, and this shard's channel peers and extended watchers of every
+    /// one of them `ACCOUNT *`; a client still registering that logged in to it will
+    /// not be, and gets 901 too.
+    fn log_out_dropped(&mut self, name: &str, users: &[ClientId]) {
+        let server = self.shared.config.server_name.clone();
+        for &id in users {
+            let Some((nick, source)) = self
+                .log
+                .network()
+                .user(id)
+                .map(|user| (user.nick.clone(), user.source()))
+            else {
+                continue;
+            };
+            if let Some(local) = self.client_mut(id) {
+                local.account = None;
+                let logged_out = LineBuilder::from_source(&server, RPL_LOGGEDOUT)
+                    .arg(nick.as_str())
+                    .arg(&source)
+                    .trailing(texts::YOU_ARE_NOW_LOGGED_OUT)
+                    .finish();
+                self.send(id, logged_out);
+            }
+            // Every shard tells its own members and watchers, as for a LOGOUT.
+            let line = LineBuilder::from_source(&source, "ACCOUNT")
+                .arg("*")
+                .finish();
+            let mut message = self.caused_by(id, line).requiring(Cap::AccountNotify);
+            let channels = self.channels_of(id);
+            self.deliver_to_local_members_once(&channels, &mut message, Some(id));
+            self.tell_extended_watchers_of(id, &mut message);
+        }
+        let pending: Vec<(ClientId, String)> = self
+            .clients
+            .iter()
+            .filter(|client| {
+                client.auth.as_ref().is_some_and(|auth| {
+                    auth.pending_account
+                        .as_deref()
+                        .is_some_and(|account| account.eq_ignore_ascii_case(name))
+                })
+            })
+            .map(|client| (client.id, format!("{}!*@{}", client.nick(), client.host)))
+            .collect();
+        for (id, mask) in pending {
+            let Some(client) = self.client_mut(id) else {
+                continue;
+            };
+            if let Some(auth) = client.auth.as_mut() {
+                auth.pending_account = None;
+            }
+            let nick = client.nick().to_owned();
+            let logged_out = LineBuilder::from_source(&server, RPL_LOGGEDOUT)
+                .arg(&nick)
+                .arg(&mask)
+                .trailing(texts::YOU_ARE_NOW_LOGGED_OUT)
+                .finish();
+            self.send(id, logged_out);
+        }
+    }
+
     fn source_of(&self, id: ClientId) -> Option<String> {
         self.log.network().user(id).map(|user| user.source())
     }

@@ -185,8 +185,24 @@ pub struct Authentication {
 pub struct SaslExchange {
     /// The mechanism the client chose.
     pub mechanism: SaslMechanism,
-    /// The base64 received so far.
+    /// The base64 received so far (of the current message).
     pub received: Vec<u8>,
+    /// SCRAM-SHA-256 only: how far the exchange has gone (`None`: the client-first
+    /// message is awaited).
+    pub scram: Option<ScramStep>,
+}
+
+/// A SCRAM-SHA-256 exchange past the client-first message.
+#[derive(Debug)]
+pub enum ScramStep {
+    /// The server-first message was sent; the client-final one is awaited.
+    Challenged(Box<crate::scram::Challenge>),
+    /// The proof was right and the server-final message sent; the client's empty
+    /// response is awaited, then it is logged in to `account`.
+    Verified {
+        /// The account, as the client named it.
+        account: Box<str>,
+    },
 }
 
 /// The SASL mechanisms the server offers.
@@ -196,6 +212,8 @@ pub enum SaslMechanism {
     Plain,
     /// RFC 4422 appendix A: the TLS client certificate (its fingerprint).
     External,
+    /// RFC 5802 and 7677: a proof of the password against stored keys.
+    ScramSha256,
 }
 
 /// What a TLS connection's handshake told the server about the client.

@@ -1,5 +1,6 @@
 //! Work too slow for a shard's thread, done by a small pool of worker threads: an
-//! argon2id password hash or verification (tens of milliseconds of CPU each), and
+//! argon2id password hash (with the SCRAM-SHA-256 keys' PBKDF2) or verification
+//! (tens of milliseconds of CPU each), and
 //! waiting for the store to commit an account before the client is told it exists.
 //!
 //! Contract:
@@ -18,6 +19,7 @@
 //!   the task queue's sender is dropped with it.
 
 use super::ClientId;
+use crate::accounts::Credentials;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -76,16 +78,23 @@ pub enum Finished {
         via: RegisterVia,
         /// The account name.
         account: Box<str>,
-        /// The argon2id PHC string.
-        password: Option<Box<str>>,
+        /// The argon2id PHC string and the SCRAM keys.
+        password: Option<Box<Credentials>>,
     },
     /// A logged-in user's new password was hashed (NickServ SET PASSWORD; `None`:
     /// hashing failed).
     Rehashed {
         /// The account, as the user is logged in to it.
         account: Box<str>,
-        /// The argon2id PHC string.
-        password: Option<Box<str>>,
+        /// The argon2id PHC string and the SCRAM keys.
+        password: Option<Box<Credentials>>,
+    },
+    /// The password given to drop an account (NickServ DROP) was checked.
+    DropVerified {
+        /// The account, as the user is logged in to it.
+        account: Box<str>,
+        /// Whether the password matched.
+        matched: bool,
     },
     /// The store committed everything queued before the account's registration
     /// (`false`: the store's writer has stopped).

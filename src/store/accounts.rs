@@ -5,6 +5,7 @@
 //! once at start to seed the network before any shard runs.
 
 use super::{Store, WriteJob};
+use crate::scram::ScramKeys;
 use anyhow::Context;
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -13,7 +14,10 @@ use serde::{Deserialize, Serialize};
 const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts");
 
 /// An account as stored: its name as registered, the argon2id PHC string of its
-/// password, and when it was registered (Unix seconds).
+/// password and its SCRAM-SHA-256 keys, and when it was registered (Unix seconds).
+///
+/// postcard has no field names or defaults: a record written before `scram` existed
+/// ends after `certfps`, and [`load`] reads it as a [`StoredAccountV1`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredAccount {
     /// The name, spelled as registered.
@@ -24,6 +28,36 @@ pub struct StoredAccount {
     pub registered_at: u64,
     /// Client certificate fingerprints accepted for SASL EXTERNAL.
     pub certfps: Vec<Box<str>>,
+    /// The password's SCRAM-SHA-256 keys; `None` for an account stored before they
+    /// were kept (until its password is set again).
+    pub scram: Option<ScramKeys>,
+}
+
+/// A record of the first layout (before SCRAM keys): [`StoredAccount`] without `scram`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct StoredAccountV1 {
+    name: Box<str>,
+    password: Box<str>,
+    registered_at: u64,
+    certfps: Vec<Box<str>>,
+}
+
+/// A stored record in either layout: the current one, else the first, which must
+/// then take every byte (a current record cut short is corrupt, not an old one).
+fn decode(bytes: &[u8]) -> postcard::Result<StoredAccount> {
+    postcard::from_bytes::<StoredAccount>(bytes).or_else(|current| {
+        let old = match postcard::take_from_bytes::<StoredAccountV1>(bytes) {
+            Ok((old, [])) => old,
+            _ => return Err(current),
+        };
+        Ok(StoredAccount {
+            name: old.name,
+            password: old.password,
+            registered_at: old.registered_at,
+            certfps: old.certfps,
+            scram: None,
+        })
+    })
 }
 
 /// The job that writes `account` (a registration or a password change).
@@ -59,7 +93,7 @@ pub fn load(store: &Store) -> anyhow::Result<Vec<StoredAccount>> {
     let mut accounts = Vec::new();
     for row in table.iter().context("cannot read the accounts table")? {
         let (key, value) = row.context("cannot read an account")?;
-        let account: StoredAccount = postcard::from_bytes(value.value())
+        let account = decode(value.value())
             .with_context(|| format!("the stored account {:?} is corrupt", key.value()))?;
         accounts.push(account);
     }
@@ -80,6 +114,7 @@ mod tests {
             password: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
             registered_at: 7,
             certfps: vec!["ab".into()],
+            scram: Some(ScramKeys::derive(b"pencil", b"salt", 2)),
         };
         {
             let store = Store::open(&dir).expect("the store opens");
@@ -91,5 +126,27 @@ mod tests {
         let store = Store::open(&dir).expect("the store opens again");
         assert_eq!(load(&store).expect("loads"), vec![account("Alice")]);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_record_written_before_scram_keys_reads_without_them() {
+        let old = StoredAccountV1 {
+            name: "Alice".into(),
+            password: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            registered_at: 7,
+            certfps: vec!["ab".into()],
+        };
+        let bytes = postcard::to_stdvec(&old).expect("encodes");
+        let read = decode(&bytes).expect("an old record decodes");
+        assert_eq!(read.name, old.name);
+        assert_eq!(read.certfps, old.certfps);
+        assert_eq!(read.scram, None);
+        let current = StoredAccount {
+            scram: Some(ScramKeys::derive(b"pencil", b"salt", 2)),
+            ..read
+        };
+        let bytes = postcard::to_stdvec(&current).expect("encodes");
+        assert_eq!(decode(&bytes).expect("a current record decodes"), current);
+        assert!(decode(&bytes[..bytes.len() - 3]).is_err());
     }
 }

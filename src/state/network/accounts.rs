@@ -1,9 +1,11 @@
 //! Registered accounts as the network knows them: the name, the password's argon2id
-//! hash (a PHC string, never the password) and when it was registered. Plain data;
+//! hash (a PHC string, never the password) and SCRAM-SHA-256 keys, and when it was
+//! registered. Plain data;
 //! only [`super::apply`] changes it, so every shard and node agrees on who owns a name.
 //! The node's store keeps a copy ([`crate::store::accounts`]); this is the truth.
 
 use crate::proto::CaselessKey;
+use crate::scram::ScramKeys;
 use crate::store::accounts::StoredAccount;
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +28,10 @@ pub struct Account {
     /// SHA-256 fingerprints (lowercase hex) of the client certificates that log in
     /// to it with SASL EXTERNAL; at most [`MAX_CERTFPS`].
     pub certfps: Vec<Box<str>>,
+    /// The password's SCRAM-SHA-256 keys, made with the hash; `None` for an account
+    /// whose password was set before they were kept (SCRAM fails for it, PLAIN works,
+    /// until its password is set again).
+    pub scram: Option<ScramKeys>,
 }
 
 impl Account {
@@ -36,6 +42,7 @@ impl Account {
             password: self.password.clone(),
             registered_at: self.registered_at,
             certfps: self.certfps.clone(),
+            scram: self.scram.clone(),
         }
     }
 
@@ -46,6 +53,7 @@ impl Account {
             password: stored.password,
             registered_at: stored.registered_at,
             certfps: stored.certfps,
+            scram: stored.scram,
         }
     }
 }

@@ -10,7 +10,9 @@
 //! QUIT and NICK (bounded by CHANLIMIT) and O(bans) for a JOIN into a channel with
 //! bans (bounded by [`MAX_BANS`](super::channel::MAX_BANS)) and O(server bans) for a
 //! KLINE or DLINE (bounded by
-//! [`MAX_SERVER_BANS`](super::server_bans::MAX_SERVER_BANS)); never O(members) or
+//! [`MAX_SERVER_BANS`](super::server_bans::MAX_SERVER_BANS)) and O(users) for a DROP
+//! of an account (rare: each takes a password checked off the shards, under the
+//! login throttles); otherwise never O(members) or
 //! O(channels): a JOIN into a channel of 100,000 members costs what one into a
 //! channel of 10 does.
 
@@ -22,6 +24,7 @@ use super::server_bans::{ServerBan, ServerBans};
 use super::users::User;
 use super::Network;
 use crate::proto::{Caseless, CaselessKey};
+use crate::scram::ScramKeys;
 use crate::state::ClientId;
 use std::sync::Arc;
 
@@ -220,6 +223,14 @@ pub enum Outcome {
         /// The account as it now is.
         account: Account,
     },
+    /// An account was dropped: `users` (in client order) were logged in to it and
+    /// are now logged out; its name is free.
+    AccountDropped {
+        /// The account as it was.
+        account: Account,
+        /// The users that were logged in to it.
+        users: Vec<ClientId>,
+    },
     /// The user logged in to `account` (`Some`) or out (`None`).
     AccountChanged {
         /// The account's name as registered.
@@ -388,8 +399,12 @@ impl Network {
                 None => Outcome::Unchanged,
             },
             Event::RegisterAccount {
-                account, password, ..
-            } => self.register_account(account, password, now),
+                account,
+                password,
+                scram,
+                ..
+            } => self.register_account(account, password, scram, now),
+            Event::DropAccount { client, account } => self.drop_account(*client, account),
             Event::SetAccount { client, account } => self.set_account(*client, account.as_deref()),
             Event::Ghost { client, target } => self.ghost(*client, target),
             Event::SetCertificate {
@@ -397,7 +412,11 @@ impl Network {
                 certfp,
                 add,
             } => self.set_certificate(*client, certfp, *add),
-            Event::SetPassword { client, password } => self.set_password(*client, password),
+            Event::SetPassword {
+                client,
+                password,
+                scram,
+            } => self.set_password(*client, password, scram),
             Event::Wallops { client, .. } => match self.users.get(client) {
                 Some(user) if user.oper.is_some() => Outcome::Wallops {
                     source: user.source(),
@@ -409,7 +428,13 @@ impl Network {
     }
 
     /// Records a new account unless its name is taken (or the bound is reached).
-    fn register_account(&mut self, name: &str, password: &str, now: u64) -> Outcome {
+    fn register_account(
+        &mut self,
+        name: &str,
+        password: &str,
+        scram: &ScramKeys,
+        now: u64,
+    ) -> Outcome {
         if self.accounts.contains_key(Caseless::new(name)) {
             return Outcome::Refused(Refusal::AccountExists);
         }
@@ -421,13 +446,50 @@ impl Network {
             password: password.into(),
             registered_at: now,
             certfps: Vec::new(),
+            scram: Some(scram.clone()),
         };
         self.accounts.insert(account.name.clone(), account.clone());
         Outcome::AccountRegistered { account }
     }
 
-    /// Replaces the password hash of the account `client` is logged in to.
-    fn set_password(&mut self, client: ClientId, password: &str) -> Outcome {
+    /// Removes the account `client` is logged in to (if it is still `name`), and
+    /// logs out every user logged in to it. O(users).
+    fn drop_account(&mut self, client: ClientId, name: &str) -> Outcome {
+        let Some(user) = self.users.get(&client) else {
+            return Outcome::Unchanged;
+        };
+        let Some(held) = user
+            .account
+            .clone()
+            .filter(|held| held.as_str().eq_ignore_ascii_case(name))
+        else {
+            return Outcome::Refused(Refusal::NotLoggedIn);
+        };
+        let Some(account) = self.accounts.remove(&held) else {
+            return Outcome::Refused(Refusal::NotLoggedIn);
+        };
+        for certfp in &account.certfps {
+            if self.certfps.get(certfp) == Some(&held) {
+                self.certfps.remove(certfp);
+            }
+        }
+        let users: Vec<ClientId> = self
+            .users
+            .iter()
+            .filter(|(_, user)| user.account.as_ref() == Some(&held))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &users {
+            if let Some(user) = self.users.get_mut(id) {
+                user.account = None;
+            }
+        }
+        Outcome::AccountDropped { account, users }
+    }
+
+    /// Replaces the password hash and SCRAM keys of the account `client` is logged
+    /// in to.
+    fn set_password(&mut self, client: ClientId, password: &str, scram: &ScramKeys) -> Outcome {
         let Some(user) = self.users.get(&client) else {
             return Outcome::Unchanged;
         };
@@ -439,6 +501,7 @@ impl Network {
             return Outcome::Refused(Refusal::NotLoggedIn);
         };
         account.password = password.into();
+        account.scram = Some(scram.clone());
         Outcome::AccountUpdated {
             account: account.clone(),
         }

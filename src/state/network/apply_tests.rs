@@ -1096,3 +1096,65 @@ fn a_reloaded_ban_list_replaces_the_old_and_reports_only_new_bans() {
     );
     assert_eq!(replica.network.server_bans().iter().count(), 2);
 }
+
+#[test]
+fn dropping_an_account_logs_out_its_users_and_frees_the_name() {
+    let mut replica = Replica::new();
+    replica.register(ALICE, "alice");
+    replica.register(BOB, "bob");
+    replica.register(CAROL, "carol");
+    let keys = crate::scram::ScramKeys::derive(b"pencil", b"salt", 1);
+    let register = |client| Event::RegisterAccount {
+        client,
+        account: "Alice".into(),
+        password: "hash".into(),
+        scram: keys.clone(),
+    };
+    let log_in = |client| Event::SetAccount {
+        client,
+        account: Some("alice".into()),
+    };
+    let drop = |client| Event::DropAccount {
+        client,
+        account: "ALICE".into(),
+    };
+    assert!(matches!(
+        replica.apply(register(ALICE)),
+        Outcome::AccountRegistered { .. }
+    ));
+    assert_eq!(replica.apply(drop(BOB)), refused(Refusal::NotLoggedIn));
+    replica.apply(log_in(ALICE));
+    replica.apply(log_in(BOB));
+    replica.apply(Event::SetCertificate {
+        client: ALICE,
+        certfp: "ab".into(),
+        add: true,
+    });
+    match replica.apply(drop(BOB)) {
+        Outcome::AccountDropped { account, users } => {
+            assert_eq!(account.name.as_str(), "Alice");
+            assert_eq!(users, [ALICE, BOB]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(replica.network.account("alice").is_none());
+    assert!(replica.network.account_by_certfp("ab").is_none());
+    for id in [ALICE, BOB, CAROL] {
+        assert_eq!(
+            replica.network.user(id).map(|u| u.account.clone()),
+            Some(None)
+        );
+    }
+    assert_eq!(replica.apply(drop(ALICE)), refused(Refusal::NotLoggedIn));
+    assert!(matches!(
+        replica.apply(register(CAROL)),
+        Outcome::AccountRegistered { .. }
+    ));
+    assert_eq!(
+        replica
+            .network
+            .account("alice")
+            .and_then(|a| a.scram.clone()),
+        Some(keys)
+    );
+}

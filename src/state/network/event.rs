@@ -12,6 +12,7 @@
 use super::modes::ModeChange;
 use super::server_bans::{BanTarget, ServerBan};
 use super::users::Activity;
+use crate::scram::ScramKeys;
 use crate::state::ClientId;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -224,6 +225,8 @@ pub enum Event {
         account: Box<str>,
         /// The password's argon2id hash, PHC form (hashed off the shard threads).
         password: Box<str>,
+        /// The password's SCRAM-SHA-256 keys (made with the hash).
+        scram: ScramKeys,
     },
     /// A user logs in to an account (`Some`: SASL, IDENTIFY, REGISTER) or out (`None`).
     /// Authenticating is the command's job; replicas only record the result.
@@ -239,6 +242,18 @@ pub enum Event {
         client: ClientId,
         /// The new password's argon2id hash, PHC form.
         password: Box<str>,
+        /// The new password's SCRAM-SHA-256 keys.
+        scram: ScramKeys,
+    },
+    /// A logged-in user drops the account it is logged in to (NickServ DROP; the
+    /// password was checked by the command): the account is gone, every user logged
+    /// in to it is logged out, and its name is free.
+    DropAccount {
+        /// The user.
+        client: ClientId,
+        /// The account, as the user names it: it must still be the one the user is
+        /// logged in to when the event is applied.
+        account: Box<str>,
     },
     /// A logged-in user adds (`add`) or removes a client certificate fingerprint of
     /// its account (NickServ CERT), for SASL EXTERNAL.

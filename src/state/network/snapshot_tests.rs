@@ -8,6 +8,7 @@ use super::channel::MAX_BANS;
 use super::whowas::WHOWAS_LIMIT;
 use super::wire::corruptions;
 use super::*;
+use crate::scram::ScramKeys;
 use crate::state::slab::SlotKey;
 use std::sync::Arc;
 use std::time::Instant;
@@ -296,6 +297,7 @@ fn history() -> Vec<Event> {
         client: alice,
         account: "Alice".into(),
         password: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        scram: ScramKeys::derive(b"pencil", b"salt", 1),
     });
     log.push(Event::SetAccount {
         client: alice,
@@ -411,6 +413,7 @@ fn rest_of_log() -> Vec<Event> {
             client: bob,
             account: "ALICE".into(),
             password: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            scram: ScramKeys::derive(b"pencil", b"salt", 1),
         },
         Event::SetCertificate {
             client: bob,
@@ -442,6 +445,31 @@ fn rest_of_log() -> Vec<Event> {
         Event::SetAccount {
             client: alice,
             account: None,
+        },
+        // Refused (not logged in), then the owner's drop frees the name and the
+        // certificate the snapshot carried.
+        Event::DropAccount {
+            client: alice,
+            account: "alice".into(),
+        },
+        Event::DropAccount {
+            client: bob,
+            account: "alice".into(),
+        },
+        Event::RegisterAccount {
+            client: alice,
+            account: "alice".into(),
+            password: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            scram: ScramKeys::derive(b"pencil", b"salt", 1),
+        },
+        Event::SetAccount {
+            client: alice,
+            account: Some("alice".into()),
+        },
+        Event::SetCertificate {
+            client: alice,
+            certfp: CERTFP.into(),
+            add: true,
         },
     ]);
     for round in 0..WHOWAS_LIMIT + 100 {
