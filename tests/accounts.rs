@@ -748,3 +748,37 @@ fn an_acknowledged_registration_survives_sigkill() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+e2e! {
+    fn account_extbans_ban_and_except_users_by_their_account(setup) {
+        let server = setup.start();
+        let mut op = server.register("op");
+        op.send("JOIN #c");
+        op.skip_until(|l| has_numeric(l, "366"));
+        op.send("MODE #c +b $a:troll*");
+        op.expect(":op!~op@127.0.0.1 MODE #c +b $a:troll*");
+        let mut troll = register_account(&server, "trollish", "correct-horse");
+        troll.send("JOIN #c");
+        troll.expect_numeric("474");
+        // The same nick without the account is not that account.
+        let mut anon = server.register("trollanon");
+        anon.send("JOIN #c");
+        anon.skip_until(|l| has_numeric(l, "366"));
+        op.expect(":trollanon!~trollanon@127.0.0.1 JOIN #c");
+        // Everyone banned, but anyone logged in excepted.
+        op.send("MODE #c +be *!*@* $a");
+        op.expect(":op!~op@127.0.0.1 MODE #c +be *!*@* $a");
+        troll.send("JOIN #c");
+        troll.skip_until(|l| has_numeric(l, "366"));
+        op.skip_until(|l| l.contains("JOIN #c"));
+        let mut stranger = server.register("stranger");
+        stranger.send("JOIN #c");
+        stranger.expect_numeric("474");
+        // Only the account extban is understood; another is refused, not stored.
+        op.send("MODE #c +b $r:bot*");
+        op.send("MODE #c +b");
+        let list = op.skip_until(|l| has_numeric(l, "368"));
+        assert!(list[0].contains(" 696 op #c b $r:bot* :"), "{list:?}");
+        assert!(!list.iter().any(|l| has_numeric(l, "367") && l.contains("$r:")), "{list:?}");
+    }
+}

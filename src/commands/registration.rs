@@ -453,6 +453,7 @@ pub fn send_isupport(ctx: &mut Ctx<'_>) {
         ),
         "CHANMODES=beI,k,l,imnst".to_owned(),
         "EXCEPTS=e".to_owned(),
+        "EXTBAN=$,a".to_owned(),
         "BOT=B".to_owned(),
         "STATUSMSG=@+".to_owned(),
         "INVEX=I".to_owned(),

@@ -42,6 +42,10 @@ pub fn has_wildcards(pattern: &[u8]) -> bool {
 /// Completes a ban mask to the `nick!user@host` form, as Ergo and InspIRCd do:
 /// `bob` is `bob!*@*`, `*@host` is `*!*@host`, `bob!u` is `bob!u@*`. Returns `None`
 /// for a mask that cannot be one (empty, too long, a space, or a leading `:`).
+///
+/// The account extban is kept as given: `$a` (anyone logged in) and `$a:pattern` (an
+/// account name, wildcards allowed), as Solanum and InspIRCd spell it; `$` followed
+/// by anything else is refused.
 pub fn canonical_ban_mask(mask: &str) -> Option<String> {
     if mask.is_empty()
         || mask.len() > MAX_BAN_MASK
@@ -51,6 +55,10 @@ pub fn canonical_ban_mask(mask: &str) -> Option<String> {
             .any(|b| b == b' ' || b == b',' || b.is_ascii_control())
     {
         return None;
+    }
+    if let Some(extban) = mask.strip_prefix('$') {
+        let valid = extban == "a" || extban.strip_prefix("a:").is_some_and(|p| !p.is_empty());
+        return valid.then(|| mask.to_owned());
     }
     let canonical = match (mask.contains('!'), mask.contains('@')) {
         (true, true) => mask.to_owned(),
@@ -91,6 +99,15 @@ mod tests {
                 "{pattern} vs {text}"
             );
         }
+    }
+
+    #[test]
+    fn account_extbans_are_kept_and_other_extbans_refused() {
+        assert_eq!(canonical_ban_mask("$a").as_deref(), Some("$a"));
+        assert_eq!(canonical_ban_mask("$a:Bob*").as_deref(), Some("$a:Bob*"));
+        assert_eq!(canonical_ban_mask("$a:"), None);
+        assert_eq!(canonical_ban_mask("$x:foo"), None);
+        assert_eq!(canonical_ban_mask("$"), None);
     }
 
     #[test]

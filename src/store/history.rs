@@ -447,7 +447,7 @@ mod tests {
 
     #[test]
     fn messages_of_one_millisecond_keep_the_order_they_were_handed_over() {
-        let store = Store::open(&tempdir()).expect("the store opens");
+        let store = Store::open(&crate::store::test_dir()).expect("the store opens");
         let records: Vec<Record> = (1..=5).map(|n| record("#Same", n)).collect();
         let now = now_millis();
         store
@@ -466,7 +466,7 @@ mod tests {
 
     #[test]
     fn the_sweep_drops_messages_past_their_age_with_their_msgids() {
-        let store = Store::open(&tempdir()).expect("the store opens");
+        let store = Store::open(&crate::store::test_dir()).expect("the store opens");
         let records = vec![record("#old", 1), record("#old", 2)];
         let now = now_millis();
         store
@@ -501,18 +501,5 @@ mod tests {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64)
-    }
-
-    fn tempdir() -> std::path::PathBuf {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "ringchat-history-unit-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("a temporary directory");
-        dir
     }
 }

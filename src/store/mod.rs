@@ -259,6 +259,21 @@ fn copy_file(path: &Path, backups: &mut Vec<(PathBuf, BackupDone)>) {
     }
 }
 
+/// A fresh, empty directory for one unit test's store.
+#[cfg(test)]
+pub(crate) fn test_dir() -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "ringchat-store-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    dir
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,7 +299,7 @@ mod tests {
 
     #[test]
     fn writes_queued_before_a_sync_are_readable_after_it_in_order() {
-        let dir = tempdir();
+        let dir = test_dir();
         let store = Store::open(&dir).expect("the store opens");
         for by in 1..=100 {
             store.write(add("a", by)).expect("the queue has room");
@@ -295,7 +310,7 @@ mod tests {
 
     #[test]
     fn a_read_in_order_sees_the_writes_queued_before_it() {
-        let dir = tempdir();
+        let dir = test_dir();
         let store = Store::open(&dir).expect("the store opens");
         store.write(add("seen", 3)).expect("queued");
         let (done, answer) = mpsc::channel();
@@ -316,7 +331,7 @@ mod tests {
 
     #[test]
     fn what_was_committed_survives_reopening_the_file() {
-        let dir = tempdir();
+        let dir = test_dir();
         {
             let store = Store::open(&dir).expect("the store opens");
             store.write(add("kept", 7)).expect("the queue has room");
@@ -328,7 +343,7 @@ mod tests {
 
     #[test]
     fn a_failing_job_is_left_out_and_the_rest_of_its_batch_commits() {
-        let dir = tempdir();
+        let dir = test_dir();
         let store = Store::open(&dir).expect("the store opens");
         store.write(add("before", 1)).expect("queued");
         store
@@ -344,12 +359,12 @@ mod tests {
 
     #[test]
     fn a_backup_taken_while_writes_go_on_holds_every_commit_before_it() {
-        let dir = tempdir();
+        let dir = test_dir();
         let store = Store::open(&dir).expect("the store opens");
         for by in 1..=100 {
             store.write(add("a", by)).expect("the queue has room");
         }
-        let copy = tempdir();
+        let copy = test_dir();
         let (done, outcome) = mpsc::channel();
         store
             .backup(
@@ -374,7 +389,7 @@ mod tests {
 
     #[test]
     fn a_backup_to_a_place_that_cannot_be_written_says_why_and_leaves_nothing() {
-        let dir = tempdir();
+        let dir = test_dir();
         let store = Store::open(&dir).expect("the store opens");
         let (done, outcome) = mpsc::channel();
         store
@@ -394,18 +409,5 @@ mod tests {
         let error =
             Store::open(Path::new("/proc/ringchat-no-such-dir")).expect_err("no store under /proc");
         assert!(format!("{error:#}").contains("/proc/ringchat-no-such-dir/ringchat.redb"));
-    }
-
-    fn tempdir() -> PathBuf {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "ringchat-store-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("a temporary directory");
-        dir
     }
 }

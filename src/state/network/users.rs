@@ -169,9 +169,19 @@ impl User {
 
     /// Whether a `nick!user@host` wildcard mask matches this user, by the host
     /// others see or by the real address (a ban on an address still holds a cloaked
-    /// user). Costs one small allocation (the user's full mask), two for a cloaked
-    /// user the first does not match.
+    /// user), or an account extban does (`$a`: logged in; `$a:pattern`: to an
+    /// account the pattern matches). Costs one small allocation (the user's full
+    /// mask), two for a cloaked user the first does not match; none for an extban.
     pub fn matches(&self, mask: &str) -> bool {
+        if let Some(extban) = mask.strip_prefix("$a") {
+            return match (extban.strip_prefix(':'), &self.account) {
+                (_, None) => false,
+                (None, Some(_)) => extban.is_empty(),
+                (Some(pattern), Some(account)) => {
+                    wildcard_match(pattern.as_bytes(), account.as_str().as_bytes())
+                }
+            };
+        }
         wildcard_match(mask.as_bytes(), self.source().as_bytes())
             || (self.is_cloaked()
                 && wildcard_match(
