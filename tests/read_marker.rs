@@ -7,6 +7,7 @@ mod common;
 
 use common::{has_numeric, register_with_caps, Client, Setup, TestServer};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 const CAP: &str = "draft/read-marker";
 const NOON: &str = "timestamp=2026-01-02T12:00:00.250Z";
@@ -28,6 +29,28 @@ fn logged_in(server: &TestServer, nick: &str, account: &str, caps: &str) -> Clie
     client.send(&format!("NS IDENTIFY {account} correct-horse"));
     client.skip_until(|line| line.contains(" NOTICE ") && line.contains("You are now identified"));
     client
+}
+
+/// The connections per shard once the published counters show `clients` (they are
+/// published every few milliseconds, not at once).
+fn connections_per_shard(server: &TestServer, clients: u64) -> Vec<u64> {
+    let deadline = Instant::now() + common::HANG;
+    loop {
+        let per_shard: Vec<u64> = server
+            .server()
+            .shard_counters()
+            .iter()
+            .map(|c| c.connections)
+            .collect();
+        if per_shard.iter().sum::<u64>() == clients {
+            return per_shard;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "counters never reached {clients}: {per_shard:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn markread(target: &str, timestamp: &str) -> String {
@@ -112,10 +135,20 @@ on_four_shards! {
         let mut laptop = logged_in(&server, "laptop", "alice", CAP);
         let mut old_client = logged_in(&server, "old", "alice", "server-time");
         let mut bob = with_account(&server, "bob", CAP);
+        let mut devices: Vec<Client> = (0..8)
+            .map(|n| logged_in(&server, &format!("device{n}"), "alice", CAP))
+            .collect();
+        // The account's connections are spread over the shards.
+        let per_shard = connections_per_shard(&server, 13);
+        let busy_shards = per_shard.iter().filter(|&&n| n > 0).count();
+        assert!(busy_shards > 1, "every connection on one shard: {per_shard:?}");
         phone.send(&format!("MARKREAD #Chan {NOON}"));
         phone.expect(&markread("#Chan", NOON));
         alice.expect(&markread("#Chan", NOON));
         laptop.expect(&markread("#Chan", NOON));
+        for device in &mut devices {
+            device.expect(&markread("#Chan", NOON));
+        }
         old_client.expect_nothing();
         bob.expect_nothing();
         // A set that does not move the marker is answered to its sender only.
@@ -172,16 +205,19 @@ fn markers_survive_a_restart() {
     };
     {
         let server = setup.start_with(|config| config.data_dir = Some(dir.clone()));
-        let mut alice = with_account(&server, "alice", CAP);
-        alice.send(&format!("MARKREAD #c {NOON}"));
-        alice.expect(&markread("#c", NOON));
-        alice.send(&format!("MARKREAD bob {MORNING}"));
-        alice.expect(&markread("bob", MORNING));
         let mut gone = with_account(&server, "gone", CAP);
         gone.send(&format!("MARKREAD #c {EVENING}"));
         gone.expect(&markread("#c", EVENING));
         gone.send("NS DROP correct-horse");
         gone.skip_until(|l| l.ends_with(":Account gone has been dropped; its name is free"));
+        // Round trips after the last password work: a password worker lets go of
+        // the server's state (and its store) just after it answers.
+        let mut alice = with_account(&server, "alice", CAP);
+        alice.send(&format!("MARKREAD #c {NOON}"));
+        alice.expect(&markread("#c", NOON));
+        alice.send(&format!("MARKREAD bob {MORNING}"));
+        alice.expect(&markread("bob", MORNING));
+        alice.expect_nothing();
     }
     let server = setup.start_with(|config| config.data_dir = Some(dir.clone()));
     let mut alice = logged_in(&server, "alice", "alice", CAP);
