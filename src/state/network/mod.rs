@@ -156,7 +156,7 @@ impl Network {
         self
     }
 
-    /// The read markers of the account `name` (empty for an account without any).
+    /// The read markers of the account `name`; `None` when it has none.
     pub fn read_markers(&self, name: &str) -> Option<&ReadMarkers> {
         self.read_markers.get(Caseless::new(name))
     }
