@@ -11,6 +11,7 @@
 use crate::cloak::Cloak;
 use crate::config::{Config, IoMode};
 use crate::io::{self, epoll, ring, uring, Transport};
+use crate::proto::CaselessKey;
 use crate::settings::checks::check_config;
 use crate::shard::Shard;
 use crate::state::network::Account;
@@ -129,14 +130,26 @@ impl Server {
             // The cluster's snapshot and stream carry the accounts.
             Some(joining) => Shared::starting_from(config, joining.network.clone()),
             None => {
-                let accounts = match &store {
-                    Some(store) => crate::store::accounts::load(store)?
-                        .into_iter()
-                        .map(Account::from_stored)
-                        .collect(),
-                    None => Vec::new(),
+                let (accounts, read_markers) = match &store {
+                    Some(store) => (
+                        crate::store::accounts::load(store)?
+                            .into_iter()
+                            .map(Account::from_stored)
+                            .collect(),
+                        crate::store::read_markers::load(store)?
+                            .into_iter()
+                            .map(|marker| {
+                                (
+                                    CaselessKey::new(&marker.account),
+                                    CaselessKey::new(&marker.target),
+                                    marker.millis,
+                                )
+                            })
+                            .collect(),
+                    ),
+                    None => (Vec::new(), Vec::new()),
                 };
-                Shared::with_accounts(config, accounts)
+                Shared::with_accounts(config, accounts, read_markers)
             }
         };
         shared.store = store;

@@ -324,7 +324,8 @@ e2e! {
         let ls = alice.line();
         let caps: Vec<&str> = ls.rsplit(" :").next().unwrap_or("").split(' ').collect();
         assert_eq!(caps, ["account-notify", "account-tag", "away-notify", "batch", "cap-notify",
-            "draft/account-registration=before-connect,custom-account-name", "echo-message",
+            "draft/account-registration=before-connect,custom-account-name", "draft/read-marker",
+            "echo-message",
             "extended-join", "extended-monitor", "invite-notify", "labeled-response",
             "message-tags", "multi-prefix", "sasl=PLAIN,EXTERNAL,SCRAM-SHA-256", "server-time", "setname",
             "standard-replies", "userhost-in-names"]);

@@ -51,6 +51,7 @@ fn join_one(ctx: &mut Ctx<'_>, name: &str, key: Option<&[u8]>) {
     });
     match outcome {
         Outcome::Joined { channel } => {
+            super::read_marker::after_join(ctx, channel.as_str());
             let topic = ctx
                 .network()
                 .channel(channel.as_str())

@@ -11,8 +11,8 @@ const INDEX: &[&str] = &[
     "ringchat help",
     "",
     "Commands: ADMIN AWAY CAP CHATHISTORY HELP INFO INVITE ISON JOIN KICK KNOCK LINKS LIST",
-    "LUSERS MODE MONITOR MOTD NAMES NICK NOTICE PART PASS PING PONG PRIVMSG QUIT SETNAME",
-    "STATS TAGMSG TIME TOPIC USER USERHOST VERSION WHO WHOIS WHOWAS",
+    "LUSERS MARKREAD MODE MONITOR MOTD NAMES NICK NOTICE PART PASS PING PONG PRIVMSG QUIT",
+    "SETNAME STATS TAGMSG TIME TOPIC USER USERHOST VERSION WHO WHOIS WHOWAS",
     "Accounts: AUTHENTICATE REGISTER NICKSERV NS",
     "Operators: OPER KILL WALLOPS KLINE UNKLINE DLINE UNDLINE REHASH DIE BACKUP",
     "",
@@ -115,6 +115,15 @@ const TOPICS: &[(&str, &[&str])] = &[
         &[
             "LUSERS",
             "Counts users, invisible users, channels and the peak.",
+        ],
+    ),
+    (
+        "MARKREAD",
+        &[
+            "MARKREAD <target> [timestamp=YYYY-MM-DDThh:mm:ss.sssZ]",
+            "Without a time, shows where your account stopped reading a channel or nick;",
+            "with one, moves that read marker forward (never back), and your account's other",
+            "connections with draft/read-marker are told. Needs an account to set.",
         ],
     ),
     (

@@ -20,6 +20,7 @@ mod monitor;
 mod nickserv;
 mod oper;
 mod query;
+mod read_marker;
 mod registration;
 mod sasl;
 mod server_bans;
@@ -112,6 +113,7 @@ static COMMANDS: &[Command] = &[
     command("STATS", 0, info::stats),
     command("MONITOR", 1, monitor::monitor),
     command("CHATHISTORY", 1, chathistory::chathistory),
+    command("MARKREAD", 0, read_marker::markread),
     command("WHOWAS", 0, whowas::whowas),
     command("HELP", 0, help::help),
     command("HELPOP", 0, help::help),

@@ -49,11 +49,14 @@ pub enum Cap {
     AccountNotify = 1 << 18,
     /// IRCv3 `draft/account-registration`: the `REGISTER` command.
     AccountRegistration = 1 << 19,
+    /// IRCv3 `draft/read-marker`: MARKREAD, and the account's read markers after a
+    /// JOIN and whenever one moves.
+    ReadMarker = 1 << 20,
 }
 
 impl Cap {
     /// Every capability, in the order `CAP LS` lists them.
-    pub const ALL: [Cap; 20] = [
+    pub const ALL: [Cap; 21] = [
         Cap::AccountNotify,
         Cap::AccountTag,
         Cap::AwayNotify,
@@ -62,6 +65,7 @@ impl Cap {
         Cap::AccountRegistration,
         Cap::Chathistory,
         Cap::EventPlayback,
+        Cap::ReadMarker,
         Cap::EchoMessage,
         Cap::ExtendedJoin,
         Cap::ExtendedMonitor,
@@ -99,6 +103,7 @@ impl Cap {
             Cap::ExtendedJoin => "extended-join",
             Cap::AccountNotify => "account-notify",
             Cap::AccountRegistration => "draft/account-registration",
+            Cap::ReadMarker => "draft/read-marker",
         }
     }
 

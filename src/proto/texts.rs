@@ -33,6 +33,8 @@ pub const ERRONEOUS_NICKNAME: &str = "Erroneous nickname";
 pub const INPUT_LINE_WAS_TOO_LONG: &str = "Input line was too long";
 pub const INVALID_CAP_COMMAND: &str = "Invalid CAP command";
 pub const INVALID_MODE_PARAMETER: &str = "Invalid mode parameter";
+pub const INVALID_READ_MARKER_TARGET: &str = "Invalid target";
+pub const INVALID_READ_MARKER_TIMESTAMP: &str = "Invalid timestamp";
 pub const IS_ALREADY_ON_CHANNEL: &str = "is already on channel";
 pub const IS_AN_IRC_OPERATOR: &str = "is an IRC operator";
 pub const IS_AN_UNKNOWN_SNOMASK_LETTER_KNOWN_BCFKO: &str =
@@ -43,6 +45,7 @@ pub const IS_UNKNOWN_MODE_CHAR_TO_ME: &str = "is unknown mode char to me";
 pub const IS_USING_A_SECURE_CONNECTION: &str = "is using a secure connection";
 pub const MESSAGES_COULD_NOT_BE_RETRIEVED: &str = "Messages could not be retrieved";
 pub const MESSAGE_REJECTED_IT_IS_NOT_VALID_UTF: &str = "Message rejected, it is not valid UTF-8";
+pub const MISSING_PARAMETERS: &str = "Missing parameters";
 pub const MONITOR_LIST_IS_FULL: &str = "Monitor list is full.";
 pub const MOTD_FILE_IS_MISSING: &str = "MOTD File is missing";
 pub const NICKNAME_IS_ALREADY_IN_USE: &str = "Nickname is already in use";
@@ -62,6 +65,8 @@ pub const PERMISSION_DENIED_ONLY_OPERATORS_MAY_SET_USER: &str =
     "Permission Denied - Only operators may set user mode s";
 pub const PERMISSION_DENIED_YOURE_NOT_AN_IRC_OPERATOR: &str =
     "Permission Denied- You're not an IRC operator";
+pub const READ_MARKERS_NEED_AN_ACCOUNT: &str =
+    "You must be logged in to an account to set read markers";
 pub const REAL_NAME_IS_EMPTY_OR_TOO_LONG: &str = "Real name is empty or too long";
 pub const REHASHING: &str = "Rehashing";
 pub const REHASH_THIS_SERVER_WAS_STARTED_WITHOUT_SETTINGS: &str =
@@ -77,6 +82,7 @@ pub const THAT_NICK_IS_REGISTERED_AND_YOU_DID: &str =
     "That nick is registered and you did not log in to its account; you are now known by this one";
 pub const THERE_WAS_NO_SUCH_NICKNAME: &str = "There was no such nickname";
 pub const THEY_ARENT_ON_THAT_CHANNEL: &str = "They aren't on that channel";
+pub const THE_READ_TIMESTAMP_COULD_NOT_BE_SET: &str = "The read timestamp could not be set";
 pub const TOO_MANY_KNOCKS_CONNECTION: &str = "Too many KNOCKs (connection)";
 pub const TOO_MANY_TARGETS: &str = "Too many targets";
 pub const UNKNOWN_COMMAND: &str = "Unknown command";

@@ -10,7 +10,7 @@ use crate::state::log::Entry;
 use crate::state::network::{Event, Outcome};
 use crate::state::offload::{Busy, Finished};
 use crate::state::{ClientId, Shared};
-use crate::store::accounts;
+use crate::store::{accounts, read_markers};
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::warn;
@@ -75,7 +75,7 @@ impl Shard {
         self.close_doomed();
     }
 
-    /// Writes an applied account event to the node's store, once per node: the
+    /// Writes an applied account event (read markers too) to the node's store, once per node: the
     /// shard that proposed it writes it (so its proposer can wait for the commit
     /// before answering), and shard 0 writes those that came from other nodes of a
     /// cluster. Queuing is all this does; the store's writer thread commits.
@@ -96,6 +96,25 @@ impl Shard {
             Outcome::AccountDropped { account, .. } => {
                 if let Err(why) = store.write(accounts::remove(account.name.as_str())) {
                     warn!(account = %account.name, %why, "a dropped account was not removed from the store");
+                }
+                if let Err(why) = store.write(read_markers::remove_account(account.name.as_str())) {
+                    warn!(account = %account.name, %why, "a dropped account's read markers were not removed from the store");
+                }
+            }
+            Outcome::ReadMarkerMoved {
+                account,
+                target,
+                millis,
+                dropped,
+            } => {
+                let marker = read_markers::StoredMarker {
+                    account: account.as_str().into(),
+                    target: target.as_str().into(),
+                    millis: *millis,
+                };
+                let dropped = dropped.as_ref().map(|target| target.as_str().into());
+                if let Err(why) = store.write(read_markers::put(marker, dropped)) {
+                    warn!(%account, %target, %why, "a read marker was not written to the store");
                 }
             }
             _ => {}

@@ -1,7 +1,7 @@
 //! What a shard tells its own clients when it applies an event: the JOIN (with the
 //! joiner's AWAY for `away-notify`), PART, KICK,
 //! QUIT, NICK, TOPIC, MODE, INVITE, AWAY, SETNAME, ACCOUNT and WALLOPS lines that
-//! members see (and 901 to the users a dropped account logs out), the MONITOR notifications of watchers ([`super::monitor`]), the server
+//! members see, the MARKREAD lines of an account's other connections (and 901 to the users a dropped account logs out), the MONITOR notifications of watchers ([`super::monitor`]), the server
 //! notices of `+s` operators ([`super::server_notices`]), and closing the local
 //! clients that a KILL names or a new KLINE or DLINE matches.
 //!
@@ -16,12 +16,27 @@ use crate::proto::caps::Cap;
 use crate::proto::numeric::RPL_LOGGEDOUT;
 use crate::proto::outgoing::Outgoing;
 use crate::proto::texts;
+use crate::proto::time::server_time;
 use crate::proto::LineBuilder;
 use crate::state::client::CloseReason;
 use crate::state::network::{Event, Outcome, Sequenced, ServerBan, User};
 use crate::state::ClientId;
 use bytes::Bytes;
 use std::net::IpAddr;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// `:server MARKREAD <target> timestamp=<time>` (IRCv3 `draft/read-marker`), or
+/// `*` in place of the time for a target without a marker.
+pub fn markread_line(server: &str, target: &str, millis: Option<u64>) -> LineBuilder {
+    let line = LineBuilder::from_source(server, "MARKREAD").arg(target);
+    match millis {
+        Some(millis) => line.arg(format!(
+            "timestamp={}",
+            server_time(UNIX_EPOCH + Duration::from_millis(millis))
+        )),
+        None => line.arg("*"),
+    }
+}
 
 impl Shard {
     /// Renders `outcome` of the applied `entry` for this shard's clients.
@@ -229,6 +244,38 @@ impl Shard {
             (Event::ReplaceBans { .. }, Outcome::BansReplaced { added }) => {
                 for ban in added {
                     self.close_banned(ban, entry.at_unix);
+                }
+            }
+            (
+                Event::SetReadMarker { client, .. },
+                Outcome::ReadMarkerMoved {
+                    account,
+                    target,
+                    millis,
+                    ..
+                },
+            ) => {
+                // The setter gets its answer from the command, with its label.
+                let line = markread_line(
+                    &self.shared.config.server_name,
+                    target.as_str(),
+                    Some(*millis),
+                )
+                .finish();
+                let readers: Vec<ClientId> = self
+                    .clients
+                    .iter()
+                    .filter(|local| local.id != *client && local.caps.has(Cap::ReadMarker))
+                    .filter(|local| {
+                        let network = self.log.network();
+                        let user = network.user(local.id);
+                        user.and_then(|user| user.account.as_ref()) == Some(account)
+                    })
+                    .map(|local| local.id)
+                    .collect();
+                let mut message = Outgoing::new(line);
+                for id in readers {
+                    self.send_message(id, &mut message);
                 }
             }
             (Event::Wallops { text, .. }, Outcome::Wallops { source }) => {

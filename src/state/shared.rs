@@ -16,6 +16,7 @@ use super::sources::Sources;
 use crate::ban_file::BanStore;
 use crate::config::Config;
 use crate::live::LiveSettings;
+use crate::proto::CaselessKey;
 use crate::store::Store;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -185,17 +186,23 @@ pub struct Shared {
 impl Shared {
     /// Shared state for a standalone server of `config.shards` shards.
     pub fn new(config: Config) -> Shared {
-        Shared::with_accounts(config, Vec::new())
+        Shared::with_accounts(config, Vec::new(), Vec::new())
     }
 
     /// Shared state for a standalone server whose network starts with `accounts`
-    /// (read from its store).
-    pub fn with_accounts(config: Config, accounts: Vec<Account>) -> Shared {
+    /// and their `read_markers` (`(account, target, Unix milliseconds)`), read from
+    /// its store.
+    pub fn with_accounts(
+        config: Config,
+        accounts: Vec<Account>,
+        read_markers: Vec<(CaselessKey, CaselessKey, u64)>,
+    ) -> Shared {
         let network = Network::with_server_bans(
             Layout::standalone(config.shards),
             config.server_bans.clone(),
         )
-        .with_accounts(accounts);
+        .with_accounts(accounts)
+        .with_read_markers(read_markers);
         Shared::starting_from(config, network)
     }
 

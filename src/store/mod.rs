@@ -15,6 +15,7 @@
 
 pub mod accounts;
 pub mod history;
+pub mod read_markers;
 
 use anyhow::Context;
 use std::path::{Path, PathBuf};

@@ -20,6 +20,7 @@ use super::accounts::{Account, MAX_ACCOUNTS, MAX_CERTFPS};
 use super::channel::{Channel, Membership, Topic, MAX_INVITES};
 use super::event::{Event, Sequenced};
 use super::modes::{apply_mode, ModeChange, ModeRefusal};
+use super::read_markers::Advance;
 use super::server_bans::{ServerBan, ServerBans};
 use super::users::User;
 use super::Network;
@@ -241,6 +242,24 @@ pub enum Outcome {
         /// `nick!~user@host` of the operator who sent it.
         source: String,
     },
+    /// An account's read marker of `target` moved forward to `millis`; every shard
+    /// tells its clients logged in to the account (IRCv3 `draft/read-marker`).
+    ReadMarkerMoved {
+        /// The account's name as registered.
+        account: CaselessKey,
+        /// The target as the event named it.
+        target: CaselessKey,
+        /// The new marker, Unix milliseconds.
+        millis: u64,
+        /// The target whose marker was dropped to keep the account within
+        /// [`MAX_READ_MARKERS`](super::read_markers::MAX_READ_MARKERS).
+        dropped: Option<CaselessKey>,
+    },
+    /// The marker was not older than the time set: it stays at `millis`.
+    ReadMarkerKept {
+        /// The stored marker, Unix milliseconds.
+        millis: u64,
+    },
 }
 
 impl Network {
@@ -424,6 +443,40 @@ impl Network {
                 Some(_) => Outcome::Refused(Refusal::NoPrivileges),
                 None => Outcome::Unchanged,
             },
+            Event::SetReadMarker {
+                client,
+                target,
+                millis,
+            } => self.set_read_marker(*client, target, *millis),
+        }
+    }
+
+    /// Moves the read marker of `target` forward for the account `client` is
+    /// logged in to; never back.
+    fn set_read_marker(&mut self, client: ClientId, target: &str, millis: u64) -> Outcome {
+        let Some(user) = self.users.get(&client) else {
+            return Outcome::Unchanged;
+        };
+        let Some(account) = user
+            .account
+            .clone()
+            .filter(|name| self.accounts.contains_key(name))
+        else {
+            return Outcome::Refused(Refusal::NotLoggedIn);
+        };
+        let target = CaselessKey::new(target);
+        let mut markers = self.read_markers.get(&account).cloned().unwrap_or_default();
+        match markers.advance(&target, millis) {
+            Advance::Kept { millis } => Outcome::ReadMarkerKept { millis },
+            Advance::Moved { dropped } => {
+                self.read_markers.insert(account.clone(), markers);
+                Outcome::ReadMarkerMoved {
+                    account,
+                    target,
+                    millis,
+                    dropped,
+                }
+            }
         }
     }
 
@@ -468,6 +521,7 @@ impl Network {
         let Some(account) = self.accounts.remove(&held) else {
             return Outcome::Refused(Refusal::NotLoggedIn);
         };
+        self.read_markers.remove(&held);
         for certfp in &account.certfps {
             if self.certfps.get(certfp) == Some(&held) {
                 self.certfps.remove(certfp);

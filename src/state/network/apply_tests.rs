@@ -1158,3 +1158,94 @@ fn dropping_an_account_logs_out_its_users_and_frees_the_name() {
         Some(keys)
     );
 }
+
+#[test]
+fn read_markers_need_an_account_move_only_forward_and_go_with_it() {
+    let mut replica = Replica::new();
+    replica.register(ALICE, "alice");
+    replica.register(BOB, "bob");
+    let mark = |client, target: &str, millis| Event::SetReadMarker {
+        client,
+        target: target.into(),
+        millis,
+    };
+    assert_eq!(
+        replica.apply(mark(ALICE, "#rust", 10)),
+        refused(Refusal::NotLoggedIn)
+    );
+    replica.apply(Event::RegisterAccount {
+        client: ALICE,
+        account: "Alice".into(),
+        password: "hash".into(),
+        scram: crate::scram::ScramKeys::derive(b"pencil", b"salt", 1),
+    });
+    for id in [ALICE, BOB] {
+        replica.apply(Event::SetAccount {
+            client: id,
+            account: Some("alice".into()),
+        });
+    }
+    assert_eq!(
+        replica.apply(mark(ALICE, "#Rust", 10)),
+        Outcome::ReadMarkerMoved {
+            account: CaselessKey::new("Alice"),
+            target: CaselessKey::new("#Rust"),
+            millis: 10,
+            dropped: None,
+        }
+    );
+    // Another connection of the same account sees the same marker, and cannot
+    // move it back.
+    assert_eq!(
+        replica.apply(mark(BOB, "#RUST", 9)),
+        Outcome::ReadMarkerKept { millis: 10 }
+    );
+    assert_eq!(
+        replica.apply(mark(BOB, "#rust", 10)),
+        Outcome::ReadMarkerKept { millis: 10 }
+    );
+    assert_eq!(replica.network.read_marker("ALICE", "#rust"), Some(10));
+    assert!(matches!(
+        replica.apply(mark(BOB, "#rust", 11)),
+        Outcome::ReadMarkerMoved { millis: 11, .. }
+    ));
+    assert_eq!(replica.network.read_marker("alice", "#rust"), Some(11));
+    replica.apply(Event::DropAccount {
+        client: ALICE,
+        account: "alice".into(),
+    });
+    assert_eq!(replica.network.read_markers("alice"), None);
+}
+
+#[test]
+fn an_account_keeps_a_bounded_number_of_read_markers() {
+    use super::read_markers::MAX_READ_MARKERS;
+    let mut replica = Replica::new();
+    replica.register(ALICE, "alice");
+    replica.apply(Event::RegisterAccount {
+        client: ALICE,
+        account: "alice".into(),
+        password: "hash".into(),
+        scram: crate::scram::ScramKeys::derive(b"pencil", b"salt", 1),
+    });
+    replica.apply(Event::SetAccount {
+        client: ALICE,
+        account: Some("alice".into()),
+    });
+    for n in 0..=MAX_READ_MARKERS as u64 {
+        let outcome = replica.apply(Event::SetReadMarker {
+            client: ALICE,
+            target: format!("#c{n}").into(),
+            millis: 100 + n,
+        });
+        let Outcome::ReadMarkerMoved { dropped, .. } = outcome else {
+            panic!("{outcome:?}");
+        };
+        let expected = (n == MAX_READ_MARKERS as u64).then(|| CaselessKey::new("#c0"));
+        assert_eq!(dropped, expected);
+    }
+    let markers = replica.network.read_markers("alice").expect("markers");
+    assert_eq!(markers.len(), MAX_READ_MARKERS);
+    assert_eq!(markers.get("#c0"), None);
+    assert_eq!(markers.get("#c1"), Some(101));
+}

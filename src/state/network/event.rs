@@ -280,6 +280,16 @@ pub enum Event {
         /// The text.
         text: Box<[u8]>,
     },
+    /// A logged-in user marks what it has read in a target (IRCv3 `MARKREAD`): the
+    /// account's marker of `target` moves to `millis` if that is newer.
+    SetReadMarker {
+        /// The user.
+        client: ClientId,
+        /// The channel or nick (already validated).
+        target: Box<str>,
+        /// The time of the last message read, Unix milliseconds.
+        millis: u64,
+    },
 }
 
 impl Event {

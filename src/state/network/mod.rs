@@ -12,7 +12,7 @@
 //! same function applied to the same log gives every node of a cluster the same state.
 //!
 //! Layout: [`event`] (what can change), [`apply`] (how it changes), [`channel`],
-//! [`modes`], [`users`], [`accounts`], [`whowas`] and [`server_bans`] (the data), [`wire`] (events
+//! [`modes`], [`users`], [`accounts`], [`read_markers`], [`whowas`] and [`server_bans`] (the data), [`wire`] (events
 //! as bytes between nodes) and [`snapshot`] (a whole replica as bytes). Rendering any
 //! of it as IRC text is done by the commands and the shard's notifications, not here.
 
@@ -24,6 +24,7 @@ pub mod channel;
 pub mod event;
 pub mod modes;
 pub mod persistent;
+pub mod read_markers;
 pub mod server_bans;
 pub mod snapshot;
 #[cfg(test)]
@@ -37,6 +38,7 @@ pub use apply::{Outcome, Refusal};
 pub use channel::{Ban, Channel, Layout, Members, Membership, ShardSet, Topic};
 pub use event::{Event, Sequenced};
 pub use modes::{ChannelModes, MaskList, ModeChange, ModeRefusal};
+pub use read_markers::ReadMarkers;
 pub use server_bans::{BanTarget, ServerBan, ServerBans};
 pub use users::{Activity, User};
 pub use whowas::{Whowas, WhowasEntry};
@@ -75,6 +77,9 @@ pub struct Network {
     accounts: ArcMap<CaselessKey, Account>,
     /// Which account accepts each client certificate (SASL EXTERNAL).
     certfps: OrdMap<Box<str>, CaselessKey>,
+    /// Each account's read markers (IRCv3 `draft/read-marker`); an account without
+    /// any has no entry.
+    read_markers: OrdMap<CaselessKey, ReadMarkers>,
     /// Log position of the last event applied.
     applied: u64,
 }
@@ -100,6 +105,7 @@ impl Network {
             server_bans: Arc::default(),
             accounts: ArcMap::default(),
             certfps: OrdMap::new(),
+            read_markers: OrdMap::new(),
             applied: 0,
         }
     }
@@ -123,6 +129,41 @@ impl Network {
             }
         }
         self
+    }
+
+    /// The same network with read markers (read from the node's store at start,
+    /// after the accounts): `(account, target, Unix milliseconds)`. Markers of an
+    /// account the network does not hold are left out; each account keeps its
+    /// newest [`read_markers::MAX_READ_MARKERS`].
+    pub fn with_read_markers(
+        mut self,
+        markers: impl IntoIterator<Item = (CaselessKey, CaselessKey, u64)>,
+    ) -> Network {
+        let mut by_account: std::collections::BTreeMap<CaselessKey, Vec<(CaselessKey, u64)>> =
+            std::collections::BTreeMap::new();
+        for (account, target, millis) in markers {
+            if self.accounts.contains_key(&account) {
+                by_account
+                    .entry(account)
+                    .or_default()
+                    .push((target, millis));
+            }
+        }
+        for (account, list) in by_account {
+            self.read_markers
+                .insert(account, ReadMarkers::from_list(list));
+        }
+        self
+    }
+
+    /// The read markers of the account `name`; `None` when it has none.
+    pub fn read_markers(&self, name: &str) -> Option<&ReadMarkers> {
+        self.read_markers.get(Caseless::new(name))
+    }
+
+    /// The read marker of `target` for the account `name`, Unix milliseconds.
+    pub fn read_marker(&self, name: &str, target: &str) -> Option<u64> {
+        self.read_markers(name)?.get(target)
     }
 
     /// Records which certificates `account` accepts (a certificate an earlier

@@ -24,6 +24,7 @@
 use super::accounts::{Account, MAX_ACCOUNTS, MAX_CERTFPS};
 use super::channel::{Ban, Channel, Layout, Members, Membership, Topic, MAX_BANS, MAX_INVITES};
 use super::modes::ChannelModes;
+use super::read_markers::{ReadMarkers, MAX_READ_MARKERS};
 use super::server_bans::{ServerBan, ServerBans, MAX_SERVER_BANS};
 use super::users::{Activity, User};
 use super::whowas::{Whowas, WhowasImage};
@@ -51,6 +52,8 @@ struct SnapshotRef<'a> {
     whowas: &'a Whowas,
     server_bans: Vec<&'a ServerBan>,
     accounts: Vec<&'a Account>,
+    /// Per account (in name order), its markers in target order.
+    read_markers: Vec<(&'a CaselessKey, Vec<(&'a CaselessKey, u64)>)>,
 }
 
 /// A replica as read, before [`rebuild`] checks it and builds the indexes.
@@ -64,6 +67,7 @@ struct SnapshotImage {
     whowas: WhowasImage,
     server_bans: Vec<ServerBan>,
     accounts: Vec<Account>,
+    read_markers: Vec<(CaselessKey, Vec<(CaselessKey, u64)>)>,
 }
 
 /// A user as written; field for field what [`UserImage`] reads back.
@@ -252,6 +256,11 @@ impl Network {
                 whowas: &self.whowas,
                 server_bans: self.server_bans.iter().collect(),
                 accounts: self.accounts.values().collect(),
+                read_markers: self
+                    .read_markers
+                    .iter()
+                    .map(|(account, markers)| (account, markers.iter().collect()))
+                    .collect(),
             },
         )
     }
@@ -304,6 +313,30 @@ fn rebuild(image: SnapshotImage, layout: Layout) -> Result<Network, String> {
         network.index_certificates(&account);
         if network.accounts.insert(name.clone(), account) {
             return Err(format!("account {name} appears twice"));
+        }
+    }
+    for (account, markers) in image.read_markers {
+        if !network.accounts.contains_key(&account) {
+            return Err(format!("read markers of {account}, no account"));
+        }
+        if markers.len() > MAX_READ_MARKERS {
+            return Err(format!(
+                "account {account} has more than {MAX_READ_MARKERS} read markers"
+            ));
+        }
+        let count = markers.len();
+        let markers = ReadMarkers::from_list(markers);
+        if markers.len() != count || markers.is_empty() {
+            return Err(format!(
+                "account {account} lists a read marker twice, or none"
+            ));
+        }
+        if network
+            .read_markers
+            .insert(account.clone(), markers)
+            .is_some()
+        {
+            return Err(format!("read markers of {account} appear twice"));
         }
     }
 

@@ -308,7 +308,17 @@ fn history() -> Vec<Event> {
         certfp: CERTFP.into(),
         add: true,
     });
+    log.push(read_marker(alice, "#Rust", 2_000));
+    log.push(read_marker(alice, "bob", 1_500));
     log
+}
+
+fn read_marker(client: ClientId, target: &str, millis: u64) -> Event {
+    Event::SetReadMarker {
+        client,
+        target: target.into(),
+        millis,
+    }
 }
 
 /// A client certificate fingerprint the accounts in the log use.
@@ -409,6 +419,9 @@ fn rest_of_log() -> Vec<Event> {
     ];
     // Outcomes that depend on the accounts the snapshot carried.
     log.extend([
+        read_marker(alice, "#RUST", 1_000),
+        read_marker(alice, "BOB", 1_500),
+        read_marker(alice, "#lobby", 3_000),
         Event::RegisterAccount {
             client: bob,
             account: "ALICE".into(),
@@ -648,6 +661,14 @@ fn assert_same_state(a: &Network, b: &Network, order: MemberOrder) {
         a.accounts().collect::<Vec<_>>(),
         b.accounts().collect::<Vec<_>>()
     );
+    for account in a.accounts().chain(b.accounts()) {
+        let name = account.name.as_str();
+        assert_eq!(
+            a.read_markers(name),
+            b.read_markers(name),
+            "read markers of {name}"
+        );
+    }
     assert_eq!(
         a.account_by_certfp(CERTFP)
             .map(|account| account.name.as_str()),

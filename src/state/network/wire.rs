@@ -308,6 +308,11 @@ mod tests {
                 client,
                 text: b"hello opers".as_slice().into(),
             },
+            Event::SetReadMarker {
+                client,
+                target: "#Rust".into(),
+                millis: 1_764_000_000_123,
+            },
         ]
     }
 
