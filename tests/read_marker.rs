@@ -116,16 +116,22 @@ on_four_shards! {
         alice.expect(&markread("#c", "*"));
     }
 
-    fn a_client_without_an_account_has_no_markers(setup) {
+    fn a_client_without_an_account_keeps_markers_for_its_connection_only(setup) {
         let server = setup.start();
         let mut guest = register_with_caps(&server, "guest", CAP);
         guest.send("MARKREAD #c");
         guest.expect(&markread("#c", "*"));
         guest.send(&format!("MARKREAD #c {NOON}"));
-        guest.expect(":ringchat.local FAIL MARKREAD ACCOUNT_REQUIRED #c :You must be logged in to an account to set read markers");
+        guest.expect(&markread("#c", NOON));
+        guest.send(&format!("MARKREAD #C {MORNING}"));
+        guest.expect(&markread("#C", NOON));
         guest.send("JOIN #c");
         let lines = guest.skip_until(|line| has_numeric(line, "366"));
-        assert_eq!(lines[1], markread("#c", "*"), "{lines:?}");
+        assert_eq!(lines[1], markread("#c", NOON), "{lines:?}");
+        // Another connection, without an account, has its own (none).
+        let mut other = register_with_caps(&server, "other", CAP);
+        other.send("MARKREAD #c");
+        other.expect(&markread("#c", "*"));
     }
 
     fn every_connection_of_the_account_with_the_cap_is_told(setup) {

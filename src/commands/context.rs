@@ -123,6 +123,8 @@ impl<'a> Ctx<'a> {
     /// Says that the answer will come later, carrying the label itself.
     pub fn defer_reply(&mut self) {
         self.reply_deferred = true;
+        let now = self.now;
+        self.client_mut().awaiting_reply = Some(now);
     }
 
     /// Ends the handler's use of the shard.

@@ -2,9 +2,10 @@
 //! kept per account in the network state so that every connection of the account,
 //! on any shard or node, sees the same marker.
 //!
-//! A client not logged in has no marker: a get answers `*` (none known), a set is
-//! refused with `FAIL MARKREAD ACCOUNT_REQUIRED`. A set later than the server's
-//! clock is taken as now, so a wrong clock cannot pin a marker in the future.
+//! A client not logged in keeps markers for its own connection only, as Ergo does:
+//! at most [`SESSION_MARKERS`] targets, gone when it disconnects. A set later than
+//! the server's clock is taken as now, so a wrong clock cannot pin a marker in the
+//! future.
 
 use super::Ctx;
 use crate::proto::caps::Cap;
@@ -14,6 +15,9 @@ use crate::proto::time::parse_server_time;
 use crate::proto::Message;
 use crate::shard::notify::markread_line;
 use crate::state::network::{Event, Outcome, Refusal};
+
+/// Targets a connection not logged in keeps markers for; the oldest set goes first.
+pub const SESSION_MARKERS: usize = 100;
 
 /// `MARKREAD <target> [timestamp=YYYY-MM-DDThh:mm:ss.sssZ]`: a get without the
 /// timestamp, a set with it.
@@ -40,8 +44,10 @@ pub fn markread(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         .user(ctx.id)
         .and_then(|user| user.account.clone());
     let Some(timestamp) = message.param(1) else {
-        let marker =
-            account.and_then(|account| ctx.network().read_marker(account.as_str(), target));
+        let marker = match account {
+            Some(account) => ctx.network().read_marker(account.as_str(), target),
+            None => session_marker(ctx, target),
+        };
         let reply = markread_line(&ctx.config().server_name, target, marker);
         ctx.reply(reply);
         return;
@@ -55,11 +61,13 @@ pub fn markread(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         invalid(ctx, &shown, texts::INVALID_READ_MARKER_TIMESTAMP);
         return;
     };
+    let millis = millis.min(crate::shard::unix_millis());
     if account.is_none() {
-        account_required(ctx, target);
+        let stored = set_session_marker(ctx, target, millis);
+        let reply = markread_line(&ctx.config().server_name, target, Some(stored));
+        ctx.reply(reply);
         return;
     }
-    let millis = millis.min(crate::shard::unix_millis());
     let outcome = ctx.propose(Event::SetReadMarker {
         client: ctx.id,
         target: target.into(),
@@ -96,13 +104,48 @@ pub fn after_join(ctx: &mut Ctx<'_>, channel: &str) {
     if !ctx.client().caps.has(Cap::ReadMarker) {
         return;
     }
-    let marker = ctx
+    let account = ctx
         .network()
         .user(ctx.id)
-        .and_then(|user| user.account.as_ref())
-        .and_then(|account| ctx.network().read_marker(account.as_str(), channel));
+        .and_then(|user| user.account.clone());
+    let marker = match account {
+        Some(account) => ctx.network().read_marker(account.as_str(), channel),
+        None => session_marker(ctx, channel),
+    };
     let reply = markread_line(&ctx.config().server_name, channel, marker);
     ctx.reply(reply);
+}
+
+/// The connection's own marker for `target` (a client not logged in).
+fn session_marker(ctx: &Ctx<'_>, target: &str) -> Option<u64> {
+    let markers = ctx.client().session_markers.as_ref()?;
+    markers
+        .iter()
+        .find(|(known, _)| known.eq_ignore_ascii_case(target))
+        .map(|&(_, millis)| millis)
+}
+
+/// Moves the connection's own marker for `target` forward to `millis` (never back);
+/// returns the marker as it now stands.
+fn set_session_marker(ctx: &mut Ctx<'_>, target: &str, millis: u64) -> u64 {
+    let markers = ctx
+        .client_mut()
+        .session_markers
+        .get_or_insert_with(Box::default);
+    if let Some(at) = markers
+        .iter()
+        .position(|(known, _)| known.eq_ignore_ascii_case(target))
+    {
+        let (known, stored) = markers.remove(at);
+        let stored = stored.max(millis);
+        markers.push((known, stored));
+        return stored;
+    }
+    if markers.len() >= SESSION_MARKERS {
+        markers.remove(0);
+    }
+    markers.push((target.into(), millis));
+    millis
 }
 
 fn invalid(ctx: &mut Ctx<'_>, what: &str, text: &str) {

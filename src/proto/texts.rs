@@ -82,6 +82,7 @@ pub const THAT_NICK_IS_REGISTERED_AND_YOU_DID: &str =
     "That nick is registered and you did not log in to its account; you are now known by this one";
 pub const THERE_WAS_NO_SUCH_NICKNAME: &str = "There was no such nickname";
 pub const THEY_ARENT_ON_THAT_CHANNEL: &str = "They aren't on that channel";
+pub const THE_ANSWER_DID_NOT_COME_IN_TIME: &str = "The answer did not come in time; try again";
 pub const THE_READ_TIMESTAMP_COULD_NOT_BE_SET: &str = "The read timestamp could not be set";
 pub const TOO_MANY_KNOCKS_CONNECTION: &str = "Too many KNOCKs (connection)";
 pub const TOO_MANY_TARGETS: &str = "Too many targets";

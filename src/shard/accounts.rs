@@ -56,8 +56,13 @@ impl Shard {
                 return;
             };
             let finished = work(&shared);
-            shared.offload.finish(client, finished);
-            shared.bus.wake(client.shard);
+            // The node's state (its store among it) is let go before the client can
+            // hear the answer: a server stopped right after it finds the store closed,
+            // not held open by a worker for a moment more.
+            let (offload, bus) = (shared.offload.clone(), shared.bus.clone());
+            drop(shared);
+            offload.finish(client, finished);
+            bus.wake(client.shard);
         }))
     }
 

@@ -4,12 +4,19 @@
 //! shard 0 has the writer sweep expired messages hourly.
 
 use super::Shard;
+use crate::proto::texts;
+use crate::proto::LineBuilder;
+use crate::state::ClientId;
 use crate::store::history::Record;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tracing::warn;
 
 /// How often the store sweeps every channel's history for expired messages.
-const HISTORY_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+const HISTORY_SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// Longest a client's lines wait for an answer built off the shard; only a store
+/// whose writer has stopped takes this long (a query answers in milliseconds).
+const DEFERRED_REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Shard {
     /// Keeps a channel message for CHATHISTORY: it joins this pass's batch for the
@@ -91,8 +98,46 @@ impl Shard {
             for line in reply.lines {
                 self.send(reply.to, line);
             }
+            self.stop_awaiting(reply.to, Instant::now());
         }
         any
+    }
+
+    /// Lets a client's waiting lines through once the answer it waited for came (or
+    /// never will: see [`Shard::release_stuck_awaits`]).
+    fn stop_awaiting(&mut self, id: ClientId, now: Instant) {
+        let Some(client) = self.client_mut(id) else {
+            return;
+        };
+        if client.awaiting_reply.take().is_some() {
+            self.process_buffered(id, now);
+            self.close_doomed();
+        }
+    }
+
+    /// Releases clients whose deferred answer has not come within
+    /// [`DEFERRED_REPLY_TIMEOUT`] (a store whose writer stopped): their lines go on,
+    /// and they are told the query failed. Run by the liveness tick.
+    pub(super) fn release_stuck_awaits(&mut self, now: Instant) {
+        let stuck: Vec<ClientId> = self
+            .clients
+            .iter()
+            .filter(|client| {
+                client.awaiting_reply.is_some_and(|since| {
+                    now.saturating_duration_since(since) >= DEFERRED_REPLY_TIMEOUT
+                })
+            })
+            .map(|client| client.id)
+            .collect();
+        for id in stuck {
+            let line = LineBuilder::from_source(&self.shared.config.server_name, "FAIL")
+                .arg("CHATHISTORY")
+                .arg("MESSAGE_ERROR")
+                .trailing(texts::THE_ANSWER_DID_NOT_COME_IN_TIME)
+                .finish();
+            self.send(id, line);
+            self.stop_awaiting(id, now);
+        }
     }
 }
 

@@ -21,11 +21,14 @@ impl Shard {
             let Some(client) = live(&mut self.clients, id) else {
                 return data.len();
             };
-            if client.auth.as_ref().is_some_and(|auth| auth.in_flight) {
-                // A password is with the workers: the client's next lines wait for
-                // its answer, so replies keep the order of the commands (a PING
-                // sent after AUTHENTICATE gets its PONG after 903 or 904). The
-                // recvq bounds what waits.
+            if client.awaiting_reply.is_some()
+                || client.auth.as_ref().is_some_and(|auth| auth.in_flight)
+            {
+                // An answer is being built off the shard (a CHATHISTORY batch, or a
+                // password with the workers): the client's next lines wait for it,
+                // so replies keep the order of the commands (a PING sent after
+                // AUTHENTICATE gets its PONG after 903 or 904). The recvq bounds
+                // what waits.
                 return at;
             }
             let Some((frame, used)) = client.framer.next(&data[at..], LineLimits::IRC) else {

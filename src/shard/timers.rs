@@ -91,6 +91,7 @@ impl Shard {
         self.propose_reloaded_bans();
         self.answer_rehashes();
         self.enforce_nicks(now);
+        self.release_stuck_awaits(now);
     }
 
     /// Tells this shard's operators who sent REHASH how the reload went (see

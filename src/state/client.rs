@@ -84,6 +84,10 @@ pub enum CloseReason {
     Killed(String),
 }
 
+/// MARKREAD positions kept by a connection not logged in: (target, Unix ms), the
+/// most recently set last.
+pub type SessionMarkers = Vec<(Box<str>, u64)>;
+
 /// One connection; owned by its shard's client slab.
 #[derive(Debug)]
 pub struct Client {
@@ -153,6 +157,13 @@ pub struct Client {
     /// SASL, IDENTIFY and REGISTER in progress and their failures; `None` until the
     /// client first authenticates, so others pay one pointer.
     pub auth: Option<Box<Authentication>>,
+    /// MARKREAD positions of a client not logged in (target, Unix ms): this
+    /// connection's own, gone when it closes; `None` until its first set.
+    pub session_markers: Option<Box<SessionMarkers>>,
+    /// Since when the answer to one of its commands is being built off the shard
+    /// (CHATHISTORY): its next lines wait for it, so answers keep the order of the
+    /// commands (a PING after CHATHISTORY gets its PONG after the batch).
+    pub awaiting_reply: Option<Instant>,
     /// Failed OPER attempts on this connection; the command disconnects the client
     /// when it reaches its limit, so passwords cannot be guessed at line rate.
     pub oper_failures: u8,
@@ -270,6 +281,8 @@ impl Client {
             snomask: Default::default(),
             account: None,
             auth: None,
+            session_markers: None,
+            awaiting_reply: None,
             oper_failures: 0,
             tls: None,
             last_knock: None,

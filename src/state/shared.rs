@@ -159,7 +159,7 @@ pub struct Shared {
     pub rehash: Rehash,
     /// Password hashing and verification, and waits for the store, off the shard
     /// threads; finished work comes back to the client's shard.
-    pub offload: Offload,
+    pub offload: Arc<Offload>,
     /// Registrations per source and failed logins per account, bounded.
     pub auth_throttle: AuthThrottle,
     /// Where KLINEs and DLINEs are written when they change.
@@ -230,7 +230,7 @@ impl Shared {
             shutting_down: AtomicBool::new(false),
             handoffs_sealed: AtomicUsize::new(0),
             rehash: Rehash::default(),
-            offload: Offload::new(shards),
+            offload: Arc::new(Offload::new(shards)),
             auth_throttle: AuthThrottle::default(),
             ban_store: BanStore::new(config.ban_file.clone(), config.server_bans.clone()),
             store: None,
