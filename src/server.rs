@@ -400,7 +400,7 @@ fn bind_all(
         if addr.port() != 0 {
             // SO_REUSEPORT would let a second ringchat share this port silently; a plain
             // bind fails if anyone listens here, as a server should.
-            bind_socket(addr, false).map_err(|error| describe_bind_error(addr, &error))?;
+            wait_for_port(addr).map_err(|error| describe_bind_error(addr, &error))?;
         }
         let mut bound = addr;
         for listeners in per_shard.iter_mut() {
@@ -433,6 +433,39 @@ fn share_inherited(
         per_shard[0].push(listener);
     }
     Ok((local_addrs, per_shard))
+}
+
+/// How long a start waits for its port to come free. A server killed a moment ago
+/// (SIGKILL, a crash, systemd restarting it at once) leaves its listeners open while
+/// the kernel tears its io_uring down, about 25 ms here; a start in that window
+/// failed with "address already in use", and the connections meant for the new
+/// server went to the dead one's listener. A port another server keeps fails after
+/// this wait.
+const PORT_FREE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Checks that nobody listens on `addr` (a plain bind, dropped at once), waiting up
+/// to [`PORT_FREE_WAIT`] for a listener that is going away.
+fn wait_for_port(addr: SocketAddr) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + PORT_FREE_WAIT;
+    let mut waited = false;
+    loop {
+        match bind_socket(addr, false) {
+            Ok(_) => {
+                if waited {
+                    info!(%addr, "the port came free (a previous server was still closing)");
+                }
+                return Ok(());
+            }
+            Err(error)
+                if error.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                waited = true;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(error) => return Err(error),
+        }
+    }
 }
 
 fn bind_socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {

@@ -301,16 +301,13 @@ struct Process(std::process::Child);
 impl Process {
     fn start(addr: std::net::SocketAddr, dir: &std::path::Path) -> Process {
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_ringchat"))
-            // epoll: observed here, a server restarted at once after a SIGKILLed
-            // `--io ring` one got no connections (they went to a listening socket
-            // the dead process's ring still held while the kernel tore it down).
             .args([
                 "--listen",
                 &addr.to_string(),
                 "--flood-rate",
                 "0",
                 "--io",
-                "epoll",
+                "ring",
             ])
             .env_remove("RUST_LOG")
             .env_remove("STATE_DIRECTORY")
@@ -330,9 +327,20 @@ impl Process {
         Process(child)
     }
 
-    fn kill(mut self) {
+    /// SIGKILLs the server and waits until its port refuses connections: a killed
+    /// ring driver's listener lingers a few milliseconds while the kernel tears its
+    /// io_uring down, and a connection made then would go to the dead server.
+    fn kill(mut self, addr: std::net::SocketAddr) {
         self.0.kill().expect("SIGKILL ringchat");
         self.0.wait().expect("reap ringchat");
+        let deadline = std::time::Instant::now() + common::HANG;
+        while std::net::TcpStream::connect(addr).is_ok() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the killed server still accepts"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 }
 
@@ -380,7 +388,7 @@ fn sigkill_loses_nothing_committed_and_keeps_a_prefix_of_the_rest() {
             alice.line()
         })
         .collect();
-    server.kill();
+    server.kill(addr);
 
     let _server = Process::start(addr, &dir);
     let mut alice = register_on(addr, "alice");

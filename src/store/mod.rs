@@ -76,6 +76,10 @@ impl Store {
     /// Opens (or creates) the store in `data_dir` and starts its writer thread.
     pub fn open(data_dir: &Path) -> anyhow::Result<Store> {
         let path = data_dir.join(STORE_FILE);
+        if !path.exists() {
+            create_whole(data_dir, &path)
+                .with_context(|| format!("cannot create the store {}", path.display()))?;
+        }
         let database = redb::Database::create(&path)
             .with_context(|| format!("cannot open the store {}", path.display()))?;
         let database = Arc::new(database);
@@ -175,6 +179,20 @@ impl Drop for Store {
             let _ = writer.join();
         }
     }
+}
+
+/// Creates an empty store at `path` in one step: made beside it and renamed into
+/// place. The server listens before it opens its store, so a SIGKILL can land while
+/// redb writes a new file's header; a half-written file there would stop every
+/// later start ("Not a redb database"), while a half-made `.new` is just replaced.
+fn create_whole(data_dir: &Path, path: &Path) -> anyhow::Result<()> {
+    let fresh = data_dir.join(format!("{STORE_FILE}.new"));
+    let _ = std::fs::remove_file(&fresh);
+    drop(redb::Database::create(&fresh)?);
+    std::fs::File::open(&fresh)?.sync_all()?;
+    std::fs::rename(&fresh, path)?;
+    std::fs::File::open(data_dir)?.sync_all()?;
+    Ok(())
 }
 
 /// The writer thread: each pass takes the first waiting job, everything queued
@@ -403,6 +421,17 @@ mod tests {
         store.write(add("still", 1)).expect("queued");
         store.sync().expect("the writer still runs");
         assert_eq!(count(&store, "still"), Some(1));
+    }
+
+    #[test]
+    fn a_store_left_half_made_by_a_crash_is_made_again() {
+        let dir = test_dir();
+        std::fs::write(dir.join(format!("{STORE_FILE}.new")), b"redb\x1a half").unwrap();
+        let store = Store::open(&dir).expect("the store opens");
+        store.write(add("a", 1)).expect("queued");
+        store.sync().expect("committed");
+        assert_eq!(count(&store, "a"), Some(1));
+        assert!(!dir.join(format!("{STORE_FILE}.new")).exists());
     }
 
     #[test]
