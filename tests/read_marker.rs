@@ -7,7 +7,6 @@ mod common;
 
 use common::{has_numeric, register_with_caps, Client, Setup, TestServer};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 const CAP: &str = "draft/read-marker";
 const NOON: &str = "timestamp=2026-01-02T12:00:00.250Z";
@@ -29,28 +28,6 @@ fn logged_in(server: &TestServer, nick: &str, account: &str, caps: &str) -> Clie
     client.send(&format!("NS IDENTIFY {account} correct-horse"));
     client.skip_until(|line| line.contains(" NOTICE ") && line.contains("You are now identified"));
     client
-}
-
-/// The connections per shard once the published counters show `clients` (they are
-/// published every few milliseconds, not at once).
-fn connections_per_shard(server: &TestServer, clients: u64) -> Vec<u64> {
-    let deadline = Instant::now() + common::HANG;
-    loop {
-        let per_shard: Vec<u64> = server
-            .server()
-            .shard_counters()
-            .iter()
-            .map(|c| c.connections)
-            .collect();
-        if per_shard.iter().sum::<u64>() == clients {
-            return per_shard;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "counters never reached {clients}: {per_shard:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn markread(target: &str, timestamp: &str) -> String {
@@ -145,7 +122,7 @@ on_four_shards! {
             .map(|n| logged_in(&server, &format!("device{n}"), "alice", CAP))
             .collect();
         // The account's connections are spread over the shards.
-        let per_shard = connections_per_shard(&server, 13);
+        let per_shard = server.connections_per_shard(13);
         let busy_shards = per_shard.iter().filter(|&&n| n > 0).count();
         assert!(busy_shards > 1, "every connection on one shard: {per_shard:?}");
         phone.send(&format!("MARKREAD #Chan {NOON}"));

@@ -7,38 +7,15 @@ mod common;
 use common::{has_numeric, join_all, Client, Setup, TestServer};
 use ringchat::IoMode;
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
 
 fn four_shards(io: IoMode) -> TestServer {
     Setup { io, shards: 4 }.start_with(|c| c.flood_rate = 0.0)
 }
 
-/// Waits (bounded) until the published per-shard counters show `clients` connections,
-/// and returns them per shard.
-fn connections_per_shard(server: &TestServer, clients: u64) -> Vec<u64> {
-    let deadline = Instant::now() + common::HANG;
-    loop {
-        let per_shard: Vec<u64> = server
-            .server()
-            .shard_counters()
-            .iter()
-            .map(|c| c.connections)
-            .collect();
-        if per_shard.iter().sum::<u64>() == clients {
-            return per_shard;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "counters never reached {clients}: {per_shard:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn every_message_once_in_order_across_shards(io: IoMode) {
     let server = four_shards(io);
     let mut clients: Vec<Client> = (0..64).map(|i| server.register(&format!("c{i}"))).collect();
-    let per_shard = connections_per_shard(&server, 64);
+    let per_shard = server.connections_per_shard(64);
     assert!(
         per_shard.iter().all(|&n| n > 0),
         "a shard got no connection: {per_shard:?}"
@@ -102,7 +79,7 @@ fn a_contested_nick_goes_to_exactly_one_client(io: IoMode) {
 fn a_quit_is_seen_once_across_shared_channels_on_every_shard(io: IoMode) {
     let server = four_shards(io);
     let mut clients: Vec<Client> = (0..24).map(|i| server.register(&format!("q{i}"))).collect();
-    let per_shard = connections_per_shard(&server, 24);
+    let per_shard = server.connections_per_shard(24);
     assert!(per_shard.iter().all(|&n| n > 0), "{per_shard:?}");
     for channel in ["#a", "#b", "#c"] {
         join_all(channel, &mut clients.iter_mut().collect::<Vec<_>>());

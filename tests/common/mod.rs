@@ -185,6 +185,28 @@ impl TestServer {
         self.server.as_ref().expect("server is running")
     }
 
+    /// Waits (bounded) until the per-shard counters, published every few
+    /// milliseconds, show `clients` connections in all; returns them per shard.
+    pub fn connections_per_shard(&self, clients: u64) -> Vec<u64> {
+        let deadline = std::time::Instant::now() + HANG;
+        loop {
+            let per_shard: Vec<u64> = self
+                .server()
+                .shard_counters()
+                .iter()
+                .map(|c| c.connections)
+                .collect();
+            if per_shard.iter().sum::<u64>() == clients {
+                return per_shard;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "counters never reached {clients}: {per_shard:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// Shuts the server down gracefully and waits for it.
     pub fn shutdown(&mut self) {
         if let Some(server) = self.server.take() {
