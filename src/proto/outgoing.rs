@@ -114,11 +114,12 @@ pub struct Outgoing {
     account: Option<CaselessKey>,
     /// Only recipients with this capability get the message at all.
     required: Option<Cap>,
-    /// Recipients with this capability do not get the message (they get another
-    /// form of it: `extended-join`).
-    unless: Option<Cap>,
     /// STATUSMSG (`PRIVMSG @#c`): only channel members with this status or higher.
     status: Option<StatusTarget>,
+    /// Another form of the message for recipients with a capability
+    /// (`extended-join`): one pass over the members serves both forms. Local
+    /// notifications only; not carried in hand-offs.
+    alternative: Option<Box<(Cap, Outgoing)>>,
     /// Tagged variants built so far, indexed by [`variant_index`] less one.
     variants: [Option<Bytes>; 7],
 }
@@ -134,10 +135,16 @@ impl Outgoing {
             from_bot: false,
             account: None,
             required: None,
-            unless: None,
             status: None,
+            alternative: None,
             variants: [None, None, None, None, None, None, None],
         }
+    }
+
+    /// Recipients that enabled `cap` get `other` instead (`extended-join`'s JOIN).
+    pub fn or_with(mut self, cap: Cap, other: Outgoing) -> Outgoing {
+        self.alternative = Some(Box::new((cap, other)));
+        self
     }
 
     /// Attaches the sender's client-only tags.
@@ -161,12 +168,6 @@ impl Outgoing {
     /// Names the sender's account, for `account-tag` recipients.
     pub fn with_account(mut self, account: Option<CaselessKey>) -> Outgoing {
         self.account = account;
-        self
-    }
-
-    /// Keeps the message from recipients that enabled `cap`.
-    pub fn unless(mut self, cap: Cap) -> Outgoing {
-        self.unless = Some(cap);
         self
     }
 
@@ -194,9 +195,13 @@ impl Outgoing {
 
     /// The bytes for a recipient with `caps`, or `None` if it must not get the message.
     pub fn for_recipient(&mut self, caps: Caps) -> Option<Bytes> {
-        if self.required.is_some_and(|cap| !caps.has(cap))
-            || self.unless.is_some_and(|cap| caps.has(cap))
-        {
+        if let Some(alternative) = &mut self.alternative {
+            let (cap, other) = &mut **alternative;
+            if caps.has(*cap) {
+                return other.for_recipient(caps);
+            }
+        }
+        if self.required.is_some_and(|cap| !caps.has(cap)) {
             return None;
         }
         let index = variant_index(caps, self.has_tags(), self.account.is_some());
@@ -518,8 +523,8 @@ impl Outgoing {
             from_bot: wire.from_bot,
             account: wire.account.as_deref().map(CaselessKey::new),
             required,
-            unless: None,
             status,
+            alternative: None,
             variants: [None, None, None, None, None, None, None],
         })
     }

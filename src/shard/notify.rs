@@ -71,10 +71,11 @@ impl Shard {
                 let line = LineBuilder::from_source(&source, "JOIN")
                     .arg(channel.as_str())
                     .finish();
-                let mut message = self.caused_by(*client, line).unless(Cap::ExtendedJoin);
+                let extended = self.extended_join(*client, channel.as_str(), &source);
+                let mut message = self
+                    .caused_by(*client, line)
+                    .or_with(Cap::ExtendedJoin, extended);
                 self.deliver_to_local_members(channel.as_str(), &mut message, None);
-                let mut extended = self.extended_join(*client, channel.as_str(), &source);
-                self.deliver_to_local_members(channel.as_str(), &mut extended, None);
                 self.tell_away_on_join(*client, channel.as_str(), &source);
             }
             (Event::Part { client, reason, .. }, Outcome::Parted { channel }) => {
@@ -334,8 +335,8 @@ impl Shard {
         Outgoing::new(line).from_bot(bot).with_account(account)
     }
 
-    /// IRCv3 `extended-join`: `:source JOIN #c <account|*> :<real name>`, for the
-    /// members with the capability (the others get the plain JOIN).
+    /// IRCv3 `extended-join`: `:source JOIN #c <account|*> :<real name>`, what the
+    /// members with the capability get instead of the plain JOIN.
     fn extended_join(&self, id: ClientId, channel: &str, source: &str) -> Outgoing {
         let user = self.log.network().user(id);
         let account = user
@@ -347,7 +348,7 @@ impl Shard {
             .arg(account)
             .trailing(realname)
             .finish();
-        self.caused_by(id, line).requiring(Cap::ExtendedJoin)
+        self.caused_by(id, line)
     }
 
     /// IRCv3 `away-notify`: "Clients will be sent an AWAY message [...] when a user
