@@ -71,13 +71,7 @@ pub fn register(ctx: &mut Ctx<'_>, message: &Message<'_>) {
 
 /// `FAIL REGISTER <code> <account> :<description>`.
 fn fail_register(ctx: &mut Ctx<'_>, code: &str, account: &str, description: &str) {
-    let reply = ctx
-        .from_server("FAIL")
-        .arg("REGISTER")
-        .arg(code)
-        .arg(account)
-        .trailing(description);
-    ctx.reply(reply);
+    ctx.fail("REGISTER", code, &[account], description);
 }
 
 /// The account the client is logged in to (or will be once registered).

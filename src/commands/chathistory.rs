@@ -263,24 +263,7 @@ fn charge(ctx: &mut Ctx<'_>, messages: usize) {
 
 /// `FAIL CHATHISTORY <code> <context...> :<text>` (IRCv3 chathistory, "Errors").
 fn fail(ctx: &mut Ctx<'_>, code: &str, context: &[&str], text: &str) {
-    let line = context
-        .iter()
-        .filter(|part| !part.is_empty())
-        .fold(
-            ctx.from_server("FAIL").arg("CHATHISTORY").arg(code),
-            |line, part| line.arg(safe_param(part)),
-        )
-        .trailing(text);
-    ctx.reply(line);
-}
-
-/// A client-given word shown as a middle parameter: `*` when it could not be one.
-fn safe_param(text: &str) -> &str {
-    if text.is_empty() || text.starts_with(':') || text.contains(' ') {
-        "*"
-    } else {
-        text
-    }
+    ctx.fail("CHATHISTORY", code, context, text);
 }
 
 /// Who asked, and how its reply must look; carried to the store's writer.
@@ -324,7 +307,7 @@ impl Asker {
             .arg("CHATHISTORY")
             .arg("MESSAGE_ERROR")
             .arg(subcommand)
-            .arg(safe_param(target))
+            .arg(super::context::middle_param(target))
             .trailing(texts::MESSAGES_COULD_NOT_BE_RETRIEVED)
             .finish();
         vec![self.labeled(line)]

@@ -81,21 +81,33 @@ impl<'a> Ctx<'a> {
         LineBuilder::from_source(&self.config().server_name, command)
     }
 
+    /// An IRCv3 standard reply, `FAIL <command> <code> <context...> :<description>`.
+    /// Empty context parts are left out; one that could not be a middle parameter
+    /// (a leading `:`, a space: client input echoed back) is shown as `*`.
+    pub fn fail(&mut self, command: &str, code: &str, context: &[&str], description: &str) {
+        let reply = context
+            .iter()
+            .filter(|part| !part.is_empty())
+            .fold(
+                self.from_server("FAIL").arg(command).arg(code),
+                |line, part| line.arg(middle_param(part)),
+            )
+            .trailing(description);
+        self.reply(reply);
+    }
+
     /// A failure no specification has a reply for (IRCv3 `standard-replies`):
     /// `FAIL <command> <code> :<description>` to a client with the capability, a
     /// server NOTICE with the description to any other, which may not understand an
     /// unexpected FAIL.
     pub fn fail_nonstandard(&mut self, command: &str, code: &str, description: &str) {
-        let reply = if self.client().caps.has(Cap::StandardReplies) {
-            self.from_server("FAIL")
-                .arg(command)
-                .arg(code)
-                .trailing(description)
-        } else {
-            self.from_server("NOTICE")
-                .arg(self.client().nick())
-                .trailing(format!("{command}: {description}"))
-        };
+        if self.client().caps.has(Cap::StandardReplies) {
+            return self.fail(command, code, &[], description);
+        }
+        let reply = self
+            .from_server("NOTICE")
+            .arg(self.client().nick())
+            .trailing(format!("{command}: {description}"));
         self.reply(reply);
     }
 
@@ -281,5 +293,14 @@ impl<'a> Ctx<'a> {
     /// Renames the sender to a fresh `Guest-<n>`; `false` if the change was refused.
     pub fn rename_to_guest(&mut self) -> bool {
         self.shard.rename_to_guest(self.id)
+    }
+}
+
+/// A client-given word shown as a middle parameter: `*` when it could not be one.
+pub(super) fn middle_param(text: &str) -> &str {
+    if text.is_empty() || text.starts_with(':') || text.contains(' ') {
+        "*"
+    } else {
+        text
     }
 }

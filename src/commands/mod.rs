@@ -238,13 +238,8 @@ fn run_command(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         return;
     }
     if ctx.config().utf8_only && !is_utf8(message) {
-        let reply = ctx
-            .from_server("FAIL")
-            .arg(command.name)
-            .arg("INVALID_UTF8")
-            .trailing(texts::MESSAGE_REJECTED_IT_IS_NOT_VALID_UTF);
-        ctx.reply(reply);
-        return;
+        let text = texts::MESSAGE_REJECTED_IT_IS_NOT_VALID_UTF;
+        return ctx.fail(command.name, "INVALID_UTF8", &[], text);
     }
     if command.is_activity {
         ctx.client_mut().activity.touch(now);

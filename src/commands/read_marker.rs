@@ -23,13 +23,12 @@ pub const SESSION_MARKERS: usize = 100;
 /// timestamp, a set with it.
 pub fn markread(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let Some(target) = message.param(0).filter(|target| !target.is_empty()) else {
-        let reply = ctx
-            .from_server("FAIL")
-            .arg("MARKREAD")
-            .arg("NEED_MORE_PARAMS")
-            .trailing(texts::MISSING_PARAMETERS);
-        ctx.reply(reply);
-        return;
+        return ctx.fail(
+            "MARKREAD",
+            "NEED_MORE_PARAMS",
+            &[],
+            texts::MISSING_PARAMETERS,
+        );
     };
     let Some(target) = std::str::from_utf8(target)
         .ok()
@@ -83,14 +82,8 @@ pub fn markread(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         }
         // Not ordered (a cluster node that cannot reach the cluster).
         Outcome::Refused(_) => {
-            let reply = ctx
-                .from_server("FAIL")
-                .arg("MARKREAD")
-                .arg("INTERNAL_ERROR")
-                .arg(target)
-                .trailing(texts::THE_READ_TIMESTAMP_COULD_NOT_BE_SET);
-            ctx.reply(reply);
-            return;
+            let text = texts::THE_READ_TIMESTAMP_COULD_NOT_BE_SET;
+            return ctx.fail("MARKREAD", "INTERNAL_ERROR", &[target], text);
         }
         _ => return,
     };
@@ -149,30 +142,10 @@ fn set_session_marker(ctx: &mut Ctx<'_>, target: &str, millis: u64) -> u64 {
 }
 
 fn invalid(ctx: &mut Ctx<'_>, what: &str, text: &str) {
-    let reply = ctx
-        .from_server("FAIL")
-        .arg("MARKREAD")
-        .arg("INVALID_PARAMS")
-        .arg(safe_param(what))
-        .trailing(text);
-    ctx.reply(reply);
+    ctx.fail("MARKREAD", "INVALID_PARAMS", &[what], text);
 }
 
 fn account_required(ctx: &mut Ctx<'_>, target: &str) {
-    let reply = ctx
-        .from_server("FAIL")
-        .arg("MARKREAD")
-        .arg("ACCOUNT_REQUIRED")
-        .arg(target)
-        .trailing(texts::READ_MARKERS_NEED_AN_ACCOUNT);
-    ctx.reply(reply);
-}
-
-/// A client-given word shown as a middle parameter: `*` when it could not be one.
-fn safe_param(text: &str) -> &str {
-    if text.is_empty() || text.starts_with(':') || text.contains(' ') {
-        "*"
-    } else {
-        text
-    }
+    let text = texts::READ_MARKERS_NEED_AN_ACCOUNT;
+    ctx.fail("MARKREAD", "ACCOUNT_REQUIRED", &[target], text);
 }

@@ -135,13 +135,8 @@ fn set_cap(ctx: &mut Ctx<'_>, cap: Cap) {
 pub fn setname(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     let realname = message.param(0).unwrap_or_default();
     if realname.is_empty() || realname.len() > NAMELEN {
-        let reply = ctx
-            .from_server("FAIL")
-            .arg("SETNAME")
-            .arg("INVALID_REALNAME")
-            .trailing(texts::REAL_NAME_IS_EMPTY_OR_TOO_LONG);
-        ctx.reply(reply);
-        return;
+        let text = texts::REAL_NAME_IS_EMPTY_OR_TOO_LONG;
+        return ctx.fail("SETNAME", "INVALID_REALNAME", &[], text);
     }
     let realname = String::from_utf8_lossy(realname);
     ctx.propose(Event::SetRealname {
