@@ -163,7 +163,8 @@ impl Offload {
     pub fn take_finished(&self, shard: u16) -> Vec<(ClientId, Finished)> {
         let shard = shard as usize;
         match self.has_finished.get(shard) {
-            Some(flag) if flag.swap(false, Ordering::AcqRel) => {
+            // A load first: the swap (a locked write) only when something came.
+            Some(flag) if flag.load(Ordering::Acquire) && flag.swap(false, Ordering::AcqRel) => {
                 std::mem::take(&mut *lock(&self.finished[shard]))
             }
             _ => Vec::new(),
