@@ -12,7 +12,7 @@
 use bytes::Bytes;
 use ringchat::proto::outgoing::{MsgId, Outgoing};
 use ringchat::proto::CaselessKey;
-use ringchat::store::history::{self, Kind, Record, Retention, Selection};
+use ringchat::store::history::{self, Kind, Record, Retention, Selection, Target};
 use ringchat::store::Store;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -35,7 +35,7 @@ fn record(counter: u64) -> Record {
         counter % 250
     );
     Record {
-        channel: CaselessKey::new(&channel),
+        target: Target::Channel(CaselessKey::new(&channel)),
         kind: Kind::Message,
         message: Outgoing::new(Bytes::from(line)).with_msgid(MsgId::new(1, 0, counter)),
     }

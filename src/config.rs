@@ -22,6 +22,21 @@ use std::time::Duration;
 /// is on.
 pub const DEFAULT_SERVER_NAME: &str = "ringchat.local";
 
+/// How far back a member reads the history of a secret (`+s`) or invite-only
+/// (`+i`) channel: such a channel's members expect that someone let in later does
+/// not read what was said before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HistoryCutoff {
+    /// Everything kept, as in any other channel.
+    None,
+    /// What was said since the member's last JOIN.
+    #[default]
+    Join,
+    /// What was said since the member's connection signed on.
+    Registration,
+}
+
 /// Which I/O driver the shards run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -175,6 +190,9 @@ pub struct Config {
     pub history_max_messages: u64,
     /// How long a channel message is kept for CHATHISTORY.
     pub history_max_age: Duration,
+    /// How far back a member reads a secret (`+s`) or invite-only (`+i`) channel's
+    /// history.
+    pub history_private_cutoff: HistoryCutoff,
     /// What ADMIN answers.
     pub admin: AdminInfo,
 }

@@ -53,6 +53,6 @@ pub mod systemd;
 pub mod testing;
 pub mod tls;
 
-pub use config::{Config, IoMode};
+pub use config::{Config, HistoryCutoff, IoMode};
 pub use server::Server;
 pub use settings::{cli, config_file};

@@ -1,8 +1,9 @@
 //! CHATHISTORY (IRCv3 `draft/chathistory`) end to end: every subcommand by msgid and
 //! by timestamp with exact slices (as irctest's `chathistory.py` checks them), the
 //! batch and label around the answer, history kept across a restart, retention,
-//! who may read a channel's history, TAGMSG only with `draft/event-playback`,
-//! TARGETS, and the FAIL replies.
+//! who may read a channel's history (and, of a `+i`/`+s` channel, how far back),
+//! direct messages kept per conversation of accounts, TAGMSG and channel events
+//! only with `draft/event-playback`, TARGETS, and the FAIL replies.
 
 mod common;
 
@@ -89,6 +90,42 @@ fn history(client: &mut Client, query: &str, target: &str) -> Vec<String> {
             .unwrap_or_else(|| panic!("a line outside the batch: {line}"));
         lines.push(format!("@{inner}"));
     }
+}
+
+/// Registers an account named after `client`'s nick, which stays logged in.
+fn log_in(client: &mut Client) {
+    client.send("REGISTER * * correct-horse-battery");
+    client.skip_until(|line| has_numeric(line, "900"));
+}
+
+/// `from` says `text` to `to` (a nick), which reads it; returns `from`'s echo.
+fn say(from: &mut Client, to: &mut Client, text: &str) -> String {
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    from.send(&format!("PRIVMSG {} :{text}", to.nick));
+    let echo = from.line();
+    assert!(
+        echo.ends_with(&format!(" PRIVMSG {} :{text}", to.nick)),
+        "{echo}"
+    );
+    if from.nick != to.nick {
+        to.skip_until(|line| line.ends_with(&format!(":{text}")));
+    }
+    echo
+}
+
+/// `line` without its `time=` tag: an event's line is made by each shard that
+/// tells it, so members on two shards may see times a millisecond apart; its msgid
+/// (from the event's place in the log) is the same everywhere.
+fn without_time(line: &str) -> String {
+    let (tags, rest) = line
+        .split_once(' ')
+        .unwrap_or_else(|| panic!("no tags: {line}"));
+    let kept: Vec<&str> = tags
+        .trim_start_matches('@')
+        .split(';')
+        .filter(|tag| !tag.starts_with("time="))
+        .collect();
+    format!("@{} {rest}", kept.join(";"))
 }
 
 /// The `time=` and `msgid=` tag values of an echoed line.
@@ -216,9 +253,123 @@ e2e! {
         let tagmsg = alice.line();
         assert!(tagmsg.ends_with(" TAGMSG #t") && tagmsg.contains("+typing=active"), "{tagmsg}");
         let said = send_messages(&mut alice, "#t", 1);
-        assert_eq!(history(&mut alice, "CHATHISTORY LATEST #t * 10", "#t"), vec![tagmsg, said[0].clone()]);
+        let replayed = history(&mut alice, "CHATHISTORY LATEST #t * 10", "#t");
+        let without_joins: Vec<&String> = replayed.iter().filter(|line| !line.contains(" JOIN #t")).collect();
+        assert_eq!(without_joins, [&tagmsg, &said[0]]);
         bob.skip_until(|line| line.ends_with(":message 0"));
         assert_eq!(history(&mut bob, "CHATHISTORY LATEST #t * 10", "#t"), said);
+    }
+
+    fn a_direct_conversation_is_one_history_read_by_its_accounts(setup) {
+        let dir = data_dir();
+        let server = start_in(setup, &dir);
+        let mut alice = register_with_caps(&server, "alice", CAPS);
+        let mut bob = register_with_caps(&server, "bob", CAPS);
+        let mut carol = register_with_caps(&server, "carol", CAPS);
+        log_in(&mut alice);
+        log_in(&mut bob);
+        let mut said = Vec::new();
+        for i in 0..4 {
+            let echo = if i % 2 == 0 {
+                say(&mut alice, &mut bob, &format!("dm {i}"))
+            } else {
+                say(&mut bob, &mut alice, &format!("dm {i}"))
+            };
+            said.push(echo);
+        }
+        // carol is not logged in: her talk with alice is alice's to read, not hers.
+        let with_carol = vec![say(&mut carol, &mut alice, "from carol"), say(&mut alice, &mut carol, "to carol")];
+
+        assert_eq!(history(&mut alice, "CHATHISTORY LATEST bob * 10", "bob"), said);
+        assert_eq!(history(&mut bob, "CHATHISTORY LATEST ALICE * 10", "ALICE"), said);
+        let second = tag(&said[1], "msgid");
+        assert_eq!(history(&mut bob, &format!("CHATHISTORY AFTER alice msgid={second} 10"), "alice"), said[2..]);
+        assert_eq!(history(&mut alice, "CHATHISTORY LATEST carol * 10", "carol"), with_carol);
+        carol.send("CHATHISTORY LATEST alice * 10");
+        carol.expect(":ringchat.local FAIL CHATHISTORY INVALID_TARGET LATEST alice :Messages could not be retrieved");
+
+        // An account's notes to itself are a conversation too.
+        alice.send("PRIVMSG alice :note to self");
+        let note = alice.line();
+        assert_eq!(alice.line(), note, "the delivered copy is the echo");
+        assert_eq!(history(&mut alice, "CHATHISTORY LATEST alice * 10", "alice"), vec![note]);
+
+        alice.send("CHATHISTORY TARGETS timestamp=2000-01-01T00:00:00.000Z timestamp=2100-01-01T00:00:00.000Z 10");
+        let listed = alice.skip_until(|line| line.contains(" BATCH -"));
+        let names: Vec<&str> = listed
+            .iter()
+            .filter_map(|line| line.split(" CHATHISTORY TARGETS ").nth(1))
+            .filter_map(|rest| rest.split(' ').next())
+            .collect();
+        assert_eq!(names, ["bob", "carol", "alice"], "{listed:?}");
+    }
+
+    fn channel_events_are_replayed_with_event_playback_only(setup) {
+        let dir = data_dir();
+        let server = start_in(setup, &dir);
+        let playback = format!("{CAPS} draft/event-playback");
+        let alice = register_with_caps(&server, "alice", &playback);
+        let bob = register_with_caps(&server, "bob", CAPS);
+        let carol = register_with_caps(&server, "carol", CAPS);
+        let mut people = [alice, bob, carol];
+        people[0].send("JOIN #e");
+        let mut seen = vec![people[0].line()];
+        people[0].skip_until(|line| has_numeric(line, "366"));
+        for (actor, line) in [
+            (1, "JOIN #e"),
+            (0, "TOPIC #e :what we talk about"),
+            (0, "MODE #e +v bob"),
+            (1, "NICK bobby"),
+            (2, "JOIN #e"),
+            (0, "KICK #e carol :not today"),
+            (1, "PART #e :later"),
+        ] {
+            people[actor].send(line);
+            seen.push(people[0].line());
+        }
+        let [mut alice, _bob, mut carol] = people;
+        let said = send_messages(&mut alice, "#e", 1);
+        seen.push(said[0].clone());
+        for line in &seen {
+            assert!(line.contains("msgid="), "an event's line carries its msgid: {line}");
+        }
+        let replayed = history(&mut alice, "CHATHISTORY LATEST #e * 20", "#e");
+        let replayed: Vec<String> = replayed.iter().map(|line| without_time(line)).collect();
+        let seen: Vec<String> = seen.iter().map(|line| without_time(line)).collect();
+        assert_eq!(replayed, seen);
+
+        carol.skip_until(|line| line.contains(" KICK #e carol "));
+        carol.send("JOIN #e");
+        carol.skip_until(|line| has_numeric(line, "366"));
+        assert_eq!(history(&mut carol, "CHATHISTORY LATEST #e * 20", "#e"), said);
+    }
+
+    fn an_invite_only_channel_shows_a_member_only_what_was_said_since_it_joined(setup) {
+        for (cutoff, sees_before) in [(ringchat::HistoryCutoff::Join, false), (ringchat::HistoryCutoff::None, true)] {
+            let dir = data_dir();
+            let server = setup.start_with(|config| {
+                config.data_dir = Some(dir.clone());
+                config.history_private_cutoff = cutoff;
+            });
+            let mut alice = register_with_caps(&server, "alice", CAPS);
+            let mut bob = register_with_caps(&server, "bob", CAPS);
+            alice.send("JOIN #p");
+            alice.skip_until(|line| has_numeric(line, "366"));
+            alice.send("MODE #p +i");
+            alice.skip_until(|line| line.contains(" MODE #p +i"));
+            let before = send_messages(&mut alice, "#p", 2);
+            alice.send("INVITE bob #p");
+            alice.skip_until(|line| has_numeric(line, "341"));
+            bob.skip_until(|line| line.contains(" INVITE bob #p"));
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            bob.send("JOIN #p");
+            bob.skip_until(|line| has_numeric(line, "366"));
+            alice.skip_until(|line| line.ends_with(" JOIN #p"));
+            let after = send_messages(&mut alice, "#p", 1);
+            bob.skip_until(|line| line.ends_with(":message 0"));
+            let expected = if sees_before { [before, after].concat() } else { after };
+            assert_eq!(history(&mut bob, "CHATHISTORY LATEST #p * 10", "#p"), expected, "{cutoff:?}");
+        }
     }
 
     fn targets_lists_the_askers_channels_by_their_latest_message(setup) {
@@ -240,7 +391,7 @@ e2e! {
             .to_owned();
         for (channel, echo) in [("#two", &two[0]), ("#one", &one[0])] {
             alice.expect(&format!(
-                "@batch={reference} :ringchat.local CHATHISTORY TARGETS {channel} timestamp={}",
+                "@batch={reference} :ringchat.local CHATHISTORY TARGETS {channel} {}",
                 tag(echo, "time")
             ));
         }

@@ -12,14 +12,17 @@
 //! is not committed, so an idle store answers without an fsync.
 
 use super::{labels, Ctx};
+use crate::config::HistoryCutoff;
 use crate::proto::caps::{Cap, Caps};
 use crate::proto::outgoing::add_tags;
 use crate::proto::texts;
 use crate::proto::time::{parse_server_time, server_time};
+use crate::proto::CaselessKey;
 use crate::proto::{LineBuilder, Message};
 use crate::state::deferred::{DeferredReply, ReplySender};
+use crate::state::network::User;
 use crate::state::ClientId;
-use crate::store::history::{self, Reference, Replayed, Selection};
+use crate::store::history::{self, Conversation, Party, Reference, Replayed, Selection, Target};
 use bytes::Bytes;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -51,8 +54,8 @@ pub fn chathistory(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         }
     };
     let label = ctx.requested_label(message).map(<[u8]>::to_vec);
-    let oldest_ms =
-        crate::shard::unix_millis().saturating_sub(ctx.config().history_max_age.as_millis() as u64);
+    let now_ms = crate::shard::unix_millis();
+    let oldest_ms = now_ms.saturating_sub(ctx.config().history_max_age.as_millis() as u64);
     let asker = Asker {
         to: ctx.id,
         caps: ctx.client().caps,
@@ -65,7 +68,7 @@ pub fn chathistory(ctx: &mut Ctx<'_>, message: &Message<'_>) {
             selection,
             limit,
         } => {
-            let Some(channel) = readable_channel(ctx, &target) else {
+            let Some(readable) = readable(ctx, &target, now_ms) else {
                 fail(
                     ctx,
                     "INVALID_TARGET",
@@ -80,19 +83,21 @@ pub fn chathistory(ctx: &mut Ctx<'_>, message: &Message<'_>) {
             charge(ctx, limit);
             let event_playback = asker.caps.has(Cap::EventPlayback);
             let subcommand = subcommand.clone();
+            let oldest_ms = oldest_ms.max(readable.since_ms);
             Box::new(move |transaction| {
+                let Readable { key, shown, .. } = readable;
                 let lines = match history::query(
                     transaction,
-                    &channel,
+                    &key,
                     &selection,
                     limit,
                     oldest_ms,
                     event_playback,
                 ) {
-                    Ok(found) => asker.messages_batch(&channel, found),
+                    Ok(found) => asker.messages_batch(&shown, found),
                     Err(why) => {
-                        tracing::warn!(%why, channel, "a CHATHISTORY read failed");
-                        asker.message_error(&subcommand, &channel)
+                        tracing::warn!(%why, target = shown, "a CHATHISTORY read failed");
+                        asker.message_error(&subcommand, &shown)
                     }
                 };
                 reply.send(DeferredReply {
@@ -103,28 +108,49 @@ pub fn chathistory(ctx: &mut Ctx<'_>, message: &Message<'_>) {
             })
         }
         Request::Targets { from, to, limit } => {
-            let channels: Vec<String> = ctx
+            // Each channel the asker is in, as (storage key, name, read cutoff).
+            let channels: Vec<(String, String, u64)> = ctx
                 .network()
                 .user(ctx.id)
-                .map(|user| {
-                    user.channels
-                        .iter()
-                        .map(|c| c.as_str().to_owned())
-                        .collect()
+                .map(|user| user.channels.clone())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|channel| {
+                    let readable = readable(ctx, channel.as_str(), now_ms)?;
+                    Some((readable.key, readable.shown, readable.since_ms))
                 })
-                .unwrap_or_default();
+                .collect();
+            let account = ctx
+                .network()
+                .user(ctx.id)
+                .filter(|user| user.account.is_some())
+                .map(party);
             let Some(reply) = reply_sender(ctx) else {
                 return;
             };
-            charge(ctx, limit.min(channels.len()));
+            charge(ctx, limit);
             Box::new(move |transaction| {
+                let mut candidates = channels;
+                if let Some(account) = &account {
+                    match history::conversations_of(transaction, account) {
+                        Ok(conversations) => candidates.extend(
+                            conversations
+                                .into_iter()
+                                .map(|(key, shown)| (key, shown, 0)),
+                        ),
+                        Err(why) => {
+                            tracing::warn!(%why, "a CHATHISTORY TARGETS read of conversations failed");
+                        }
+                    }
+                }
                 let mut latest = Vec::new();
-                for channel in channels {
-                    match history::latest_time(transaction, &channel, from, to, oldest_ms) {
-                        Ok(Some(millis)) => latest.push((millis, channel)),
+                for (key, shown, since_ms) in candidates {
+                    let oldest_ms = oldest_ms.max(since_ms);
+                    match history::latest_time(transaction, &key, from, to, oldest_ms) {
+                        Ok(Some(millis)) => latest.push((millis, shown)),
                         Ok(None) => {}
                         Err(why) => {
-                            tracing::warn!(%why, channel, "a CHATHISTORY TARGETS read failed");
+                            tracing::warn!(%why, target = shown, "a CHATHISTORY TARGETS read failed");
                         }
                     }
                 }
@@ -234,17 +260,78 @@ fn parse_reference(text: &str) -> Result<Reference, Refusal> {
     }
 }
 
-/// The channel's name if the asker may read its history: a current member (a user
-/// that PARTed or was kicked reads nothing, whatever the channel's modes).
-fn readable_channel(ctx: &Ctx<'_>, target: &str) -> Option<String> {
-    if !target.starts_with('#') {
+/// A history the asker may read: where it is stored, the name its batch shows,
+/// and the oldest time (Unix ms) the asker may see of it.
+struct Readable {
+    key: String,
+    shown: String,
+    since_ms: u64,
+}
+
+/// What the asker may read of `target` at `now_ms`, if anything:
+/// - a channel: a current member reads it (a user that PARTed or was kicked reads
+///   nothing, whatever the channel's modes); of a secret (`+s`) or invite-only
+///   (`+i`) channel only what was said since the member joined or signed on
+///   (`--history-private-cutoff`);
+/// - a nick: an asker logged in reads its conversation with that user (the
+///   account the user is logged in to; an account of that name when no one has
+///   the nick; else the nick itself).
+fn readable(ctx: &Ctx<'_>, target: &str, now_ms: u64) -> Option<Readable> {
+    let network = ctx.network();
+    if target.starts_with('#') {
+        let channel = network.channel(target)?;
+        if !channel.members.contains(ctx.id) {
+            return None;
+        }
+        let private = channel.modes.secret || channel.modes.invite_only;
+        let since_ms = match ctx.config().history_private_cutoff {
+            _ if !private => 0,
+            HistoryCutoff::None => 0,
+            HistoryCutoff::Join => joined_at(ctx.client(), &channel.name)?,
+            HistoryCutoff::Registration => {
+                let signed_on = ctx.now.saturating_duration_since(ctx.client().connected_at);
+                now_ms.saturating_sub(signed_on.as_millis() as u64)
+            }
+        };
+        return Some(Readable {
+            key: Target::Channel(channel.name.clone()).key(),
+            shown: channel.name.as_str().to_owned(),
+            since_ms,
+        });
+    }
+    let asker = network.user(ctx.id).filter(|user| user.account.is_some())?;
+    if !crate::proto::names::is_valid_nick(target.as_bytes()) {
         return None;
     }
-    let channel = ctx.network().channel(target)?;
-    channel
-        .members
-        .contains(ctx.id)
-        .then(|| channel.name.as_str().to_owned())
+    let other = match network.user_by_nick(target) {
+        Some((_, user)) => party(user),
+        None if network.account(target).is_some() => Party::account(target, target),
+        None => Party::nick(target),
+    };
+    let conversation = Conversation::between(party(asker), other)?;
+    Some(Readable {
+        key: Target::Direct(conversation).key(),
+        shown: target.to_owned(),
+        since_ms: 0,
+    })
+}
+
+/// When `client` last joined `channel` (Unix ms), as its shard noted it.
+fn joined_at(client: &crate::state::Client, channel: &CaselessKey) -> Option<u64> {
+    let times = client.joined_at.as_deref()?;
+    times
+        .iter()
+        .find(|(known, _)| known == channel)
+        .map(|&(_, millis)| millis)
+}
+
+/// A user's side of a direct conversation: its account if it is logged in, else
+/// its nick.
+pub fn party(user: &User) -> Party {
+    match &user.account {
+        Some(account) => Party::account(account.as_str(), user.nick.as_str()),
+        None => Party::nick(user.nick.as_str()),
+    }
 }
 
 fn reply_sender(ctx: &mut Ctx<'_>) -> Option<ReplySender> {
@@ -294,7 +381,7 @@ impl Asker {
                 LineBuilder::from_source(&self.server, "CHATHISTORY")
                     .arg("TARGETS")
                     .arg(channel.as_str())
-                    .arg(format!("timestamp={time}"))
+                    .arg(time)
                     .finish()
             })
             .collect();

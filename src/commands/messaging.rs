@@ -45,6 +45,14 @@ impl Kind {
             Kind::Tagmsg => "TAGMSG",
         }
     }
+
+    /// Who a kept message is replayed to.
+    fn in_history(self) -> history::Kind {
+        match self {
+            Kind::Tagmsg => history::Kind::Tagmsg,
+            Kind::Privmsg | Kind::Notice => history::Kind::Message,
+        }
+    }
 }
 
 fn relay(ctx: &mut Ctx<'_>, message: &Message<'_>, kind: Kind) {
@@ -160,13 +168,9 @@ fn to_channel(
     // A STATUSMSG is not kept: history has no notion of who may see it. Without a
     // store nothing is built (the record's clones cost a delivery's worth).
     if status.is_none() && ctx.shared().keeps_history() {
-        let kind = match route.kind {
-            Kind::Tagmsg => history::Kind::Tagmsg,
-            Kind::Privmsg | Kind::Notice => history::Kind::Message,
-        };
         ctx.keep_in_history(history::Record {
-            channel: channel.clone(),
-            kind,
+            target: history::Target::Channel(channel.clone()),
+            kind: route.kind.in_history(),
             message: outgoing.clone(),
         });
     }
@@ -190,6 +194,7 @@ fn to_nick(
     let sender = ctx.client();
     let outgoing = route.outgoing(sender, nick.as_str(), msgid);
     echo(ctx, &outgoing);
+    keep_direct(ctx, recipient, route.kind, &outgoing);
     if recipient == ctx.id {
         // IRCv3 labeled-response, "Labeled responses": when a client sends a message
         // to itself, only the echo-message acknowledgment carries the label; the
@@ -202,6 +207,35 @@ fn to_nick(
         tell_away(ctx, recipient);
     }
     None
+}
+
+/// Keeps a direct message in its conversation's history when one side is logged in
+/// (see [`history::Conversation`]); kept by the sender's shard, which hands it to
+/// the store before the recipient can see it.
+fn keep_direct(ctx: &mut Ctx<'_>, recipient: ClientId, kind: Kind, outgoing: &Outgoing) {
+    if !ctx.shared().keeps_history() {
+        return;
+    }
+    let network = ctx.network();
+    let parties = network
+        .user(ctx.id)
+        .zip(network.user(recipient))
+        .map(|(from, to)| {
+            (
+                super::chathistory::party(from),
+                super::chathistory::party(to),
+            )
+        });
+    let Some(conversation) =
+        parties.and_then(|(from, to)| history::Conversation::between(from, to))
+    else {
+        return;
+    };
+    ctx.keep_in_history(history::Record {
+        target: history::Target::Direct(conversation),
+        kind: kind.in_history(),
+        message: outgoing.clone(),
+    });
 }
 
 /// 301 RPL_AWAY to the sender of a PRIVMSG whose recipient is away (never for NOTICE

@@ -141,6 +141,13 @@ impl Outgoing {
         }
     }
 
+    /// Stamps the line with `time` instead of now (an event's line, the same on
+    /// every shard that tells it).
+    pub fn at(mut self, time: SystemTime) -> Outgoing {
+        self.time = time;
+        self
+    }
+
     /// Recipients that enabled `cap` get `other` instead (`extended-join`'s JOIN).
     pub fn or_with(mut self, cap: Cap, other: Outgoing) -> Outgoing {
         self.alternative = Some(Box::new((cap, other)));

@@ -289,6 +289,13 @@ macro_rules! with_settings {
             /// shown and are deleted as the store writes.
             history_max_days: u64 | u64, Restart, "Operations", [], "", "",
                 [env = "RINGCHAT_HISTORY_MAX_DAYS", default_value_t = 30, value_name = "DAYS"];
+            /// How far back a member reads a secret (+s) or invite-only (+i)
+            /// channel's history: "join" (since the member's last JOIN),
+            /// "registration" (since its connection signed on) or "none" (all that
+            /// is kept, as in other channels).
+            history_private_cutoff: crate::config::HistoryCutoff | crate::config::HistoryCutoff,
+                Restart, "Operations", [], "", "",
+                [env = "RINGCHAT_HISTORY_PRIVATE_CUTOFF", value_enum, default_value = "join"];
 
             // ---- Cluster ----
             /// Join a cluster through these NATS servers (comma list of

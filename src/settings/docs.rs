@@ -261,4 +261,8 @@ macro_rules! value_enum {
     )*};
 }
 
-value_enum!(crate::config::IoMode, crate::logging::LogFormat);
+value_enum!(
+    crate::config::IoMode,
+    crate::config::HistoryCutoff,
+    crate::logging::LogFormat
+);

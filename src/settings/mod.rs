@@ -250,6 +250,7 @@ impl Values {
             max_ban_share: v.max_ban_share,
             history_max_messages: v.history_max_messages,
             history_max_age: seconds(v.history_max_days.saturating_mul(86_400)),
+            history_private_cutoff: v.history_private_cutoff,
             admin: AdminInfo {
                 location: v.admin_location,
                 name: v.admin_name,
@@ -450,6 +451,7 @@ same_in_file!(
     String,
     Vec<String>,
     IoMode,
+    crate::config::HistoryCutoff,
     LogFormat
 );
 

@@ -1,18 +1,25 @@
-//! Channel history, the shard's side: messages to keep are batched per scheduler
-//! pass and handed to the store's writer as one job (never a write on the message
-//! path); CHATHISTORY answers built off the shard come back through its mailbox;
-//! shard 0 has the writer sweep expired messages hourly.
+//! History, the shard's side: messages to keep are batched per scheduler pass and
+//! handed to the store's writer as one job (never a write on the message path);
+//! channel events get their msgid here and are kept by one shard of the node;
+//! CHATHISTORY answers built off the shard come back through its mailbox; shard 0
+//! has the writer sweep expired messages hourly.
 
 use super::Shard;
+use crate::proto::outgoing::{MsgId, Outgoing};
 use crate::proto::texts;
-use crate::proto::LineBuilder;
+use crate::proto::{CaselessKey, LineBuilder};
+use crate::state::network::Sequenced;
 use crate::state::ClientId;
-use crate::store::history::Record;
-use std::time::{Duration, Instant};
+use crate::store::history::{Kind, Record, Target};
+use std::time::{Duration, Instant, SystemTime};
 use tracing::warn;
 
 /// How often the store sweeps every channel's history for expired messages.
 const HISTORY_SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// The shard number in the msgid of an event's line: no shard has it (shards are
+/// fewer than 64), so these ids never meet a message's.
+const EVENT_MSGID_ORIGIN: u16 = 127;
 
 /// Longest a client's lines wait for an answer built off the shard; only a store
 /// whose writer has stopped takes this long (a query answers in milliseconds).
@@ -31,6 +38,60 @@ impl Shard {
             if let Some(flusher) = self.handoff_flusher.take() {
                 flusher.wake();
             }
+        }
+    }
+
+    /// A channel event's line (`message`, caused by `entry`, which this node
+    /// applied `at`) as members see it and history replays it (IRCv3 chathistory,
+    /// "Event playback"). Where history is kept it gets a msgid made from the log
+    /// position and the time the node applied it, the same on every shard of the
+    /// node, and shard 0 keeps it in each of `channels`' history: one shard, so the
+    /// store appends events in the log's order, the order every member saw them in.
+    pub(super) fn keep_event(
+        &mut self,
+        entry: &Sequenced,
+        at: SystemTime,
+        channels: &[CaselessKey],
+        message: Outgoing,
+    ) -> Outgoing {
+        if !self.shared.keeps_history() {
+            return message;
+        }
+        let message = message.at(at).with_msgid(MsgId::new(
+            self.started_micros,
+            (self.node << 7) | EVENT_MSGID_ORIGIN,
+            entry.seq,
+        ));
+        if self.id == 0 {
+            for channel in channels {
+                self.keep_in_history(Record {
+                    target: Target::Channel(channel.clone()),
+                    kind: Kind::Event,
+                    message: message.clone(),
+                });
+            }
+        }
+        message
+    }
+
+    /// Notes when a local client joined `channel` (the `+s`/`+i` read cutoff), or
+    /// forgets it when `joined` is `None` (it left).
+    pub(super) fn note_join_time(
+        &mut self,
+        id: ClientId,
+        channel: &CaselessKey,
+        joined: Option<u64>,
+    ) {
+        if !self.shared.keeps_history() {
+            return;
+        }
+        let Some(client) = self.client_mut(id) else {
+            return;
+        };
+        let times = client.joined_at.get_or_insert_with(Box::default);
+        times.retain(|(known, _)| known != channel);
+        if let Some(millis) = joined {
+            times.push((channel.clone(), millis));
         }
     }
 

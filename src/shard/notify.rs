@@ -23,7 +23,7 @@ use crate::state::network::{Event, Outcome, Sequenced, ServerBan, User};
 use crate::state::ClientId;
 use bytes::Bytes;
 use std::net::IpAddr;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// `:server MARKREAD <target> timestamp=<time>` (IRCv3 `draft/read-marker`), or
 /// `*` in place of the time for a target without a marker.
@@ -40,14 +40,17 @@ pub fn markread_line(server: &str, target: &str, millis: Option<u64>) -> LineBui
 
 impl Shard {
     /// Renders `outcome` of the applied `entry` for this shard's clients.
-    pub(super) fn notify(&mut self, entry: &Sequenced, outcome: &Outcome) {
+    /// `at` is when the node applied the entry (see [`Shard::keep_event`]).
+    pub(super) fn notify(&mut self, entry: &Sequenced, at: SystemTime, outcome: &Outcome) {
         self.tell_server_notices(entry, outcome);
         match (&entry.event, outcome) {
             (Event::ChangeNick { client, nick }, Outcome::NickChanged { old_source }) => {
                 let line = LineBuilder::from_source(old_source, "NICK")
                     .trailing(&**nick)
                     .finish();
-                let mut message = self.caused_by(*client, line);
+                let message = self.caused_by(*client, line);
+                let channels = self.channels_of(*client);
+                let mut message = self.keep_event(entry, at, &channels, message);
                 self.tell_user_and_peers(*client, &mut message);
                 // A change of case only keeps the user online under the same nick.
                 let old_nick = old_source.split('!').next().unwrap_or_default();
@@ -72,9 +75,13 @@ impl Shard {
                     .arg(channel.as_str())
                     .finish();
                 let extended = self.extended_join(*client, channel.as_str(), &source);
-                let mut message = self
-                    .caused_by(*client, line)
-                    .or_with(Cap::ExtendedJoin, extended);
+                let channels = std::slice::from_ref(channel);
+                let plain = self.keep_event(entry, at, channels, self.caused_by(*client, line));
+                let extended = self.keep_event(entry, at, &[], extended);
+                let mut message = plain.or_with(Cap::ExtendedJoin, extended);
+                if self.is_local(*client) {
+                    self.note_join_time(*client, channel, Some(super::unix_millis()));
+                }
                 self.deliver_to_local_members(channel.as_str(), &mut message, None);
                 self.tell_away_on_join(*client, channel.as_str(), &source);
             }
@@ -86,9 +93,14 @@ impl Shard {
                 if let Some(reason) = reason {
                     line = line.trailing(&**reason);
                 }
-                let mut message = self.caused_by(*client, line.finish());
+                let message = self.caused_by(*client, line.finish());
+                let mut message =
+                    self.keep_event(entry, at, std::slice::from_ref(channel), message);
                 self.deliver_to_local_members(channel.as_str(), &mut message, None);
                 self.tell_if_local(*client, &mut message);
+                if self.is_local(*client) {
+                    self.note_join_time(*client, channel, None);
+                }
             }
             (
                 Event::Kick { client, reason, .. },
@@ -106,17 +118,23 @@ impl Shard {
                     .arg(nick.as_str())
                     .trailing(&**reason)
                     .finish();
-                let mut message = self.caused_by(*client, line);
+                let message = self.caused_by(*client, line);
+                let mut message =
+                    self.keep_event(entry, at, std::slice::from_ref(channel), message);
                 self.deliver_to_local_members(channel.as_str(), &mut message, None);
                 self.tell_if_local(*member, &mut message);
+                if self.is_local(*member) {
+                    self.note_join_time(*member, channel, None);
+                }
             }
             (Event::Quit { client, reason }, Outcome::Quit { user }) => {
-                self.relay_quit(*client, user, reason);
+                self.relay_quit(Some((entry, at)), *client, user, reason);
             }
             (Event::NodeLost { node, reason }, Outcome::NodeLost { users }) => {
                 let text = format!("Node lost: {reason}");
                 for (id, user) in users {
-                    self.relay_quit(*id, user, &text);
+                    // Not kept: one entry, many QUITs, and no msgid to tell them apart.
+                    self.relay_quit(None, *id, user, &text);
                 }
                 if *node == self.node {
                     self.close_all_declared_lost();
@@ -130,7 +148,9 @@ impl Shard {
                     .arg(channel.as_str())
                     .trailing(&**text)
                     .finish();
-                let mut message = self.caused_by(*client, line);
+                let message = self.caused_by(*client, line);
+                let mut message =
+                    self.keep_event(entry, at, std::slice::from_ref(channel), message);
                 self.deliver_to_local_members(channel.as_str(), &mut message, None);
             }
             (
@@ -179,7 +199,9 @@ impl Shard {
                         .arg(&modestring),
                     |line, param| line.arg(param),
                 );
-                let mut message = self.caused_by(*client, line.finish());
+                let message = self.caused_by(*client, line.finish());
+                let mut message =
+                    self.keep_event(entry, at, std::slice::from_ref(channel), message);
                 self.deliver_to_local_members(channel.as_str(), &mut message, None);
             }
             (Event::SetAway { client, message }, Outcome::AwayChanged) => {
@@ -485,16 +507,23 @@ impl Shard {
     }
 
     /// Tells the local members who shared a channel with `user` (once each) and its
-    /// MONITOR watchers that it quit with `reason`.
-    fn relay_quit(&mut self, id: ClientId, user: &User, reason: &str) {
+    /// MONITOR watchers that it quit with `reason`. `entry` is the QUIT's own, kept
+    /// in history; `None` for one of a lost node's users.
+    fn relay_quit(
+        &mut self,
+        entry: Option<(&Sequenced, SystemTime)>,
+        id: ClientId,
+        user: &User,
+        reason: &str,
+    ) {
         let line = LineBuilder::from_source(&user.source(), "QUIT")
             .trailing(reason)
             .finish();
-        self.deliver_to_local_members_once(
-            &user.channels,
-            &mut Outgoing::new(line).from_bot(user.bot),
-            Some(id),
-        );
+        let mut message = Outgoing::new(line).from_bot(user.bot);
+        if let Some((entry, at)) = entry {
+            message = self.keep_event(entry, at, &user.channels, message);
+        }
+        self.deliver_to_local_members_once(&user.channels, &mut message, Some(id));
         self.tell_watchers_offline(user.nick.as_str());
     }
 

@@ -258,7 +258,7 @@ impl Shard {
             });
         self.counts.events_applied += 1;
         self.persist_accounts(entry);
-        self.notify(&entry.event, &entry.outcome);
+        self.notify(&entry.event, entry.at, &entry.outcome);
         if entry.proposal != 0 && entry.origin == self.id {
             self.answered.push((entry.proposal, entry.outcome.clone()));
         }

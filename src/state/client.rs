@@ -173,7 +173,15 @@ pub struct Client {
     /// When this connection last sent a KNOCK that was delivered (one per
     /// `KNOCK_DELAY`).
     pub last_knock: Option<Instant>,
+    /// When it last joined each channel it is in (Unix ms), for the read cutoff of
+    /// a `+s`/`+i` channel's history; kept only where history is, `None` until the
+    /// first JOIN, so others pay one pointer.
+    pub joined_at: Option<Box<JoinTimes>>,
 }
+
+/// See [`Client::joined_at`]: (channel, Unix ms), one entry per channel the client
+/// is in (at most CHANLIMIT).
+pub type JoinTimes = Vec<(crate::proto::CaselessKey, u64)>;
 
 /// A client's authentication state (see [`Client::auth`]).
 #[derive(Debug, Default)]
@@ -286,6 +294,7 @@ impl Client {
             oper_failures: 0,
             tls: None,
             last_knock: None,
+            joined_at: None,
         }
     }
 

@@ -34,6 +34,9 @@ pub struct Entry {
     pub outcome: Outcome,
     /// The node's replica after this entry (immutable; shared with its neighbours).
     pub network: Arc<Network>,
+    /// When this node applied it: the `server-time` its lines carry on every shard
+    /// (where history is kept), so a replayed event is the line members saw.
+    pub at: std::time::SystemTime,
 }
 
 impl std::ops::Deref for Entry {
@@ -163,6 +166,7 @@ impl EventLog {
             event,
             outcome,
             network: tail.network.clone(),
+            at: std::time::SystemTime::now(),
         });
         let _ = tail.chunk.slots[index].set(entry);
         tail.next_seq = seq + 1;

@@ -1,16 +1,21 @@
-//! Channel history in the node's store: the tables that keep each channel's
-//! messages, the writes that append them (with retention), and the queries that
-//! CHATHISTORY asks. It knows messages and positions, never clients or replies.
+//! History in the node's store: the tables that keep each channel's messages and
+//! events and each conversation's direct messages, the writes that append them
+//! (with retention), and the queries that CHATHISTORY asks. It knows messages and
+//! positions, never clients or replies.
 //!
 //! Layout (redb tables):
 //! - `history_messages`: (target, time in Unix milliseconds, sequence) -> kind byte
 //!   and the message's parts (postcard of [`WireOutgoing`]). The sequence is per
 //!   target and only grows, so messages of one millisecond still have one total
-//!   order, and a key orders as `server-time` does. The target is the channel name
-//!   folded to lower case (CASEMAPPING=ascii).
+//!   order, and a key orders as `server-time` does. The target is a channel name
+//!   folded to lower case (CASEMAPPING=ascii), or a conversation's key (see
+//!   [`Conversation`]), which starts with `@` and so never names a channel.
 //! - `history_msgids`: msgid -> that message's key, for `msgid=` references.
 //! - `history_targets`: target -> (next sequence, messages kept), so an append is
 //!   one lookup and retention by count needs no count of the table.
+//! - `history_correspondents`: (account party, other party) -> the other party's
+//!   name as last seen, so CHATHISTORY TARGETS lists an account's conversations
+//!   with one range read.
 //!
 //! Time is kept in milliseconds because that is what clients see (`server-time`
 //! has millisecond precision): a `timestamp=` taken from a message's tag then bounds
@@ -23,6 +28,8 @@ use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 const MESSAGES: TableDefinition<(&str, u64, u64), &[u8]> = TableDefinition::new("history_messages");
 const MSGIDS: TableDefinition<&[u8], (&str, u64, u64)> = TableDefinition::new("history_msgids");
 const TARGETS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("history_targets");
+const CORRESPONDENTS: TableDefinition<(&str, &str), &str> =
+    TableDefinition::new("history_correspondents");
 
 /// What a stored message is, for whom it is replayed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +39,9 @@ pub enum Kind {
     /// TAGMSG: replayed only with `draft/event-playback` (IRCv3 chathistory,
     /// "Event playback").
     Tagmsg = 1,
+    /// A channel event (JOIN, PART, KICK, QUIT, NICK, TOPIC, MODE): replayed only
+    /// with `draft/event-playback`.
+    Event = 2,
 }
 
 impl Kind {
@@ -39,17 +49,98 @@ impl Kind {
         match byte {
             0 => Some(Kind::Message),
             1 => Some(Kind::Tagmsg),
+            2 => Some(Kind::Event),
             _ => None,
         }
     }
 }
 
-/// One channel message handed to the store by a shard: the channel and the message
-/// as its recipients got it (its parts are shared by reference with the fan-out).
+/// Whose history a record joins.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A channel's, read by its members.
+    Channel(CaselessKey),
+    /// A conversation's, read by its parties that are accounts.
+    Direct(Conversation),
+}
+
+impl Target {
+    /// The target's storage key.
+    pub fn key(&self) -> String {
+        match self {
+            Target::Channel(channel) => target_key(channel.as_str()),
+            Target::Direct(conversation) => conversation.key(),
+        }
+    }
+}
+
+/// One side of a direct conversation: an account, or, for a user not logged in,
+/// the nick it used. Two users of one account share their conversations; a nick
+/// is a party only towards an account (a conversation between two nicks is not
+/// kept: neither side could prove later that it was them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Party {
+    /// `a:<account>` or `n:<nick>`, folded to lower case.
+    key: String,
+    /// The name others see: the nick the party used.
+    shown: String,
+}
+
+impl Party {
+    /// An account's side, shown as `nick`.
+    pub fn account(account: &str, nick: &str) -> Party {
+        Party {
+            key: format!("a:{}", account.to_ascii_lowercase()),
+            shown: nick.to_owned(),
+        }
+    }
+
+    /// A side not logged in, known by its nick.
+    pub fn nick(nick: &str) -> Party {
+        Party {
+            key: format!("n:{}", nick.to_ascii_lowercase()),
+            shown: nick.to_owned(),
+        }
+    }
+
+    fn is_account(&self) -> bool {
+        self.key.starts_with("a:")
+    }
+}
+
+/// The two sides of a direct conversation; the same whoever spoke first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conversation {
+    parties: [Party; 2],
+}
+
+impl Conversation {
+    /// The conversation between `a` and `b` (a user's notes to itself when they are
+    /// the same), if it is kept: at least one side must be an account.
+    pub fn between(a: Party, b: Party) -> Option<Conversation> {
+        (a.is_account() || b.is_account()).then_some(Conversation { parties: [a, b] })
+    }
+
+    fn key(&self) -> String {
+        let [a, b] = &self.parties;
+        conversation_key(&a.key, &b.key)
+    }
+}
+
+/// `@<one party key> <other>`, the keys in order: a space is in neither key (nor in
+/// a nick or an account name), and `@` starts no channel name.
+fn conversation_key(a: &str, b: &str) -> String {
+    let (low, high) = if a <= b { (a, b) } else { (b, a) };
+    format!("@{low} {high}")
+}
+
+/// One message or event handed to the store by a shard: whose history it joins and
+/// the message as its recipients got it (its parts are shared by reference with the
+/// fan-out).
 #[derive(Debug, Clone)]
 pub struct Record {
-    /// The channel.
-    pub channel: CaselessKey,
+    /// The channel or conversation.
+    pub target: Target,
     /// Replayed to whom.
     pub kind: Kind,
     /// The message, with its time and msgid.
@@ -89,12 +180,24 @@ pub fn append(
     let mut messages = transaction.open_table(MESSAGES)?;
     let mut msgids = transaction.open_table(MSGIDS)?;
     let mut targets = transaction.open_table(TARGETS)?;
+    let mut correspondents = transaction.open_table(CORRESPONDENTS)?;
     // Each target's (next sequence, count), read once per job and written back once.
     let mut counters: std::collections::HashMap<String, (u64, u64)> =
         std::collections::HashMap::new();
     let mut value = Vec::with_capacity(256);
     for record in records {
-        let key = target_key(record.channel.as_str());
+        let key = record.target.key();
+        if let Target::Direct(conversation) = &record.target {
+            let [a, b] = &conversation.parties;
+            for (owner, other) in [(a, b), (b, a)] {
+                if owner.is_account() {
+                    correspondents.insert(
+                        (owner.key.as_str(), other.key.as_str()),
+                        other.shown.as_str(),
+                    )?;
+                }
+            }
+        }
         let (next, count) = match counters.get(&key) {
             Some(&known) => known,
             None => targets
@@ -154,6 +257,22 @@ pub fn expire_all(
             retention,
             now_ms,
         )?;
+    }
+    // A conversation that expired whole leaves TARGETS' index.
+    let mut correspondents = transaction.open_table(CORRESPONDENTS)?;
+    let mut gone = Vec::new();
+    for entry in correspondents.iter()? {
+        let (pair, _) = entry?;
+        let (owner, other) = pair.value();
+        let kept = targets
+            .get(conversation_key(owner, other).as_str())?
+            .map_or(0, |found| found.value().1);
+        if kept == 0 {
+            gone.push((owner.to_owned(), other.to_owned()));
+        }
+    }
+    for (owner, other) in gone {
+        correspondents.remove((owner.as_str(), other.as_str()))?;
     }
     Ok(())
 }
@@ -244,13 +363,13 @@ pub struct Replayed {
 /// of millisecond `t` and `(t, u64::MAX)` after them.
 type Point = (u64, u64);
 
-/// Reads `selection` of `target` (at most `limit` messages, ascending), showing
-/// nothing older than `oldest_ms` (age retention, and an access cutoff), and TAGMSGs
-/// only with `event_playback`. A msgid that is unknown, or of another target,
-/// selects nothing.
+/// Reads `selection` of the target stored as `key` ([`Target::key`]; at most
+/// `limit` messages, ascending), showing nothing older than `oldest_ms` (age
+/// retention, and an access cutoff), and TAGMSGs and events only with
+/// `event_playback`. A msgid that is unknown, or of another target, selects nothing.
 pub fn query(
     transaction: &WriteTransaction,
-    target: &str,
+    key: &str,
     selection: &Selection,
     limit: usize,
     oldest_ms: u64,
@@ -258,7 +377,6 @@ pub fn query(
 ) -> Result<Vec<Replayed>, redb::Error> {
     let messages = transaction.open_table(MESSAGES)?;
     let msgids = transaction.open_table(MSGIDS)?;
-    let key = target_key(target);
     let resolve = |reference: &Reference| -> Result<Option<Point>, redb::Error> {
         Ok(match reference {
             Reference::Time(millis) => Some((*millis, 0)),
@@ -278,7 +396,7 @@ pub fn query(
     let ceiling: Point = (u64::MAX, u64::MAX);
     let scan = Scan {
         messages: &messages,
-        key: &key,
+        key,
         event_playback,
     };
     let found = match selection {
@@ -313,26 +431,48 @@ pub fn query(
     Ok(found)
 }
 
-/// The latest message time (Unix milliseconds) of `target` in `from..to`, exclusive
-/// at both ends (CHATHISTORY TARGETS), not older than `oldest_ms`.
+/// The time (Unix milliseconds) of the latest PRIVMSG or NOTICE of the target
+/// stored as `key` (not older than `oldest_ms`), if it lies in `from..to`,
+/// exclusive at both ends (CHATHISTORY TARGETS: a target whose latest message is
+/// past the span is not listed, even with messages inside it). Walks back over the
+/// TAGMSGs and events after that message, reading one byte of each.
 pub fn latest_time(
     transaction: &WriteTransaction,
-    target: &str,
+    key: &str,
     from_ms: u64,
     to_ms: u64,
     oldest_ms: u64,
 ) -> Result<Option<u64>, redb::Error> {
     let messages = transaction.open_table(MESSAGES)?;
-    let key = target_key(target);
-    let low = from_ms.saturating_add(1).max(oldest_ms);
-    if low >= to_ms {
-        return Ok(None);
+    let newest = (key, u64::MAX, u64::MAX);
+    for entry in messages.range((key, oldest_ms, 0)..newest)?.rev() {
+        let (stored_key, value) = entry?;
+        if value.value().first() == Some(&(Kind::Message as u8)) {
+            let millis = stored_key.value().1;
+            return Ok((from_ms < millis && millis < to_ms).then_some(millis));
+        }
     }
-    let last = messages
-        .range((key.as_str(), low, 0)..(key.as_str(), to_ms, 0))?
-        .next_back()
-        .transpose()?;
-    Ok(last.map(|(stored_key, _)| stored_key.value().1))
+    Ok(None)
+}
+
+/// The conversations of `account`: each one's storage key and the other side's
+/// name as last seen (CHATHISTORY TARGETS).
+pub fn conversations_of(
+    transaction: &WriteTransaction,
+    account: &Party,
+) -> Result<Vec<(String, String)>, redb::Error> {
+    let correspondents = transaction.open_table(CORRESPONDENTS)?;
+    let owner = account.key.as_str();
+    let mut found = Vec::new();
+    for entry in correspondents.range((owner, "")..)? {
+        let (pair, shown) = entry?;
+        let (stored_owner, other) = pair.value();
+        if stored_owner != owner {
+            break;
+        }
+        found.push((conversation_key(owner, other), shown.value().to_owned()));
+    }
+    Ok(found)
 }
 
 /// Range reads over one target's messages.
@@ -392,7 +532,7 @@ impl<T: ReadableTable<(&'static str, u64, u64), &'static [u8]>> Scan<'_, T> {
 /// cannot read is skipped.
 fn visible(event_playback: bool, value: &[u8]) -> Option<Replayed> {
     let (kind, wire) = decode(value)?;
-    if kind == Kind::Tagmsg && !event_playback {
+    if kind != Kind::Message && !event_playback {
         return None;
     }
     let message = Outgoing::from_wire(wire).ok()?;
@@ -409,7 +549,7 @@ mod tests {
     fn record(channel: &str, counter: u64) -> Record {
         let line = format!(":a!~a@h PRIVMSG {channel} :{counter}\r\n");
         Record {
-            channel: CaselessKey::new(channel),
+            target: Target::Channel(CaselessKey::new(channel)),
             kind: Kind::Message,
             message: Outgoing::new(Bytes::from(line)).with_msgid(MsgId::new(1, 0, counter)),
         }
@@ -459,7 +599,15 @@ mod tests {
         assert_eq!(latest, ["1-0-1", "1-0-2", "1-0-3", "1-0-4", "1-0-5"]);
         let after = read(&store, |t| {
             let second = Reference::MsgId(b"1-0-2".to_vec());
-            query(t, "#SAME", &Selection::After(second), 2, 0, false).expect("read")
+            query(
+                t,
+                &target_key("#SAME"),
+                &Selection::After(second),
+                2,
+                0,
+                false,
+            )
+            .expect("read")
         });
         assert_eq!(after, ["1-0-3", "1-0-4"]);
     }
@@ -495,6 +643,60 @@ mod tests {
             Vec::new()
         });
         assert!(by_id.is_empty());
+    }
+
+    fn direct(from: Party, to: Party, counter: u64, kind: Kind) -> Record {
+        let line = format!(":x!~x@h PRIVMSG y :{counter}\r\n");
+        Record {
+            target: Target::Direct(Conversation::between(from, to).expect("kept")),
+            kind,
+            message: Outgoing::new(Bytes::from(line)).with_msgid(MsgId::new(1, 0, counter)),
+        }
+    }
+
+    #[test]
+    fn a_conversation_is_one_history_whoever_speaks_and_is_listed_for_its_accounts() {
+        let store = Store::open(&crate::store::test_dir()).expect("the store opens");
+        let alice = || Party::account("Alice", "alice_");
+        let bob = || Party::nick("Bob");
+        let records = vec![
+            direct(alice(), bob(), 1, Kind::Message),
+            direct(bob(), alice(), 2, Kind::Message),
+            direct(alice(), bob(), 3, Kind::Tagmsg),
+        ];
+        let now = now_millis();
+        store
+            .write(Box::new(move |t| append(t, &records, KEEP_ALL, now)))
+            .expect("queued");
+        let key = Target::Direct(Conversation::between(bob(), alice()).expect("kept")).key();
+        let plain = read(&store, {
+            let key = key.clone();
+            move |t| query(t, &key, &Selection::Latest(None), 10, 0, false).expect("read")
+        });
+        assert_eq!(plain, ["1-0-1", "1-0-2"]);
+        let with_events = read(&store, move |t| {
+            query(t, &key, &Selection::Latest(None), 10, 0, true).expect("read")
+        });
+        assert_eq!(with_events, ["1-0-1", "1-0-2", "1-0-3"]);
+        let (done, listed) = std::sync::mpsc::channel();
+        store
+            .write(Box::new(move |t| {
+                let alices = conversations_of(t, &Party::account("ALICE", "a"))?;
+                let bobs = conversations_of(t, &Party::account("bob", "b"))?;
+                let _ = done.send((alices, bobs));
+                Ok(())
+            }))
+            .expect("queued");
+        let (alices, bobs) = listed.recv().expect("the writer answers");
+        assert_eq!(alices.len(), 1);
+        assert_eq!(alices[0].1, "Bob");
+        assert!(bobs.is_empty(), "a nick's side lists nothing: {bobs:?}");
+    }
+
+    #[test]
+    fn a_conversation_between_two_nicks_is_not_kept() {
+        assert!(Conversation::between(Party::nick("a"), Party::nick("b")).is_none());
+        assert!(Conversation::between(Party::nick("a"), Party::account("b", "b")).is_some());
     }
 
     fn now_millis() -> u64 {
