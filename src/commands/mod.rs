@@ -25,6 +25,7 @@ mod registration;
 mod sasl;
 mod server_bans;
 mod user;
+mod webirc;
 mod whowas;
 
 pub use context::Ctx;
@@ -76,6 +77,7 @@ const fn keepalive(name: &'static str, handler: Handler) -> Command {
 
 /// Every command the server understands.
 static COMMANDS: &[Command] = &[
+    early("WEBIRC", 4, webirc::webirc),
     early("CAP", 1, registration::cap),
     early("PASS", 1, registration::pass),
     early("NICK", 0, registration::nick),
