@@ -102,17 +102,24 @@ fn relay(ctx: &mut Ctx<'_>, message: &Message<'_>, kind: Kind) {
 /// Whether `:source COMMAND target :text` CR LF, as recipients get it without tags,
 /// fits [`LINELEN`](super::LINELEN) for each target it is relayed to. A target is
 /// relayed under a name of the length it was given (the casemapping changes case
-/// only), so the longest decides; NickServ relays nothing. Cost: one pass over the
-/// target list, no allocation.
+/// only), so the longest decides; NickServ relays nothing. Cost: one comparison when
+/// even the whole target list would fit (nearly every message), else one pass over
+/// the list; no allocation.
 fn fits_when_relayed(sender: &Client, kind: Kind, target_list: &[u8], text: &[u8]) -> bool {
+    let room = |target_len: usize| {
+        1 + sender.source().len() + 1 + kind.command().len() + 1 + target_len + 2 + text.len() + 2
+            <= super::LINELEN
+    };
+    if room(target_list.len()) {
+        return true;
+    }
     let longest_target = targets(target_list)
         .take(MAX_TARGETS)
         .filter(|target| !std::str::from_utf8(target).is_ok_and(super::nickserv::is_nickserv))
         .map(<[u8]>::len)
         .max()
         .unwrap_or(0);
-    let line = 1 + sender.source().len() + 1 + kind.command().len() + 1 + longest_target;
-    line + 2 + text.len() + 2 <= super::LINELEN
+    room(longest_target)
 }
 
 /// What is being sent, independent of the target.
