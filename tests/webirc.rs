@@ -2,7 +2,8 @@
 //! shards: a trusted gateway names the user behind its connection, and the user's
 //! address is the one others, bans, per-source limits and the cloak see; a wrong
 //! password, an untrusted source or a second WEBIRC closes the connection with an
-//! ERROR; after registration WEBIRC is 462. The gateway is this test on 127.0.0.1
+//! ERROR; after registration WEBIRC is 462; `secure` counts over TLS only, and a
+//! gateway's client certificate is not its users'. The gateway is this test on 127.0.0.1
 //! (trusted) or 127.0.0.2 (not).
 
 mod common;
@@ -243,5 +244,28 @@ e2e_on! {
             let whois = plain.skip_until(|line| has_numeric(line, "318"));
             assert_eq!(whois.iter().any(|l| has_numeric(l, "671")), secure, "{nick}: {whois:?}");
         }
+    }
+}
+
+e2e_on! {
+    [ring_1_shard Ring 1, epoll_4_shards Epoll 4]
+    fn the_gateways_certificate_is_not_its_users(setup) {
+        let pki = common::tls::TestPki::new();
+        let identity = pki.client_identity();
+        let server = setup.start_tls(&pki, |config| config.webirc = vec![gateway()]);
+        // The gateway's certificate logs in to the gateway's account...
+        let mut owner = Client::register(server.connect_tls(pki.client_config_with(&identity)), "owner");
+        owner.send("REGISTER * * correct-horse");
+        owner.skip_until(|l| has_numeric(l, "900"));
+        owner.send("NS CERT ADD");
+        owner.line();
+        // ...but not the user a WEBIRC on such a connection names.
+        let mut user = server.connect_tls(pki.client_config_with(&identity));
+        user.send(&format!("WEBIRC {PASSWORD} kiwi h.example 203.0.113.9 :secure"));
+        user.send("NICK user");
+        user.send("AUTHENTICATE EXTERNAL");
+        user.expect("AUTHENTICATE +");
+        user.send("AUTHENTICATE +");
+        user.expect(":ringchat.local 904 user :SASL authentication failed");
     }
 }
