@@ -115,6 +115,9 @@ pub struct Config {
     /// Proxies whose `X-Forwarded-For`/`Forwarded` names the client on a WebSocket
     /// listener.
     pub websocket_proxies: Vec<IpNet>,
+    /// Web gateways allowed to send WEBIRC (`--webirc`), each with its password;
+    /// empty: WEBIRC is refused from everyone.
+    pub webirc: Vec<WebircGateway>,
     /// The STS policy advertised in `CAP LS`; `None` (the default) advertises none.
     pub sts: Option<StsPolicy>,
     /// The server's name, the source of numerics.
@@ -208,6 +211,25 @@ impl Config {
             cloak_hosts: false,
             ..Config::default()
         }
+    }
+}
+
+/// A web gateway trusted to name the users behind it (IRCv3 WebIRC): a connection
+/// from `network` that sends WEBIRC with `password` takes the address it names.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebircGateway {
+    /// Where the gateway connects from.
+    pub network: IpNet,
+    /// What its WEBIRC must carry, compared in constant time.
+    pub password: String,
+}
+
+/// Never shows the password (a `Config` is logged in debug output).
+impl std::fmt::Debug for WebircGateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebircGateway")
+            .field("network", &self.network)
+            .finish_non_exhaustive()
     }
 }
 

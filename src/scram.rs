@@ -292,8 +292,11 @@ fn process_key() -> &'static hmac::Key {
     })
 }
 
-/// Whether `a` equals `b`, in time that does not depend on where they differ.
-fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
+/// Whether `a` equals `b`, in time that does not depend on where or whether they
+/// differ (both go through an HMAC keyed with this process's secret, and the tags are
+/// compared in constant time): for proofs here and shared secrets elsewhere (WEBIRC
+/// passwords).
+pub fn same(a: &[u8], b: &[u8]) -> bool {
     let tag = hmac::sign(process_key(), a);
     hmac::verify(process_key(), b, tag.as_ref()).is_ok()
 }

@@ -19,6 +19,44 @@ e2e! {
         bob.expect(":alice!~alice@127.0.0.1 PRIVMSG bob :still here");
     }
 
+    fn a_message_that_fits_512_bytes_for_recipients_is_relayed_whole(setup) {
+        let server = setup.start();
+        let mut alice = server.register("alice");
+        let mut bob = server.register("bob");
+        join_all("#c", &mut [&mut alice, &mut bob]);
+        for (command, target) in [("PRIVMSG", "bob"), ("NOTICE", "bob"), ("PRIVMSG", "#c"), ("NOTICE", "#c")] {
+            let relayed = format!(":{} {command} {target} :", alice.source());
+            let text = "x".repeat(512 - 2 - relayed.len());
+            alice.send(&format!("{command} {target} :{text}"));
+            let line = bob.line();
+            assert_eq!(line, format!("{relayed}{text}"));
+            assert_eq!(line.len() + 2, 512);
+        }
+        alice.expect_nothing();
+    }
+
+    fn a_message_one_byte_over_512_for_recipients_is_417_and_not_relayed(setup) {
+        let server = setup.start();
+        let mut alice = server.register("alice");
+        let mut bob = server.register("bob");
+        join_all("#c", &mut [&mut alice, &mut bob]);
+        // Two targets: the longer one decides, and nothing reaches either.
+        for (command, targets, longest) in [
+            ("PRIVMSG", "bob", "bob"),
+            ("NOTICE", "bob", "bob"),
+            ("PRIVMSG", "#c", "#c"),
+            ("NOTICE", "#c,bob", "bob"),
+        ] {
+            let relayed = format!(":{} {command} {longest} :", alice.source());
+            let text = "x".repeat(512 - 2 - relayed.len() + 1);
+            alice.send(&format!("{command} {targets} :{text}"));
+            alice.expect(":ringchat.local 417 alice :Input line was too long");
+            // alice's next message arrives next: the long one never will.
+            alice.send("PRIVMSG bob :after");
+            bob.expect(&format!(":{} PRIVMSG bob :after", alice.source()));
+        }
+    }
+
     fn a_line_with_nul_is_discarded_and_the_next_one_handled(setup) {
         let server = setup.start();
         let mut alice = server.register("alice");

@@ -156,6 +156,13 @@ impl<'a> Ctx<'a> {
             .expect("a client outlives the handling of its own line")
     }
 
+    /// Gives the unregistered sender the address a trusted gateway named (WEBIRC), as
+    /// a trusted proxy's header does (see [`Shard::readdress`]): DLINEs and per-source
+    /// limits are checked for it and its host becomes it; on a refusal nothing changes.
+    pub fn readdress(&mut self, ip: std::net::IpAddr) -> Result<(), crate::shard::Refused> {
+        self.shard.readdress(self.id, ip, self.now)
+    }
+
     /// Ends the registration of the sender (001 has been queued).
     pub fn mark_registered(&mut self) {
         self.shard.mark_registered(self.id);

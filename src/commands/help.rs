@@ -15,6 +15,7 @@ const INDEX: &[&str] = &[
     "SETNAME STATS TAGMSG TIME TOPIC USER USERHOST VERSION WHO WHOIS WHOWAS",
     "Accounts: AUTHENTICATE REGISTER NICKSERV NS",
     "Operators: OPER KILL WALLOPS KLINE UNKLINE DLINE UNDLINE REHASH DIE BACKUP",
+    "Web gateways: WEBIRC",
     "",
     "HELP <command> explains one command.",
 ];
@@ -287,6 +288,13 @@ const TOPICS: &[(&str, &[&str])] = &[
         &[
             "VERSION",
             "Shows the server version and its ISUPPORT tokens.",
+        ],
+    ),
+    (
+        "WEBIRC",
+        &[
+            "WEBIRC <password> <gateway> <hostname> <ip> [:options]",
+            "Sent by a trusted web gateway before registering: names the user behind it.",
         ],
     ),
     (

@@ -67,8 +67,15 @@ fn relay(ctx: &mut Ctx<'_>, message: &Message<'_>, kind: Kind) {
         }
         return;
     }
+    let target_list = message.param(0).unwrap_or_default();
+    if kind != Kind::Tagmsg && !fits_when_relayed(ctx.client(), kind, target_list, text) {
+        // A size error, not a delivery reply: NOTICE gets it too, and nobody gets
+        // a cut text.
+        super::too_long(ctx);
+        return;
+    }
     let client_tags = client_only_tags(message.tags);
-    for (index, target) in targets(message.param(0).unwrap_or_default()).enumerate() {
+    for (index, target) in targets(target_list).enumerate() {
         let target = String::from_utf8_lossy(target);
         let error = if index >= MAX_TARGETS {
             Some((ERR_TOOMANYTARGETS, "Too many targets"))
@@ -98,6 +105,29 @@ fn relay(ctx: &mut Ctx<'_>, message: &Message<'_>, kind: Kind) {
             ctx.reply(reply);
         }
     }
+}
+
+/// Whether `:source COMMAND target :text` CR LF, as recipients get it without tags,
+/// fits [`LINELEN`](super::LINELEN) for each target it is relayed to. A target is
+/// relayed under a name of the length it was given (the casemapping changes case
+/// only), so the longest decides; NickServ relays nothing. Cost: one comparison when
+/// even the whole target list would fit (nearly every message), else one pass over
+/// the list; no allocation.
+fn fits_when_relayed(sender: &Client, kind: Kind, target_list: &[u8], text: &[u8]) -> bool {
+    let room = |target_len: usize| {
+        1 + sender.source().len() + 1 + kind.command().len() + 1 + target_len + 2 + text.len() + 2
+            <= super::LINELEN
+    };
+    if room(target_list.len()) {
+        return true;
+    }
+    let longest_target = targets(target_list)
+        .take(MAX_TARGETS)
+        .filter(|target| !std::str::from_utf8(target).is_ok_and(super::nickserv::is_nickserv))
+        .map(<[u8]>::len)
+        .max()
+        .unwrap_or(0);
+    room(longest_target)
 }
 
 /// What is being sent, independent of the target.

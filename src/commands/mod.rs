@@ -25,6 +25,7 @@ mod registration;
 mod sasl;
 mod server_bans;
 mod user;
+mod webirc;
 mod whowas;
 
 pub use context::Ctx;
@@ -76,6 +77,7 @@ const fn keepalive(name: &'static str, handler: Handler) -> Command {
 
 /// Every command the server understands.
 static COMMANDS: &[Command] = &[
+    early("WEBIRC", 4, webirc::webirc),
     early("CAP", 1, registration::cap),
     early("PASS", 1, registration::pass),
     early("NICK", 0, registration::nick),
@@ -266,7 +268,11 @@ fn not_registered(ctx: &mut Ctx<'_>) {
 
 /// Answers a line that was over the length limits (it was discarded).
 fn input_too_long(shard: &mut Shard, id: ClientId, now: Instant) {
-    let mut ctx = Ctx::new(shard, id, now);
+    too_long(&mut Ctx::new(shard, id, now));
+}
+
+/// `417 ERR_INPUTTOOLONG`: a line was too long as it came, or would be once relayed.
+fn too_long(ctx: &mut Ctx<'_>) {
     let reply = ctx
         .numeric(ERR_INPUTTOOLONG)
         .trailing(texts::INPUT_LINE_WAS_TOO_LONG);

@@ -311,7 +311,7 @@ pub fn user(ctx: &mut Ctx<'_>, message: &Message<'_>) {
     try_complete_registration(ctx);
 }
 
-fn already_registered(ctx: &mut Ctx<'_>) {
+pub(super) fn already_registered(ctx: &mut Ctx<'_>) {
     let reply = ctx
         .numeric(ERR_ALREADYREGISTERED)
         .trailing(texts::YOU_MAY_NOT_REREGISTER);
@@ -335,11 +335,17 @@ fn try_complete_registration(ctx: &mut Ctx<'_>) {
         return;
     }
     let (nick, user, realname) = (nick.clone(), user.clone(), realname.clone());
+    // Through a WEBIRC gateway, what it said of its user: the TLS of the user's own
+    // link counts, and its host name shows where addresses are not cloaked.
+    let (tls, hostname) = match registration.gateway.as_ref() {
+        Some(gateway) => (gateway.secure, gateway.hostname.clone()),
+        None => (ctx.client().tls.is_some(), None),
+    };
     let address = ctx.client().host.clone();
     let ip = address.parse::<std::net::IpAddr>().ok();
     let shown_host: Box<str> = match (&ctx.shared().cloak, ip) {
         (Some(cloak), Some(ip)) => cloak.host_for(ip).into(),
-        _ => address.clone(),
+        _ => hostname.unwrap_or_else(|| address.clone()),
     };
     if let Some(why) = server_ban(ctx, &user, &shown_host) {
         info!(client = %ctx.id, %nick, user = %format!("~{user}"), %address, reason = %why, "ban hit: registration refused");
@@ -353,7 +359,7 @@ fn try_complete_registration(ctx: &mut Ctx<'_>) {
         user: format!("~{user}").into(),
         host: shown_host.clone(),
         address: address.clone(),
-        tls: ctx.client().tls.is_some(),
+        tls,
         realname: realname.into(),
         activity: ctx.client().activity.clone(),
     });
@@ -371,7 +377,7 @@ fn try_complete_registration(ctx: &mut Ctx<'_>) {
         user = %format!("~{user}"),
         %address,
         cloak = %if shown_host == address { "none" } else { &*shown_host },
-        tls = ctx.client().tls.is_some(),
+        tls,
         "register"
     );
     ctx.mark_registered();

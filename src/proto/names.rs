@@ -1,4 +1,4 @@
-//! Validation of nicknames and channel names (docs/protocol.md, "Names").
+//! Validation of nicknames, channel names and host names (docs/protocol.md, "Names").
 
 /// Longest nickname, advertised as NICKLEN.
 pub const NICKLEN: usize = 30;
@@ -32,6 +32,30 @@ pub fn is_valid_channel(name: &[u8]) -> bool {
         && !name[1..]
             .iter()
             .any(|b| matches!(b, b' ' | b',' | 0x07 | 0 | b'\r' | b'\n'))
+}
+
+/// Longest host name (RFC 1035: 253 characters written without the final dot).
+pub const HOSTLEN: usize = 253;
+
+/// Whether `host` is a DNS host name a gateway may give for a user (WEBIRC): labels
+/// of letters, digits and `-` (not first or last), 1 to 63 bytes each, at most
+/// [`HOSTLEN`] in all, and a last label that is not all digits, so an address
+/// (`192.0.2.7`) never passes for a name. Such a name is safe in `nick!user@host`.
+pub fn is_valid_hostname(host: &[u8]) -> bool {
+    let label_ok = |label: &[u8]| {
+        (1..=63).contains(&label.len())
+            && label
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b == b'-')
+            && label.first() != Some(&b'-')
+            && label.last() != Some(&b'-')
+    };
+    host.len() <= HOSTLEN
+        && host.split(|&b| b == b'.').all(label_ok)
+        && host
+            .rsplit(|&b| b == b'.')
+            .next()
+            .is_some_and(|last| !last.iter().all(u8::is_ascii_digit))
 }
 
 /// Makes a USER name safe to show in `nick!~user@host`: keeps the characters valid
@@ -71,6 +95,38 @@ mod tests {
             "é",
         ] {
             assert!(!is_valid_nick(bad.as_bytes()), "{bad} should be invalid");
+        }
+    }
+
+    #[test]
+    fn host_names() {
+        for ok in [
+            "localhost",
+            "3-100-51-198.location.example-isp.com",
+            "a.b",
+            &format!("{}.example", "h".repeat(63)),
+        ] {
+            assert!(is_valid_hostname(ok.as_bytes()), "{ok} should be valid");
+        }
+        for bad in [
+            "",
+            "198.51.100.3",
+            "2001:db8::1",
+            "-a.example",
+            "a-.example",
+            "a..example",
+            "example.",
+            "a b.example",
+            "a@b.example",
+            "a!b",
+            "\u{e9}.example",
+            &format!("{}.example", "h".repeat(64)),
+            &format!("{}.example", "h.".repeat(124)),
+        ] {
+            assert!(
+                !is_valid_hostname(bad.as_bytes()),
+                "{bad:?} should be invalid"
+            );
         }
     }
 

@@ -90,6 +90,9 @@ pub const UNKNOWN_COMMAND: &str = "Unknown command";
 pub const UNKNOWN_CONNECTION_S: &str = "unknown connection(s)";
 pub const UNKNOWN_MODE_FLAG: &str = "Unknown MODE flag";
 pub const USERS_NAME: &str = "Users  Name";
+pub const WEBIRC_IP_NOT_VALID: &str = "proxied IP is not valid";
+pub const WEBIRC_NOT_USABLE: &str =
+    "WEBIRC command is not usable from your address or incorrect password given";
 pub const YOURE_NOT_CHANNEL_OPERATOR: &str = "You're not channel operator";
 pub const YOURE_NOT_ON_THAT_CHANNEL: &str = "You're not on that channel";
 pub const YOUR_KNOCK_HAS_BEEN_DELIVERED: &str = "Your KNOCK has been delivered";

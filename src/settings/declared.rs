@@ -185,6 +185,16 @@ macro_rules! with_settings {
                 "[\"127.0.0.1/32\"]",
                 [env = "RINGCHAT_WEBSOCKET_PROXIES", value_delimiter = ',',
                  value_name = "CIDR"];
+            /// Web gateways (Kiwi IRC, gamja, any IRCv3 WebIRC gateway) trusted to name
+            /// the user behind each connection, as CIDR=PASSWORD (repeat for several;
+            /// the password has no comma or space): a connection from that network that
+            /// sends `WEBIRC PASSWORD ...` first takes the address it names, and bans,
+            /// per-source limits and the cloak apply to that address. Unset: WEBIRC is
+            /// refused.
+            webirc: Vec<String> | Vec<String>, Restart, "WebSocket", [], "none",
+                "[\"10.0.0.2/32=a-long-random-password\"]",
+                [env = "RINGCHAT_WEBIRC", hide_env_values = true, value_delimiter = ',',
+                 value_name = "CIDR=PASSWORD"];
 
             // ---- Hostile clients ----
             /// Seconds queued output may make no progress (the peer stopped reading)

@@ -178,6 +178,7 @@ impl Values {
             .map_err(|problem| merge.error("websocket-tls-listen", problem))?;
         let websocket_proxies = parse_networks(&v.websocket_proxies)
             .map_err(|problem| merge.error("websocket-proxies", problem))?;
+        let webirc = parse_gateways(&v.webirc).map_err(|problem| merge.error("webirc", problem))?;
         let tls = match (v.tls_cert, v.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             (None, None) => None,
@@ -209,6 +210,7 @@ impl Values {
             websocket_tls_listen,
             websocket_origins: v.websocket_origins,
             websocket_proxies,
+            webirc,
             sts,
             server_name: v.server_name,
             server_info: v.server_info,
@@ -516,6 +518,29 @@ fn parse_networks(items: &[String]) -> Result<Vec<ipnet::IpNet>, String> {
         .collect()
 }
 
+/// `--webirc`'s gateways, `CIDR=PASSWORD` each. The error never repeats a password.
+fn parse_gateways(items: &[String]) -> Result<Vec<crate::config::WebircGateway>, String> {
+    const FORM: &str = "takes CIDR=PASSWORD (e.g. 10.0.0.2/32=secret)";
+    items
+        .iter()
+        .map(|item| item.trim())
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            let (network, password) = item.split_once('=').ok_or(FORM)?;
+            let network = parse_networks(&[network.to_owned()])?.pop().ok_or(FORM)?;
+            if password.is_empty() || password.contains(' ') {
+                return Err(format!(
+                    "the password for {network} must be non-empty, without spaces"
+                ));
+            }
+            Ok(crate::config::WebircGateway {
+                network,
+                password: password.to_owned(),
+            })
+        })
+        .collect()
+}
+
 fn seconds(n: u64) -> Duration {
     Duration::from_secs(n)
 }
@@ -724,6 +749,46 @@ mod tests {
         assert_eq!(
             error_of("full.toml", "max-clients = 0\n"),
             "1:1: max-clients: must be at least 1, not 0"
+        );
+    }
+
+    #[test]
+    fn webirc_gateways_read_as_cidr_and_password_and_errors_never_show_a_password() {
+        let settings = load_text(
+            "webirc.toml",
+            "webirc = [\"10.0.0.2/32=s3cret\", \"2001:db8::/64=other\"]\n",
+            &["--webirc", "192.0.2.1=flag"],
+            false,
+        )
+        .expect("valid gateways");
+        let gateways: Vec<_> = (settings.config.webirc.iter())
+            .map(|gateway| (gateway.network.to_string(), gateway.password.as_str()))
+            .collect();
+        assert_eq!(
+            gateways,
+            [("192.0.2.1/32".to_owned(), "flag")],
+            "the flag wins"
+        );
+        let settings = load_text(
+            "file.toml",
+            "webirc = [\"10.0.0.2/32=s3cret\"]\n",
+            &[],
+            false,
+        )
+        .expect("valid gateway");
+        assert_eq!(settings.config.webirc[0].password, "s3cret");
+        assert!(!format!("{:?}", settings.config).contains("s3cret"));
+        assert_eq!(
+            error_of("nopass.toml", "webirc = [\"10.0.0.2/32\"]\n"),
+            "1:1: webirc: takes CIDR=PASSWORD (e.g. 10.0.0.2/32=secret)"
+        );
+        assert_eq!(
+            error_of("badnet.toml", "webirc = [\"10.0.0/8=hidden\"]\n"),
+            "1:1: webirc: `10.0.0/8` is not a network (e.g. 10.0.0.0/8)"
+        );
+        assert_eq!(
+            error_of("space.toml", "webirc = [\"10.0.0.2/32=two words\"]\n"),
+            "1:1: webirc: the password for 10.0.0.2/32 must be non-empty, without spaces"
         );
     }
 

@@ -69,6 +69,21 @@ pub struct Registration {
     pub password_ok: bool,
     /// `CAP LS`/`CAP REQ` was seen and `CAP END` not yet: registration waits.
     pub negotiating_caps: bool,
+    /// A trusted web gateway's WEBIRC named the user behind this connection (the
+    /// address was taken then); at most one per connection.
+    pub gateway: Option<GatewayUser>,
+}
+
+/// What a WEBIRC gateway said of its user beyond the address, used when the user
+/// registers.
+#[derive(Debug)]
+pub struct GatewayUser {
+    /// The user's host name, if the gateway gave a valid one: shown instead of the
+    /// address when hosts are not cloaked.
+    pub hostname: Option<Box<str>>,
+    /// The user reaches the gateway over TLS and the gateway reaches the server over
+    /// TLS (the spec's `secure`): 671 in WHOIS.
+    pub secure: bool,
 }
 
 /// Why a connection is going away, for the QUIT others see and the log.
