@@ -689,7 +689,7 @@ function requestHistory(target, subcommand, reference, limit) {
 /** A `chathistory` batch: its messages go into the buffer in time order, each once. */
 function historyArrived(name, messages) {
   const target = buffer(name);
-  const request = target.history.pending ?? { subcommand: "", limit: Infinity };
+  const request = target.history.pending; // null for one the user typed (/quote)
   target.history.pending = null;
   const entries = [];
   for (const m of messages) {
@@ -697,19 +697,21 @@ function historyArrived(name, messages) {
     const found = messageLine(m, m.command === "PRIVMSG" ? "message" : "notice");
     if (found) entries.push(found.entry);
   }
-  merge(target, entries, request.subcommand === "BEFORE");
-  const full = messages.length >= request.limit;
-  // A full catch-up page: more were said while away; ask from the last one.
-  if (request.subcommand === "AFTER" && full) {
+  merge(target, entries, request?.subcommand === "BEFORE");
+  const full = request !== null && messages.length >= request.limit;
+  // A full catch-up page: more were said while away; ask from the last one. A short
+  // page of older messages: there are no more.
+  if (request?.subcommand === "AFTER" && full) {
     requestHistory(target, "AFTER", `msgid=${messages[messages.length - 1].tags.msgid}`, CATCH_UP_PAGE);
-  } else if (request.subcommand !== "AFTER" && !full) {
+  } else if (request && request.subcommand !== "AFTER" && !full) {
     target.history.complete = true;
   }
   if (key(target.name) === key(state.active)) renderLoadOlder();
 }
 
-/** FAIL CHATHISTORY: for a target the server keeps nothing of (a conversation while
- * not logged in, a channel left) there is simply no history; other codes are shown. */
+/** FAIL CHATHISTORY: for a target the server keeps nothing of for us (a conversation,
+ * on a server that keeps none or while not logged in; a channel left) there is simply
+ * no history, said nowhere; other codes are shown. */
 function historyFailed(code, name, text) {
   const target = buffers.get(key(name));
   for (const other of target ? [target] : buffers.values()) other.history.pending = null;
