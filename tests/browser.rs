@@ -30,7 +30,8 @@ fn scenario_in_chromium(script: &str, test: &str, setup: Setup) -> String {
         .arg(format!("http://{ws}/"))
         .arg(server.addr.to_string());
     if let Some(screenshots) = std::env::var_os("RINGCHAT_SCREENSHOTS") {
-        node.arg(screenshots);
+        // Relative to the crate, where `cargo test` runs, not to the script's folder.
+        node.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(screenshots));
     }
     let output = node.output().expect("run node");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
