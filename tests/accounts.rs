@@ -7,16 +7,7 @@
 mod common;
 
 use common::tls::TestPki;
-use common::{has_numeric, join_all, register_with_caps, Client, Setup, TestServer};
-use std::path::PathBuf;
-
-/// A fresh data directory for one test.
-fn data_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ringchat-accounts-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("a data directory");
-    dir
-}
+use common::{data_dir, has_numeric, join_all, register_with_caps, Client, Setup, TestServer};
 
 /// base64 of a SASL PLAIN message (the test's own encoder: RFC 4648 by hand, so a
 /// bug in the server's decoder cannot hide behind the same library).

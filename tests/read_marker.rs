@@ -5,8 +5,7 @@
 
 mod common;
 
-use common::{has_numeric, register_with_caps, Client, Setup, TestServer};
-use std::path::PathBuf;
+use common::{data_dir, has_numeric, register_with_caps, Client, Setup, TestServer};
 
 const CAP: &str = "draft/read-marker";
 const NOON: &str = "timestamp=2026-01-02T12:00:00.250Z";
@@ -167,14 +166,6 @@ on_four_shards! {
         let lines = plain.skip_until(|line| has_numeric(line, "366"));
         assert!(lines.iter().all(|line| !line.contains("MARKREAD")), "{lines:?}");
     }
-}
-
-/// A fresh data directory for one test.
-fn data_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ringchat-markers-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("a data directory");
-    dir
 }
 
 /// The markers are in the data directory's store: a server started again on it

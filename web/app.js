@@ -1,16 +1,24 @@
 // ringchat's web client: one IRC connection over WebSocket (IRCv3 text.ircv3.net,
 // one line per message), a buffer per channel and private conversation, and the
-// DOM that shows them. Plain JavaScript, no build step, nothing loaded from
-// elsewhere. State lives in `buffers`; `render*` functions redraw from it.
+// DOM that shows them; SASL PLAIN login and account registration when the user gives
+// a password; history (IRCv3 chathistory) on joining, after a reconnect, and for
+// scrolling back. Plain JavaScript, no build step, nothing loaded from elsewhere.
+// State lives in `buffers`; `render*` functions redraw from it.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const SERVER_BUFFER = "*server*";
 // Capabilities asked for when the server offers them: time stamps from the server,
-// every prefix of a member, our own messages echoed back in the server's order.
-const WANTED_CAPS = ["server-time", "multi-prefix", "echo-message"];
-// Lines kept per buffer; older ones are dropped from memory and the page.
+// every prefix of a member, our own messages echoed back in the server's order, and
+// history (chathistory answers in a batch; msgids to tell a message seen twice).
+// `sasl` and `draft/account-registration` are asked for only with a password.
+const WANTED_CAPS = ["server-time", "multi-prefix", "echo-message", "batch", "message-tags", "draft/chathistory"];
+// Live lines kept per buffer; past it the oldest go, from memory and the page.
+// Older pages the user asks for ("load older") come on top of it.
 const MAX_LINES = 1000;
+// Messages asked for on joining (and per "load older"), and per catch-up request.
+const HISTORY_PAGE = 50;
+const CATCH_UP_PAGE = 100;
 
 const state = {
   socket: null,
@@ -24,7 +32,13 @@ const state = {
   retryTimer: null,
   prefixes: { modes: "ov", symbols: "@+" }, // ISUPPORT PREFIX, updated on 005
   chantypes: "#&",
+  historyLimit: Infinity, // ISUPPORT CHATHISTORY: most messages per request
   active: SERVER_BUFFER,
+  account: "",           // the account to log in to or register (the form's nick)
+  password: "",          // kept in memory only, to log in again after a reconnect
+  registering: false,    // REGISTER instead of SASL, until it succeeds once
+  loggedIn: "",          // the account the server says we are logged in to (900)
+  batches: new Map(),    // open BATCH reference -> {type, target, messages}
 };
 const buffers = new Map();
 
@@ -98,6 +112,10 @@ function buffer(name) {
       unread: 0,
       highlight: false,
       joined: false,
+      msgids: new Set(), // of `lines`, to show a message once
+      // A CHATHISTORY request in flight ({subcommand, limit}); `complete` once the
+      // server has nothing older (or keeps nothing for this target).
+      history: { pending: null, complete: false },
     };
     buffers.set(key(name), found);
     renderBuffers();
@@ -108,9 +126,11 @@ function buffer(name) {
 /** Adds a line to a buffer and shows it (or counts it unread). */
 function addLine(name, entry) {
   const target = buffer(name);
+  if (entry.msgid && target.msgids.has(entry.msgid)) return;
+  if (entry.msgid) target.msgids.add(entry.msgid);
   entry.time = entry.time || new Date();
   target.lines.push(entry);
-  if (target.lines.length > MAX_LINES) target.lines.shift();
+  if (target.lines.length > MAX_LINES) target.msgids.delete(target.lines.shift().msgid);
   if (key(name) === key(state.active) && document.visibilityState !== "hidden") {
     appendMessage(entry);
   } else if (entry.kind === "message" || entry.kind === "action") {
@@ -133,6 +153,7 @@ function switchTo(name) {
   renderMessages();
   renderMembers();
   renderTopic();
+  renderLoadOlder();
   $("sidebar").classList.remove("open");
   $("input").focus();
 }
@@ -181,11 +202,22 @@ function appendMessage(entry) {
   if (stick) list.scrollTop = list.scrollHeight;
 }
 
-function renderMessages() {
-  $("messages").replaceChildren();
-  for (const entry of buffer(state.active).lines) appendMessage(entry);
+/** Redraws the active buffer's lines, at the bottom, or `fromBottom` pixels above it
+ * (so lines put on top do not move what the user is reading). */
+function renderMessages(fromBottom = 0) {
   const list = $("messages");
-  list.scrollTop = list.scrollHeight;
+  list.replaceChildren();
+  for (const entry of buffer(state.active).lines) appendMessage(entry);
+  list.scrollTop = list.scrollHeight - list.clientHeight - fromBottom;
+}
+
+/** The "load older" control: for a channel or conversation with older history. */
+function renderLoadOlder() {
+  const target = buffer(state.active);
+  const button = $("load-older");
+  button.hidden = target.kind === "server" || !historyEnabled() || target.history.complete;
+  button.disabled = target.history.pending !== null;
+  button.textContent = button.disabled ? "Loading…" : "Load older messages";
 }
 
 function renderBuffers() {
@@ -253,6 +285,20 @@ function renderTopic() {
 
 function renderConnection(text) {
   $("connection").textContent = text;
+}
+
+/** "as nick", and the account when logged in. */
+function renderIdentity() {
+  const account = !state.loggedIn ? "" : isMe(state.loggedIn) ? ", logged in" : `, logged in as ${state.loggedIn}`;
+  renderConnection(`as ${state.nick}${account}`);
+}
+
+/** The connect form again, with `text` (in red when `failed`). */
+function showForm(text, failed) {
+  $("connect").hidden = false;
+  $("chat").hidden = true;
+  $("connect-status").textContent = text;
+  $("connect-status").classList.toggle("error", failed);
 }
 
 // ---- incoming --------------------------------------------------------------------
@@ -323,29 +369,85 @@ const handlers = {
   },
   CAP(m) {
     const sub = (m.params[1] || "").toUpperCase();
+    if (state.registered) return; // CAP NEW/DEL (cap-notify): nothing to change
     if (sub === "LS") {
-      const offered = m.params[m.params.length - 1].split(" ").map((cap) => cap.split("=")[0]);
-      const more = m.params[2] === "*";
-      for (const cap of offered) if (WANTED_CAPS.includes(cap)) state.caps.add(cap);
-      if (!more) {
+      const wanted = [...WANTED_CAPS];
+      if (state.password) wanted.push(state.registering ? "draft/account-registration" : "sasl");
+      for (const cap of m.params[m.params.length - 1].split(" ")) {
+        const [name, value] = cap.split("=");
+        const plainOffered = name !== "sasl" || value === undefined || value.split(",").includes("PLAIN");
+        if (wanted.includes(name) && plainOffered) state.caps.add(name);
+      }
+      if (m.params[2] !== "*") {
         if (state.caps.size > 0) send(`CAP REQ :${[...state.caps].join(" ")}`);
-        else send("CAP END");
+        else logIn();
       }
     } else if (sub === "ACK" || sub === "NAK") {
       if (sub === "NAK") state.caps.clear();
-      send("CAP END");
+      logIn();
     }
+  },
+  AUTHENTICATE(m) {
+    if (m.params[0] !== "+") return;
+    // SASL PLAIN: no authorization identity, the account, the password; base64 in
+    // 400-byte lines, and "+" after a full last line.
+    const encoded = base64(`\0${state.account}\0${state.password}`);
+    for (let at = 0; at < encoded.length; at += 400) send(`AUTHENTICATE ${encoded.slice(at, at + 400)}`);
+    if (encoded.length % 400 === 0) send("AUTHENTICATE +");
+  },
+  "900"(m) {
+    state.loggedIn = m.params[2] ?? "";
+    if (state.registered) renderIdentity();
+  },
+  "901"() {
+    state.loggedIn = "";
+    renderIdentity();
+  },
+  "903"() {
+    if (!state.registered) send("CAP END");
+  },
+  "902": saslFailed,
+  "904": saslFailed,
+  "905": saslFailed,
+  "906": saslFailed,
+  "908"() {}, // the mechanisms the server has; its 904 follows
+  REGISTER(m) {
+    if (m.params[0] !== "SUCCESS") return accountFailed(`Registration failed: ${m.params[m.params.length - 1]}`);
+    state.registering = false;
+    $("register").checked = false;
+    if (!state.registered) send("CAP END");
+  },
+  FAIL(m) {
+    const [command, code] = m.params;
+    const text = m.params[m.params.length - 1];
+    if (command === "REGISTER") accountFailed(`Registration failed: ${text}`);
+    else if (command === "CHATHISTORY") historyFailed(code, m.params[3] ?? "", text);
+    else serverLine(`${command}: ${text}`, "error");
+  },
+  BATCH(m) {
+    const [reference, type, target] = m.params;
+    const id = reference.slice(1);
+    if (reference.startsWith("+")) {
+      state.batches.set(id, { type, target, messages: [] });
+      return;
+    }
+    const batch = state.batches.get(id);
+    state.batches.delete(id);
+    if (batch && batch.type === "chathistory") historyArrived(batch.target, batch.messages);
   },
   "001"(m) {
     state.nick = m.params[0];
     state.registered = true;
     state.retryDelay = 1000;
-    renderConnection(`as ${state.nick}`);
+    renderIdentity();
     $("connect").hidden = true;
     $("chat").hidden = false;
     serverLine(m.params[m.params.length - 1]);
     const channels = new Set(state.channels);
-    for (const target of buffers.values()) if (target.kind === "channel") channels.add(target.name);
+    for (const target of buffers.values()) {
+      if (target.kind === "channel") channels.add(target.name);
+      if (target.kind === "query") catchUp(target.name); // channels catch up on JOIN
+    }
     if (channels.size > 0) send(`JOIN ${[...channels].join(",")}`);
   },
   "005"(m) {
@@ -354,6 +456,7 @@ const handlers = {
       const found = /^\(([^)]*)\)(.*)$/.exec(value);
       if (name === "PREFIX" && found) state.prefixes = { modes: found[1], symbols: found[2] };
       if (name === "CHANTYPES" && value) state.chantypes = value;
+      if (name === "CHATHISTORY") state.historyLimit = Number(value) > 0 ? Number(value) : Infinity;
     }
   },
   "332"(m) {
@@ -393,6 +496,7 @@ const handlers = {
     if (isMe(m.nick)) {
       target.joined = true;
       target.members.clear();
+      catchUp(channel);
       if (!state.channels.some((name) => key(name) === key(channel))) state.channels.push(channel);
       if (state.pendingSwitch === key(channel) || key(state.active) === key(SERVER_BUFFER)) {
         state.pendingSwitch = null;
@@ -439,7 +543,7 @@ const handlers = {
     const to = m.params[0];
     if (isMe(m.nick)) {
       state.nick = to;
-      renderConnection(`as ${to}`);
+      renderIdentity();
     }
     renameEverywhere(m.nick, to);
   },
@@ -470,6 +574,13 @@ const handlers = {
 
 /** A PRIVMSG or NOTICE: to a channel, or a private conversation with its sender. */
 function message(m, kind) {
+  const found = messageLine(m, kind);
+  if (found) addLine(found.where, found.entry);
+}
+
+/** The buffer a PRIVMSG or NOTICE goes to and the line it shows there (null for CTCP
+ * other than ACTION). */
+function messageLine(m, kind) {
   const [to, body = ""] = m.params;
   const fromMe = isMe(m.nick);
   const where = isChannel(to) ? to : fromMe ? to : m.nick;
@@ -479,10 +590,10 @@ function message(m, kind) {
     kind = "action";
     text = action[1].replace(/\x01$/, "");
   } else if (body.startsWith("\x01")) {
-    return; // other CTCP is not shown
+    return null; // other CTCP is not shown
   }
   const mention = !fromMe && new RegExp(`\\b${escapeRegExp(state.nick)}\\b`, "i").test(text);
-  addLine(where, { kind, nick: m.nick, text, mention, time: m.time });
+  return { where, entry: { kind, nick: m.nick, text, mention, time: m.time, msgid: m.tags.msgid } };
 }
 
 function escapeRegExp(text) {
@@ -492,6 +603,11 @@ function escapeRegExp(text) {
 function receive(line) {
   const m = parseLine(line);
   m.time = m.tags.time ? new Date(m.tags.time) : new Date();
+  const batch = state.batches.get(m.tags.batch);
+  if (batch) {
+    batch.messages.push(m);
+    return;
+  }
   const handler = handlers[m.command];
   if (handler) {
     handler(m);
@@ -500,6 +616,129 @@ function receive(line) {
     const text = m.params.slice(1).join(" ");
     serverLine(text, m.command[0] === "4" || m.command[0] === "5" ? "error" : "server");
   }
+}
+
+// ---- accounts: SASL PLAIN login, IRCv3 account registration ----------------------
+
+/** base64 of a text's UTF-8 bytes. */
+function base64(text) {
+  return btoa(String.fromCharCode(...new TextEncoder().encode(text)));
+}
+
+/** After capability negotiation: registers the account or logs in to it when the user
+ * gave a password (CAP END follows REGISTER SUCCESS or 903), else ends it at once. */
+function logIn() {
+  if (!state.password) {
+    send("CAP END");
+  } else if (state.registering) {
+    if (!state.caps.has("draft/account-registration")) return accountFailed("This server does not offer account registration.");
+    send(`REGISTER ${state.account} * :${state.password}`);
+  } else {
+    if (!state.caps.has("sasl")) return accountFailed("This server does not offer password login (SASL PLAIN).");
+    send("AUTHENTICATE PLAIN");
+  }
+}
+
+function saslFailed(m) {
+  accountFailed(`Login to account ${state.account} failed: ${m.params[m.params.length - 1]}`);
+}
+
+/** A login or registration the server refused: said on the form, and no reconnect
+ * (connecting without the account would only lose the nick to its owner). */
+function accountFailed(text) {
+  if (state.registered) return serverLine(text, "error");
+  state.quitting = true;
+  send("QUIT");
+  showForm(text, true);
+}
+
+// ---- history: IRCv3 chathistory ------------------------------------------------------
+
+/** History needs its batches, and msgids to show each message once. */
+function historyEnabled() {
+  return ["draft/chathistory", "batch", "message-tags"].every((cap) => state.caps.has(cap));
+}
+
+/** On joining a channel, reconnecting or opening a conversation: what was said since
+ * the newest message shown, or the latest page when none is. */
+function catchUp(name) {
+  const target = buffer(name);
+  const newest = target.lines.findLast((entry) => entry.msgid);
+  if (newest) requestHistory(target, "AFTER", `timestamp=${newest.time.toISOString()}`, CATCH_UP_PAGE);
+  else requestHistory(target, "LATEST", "*", HISTORY_PAGE);
+}
+
+/** The page before the oldest message the active buffer shows. */
+function loadOlder() {
+  const target = buffer(state.active);
+  if (target.history.complete) return;
+  const oldest = target.lines.find((entry) => entry.msgid) ?? target.lines[0];
+  const reference = oldest?.msgid ? `msgid=${oldest.msgid}` : `timestamp=${(oldest?.time ?? new Date()).toISOString()}`;
+  requestHistory(target, "BEFORE", reference, HISTORY_PAGE);
+}
+
+/** Sends one CHATHISTORY request for a buffer; one at a time per buffer. */
+function requestHistory(target, subcommand, reference, limit) {
+  if (!historyEnabled() || target.kind === "server" || target.history.pending) return;
+  const count = Math.min(limit, state.historyLimit);
+  target.history.pending = { subcommand, limit: count };
+  send(`CHATHISTORY ${subcommand} ${target.name} ${reference} ${count}`);
+  if (key(target.name) === key(state.active)) renderLoadOlder();
+}
+
+/** A `chathistory` batch: its messages go into the buffer in time order, each once. */
+function historyArrived(name, messages) {
+  const target = buffer(name);
+  const request = target.history.pending; // null for one the user typed (/quote)
+  target.history.pending = null;
+  const entries = [];
+  for (const m of messages) {
+    if (m.command !== "PRIVMSG" && m.command !== "NOTICE") continue;
+    const found = messageLine(m, m.command === "PRIVMSG" ? "message" : "notice");
+    if (found) entries.push(found.entry);
+  }
+  merge(target, entries, request?.subcommand === "BEFORE");
+  const full = request !== null && messages.length >= request.limit;
+  // A full catch-up page: more were said while away; ask from the last one. A short
+  // page of older messages: there are no more.
+  if (request?.subcommand === "AFTER" && full) {
+    requestHistory(target, "AFTER", `msgid=${messages[messages.length - 1].tags.msgid}`, CATCH_UP_PAGE);
+  } else if (request && request.subcommand !== "AFTER" && !full) {
+    target.history.complete = true;
+  }
+  if (key(target.name) === key(state.active)) renderLoadOlder();
+}
+
+/** FAIL CHATHISTORY: for a target the server keeps nothing of for us (a conversation,
+ * on a server that keeps none or while not logged in; a channel left) there is simply
+ * no history, said nowhere; other codes are shown. */
+function historyFailed(code, name, text) {
+  const target = buffers.get(key(name));
+  for (const other of target ? [target] : buffers.values()) other.history.pending = null;
+  if (target && code === "INVALID_TARGET") target.history.complete = true;
+  else serverLine(`history: ${text}`, "error");
+  renderLoadOlder();
+}
+
+/** Puts history lines into a buffer in time order, skipping those it has (by msgid).
+ * Of lines with the same time, an older page's go first, a newer one's after. */
+function merge(target, entries, olderPage) {
+  const fresh = entries.filter((entry) => entry.msgid && !target.msgids.has(entry.msgid));
+  if (fresh.length === 0) return;
+  const list = $("messages");
+  const fromBottom = list.scrollHeight - list.clientHeight - list.scrollTop;
+  const merged = [];
+  let next = 0;
+  for (const line of target.lines) {
+    while (next < fresh.length && (olderPage ? fresh[next].time <= line.time : fresh[next].time < line.time)) {
+      merged.push(fresh[next++]);
+    }
+    merged.push(line);
+  }
+  merged.push(...fresh.slice(next));
+  target.lines = merged;
+  for (const entry of fresh) target.msgids.add(entry.msgid);
+  if (key(target.name) === key(state.active)) renderMessages(fromBottom);
 }
 
 // ---- outgoing: what the user types -----------------------------------------------
@@ -528,10 +767,10 @@ const commands = {
   msg: (args) => {
     const [target, ...words] = args;
     if (!target || words.length === 0) return usage("/msg nick message");
+    if (!isChannel(target)) openQuery(target);
     say(target, words.join(" "));
-    if (!isChannel(target)) switchTo(target);
   },
-  query: (args) => (args[0] ? switchTo(args[0]) : usage("/query nick")),
+  query: (args) => (args[0] ? openQuery(args[0]) : usage("/query nick")),
   me: (args) => say(state.active, args.join(" "), true),
   nick: (args) => (args[0] ? send(`NICK ${args[0]}`) : usage("/nick newnick")),
   topic: (args) =>
@@ -552,6 +791,13 @@ const commands = {
         "/nick new, /topic [text], /notice nick text, /whois nick, /away [text], /close, /quit [reason], /quote LINE",
     ),
 };
+
+/** Shows the conversation with `nick`; a new one starts with its history. */
+function openQuery(nick) {
+  const isNew = !buffers.has(key(nick));
+  switchTo(nick);
+  if (isNew) catchUp(nick);
+}
 
 function usage(text) {
   addLine(state.active, { kind: "error", text: `usage: ${text}` });
@@ -583,9 +829,13 @@ function serverUrl() {
 function connect() {
   clearTimeout(state.retryTimer);
   state.registered = false;
+  state.loggedIn = "";
   state.caps.clear();
+  state.batches.clear();
+  for (const target of buffers.values()) target.history.pending = null;
   state.wantedNick = state.wantedNick || state.nick;
   $("connect-status").textContent = "Connecting…";
+  $("connect-status").classList.remove("error");
   renderConnection("connecting…");
   const socket = new WebSocket(serverUrl(), ["text.ircv3.net"]);
   state.socket = socket;
@@ -626,6 +876,9 @@ $("connect").addEventListener("submit", (event) => {
     .value.split(/[\s,]+/)
     .filter(Boolean)
     .map((name) => (isChannel(name) ? name : `#${name}`));
+  state.account = state.nick;
+  state.password = $("password").value;
+  state.registering = $("register").checked;
   state.quitting = false;
   localStorage.setItem("ringchat.nick", state.nick);
   localStorage.setItem("ringchat.channels", state.channels.join(", "));
@@ -641,6 +894,12 @@ $("compose").addEventListener("submit", (event) => {
   input.value = "";
 });
 
+$("register").addEventListener("change", () => ($("password").required = $("register").checked));
+$("load-older").addEventListener("click", loadOlder);
+$("messages").addEventListener("scroll", (event) => {
+  const list = event.target;
+  if (list.scrollTop <= 0 && list.scrollHeight > list.clientHeight) loadOlder();
+});
 $("toggle-sidebar").addEventListener("click", () => $("sidebar").classList.toggle("open"));
 $("toggle-members").addEventListener("click", () => $("members-pane").classList.toggle("open"));
 document.addEventListener("visibilitychange", () => {

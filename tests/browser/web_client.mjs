@@ -2,153 +2,35 @@
 // playwright-core, no browser download) against a running server, with a raw TCP
 // IRC client in the same channel: two pages register, messages go both ways, and
 // each page is checked for what it shows (members and prefixes, topic, a private
-// message's unread count, server time stamps). Run by tests/browser.rs:
+// message's unread count, server time stamps). Helpers are in harness.mjs; the
+// accounts and history scenario is accounts_history.mjs. Run by tests/browser.rs:
 //
 //   node web_client.mjs http://127.0.0.1:WSPORT/ 127.0.0.1:IRCPORT [SCREENSHOT_DIR]
 //
 // Prints one JSON line of measurements (the page's bytes and load time) on success;
 // any failed check throws, and the exit code is non-zero.
-import { chromium } from "playwright-core";
-import net from "node:net";
 import assert from "node:assert/strict";
+import {
+  ATTACHED,
+  DESKTOP,
+  PHONE,
+  messages,
+  openBuffer,
+  openClient,
+  scenarioArguments,
+  type,
+  waitForMessage,
+  withBrowser,
+} from "./harness.mjs";
 
-const [url, ircAddress, screenshots] = process.argv.slice(2);
-if (!url || !ircAddress) {
-  console.error("usage: node web_client.mjs WEB_URL IRC_HOST:PORT [SCREENSHOT_DIR]");
-  process.exit(2);
-}
-const TIMEOUT = 15000;
-// Lists a phone layout keeps off screen are still in the page.
-const ATTACHED = { state: "attached" };
+const { url, ircAddress, screenshots } = scenarioArguments("web_client.mjs");
 
-/** A raw IRC client over TCP: send lines, wait for one that matches. */
-class TcpClient {
-  constructor(address) {
-    const [host, port] = address.split(":");
-    this.socket = net.connect(Number(port), host);
-    this.socket.setEncoding("utf8");
-    this.lines = [];
-    this.waiters = [];
-    let partial = "";
-    this.socket.on("data", (chunk) => {
-      partial += chunk;
-      let end;
-      while ((end = partial.indexOf("\r\n")) >= 0) {
-        const line = partial.slice(0, end);
-        partial = partial.slice(end + 2);
-        if (line.startsWith("PING ")) this.send(`PONG ${line.slice(5)}`);
-        this.lines.push(line);
-        this.check();
-      }
-    });
-  }
-
-  send(line) {
-    this.socket.write(`${line}\r\n`);
-  }
-
-  check() {
-    for (const waiter of [...this.waiters]) {
-      const at = this.lines.findIndex(waiter.matches);
-      if (at >= 0) {
-        const [line] = this.lines.splice(0, at + 1).slice(-1);
-        this.waiters.splice(this.waiters.indexOf(waiter), 1);
-        clearTimeout(waiter.timer);
-        waiter.resolve(line);
-      }
-    }
-  }
-
-  /** The next line (skipping others) for which `matches` holds. */
-  expect(matches, what) {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`TCP client: no line ${what}`)), TIMEOUT);
-      this.waiters.push({ matches, resolve, timer });
-      this.check();
-    });
-  }
-
-  close() {
-    this.socket.destroy();
-  }
-}
-
-/** Opens the client in a new page and connects as `nick` to `channel`. */
-async function openClient(browser, nick, channel, viewport) {
-  const context = await browser.newContext({ viewport });
-  const page = await context.newPage();
-  page.setDefaultTimeout(TIMEOUT);
-  const errors = [];
-  page.on("pageerror", (error) => errors.push(error.message));
-  page.on("console", (message) => {
-    if (message.type() === "error") errors.push(message.text());
-  });
-  await page.goto(url, { waitUntil: "load" });
-  await page.fill("#nick", nick);
-  await page.fill("#channels", channel);
-  await page.click("#connect-button");
-  await page.waitForSelector(`#buffers li[data-name="${channel}"].active`, ATTACHED);
-  await page.waitForSelector(`#members li[data-nick="${nick}"]`, ATTACHED);
-  return { page, errors };
-}
-
-/** Switches to a buffer as a user would: on a phone the channel list slides in first. */
-async function openBuffer(page, name) {
-  if (await page.isVisible("#toggle-sidebar")) await page.click("#toggle-sidebar");
-  await page.click(`#buffers li[data-name="${name}"]`);
-}
-
-/** The texts of a page's message list: "nick text" per line. */
-async function messages(page) {
-  return page.$$eval("#messages .msg", (items) =>
-    items.map((item) => ({
-      time: item.querySelector("time")?.textContent ?? "",
-      nick: item.querySelector(".nick")?.textContent ?? "",
-      text: item.querySelector(".text")?.textContent ?? "",
-    })),
-  );
-}
-
-async function waitForMessage(page, nick, text) {
-  await page.waitForFunction(
-    ([nick, text]) =>
-      [...document.querySelectorAll("#messages .msg")].some(
-        (item) => item.querySelector(".nick")?.textContent === nick && item.querySelector(".text")?.textContent === text,
-      ),
-    [nick, text],
-  );
-}
-
-async function type(page, text) {
-  await page.fill("#input", text);
-  await page.press("#input", "Enter");
-}
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
-const tcp = new TcpClient(ircAddress);
-try {
-  tcp.send("NICK tcpuser");
-  tcp.send("USER tcpuser 0 * :terminal");
-  await tcp.expect((line) => line.split(" ")[1] === "001", "001");
-  tcp.send("JOIN #lobby");
-  await tcp.expect((line) => line.split(" ")[1] === "366", "366 for #lobby");
+await withBrowser(ircAddress, async (browser, tcp) => {
+  await tcp.register("tcpuser", "#lobby");
   tcp.send("TOPIC #lobby :Welcome to the lobby");
   await tcp.expect((line) => line.includes(" TOPIC #lobby "), "TOPIC");
 
-  const desktop = { width: 1000, height: 620 };
-  const alice = await openClient(browser, "alice", "#lobby", desktop);
+  const alice = await openClient(browser, url, "alice", "#lobby", DESKTOP);
   const load = await alice.page.evaluate(() => {
     const [navigation] = performance.getEntriesByType("navigation");
     const resources = performance.getEntriesByType("resource");
@@ -157,7 +39,7 @@ try {
       load_ms: Math.round(navigation.loadEventEnd - navigation.startTime),
     };
   });
-  const bob = await openClient(browser, "bob", "#lobby", { width: 390, height: 720 });
+  const bob = await openClient(browser, url, "bob", "#lobby", PHONE);
 
   // The member list: the channel's creator (the TCP user) is an operator, listed first.
   await alice.page.waitForSelector('#members li[data-nick="bob"]');
@@ -212,6 +94,9 @@ try {
   await alice.page.waitForSelector('#members li[data-nick="tcpuser"]');
   tcp.send("PRIVMSG #lobby :welcome back");
   await waitForMessage(alice.page, "tcpuser", "welcome back");
+  // The catch-up after the reconnect (CHATHISTORY) repeats nothing already shown.
+  const texts = (await messages(alice.page)).filter((entry) => entry.nick).map((entry) => entry.text);
+  assert.deepEqual(texts, [...new Set(texts)], "a message shown twice after the reconnect");
 
   if (screenshots) {
     await alice.page.screenshot({ path: `${screenshots}/web-client.png` });
@@ -220,7 +105,4 @@ try {
   assert.deepEqual(alice.errors, [], "alice's page logged errors");
   assert.deepEqual(bob.errors, [], "bob's page logged errors");
   console.log(JSON.stringify(load));
-} finally {
-  tcp.close();
-  await browser.close();
-}
+});

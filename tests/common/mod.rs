@@ -25,6 +25,15 @@ pub fn free_port() -> SocketAddr {
         .expect("an ephemeral port")
 }
 
+/// A fresh, empty data directory (the store: accounts, history) for the test named
+/// `test`, in the temporary directory; a test binary's tests each pass their own name.
+pub fn data_dir(test: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ringchat-data-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a data directory");
+    dir
+}
+
 /// `GET path` over HTTP/1.1 (a metrics endpoint): the status line and the body.
 pub fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
     let mut stream = TcpStream::connect(addr).expect("connect to metrics");
