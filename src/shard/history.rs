@@ -111,10 +111,7 @@ impl Shard {
         let records = std::mem::take(&mut self.history);
         let count = records.len();
         let retention = self.history_retention();
-        let job = Box::new(move |transaction: &redb::WriteTransaction| {
-            crate::store::history::append(transaction, &records, retention, unix_millis())
-        });
-        if let Err(why) = store.write(job) {
+        if let Err(why) = crate::store::history::keep(store, records, retention, unix_millis()) {
             warn!(shard = self.id, messages = count, %why, "channel messages not kept in history");
         }
     }
@@ -145,10 +142,7 @@ impl Shard {
 
     /// The retention settings, as the store applies them.
     fn history_retention(&self) -> crate::store::history::Retention {
-        crate::store::history::Retention {
-            max_messages: self.shared.config.history_max_messages,
-            max_age_ms: self.shared.config.history_max_age.as_millis() as u64,
-        }
+        crate::store::history::Retention::of(&self.shared.config)
     }
 
     /// Delivers the replies built off this shard since its last pass.

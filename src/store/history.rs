@@ -157,6 +157,14 @@ pub struct Retention {
 }
 
 impl Retention {
+    /// The retention the operator configured.
+    pub fn of(config: &crate::config::Config) -> Retention {
+        Retention {
+            max_messages: config.history_max_messages,
+            max_age_ms: config.history_max_age.as_millis() as u64,
+        }
+    }
+
     /// The oldest time (Unix milliseconds) still kept at `now_ms`.
     pub fn cutoff(&self, now_ms: u64) -> u64 {
         now_ms.saturating_sub(self.max_age_ms)
@@ -166,6 +174,20 @@ impl Retention {
 /// The storage key of a target (a channel name folded to lower case).
 pub fn target_key(name: &str) -> String {
     name.to_ascii_lowercase()
+}
+
+/// Hands `records` (one shard's loop turn, or what another node relayed) to the
+/// store's writer as one job: the one way history is written. Refused, nothing
+/// kept, when the writer is far behind.
+pub fn keep(
+    store: &crate::store::Store,
+    records: Vec<Record>,
+    retention: Retention,
+    now_ms: u64,
+) -> Result<(), crate::store::WriteRefused> {
+    store.write(Box::new(move |transaction: &WriteTransaction| {
+        append(transaction, &records, retention, now_ms)
+    }))
 }
 
 /// Appends `records` (one shard's loop turn) inside the writer's transaction, then
