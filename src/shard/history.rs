@@ -45,8 +45,12 @@ impl Shard {
     /// applied `at`) as members see it and history replays it (IRCv3 chathistory,
     /// "Event playback"). Where history is kept it gets a msgid made from the log
     /// position and the time the node applied it, the same on every shard of the
-    /// node, and shard 0 keeps it in each of `channels`' history: one shard, so the
-    /// store appends events in the log's order, the order every member saw them in.
+    /// node, and every shard with members of one of `channels` keeps it there: a
+    /// member's own shard hands the store the event (before the member can ask for
+    /// it, as with messages), and the store keeps the first of the identical copies.
+    /// Each shard keeps events in the log's order, so history holds them in the
+    /// order members saw them (but for two events of one millisecond kept first by
+    /// two different shards).
     pub(super) fn keep_event(
         &mut self,
         entry: &Sequenced,
@@ -62,8 +66,8 @@ impl Shard {
             (self.node << 7) | EVENT_MSGID_ORIGIN,
             entry.seq,
         ));
-        if self.id == 0 {
-            for channel in channels {
+        for channel in channels {
+            if self.local_members.ids_of(channel.as_str()).next().is_some() {
                 self.keep_in_history(Record {
                     target: Target::Channel(channel.clone()),
                     kind: Kind::Event,

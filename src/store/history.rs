@@ -232,6 +232,11 @@ pub fn append(
         value.push(record.kind as u8);
         let encoded = postcard::to_extend(&wire, std::mem::take(&mut value))
             .map_err(|why| redb::Error::Io(std::io::Error::other(why)))?;
+        if record.kind == Kind::Event && already_kept(&messages, &key, millis, encoded.as_slice())?
+        {
+            value = encoded;
+            continue;
+        }
         messages.insert((key.as_str(), millis, next), encoded.as_slice())?;
         value = encoded;
         if let Some(msgid) = wire.msgid() {
@@ -254,6 +259,25 @@ pub fn append(
         )?;
     }
     Ok(())
+}
+
+/// Whether `key` already holds this exact stored value in millisecond `millis`:
+/// every shard with members of a channel keeps its events (so a member's own
+/// shard has handed the store an event before the member can ask for it), and the
+/// copies after the first are byte for byte the same (the same line, msgid and
+/// time, made from one log entry).
+fn already_kept(
+    messages: &Table<(&str, u64, u64), &[u8]>,
+    key: &str,
+    millis: u64,
+    value: &[u8],
+) -> Result<bool, redb::Error> {
+    for entry in messages.range((key, millis, 0)..=(key, millis, u64::MAX))? {
+        if entry?.1.value() == value {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Expires every target's old messages (an occasional sweep, for targets that no
@@ -713,6 +737,26 @@ mod tests {
         assert_eq!(alices.len(), 1);
         assert_eq!(alices[0].1, "Bob");
         assert!(bobs.is_empty(), "a nick's side lists nothing: {bobs:?}");
+    }
+
+    #[test]
+    fn an_event_kept_by_several_shards_is_stored_once() {
+        let store = Store::open(&crate::store::test_dir()).expect("the store opens");
+        let event = Record {
+            kind: Kind::Event,
+            ..record("#e", 7)
+        };
+        let now = now_millis();
+        for _ in 0..3 {
+            let records = vec![event.clone()];
+            store
+                .write(Box::new(move |t| append(t, &records, KEEP_ALL, now)))
+                .expect("queued");
+        }
+        let kept = read(&store, |t| {
+            query(t, "#e", &Selection::Latest(None), 10, 0, true).expect("read")
+        });
+        assert_eq!(kept, ["1-0-7"]);
     }
 
     #[test]
