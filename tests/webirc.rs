@@ -35,9 +35,9 @@ fn start(setup: Setup, adjust: impl FnOnce(&mut ringchat::Config)) -> TestServer
 /// Sends WEBIRC from `client` then registers `nick`; returns the welcome burst, or
 /// the lines before the server closed the connection.
 fn register_through(client: &mut Client, webirc: &str, nick: &str) -> Vec<String> {
-    client.send(webirc);
-    client.send(&format!("NICK {nick}"));
-    client.send(&format!("USER {nick} 0 * :{nick} test"));
+    // One write: a refused WEBIRC closes the connection, and a line sent after the
+    // close would fail (EPIPE) or reset the connection before its ERROR is read.
+    client.send_raw(format!("{webirc}\r\nNICK {nick}\r\nUSER {nick} 0 * :{nick} test\r\n").as_bytes());
     let mut lines = Vec::new();
     while let Some(line) = client.try_line() {
         let done = has_numeric(&line, "376") || has_numeric(&line, "422");

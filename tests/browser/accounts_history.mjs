@@ -2,8 +2,10 @@
 // data directory and a raw TCP client ("teller") in #history: a page registers an
 // account (REGISTER), logs in again with SASL PLAIN after a dropped connection and
 // after a reload; wrong passwords and taken names are said on the form; the page
-// catches up after a reconnect (CHATHISTORY AFTER) showing each message once, and
-// "load older" brings the page before (CHATHISTORY BEFORE). Run by tests/browser.rs:
+// catches up after a reconnect (CHATHISTORY AFTER) showing each message once,
+// "load older" brings the page before (CHATHISTORY BEFORE), and a private
+// conversation opened after a reload shows what was said in it, kept for carol's
+// account. Run by tests/browser.rs:
 //
 //   node accounts_history.mjs http://127.0.0.1:WSPORT/ 127.0.0.1:IRCPORT
 //
@@ -20,6 +22,7 @@ import {
   waitForMessage,
   withBrowser,
   scenarioArguments,
+  type,
 } from "./harness.mjs";
 
 const { url, ircAddress } = scenarioArguments("accounts_history.mjs");
@@ -78,8 +81,8 @@ await withBrowser(ircAddress, async (browser, tcp) => {
     /^Registration failed: Account already exists$/,
   );
 
-  // A private message opens a conversation; the server keeps no history of it for
-  // the catch-up below, which says nothing about that.
+  // A private message opens a conversation, which the server keeps for carol's
+  // account (teller is not logged in: the conversation is carol's to read).
   tcp.send("PRIVMSG carol :psst");
   await carol.page.waitForSelector('#buffers li[data-name="teller"]', ATTACHED);
 
@@ -104,13 +107,14 @@ await withBrowser(ircAddress, async (browser, tcp) => {
   ]);
   await carol.page.waitForSelector('#connection:text("logged in")');
   await expectLoggedIn(tcp, "carol", "carol");
-  // The conversation's catch-up was refused (FAIL CHATHISTORY INVALID_TARGET) and that
-  // only ended its history: no error line for it.
+  // The conversation caught up too (nothing new in it: a private message to carol
+  // while she is away is refused, 401), with "psst" once and no error line.
+  await carol.page.waitForFunction(() => buffer("teller").history.pending === null);
   const conversation = await carol.page.evaluate(() => ({
-    history: buffer("teller").history,
+    texts: buffer("teller").lines.filter((line) => line.msgid).map((line) => line.text),
     errors: buffer(SERVER_BUFFER).lines.filter((line) => line.kind === "error").map((line) => line.text),
   }));
-  assert.deepEqual(conversation.history, { pending: null, complete: true });
+  assert.deepEqual(conversation.texts, ["psst"]);
   assert.deepEqual(conversation.errors.filter((text) => text.startsWith("history")), []);
 
   // A reload: the form again (nick remembered, password not); SASL logs in, and the
@@ -126,5 +130,9 @@ await withBrowser(ircAddress, async (browser, tcp) => {
     ...numbered("while away", 3),
     "welcome back",
   ]);
+  // The reloaded page has no conversations; opening one shows its history.
+  await type(carol.page, "/query teller");
+  await waitForMessage(carol.page, "teller", "psst");
+  assert.deepEqual(await textsFrom(carol.page, "teller"), ["psst"]);
   assert.deepEqual(carol.errors, [], "carol's page logged errors");
 });
