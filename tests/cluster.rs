@@ -4,7 +4,10 @@
 
 mod common;
 
-use common::{has_numeric, http_get, Client, Setup, TestServer, HANG};
+use common::{
+    has_numeric, history, http_get, register_with_caps, send_messages, Client, Setup, TestServer,
+    HANG,
+};
 use ringchat::config::{ClusterConfig, IoMode};
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
@@ -872,4 +875,64 @@ fn an_account_is_claimed_once_for_the_whole_cluster_and_logs_in_on_any_node() {
             .any(|line| line.ends_with(" 330 observer traveller acct0 :is logged in as")),
         "{whois:?}"
     );
+}
+
+/// Node `number` keeping history in a data directory of its own.
+fn node_keeping_history(nats: &Nats, number: u16, test: &str) -> TestServer {
+    let dir = common::data_dir(&format!("{test}-node{number}"));
+    node_with(nats, number, |config| config.data_dir = Some(dir))
+}
+
+#[test]
+#[cfg_attr(
+    not(has_nats_server),
+    ignore = "nats-server is not installed (apt-get install nats-server)"
+)]
+fn every_node_keeps_every_channel_message_and_the_direct_messages_to_its_users() {
+    const CAPS: &str = "batch draft/chathistory echo-message message-tags server-time";
+    let nats = Nats::start();
+    let zero = node_keeping_history(&nats, 0, "cluster-history");
+    let one = node_keeping_history(&nats, 1, "cluster-history");
+    let mut alice = register_with_caps(&zero, "alice", CAPS);
+    let mut bob = register_with_caps(&one, "bob", CAPS);
+    for client in [&mut alice, &mut bob] {
+        client.send("REGISTER * * correct-horse-battery");
+        client.skip_until(|line| has_numeric(line, "900"));
+    }
+    // Node 0 has heard from node 1 once it knows bob.
+    alice.send("WHOIS bob");
+    assert!(alice
+        .skip_until(|line| has_numeric(line, "318"))
+        .iter()
+        .any(|line| has_numeric(line, "330")));
+
+    // Only alice is in #c: node 1 has no member, and keeps what she says anyway.
+    alice.send("JOIN #c");
+    line_containing(&mut alice, " 366 ");
+    let mut said = send_messages(&mut alice, "#c", 3);
+    alice.send("PRIVMSG bob :psst");
+    line_containing(&mut alice, "PRIVMSG bob");
+    let whispered = line_containing(&mut bob, "PRIVMSG bob");
+
+    bob.send("JOIN #c");
+    line_containing(&mut bob, " 366 ");
+    line_containing(&mut alice, "JOIN #c");
+    assert_eq!(
+        history(&mut bob, "CHATHISTORY LATEST #c * 10", "#c"),
+        said,
+        "node 1 has node 0's messages, same msgid and time"
+    );
+    assert_eq!(
+        history(&mut bob, "CHATHISTORY LATEST alice * 10", "alice"),
+        [whispered],
+        "the recipient's node keeps the conversation"
+    );
+
+    // Now both nodes have members: each keeps each message once.
+    said.extend(send_messages(&mut bob, "#c", 1));
+    let from_bob = line_containing(&mut alice, "PRIVMSG #c");
+    assert_eq!(from_bob, said[3], "both see one message alike");
+    for client in [&mut alice, &mut bob] {
+        assert_eq!(history(client, "CHATHISTORY LATEST #c * 10", "#c"), said);
+    }
 }
