@@ -913,6 +913,11 @@ fn every_node_keeps_every_channel_message_and_the_direct_messages_to_its_users()
     alice.send("PRIVMSG bob :psst");
     line_containing(&mut alice, "PRIVMSG bob");
     let whispered = line_containing(&mut bob, "PRIVMSG bob");
+    // The cost: one cross-node message per channel message for a node without
+    // members (and one for the direct message, as always).
+    alice.send("STATS C");
+    let stats = line_containing(&mut alice, "cluster node=0");
+    assert!(stats.contains(" messages_out=4 "), "{stats}");
 
     bob.send("JOIN #c");
     line_containing(&mut bob, " 366 ");
