@@ -4,9 +4,10 @@
 //! - **events** (state changes) go to one JetStream stream, whose order is the
 //!   cluster's total order: [`EventEnvelope`] on [`Subjects::events`];
 //! - **messages** (PRIVMSG, NOTICE, TAGMSG to channels and users) go on core NATS, to
-//!   the nodes that have recipients only: [`MessageHeader`] plus a [`MessageBody`]
-//!   on [`Subjects::node`] of each such node. The body is serialized once per
-//!   message and sent unchanged to every node; only the small header differs.
+//!   the nodes that have recipients (and, kept in history, to every live node):
+//!   [`MessageHeader`] plus a [`MessageBody`] and an optional [`Kept`] trailer on
+//!   [`Subjects::node`] of each such node. The body is serialized once per message
+//!   and sent unchanged to every node; only the small header differs.
 //!
 //! Every decoder treats the bytes as hostile: a malformed payload is an error that
 //! the link counts and logs, never a panic.
