@@ -13,7 +13,8 @@
 //! - [`state`]: what a connection owns (outbox, flood bucket) and what all shards share
 //!   (the event log of network-state changes and the bus between shards).
 //! - [`cluster`]: several servers as one network: the event log on a NATS JetStream
-//!   stream, messages on core NATS to the nodes with recipients.
+//!   stream, messages on core NATS to the nodes with recipients (every node, for a
+//!   channel message kept in history).
 //! - [`server`]: binding, shard threads, shutdown.
 //! - Settings: [`config`] (what the server runs with: plain values, a leaf),
 //!   [`settings`] (each setting declared once, and from that list the flags ([`cli`]),

@@ -4,7 +4,10 @@
 
 mod common;
 
-use common::{has_numeric, http_get, Client, Setup, TestServer, HANG};
+use common::{
+    has_numeric, history, http_get, register_with_caps, send_messages, Client, Setup, TestServer,
+    HANG,
+};
 use ringchat::config::{ClusterConfig, IoMode};
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
@@ -872,4 +875,93 @@ fn an_account_is_claimed_once_for_the_whole_cluster_and_logs_in_on_any_node() {
             .any(|line| line.ends_with(" 330 observer traveller acct0 :is logged in as")),
         "{whois:?}"
     );
+}
+
+/// Node `number` keeping history in a data directory of its own.
+fn node_keeping_history(nats: &Nats, number: u16, test: &str) -> TestServer {
+    let dir = common::data_dir(&format!("{test}-node{number}"));
+    node_with(nats, number, |config| config.data_dir = Some(dir))
+}
+
+#[test]
+#[cfg_attr(
+    not(has_nats_server),
+    ignore = "nats-server is not installed (apt-get install nats-server)"
+)]
+fn every_node_keeps_every_channel_message_and_the_direct_messages_to_its_users() {
+    const CAPS: &str = "batch draft/chathistory echo-message message-tags server-time";
+    let nats = Nats::start();
+    let zero = node_keeping_history(&nats, 0, "cluster-history");
+    let one = node_keeping_history(&nats, 1, "cluster-history");
+    let mut alice = register_with_caps(&zero, "alice", CAPS);
+    let mut bob = register_with_caps(&one, "bob", CAPS);
+    for client in [&mut alice, &mut bob] {
+        client.send("REGISTER * * correct-horse-battery");
+        client.skip_until(|line| has_numeric(line, "900"));
+    }
+    // Node 0 has heard from node 1 once it knows bob's account.
+    let deadline = Instant::now() + HANG;
+    loop {
+        alice.send("WHOIS bob");
+        let whois = alice.skip_until(|line| has_numeric(line, "318"));
+        if whois.iter().any(|line| has_numeric(line, "330")) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 0 never learned bob's account"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Only alice is in #c: node 1 has no member, and keeps what she says anyway.
+    alice.send("JOIN #c");
+    line_containing(&mut alice, " 366 ");
+    alice.send("@+typing=active TAGMSG #c");
+    let typing = line_containing(&mut alice, "TAGMSG #c");
+    let mut said = send_messages(&mut alice, "#c", 3);
+    alice.send("PRIVMSG bob :psst");
+    line_containing(&mut alice, "PRIVMSG bob");
+    let whispered = line_containing(&mut bob, "PRIVMSG bob");
+    // The cost: one cross-node message per channel message for a node without
+    // members (and one for the direct message, as always).
+    alice.send("STATS C");
+    let stats = line_containing(&mut alice, "cluster node=0");
+    assert!(
+        stats.contains(" messages_out=5 "),
+        "four to #c, one to bob: {stats}"
+    );
+
+    bob.send("JOIN #c");
+    line_containing(&mut bob, " 366 ");
+    line_containing(&mut alice, "JOIN #c");
+    assert_eq!(
+        history(&mut bob, "CHATHISTORY LATEST #c * 10", "#c"),
+        said,
+        "node 1 has node 0's messages, same msgid and time"
+    );
+    assert_eq!(
+        history(&mut bob, "CHATHISTORY LATEST alice * 10", "alice"),
+        [whispered],
+        "the recipient's node keeps the conversation"
+    );
+    // The TAGMSG is there too, kept as one: replayed only with event-playback.
+    let mut carol = register_with_caps(&one, "carol", &format!("{CAPS} draft/event-playback"));
+    carol.send("JOIN #c");
+    line_containing(&mut carol, " 366 ");
+    assert!(line_containing(&mut bob, "JOIN #c").contains(":carol!"));
+    let replayed = history(&mut carol, "CHATHISTORY LATEST #c * 10", "#c");
+    let talk: Vec<&String> = replayed
+        .iter()
+        .filter(|l| !l.contains(" JOIN #c"))
+        .collect();
+    assert_eq!(talk, [&typing, &said[0], &said[1], &said[2]]);
+
+    // Now both nodes have members: each keeps each message once.
+    said.extend(send_messages(&mut bob, "#c", 1));
+    let from_bob = line_containing(&mut alice, "PRIVMSG #c");
+    assert_eq!(from_bob, said[3], "both see one message alike");
+    for client in [&mut alice, &mut bob] {
+        assert_eq!(history(client, "CHATHISTORY LATEST #c * 10", "#c"), said);
+    }
 }

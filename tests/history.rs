@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{has_numeric, register_with_caps, Client, Setup, TestServer};
+use common::{has_numeric, history, register_with_caps, send_messages, Client, Setup, TestServer};
 use std::path::PathBuf;
 
 const CAPS: &str = "batch draft/chathistory echo-message message-tags server-time";
@@ -47,49 +47,6 @@ fn data_dir() -> PathBuf {
 /// A server that keeps history in `dir`.
 fn start_in(setup: Setup, dir: &std::path::Path) -> TestServer {
     setup.start_with(|config| config.data_dir = Some(dir.to_owned()))
-}
-
-/// Sends `count` messages to `channel` and returns their echoes as `sender` got
-/// them (`@time=..;msgid=.. :source PRIVMSG #c :text`). Each waits a little over a
-/// millisecond after the one before, so every message has its own `server-time`
-/// and the timestamp references below select exactly one side of it.
-fn send_messages(sender: &mut Client, channel: &str, count: usize) -> Vec<String> {
-    (0..count)
-        .map(|i| {
-            std::thread::sleep(std::time::Duration::from_millis(2));
-            sender.send(&format!("PRIVMSG {channel} :message {i}"));
-            let echo = sender.line();
-            assert!(
-                echo.ends_with(&format!(" PRIVMSG {channel} :message {i}")),
-                "{echo}"
-            );
-            echo
-        })
-        .collect()
-}
-
-/// Sends `query` and returns the lines of the `chathistory` batch that answers it,
-/// without their `batch=` tag.
-fn history(client: &mut Client, query: &str, target: &str) -> Vec<String> {
-    client.send(query);
-    let start = client.line();
-    let reference = start
-        .strip_prefix(":ringchat.local BATCH +")
-        .and_then(|rest| rest.strip_suffix(&format!(" chathistory {target}")))
-        .unwrap_or_else(|| panic!("not a chathistory batch start: {start}"))
-        .to_owned();
-    let tag = format!("@batch={reference};");
-    let mut lines = Vec::new();
-    loop {
-        let line = client.line();
-        if line == format!(":ringchat.local BATCH -{reference}") {
-            return lines;
-        }
-        let inner = line
-            .strip_prefix(&tag)
-            .unwrap_or_else(|| panic!("a line outside the batch: {line}"));
-        lines.push(format!("@{inner}"));
-    }
 }
 
 /// Registers an account named after `client`'s nick, which stays logged in.

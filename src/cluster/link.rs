@@ -6,9 +6,10 @@
 //! - publishes the shards' proposals to the stream, and appends every stream entry
 //!   (this node's and others', in the stream's order) to the node's event log, where
 //!   the shards apply it exactly as alone;
-//! - publishes the shards' cross-node messages to the nodes with recipients, and
-//!   forwards other nodes' messages to local shards as hand-offs ([`super::order`]
-//!   keeps both in each sender's order);
+//! - publishes the shards' cross-node messages to the nodes with recipients (a
+//!   channel message kept in history: to every live node), and forwards other nodes'
+//!   messages to local shards as hand-offs ([`super::order`] keeps both in each
+//!   sender's order), after handing those kept in history to the node's store;
 //! - writes the node's replica (its newest version) to the object store as snapshots
 //!   every `snapshot_every` events;
 //! - sends heartbeats and declares nodes lost that stop sending them;
@@ -16,16 +17,17 @@
 
 use super::lease::{self, LeaseKeeper};
 use super::order::Reorder;
-use super::wire::{self, EventEnvelope, MessageBody, MessageHeader, Subjects};
+use super::wire::{self, EventEnvelope, Kept, MessageBody, MessageHeader, Received, Subjects};
 use crate::config::ClusterConfig;
 use crate::proto::CaselessKey;
 use crate::state::bus::{Batch, Handoff, Links, Stamped};
 use crate::state::network::wire::{decode_event, encode_event};
-use crate::state::network::{Event, Layout, Network};
+use crate::state::network::{Event, Layout, Network, ShardSet};
 use crate::state::Shared;
+use crate::store::history::{self, Kind, Record, Retention, Target};
 use anyhow::{anyhow, Context as _};
 use async_nats::jetstream::{self, consumer, object_store, stream};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -50,6 +52,9 @@ const RETAINED_INTERVALS: u64 = 10;
 /// Ticks (a quarter of the node timeout each) the stream may hold entries this node
 /// has not received before its consumer is created again.
 const STALLED_TICKS: u32 = 3;
+/// Most messages from other nodes taken in one turn of the link's loop when more
+/// are already waiting: their history records go to the store as one job.
+const MESSAGES_PER_TURN: usize = 64;
 /// Bounds the cluster connection's wait for an unreachable server at start.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -279,6 +284,10 @@ struct Link {
     links: Links,
     /// Hand-offs owed to each shard.
     outgoing: Vec<Batch>,
+    /// Other nodes' messages to keep in this node's history, gathered over a turn;
+    /// handed to the store as one job before any hand-off reaches a shard (so a
+    /// member who saw one finds it in history), and empty after.
+    history: Vec<Record>,
     /// Hand-offs received from each shard, not yet handled.
     inbound: Vec<Batch>,
     /// The last stream entry appended to the node's log.
@@ -346,6 +355,7 @@ impl Link {
             last_error: None,
             links,
             outgoing: (0..endpoints).map(|_| Batch::new()).collect(),
+            history: Vec::new(),
             inbound: (0..endpoints).map(|_| Batch::new()).collect(),
             appended: opened.network.applied(),
             sent_to: Vec::new(),
@@ -419,6 +429,7 @@ impl Link {
                 self.last_heard.insert(node, now);
             }
         }
+        self.share_live_nodes();
         let mut restarted_quit_sent = false;
         let beat = (self.cluster.node_timeout / 4).max(Duration::from_millis(100));
         let mut tick = tokio::time::interval(beat);
@@ -455,7 +466,15 @@ impl Link {
                         }
                     },
                 },
-                Some(message) = messages.next() => self.take_message(&message.payload),
+                Some(message) = messages.next() => {
+                    self.take_message(&message.payload);
+                    for _ in 1..MESSAGES_PER_TURN {
+                        match messages.next().now_or_never() {
+                            Some(Some(message)) => self.take_message(&message.payload),
+                            _ => break,
+                        }
+                    }
+                }
                 Some(beat) = heartbeats.next() => {
                     if let Ok((node, run, name)) = postcard::from_bytes::<(u16, u64, &str)>(&beat.payload) {
                         if node == self.node && run != self.incarnation {
@@ -611,6 +630,11 @@ impl Link {
             std::thread::yield_now();
             self.flush_to_shards();
         }
+        if !local {
+            // Before the shards can see its event: a node they see is one that every
+            // channel message kept in history goes to.
+            self.heard_from(envelope.node);
+        }
         let appended = self
             .shared
             .log
@@ -635,9 +659,6 @@ impl Link {
             counters.lag_micros_sum.fetch_add(lag, Ordering::Relaxed);
             counters.lag_samples.fetch_add(1, Ordering::Relaxed);
         }
-        if !local {
-            self.heard_from(envelope.node);
-        }
         self.forward_ready_messages();
         self.shared.bus.wake_others(self.endpoint);
         self.state().wake_waiters();
@@ -649,9 +670,9 @@ impl Link {
     /// A message from another node.
     fn take_message(&mut self, payload: &[u8]) {
         match wire::decode_message(payload) {
-            Ok((header, body)) => {
+            Ok((header, received)) => {
                 if header.from != self.node {
-                    self.reorder.arrive(header, body);
+                    self.reorder.arrive(header, received);
                 }
             }
             Err(e) => warn!(error = %e, "a cross-node message was dropped"),
@@ -683,14 +704,16 @@ impl Link {
 
     /// Forwards the messages whose stream position this node has reached.
     fn forward_ready_messages(&mut self) {
-        for (_, body) in self.reorder.ready(self.appended) {
-            self.forward(body);
+        for (_, received) in self.reorder.ready(self.appended) {
+            self.forward(received);
         }
     }
 
     /// Hands a message from another node to the local shards that may have its
-    /// recipients (each fans it out to its own members).
-    fn forward(&mut self, body: MessageBody) {
+    /// recipients (each fans it out to its own members), and keeps it in this node's
+    /// history if the sender's node kept it (a channel message arrives here for that
+    /// alone when no local user is a member).
+    fn forward(&mut self, Received { body, kept }: Received) {
         self.state()
             .counters
             .messages_in
@@ -709,6 +732,9 @@ impl Link {
                 // this hand-off (the link is the node's only appender, and shards
                 // catch up to its stamp first): only shards with members get it.
                 let channel = CaselessKey::new(&channel);
+                if let Some(Kept::Channel { tagmsg }) = kept {
+                    self.keep(Target::Channel(channel.clone()), tagmsg, &message);
+                }
                 let places = self
                     .shared
                     .log
@@ -732,10 +758,52 @@ impl Link {
                 if to.node != self.node || to.shard >= self.shards {
                     return;
                 }
-                if let Ok(message) = wire::outgoing(message) {
-                    self.push_to(to.shard, Handoff::Client { to, message });
+                let Ok(message) = wire::outgoing(message) else {
+                    return;
+                };
+                if let Some(Kept::Direct { from, tagmsg }) = kept {
+                    // The parties as this node's replica knows them, at the position
+                    // the sender's shard had reached (or just past it).
+                    let conversation = self.shared.log.latest().conversation(from, to);
+                    if let Some(conversation) = conversation {
+                        self.keep(Target::Direct(conversation), tagmsg, &message);
+                    }
                 }
+                let kept = None;
+                self.push_to(to.shard, Handoff::Client { to, message, kept });
             }
+        }
+    }
+
+    /// Gathers another node's message for this node's history (see
+    /// [`Link::history`]), where history is kept. Cost: one record whose parts are
+    /// shared with the hand-off.
+    fn keep(&mut self, target: Target, tagmsg: bool, message: &crate::proto::outgoing::Outgoing) {
+        if !self.shared.keeps_history() {
+            return;
+        }
+        let kind = if tagmsg { Kind::Tagmsg } else { Kind::Message };
+        self.history.push(Record {
+            target,
+            kind,
+            message: message.clone(),
+        });
+    }
+
+    /// Hands the gathered records to the store's writer as one job. A writer far
+    /// behind refuses them: delivered, not kept (logged), as on the sending node.
+    fn flush_history(&mut self) {
+        if self.history.is_empty() {
+            return;
+        }
+        let records = std::mem::take(&mut self.history);
+        let Some(store) = self.shared.store.as_ref() else {
+            return;
+        };
+        let count = records.len();
+        let retention = Retention::of(&self.shared.config);
+        if let Err(why) = history::keep(store, records, retention, unix_micros() / 1000) {
+            warn!(messages = count, %why, "other nodes' messages not kept in history");
         }
     }
 
@@ -749,9 +817,11 @@ impl Link {
         }
     }
 
-    /// Sends each shard its pending batch (one push and one wake-up per shard). A
-    /// full link keeps its batch for the next turn.
+    /// Sends each shard its pending batch (one push and one wake-up per shard), after
+    /// handing the store what the batches' messages add to history. A full link
+    /// keeps its batch for the next turn.
     fn flush_to_shards(&mut self) {
+        self.flush_history();
         self.links
             .send_pending(&mut self.outgoing, &self.shared.bus);
     }
@@ -792,21 +862,31 @@ impl Link {
                 channel,
                 message,
                 except,
+                kept,
             } => {
-                let body = wire::encode(&MessageBody::Channel {
+                let kept = kept.map(|kind| Kept::Channel {
+                    tagmsg: kind == Kind::Tagmsg,
+                });
+                let channel = MessageBody::Channel {
                     channel: channel.as_str().into(),
                     except,
                     message: message.to_wire(),
-                });
+                };
+                let body = wire::encode_body(&channel, kept);
                 for node in nodes.iter() {
                     self.send_to_node(node, stamped.after, &body).await;
                 }
             }
-            Handoff::Client { to, message } => {
-                let body = wire::encode(&MessageBody::Client {
+            Handoff::Client { to, message, kept } => {
+                let kept = kept.map(|kept| Kept::Direct {
+                    from: kept.from,
+                    tagmsg: kept.kind == Kind::Tagmsg,
+                });
+                let direct = MessageBody::Client {
                     to,
                     message: message.to_wire(),
-                });
+                };
+                let body = wire::encode_body(&direct, kept);
                 self.send_to_node(to.node, stamped.after, &body).await;
             }
             Handoff::Channel { .. } | Handoff::Unordered { .. } | Handoff::Notice { .. } => {}
@@ -932,6 +1012,7 @@ impl Link {
                 "no heartbeat from a node: declaring it lost"
             );
             self.declared_lost.push(node);
+            self.share_live_nodes();
             self.state()
                 .counters
                 .nodes_lost
@@ -988,8 +1069,24 @@ impl Link {
         if node == self.node {
             return;
         }
-        self.last_heard.insert(node, Instant::now());
-        self.declared_lost.retain(|&lost| lost != node);
+        let known = self.last_heard.insert(node, Instant::now()).is_some();
+        let was_lost = self.declared_lost.contains(&node);
+        if !known || was_lost {
+            self.declared_lost.retain(|&lost| lost != node);
+            self.share_live_nodes();
+        }
+    }
+
+    /// Tells the shards which other nodes this one hears from: those it has heard
+    /// from and not declared lost.
+    fn share_live_nodes(&self) {
+        let mut live = ShardSet::default();
+        for &node in self.last_heard.keys() {
+            if !self.declared_lost.contains(&node) {
+                live.insert(node);
+            }
+        }
+        self.state().set_live_nodes(live);
     }
 
     /// NATS connection changes: proposals are refused while it is down (the

@@ -7,7 +7,8 @@
 //! on every node applies the same events in the same order and reaches the same
 //! state and the same outcomes (two nodes racing for one nick: the first entry wins,
 //! the second gets 433). Channel and private messages never enter the log: they go
-//! on core NATS, one publication per node that has recipients, and are ordered
+//! on core NATS, one publication per node that has recipients (per live node, for a
+//! channel message kept in history, so every node keeps it), and are ordered
 //! against the events by the same stamps that order hand-offs between shards
 //! ([`order`]). Snapshots in a JetStream object store bound the replay a new node
 //! needs; heartbeats on core NATS detect a node that stopped, and a `NodeLost` event

@@ -13,7 +13,7 @@
 //! A message lost by NATS (it is at-most-once) would hold rule 2 forever; the link
 //! gives up waiting after a bound and counts the loss ([`Reorder::give_up_on`]).
 
-use super::wire::{EventEnvelope, MessageBody, MessageHeader};
+use super::wire::{EventEnvelope, MessageHeader, Received};
 use std::collections::VecDeque;
 
 /// Messages waiting for rule 1, and what has arrived from each node; see the
@@ -24,7 +24,7 @@ pub struct Reorder {
     /// its messages arrived.
     arrived: Vec<(u64, u64)>,
     /// Messages waiting for their `after`, in arrival order.
-    held: VecDeque<(MessageHeader, MessageBody)>,
+    held: VecDeque<(MessageHeader, Received)>,
     /// Messages found missing (a gap in a node's numbering, or given up on).
     pub lost: u64,
 }
@@ -32,7 +32,7 @@ pub struct Reorder {
 impl Reorder {
     /// Records a message from another node. A repeated number is dropped (returns
     /// false); a jump counts the skipped numbers as lost.
-    pub fn arrive(&mut self, header: MessageHeader, body: MessageBody) -> bool {
+    pub fn arrive(&mut self, header: MessageHeader, body: Received) -> bool {
         let seen = self.count_of(header.from, header.incarnation);
         let before = *seen;
         if header.number <= before {
@@ -61,7 +61,7 @@ impl Reorder {
     /// The held messages that rule 1 lets through once the log holds entries up to
     /// `appended`, oldest first. Stops at the first that must wait, so one sender's
     /// messages never overtake each other.
-    pub fn ready(&mut self, appended: u64) -> Vec<(MessageHeader, MessageBody)> {
+    pub fn ready(&mut self, appended: u64) -> Vec<(MessageHeader, Received)> {
         let mut ready = Vec::new();
         while self
             .held
@@ -107,12 +107,13 @@ impl Reorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::wire::MessageBody;
     use crate::proto::outgoing::Outgoing;
     use crate::state::slab::SlotKey;
     use crate::state::ClientId;
     use bytes::Bytes;
 
-    fn message(from: u16, number: u64, after: u64) -> (MessageHeader, MessageBody) {
+    fn message(from: u16, number: u64, after: u64) -> (MessageHeader, Received) {
         let to = ClientId {
             node: 0,
             shard: 0,
@@ -128,9 +129,12 @@ mod tests {
                 number,
                 after,
             },
-            MessageBody::Client {
-                to,
-                message: Outgoing::new(Bytes::from_static(b"PING :x\r\n")).to_wire(),
+            Received {
+                body: MessageBody::Client {
+                    to,
+                    message: Outgoing::new(Bytes::from_static(b"PING :x\r\n")).to_wire(),
+                },
+                kept: None,
             },
         )
     }

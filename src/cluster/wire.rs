@@ -4,9 +4,10 @@
 //! - **events** (state changes) go to one JetStream stream, whose order is the
 //!   cluster's total order: [`EventEnvelope`] on [`Subjects::events`];
 //! - **messages** (PRIVMSG, NOTICE, TAGMSG to channels and users) go on core NATS, to
-//!   the nodes that have recipients only: [`MessageHeader`] plus a [`MessageBody`]
-//!   on [`Subjects::node`] of each such node. The body is serialized once per
-//!   message and sent unchanged to every node; only the small header differs.
+//!   the nodes that have recipients (and, kept in history, to every live node):
+//!   [`MessageHeader`] plus a [`MessageBody`] and an optional [`Kept`] trailer on
+//!   [`Subjects::node`] of each such node. The body is serialized once per message
+//!   and sent unchanged to every node; only the small header differs.
 //!
 //! Every decoder treats the bytes as hostile: a malformed payload is an error that
 //! the link counts and logs, never a panic.
@@ -121,6 +122,38 @@ pub enum MessageBody {
     },
 }
 
+/// How the receiving node keeps a message in its history, as the sending node kept
+/// it. Sent after the [`MessageBody`] as an optional trailer, so the format stays
+/// compatible both ways: a node that predates it reads the body and ignores what
+/// follows (postcard leaves trailing bytes unread), and a message without it (from
+/// such a node), or with one this node cannot read, is delivered and not kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Kept {
+    /// In the channel's history (the body is a [`MessageBody::Channel`]).
+    Channel {
+        /// A TAGMSG (replayed with `draft/event-playback` only), else PRIVMSG or
+        /// NOTICE.
+        tagmsg: bool,
+    },
+    /// In the conversation of `from` and the recipient (the body is a
+    /// [`MessageBody::Client`]), which the receiving node finds in its replica.
+    Direct {
+        /// The sender.
+        from: ClientId,
+        /// See [`Kept::Channel`].
+        tagmsg: bool,
+    },
+}
+
+/// A decoded message: what to deliver and how to keep it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// What to deliver.
+    pub body: MessageBody,
+    /// How to keep it in history, if the sender asked.
+    pub kept: Option<Kept>,
+}
+
 /// Why a payload from NATS was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum PayloadError {
@@ -151,6 +184,16 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<EventEnvelope, PayloadError> {
     })
 }
 
+/// A message's body, then its [`Kept`] trailer when it has one: serialized once,
+/// sent to every destination.
+pub fn encode_body(body: &MessageBody, kept: Option<Kept>) -> Vec<u8> {
+    let mut bytes = encode(body);
+    if let Some(kept) = kept {
+        bytes.extend_from_slice(&encode(&kept));
+    }
+    bytes
+}
+
 /// Header then body: one message's payload for one destination.
 pub fn message_payload(header: MessageHeader, body: &[u8]) -> Vec<u8> {
     let mut payload = encode(&header);
@@ -159,18 +202,20 @@ pub fn message_payload(header: MessageHeader, body: &[u8]) -> Vec<u8> {
 }
 
 /// Splits and decodes a message payload.
-pub fn decode_message(bytes: &[u8]) -> Result<(MessageHeader, MessageBody), PayloadError> {
+pub fn decode_message(bytes: &[u8]) -> Result<(MessageHeader, Received), PayloadError> {
     let (header, rest) = postcard::take_from_bytes::<MessageHeader>(bytes).map_err(|source| {
         PayloadError::Malformed {
             what: "message header",
             source,
         }
     })?;
-    let body = postcard::from_bytes(rest).map_err(|source| PayloadError::Malformed {
-        what: "message body",
-        source,
-    })?;
-    Ok((header, body))
+    let (body, trailer) =
+        postcard::take_from_bytes(rest).map_err(|source| PayloadError::Malformed {
+            what: "message body",
+            source,
+        })?;
+    let kept = postcard::from_bytes(trailer).ok();
+    Ok((header, Received { body, kept }))
 }
 
 /// The message inside a body, checked (see [`Outgoing::from_wire`]).
@@ -211,14 +256,14 @@ mod tests {
             number: 42,
             after: 9,
         };
-        let (got_header, got_body) =
-            decode_message(&message_payload(header, &body)).expect("decodes");
+        let (got_header, got) = decode_message(&message_payload(header, &body)).expect("decodes");
         assert_eq!(got_header, header);
+        assert_eq!(got.kept, None, "a body without a trailer is not kept");
         let MessageBody::Channel {
             channel,
             except,
             message,
-        } = got_body
+        } = got.body
         else {
             panic!("a channel message");
         };
@@ -248,13 +293,47 @@ mod tests {
         for flip in 0..payload.len() {
             let mut bent = payload.clone();
             bent[flip] ^= 0xff;
-            if let Ok((_, MessageBody::Client { message, .. })) = decode_message(&bent) {
+            let decoded = decode_message(&bent).map(|(_, received)| received.body);
+            if let Ok(MessageBody::Client { message, .. }) = decoded {
                 let _ = outgoing(message);
             }
         }
         let smuggled = Outgoing::new(Bytes::from_static(b"PRIVMSG a :x\r\nQUIT\r\n")).to_wire();
         assert!(outgoing(smuggled).is_err(), "two lines in one message");
         assert!(decode_envelope(b"\xff\xff\xff").is_err());
+    }
+
+    #[test]
+    fn the_history_trailer_is_read_by_new_nodes_and_ignored_by_old_ones() {
+        let direct = MessageBody::Client {
+            to: alice(),
+            message: Outgoing::new(Bytes::from_static(b":b!~b@h PRIVMSG a :hi\r\n")).to_wire(),
+        };
+        let kept = Kept::Direct {
+            from: alice(),
+            tagmsg: true,
+        };
+        let header = MessageHeader {
+            from: 1,
+            incarnation: 7,
+            number: 1,
+            after: 0,
+        };
+        let payload = message_payload(header, &encode_body(&direct, Some(kept)));
+        let (_, received) = decode_message(&payload).expect("decodes");
+        assert_eq!(received.kept, Some(kept));
+        assert_eq!(received.body, direct);
+        // A node that predates the trailer decodes the body as it always did.
+        let (_, body) = postcard::take_from_bytes::<MessageHeader>(&payload).expect("header");
+        assert_eq!(
+            postcard::from_bytes::<MessageBody>(body).expect("body"),
+            direct
+        );
+        // A trailer from a newer node that this one cannot read: delivered, not kept.
+        let mut unknown = message_payload(header, &encode(&direct));
+        unknown.push(0x7f);
+        let (_, received) = decode_message(&unknown).expect("decodes");
+        assert_eq!((received.body, received.kept), (direct, None));
     }
 
     #[test]

@@ -124,7 +124,7 @@ pub fn chathistory(ctx: &mut Ctx<'_>, message: &Message<'_>) {
                 .network()
                 .user(ctx.id)
                 .filter(|user| user.account.is_some())
-                .map(party);
+                .map(User::history_party);
             let Some(reply) = reply_sender(ctx) else {
                 return;
             };
@@ -304,11 +304,11 @@ fn readable(ctx: &Ctx<'_>, target: &str, now_ms: u64) -> Option<Readable> {
         return None;
     }
     let other = match network.user_by_nick(target) {
-        Some((_, user)) => party(user),
+        Some((_, user)) => user.history_party(),
         None if network.account(target).is_some() => Party::account(target, target),
         None => Party::nick(target),
     };
-    let conversation = Conversation::between(party(asker), other)?;
+    let conversation = Conversation::between(asker.history_party(), other)?;
     Some(Readable {
         key: Target::Direct(conversation).key(),
         shown: target.to_owned(),
@@ -323,15 +323,6 @@ fn joined_at(client: &crate::state::Client, channel: &CaselessKey) -> Option<u64
         .iter()
         .find(|(known, _)| known == channel)
         .map(|&(_, millis)| millis)
-}
-
-/// A user's side of a direct conversation: its account if it is logged in, else
-/// its nick.
-pub fn party(user: &User) -> Party {
-    match &user.account {
-        Some(account) => Party::account(account.as_str(), user.nick.as_str()),
-        None => Party::nick(user.nick.as_str()),
-    }
 }
 
 fn reply_sender(ctx: &mut Ctx<'_>) -> Option<ReplySender> {

@@ -12,10 +12,11 @@ use crate::proto::{CaselessKey, LineBuilder, Message};
 use crate::shard::monitor::MonitorRefusal;
 use crate::shard::AuthCount;
 use crate::shard::Shard;
+use crate::state::bus::KeptDirect;
 use crate::state::client::CloseReason;
 use crate::state::network::{Event, Network, Outcome};
 use crate::state::{Client, ClientId, Shared};
-use crate::store::history::Record;
+use crate::store::history::{Kind, Record};
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Instant;
@@ -206,19 +207,23 @@ impl<'a> Ctx<'a> {
         self.shard.send_message(id, message);
     }
 
-    /// Queues `message` for `id`, wherever it lives (a hand-off when remote).
-    pub fn send_anywhere(&mut self, id: ClientId, message: Outgoing) {
-        self.shard.send_anywhere(id, message);
+    /// Queues `message` for `id`, wherever it lives (a hand-off when remote); a
+    /// direct message `kept` in history here is kept by the recipient's node too.
+    pub fn send_anywhere(&mut self, id: ClientId, message: Outgoing, kept: Option<KeptDirect>) {
+        self.shard.send_anywhere(id, message, kept);
     }
 
-    /// Delivers `message` to every member of `channel` but `except`.
+    /// Delivers `message` to every member of `channel` but `except`; one `kept` in
+    /// history here is kept by every node of a cluster.
     pub fn deliver_to_channel(
         &mut self,
         channel: &CaselessKey,
         message: Outgoing,
         except: Option<ClientId>,
+        kept: Option<Kind>,
     ) {
-        self.shard.deliver_to_channel(channel, message, except);
+        self.shard
+            .deliver_to_channel(channel, message, except, kept);
     }
 
     /// Keeps a channel message for CHATHISTORY (batched for the store's writer).

@@ -80,7 +80,7 @@ pub fn knock(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         .trailing(text)
         .finish();
     let to_operators = Outgoing::new(line).to_status(StatusTarget::Operators);
-    ctx.deliver_to_channel(&channel, to_operators, None);
+    ctx.deliver_to_channel(&channel, to_operators, None, None);
     let reply = ctx
         .numeric(RPL_KNOCKDLVR)
         .arg(channel.as_str())

@@ -8,6 +8,7 @@ use crate::proto::numeric::*;
 use crate::proto::outgoing::{client_only_tags, MsgId, Outgoing, StatusTarget};
 use crate::proto::texts;
 use crate::proto::{LineBuilder, Message};
+use crate::state::bus::KeptDirect;
 use crate::state::network::Refusal;
 use crate::state::{Client, ClientId};
 use crate::store::history;
@@ -197,14 +198,15 @@ fn to_channel(
     echo(ctx, &outgoing);
     // A STATUSMSG is not kept: history has no notion of who may see it. Without a
     // store nothing is built (the record's clones cost a delivery's worth).
-    if status.is_none() && ctx.shared().keeps_history() {
+    let kept = (status.is_none() && ctx.shared().keeps_history()).then(|| route.kind.in_history());
+    if let Some(kind) = kept {
         ctx.keep_in_history(history::Record {
             target: history::Target::Channel(channel.clone()),
-            kind: route.kind.in_history(),
+            kind,
             message: outgoing.clone(),
         });
     }
-    ctx.deliver_to_channel(&channel, outgoing, Some(ctx.id));
+    ctx.deliver_to_channel(&channel, outgoing, Some(ctx.id), kept);
     None
 }
 
@@ -224,14 +226,14 @@ fn to_nick(
     let sender = ctx.client();
     let outgoing = route.outgoing(sender, nick.as_str(), msgid);
     echo(ctx, &outgoing);
-    keep_direct(ctx, recipient, route.kind, &outgoing);
+    let kept = keep_direct(ctx, recipient, route.kind, &outgoing);
     if recipient == ctx.id {
         // IRCv3 labeled-response, "Labeled responses": when a client sends a message
         // to itself, only the echo-message acknowledgment carries the label; the
         // delivered copy is a side effect, not a response.
         ctx.send_side_effect(outgoing);
     } else {
-        ctx.send_anywhere(recipient, outgoing);
+        ctx.send_anywhere(recipient, outgoing, kept);
     }
     if matches!(route.kind, Kind::Privmsg) {
         tell_away(ctx, recipient);
@@ -241,31 +243,25 @@ fn to_nick(
 
 /// Keeps a direct message in its conversation's history when one side is logged in
 /// (see [`history::Conversation`]); kept by the sender's shard, which hands it to
-/// the store before the recipient can see it.
-fn keep_direct(ctx: &mut Ctx<'_>, recipient: ClientId, kind: Kind, outgoing: &Outgoing) {
+/// the store before the recipient can see it. Returns what the recipient's node
+/// needs to keep it too, when it is kept.
+fn keep_direct(
+    ctx: &mut Ctx<'_>,
+    recipient: ClientId,
+    kind: Kind,
+    outgoing: &Outgoing,
+) -> Option<KeptDirect> {
     if !ctx.shared().keeps_history() {
-        return;
+        return None;
     }
-    let network = ctx.network();
-    let parties = network
-        .user(ctx.id)
-        .zip(network.user(recipient))
-        .map(|(from, to)| {
-            (
-                super::chathistory::party(from),
-                super::chathistory::party(to),
-            )
-        });
-    let Some(conversation) =
-        parties.and_then(|(from, to)| history::Conversation::between(from, to))
-    else {
-        return;
-    };
+    let conversation = ctx.network().conversation(ctx.id, recipient)?;
+    let kind = kind.in_history();
     ctx.keep_in_history(history::Record {
         target: history::Target::Direct(conversation),
-        kind: kind.in_history(),
+        kind,
         message: outgoing.clone(),
     });
+    Some(KeptDirect { from: ctx.id, kind })
 }
 
 /// 301 RPL_AWAY to the sender of a PRIVMSG whose recipient is away (never for NOTICE

@@ -6,12 +6,13 @@
 use super::{live, Shard, SENDQ_EXCEEDED};
 use crate::proto::outgoing::Outgoing;
 use crate::proto::CaselessKey;
-use crate::state::bus::Handoff;
+use crate::state::bus::{Handoff, KeptDirect};
 use crate::state::client::{Client, CloseReason};
 use crate::state::network::ShardSet;
 use crate::state::shared::CounterSnapshot;
 use crate::state::slab::Slab;
 use crate::state::ClientId;
+use crate::store::history::Kind;
 use bytes::Bytes;
 
 impl Shard {
@@ -40,14 +41,30 @@ impl Shard {
         );
     }
 
-    /// Queues `message` for `id`, wherever it lives.
-    pub fn send_anywhere(&mut self, id: ClientId, mut message: Outgoing) {
+    /// Queues `message` for `id`, wherever it lives; a direct message `kept` in
+    /// history here is kept by the recipient's node too when that is another node.
+    pub fn send_anywhere(&mut self, id: ClientId, mut message: Outgoing, kept: Option<KeptDirect>) {
         if self.is_local(id) {
             self.send_message(id, &mut message);
         } else if id.node == self.node {
-            self.hand_off(id.shard, Handoff::Client { to: id, message });
+            let kept = None;
+            self.hand_off(
+                id.shard,
+                Handoff::Client {
+                    to: id,
+                    message,
+                    kept,
+                },
+            );
         } else if let Some(link) = self.link_endpoint() {
-            self.hand_off(link, Handoff::Client { to: id, message });
+            self.hand_off(
+                link,
+                Handoff::Client {
+                    to: id,
+                    message,
+                    kept,
+                },
+            );
         }
     }
 
@@ -59,12 +76,15 @@ impl Shard {
     /// Delivers a channel message to every member of `channel` but `except` (the
     /// message hot path): this shard's members now, from its own member array;
     /// each other shard with members through one hand-off, which that shard fans out
-    /// to its own members.
+    /// to its own members. A message `kept` in history (as this shard did) goes to
+    /// every live node of a cluster, so that each keeps it, members or not; cost:
+    /// one atomic load.
     pub fn deliver_to_channel(
         &mut self,
         channel: &CaselessKey,
         mut message: Outgoing,
         except: Option<ClientId>,
+        kept: Option<Kind>,
     ) {
         self.deliver_to_local_members(channel.as_str(), &mut message, except);
         let places = match self.log.network().channel(channel.as_str()) {
@@ -86,6 +106,9 @@ impl Shard {
                 ),
             }
         }
+        if let (Some(cluster), Some(_)) = (&self.shared.cluster, kept) {
+            nodes.extend(cluster.live_nodes());
+        }
         if let (Some(link), false) = (self.link_endpoint(), nodes == ShardSet::default()) {
             self.hand_off(
                 link,
@@ -94,6 +117,7 @@ impl Shard {
                     channel: channel.clone(),
                     message,
                     except,
+                    kept,
                 },
             );
         }

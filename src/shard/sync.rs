@@ -290,7 +290,9 @@ impl Shard {
                 mut message,
                 except,
             } => self.deliver_to_local_members(channel.as_str(), &mut message, except),
-            Handoff::Client { to, mut message } => self.send_message(to, &mut message),
+            Handoff::Client {
+                to, mut message, ..
+            } => self.send_message(to, &mut message),
             Handoff::Unordered { proposal } => self.unordered.push(proposal),
             Handoff::Notice { text } => self.notice_everyone(&text),
             // Only the cluster link takes these; a shard never receives them.

@@ -29,6 +29,7 @@ use crate::proto::outgoing::Outgoing;
 use crate::proto::CaselessKey;
 use crate::state::network::{Event, ShardSet};
 use crate::state::ClientId;
+use crate::store::history::Kind;
 use rtrb::{Consumer, Producer, RingBuffer};
 use std::fs::File;
 use std::io::Write;
@@ -61,9 +62,14 @@ pub enum Handoff {
         to: ClientId,
         /// The message.
         message: Outgoing,
+        /// To the cluster link: a direct message the recipient's node keeps in the
+        /// conversation's history, as the sender's shard did. `None` between shards
+        /// of one node (the sender's shard keeps it for the node).
+        kept: Option<KeptDirect>,
     },
     /// To the cluster link: deliver `message` to `channel`'s members on each node in
-    /// `nodes` (one cross-node message per node).
+    /// `nodes` (one cross-node message per node). A message kept in history goes to
+    /// every live node, and those without members only keep it.
     Nodes {
         /// Node numbers.
         nodes: ShardSet,
@@ -73,6 +79,9 @@ pub enum Handoff {
         message: Outgoing,
         /// The sender, when it must not get its own message.
         except: Option<ClientId>,
+        /// How every receiving node keeps it in the channel's history, as the
+        /// sender's shard did (`None`: not kept, a STATUSMSG or no history).
+        kept: Option<Kind>,
     },
     /// To the cluster link: have the cluster order `event`, proposed by the sending
     /// shard as its `proposal`-th.
@@ -96,6 +105,16 @@ pub enum Handoff {
         /// The shard's number for the proposal.
         proposal: u64,
     },
+}
+
+/// A direct message's place in the recipient's node's history: the conversation of
+/// `from` and the recipient, which that node finds in its replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeptDirect {
+    /// The sender.
+    pub from: ClientId,
+    /// PRIVMSG/NOTICE or TAGMSG.
+    pub kind: Kind,
 }
 
 /// A hand-off and the sender's log position when it was made.

@@ -2,6 +2,7 @@
 //! link's place on the bus, whether the cluster can be reached, and the link's
 //! counters. Absent when the server runs alone.
 
+use crate::state::network::ShardSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::thread::Thread;
@@ -24,6 +25,11 @@ pub struct ClusterState {
     waiting: Mutex<Vec<Thread>>,
     /// The link's figures, for STATS and metrics.
     pub counters: LinkCounters,
+    /// The other nodes this node hears from (a [`ShardSet`] of node numbers, as
+    /// bits): where a channel message kept in history goes, so that every node keeps
+    /// it. Written by the link when a node is first heard from or declared lost; read
+    /// with one load per such message.
+    live_nodes: AtomicU64,
     /// Other nodes' server names, as their heartbeats say them (WHOIS 312 of a
     /// user on another node). Written by the link a few times a second, read by a
     /// WHOIS: never on the message path.
@@ -77,6 +83,7 @@ impl ClusterState {
             waiting: Mutex::new(Vec::new()),
             counters: LinkCounters::default(),
             server_names: Mutex::default(),
+            live_nodes: AtomicU64::new(0),
         }
     }
 
@@ -88,6 +95,16 @@ impl ClusterState {
     /// Records the link's connection state; returns the previous one.
     pub fn set_connected(&self, connected: bool) -> bool {
         self.connected.swap(connected, Ordering::AcqRel)
+    }
+
+    /// The other nodes this node hears from.
+    pub fn live_nodes(&self) -> ShardSet {
+        ShardSet::from_bits(self.live_nodes.load(Ordering::Acquire))
+    }
+
+    /// Records the other nodes this node hears from (the link).
+    pub fn set_live_nodes(&self, nodes: ShardSet) {
+        self.live_nodes.store(nodes.bits(), Ordering::Release);
     }
 
     /// Records node `node`'s server name from its heartbeat.

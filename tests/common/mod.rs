@@ -285,19 +285,69 @@ pub fn flood_until_cut_off(sender: &mut Client, reader: &mut Client, slow: &str)
     }
 }
 
-/// Registers `nick` on `server` after requesting `caps` (space-separated).
+/// Registers `nick` on `server` after requesting `caps` (space-separated); any
+/// server name (a cluster node's is `node<N>.ringchat.local`).
 pub fn register_with_caps(server: &TestServer, nick: &str, caps: &str) -> Client {
     let mut client = server.connect();
     client.nick = nick.to_owned();
     client.send("CAP LS 302");
     client.send(&format!("NICK {nick}"));
     client.send(&format!("USER {nick} 0 * :{nick}"));
-    client.skip_until(|line| line.starts_with(":ringchat.local CAP * LS :"));
+    client.skip_until(|line| line.contains(" CAP * LS :"));
     client.send(&format!("CAP REQ :{caps}"));
-    client.expect(&format!(":ringchat.local CAP {nick} ACK :{caps}"));
+    let ack = client.line();
+    assert!(ack.ends_with(&format!(" CAP {nick} ACK :{caps}")), "{ack}");
     client.send("CAP END");
     client.skip_until(|line| has_numeric(line, "422"));
     client
+}
+
+/// Sends `count` messages to `channel` and returns their echoes as `sender` got
+/// them (`@time=..;msgid=.. :source PRIVMSG #c :text`). Each waits a little over a
+/// millisecond after the one before, so every message has its own `server-time`
+/// and the timestamp references below select exactly one side of it.
+pub fn send_messages(sender: &mut Client, channel: &str, count: usize) -> Vec<String> {
+    (0..count)
+        .map(|i| {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            sender.send(&format!("PRIVMSG {channel} :message {i}"));
+            let echo = sender.line();
+            assert!(
+                echo.ends_with(&format!(" PRIVMSG {channel} :message {i}")),
+                "{echo}"
+            );
+            echo
+        })
+        .collect()
+}
+
+/// Sends `query` and returns the lines of the `chathistory` batch that answers it,
+/// without their `batch=` tag (from any server name).
+pub fn history(client: &mut Client, query: &str, target: &str) -> Vec<String> {
+    client.send(query);
+    let start = client.line();
+    let (server, reference) = start
+        .split_once(" BATCH +")
+        .and_then(|(server, rest)| {
+            Some((
+                server,
+                rest.strip_suffix(&format!(" chathistory {target}"))?,
+            ))
+        })
+        .unwrap_or_else(|| panic!("not a chathistory batch start: {start}"));
+    let end = format!("{server} BATCH -{reference}");
+    let tag = format!("@batch={reference};");
+    let mut lines = Vec::new();
+    loop {
+        let line = client.line();
+        if line == end {
+            return lines;
+        }
+        let inner = line
+            .strip_prefix(&tag)
+            .unwrap_or_else(|| panic!("a line outside the batch: {line}"));
+        lines.push(format!("@{inner}"));
+    }
 }
 
 /// Whether `line` is numeric `code` (`:server CODE ...`).

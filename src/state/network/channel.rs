@@ -32,6 +32,16 @@ impl ShardSet {
         self.0 |= 1 << shard;
     }
 
+    /// The set as one word (bit `n` is shard `n`), to share it through an atomic.
+    pub fn bits(self) -> u64 {
+        self.0
+    }
+
+    /// The set whose word [`ShardSet::bits`] gave.
+    pub fn from_bits(bits: u64) -> ShardSet {
+        ShardSet(bits)
+    }
+
     /// Adds every shard of `other`.
     pub fn extend(&mut self, other: ShardSet) {
         self.0 |= other.0;

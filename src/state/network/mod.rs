@@ -46,6 +46,7 @@ pub use wire::{decode_event, encode_event, WireError};
 
 use crate::proto::{Caseless, CaselessKey};
 use crate::state::ClientId;
+use crate::store::history::Conversation;
 use imbl::OrdMap;
 use persistent::ArcMap;
 use std::sync::Arc;
@@ -219,6 +220,14 @@ impl Network {
     /// A registered user.
     pub fn user(&self, id: ClientId) -> Option<&User> {
         self.users.get(&id)
+    }
+
+    /// The conversation whose history keeps a direct message between users `a` and
+    /// `b` as this replica knows them, if it is kept (one side is logged in). The
+    /// sender's node and the recipient's compute it alike.
+    pub fn conversation(&self, a: ClientId, b: ClientId) -> Option<Conversation> {
+        let (a, b) = (self.user(a)?, self.user(b)?);
+        Conversation::between(a.history_party(), b.history_party())
     }
 
     /// The registered user holding `nick`.

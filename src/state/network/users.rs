@@ -4,6 +4,7 @@
 
 use crate::proto::mask::wildcard_match;
 use crate::proto::CaselessKey;
+use crate::store::history::Party;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -161,6 +162,15 @@ impl PartialEq for User {
 }
 
 impl User {
+    /// This user's side of a direct conversation in history: its account if it is
+    /// logged in, else its nick.
+    pub fn history_party(&self) -> Party {
+        match &self.account {
+            Some(account) => Party::account(account.as_str(), self.nick.as_str()),
+            None => Party::nick(self.nick.as_str()),
+        }
+    }
+
     /// `nick!~user@host`: the source of the lines this user causes, and what ban masks
     /// are matched against.
     pub fn source(&self) -> String {
