@@ -329,6 +329,27 @@ e2e! {
         }
     }
 
+    fn a_secret_channel_with_the_registration_cutoff_shows_what_was_said_since_signon(setup) {
+        let dir = data_dir();
+        let server = setup.start_with(|config| {
+            config.data_dir = Some(dir.clone());
+            config.history_private_cutoff = ringchat::HistoryCutoff::Registration;
+        });
+        let mut alice = register_with_caps(&server, "alice", CAPS);
+        alice.send("JOIN #s");
+        alice.skip_until(|line| has_numeric(line, "366"));
+        alice.send("MODE #s +s");
+        alice.skip_until(|line| line.contains(" MODE #s +s"));
+        send_messages(&mut alice, "#s", 1);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let mut bob = register_with_caps(&server, "bob", CAPS);
+        // Said after bob signed on, before he joined: his to read.
+        let after_signon = send_messages(&mut alice, "#s", 1);
+        bob.send("JOIN #s");
+        bob.skip_until(|line| has_numeric(line, "366"));
+        assert_eq!(history(&mut bob, "CHATHISTORY LATEST #s * 10", "#s"), after_signon);
+    }
+
     fn targets_lists_the_askers_channels_by_their_latest_message(setup) {
         let dir = data_dir();
         let server = start_in(setup, &dir);

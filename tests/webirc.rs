@@ -37,7 +37,9 @@ fn start(setup: Setup, adjust: impl FnOnce(&mut ringchat::Config)) -> TestServer
 fn register_through(client: &mut Client, webirc: &str, nick: &str) -> Vec<String> {
     // One write: a refused WEBIRC closes the connection, and a line sent after the
     // close would fail (EPIPE) or reset the connection before its ERROR is read.
-    client.send_raw(format!("{webirc}\r\nNICK {nick}\r\nUSER {nick} 0 * :{nick} test\r\n").as_bytes());
+    client.send_raw(
+        format!("{webirc}\r\nNICK {nick}\r\nUSER {nick} 0 * :{nick} test\r\n").as_bytes(),
+    );
     let mut lines = Vec::new();
     while let Some(line) = client.try_line() {
         let done = has_numeric(&line, "376") || has_numeric(&line, "422");
