@@ -381,7 +381,7 @@ fn channel_modes_and_kick_apply_across_nodes() {
 )]
 fn a_node_killed_with_sigkill_quits_its_users_on_the_others() {
     let nats = Nats::start();
-    let zero = node(&nats, 0);
+    let zero = node_keeping_history(&nats, 0, "node-lost");
     let metrics_port = free_port();
     let metrics = format!("127.0.0.1:{metrics_port}");
     let (mut child, addr, stderr) = spawn_node(&nats, 1, &["--metrics", &metrics]);
@@ -389,7 +389,11 @@ fn a_node_killed_with_sigkill_quits_its_users_on_the_others() {
     let mut doomed = Client::register(Client::connect(addr), "doomed");
     doomed.send("JOIN #c");
     line_containing(&mut doomed, " 366 ");
-    let mut survivor = zero.register("survivor");
+    let mut survivor = common::register_with_caps(
+        &zero,
+        "survivor",
+        "batch draft/chathistory draft/event-playback message-tags server-time",
+    );
     survivor.send("JOIN #c");
     line_containing(&mut survivor, " 366 ");
 
@@ -405,8 +409,12 @@ fn a_node_killed_with_sigkill_quits_its_users_on_the_others() {
     child.kill().expect("SIGKILL");
     let _ = child.wait();
     let quit = line_containing(&mut survivor, "QUIT");
-    assert!(quit.starts_with(":doomed!"), "{quit}");
+    let untagged = quit.split_once(" :").map_or("", |(_, rest)| rest);
+    assert!(untagged.starts_with("doomed!"), "{quit}");
     assert!(quit.contains("Node lost"), "{quit}");
+    // The lost node's QUIT is in #c's history as the survivor saw it.
+    let kept = history(&mut survivor, "CHATHISTORY LATEST #c * 10", "#c");
+    assert_eq!(kept.last(), Some(&quit), "{kept:?}");
     survivor.send("NAMES #c");
     let names = line_containing(&mut survivor, " 353 ");
     assert!(!names.contains("doomed"), "{names}");

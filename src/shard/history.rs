@@ -21,6 +21,10 @@ const HISTORY_SWEEP_EVERY: Duration = Duration::from_secs(3600);
 /// fewer than 64), so these ids never meet a message's.
 const EVENT_MSGID_ORIGIN: u16 = 127;
 
+/// Bits of an entry's several lines' msgids that number the line (a lost node has
+/// fewer users than this).
+const LINE_BITS: u32 = 24;
+
 /// Longest a client's lines wait for an answer built off the shard; only a store
 /// whose writer has stopped takes this long (a query answers in milliseconds).
 const DEFERRED_REPLY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -58,14 +62,38 @@ impl Shard {
         channels: &[CaselessKey],
         message: Outgoing,
     ) -> Outgoing {
+        self.keep_event_line(entry, at, 0, channels, message)
+    }
+
+    /// [`Shard::keep_event`] for line `nth` (from 1) of an entry that causes several
+    /// (a lost node's users' QUITs), each with a msgid of its own.
+    pub(super) fn keep_event_line(
+        &mut self,
+        entry: &Sequenced,
+        at: SystemTime,
+        nth: u64,
+        channels: &[CaselessKey],
+        message: Outgoing,
+    ) -> Outgoing {
         if !self.shared.keeps_history() {
             return message;
         }
-        let message = message.at(at).with_msgid(MsgId::new(
-            self.started_micros,
-            (self.node << 7) | EVENT_MSGID_ORIGIN,
-            entry.seq,
-        ));
+        let msgid = if nth == 0 {
+            MsgId::new(
+                self.started_micros,
+                (self.node << 7) | EVENT_MSGID_ORIGIN,
+                entry.seq,
+            )
+        } else {
+            // Another shard number no shard has; the line's number in the low bits.
+            let counter = (entry.seq << LINE_BITS) | (nth & ((1 << LINE_BITS) - 1));
+            MsgId::new(
+                self.started_micros,
+                (self.node << 7) | (EVENT_MSGID_ORIGIN - 1),
+                counter,
+            )
+        };
+        let message = message.at(at).with_msgid(msgid);
         for channel in channels {
             if self.local_members.ids_of(channel.as_str()).next().is_some() {
                 self.keep_in_history(Record {

@@ -128,13 +128,12 @@ impl Shard {
                 }
             }
             (Event::Quit { client, reason }, Outcome::Quit { user }) => {
-                self.relay_quit(Some((entry, at)), *client, user, reason);
+                self.relay_quit((entry, at, 0), *client, user, reason);
             }
             (Event::NodeLost { node, reason }, Outcome::NodeLost { users }) => {
                 let text = format!("Node lost: {reason}");
-                for (id, user) in users {
-                    // Not kept: one entry, many QUITs, and no msgid to tell them apart.
-                    self.relay_quit(None, *id, user, &text);
+                for (nth, (id, user)) in (1..).zip(users) {
+                    self.relay_quit((entry, at, nth), *id, user, &text);
                 }
                 if *node == self.node {
                     self.close_all_declared_lost();
@@ -507,11 +506,11 @@ impl Shard {
     }
 
     /// Tells the local members who shared a channel with `user` (once each) and its
-    /// MONITOR watchers that it quit with `reason`. `entry` is the QUIT's own, kept
-    /// in history; `None` for one of a lost node's users.
+    /// MONITOR watchers that it quit with `reason`, kept in history as line `nth` of
+    /// the `entry` applied `at` (0: the QUIT's own entry; from 1: a lost node's users).
     fn relay_quit(
         &mut self,
-        entry: Option<(&Sequenced, SystemTime)>,
+        (entry, at, nth): (&Sequenced, SystemTime, u64),
         id: ClientId,
         user: &User,
         reason: &str,
@@ -519,10 +518,8 @@ impl Shard {
         let line = LineBuilder::from_source(&user.source(), "QUIT")
             .trailing(reason)
             .finish();
-        let mut message = Outgoing::new(line).from_bot(user.bot);
-        if let Some((entry, at)) = entry {
-            message = self.keep_event(entry, at, &user.channels, message);
-        }
+        let message = Outgoing::new(line).from_bot(user.bot);
+        let mut message = self.keep_event_line(entry, at, nth, &user.channels, message);
         self.deliver_to_local_members_once(&user.channels, &mut message, Some(id));
         self.tell_watchers_offline(user.nick.as_str());
     }
