@@ -16,6 +16,9 @@
 //! - `history_correspondents`: (account party, other party) -> the other party's
 //!   name as last seen, so CHATHISTORY TARGETS lists an account's conversations
 //!   with one range read.
+//! - `history_kept_through`: `""` -> the number of the last flush committed (see
+//!   [`crate::store::uncommitted`]), so a reader knows which records handed to the
+//!   store its snapshot holds.
 //!
 //! Time is kept in milliseconds because that is what clients see (`server-time`
 //! has millisecond precision): a `timestamp=` taken from a message's tag then bounds
@@ -23,13 +26,16 @@
 
 use crate::proto::outgoing::{Outgoing, WireOutgoing};
 use crate::proto::CaselessKey;
+use super::uncommitted::Kept;
 use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
+use std::sync::Arc;
 
 const MESSAGES: TableDefinition<(&str, u64, u64), &[u8]> = TableDefinition::new("history_messages");
 const MSGIDS: TableDefinition<&[u8], (&str, u64, u64)> = TableDefinition::new("history_msgids");
 const TARGETS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("history_targets");
 const CORRESPONDENTS: TableDefinition<(&str, &str), &str> =
     TableDefinition::new("history_correspondents");
+const KEPT_THROUGH: TableDefinition<&str, u64> = TableDefinition::new("history_kept_through");
 
 /// What a stored message is, for whom it is replayed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +76,27 @@ impl Target {
         match self {
             Target::Channel(channel) => target_key(channel.as_str()),
             Target::Direct(conversation) => conversation.key(),
+        }
+    }
+
+    /// Whether `key` (a [`Target::key`]) is this target's; without building the key.
+    fn has_key(&self, key: &str) -> bool {
+        match self {
+            Target::Channel(channel) => {
+                let name = channel.as_str();
+                name.len() == key.len()
+                    && name
+                        .bytes()
+                        .zip(key.bytes())
+                        .all(|(a, b)| a.to_ascii_lowercase() == b)
+            }
+            Target::Direct(conversation) => {
+                let [a, b] = &conversation.parties;
+                let (low, high) = if a.key <= b.key { (a, b) } else { (b, a) };
+                key.strip_prefix('@')
+                    .and_then(|pair| pair.split_once(' '))
+                    .is_some_and(|(first, second)| first == low.key && second == high.key)
+            }
         }
     }
 }
@@ -125,6 +152,15 @@ impl Conversation {
         let [a, b] = &self.parties;
         conversation_key(&a.key, &b.key)
     }
+
+    /// Each side that is an account, with the other side: whose TARGETS list the
+    /// conversation, under which name.
+    fn sides(&self) -> impl Iterator<Item = (&Party, &Party)> {
+        let [a, b] = &self.parties;
+        [(a, b), (b, a)]
+            .into_iter()
+            .filter(|(owner, _)| owner.is_account())
+    }
 }
 
 /// `@<one party key> <other>`, the keys in order: a space is in neither key (nor in
@@ -177,17 +213,27 @@ pub fn target_key(name: &str) -> String {
 }
 
 /// Hands `records` (one shard's loop turn, or what another node relayed) to the
-/// store's writer as one job: the one way history is written. Refused, nothing
-/// kept, when the writer is far behind.
+/// store's writer as one job: the one way history is written. Until the job has
+/// committed, the records wait in the store's uncommitted tail, where queries find
+/// them ([`Snapshot`]). Refused, nothing kept, when the writer is far behind.
 pub fn keep(
     store: &crate::store::Store,
     records: Vec<Record>,
     retention: Retention,
     now_ms: u64,
 ) -> Result<(), crate::store::WriteRefused> {
-    store.write(Box::new(move |transaction: &WriteTransaction| {
-        append(transaction, &records, retention, now_ms)
-    }))
+    let uncommitted = store.uncommitted();
+    uncommitted.hand_over(records, retention, |kept| {
+        let noted = uncommitted.clone();
+        store.write(Box::new(move |transaction: &WriteTransaction| {
+            let appended = append(transaction, &kept.records, retention, now_ms);
+            // Noted even when the append failed: its records are as committed as
+            // they will ever be, and the tail must let them go.
+            noted.written(kept.id);
+            transaction.open_table(KEPT_THROUGH)?.insert("", kept.id)?;
+            appended
+        }))
+    })
 }
 
 /// Appends `records` (one shard's loop turn) inside the writer's transaction, then
@@ -210,14 +256,11 @@ pub fn append(
     for record in records {
         let key = record.target.key();
         if let Target::Direct(conversation) = &record.target {
-            let [a, b] = &conversation.parties;
-            for (owner, other) in [(a, b), (b, a)] {
-                if owner.is_account() {
-                    correspondents.insert(
-                        (owner.key.as_str(), other.key.as_str()),
-                        other.shown.as_str(),
-                    )?;
-                }
+            for (owner, other) in conversation.sides() {
+                correspondents.insert(
+                    (owner.key.as_str(), other.key.as_str()),
+                    other.shown.as_str(),
+                )?;
             }
         }
         let (next, count) = match counters.get(&key) {
@@ -380,15 +423,22 @@ pub struct Replayed {
     pub message: Outgoing,
 }
 
-/// A key position inside one target: (milliseconds, sequence). Stored sequences
-/// start at 1 and never reach `u64::MAX`, so `(t, 0)` lies before every message
-/// of millisecond `t` and `(t, u64::MAX)` after them.
+/// A position inside one target: (milliseconds, sequence). Stored sequences start
+/// at 1 and stay below [`UNCOMMITTED`]; a record not yet committed is placed at
+/// `UNCOMMITTED` plus its rank in the tail, after the stored ones of its
+/// millisecond, where the writer will append it. So `(t, 0)` lies before every
+/// message of millisecond `t` and `(t, u64::MAX)` after them.
 type Point = (u64, u64);
+
+/// Where uncommitted records' sequences start: a target's stored sequence grows by
+/// one per message and never gets near 2^63.
+const UNCOMMITTED: u64 = 1 << 63;
 
 /// Reads `selection` of the target stored as `key` ([`Target::key`]; at most
 /// `limit` messages, ascending), showing nothing older than `oldest_ms` (age
 /// retention, and an access cutoff), and TAGMSGs and events only with
 /// `event_playback`. A msgid that is unknown, or of another target, selects nothing.
+/// Reads inside the writer's transaction; CHATHISTORY reads a [`Snapshot`].
 pub fn query(
     transaction: &WriteTransaction,
     key: &str,
@@ -399,58 +449,15 @@ pub fn query(
 ) -> Result<Vec<Replayed>, redb::Error> {
     let messages = transaction.open_table(MESSAGES)?;
     let msgids = transaction.open_table(MSGIDS)?;
-    let resolve = |reference: &Reference| -> Result<Option<Point>, redb::Error> {
-        Ok(match reference {
-            Reference::Time(millis) => Some((*millis, 0)),
-            Reference::MsgId(id) => msgids.get(id.as_slice())?.and_then(|found| {
-                let (owner, millis, seq) = found.value();
-                (owner == key).then_some((millis, seq))
-            }),
-        })
-    };
-    // The first point after a reference (exclusive lower bound) and the point of the
-    // reference itself (exclusive upper bound).
-    let after = |reference: &Reference, point: Point| match reference {
-        Reference::Time(millis) => (millis.saturating_add(1), 0),
-        Reference::MsgId(_) => (point.0, point.1 + 1),
-    };
-    let floor: Point = (oldest_ms, 0);
-    let ceiling: Point = (u64::MAX, u64::MAX);
     let scan = Scan {
         messages: &messages,
         key,
         event_playback,
+        pending: Vec::new(),
+        floor: (oldest_ms, 0),
+        dropped_before: (0, 0),
     };
-    let found = match selection {
-        Selection::Latest(None) => scan.last(floor, ceiling, limit)?,
-        Selection::Latest(Some(reference)) => match resolve(reference)? {
-            Some(point) => scan.last(after(reference, point).max(floor), ceiling, limit)?,
-            None => Vec::new(),
-        },
-        Selection::Before(reference) => match resolve(reference)? {
-            Some(point) => scan.last(floor, point, limit)?,
-            None => Vec::new(),
-        },
-        Selection::After(reference) => match resolve(reference)? {
-            Some(point) => scan.first(after(reference, point).max(floor), ceiling, limit)?,
-            None => Vec::new(),
-        },
-        Selection::Around(reference) => match resolve(reference)? {
-            Some(point) => {
-                let before = limit / 2;
-                let mut found = scan.last(floor, point, before)?;
-                found.extend(scan.first(point.max(floor), ceiling, limit - before)?);
-                found
-            }
-            None => Vec::new(),
-        },
-        Selection::Between(first, second) => match (resolve(first)?, resolve(second)?) {
-            (Some(a), Some(b)) if a <= b => scan.first(after(first, a).max(floor), b, limit)?,
-            (Some(a), Some(b)) => scan.last(after(second, b).max(floor), a, limit)?,
-            _ => Vec::new(),
-        },
-    };
-    Ok(found)
+    scan.select(&msgids, selection, limit)
 }
 
 /// The time (Unix milliseconds) of the latest PRIVMSG or NOTICE of the target
@@ -466,15 +473,15 @@ pub fn latest_time(
     oldest_ms: u64,
 ) -> Result<Option<u64>, redb::Error> {
     let messages = transaction.open_table(MESSAGES)?;
-    let newest = (key, u64::MAX, u64::MAX);
-    for entry in messages.range((key, oldest_ms, 0)..newest)?.rev() {
-        let (stored_key, value) = entry?;
-        if value.value().first() == Some(&(Kind::Message as u8)) {
-            let millis = stored_key.value().1;
-            return Ok((from_ms < millis && millis < to_ms).then_some(millis));
-        }
-    }
-    Ok(None)
+    let scan = Scan {
+        messages: &messages,
+        key,
+        event_playback: false,
+        pending: Vec::new(),
+        floor: (oldest_ms, 0),
+        dropped_before: (0, 0),
+    };
+    scan.latest_time(from_ms, to_ms)
 }
 
 /// The conversations of `account`: each one's storage key and the other side's
@@ -484,6 +491,13 @@ pub fn conversations_of(
     account: &Party,
 ) -> Result<Vec<(String, String)>, redb::Error> {
     let correspondents = transaction.open_table(CORRESPONDENTS)?;
+    stored_conversations(&correspondents, account)
+}
+
+fn stored_conversations(
+    correspondents: &impl ReadableTable<(&'static str, &'static str), &'static str>,
+    account: &Party,
+) -> Result<Vec<(String, String)>, redb::Error> {
     let owner = account.key.as_str();
     let mut found = Vec::new();
     for entry in correspondents.range((owner, "")..)? {
@@ -497,15 +511,242 @@ pub fn conversations_of(
     Ok(found)
 }
 
-/// Range reads over one target's messages.
+/// What a CHATHISTORY query reads, off the writer: a read snapshot of the store and
+/// the records handed to the store that the snapshot does not hold yet (see
+/// [`crate::store::uncommitted`] for why nothing is missed or read twice). Every
+/// answer is the one the writer would give once those records are committed.
+pub struct Snapshot {
+    transaction: redb::ReadTransaction,
+    /// The flushes after the last one the snapshot holds, oldest first.
+    pending: Vec<Arc<Kept>>,
+}
+
+impl Snapshot {
+    /// Completes `view` (taken first) with a snapshot opened now.
+    pub fn open(
+        database: &redb::Database,
+        view: Vec<Arc<Kept>>,
+    ) -> Result<Snapshot, redb::Error> {
+        use redb::ReadableDatabase;
+        let transaction = database.begin_read()?;
+        let through = kept_through(&transaction.open_table(KEPT_THROUGH)?)?;
+        let mut pending = view;
+        pending.retain(|kept| kept.id > through);
+        Ok(Snapshot {
+            transaction,
+            pending,
+        })
+    }
+
+    /// [`query`], on this snapshot and its uncommitted records.
+    pub fn query(
+        &self,
+        key: &str,
+        selection: &Selection,
+        limit: usize,
+        oldest_ms: u64,
+        event_playback: bool,
+    ) -> Result<Vec<Replayed>, redb::Error> {
+        let messages = self.transaction.open_table(MESSAGES)?;
+        let msgids = self.transaction.open_table(MSGIDS)?;
+        let scan = self.scan(&messages, key, oldest_ms, event_playback)?;
+        scan.select(&msgids, selection, limit)
+    }
+
+    /// [`latest_time`], on this snapshot and its uncommitted records.
+    pub fn latest_time(
+        &self,
+        key: &str,
+        from_ms: u64,
+        to_ms: u64,
+        oldest_ms: u64,
+    ) -> Result<Option<u64>, redb::Error> {
+        let messages = self.transaction.open_table(MESSAGES)?;
+        self.scan(&messages, key, oldest_ms, false)?
+            .latest_time(from_ms, to_ms)
+    }
+
+    /// [`conversations_of`], on this snapshot and its uncommitted records: a
+    /// conversation first seen in them comes last; a newer name replaces the stored.
+    pub fn conversations_of(&self, account: &Party) -> Result<Vec<(String, String)>, redb::Error> {
+        let correspondents = self.transaction.open_table(CORRESPONDENTS)?;
+        let mut found = stored_conversations(&correspondents, account)?;
+        let records = self.pending.iter().flat_map(|kept| &kept.records);
+        for conversation in records.filter_map(|record| match &record.target {
+            Target::Direct(conversation) => Some(conversation),
+            Target::Channel(_) => None,
+        }) {
+            for (owner, other) in conversation.sides() {
+                if owner.key != account.key {
+                    continue;
+                }
+                let key = conversation_key(&owner.key, &other.key);
+                match found.iter_mut().find(|(known, _)| *known == key) {
+                    Some((_, shown)) => other.shown.clone_into(shown),
+                    None => found.push((key, other.shown.clone())),
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// A scan of `key` over the snapshot and the target's uncommitted records, whose
+    /// floor hides what the writer's count retention will drop when it appends them.
+    fn scan<'s, T>(
+        &'s self,
+        messages: &'s T,
+        key: &'s str,
+        oldest_ms: u64,
+        event_playback: bool,
+    ) -> Result<Scan<'s, T>, redb::Error>
+    where
+        T: ReadableTable<(&'static str, u64, u64), &'static [u8]>,
+    {
+        let mut pending = Vec::new();
+        let mut max_messages = u64::MAX;
+        for kept in &self.pending {
+            for record in kept.records.iter().filter(|record| record.target.has_key(key)) {
+                let wire = record.message.to_wire();
+                let point = (wire.time_micros() / 1000, UNCOMMITTED + pending.len() as u64);
+                pending.push(Pending {
+                    point,
+                    kind: record.kind,
+                    wire,
+                });
+                max_messages = kept.retention.max_messages;
+            }
+        }
+        pending.sort_by_key(|record| record.point);
+        let mut scan = Scan {
+            messages,
+            key,
+            event_playback,
+            pending,
+            floor: (oldest_ms, 0),
+            dropped_before: (0, 0),
+        };
+        let stored = match self.transaction.open_table(TARGETS)?.get(key)? {
+            Some(counts) => counts.value().1,
+            None => 0,
+        };
+        let dropped = (stored + scan.pending.len() as u64).saturating_sub(max_messages);
+        if dropped > 0 {
+            scan.dropped_before = scan.nth_point(dropped as usize)?;
+        }
+        Ok(scan)
+    }
+}
+
+/// One uncommitted record of the scanned target, as the writer will store it.
+struct Pending {
+    point: Point,
+    kind: Kind,
+    wire: WireOutgoing,
+}
+
+/// The last flush number the store holds (0 before the first).
+fn kept_through(table: &impl ReadableTable<&'static str, u64>) -> Result<u64, redb::Error> {
+    Ok(table.get("")?.map_or(0, |found| found.value()))
+}
+
+/// Creates the history tables if they are missing (a read snapshot cannot open a
+/// table that was never created) and returns the last flush number the store
+/// holds. Run once when the store opens.
+pub fn prepare(database: &redb::Database) -> Result<u64, redb::Error> {
+    let transaction = database.begin_write()?;
+    let through = {
+        transaction.open_table(MESSAGES)?;
+        transaction.open_table(MSGIDS)?;
+        transaction.open_table(TARGETS)?;
+        transaction.open_table(CORRESPONDENTS)?;
+        kept_through(&transaction.open_table(KEPT_THROUGH)?)?
+    };
+    transaction.commit()?;
+    Ok(through)
+}
+
+/// Reads over one target's messages: the stored ones in `messages` merged with the
+/// `pending` uncommitted ones, in [`Point`] order.
 struct Scan<'s, T> {
     messages: &'s T,
     key: &'s str,
     /// TAGMSGs are shown.
     event_playback: bool,
+    /// The target's uncommitted records, ascending; empty inside the writer.
+    pending: Vec<Pending>,
+    /// Nothing before it is shown: age retention and the access cutoff.
+    floor: Point,
+    /// Where the records count retention keeps start: what is before it is dropped
+    /// when the pending records are appended; `(0, 0)` when nothing is.
+    dropped_before: Point,
 }
 
 impl<T: ReadableTable<(&'static str, u64, u64), &'static [u8]>> Scan<'_, T> {
+    fn select(
+        &self,
+        msgids: &impl ReadableTable<&'static [u8], (&'static str, u64, u64)>,
+        selection: &Selection,
+        limit: usize,
+    ) -> Result<Vec<Replayed>, redb::Error> {
+        let key = self.key;
+        let resolve = |reference: &Reference| -> Result<Option<Point>, redb::Error> {
+            let point = match reference {
+                Reference::Time(millis) => return Ok(Some((*millis, 0))),
+                Reference::MsgId(id) => match msgids.get(id.as_slice())? {
+                    Some(found) => {
+                        let (owner, millis, seq) = found.value();
+                        (owner == key).then_some((millis, seq))
+                    }
+                    None => self
+                        .pending
+                        .iter()
+                        .find(|record| record.wire.msgid() == Some(id.as_slice()))
+                        .map(|record| record.point),
+                },
+            };
+            // A message count retention drops is as gone as one it dropped.
+            Ok(point.filter(|point| *point >= self.dropped_before))
+        };
+        // The first point after a reference (exclusive lower bound) and the point of
+        // the reference itself (exclusive upper bound).
+        let after = |reference: &Reference, point: Point| match reference {
+            Reference::Time(millis) => (millis.saturating_add(1), 0),
+            Reference::MsgId(_) => (point.0, point.1 + 1),
+        };
+        let floor = self.floor.max(self.dropped_before);
+        let ceiling: Point = (u64::MAX, u64::MAX);
+        let found = match selection {
+            Selection::Latest(None) => self.last(floor, ceiling, limit)?,
+            Selection::Latest(Some(reference)) => match resolve(reference)? {
+                Some(point) => self.last(after(reference, point).max(floor), ceiling, limit)?,
+                None => Vec::new(),
+            },
+            Selection::Before(reference) => match resolve(reference)? {
+                Some(point) => self.last(floor, point, limit)?,
+                None => Vec::new(),
+            },
+            Selection::After(reference) => match resolve(reference)? {
+                Some(point) => self.first(after(reference, point).max(floor), ceiling, limit)?,
+                None => Vec::new(),
+            },
+            Selection::Around(reference) => match resolve(reference)? {
+                Some(point) => {
+                    let before = limit / 2;
+                    let mut found = self.last(floor, point, before)?;
+                    found.extend(self.first(point.max(floor), ceiling, limit - before)?);
+                    found
+                }
+                None => Vec::new(),
+            },
+            Selection::Between(first, second) => match (resolve(first)?, resolve(second)?) {
+                (Some(a), Some(b)) if a <= b => self.first(after(first, a).max(floor), b, limit)?,
+                (Some(a), Some(b)) => self.last(after(second, b).max(floor), a, limit)?,
+                _ => Vec::new(),
+            },
+        };
+        Ok(found)
+    }
+
     /// The first `limit` messages in `from..to`, ascending.
     fn first(&self, from: Point, to: Point, limit: usize) -> Result<Vec<Replayed>, redb::Error> {
         if limit == 0 || from >= to {
@@ -516,13 +757,17 @@ impl<T: ReadableTable<(&'static str, u64, u64), &'static [u8]>> Scan<'_, T> {
             .range((self.key, from.0, from.1)..(self.key, to.0, to.1))?;
         let mut found = Vec::new();
         for entry in range {
-            let (_, value) = entry?;
-            found.extend(self.visible(value.value()));
+            let (stored_key, value) = entry?;
+            found.extend(self.visible(stored_key.value(), value.value()));
             if found.len() == limit {
                 break;
             }
         }
-        Ok(found)
+        let pending = self.pending.iter().filter(|r| from <= r.point && r.point < to);
+        found.extend(pending.filter_map(|r| self.pending_visible(r)).take(limit));
+        found.sort_by_key(|(point, _)| *point);
+        found.truncate(limit);
+        Ok(found.into_iter().map(|(_, replayed)| replayed).collect())
     }
 
     /// The last `limit` messages in `from..to`, ascending.
@@ -535,25 +780,82 @@ impl<T: ReadableTable<(&'static str, u64, u64), &'static [u8]>> Scan<'_, T> {
             .range((self.key, from.0, from.1)..(self.key, to.0, to.1))?;
         let mut found = Vec::new();
         for entry in range.rev() {
-            let (_, value) = entry?;
-            found.extend(self.visible(value.value()));
+            let (stored_key, value) = entry?;
+            found.extend(self.visible(stored_key.value(), value.value()));
             if found.len() == limit {
                 break;
             }
         }
-        found.reverse();
-        Ok(found)
+        let pending = self.pending.iter().rev();
+        let pending = pending.filter(|r| from <= r.point && r.point < to);
+        found.extend(pending.filter_map(|r| self.pending_visible(r)).take(limit));
+        found.sort_by_key(|(point, _)| *point);
+        let surplus = found.len().saturating_sub(limit);
+        Ok(found.into_iter().skip(surplus).map(|(_, replayed)| replayed).collect())
     }
 
-    fn visible(&self, value: &[u8]) -> Option<Replayed> {
-        visible(self.event_playback, value)
+    /// See [`latest_time`]; the newest of the stored and the pending messages.
+    fn latest_time(&self, from_ms: u64, to_ms: u64) -> Result<Option<u64>, redb::Error> {
+        let floor = self.floor.max(self.dropped_before);
+        let key = self.key;
+        let mut stored = None;
+        for entry in self
+            .messages
+            .range((key, floor.0, floor.1)..(key, u64::MAX, u64::MAX))?
+            .rev()
+        {
+            let (stored_key, value) = entry?;
+            if value.value().first() == Some(&(Kind::Message as u8)) {
+                let (_, millis, seq) = stored_key.value();
+                stored = Some((millis, seq));
+                break;
+            }
+        }
+        let pending = self
+            .pending
+            .iter()
+            .rev()
+            .find(|r| r.kind == Kind::Message && r.point >= floor)
+            .map(|r| r.point);
+        let latest = stored.max(pending).map(|(millis, _)| millis);
+        Ok(latest.filter(|&millis| from_ms < millis && millis < to_ms))
+    }
+
+    /// The point of the `n`th record (from 0, any kind) of the target, stored and
+    /// pending together; past the end if there are fewer. Reads `n + 1` keys.
+    fn nth_point(&self, n: usize) -> Result<Point, redb::Error> {
+        let key = self.key;
+        let mut points = Vec::with_capacity(2 * n + 2);
+        for entry in self
+            .messages
+            .range((key, 0, 0)..(key, u64::MAX, u64::MAX))?
+            .take(n + 1)
+        {
+            let (_, millis, seq) = entry?.0.value();
+            points.push((millis, seq));
+        }
+        points.extend(self.pending.iter().take(n + 1).map(|r| r.point));
+        points.sort_unstable();
+        Ok(points.get(n).copied().unwrap_or((u64::MAX, u64::MAX)))
+    }
+
+    /// A stored message at its point, if this reader sees it.
+    fn visible(&self, (_, millis, seq): (&str, u64, u64), value: &[u8]) -> Option<(Point, Replayed)> {
+        let (kind, wire) = decode(value)?;
+        Some(((millis, seq), shown(self.event_playback, kind, wire)?))
+    }
+
+    /// A pending record as the writer will store it, if this reader sees it.
+    fn pending_visible(&self, record: &Pending) -> Option<(Point, Replayed)> {
+        let replayed = shown(self.event_playback, record.kind, record.wire.clone())?;
+        Some((record.point, replayed))
     }
 }
 
-/// A stored value as a message, if this reader sees its kind; a value this version
-/// cannot read is skipped.
-fn visible(event_playback: bool, value: &[u8]) -> Option<Replayed> {
-    let (kind, wire) = decode(value)?;
+/// A message as it is replayed, if this reader sees its kind; parts this version
+/// cannot read are skipped (a pending record goes through the same check, so it
+/// reads as it will once stored).
+fn shown(event_playback: bool, kind: Kind, wire: WireOutgoing) -> Option<Replayed> {
     if kind != Kind::Message && !event_playback {
         return None;
     }
