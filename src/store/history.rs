@@ -1023,6 +1023,225 @@ mod tests {
         assert!(Conversation::between(Party::nick("a"), Party::account("b", "b")).is_some());
     }
 
+    /// `record` at millisecond `millis`, of `kind`.
+    fn at(mut record: Record, millis: u64, kind: Kind) -> Record {
+        let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis);
+        record.message = record.message.at(time);
+        record.kind = kind;
+        record
+    }
+
+    /// Every selection the merge must answer as the writer does, with its limit.
+    fn selections(t: u64) -> Vec<(Selection, usize)> {
+        let id = |n: u64| Reference::MsgId(MsgId::new(1, 0, n).as_bytes().to_vec());
+        let references = [
+            id(3),
+            id(11),
+            id(12),
+            id(16),
+            id(51),
+            id(99),
+            Reference::Time(t),
+            Reference::Time(t + 2),
+            Reference::Time(t + 3),
+        ];
+        let mut all = Vec::new();
+        for limit in [1, 2, 3, 100] {
+            all.push((Selection::Latest(None), limit));
+            for reference in &references {
+                let reference = reference.clone();
+                all.push((Selection::Latest(Some(reference.clone())), limit));
+                all.push((Selection::Before(reference.clone()), limit));
+                all.push((Selection::After(reference.clone()), limit));
+                all.push((Selection::Around(reference.clone()), limit));
+                for other in [id(2), id(14), Reference::Time(t + 1), Reference::Time(t + 4)] {
+                    all.push((Selection::Between(reference.clone(), other.clone()), limit));
+                    all.push((Selection::Between(other, reference.clone()), limit));
+                }
+            }
+        }
+        all
+    }
+
+    /// What the merge answers (`merged`, from a snapshot and the tail) and what the
+    /// writer answers once the tail is committed: the same, for every selection,
+    /// both playback modes and an age floor inside the data.
+    fn answers(
+        t: u64,
+        ask: impl Fn(&str, &Selection, usize, u64, bool) -> Vec<Replayed>,
+    ) -> Vec<Vec<String>> {
+        let mut all = Vec::new();
+        for key in ["#mix", "#other"] {
+            for (selection, limit) in selections(t) {
+                for oldest_ms in [0, t + 2] {
+                    for playback in [false, true] {
+                        all.push(texts(&ask(key, &selection, limit, oldest_ms, playback)));
+                    }
+                }
+            }
+        }
+        all
+    }
+
+    fn tail_and_store_agree(retention: Retention) {
+        let store = Store::open(&crate::store::test_dir()).expect("the store opens");
+        let t = now_millis() - 60_000;
+        let alice = || Party::account("Alice", "alice_");
+        let committed = vec![
+            at(record("#mix", 1), t, Kind::Message),
+            at(record("#mix", 2), t, Kind::Message),
+            at(record("#mix", 3), t + 1, Kind::Message),
+            at(record("#MIX", 7), t + 1, Kind::Tagmsg),
+            at(record("#other", 50), t + 1, Kind::Message),
+            at(record("#mix", 4), t + 2, Kind::Message),
+            at(record("#mix", 5), t + 2, Kind::Event),
+            at(record("#mix", 6), t + 3, Kind::Message),
+            direct(alice(), Party::nick("Bob"), 60, Kind::Message),
+        ];
+        keep(&store, committed, retention, t + 5).expect("queued");
+        store.sync().expect("committed");
+        // Equal times with the stored ones, among themselves, and one older than the
+        // newest stored (another shard's clock).
+        let tail = vec![
+            at(record("#mix", 10), t + 2, Kind::Message),
+            at(record("#Mix", 11), t + 3, Kind::Message),
+            at(record("#mix", 12), t + 3, Kind::Message),
+            at(record("#mix", 13), t + 1, Kind::Message),
+            at(record("#mix", 14), t + 4, Kind::Tagmsg),
+            at(record("#other", 51), t + 3, Kind::Message),
+            at(record("#mix", 15), t + 4, Kind::Message),
+            at(record("#mix", 16), t + 4, Kind::Message),
+            direct(Party::nick("Bob"), alice(), 61, Kind::Message),
+            direct(alice(), Party::nick("Carol"), 62, Kind::Message),
+        ];
+        let view = |id| {
+            vec![Arc::new(Kept {
+                id,
+                records: tail.clone(),
+                retention,
+            })]
+        };
+        let snapshot = store.read().expect("a snapshot");
+        let next = 1 + kept_through(&snapshot.open_table(KEPT_THROUGH).expect("table")).expect("read");
+        drop(snapshot);
+        let merged = Snapshot::open(&store.database, view(next)).expect("a snapshot");
+        let merged_answers = answers(t, |key, selection, limit, oldest, playback| {
+            merged
+                .query(key, selection, limit, oldest, playback)
+                .expect("read")
+        });
+        let merged_latest = ["#mix", "#other", "#none"].map(|key| {
+            [(0, u64::MAX), (t, t + 4), (t + 1, t + 3)].map(|(from, to)| {
+                merged.latest_time(key, from, to, 0).expect("read")
+            })
+        });
+        let mut merged_conversations = merged.conversations_of(&alice()).expect("read");
+        merged_conversations.sort();
+        drop(merged);
+
+        keep(&store, tail.clone(), retention, t + 5).expect("queued");
+        store.sync().expect("committed");
+        let database = store.database.clone();
+        let writer_answers = {
+            let (done, answer) = std::sync::mpsc::channel();
+            store
+                .write(Box::new(move |w| {
+                    let texts = answers(t, |key, selection, limit, oldest, playback| {
+                        query(w, key, selection, limit, oldest, playback).expect("read")
+                    });
+                    let latest = ["#mix", "#other", "#none"].map(|key| {
+                        [(0, u64::MAX), (t, t + 4), (t + 1, t + 3)]
+                            .map(|(from, to)| latest_time(w, key, from, to, 0).expect("read"))
+                    });
+                    let mut conversations = conversations_of(w, &alice()).expect("read");
+                    conversations.sort();
+                    let _ = done.send((texts, latest, conversations));
+                    Ok(())
+                }))
+                .expect("queued");
+            answer.recv().expect("the writer answers")
+        };
+        assert_eq!(merged_latest, writer_answers.1);
+        assert_eq!(merged_conversations, writer_answers.2);
+        assert_eq!(merged_answers.len(), writer_answers.0.len());
+        for (index, (merged, written)) in merged_answers.iter().zip(&writer_answers.0).enumerate() {
+            assert_eq!(merged, written, "answer {index}");
+        }
+        // The same view once committed: the snapshot holds it, so it is not read twice.
+        let after = Snapshot::open(&database, view(next)).expect("a snapshot");
+        let again = answers(t, |key, selection, limit, oldest, playback| {
+            after.query(key, selection, limit, oldest, playback).expect("read")
+        });
+        assert_eq!(again, writer_answers.0);
+    }
+
+    #[test]
+    fn a_query_over_committed_and_uncommitted_records_answers_as_the_writer_will() {
+        tail_and_store_agree(KEEP_ALL);
+    }
+
+    #[test]
+    fn uncommitted_records_drop_from_a_query_what_count_retention_will_drop() {
+        tail_and_store_agree(Retention {
+            max_messages: 5,
+            max_age_ms: u64::MAX,
+        });
+    }
+
+    /// The counters of `channel`'s messages, as a reader finds them.
+    fn counters_read(store: &Store, channel: &'static str) -> Vec<u64> {
+        let (done, answer) = std::sync::mpsc::channel();
+        store
+            .read_history(Box::new(move |snapshot| {
+                let found = snapshot
+                    .expect("a snapshot")
+                    .query(channel, &Selection::Latest(None), 1000, 0, false)
+                    .expect("read");
+                let _ = done.send(texts(&found));
+            }))
+            .expect("queued");
+        let found = answer.recv().expect("a reader answers");
+        found
+            .iter()
+            .map(|id| {
+                let counter = id.rsplit('-').next().unwrap_or_default();
+                u64::from_str_radix(counter, 16).expect("a counter")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn queries_while_the_writer_appends_miss_and_repeat_nothing_handed_over() {
+        let store = Arc::new(Store::open(&crate::store::test_dir()).expect("opens"));
+        const FLUSHES: u64 = 150;
+        // Two "shards", each flushing to its channel then asking, as CHATHISTORY
+        // does, and reading the other's channel while it is written.
+        let shards = [("#busy0", "#busy1"), ("#busy1", "#busy0")].map(|(own, other)| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for flush in 0..FLUSHES {
+                    let records = (1..=3).map(|n| record(own, flush * 3 + n)).collect();
+                    keep(&store, records, KEEP_ALL_BUSY, now_millis()).expect("queued");
+                    let handed_over: Vec<u64> = (1..=flush * 3 + 3).collect();
+                    assert_eq!(counters_read(&store, own), handed_over, "flush {flush}");
+                    let seen = counters_read(&store, other);
+                    let prefix: Vec<u64> = (1..=seen.len() as u64).collect();
+                    assert_eq!(seen, prefix, "in order, none missing or twice");
+                }
+            })
+        });
+        for shard in shards {
+            shard.join().expect("every query found what was handed over");
+        }
+        store.sync().expect("committed");
+        assert!(store.uncommitted().view().is_empty(), "committed flushes leave the tail");
+    }
+
+    const KEEP_ALL_BUSY: Retention = Retention {
+        max_messages: 10_000,
+        max_age_ms: u64::MAX,
+    };
+
     fn now_millis() -> u64 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -120,3 +120,40 @@ impl UncommittedHistory {
         self.tail.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RETENTION: Retention = Retention {
+        max_messages: 10,
+        max_age_ms: u64::MAX,
+    };
+
+    #[test]
+    fn a_flush_the_writer_refuses_is_not_in_the_tail_and_takes_no_number() {
+        let tail = UncommittedHistory::after(41);
+        let refused = tail.hand_over(Vec::new(), RETENTION, |_| Err(WriteRefused::Behind));
+        assert!(refused.is_err());
+        assert!(tail.view().is_empty());
+        tail.hand_over(Vec::new(), RETENTION, |kept| {
+            assert_eq!(kept.id, 42);
+            Ok(())
+        })
+        .expect("queued");
+        assert_eq!(tail.view().len(), 1);
+    }
+
+    #[test]
+    fn a_commit_releases_the_flushes_it_holds_and_no_later_one() {
+        let tail = UncommittedHistory::after(0);
+        for _ in 0..3 {
+            tail.hand_over(Vec::new(), RETENTION, |_| Ok(()))
+                .expect("queued");
+        }
+        tail.written(2);
+        tail.release_committed();
+        let left: Vec<u64> = tail.view().iter().map(|kept| kept.id).collect();
+        assert_eq!(left, [3]);
+    }
+}
