@@ -24,9 +24,9 @@
 //! has millisecond precision): a `timestamp=` taken from a message's tag then bounds
 //! exactly at that message.
 
+use super::uncommitted::Kept;
 use crate::proto::outgoing::{Outgoing, WireOutgoing};
 use crate::proto::CaselessKey;
-use super::uncommitted::Kept;
 use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 use std::sync::Arc;
 
@@ -523,10 +523,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Completes `view` (taken first) with a snapshot opened now.
-    pub fn open(
-        database: &redb::Database,
-        view: Vec<Arc<Kept>>,
-    ) -> Result<Snapshot, redb::Error> {
+    pub fn open(database: &redb::Database, view: Vec<Arc<Kept>>) -> Result<Snapshot, redb::Error> {
         use redb::ReadableDatabase;
         let transaction = database.begin_read()?;
         let through = kept_through(&transaction.open_table(KEPT_THROUGH)?)?;
@@ -605,9 +602,16 @@ impl Snapshot {
         let mut pending = Vec::new();
         let mut max_messages = u64::MAX;
         for kept in &self.pending {
-            for record in kept.records.iter().filter(|record| record.target.has_key(key)) {
+            for record in kept
+                .records
+                .iter()
+                .filter(|record| record.target.has_key(key))
+            {
                 let wire = record.message.to_wire();
-                let point = (wire.time_micros() / 1000, UNCOMMITTED + pending.len() as u64);
+                let point = (
+                    wire.time_micros() / 1000,
+                    UNCOMMITTED + pending.len() as u64,
+                );
                 pending.push(Pending {
                     point,
                     kind: record.kind,
@@ -763,7 +767,10 @@ impl<T: ReadableTable<(&'static str, u64, u64), &'static [u8]>> Scan<'_, T> {
                 break;
             }
         }
-        let pending = self.pending.iter().filter(|r| from <= r.point && r.point < to);
+        let pending = self
+            .pending
+            .iter()
+            .filter(|r| from <= r.point && r.point < to);
         found.extend(pending.filter_map(|r| self.pending_visible(r)).take(limit));
         found.sort_by_key(|(point, _)| *point);
         found.truncate(limit);
@@ -791,7 +798,11 @@ impl<T: ReadableTable<(&'static str, u64, u64), &'static [u8]>> Scan<'_, T> {
         found.extend(pending.filter_map(|r| self.pending_visible(r)).take(limit));
         found.sort_by_key(|(point, _)| *point);
         let surplus = found.len().saturating_sub(limit);
-        Ok(found.into_iter().skip(surplus).map(|(_, replayed)| replayed).collect())
+        Ok(found
+            .into_iter()
+            .skip(surplus)
+            .map(|(_, replayed)| replayed)
+            .collect())
     }
 
     /// See [`latest_time`]; the newest of the stored and the pending messages.
@@ -840,7 +851,11 @@ impl<T: ReadableTable<(&'static str, u64, u64), &'static [u8]>> Scan<'_, T> {
     }
 
     /// A stored message at its point, if this reader sees it.
-    fn visible(&self, (_, millis, seq): (&str, u64, u64), value: &[u8]) -> Option<(Point, Replayed)> {
+    fn visible(
+        &self,
+        (_, millis, seq): (&str, u64, u64),
+        value: &[u8],
+    ) -> Option<(Point, Replayed)> {
         let (kind, wire) = decode(value)?;
         Some(((millis, seq), shown(self.event_playback, kind, wire)?))
     }
@@ -1054,7 +1069,12 @@ mod tests {
                 all.push((Selection::Before(reference.clone()), limit));
                 all.push((Selection::After(reference.clone()), limit));
                 all.push((Selection::Around(reference.clone()), limit));
-                for other in [id(2), id(14), Reference::Time(t + 1), Reference::Time(t + 4)] {
+                for other in [
+                    id(2),
+                    id(14),
+                    Reference::Time(t + 1),
+                    Reference::Time(t + 4),
+                ] {
                     all.push((Selection::Between(reference.clone(), other.clone()), limit));
                     all.push((Selection::Between(other, reference.clone()), limit));
                 }
@@ -1122,7 +1142,8 @@ mod tests {
             })]
         };
         let snapshot = store.read().expect("a snapshot");
-        let next = 1 + kept_through(&snapshot.open_table(KEPT_THROUGH).expect("table")).expect("read");
+        let next =
+            1 + kept_through(&snapshot.open_table(KEPT_THROUGH).expect("table")).expect("read");
         drop(snapshot);
         let merged = Snapshot::open(&store.database, view(next)).expect("a snapshot");
         let merged_answers = answers(t, |key, selection, limit, oldest, playback| {
@@ -1131,9 +1152,8 @@ mod tests {
                 .expect("read")
         });
         let merged_latest = ["#mix", "#other", "#none"].map(|key| {
-            [(0, u64::MAX), (t, t + 4), (t + 1, t + 3)].map(|(from, to)| {
-                merged.latest_time(key, from, to, 0).expect("read")
-            })
+            [(0, u64::MAX), (t, t + 4), (t + 1, t + 3)]
+                .map(|(from, to)| merged.latest_time(key, from, to, 0).expect("read"))
         });
         let mut merged_conversations = merged.conversations_of(&alice()).expect("read");
         merged_conversations.sort();
@@ -1170,7 +1190,9 @@ mod tests {
         // The same view once committed: the snapshot holds it, so it is not read twice.
         let after = Snapshot::open(&database, view(next)).expect("a snapshot");
         let again = answers(t, |key, selection, limit, oldest, playback| {
-            after.query(key, selection, limit, oldest, playback).expect("read")
+            after
+                .query(key, selection, limit, oldest, playback)
+                .expect("read")
         });
         assert_eq!(again, writer_answers.0);
     }
@@ -1231,10 +1253,15 @@ mod tests {
             })
         });
         for shard in shards {
-            shard.join().expect("every query found what was handed over");
+            shard
+                .join()
+                .expect("every query found what was handed over");
         }
         store.sync().expect("committed");
-        assert!(store.uncommitted().view().is_empty(), "committed flushes leave the tail");
+        assert!(
+            store.uncommitted().view().is_empty(),
+            "committed flushes leave the tail"
+        );
     }
 
     const KEEP_ALL_BUSY: Retention = Retention {

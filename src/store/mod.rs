@@ -67,7 +67,10 @@ pub enum WriteRefused {
     #[error("the store's writer has stopped")]
     Stopped,
     /// [`readers::READ_QUEUE_LEN`] history queries are waiting for a reader.
-    #[error("the store's readers are behind by {} queries", readers::READ_QUEUE_LEN)]
+    #[error(
+        "the store's readers are behind by {} queries",
+        readers::READ_QUEUE_LEN
+    )]
     ReadersBusy,
 }
 

@@ -117,7 +117,9 @@ impl UncommittedHistory {
     fn lock(&self) -> std::sync::MutexGuard<'_, Tail> {
         // A panic while the lock was held left the tail whole (each step is one push
         // or pops), so a poisoned lock is still good.
-        self.tail.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.tail
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
