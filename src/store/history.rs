@@ -92,10 +92,10 @@ impl Target {
             }
             Target::Direct(conversation) => {
                 let [a, b] = &conversation.parties;
-                let (low, high) = if a.key <= b.key { (a, b) } else { (b, a) };
+                let parties = in_order(&a.key, &b.key);
                 key.strip_prefix('@')
                     .and_then(|pair| pair.split_once(' '))
-                    .is_some_and(|(first, second)| first == low.key && second == high.key)
+                    .is_some_and(|pair| pair == parties)
             }
         }
     }
@@ -166,8 +166,17 @@ impl Conversation {
 /// `@<one party key> <other>`, the keys in order: a space is in neither key (nor in
 /// a nick or an account name), and `@` starts no channel name.
 fn conversation_key(a: &str, b: &str) -> String {
-    let (low, high) = if a <= b { (a, b) } else { (b, a) };
+    let (low, high) = in_order(a, b);
     format!("@{low} {high}")
+}
+
+/// Two party keys in the order a conversation's key names them.
+fn in_order<'k>(a: &'k str, b: &'k str) -> (&'k str, &'k str) {
+    if a <= b {
+        (a, b)
+    } else {
+        (b, a)
+    }
 }
 
 /// One message or event handed to the store by a shard: whose history it joins and
@@ -449,15 +458,7 @@ pub fn query(
 ) -> Result<Vec<Replayed>, redb::Error> {
     let messages = transaction.open_table(MESSAGES)?;
     let msgids = transaction.open_table(MSGIDS)?;
-    let scan = Scan {
-        messages: &messages,
-        key,
-        event_playback,
-        pending: Vec::new(),
-        floor: (oldest_ms, 0),
-        dropped_before: (0, 0),
-    };
-    scan.select(&msgids, selection, limit)
+    Scan::stored(&messages, key, oldest_ms, event_playback).select(&msgids, selection, limit)
 }
 
 /// The time (Unix milliseconds) of the latest PRIVMSG or NOTICE of the target
@@ -473,15 +474,7 @@ pub fn latest_time(
     oldest_ms: u64,
 ) -> Result<Option<u64>, redb::Error> {
     let messages = transaction.open_table(MESSAGES)?;
-    let scan = Scan {
-        messages: &messages,
-        key,
-        event_playback: false,
-        pending: Vec::new(),
-        floor: (oldest_ms, 0),
-        dropped_before: (0, 0),
-    };
-    scan.latest_time(from_ms, to_ms)
+    Scan::stored(&messages, key, oldest_ms, false).latest_time(from_ms, to_ms)
 }
 
 /// The conversations of `account`: each one's storage key and the other side's
@@ -621,14 +614,11 @@ impl Snapshot {
             }
         }
         pending.sort_by_key(|record| record.point);
-        let mut scan = Scan {
-            messages,
-            key,
-            event_playback,
-            pending,
-            floor: (oldest_ms, 0),
-            dropped_before: (0, 0),
-        };
+        let mut scan = Scan::stored(messages, key, oldest_ms, event_playback);
+        scan.pending = pending;
+        if scan.pending.is_empty() {
+            return Ok(scan);
+        }
         let stored = match self.transaction.open_table(TARGETS)?.get(key)? {
             Some(counts) => counts.value().1,
             None => 0,
@@ -685,7 +675,19 @@ struct Scan<'s, T> {
     dropped_before: Point,
 }
 
-impl<T: ReadableTable<(&'static str, u64, u64), &'static [u8]>> Scan<'_, T> {
+impl<'s, T: ReadableTable<(&'static str, u64, u64), &'static [u8]>> Scan<'s, T> {
+    /// A scan of what `messages` stores of `key`, nothing pending.
+    fn stored(messages: &'s T, key: &'s str, oldest_ms: u64, event_playback: bool) -> Self {
+        Scan {
+            messages,
+            key,
+            event_playback,
+            pending: Vec::new(),
+            floor: (oldest_ms, 0),
+            dropped_before: (0, 0),
+        }
+    }
+
     fn select(
         &self,
         msgids: &impl ReadableTable<&'static [u8], (&'static str, u64, u64)>,

@@ -11,9 +11,11 @@
 //! Reads take a snapshot ([`Store::read`]) from any thread; redb's MVCC means a
 //! reader never waits for the writer. History queries run on the store's reader
 //! threads ([`Store::read_history`]) against a snapshot completed with the history
-//! handed to the writer but not yet committed ([`uncommitted`]). redb was chosen over SQLite (a C library and a
-//! SQL layer the server does not need) and sled (unmaintained): it is pure Rust,
-//! ACID with crash-safe commits, and its typed tables keep the schema in the code.
+//! handed to the writer but not yet committed ([`uncommitted`]).
+//!
+//! redb was chosen over SQLite (a C library and a SQL layer the server does not
+//! need) and sled (unmaintained): it is pure Rust, ACID with crash-safe commits,
+//! and its typed tables keep the schema in the code.
 
 pub mod accounts;
 pub mod history;
@@ -56,7 +58,7 @@ pub struct Store {
     readers: Option<readers::Readers>,
 }
 
-/// Why a write was not queued.
+/// Why a job (a write, or a history query) was not queued.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteRefused {
     /// The writer is behind by [`QUEUE_LEN`] jobs (a disk far slower than the load).
