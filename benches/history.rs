@@ -7,7 +7,8 @@
 //!   snapshot and the uncommitted tail, the answer back through a channel): p50 and
 //!   p99 over 2,000 queries of an idle store, then while another thread keeps
 //!   handing over 20,000 messages/s; and, for comparison, the same query queued on
-//!   the writer (`Store::read_in_order`, how CHATHISTORY ran before the readers).
+//!   the writer (`Store::read_in_order`, how CHATHISTORY ran before the readers);
+//!   and what `history::keep` costs the thread handing over (a shard's flush).
 //!
 //! `cargo bench --bench history`; `HISTORY_MESSAGES=N` changes the million.
 
@@ -137,16 +138,20 @@ fn main() {
             // every millisecond with what is due by then.
             let started = Instant::now();
             let mut counter = total;
+            let mut handing_over = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let due = total + (started.elapsed().as_secs_f64() * LOAD_PER_SECOND) as u64;
                 if due > counter {
                     let records: Vec<Record> = (counter..due).map(record).collect();
                     counter = due;
+                    let handed = Instant::now();
                     let _ = history::keep(&store, records, retention, now_ms());
+                    handing_over.push(handed.elapsed());
                 }
                 std::thread::sleep(Duration::from_millis(1));
             }
-            (counter - total) as f64 / started.elapsed().as_secs_f64()
+            let rate = (counter - total) as f64 / started.elapsed().as_secs_f64();
+            (rate, percentiles(handing_over))
         })
     };
     measure(
@@ -160,8 +165,11 @@ fn main() {
         "while appending ~20,000 messages/s, on the writer (before)",
     );
     stop.store(true, Ordering::Relaxed);
-    let rate = writer.join().expect("the load thread ends");
-    println!("(the load handed over {rate:.0} messages/s)");
+    let (rate, (p50, p99)) = writer.join().expect("the load thread ends");
+    println!(
+        "(the load handed over {rate:.0} messages/s; history::keep on its thread, the \
+         shard's cost per flush: p50 {p50:?} p99 {p99:?})"
+    );
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 }
