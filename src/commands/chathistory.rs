@@ -360,7 +360,7 @@ fn fail(ctx: &mut Ctx<'_>, code: &str, context: &[&str], text: &str) {
     ctx.fail("CHATHISTORY", code, context, text);
 }
 
-/// Who asked, and how its reply must look; carried to the store's writer.
+/// Who asked, and how its reply must look; carried to a store reader.
 struct Asker {
     to: ClientId,
     caps: Caps,
