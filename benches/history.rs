@@ -62,7 +62,7 @@ fn latest_once(store: &Store, path: Path) -> Duration {
     match path {
         Path::Reader => store.read_history(Box::new(move |snapshot| {
             let found = match snapshot {
-                Ok(snapshot) => snapshot.query("#channel7", &selection, 100, 0, false),
+                Ok(snapshot) => history::query(snapshot, "#channel7", &selection, 100, 0, false),
                 Err(why) => panic!("no snapshot: {why}"),
             };
             let _ = done.send(found.map_or(0, |found| found.len()));

@@ -21,7 +21,7 @@ use crate::proto::{LineBuilder, Message};
 use crate::state::deferred::{DeferredReply, ReplySender};
 use crate::state::network::User;
 use crate::state::ClientId;
-use crate::store::history::{Conversation, Party, Reference, Replayed, Selection, Target};
+use crate::store::history::{self, Conversation, Party, Reference, Replayed, Selection, Target};
 use bytes::Bytes;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -86,9 +86,10 @@ pub fn chathistory(ctx: &mut Ctx<'_>, message: &Message<'_>) {
             Box::new(move |snapshot| {
                 let Readable { key, shown, .. } = readable;
                 let found = match snapshot {
-                    Ok(snapshot) => snapshot
-                        .query(&key, &selection, limit, oldest_ms, event_playback)
-                        .map_err(|why| why.to_string()),
+                    Ok(snapshot) => {
+                        history::query(snapshot, &key, &selection, limit, oldest_ms, event_playback)
+                            .map_err(|why| why.to_string())
+                    }
                     Err(why) => Err(why.to_string()),
                 };
                 let lines = match found {
@@ -140,7 +141,7 @@ pub fn chathistory(ctx: &mut Ctx<'_>, message: &Message<'_>) {
                 };
                 let mut candidates = channels;
                 if let Some(account) = &account {
-                    match snapshot.conversations_of(account) {
+                    match history::conversations_of(snapshot, account) {
                         Ok(conversations) => candidates.extend(
                             conversations
                                 .into_iter()
@@ -154,7 +155,7 @@ pub fn chathistory(ctx: &mut Ctx<'_>, message: &Message<'_>) {
                 let mut latest = Vec::new();
                 for (key, shown, since_ms) in candidates {
                     let oldest_ms = oldest_ms.max(since_ms);
-                    match snapshot.latest_time(&key, from, to, oldest_ms) {
+                    match history::latest_time(snapshot, &key, from, to, oldest_ms) {
                         Ok(Some(millis)) => latest.push((millis, shown)),
                         Ok(None) => {}
                         Err(why) => {

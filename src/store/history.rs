@@ -443,71 +443,46 @@ type Point = (u64, u64);
 /// one per message and never gets near 2^63.
 const UNCOMMITTED: u64 = 1 << 63;
 
-/// Reads `selection` of the target stored as `key` ([`Target::key`]; at most
-/// `limit` messages, ascending), showing nothing older than `oldest_ms` (age
-/// retention, and an access cutoff), and TAGMSGs and events only with
-/// `event_playback`. A msgid that is unknown, or of another target, selects nothing.
-/// Reads inside the writer's transaction; CHATHISTORY reads a [`Snapshot`].
-pub fn query(
-    transaction: &WriteTransaction,
-    key: &str,
-    selection: &Selection,
-    limit: usize,
-    oldest_ms: u64,
-    event_playback: bool,
-) -> Result<Vec<Replayed>, redb::Error> {
-    let messages = transaction.open_table(MESSAGES)?;
-    let msgids = transaction.open_table(MSGIDS)?;
-    Scan::stored(&messages, key, oldest_ms, event_playback).select(&msgids, selection, limit)
+/// What a history read reads: the writer's open transaction (everything it was
+/// handed, in order), or a reader's [`Snapshot`] (a read snapshot and the records
+/// handed to the store that it does not hold yet).
+pub trait Source {
+    /// An open table.
+    type Table<'s, K: redb::Key + 'static, V: redb::Value + 'static>: ReadableTable<K, V>
+    where
+        Self: 's;
+
+    /// Opens `table` for reading.
+    fn open<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &self,
+        table: TableDefinition<K, V>,
+    ) -> Result<Self::Table<'_, K, V>, redb::Error>;
+
+    /// Flushes handed to the store that the tables do not hold yet, oldest first.
+    fn pending(&self) -> &[Arc<Kept>];
 }
 
-/// The time (Unix milliseconds) of the latest PRIVMSG or NOTICE of the target
-/// stored as `key` (not older than `oldest_ms`), if it lies in `from..to`,
-/// exclusive at both ends (CHATHISTORY TARGETS: a target whose latest message is
-/// past the span is not listed, even with messages inside it). Walks back over the
-/// TAGMSGs and events after that message, reading one byte of each.
-pub fn latest_time(
-    transaction: &WriteTransaction,
-    key: &str,
-    from_ms: u64,
-    to_ms: u64,
-    oldest_ms: u64,
-) -> Result<Option<u64>, redb::Error> {
-    let messages = transaction.open_table(MESSAGES)?;
-    Scan::stored(&messages, key, oldest_ms, false).latest_time(from_ms, to_ms)
-}
+impl Source for WriteTransaction {
+    type Table<'s, K: redb::Key + 'static, V: redb::Value + 'static> = Table<'s, K, V>;
 
-/// The conversations of `account`: each one's storage key and the other side's
-/// name as last seen (CHATHISTORY TARGETS).
-pub fn conversations_of(
-    transaction: &WriteTransaction,
-    account: &Party,
-) -> Result<Vec<(String, String)>, redb::Error> {
-    let correspondents = transaction.open_table(CORRESPONDENTS)?;
-    stored_conversations(&correspondents, account)
-}
-
-fn stored_conversations(
-    correspondents: &impl ReadableTable<(&'static str, &'static str), &'static str>,
-    account: &Party,
-) -> Result<Vec<(String, String)>, redb::Error> {
-    let owner = account.key.as_str();
-    let mut found = Vec::new();
-    for entry in correspondents.range((owner, "")..)? {
-        let (pair, shown) = entry?;
-        let (stored_owner, other) = pair.value();
-        if stored_owner != owner {
-            break;
-        }
-        found.push((conversation_key(owner, other), shown.value().to_owned()));
+    fn open<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &self,
+        table: TableDefinition<K, V>,
+    ) -> Result<Table<'_, K, V>, redb::Error> {
+        Ok(self.open_table(table)?)
     }
-    Ok(found)
+
+    /// None: the writer runs the jobs in order, so its tables hold every flush
+    /// queued before the read.
+    fn pending(&self) -> &[Arc<Kept>] {
+        &[]
+    }
 }
 
-/// What a CHATHISTORY query reads, off the writer: a read snapshot of the store and
-/// the records handed to the store that the snapshot does not hold yet (see
-/// [`crate::store::uncommitted`] for why nothing is missed or read twice). Every
-/// answer is the one the writer would give once those records are committed.
+/// A read snapshot of the store and the records handed to the store that it does
+/// not hold yet (see [`crate::store::uncommitted`] for why nothing is missed or
+/// read twice): what CHATHISTORY reads, off the writer. Every answer is the one the
+/// writer would give once those records are committed.
 pub struct Snapshot {
     transaction: redb::ReadTransaction,
     /// The flushes after the last one the snapshot holds, oldest first.
@@ -527,108 +502,139 @@ impl Snapshot {
             pending,
         })
     }
+}
 
-    /// [`query`], on this snapshot and its uncommitted records.
-    pub fn query(
+impl Source for Snapshot {
+    type Table<'s, K: redb::Key + 'static, V: redb::Value + 'static> = redb::ReadOnlyTable<K, V>;
+
+    fn open<K: redb::Key + 'static, V: redb::Value + 'static>(
         &self,
-        key: &str,
-        selection: &Selection,
-        limit: usize,
-        oldest_ms: u64,
-        event_playback: bool,
-    ) -> Result<Vec<Replayed>, redb::Error> {
-        let messages = self.transaction.open_table(MESSAGES)?;
-        let msgids = self.transaction.open_table(MSGIDS)?;
-        let scan = self.scan(&messages, key, oldest_ms, event_playback)?;
-        scan.select(&msgids, selection, limit)
+        table: TableDefinition<K, V>,
+    ) -> Result<redb::ReadOnlyTable<K, V>, redb::Error> {
+        Ok(self.transaction.open_table(table)?)
     }
 
-    /// [`latest_time`], on this snapshot and its uncommitted records.
-    pub fn latest_time(
-        &self,
-        key: &str,
-        from_ms: u64,
-        to_ms: u64,
-        oldest_ms: u64,
-    ) -> Result<Option<u64>, redb::Error> {
-        let messages = self.transaction.open_table(MESSAGES)?;
-        self.scan(&messages, key, oldest_ms, false)?
-            .latest_time(from_ms, to_ms)
+    fn pending(&self) -> &[Arc<Kept>] {
+        &self.pending
     }
+}
 
-    /// [`conversations_of`], on this snapshot and its uncommitted records: a
-    /// conversation first seen in them comes last; a newer name replaces the stored.
-    pub fn conversations_of(&self, account: &Party) -> Result<Vec<(String, String)>, redb::Error> {
-        let correspondents = self.transaction.open_table(CORRESPONDENTS)?;
-        let mut found = stored_conversations(&correspondents, account)?;
-        let records = self.pending.iter().flat_map(|kept| &kept.records);
-        for conversation in records.filter_map(|record| match &record.target {
-            Target::Direct(conversation) => Some(conversation),
-            Target::Channel(_) => None,
-        }) {
-            for (owner, other) in conversation.sides() {
-                if owner.key != account.key {
-                    continue;
-                }
-                let key = conversation_key(&owner.key, &other.key);
-                match found.iter_mut().find(|(known, _)| *known == key) {
-                    Some((_, shown)) => other.shown.clone_into(shown),
-                    None => found.push((key, other.shown.clone())),
-                }
+/// Reads `selection` of the target stored as `key` ([`Target::key`]; at most
+/// `limit` messages, ascending), showing nothing older than `oldest_ms` (age
+/// retention, and an access cutoff), and TAGMSGs and events only with
+/// `event_playback`. A msgid that is unknown, or of another target, selects nothing.
+pub fn query(
+    source: &impl Source,
+    key: &str,
+    selection: &Selection,
+    limit: usize,
+    oldest_ms: u64,
+    event_playback: bool,
+) -> Result<Vec<Replayed>, redb::Error> {
+    let messages = source.open(MESSAGES)?;
+    let msgids = source.open(MSGIDS)?;
+    scan(source, &messages, key, oldest_ms, event_playback)?.select(&msgids, selection, limit)
+}
+
+/// The time (Unix milliseconds) of the latest PRIVMSG or NOTICE of the target
+/// stored as `key` (not older than `oldest_ms`), if it lies in `from..to`,
+/// exclusive at both ends (CHATHISTORY TARGETS: a target whose latest message is
+/// past the span is not listed, even with messages inside it). Walks back over the
+/// TAGMSGs and events after that message, reading one byte of each.
+pub fn latest_time(
+    source: &impl Source,
+    key: &str,
+    from_ms: u64,
+    to_ms: u64,
+    oldest_ms: u64,
+) -> Result<Option<u64>, redb::Error> {
+    let messages = source.open(MESSAGES)?;
+    scan(source, &messages, key, oldest_ms, false)?.latest_time(from_ms, to_ms)
+}
+
+/// The conversations of `account`: each one's storage key and the other side's
+/// name as last seen (CHATHISTORY TARGETS). One first seen in pending records comes
+/// last; a newer name in them replaces the stored one.
+pub fn conversations_of(
+    source: &impl Source,
+    account: &Party,
+) -> Result<Vec<(String, String)>, redb::Error> {
+    let correspondents = source.open(CORRESPONDENTS)?;
+    let owner = account.key.as_str();
+    let mut found = Vec::new();
+    for entry in correspondents.range((owner, "")..)? {
+        let (pair, shown) = entry?;
+        let (stored_owner, other) = pair.value();
+        if stored_owner != owner {
+            break;
+        }
+        found.push((conversation_key(owner, other), shown.value().to_owned()));
+    }
+    let records = source.pending().iter().flat_map(|kept| &kept.records);
+    for conversation in records.filter_map(|record| match &record.target {
+        Target::Direct(conversation) => Some(conversation),
+        Target::Channel(_) => None,
+    }) {
+        for (owner, other) in conversation.sides() {
+            if owner.key != account.key {
+                continue;
+            }
+            let key = conversation_key(&owner.key, &other.key);
+            match found.iter_mut().find(|(known, _)| *known == key) {
+                Some((_, shown)) => other.shown.clone_into(shown),
+                None => found.push((key, other.shown.clone())),
             }
         }
-        Ok(found)
     }
+    Ok(found)
+}
 
-    /// A scan of `key` over the snapshot and the target's uncommitted records, whose
-    /// floor hides what the writer's count retention will drop when it appends them.
-    fn scan<'s, T>(
-        &'s self,
-        messages: &'s T,
-        key: &'s str,
-        oldest_ms: u64,
-        event_playback: bool,
-    ) -> Result<Scan<'s, T>, redb::Error>
-    where
-        T: ReadableTable<(&'static str, u64, u64), &'static [u8]>,
-    {
-        let mut pending = Vec::new();
-        let mut max_messages = u64::MAX;
-        for kept in &self.pending {
-            for record in kept
-                .records
-                .iter()
-                .filter(|record| record.target.has_key(key))
-            {
-                let wire = record.message.to_wire();
-                let point = (
-                    wire.time_micros() / 1000,
-                    UNCOMMITTED + pending.len() as u64,
-                );
-                pending.push(Pending {
-                    point,
-                    kind: record.kind,
-                    wire,
-                });
-                max_messages = kept.retention.max_messages;
-            }
+/// A scan of `key` over `messages` and the target's pending records, whose floor
+/// hides what the writer's count retention will drop when it appends them.
+fn scan<'s, T>(
+    source: &impl Source,
+    messages: &'s T,
+    key: &'s str,
+    oldest_ms: u64,
+    event_playback: bool,
+) -> Result<Scan<'s, T>, redb::Error>
+where
+    T: ReadableTable<(&'static str, u64, u64), &'static [u8]>,
+{
+    let mut scan = Scan::stored(messages, key, oldest_ms, event_playback);
+    let mut max_messages = u64::MAX;
+    for kept in source.pending() {
+        for record in kept
+            .records
+            .iter()
+            .filter(|record| record.target.has_key(key))
+        {
+            let wire = record.message.to_wire();
+            let point = (
+                wire.time_micros() / 1000,
+                UNCOMMITTED + scan.pending.len() as u64,
+            );
+            scan.pending.push(Pending {
+                point,
+                kind: record.kind,
+                wire,
+            });
+            max_messages = kept.retention.max_messages;
         }
-        pending.sort_by_key(|record| record.point);
-        let mut scan = Scan::stored(messages, key, oldest_ms, event_playback);
-        scan.pending = pending;
-        if scan.pending.is_empty() {
-            return Ok(scan);
-        }
-        let stored = match self.transaction.open_table(TARGETS)?.get(key)? {
-            Some(counts) => counts.value().1,
-            None => 0,
-        };
-        let dropped = (stored + scan.pending.len() as u64).saturating_sub(max_messages);
-        if dropped > 0 {
-            scan.dropped_before = scan.nth_point(dropped as usize)?;
-        }
-        Ok(scan)
     }
+    if scan.pending.is_empty() {
+        return Ok(scan);
+    }
+    scan.pending.sort_by_key(|record| record.point);
+    let stored = match source.open(TARGETS)?.get(key)? {
+        Some(counts) => counts.value().1,
+        None => 0,
+    };
+    let dropped = (stored + scan.pending.len() as u64).saturating_sub(max_messages);
+    if dropped > 0 {
+        scan.dropped_before = scan.nth_point(dropped as usize)?;
+    }
+    Ok(scan)
 }
 
 /// One uncommitted record of the scanned target, as the writer will store it.
@@ -1109,33 +1115,39 @@ mod tests {
         let store = Store::open(&crate::store::test_dir()).expect("the store opens");
         let t = now_millis() - 60_000;
         let alice = || Party::account("Alice", "alice_");
-        let committed = vec![
-            at(record("#mix", 1), t, Kind::Message),
-            at(record("#mix", 2), t, Kind::Message),
-            at(record("#mix", 3), t + 1, Kind::Message),
-            at(record("#MIX", 7), t + 1, Kind::Tagmsg),
-            at(record("#other", 50), t + 1, Kind::Message),
-            at(record("#mix", 4), t + 2, Kind::Message),
-            at(record("#mix", 5), t + 2, Kind::Event),
-            at(record("#mix", 6), t + 3, Kind::Message),
-            direct(alice(), Party::nick("Bob"), 60, Kind::Message),
+        // (channel, counter, milliseconds after t, kind, committed before the query).
+        // The uncommitted ones have times equal to stored ones and to each other, and
+        // one is older than the newest stored (another shard's clock).
+        let records = [
+            ("#mix", 1, 0, Kind::Message, true),
+            ("#mix", 2, 0, Kind::Message, true),
+            ("#mix", 3, 1, Kind::Message, true),
+            ("#MIX", 7, 1, Kind::Tagmsg, true),
+            ("#other", 50, 1, Kind::Message, true),
+            ("#mix", 4, 2, Kind::Message, true),
+            ("#mix", 5, 2, Kind::Event, true),
+            ("#mix", 6, 3, Kind::Message, true),
+            ("#mix", 10, 2, Kind::Message, false),
+            ("#Mix", 11, 3, Kind::Message, false),
+            ("#mix", 12, 3, Kind::Message, false),
+            ("#mix", 13, 1, Kind::Message, false),
+            ("#mix", 14, 4, Kind::Tagmsg, false),
+            ("#other", 51, 3, Kind::Message, false),
+            ("#mix", 15, 4, Kind::Message, false),
+            ("#mix", 16, 4, Kind::Message, false),
         ];
+        let part = |committed: bool| -> Vec<Record> {
+            let part = records.iter().filter(|r| r.4 == committed);
+            part.map(|&(channel, n, millis, kind, _)| at(record(channel, n), t + millis, kind))
+                .collect()
+        };
+        let mut committed = part(true);
+        committed.push(direct(alice(), Party::nick("Bob"), 60, Kind::Message));
         keep(&store, committed, retention, t + 5).expect("queued");
         store.sync().expect("committed");
-        // Equal times with the stored ones, among themselves, and one older than the
-        // newest stored (another shard's clock).
-        let tail = vec![
-            at(record("#mix", 10), t + 2, Kind::Message),
-            at(record("#Mix", 11), t + 3, Kind::Message),
-            at(record("#mix", 12), t + 3, Kind::Message),
-            at(record("#mix", 13), t + 1, Kind::Message),
-            at(record("#mix", 14), t + 4, Kind::Tagmsg),
-            at(record("#other", 51), t + 3, Kind::Message),
-            at(record("#mix", 15), t + 4, Kind::Message),
-            at(record("#mix", 16), t + 4, Kind::Message),
-            direct(Party::nick("Bob"), alice(), 61, Kind::Message),
-            direct(alice(), Party::nick("Carol"), 62, Kind::Message),
-        ];
+        let mut tail = part(false);
+        tail.push(direct(Party::nick("Bob"), alice(), 61, Kind::Message));
+        tail.push(direct(alice(), Party::nick("Carol"), 62, Kind::Message));
         let view = |id| {
             vec![Arc::new(Kept {
                 id,
@@ -1149,15 +1161,13 @@ mod tests {
         drop(snapshot);
         let merged = Snapshot::open(&store.database, view(next)).expect("a snapshot");
         let merged_answers = answers(t, |key, selection, limit, oldest, playback| {
-            merged
-                .query(key, selection, limit, oldest, playback)
-                .expect("read")
+            query(&merged, key, selection, limit, oldest, playback).expect("read")
         });
         let merged_latest = ["#mix", "#other", "#none"].map(|key| {
             [(0, u64::MAX), (t, t + 4), (t + 1, t + 3)]
-                .map(|(from, to)| merged.latest_time(key, from, to, 0).expect("read"))
+                .map(|(from, to)| latest_time(&merged, key, from, to, 0).expect("read"))
         });
-        let mut merged_conversations = merged.conversations_of(&alice()).expect("read");
+        let mut merged_conversations = conversations_of(&merged, &alice()).expect("read");
         merged_conversations.sort();
         drop(merged);
 
@@ -1192,9 +1202,7 @@ mod tests {
         // The same view once committed: the snapshot holds it, so it is not read twice.
         let after = Snapshot::open(&database, view(next)).expect("a snapshot");
         let again = answers(t, |key, selection, limit, oldest, playback| {
-            after
-                .query(key, selection, limit, oldest, playback)
-                .expect("read")
+            query(&after, key, selection, limit, oldest, playback).expect("read")
         });
         assert_eq!(again, writer_answers.0);
     }
@@ -1217,9 +1225,8 @@ mod tests {
         let (done, answer) = std::sync::mpsc::channel();
         store
             .read_history(Box::new(move |snapshot| {
-                let found = snapshot
-                    .expect("a snapshot")
-                    .query(channel, &Selection::Latest(None), 1000, 0, false)
+                let snapshot = snapshot.expect("a snapshot");
+                let found = query(snapshot, channel, &Selection::Latest(None), 1000, 0, false)
                     .expect("read");
                 let _ = done.send(texts(&found));
             }))
