@@ -1,11 +1,14 @@
 //! Channel history on the store, measured the way the server uses it (not a
 //! criterion run: each figure is one pass, printed):
-//! - appends: 1,000,000 channel messages in 100 channels, handed to the writer as
-//!   one job per 256 messages (a busy shard's pass), until committed: messages/s
-//!   on the writer's one core, and the file's size per message;
-//! - `CHATHISTORY LATEST #c * 100` as the server runs it (a job on the writer, the
-//!   answer back through a channel): p50 and p99 over 2,000 queries of an idle
-//!   store, then while another thread keeps appending 20,000 messages/s.
+//! - appends: 1,000,000 channel messages in 100 channels, handed to the store
+//!   (`history::keep`) as one job per 256 messages (a busy shard's pass), until
+//!   committed: messages/s on the writer's one core, and the file's size per message;
+//! - `CHATHISTORY LATEST #c * 100` as the server runs it (on a reader thread, over a
+//!   snapshot and the uncommitted tail, the answer back through a channel): p50 and
+//!   p99 over 2,000 queries of an idle store, then while another thread keeps
+//!   handing over 20,000 messages/s; and, for comparison, the same query queued on
+//!   the writer (`Store::read_in_order`, how CHATHISTORY ran before the readers);
+//!   and what `history::keep` costs the thread handing over (a shard's flush).
 //!
 //! `cargo bench --bench history`; `HISTORY_MESSAGES=N` changes the million.
 
@@ -20,6 +23,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const CHANNELS: u64 = 100;
 const PER_JOB: u64 = 256;
+/// Messages handed over per second while queries are measured under load.
+const LOAD_PER_SECOND: f64 = 20_000.0;
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -41,23 +46,44 @@ fn record(counter: u64) -> Record {
     }
 }
 
-fn append_job(records: Vec<Record>, retention: Retention) -> ringchat::store::WriteJob {
-    Box::new(move |t| history::append(t, &records, retention, now_ms()))
+/// Where a query runs.
+#[derive(Clone, Copy)]
+enum Path {
+    /// A store reader thread (CHATHISTORY).
+    Reader,
+    /// The writer's queue, behind the writes.
+    Writer,
 }
 
-fn latest_once(store: &Store) -> Duration {
+fn latest_once(store: &Store, path: Path) -> Duration {
     let (done, answer) = std::sync::mpsc::channel();
     let asked = Instant::now();
-    store
-        .read_in_order(Box::new(move |t| {
-            let found = history::query(t, "#channel7", &Selection::Latest(None), 100, 0, false)?;
+    let selection = Selection::Latest(None);
+    match path {
+        Path::Reader => store.read_history(Box::new(move |snapshot| {
+            let found = match snapshot {
+                Ok(snapshot) => history::query(snapshot, "#channel7", &selection, 100, 0, false),
+                Err(why) => panic!("no snapshot: {why}"),
+            };
+            let _ = done.send(found.map_or(0, |found| found.len()));
+        })),
+        Path::Writer => store.read_in_order(Box::new(move |t| {
+            let found = history::query(t, "#channel7", &selection, 100, 0, false)?;
             let _ = done.send(found.len());
             Ok(())
-        }))
-        .expect("queued");
+        })),
+    }
+    .expect("queued");
     let found = answer.recv().expect("answered");
     assert_eq!(found, 100);
     asked.elapsed()
+}
+
+/// p50 and p99 of `LATEST 100` over 2,000 queries on `path`, printed as `label`.
+fn measure(store: &Store, path: Path, label: &str) {
+    let samples: Vec<Duration> = (0..2_000).map(|_| latest_once(store, path)).collect();
+    let (p50, p99) = percentiles(samples);
+    println!("LATEST 100, {label}: p50 {p50:?} p99 {p99:?}");
 }
 
 fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
@@ -88,9 +114,7 @@ fn main() {
             .collect();
         counter += records.len() as u64;
         // 1,000,000 / 256 jobs stay well under the store's queue bound.
-        store
-            .write(append_job(records, retention))
-            .expect("the queue has room");
+        history::keep(&store, records, retention, now_ms()).expect("the queue has room");
     }
     store.sync().expect("the writer runs");
     let elapsed = started.elapsed();
@@ -103,28 +127,49 @@ fn main() {
         size as f64 / total as f64
     );
 
-    let idle: Vec<Duration> = (0..2_000).map(|_| latest_once(&store)).collect();
-    let (p50, p99) = percentiles(idle);
-    println!("LATEST 100, idle store: p50 {p50:?} p99 {p99:?}");
+    measure(&store, Path::Reader, "idle store, reader");
+    measure(&store, Path::Writer, "idle store, on the writer (before)");
 
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let (store, stop) = (store.clone(), stop.clone());
         std::thread::spawn(move || {
+            // Paced by the clock, not by the sleep (which oversleeps): a flush about
+            // every millisecond with what is due by then.
+            let started = Instant::now();
             let mut counter = total;
+            let mut handing_over = Vec::new();
             while !stop.load(Ordering::Relaxed) {
-                let records: Vec<Record> = (counter..counter + 20).map(record).collect();
-                counter += 20;
-                let _ = store.write(append_job(records, retention));
+                let due = total + (started.elapsed().as_secs_f64() * LOAD_PER_SECOND) as u64;
+                if due > counter {
+                    let records: Vec<Record> = (counter..due).map(record).collect();
+                    counter = due;
+                    let handed = Instant::now();
+                    let _ = history::keep(&store, records, retention, now_ms());
+                    handing_over.push(handed.elapsed());
+                }
                 std::thread::sleep(Duration::from_millis(1));
             }
+            let rate = (counter - total) as f64 / started.elapsed().as_secs_f64();
+            (rate, percentiles(handing_over))
         })
     };
-    let busy: Vec<Duration> = (0..2_000).map(|_| latest_once(&store)).collect();
+    measure(
+        &store,
+        Path::Reader,
+        "while appending ~20,000 messages/s, reader",
+    );
+    measure(
+        &store,
+        Path::Writer,
+        "while appending ~20,000 messages/s, on the writer (before)",
+    );
     stop.store(true, Ordering::Relaxed);
-    writer.join().expect("the load thread ends");
-    let (p50, p99) = percentiles(busy);
-    println!("LATEST 100, while appending ~20,000 messages/s: p50 {p50:?} p99 {p99:?}");
+    let (rate, (p50, p99)) = writer.join().expect("the load thread ends");
+    println!(
+        "(the load handed over {rate:.0} messages/s; history::keep on its thread, the \
+         shard's cost per flush: p50 {p50:?} p99 {p99:?})"
+    );
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
 }

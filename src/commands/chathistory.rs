@@ -1,15 +1,14 @@
 //! CHATHISTORY (IRCv3 `draft/chathistory`): parse the request, check that the asker
-//! may read the target, and queue the read on the store's writer; the answer (a
+//! may read the target, and queue the read for the store's readers; the answer (a
 //! `chathistory` batch) comes back to this shard as a deferred reply.
 //!
-//! Why the read runs on the store's writer thread and not on the shard: the writer
-//! runs its jobs in order, and every shard hands it its channel messages before it
-//! sends them anywhere (and this shard before it queues the query), so a query sees
-//! every message its client could have seen, committed or still in the writer's
-//! batch, without the shard ever waiting for a disk. The shard spends only the
-//! parse and the access check; reading and formatting happen off it. A query is a
-//! read-only job ([`crate::store::Store::read_in_order`]): a batch of queries alone
-//! is not committed, so an idle store answers without an fsync.
+//! Why a query sees every message its client could have seen: every shard hands
+//! its messages to the store ([`crate::store::history::keep`]) before it sends them anywhere (and
+//! this shard before it queues the query), and a reader reads what the store was
+//! handed, committed or not ([`crate::store::history::Snapshot`]). It reads on a thread of its
+//! own ([`crate::store::Store::read_history`]), so it waits neither for the writer's
+//! fsync nor makes the shard wait for a disk. The shard spends only the parse and
+//! the access check; reading and formatting happen off it.
 
 use super::{labels, Ctx};
 use crate::config::HistoryCutoff;
@@ -62,7 +61,7 @@ pub fn chathistory(ctx: &mut Ctx<'_>, message: &Message<'_>) {
         label,
         server: ctx.config().server_name.clone(),
     };
-    let job: crate::store::WriteJob = match request {
+    let job: crate::store::readers::HistoryRead = match request {
         Request::Messages {
             target,
             selection,
@@ -84,16 +83,16 @@ pub fn chathistory(ctx: &mut Ctx<'_>, message: &Message<'_>) {
             let event_playback = asker.caps.has(Cap::EventPlayback);
             let subcommand = subcommand.clone();
             let oldest_ms = oldest_ms.max(readable.since_ms);
-            Box::new(move |transaction| {
+            Box::new(move |snapshot| {
                 let Readable { key, shown, .. } = readable;
-                let lines = match history::query(
-                    transaction,
-                    &key,
-                    &selection,
-                    limit,
-                    oldest_ms,
-                    event_playback,
-                ) {
+                let found = match snapshot {
+                    Ok(snapshot) => {
+                        history::query(snapshot, &key, &selection, limit, oldest_ms, event_playback)
+                            .map_err(|why| why.to_string())
+                    }
+                    Err(why) => Err(why.to_string()),
+                };
+                let lines = match found {
                     Ok(found) => asker.messages_batch(&shown, found),
                     Err(why) => {
                         tracing::warn!(%why, target = shown, "a CHATHISTORY read failed");
@@ -104,7 +103,6 @@ pub fn chathistory(ctx: &mut Ctx<'_>, message: &Message<'_>) {
                     to: asker.to,
                     lines,
                 });
-                Ok(())
             })
         }
         Request::Targets { from, to, limit } => {
@@ -129,10 +127,21 @@ pub fn chathistory(ctx: &mut Ctx<'_>, message: &Message<'_>) {
                 return;
             };
             charge(ctx, limit);
-            Box::new(move |transaction| {
+            Box::new(move |snapshot| {
+                let snapshot = match snapshot {
+                    Ok(snapshot) => snapshot,
+                    Err(why) => {
+                        tracing::warn!(%why, "a CHATHISTORY TARGETS read failed");
+                        reply.send(DeferredReply {
+                            to: asker.to,
+                            lines: asker.message_error("TARGETS", "*"),
+                        });
+                        return;
+                    }
+                };
                 let mut candidates = channels;
                 if let Some(account) = &account {
-                    match history::conversations_of(transaction, account) {
+                    match history::conversations_of(snapshot, account) {
                         Ok(conversations) => candidates.extend(
                             conversations
                                 .into_iter()
@@ -146,7 +155,7 @@ pub fn chathistory(ctx: &mut Ctx<'_>, message: &Message<'_>) {
                 let mut latest = Vec::new();
                 for (key, shown, since_ms) in candidates {
                     let oldest_ms = oldest_ms.max(since_ms);
-                    match history::latest_time(transaction, &key, from, to, oldest_ms) {
+                    match history::latest_time(snapshot, &key, from, to, oldest_ms) {
                         Ok(Some(millis)) => latest.push((millis, shown)),
                         Ok(None) => {}
                         Err(why) => {
@@ -160,17 +169,16 @@ pub fn chathistory(ctx: &mut Ctx<'_>, message: &Message<'_>) {
                     to: asker.to,
                     lines: asker.targets_batch(&latest),
                 });
-                Ok(())
             })
         }
     };
-    // The writer must hold this shard's messages before the query (module comment).
+    // The store must hold this shard's messages before the query (module comment).
     ctx.flush_history();
     let queued = ctx
         .shared()
         .store
         .as_ref()
-        .map(|store| store.read_in_order(job));
+        .map(|store| store.read_history(job));
     match queued {
         Some(Ok(())) => ctx.defer_reply(),
         _ => fail(
@@ -344,7 +352,7 @@ fn fail(ctx: &mut Ctx<'_>, code: &str, context: &[&str], text: &str) {
     ctx.fail("CHATHISTORY", code, context, text);
 }
 
-/// Who asked, and how its reply must look; carried to the store's writer.
+/// Who asked, and how its reply must look; carried to a store reader.
 struct Asker {
     to: ClientId,
     caps: Caps,

@@ -26,7 +26,7 @@ const EVENT_MSGID_ORIGIN: u16 = 127;
 const LINE_BITS: u32 = 24;
 
 /// Longest a client's lines wait for an answer built off the shard; only a store
-/// whose writer has stopped takes this long (a query answers in milliseconds).
+/// whose readers have stopped takes this long (a query answers in milliseconds).
 const DEFERRED_REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Shard {
@@ -129,9 +129,9 @@ impl Shard {
 
     /// Hands this pass's channel messages to the store's writer as one job. Done
     /// before hand-offs are sent, and before a CHATHISTORY query is queued, so the
-    /// writer, which runs jobs in order, has stored every message a client could
-    /// have seen before it asks. A writer that is behind refuses the batch: those
-    /// messages are delivered but not kept (logged).
+    /// store (committed, or in its uncommitted tail, which queries read too) holds
+    /// every message a client could have seen before it asks. A writer that is
+    /// behind refuses the batch: those messages are delivered but not kept (logged).
     pub fn flush_history(&mut self) {
         if self.history.is_empty() {
             return;
@@ -203,7 +203,7 @@ impl Shard {
     }
 
     /// Releases clients whose deferred answer has not come within
-    /// [`DEFERRED_REPLY_TIMEOUT`] (a store whose writer stopped): their lines go on,
+    /// [`DEFERRED_REPLY_TIMEOUT`] (a store whose readers stopped): their lines go on,
     /// and they are told the query failed. Run by the liveness tick.
     pub(super) fn release_stuck_awaits(&mut self, now: Instant) {
         let stuck: Vec<ClientId> = self

@@ -1,10 +1,10 @@
-//! Replies built off the shard (a CHATHISTORY answer, read by the store's writer
-//! thread) on their way back to the asker's shard: one channel per shard, and the
-//! bus's wake-up so the shard takes them in on its next pass.
+//! Replies built off the shard (a CHATHISTORY answer, read by one of the store's
+//! reader threads) on their way back to the asker's shard: one channel per shard,
+//! and the bus's wake-up so the shard takes them in on its next pass.
 //!
 //! Contract: a sender MUST NOT block (the channel is unbounded; what bounds it is
-//! the store's job queue, which refuses past its length, and the flood tokens each
-//! query costs its client). The shard drains its channel whenever it pumps; a reply
+//! the store readers' queue, which refuses past its length, and the flood tokens
+//! each query costs its client). The shard drains its channel whenever it pumps; a reply
 //! for a client that has gone meanwhile is dropped.
 
 use super::bus::Bus;

@@ -9,13 +9,19 @@
 //! being written and those behind it, bounded by [`QUEUE_LEN`].
 //!
 //! Reads take a snapshot ([`Store::read`]) from any thread; redb's MVCC means a
-//! reader never waits for the writer. redb was chosen over SQLite (a C library and a
-//! SQL layer the server does not need) and sled (unmaintained): it is pure Rust,
-//! ACID with crash-safe commits, and its typed tables keep the schema in the code.
+//! reader never waits for the writer. History queries run on the store's reader
+//! threads ([`Store::read_history`]) against a snapshot completed with the history
+//! handed to the writer but not yet committed ([`uncommitted`]).
+//!
+//! redb was chosen over SQLite (a C library and a SQL layer the server does not
+//! need) and sled (unmaintained): it is pure Rust, ACID with crash-safe commits,
+//! and its typed tables keep the schema in the code.
 
 pub mod accounts;
 pub mod history;
 pub mod read_markers;
+pub mod readers;
+pub mod uncommitted;
 
 use anyhow::Context;
 use std::path::{Path, PathBuf};
@@ -45,17 +51,29 @@ pub struct Store {
     database: Arc<redb::Database>,
     jobs: SyncSender<Message>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// History handed to the writer and not yet committed: filled by
+    /// [`history::keep`], emptied by the writer after each commit, read by the readers.
+    uncommitted: Arc<uncommitted::UncommittedHistory>,
+    /// The history reader threads; stopped (after answering what is queued) on drop.
+    readers: Option<readers::Readers>,
 }
 
-/// Why a write was not queued.
+/// Why a job (a write, or a history query) was not queued.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteRefused {
     /// The writer is behind by [`QUEUE_LEN`] jobs (a disk far slower than the load).
     #[error("the store is behind by {QUEUE_LEN} writes")]
     Behind,
-    /// The writer has stopped (a failed commit, or shutdown).
+    /// The writer (or, for a query, the readers) has stopped (a failed commit, or
+    /// shutdown).
     #[error("the store's writer has stopped")]
     Stopped,
+    /// [`readers::READ_QUEUE_LEN`] history queries are waiting for a reader.
+    #[error(
+        "the store's readers are behind by {} queries",
+        readers::READ_QUEUE_LEN
+    )]
+    ReadersBusy,
 }
 
 enum Message {
@@ -82,22 +100,44 @@ impl Store {
         }
         let database = redb::Database::create(&path)
             .with_context(|| format!("cannot open the store {}", path.display()))?;
+        let kept_through = history::prepare(&database)
+            .with_context(|| format!("cannot prepare the store {}", path.display()))?;
+        let uncommitted = Arc::new(uncommitted::UncommittedHistory::after(kept_through));
         let database = Arc::new(database);
         let (jobs, queue) = mpsc::sync_channel(QUEUE_LEN);
         let writer = {
-            let database = database.clone();
+            let (database, uncommitted) = (database.clone(), uncommitted.clone());
             let path = path.clone();
             std::thread::Builder::new()
                 .name("store-writer".into())
-                .spawn(move || write_batches(&database, &path, &queue))
+                .spawn(move || write_batches(&database, &path, &queue, &uncommitted))
                 .context("cannot start the store's writer thread")?
         };
+        let readers = readers::Readers::start(&database, &uncommitted)
+            .context("cannot start the store's reader threads")?;
         Ok(Store {
             path,
             database,
             jobs,
             writer: Mutex::new(Some(writer)),
+            uncommitted,
+            readers: Some(readers),
         })
+    }
+
+    /// Queues a history query for a reader thread without waiting: it runs on a
+    /// snapshot that holds every record [`history::keep`] was given before this call,
+    /// committed or not, and never waits for the writer.
+    pub fn read_history(&self, read: readers::HistoryRead) -> Result<(), WriteRefused> {
+        match &self.readers {
+            Some(readers) => readers.queue(read),
+            None => Err(WriteRefused::Stopped),
+        }
+    }
+
+    /// The history handed to the writer and not yet committed.
+    pub(crate) fn uncommitted(&self) -> &Arc<uncommitted::UncommittedHistory> {
+        &self.uncommitted
     }
 
     /// The store's file.
@@ -171,8 +211,11 @@ impl std::fmt::Debug for Store {
 }
 
 impl Drop for Store {
-    /// Commits what is queued, then joins the writer.
+    /// Answers the queued queries, commits what is queued, then joins the threads.
     fn drop(&mut self) {
+        if let Some(readers) = self.readers.take() {
+            readers.stop();
+        }
         let (closed, _) = mpsc::sync_channel(1);
         drop(std::mem::replace(&mut self.jobs, closed));
         if let Some(writer) = self.writer.lock().ok().and_then(|mut w| w.take()) {
@@ -197,7 +240,13 @@ fn create_whole(data_dir: &Path, path: &Path) -> anyhow::Result<()> {
 
 /// The writer thread: each pass takes the first waiting job, everything queued
 /// behind it (up to [`MAX_BATCH`]), runs them in one transaction and commits it.
-fn write_batches(database: &redb::Database, path: &Path, queue: &Receiver<Message>) {
+/// After each commit it lets the history tail drop what the commit holds.
+fn write_batches(
+    database: &redb::Database,
+    path: &Path,
+    queue: &Receiver<Message>,
+    uncommitted: &uncommitted::UncommittedHistory,
+) {
     let mut barriers = Vec::new();
     let mut backups = Vec::new();
     while let Ok(first) = queue.recv() {
@@ -253,6 +302,7 @@ fn write_batches(database: &redb::Database, path: &Path, queue: &Receiver<Messag
             error!(store = %path.display(), %why, "the store cannot commit; its writer stops");
             return;
         }
+        uncommitted.release_committed();
         for done in barriers.drain(..) {
             let _ = done.send(());
         }
