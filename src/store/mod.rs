@@ -3,10 +3,15 @@
 //!
 //! Writes never happen on a shard's thread: a shard (or the cluster link) hands the
 //! store a [`WriteJob`], and one writer thread runs every job queued since its last
-//! commit in a single transaction (group commit). At low load a job commits on its
-//! own within an fsync; under load the batches grow, so the fsyncs per job fall. What
-//! a SIGKILL can lose is what was queued but not yet committed: the jobs of the batch
-//! being written and those behind it, bounded by [`QUEUE_LEN`].
+//! commit in a single transaction (group commit), at most once per
+//! [`COMMIT_INTERVAL`] while jobs keep coming: a job after a quiet spell commits at
+//! once, within an fsync; under a steady stream the writer gathers the interval's
+//! jobs into one commit, so a commit's cost (its fsync and the pages it writes) is
+//! paid a few times a second, not once per message. A barrier (an account that must
+//! be stored before it is acknowledged) or a backup ends the wait. What a SIGKILL can
+//! lose is what was queued but not yet committed: at most the last interval's jobs
+//! and those queued behind them, bounded by [`QUEUE_LEN`]. Queries do not wait for
+//! commits: they read the uncommitted history too ([`uncommitted`]).
 //!
 //! Reads take a snapshot ([`Store::read`]) from any thread; redb's MVCC means a
 //! reader never waits for the writer. History queries run on the store's reader
@@ -28,6 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
 use tracing::{error, warn};
 
 /// The store's file name in the data directory.
@@ -39,6 +45,10 @@ pub const QUEUE_LEN: usize = 65_536;
 
 /// Most jobs in one transaction: a bound on the work a SIGKILL can undo.
 const MAX_BATCH: usize = 4_096;
+
+/// The writer commits at most once per interval while jobs keep coming (see the
+/// module comment): what a SIGKILL can lose of a steady stream.
+pub const COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// One change to the store, run inside the writer's transaction. An error is logged
 /// and the batch's other jobs still commit, so a job checks before it writes: what it
@@ -249,18 +259,29 @@ fn write_batches(
 ) {
     let mut barriers = Vec::new();
     let mut backups = Vec::new();
+    // When the last commit began: the next waits until an interval after it.
+    let mut last_commit: Option<Instant> = None;
     while let Ok(first) = queue.recv() {
-        // A backup ends its batch: the copy holds exactly the jobs queued before it.
+        // A backup ends its batch: the copy holds exactly the jobs queued before it;
+        // a barrier or a read ends its wait (someone waits for the answer).
         let mut ends_batch = matches!(first, Message::Backup(..));
+        let mut ends_wait = !matches!(first, Message::Job(_));
+        let gather_until = last_commit.map(|at| at + COMMIT_INTERVAL);
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH && !ends_batch {
-            match queue.try_recv() {
-                Ok(message) => {
-                    ends_batch = matches!(message, Message::Backup(..));
-                    batch.push(message);
-                }
-                Err(_) => break,
-            }
+            let next = match gather_until.filter(|_| !ends_wait) {
+                Some(until) => match until.checked_duration_since(Instant::now()) {
+                    Some(left) => queue.recv_timeout(left).ok(),
+                    None => queue.try_recv().ok(),
+                },
+                None => queue.try_recv().ok(),
+            };
+            let Some(message) = next else {
+                break;
+            };
+            ends_batch = matches!(message, Message::Backup(..));
+            ends_wait |= !matches!(message, Message::Job(_));
+            batch.push(message);
         }
         let transaction = match database.begin_write() {
             Ok(transaction) => transaction,
@@ -298,10 +319,14 @@ fn write_batches(
             copy_file(path, &mut backups);
             continue;
         }
+        let began = Instant::now();
         if let Err(why) = transaction.commit() {
             error!(store = %path.display(), %why, "the store cannot commit; its writer stops");
             return;
         }
+        // After a quiet spell the next job commits at once; in a stream, an interval
+        // after this commit.
+        last_commit = Some(began);
         uncommitted.release_committed();
         for done in barriers.drain(..) {
             let _ = done.send(());
