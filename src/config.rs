@@ -189,7 +189,8 @@ pub struct Config {
     /// Most of the connected users, in percent, one KLINE or DLINE may hit without
     /// `FORCE`.
     pub max_ban_share: u8,
-    /// Channel messages kept per channel for CHATHISTORY (with a data directory).
+    /// Messages and events kept per channel or direct conversation for CHATHISTORY
+    /// (with a data directory).
     pub history_max_messages: u64,
     /// How long a channel message is kept for CHATHISTORY.
     pub history_max_age: Duration,

@@ -289,14 +289,14 @@ macro_rules! with_settings {
             /// operator always needs FORCE; one that hits a single user never does.
             max_ban_share: u8 | u8, Restart, "Operations", [percent], "", "",
                 [env = "RINGCHAT_MAX_BAN_SHARE", default_value_t = 10, value_name = "PERCENT"];
-            /// Channel messages kept per channel for CHATHISTORY, in the data
-            /// directory's store; past it the oldest go first. 0 keeps none and does
-            /// not offer CHATHISTORY.
+            /// Messages and events kept per channel (and per direct conversation) for
+            /// CHATHISTORY, in the data directory's store; past it the oldest go
+            /// first. 0 keeps none and does not offer CHATHISTORY.
             history_max_messages: u64 | u64, Restart, "Operations", [], "", "",
                 [env = "RINGCHAT_HISTORY_MAX_MESSAGES", default_value_t = 10_000,
                  value_name = "N"];
-            /// Days a channel message is kept for CHATHISTORY; older ones are no longer
-            /// shown and are deleted as the store writes.
+            /// Days a message is kept for CHATHISTORY; older ones are no longer shown
+            /// and are deleted as the store writes.
             history_max_days: u64 | u64, Restart, "Operations", [], "", "",
                 [env = "RINGCHAT_HISTORY_MAX_DAYS", default_value_t = 30, value_name = "DAYS"];
             /// How far back a member reads a secret (+s) or invite-only (+i)
