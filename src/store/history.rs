@@ -742,17 +742,27 @@ impl<'s, T: ReadableTable<(&'static str, u64, u64), &'static [u8]>> Scan<'s, T> 
         let resolve = |reference: &Reference| -> Result<Option<Point>, redb::Error> {
             let point = match reference {
                 Reference::Time(millis) => return Ok(Some((*millis, 0))),
-                Reference::MsgId(id) => match msgids.get(id.as_slice())? {
-                    Some(found) => {
-                        let (owner, millis, seq) = found.value();
-                        (owner == key).then_some((millis, seq))
-                    }
-                    None => self
-                        .pending
-                        .iter()
-                        .find(|record| record.wire.msgid() == Some(id.as_slice()))
-                        .map(|record| record.point),
-                },
+                Reference::MsgId(id) => {
+                    let stored = match msgids.get(id.as_slice())? {
+                        Some(found) => {
+                            let (owner, millis, seq) = found.value();
+                            if owner == key {
+                                Some((millis, seq))
+                            } else {
+                                // A QUIT or NICK is kept in each of the user's channels
+                                // under one msgid, and the index names one of them.
+                                self.stored_in_millisecond(millis, id)?
+                            }
+                        }
+                        None => None,
+                    };
+                    stored.or_else(|| {
+                        self.pending
+                            .iter()
+                            .find(|record| record.wire.msgid() == Some(id.as_slice()))
+                            .map(|record| record.point)
+                    })
+                }
             };
             // A message count retention drops is as gone as one it dropped.
             Ok(point.filter(|point| *point >= self.dropped_before))
@@ -795,6 +805,27 @@ impl<'s, T: ReadableTable<(&'static str, u64, u64), &'static [u8]>> Scan<'s, T> 
             },
         };
         Ok(found)
+    }
+
+    /// Where this target stores the message `msgid` of millisecond `millis`, if it
+    /// does: a read of that millisecond's few keys.
+    fn stored_in_millisecond(
+        &self,
+        millis: u64,
+        msgid: &[u8],
+    ) -> Result<Option<Point>, redb::Error> {
+        for entry in self
+            .messages
+            .range((self.key, millis, 0)..=(self.key, millis, u64::MAX))?
+        {
+            let (stored_key, value) = entry?;
+            let found = decode(value.value()).is_some_and(|(_, wire)| wire.msgid() == Some(msgid));
+            if found {
+                let (_, millis, seq) = stored_key.value();
+                return Ok(Some((millis, seq)));
+            }
+        }
+        Ok(None)
     }
 
     /// The first `limit` messages in `from..to`, ascending.
@@ -1096,6 +1127,32 @@ mod tests {
             query(t, "#e", &Selection::Latest(None), 10, 0, true).expect("read")
         });
         assert_eq!(kept, ["1-0-7"]);
+    }
+
+    #[test]
+    fn an_event_kept_in_several_channels_is_found_by_its_msgid_in_each() {
+        let store = Store::open(&crate::store::test_dir()).expect("the store opens");
+        let quit = Outgoing::new(Bytes::from_static(b":a!~a@h QUIT :bye\r\n"))
+            .with_msgid(MsgId::new(1, 0, 99));
+        let event = |channel: &str| Record {
+            target: Target::Channel(CaselessKey::new(channel)),
+            kind: Kind::Event,
+            message: quit.clone(),
+        };
+        let records = vec![record("#a", 1), event("#a"), event("#b"), record("#a", 2)];
+        let now = now_millis();
+        store
+            .write(Box::new(move |t| append(t, &records, KEEP_ALL, now)))
+            .expect("queued");
+        let quit_id = || Reference::MsgId(b"1-0-63".to_vec()); // 99 in hex
+        let after = read(&store, move |t| {
+            query(t, "#a", &Selection::After(quit_id()), 10, 0, true).expect("read")
+        });
+        assert_eq!(after, ["1-0-2"]);
+        let before = read(&store, move |t| {
+            query(t, "#a", &Selection::Before(quit_id()), 10, 0, true).expect("read")
+        });
+        assert_eq!(before, ["1-0-1"]);
     }
 
     #[test]
