@@ -34,14 +34,7 @@ fn join_all(channel: &str, clients: &mut [&mut Client]) {
 fn data_dir() -> PathBuf {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "ringchat-history-test-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("a temporary data directory");
-    dir
+    common::data_dir(&format!("history-{}", NEXT.fetch_add(1, Ordering::Relaxed)))
 }
 
 /// A server that keeps history in `dir`.

@@ -47,15 +47,13 @@ impl Shard {
         if self.is_local(id) {
             self.send_message(id, &mut message);
         } else if id.node == self.node {
-            let kept = None;
-            self.hand_off(
-                id.shard,
-                Handoff::Client {
-                    to: id,
-                    message,
-                    kept,
-                },
-            );
+            // This node keeps it already (the sender's shard did).
+            let handoff = Handoff::Client {
+                to: id,
+                message,
+                kept: None,
+            };
+            self.hand_off(id.shard, handoff);
         } else if let Some(link) = self.link_endpoint() {
             self.hand_off(
                 link,

@@ -633,6 +633,9 @@ where
 {
     let mut scan = Scan::stored(messages, key, oldest_ms, event_playback);
     let mut max_messages = u64::MAX;
+    // The msgids of the pending events taken so far: a join storm can leave
+    // thousands pending in one commit interval, so no scan of the list per event.
+    let mut pending_events = std::collections::HashSet::new();
     for kept in source.pending() {
         for record in kept
             .records
@@ -642,14 +645,13 @@ where
             let wire = record.message.to_wire();
             let millis = wire.time_micros() / 1000;
             // An event several shards handed over is stored once: its first copy.
-            if record.kind == Kind::Event
-                && (scan
-                    .pending
-                    .iter()
-                    .any(|p| p.kind == Kind::Event && p.wire.msgid() == wire.msgid())
-                    || already_kept(messages, key, millis, &stored_value(record.kind, &wire)?)?)
-            {
-                continue;
+            if record.kind == Kind::Event {
+                let msgid = wire.msgid().map(<[u8]>::to_vec);
+                if !pending_events.insert(msgid)
+                    || already_kept(messages, key, millis, &stored_value(record.kind, &wire)?)?
+                {
+                    continue;
+                }
             }
             let point = (millis, UNCOMMITTED + scan.pending.len() as u64);
             scan.pending.push(Pending {
