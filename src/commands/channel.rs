@@ -7,7 +7,7 @@ use crate::proto::names::is_valid_channel;
 use crate::proto::numeric::*;
 use crate::proto::texts;
 use crate::proto::{CaselessKey, Message};
-use crate::state::network::{Event, Membership, Outcome};
+use crate::state::network::{Event, Membership, Network, Outcome};
 
 /// `JOIN #a,#b [keys]`, or `JOIN 0` to leave every channel.
 pub fn join(ctx: &mut Ctx<'_>, message: &Message<'_>) {
@@ -153,7 +153,8 @@ fn send_names(ctx: &mut Ctx<'_>, channel: &CaselessKey) {
     };
     // A version of the replica held for the reply (a reference count): the names are
     // formatted straight into the reply lines, with no list of them in between.
-    let network = ctx.network_version();
+    let version = ctx.network_version();
+    let network: &Network = &version;
     let found = network.channel(channel.as_str());
     // Modern IRC RPL_NAMREPLY: `@` marks a secret channel.
     let symbol = match found {
@@ -162,28 +163,39 @@ fn send_names(ctx: &mut Ctx<'_>, channel: &CaselessKey) {
     };
     // Like WHO: invisible (+i) users are listed only to fellow members.
     let asker_is_member = found.is_some_and(|c| c.members.contains(ctx.id));
-    let names = found
-        .into_iter()
-        .flat_map(|c| c.members.iter())
-        .filter_map(|(id, membership)| {
-            let user = network
-                .user(id)
-                .filter(|u| asker_is_member || !u.invisible)?;
-            Some((prefix(membership), user))
-        });
     let userhost = caps.has(Cap::UserhostInNames);
+    // A member asking without userhost-in-names (every joiner of a member flood) is
+    // answered from the members' own entries alone; anyone else needs their users.
+    let members_alone = asker_is_member && !userhost;
+    let names = found.into_iter().flat_map(|c| {
+        let listed = members_alone.then(|| c.members.iter_listed()).into_iter();
+        let with_users = (!members_alone).then(|| network.users_of(&c.members));
+        let listed = listed.flatten().filter_map(move |(id, membership, nick)| {
+            let nick = nick.or_else(|| Some(network.user(id)?.nick.as_str()))?;
+            Some((prefix(membership), nick, None))
+        });
+        let with_users = with_users
+            .into_iter()
+            .flatten()
+            .filter(move |(user, _)| asker_is_member || !user.invisible)
+            .map(|(user, membership)| {
+                let userhost = userhost.then_some((&*user.user, &*user.host));
+                (prefix(membership), user.nick.as_str(), userhost)
+            });
+        listed.chain(with_users)
+    });
     super::write_in_lines(
         ctx,
         |ctx| ctx.numeric(RPL_NAMREPLY).arg(symbol).arg(channel.as_str()),
         names,
-        |(prefix, user), line| {
+        |(prefix, nick, userhost), line| {
             line.push_str(prefix);
-            line.push_str(user.nick.as_str());
-            if userhost {
+            line.push_str(nick);
+            if let Some((user, host)) = userhost {
                 line.push('!');
-                line.push_str(&user.user);
+                line.push_str(user);
                 line.push('@');
-                line.push_str(&user.host);
+                line.push_str(host);
             }
         },
     );

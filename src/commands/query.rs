@@ -140,10 +140,8 @@ fn who_rows(
             return Vec::new();
         };
         let is_member = channel.members.contains(me);
-        channel
-            .members
-            .iter()
-            .filter_map(|(id, membership)| Some((network.user(id)?, membership)))
+        network
+            .users_of(&channel.members)
             .filter(|(user, _)| is_member || !user.invisible)
             .map(|(user, membership)| {
                 WhoRow::new(channel.name.as_str(), user, Some(membership), status, now)

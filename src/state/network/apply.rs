@@ -743,6 +743,11 @@ impl Network {
         let key = CaselessKey::new(nick);
         self.nicks.insert(key.clone(), client);
         if let Some(user) = self.users.get_mut(&client) {
+            for channel in &user.channels {
+                if let Some(channel) = self.channels.get_mut(channel) {
+                    channel.members.rename(client, nick);
+                }
+            }
             user.nick = key;
         }
         Outcome::NickChanged { old_source }
@@ -787,7 +792,9 @@ impl Network {
             op: channel.members.is_empty(),
             voice: false,
         };
-        channel.members.insert(client, membership);
+        channel
+            .members
+            .insert(client, membership, user.nick.as_str());
         user.channels.push(channel.name.clone());
         Outcome::Joined {
             channel: channel.name.clone(),

@@ -219,6 +219,31 @@ fn a_nick_change_frees_the_old_nick_and_reports_the_old_source() {
     assert_eq!(replica.network.nick_owner("alicia"), Some(ALICE));
 }
 
+/// NAMES reads each member's nick from the channel's own entry: a nick change
+/// rewrites it in every channel the user is in, and a snapshot loads it.
+#[test]
+fn a_channel_lists_its_members_by_their_current_nicks() {
+    let mut replica = Replica::with_channel();
+    replica.apply(join(BOB, "#c"));
+    replica.apply(join(BOB, "#d"));
+    replica.apply(Event::ChangeNick {
+        client: BOB,
+        nick: "Robert".into(),
+    });
+    let listed = |network: &Network, channel: &str| -> Vec<String> {
+        let members = &network.channel(channel).expect("exists").members;
+        members
+            .iter_listed()
+            .map(|(_, _, nick)| nick.expect("copied").to_owned())
+            .collect()
+    };
+    assert_eq!(listed(&replica.network, "#c"), ["alice", "Robert"]);
+    assert_eq!(listed(&replica.network, "#d"), ["Robert"]);
+    let bytes = replica.network.snapshot();
+    let loaded = Network::from_snapshot(&bytes, replica.network.layout()).expect("loads");
+    assert_eq!(listed(&loaded, "#c"), ["alice", "Robert"]);
+}
+
 #[test]
 fn first_joiner_is_operator_and_an_empty_channel_is_gone() {
     let mut replica = Replica::new();

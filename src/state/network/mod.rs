@@ -222,6 +222,36 @@ impl Network {
         self.users.get(&id)
     }
 
+    /// The users of `members` with their status, in id order.
+    ///
+    /// NAMES and WHO list every member, and a member flood lists the channel to each
+    /// joiner: a tree lookup per member was a third of the server's CPU while 8,000
+    /// members filled one channel. Both maps are ordered by id, so a channel holding a
+    /// good share of the network is walked beside the users in one pass (a step costs
+    /// a few nanoseconds, a lookup a walk from the root); a small one is looked up.
+    pub fn users_of<'a>(
+        &'a self,
+        members: &'a Members,
+    ) -> impl Iterator<Item = (&'a User, Membership)> + 'a {
+        const WALK_WHEN_ONE_IN: usize = 16;
+        let mut walk = members
+            .iter()
+            .next()
+            .filter(|_| members.len() * WALK_WHEN_ONE_IN >= self.users.len())
+            .map(|(first, _)| self.users.iter_from(&first).peekable());
+        members.iter().filter_map(move |(id, membership)| {
+            let Some(users) = &mut walk else {
+                return Some((self.users.get(&id)?, membership));
+            };
+            // Every member is a user; one that is not (never, but cheap to survive)
+            // is skipped without losing the walk's place.
+            while users.next_if(|(user, _)| **user < id).is_some() {}
+            users
+                .next_if(|(user, _)| **user == id)
+                .map(|(_, user)| (user, membership))
+        })
+    }
+
     /// The conversation whose history keeps a direct message between users `a` and
     /// `b` as this replica knows them, if it is kept (one side is logged in). The
     /// sender's node and the recipient's compute it alike.

@@ -267,7 +267,9 @@ mod tests {
 
     fn channel() -> Channel {
         let mut channel = Channel::new("#c", 0, super::super::Layout::standalone(1));
-        channel.members.insert(member(), Membership::default());
+        channel
+            .members
+            .insert(member(), Membership::default(), "bob");
         channel
     }
 

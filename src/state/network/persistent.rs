@@ -106,6 +106,13 @@ impl<K: Ord + Clone, V: Clone> ArcMap<K, V> {
         self.entries.iter().map(|(key, value)| (key, &**value))
     }
 
+    /// The entries from `first` on, in key order.
+    pub fn iter_from(&self, first: &K) -> impl Iterator<Item = (&K, &V)> {
+        self.entries
+            .range::<_, K>(first..)
+            .map(|(key, value)| (key, &**value))
+    }
+
     /// Every value, in key order.
     pub fn values(&self) -> impl Iterator<Item = &V> {
         self.entries.values().map(|value| &**value)

@@ -350,7 +350,7 @@ fn rebuild(image: SnapshotImage, layout: Layout) -> Result<Network, String> {
     let mut listed_memberships = 0;
     let mut listed = vec![false; channels.len()];
     for (id, image) in image.users {
-        let user = rebuild_user(image, id, &channels, &mut listed)?;
+        let user = rebuild_user(image, id, &mut channels, &mut listed)?;
         listed_memberships += user.channels.len();
         if let Some(account) = user.account.as_ref() {
             if !network.accounts.contains_key(account) {
@@ -394,20 +394,21 @@ fn rebuild(image: SnapshotImage, layout: Layout) -> Result<Network, String> {
 }
 
 /// The user `id` from its image, its channels named by the channels' own keys (one
-/// shared name, not a copy per member). Each position must be in `channels`, name a
-/// channel that has `id` as a member, and appear once; `listed` is scratch space,
-/// all `false` before and after a call that succeeds.
+/// shared name, not a copy per member), each of which lists it by its nick. Each
+/// position must be in `channels`, name a channel that has `id` as a member, and
+/// appear once; `listed` is scratch space, all `false` before and after a call that
+/// succeeds.
 fn rebuild_user(
     image: UserImage,
     id: ClientId,
-    channels: &[Channel],
+    channels: &mut [Channel],
     listed: &mut [bool],
 ) -> Result<User, String> {
     let nick = image.nick;
     let mut names = Vec::with_capacity(image.channels.len());
+    let count = channels.len();
     for &position in &image.channels {
-        let Some(channel) = channels.get(position as usize) else {
-            let count = channels.len();
+        let Some(channel) = channels.get_mut(position as usize) else {
             return Err(format!("{nick} lists channel {position} of {count}"));
         };
         if !channel.members.contains(id) {
@@ -416,6 +417,7 @@ fn rebuild_user(
         if std::mem::replace(&mut listed[position as usize], true) {
             return Err(format!("{nick} lists {} twice", channel.name));
         }
+        channel.members.rename(id, nick.as_str());
         names.push(channel.name.clone());
     }
     for &position in &image.channels {
@@ -494,7 +496,8 @@ fn rebuild_channel(image: ChannelImage, layout: Layout) -> Result<Channel, Strin
         if members.contains(id) {
             return Err(format!("{name} lists member {id:?} twice"));
         }
-        members.insert(id, membership);
+        // The nick NAMES lists is the user's, written when the users are read.
+        members.insert(id, membership, "");
     }
     Ok(Channel {
         name,
