@@ -190,11 +190,11 @@ pub(super) fn deliver_one(
     id: ClientId,
     message: &mut Outgoing,
 ) {
-    let Some(caps) = clients.get(id.slot).map(|c| c.caps) else {
+    let Some(client) = live(clients, id) else {
         return;
     };
-    if let Some(line) = message.for_recipient(caps) {
-        push_line(clients, doomed, counts, sendq, id, line);
+    if let Some(line) = message.for_recipient(client.caps) {
+        queue(client, doomed, counts, sendq, line);
     }
 }
 
@@ -207,14 +207,23 @@ pub(super) fn push_line(
     id: ClientId,
     line: Bytes,
 ) {
-    let Some(client) = live(clients, id) else {
-        return;
-    };
+    if let Some(client) = live(clients, id) {
+        queue(client, doomed, counts, sendq, line);
+    }
+}
+
+fn queue(
+    client: &mut Client,
+    doomed: &mut Vec<(ClientId, CloseReason)>,
+    counts: &mut CounterSnapshot,
+    sendq: usize,
+    line: Bytes,
+) {
     match client.outbox.push(line, sendq) {
         Ok(()) => counts.deliveries += 1,
         Err(_) => {
             client.outbox.discard_queued();
-            doomed.push((id, CloseReason::Server(SENDQ_EXCEEDED)));
+            doomed.push((client.id, CloseReason::Server(SENDQ_EXCEEDED)));
         }
     }
 }

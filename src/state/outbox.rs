@@ -10,7 +10,8 @@
 //! - A push MUST NOT copy or allocate per line: a line is a shared `Bytes`, and the
 //!   queue keeps a small capacity across writes so a quiet client's next line does not
 //!   allocate either.
-//! - An idle outbox MUST NOT hold more than [`IDLE_CAPACITY`] slots.
+//! - An idle outbox (its writer parked) MUST NOT hold more than [`IDLE_CAPACITY`]
+//!   slots.
 
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -19,6 +20,9 @@ use std::task::Waker;
 /// Slots kept when the queue drains: enough that low-rate traffic never allocates,
 /// small enough (4 × 32 bytes) that idle connections stay cheap.
 pub const IDLE_CAPACITY: usize = 4;
+
+/// Slots a queue grows to at once when its idle few fill up (2 KiB).
+const BUSY_CAPACITY: usize = 64;
 
 /// Most lines carried by one vectored write (the kernel allows 1024 iovecs).
 pub const MAX_BATCH_LINES: usize = 256;
@@ -73,6 +77,12 @@ impl Outbox {
             return Err(SendQueueExceeded);
         }
         self.unwritten += line.len();
+        if self.queue.len() == self.queue.capacity() {
+            // Straight from the idle few slots to a busy size: a member flood fills a
+            // parked member's queue with a turn's lines, and doubling from four took
+            // five reallocations (a twelfth of the server's CPU).
+            self.queue.reserve(self.queue.len().max(BUSY_CAPACITY));
+        }
         self.queue.push_back(line);
         if let Some(writer) = self.writer.take() {
             writer.wake();
@@ -101,9 +111,6 @@ impl Outbox {
         let room = max_lines.saturating_sub(batch.len());
         let count = room.min(self.queue.len());
         batch.extend(self.queue.drain(..count));
-        if self.queue.is_empty() && self.queue.capacity() > IDLE_CAPACITY {
-            self.queue = VecDeque::with_capacity(IDLE_CAPACITY);
-        }
     }
 
     /// Records that the kernel accepted `bytes` of taken lines.
@@ -142,8 +149,15 @@ impl Outbox {
         self.queue = VecDeque::new();
     }
 
-    /// Parks the writer until the next push (or [`Outbox::wake_writer`]).
+    /// Parks the writer until the next push (or [`Outbox::wake_writer`]); an empty
+    /// queue gives back its capacity here, when the connection goes idle, not at
+    /// every write: a busy member's queue drained by each write would otherwise be
+    /// grown again from [`IDLE_CAPACITY`] slots by the next turn's lines (a member
+    /// flood spent a twentieth of its CPU in that reallocation).
     pub fn park_writer(&mut self, waker: &Waker) {
+        if self.queue.is_empty() && self.queue.capacity() > IDLE_CAPACITY {
+            self.queue = VecDeque::with_capacity(IDLE_CAPACITY);
+        }
         match &mut self.writer {
             Some(parked) => parked.clone_from(waker),
             None => self.writer = Some(waker.clone()),
@@ -199,12 +213,17 @@ mod tests {
     }
 
     #[test]
-    fn a_drained_queue_gives_back_its_capacity() {
+    fn a_drained_queue_keeps_its_capacity_until_the_writer_parks() {
         let mut outbox = Outbox::default();
         for _ in 0..1000 {
             outbox.push(line("x"), usize::MAX).expect("fits");
         }
         outbox.take_batch(&mut Vec::new(), usize::MAX);
+        assert!(
+            outbox.queue.capacity() >= 1000,
+            "busy: the next turn reuses it"
+        );
+        outbox.park_writer(std::task::Waker::noop());
         assert!(outbox.queue.capacity() <= IDLE_CAPACITY);
     }
 
