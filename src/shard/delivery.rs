@@ -182,6 +182,7 @@ impl Shard {
 
 /// Queues the variant of `message` that a client's capabilities ask for; a free
 /// function so fan-out loops can borrow the replica and the client slab at once.
+#[inline(always)]
 pub(super) fn deliver_one(
     clients: &mut Slab<Client>,
     doomed: &mut Vec<(ClientId, CloseReason)>,
@@ -212,6 +213,7 @@ pub(super) fn push_line(
     }
 }
 
+#[inline(always)]
 fn queue(
     client: &mut Client,
     doomed: &mut Vec<(ClientId, CloseReason)>,
