@@ -136,6 +136,74 @@ e2e_on! {
     }
 }
 
+/// Members of the channel whose NAMES text the shard keeps between JOINs (it keeps
+/// channels of at least 256).
+const KEPT_MEMBERS: usize = 300;
+
+// The kept NAMES text follows every change, not only JOINs: on one shard, where each
+// JOIN appends to it, and on two, where a shard's JOINs and the other's interleave.
+e2e_on! {
+    [ring_1_shard Ring 1, epoll_2_shards Epoll 2]
+    fn a_big_channels_names_follow_joins_nick_changes_parts_and_status(setup) {
+        let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        ringchat::server::raise_open_file_limit();
+        let server = setup.start_with(|c| {
+            c.max_clients = KEPT_MEMBERS + 16;
+            c.sources.max_unregistered_total = KEPT_MEMBERS + 16;
+        });
+        let mut members: Vec<_> = (0..KEPT_MEMBERS)
+            .map(|index| {
+                let mut member = server.register(&nick(index));
+                member.send("JOIN #big");
+                member.skip_until(|line| has_numeric(line, "366"));
+                member
+            })
+            .collect();
+        let mut asker = server.register("asker");
+        asker.send("JOIN #big");
+        let names = asker.skip_until(|line| has_numeric(line, "366"));
+        assert_eq!(listed(&names).len(), KEPT_MEMBERS + 1, "every member and the asker");
+
+        // A NAMES after each change alone: the kept text must follow each kind.
+        let names_now = |asker: &mut common::Client| {
+            asker.send("NAMES #big");
+            listed(&asker.skip_until(|line| has_numeric(line, "366")))
+        };
+        members[5].send("NICK renamed5");
+        asker.skip_until(|line| line.contains(" NICK "));
+        let names = names_now(&mut asker);
+        assert!(names.contains(&"renamed5".to_owned()), "the new nick is listed");
+        assert!(!names.contains(&nick(5)), "the old nick is gone");
+
+        members[7].send("PART #big");
+        asker.skip_until(|line| line.contains(" PART "));
+        assert!(!names_now(&mut asker).contains(&nick(7)), "who parted is gone");
+
+        members[0].send(&format!("MODE #big +v {}", nick(9)));
+        asker.skip_until(|line| line.contains(" MODE "));
+        let voiced = format!("+{}", nick(9));
+        assert!(names_now(&mut asker).contains(&voiced), "the voice is shown");
+
+        let mut late = server.register("late");
+        late.send("JOIN #big");
+        asker.skip_until(|line| line.contains("late!"));
+        let names = names_now(&mut asker);
+        assert_eq!(names.len(), KEPT_MEMBERS + 1, "one parted, one joined: {names:?}");
+        assert!(names.contains(&format!("@{}", nick(0))), "the creator is an operator");
+        assert!(names.contains(&"late".to_owned()), "the latest joiner is listed");
+    }
+}
+
+/// The names of a NAMES reply's 353 lines, with their status prefixes.
+fn listed(reply: &[String]) -> Vec<String> {
+    reply
+        .iter()
+        .filter(|line| has_numeric(line, "353"))
+        .filter_map(|line| line.split_once(" :"))
+        .flat_map(|(_, names)| names.split(' ').map(str::to_owned))
+        .collect()
+}
+
 /// The joiner's NAMES: 353 lines of at most 512 bytes (CR LF included) that name
 /// every member once.
 fn assert_names_list_everyone_within_linelen(reply: &[String]) {

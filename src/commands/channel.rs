@@ -145,6 +145,20 @@ pub(super) fn highest_prefix(membership: Membership) -> &'static str {
 
 /// 353 lines (each within LINELEN) and 366 for one channel, read from this shard's
 /// replica: no other shard waits while a large channel is listed.
+/// One NAMES entry: status prefix, nick, and `user@host` with userhost-in-names.
+type NameEntry<'a> = (&'static str, &'a str, Option<(&'a str, &'a str)>);
+
+fn write_name((prefix, nick, userhost): &NameEntry<'_>, line: &mut String) {
+    line.push_str(prefix);
+    line.push_str(nick);
+    if let Some((user, host)) = userhost {
+        line.push('!');
+        line.push_str(user);
+        line.push('@');
+        line.push_str(host);
+    }
+}
+
 fn send_names(ctx: &mut Ctx<'_>, channel: &CaselessKey) {
     let caps = ctx.client().caps;
     let prefix = match caps.has(Cap::MultiPrefix) {
@@ -164,41 +178,36 @@ fn send_names(ctx: &mut Ctx<'_>, channel: &CaselessKey) {
     // Like WHO: invisible (+i) users are listed only to fellow members.
     let asker_is_member = found.is_some_and(|c| c.members.contains(ctx.id));
     let userhost = caps.has(Cap::UserhostInNames);
+    let header = |ctx: &Ctx<'_>| ctx.numeric(RPL_NAMREPLY).arg(symbol).arg(channel.as_str());
     // A member asking without userhost-in-names (every joiner of a member flood) is
-    // answered from the members' own entries alone; anyone else needs their users.
+    // answered from the members' own entries, a big channel's from the shard's kept
+    // text; anyone else needs the users.
     let members_alone = asker_is_member && !userhost;
-    let names = found.into_iter().flat_map(|c| {
-        let listed = members_alone.then(|| c.members.iter_listed()).into_iter();
-        let with_users = (!members_alone).then(|| network.users_of(&c.members));
-        let listed = listed.flatten().filter_map(move |(id, membership, nick)| {
-            let nick = nick.or_else(|| Some(network.user(id)?.nick.as_str()))?;
-            Some((prefix(membership), nick, None))
-        });
-        let with_users = with_users
+    if let Some(found) = found.filter(|_| members_alone) {
+        if let Some(text) = ctx.names_cache().text(channel, &found.members, prefix) {
+            let text = text.to_owned();
+            super::write_text_in_lines(ctx, header, &text);
+        } else {
+            let names = found
+                .members
+                .iter_listed()
+                .filter_map(|(id, membership, nick)| {
+                    let nick = nick.or_else(|| Some(network.user(id)?.nick.as_str()))?;
+                    Some((prefix(membership), nick, None))
+                });
+            super::write_in_lines(ctx, header, names, write_name);
+        }
+    } else {
+        let names = found
             .into_iter()
-            .flatten()
-            .filter(move |(user, _)| asker_is_member || !user.invisible)
+            .flat_map(|c| network.users_of(&c.members))
+            .filter(|(user, _)| asker_is_member || !user.invisible)
             .map(|(user, membership)| {
                 let userhost = userhost.then_some((&*user.user, &*user.host));
                 (prefix(membership), user.nick.as_str(), userhost)
             });
-        listed.chain(with_users)
-    });
-    super::write_in_lines(
-        ctx,
-        |ctx| ctx.numeric(RPL_NAMREPLY).arg(symbol).arg(channel.as_str()),
-        names,
-        |(prefix, nick, userhost), line| {
-            line.push_str(prefix);
-            line.push_str(nick);
-            if let Some((user, host)) = userhost {
-                line.push('!');
-                line.push_str(user);
-                line.push('@');
-                line.push_str(host);
-            }
-        },
-    );
+        super::write_in_lines(ctx, header, names, write_name);
+    }
     let end = ctx
         .numeric(RPL_ENDOFNAMES)
         .arg(channel.as_str())

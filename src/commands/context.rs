@@ -181,6 +181,11 @@ impl<'a> Ctx<'a> {
         self.shard.network_version()
     }
 
+    /// The shard's NAMES text of its big channels.
+    pub fn names_cache(&mut self) -> &mut crate::state::names_cache::NamesCache {
+        self.shard.names_cache()
+    }
+
     /// What every shard of the node shares: the settings, the live settings,
     /// counters, the cloak key, REHASH requests.
     pub fn shared(&self) -> &Shared {

@@ -332,6 +332,27 @@ fn write_in_lines<T>(
     }
 }
 
+/// [`write_in_lines`] for items already written out, space-separated, in `text`: each
+/// line takes as many whole items as fit (one `rfind` per line, nothing per item).
+fn write_text_in_lines(ctx: &mut Ctx<'_>, header: impl Fn(&Ctx<'_>) -> LineBuilder, text: &str) {
+    let room = LINELEN.saturating_sub(header(ctx).len() + 4);
+    let mut rest = text;
+    while !rest.is_empty() {
+        let cut = match rest.len() <= room {
+            true => rest.len(),
+            // The last space that leaves a line within room; an item longer than a
+            // line (never: a nick is at most 30 bytes) goes whole on its own line.
+            false => match rest.get(..=room).and_then(|fits| fits.rfind(' ')) {
+                Some(space) if space > 0 => space,
+                _ => rest.find(' ').unwrap_or(rest.len()),
+            },
+        };
+        let line = header(ctx).trailing(&rest[..cut]);
+        ctx.reply(line);
+        rest = rest.get(cut + 1..).unwrap_or("");
+    }
+}
+
 /// `407 ERR_TOOMANYTARGETS` for the first target past a command's TARGMAX.
 fn too_many_targets(ctx: &mut Ctx<'_>, target: &[u8]) {
     let reply = ctx

@@ -50,6 +50,7 @@ use crate::state::deferred::Mailbox;
 use crate::state::flood::TokenBucket;
 use crate::state::local_members::LocalMembers;
 use crate::state::log::LogReader;
+use crate::state::names_cache::NamesCache;
 use crate::state::network::Network;
 use crate::state::outbox::BatchPool;
 use crate::state::shared::CounterSnapshot;
@@ -112,6 +113,8 @@ pub struct Shard {
     log: LogReader,
     /// This shard's members of each channel, kept by taking in the log.
     local_members: LocalMembers,
+    /// The NAMES text of big channels, kept between JOINs.
+    names: NamesCache,
     /// This shard's ends of the links to and from every other shard.
     links: Links,
     /// Hand-offs owed to each other shard, sent once per scheduler pass.
@@ -186,6 +189,7 @@ impl Shard {
             handle_line,
             clients: Slab::default(),
             local_members: LocalMembers::of_place(log.network(), id),
+            names: NamesCache::default(),
             log,
             links,
             outgoing: (0..endpoints).map(|_| Batch::new()).collect(),
@@ -231,6 +235,11 @@ impl Shard {
     /// for a reply that reads the replica while it writes to the shard.
     pub fn network_version(&self) -> std::sync::Arc<Network> {
         self.log.network().clone()
+    }
+
+    /// The NAMES text of big channels, kept between JOINs.
+    pub fn names_cache(&mut self) -> &mut NamesCache {
+        &mut self.names
     }
 
     /// A fresh message id (IRCv3 `message-ids`) for a message this shard relays: the

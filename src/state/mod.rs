@@ -16,6 +16,7 @@ pub mod deferred;
 pub mod flood;
 pub mod local_members;
 pub mod log;
+pub mod names_cache;
 pub mod network;
 pub mod offload;
 pub mod outbox;

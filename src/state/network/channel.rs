@@ -194,6 +194,37 @@ pub struct Members {
     per_place: Vec<u32>,
     /// The places whose count is not zero: the routing read on the message path.
     shards: ShardSet,
+    /// Which set this is and how many changes it has seen: see [`Revision`].
+    revision: Revision,
+}
+
+/// A member set's identity and change count, for caches of what is derived from it
+/// (a big channel's NAMES text, [`crate::state::names_cache`]): equal revisions mean
+/// equal members, statuses and nicks. `lineage` is unique per set made on this node
+/// (a channel created twice, or loaded from a snapshot, gets a new one; 0 is never
+/// made); `changes` counts every insert, removal, rename and status change;
+/// `appended` names the member the last change added, if that is what it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Revision {
+    pub lineage: u64,
+    pub changes: u64,
+    pub appended: Option<ClientId>,
+}
+
+impl Revision {
+    fn fresh() -> Revision {
+        static LINEAGES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Revision {
+            lineage: LINEAGES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            changes: 0,
+            appended: None,
+        }
+    }
+
+    fn changed(&mut self, appended: Option<ClientId>) {
+        self.changes += 1;
+        self.appended = appended;
+    }
 }
 
 impl Members {
@@ -201,6 +232,7 @@ impl Members {
     pub fn new(layout: Layout) -> Members {
         Members {
             layout,
+            revision: Revision::fresh(),
             all: OrdMap::new(),
             per_place: Vec::new(),
             shards: ShardSet::default(),
@@ -242,7 +274,20 @@ impl Members {
 
     /// `id`'s status for changing, if it is a member.
     pub fn get_mut(&mut self, id: ClientId) -> Option<&mut Membership> {
+        self.revision.changed(None);
         self.all.get_mut(&id).map(|member| &mut member.status)
+    }
+
+    /// This set's identity and change count.
+    pub fn revision(&self) -> Revision {
+        self.revision
+    }
+
+    /// Member `id`'s status and nick as NAMES lists it (see [`Members::iter_listed`]).
+    pub fn listed(&self, id: ClientId) -> Option<(Membership, Option<&str>)> {
+        self.all
+            .get(&id)
+            .map(|member| (member.status, member.nick.as_str()))
     }
 
     /// Every member with its status, in client order (node, shard, slot).
@@ -269,7 +314,9 @@ impl Members {
             status: membership,
             nick: ListedNick::new(nick),
         };
-        if self.all.insert(id, member).is_none() {
+        let added = self.all.insert(id, member).is_none();
+        self.revision.changed(added.then_some(id));
+        if added {
             if self.per_place.len() <= place as usize {
                 self.per_place.resize(place as usize + 1, 0);
             }
@@ -280,6 +327,7 @@ impl Members {
 
     /// Member `id` is now known as `nick`.
     pub(super) fn rename(&mut self, id: ClientId, nick: &str) {
+        self.revision.changed(None);
         if let Some(member) = self.all.get_mut(&id) {
             member.nick = ListedNick::new(nick);
         }
@@ -287,6 +335,7 @@ impl Members {
 
     /// Removes `id`; whether it was a member.
     pub(super) fn remove(&mut self, id: ClientId) -> bool {
+        self.revision.changed(None);
         if self.all.remove(&id).is_none() {
             return false;
         }

@@ -35,7 +35,7 @@ pub mod wire;
 
 pub use accounts::Account;
 pub use apply::{Outcome, Refusal};
-pub use channel::{Ban, Channel, Layout, Members, Membership, ShardSet, Topic};
+pub use channel::{Ban, Channel, Layout, Members, Membership, Revision, ShardSet, Topic};
 pub use event::{Event, Sequenced};
 pub use modes::{ChannelModes, MaskList, ModeChange, ModeRefusal};
 pub use read_markers::ReadMarkers;
