@@ -40,12 +40,7 @@ const LAST: &str = "last";
 e2e_on! {
     [uring_1_shard Uring 1, uring_4_shards Uring 4, epoll_1_shard Epoll 1, ring_1_shard Ring 1]
     fn a_member_flood_reaches_every_member_once_in_order(setup) {
-        let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        ringchat::server::raise_open_file_limit();
-        let server = setup.start_with(|c| {
-            c.max_clients = MEMBERS + 16;
-            c.sources.max_unregistered_total = MEMBERS + 16;
-        });
+        let (_alone, server) = alone_with_room_for(&setup, MEMBERS);
         let mut members: Vec<(usize, TcpStream)> = (0..MEMBERS)
             .map(|index| (index, server.register(&nick(index)).into_raw()))
             .collect();
@@ -145,12 +140,7 @@ const KEPT_MEMBERS: usize = 300;
 e2e_on! {
     [ring_1_shard Ring 1, epoll_2_shards Epoll 2]
     fn a_big_channels_names_follow_joins_nick_changes_parts_and_status(setup) {
-        let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        ringchat::server::raise_open_file_limit();
-        let server = setup.start_with(|c| {
-            c.max_clients = KEPT_MEMBERS + 16;
-            c.sources.max_unregistered_total = KEPT_MEMBERS + 16;
-        });
+        let (_alone, server) = alone_with_room_for(&setup, KEPT_MEMBERS);
         let mut members: Vec<_> = (0..KEPT_MEMBERS)
             .map(|index| {
                 let mut member = server.register(&nick(index));
@@ -192,6 +182,23 @@ e2e_on! {
         assert!(names.contains(&format!("@{}", nick(0))), "the creator is an operator");
         assert!(names.contains(&"late".to_owned()), "the latest joiner is listed");
     }
+}
+
+/// Waits for the other big-channel tests to end ([`ONE_AT_A_TIME`]), raises the soft
+/// open-file limit and starts a server that admits `members` clients and a few more.
+fn alone_with_room_for(
+    setup: &common::Setup,
+    members: usize,
+) -> (std::sync::MutexGuard<'static, ()>, common::TestServer) {
+    let alone = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    ringchat::server::raise_open_file_limit();
+    let server = setup.start_with(|c| {
+        c.max_clients = members + 16;
+        c.sources.max_unregistered_total = members + 16;
+    });
+    (alone, server)
 }
 
 /// The names of a NAMES reply's 353 lines, with their status prefixes.

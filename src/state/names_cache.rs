@@ -91,11 +91,7 @@ fn render(text: &mut String, members: &Members, prefix: Prefix) -> bool {
             text.clear();
             return false;
         };
-        if !text.is_empty() {
-            text.push(' ');
-        }
-        text.push_str(prefix(membership));
-        text.push_str(nick);
+        push_name(text, prefix(membership), nick);
     }
     true
 }
@@ -105,10 +101,14 @@ fn append(text: &mut String, members: &Members, joiner: ClientId, prefix: Prefix
     let Some((membership, Some(nick))) = members.listed(joiner) else {
         return false;
     };
+    push_name(text, prefix(membership), nick);
+    true
+}
+
+fn push_name(text: &mut String, prefix: &str, nick: &str) {
     if !text.is_empty() {
         text.push(' ');
     }
-    text.push_str(prefix(membership));
+    text.push_str(prefix);
     text.push_str(nick);
-    true
 }

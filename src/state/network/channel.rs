@@ -202,7 +202,8 @@ pub struct Members {
 /// (a big channel's NAMES text, [`crate::state::names_cache`]): equal revisions mean
 /// equal members, statuses and nicks. `lineage` is unique per set made on this node
 /// (a channel created twice, or loaded from a snapshot, gets a new one; 0 is never
-/// made); `changes` counts every insert, removal, rename and status change;
+/// made); `changes` counts every insert, removal, rename and status change (every
+/// [`Members::get_mut`], changed or not: a spare re-rendering, never a stale one);
 /// `appended` names the member the last change added, if that is what it did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Revision {
