@@ -53,6 +53,7 @@ pub mod store;
 pub mod systemd;
 pub mod testing;
 pub mod tls;
+pub mod upgrade;
 
 pub use config::{Config, HistoryCutoff, IoMode};
 pub use server::Server;

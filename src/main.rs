@@ -8,9 +8,11 @@ use clap::FromArgMatches;
 use ringchat::cli::{self, Cli};
 use ringchat::config::{open_file_limit, RESERVED_FDS};
 use ringchat::logging::{self, LogFile};
+use ringchat::server::Resumption;
 use ringchat::settings::Settings;
 use ringchat::state::rehash::RehashOutcome;
 use ringchat::systemd::{self, Notifier};
+use ringchat::upgrade::{self, Incoming};
 use ringchat::{metrics, reload, Server};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -164,18 +166,29 @@ fn run(
         .enable_all()
         .build()
         .context("cannot start the signal runtime")?;
-    let (mut terminate, mut interrupt, mut hangup) = {
+    let (mut terminate, mut interrupt, mut hangup, mut user2) = {
         let _runtime = signals.enter();
         (
             signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
             signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
             signal(SignalKind::hangup()).context("cannot watch SIGHUP")?,
+            signal(SignalKind::user_defined2()).context("cannot watch SIGUSR2")?,
         )
     };
     let notifier = Notifier::from_env()?;
-    let inherited = systemd::listen_fds()?;
-    let socket_activated = !inherited.is_empty();
-    let mut server = Server::start_on(settings.config.clone(), inherited)?;
+    upgrade::remember_binary();
+    let (mut server, socket_activated, upgraded) = match Incoming::take()? {
+        Some(incoming) => {
+            let (server, upgraded) = resume(settings, incoming)?;
+            (server, false, Some(upgraded))
+        }
+        None => {
+            let inherited = systemd::listen_fds()?;
+            let socket_activated = !inherited.is_empty();
+            let server = Server::start_on(settings.config.clone(), inherited)?;
+            (server, socket_activated, None)
+        }
+    };
     let metrics_addr = settings
         .metrics
         .map(|addr| metrics::serve(addr, server.shared().clone(), server.driver()))
@@ -190,6 +203,14 @@ fn run(
     let watchdog = systemd::watchdog_interval();
     let shared = server.shared().clone();
     shared.rehash.serve();
+    shared.upgrade_requests.serve();
+    if let Some((Some(operator), from)) = upgraded {
+        let outcome = RehashOutcome::Upgraded {
+            from,
+            to: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        shared.upgrade_requests.answer(vec![operator], &outcome);
+    }
     let outcome = signals.block_on(async {
         let mut tick =
             tokio::time::interval(watchdog.map_or(STATUS_EVERY, |w| w.min(STATUS_EVERY)));
@@ -205,6 +226,16 @@ fn run(
                 }
                 _ = hangup.recv() => {}
                 _ = shared.rehash.requested() => info!("REHASH from an operator"),
+                _ = user2.recv() => {
+                    info!("SIGUSR2: upgrading");
+                    upgrade_or_serve_on(&server, &notify);
+                    continue;
+                }
+                _ = shared.upgrade_requests.requested() => {
+                    info!("UPGRADE from an operator");
+                    upgrade_or_serve_on(&server, &notify);
+                    continue;
+                }
                 _ = tick.tick() => {
                     let watchdog_ping = if watchdog.is_some() { "WATCHDOG=1\n" } else { "" };
                     notify(&format!("{watchdog_ping}{}", status_line(&server)));
@@ -223,6 +254,57 @@ fn run(
     notify("STOPPING=1");
     server.shutdown();
     outcome
+}
+
+/// The new side of a live upgrade: checks the handover, tells the old process to go
+/// (or why not, and it serves on), and starts from it once the old one is gone.
+/// Returns the server and the operator who asked, with the old version.
+fn resume(
+    settings: &Settings,
+    incoming: Incoming,
+) -> anyhow::Result<(Server, (Option<ringchat::state::ClientId>, String))> {
+    let Incoming {
+        answer,
+        handover,
+        descriptors,
+    } = incoming;
+    let from = handover.from_version.clone();
+    let resumption = match Resumption::check(&settings.config, handover, descriptors) {
+        Ok(resumption) => resumption,
+        Err(error) => {
+            answer.refuse(&format!("{error:#}"));
+            return Err(error.context("the handover cannot be used; the old process serves on"));
+        }
+    };
+    answer.accept()?;
+    let (asked_by, clients) = (resumption.asked_by, resumption.clients);
+    let server = Server::resume(settings.config.clone(), resumption)
+        .context("the upgrade's new process cannot start (the old one is gone)")?;
+    info!(clients, from_version = %from, "upgrade: serving every handed-over connection");
+    Ok((server, (asked_by, from)))
+}
+
+/// SIGUSR2 or UPGRADE: hands everything to the binary at the server's path and exits,
+/// or, if that fails, serves on and says why (the log, and the operators who asked).
+fn upgrade_or_serve_on(server: &Server, notify: &dyn Fn(&str)) {
+    let shared = server.shared();
+    let waiting = shared.upgrade_requests.take_waiting();
+    notify(&systemd::reloading_message());
+    match upgrade::hand_over(server, waiting.first().copied()) {
+        Ok(pid) => {
+            // The new process is the service now; it says READY=1 once serving.
+            notify(&format!("MAINPID={pid}"));
+            std::process::exit(0);
+        }
+        Err(error) => {
+            warn!("upgrade failed, serving on: {error:#}");
+            let outcome = RehashOutcome::UpgradeFailed {
+                error: format!("{error:#}"),
+            };
+            shared.upgrade_requests.answer(waiting, &outcome);
+            notify(&format!("READY=1\n{}", status_line(server)));
+        }
+    }
 }
 
 /// SIGHUP or REHASH: reload the settings (the config file, or the files flags name) and reopen

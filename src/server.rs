@@ -10,22 +10,170 @@
 
 use crate::cloak::Cloak;
 use crate::config::{Config, IoMode};
+use crate::io::Listener as _;
 use crate::io::{self, epoll, ring, uring, Transport};
 use crate::proto::CaselessKey;
 use crate::settings::checks::check_config;
+use crate::shard::freeze::RestoredShard;
 use crate::shard::Shard;
+use crate::state::client::Client;
 use crate::state::network::Account;
+use crate::state::network::{Layout, Network};
 use crate::state::shared::CounterSnapshot;
+use crate::state::ClientId;
 use crate::state::Shared;
 use crate::store::Store;
 use crate::tls::TlsAcceptor;
+use crate::upgrade::records::Handover;
+use crate::upgrade::records::ListenerKind;
 use anyhow::{anyhow, bail, Context};
 use socket2::{Domain, Protocol, Socket, Type};
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use tracing::{error, info, warn};
+
+/// Addresses and each shard's sockets, for the four kinds of listener.
+type BoundAll = (
+    (Vec<SocketAddr>, Vec<Vec<TcpListener>>),
+    (Vec<SocketAddr>, Vec<Vec<TcpListener>>),
+    (Vec<SocketAddr>, Vec<Vec<TcpListener>>),
+    (Vec<SocketAddr>, Vec<Vec<TcpListener>>),
+);
+
+/// A live upgrade's handover, read and checked: what [`Server::resume`] starts from.
+/// Checking is everything but opening the store, so the old process can be told to
+/// go (or to serve on) before anything here is started.
+pub struct Resumption {
+    network: Option<Network>,
+    listeners: Vec<Vec<(TcpListener, ListenerKind)>>,
+    shards: Vec<ResumedShard>,
+    /// The operator who asked for the upgrade, told how it went.
+    pub asked_by: Option<ClientId>,
+    /// How many clients were handed over.
+    pub clients: usize,
+}
+
+/// One shard's part of a [`Resumption`].
+struct ResumedShard {
+    clients: Vec<(Client, bool)>,
+    streams: Vec<(ClientId, TcpStream)>,
+    rest: RestoredShard,
+}
+
+impl Resumption {
+    /// Decodes and checks `incoming` against `config`: the same number of shards,
+    /// a network snapshot that loads, TLS settings for TLS listeners, one descriptor
+    /// per listener and client.
+    pub fn check(
+        config: &Config,
+        handover: Handover,
+        descriptors: Vec<OwnedFd>,
+    ) -> anyhow::Result<Resumption> {
+        if handover.shards.len() != config.shards {
+            bail!(
+                "the old process runs {} shards and this configuration {}: the clients' ids name their shard; keep --shards",
+                handover.shards.len(),
+                config.shards
+            );
+        }
+        if config.cluster.is_some() {
+            bail!("this configuration is a cluster node; the old process was not");
+        }
+        let mut network =
+            Network::from_snapshot(&handover.network, Layout::standalone(config.shards))
+                .map_err(|error| anyhow!("the network snapshot does not load: {error}"))?;
+        let mut descriptors = descriptors.into_iter();
+        let flood = crate::live::LiveSettings::new(config).flood_policy();
+        let now = std::time::Instant::now();
+        let mut listeners = Vec::new();
+        let mut shards = Vec::new();
+        let mut clients = 0;
+        for capture in handover.shards {
+            let mut shard_listeners = Vec::new();
+            for kind in capture.listeners {
+                let fd = descriptors
+                    .next()
+                    .ok_or_else(|| anyhow!("a listener's descriptor is missing"))?;
+                if matches!(kind, ListenerKind::Tls | ListenerKind::WebSocketTls)
+                    && config.tls.is_none()
+                {
+                    bail!("the old process serves TLS and this configuration has no --tls-cert/--tls-key");
+                }
+                shard_listeners.push((TcpListener::from(fd), kind));
+            }
+            listeners.push(shard_listeners);
+            let mut resumed = ResumedShard {
+                clients: Vec::new(),
+                streams: Vec::new(),
+                rest: RestoredShard {
+                    guests: capture.guests,
+                    nick_deadlines: capture.nick_deadlines,
+                },
+            };
+            for record in capture.clients {
+                let fd = descriptors
+                    .next()
+                    .ok_or_else(|| anyhow!("a client's descriptor is missing"))?;
+                let id = record.id;
+                let sasl_open = record.sasl_open;
+                let client = record.restore(now, crate::state::flood::TokenBucket::new(flood, now));
+                if client.is_registered() {
+                    network.share_activity(id, client.activity.clone());
+                }
+                resumed.clients.push((client, sasl_open));
+                resumed.streams.push((id, TcpStream::from(fd)));
+                clients += 1;
+            }
+            shards.push(resumed);
+        }
+        if descriptors.next().is_some() {
+            bail!("the handover carried more descriptors than it named");
+        }
+        Ok(Resumption {
+            network: Some(network),
+            listeners,
+            shards,
+            asked_by: handover.asked_by,
+            clients,
+        })
+    }
+
+    fn take_network(&mut self) -> Network {
+        self.network
+            .take()
+            .unwrap_or_else(|| Network::laid_out(Layout::standalone(1)))
+    }
+
+    /// The handed-over listeners, sorted by kind as `bind_all` returns them.
+    fn take_listeners(&mut self, shards: usize) -> anyhow::Result<BoundAll> {
+        let mut kinds: [(Vec<SocketAddr>, Vec<Vec<TcpListener>>); 4] = Default::default();
+        for part in kinds.iter_mut() {
+            part.1 = (0..shards).map(|_| Vec::new()).collect();
+        }
+        for (shard, listeners) in std::mem::take(&mut self.listeners).into_iter().enumerate() {
+            for (listener, kind) in listeners {
+                let index = match kind {
+                    ListenerKind::Plain => 0,
+                    ListenerKind::Tls => 1,
+                    ListenerKind::WebSocket => 2,
+                    ListenerKind::WebSocketTls => 3,
+                };
+                listener
+                    .set_nonblocking(true)
+                    .context("cannot adopt a handed-over listener")?;
+                if shard == 0 {
+                    kinds[index].0.push(listener.local_addr()?);
+                }
+                kinds[index].1[shard].push(listener);
+            }
+        }
+        let [plain, tls, websocket, websocket_tls] = kinds;
+        Ok((plain, tls, websocket, websocket_tls))
+    }
+}
 
 /// Backlog of each listening socket.
 const LISTEN_BACKLOG: i32 = 4096;
@@ -61,7 +209,21 @@ impl Server {
     /// duplicate shares the one accept queue, so whichever shard is free takes the next
     /// connection. Binding fresh `SO_REUSEPORT` sockets beside it instead would need
     /// the privilege to bind the port, which socket activation exists to avoid.
-    pub fn start_on(mut config: Config, inherited: Vec<TcpListener>) -> anyhow::Result<Server> {
+    pub fn start_on(config: Config, inherited: Vec<TcpListener>) -> anyhow::Result<Server> {
+        Server::start_with(config, inherited, None)
+    }
+
+    /// Starts every shard from a live upgrade's handover ([`Resumption::check`]): on
+    /// the listeners and with the clients the old process had, from its network.
+    pub fn resume(config: Config, resumption: Resumption) -> anyhow::Result<Server> {
+        Server::start_with(config, Vec::new(), Some(resumption))
+    }
+
+    fn start_with(
+        mut config: Config,
+        inherited: Vec<TcpListener>,
+        mut resumption: Option<Resumption>,
+    ) -> anyhow::Result<Server> {
         check_config(&config).map_err(|invalid| anyhow!("--{invalid}"))?;
         let driver = choose_driver(config.io)?;
         let tls = match &config.tls {
@@ -76,15 +238,24 @@ impl Server {
             }
             None => None,
         };
-        let (local_addrs, plain) = if inherited.is_empty() {
-            bind_all(&config.listen, config.shards)?
-        } else {
-            share_inherited(inherited, config.shards)?
+        let (
+            (local_addrs, plain),
+            (tls_local_addrs, secure),
+            (websocket_local_addrs, websocket),
+            (websocket_tls_local_addrs, websocket_secure),
+        ) = match resumption.as_mut() {
+            Some(resumption) => resumption.take_listeners(config.shards)?,
+            None => (
+                if inherited.is_empty() {
+                    bind_all(&config.listen, config.shards)?
+                } else {
+                    share_inherited(inherited, config.shards)?
+                },
+                bind_all(&config.tls_listen, config.shards)?,
+                bind_all(&config.websocket_listen, config.shards)?,
+                bind_all(&config.websocket_tls_listen, config.shards)?,
+            ),
         };
-        let (tls_local_addrs, secure) = bind_all(&config.tls_listen, config.shards)?;
-        let (websocket_local_addrs, websocket) = bind_all(&config.websocket_listen, config.shards)?;
-        let (websocket_tls_local_addrs, websocket_secure) =
-            bind_all(&config.websocket_tls_listen, config.shards)?;
         let kinds = [
             Transport::default(),
             Transport {
@@ -126,10 +297,12 @@ impl Server {
             .cloak_hosts
             .then(|| Cloak::load(config.cloak_secret.as_deref(), config.data_dir.as_deref()))
             .transpose()?;
-        let mut shared = match &joining {
+        let mut shared = match (&joining, resumption.as_mut()) {
             // The cluster's snapshot and stream carry the accounts.
-            Some(joining) => Shared::starting_from(config, joining.network.clone()),
-            None => {
+            (Some(joining), _) => Shared::starting_from(config, joining.network.clone()),
+            // So does the old process's snapshot.
+            (None, Some(resumption)) => Shared::starting_from(config, resumption.take_network()),
+            (None, None) => {
                 let (accounts, read_markers) = match &store {
                     Some(store) => (
                         crate::store::accounts::load(store)?
@@ -161,8 +334,12 @@ impl Server {
         let (exit_tx, exits) = tokio::sync::mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut threads = Vec::new();
+        let mut resumed = resumption
+            .map(|resumption| resumption.shards)
+            .unwrap_or_default();
         for shard_id in (0..shared.config.shards as u16).rev() {
             let shard_listeners = listeners.pop().unwrap_or_default();
+            let resumed = resumed.pop();
             let shared = shared.clone();
             let exit_tx = exit_tx.clone();
             let ready_tx = ready_tx.clone();
@@ -170,12 +347,15 @@ impl Server {
                 .name(format!("shard-{shard_id}"))
                 .spawn(move || {
                     let _exit = ExitNotice(exit_tx, shard_id);
-                    run_shard_thread(
-                        Shard::new(shard_id, shared, crate::commands::handle),
-                        shard_listeners,
-                        driver,
-                        ready_tx,
-                    );
+                    let mut shard = Shard::new(shard_id, shared, crate::commands::handle);
+                    let streams = match resumed {
+                        Some(resumed) => {
+                            shard.restore(resumed.clients, resumed.rest);
+                            resumed.streams
+                        }
+                        None => Vec::new(),
+                    };
+                    run_shard_thread(shard, shard_listeners, streams, driver, ready_tx);
                 })
                 .context("cannot start a shard thread")?;
             threads.push(thread);
@@ -258,6 +438,23 @@ impl Server {
     /// Each shard's last published counters (refreshed about once a second).
     pub fn shard_counters(&self) -> Vec<CounterSnapshot> {
         self.shared.counters.iter().map(|c| c.snapshot()).collect()
+    }
+
+    /// Asks every shard to freeze for a live upgrade ([`crate::upgrade::freeze`]);
+    /// their captures arrive through `shared.freeze`.
+    pub fn freeze(&self) {
+        self.shared.freeze.ask(self.shared.config.shards);
+        for shard in 0..self.shared.config.shards as u16 {
+            self.shared.bus.wake(shard);
+        }
+    }
+
+    /// Lets every frozen shard go on: the upgrade failed.
+    pub fn thaw(&self) {
+        self.shared.freeze.thaw();
+        for shard in 0..self.shared.config.shards as u16 {
+            self.shared.bus.wake(shard);
+        }
     }
 
     /// Begins a graceful shutdown without waiting for it.
@@ -496,10 +693,12 @@ fn describe_bind_error(addr: SocketAddr, error: &std::io::Error) -> anyhow::Erro
     }
 }
 
-/// The body of a shard thread: build the runtime, report readiness, serve.
+/// The body of a shard thread: build the runtime, report readiness, serve (the
+/// connections `streams` a live upgrade handed over among the rest).
 fn run_shard_thread(
     shard: Shard,
     listeners: Vec<(TcpListener, Transport)>,
+    streams: Vec<(ClientId, TcpStream)>,
     driver: IoMode,
     ready: mpsc::Sender<anyhow::Result<()>>,
 ) {
@@ -518,10 +717,14 @@ fn run_shard_thread(
                             })
                         })
                         .collect();
-                    match adopted {
-                        Ok(listeners) => {
+                    let streams: Result<Vec<_>, std::io::Error> = streams
+                        .into_iter()
+                        .map(|(id, stream)| Ok((id, epoll::EpollListener::adopt(stream)?)))
+                        .collect();
+                    match adopted.and_then(|listeners| Ok((listeners, streams?))) {
+                        Ok((listeners, streams)) => {
                             let _ = ready.send(Ok(()));
-                            io::run_shard(shard, listeners).await;
+                            io::run_shard(shard, listeners, streams).await;
                         }
                         Err(error) => {
                             let _ = ready
@@ -536,7 +739,7 @@ fn run_shard_thread(
                 )));
             }
         },
-        IoMode::Ring => match ring::Driver::new(shard, listeners) {
+        IoMode::Ring => match ring::Driver::new(shard, listeners, streams) {
             Ok(driver) => {
                 let _ = ready.send(Ok(()));
                 if let Err(error) = driver.run() {
@@ -559,8 +762,21 @@ fn run_shard_thread(
                         transport,
                     })
                     .collect();
-                let _ = ready.send(Ok(()));
-                io::run_shard(shard, listeners).await;
+                let streams: Result<Vec<_>, std::io::Error> = streams
+                    .into_iter()
+                    .map(|(id, stream)| Ok((id, uring::UringListener::adopt(stream)?)))
+                    .collect();
+                match streams {
+                    Ok(streams) => {
+                        let _ = ready.send(Ok(()));
+                        io::run_shard(shard, listeners, streams).await;
+                    }
+                    Err(error) => {
+                        let _ = ready.send(Err(anyhow!(
+                            "shard {id}: cannot adopt a handed-over connection: {error}"
+                        )));
+                    }
+                }
             }),
             Err(error) => {
                 let _ = ready.send(Err(anyhow!(

@@ -14,7 +14,7 @@ const INDEX: &[&str] = &[
     "LUSERS MARKREAD MODE MONITOR MOTD NAMES NICK NOTICE PART PASS PING PONG PRIVMSG QUIT",
     "SETNAME STATS TAGMSG TIME TOPIC USER USERHOST VERSION WHO WHOIS WHOWAS",
     "Accounts: AUTHENTICATE REGISTER NICKSERV NS",
-    "Operators: OPER KILL WALLOPS KLINE UNKLINE DLINE UNDLINE REHASH DIE BACKUP",
+    "Operators: OPER KILL WALLOPS KLINE UNKLINE DLINE UNDLINE REHASH UPGRADE DIE BACKUP",
     "Web gateways: WEBIRC",
     "",
     "HELP <command> explains one command.",
@@ -221,6 +221,14 @@ const TOPICS: &[(&str, &[&str])] = &[
     (
         "REHASH",
         &["REHASH", "Operators: reloads the configuration, as SIGHUP."],
+    ),
+    (
+        "UPGRADE",
+        &[
+            "UPGRADE",
+            "Operators: runs the binary now at the server's path and hands it every",
+            "plaintext connection, as SIGUSR2; TLS and WebSocket clients reconnect.",
+        ],
     ),
     (
         "DIE",

@@ -125,6 +125,7 @@ static COMMANDS: &[Command] = &[
     command("KILL", 1, oper::kill),
     command("WALLOPS", 1, oper::wallops),
     command("REHASH", 0, oper::rehash),
+    command("UPGRADE", 0, oper::upgrade),
     command("DIE", 0, oper::die),
     command("BACKUP", 0, oper::backup),
     command("KLINE", 1, server_bans::kline),

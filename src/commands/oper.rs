@@ -141,6 +141,28 @@ pub fn rehash(ctx: &mut Ctx<'_>, _message: &Message<'_>) {
     rehash.request(ctx.id);
 }
 
+/// `UPGRADE`: the live upgrade SIGUSR2 starts (`crate::upgrade`): the binary now at
+/// the server's path takes over every connection. The main loop does it; the
+/// operator hears the outcome from the new process, or the reason from this one.
+pub fn upgrade(ctx: &mut Ctx<'_>, _message: &Message<'_>) {
+    if !is_oper(ctx) {
+        return;
+    }
+    warn!(nick = %ctx.client().nick(), "UPGRADE");
+    let requests = &ctx.shared().upgrade_requests;
+    let text = if requests.is_served() {
+        requests.request(ctx.id);
+        "UPGRADE: starting the binary at the server's path; connections stay open"
+    } else {
+        "UPGRADE: this server was not started by the ringchat binary; it cannot upgrade itself"
+    };
+    let reply = ctx
+        .from_server("NOTICE")
+        .arg(ctx.client().nick())
+        .trailing(text);
+    ctx.reply(reply);
+}
+
 /// `DIE`: the server's graceful shutdown, as on SIGTERM (every client gets `ERROR`
 /// with `Server shutting down`, queued output is flushed, the process exits 0).
 pub fn die(ctx: &mut Ctx<'_>, _message: &Message<'_>) {

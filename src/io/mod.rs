@@ -34,16 +34,19 @@ pub mod uring;
 pub mod websocket;
 
 use crate::proto::closing::{closing_link, SHUTTING_DOWN_LINE};
+use crate::shard::freeze::{FreezeSequence, FreezeStep};
 use crate::shard::shutdown::{ShutdownPhase, ShutdownSequence};
 use crate::shard::Shard;
 use crate::state::outbox::MAX_BATCH_LINES;
 use crate::state::ClientId;
 use crate::tls::TlsAcceptor;
+use crate::upgrade::records::ListenerKind;
 use bytes::{Buf, Bytes};
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -73,6 +76,9 @@ pub(crate) const WRITES_PER_PASS: u64 = 64;
 /// Most lines' worth of bytes a TLS or WebSocket writer encodes in one turn (whole
 /// lines); the rest of the queue waits for the next turn.
 pub(crate) const MAX_ENCODED_PER_TURN: usize = 64 << 10;
+/// How often a freezing shard looks whether its operations have completed and the
+/// other shards have come as far.
+const FREEZE_TICK: Duration = Duration::from_millis(1);
 /// How long the accept loop pauses when the process is out of file descriptors.
 pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -100,6 +106,56 @@ pub trait Listener: 'static {
     async fn accept(&self) -> io::Result<(Self::Stream, SocketAddr)>;
     /// Stops listening: a pending accept fails and queued connections are reset.
     fn close(&self);
+    /// The socket's descriptor (a live upgrade hands it over).
+    fn raw_fd(&self) -> RawFd;
+    /// Makes every pending operation of this shard on `fds` (its sockets) complete
+    /// at once, with `ECANCELED` where it had not finished: a live upgrade stops the
+    /// shard's I/O without losing a byte an operation took.
+    fn cancel_operations(fds: &[RawFd]);
+    /// Undoes [`Listener::cancel_operations`] for operations started from now on
+    /// (the upgrade failed).
+    fn resume_operations();
+    /// A connection handed over by a live upgrade, adopted by this driver.
+    fn adopt(stream: std::net::TcpStream) -> io::Result<Self::Stream>;
+}
+
+/// A shard's socket operations in flight, counted so that a live upgrade's freeze
+/// knows when the last has completed, and the gate that holds new ones while the
+/// shard is frozen.
+#[derive(Default)]
+struct Operations {
+    in_flight: Cell<usize>,
+    frozen: Cell<bool>,
+    thawed: tokio::sync::Notify,
+}
+
+impl Operations {
+    /// Runs one socket operation, counted.
+    async fn run<T>(&self, operation: impl std::future::Future<Output = T>) -> T {
+        self.in_flight.set(self.in_flight.get() + 1);
+        let outcome = operation.await;
+        self.in_flight.set(self.in_flight.get() - 1);
+        outcome
+    }
+
+    /// Returns at once unless the shard is frozen; then when it thaws (in this
+    /// process: an upgrade that succeeded never thaws it).
+    async fn wait_thawed(&self) {
+        while self.frozen.get() {
+            let thawed = self.thawed.notified();
+            tokio::pin!(thawed);
+            thawed.as_mut().enable();
+            if !self.frozen.get() {
+                return;
+            }
+            thawed.await;
+        }
+    }
+
+    /// Whether an error is a live upgrade's cancellation of the operation.
+    fn was_cancelled(&self, error: &io::Error) -> bool {
+        self.frozen.get() && error.raw_os_error() == Some(libc::ECANCELED)
+    }
 }
 
 /// What a listener's connections speak on top of TCP.
@@ -151,13 +207,21 @@ impl Layers {
 }
 
 /// Runs one shard until shutdown completes; called inside the driver's runtime.
-pub async fn run_shard<L: Listener>(shard: Shard, listeners: Vec<ShardListener<L>>) {
+/// `adopted` are connections a live upgrade handed over (their clients are in the
+/// shard already).
+pub async fn run_shard<L: Listener>(
+    shard: Shard,
+    listeners: Vec<ShardListener<L>>,
+    adopted: Vec<(ClientId, L::Stream)>,
+) {
     let id = shard.id;
     let shared = shard.shared.clone();
     let shard = Rc::new(RefCell::new(shard));
     let stopping = Rc::new(Cell::new(false));
     let turns = Rc::new(WriteTurns::default());
+    let ops = Rc::new(Operations::default());
     let mut sockets: Vec<Rc<L>> = Vec::new();
+    let mut kinds = Vec::new();
     for ShardListener {
         listener,
         transport,
@@ -165,13 +229,30 @@ pub async fn run_shard<L: Listener>(shard: Shard, listeners: Vec<ShardListener<L
     {
         let listener = Rc::new(listener);
         sockets.push(listener.clone());
+        kinds.push((
+            listener.raw_fd(),
+            ListenerKind::of(transport.tls.is_some(), transport.websocket),
+        ));
         tokio::task::spawn_local(accept_loop(
             listener,
             transport,
             shard.clone(),
             stopping.clone(),
             turns.clone(),
+            ops.clone(),
         ));
+    }
+    for (client, stream) in adopted {
+        let stream = Rc::new(stream);
+        shard.borrow_mut().set_socket(client, stream.raw_fd());
+        spawn_connection(
+            stream,
+            shard.clone(),
+            client,
+            Layers::default(),
+            &turns,
+            &ops,
+        );
     }
     tokio::task::spawn_local(hand_out_write_turns(turns));
     tokio::task::spawn_local(flush_handoffs(shard.clone()));
@@ -181,6 +262,10 @@ pub async fn run_shard<L: Listener>(shard: Shard, listeners: Vec<ShardListener<L
     // does shutdown.
     while !shared.shutting_down.load(Ordering::Acquire) {
         shared.bus.woken(id).await;
+        if shared.freeze.is_asked() {
+            freeze::<L>(&shard, &ops, &kinds).await;
+            continue;
+        }
         shard.borrow_mut().pump();
     }
 
@@ -204,6 +289,64 @@ pub async fn run_shard<L: Listener>(shard: Shard, listeners: Vec<ShardListener<L
     shard.log_summary();
 }
 
+/// A live upgrade's freeze of this shard ([`crate::upgrade::freeze`]): cancels every
+/// socket operation, waits for their completions (which bring in the last input and
+/// say how much of each write went out), steps through the freeze until the
+/// coordinator lets go, and thaws if it does (the upgrade failed).
+async fn freeze<L: Listener>(
+    shard: &Rc<RefCell<Shard>>,
+    ops: &Operations,
+    listeners: &[(RawFd, ListenerKind)],
+) {
+    ops.frozen.set(true);
+    let mut fds: Vec<RawFd> = listeners.iter().map(|&(fd, _)| fd).collect();
+    fds.extend(shard.borrow().client_sockets());
+    L::cancel_operations(&fds);
+    while ops.in_flight.get() > 0 {
+        tokio::time::sleep(FREEZE_TICK).await;
+    }
+    let shared = shard.borrow().shared.clone();
+    let mut sequence = FreezeSequence::begin(&mut shard.borrow_mut());
+    while shared.freeze.is_asked() {
+        if sequence.step() != FreezeStep::Captured {
+            sequence.advance(&mut shard.borrow_mut(), listeners);
+        }
+        tokio::time::sleep(FREEZE_TICK).await;
+    }
+    info!(shard = shard.borrow().id, "upgrade failed: serving on");
+    L::resume_operations();
+    ops.frozen.set(false);
+    ops.thawed.notify_waiters();
+    // Writers parked during the freeze are woken by their next line; those with
+    // lines already queued are woken now.
+    shard.borrow_mut().wake_writers();
+}
+
+/// Starts a connection's reader and writer tasks.
+fn spawn_connection<S: Stream>(
+    stream: Rc<S>,
+    shard: Rc<RefCell<Shard>>,
+    id: ClientId,
+    layers: Layers,
+    turns: &Rc<WriteTurns>,
+    ops: &Rc<Operations>,
+) {
+    let span = tracing::debug_span!("conn", shard = id.shard, slot = id.slot.index);
+    tokio::task::spawn_local(
+        read_loop(
+            stream.clone(),
+            shard.clone(),
+            id,
+            layers.clone(),
+            ops.clone(),
+        )
+        .instrument(span.clone()),
+    );
+    tokio::task::spawn_local(
+        write_loop(stream, shard, id, layers, turns.clone(), ops.clone()).instrument(span),
+    );
+}
+
 /// Accepts until the shard stops. The accept is never abandoned (an in-flight
 /// tokio-uring accept would keep the socket open): shutdown closes the listener, which
 /// makes the pending accept fail.
@@ -213,13 +356,15 @@ async fn accept_loop<L: Listener>(
     shard: Rc<RefCell<Shard>>,
     stopping: Rc<Cell<bool>>,
     turns: Rc<WriteTurns>,
+    ops: Rc<Operations>,
 ) {
     // A TLS peer cannot read a plaintext ERROR before its handshake, nor an HTTP
     // client an IRC line: it is just closed.
     let refusal = |why: Bytes| (transport.tls.is_none() && !transport.websocket).then_some(why);
     let mut starved = false;
     loop {
-        let accepted = listener.accept().await;
+        ops.wait_thawed().await;
+        let accepted = ops.run(listener.accept()).await;
         if stopping.get() {
             if let Ok((stream, _)) = accepted {
                 tokio::task::spawn_local(refuse(
@@ -236,6 +381,7 @@ async fn accept_loop<L: Listener>(
                 }
                 accepted
             }
+            Err(error) if ops.was_cancelled(&error) => continue,
             Err(error) if is_resource_exhaustion(&error) => {
                 // One warning per episode, not one per retry.
                 if !starved {
@@ -267,7 +413,11 @@ async fn accept_loop<L: Listener>(
         match admitted {
             Ok(id) => {
                 let span = tracing::debug_span!("conn", shard = id.shard, slot = id.slot.index, %peer, tls = session.is_some(), websocket = transport.websocket);
-                span.in_scope(|| shard.borrow_mut().connected(id, session.is_some()));
+                span.in_scope(|| {
+                    shard
+                        .borrow_mut()
+                        .connected(id, session.is_some(), transport.websocket)
+                });
                 let stream = Rc::new(stream);
                 shard.borrow_mut().set_socket(id, stream.raw_fd());
                 let layers = Layers {
@@ -277,11 +427,25 @@ async fn accept_loop<L: Listener>(
                         .then(|| Rc::new(WebSocketSession::new())),
                 };
                 tokio::task::spawn_local(
-                    read_loop(stream.clone(), shard.clone(), id, layers.clone())
-                        .instrument(span.clone()),
+                    read_loop(
+                        stream.clone(),
+                        shard.clone(),
+                        id,
+                        layers.clone(),
+                        ops.clone(),
+                    )
+                    .instrument(span.clone()),
                 );
                 tokio::task::spawn_local(
-                    write_loop(stream, shard.clone(), id, layers, turns.clone()).instrument(span),
+                    write_loop(
+                        stream,
+                        shard.clone(),
+                        id,
+                        layers,
+                        turns.clone(),
+                        ops.clone(),
+                    )
+                    .instrument(span),
                 );
             }
             Err(refused) => {
@@ -355,16 +519,24 @@ async fn read_loop<S: Stream>(
     shard: Rc<RefCell<Shard>>,
     id: ClientId,
     layers: Layers,
+    ops: Rc<Operations>,
 ) {
     let mut buf = Vec::with_capacity(READ_BUFFER_MIN);
     loop {
+        ops.wait_thawed().await;
         buf.clear();
-        let (result, returned) = stream.read(buf).await;
+        let (result, returned) = ops.run(stream.read(buf)).await;
         buf = returned;
-        shard.borrow_mut().note_read();
         let n = match result {
-            Ok(0) => break,
-            Ok(n) => n,
+            Err(error) if ops.was_cancelled(&error) => continue,
+            Ok(0) => {
+                shard.borrow_mut().note_read();
+                break;
+            }
+            Ok(n) => {
+                shard.borrow_mut().note_read();
+                n
+            }
             Err(error) => {
                 debug!(%error, "read failed");
                 break;
@@ -491,6 +663,7 @@ async fn write_loop<S: Stream>(
     id: ClientId,
     layers: Layers,
     turns: Rc<WriteTurns>,
+    ops: Rc<Operations>,
 ) {
     // Lines taken from the outbox and not yet written (plaintext) or not yet encoded
     // (TLS, WebSocket). Borrowed from the shard's pool only while non-empty.
@@ -499,6 +672,7 @@ async fn write_loop<S: Stream>(
     let mut encoded: Vec<Bytes> = Vec::new();
     let mut close_notified = false;
     loop {
+        ops.wait_thawed().await;
         let turn = poll_fn(|cx| {
             let mut shard = shard.borrow_mut();
             let Some(client) = shard.client_mut(id) else {
@@ -538,6 +712,9 @@ async fn write_loop<S: Stream>(
         }
         // Wait for this pass's turn, then take everything queued by then.
         turns.take().await;
+        if ops.frozen.get() {
+            continue;
+        }
         let output = {
             let mut shard = shard.borrow_mut();
             if layers.encodes() {
@@ -558,8 +735,26 @@ async fn write_loop<S: Stream>(
                 std::mem::take(&mut batch)
             }
         };
-        let (result, mut output) = stream.writev(output).await;
+        let (result, mut output) = ops.run(stream.writev(output)).await;
         let mut shard = shard.borrow_mut();
+        let result = match result {
+            Err(error) if ops.was_cancelled(&error) => Ok(0),
+            result => result,
+        };
+        if ops.frozen.get() && !layers.encodes() {
+            // A live upgrade stopped the write: what it did not write goes back to
+            // the outbox, where the capture finds it.
+            if let Ok(written) = result {
+                consume_written(&mut output, written);
+                shard.note_written(id, written);
+                if let Some(client) = shard.client_mut(id) {
+                    client.outbox.wrote(written);
+                    client.outbox.put_back(output.drain(..));
+                }
+            }
+            shard.batch_pool().give_back(output);
+            continue;
+        }
         match result {
             Ok(written) => {
                 consume_written(&mut output, written);
@@ -792,6 +987,11 @@ impl Housekeeping {
 
     /// One tick; call about every [`FLOOD_TICK`].
     pub(crate) fn tick(&mut self, shard: &mut Shard, now: Instant) {
+        if shard.shared.freeze.is_asked() {
+            // A live upgrade is freezing the shard: nothing may change but what the
+            // freeze sequence does (no resumed input, no ping timeout).
+            return;
+        }
         if shard.has_throttled() {
             shard.resume_throttled(now);
         }

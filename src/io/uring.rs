@@ -7,7 +7,7 @@ use super::{Listener, Stream};
 use bytes::Bytes;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 /// Submission queue entries per shard ring. Small on purpose: tokio-uring submits
 /// when the queue is full or when the thread parks, so a small queue starts a large
@@ -25,11 +25,23 @@ pub fn runtime() -> io::Result<tokio_uring::Runtime> {
     // (docs/architecture.md), so it is not used.
     let mut ring = tokio_uring::uring_builder();
     ring.setup_coop_taskrun().setup_cqsize(RING_COMPLETIONS);
-    tokio_uring::Runtime::new(
+    let _creating = CREATING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let before = ring_descriptors();
+    let runtime = tokio_uring::Runtime::new(
         tokio_uring::builder()
             .entries(RING_ENTRIES)
             .uring_builder(&ring),
-    )
+    )?;
+    let new: Vec<RawFd> = ring_descriptors()
+        .into_iter()
+        .filter(|fd| !before.contains(fd))
+        .collect();
+    if let [fd] = new[..] {
+        RING_FD.with(|ring| ring.set(fd));
+    }
+    Ok(runtime)
 }
 
 /// Whether this process may create an io_uring, and if not, why.
@@ -58,6 +70,21 @@ impl Listener for UringListener {
 
     fn close(&self) {
         shutdown_listener(self.0.as_raw_fd());
+    }
+
+    fn raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+
+    fn cancel_operations(fds: &[RawFd]) {
+        cancel_operations(fds);
+    }
+
+    fn resume_operations() {}
+
+    fn adopt(stream: std::net::TcpStream) -> io::Result<UringStream> {
+        stream.set_nodelay(true)?;
+        Ok(UringStream(tokio_uring::net::TcpStream::from_std(stream)))
     }
 }
 
@@ -92,5 +119,86 @@ impl Stream for UringStream {
 
     fn raw_fd(&self) -> std::os::fd::RawFd {
         self.0.as_raw_fd()
+    }
+}
+
+thread_local! {
+    /// This shard thread's io_uring descriptor (tokio-uring 0.5 does not expose it),
+    /// for cancelling its operations on a live upgrade; -1 until found.
+    static RING_FD: std::cell::Cell<RawFd> = const { std::cell::Cell::new(-1) };
+}
+
+/// Serializes runtime creation, so the descriptor one appears with is its own.
+static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The io_uring descriptors open in this process.
+fn ring_descriptors() -> Vec<RawFd> {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|entry| {
+            std::fs::read_link(entry.path())
+                .is_ok_and(|target| target.as_os_str() == "anon_inode:[io_uring]")
+        })
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// The kernel's `struct io_uring_sync_cancel_reg` (include/uapi/linux/io_uring.h).
+#[repr(C)]
+struct SyncCancel {
+    addr: u64,
+    fd: i32,
+    flags: u32,
+    timeout: [i64; 2],
+    opcode: u8,
+    pad: [u8; 7],
+    pad2: [u64; 3],
+}
+
+const IORING_REGISTER_SYNC_CANCEL: libc::c_uint = 24;
+const IORING_ASYNC_CANCEL_ALL: u32 = 1 << 0;
+const IORING_ASYNC_CANCEL_FD: u32 = 1 << 1;
+
+/// Cancels every operation this shard's ring has in flight on each of `fds`, and
+/// returns once the kernel has (`IORING_REGISTER_SYNC_CANCEL`, Linux 6.0): each
+/// completes with `ECANCELED`, or with what it did if it had finished. Dropping a
+/// tokio-uring read does not cancel it (docs/architecture.md): this is the only way
+/// to stop one without losing the bytes it may take.
+pub fn cancel_operations(fds: &[RawFd]) {
+    let ring = RING_FD.with(std::cell::Cell::get);
+    if ring < 0 {
+        tracing::warn!("the shard's io_uring descriptor is unknown; cannot cancel its operations");
+        return;
+    }
+    for &fd in fds {
+        let mut cancel = SyncCancel {
+            addr: 0,
+            fd,
+            flags: IORING_ASYNC_CANCEL_FD | IORING_ASYNC_CANCEL_ALL,
+            timeout: [-1, -1],
+            opcode: 0,
+            pad: [0; 7],
+            pad2: [0; 3],
+        };
+        // SAFETY: io_uring_register with a struct of the kernel's layout that lives
+        // across the call; the kernel only reads it.
+        let result = unsafe {
+            libc::syscall(
+                libc::SYS_io_uring_register,
+                ring,
+                IORING_REGISTER_SYNC_CANCEL,
+                &mut cancel as *mut SyncCancel,
+                1,
+            )
+        };
+        if result < 0 {
+            let error = io::Error::last_os_error();
+            if error.raw_os_error() != Some(libc::ENOENT) {
+                tracing::debug!(fd, %error, "cancelling the operations on a socket failed");
+            }
+        }
     }
 }

@@ -132,6 +132,17 @@ impl Caps {
     /// The empty set.
     pub const NONE: Caps = Caps(0);
 
+    /// The set as bits, for a live upgrade's handover (same binary family: the
+    /// format number guards the meaning of each bit).
+    pub fn bits(self) -> u32 {
+        self.0
+    }
+
+    /// The set [`Caps::bits`] gave.
+    pub fn from_bits(bits: u32) -> Caps {
+        Caps(bits)
+    }
+
     /// Whether `cap` is in the set.
     pub fn has(self, cap: Cap) -> bool {
         self.0 & cap as u32 != 0

@@ -58,6 +58,17 @@ pub struct Framer {
 }
 
 impl Framer {
+    /// Whether the rest of an overlong line is being thrown away (a live upgrade's
+    /// handover carries it).
+    pub fn is_discarding(&self) -> bool {
+        self.discarding
+    }
+
+    /// Sets what [`Framer::is_discarding`] said.
+    pub fn set_discarding(&mut self, discarding: bool) {
+        self.discarding = discarding;
+    }
+
     /// Takes the next frame from `input`, returning it with the number of bytes it
     /// covers, or `None` when `input` holds only the start of a line (read more).
     pub fn next<'a>(&mut self, input: &'a [u8], limits: LineLimits) -> Option<(Frame<'a>, usize)> {

@@ -59,6 +59,16 @@ impl Snomask {
     /// Every kind: what `MODE nick +s` without a mask asks for.
     pub const ALL: Snomask = Snomask(0b1_1111);
 
+    /// The set as bits, for a live upgrade's handover.
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// The set [`Snomask::bits`] gave.
+    pub fn from_bits(bits: u8) -> Snomask {
+        Snomask(bits & Snomask::ALL.0)
+    }
+
     /// No notices (`-s`).
     pub fn is_empty(self) -> bool {
         self.0 == 0

@@ -30,6 +30,7 @@
 mod accounts;
 mod closing;
 mod delivery;
+pub mod freeze;
 mod history;
 mod input;
 pub mod monitor;
@@ -258,13 +259,14 @@ impl Shard {
     /// A driver admitted connection `id` (through [`Shard::accept`]) and set it up,
     /// on a TLS listener or not: logs it (the audit trail's first line of a
     /// connection) and records whether it is TLS.
-    pub fn connected(&mut self, id: ClientId, tls: bool) {
+    pub fn connected(&mut self, id: ClientId, tls: bool, websocket: bool) {
         let Some(client) = self.clients.get_mut(id.slot) else {
             return;
         };
         if tls {
             client.tls = Some(Box::default());
         }
+        client.websocket = websocket;
         info!(client = %id, address = %client.host, tls, "connect");
     }
 

@@ -37,6 +37,14 @@ impl Watchers {
             .unwrap_or_default()
     }
 
+    /// Lists `id` as a watcher of `nick` (a handed-over client's MONITOR list).
+    pub(super) fn watch(&mut self, id: ClientId, nick: CaselessKey) {
+        let watchers = self.by_nick.entry(nick).or_default();
+        if !watchers.contains(&id) {
+            watchers.push(id);
+        }
+    }
+
     /// Drops `id` from the watchers of each of `nicks` (MONITOR -, C, and close).
     pub(super) fn forget(&mut self, id: ClientId, nicks: &[CaselessKey]) {
         for nick in nicks {

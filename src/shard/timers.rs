@@ -94,10 +94,16 @@ impl Shard {
         self.release_stuck_awaits(now);
     }
 
-    /// Tells this shard's operators who sent REHASH how the reload went (see
-    /// [`Rehash`](crate::state::rehash::Rehash)); one atomic load when nobody waits.
+    /// Tells this shard's operators who sent REHASH or UPGRADE how it went (see
+    /// [`Rehash`](crate::state::rehash::Rehash)); two atomic loads when nobody waits.
     pub(super) fn answer_rehashes(&mut self) {
-        for (id, outcome) in self.shared.rehash.take_answers(self.node, self.id) {
+        let mut answers = self.shared.rehash.take_answers(self.node, self.id);
+        answers.extend(
+            self.shared
+                .upgrade_requests
+                .take_answers(self.node, self.id),
+        );
+        for (id, outcome) in answers {
             let Some(nick) = self.network().user(id).map(|user| user.nick.to_string()) else {
                 continue;
             };

@@ -185,6 +185,8 @@ pub struct Client {
     /// `Some` for a connection that came in on a TLS listener (set by the driver at
     /// accept); boxed so a plaintext client pays one pointer for it.
     pub tls: Option<Box<TlsPeer>>,
+    /// The connection came in on a WebSocket listener (set by the driver at accept).
+    pub websocket: bool,
     /// When this connection last sent a KNOCK that was delivered (one per
     /// `KNOCK_DELAY`).
     pub last_knock: Option<Instant>,
@@ -308,6 +310,7 @@ impl Client {
             awaiting_reply: None,
             oper_failures: 0,
             tls: None,
+            websocket: false,
             last_knock: None,
             joined_at: None,
         }
@@ -351,6 +354,17 @@ impl Client {
             Some((_, host)) if self.is_registered() => host,
             _ => &self.host,
         }
+    }
+
+    /// The source and the length of its nick part, for a live upgrade's handover.
+    pub(crate) fn source_parts(&self) -> (&str, usize) {
+        (&self.source, self.nick_len)
+    }
+
+    /// Sets what [`Client::source_parts`] gave.
+    pub(crate) fn set_source_parts(&mut self, source: Box<str>, nick_len: usize) {
+        self.source = source;
+        self.nick_len = nick_len.min(self.source.len());
     }
 
     /// Changes only the nickname part of the source.

@@ -24,6 +24,16 @@ impl TokenBucket {
         }
     }
 
+    /// The tokens left (as of the last refill), for a live upgrade's handover.
+    pub fn tokens(&self) -> f32 {
+        self.tokens
+    }
+
+    /// This bucket holding `tokens` instead (a handed-over client's).
+    pub fn with_tokens(self, tokens: f32) -> TokenBucket {
+        TokenBucket { tokens, ..self }
+    }
+
     fn refill(&mut self, policy: FloodPolicy, now: Instant) {
         let elapsed = now
             .saturating_duration_since(self.refilled_at)

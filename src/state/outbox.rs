@@ -144,6 +144,26 @@ impl Outbox {
         taken
     }
 
+    /// The lines waiting to be taken, in order (a live upgrade's capture).
+    pub fn queued(&self) -> impl Iterator<Item = &Bytes> {
+        self.queue.iter()
+    }
+
+    /// Puts lines a writer had taken but not written back in front of the queue
+    /// (a live upgrade stopped the write): they were never reported written, so the
+    /// sendq count already holds them.
+    pub fn put_back(&mut self, lines: impl DoubleEndedIterator<Item = Bytes>) {
+        for line in lines.rev() {
+            self.queue.push_front(line);
+        }
+    }
+
+    /// Queues a handed-over client's unwritten output, counted against its sendq.
+    pub fn restore(&mut self, lines: Vec<Bytes>) {
+        self.unwritten = lines.iter().map(Bytes::len).sum();
+        self.queue = lines.into();
+    }
+
     /// Whether lines are waiting to be taken.
     pub fn has_queued(&self) -> bool {
         !self.queue.is_empty()

@@ -22,6 +22,11 @@ pub enum RehashOutcome {
     Applied { file: String, notes: Vec<String> },
     /// Nothing changed: the error, one line naming the file, line and key.
     Failed { error: String },
+    /// `UPGRADE` (the same mechanism carries it): the new binary took over, told
+    /// by the new process.
+    Upgraded { from: String, to: String },
+    /// `UPGRADE` failed; this process serves on.
+    UpgradeFailed { error: String },
 }
 
 impl RehashOutcome {
@@ -49,6 +54,12 @@ impl RehashOutcome {
             RehashOutcome::Failed { error } => {
                 vec![notice(format!("REHASH failed, nothing changed: {error}"))]
             }
+            RehashOutcome::Upgraded { from, to } => vec![notice(format!(
+                "UPGRADE done: now running ringchat {to} (was {from}); every plaintext connection kept"
+            ))],
+            RehashOutcome::UpgradeFailed { error } => vec![notice(format!(
+                "UPGRADE failed, still running the old binary: {error}"
+            ))],
         }
     }
 }

@@ -153,6 +153,10 @@ pub struct Shared {
     /// Shards that have sent every hand-off they will ever send (shutdown): once all
     /// have, each shard takes in the last of them before closing its clients.
     pub handoffs_sealed: AtomicUsize,
+    /// Where the shards meet to stop for a live upgrade ([`crate::upgrade`]).
+    pub freeze: crate::upgrade::freeze::Freeze,
+    /// UPGRADE from an operator, taken up by the process's main loop as SIGUSR2 is.
+    pub upgrade_requests: crate::upgrade::Requests,
     /// REHASH from an operator: the process's main loop (which owns the command line
     /// and reloads on SIGHUP) takes the request up and leaves the outcome for the
     /// operator's shard to deliver.
@@ -230,6 +234,8 @@ impl Shared {
             shutting_down: AtomicBool::new(false),
             handoffs_sealed: AtomicUsize::new(0),
             rehash: Rehash::default(),
+            freeze: Default::default(),
+            upgrade_requests: Default::default(),
             offload: Arc::new(Offload::new(shards)),
             auth_throttle: AuthThrottle::default(),
             ban_store: BanStore::new(config.ban_file.clone(), config.server_bans.clone()),

@@ -57,6 +57,34 @@ impl<T> Slab<T> {
         key
     }
 
+    /// A slab holding `entries` at exactly their keys (a live upgrade's clients keep
+    /// the ids the rest of the network knows them by); the slots between are free.
+    /// Keys must be distinct.
+    pub fn from_entries(entries: Vec<(SlotKey, T)>) -> Slab<T> {
+        let slots_needed = entries
+            .iter()
+            .map(|(key, _)| key.index as usize + 1)
+            .max()
+            .unwrap_or(0);
+        let mut slots: Vec<Slot<T>> = (0..slots_needed)
+            .map(|_| Slot {
+                generation: 0,
+                value: None,
+            })
+            .collect();
+        let len = entries.len();
+        for (key, value) in entries {
+            let slot = &mut slots[key.index as usize];
+            slot.generation = key.generation;
+            slot.value = Some(value);
+        }
+        let free = (0..slots_needed as u32)
+            .rev()
+            .filter(|&index| slots[index as usize].value.is_none())
+            .collect();
+        Slab { slots, free, len }
+    }
+
     /// The value for `key`, if it is still the one the key was issued for.
     pub fn get(&self, key: SlotKey) -> Option<&T> {
         let slot = self.slots.get(key.index as usize)?;
@@ -99,6 +127,17 @@ impl<T> Slab<T> {
     /// Every stored value.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
         self.slots.iter_mut().filter_map(|slot| slot.value.as_mut())
+    }
+
+    /// Every stored value with its key.
+    pub fn iter_keyed(&self) -> impl Iterator<Item = (SlotKey, &T)> {
+        self.slots.iter().enumerate().filter_map(|(index, slot)| {
+            let key = SlotKey {
+                index: index as u32,
+                generation: slot.generation,
+            };
+            slot.value.as_ref().map(|value| (key, value))
+        })
     }
 
     /// Every stored value.

@@ -150,6 +150,28 @@ impl Sources {
         }
     }
 
+    /// Counts a connection handed over by a live upgrade against its source again,
+    /// as the old process had it (no limit is checked: it is already connected).
+    pub fn readmit(&self, admission: Admission, now: Instant) {
+        if admission.unregistered {
+            self.unregistered.fetch_add(1, Ordering::AcqRel);
+        }
+        let Some(key) = admission.source else {
+            return;
+        };
+        let mut stripe = self.stripe(&key);
+        let entry = stripe.entry(key).or_insert_with(|| Entry {
+            connections: 0,
+            unregistered: 0,
+            tokens: self.limits.connect_burst as f32,
+            refilled_at: now,
+        });
+        entry.connections += 1;
+        if admission.unregistered {
+            entry.unregistered += 1;
+        }
+    }
+
     /// The connection completed registration: it no longer counts as unregistered.
     pub fn registered(&self, admission: &mut Admission) {
         if !std::mem::replace(&mut admission.unregistered, false) {

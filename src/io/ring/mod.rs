@@ -53,12 +53,14 @@ use super::{
     is_resource_exhaustion, receive_tls, receive_websocket, shutdown_listener, Housekeeping,
     Transport, ACCEPT_BACKOFF, FLOOD_TICK, SHUTTING_DOWN,
 };
+use crate::shard::freeze::{FreezeSequence, FreezeStep};
 use crate::shard::shutdown::{ShutdownPhase, ShutdownSequence};
 use crate::shard::Shard;
 use crate::state::outbox::MAX_BATCH_LINES;
 use crate::state::slab::{Slab, SlotKey};
 use crate::state::ClientId;
 use crate::tls::TlsAcceptor;
+use crate::upgrade::records::ListenerKind;
 use bytes::Bytes;
 use send_buffers::SendBuffers;
 use std::collections::VecDeque;
@@ -170,11 +172,27 @@ pub struct Driver {
     writers: VecDeque<u64>,
     /// Writers woken by small wake-ups ([`SMALL_WAKE`]), serviced first, in order.
     urgent: VecDeque<u64>,
+    /// `Some` while a live upgrade freezes the shard: no operation starts.
+    freeze: Option<Freezing>,
+    /// Connections handed over by a live upgrade, started by [`Driver::run`].
+    adopted: Vec<(ClientId, TcpStream)>,
+}
+
+/// How far a live upgrade's freeze has got on this shard.
+enum Freezing {
+    /// Cancelled every socket operation; waits for their completions.
+    Stopping,
+    /// Every socket operation has completed; the shard steps through the freeze.
+    Sequence(FreezeSequence),
 }
 
 impl Driver {
     /// Builds the shard's ring and wake-up eventfd, or says why the kernel refused.
-    pub fn new(shard: Shard, listeners: Vec<(TcpListener, Transport)>) -> io::Result<Driver> {
+    pub fn new(
+        shard: Shard,
+        listeners: Vec<(TcpListener, Transport)>,
+        adopted: Vec<(ClientId, TcpStream)>,
+    ) -> io::Result<Driver> {
         let ring = Ring::new(shard.shared.config.ring_buffers)?;
         sys::log_setup(&ring);
         let eventfd = shard
@@ -205,6 +223,8 @@ impl Driver {
             plaintext: Vec::new(),
             writers: VecDeque::new(),
             urgent: VecDeque::new(),
+            freeze: None,
+            adopted,
             shard,
         })
     }
@@ -213,6 +233,9 @@ impl Driver {
     pub fn run(mut self) -> io::Result<()> {
         self.ring.read_eventfd(self.eventfd)?;
         self.ring.arm(Timer::Tick, FLOOD_TICK)?;
+        for (id, stream) in std::mem::take(&mut self.adopted) {
+            self.adopt(id, stream)?;
+        }
         // Wake-ups before the eventfd was attached went to the bus's `Notify` only.
         self.shard.pump();
         if self.shard.shared.shutting_down.load(Ordering::Acquire) {
@@ -236,6 +259,7 @@ impl Driver {
             }
             self.service_writers()?;
             self.advance_shutdown();
+            self.advance_freeze()?;
         }
         self.stop();
         self.shard.publish_counters();
@@ -288,6 +312,7 @@ impl Driver {
                     }
                 }
                 let next = match self.shutdown.as_ref().map(ShutdownSequence::phase) {
+                    None if self.freeze.is_some() => SEAL_TICK,
                     None => FLOOD_TICK,
                     Some(ShutdownPhase::Sealing) => SEAL_TICK,
                     Some(ShutdownPhase::Draining | ShutdownPhase::Done) => DRAIN_TICK,
@@ -305,7 +330,7 @@ impl Driver {
     /// Re-arms each listener whose multishot accept ended, unless accepting is paused
     /// or the shard is stopping.
     fn rearm_accepts(&mut self) -> io::Result<()> {
-        if self.shutdown.is_some() || self.starved {
+        if self.shutdown.is_some() || self.starved || self.freeze.is_some() {
             return Ok(());
         }
         for (index, listener) in self.listeners.iter_mut().enumerate() {
@@ -363,14 +388,16 @@ impl Driver {
         };
         match self.shard.accept(peer, Instant::now()) {
             Ok(id) => {
-                self.shard.connected(id, session.is_some());
+                self.shard
+                    .connected(id, session.is_some(), transport.websocket);
                 let _ = stream.set_nodelay(true);
                 let fd = stream.as_raw_fd();
                 self.shard.set_socket(id, fd);
+                let frozen = self.freeze.is_some();
                 let key = self.conns.insert_with(|_| Conn {
                     stream,
                     client: id,
-                    receiving: true,
+                    receiving: !frozen,
                     sending: false,
                     read_done: false,
                     released: false,
@@ -381,8 +408,12 @@ impl Driver {
                         .websocket
                         .then(|| Box::new(WebSocketSession::new())),
                 });
-                self.ring.receive(fd, sys::token(key))?;
-                self.service_writer(key)?;
+                // Accepted while a freeze cancelled the accept: it is handed over
+                // (or started on thaw) like the rest.
+                if !frozen {
+                    self.ring.receive(fd, sys::token(key))?;
+                    self.service_writer(key)?;
+                }
             }
             Err(refused) => {
                 debug!(%peer, %refused, "connection refused");
@@ -441,6 +472,8 @@ impl Driver {
                 conn.read_done = true;
                 self.shard.peer_closed(id);
             }
+            Err(error)
+                if self.freeze.is_some() && error.raw_os_error() == Some(libc::ECANCELED) => {}
             Err(error) if error.raw_os_error() == Some(libc::ENOBUFS) => {
                 debug!(client = %id, "receive buffers exhausted; re-arming");
                 self.shard.note_receive_buffer_wait();
@@ -455,7 +488,7 @@ impl Driver {
         let Some(conn) = self.conns.get_mut(key) else {
             return Ok(());
         };
-        if !conn.receiving && !conn.read_done && !conn.released {
+        if !conn.receiving && !conn.read_done && !conn.released && self.freeze.is_none() {
             self.ring.receive(conn.stream.as_raw_fd(), token)?;
             conn.receiving = true;
         }
@@ -503,7 +536,7 @@ impl Driver {
         let Some(conn) = self.conns.get_mut(key) else {
             return Ok(());
         };
-        if conn.sending || conn.released {
+        if conn.sending || conn.released || self.freeze.is_some() {
             return Ok(());
         }
         if conn.tls.is_some() || conn.websocket.is_some() {
@@ -715,6 +748,17 @@ impl Driver {
                 }
                 self.service_writer(key)
             }
+            Err(error)
+                if self.freeze.is_some()
+                    && matches!(error.raw_os_error(), Some(libc::ECANCELED | libc::EINTR)) =>
+            {
+                // A live upgrade stopped the send before it wrote anything.
+                conn.unsent = match output {
+                    Output::Joined(buffer) => buffer,
+                    Output::Line(line) => line.to_vec(),
+                };
+                Ok(())
+            }
             Err(error) => {
                 self.send_buffers.give_back(match output {
                     Output::Joined(buffer) => buffer,
@@ -750,6 +794,109 @@ impl Driver {
                 self.conns.remove(key);
             }
         }
+    }
+
+    // ---- live upgrade --------------------------------------------------------------
+
+    /// Starts serving a connection handed over by a live upgrade (its client is in
+    /// the shard already, at its old slot).
+    fn adopt(&mut self, id: ClientId, stream: TcpStream) -> io::Result<()> {
+        let fd = stream.as_raw_fd();
+        self.shard.set_socket(id, fd);
+        let key = self.conns.insert_with(|_| Conn {
+            stream,
+            client: id,
+            receiving: true,
+            sending: false,
+            read_done: false,
+            released: false,
+            unsent: Vec::new(),
+            tls: None,
+            close_notified: false,
+            websocket: None,
+        });
+        self.ring.receive(fd, sys::token(key))?;
+        self.service_writer(key)
+    }
+
+    /// Follows the coordinator of a live upgrade ([`crate::upgrade::freeze`]):
+    /// begins a freeze when one is asked, steps through it, and thaws when the
+    /// upgrade failed.
+    fn advance_freeze(&mut self) -> io::Result<()> {
+        let asked = self.shard.shared.freeze.is_asked();
+        match &mut self.freeze {
+            None if asked && self.shutdown.is_none() => {
+                // Every socket operation ends: completions bring in the last input
+                // and tell how much of each send went out.
+                for listener in &self.listeners {
+                    if listener.accepting {
+                        self.ring.cancel_fd(listener.socket.as_raw_fd())?;
+                    }
+                }
+                for conn in self.conns.iter() {
+                    if conn.receiving || conn.sending {
+                        self.ring.cancel_fd(conn.stream.as_raw_fd())?;
+                    }
+                }
+                self.freeze = Some(Freezing::Stopping);
+            }
+            None => {}
+            Some(_) if !asked => self.thaw()?,
+            Some(Freezing::Stopping) => {
+                let quiet = self.listeners.iter().all(|l| !l.accepting)
+                    && self.conns.iter().all(|c| !c.receiving && !c.sending);
+                if quiet {
+                    for conn in self.conns.iter_mut() {
+                        if conn.unsent.is_empty() || conn.tls.is_some() || conn.websocket.is_some()
+                        {
+                            continue;
+                        }
+                        if let Some(client) = self.shard.client_mut(conn.client) {
+                            let unsent = Bytes::from(std::mem::take(&mut conn.unsent));
+                            client.outbox.put_back(std::iter::once(unsent));
+                        }
+                    }
+                    self.freeze = Some(Freezing::Sequence(FreezeSequence::begin(&mut self.shard)));
+                }
+            }
+            Some(Freezing::Sequence(sequence)) if sequence.step() != FreezeStep::Captured => {
+                let listeners: Vec<_> = self
+                    .listeners
+                    .iter()
+                    .map(|l| {
+                        let kind =
+                            ListenerKind::of(l.transport.tls.is_some(), l.transport.websocket);
+                        (l.socket.as_raw_fd(), kind)
+                    })
+                    .collect();
+                sequence.advance(&mut self.shard, &listeners);
+            }
+            Some(Freezing::Sequence(_)) => {}
+        }
+        Ok(())
+    }
+
+    /// The upgrade failed: every connection reads and writes again.
+    fn thaw(&mut self) -> io::Result<()> {
+        info!(shard = self.shard.id, "upgrade failed: serving on");
+        self.freeze = None;
+        let mut tokens = Vec::new();
+        for (key, conn) in self.conns.iter_keyed() {
+            if !conn.read_done && !conn.released {
+                self.ring
+                    .receive(conn.stream.as_raw_fd(), sys::token(key))?;
+                tokens.push((key, true));
+            } else {
+                tokens.push((key, false));
+            }
+        }
+        for (key, receiving) in tokens {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.receiving |= receiving;
+            }
+            self.writers.push_back(sys::token(key));
+        }
+        Ok(())
     }
 
     // ---- shutdown ------------------------------------------------------------------

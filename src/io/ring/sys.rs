@@ -433,6 +433,15 @@ impl Ring {
         self.push(entry)
     }
 
+    /// Cancels every operation on `fd` (a live upgrade stops the shard's sockets);
+    /// each completes with `ECANCELED`, or with what it did if it had finished.
+    pub fn cancel_fd(&mut self, fd: RawFd) -> io::Result<()> {
+        let cancel = opcode::AsyncCancel2::new(CancelBuilder::fd(Fd(fd)).all())
+            .build()
+            .user_data(user_data(Kind::Cancel, 0));
+        self.push(cancel)
+    }
+
     /// Arms a read of the wake-up eventfd (8 bytes into memory this ring owns).
     pub fn read_eventfd(&mut self, fd: RawFd) -> io::Result<()> {
         let target: *mut u64 = &mut **self.eventfd_value;

@@ -86,6 +86,14 @@ pub struct Network {
 }
 
 impl Network {
+    /// Makes local user `id`'s activity clock the one its handed-over connection
+    /// keeps (a live upgrade: the snapshot gives every user a remote clock).
+    pub fn share_activity(&mut self, id: ClientId, activity: std::sync::Arc<Activity>) {
+        if let Some(user) = self.users.get_mut(&id) {
+            user.activity = activity;
+        }
+    }
+
     /// An empty network for a standalone server of `shard_count` shards.
     pub fn new(shard_count: usize) -> Network {
         Network::laid_out(Layout::standalone(shard_count))

@@ -61,6 +61,16 @@ impl Activity {
         since_connect.saturating_sub(self.last_active_ms.load(Ordering::Relaxed)) / 1000
     }
 
+    /// The clock of a connection handed over by a live upgrade: accepted at
+    /// `connected` (in this process's clock), last active `last_active_ms` after it.
+    pub fn resumed(connected: Instant, signon_unix: u64, last_active_ms: u64) -> Activity {
+        Activity {
+            connected,
+            signon_unix,
+            last_active_ms: AtomicU64::new(last_active_ms),
+        }
+    }
+
     /// When the connection was accepted, in Unix seconds.
     pub fn signon(&self) -> u64 {
         self.signon_unix

@@ -1,0 +1,202 @@
+//! A shard's part in a live upgrade: the freeze sequence every driver steps through
+//! once it has stopped its socket operations, the capture of its clients, and, in
+//! the new process, their restoration (see [`crate::upgrade`]).
+
+use super::Shard;
+use crate::proto::numeric::ERR_SASLABORTED;
+use crate::proto::{texts, LineBuilder};
+use crate::state::client::{Client, CloseReason};
+use crate::state::slab::Slab;
+use crate::state::ClientId;
+use crate::upgrade::records::{ClientRecord, ListenerKind, ShardCapture};
+use std::os::fd::RawFd;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// What others see when a connection that cannot be handed over (TLS, whose keys
+/// live in this process; WebSocket, whose framing does) is closed by an upgrade.
+pub const UPGRADE_CLOSE: &str = "Server upgrade (reconnect)";
+
+/// Where a freezing shard is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreezeStep {
+    /// Input stopped here; waits for every shard's input to stop and for this
+    /// shard's work off the shard (password checks, CHATHISTORY) to come back.
+    Settling,
+    /// Sent its last hand-offs; waits for every shard to have sent theirs.
+    Sealing,
+    /// Captured and posted; waits for the coordinator (exit, or thaw).
+    Captured,
+}
+
+/// One shard's progress through a freeze.
+#[derive(Debug)]
+pub struct FreezeSequence {
+    step: FreezeStep,
+}
+
+impl FreezeSequence {
+    /// Begins the freeze for `shard` once its driver has stopped every socket
+    /// operation: closes its TLS and WebSocket connections (they cannot be handed
+    /// over), delivers what it accepted, and counts its input as stopped.
+    pub fn begin(shard: &mut Shard) -> FreezeSequence {
+        let closing: Vec<ClientId> = shard
+            .clients
+            .iter()
+            .filter(|client| client.tls.is_some() || client.websocket)
+            .map(|client| client.id)
+            .collect();
+        for id in closing {
+            shard.close(id, CloseReason::Server(UPGRADE_CLOSE));
+        }
+        shard.close_doomed();
+        shard.pump();
+        shard.shared.freeze.note_input_stopped();
+        FreezeSequence {
+            step: FreezeStep::Settling,
+        }
+    }
+
+    /// Where the sequence is.
+    pub fn step(&self) -> FreezeStep {
+        self.step
+    }
+
+    /// Takes the next step the other shards allow; captures the shard (with its
+    /// `listeners`) when all have sealed. A driver calls it again after waiting a
+    /// little.
+    pub fn advance(
+        &mut self,
+        shard: &mut Shard,
+        listeners: &[(RawFd, ListenerKind)],
+    ) -> FreezeStep {
+        let shards = shard.shared.config.shards;
+        if self.step == FreezeStep::Settling {
+            shard.pump();
+            if shard.shared.freeze.all_input_stopped(shards) && !shard.has_work_off_shard() {
+                shard.flush_handoffs();
+                if !shard.has_outgoing() {
+                    shard.shared.freeze.note_sealed();
+                    self.step = FreezeStep::Sealing;
+                }
+            }
+        }
+        if self.step == FreezeStep::Sealing {
+            shard.flush_handoffs();
+            if shard.shared.freeze.all_sealed(shards) {
+                shard.pump();
+                let capture = shard.capture(listeners, Instant::now());
+                shard.shared.freeze.post(shard.id, capture);
+                self.step = FreezeStep::Captured;
+            }
+        }
+        self.step
+    }
+}
+
+impl Shard {
+    /// Every client's socket descriptor (a freeze cancels their operations).
+    pub fn client_sockets(&self) -> Vec<RawFd> {
+        self.clients
+            .iter()
+            .filter_map(|client| client.socket)
+            .collect()
+    }
+
+    /// Wakes every client's writer (a thawed shard's writers look at their queues).
+    pub fn wake_writers(&mut self) {
+        for client in self.clients.iter_mut() {
+            client.outbox.wake_writer();
+        }
+    }
+
+    /// Whether a client of this shard waits for an answer built off it.
+    fn has_work_off_shard(&self) -> bool {
+        self.clients.iter().any(|client| {
+            client.awaiting_reply.is_some()
+                || client.auth.as_ref().is_some_and(|auth| auth.in_flight)
+        })
+    }
+
+    /// Every client this shard hands over (closing ones are not: their QUIT has
+    /// been applied, and the old process's exit closes their sockets), with the
+    /// descriptors the new process needs, listeners first.
+    fn capture(&self, listeners: &[(RawFd, ListenerKind)], now: Instant) -> ShardCapture {
+        let mut capture = ShardCapture {
+            listeners: listeners.iter().map(|&(_, kind)| kind).collect(),
+            descriptors: listeners.iter().map(|&(fd, _)| fd).collect(),
+            guests: self.guests,
+            nick_deadlines: self
+                .nick_deadlines
+                .iter()
+                .map(|&(id, at)| {
+                    let left = at.saturating_duration_since(now).as_millis();
+                    (id, u64::try_from(left).unwrap_or(u64::MAX))
+                })
+                .collect(),
+            clients: Vec::new(),
+        };
+        for client in self.clients.iter() {
+            if client.closing || client.tls.is_some() || client.websocket {
+                continue;
+            }
+            // A client whose socket was taken to be reset (stalled) is going.
+            let Some(fd) = client.socket else {
+                continue;
+            };
+            capture.clients.push(ClientRecord::capture(client, now));
+            capture.descriptors.push(fd);
+        }
+        capture
+    }
+
+    /// Takes in clients handed over by a live upgrade (the new process, before the
+    /// shard serves): each at its old slot, so the ids the network replica and the
+    /// other shards know stay valid; counted against `--max-clients` and its source,
+    /// and back on its MONITOR, server-notice and throttled lists. `clients` holds
+    /// each client already restored ([`ClientRecord::restore`]).
+    pub fn restore(&mut self, clients: Vec<(Client, bool)>, capture_rest: RestoredShard) {
+        let now = Instant::now();
+        let mut entries = Vec::with_capacity(clients.len());
+        for (mut client, sasl_aborted) in clients {
+            if sasl_aborted {
+                // The exchange's state did not cross: say so, as AUTHENTICATE * would.
+                let line =
+                    LineBuilder::from_source(&self.shared.config.server_name, ERR_SASLABORTED)
+                        .arg(client.nick())
+                        .trailing(texts::SASL_AUTHENTICATION_ABORTED)
+                        .finish();
+                let _ = client.outbox.push(line, usize::MAX);
+            }
+            let id = client.id;
+            self.shared.connections.fetch_add(1, Ordering::AcqRel);
+            self.shared.sources.readmit(client.admission, now);
+            for nick in &client.monitoring {
+                self.monitors.watch(id, nick.clone());
+            }
+            if !client.snomask.is_empty() {
+                self.notice_watchers.push(id);
+            }
+            if client.throttled {
+                self.throttled.push(id);
+            }
+            entries.push((id.slot, client));
+        }
+        self.clients = Slab::from_entries(entries);
+        self.guests = capture_rest.guests;
+        self.nick_deadlines = capture_rest
+            .nick_deadlines
+            .into_iter()
+            .map(|(id, ms)| (id, now + Duration::from_millis(ms)))
+            .collect();
+    }
+}
+
+/// The parts of a shard's capture besides its clients and listeners.
+#[derive(Debug, Default)]
+pub struct RestoredShard {
+    /// Guest nicks handed out so far.
+    pub guests: u64,
+    /// Grace periods left, in milliseconds.
+    pub nick_deadlines: Vec<(ClientId, u64)>,
+}

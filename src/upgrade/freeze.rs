@@ -1,0 +1,105 @@
+//! Stopping every shard at one point for a live upgrade, and letting them go on if
+//! the upgrade fails.
+//!
+//! The coordinator (the process's main thread) asks; each shard's driver stops its
+//! socket operations (cancels its accepts, receives and sends and waits for them to
+//! complete), then steps through [`crate::shard::freeze::FreezeSequence`]: input
+//! stopped everywhere, hand-offs sealed everywhere, the last of them taken in, the
+//! shard captured. The order is the shutdown sequence's, for the same reason:
+//! nothing a client sent and the server accepted may be left between two shards.
+//! Once every shard has posted its capture, nothing changes in this process until
+//! the coordinator either exits (the new process took over) or thaws.
+
+use super::records::ShardCapture;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// The shards' meeting point; one per process, in [`crate::state::Shared`].
+#[derive(Debug, Default)]
+pub struct Freeze {
+    /// Shards should freeze (or stay frozen); cleared to thaw.
+    asked: AtomicBool,
+    /// Shards whose input has stopped.
+    input_stopped: AtomicUsize,
+    /// Shards that have sent every hand-off they will send before the capture.
+    sealed: AtomicUsize,
+    /// Each shard's capture, once taken.
+    captures: Mutex<Vec<Option<ShardCapture>>>,
+    captured: Condvar,
+}
+
+impl Freeze {
+    /// Whether shards should be frozen.
+    pub fn is_asked(&self) -> bool {
+        self.asked.load(Ordering::Acquire)
+    }
+
+    /// Asks `shards` shards to freeze (the caller wakes them).
+    pub fn ask(&self, shards: usize) {
+        *lock(&self.captures) = (0..shards).map(|_| None).collect();
+        self.input_stopped.store(0, Ordering::Release);
+        self.sealed.store(0, Ordering::Release);
+        self.asked.store(true, Ordering::Release);
+    }
+
+    /// Lets every shard go on (the caller wakes them). Their captures are dropped:
+    /// they only copied state.
+    pub fn thaw(&self) {
+        self.asked.store(false, Ordering::Release);
+        lock(&self.captures).clear();
+    }
+
+    /// A shard's input has stopped.
+    pub fn note_input_stopped(&self) {
+        self.input_stopped.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Whether every one of `shards` shards has stopped its input.
+    pub fn all_input_stopped(&self, shards: usize) -> bool {
+        self.input_stopped.load(Ordering::Acquire) >= shards
+    }
+
+    /// A shard has sent its last hand-offs.
+    pub fn note_sealed(&self) {
+        self.sealed.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Whether every one of `shards` shards has sealed.
+    pub fn all_sealed(&self, shards: usize) -> bool {
+        self.sealed.load(Ordering::Acquire) >= shards
+    }
+
+    /// A shard's capture; the last one wakes the coordinator.
+    pub fn post(&self, shard: u16, capture: ShardCapture) {
+        let mut captures = lock(&self.captures);
+        if let Some(slot) = captures.get_mut(usize::from(shard)) {
+            *slot = Some(capture);
+        }
+        self.captured.notify_all();
+    }
+
+    /// Every shard's capture, once all are in, or `None` after `timeout` (a shard
+    /// that could not settle: work in flight that did not come back).
+    pub fn wait_for_captures(&self, timeout: Duration) -> Option<Vec<ShardCapture>> {
+        let deadline = Instant::now() + timeout;
+        let mut captures = lock(&self.captures);
+        loop {
+            if !captures.is_empty() && captures.iter().all(Option::is_some) {
+                return Some(captures.drain(..).flatten().collect());
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            captures = self
+                .captured
+                .wait_timeout(captures, left)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
