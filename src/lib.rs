@@ -29,6 +29,8 @@
 //!   (the embedded store in the data directory).
 //! - [`tls`]: the certificate and key, their reload, client certificate fingerprints
 //!   (driving a connection's TLS session is in [`io`]).
+//! - [`upgrade`]: live upgrade: every plaintext connection handed to the binary now
+//!   at the server's path, by a new process that receives the sockets.
 
 pub mod accounts;
 pub mod ban_file;

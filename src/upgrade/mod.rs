@@ -139,7 +139,13 @@ fn hand_over_to(
     let shared = server.shared();
     ours.set_read_timeout(Some(HELLO_TIMEOUT))?;
     let hello: Hello = read_message(ours).map_err(|error| {
-        let status = child.try_wait().ok().flatten();
+        // The pair closes as the child exits; its status follows a moment later.
+        let deadline = std::time::Instant::now() + Duration::from_secs(1);
+        let mut status = child.try_wait().ok().flatten();
+        while status.is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            status = child.try_wait().ok().flatten();
+        }
         match status {
             Some(status) => anyhow!("the new binary exited before the handover ({status})"),
             None => anyhow!("the new binary did not start the handover: {error:#}"),

@@ -1,0 +1,295 @@
+//! Live upgrade, on the real binary: `SIGUSR2` hands every plaintext connection to
+//! the binary at the server's path, on every driver with one and two shards; two
+//! clients chatting through it get every line once, in order, on the same sockets;
+//! a line sent half before and half after arrives whole; an upgrade whose new binary
+//! fails, or reads another handover format, leaves the old server serving.
+
+mod common;
+
+use common::{free_port, has_numeric, Client};
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+/// A ringchat started from `binary`; its stderr (and that of the process an upgrade
+/// starts, which inherits it) arrives on a channel. Every process it became is
+/// killed when dropped.
+struct Running {
+    child: Child,
+    logs: Receiver<String>,
+    seen: Vec<String>,
+    /// Processes that took over by upgrades (grandchildren: killed by pid).
+    successors: Vec<libc::pid_t>,
+}
+
+impl Running {
+    fn start(binary: &Path, addr: SocketAddr, args: &[&str]) -> Running {
+        let data = std::env::temp_dir().join(format!(
+            "ringchat-upgrade-data-{}-{}",
+            std::process::id(),
+            addr.port()
+        ));
+        let mut child = Command::new(binary)
+            .args(["--listen", &addr.to_string(), "--flood-rate", "0"])
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env("RINGCHAT_DATA_DIR", data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ringchat");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, logs) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + common::HANG;
+        while TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "ringchat never listened on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Running {
+            child,
+            logs,
+            seen: Vec::new(),
+            successors: Vec::new(),
+        }
+    }
+
+    /// Reads log lines until one contains `text`; returns it.
+    fn log_containing(&mut self, text: &str) -> String {
+        let deadline = Instant::now() + common::HANG;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.logs.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(text) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no log line with {text:?}; saw {:#?}", self.seen),
+            }
+        }
+    }
+
+    /// Sends SIGUSR2 to the process serving now.
+    fn upgrade(&mut self) {
+        let pid = self
+            .successors
+            .last()
+            .copied()
+            .unwrap_or(self.child.id() as libc::pid_t);
+        // SAFETY: signalling a process this test started.
+        unsafe { libc::kill(pid, libc::SIGUSR2) };
+    }
+
+    /// Waits for the upgrade's outcome in the log: the new process's pid.
+    fn took_over(&mut self) -> libc::pid_t {
+        let line = self.log_containing("the new process took over");
+        let pid = line
+            .split("pid=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|pid| pid.parse().ok())
+            .unwrap_or_else(|| panic!("no pid in {line:?}"));
+        self.successors.push(pid);
+        self.log_containing("serving every handed-over connection");
+        pid
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for &pid in &self.successors {
+            // SAFETY: a process this test's server started for it.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn register(addr: SocketAddr, nick: &str) -> Client {
+    Client::register(Client::connect(addr), nick)
+}
+
+fn join(client: &mut Client, channel: &str) {
+    client.send(&format!("JOIN {channel}"));
+    client.skip_until(|line| has_numeric(line, "366"));
+}
+
+/// The binary, reachable under a path of the test's own, so the test can put another
+/// program there (a hard link: the real binary is untouched when it is replaced).
+fn own_binary(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ringchat-upgrade-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let path = dir.join("ringchat");
+    if std::fs::hard_link(env!("CARGO_BIN_EXE_ringchat"), &path).is_err() {
+        std::fs::copy(env!("CARGO_BIN_EXE_ringchat"), &path).expect("copy the binary");
+    }
+    path
+}
+
+/// Replaces the program at `path` with a shell script (rename over it, as a package
+/// manager installs a new build).
+fn install_script(path: &Path, script: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let staged = path.with_extension("new");
+    std::fs::write(&staged, script).expect("write the script");
+    std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::rename(&staged, path).expect("install the script");
+}
+
+/// Alice sends `count` numbered lines to #up at a steady rate; the server is
+/// upgraded after the first half, and bob sends a line split around the signal.
+/// Bob must read every numbered line once, in order, and the split line whole, on
+/// the sockets they had; afterwards the channel and both users are as before.
+fn chat_through_an_upgrade(io: &str, shards: &str) {
+    let addr = free_port();
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_ringchat"));
+    let mut server = Running::start(&binary, addr, &["--io", io, "--shards", shards]);
+    let mut alice = register(addr, "alice");
+    let mut bob = register(addr, "bob");
+    join(&mut alice, "#up");
+    join(&mut bob, "#up");
+    alice.skip_until(|line| line.contains("JOIN #up") && line.starts_with(":bob!"));
+    let count = 60;
+    for n in 0..count {
+        if n == count / 2 {
+            bob.send_raw(b"PRIVMSG #up :half before, ");
+            server.upgrade();
+        }
+        if n == count / 2 + 5 {
+            server.took_over();
+            bob.send_raw(b"half after\r\n");
+        }
+        alice.send(&format!("PRIVMSG #up :line {n}"));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut seen = Vec::new();
+    bob.skip_until(|line| {
+        if let Some((_, n)) = line.split_once("PRIVMSG #up :line ") {
+            seen.push(n.parse::<usize>().expect("a number"));
+        }
+        seen.len() == count
+    });
+    assert_eq!(
+        seen,
+        (0..count).collect::<Vec<_>>(),
+        "{io} {shards}: every line once, in order"
+    );
+    alice.skip_until(|line| line.ends_with("PRIVMSG #up :half before, half after"));
+    alice.send("NAMES #up");
+    let names = alice.skip_until(|line| has_numeric(line, "366"));
+    let names = names
+        .iter()
+        .find(|line| has_numeric(line, "353"))
+        .expect("353");
+    assert!(names.contains("@alice") && names.contains("bob"), "{names}");
+    bob.send("WHOIS alice");
+    let whois = bob.skip_until(|line| has_numeric(line, "318"));
+    assert!(
+        whois
+            .iter()
+            .any(|line| has_numeric(line, "319") && line.contains("@#up")),
+        "{whois:#?}"
+    );
+    // A newcomer is accepted on the handed-over listener and meets both.
+    let mut carol = register(addr, "carol");
+    join(&mut carol, "#up");
+    alice.skip_until(|line| line.starts_with(":carol!") && line.contains("JOIN #up"));
+    // A second upgrade, from the process the first one started.
+    server.upgrade();
+    server.took_over();
+    carol.send("PRIVMSG #up :after two upgrades");
+    bob.skip_until(|line| line.ends_with("PRIVMSG #up :after two upgrades"));
+}
+
+#[test]
+fn chatting_through_an_upgrade_on_ring_with_one_shard() {
+    chat_through_an_upgrade("ring", "1");
+}
+
+#[test]
+fn chatting_through_an_upgrade_on_ring_with_two_shards() {
+    chat_through_an_upgrade("ring", "2");
+}
+
+#[test]
+fn chatting_through_an_upgrade_on_epoll_with_one_shard() {
+    chat_through_an_upgrade("epoll", "1");
+}
+
+#[test]
+fn chatting_through_an_upgrade_on_epoll_with_two_shards() {
+    chat_through_an_upgrade("epoll", "2");
+}
+
+#[test]
+fn chatting_through_an_upgrade_on_uring_with_one_shard() {
+    chat_through_an_upgrade("uring", "1");
+}
+
+#[test]
+fn chatting_through_an_upgrade_on_uring_with_two_shards() {
+    chat_through_an_upgrade("uring", "2");
+}
+
+#[test]
+fn a_new_binary_that_exits_at_once_leaves_the_old_server_serving() {
+    let addr = free_port();
+    let binary = own_binary("exits");
+    let mut server = Running::start(&binary, addr, &["--io", "ring", "--shards", "2"]);
+    let mut alice = register(addr, "alice");
+    let mut bob = register(addr, "bob");
+    join(&mut alice, "#up");
+    join(&mut bob, "#up");
+    install_script(&binary, "#!/bin/sh\nexit 3\n");
+    bob.send_raw(b"PRIVMSG #up :sent while ");
+    server.upgrade();
+    let failure = server.log_containing("upgrade failed, serving on");
+    assert!(failure.contains("exited before the handover"), "{failure}");
+    bob.send_raw(b"it failed\r\n");
+    alice.skip_until(|line| line.ends_with("PRIVMSG #up :sent while it failed"));
+    alice.send("PRIVMSG #up :still here");
+    bob.skip_until(|line| line.ends_with("PRIVMSG #up :still here"));
+    assert_eq!(
+        server.child.try_wait().expect("status"),
+        None,
+        "the old server runs"
+    );
+}
+
+#[test]
+fn a_new_binary_of_another_handover_format_is_refused_before_anything_stops() {
+    let addr = free_port();
+    let binary = own_binary("format");
+    let mut server = Running::start(&binary, addr, &["--io", "epoll", "--shards", "1"]);
+    let mut alice = register(addr, "alice");
+    // The hello of a binary reading format 999 (a little-endian length, then
+    // postcard: varint 999 and the version string), then it waits to be told. perl
+    // is in every Debian (perl-base is essential); sh can neither write a NUL with
+    // printf nor name a descriptor past 9.
+    install_script(
+        &binary,
+        "#!/usr/bin/perl\nopen(my $pair, '+<&=', $ENV{RINGCHAT_HANDOVER_FD}) or die;\nsyswrite($pair, pack('V', 8) . \"\\xe7\\x07\\x059.9.9\");\nsleep 10;\n",
+    );
+    server.upgrade();
+    let failure = server.log_containing("upgrade failed, serving on");
+    assert!(
+        failure.contains("reads handover format 999") && failure.contains("9.9.9"),
+        "{failure}"
+    );
+    alice.send("PING :alive");
+    alice.skip_until(|line| line.ends_with(":alive"));
+}
