@@ -17,6 +17,8 @@ use crate::settings::checks::check_config;
 use crate::shard::freeze::RestoredShard;
 use crate::shard::Shard;
 use crate::state::client::Client;
+use crate::state::handover::Handover;
+use crate::state::handover::ListenerKind;
 use crate::state::network::Account;
 use crate::state::network::{Layout, Network};
 use crate::state::shared::CounterSnapshot;
@@ -24,8 +26,6 @@ use crate::state::ClientId;
 use crate::state::Shared;
 use crate::store::Store;
 use crate::tls::TlsAcceptor;
-use crate::upgrade::records::Handover;
-use crate::upgrade::records::ListenerKind;
 use anyhow::{anyhow, bail, Context};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -292,7 +292,11 @@ impl Server {
                 config.server_name = format!("node{}.{}", joining.node, config.server_name);
             }
         }
-        let store = config.data_dir.as_deref().map(Store::open).transpose()?;
+        let store = match (config.data_dir.as_deref(), &resumption) {
+            (Some(dir), Some(_)) => Some(Store::open_after_predecessor(dir)?),
+            (Some(dir), None) => Some(Store::open(dir)?),
+            (None, _) => None,
+        };
         let cloak = config
             .cloak_hosts
             .then(|| Cloak::load(config.cloak_secret.as_deref(), config.data_dir.as_deref()))
@@ -440,7 +444,7 @@ impl Server {
         self.shared.counters.iter().map(|c| c.snapshot()).collect()
     }
 
-    /// Asks every shard to freeze for a live upgrade ([`crate::upgrade::freeze`]);
+    /// Asks every shard to freeze for a live upgrade ([`crate::state::freeze`]);
     /// their captures arrive through `shared.freeze`.
     pub fn freeze(&self) {
         self.shared.freeze.ask(self.shared.config.shards);

@@ -27,12 +27,24 @@ struct Running {
 
 impl Running {
     fn start(binary: &Path, addr: SocketAddr, args: &[&str]) -> Running {
+        Running::start_with(binary, addr, args, |_| {})
+    }
+
+    /// [`Running::start`], with the command adjusted first (its environment).
+    fn start_with(
+        binary: &Path,
+        addr: SocketAddr,
+        args: &[&str],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Running {
         let data = std::env::temp_dir().join(format!(
             "ringchat-upgrade-data-{}-{}",
             std::process::id(),
             addr.port()
         ));
-        let mut child = Command::new(binary)
+        let mut command = Command::new(binary);
+        adjust(&mut command);
+        let mut child = command
             .args(["--listen", &addr.to_string(), "--flood-rate", "0"])
             .args(args)
             .env_remove("RUST_LOG")
@@ -76,7 +88,11 @@ impl Running {
                         return line;
                     }
                 }
-                Err(_) => panic!("no log line with {text:?}; saw {:#?}", self.seen),
+                Err(error) => panic!(
+                    "no log line with {text:?} ({error}; first process: {:?}); saw {:#?}",
+                    self.child.try_wait(),
+                    self.seen
+                ),
             }
         }
     }
@@ -292,4 +308,143 @@ fn a_new_binary_of_another_handover_format_is_refused_before_anything_stops() {
     );
     alice.send("PING :alive");
     alice.skip_until(|line| line.ends_with(":alive"));
+}
+
+/// `UPGRADE` from an operator: refused to others; the operator hears from the new
+/// process that it took over (and which version it was), on the same connection.
+#[test]
+fn an_operator_upgrades_with_upgrade_and_hears_how_it_went() {
+    let addr = free_port();
+    let dir = std::env::temp_dir().join(format!("ringchat-upgrade-{}-oper", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let config = dir.join("ringchat.toml");
+    let hash = ringchat::opers::hash_password(b"pw").expect("hashing works");
+    std::fs::write(
+        &config,
+        format!("[[oper]]\nname = \"admin\"\npassword = \"{hash}\"\n"),
+    )
+    .expect("write the config");
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_ringchat"));
+    let mut server = Running::start(
+        &binary,
+        addr,
+        &["--config", config.to_str().unwrap(), "--shards", "2"],
+    );
+    let mut alice = register(addr, "alice");
+    let mut bob = register(addr, "bob");
+    bob.send("UPGRADE");
+    bob.expect_numeric("481");
+    alice.send("OPER admin pw");
+    alice.expect_numeric("381");
+    alice.send("UPGRADE");
+    alice.skip_until(|line| line.contains("UPGRADE: starting the binary"));
+    server.took_over();
+    let done = alice.skip_until(|line| line.contains("UPGRADE done"));
+    assert!(
+        done.last().unwrap().contains(&format!(
+            "now running ringchat {}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{done:#?}"
+    );
+    // Still an operator, in the new process's network state.
+    alice.send("WHOIS alice");
+    let whois = alice.skip_until(|line| has_numeric(line, "318"));
+    assert!(
+        whois.iter().any(|line| has_numeric(line, "313")),
+        "{whois:#?}"
+    );
+}
+
+/// Under a service manager the old process says `RELOADING=1`, then names the new
+/// one with `MAINPID=`, which says `READY=1` once it serves (sd_notify(3)).
+#[test]
+fn under_systemd_the_main_pid_passes_to_the_new_process() {
+    let dir = std::env::temp_dir().join(format!("ringchat-upgrade-{}-notify", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let path = dir.join("notify.sock");
+    let manager = std::os::unix::net::UnixDatagram::bind(&path).expect("bind the notify socket");
+    manager
+        .set_read_timeout(Some(common::HANG))
+        .expect("timeout");
+    let mut received = Vec::new();
+    let mut expect = |assignment: &str| -> String {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = manager
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("no {assignment:?} (got {received:?}): {e}"));
+            let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+            received.push(message.clone());
+            if message.lines().any(|line| line.starts_with(assignment)) {
+                return message;
+            }
+        }
+    };
+    let addr = free_port();
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_ringchat"));
+    let mut server = Running::start_with(&binary, addr, &["--shards", "2"], |command| {
+        command.env("NOTIFY_SOCKET", &path);
+    });
+    expect("READY=1");
+    let mut alice = register(addr, "alice");
+    server.upgrade();
+    expect("RELOADING=1");
+    let main_pid = expect("MAINPID=");
+    let new_pid = server.took_over();
+    assert_eq!(main_pid.trim(), format!("MAINPID={new_pid}"));
+    expect("READY=1");
+    alice.send("PING :still");
+    alice.skip_until(|line| line.ends_with(":still"));
+}
+
+/// TLS sessions cannot cross (their keys live in the old process, and these
+/// kernels have no kernel TLS): a TLS client is told in a NOTICE and closed, its
+/// channel sees it quit with the reason, and it reconnects to the new process on
+/// the handed-over TLS listener.
+#[test]
+fn tls_clients_are_told_closed_and_served_again_by_the_new_process() {
+    let pki = common::tls::TestPki::new();
+    let files = pki.server_files();
+    let (addr, tls_addr) = (free_port(), free_port());
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_ringchat"));
+    let mut server = Running::start(
+        &binary,
+        addr,
+        &[
+            "--shards",
+            "2",
+            "--tls-listen",
+            &tls_addr.to_string(),
+            "--tls-cert",
+            files.cert.to_str().unwrap(),
+            "--tls-key",
+            files.key.to_str().unwrap(),
+        ],
+    );
+    let mut plain = register(addr, "plain");
+    join(&mut plain, "#up");
+    let mut secure = Client::register(Client::connect_tls(tls_addr, pki.client_config()), "secure");
+    join(&mut secure, "#up");
+    plain.skip_until(|line| line.starts_with(":secure!") && line.contains("JOIN #up"));
+    server.upgrade();
+    server.took_over();
+    let last = secure.expect_closed();
+    assert!(
+        last.iter()
+            .any(|line| line.contains("NOTICE secure :Server upgrading")),
+        "{last:#?}"
+    );
+    assert!(
+        last.last().is_some_and(|line| line.starts_with("ERROR")),
+        "{last:#?}"
+    );
+    plain.skip_until(|line| {
+        line.starts_with(":secure!") && line.ends_with("QUIT :Server upgrade (reconnect)")
+    });
+    let mut again = Client::register(Client::connect_tls(tls_addr, pki.client_config()), "secure");
+    join(&mut again, "#up");
+    plain.skip_until(|line| line.starts_with(":secure!") && line.contains("JOIN #up"));
 }

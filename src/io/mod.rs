@@ -37,10 +37,10 @@ use crate::proto::closing::{closing_link, SHUTTING_DOWN_LINE};
 use crate::shard::freeze::{FreezeSequence, FreezeStep};
 use crate::shard::shutdown::{ShutdownPhase, ShutdownSequence};
 use crate::shard::Shard;
+use crate::state::handover::ListenerKind;
 use crate::state::outbox::MAX_BATCH_LINES;
 use crate::state::ClientId;
 use crate::tls::TlsAcceptor;
-use crate::upgrade::records::ListenerKind;
 use bytes::{Buf, Bytes};
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
@@ -289,7 +289,7 @@ pub async fn run_shard<L: Listener>(
     shard.log_summary();
 }
 
-/// A live upgrade's freeze of this shard ([`crate::upgrade::freeze`]): cancels every
+/// A live upgrade's freeze of this shard ([`crate::state::freeze`]): cancels every
 /// socket operation, waits for their completions (which bring in the last input and
 /// say how much of each write went out), steps through the freeze until the
 /// coordinator lets go, and thaws if it does (the upgrade failed).
@@ -992,6 +992,7 @@ impl Housekeeping {
             // freeze sequence does (no resumed input, no ping timeout).
             return;
         }
+        shard.farewell_for_upgrade();
         if shard.has_throttled() {
             shard.resume_throttled(now);
         }

@@ -6,9 +6,9 @@ use super::Shard;
 use crate::proto::numeric::ERR_SASLABORTED;
 use crate::proto::{texts, LineBuilder};
 use crate::state::client::{Client, CloseReason};
+use crate::state::handover::{ClientRecord, ListenerKind, ShardCapture};
 use crate::state::slab::Slab;
 use crate::state::ClientId;
-use crate::upgrade::records::{ClientRecord, ListenerKind, ShardCapture};
 use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 /// What others see when a connection that cannot be handed over (TLS, whose keys
 /// live in this process; WebSocket, whose framing does) is closed by an upgrade.
 pub const UPGRADE_CLOSE: &str = "Server upgrade (reconnect)";
+
+/// What a TLS or WebSocket client is told before an upgrade closes it.
+pub const UPGRADE_NOTICE: &str =
+    "Server upgrading: this encrypted or WebSocket connection cannot be carried over; reconnect in a moment";
 
 /// Where a freezing shard is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +99,47 @@ impl FreezeSequence {
 }
 
 impl Shard {
+    /// A live upgrade's farewell (see [`Freeze::ask_farewell`]): tells each TLS
+    /// and WebSocket client why it is being closed, closes it, and reports once all
+    /// have gone. Runs on the housekeeping tick; one atomic load when none is asked.
+    ///
+    /// [`Freeze::ask_farewell`]: crate::state::freeze::Freeze::ask_farewell
+    pub fn farewell_for_upgrade(&mut self) {
+        let round = self.shared.freeze.farewell();
+        if round == 0 || self.farewell_round == round {
+            return;
+        }
+        let leaving: Vec<ClientId> = self
+            .clients
+            .iter()
+            .filter(|client| client.tls.is_some() || client.websocket)
+            .map(|client| client.id)
+            .collect();
+        if !self.farewell_said {
+            self.farewell_said = true;
+            for &id in &leaving {
+                let Some(client) = self.clients.get_mut(id.slot) else {
+                    continue;
+                };
+                if client.closing {
+                    continue;
+                }
+                let line = LineBuilder::from_source(&self.shared.config.server_name, "NOTICE")
+                    .arg(client.nick())
+                    .trailing(UPGRADE_NOTICE)
+                    .finish();
+                let _ = client.outbox.push(line, usize::MAX);
+                self.close(id, CloseReason::Server(UPGRADE_CLOSE));
+            }
+            self.close_doomed();
+        }
+        if leaving.is_empty() {
+            self.farewell_round = round;
+            self.farewell_said = false;
+            self.shared.freeze.note_farewell_done();
+        }
+    }
+
     /// Every client's socket descriptor (a freeze cancels their operations).
     pub fn client_sockets(&self) -> Vec<RawFd> {
         self.clients

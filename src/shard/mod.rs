@@ -166,6 +166,10 @@ pub struct Shard {
     nick_deadlines: Vec<(ClientId, Instant)>,
     /// Guest nicks this shard has handed out, numbering the next.
     guests: u64,
+    /// The last live upgrade's farewell this shard finished, and whether it has
+    /// told its TLS and WebSocket clients of the current one ([`freeze`]).
+    farewell_round: u64,
+    farewell_said: bool,
 }
 
 impl Shard {
@@ -217,6 +221,8 @@ impl Shard {
             history_swept: None,
             nick_deadlines: Vec::new(),
             guests: 0,
+            farewell_round: 0,
+            farewell_said: false,
             shared,
         }
     }

@@ -14,6 +14,8 @@ pub mod client;
 pub mod cluster;
 pub mod deferred;
 pub mod flood;
+pub mod freeze;
+pub mod handover;
 pub mod local_members;
 pub mod log;
 pub mod names_cache;

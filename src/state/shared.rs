@@ -154,9 +154,10 @@ pub struct Shared {
     /// have, each shard takes in the last of them before closing its clients.
     pub handoffs_sealed: AtomicUsize,
     /// Where the shards meet to stop for a live upgrade ([`crate::upgrade`]).
-    pub freeze: crate::upgrade::freeze::Freeze,
+    pub freeze: crate::state::freeze::Freeze,
     /// UPGRADE from an operator, taken up by the process's main loop as SIGUSR2 is.
-    pub upgrade_requests: crate::upgrade::Requests,
+    /// (The same mechanism as REHASH's, answered the same way.)
+    pub upgrade_requests: Rehash,
     /// REHASH from an operator: the process's main loop (which owns the command line
     /// and reloads on SIGHUP) takes the request up and leaves the outcome for the
     /// operator's shard to deliver.

@@ -50,6 +50,9 @@ const MAX_BATCH: usize = 4_096;
 /// module comment): what a SIGKILL can lose of a steady stream.
 pub const COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// How long a live upgrade's new process waits for the old one's lock on the file.
+const PREDECESSOR_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// One change to the store, run inside the writer's transaction. An error is logged
 /// and the batch's other jobs still commit, so a job checks before it writes: what it
 /// wrote before failing would commit with them.
@@ -101,6 +104,23 @@ enum Message {
 pub type BackupDone = Box<dyn FnOnce(std::io::Result<u64>) + Send>;
 
 impl Store {
+    /// [`Store::open`] for a live upgrade's new process, which may get there before the
+    /// kernel has released the old process's lock on the file: the old one has exited
+    /// (its parent changed), but an exiting process's last file references can be
+    /// dropped a scheduler tick later (deferred `fput`). Retries while the file is
+    /// still locked, for at most [`PREDECESSOR_PATIENCE`].
+    pub fn open_after_predecessor(data_dir: &Path) -> anyhow::Result<Store> {
+        let deadline = Instant::now() + PREDECESSOR_PATIENCE;
+        loop {
+            match Store::open(data_dir) {
+                Err(error) if still_locked(&error) && Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
     /// Opens (or creates) the store in `data_dir` and starts its writer thread.
     pub fn open(data_dir: &Path) -> anyhow::Result<Store> {
         let path = data_dir.join(STORE_FILE);
@@ -238,6 +258,16 @@ impl Drop for Store {
 /// place. The server listens before it opens its store, so a SIGKILL can land while
 /// redb writes a new file's header; a half-written file there would stop every
 /// later start ("Not a redb database"), while a half-made `.new` is just replaced.
+/// Whether opening failed only because another process still holds the file's lock.
+fn still_locked(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<redb::DatabaseError>(),
+            Some(redb::DatabaseError::DatabaseAlreadyOpen)
+        )
+    })
+}
+
 fn create_whole(data_dir: &Path, path: &Path) -> anyhow::Result<()> {
     let fresh = data_dir.join(format!("{STORE_FILE}.new"));
     let _ = std::fs::remove_file(&fresh);
@@ -400,6 +430,31 @@ mod tests {
         }
         store.sync().expect("the writer runs");
         assert_eq!(count(&store, "a"), Some(5_050));
+    }
+
+    #[test]
+    fn an_upgrade_successor_waits_for_the_old_lock_and_sees_what_was_written() {
+        let dir = test_dir();
+        let old = Store::open(&dir).expect("the store opens");
+        old.write(add("kept", 7)).expect("queued");
+        old.sync().expect("the writer runs");
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            drop(old);
+        });
+        let new = Store::open_after_predecessor(&dir).expect("opens once the lock is free");
+        release.join().expect("the old store closes");
+        assert_eq!(count(&new, "kept"), Some(7));
+    }
+
+    #[test]
+    fn a_store_held_elsewhere_is_refused_as_locked() {
+        let dir = test_dir();
+        let _held = Store::open(&dir).expect("the store opens");
+        let Err(refused) = Store::open(&dir) else {
+            panic!("a second open is refused");
+        };
+        assert!(still_locked(&refused), "{refused:#}");
     }
 
     #[test]

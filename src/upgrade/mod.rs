@@ -12,7 +12,7 @@
 //! The exchange, on the pair (each message a little-endian length and postcard):
 //! 1. new -> old: [`Hello`] with the handover [`FORMAT`] it reads. Another format:
 //!    refused before anything stops.
-//! 2. old: every shard freezes ([`freeze`]): socket operations cancelled and
+//! 2. old: every shard freezes ([`crate::state::freeze`]): socket operations cancelled and
 //!    completed, input stopped everywhere, the last hand-offs taken in, each shard's
 //!    clients captured; the store commits what is queued.
 //! 3. old -> new: the [`Handover`] (network snapshot and every shard's clients), then
@@ -26,18 +26,17 @@
 //!    opens the store and starts the shards with the clients in their old slots.
 //!
 //! What does not cross: TLS and WebSocket connections (their session state lives in
-//! this process, and this kernel has no kernel TLS to hold the keys) are closed at
-//! step 2 with `Server upgrade (reconnect)` as their QUIT; a cluster node refuses
-//! (its link would need handing over too). What can still fail after step 4 is only
+//! this process, and this kernel has no kernel TLS to hold the keys). Between steps
+//! 1 and 2 each is told so in a NOTICE and closed, its output flushed (others see
+//! `Server upgrade (reconnect)` as its QUIT); the shards then freeze. A cluster node
+//! refuses (its link would need handing over too). What can still fail after step 4 is only
 //! what step 4 cannot check: opening the store once the old process has let go.
 
 pub mod fds;
-pub mod freeze;
-pub mod records;
 
+use crate::state::handover::{Handover, FORMAT};
 use crate::state::ClientId;
 use anyhow::{anyhow, bail, Context};
-use records::{Handover, FORMAT};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -56,6 +55,8 @@ pub const HANDOVER_FD_ENV: &str = "RINGCHAT_HANDOVER_FD";
 /// How long the new binary may take to start and say hello (it parses its settings,
 /// nothing more, before that).
 const HELLO_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long TLS and WebSocket clients have to read their farewell and go.
+const FAREWELL_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the shards may take to freeze (work off the shards, such as a password
 /// hash, must come back first).
 const FREEZE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -66,10 +67,6 @@ const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest message either side accepts (the handover of ~20,000 clients with
 /// full send queues fits many times over).
 const MAX_MESSAGE: usize = 1 << 30;
-
-/// Requests from operators (`UPGRADE`), taken up by the main loop; the same
-/// mechanism as REHASH's, answered the same way when the upgrade fails.
-pub type Requests = crate::state::rehash::Rehash;
 
 /// The new process's first word: which handover format it reads.
 #[derive(Debug, Serialize, Deserialize)]
@@ -159,6 +156,11 @@ fn hand_over_to(
             env!("CARGO_PKG_VERSION"),
             FORMAT
         );
+    }
+    let shards = shared.config.shards;
+    shared.freeze.ask_farewell();
+    if !shared.freeze.wait_for_farewells(shards, FAREWELL_TIMEOUT) {
+        warn!("upgrade: some TLS or WebSocket clients had not gone within {FAREWELL_TIMEOUT:?}; they are closed without their last lines");
     }
     info!(new_version = %hello.version, "upgrade: freezing the shards");
     let frozen_at = std::time::Instant::now();

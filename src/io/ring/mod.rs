@@ -56,11 +56,11 @@ use super::{
 use crate::shard::freeze::{FreezeSequence, FreezeStep};
 use crate::shard::shutdown::{ShutdownPhase, ShutdownSequence};
 use crate::shard::Shard;
+use crate::state::handover::ListenerKind;
 use crate::state::outbox::MAX_BATCH_LINES;
 use crate::state::slab::{Slab, SlotKey};
 use crate::state::ClientId;
 use crate::tls::TlsAcceptor;
-use crate::upgrade::records::ListenerKind;
 use bytes::Bytes;
 use send_buffers::SendBuffers;
 use std::collections::VecDeque;
@@ -819,7 +819,7 @@ impl Driver {
         self.service_writer(key)
     }
 
-    /// Follows the coordinator of a live upgrade ([`crate::upgrade::freeze`]):
+    /// Follows the coordinator of a live upgrade ([`crate::state::freeze`]):
     /// begins a freeze when one is asked, steps through it, and thaws when the
     /// upgrade failed.
     fn advance_freeze(&mut self) -> io::Result<()> {

@@ -3,15 +3,15 @@
 //!
 //! The coordinator (the process's main thread) asks; each shard's driver stops its
 //! socket operations (cancels its accepts, receives and sends and waits for them to
-//! complete), then steps through [`crate::shard::freeze::FreezeSequence`]: input
+//! complete), then steps through the shard's freeze sequence (`shard/freeze.rs`): input
 //! stopped everywhere, hand-offs sealed everywhere, the last of them taken in, the
 //! shard captured. The order is the shutdown sequence's, for the same reason:
 //! nothing a client sent and the server accepted may be left between two shards.
 //! Once every shard has posted its capture, nothing changes in this process until
 //! the coordinator either exits (the new process took over) or thaws.
 
-use super::records::ShardCapture;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use super::handover::ShardCapture;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,11 @@ use std::time::{Duration, Instant};
 pub struct Freeze {
     /// Shards should freeze (or stay frozen); cleared to thaw.
     asked: AtomicBool,
+    /// Numbers each upgrade's farewell to the connections that cannot be handed
+    /// over (0: none asked yet), so a shard says it once per upgrade.
+    farewell: AtomicU64,
+    /// Shards whose farewelled connections have all gone, this upgrade.
+    farewell_done: AtomicUsize,
     /// Shards whose input has stopped.
     input_stopped: AtomicUsize,
     /// Shards that have sent every hand-off they will send before the capture.
@@ -33,6 +38,37 @@ impl Freeze {
     /// Whether shards should be frozen.
     pub fn is_asked(&self) -> bool {
         self.asked.load(Ordering::Acquire)
+    }
+
+    /// Asks every shard to tell its TLS and WebSocket clients that the server is
+    /// upgrading and close them, output flushed (before the freeze: a frozen shard
+    /// writes nothing). Returns the farewell's number.
+    pub fn ask_farewell(&self) -> u64 {
+        self.farewell_done.store(0, Ordering::Release);
+        self.farewell.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// The farewell asked last (0: none).
+    pub fn farewell(&self) -> u64 {
+        self.farewell.load(Ordering::Acquire)
+    }
+
+    /// A shard's farewelled connections have all gone.
+    pub fn note_farewell_done(&self) {
+        self.farewell_done.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Waits until every one of `shards` shards has seen its farewelled connections
+    /// go, or `timeout` passes (the freeze then closes what is left without a word).
+    pub fn wait_for_farewells(&self, shards: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.farewell_done.load(Ordering::Acquire) < shards {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
     }
 
     /// Asks `shards` shards to freeze (the caller wakes them).
