@@ -170,6 +170,7 @@ impl Pacer {
             counts: recorder.counts,
             backlog: recorder.backlog,
             send_backlog: recorder.send_backlog,
+            longest_gap_ns: recorder.longest_gap_ns,
             send_failures,
             errors: shared.error_count.get() - errors_before,
         });

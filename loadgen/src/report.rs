@@ -96,6 +96,10 @@ pub struct StepResult {
     pub errors: u64,
     /// Latency from scheduled send time to receipt (connect: time to 001).
     pub latency: LatencySummary,
+    /// The longest time with no delivery in the measured window, microseconds (with
+    /// several threads, the longest of any one thread's: an upper bound).
+    #[serde(default)]
+    pub longest_gap_us: f64,
     /// p99 and max of the pacer's lateness, microseconds.
     pub send_lag_p99_us: f64,
     pub send_lag_max_us: f64,
@@ -172,6 +176,7 @@ impl StepResult {
             send_failures,
             errors,
             latency: LatencySummary::from_histogram(&recorder.latency),
+            longest_gap_us: recorder.longest_gap_ns as f64 / 1000.0,
             send_lag_p99_us,
             send_lag_max_us: recorder.send_lag.max() as f64 / 1000.0,
             server_cpu_us_per_delivery: server.map(|s| per_delivery(s.cpu_s)),
@@ -223,6 +228,7 @@ impl StepResult {
             send_failures: 0,
             errors: 0,
             latency: LatencySummary::from_histogram(welcome),
+            longest_gap_us: 0.0,
             send_lag_p99_us: 0.0,
             send_lag_max_us: 0.0,
             server_cpu_us_per_delivery: server.map(|s| per_conn(s.cpu_s)),
@@ -550,11 +556,11 @@ pub fn print_report(report: &Report) {
     if !report.steps.is_empty() {
         let _ = writeln!(
             out,
-            "\n(thrpt/s: deliveries per second; for connect, connections per second)"
+            "\n(thrpt/s: deliveries per second; for connect, connections per second; gap: the longest time with no delivery)"
         );
         let _ = writeln!(
             out,
-            "{:<17} {:>10} {:>12} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>5} {:>5} {:>10} {:>10} {:>8}",
+            "{:<17} {:>10} {:>12} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>5} {:>5} {:>10} {:>10} {:>8}",
             "step",
             "sent/s",
             "thrpt/s",
@@ -562,6 +568,7 @@ pub fn print_report(report: &Report) {
             "p99",
             "p99.9",
             "max",
+            "gap",
             "lost",
             "late",
             "dup",
@@ -573,7 +580,7 @@ pub fn print_report(report: &Report) {
         for s in &report.steps {
             let _ = writeln!(
             out,
-            "{:<17} {:>10.0} {:>12.0} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>5} {:>5} {:>10} {:>10} {:>8.2}{}",
+            "{:<17} {:>10.0} {:>12.0} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>5} {:>5} {:>10} {:>10} {:>8.2}{}",
             step_name(report, s),
             s.sent_per_s,
             s.throughput_per_s,
@@ -581,6 +588,7 @@ pub fn print_report(report: &Report) {
             format_us(s.latency.p99_us),
             format_us(s.latency.p999_us),
             format_us(s.latency.max_us),
+            format_us(s.longest_gap_us),
             s.lost,
             s.late,
             s.counts.duplicates,

@@ -440,6 +440,9 @@ fn merge_step(
         c.stale += s.stale;
         merged.backlog.add(&share.backlog);
         merged.send_backlog.add(&share.send_backlog);
+        // Each thread's receivers see every message, so a thread's silence bounds the
+        // run's from above (equal with one thread).
+        merged.longest_gap_ns = merged.longest_gap_ns.max(share.longest_gap_ns);
         send_failures += share.send_failures;
         errors += share.errors;
     }

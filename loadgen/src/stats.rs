@@ -136,6 +136,11 @@ pub struct Recorder {
     /// Mean pacer lateness early and late in the measured window: a pacer that cannot
     /// keep up is later and later (see `saturation`).
     pub send_backlog: Backlog,
+    /// The longest time between two deliveries of the measured window, ns: how long
+    /// the server went silent (a live upgrade's freeze shows here, not in p99).
+    pub longest_gap_ns: u64,
+    /// When the last delivery of the measured window arrived, ns since the run's start.
+    last_delivery_ns: Option<u64>,
 }
 
 /// Latency sums of the first and last quarter of a step's measured window (by
@@ -215,6 +220,8 @@ impl Default for Recorder {
             late_total: 0,
             backlog: Backlog::default(),
             send_backlog: Backlog::default(),
+            longest_gap_ns: 0,
+            last_delivery_ns: None,
         }
     }
 }
@@ -229,6 +236,8 @@ impl Recorder {
         self.counts = Counts::default();
         self.backlog = Backlog::default();
         self.send_backlog = Backlog::default();
+        self.longest_gap_ns = 0;
+        self.last_delivery_ns = None;
         self.grace_over = false;
         if self.late_by_step.len() < step as usize {
             self.late_by_step.resize(step as usize, 0);
@@ -269,6 +278,9 @@ impl Recorder {
             let latency = now_rel_ns.saturating_sub(p.sched_ns).max(1);
             self.latency.saturating_record(latency);
             self.backlog.record(p.sched_ns, latency, self.window);
+            if let Some(last) = self.last_delivery_ns.replace(now_rel_ns) {
+                self.longest_gap_ns = self.longest_gap_ns.max(now_rel_ns.saturating_sub(last));
+            }
         }
     }
 }
@@ -350,6 +362,21 @@ mod tests {
         assert_eq!(t.observe(0, 9), Arrival::InOrder);
         assert_eq!(t.observe(1, 10), Arrival::InOrder);
         assert_eq!(t.observe(1, 5), Arrival::Duplicate);
+    }
+
+    #[test]
+    fn the_longest_gap_is_the_longest_silence_between_measured_deliveries() {
+        let mut r = Recorder::default();
+        r.begin_step(1, (1_000, 100_000));
+        let mut track = SenderTrack::default();
+        // Warm-up (not measured), then deliveries at 2,000, 3,000, 40,000, 41,000.
+        r.record(&mut track, &payload(1, 0, 500), 600);
+        for (seq, received) in [(1, 2_000), (2, 3_000), (3, 40_000), (4, 41_000)] {
+            r.record(&mut track, &payload(1, seq, 1_500), received);
+        }
+        assert_eq!(r.longest_gap_ns, 37_000);
+        r.begin_step(2, (0, u64::MAX));
+        assert_eq!(r.longest_gap_ns, 0, "a step starts without a gap");
     }
 
     #[test]

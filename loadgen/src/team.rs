@@ -55,6 +55,8 @@ pub struct StepShare {
     pub backlog: Backlog,
     /// The pacer's lateness early and late in the window (saturation criterion).
     pub send_backlog: Backlog,
+    /// The thread's longest time without a delivery in the window (see `Recorder`).
+    pub longest_gap_ns: u64,
     pub send_failures: u64,
     pub errors: u64,
 }
