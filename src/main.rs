@@ -276,11 +276,19 @@ fn resume(
             return Err(error.context("the handover cannot be used; the old process serves on"));
         }
     };
+    let verdict_at = std::time::Instant::now();
     answer.accept()?;
+    let old_gone_ms = verdict_at.elapsed().as_millis() as u64;
     let (asked_by, clients) = (resumption.asked_by, resumption.clients);
     let server = Server::resume(settings.config.clone(), resumption)
         .context("the upgrade's new process cannot start (the old one is gone)")?;
-    info!(clients, from_version = %from, "upgrade: serving every handed-over connection");
+    info!(
+        clients,
+        from_version = %from,
+        old_gone_ms,
+        started_ms = verdict_at.elapsed().as_millis() as u64,
+        "upgrade: serving every handed-over connection"
+    );
     Ok((server, (asked_by, from)))
 }
 

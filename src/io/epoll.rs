@@ -97,7 +97,7 @@ impl Listener for EpollListener {
         self.0.as_raw_fd()
     }
 
-    fn cancel_operations(_fds: &[RawFd]) {
+    fn cancel_operations() {
         cancel();
     }
 

@@ -108,10 +108,10 @@ pub trait Listener: 'static {
     fn close(&self);
     /// The socket's descriptor (a live upgrade hands it over).
     fn raw_fd(&self) -> RawFd;
-    /// Makes every pending operation of this shard on `fds` (its sockets) complete
-    /// at once, with `ECANCELED` where it had not finished: a live upgrade stops the
-    /// shard's I/O without losing a byte an operation took.
-    fn cancel_operations(fds: &[RawFd]);
+    /// Makes every pending socket operation of this shard complete at once, with
+    /// `ECANCELED` where it had not finished: a live upgrade stops the shard's I/O
+    /// without losing a byte an operation took.
+    fn cancel_operations();
     /// Undoes [`Listener::cancel_operations`] for operations started from now on
     /// (the upgrade failed).
     fn resume_operations();
@@ -299,9 +299,7 @@ async fn freeze<L: Listener>(
     listeners: &[(RawFd, ListenerKind)],
 ) {
     ops.frozen.set(true);
-    let mut fds: Vec<RawFd> = listeners.iter().map(|&(fd, _)| fd).collect();
-    fds.extend(shard.borrow().client_sockets());
-    L::cancel_operations(&fds);
+    L::cancel_operations();
     while ops.in_flight.get() > 0 {
         tokio::time::sleep(FREEZE_TICK).await;
     }

@@ -56,6 +56,7 @@ impl FreezeSequence {
         shard.close_doomed();
         shard.pump();
         shard.shared.freeze.note_input_stopped();
+        wake_the_others(shard);
         FreezeSequence {
             step: FreezeStep::Settling,
         }
@@ -81,6 +82,7 @@ impl FreezeSequence {
                 shard.flush_handoffs();
                 if !shard.has_outgoing() {
                     shard.shared.freeze.note_sealed();
+                    wake_the_others(shard);
                     self.step = FreezeStep::Sealing;
                 }
             }
@@ -96,6 +98,13 @@ impl FreezeSequence {
         }
         self.step
     }
+}
+
+/// Wakes every other shard: one may be waiting for this step of this one, and a
+/// driver that sleeps until its next event would otherwise wait for its next tick
+/// (the ring driver's is 50 ms).
+fn wake_the_others(shard: &Shard) {
+    shard.shared.bus.wake_others(shard.id);
 }
 
 impl Shard {
@@ -138,14 +147,6 @@ impl Shard {
             self.farewell_said = false;
             self.shared.freeze.note_farewell_done();
         }
-    }
-
-    /// Every client's socket descriptor (a freeze cancels their operations).
-    pub fn client_sockets(&self) -> Vec<RawFd> {
-        self.clients
-            .iter()
-            .filter_map(|client| client.socket)
-            .collect()
     }
 
     /// Wakes every client's writer (a thawed shard's writers look at their queues).

@@ -169,6 +169,7 @@ fn hand_over_to(
         server.thaw();
         bail!("the shards did not come to a stop within {FREEZE_TIMEOUT:?}");
     };
+    let captured_ms = frozen_at.elapsed().as_millis() as u64;
     if let Some(store) = &shared.store {
         if let Err(error) = store.sync() {
             server.thaw();
@@ -194,11 +195,14 @@ fn hand_over_to(
         server.thaw();
         return Err(error.context("the handover did not reach the new process"));
     }
+    let sent_ms = frozen_at.elapsed().as_millis() as u64;
     ours.set_read_timeout(Some(VERDICT_TIMEOUT))?;
     match read_message::<Verdict>(ours) {
         Ok(Verdict::Ready) => {
             info!(
                 clients,
+                captured_ms,
+                sent_ms,
                 frozen_ms = frozen_at.elapsed().as_millis() as u64,
                 pid = child.id(),
                 "upgrade: the new process took over; exiting"

@@ -828,16 +828,17 @@ impl Driver {
             None if asked && self.shutdown.is_none() => {
                 // Every socket operation ends: completions bring in the last input
                 // and tell how much of each send went out.
-                for listener in &self.listeners {
+                for (index, listener) in self.listeners.iter().enumerate() {
                     if listener.accepting {
-                        self.ring.cancel_fd(listener.socket.as_raw_fd())?;
+                        self.ring.cancel_accept(index)?;
                     }
                 }
-                for conn in self.conns.iter() {
-                    if conn.receiving || conn.sending {
-                        self.ring.cancel_fd(conn.stream.as_raw_fd())?;
+                for (key, conn) in self.conns.iter_keyed() {
+                    if conn.receiving {
+                        self.ring.cancel_receive(sys::token(key))?;
                     }
                 }
+                self.ring.cancel_sends()?;
                 self.freeze = Some(Freezing::Stopping);
             }
             None => {}
