@@ -21,9 +21,11 @@
 //!    decoded and checked and the listeners matched to this configuration; or
 //!    `Failed` with the reason (the old process thaws and tells the operator).
 //! 5. old: exits without touching a socket (no `ERROR`, no shutdown: the sockets
-//!    live on in the new process). new: once the pair reads end-of-file (the old
-//!    process is gone, and with it its io_uring instances and the store's lock),
-//!    opens the store and starts the shards with the clients in their old slots.
+//!    live on in the new process). new: once the pair reads end-of-file and its
+//!    parent has changed (the old process is gone, and with it its io_uring
+//!    instances), opens the store (retrying while the kernel still holds the old
+//!    process's lock on it, which can outlive its exit by a tick) and starts the
+//!    shards with the clients in their old slots.
 //!
 //! What does not cross: TLS and WebSocket connections (their session state lives in
 //! this process, and this kernel has no kernel TLS to hold the keys). Between steps
@@ -323,8 +325,9 @@ impl Answer {
     }
 
     /// Tells the old process to go, and waits until it has: its end of the pair
-    /// closes as it exits, and this process is handed to another parent only once
-    /// the exit is complete (every descriptor closed, the store's lock released).
+    /// closes as it exits, and this process is handed to another parent once its
+    /// last thread is gone. (A lock on a file it held may be released a tick later:
+    /// [`crate::store::Store::open_after_predecessor`] waits for that.)
     pub fn accept(&self) -> anyhow::Result<()> {
         // SAFETY: getppid has no preconditions.
         let old = unsafe { libc::getppid() };
