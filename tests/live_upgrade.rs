@@ -358,7 +358,8 @@ fn an_operator_upgrades_with_upgrade_and_hears_how_it_went() {
 }
 
 /// Under a service manager the old process says `RELOADING=1`, then names the new
-/// one with `MAINPID=`, which says `READY=1` once it serves (sd_notify(3)).
+/// one with `MAINPID=`, which says `READY=1` once it serves and keeps the watchdog
+/// fed (sd_notify(3), sd_watchdog_enabled(3)).
 #[test]
 fn under_systemd_the_main_pid_passes_to_the_new_process() {
     let dir = std::env::temp_dir().join(format!("ringchat-upgrade-{}-notify", std::process::id()));
@@ -370,9 +371,15 @@ fn under_systemd_the_main_pid_passes_to_the_new_process() {
         .set_read_timeout(Some(common::HANG))
         .expect("timeout");
     let mut received = Vec::new();
+    // Each wait has its own deadline: STATUS= updates keep arriving meanwhile.
     let mut expect = |assignment: &str| -> String {
         let mut buf = [0u8; 4096];
+        let deadline = Instant::now() + common::HANG;
         loop {
+            assert!(
+                Instant::now() < deadline,
+                "no {assignment:?} (got {received:?})"
+            );
             let n = manager
                 .recv(&mut buf)
                 .unwrap_or_else(|e| panic!("no {assignment:?} (got {received:?}): {e}"));
@@ -383,19 +390,43 @@ fn under_systemd_the_main_pid_passes_to_the_new_process() {
             }
         }
     };
+    // As systemd starts it: the watchdog's period, and the process it is meant for
+    // (a shell that sets it to its own pid, then becomes ringchat).
+    let wrapper = dir.join("ringchat-under-systemd");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nWATCHDOG_PID=$$ exec {:?} \"$@\"\n",
+            env!("CARGO_BIN_EXE_ringchat")
+        ),
+    )
+    .expect("write the wrapper");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
     let addr = free_port();
-    let binary = PathBuf::from(env!("CARGO_BIN_EXE_ringchat"));
-    let mut server = Running::start_with(&binary, addr, &["--shards", "2"], |command| {
-        command.env("NOTIFY_SOCKET", &path);
+    let mut server = Running::start_with(&wrapper, addr, &["--shards", "2"], |command| {
+        command
+            .env("NOTIFY_SOCKET", &path)
+            .env("WATCHDOG_USEC", "400000");
     });
     expect("READY=1");
+    expect("WATCHDOG=1");
     let mut alice = register(addr, "alice");
     server.upgrade();
     expect("RELOADING=1");
     let main_pid = expect("MAINPID=");
     let new_pid = server.took_over();
     assert_eq!(main_pid.trim(), format!("MAINPID={new_pid}"));
-    expect("READY=1");
+    let ready = expect("READY=1");
+    assert!(
+        ready.contains("STATUS=1 connections (per shard: 1 0)")
+            || ready.contains("STATUS=1 connections (per shard: 0 1)"),
+        "the new process counts alice from its start: {ready:?}"
+    );
+    // The old process exited before the new one said READY=1: this is the new one's.
+    expect("WATCHDOG=1");
     alice.send("PING :still");
     alice.skip_until(|line| line.ends_with(":still"));
 }

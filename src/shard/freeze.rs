@@ -235,6 +235,9 @@ impl Shard {
             .into_iter()
             .map(|(id, ms)| (id, now + Duration::from_millis(ms)))
             .collect();
+        // Readers on other threads (STATUS=, STATS, metrics) see the restored
+        // clients at once, not at the first housekeeping tick.
+        self.publish_counters();
     }
 }
 

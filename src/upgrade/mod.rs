@@ -237,6 +237,12 @@ fn start_new_binary(binary: &PathBuf, theirs: &UnixStream) -> anyhow::Result<Chi
         .env_remove("LISTEN_PID")
         .env_remove("LISTEN_FDS")
         .env_remove("LISTEN_FDNAMES");
+    // systemd's watchdog names this process too; unset, it means "whoever reads
+    // it", so the new process (the main one once it takes over) keeps pinging.
+    // Left as it was, the new one would not ping and systemd would kill it.
+    if std::env::var("WATCHDOG_PID").is_ok_and(|pid| pid == std::process::id().to_string()) {
+        command.env_remove("WATCHDOG_PID");
+    }
     // SAFETY: between fork and exec only async-signal-safe calls: fcntl on a
     // descriptor this process owns, to let it cross the exec.
     unsafe {
