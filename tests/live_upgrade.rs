@@ -357,6 +357,26 @@ fn an_operator_upgrades_with_upgrade_and_hears_how_it_went() {
     );
 }
 
+/// Channel history lives in the store, which the old process commits before the
+/// handover and the new one opens after it: what was said before an upgrade is
+/// there after it, once each, with the same msgid and time.
+#[test]
+fn history_said_before_an_upgrade_is_kept_through_it() {
+    let addr = free_port();
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_ringchat"));
+    let mut server = Running::start(&binary, addr, &["--shards", "2"]);
+    let caps = "batch draft/chathistory echo-message message-tags server-time";
+    let mut alice = common::register_connected_with_caps(Client::connect(addr), "alice", caps);
+    join(&mut alice, "#kept");
+    let said = common::send_messages(&mut alice, "#kept", 5);
+    server.upgrade();
+    server.took_over();
+    assert_eq!(
+        common::history(&mut alice, "CHATHISTORY LATEST #kept * 10", "#kept"),
+        said
+    );
+}
+
 /// Under a service manager the old process says `RELOADING=1`, then names the new
 /// one with `MAINPID=`, which says `READY=1` once it serves and keeps the watchdog
 /// fed (sd_notify(3), sd_watchdog_enabled(3)).

@@ -288,7 +288,12 @@ pub fn flood_until_cut_off(sender: &mut Client, reader: &mut Client, slow: &str)
 /// Registers `nick` on `server` after requesting `caps` (space-separated); any
 /// server name (a cluster node's is `node<N>.ringchat.local`).
 pub fn register_with_caps(server: &TestServer, nick: &str, caps: &str) -> Client {
-    let mut client = server.connect();
+    register_connected_with_caps(server.connect(), nick, caps)
+}
+
+/// [`register_with_caps`] on a connection already made (to a server a test runs
+/// itself).
+pub fn register_connected_with_caps(mut client: Client, nick: &str, caps: &str) -> Client {
     client.nick = nick.to_owned();
     client.send("CAP LS 302");
     client.send(&format!("NICK {nick}"));
