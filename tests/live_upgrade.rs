@@ -413,18 +413,13 @@ fn under_systemd_the_main_pid_passes_to_the_new_process() {
     // As systemd starts it: the watchdog's period, and the process it is meant for
     // (a shell that sets it to its own pid, then becomes ringchat).
     let wrapper = dir.join("ringchat-under-systemd");
-    std::fs::write(
+    install_script(
         &wrapper,
-        format!(
+        &format!(
             "#!/bin/sh\nWATCHDOG_PID=$$ exec {:?} \"$@\"\n",
             env!("CARGO_BIN_EXE_ringchat")
         ),
-    )
-    .expect("write the wrapper");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    }
+    );
     let addr = free_port();
     let mut server = Running::start_with(&wrapper, addr, &["--shards", "2"], |command| {
         command

@@ -47,7 +47,7 @@ impl FreezeSequence {
         let closing: Vec<ClientId> = shard
             .clients
             .iter()
-            .filter(|client| client.tls.is_some() || client.websocket)
+            .filter(|client| !client.crosses_an_upgrade())
             .map(|client| client.id)
             .collect();
         for id in closing {
@@ -56,7 +56,9 @@ impl FreezeSequence {
         shard.close_doomed();
         shard.pump();
         shard.shared.freeze.note_input_stopped();
-        wake_the_others(shard);
+        // Another shard may wait for this step of this one; a driver that sleeps
+        // until its next event would otherwise wait for its tick (ring: 50 ms).
+        shard.shared.bus.wake_others(shard.id);
         FreezeSequence {
             step: FreezeStep::Settling,
         }
@@ -82,7 +84,7 @@ impl FreezeSequence {
                 shard.flush_handoffs();
                 if !shard.has_outgoing() {
                     shard.shared.freeze.note_sealed();
-                    wake_the_others(shard);
+                    shard.shared.bus.wake_others(shard.id);
                     self.step = FreezeStep::Sealing;
                 }
             }
@@ -100,13 +102,6 @@ impl FreezeSequence {
     }
 }
 
-/// Wakes every other shard: one may be waiting for this step of this one, and a
-/// driver that sleeps until its next event would otherwise wait for its next tick
-/// (the ring driver's is 50 ms).
-fn wake_the_others(shard: &Shard) {
-    shard.shared.bus.wake_others(shard.id);
-}
-
 impl Shard {
     /// A live upgrade's farewell (see [`Freeze::ask_farewell`]): tells each TLS
     /// and WebSocket client why it is being closed, closes it, and reports once all
@@ -121,7 +116,7 @@ impl Shard {
         let leaving: Vec<ClientId> = self
             .clients
             .iter()
-            .filter(|client| client.tls.is_some() || client.websocket)
+            .filter(|client| !client.crosses_an_upgrade())
             .map(|client| client.id)
             .collect();
         if !self.farewell_said {
@@ -183,7 +178,7 @@ impl Shard {
             clients: Vec::new(),
         };
         for client in self.clients.iter() {
-            if client.closing || client.tls.is_some() || client.websocket {
+            if client.closing || !client.crosses_an_upgrade() {
                 continue;
             }
             // A client whose socket was taken to be reset (stalled) is going.

@@ -316,6 +316,12 @@ impl Client {
         }
     }
 
+    /// Whether a live upgrade can hand this connection to the new process: not a
+    /// TLS or WebSocket one, whose session state lives in this process only.
+    pub fn crosses_an_upgrade(&self) -> bool {
+        self.tls.is_none() && !self.websocket
+    }
+
     /// Whether registration has completed.
     pub fn is_registered(&self) -> bool {
         self.registration.is_none()
