@@ -24,13 +24,12 @@ struct Nats {
 
 impl Nats {
     fn start() -> Nats {
-        let store = scratch_dir("nats");
-        Nats::start_on(free_port(), store)
+        Nats::start_on_a_free_port(scratch_dir("nats"), &[])
     }
 
-    /// Starts (or restarts) on `port` with the store at `store`.
+    /// Restarts on `port` (where it ran before) with the store at `store`.
     fn start_on(port: u16, store: PathBuf) -> Nats {
-        Nats::start_with(port, store, &[])
+        Nats::start_with(port, store, &[]).unwrap_or_else(|why| panic!("{why}"))
     }
 
     /// A server that requires TLS with `pki`'s `localhost` certificate.
@@ -41,10 +40,27 @@ impl Nats {
             files.key.display().to_string(),
         );
         let tls = ["--tls", "--tlscert", &cert, "--tlskey", &key];
-        Nats::start_with(free_port(), scratch_dir("nats-tls"), &tls)
+        Nats::start_on_a_free_port(scratch_dir("nats-tls"), &tls)
     }
 
-    fn start_with(port: u16, store: PathBuf, extra: &[&str]) -> Nats {
+    /// A port found free can be taken by a parallel test (a ringchat node binding
+    /// port 0) before nats-server binds it; then this server exits and a connect to
+    /// the port reaches the other listener. So a server that exits is started again
+    /// on another port.
+    fn start_on_a_free_port(store: PathBuf, extra: &[&str]) -> Nats {
+        let mut why = String::new();
+        for _ in 0..5 {
+            match Nats::start_with(free_port(), store.clone(), extra) {
+                Ok(nats) => return nats,
+                Err(failed) => why = failed,
+            }
+        }
+        panic!("nats-server never started: {why}")
+    }
+
+    /// Runs nats-server on `port` and waits until it listens there; an error if it
+    /// exits first (its port was taken).
+    fn start_with(port: u16, store: PathBuf, extra: &[&str]) -> Result<Nats, String> {
         let child = Command::new("nats-server")
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
             .arg(&store)
@@ -53,8 +69,23 @@ impl Nats {
             .stderr(Stdio::null())
             .spawn()
             .expect("nats-server starts (apt-get install nats-server)");
-        wait_for_port(port);
-        Nats { child, port, store }
+        let mut nats = Nats { child, port, store };
+        let deadline = Instant::now() + HANG;
+        loop {
+            if let Ok(Some(status)) = nats.child.try_wait() {
+                return Err(format!("nats-server on port {port} exited: {status}"));
+            }
+            if listening(port) {
+                // Its own listener, unless it exits now for want of the port.
+                std::thread::sleep(Duration::from_millis(50));
+                if let Ok(Some(status)) = nats.child.try_wait() {
+                    return Err(format!("nats-server on port {port} exited: {status}"));
+                }
+                return Ok(nats);
+            }
+            assert!(Instant::now() < deadline, "port {port} never opened");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn url(&self) -> String {
@@ -88,12 +119,11 @@ fn free_port() -> u16 {
     common::free_port().port()
 }
 
-fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + HANG;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "port {port} never opened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// Whether something listens on `port`. A connect to a closed port in the
+/// ephemeral range can meet itself (TCP simultaneous open), which is not a listener.
+fn listening(port: u16) -> bool {
+    TcpStream::connect(("127.0.0.1", port))
+        .is_ok_and(|stream| stream.local_addr().ok() != stream.peer_addr().ok())
 }
 
 fn cluster(nats: &Nats, node: u16) -> ClusterConfig {
