@@ -12,7 +12,7 @@ use ringchat::server::Resumption;
 use ringchat::settings::Settings;
 use ringchat::state::rehash::RehashOutcome;
 use ringchat::systemd::{self, Notifier};
-use ringchat::upgrade::{self, Incoming};
+use ringchat::upgrade::{self, Incoming, Starting};
 use ringchat::{metrics, reload, Server};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -177,9 +177,9 @@ fn run(
     };
     let notifier = Notifier::from_env()?;
     upgrade::remember_binary();
-    let (mut server, socket_activated, upgraded) = match Incoming::take()? {
-        Some(incoming) => {
-            let (server, upgraded) = resume(settings, incoming)?;
+    let (mut server, socket_activated, upgraded) = match Starting::from_env()? {
+        Some(starting) => {
+            let (server, upgraded) = resume(settings, starting)?;
             (server, false, Some(upgraded))
         }
         None => {
@@ -259,17 +259,27 @@ fn run(
 /// The new side of a live upgrade: checks the handover, tells the old process to go
 /// (or why not, and it serves on), and starts from it once the old one is gone.
 /// Returns the server and the operator who asked, with the old version.
+///
+/// A cluster node first connects to NATS and subscribes as the old process's node,
+/// before it says hello: messages the old one no longer takes in wait for it there.
 fn resume(
     settings: &Settings,
-    incoming: Incoming,
+    starting: Starting,
 ) -> anyhow::Result<(Server, (Option<ringchat::state::ClientId>, String))> {
+    let continuing = match (&settings.config.cluster, starting.node) {
+        (Some(_), Some(node)) => Some(
+            ringchat::cluster::Continuing::connect(&settings.config, node)
+                .context("the upgrade's new process cannot reach the cluster")?,
+        ),
+        _ => None,
+    };
     let Incoming {
         answer,
         handover,
         descriptors,
-    } = incoming;
+    } = starting.receive()?;
     let from = handover.from_version.clone();
-    let resumption = match Resumption::check(&settings.config, handover, descriptors) {
+    let resumption = match Resumption::check(&settings.config, handover, descriptors, continuing) {
         Ok(resumption) => resumption,
         Err(error) => {
             answer.refuse(&format!("{error:#}"));

@@ -48,6 +48,8 @@ type BoundAll = (
 /// go (or to serve on) before anything here is started.
 pub struct Resumption {
     network: Option<Network>,
+    /// A cluster node's link, going on as the old process's run.
+    joining: Option<crate::cluster::Joining>,
     listeners: Vec<Vec<(TcpListener, ListenerKind)>>,
     shards: Vec<ResumedShard>,
     /// The operator who asked for the upgrade, told how it went.
@@ -66,11 +68,14 @@ struct ResumedShard {
 impl Resumption {
     /// Decodes and checks `incoming` against `config`: the same number of shards,
     /// a network snapshot that loads, TLS settings for TLS listeners, one descriptor
-    /// per listener and client.
+    /// per listener and client. On a cluster node (`continuing`, connected and
+    /// subscribed already), last of all, the link takes over the node id's lease
+    /// for the old process's run.
     pub fn check(
         config: &Config,
         handover: Handover,
         descriptors: Vec<OwnedFd>,
+        continuing: Option<crate::cluster::Continuing>,
     ) -> anyhow::Result<Resumption> {
         if handover.shards.len() != config.shards {
             bail!(
@@ -79,12 +84,32 @@ impl Resumption {
                 config.shards
             );
         }
-        if config.cluster.is_some() {
-            bail!("this configuration is a cluster node; the old process was not");
-        }
-        let mut network =
-            Network::from_snapshot(&handover.network, Layout::standalone(config.shards))
-                .map_err(|error| anyhow!("the network snapshot does not load: {error}"))?;
+        let layout = match (&config.cluster, &handover.link, &continuing) {
+            (None, None, None) => Layout::standalone(config.shards),
+            (Some(cluster), Some(link), Some(_)) => {
+                if !cluster.pick_node_id && cluster.node != link.node {
+                    bail!(
+                        "the old process ran as node {} and this configuration names --node-id {}",
+                        link.node,
+                        cluster.node
+                    );
+                }
+                Layout {
+                    node: link.node,
+                    shard_count: config.shards as u16,
+                }
+            }
+            (None, Some(_), _) => {
+                bail!("the old process is a cluster node; this configuration is not")
+            }
+            (Some(_), None, _) => {
+                bail!("this configuration is a cluster node; the old process was not")
+            }
+            (Some(_), Some(_), None) => bail!("the old process did not name its node id"),
+            (None, None, Some(_)) => bail!("a cluster link was started without a cluster"),
+        };
+        let mut network = Network::from_snapshot(&handover.network, layout)
+            .map_err(|error| anyhow!("the network snapshot does not load: {error}"))?;
         let mut descriptors = descriptors.into_iter();
         let flood = crate::live::LiveSettings::new(config).flood_policy();
         let now = std::time::Instant::now();
@@ -132,8 +157,15 @@ impl Resumption {
         if descriptors.next().is_some() {
             bail!("the handover carried more descriptors than it named");
         }
+        let (network, joining) = match (continuing, handover.link) {
+            (Some(continuing), Some(link)) => {
+                (None, Some(continuing.continue_from(link, network)?))
+            }
+            _ => (Some(network), None),
+        };
         Ok(Resumption {
-            network: Some(network),
+            network,
+            joining,
             listeners,
             shards,
             asked_by: handover.asked_by,
@@ -281,9 +313,13 @@ impl Server {
                 shard.extend(sockets.into_iter().map(|socket| (socket, kind.clone())));
             }
         }
-        let joining = match &config.cluster {
-            Some(_) => Some(crate::cluster::Joining::open(&config)?),
-            None => None,
+        let continued = resumption
+            .as_mut()
+            .and_then(|resumption| resumption.joining.take());
+        let joining = match (&config.cluster, continued) {
+            (Some(_), Some(continued)) => Some(continued),
+            (Some(_), None) => Some(crate::cluster::Joining::open(&config)?),
+            (None, _) => None,
         };
         // Without --node-id the node's number is the one its lease was given.
         if let (Some(cluster), Some(joining)) = (config.cluster.as_mut(), &joining) {
@@ -448,17 +484,14 @@ impl Server {
     /// their captures arrive through `shared.freeze`.
     pub fn freeze(&self) {
         self.shared.freeze.ask(self.shared.config.shards);
-        for shard in 0..self.shared.config.shards as u16 {
-            self.shared.bus.wake(shard);
-        }
+        // The shards, and a cluster node's link.
+        self.shared.bus.wake_all();
     }
 
-    /// Lets every frozen shard go on: the upgrade failed.
+    /// Lets every frozen shard (and a sealed cluster link) go on: the upgrade failed.
     pub fn thaw(&self) {
         self.shared.freeze.thaw();
-        for shard in 0..self.shared.config.shards as u16 {
-            self.shared.bus.wake(shard);
-        }
+        self.shared.bus.wake_all();
     }
 
     /// Begins a graceful shutdown without waiting for it.

@@ -171,11 +171,26 @@ fn spawn_node(
     id: u16,
     extra: &[&str],
 ) -> (Child, SocketAddr, std::sync::mpsc::Receiver<String>) {
+    spawn_node_from(env!("CARGO_BIN_EXE_ringchat").as_ref(), nats, id, extra)
+}
+
+/// [`spawn_node`], running the program at `binary` (a live upgrade runs what is at
+/// that path then).
+fn spawn_node_from(
+    binary: &std::path::Path,
+    nats: &Nats,
+    id: u16,
+    extra: &[&str],
+) -> (Child, SocketAddr, std::sync::mpsc::Receiver<String>) {
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ringchat"))
+    let mut child = Command::new(binary)
         .args(["--listen", &format!("127.0.0.1:{port}"), "--shards", "1"])
         .args(["--cluster", &nats.url(), "--node-id", &id.to_string()])
-        .args(["--node-timeout", "1"])
+        .args(
+            ["--node-timeout", "1"]
+                .iter()
+                .filter(|_| !extra.contains(&"--node-timeout")),
+        )
         .args(extra)
         .env_remove("RUST_LOG")
         // Its own data directory: the store in one is locked by the node using it.
@@ -1002,4 +1017,152 @@ fn every_node_keeps_every_channel_message_and_the_direct_messages_to_its_users()
     for client in [&mut alice, &mut bob] {
         assert_eq!(history(client, "CHATHISTORY LATEST #c * 10", "#c"), said);
     }
+}
+
+/// The pid in the old process's log line saying the new one took over.
+fn successor_pid(line: &str) -> libc::pid_t {
+    line.split("pid=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {line:?}"))
+}
+
+#[test]
+#[cfg_attr(
+    not(has_nats_server),
+    ignore = "nats-server is not installed (apt-get install nats-server)"
+)]
+fn a_node_upgrades_live_and_the_other_node_sees_nothing_change() {
+    let nats = Nats::start();
+    // A node declares another lost after its timeout without a heartbeat; 5 s
+    // keeps a slow machine's upgrade from passing for a death.
+    let one = node_with(&nats, 1, |config| {
+        config.flood_rate = 0.0;
+        if let Some(cluster) = config.cluster.as_mut() {
+            cluster.node_timeout = Duration::from_secs(5);
+        }
+    });
+    let (mut zero, addr, logs) =
+        spawn_node(&nats, 0, &["--flood-rate", "0", "--node-timeout", "5"]);
+    wait_for_line(&logs, "ringchat started");
+    let mut alice = Client::register(Client::connect(addr), "alice");
+    alice.send("JOIN #up");
+    line_containing(&mut alice, " 366 ");
+    let mut bob = one.register("bob");
+    bob.send("JOIN #up");
+    line_containing(&mut bob, " 366 ");
+    line_containing(&mut alice, ":bob!");
+
+    // Both talk at a steady rate, each way across the nodes, while node 0 upgrades,
+    // and on for a while after the new process has taken over: every few
+    // milliseconds, so lines cross at each step of the handover.
+    let mut successor = None;
+    let mut sent = 0;
+    let mut after_takeover = 0;
+    while after_takeover < 40 {
+        alice.send(&format!("PRIVMSG #up :from alice {sent}"));
+        bob.send(&format!("PRIVMSG alice :from bob {sent}"));
+        sent += 1;
+        if sent == 20 {
+            // SAFETY: signalling the node this test started.
+            unsafe { libc::kill(zero.id() as libc::pid_t, libc::SIGUSR2) };
+        }
+        if successor.is_none() {
+            while let Ok(line) = logs.try_recv() {
+                if line.contains("the new process took over") {
+                    successor = Some(successor_pid(&line));
+                }
+            }
+        } else {
+            after_takeover += 1;
+        }
+        assert!(sent < 5_000, "node 0 never upgraded");
+        std::thread::sleep(Duration::from_millis(4));
+    }
+    let successor = successor.expect("the upgrade's outcome was read");
+    let numbers = |client: &mut Client, prefix: &str| -> Vec<u32> {
+        let mut seen = Vec::new();
+        while seen.len() < sent as usize {
+            let line = client.line();
+            assert!(!line.contains(" QUIT "), "{prefix}: {line}");
+            if let Some(number) = line.split(prefix).nth(1) {
+                seen.push(number.trim().parse().expect("a number"));
+            }
+        }
+        seen
+    };
+    assert_eq!(
+        numbers(&mut bob, ":from alice "),
+        (0..sent).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        numbers(&mut alice, ":from bob "),
+        (0..sent).collect::<Vec<_>>()
+    );
+
+    // Still one network, with node 0 under the same id and run: a newcomer there
+    // sees bob, and a change ordered through the stream reaches both nodes.
+    let mut carol = Client::register(Client::connect(addr), "carol");
+    carol.send("JOIN #up");
+    line_containing(&mut carol, " 366 ");
+    line_containing(&mut bob, ":carol!");
+    bob.send("NICK robert");
+    line_containing(&mut bob, "NICK");
+    assert!(line_containing(&mut alice, ":bob!").ends_with("NICK :robert"));
+    alice.send("PRIVMSG robert :found you");
+    assert!(line_containing(&mut bob, "PRIVMSG robert").ends_with(":found you"));
+    alice.expect_nothing();
+    bob.expect_nothing();
+    // SAFETY: the upgraded node, started by the one this test started.
+    unsafe { libc::kill(successor, libc::SIGKILL) };
+    let _ = zero.kill();
+    let _ = zero.wait();
+}
+
+#[test]
+#[cfg_attr(
+    not(has_nats_server),
+    ignore = "nats-server is not installed (apt-get install nats-server)"
+)]
+fn a_node_whose_upgrade_is_refused_after_the_freeze_serves_on_in_the_cluster() {
+    let nats = Nats::start();
+    let one = node(&nats, 1);
+    let binary = common::own_binary("cluster-refused");
+    let (mut zero, addr, logs) = spawn_node_from(&binary, &nats, 0, &[]);
+    wait_for_line(&logs, "ringchat started");
+    let mut alice = Client::register(Client::connect(addr), "alice");
+    alice.send("JOIN #c");
+    line_containing(&mut alice, " 366 ");
+    let mut bob = one.register("bob");
+    bob.send("JOIN #c");
+    line_containing(&mut bob, " 366 ");
+    line_containing(&mut alice, ":bob!");
+
+    // The new build comes up as another node id: it says hello, the old process
+    // freezes (its link sealed), and the new one refuses what it is handed.
+    common::install_script(
+        &binary,
+        &format!(
+            "#!/bin/sh\nexec {} $(echo \"$@\" | sed 's/--node-id 0/--node-id 7/')\n",
+            env!("CARGO_BIN_EXE_ringchat")
+        ),
+    );
+    // SAFETY: signalling the node this test started.
+    unsafe { libc::kill(zero.id() as libc::pid_t, libc::SIGUSR2) };
+    let failed = wait_for_line(&logs, "upgrade failed, serving on");
+    assert!(failed.contains("ran as node 0"), "{failed}");
+
+    // The old process thawed, its link too: messages and ordered changes flow
+    // both ways again.
+    alice.send("PRIVMSG #c :still here");
+    assert!(line_containing(&mut bob, "PRIVMSG #c").ends_with(":still here"));
+    bob.send("NICK robert");
+    assert!(line_containing(&mut alice, ":bob!").ends_with("NICK :robert"));
+    bob.send("PRIVMSG alice :welcome back");
+    assert!(line_containing(&mut alice, "PRIVMSG alice").ends_with(":welcome back"));
+    alice.send("NICK alicia");
+    assert!(line_containing(&mut bob, ":alice!").ends_with("NICK :alicia"));
+    let _ = zero.kill();
+    let _ = zero.wait();
 }

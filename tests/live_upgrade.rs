@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{free_port, has_numeric, Client};
+use common::{free_port, has_numeric, install_script, own_binary, Client};
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -141,29 +141,6 @@ fn register(addr: SocketAddr, nick: &str) -> Client {
 fn join(client: &mut Client, channel: &str) {
     client.send(&format!("JOIN {channel}"));
     client.skip_until(|line| has_numeric(line, "366"));
-}
-
-/// The binary, reachable under a path of the test's own, so the test can put another
-/// program there (a hard link: the real binary is untouched when it is replaced).
-fn own_binary(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ringchat-upgrade-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    let path = dir.join("ringchat");
-    if std::fs::hard_link(env!("CARGO_BIN_EXE_ringchat"), &path).is_err() {
-        std::fs::copy(env!("CARGO_BIN_EXE_ringchat"), &path).expect("copy the binary");
-    }
-    path
-}
-
-/// Replaces the program at `path` with a shell script (rename over it, as a package
-/// manager installs a new build).
-fn install_script(path: &Path, script: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    let staged = path.with_extension("new");
-    std::fs::write(&staged, script).expect("write the script");
-    std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    std::fs::rename(&staged, path).expect("install the script");
 }
 
 /// Alice sends `count` numbered lines to #up at a steady rate; the server is

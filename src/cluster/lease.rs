@@ -25,6 +25,8 @@
 //!   while this node was cut off (and declared lost): [`LeaseKeeper::is_lost`].
 //! - **Giving it back**: a node that shuts down deletes the entry (if still its
 //!   own), so its id can be used again at once.
+//! - **Handing it on** (a live upgrade): the new process renews the entry for the
+//!   old process's run ([`continue_run`]); the old one exits without deleting it.
 
 use anyhow::{anyhow, bail, Context as _};
 use async_nats::jetstream::{self, kv};
@@ -126,26 +128,53 @@ pub(super) async fn acquire(
         Wanted::Exactly(node) => (node, taker.take_exactly(node).await?),
         Wanted::LowestFree { highest } => taker.take_lowest_free(highest).await?,
     };
-    let lost = Arc::new(AtomicBool::new(false));
-    let (release_tx, release_rx) = oneshot::channel();
-    let renewal = renewal_period(node_timeout);
-    tokio::spawn(keep(
-        taker.store,
-        node.to_string(),
-        revision,
-        taker.holder,
-        renewal,
-        lost.clone(),
-        release_rx,
-    ));
-    Ok((
-        LeaseKeeper {
-            node,
-            lost,
-            release: Some(release_tx),
+    Ok((taker.keep(node, revision), node))
+}
+
+/// A live upgrade's new process goes on holding node id `node` for run `run`,
+/// which the old process holds and renews until it exits: the entry must still name
+/// that run. The two renew side by side meanwhile (each takes the other's renewal
+/// of the same run as its own: see [`keep`]); the old one never gives it back.
+pub(super) async fn continue_run(
+    jetstream: &jetstream::Context,
+    bucket: &str,
+    node: u16,
+    run: u64,
+    node_timeout: Duration,
+) -> anyhow::Result<LeaseKeeper> {
+    let taker = Taker {
+        store: open_bucket(jetstream, bucket).await?,
+        holder: Holder {
+            run,
+            place: this_place(),
+            renewed_micros: 0,
         },
-        node,
-    ))
+        node_timeout,
+    };
+    for _ in 0..ATTEMPTS {
+        let Some(entry) = taker.entry(node).await? else {
+            bail!("node id {node} is no longer leased to this node (the entry is gone)");
+        };
+        let holder = Holder::decode(&entry.value);
+        if holder.run != run {
+            bail!(
+                "node id {node} is now leased to another run ({}, run {})",
+                holder.place,
+                holder.run
+            );
+        }
+        let renewed = taker
+            .store
+            .update(node.to_string(), taker.renewed_now(), entry.revision)
+            .await;
+        match renewed {
+            Ok(revision) => return Ok(taker.keep(node, revision)),
+            // The old process renewed it in between: read it again.
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+            Err(e) => bail!("cannot renew the lease of node id {node}: {e}"),
+        }
+    }
+    bail!("node id {node}: its lease kept changing while this process took it over")
 }
 
 /// A starting node taking an id.
@@ -167,6 +196,26 @@ enum Take {
 }
 
 impl Taker {
+    /// Starts renewing `node`'s entry from `revision` on the current runtime.
+    fn keep(self, node: u16, revision: u64) -> LeaseKeeper {
+        let lost = Arc::new(AtomicBool::new(false));
+        let (release_tx, release_rx) = oneshot::channel();
+        tokio::spawn(keep(
+            self.store,
+            node.to_string(),
+            revision,
+            self.holder,
+            renewal_period(self.node_timeout),
+            lost.clone(),
+            release_rx,
+        ));
+        LeaseKeeper {
+            node,
+            lost,
+            release: Some(release_tx),
+        }
+    }
+
     /// `--node-id node`: takes it, taking over a stale entry after one node timeout
     /// without a renewal, or refuses naming the live holder.
     async fn take_exactly(&self, node: u16) -> anyhow::Result<u64> {

@@ -21,11 +21,12 @@ use super::wire::{self, EventEnvelope, Kept, MessageBody, MessageHeader, Receive
 use crate::config::ClusterConfig;
 use crate::proto::CaselessKey;
 use crate::state::bus::{Batch, Handoff, Links, Stamped};
+use crate::state::handover::LinkCapture;
 use crate::state::network::wire::{decode_event, encode_event};
 use crate::state::network::{Event, Layout, Network, ShardSet};
 use crate::state::Shared;
 use crate::store::history::{self, Kind, Record, Retention, Target};
-use anyhow::{anyhow, Context as _};
+use anyhow::{anyhow, bail, Context as _};
 use async_nats::jetstream::{self, consumer, object_store, stream};
 use futures_util::{FutureExt, StreamExt};
 use std::collections::HashMap;
@@ -73,18 +74,99 @@ pub(super) struct Opened {
     connection_events: mpsc::UnboundedReceiver<async_nats::Event>,
     /// The replica to start from (the latest snapshot, or empty).
     pub network: Network,
+    /// A live upgrade: the old process's link, where it stopped.
+    continued: Option<LinkCapture>,
+    /// A live upgrade: this node's subscriptions, made before the old process
+    /// stopped taking messages.
+    subscriptions: Option<Subscriptions>,
 }
 
-/// Connects to the cluster's NATS servers, makes sure its stream and snapshot bucket
-/// exist, takes the node id's lease (the configured id, or the lowest free one; or
-/// refuses: another live node holds it), and loads the latest snapshot for a node
-/// with `shard_count` shards. Errors say which step failed and where.
-pub(super) async fn open(
+/// The NATS connection and the event stream, before the node has an id.
+pub(super) struct Connected {
+    client: async_nats::Client,
+    jetstream: jetstream::Context,
+    stream: stream::Stream,
+    connection_events: mpsc::UnboundedReceiver<async_nats::Event>,
+    subjects: Subjects,
+}
+
+/// A node's subscriptions: messages to its users, and every node's heartbeats.
+pub(super) struct Subscriptions {
+    messages: async_nats::Subscriber,
+    heartbeats: async_nats::Subscriber,
+}
+
+impl Subscriptions {
+    async fn make(
+        client: &async_nats::Client,
+        subjects: &Subjects,
+        node: u16,
+    ) -> anyhow::Result<Subscriptions> {
+        let messages = client.subscribe(subjects.node(node)).await?;
+        let heartbeats = client.subscribe(subjects.heartbeat.clone()).await?;
+        Ok(Subscriptions {
+            messages,
+            heartbeats,
+        })
+    }
+}
+
+impl Connected {
+    /// Subscribes as node `node`. Messages wait in the subscriptions until the link
+    /// runs: a live upgrade's new process subscribes before the old process stops
+    /// taking messages, so none falls between the two (the repeats are dropped by
+    /// their numbers, [`Reorder::resumed`]).
+    pub(super) async fn subscribe(&self, node: u16) -> anyhow::Result<Subscriptions> {
+        Subscriptions::make(&self.client, &self.subjects, node).await
+    }
+
+    /// A live upgrade's new process goes on as the old process's run of the node:
+    /// its lease (which must still name that run), its numbering, and its replica
+    /// (`network`, handed over, at the stream position the link had reached).
+    pub(super) async fn continue_run(
+        self,
+        cluster: &ClusterConfig,
+        subscriptions: Subscriptions,
+        capture: LinkCapture,
+        network: Network,
+    ) -> anyhow::Result<Opened> {
+        if network.applied() != capture.appended {
+            bail!(
+                "the handed-over replica is at stream entry {} and the link at {}",
+                network.applied(),
+                capture.appended
+            );
+        }
+        let lease = lease::continue_run(
+            &self.jetstream,
+            &self.subjects.node_ids,
+            capture.node,
+            capture.run,
+            cluster.node_timeout,
+        )
+        .await?;
+        let snapshots = open_snapshots(&self.jetstream, &self.subjects).await?;
+        Ok(Opened {
+            run: capture.run,
+            lease,
+            node: capture.node,
+            client: self.client,
+            jetstream: self.jetstream,
+            stream: self.stream,
+            snapshots,
+            connection_events: self.connection_events,
+            network,
+            continued: Some(capture),
+            subscriptions: Some(subscriptions),
+        })
+    }
+}
+
+/// Connects to the cluster's NATS servers and makes sure the event stream exists.
+pub(super) async fn connect(
     cluster: &ClusterConfig,
     network_name: &str,
-    shard_count: u16,
-    server_bans: Vec<crate::state::network::ServerBan>,
-) -> anyhow::Result<Opened> {
+) -> anyhow::Result<Connected> {
     let subjects = Subjects::for_network(network_name);
     let (events_tx, connection_events) = mpsc::unbounded_channel();
     let mut options = async_nats::ConnectOptions::new()
@@ -127,6 +209,54 @@ pub(super) async fn open(
                 subjects.stream
             )
         })?;
+    Ok(Connected {
+        client,
+        jetstream,
+        stream,
+        connection_events,
+        subjects,
+    })
+}
+
+/// The snapshot bucket, created on first use.
+async fn open_snapshots(
+    jetstream: &jetstream::Context,
+    subjects: &Subjects,
+) -> anyhow::Result<object_store::ObjectStore> {
+    match jetstream.get_object_store(&subjects.snapshots).await {
+        Ok(store) => Ok(store),
+        Err(_) => jetstream
+            .create_object_store(object_store::Config {
+                bucket: subjects.snapshots.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| {
+                anyhow!(
+                    "cannot open the snapshot bucket {}: {e}",
+                    subjects.snapshots
+                )
+            }),
+    }
+}
+
+/// Connects to the cluster's NATS servers, makes sure its stream and snapshot bucket
+/// exist, takes the node id's lease (the configured id, or the lowest free one; or
+/// refuses: another live node holds it), and loads the latest snapshot for a node
+/// with `shard_count` shards. Errors say which step failed and where.
+pub(super) async fn open(
+    cluster: &ClusterConfig,
+    network_name: &str,
+    shard_count: u16,
+    server_bans: Vec<crate::state::network::ServerBan>,
+) -> anyhow::Result<Opened> {
+    let Connected {
+        client,
+        jetstream,
+        stream,
+        connection_events,
+        subjects,
+    } = connect(cluster, network_name).await?;
     let run = unix_micros();
     let wanted = if cluster.pick_node_id {
         // Shards and node numbers share the places of a channel's member set.
@@ -149,21 +279,7 @@ pub(super) async fn open(
         info!(node, "took the lowest free node id");
     }
     let layout = Layout { node, shard_count };
-    let snapshots = match jetstream.get_object_store(&subjects.snapshots).await {
-        Ok(store) => store,
-        Err(_) => jetstream
-            .create_object_store(object_store::Config {
-                bucket: subjects.snapshots.clone(),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| {
-                anyhow!(
-                    "cannot open the snapshot bucket {}: {e}",
-                    subjects.snapshots
-                )
-            })?,
-    };
+    let snapshots = open_snapshots(&jetstream, &subjects).await?;
     let network = match load_snapshot(&snapshots, layout).await? {
         Some(network) => {
             info!(
@@ -185,6 +301,8 @@ pub(super) async fn open(
         snapshots,
         connection_events,
         network,
+        continued: None,
+        subscriptions: None,
     })
 }
 
@@ -320,6 +438,13 @@ struct Link {
     /// `appended` at the last tick, and for how many ticks the stream has held
     /// entries beyond it without any arriving.
     stalled: (u64, u32),
+    /// This run goes on from an upgraded process: its users are live, not left over.
+    continuing: bool,
+    /// Subscriptions made before the link ran (a live upgrade's new process).
+    subscriptions: Option<Subscriptions>,
+    /// Settled for a live upgrade ([`Link::settle_for_upgrade`]): takes in nothing
+    /// until the freeze ends.
+    sealed: bool,
 }
 
 impl Link {
@@ -339,6 +464,14 @@ impl Link {
             .ok_or_else(|| anyhow!("the cluster link's bus endpoint was taken"))?;
         let shards = shared.config.shards as u16;
         let endpoints = usize::from(shards) + 1;
+        let continuing = opened.continued.is_some();
+        let (sent_to, reorder) = match opened.continued {
+            Some(capture) => (
+                capture.sent_to,
+                Reorder::resumed(capture.arrived, capture.lost),
+            ),
+            None => (Vec::new(), Reorder::default()),
+        };
         Ok(Link {
             subjects: Subjects::for_network(&shared.config.network),
             node,
@@ -358,9 +491,9 @@ impl Link {
             history: Vec::new(),
             inbound: (0..endpoints).map(|_| Batch::new()).collect(),
             appended: opened.network.applied(),
-            sent_to: Vec::new(),
+            sent_to,
             node_subjects: Vec::new(),
-            reorder: Reorder::default(),
+            reorder,
             held: None,
             pending: HashMap::new(),
             acks: mpsc::unbounded_channel(),
@@ -372,6 +505,9 @@ impl Link {
                 .map_err(|e| anyhow!("lag histogram: {e}"))?,
             resume_consumer: false,
             stalled: (0, 0),
+            continuing,
+            subscriptions: opened.subscriptions,
+            sealed: false,
             cluster,
             shared,
         })
@@ -386,16 +522,12 @@ impl Link {
 
     async fn run(&mut self, ready: std::sync::mpsc::Sender<anyhow::Result<()>>) {
         let mut ready = Some(ready);
-        let subscriptions = async {
-            let messages = self.client.subscribe(self.subjects.node(self.node)).await?;
-            let heartbeats = self
-                .client
-                .subscribe(self.subjects.heartbeat.clone())
-                .await?;
-            anyhow::Ok((messages, heartbeats))
+        let subscriptions = match self.subscriptions.take() {
+            Some(made) => Ok(made),
+            None => Subscriptions::make(&self.client, &self.subjects, self.node).await,
         };
-        let (mut messages, mut heartbeats) = match subscriptions.await {
-            Ok(subscriptions) => subscriptions,
+        let (mut messages, mut heartbeats) = match subscriptions {
+            Ok(subscriptions) => (subscriptions.messages, subscriptions.heartbeats),
             Err(e) => {
                 report(
                     &mut ready,
@@ -437,7 +569,9 @@ impl Link {
         let mut leaving_since: Option<Instant> = None;
         loop {
             if ready.is_some() && self.appended >= target && self.held.is_none() {
-                if self.shared.log.latest().nodes().contains(&self.node) {
+                let left_over =
+                    !self.continuing && self.shared.log.latest().nodes().contains(&self.node);
+                if left_over {
                     if !restarted_quit_sent {
                         restarted_quit_sent = true;
                         self.propose_for_node(Event::node_lost(self.node, "Node restarted"))
@@ -455,7 +589,7 @@ impl Link {
             }
             let waiting_for_messages = self.held.is_some();
             tokio::select! {
-                entry = events.next(), if !waiting_for_messages => match entry {
+                entry = events.next(), if !waiting_for_messages && !self.sealed => match entry {
                     Some(Ok(message)) => self.take_entry(&message),
                     Some(Err(e)) => debug!(error = %e, "event stream hiccup (the ordered consumer recovers)"),
                     None => match self.consume_from(self.appended + 1).await {
@@ -466,7 +600,7 @@ impl Link {
                         }
                     },
                 },
-                Some(message) = messages.next() => {
+                Some(message) = messages.next(), if !self.sealed => {
                     self.take_message(&message.payload);
                     for _ in 1..MESSAGES_PER_TURN {
                         match messages.next().now_or_never() {
@@ -509,6 +643,7 @@ impl Link {
             }
             self.publish_from_shards().await;
             self.flush_to_shards();
+            self.settle_for_upgrade();
             if self.shared.shutting_down.load(Ordering::Acquire) {
                 let since = *leaving_since.get_or_insert_with(Instant::now);
                 let sealed =
@@ -525,6 +660,40 @@ impl Link {
             )));
         }
         self.log_summary();
+    }
+
+    /// A live upgrade's freeze (`crate::state::freeze`): once every shard has sealed,
+    /// and this link has published all they sent, has every proposal back from the
+    /// stream and no event or message waiting for another, it posts where it stopped
+    /// and seals after them. From then on it appends and forwards nothing: the
+    /// stream's entries and other nodes' messages wait for the new process (which
+    /// reads on from this position, subscribed already) or for a thaw. Heartbeats
+    /// and the lease go on, under the same run the new process continues.
+    fn settle_for_upgrade(&mut self) {
+        let freeze = &self.shared.freeze;
+        if !freeze.is_asked() {
+            self.sealed = false;
+            return;
+        }
+        let settled = freeze.all_sealed(usize::from(self.shards))
+            && self.pending.is_empty()
+            && self.held.is_none()
+            && !self.reorder.holds_messages()
+            && self.inbound.iter().all(Batch::is_empty)
+            && self.outgoing.iter().all(Batch::is_empty);
+        if self.sealed || !settled {
+            return;
+        }
+        self.sealed = true;
+        freeze.post_link(LinkCapture {
+            node: self.node,
+            run: self.incarnation,
+            appended: self.appended,
+            sent_to: self.sent_to.clone(),
+            arrived: self.reorder.arrived().to_vec(),
+            lost: self.reorder.lost,
+        });
+        self.shared.bus.wake_others(self.endpoint);
     }
 
     /// An ordered consumer of the stream from entry `start`.
@@ -993,7 +1162,9 @@ impl Link {
                 .await;
         }
         self.try_held();
-        if !self.state().is_connected() {
+        if !self.state().is_connected() || self.sealed {
+            // Sealed for an upgrade: nothing proposed, the stream left for the new
+            // process.
             return;
         }
         let timeout = self.cluster.node_timeout;

@@ -78,6 +78,9 @@ impl FreezeSequence {
         listeners: &[(RawFd, ListenerKind)],
     ) -> FreezeStep {
         let shards = shard.shared.config.shards;
+        // A cluster node's link seals last: every proposal back from the stream,
+        // every message the shards sent published.
+        let sealers = shards + usize::from(shard.shared.cluster.is_some());
         if self.step == FreezeStep::Settling {
             shard.pump();
             if shard.shared.freeze.all_input_stopped(shards) && !shard.has_work_off_shard() {
@@ -90,8 +93,13 @@ impl FreezeSequence {
             }
         }
         if self.step == FreezeStep::Sealing {
+            if sealers > shards && !shard.shared.freeze.all_sealed(sealers) {
+                // The link may still append entries and forward messages; taking
+                // them in keeps its queues to this shard from filling up.
+                shard.pump();
+            }
             shard.flush_handoffs();
-            if shard.shared.freeze.all_sealed(shards) {
+            if shard.shared.freeze.all_sealed(sealers) {
                 shard.pump();
                 let capture = shard.capture(listeners, Instant::now());
                 shard.shared.freeze.post(shard.id, capture);

@@ -10,7 +10,7 @@
 //! Once every shard has posted its capture, nothing changes in this process until
 //! the coordinator either exits (the new process took over) or thaws.
 
-use super::handover::ShardCapture;
+use super::handover::{LinkCapture, ShardCapture};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -31,6 +31,8 @@ pub struct Freeze {
     sealed: AtomicUsize,
     /// Each shard's capture, once taken.
     captures: Mutex<Vec<Option<ShardCapture>>>,
+    /// A cluster node's link, once it has settled (it seals after every shard).
+    link: Mutex<Option<LinkCapture>>,
     captured: Condvar,
 }
 
@@ -74,6 +76,7 @@ impl Freeze {
     /// Asks `shards` shards to freeze (the caller wakes them).
     pub fn ask(&self, shards: usize) {
         *lock(&self.captures) = (0..shards).map(|_| None).collect();
+        *lock(&self.link) = None;
         self.input_stopped.store(0, Ordering::Release);
         self.sealed.store(0, Ordering::Release);
         self.asked.store(true, Ordering::Release);
@@ -84,6 +87,7 @@ impl Freeze {
     pub fn thaw(&self) {
         self.asked.store(false, Ordering::Release);
         lock(&self.captures).clear();
+        *lock(&self.link) = None;
     }
 
     /// A shard's input has stopped.
@@ -101,9 +105,22 @@ impl Freeze {
         self.sealed.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Whether every one of `shards` shards has sealed.
-    pub fn all_sealed(&self, shards: usize) -> bool {
-        self.sealed.load(Ordering::Acquire) >= shards
+    /// Whether every one of `sealers` (the shards, and a cluster node's link after
+    /// them) has sealed.
+    pub fn all_sealed(&self, sealers: usize) -> bool {
+        self.sealed.load(Ordering::Acquire) >= sealers
+    }
+
+    /// A cluster node's link has settled where `capture` says, and seals: it
+    /// appends and forwards nothing more until a thaw.
+    pub fn post_link(&self, capture: LinkCapture) {
+        *lock(&self.link) = Some(capture);
+        self.note_sealed();
+    }
+
+    /// The link's capture, once posted.
+    pub fn take_link(&self) -> Option<LinkCapture> {
+        lock(&self.link).take()
     }
 
     /// A shard's capture; the last one wakes the coordinator.

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 /// The handover format this binary writes and reads. Bumped whenever a record
 /// changes shape; both sides compare it before anything is frozen.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 /// Everything the new process needs to go on where the old one stopped.
 #[derive(Debug, Serialize, Deserialize)]
@@ -39,6 +39,29 @@ pub struct Handover {
     /// Descriptors that follow the message, in this order: each shard's listeners,
     /// then its clients.
     pub descriptors: usize,
+    /// A cluster node's link, where it stopped; `None` alone.
+    pub link: Option<LinkCapture>,
+}
+
+/// A cluster node's link, stopped for an upgrade: the new process goes on as the
+/// same run of the node (same lease, same message numbering), so other nodes see
+/// nothing change. Taken once the link has published everything its shards sent
+/// and has no proposal, event or message waiting, so these few numbers are all of
+/// it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkCapture {
+    /// The node's number.
+    pub node: u16,
+    /// The run (its lease and every message it numbered name it).
+    pub run: u64,
+    /// The last stream entry appended (the network snapshot's position).
+    pub appended: u64,
+    /// Messages published to each node, by node number.
+    pub sent_to: Vec<u64>,
+    /// Per node: the run heard from last and how many of its messages arrived.
+    pub arrived: Vec<(u64, u64)>,
+    /// Messages from other nodes found missing so far.
+    pub lost: u64,
 }
 
 /// One shard, frozen.

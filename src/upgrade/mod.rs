@@ -30,9 +30,15 @@
 //! What does not cross: TLS and WebSocket connections (their session state lives in
 //! this process, and this kernel has no kernel TLS to hold the keys). Between steps
 //! 1 and 2 each is told so in a NOTICE and closed, its output flushed (others see
-//! `Server upgrade (reconnect)` as its QUIT); the shards then freeze. A cluster node
-//! refuses (its link would need handing over too). What can still fail after step 4 is only
-//! what step 4 cannot check: opening the store once the old process has let go.
+//! `Server upgrade (reconnect)` as its QUIT); the shards then freeze.
+//!
+//! A cluster node hands over its link too, and the new process goes on as the same
+//! run of the node (see [`crate::cluster::Continuing`]): it connects and subscribes
+//! as the node (named in [`HANDOVER_NODE_ENV`]) before step 1; in step 2 the old
+//! link seals after every shard ([`crate::state::handover::LinkCapture`]); in step
+//! 4 the new one takes over the node id's lease for that run. What can still fail
+//! after step 4 is only what step 4 cannot check: opening the store once the old
+//! process has let go.
 
 pub mod fds;
 
@@ -53,6 +59,8 @@ use tracing::{info, warn};
 /// The environment variable that tells a starting process it is the new side of an
 /// upgrade, and which inherited descriptor is its end of the pair.
 pub const HANDOVER_FD_ENV: &str = "RINGCHAT_HANDOVER_FD";
+/// On a cluster node, the node id the new process goes on as.
+pub const HANDOVER_NODE_ENV: &str = "RINGCHAT_HANDOVER_NODE";
 
 /// How long the new binary may take to start and say hello (it parses its settings,
 /// nothing more, before that).
@@ -110,15 +118,13 @@ pub fn remember_binary() {
 /// process was thawed (or never stopped) and serves on.
 pub fn hand_over(server: &crate::Server, asked_by: Option<ClientId>) -> anyhow::Result<u32> {
     let shared = server.shared();
-    if shared.cluster.is_some() {
-        bail!("a cluster node cannot be upgraded live yet: restart it (its users reconnect)");
-    }
     let binary = BINARY
         .get()
         .cloned()
         .ok_or_else(|| anyhow!("the server's binary path is unknown"))?;
     let (ours, theirs) = UnixStream::pair().context("cannot create the handover socket")?;
-    let mut child = start_new_binary(&binary, &theirs)?;
+    let node = shared.cluster.as_ref().map(|cluster| cluster.node);
+    let mut child = start_new_binary(&binary, &theirs, node)?;
     drop(theirs);
     let outcome = hand_over_to(server, &ours, &mut child, asked_by);
     if outcome.is_err() {
@@ -172,6 +178,12 @@ fn hand_over_to(
         bail!("the shards did not come to a stop within {FREEZE_TIMEOUT:?}");
     };
     let captured_ms = frozen_at.elapsed().as_millis() as u64;
+    // A cluster node's link sealed before any shard captured.
+    let link = shared.freeze.take_link();
+    if shared.cluster.is_some() && link.is_none() {
+        server.thaw();
+        bail!("the cluster link did not settle");
+    }
     if let Some(store) = &shared.store {
         if let Err(error) = store.sync() {
             server.thaw();
@@ -189,6 +201,7 @@ fn hand_over_to(
         shards: captures,
         asked_by,
         descriptors: descriptors.len(),
+        link,
     };
     let clients: usize = handover.shards.iter().map(|s| s.clients.len()).sum();
     let sent = write_message(ours, &handover)
@@ -225,10 +238,19 @@ fn hand_over_to(
 }
 
 /// Starts the binary at `binary` with this process's arguments and environment, and
-/// `theirs` as its end of the pair (the one descriptor it inherits on purpose).
-fn start_new_binary(binary: &PathBuf, theirs: &UnixStream) -> anyhow::Result<Child> {
+/// `theirs` as its end of the pair (the one descriptor it inherits on purpose). A
+/// cluster node names its `node` id, which the new process subscribes as before
+/// it says hello.
+fn start_new_binary(
+    binary: &PathBuf,
+    theirs: &UnixStream,
+    node: Option<u16>,
+) -> anyhow::Result<Child> {
     let fd = theirs.as_raw_fd();
     let mut command = Command::new(binary);
+    if let Some(node) = node {
+        command.env(HANDOVER_NODE_ENV, node.to_string());
+    }
     command
         .args(std::env::args_os().skip(1))
         .env(HANDOVER_FD_ENV, fd.to_string())
@@ -275,25 +297,47 @@ pub struct Answer {
     socket: UnixStream,
 }
 
-impl Incoming {
-    /// If this process was started by an upgrade: says hello and receives the
-    /// handover. `Ok(None)` for an ordinary start.
-    pub fn take() -> anyhow::Result<Option<Incoming>> {
+/// The new side of an upgrade before it says hello: what it must prepare first.
+pub struct Starting {
+    socket: UnixStream,
+    /// On a cluster node, the node id to subscribe as before saying hello.
+    pub node: Option<u16>,
+}
+
+impl Starting {
+    /// If this process was started by an upgrade, its end of the pair; `Ok(None)`
+    /// for an ordinary start.
+    pub fn from_env() -> anyhow::Result<Option<Starting>> {
         let Some(fd) = std::env::var_os(HANDOVER_FD_ENV) else {
             return Ok(None);
         };
+        let node = std::env::var_os(HANDOVER_NODE_ENV);
         // Children of this process must not take it for an upgrade.
         std::env::remove_var(HANDOVER_FD_ENV);
+        std::env::remove_var(HANDOVER_NODE_ENV);
         let fd: RawFd = fd
             .to_string_lossy()
             .parse()
             .map_err(|_| anyhow!("{HANDOVER_FD_ENV} is not a descriptor number"))?;
+        let node = node
+            .map(|node| {
+                node.to_string_lossy()
+                    .parse()
+                    .map_err(|_| anyhow!("{HANDOVER_NODE_ENV} is not a node id"))
+            })
+            .transpose()?;
         // SAFETY: the old process passed this descriptor for us alone; nothing else
         // in this process knows it, so it is adopted once.
         let socket = unsafe { UnixStream::from_raw_fd(fd) };
         let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
         // SAFETY: fcntl on the descriptor just adopted.
         unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) };
+        Ok(Some(Starting { socket, node }))
+    }
+
+    /// Says hello and receives the handover.
+    pub fn receive(self) -> anyhow::Result<Incoming> {
+        let socket = self.socket;
         write_message(
             &socket,
             &Hello {
@@ -316,11 +360,11 @@ impl Incoming {
             clients = handover.shards.iter().map(|s| s.clients.len()).sum::<usize>(),
             "upgrade: handover received"
         );
-        Ok(Some(Incoming {
+        Ok(Incoming {
             answer: Answer { socket },
             handover,
             descriptors,
-        }))
+        })
     }
 }
 

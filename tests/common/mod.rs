@@ -645,3 +645,26 @@ fn open_socket(addr: SocketAddr) -> TcpStream {
     stream.set_nodelay(true).expect("nodelay");
     stream
 }
+
+/// The binary, reachable under a path of the test's own, so the test can put another
+/// program there (a hard link: the real binary is untouched when it is replaced).
+pub fn own_binary(test: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ringchat-upgrade-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let path = dir.join("ringchat");
+    if std::fs::hard_link(env!("CARGO_BIN_EXE_ringchat"), &path).is_err() {
+        std::fs::copy(env!("CARGO_BIN_EXE_ringchat"), &path).expect("copy the binary");
+    }
+    path
+}
+
+/// Replaces the program at `path` with a shell script (rename over it, as a package
+/// manager installs a new build).
+pub fn install_script(path: &std::path::Path, script: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let staged = path.with_extension("new");
+    std::fs::write(&staged, script).expect("write the script");
+    std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::rename(&staged, path).expect("install the script");
+}
