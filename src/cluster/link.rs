@@ -195,20 +195,25 @@ pub(super) async fn connect(
         .with_context(|| format!("cannot reach the cluster at {servers}"))?;
     let jetstream = jetstream::new(client.clone());
     let retained = cluster.snapshot_every.saturating_mul(RETAINED_INTERVALS);
-    let stream = jetstream
-        .get_or_create_stream(stream::Config {
-            name: subjects.stream.clone(),
-            subjects: vec![subjects.events.clone()],
-            max_messages: i64::try_from(retained).unwrap_or(i64::MAX),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| {
-            anyhow!(
-                "cannot open the event stream {} at {servers}: {e} (is JetStream enabled?)",
-                subjects.stream
-            )
-        })?;
+    let config = stream::Config {
+        name: subjects.stream.clone(),
+        subjects: vec![subjects.events.clone()],
+        max_messages: i64::try_from(retained).unwrap_or(i64::MAX),
+        ..Default::default()
+    };
+    // Two nodes starting at once on a fresh server both find no stream and both
+    // create it; the second creation fails ("subjects overlap"), and the stream is
+    // there to be opened.
+    let stream = match jetstream.get_or_create_stream(config.clone()).await {
+        Ok(stream) => Ok(stream),
+        Err(_) => jetstream.get_or_create_stream(config).await,
+    }
+    .map_err(|e| {
+        anyhow!(
+            "cannot open the event stream {} at {servers}: {e} (is JetStream enabled?)",
+            subjects.stream
+        )
+    })?;
     Ok(Connected {
         client,
         jetstream,
