@@ -73,6 +73,19 @@ pub(crate) const LIVENESS_TICK: Duration = Duration::from_secs(1);
 /// members), because its writers ran as soon as each completion came back, between
 /// two JOINs.
 pub(crate) const WRITES_PER_PASS: u64 = 64;
+/// Accept loops per listener. A tokio-uring accept is one operation that completes
+/// one connection, and the next is submitted only when its loop has run again: one
+/// loop accepted about one connection per scheduler pass while a channel of 5,000
+/// filled (issue 34), and a connect storm queued behind it. Several loops keep as
+/// many accepts in the kernel (the ring driver keeps a multishot accept); on epoll
+/// they share one readiness.
+const ACCEPTS_IN_FLIGHT: usize = 16;
+/// How long the oldest writer of a fan-out's backlog may have waited for its turn
+/// before the shard's readers stop taking input (until it is served): the lines a
+/// member flood queues are bounded by what the writers can send, not by how fast
+/// the joiners send. Above a 17,000-member fan-out's own drain (~160 ms on ring and
+/// tokio-uring), so one big channel's message never pauses input.
+const MAX_BACKLOG_WAIT: Duration = Duration::from_millis(500);
 /// Most lines' worth of bytes a TLS or WebSocket writer encodes in one turn (whole
 /// lines); the rest of the queue waits for the next turn.
 pub(crate) const MAX_ENCODED_PER_TURN: usize = 64 << 10;
@@ -233,14 +246,16 @@ pub async fn run_shard<L: Listener>(
             listener.raw_fd(),
             ListenerKind::of(transport.tls.is_some(), transport.websocket),
         ));
-        tokio::task::spawn_local(accept_loop(
-            listener,
-            transport,
-            shard.clone(),
-            stopping.clone(),
-            turns.clone(),
-            ops.clone(),
-        ));
+        for _ in 0..ACCEPTS_IN_FLIGHT {
+            tokio::task::spawn_local(accept_loop(
+                listener.clone(),
+                transport.clone(),
+                shard.clone(),
+                stopping.clone(),
+                turns.clone(),
+                ops.clone(),
+            ));
+        }
     }
     for (client, stream) in adopted {
         let stream = Rc::new(stream);
@@ -336,6 +351,7 @@ fn spawn_connection<S: Stream>(
             shard.clone(),
             id,
             layers.clone(),
+            turns.clone(),
             ops.clone(),
         )
         .instrument(span.clone()),
@@ -430,6 +446,7 @@ async fn accept_loop<L: Listener>(
                         shard.clone(),
                         id,
                         layers.clone(),
+                        turns.clone(),
                         ops.clone(),
                     )
                     .instrument(span.clone()),
@@ -517,11 +534,15 @@ async fn read_loop<S: Stream>(
     shard: Rc<RefCell<Shard>>,
     id: ClientId,
     layers: Layers,
+    turns: Rc<WriteTurns>,
     ops: Rc<Operations>,
 ) {
     let mut buf = Vec::with_capacity(READ_BUFFER_MIN);
     loop {
         ops.wait_thawed().await;
+        // Before the read, so input not taken stays in the socket (and the peer
+        // feels the backpressure), never in a paused task.
+        turns.wait_for_backlog().await;
         buf.clear();
         let (result, returned) = ops.run(stream.read(buf)).await;
         buf = returned;
@@ -671,11 +692,15 @@ async fn write_loop<S: Stream>(
     let mut close_notified = false;
     loop {
         ops.wait_thawed().await;
+        let mut lane = Lane::Backlog;
         let turn = poll_fn(|cx| {
             let mut shard = shard.borrow_mut();
             let Some(client) = shard.client_mut(id) else {
                 return Poll::Ready(WriterTurn::Finish);
             };
+            if client.outbox.is_urgent() {
+                lane = Lane::Urgent;
+            }
             let has_lines = !batch.is_empty() || client.outbox.has_queued();
             let has_output = if layers.encodes() {
                 !encoded.is_empty() || layers.wants_write() || (has_lines && layers.carries_lines())
@@ -709,7 +734,7 @@ async fn write_loop<S: Stream>(
             }
         }
         // Wait for this pass's turn, then take everything queued by then.
-        turns.take().await;
+        turns.take(lane).await;
         if ops.frozen.get() {
             continue;
         }
@@ -781,40 +806,73 @@ async fn write_loop<S: Stream>(
     shard.borrow_mut().release(id);
 }
 
+/// Which queue a writer waits in for its turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    /// Its queue holds a line for this client alone (a reply, a private message).
+    Urgent,
+    /// Only channel lines: a fan-out's backlog.
+    Backlog,
+}
+
 /// Bounds the writes a shard's writers start per scheduler pass to
-/// [`WRITES_PER_PASS`], in the order they asked. A pass ends when the turnstile task
-/// ([`hand_out_write_turns`]), queued behind every task already runnable, is polled.
+/// [`WRITES_PER_PASS`] per [`Lane`], each lane in the order its writers asked, as
+/// the ring driver's turns do (`WRITERS_PER_TURN`, `SMALL_WAKE`). A pass ends when
+/// the turnstile task ([`hand_out_write_turns`]), queued behind every task already
+/// runnable, is polled.
+///
+/// Without the urgent lane, a command's answer waited behind every member a JOIN had
+/// just woken: while a channel of 5,000 filled, ~1,900 writers waited, a joiner's
+/// welcome and NAMES took ~30 passes each, and the 64 joiners loadgen keeps in flight
+/// brought one read per pass; every member then wrote ~35 lines a write.
 #[derive(Default)]
 struct WriteTurns {
+    lanes: [Turns; 2],
+    /// The turnstile, parked while no write started this pass.
+    turnstile: RefCell<Option<std::task::Waker>>,
+    /// Readers waiting for the backlog to come within [`MAX_BACKLOG_WAIT`].
+    paused_readers: RefCell<Vec<std::task::Waker>>,
+}
+
+/// One lane of [`WriteTurns`].
+#[derive(Default)]
+struct Turns {
     /// Writes started this pass.
     started: Cell<u64>,
     /// Tickets handed out to writers that had to wait.
     issued: Cell<u64>,
     /// Waiting tickets below this one may write.
     served: Cell<u64>,
-    /// Writers waiting for a turn, in ticket order.
-    waiting: RefCell<std::collections::VecDeque<std::task::Waker>>,
-    /// The turnstile, parked while no write started this pass.
-    turnstile: RefCell<Option<std::task::Waker>>,
+    /// Writers waiting for a turn, in ticket order, and since when.
+    waiting: RefCell<std::collections::VecDeque<(std::task::Waker, Instant)>>,
 }
 
 impl WriteTurns {
-    /// Returns when the caller may start a write: at once while this pass has turns
-    /// left and nobody waits, else at a later pass, in order.
-    async fn take(&self) {
-        if self.issued.get() == self.served.get() && self.started.get() < WRITES_PER_PASS {
-            self.start();
+    fn lane(&self, lane: Lane) -> &Turns {
+        &self.lanes[lane as usize]
+    }
+
+    /// Returns when the caller may start a write: at once while its lane has turns
+    /// left this pass and nobody waits in it, else at a later pass, in order.
+    async fn take(&self, lane: Lane) {
+        let turns = self.lane(lane);
+        if turns.issued.get() == turns.served.get() && turns.started.get() < WRITES_PER_PASS {
+            self.start(lane);
             return;
         }
-        let ticket = self.issued.get();
-        self.issued.set(ticket + 1);
+        let ticket = turns.issued.get();
+        turns.issued.set(ticket + 1);
         let mut queued = false;
         poll_fn(|cx| {
-            if ticket < self.served.get() {
+            if ticket < turns.served.get() {
                 return Poll::Ready(());
             }
             if !std::mem::replace(&mut queued, true) {
-                self.waiting.borrow_mut().push_back(cx.waker().clone());
+                let since = Instant::now();
+                turns
+                    .waiting
+                    .borrow_mut()
+                    .push_back((cx.waker().clone(), since));
             }
             Poll::Pending
         })
@@ -823,22 +881,55 @@ impl WriteTurns {
 
     /// Counts a write started this pass; the first one wakes the turnstile, which
     /// then runs behind everything already runnable: the end of the pass.
-    fn start(&self) {
-        let started = self.started.get();
-        self.started.set(started + 1);
-        if started == 0 {
+    fn start(&self, lane: Lane) {
+        let first = self.lanes.iter().all(|turns| turns.started.get() == 0);
+        let turns = self.lane(lane);
+        turns.started.set(turns.started.get() + 1);
+        if first {
             if let Some(turnstile) = self.turnstile.borrow_mut().take() {
                 turnstile.wake();
             }
         }
     }
+
+    /// Whether the oldest writer of the backlog has waited longer than
+    /// [`MAX_BACKLOG_WAIT`].
+    fn backlog_too_old(&self) -> bool {
+        self.lane(Lane::Backlog)
+            .waiting
+            .borrow()
+            .front()
+            .is_some_and(|(_, since)| since.elapsed() > MAX_BACKLOG_WAIT)
+    }
+
+    /// Returns once the backlog is within [`MAX_BACKLOG_WAIT`] (at once, nearly
+    /// always).
+    async fn wait_for_backlog(&self) {
+        poll_fn(|cx| {
+            if self.backlog_too_old() {
+                self.paused_readers.borrow_mut().push(cx.waker().clone());
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        })
+        .await;
+    }
+
+    /// Whether a write started this pass or a writer waits.
+    fn is_busy(&self) -> bool {
+        self.lanes
+            .iter()
+            .any(|turns| turns.started.get() > 0 || !turns.waiting.borrow().is_empty())
+    }
 }
 
-/// Ends each pass: lets the next [`WRITES_PER_PASS`] waiting writers write.
+/// Ends each pass: lets the next [`WRITES_PER_PASS`] waiting writers of each lane
+/// write.
 async fn hand_out_write_turns(turns: Rc<WriteTurns>) {
     loop {
         poll_fn(|cx| {
-            if turns.started.get() > 0 || !turns.waiting.borrow().is_empty() {
+            if turns.is_busy() {
                 Poll::Ready(())
             } else {
                 *turns.turnstile.borrow_mut() = Some(cx.waker().clone());
@@ -846,13 +937,18 @@ async fn hand_out_write_turns(turns: Rc<WriteTurns>) {
             }
         })
         .await;
-        {
-            let mut waiting = turns.waiting.borrow_mut();
+        for lane in &turns.lanes {
+            let mut waiting = lane.waiting.borrow_mut();
             let admitted = (waiting.len() as u64).min(WRITES_PER_PASS);
-            turns.started.set(admitted);
-            turns.served.set(turns.served.get() + admitted);
-            for writer in waiting.drain(..admitted as usize) {
+            lane.started.set(admitted);
+            lane.served.set(lane.served.get() + admitted);
+            for (writer, _) in waiting.drain(..admitted as usize) {
                 writer.wake();
+            }
+        }
+        if !turns.backlog_too_old() {
+            for reader in turns.paused_readers.borrow_mut().drain(..) {
+                reader.wake();
             }
         }
         // Runs again behind the writers just let in, ending their pass.
@@ -1027,5 +1123,44 @@ mod tests {
         );
         consume_written(&mut batch, 6);
         assert!(batch.is_empty());
+    }
+
+    #[test]
+    fn an_urgent_writer_goes_ahead_of_a_fan_outs_backlog_which_keeps_its_order() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        tokio::task::LocalSet::new().block_on(&runtime, async {
+            let turns = Rc::new(WriteTurns::default());
+            tokio::task::spawn_local(hand_out_write_turns(turns.clone()));
+            let order = Rc::new(RefCell::new(Vec::new()));
+            let write = |lane, name: usize| {
+                let (turns, order) = (turns.clone(), order.clone());
+                tokio::task::spawn_local(async move {
+                    turns.take(lane).await;
+                    order.borrow_mut().push(name);
+                })
+            };
+            let backlog = 8 * WRITES_PER_PASS as usize;
+            let mut writers: Vec<_> = (0..backlog).map(|i| write(Lane::Backlog, i)).collect();
+            // Every backlog writer has asked for its turn before the reply comes.
+            tokio::task::yield_now().await;
+            writers.push(write(Lane::Urgent, usize::MAX));
+            for writer in writers {
+                writer.await.expect("a writer");
+            }
+            let order = order.borrow();
+            let reply_at = order.iter().position(|&name| name == usize::MAX);
+            assert!(
+                reply_at.is_some_and(|at| at <= 2 * WRITES_PER_PASS as usize),
+                "{reply_at:?}"
+            );
+            let backlog_order: Vec<usize> = order
+                .iter()
+                .copied()
+                .filter(|&name| name != usize::MAX)
+                .collect();
+            assert_eq!(backlog_order, (0..backlog).collect::<Vec<_>>());
+        });
     }
 }

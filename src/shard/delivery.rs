@@ -15,6 +15,11 @@ use crate::state::ClientId;
 use crate::store::history::Kind;
 use bytes::Bytes;
 
+/// A channel line to at most this many of a shard's members is as urgent as a
+/// reply: their writers go ahead of a big fan-out's backlog (the ring driver's
+/// `SMALL_WAKE`), so a small room stays responsive beside a flooding big one.
+const SMALL_FAN_OUT: usize = 64;
+
 impl Shard {
     /// Queues `line` for client `id` of this shard. A client past its sendq is marked
     /// for closing once the current handler is done.
@@ -27,6 +32,16 @@ impl Shard {
             id,
             line,
         );
+        self.mark_urgent(id);
+    }
+
+    /// A line for one client alone (a reply): its writer goes ahead of a big
+    /// fan-out's backlog, so a command's answer does not wait for every member of a
+    /// channel that a JOIN just woke.
+    fn mark_urgent(&mut self, id: ClientId) {
+        if let Some(client) = live(&mut self.clients, id) {
+            client.outbox.mark_urgent();
+        }
     }
 
     /// Queues `message` for local client `id` in the variant its capabilities ask for.
@@ -38,6 +53,7 @@ impl Shard {
             self.shared.live.sendq(),
             id,
             message,
+            true,
         );
     }
 
@@ -130,7 +146,9 @@ impl Shard {
         except: Option<ClientId>,
     ) {
         let status = message.status_target();
-        for (member, membership) in self.local_members.of(channel) {
+        let (count, members) = self.local_members.of(channel);
+        let urgent = count <= SMALL_FAN_OUT;
+        for (member, membership) in members {
             let unwanted = status.is_some_and(|s| !s.reaches(membership.op, membership.voice));
             if Some(member) != except && !unwanted {
                 deliver_one(
@@ -140,6 +158,7 @@ impl Shard {
                     self.shared.live.sendq(),
                     member,
                     message,
+                    urgent,
                 );
             }
         }
@@ -174,14 +193,16 @@ impl Shard {
                     self.shared.live.sendq(),
                     member,
                     message,
+                    false,
                 );
             }
         }
     }
 }
 
-/// Queues the variant of `message` that a client's capabilities ask for; a free
-/// function so fan-out loops can borrow the replica and the client slab at once.
+/// Queues the variant of `message` that a client's capabilities ask for (marking
+/// the outbox [`urgent`](crate::state::outbox::Outbox::mark_urgent) if asked); a
+/// free function so fan-out loops can borrow the replica and the client slab at once.
 #[inline(always)]
 pub(super) fn deliver_one(
     clients: &mut Slab<Client>,
@@ -190,12 +211,16 @@ pub(super) fn deliver_one(
     sendq: usize,
     id: ClientId,
     message: &mut Outgoing,
+    urgent: bool,
 ) {
     let Some(client) = live(clients, id) else {
         return;
     };
     if let Some(line) = message.for_recipient(client.caps) {
         queue(client, doomed, counts, sendq, line);
+        if urgent {
+            client.outbox.mark_urgent();
+        }
     }
 }
 

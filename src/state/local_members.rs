@@ -46,12 +46,15 @@ impl LocalMembers {
         local
     }
 
-    /// This shard's members of `channel` with their status, densely.
-    pub fn of(&self, channel: &str) -> impl Iterator<Item = (ClientId, Membership)> + '_ {
-        self.channels
-            .get(Caseless::new(channel))
+    /// This shard's members of `channel` with their status, densely, and how many
+    /// there are (one lookup for both: this is the fan-out's).
+    pub fn of(&self, channel: &str) -> (usize, impl Iterator<Item = (ClientId, Membership)> + '_) {
+        let members = self.channels.get(Caseless::new(channel));
+        let count = members.map_or(0, IndexMap::len);
+        let members = members
             .into_iter()
-            .flat_map(|members| members.iter().map(|(&id, &m)| (id, m)))
+            .flat_map(|members| members.iter().map(|(&id, &m)| (id, m)));
+        (count, members)
     }
 
     /// This shard's members of `channel`, densely (the fan-out loop).

@@ -68,6 +68,9 @@ pub struct Outbox {
     writer: Option<Waker>,
     /// The last line (the final ERROR) is queued: the connection is closing.
     finished: bool,
+    /// A line meant for this client alone (a reply, a private message) waits: its
+    /// writer goes ahead of the writers of a big fan-out's backlog.
+    urgent: bool,
 }
 
 impl Outbox {
@@ -119,8 +122,19 @@ impl Outbox {
         self.finished
     }
 
+    /// Marks what is queued as urgent: it holds a line meant for this client alone.
+    pub fn mark_urgent(&mut self) {
+        self.urgent = true;
+    }
+
+    /// Whether a line meant for this client alone waits to be taken.
+    pub fn is_urgent(&self) -> bool {
+        self.urgent
+    }
+
     /// Moves up to `max_lines` queued lines to the end of `batch` for one vectored write.
     pub fn take_batch(&mut self, batch: &mut Vec<Bytes>, max_lines: usize) {
+        self.urgent = false;
         let room = max_lines.saturating_sub(batch.len());
         let count = room.min(self.queue.len());
         batch.extend(self.queue.drain(..count));
