@@ -246,12 +246,15 @@ pub async fn run_shard<L: Listener>(
             listener.raw_fd(),
             ListenerKind::of(transport.tls.is_some(), transport.websocket),
         ));
+        // Its accept loops say once, between them, that accepting paused.
+        let starved = Rc::new(Cell::new(false));
         for _ in 0..ACCEPTS_IN_FLIGHT {
             tokio::task::spawn_local(accept_loop(
                 listener.clone(),
                 transport.clone(),
                 shard.clone(),
                 stopping.clone(),
+                starved.clone(),
                 turns.clone(),
                 ops.clone(),
             ));
@@ -369,13 +372,13 @@ async fn accept_loop<L: Listener>(
     transport: Transport,
     shard: Rc<RefCell<Shard>>,
     stopping: Rc<Cell<bool>>,
+    starved: Rc<Cell<bool>>,
     turns: Rc<WriteTurns>,
     ops: Rc<Operations>,
 ) {
     // A TLS peer cannot read a plaintext ERROR before its handshake, nor an HTTP
     // client an IRC line: it is just closed.
     let refusal = |why: Bytes| (transport.tls.is_none() && !transport.websocket).then_some(why);
-    let mut starved = false;
     loop {
         ops.wait_thawed().await;
         let accepted = ops.run(listener.accept()).await;
@@ -390,7 +393,7 @@ async fn accept_loop<L: Listener>(
         }
         let (stream, peer) = match accepted {
             Ok(accepted) => {
-                if std::mem::take(&mut starved) {
+                if starved.replace(false) {
                     info!("accepting again");
                 }
                 accepted
@@ -398,9 +401,8 @@ async fn accept_loop<L: Listener>(
             Err(error) if ops.was_cancelled(&error) => continue,
             Err(error) if is_resource_exhaustion(&error) => {
                 // One warning per episode, not one per retry.
-                if !starved {
+                if !starved.replace(true) {
                     warn!(%error, "accept failed: out of resources; pausing accepts");
-                    starved = true;
                 }
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
