@@ -1019,6 +1019,19 @@ fn every_node_keeps_every_channel_message_and_the_direct_messages_to_its_users()
     }
 }
 
+/// alice on the node at `addr` and bob on `one`, both in `channel`, alice having
+/// seen bob join.
+fn alice_and_bob_in(addr: SocketAddr, one: &TestServer, channel: &str) -> (Client, Client) {
+    let mut alice = Client::register(Client::connect(addr), "alice");
+    alice.send(&format!("JOIN {channel}"));
+    line_containing(&mut alice, " 366 ");
+    let mut bob = one.register("bob");
+    bob.send(&format!("JOIN {channel}"));
+    line_containing(&mut bob, " 366 ");
+    line_containing(&mut alice, ":bob!");
+    (alice, bob)
+}
+
 /// The pid in the old process's log line saying the new one took over.
 fn successor_pid(line: &str) -> libc::pid_t {
     line.split("pid=")
@@ -1046,13 +1059,7 @@ fn a_node_upgrades_live_and_the_other_node_sees_nothing_change() {
     let (mut zero, addr, logs) =
         spawn_node(&nats, 0, &["--flood-rate", "0", "--node-timeout", "5"]);
     wait_for_line(&logs, "ringchat started");
-    let mut alice = Client::register(Client::connect(addr), "alice");
-    alice.send("JOIN #up");
-    line_containing(&mut alice, " 366 ");
-    let mut bob = one.register("bob");
-    bob.send("JOIN #up");
-    line_containing(&mut bob, " 366 ");
-    line_containing(&mut alice, ":bob!");
+    let (mut alice, mut bob) = alice_and_bob_in(addr, &one, "#up");
 
     // Both talk at a steady rate, each way across the nodes, while node 0 upgrades,
     // and on for a while after the new process has taken over: every few
@@ -1131,13 +1138,7 @@ fn a_node_whose_upgrade_is_refused_after_the_freeze_serves_on_in_the_cluster() {
     let binary = common::own_binary("cluster-refused");
     let (mut zero, addr, logs) = spawn_node_from(&binary, &nats, 0, &[]);
     wait_for_line(&logs, "ringchat started");
-    let mut alice = Client::register(Client::connect(addr), "alice");
-    alice.send("JOIN #c");
-    line_containing(&mut alice, " 366 ");
-    let mut bob = one.register("bob");
-    bob.send("JOIN #c");
-    line_containing(&mut bob, " 366 ");
-    line_containing(&mut alice, ":bob!");
+    let (mut alice, mut bob) = alice_and_bob_in(addr, &one, "#c");
 
     // The new build comes up as another node id: it says hello, the old process
     // freezes (its link sealed), and the new one refuses what it is handed.

@@ -115,15 +115,7 @@ pub(super) async fn acquire(
     run: u64,
     node_timeout: Duration,
 ) -> anyhow::Result<(LeaseKeeper, u16)> {
-    let taker = Taker {
-        store: open_bucket(jetstream, bucket).await?,
-        holder: Holder {
-            run,
-            place: this_place(),
-            renewed_micros: 0,
-        },
-        node_timeout,
-    };
+    let taker = Taker::open(jetstream, bucket, run, node_timeout).await?;
     let (node, revision) = match wanted {
         Wanted::Exactly(node) => (node, taker.take_exactly(node).await?),
         Wanted::LowestFree { highest } => taker.take_lowest_free(highest).await?,
@@ -142,15 +134,7 @@ pub(super) async fn continue_run(
     run: u64,
     node_timeout: Duration,
 ) -> anyhow::Result<LeaseKeeper> {
-    let taker = Taker {
-        store: open_bucket(jetstream, bucket).await?,
-        holder: Holder {
-            run,
-            place: this_place(),
-            renewed_micros: 0,
-        },
-        node_timeout,
-    };
+    let taker = Taker::open(jetstream, bucket, run, node_timeout).await?;
     for _ in 0..ATTEMPTS {
         let Some(entry) = taker.entry(node).await? else {
             bail!("node id {node} is no longer leased to this node (the entry is gone)");
@@ -196,6 +180,24 @@ enum Take {
 }
 
 impl Taker {
+    /// Run `run` of a node, about to take an id in `bucket`.
+    async fn open(
+        jetstream: &jetstream::Context,
+        bucket: &str,
+        run: u64,
+        node_timeout: Duration,
+    ) -> anyhow::Result<Taker> {
+        Ok(Taker {
+            store: open_bucket(jetstream, bucket).await?,
+            holder: Holder {
+                run,
+                place: this_place(),
+                renewed_micros: 0,
+            },
+            node_timeout,
+        })
+    }
+
     /// Starts renewing `node`'s entry from `revision` on the current runtime.
     fn keep(self, node: u16, revision: u64) -> LeaseKeeper {
         let lost = Arc::new(AtomicBool::new(false));
