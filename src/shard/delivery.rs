@@ -32,16 +32,6 @@ impl Shard {
             id,
             line,
         );
-        self.mark_urgent(id);
-    }
-
-    /// A line for one client alone (a reply): its writer goes ahead of a big
-    /// fan-out's backlog, so a command's answer does not wait for every member of a
-    /// channel that a JOIN just woke.
-    fn mark_urgent(&mut self, id: ClientId) {
-        if let Some(client) = live(&mut self.clients, id) {
-            client.outbox.mark_urgent();
-        }
     }
 
     /// Queues `message` for local client `id` in the variant its capabilities ask for.
@@ -235,6 +225,10 @@ pub(super) fn push_line(
 ) {
     if let Some(client) = live(clients, id) {
         queue(client, doomed, counts, sendq, line);
+        // A line for one client alone (a reply): its writer goes ahead of a big
+        // fan-out's backlog, so a command's answer does not wait for every member
+        // of a channel that a JOIN just woke.
+        client.outbox.mark_urgent();
     }
 }
 
